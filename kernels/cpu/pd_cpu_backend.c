@@ -1,0 +1,345 @@
+/* The CPU backend. A plan owns T-1 worker threads (the caller is worker 0)
+ * and one workspace per worker, all sized at plan time for max_batch. A run
+ * gives each worker a contiguous slice of the batch; the worker pushes its
+ * images one at a time through each branch's spatial layers (their maps are
+ * large), then runs the remaining layers (dense, roll, pooling, head) over
+ * its whole slice at once, so dense layers are real matrix products. */
+#include "pd_cpu_backend.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pd_cpu_ops.h"
+
+/* im2col blocks up to this size: a block and the layer's weights stay in L2. */
+#define PD_CPU_COL_BLOCK_BYTES (1u << 20)
+
+typedef struct cpu_backend {
+  pd_backend base;
+  int threads;
+  int profile;
+} cpu_backend;
+
+typedef struct cpu_workspace {
+  float *img_a, *img_b;     /* one image through the spatial layers */
+  float *chunk_a, *chunk_b; /* the slice through the remaining layers */
+  float *head_in;           /* the slice's concatenated branch outputs */
+  float *col;               /* im2col block */
+  double seconds[PD_LAYER_KIND_COUNT]; /* profile: time per layer kind */
+} cpu_workspace;
+
+typedef struct cpu_plan {
+  struct pd_plan_base base;
+  int threads, chunk; /* chunk: most images one worker gets */
+  int profile;
+  int split[PD_MAX_BRANCHES]; /* branch layers [0, split) run image by image */
+  size_t col_cap;
+  cpu_workspace *ws;
+
+  pthread_t *tids;
+  pthread_mutex_t mu;
+  pthread_cond_t start, done;
+  unsigned long generation;
+  int pending, stopping;
+  const pd_batch *batch; /* of the run in progress */
+  float *probs;
+} cpu_plan;
+
+/* ---- sizing ---- */
+
+static int branch_split(const pd_branch *b) {
+  for (int i = 0; i < b->n_layers; i++) {
+    const pd_layer *l = &b->layers[i];
+    if (l->kind == PD_LAYER_DENSE || (l->in.h == 1 && l->in.w == 1)) return i;
+  }
+  return b->n_layers;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+static size_t layers_max_len(const pd_layer *layers, int from, int to) {
+  size_t m = 0;
+  for (int i = from; i < to; i++)
+    m = max_sz(m, max_sz(pd_shape_len(layers[i].in), pd_shape_len(layers[i].out)));
+  return m;
+}
+
+static size_t layers_col_cap(const pd_layer *layers, int n) {
+  size_t m = 0;
+  for (int i = 0; i < n; i++)
+    if (layers[i].kind == PD_LAYER_CONV)
+      m = max_sz(m, pd_cpu_conv_col_floats(&layers[i], PD_CPU_COL_BLOCK_BYTES));
+  return m;
+}
+
+static float *alloc_floats(size_t n) {
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  bytes = (bytes + 63) & ~(size_t)63;
+  return aligned_alloc(64, bytes);
+}
+
+static int workspace_alloc(cpu_plan *p, cpu_workspace *ws) {
+  const pd_model *m = p->base.model;
+  size_t img = 0, row = (size_t)m->head_in;
+  for (int b = 0; b < m->n_branches; b++) {
+    const pd_branch *br = &m->branches[b];
+    img = max_sz(img, layers_max_len(br->layers, 0, p->split[b]));
+    row = max_sz(row, layers_max_len(br->layers, p->split[b], br->n_layers));
+    row = max_sz(row, pd_model_branch_input_len(m, b));
+  }
+  row = max_sz(row, layers_max_len(m->head, 0, m->n_head));
+  ws->img_a = alloc_floats(img);
+  ws->img_b = alloc_floats(img);
+  ws->chunk_a = alloc_floats(row * p->chunk);
+  ws->chunk_b = alloc_floats(row * p->chunk);
+  ws->head_in = alloc_floats((size_t)m->head_in * p->chunk);
+  ws->col = alloc_floats(p->col_cap);
+  return ws->img_a && ws->img_b && ws->chunk_a && ws->chunk_b && ws->head_in && ws->col ? 0 : -1;
+}
+
+static void workspace_free(cpu_workspace *ws) {
+  free(ws->img_a);
+  free(ws->img_b);
+  free(ws->chunk_a);
+  free(ws->chunk_b);
+  free(ws->head_in);
+  free(ws->col);
+}
+
+/* ---- running ---- */
+
+/* Runs layers [from, to) on `images` images starting in *cur, ping-ponging
+ * between a and b (never writing into the buffer it reads). Returns the result. */
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *layers, int from,
+                         int to, int images, float *cur, float *a, float *b) {
+  for (int i = from; i < to; i++) {
+    float *out = cur == a ? b : a;
+    double t0 = p->profile ? now_seconds() : 0.0;
+    if (!pd_cpu_layer_forward(&layers[i], images, cur, out, ws->col, p->col_cap)) cur = out;
+    if (p->profile) ws->seconds[layers[i].kind] += now_seconds() - t0;
+  }
+  return cur;
+}
+
+static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, int count) {
+  const pd_model *m = p->base.model;
+  const pd_branch *br = &m->branches[b];
+  const size_t in_len = pd_model_branch_input_len(m, b);
+  const float *input = p->batch->branch[b] + (size_t)first * in_len;
+  const int split = p->split[b];
+  float *cur;
+  if (split == 0) {
+    memcpy(ws->chunk_a, input, (size_t)count * in_len * sizeof(float));
+    cur = ws->chunk_a;
+  } else {
+    const size_t row = pd_shape_len(br->layers[split - 1].out);
+    for (int i = 0; i < count; i++) {
+      memcpy(ws->img_a, input + (size_t)i * in_len, in_len * sizeof(float));
+      float *r = run_layers(p, ws, br->layers, 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
+      memcpy(ws->chunk_a + (size_t)i * row, r, row * sizeof(float));
+    }
+    cur = ws->chunk_a;
+  }
+  cur = run_layers(p, ws, br->layers, split, br->n_layers, count, cur, ws->chunk_a, ws->chunk_b);
+
+  int offset = 0;
+  for (int i = 0; i < b; i++) offset += m->branches[i].out.c;
+  const int width = br->out.c;
+  for (int i = 0; i < count; i++)
+    memcpy(ws->head_in + (size_t)i * m->head_in + offset, cur + (size_t)i * width,
+           (size_t)width * sizeof(float));
+}
+
+static void run_slice(cpu_plan *p, int worker) {
+  const pd_model *m = p->base.model;
+  const int n = p->batch->n;
+  const int first = (int)((long)n * worker / p->threads);
+  const int count = (int)((long)n * (worker + 1) / p->threads) - first;
+  if (count <= 0) return;
+  cpu_workspace *ws = &p->ws[worker];
+  for (int b = 0; b < m->n_branches; b++) run_branch(p, ws, b, first, count);
+  float *out = run_layers(p, ws, m->head, 0, m->n_head, count, ws->head_in, ws->chunk_a,
+                          ws->chunk_b);
+  memcpy(p->probs + (size_t)first * m->n_classes, out,
+         (size_t)count * m->n_classes * sizeof(float));
+}
+
+typedef struct worker_arg {
+  cpu_plan *plan;
+  int index;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+  worker_arg wa = *(worker_arg *)arg;
+  free(arg);
+  cpu_plan *p = wa.plan;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->stopping && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+    if (p->stopping) break;
+    seen = p->generation;
+    pthread_mutex_unlock(&p->mu);
+    run_slice(p, wa.index);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0) pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static int cpu_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
+  (void)err;
+  cpu_plan *p = (cpu_plan *)plan;
+  if (in->n == 0) return PD_OK;
+  pthread_mutex_lock(&p->mu);
+  p->batch = in;
+  p->probs = probs;
+  p->pending = p->threads - 1;
+  p->generation++;
+  pthread_cond_broadcast(&p->start);
+  pthread_mutex_unlock(&p->mu);
+
+  run_slice(p, 0);
+
+  pthread_mutex_lock(&p->mu);
+  while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+  p->batch = NULL;
+  p->probs = NULL;
+  pthread_mutex_unlock(&p->mu);
+  return PD_OK;
+}
+
+/* ---- plan lifetime ---- */
+
+static void cpu_plan_destroy(pd_plan *plan) {
+  cpu_plan *p = (cpu_plan *)plan;
+  if (!p) return;
+  if (p->tids) {
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->threads; t++)
+      if (p->tids[t]) pthread_join(p->tids[t], NULL);
+    free(p->tids);
+  }
+  if (p->ws)
+    for (int t = 0; t < p->threads; t++) workspace_free(&p->ws[t]);
+  free(p->ws);
+  pthread_cond_destroy(&p->start);
+  pthread_cond_destroy(&p->done);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+}
+
+static const pd_backend_ops cpu_ops;
+
+static int start_workers(cpu_plan *p, pd_error *err) {
+  p->tids = calloc((size_t)p->threads, sizeof *p->tids);
+  if (!p->tids) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory for threads");
+  for (int t = 1; t < p->threads; t++) {
+    worker_arg *wa = malloc(sizeof *wa);
+    if (!wa) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory for threads");
+    wa->plan = p;
+    wa->index = t;
+    int rc = pthread_create(&p->tids[t], NULL, worker_main, wa);
+    if (rc != 0) {
+      free(wa);
+      p->tids[t] = 0;
+      return pd_error_set(err, PD_EINTERNAL, "cpu backend: cannot start worker thread %d: %s", t,
+                          strerror(rc));
+    }
+  }
+  return PD_OK;
+}
+
+static int cpu_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+                           pd_error *err) {
+  cpu_backend *cb = (cpu_backend *)be;
+  cpu_plan *p = calloc(1, sizeof *p);
+  if (!p) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory for the plan");
+  p->base.ops = &cpu_ops;
+  p->base.model = m;
+  p->base.max_batch = max_batch;
+  p->threads = cb->threads < max_batch ? cb->threads : max_batch;
+  p->chunk = (max_batch + p->threads - 1) / p->threads;
+  p->profile = cb->profile;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->start, NULL);
+  pthread_cond_init(&p->done, NULL);
+
+  for (int b = 0; b < m->n_branches; b++) {
+    p->split[b] = branch_split(&m->branches[b]);
+    p->col_cap = max_sz(p->col_cap, layers_col_cap(m->branches[b].layers, m->branches[b].n_layers));
+  }
+  p->col_cap = max_sz(p->col_cap, layers_col_cap(m->head, m->n_head));
+
+  p->ws = calloc((size_t)p->threads, sizeof *p->ws);
+  int rc = p->ws ? PD_OK : PD_ENOMEM;
+  for (int t = 0; rc == PD_OK && t < p->threads; t++)
+    if (workspace_alloc(p, &p->ws[t]) != 0) rc = PD_ENOMEM;
+  if (rc != PD_OK) {
+    cpu_plan_destroy((pd_plan *)p);
+    return pd_error_set(err, PD_ENOMEM,
+                        "cpu backend: out of memory for the workspaces of model '%s' at batch %d",
+                        m->name, max_batch);
+  }
+  rc = start_workers(p, err);
+  if (rc != PD_OK) {
+    cpu_plan_destroy((pd_plan *)p);
+    return rc;
+  }
+  *out = (pd_plan *)p;
+  return PD_OK;
+}
+
+static void cpu_destroy(pd_backend *be) { free(be); }
+
+static const pd_backend_ops cpu_ops = {
+    .name = "cpu",
+    .plan_create = cpu_plan_create,
+    .run = cpu_run,
+    .plan_destroy = cpu_plan_destroy,
+    .destroy = cpu_destroy,
+};
+
+int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error *err) {
+  int threads = opt ? opt->threads : 0;
+  if (threads < 0 || threads > 256)
+    return pd_error_set(err, PD_EINVAL, "cpu backend: threads %d out of range 0..256", threads);
+  if (threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int)n : 1;
+  }
+  cpu_backend *cb = calloc(1, sizeof *cb);
+  if (!cb) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory");
+  cb->base.ops = &cpu_ops;
+  cb->threads = threads;
+  cb->profile = opt ? opt->profile : 0;
+  /* The backend parallelises over images itself and calls SGEMM from every
+   * worker: OpenBLAS's own threads would only oversubscribe the cores. This is
+   * process-wide OpenBLAS state, and the engine owns it. */
+  openblas_set_num_threads(1);
+  *out = &cb->base;
+  return PD_OK;
+}
+
+void pd_cpu_plan_layer_seconds(const pd_plan *plan, double *seconds) {
+  const cpu_plan *p = (const cpu_plan *)plan;
+  for (int k = 0; k < PD_LAYER_KIND_COUNT; k++) {
+    seconds[k] = 0.0;
+    for (int t = 0; t < p->threads; t++) seconds[k] += p->ws[t].seconds[k];
+  }
+}

@@ -1,0 +1,21 @@
+/* pd_cpu_backend: the CPU implementation of pd_backend. Owns a pool of
+ * worker threads; each run splits the batch into one contiguous slice of
+ * images per thread and runs the whole network on it (convolutions as
+ * im2col + single-threaded OpenBLAS SGEMM with fused bias + leaky ReLU). */
+#ifndef PD_CPU_BACKEND_H
+#define PD_CPU_BACKEND_H
+
+#include "pd_backend.h"
+
+typedef struct pd_cpu_options {
+  int threads;  /* worker threads; 0 = number of online CPUs */
+  int profile;  /* time every layer (for bench/); costs two clock reads per layer */
+} pd_cpu_options;
+
+int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error *err);
+
+/* With profile set: thread-seconds spent in each layer kind since the plan
+ * was made, summed over workers, into seconds[PD_LAYER_KIND_COUNT]. */
+void pd_cpu_plan_layer_seconds(const pd_plan *plan, double *seconds);
+
+#endif
