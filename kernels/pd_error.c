@@ -24,7 +24,8 @@ int pd_error_prefix(pd_error *err, const char *fmt, ...) {
   va_end(ap);
   char old[sizeof err->msg];
   memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  int n = snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  if (n < 0) memcpy(err->msg, old, sizeof old);
   return err->code;
 }
 

@@ -29,10 +29,17 @@ typedef struct pd_st_file {
   pd_st_tensor *tensors;
 } pd_st_file;
 
-/* Parses buf[len]; `name` is used in error messages. buf must outlive out. */
+/* Parses buf[len]; `name` is used in error messages. buf must outlive out.
+ * The table is sorted by tensor name. On error *out is left empty. */
 int pd_st_parse(const uint8_t *buf, size_t len, const char *name, pd_st_file *out, pd_error *err);
 
 pd_st_tensor *pd_st_find(pd_st_file *f, const char *name);
+
+/* Number of elements (the product of the shape; 1 for a scalar). */
+size_t pd_st_numel(const pd_st_tensor *t);
+
+/* Writes "[d0, d1, ...]" into buf[cap] (for error messages) and returns buf. */
+const char *pd_st_format_shape(const int64_t *shape, int ndim, char *buf, size_t cap);
 
 /* Copies the tensor into dst[n] as float32 (F32 copied, F16 widened). */
 int pd_st_to_f32(const pd_st_tensor *t, float *dst, size_t n, pd_error *err);

@@ -77,7 +77,7 @@ static int parse_options(int argc, char **argv, int need_dir, options *o) {
     o->model_dir = argv[2];
     i = 3;
   }
-  for (; i < argc; i++) {
+  while (i < argc) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     int *ip = NULL, lo = 0, hi = 0;
@@ -106,7 +106,7 @@ static int parse_options(int argc, char **argv, int need_dir, options *o) {
     }
     if (ip && parse_int(a, v, lo, hi, ip) != 0) return -1;
     if (sp) *sp = v;
-    i++;
+    i += 2;
   }
   return 0;
 }
