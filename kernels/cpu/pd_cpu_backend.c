@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pd_cpu_ops.h"
+#include "pd_winograd.h"
 
 /* im2col blocks up to this size: a block and the layer's weights stay in L2. */
 #define PD_CPU_COL_BLOCK_BYTES (1u << 20)
@@ -30,6 +31,7 @@ typedef struct cpu_workspace {
   float *chunk_a, *chunk_b; /* the slice through the remaining layers */
   float *head_in;           /* the slice's concatenated branch outputs */
   float *col;               /* im2col block */
+  float *wino;              /* Winograd V and M blocks */
   double seconds[PD_LAYER_KIND_COUNT]; /* profile: time per layer kind */
 } cpu_workspace;
 
@@ -39,6 +41,11 @@ typedef struct cpu_plan {
   int profile;
   int split[PD_MAX_BRANCHES]; /* branch layers [0, split) run image by image */
   size_t col_cap;
+  /* Winograd-transformed weights of each 3x3 conv, per layer list (branches,
+   * then the head at index PD_MAX_BRANCHES); NULL for layers run otherwise. */
+  const pd_wino_kernels *wino_kern;
+  float *wino_u[PD_MAX_BRANCHES + 1][PD_MAX_LAYERS];
+  size_t wino_cap;
   cpu_workspace *ws;
 
   pthread_t *tids;
@@ -99,7 +106,11 @@ static int workspace_alloc(cpu_plan *p, cpu_workspace *ws) {
   ws->chunk_b = alloc_floats(row * p->chunk);
   ws->head_in = alloc_floats((size_t)m->head_in * p->chunk);
   ws->col = alloc_floats(p->col_cap);
-  return ws->img_a && ws->img_b && ws->chunk_a && ws->chunk_b && ws->head_in && ws->col ? 0 : -1;
+  ws->wino = alloc_floats(p->wino_cap);
+  return ws->img_a && ws->img_b && ws->chunk_a && ws->chunk_b && ws->head_in && ws->col &&
+                 ws->wino
+             ? 0
+             : -1;
 }
 
 static void workspace_free(cpu_workspace *ws) {
@@ -109,6 +120,7 @@ static void workspace_free(cpu_workspace *ws) {
   free(ws->chunk_b);
   free(ws->head_in);
   free(ws->col);
+  free(ws->wino);
 }
 
 /* ---- running ---- */
@@ -121,12 +133,22 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *layers, int from,
-                         int to, int images, float *cur, float *a, float *b) {
+static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *layers,
+                         float *const *wino_u, int from, int to, int images, float *cur, float *a,
+                         float *b) {
   for (int i = from; i < to; i++) {
     float *out = cur == a ? b : a;
     double t0 = p->profile ? now_seconds() : 0.0;
-    if (!pd_cpu_layer_forward(&layers[i], images, cur, out, ws->col, p->col_cap)) cur = out;
+    const pd_layer *l = &layers[i];
+    if (wino_u[i]) {
+      const size_t in_len = pd_shape_len(l->in), out_len = pd_shape_len(l->out);
+      for (int img = 0; img < images; img++)
+        pd_wino_conv(p->wino_kern, l, wino_u[i], cur + img * in_len, out + img * out_len,
+                     ws->wino);
+      cur = out;
+    } else if (!pd_cpu_layer_forward(l, images, cur, out, ws->col, p->col_cap)) {
+      cur = out;
+    }
     if (p->profile) ws->seconds[layers[i].kind] += now_seconds() - t0;
   }
   return cur;
@@ -146,12 +168,14 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
     const size_t row = pd_shape_len(br->layers[split - 1].out);
     for (int i = 0; i < count; i++) {
       memcpy(ws->img_a, input + (size_t)i * in_len, in_len * sizeof(float));
-      float *r = run_layers(p, ws, br->layers, 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
+      float *r = run_layers(p, ws, br->layers, p->wino_u[b], 0, split, 1, ws->img_a, ws->img_a,
+                            ws->img_b);
       memcpy(ws->chunk_a + (size_t)i * row, r, row * sizeof(float));
     }
     cur = ws->chunk_a;
   }
-  cur = run_layers(p, ws, br->layers, split, br->n_layers, count, cur, ws->chunk_a, ws->chunk_b);
+  cur = run_layers(p, ws, br->layers, p->wino_u[b], split, br->n_layers, count, cur, ws->chunk_a,
+                   ws->chunk_b);
 
   int offset = 0;
   for (int i = 0; i < b; i++) offset += m->branches[i].out.c;
@@ -169,8 +193,8 @@ static void run_slice(cpu_plan *p, int worker) {
   if (count <= 0) return;
   cpu_workspace *ws = &p->ws[worker];
   for (int b = 0; b < m->n_branches; b++) run_branch(p, ws, b, first, count);
-  float *out = run_layers(p, ws, m->head, 0, m->n_head, count, ws->head_in, ws->chunk_a,
-                          ws->chunk_b);
+  float *out = run_layers(p, ws, m->head, p->wino_u[PD_MAX_BRANCHES], 0, m->n_head, count,
+                          ws->head_in, ws->chunk_a, ws->chunk_b);
   memcpy(p->probs + (size_t)first * m->n_classes, out,
          (size_t)count * m->n_classes * sizeof(float));
 }
@@ -238,6 +262,8 @@ static void cpu_plan_destroy(pd_plan *plan) {
   if (p->ws)
     for (int t = 0; t < p->threads; t++) workspace_free(&p->ws[t]);
   free(p->ws);
+  for (int b = 0; b <= PD_MAX_BRANCHES; b++)
+    for (int i = 0; i < PD_MAX_LAYERS; i++) free(p->wino_u[b][i]);
   pthread_cond_destroy(&p->start);
   pthread_cond_destroy(&p->done);
   pthread_mutex_destroy(&p->mu);
@@ -245,6 +271,27 @@ static void cpu_plan_destroy(pd_plan *plan) {
 }
 
 static const pd_backend_ops cpu_ops;
+
+/* Transforms the weights of every conv that Winograd computes and sizes the scratch. */
+static int plan_winograd_list(cpu_plan *p, const pd_layer *layers, int n, float **u) {
+  for (int i = 0; i < n; i++) {
+    if (!pd_wino_applies(&layers[i])) continue;
+    u[i] = alloc_floats(pd_wino_weights_floats(&layers[i]));
+    if (!u[i]) return -1;
+    pd_wino_transform_weights(&layers[i], u[i]);
+    p->wino_cap = max_sz(p->wino_cap, pd_wino_scratch_floats(&layers[i]));
+  }
+  return 0;
+}
+
+static int plan_winograd(cpu_plan *p) {
+  const pd_model *m = p->base.model;
+  p->wino_kern = pd_wino_kernels_best();
+  for (int b = 0; b < m->n_branches; b++)
+    if (plan_winograd_list(p, m->branches[b].layers, m->branches[b].n_layers, p->wino_u[b]) != 0)
+      return -1;
+  return plan_winograd_list(p, m->head, m->n_head, p->wino_u[PD_MAX_BRANCHES]);
+}
 
 static int start_workers(cpu_plan *p, pd_error *err) {
   p->tids = calloc((size_t)p->threads, sizeof *p->tids);
@@ -285,6 +332,12 @@ static int cpu_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_
     p->col_cap = max_sz(p->col_cap, layers_col_cap(m->branches[b].layers, m->branches[b].n_layers));
   }
   p->col_cap = max_sz(p->col_cap, layers_col_cap(m->head, m->n_head));
+  if (plan_winograd(p) != 0) {
+    cpu_plan_destroy((pd_plan *)p);
+    return pd_error_set(err, PD_ENOMEM,
+                        "cpu backend: out of memory for the Winograd weights of model '%s'",
+                        m->name);
+  }
 
   p->ws = calloc((size_t)p->threads, sizeof *p->ws);
   int rc = p->ws ? PD_OK : PD_ENOMEM;

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """The C engine against the PyTorch reference, on real NDSB crops.
 
-Three random-weight models from tests/models (parity_c4 and parity_d4 with F32
-weights, parity_c4 with F16 weights; together they use every layer type),
+Four random-weight models: from tests/models parity_c4 and parity_d4 with F32
+weights, parity_c4 with F16 weights (together they use every layer type), and
+bench/models/seed_c4 (the deep seed-sized net, whose 3x3 convolutions run
+through Winograd F(4x4, 3x3)),
 24 real crops (see test_warp_parity.pick_images). For each model:
 
 - `planktond-model run` at --batch 7 (so the last batch is partial), 24 and 1,
@@ -36,7 +38,9 @@ PROB_TOL = 1e-4
 RUNS = [(7, 1), (7, 2), (24, 2), (1, 1)]      # (batch, threads)
 MODELS = [("c4-f32", "parity_c4.yaml", "f32", 31),
           ("d4-f32", "parity_d4.yaml", "f32", 32),
-          ("c4-f16", "parity_c4.yaml", "f16", 33)]
+          ("c4-f16", "parity_c4.yaml", "f16", 33),
+          # the seed-sized benchmark model: deep 3x3 stacks (Winograd), 95x95 and 47x47 maps
+          ("seed-c4-f32", "../../bench/models/seed_c4.yaml", "f32", 34)]
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -1,0 +1,104 @@
+/* Winograd F(4x4, 3x3): weight transform, tiling and kernel choice. The
+ * inner kernels live in pd_winograd_kern.c (built once per instruction set). */
+#include "pd_winograd.h"
+
+/* Blocks of tiles are sized so that a block's V and M (36 * ntpad * (c + k)
+ * floats) stay within this many bytes, about half of a Zen 4 core's L2. */
+#define PD_WINO_BLOCK_BYTES (512u * 1024u)
+#define PD_WINO_MIN_ROWS 16
+#define PD_WINO_MAX_ROWS 512
+
+const pd_wino_kernels *pd_wino_kernels_best(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("fma"))
+    return &pd_wino_kernels_avx512;
+#endif
+  return &pd_wino_kernels_generic;
+}
+
+int pd_wino_applies(const pd_layer *l) {
+  return l->kind == PD_LAYER_CONV && l->kernel == 3 && l->stride == 1 && l->pad == 1 &&
+         l->in.h == l->out.h && l->in.w == l->out.w && l->in.views == l->out.views;
+}
+
+size_t pd_wino_weights_floats(const pd_layer *l) { return 36u * (size_t)l->in.c * l->filters; }
+
+/* G of F(4, 3): the 6 x 3 filter transform. */
+static const double wino_g[6][3] = {
+    {1.0 / 4, 0, 0},
+    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+    {0, 0, 1},
+};
+
+void pd_wino_transform_weights(const pd_layer *l, float *u) {
+  const int C = l->in.c, K = l->filters;
+  for (int k = 0; k < K; k++)
+    for (int c = 0; c < C; c++) {
+      /* g[i][j] = weight[k][i][j][c] (OHWI) */
+      double g[3][3], t[6][3];
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) g[i][j] = l->weight[(((size_t)k * 3 + i) * 3 + j) * C + c];
+      for (int a = 0; a < 6; a++)
+        for (int j = 0; j < 3; j++)
+          t[a][j] = wino_g[a][0] * g[0][j] + wino_g[a][1] * g[1][j] + wino_g[a][2] * g[2][j];
+      for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 6; b++) {
+          double s = wino_g[b][0] * t[a][0] + wino_g[b][1] * t[a][1] + wino_g[b][2] * t[a][2];
+          u[((size_t)(a * 6 + b) * C + c) * K + k] = (float)s;
+        }
+    }
+}
+
+static pd_wino_geom wino_geom(const pd_layer *l) {
+  pd_wino_geom g = {
+      .views = l->in.views, .h = l->in.h, .w = l->in.w, .c = l->in.c, .k = l->filters};
+  g.tiles_y = (g.h + 3) / 4;
+  g.tiles_x = (g.w + 3) / 4;
+  return g;
+}
+
+static int round_up(int x, int a) { return (x + a - 1) / a * a; }
+
+/* Rows (tiles) per block, a multiple of PD_WINO_ROW_ALIGN. */
+static int wino_block_rows(const pd_wino_geom *g) {
+  int tiles = g->views * g->tiles_y * g->tiles_x;
+  int rows = (int)(PD_WINO_BLOCK_BYTES / (36u * sizeof(float) * (size_t)(g->c + g->k)));
+  if (rows < PD_WINO_MIN_ROWS) rows = PD_WINO_MIN_ROWS;
+  if (rows > PD_WINO_MAX_ROWS) rows = PD_WINO_MAX_ROWS;
+  rows = rows / PD_WINO_ROW_ALIGN * PD_WINO_ROW_ALIGN;
+  int need = round_up(tiles, PD_WINO_ROW_ALIGN);
+  if (rows > need) rows = need;
+  /* Even blocks: no tiny last block. */
+  int blocks = (tiles + rows - 1) / rows;
+  return round_up((tiles + blocks - 1) / blocks, PD_WINO_ROW_ALIGN);
+}
+
+size_t pd_wino_scratch_floats(const pd_layer *l) {
+  pd_wino_geom g = wino_geom(l);
+  size_t rows = (size_t)wino_block_rows(&g);
+  /* V, M, and a zero row wide enough for one padded channel vector */
+  return 36 * rows * ((size_t)g.c + g.k) + (size_t)g.c + 16;
+}
+
+void pd_wino_conv(const pd_wino_kernels *kern, const pd_layer *l, const float *u,
+                  const float *in, float *out, float *scratch) {
+  pd_wino_geom g = wino_geom(l);
+  const int rows = wino_block_rows(&g);
+  const int tiles = g.views * g.tiles_y * g.tiles_x;
+  float *v = scratch;
+  float *m = v + 36 * (size_t)rows * g.c;
+  float *zeros = m + 36 * (size_t)rows * g.k;
+  for (int i = 0; i < g.c + 16; i++) zeros[i] = 0.0f;
+  for (int t0 = 0; t0 < tiles; t0 += rows) {
+    int nt = tiles - t0 < rows ? tiles - t0 : rows;
+    int ntpad = round_up(nt, PD_WINO_ROW_ALIGN);
+    kern->input(&g, in, t0, nt, ntpad, v, zeros);
+    kern->gemm(&g, ntpad, v, u, m);
+    kern->output(&g, m, t0, nt, ntpad, l->bias, l->activation, l->slope, out);
+  }
+}
