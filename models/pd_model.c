@@ -512,11 +512,22 @@ static int parse_tta(load_ctx *c, const pd_yaml_node *root) {
   return PD_OK;
 }
 
+/* An ensemble folder (models/FORMAT.md "Ensembles") is not one model. */
+static int refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
+  pd_yaml_node ens = pd_yaml_get(root, "ensemble");
+  if (!pd_yaml_present(&ens)) return PD_OK;
+  return pd_yaml_fail(&ens, err, PD_EUNSUPP,
+                      "this folder is an ensemble of model folders, not one model; load it with "
+                      "pd_ensemble_load (pd_ensemble.h); an ensemble member may not be an "
+                      "ensemble");
+}
+
 static int parse_model(load_ctx *c, const pd_yaml_node *root) {
   static const char *const keys[] = {"format", "name",     "version", "classes", "symmetry",
                                      "input",  "branches", "head",    "tta",     NULL};
   pd_model *m = c->m;
   int sym = PD_SYM_NONE;
+  TRY(refuse_ensemble(root, c->err));
   TRY(pd_yaml_check_keys(root, keys, c->err));
   TRY(parse_format(root, c->err));
   TRY(parse_ident(root, "name", "._-", m->name, c->err));
@@ -945,6 +956,19 @@ int pd_model_load(const char *dir, pd_model **out, pd_error *err) {
   size_t yaml_len = 0, weights_len = 0;
   int rc = read_file(yaml_path, PD_MAX_YAML_BYTES, &yaml, &yaml_len, err);
   if (rc == PD_OK) rc = read_file(weights_path, PD_MAX_WEIGHT_BYTES, &weights, &weights_len, err);
+  if (rc == PD_EIO && yaml) {
+    /* An ensemble folder has no weights: say what it is rather than what is missing. */
+    pd_yaml *y = NULL;
+    pd_error yerr = {0};
+    if (pd_yaml_load((const char *)yaml, yaml_len, yaml_path, &y, &yerr) == PD_OK) {
+      pd_yaml_node root = pd_yaml_root(y);
+      if (pd_yaml_kind_of(&root) == PD_YAML_MAP && refuse_ensemble(&root, &yerr) != PD_OK) {
+        rc = yerr.code;
+        if (err) *err = yerr;
+      }
+    }
+    pd_yaml_free(y);
+  }
   if (rc == PD_OK)
     rc = pd_model_load_mem((const char *)yaml, yaml_len, yaml_path, weights, weights_len,
                            weights_path, out, err);

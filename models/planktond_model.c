@@ -2,18 +2,29 @@
  * daemon.
  *
  *   planktond-model check DIR
- *   planktond-model run DIR [--threads N] [--batch N] [--probs FILE]
+ *   planktond-model run DIR [--threads N] [--batch N] [--probs FILE] [--tta N]
  *                           [--dump-inputs FILE] [--dump-gray FILE] IMAGE...
  *   planktond-model run DIR --inputs FILE --count N [--probs FILE] ...
+ *   planktond-model eval DIR DATA_ROOT [--split FILE [--subset NAME]] [--tta N]
+ *                        [--batch N] [--threads N] [--confusion FILE.csv] [--limit N]
  *   planktond-model bench DIR [--batch N] [--threads N] [--iters N] [--warmup N]
  *   planktond-model sgemm [--threads N] [--size N]
  *
  * File layouts (raw little-endian): inputs are float32, for each branch in
  * model order all images' slots one after another; probs are float32
  * [n][classes]; gray dumps are, per image, int32 width, int32 height and the
- * pixels. */
+ * pixels.
+ *
+ * DIR may be an ensemble folder (models/FORMAT.md "Ensembles") for check,
+ * run with images, and eval. --tta N: transforms per image (1 = none; the
+ * default is the model's tta.count), averaged (pd_tta.h). `run` with
+ * --inputs, --dump-inputs or --dump-gray works on one plain model without
+ * TTA (the raw-slot layouts above); without them it goes through
+ * pd_ensemble (identical probabilities at N = 1). eval's last line is
+ * machine-readable (models/FORMAT.md "Evaluation"). */
 #include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <math.h>
 #include <stdint.h>
@@ -25,14 +36,20 @@
 
 #include "pd_backend.h"
 #include "pd_cpu_backend.h"
+#include "pd_dataset.h"
+#include "pd_ensemble.h"
+#include "pd_eval.h"
 #include "pd_image.h"
 #include "pd_model.h"
+#include "pd_tta.h"
 #include "pd_warp.h"
 
 typedef struct options {
-  const char *model_dir;
+  const char *model_dir, *data_root;
   int threads, batch, iters, warmup, count, size;
+  int tta, limit; /* tta: -1 = the model's default */
   const char *probs, *dump_inputs, *dump_gray, *inputs;
+  const char *split, *subset, *confusion;
   int n_images;
   char **images;
 } options;
@@ -42,6 +59,8 @@ static void usage(FILE *f) {
         "       planktond-model run DIR [--threads N] [--batch N] [--probs FILE]\n"
         "                               [--dump-inputs FILE] [--dump-gray FILE] IMAGE...\n"
         "       planktond-model run DIR --inputs FILE --count N [--probs FILE]\n"
+        "       planktond-model eval DIR DATA_ROOT [--split FILE [--subset NAME]] [--tta N]\n"
+        "                            [--batch N] [--threads N] [--confusion FILE.csv] [--limit N]\n"
         "       planktond-model bench DIR [--batch N] [--threads N] [--iters N] [--warmup N]\n"
         "       planktond-model sgemm [--threads N] [--size N]\n",
         f);
@@ -58,24 +77,26 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) 
   errno = 0;
   long v = strtol(s, &end, 10);
   if (errno || *end || end == s || v < lo || v > hi) {
-    fprintf(stderr, "planktond-model: %s: expected an integer in %d..%d, got '%s'\n", flag, lo, hi,
-            s);
+    fprintf(stderr, "planktond-model: %s: expected an integer in %d..%d, got '%s'\n", flag, lo,
+            hi, s);
     return -1;
   }
   *out = (int)v;
   return 0;
 }
 
+/* need_dir: 0 = no positional, 1 = DIR, 2 = DIR DATA_ROOT (and no images). */
 static int parse_options(int argc, char **argv, int need_dir, options *o) {
-  *o = (options){.threads = 0, .batch = 64, .iters = 10, .warmup = 2, .size = 2048};
+  *o = (options){.threads = 0, .batch = 64, .iters = 10, .warmup = 2, .size = 2048, .tta = -1};
   int i = 2;
-  if (need_dir) {
-    if (argc < 3 || argv[2][0] == '-') {
+  for (int k = 0; k < need_dir; k++) {
+    if (argc < 3 + k || argv[2 + k][0] == '-') {
       usage(stderr);
       return -1;
     }
-    o->model_dir = argv[2];
-    i = 3;
+    if (k == 0) o->model_dir = argv[2];
+    else o->data_root = argv[3];
+    i = 3 + k;
   }
   while (i < argc) {
     const char *a = argv[i];
@@ -88,12 +109,20 @@ static int parse_options(int argc, char **argv, int need_dir, options *o) {
     else if (!strcmp(a, "--warmup")) ip = &o->warmup, lo = 0, hi = 1000000;
     else if (!strcmp(a, "--count")) ip = &o->count, lo = 1, hi = 100000000;
     else if (!strcmp(a, "--size")) ip = &o->size, lo = 16, hi = 16384;
+    else if (!strcmp(a, "--tta")) ip = &o->tta, lo = 0, hi = PD_TTA_MAX;
+    else if (!strcmp(a, "--limit")) ip = &o->limit, lo = 1, hi = 100000000;
+    else if (!strcmp(a, "--split")) sp = &o->split;
+    else if (!strcmp(a, "--subset")) sp = &o->subset;
+    else if (!strcmp(a, "--confusion")) sp = &o->confusion;
     else if (!strcmp(a, "--probs")) sp = &o->probs;
     else if (!strcmp(a, "--dump-inputs")) sp = &o->dump_inputs;
     else if (!strcmp(a, "--dump-gray")) sp = &o->dump_gray;
     else if (!strcmp(a, "--inputs")) sp = &o->inputs;
     else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "planktond-model: unknown option '%s'\n", a);
+      return -1;
+    } else if (need_dir == 2) {
+      fprintf(stderr, "planktond-model: unexpected argument '%s'\n", a);
       return -1;
     } else {
       o->images = argv + i;
@@ -124,30 +153,53 @@ static void print_layers(const pd_layer *layers, int n, const char *indent) {
   }
 }
 
-static int cmd_check(int argc, char **argv) {
-  options o;
-  if (parse_options(argc, argv, 1, &o) != 0) return 2;
-  pd_model *m;
-  pd_error err = {0};
-  if (pd_model_load(o.model_dir, &m, &err) != 0) {
-    fprintf(stderr, "planktond-model: %s\n", err.msg);
-    return 1;
-  }
-  printf("model %s version %s: %d classes, symmetry %s, %zu parameters, %.3f GFLOP per image\n",
-         m->name, m->version, m->n_classes, symmetry_name(m->symmetry), m->n_params,
-         pd_model_flops_per_image(m) / 1e9);
+static void print_model(const pd_model *m, const char *indent) {
+  printf("%smodel %s version %s: %d classes, symmetry %s, %zu parameters, %.3f GFLOP per image, "
+         "tta count %d\n",
+         indent, m->name, m->version, m->n_classes, symmetry_name(m->symmetry), m->n_params,
+         pd_model_flops_per_image(m) / 1e9, m->tta.count);
+  char sub[16];
+  snprintf(sub, sizeof sub, "%s  ", indent);
   for (int b = 0; b < m->n_branches; b++) {
     const pd_branch *br = &m->branches[b];
     if (br->kind == PD_INPUT_IMAGE)
-      printf("branch %s: image %dx%d, %s\n", br->name, br->size, br->size,
+      printf("%sbranch %s: image %dx%d, %s\n", indent, br->name, br->size, br->size,
              br->rescale == PD_RESCALE_FIT ? "fit" : "fixed factor");
     else
-      printf("branch %s: %d size features\n", br->name, br->n_features);
-    print_layers(br->layers, br->n_layers, "  ");
+      printf("%sbranch %s: %d size features\n", indent, br->name, br->n_features);
+    print_layers(br->layers, br->n_layers, sub);
   }
-  printf("head: %d inputs\n", m->head_in);
-  print_layers(m->head, m->n_head, "  ");
-  pd_model_free(m);
+  printf("%shead: %d inputs\n", indent, m->head_in);
+  print_layers(m->head, m->n_head, sub);
+}
+
+static pd_ensemble *load_or_report(const char *dir) {
+  pd_ensemble *e = NULL;
+  pd_error err = {0};
+  if (pd_ensemble_load(dir, &e, &err) != 0) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    return NULL;
+  }
+  return e;
+}
+
+static int cmd_check(int argc, char **argv) {
+  options o;
+  if (parse_options(argc, argv, 1, &o) != 0) return 2;
+  pd_ensemble *e = load_or_report(o.model_dir);
+  if (!e) return 1;
+  if (!e->is_ensemble) {
+    print_model(e->members[0], "");
+  } else {
+    printf("ensemble %s version %s: %d members, %d classes, tta count %d\n", e->name, e->version,
+           e->n_members, e->n_classes, e->tta_count);
+    for (int i = 0; i < e->n_members; i++) {
+      printf("member %d: %s, weight %.6g%s\n", i, e->member_dir[i], e->weights[i],
+             e->perm[i] ? " (class order differs from member 0: mapped)" : "");
+      print_model(e->members[i], "  ");
+    }
+  }
+  pd_ensemble_free(e);
   return 0;
 }
 
@@ -173,6 +225,13 @@ static int inputs_alloc(const pd_model *m, int n, inputs *in) {
 
 static int write_all(FILE *f, const void *p, size_t bytes) {
   return fwrite(p, 1, bytes, f) == bytes ? 0 : -1;
+}
+
+static int write_file(const char *path, const void *data, size_t bytes) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  int rc = write_all(f, data, bytes);
+  return fclose(f) != 0 || rc != 0 ? -1 : 0;
 }
 
 static int inputs_write(const pd_model *m, const inputs *in, const char *path) {
@@ -258,6 +317,93 @@ static int make_engine(const pd_model *m, int threads, int profile, int batch, p
   return 0;
 }
 
+/* Prints one line per image: path, top class, its probability. */
+static void print_top(const pd_ensemble *e, const char *name, const float *p) {
+  int best = 0;
+  for (int c = 1; c < e->n_classes; c++) best = p[c] > p[best] ? c : best;
+  printf("%s\t%s\t%.6f\n", name, e->classes[best], p[best]);
+}
+
+static int make_ensemble_engine(const pd_ensemble *e, int threads, int batch, pd_backend **be,
+                                pd_ensemble_plan **plan) {
+  pd_error err = {0};
+  pd_cpu_options opt = {.threads = threads};
+  if (pd_cpu_backend_create(&opt, be, &err) != 0 ||
+      pd_ensemble_plan_create(*be, e, batch, plan, &err) != 0) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+static int resolve_tta(const options *o, const pd_ensemble *e) {
+  if (o->tta < 0) return e->tta_count;
+  return o->tta < 1 ? 1 : o->tta;
+}
+
+/* `run` on images through pd_ensemble (plain models, ensembles, TTA): groups
+ * of max(1, batch / tta) images, each image's slots averaged. */
+static int run_ensemble(const options *o) {
+  pd_ensemble *e = load_or_report(o->model_dir);
+  if (!e) return 1;
+  const int tta = resolve_tta(o, e), n = o->n_images;
+  const int group = o->batch / tta > 0 ? o->batch / tta : 1;
+  int status = 1;
+  pd_backend *be = NULL;
+  pd_ensemble_plan *plan = NULL;
+  pd_ensemble_inputs in = {0};
+  pd_error err = {0};
+  pd_image_limits limits = pd_image_limits_default();
+  float *probs = calloc((size_t)n * e->n_classes, sizeof(float));
+  int *counts = malloc((size_t)group * sizeof *counts);
+  if (!probs || !counts) {
+    fprintf(stderr, "planktond-model: out of memory for %d images\n", n);
+    goto out;
+  }
+  if (pd_ensemble_inputs_init(e, group * tta, &in, &err) != 0) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    goto out;
+  }
+  if (make_ensemble_engine(e, o->threads, o->batch, &be, &plan) != 0) goto out;
+  for (int first = 0; first < n; first += group) {
+    int k = n - first < group ? n - first : group;
+    for (int i = 0; i < k; i++) {
+      pd_gray_image img;
+      if (pd_image_load_file(o->images[first + i], &limits, &img, &err) != 0) {
+        fprintf(stderr, "planktond-model: %s\n", err.msg);
+        goto out;
+      }
+      int rc = pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, i * tta,
+                                      &err);
+      pd_gray_image_free(&img);
+      if (rc != 0) {
+        fprintf(stderr, "planktond-model: %s\n", err.msg);
+        goto out;
+      }
+      counts[i] = tta;
+    }
+    if (pd_ensemble_plan_run(plan, &in, k, counts, probs + (size_t)first * e->n_classes, &err)) {
+      fprintf(stderr, "planktond-model: %s\n", err.msg);
+      goto out;
+    }
+  }
+  if (o->probs && write_file(o->probs, probs, (size_t)n * e->n_classes * 4) != 0) {
+    fprintf(stderr, "planktond-model: cannot write %s\n", o->probs);
+    goto out;
+  }
+  for (int i = 0; i < n; i++)
+    print_top(e, o->images[i], probs + (size_t)i * e->n_classes);
+  status = 0;
+out:
+  pd_ensemble_plan_destroy(plan);
+  pd_backend_destroy(be);
+  pd_ensemble_inputs_free(&in);
+  free(probs);
+  free(counts);
+  pd_ensemble_free(e);
+  return status;
+}
+
 static int cmd_run(int argc, char **argv) {
   options o;
   if (parse_options(argc, argv, 1, &o) != 0) return 2;
@@ -269,10 +415,20 @@ static int cmd_run(int argc, char **argv) {
     fprintf(stderr, "planktond-model run: --inputs needs --count N\n");
     return 2;
   }
+  bool raw = o.inputs || o.dump_inputs || o.dump_gray;
+  if (raw && o.tta > 1) {
+    fprintf(stderr, "planktond-model run: --tta cannot be combined with --inputs, --dump-inputs "
+                    "or --dump-gray\n");
+    return 2;
+  }
+  if (!raw) return run_ensemble(&o);
   pd_model *m;
   pd_error err = {0};
   if (pd_model_load(o.model_dir, &m, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
+    if (err.code == PD_EUNSUPP)
+      fprintf(stderr, "planktond-model run: --inputs, --dump-inputs and --dump-gray need one "
+                      "plain model folder\n");
     return 1;
   }
   int status = 1;
@@ -319,6 +475,250 @@ out:
   inputs_free(&in);
   free(probs);
   pd_model_free(m);
+  return status;
+}
+
+/* ---- eval ---- */
+
+/* The eval pipeline: a loader thread decodes and preprocesses step k + 1
+ * into one inputs buffer while the main thread runs the engine on step k
+ * from the other, then scores it. A step is `per_step` consecutive samples. */
+
+enum { SAMPLE_RUN = 0, SAMPLE_UNKNOWN, SAMPLE_FAILED };
+enum { BUF_EMPTY = 0, BUF_READY };
+#define EVAL_MAX_REPORTED_FAILURES 10
+
+typedef struct eval_buf {
+  pd_ensemble_inputs in;
+  int state, step;
+  int n_run;           /* images in `in` */
+  int *counts;         /* [per_step] slots per image run */
+  unsigned char *what; /* [per_step] SAMPLE_* per sample of the step */
+} eval_buf;
+
+typedef struct eval_pipe {
+  const pd_ensemble *e;
+  const pd_dataset *ds;
+  const int *label_of; /* per sample: class index or -1 */
+  int tta, per_step, n_steps;
+  eval_buf buf[2];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop;
+  long failed; /* written by the loader, read after join */
+  double load_s, wait_s, engine_s; /* loader busy; engine waiting for input; engine running */
+} eval_pipe;
+
+static void fill_step(eval_pipe *p, eval_buf *b, int step) {
+  const pd_image_limits limits = pd_image_limits_default();
+  const int first = step * p->per_step;
+  const int k = p->ds->n - first < p->per_step ? p->ds->n - first : p->per_step;
+  b->n_run = 0;
+  b->step = step;
+  for (int i = 0; i < k; i++) {
+    const pd_sample *smp = &p->ds->samples[first + i];
+    if (p->label_of[first + i] < 0) {
+      b->what[i] = SAMPLE_UNKNOWN;
+      continue;
+    }
+    pd_gray_image img;
+    pd_error err = {0};
+    int rc = pd_image_load_file(smp->path, &limits, &img, &err);
+    if (rc == 0) {
+      rc = pd_ensemble_preprocess(p->e, img.pixels, img.width, img.height, p->tta, &b->in,
+                                  b->n_run * p->tta, &err);
+      pd_gray_image_free(&img);
+    }
+    if (rc != 0) {
+      b->what[i] = SAMPLE_FAILED;
+      if (++p->failed <= EVAL_MAX_REPORTED_FAILURES)
+        fprintf(stderr, "planktond-model eval: skipping an image: %s\n", err.msg);
+      continue;
+    }
+    b->what[i] = SAMPLE_RUN;
+    b->counts[b->n_run++] = p->tta;
+  }
+}
+
+static void *loader_main(void *arg) {
+  eval_pipe *p = arg;
+  for (int step = 0; step < p->n_steps; step++) {
+    eval_buf *b = &p->buf[step % 2];
+    pthread_mutex_lock(&p->mu);
+    while (b->state != BUF_EMPTY && !p->stop)
+      pthread_cond_wait(&p->cv, &p->mu);
+    int stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop) break;
+    double t0 = now_seconds();
+    fill_step(p, b, step);
+    p->load_s += now_seconds() - t0; /* read by the main thread after join */
+    pthread_mutex_lock(&p->mu);
+    b->state = BUF_READY;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+  }
+  return NULL;
+}
+
+/* Runs the pipeline; scores into ev. Returns 0 or -1 (message printed). */
+static int eval_run(eval_pipe *p, pd_ensemble_plan *plan, pd_eval *ev, float *probs) {
+  pthread_t tid;
+  if (pthread_create(&tid, NULL, loader_main, p) != 0) {
+    fprintf(stderr, "planktond-model eval: cannot start the loader thread\n");
+    return -1;
+  }
+  int status = 0;
+  double t0 = now_seconds(), last = t0;
+  long done = 0;
+  for (int step = 0; step < p->n_steps && status == 0; step++) {
+    eval_buf *b = &p->buf[step % 2];
+    double tw = now_seconds();
+    pthread_mutex_lock(&p->mu);
+    while (b->state != BUF_READY)
+      pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    double tr = now_seconds();
+    pd_error err = {0};
+    if (pd_ensemble_plan_run(plan, &b->in, b->n_run, b->counts, probs, &err) != 0) {
+      fprintf(stderr, "planktond-model eval: %s\n", err.msg);
+      status = -1;
+    }
+    p->wait_s += tr - tw;
+    p->engine_s += now_seconds() - tr;
+    const int first = step * p->per_step;
+    const int k = p->ds->n - first < p->per_step ? p->ds->n - first : p->per_step;
+    for (int i = 0, r = 0; status == 0 && i < k; i++) {
+      const pd_sample *smp = &p->ds->samples[first + i];
+      if (b->what[i] == SAMPLE_UNKNOWN && pd_eval_add_unknown(ev, smp->label, &err) != 0)
+        status = -1;
+      if (b->what[i] != SAMPLE_RUN) continue;
+      if (pd_eval_add(ev, probs + (size_t)r++ * p->e->n_classes, p->label_of[first + i], &err)) {
+        status = -1;
+        pd_error_prefix(&err, "%s", smp->path);
+      }
+      if (status) fprintf(stderr, "planktond-model eval: %s\n", err.msg);
+    }
+    done += k;
+    double now = now_seconds();
+    if (now - last >= 10.0) {
+      fprintf(stderr, "eval: %ld/%d images, %.1f images/s\n", done, p->ds->n, done / (now - t0));
+      last = now;
+    }
+    pthread_mutex_lock(&p->mu);
+    b->state = BUF_EMPTY;
+    if (status) p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+  }
+  pthread_join(tid, NULL);
+  return status;
+}
+
+static int load_dataset(const options *o, pd_dataset *ds) {
+  pd_error err = {0};
+  int rc = o->split ? pd_dataset_read_split(o->data_root, o->split, o->subset ? o->subset : "val",
+                                            ds, &err)
+                    : pd_dataset_scan_tree(o->data_root, ds, &err);
+  if (rc != 0) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    return -1;
+  }
+  pd_dataset_limit(ds, o->limit);
+  return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+  options o;
+  if (parse_options(argc, argv, 2, &o) != 0) return 2;
+  if (o.subset && !o.split) {
+    fprintf(stderr, "planktond-model eval: --subset needs --split FILE\n");
+    return 2;
+  }
+  pd_dataset ds = {0};
+  if (load_dataset(&o, &ds) != 0) return 1;
+  pd_ensemble *e = load_or_report(o.model_dir);
+  if (!e) {
+    pd_dataset_free(&ds);
+    return 1;
+  }
+  int status = 1;
+  pd_error err = {0};
+  pd_backend *be = NULL;
+  pd_ensemble_plan *plan = NULL;
+  pd_eval *ev = NULL;
+  eval_pipe p = {.e = e, .ds = &ds, .tta = resolve_tta(&o, e)};
+  /* About 4 engine batches of inputs per step (at least one image), so that
+   * the partial last batch of a step costs little. */
+  long target = 4L * o.batch > p.tta ? 4L * o.batch : p.tta;
+  long want = target / p.tta;
+  p.per_step = (int)(want < 1 ? 1 : want > ds.n ? ds.n : want);
+  p.n_steps = (ds.n + p.per_step - 1) / p.per_step;
+  int *label_of = malloc((size_t)ds.n * sizeof *label_of);
+  float *probs = malloc((size_t)p.per_step * e->n_classes * sizeof *probs);
+  pthread_mutex_init(&p.mu, NULL);
+  pthread_cond_init(&p.cv, NULL);
+  if (!label_of || !probs) {
+    fprintf(stderr, "planktond-model: out of memory for %d images\n", ds.n);
+    goto out;
+  }
+  if (pd_eval_create(e->n_classes, (const char *const *)e->classes, &ev, &err) != 0) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    goto out;
+  }
+  for (int i = 0; i < ds.n; i++)
+    label_of[i] = pd_eval_class_index(ev, ds.samples[i].label);
+  p.label_of = label_of;
+  for (int k = 0; k < 2; k++) {
+    p.buf[k].counts = malloc((size_t)p.per_step * sizeof(int));
+    p.buf[k].what = malloc((size_t)p.per_step);
+    if (!p.buf[k].counts || !p.buf[k].what ||
+        pd_ensemble_inputs_init(e, p.per_step * p.tta, &p.buf[k].in, &err) != 0) {
+      fprintf(stderr, "planktond-model: %s\n", err.msg[0] ? err.msg : "out of memory");
+      goto out;
+    }
+  }
+  if (make_ensemble_engine(e, o.threads, o.batch, &be, &plan) != 0) goto out;
+  fprintf(stderr, "eval: %d images, model %s (%d member%s), tta %d, batch %d\n", ds.n, e->name,
+          e->n_members, e->n_members == 1 ? "" : "s", p.tta, o.batch);
+  double t0 = now_seconds();
+  if (eval_run(&p, plan, ev, probs) != 0) goto out;
+  double secs = now_seconds() - t0;
+  pd_eval_summary s;
+  pd_eval_summarize(ev, &s);
+  printf("model %s, %s %s%s%s, tta %d: %d images in %.1f s (%.1f images/s)\n", e->name,
+         o.split ? "split" : "tree", o.split ? o.split : o.data_root, o.split ? " subset " : "",
+         o.split ? (o.subset ? o.subset : "val") : "", p.tta, ds.n, secs, ds.n / secs);
+  printf("time: engine %.1f s, waiting for input %.1f s; decode + preprocess %.1f s (in a "
+         "second thread)\n",
+         p.engine_s, p.wait_s, p.load_s);
+  if (p.failed) printf("%ld images could not be read or decoded (not scored)\n", p.failed);
+  pd_eval_print_report(ev, stdout);
+  printf("n=%lld accuracy=%.6f top5=%.6f log_loss=%.6f macro_f1=%.6f f1a=%.6f unknown=%lld "
+         "failed=%ld\n",
+         (long long)s.n, s.accuracy, s.top5, s.log_loss, s.macro_f1, s.f1a,
+         (long long)s.n_unknown, p.failed);
+  if (o.confusion && pd_eval_save_confusion_csv(ev, o.confusion, &err) != 0) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    goto out;
+  }
+  status = s.n > 0 ? 0 : 1;
+  if (s.n == 0) fprintf(stderr, "planktond-model eval: no image was scored\n");
+out:
+  pd_ensemble_plan_destroy(plan);
+  pd_backend_destroy(be);
+  for (int k = 0; k < 2; k++) {
+    pd_ensemble_inputs_free(&p.buf[k].in);
+    free(p.buf[k].counts);
+    free(p.buf[k].what);
+  }
+  pthread_mutex_destroy(&p.mu);
+  pthread_cond_destroy(&p.cv);
+  pd_eval_free(ev);
+  free(label_of);
+  free(probs);
+  pd_ensemble_free(e);
+  pd_dataset_free(&ds);
   return status;
 }
 
@@ -464,6 +864,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "check")) return cmd_check(argc, argv);
   if (!strcmp(argv[1], "run")) return cmd_run(argc, argv);
+  if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
   if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
   if (!strcmp(argv[1], "sgemm")) return cmd_sgemm(argc, argv);
   fprintf(stderr, "planktond-model: unknown command '%s'\n", argv[1]);

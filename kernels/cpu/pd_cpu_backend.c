@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "pd_cpu_ops.h"
-#include "pd_winograd.h"
+#include "pd_conv3x3.h"
 
 /* im2col blocks up to this size: a block and the layer's weights stay in L2. */
 #define PD_CPU_COL_BLOCK_BYTES (1u << 20)
@@ -31,7 +31,7 @@ typedef struct cpu_workspace {
   float *chunk_a, *chunk_b; /* the slice through the remaining layers */
   float *head_in;           /* the slice's concatenated branch outputs */
   float *col;               /* im2col block */
-  float *wino;              /* Winograd V and M blocks */
+  float *wino;              /* pd_conv3x3 scratch (Winograd V and M blocks) */
   double seconds[PD_LAYER_KIND_COUNT]; /* profile: time per layer kind */
 } cpu_workspace;
 
@@ -41,9 +41,10 @@ typedef struct cpu_plan {
   int profile;
   int split[PD_MAX_BRANCHES]; /* branch layers [0, split) run image by image */
   size_t col_cap;
-  /* Winograd-transformed weights of each 3x3 conv, per layer list (branches,
-   * then the head at index PD_MAX_BRANCHES); NULL for layers run otherwise. */
-  const pd_wino_kernels *wino_kern;
+  /* pd_conv3x3's prepared weights of each 3x3 stride-1 conv, per layer list
+   * (branches, then the head at index PD_MAX_BRANCHES); NULL for layers run
+   * by im2col + SGEMM. */
+  const pd_conv3x3_kernels *wino_kern;
   float *wino_u[PD_MAX_BRANCHES + 1][PD_MAX_LAYERS];
   size_t wino_cap;
   cpu_workspace *ws;
@@ -143,8 +144,8 @@ static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *l
     if (wino_u[i]) {
       const size_t in_len = pd_shape_len(l->in), out_len = pd_shape_len(l->out);
       for (int img = 0; img < images; img++)
-        pd_wino_conv(p->wino_kern, l, wino_u[i], cur + img * in_len, out + img * out_len,
-                     ws->wino);
+        pd_conv3x3_run(p->wino_kern, l, wino_u[i], cur + img * in_len, out + img * out_len,
+                       ws->wino);
       cur = out;
     } else if (!pd_cpu_layer_forward(l, images, cur, out, ws->col, p->col_cap)) {
       cur = out;
@@ -275,18 +276,18 @@ static const pd_backend_ops cpu_ops;
 /* Transforms the weights of every conv that Winograd computes and sizes the scratch. */
 static int plan_winograd_list(cpu_plan *p, const pd_layer *layers, int n, float **u) {
   for (int i = 0; i < n; i++) {
-    if (!pd_wino_applies(&layers[i])) continue;
-    u[i] = alloc_floats(pd_wino_weights_floats(&layers[i]));
+    if (!pd_conv3x3_applies(&layers[i])) continue;
+    u[i] = alloc_floats(pd_conv3x3_weights_floats(&layers[i]));
     if (!u[i]) return -1;
-    pd_wino_transform_weights(&layers[i], u[i]);
-    p->wino_cap = max_sz(p->wino_cap, pd_wino_scratch_floats(&layers[i]));
+    pd_conv3x3_prepare_weights(&layers[i], u[i]);
+    p->wino_cap = max_sz(p->wino_cap, pd_conv3x3_scratch_floats(&layers[i]));
   }
   return 0;
 }
 
 static int plan_winograd(cpu_plan *p) {
   const pd_model *m = p->base.model;
-  p->wino_kern = pd_wino_kernels_best();
+  p->wino_kern = pd_conv3x3_kernels_best();
   for (int b = 0; b < m->n_branches; b++)
     if (plan_winograd_list(p, m->branches[b].layers, m->branches[b].n_layers, p->wino_u[b]) != 0)
       return -1;

@@ -1,29 +1,34 @@
-/* Winograd F(4x4, 3x3): weight transform, tiling and kernel choice. The
- * inner kernels live in pd_winograd_kern.c (built once per instruction set). */
-#include "pd_winograd.h"
+/* 3x3 convolutions: method choice, weight preparation, Winograd tiling and
+ * kernel choice. The inner kernels live in pd_conv3x3_kern.c (built once
+ * per instruction set). */
+#include "pd_conv3x3.h"
 
 /* Blocks of tiles are sized so that a block's V and M (36 * ntpad * (c + k)
  * floats) stay within this many bytes, about half of a Zen 4 core's L2. */
-#define PD_WINO_BLOCK_BYTES (512u * 1024u)
-#define PD_WINO_MIN_ROWS 16
-#define PD_WINO_MAX_ROWS 512
+#define PD_CONV3X3_BLOCK_BYTES (512u * 1024u)
+#define PD_CONV3X3_MIN_ROWS 16
+#define PD_CONV3X3_MAX_ROWS 512
 
-const pd_wino_kernels *pd_wino_kernels_best(void) {
+const pd_conv3x3_kernels *pd_conv3x3_kernels_best(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("fma"))
-    return &pd_wino_kernels_avx512;
+    return &pd_conv3x3_kernels_avx512;
 #endif
-  return &pd_wino_kernels_generic;
+  return &pd_conv3x3_kernels_generic;
 }
 
-int pd_wino_applies(const pd_layer *l) {
+int pd_conv3x3_applies(const pd_layer *l) {
   return l->kind == PD_LAYER_CONV && l->kernel == 3 && l->stride == 1 && l->pad == 1 &&
          l->in.h == l->out.h && l->in.w == l->out.w && l->in.views == l->out.views;
 }
 
-size_t pd_wino_weights_floats(const pd_layer *l) { return 36u * (size_t)l->in.c * l->filters; }
+int pd_conv3x3_uses_winograd(const pd_layer *l) { return l->in.c > PD_CONV3X3_DIRECT_MAX_C; }
+
+size_t pd_conv3x3_weights_floats(const pd_layer *l) {
+  return (pd_conv3x3_uses_winograd(l) ? 36u : 9u) * (size_t)l->in.c * l->filters;
+}
 
 /* G of F(4, 3): the 6 x 3 filter transform. */
 static const double wino_g[6][3] = {
@@ -35,8 +40,14 @@ static const double wino_g[6][3] = {
     {0, 0, 1},
 };
 
-void pd_wino_transform_weights(const pd_layer *l, float *u) {
+void pd_conv3x3_prepare_weights(const pd_layer *l, float *u) {
   const int C = l->in.c, K = l->filters;
+  if (!pd_conv3x3_uses_winograd(l)) {
+    /* D[(i * 3 + j) * C + c][k] = weight[k][i][j][c] */
+    for (int k = 0; k < K; k++)
+      for (int t = 0; t < 9 * C; t++) u[(size_t)t * K + k] = l->weight[(size_t)k * 9 * C + t];
+    return;
+  }
   for (int k = 0; k < K; k++)
     for (int c = 0; c < C; c++) {
       /* g[i][j] = weight[k][i][j][c] (OHWI) */
@@ -54,8 +65,8 @@ void pd_wino_transform_weights(const pd_layer *l, float *u) {
     }
 }
 
-static pd_wino_geom wino_geom(const pd_layer *l) {
-  pd_wino_geom g = {
+static pd_conv3x3_geom wino_geom(const pd_layer *l) {
+  pd_conv3x3_geom g = {
       .views = l->in.views, .h = l->in.h, .w = l->in.w, .c = l->in.c, .k = l->filters};
   g.tiles_y = (g.h + 3) / 4;
   g.tiles_x = (g.w + 3) / 4;
@@ -64,39 +75,44 @@ static pd_wino_geom wino_geom(const pd_layer *l) {
 
 static int round_up(int x, int a) { return (x + a - 1) / a * a; }
 
-/* Rows (tiles) per block, a multiple of PD_WINO_ROW_ALIGN. */
-static int wino_block_rows(const pd_wino_geom *g) {
+/* Rows (tiles) per block, a multiple of PD_CONV3X3_ROW_ALIGN. */
+static int wino_block_rows(const pd_conv3x3_geom *g) {
   int tiles = g->views * g->tiles_y * g->tiles_x;
-  int rows = (int)(PD_WINO_BLOCK_BYTES / (36u * sizeof(float) * (size_t)(g->c + g->k)));
-  if (rows < PD_WINO_MIN_ROWS) rows = PD_WINO_MIN_ROWS;
-  if (rows > PD_WINO_MAX_ROWS) rows = PD_WINO_MAX_ROWS;
-  rows = rows / PD_WINO_ROW_ALIGN * PD_WINO_ROW_ALIGN;
-  int need = round_up(tiles, PD_WINO_ROW_ALIGN);
+  int rows = (int)(PD_CONV3X3_BLOCK_BYTES / (36u * sizeof(float) * (size_t)(g->c + g->k)));
+  if (rows < PD_CONV3X3_MIN_ROWS) rows = PD_CONV3X3_MIN_ROWS;
+  if (rows > PD_CONV3X3_MAX_ROWS) rows = PD_CONV3X3_MAX_ROWS;
+  rows = rows / PD_CONV3X3_ROW_ALIGN * PD_CONV3X3_ROW_ALIGN;
+  int need = round_up(tiles, PD_CONV3X3_ROW_ALIGN);
   if (rows > need) rows = need;
   /* Even blocks: no tiny last block. */
   int blocks = (tiles + rows - 1) / rows;
-  return round_up((tiles + blocks - 1) / blocks, PD_WINO_ROW_ALIGN);
+  return round_up((tiles + blocks - 1) / blocks, PD_CONV3X3_ROW_ALIGN);
 }
 
-size_t pd_wino_scratch_floats(const pd_layer *l) {
-  pd_wino_geom g = wino_geom(l);
-  size_t rows = (size_t)wino_block_rows(&g);
+size_t pd_conv3x3_scratch_floats(const pd_layer *l) {
+  if (!pd_conv3x3_uses_winograd(l)) return 0;
+  pd_conv3x3_geom g = wino_geom(l);
+  int rows = wino_block_rows(&g);
   /* V, M, and a zero row wide enough for one padded channel vector */
-  return 36 * rows * ((size_t)g.c + g.k) + (size_t)g.c + 16;
+  return 36 * (pd_conv3x3_plane(rows, g.c) + pd_conv3x3_plane(rows, g.k)) + (size_t)g.c + 16;
 }
 
-void pd_wino_conv(const pd_wino_kernels *kern, const pd_layer *l, const float *u,
-                  const float *in, float *out, float *scratch) {
-  pd_wino_geom g = wino_geom(l);
+void pd_conv3x3_run(const pd_conv3x3_kernels *kern, const pd_layer *l, const float *u,
+                    const float *in, float *out, float *scratch) {
+  pd_conv3x3_geom g = wino_geom(l);
+  if (!pd_conv3x3_uses_winograd(l)) {
+    kern->direct(&g, in, u, l->bias, l->activation, l->slope, out);
+    return;
+  }
   const int rows = wino_block_rows(&g);
   const int tiles = g.views * g.tiles_y * g.tiles_x;
   float *v = scratch;
-  float *m = v + 36 * (size_t)rows * g.c;
-  float *zeros = m + 36 * (size_t)rows * g.k;
+  float *m = v + 36 * pd_conv3x3_plane(rows, g.c);
+  float *zeros = m + 36 * pd_conv3x3_plane(rows, g.k);
   for (int i = 0; i < g.c + 16; i++) zeros[i] = 0.0f;
   for (int t0 = 0; t0 < tiles; t0 += rows) {
     int nt = tiles - t0 < rows ? tiles - t0 : rows;
-    int ntpad = round_up(nt, PD_WINO_ROW_ALIGN);
+    int ntpad = round_up(nt, PD_CONV3X3_ROW_ALIGN);
     kern->input(&g, in, t0, nt, ntpad, v, zeros);
     kern->gemm(&g, ntpad, v, u, m);
     kern->output(&g, m, t0, nt, ntpad, l->bias, l->activation, l->slope, out);

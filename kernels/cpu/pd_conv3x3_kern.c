@@ -1,19 +1,19 @@
-/* The inner kernels of pd_winograd, written once over 8-float vectors (GCC
+/* The inner kernels of pd_conv3x3, written once over 8-float vectors (GCC
  * vector extensions, understood by gcc and clang) and built twice: with the
- * default flags (PD_WINO_ISA=generic) and with AVX-512VL + FMA
- * (PD_WINO_ISA=avx512), where the vectors become ymm registers and 32 of
+ * default flags (PD_CONV3X3_ISA=generic) and with AVX-512VL + FMA
+ * (PD_CONV3X3_ISA=avx512), where the vectors become ymm registers and 32 of
  * them hold a 6 x 32 or 12 x 16 block of accumulators. On Zen 4, 256-bit
  * FMAs run at the same FLOP rate as 512-bit ones. */
 #include <string.h>
 
-#include "pd_winograd.h"
+#include "pd_conv3x3.h"
 
-#ifndef PD_WINO_ISA
-#error "build with -DPD_WINO_ISA=<suffix>"
+#ifndef PD_CONV3X3_ISA
+#error "build with -DPD_CONV3X3_ISA=<suffix>"
 #endif
 #define WINO_CAT2(a, b) a##_##b
 #define WINO_CAT(a, b) WINO_CAT2(a, b)
-#define WINO_FN(name) WINO_CAT(name, PD_WINO_ISA)
+#define WINO_FN(name) WINO_CAT(name, PD_CONV3X3_ISA)
 #define WINO_STR2(x) #x
 #define WINO_STR(x) WINO_STR2(x)
 
@@ -49,10 +49,10 @@ typedef int vi8 __attribute__((vector_size(32)));
     o[3] = d12_ + 8.0f * d34_ + m[5];                                 \
   } while (0)
 
-static void WINO_FN(wino_input)(const pd_wino_geom *g, const float *in, int t0, int nt, int ntpad,
+static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t0, int nt, int ntpad,
                                 float *v, const float *zeros) {
   const int C = g->c, H = g->h, W = g->w;
-  const size_t plane = (size_t)ntpad * C; /* floats per Winograd point */
+  const size_t plane = pd_conv3x3_plane(ntpad, C); /* floats per Winograd point */
   const int per_view = g->tiles_y * g->tiles_x;
   for (int r = 0; r < nt; r++) {
     int t = t0 + r;
@@ -131,13 +131,13 @@ static void WINO_FN(wino_gemm_tail)(int rows, int C, int K, int k0, const float 
     }
 }
 
-static void WINO_FN(wino_gemm)(const pd_wino_geom *g, int ntpad, const float *v, const float *u,
+static void WINO_FN(wino_gemm)(const pd_conv3x3_geom *g, int ntpad, const float *v, const float *u,
                                float *m) {
   const int C = g->c, K = g->k;
   for (int xi = 0; xi < 36; xi++) {
-    const float *vx = v + (size_t)xi * ntpad * C;
+    const float *vx = v + (size_t)xi * pd_conv3x3_plane(ntpad, C);
     const float *ux = u + (size_t)xi * C * K;
-    float *mx = m + (size_t)xi * ntpad * K;
+    float *mx = m + (size_t)xi * pd_conv3x3_plane(ntpad, K);
     int k0 = 0;
     for (; k0 + 32 <= K; k0 += 32) WINO_FN(wino_gemm_r8_v4)(ntpad, C, K, k0, vx, ux, mx);
     for (; k0 + 16 <= K; k0 += 16) WINO_FN(wino_gemm_r16_v2)(ntpad, C, K, k0, vx, ux, mx);
@@ -146,10 +146,10 @@ static void WINO_FN(wino_gemm)(const pd_wino_geom *g, int ntpad, const float *v,
   }
 }
 
-static void WINO_FN(wino_output)(const pd_wino_geom *g, const float *m, int t0, int nt, int ntpad,
+static void WINO_FN(wino_output)(const pd_conv3x3_geom *g, const float *m, int t0, int nt, int ntpad,
                                  const float *bias, pd_activation act, float slope, float *out) {
   const int K = g->k, H = g->h, W = g->w;
-  const size_t plane = (size_t)ntpad * K;
+  const size_t plane = pd_conv3x3_plane(ntpad, K);
   const int per_view = g->tiles_y * g->tiles_x;
   const int leaky = act == PD_ACT_LEAKY_RELU;
   const v8 vslope = (v8){0} + slope, zero = {0};
@@ -192,9 +192,93 @@ static void WINO_FN(wino_output)(const pd_wino_geom *g, const float *m, int t0, 
   }
 }
 
-const pd_wino_kernels WINO_FN(pd_wino_kernels) = {
-    .name = "winograd-f4x4-" WINO_STR(PD_WINO_ISA),
+
+/* Direct 3x3 convolution for few input channels (the first layers): each
+ * output pixel is 9 * C broadcasts times K / 8 weight vectors, four pixels
+ * at a time in the interior so a weight load serves four FMAs. */
+#define DIRECT_ACT(o)                                                           \
+  do {                                                                          \
+    if (leaky) {                                                                \
+      vi8 pos_ = (o) > zero;                                                    \
+      (o) = (v8)((pos_ & (vi8)(o)) | (~pos_ & (vi8)((o) * vslope)));            \
+    }                                                                           \
+  } while (0)
+
+static void WINO_FN(direct_pixel)(const pd_conv3x3_geom *g, const float *map, int y, int x,
+                                  const float *d, int k, int n, const float *bias, int leaky,
+                                  float slope, float *dst) {
+  const int C = g->c, K = g->k;
+  const v8 zero = {0}, vslope = (v8){0} + slope;
+  v8 acc = n == 8 ? LD8(bias + k) : LDN(bias + k, n);
+  for (int i = 0; i < 3; i++) {
+    int iy = y + i - 1;
+    if (iy < 0 || iy >= g->h) continue;
+    for (int j = 0; j < 3; j++) {
+      int ix = x + j - 1;
+      if (ix < 0 || ix >= g->w) continue;
+      const float *px = map + ((size_t)iy * g->w + ix) * C;
+      const float *dw = d + (size_t)(i * 3 + j) * C * K + k;
+      for (int c = 0; c < C; c++) {
+        v8 w = n == 8 ? LD8(dw + (size_t)c * K) : LDN(dw + (size_t)c * K, n);
+        acc += ((v8){0} + px[c]) * w;
+      }
+    }
+  }
+  DIRECT_ACT(acc);
+  if (n == 8) ST8(dst, acc);
+  else STN(dst, acc, n);
+}
+
+static void WINO_FN(wino_direct)(const pd_conv3x3_geom *g, const float *in, const float *d,
+                                 const float *bias, pd_activation act, float slope, float *out) {
+  const int C = g->c, K = g->k, H = g->h, W = g->w;
+  const int leaky = act == PD_ACT_LEAKY_RELU;
+  const v8 vslope = (v8){0} + slope, zero = {0};
+  for (int view = 0; view < g->views; view++) {
+    const float *map = in + (size_t)view * H * W * C;
+    float *omap = out + (size_t)view * H * W * K;
+    for (int k = 0; k < K; k += 8) {
+      const int n = K - k < 8 ? K - k : 8;
+      const v8 b = n == 8 ? LD8(bias + k) : LDN(bias + k, n);
+      for (int y = 0; y < H; y++) {
+        float *orow = omap + (size_t)y * W * K + k;
+        int x = 0;
+        if (y > 0 && y < H - 1 && n == 8) {
+          if (W > 0) WINO_FN(direct_pixel)(g, map, y, 0, d, k, n, bias, leaky, slope, orow);
+          for (x = 1; x + 4 <= W - 1; x += 4) {
+            v8 a0 = b, a1 = b, a2 = b, a3 = b;
+            for (int i = 0; i < 3; i++) {
+              const float *row = map + ((size_t)(y + i - 1) * W + x - 1) * C;
+              for (int t = 0; t < 3 * C; t++) {
+                v8 w = LD8(d + ((size_t)i * 3 * C + t) * K + k);
+                a0 += ((v8){0} + row[t]) * w;
+                a1 += ((v8){0} + row[t + C]) * w;
+                a2 += ((v8){0} + row[t + 2 * C]) * w;
+                a3 += ((v8){0} + row[t + 3 * C]) * w;
+              }
+            }
+            DIRECT_ACT(a0);
+            DIRECT_ACT(a1);
+            DIRECT_ACT(a2);
+            DIRECT_ACT(a3);
+            ST8(orow + (size_t)x * K, a0);
+            ST8(orow + (size_t)(x + 1) * K, a1);
+            ST8(orow + (size_t)(x + 2) * K, a2);
+            ST8(orow + (size_t)(x + 3) * K, a3);
+          }
+        }
+        for (; x < W; x++)
+          WINO_FN(direct_pixel)(g, map, y, x, d, k, n, bias, leaky, slope,
+                                orow + (size_t)x * K);
+      }
+    }
+  }
+}
+
+const pd_conv3x3_kernels WINO_FN(pd_conv3x3_kernels) = {
+    .name = "winograd-f4x4-" WINO_STR(PD_CONV3X3_ISA),
     .input = WINO_FN(wino_input),
     .gemm = WINO_FN(wino_gemm),
     .output = WINO_FN(wino_output),
+    .direct = WINO_FN(wino_direct),
 };

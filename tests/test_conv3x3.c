@@ -1,4 +1,4 @@
-/* Winograd F(4x4, 3x3) against a direct double-precision convolution, for
+/* pd_conv3x3 (Winograd F(4x4, 3x3) and the small-channel direct kernel) against a direct double-precision convolution, for
  * every kernel table this CPU can run, over shapes that hit every edge:
  * maps smaller than a tile and not a multiple of 4, channel counts that are
  * not multiples of 8 (partial vectors), output widths that take each GEMM
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "pd_test.h"
-#include "pd_winograd.h"
+#include "pd_conv3x3.h"
 
 static double conv_ref(const pd_layer *l, const float *in, int v, int y, int x, int k) {
   const int H = l->in.h, W = l->in.w, C = l->in.c;
@@ -25,7 +25,7 @@ static double conv_ref(const pd_layer *l, const float *in, int v, int y, int x, 
 }
 
 /* Returns the largest |wino - direct| relative to the largest |direct| (or 1). */
-static double check_shape(pd_test_state *st, const pd_wino_kernels *kern, int views, int h, int w,
+static double check_shape(pd_test_state *st, const pd_conv3x3_kernels *kern, int views, int h, int w,
                           int c, int k, int leaky) {
   pd_layer l = {.kind = PD_LAYER_CONV, .filters = k, .kernel = 3, .stride = 1, .pad = 1,
                 .activation = leaky ? PD_ACT_LEAKY_RELU : PD_ACT_NONE, .slope = 0.1f,
@@ -33,8 +33,8 @@ static double check_shape(pd_test_state *st, const pd_wino_kernels *kern, int vi
   size_t n_in = (size_t)views * h * w * c, n_out = (size_t)views * h * w * k;
   float *in = malloc(n_in * sizeof(float)), *out = malloc(n_out * sizeof(float));
   float *wt = malloc((size_t)k * 9 * c * sizeof(float)), *b = malloc((size_t)k * sizeof(float));
-  float *u = malloc(pd_wino_weights_floats(&l) * sizeof(float));
-  float *scratch = malloc(pd_wino_scratch_floats(&l) * sizeof(float));
+  float *u = malloc(pd_conv3x3_weights_floats(&l) * sizeof(float));
+  float *scratch = malloc(pd_conv3x3_scratch_floats(&l) * sizeof(float));
   PD_CHECK(st, in && out && wt && b && u && scratch);
   if (!(in && out && wt && b && u && scratch)) exit(1);
   unsigned s = (unsigned)(views * 7919 + h * 104729 + c * 31 + k);
@@ -51,8 +51,8 @@ static double check_shape(pd_test_state *st, const pd_wino_kernels *kern, int vi
   l.bias = b;
   l.weight_len = (size_t)k * 9 * c;
   l.bias_len = (size_t)k;
-  pd_wino_transform_weights(&l, u);
-  pd_wino_conv(kern, &l, u, in, out, scratch);
+  pd_conv3x3_prepare_weights(&l, u);
+  pd_conv3x3_run(kern, &l, u, in, out, scratch);
   double maxdiff = 0, maxref = 1e-3;
   for (int v = 0; v < views; v++)
     for (int y = 0; y < h; y++)
@@ -82,22 +82,22 @@ static double check_shape(pd_test_state *st, const pd_wino_kernels *kern, int vi
 
 int main(void) {
   pd_test_state st = {0};
-  const pd_wino_kernels *tables[2] = {&pd_wino_kernels_generic, pd_wino_kernels_best()};
+  const pd_conv3x3_kernels *tables[2] = {&pd_conv3x3_kernels_generic, pd_conv3x3_kernels_best()};
   int n_tables = tables[1] == tables[0] ? 1 : 2;
-  if (n_tables == 1) printf("winograd: this CPU runs only the generic kernels\n");
+  if (n_tables == 1) printf("conv3x3: this CPU runs only the generic kernels\n");
 
   pd_layer not3 = {.kind = PD_LAYER_CONV, .kernel = 5, .stride = 1, .pad = 2,
                    .in = {1, 8, 8, 1}, .out = {1, 8, 8, 1}};
-  PD_CHECK(&st, !pd_wino_applies(&not3));
+  PD_CHECK(&st, !pd_conv3x3_applies(&not3));
   pd_layer strided = {.kind = PD_LAYER_CONV, .kernel = 3, .stride = 2, .pad = 1,
                       .in = {1, 8, 8, 1}, .out = {1, 4, 4, 1}};
-  PD_CHECK(&st, !pd_wino_applies(&strided));
+  PD_CHECK(&st, !pd_conv3x3_applies(&strided));
   pd_layer same = {.kind = PD_LAYER_CONV, .kernel = 3, .stride = 1, .pad = 1,
                    .in = {4, 9, 9, 2}, .out = {4, 9, 9, 3}};
-  PD_CHECK(&st, pd_wino_applies(&same));
+  PD_CHECK(&st, pd_conv3x3_applies(&same));
 
   static const int hw[][2] = {{1, 1}, {2, 3}, {4, 4}, {5, 7}, {11, 11}, {23, 23}, {8, 13}};
-  static const int ck[][2] = {{1, 16}, {3, 4}, {8, 8}, {13, 12}, {16, 24},
+  static const int ck[][2] = {{1, 16}, {3, 4}, {4, 12}, {7, 40}, {8, 8}, {13, 12}, {16, 24},
                               {32, 32}, {40, 40}, {17, 96}, {64, 128}};
   double worst = 0;
   for (int t = 0; t < n_tables; t++)
@@ -111,7 +111,7 @@ int main(void) {
   /* A map large enough to need several tile blocks. */
   for (int t = 0; t < n_tables; t++)
     worst = fmax(worst, check_shape(&st, tables[t], 4, 95, 95, 16, 8, 1));
-  printf("winograd: %d kernel table(s), worst relative difference to direct %.3g\n", n_tables,
+  printf("conv3x3: %d kernel table(s), worst relative difference to direct %.3g\n", n_tables,
          worst);
-  return pd_test_finish(&st, "winograd");
+  return pd_test_finish(&st, "conv3x3");
 }
