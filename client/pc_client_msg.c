@@ -1,0 +1,186 @@
+/* pc_client_msg: turns a plankton.Response into the public
+ * pc_client_response. Owns the decoded message and the small arrays the
+ * public view needs; strings point into the message, so the response stays
+ * valid until pc_client_response_free. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pc_client_internal.h"
+
+typedef struct resp_priv {
+  Plankton__Response *msg;
+  void *arrays[3];
+  pc_client_response *next;
+} resp_priv;
+
+pc_client_response *pc_client__response_next(pc_client_response *r) {
+  return ((resp_priv *)r->priv_)->next;
+}
+
+void pc_client__response_set_next(pc_client_response *r, pc_client_response *next) {
+  ((resp_priv *)r->priv_)->next = next;
+}
+
+void pc_client_response_free(pc_client_response *r) {
+  if (!r) return;
+  resp_priv *p = r->priv_;
+  if (p) {
+    if (p->msg) plankton__response__free_unpacked(p->msg, NULL);
+    for (int i = 0; i < 3; i++) free(p->arrays[i]);
+    free(p);
+  }
+  free(r);
+}
+
+static void set_status(pc_client_response *r, const Plankton__Status *st) {
+  r->status = st ? (int)st->code : 0;
+  r->message = st && st->message ? st->message : "";
+}
+
+static int fill_classify(pc_client_response *r, resp_priv *p, const Plankton__ClassifyResponse *m) {
+  r->id = m->id;
+  set_status(r, m->status);
+  pc_client_classify_result *c = &r->u.classify;
+  if (m->n_top) {
+    pc_client_class_score *top = calloc(m->n_top, sizeof *top);
+    if (!top) return -1;
+    for (size_t i = 0; i < m->n_top; i++) {
+      top[i].index = m->top[i]->index;
+      top[i].label = m->top[i]->label;
+      top[i].probability = m->top[i]->probability;
+    }
+    p->arrays[0] = top;
+    c->top = top;
+    c->n_top = m->n_top;
+  }
+  c->n_distribution = m->n_distribution;
+  c->distribution = m->distribution;
+  c->model_name = m->model_name;
+  c->model_version = m->model_version;
+  if (m->timings) {
+    c->queue_us = m->timings->queue_us;
+    c->decode_us = m->timings->decode_us;
+    c->compute_us = m->timings->compute_us;
+    c->batch_size = m->timings->batch_size;
+    c->tta = m->timings->tta;
+  }
+  return 0;
+}
+
+static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__StatsResponse *m) {
+  r->id = m->id;
+  set_status(r, m->status);
+  pc_client_stats_result *s = &r->u.stats;
+  for (size_t i = 0; i < m->n_requests; i++)
+    if ((unsigned)m->requests[i]->code < 17) s->requests_by_status[m->requests[i]->code] = m->requests[i]->count;
+  s->images = m->images;
+  s->batches = m->batches;
+  s->connections_total = m->connections_total;
+  s->broken_frames = m->broken_frames;
+  s->model_loads = m->model_loads;
+  s->model_load_failures = m->model_load_failures;
+  s->images_per_second = m->images_per_second;
+  s->uptime_seconds = m->uptime_seconds;
+  s->queue_depth = m->queue_depth;
+  s->in_flight = m->in_flight;
+  s->connections = m->connections;
+  s->model_name = m->model_name;
+  s->model_version = m->model_version;
+  s->backend = m->backend;
+  s->model_loaded_unix = m->model_loaded_unix;
+  if (m->n_histograms) {
+    pc_client_histogram *h = calloc(m->n_histograms, sizeof *h);
+    if (!h) return -1;
+    for (size_t i = 0; i < m->n_histograms; i++) {
+      const Plankton__Histogram *src = m->histograms[i];
+      h[i].name = src->name;
+      h[i].n_bounds = src->n_bounds < src->n_counts ? src->n_bounds : src->n_counts;
+      h[i].bounds = src->bounds;
+      h[i].counts = src->counts;
+      h[i].sum = src->sum;
+      h[i].count = src->count;
+    }
+    p->arrays[0] = h;
+    s->histograms = h;
+    s->n_histograms = m->n_histograms;
+  }
+  return 0;
+}
+
+static int fill_models(pc_client_response *r, resp_priv *p, const Plankton__ModelInfoResponse *m) {
+  r->id = m->id;
+  set_status(r, m->status);
+  if (!m->n_models) return 0;
+  pc_client_model *models = calloc(m->n_models, sizeof *models);
+  if (!models) return -1;
+  p->arrays[0] = models;
+  for (size_t i = 0; i < m->n_models; i++) {
+    const Plankton__ModelInfo *src = m->models[i];
+    models[i].name = src->name;
+    models[i].version = src->version;
+    models[i].symmetry = src->symmetry;
+    models[i].dir = src->dir;
+    models[i].n_classes = src->n_classes;
+    models[i].classes = (const char *const *)src->classes;
+    models[i].default_tta = src->default_tta;
+    models[i].max_batch = src->max_batch;
+    models[i].parameters = src->parameters;
+    models[i].is_default = src->is_default;
+  }
+  r->u.model_info.models = models;
+  r->u.model_info.n_models = m->n_models;
+  return 0;
+}
+
+pc_client_response *pc_client__decode(const uint8_t *msg, size_t len, int *oom) {
+  *oom = 0;
+  Plankton__Response *m = plankton__response__unpack(NULL, len, msg);
+  if (!m) return NULL;
+  pc_client_response *r = calloc(1, sizeof *r);
+  resp_priv *p = calloc(1, sizeof *p);
+  if (!r || !p) {
+    free(r);
+    free(p);
+    plankton__response__free_unpacked(m, NULL);
+    *oom = 1;
+    return NULL;
+  }
+  p->msg = m;
+  r->priv_ = p;
+  r->message = "";
+  int rc = 0;
+  switch (m->body_case) {
+  case PLANKTON__RESPONSE__BODY_CLASSIFY:
+    r->kind = PC_CLIENT_RESPONSE_CLASSIFY;
+    rc = fill_classify(r, p, m->classify);
+    break;
+  case PLANKTON__RESPONSE__BODY_STATS:
+    r->kind = PC_CLIENT_RESPONSE_STATS;
+    rc = fill_stats(r, p, m->stats);
+    break;
+  case PLANKTON__RESPONSE__BODY_HEALTH:
+    r->kind = PC_CLIENT_RESPONSE_HEALTH;
+    r->id = m->health->id;
+    set_status(r, m->health->status);
+    r->u.health.state = m->health->state;
+    break;
+  case PLANKTON__RESPONSE__BODY_MODEL_INFO:
+    r->kind = PC_CLIENT_RESPONSE_MODEL_INFO;
+    rc = fill_models(r, p, m->model_info);
+    break;
+  case PLANKTON__RESPONSE__BODY_ERROR:
+    r->kind = PC_CLIENT_RESPONSE_ERROR;
+    r->id = m->error->id;
+    set_status(r, m->error->status);
+    break;
+  default: /* a body this library does not know */
+    pc_client_response_free(r);
+    return NULL;
+  }
+  if (rc != 0) {
+    pc_client_response_free(r);
+    *oom = 1;
+    return NULL;
+  }
+  return r;
+}

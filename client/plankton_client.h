@@ -1,0 +1,223 @@
+/* plankton_client.h: libplankton-client, the C client of planktond.
+ *
+ * One pc_client is one connection (Unix socket or TCP) to the daemon. Many
+ * requests may be in flight on it (pipelining, up to a window the caller
+ * chooses); answers arrive in any order and carry the id the caller gave.
+ *
+ * Two ways to drive it:
+ *  - poll-style, from the caller's own event loop: pc_client_fd() and
+ *    pc_client_events() say what to wait for, pc_client_process() does the
+ *    non-blocking I/O after a wake-up, pc_client_send_classify() queues a
+ *    request (PC_CLIENT_EAGAIN when the window is full) and
+ *    pc_client_next_response() pops answers as they complete;
+ *    pc_client_wait() is a ready-made poll() for callers without a loop;
+ *  - blocking, one call per answer: pc_client_classify(), pc_client_stats(),
+ *    pc_client_health(), pc_client_model_info().
+ *
+ * Errors are negative PC_CLIENT_E* values with a message in a caller-owned
+ * pc_client_error. No global state; a client is used by one thread at a
+ * time (distinct clients in distinct threads are fine). SIGPIPE is never
+ * raised by the library.
+ */
+#ifndef PLANKTON_CLIENT_H
+#define PLANKTON_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  PC_CLIENT_OK = 0,
+  PC_CLIENT_EAGAIN = 1,        /* not an error: window full, or nothing ready yet */
+  PC_CLIENT_EINVAL = -1,       /* bad argument */
+  PC_CLIENT_ENOMEM = -2,
+  PC_CLIENT_ECONNECT = -3,     /* cannot connect (daemon down, wrong address) */
+  PC_CLIENT_EIO = -4,          /* the connection failed while in use */
+  PC_CLIENT_ECLOSED = -5,      /* the daemon closed the connection */
+  PC_CLIENT_ETIMEDOUT = -6,
+  PC_CLIENT_EPROTO = -7,       /* the daemon sent something that is not a Response */
+};
+
+typedef struct pc_client_error {
+  int code;
+  char message[512];
+} pc_client_error;
+
+/* gRPC status codes carried by every answer (plankton.proto StatusCode). */
+enum {
+  PC_CLIENT_STATUS_OK = 0,
+  PC_CLIENT_STATUS_INVALID_ARGUMENT = 3,
+  PC_CLIENT_STATUS_DEADLINE_EXCEEDED = 4,
+  PC_CLIENT_STATUS_NOT_FOUND = 5,
+  PC_CLIENT_STATUS_RESOURCE_EXHAUSTED = 8,
+  PC_CLIENT_STATUS_UNIMPLEMENTED = 12,
+  PC_CLIENT_STATUS_INTERNAL = 13,
+  PC_CLIENT_STATUS_UNAVAILABLE = 14,
+};
+const char *pc_client_status_name(int status);
+const char *pc_client_strerror(int code);
+
+typedef struct pc_client_options {
+  int window;             /* most requests in flight (default 64) */
+  int timeout_ms;         /* connect and blocking calls (default 30000; <0: none) */
+  size_t max_frame;       /* largest answer accepted (default 64 MiB) */
+} pc_client_options;
+
+typedef struct pc_client pc_client;
+
+/* address: "unix:PATH", a PATH containing '/', "tcp:HOST:PORT" or
+ * "HOST:PORT". opt may be NULL (defaults). */
+int pc_client_connect(const char *address, const pc_client_options *opt, pc_client **out,
+                      pc_client_error *err);
+/* Closes the connection and frees everything, answers not yet popped included. */
+void pc_client_close(pc_client *c);
+
+/* ---- requests ---- */
+
+typedef enum pc_client_image_format {
+  PC_CLIENT_IMAGE_AUTO = 0,   /* PNG or JPEG, recognised by the daemon */
+  PC_CLIENT_IMAGE_PNG = 1,
+  PC_CLIENT_IMAGE_JPEG = 2,
+  PC_CLIENT_IMAGE_RAW_GRAY8 = 3, /* width * height bytes */
+} pc_client_image_format;
+
+typedef struct pc_client_classify_request {
+  uint64_t id;                /* yours; echoed in the answer */
+  const char *model;          /* NULL or "": the daemon's default */
+  pc_client_image_format format;
+  const void *data;           /* copied by the send call */
+  size_t len;
+  uint32_t width, height;     /* RAW_GRAY8 only */
+  uint32_t top_k;             /* 0: the daemon's default */
+  bool full_distribution;
+  uint32_t tta;               /* 0: the model's default */
+  uint64_t deadline_us;       /* 0: none */
+} pc_client_classify_request;
+
+/* ---- answers ---- */
+
+typedef enum pc_client_response_kind {
+  PC_CLIENT_RESPONSE_CLASSIFY = 1,
+  PC_CLIENT_RESPONSE_STATS,
+  PC_CLIENT_RESPONSE_HEALTH,
+  PC_CLIENT_RESPONSE_MODEL_INFO,
+  PC_CLIENT_RESPONSE_ERROR, /* the daemon is closing the connection (broken frame) */
+} pc_client_response_kind;
+
+typedef struct pc_client_class_score {
+  uint32_t index;
+  const char *label;
+  float probability;
+} pc_client_class_score;
+
+typedef struct pc_client_classify_result {
+  size_t n_top;
+  const pc_client_class_score *top; /* best first */
+  size_t n_distribution;            /* 0 unless full_distribution was asked */
+  const float *distribution;        /* in the model's class order */
+  const char *model_name, *model_version;
+  uint64_t queue_us, decode_us, compute_us;
+  uint32_t batch_size, tta;
+} pc_client_classify_result;
+
+typedef struct pc_client_histogram {
+  const char *name;          /* queue_us, decode_us, compute_us, request_us, batch_size */
+  size_t n_bounds;
+  const double *bounds;
+  const uint64_t *counts;    /* cumulative: observations <= bounds[i] */
+  double sum;
+  uint64_t count;
+} pc_client_histogram;
+
+typedef struct pc_client_stats {
+  uint64_t requests_by_status[17]; /* index: status code */
+  uint64_t images, batches, connections_total, broken_frames, model_loads,
+      model_load_failures;
+  double images_per_second, uptime_seconds;
+  uint32_t queue_depth, in_flight, connections;
+  size_t n_histograms;
+  const pc_client_histogram *histograms;
+  const char *model_name, *model_version, *backend;
+  int64_t model_loaded_unix;
+} pc_client_stats_result;
+
+typedef struct pc_client_model {
+  const char *name, *version, *symmetry, *dir;
+  size_t n_classes;
+  const char *const *classes;
+  uint32_t default_tta, max_batch;
+  uint64_t parameters;
+  bool is_default;
+} pc_client_model;
+
+typedef struct pc_client_response {
+  pc_client_response_kind kind;
+  uint64_t id;
+  int status;                 /* PC_CLIENT_STATUS_* */
+  const char *message;        /* "" when OK */
+  union {
+    pc_client_classify_result classify;
+    pc_client_stats_result stats;
+    struct {
+      const char *state;      /* "serving" or "draining" */
+    } health;
+    struct {
+      size_t n_models;
+      const pc_client_model *models;
+    } model_info;
+  } u;
+  void *priv_;                /* the library's */
+} pc_client_response;
+
+void pc_client_response_free(pc_client_response *r);
+
+/* ---- poll-style API ---- */
+
+/* The socket to wait on. */
+int pc_client_fd(const pc_client *c);
+/* POLLIN and/or POLLOUT (from <poll.h>): what the client wants to wait for. */
+short pc_client_events(const pc_client *c);
+/* After poll() reported revents on the fd: reads and writes what it can
+ * without blocking and decodes complete answers. Returns PC_CLIENT_OK or an
+ * error (the connection is then unusable; answers already decoded can still
+ * be popped). */
+int pc_client_process(pc_client *c, short revents, pc_client_error *err);
+/* Queues a request (copying the image) and writes what it can.
+ * PC_CLIENT_EAGAIN when the window is full: process answers first. */
+int pc_client_send_classify(pc_client *c, const pc_client_classify_request *req,
+                            pc_client_error *err);
+int pc_client_send_stats(pc_client *c, uint64_t id, pc_client_error *err);
+int pc_client_send_health(pc_client *c, uint64_t id, pc_client_error *err);
+int pc_client_send_model_info(pc_client *c, uint64_t id, const char *model, pc_client_error *err);
+/* Pops the oldest decoded answer: PC_CLIENT_OK with *out (free it with
+ * pc_client_response_free), or PC_CLIENT_EAGAIN when none is ready. */
+int pc_client_next_response(pc_client *c, pc_client_response **out);
+/* Requests sent (or queued) and not yet answered. */
+int pc_client_in_flight(const pc_client *c);
+/* Bytes queued and not yet written to the socket. */
+size_t pc_client_unsent(const pc_client *c);
+/* One poll() of at most timeout_ms (-1: no limit) followed by
+ * pc_client_process. PC_CLIENT_OK after progress or a quiet timeout. */
+int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err);
+
+/* ---- blocking calls (each waits up to the client's timeout) ---- */
+
+/* Sends one request and waits for its answer; answers to other requests
+ * that arrive meanwhile stay queued for pc_client_next_response. *out holds
+ * the daemon's status: check (*out)->status. */
+int pc_client_classify(pc_client *c, const pc_client_classify_request *req,
+                       pc_client_response **out, pc_client_error *err);
+int pc_client_stats(pc_client *c, pc_client_response **out, pc_client_error *err);
+int pc_client_health(pc_client *c, pc_client_response **out, pc_client_error *err);
+int pc_client_model_info(pc_client *c, const char *model, pc_client_response **out,
+                         pc_client_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

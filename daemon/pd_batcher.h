@@ -1,0 +1,60 @@
+/* pd_batcher: the one queue between every front end and the engine. Owns
+ * the order of decoded requests across all clients and decides when a batch
+ * closes: when it holds max_batch images, or when its oldest request has
+ * waited max_queue_delay. A batch takes everything already waiting (up to
+ * max_batch) -- under load the engine is busy while the next batch fills, so
+ * there are no lone zero-delay batches. Requests whose deadline has passed
+ * are handed back as expired, never batched. Admission is bounded: a front
+ * end reserves a place before decoding (max_queue places in all) and turns
+ * it into a queued request with pd_batcher_submit. Thread-safe; knows
+ * nothing of sockets or of libuv. */
+#ifndef PD_BATCHER_H
+#define PD_BATCHER_H
+
+#include <stdint.h>
+
+#include "pd_error.h"
+#include "pd_request.h"
+
+typedef struct pd_batcher pd_batcher;
+
+typedef struct pd_batcher_limits {
+  int max_batch;              /* images per batch (also capped by the model's plan) */
+  uint64_t max_queue_delay_ns;
+  int max_queue;              /* places: reserved + queued requests */
+} pd_batcher_limits;
+
+enum { PD_BATCHER_STOPPED = 1 };
+
+int pd_batcher_create(const pd_batcher_limits *lim, pd_batcher **out, pd_error *err);
+void pd_batcher_destroy(pd_batcher *b);
+
+/* New limits (on reload); batches closing from now on use them. */
+void pd_batcher_set_limits(pd_batcher *b, const pd_batcher_limits *lim);
+
+/* Takes one place; PD_ELIMIT when max_queue places are taken. */
+int pd_batcher_reserve(pd_batcher *b);
+/* Gives a place back (the request failed before it was queued). */
+void pd_batcher_release(pd_batcher *b);
+/* Queues a decoded request in a place reserved earlier. Its images
+ * (req->views) must not exceed its model's plan size. */
+void pd_batcher_submit(pd_batcher *b, pd_request *req, uint64_t now_ns);
+
+/* Engine side: blocks until a batch closes. Fills batch[0..*n) (requests
+ * of one model, at most `cap` of them) and *expired (a list linked through
+ * ->next, possibly with *n == 0). Returns PD_OK, or PD_BATCHER_STOPPED once
+ * stopped and empty. */
+int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired);
+
+/* After this, batches close without waiting for the delay, and
+ * pd_batcher_next returns PD_BATCHER_STOPPED when nothing is left. */
+void pd_batcher_stop(pd_batcher *b);
+
+typedef struct pd_batcher_counts {
+  int queued;   /* requests waiting for the engine */
+  int reserved; /* places taken, queued included */
+} pd_batcher_counts;
+
+pd_batcher_counts pd_batcher_counts_get(pd_batcher *b);
+
+#endif

@@ -1,0 +1,70 @@
+/* pd_conn: one client connection of the protocol front end. Owns the
+ * stream handle, the frame reassembly buffer, the answers being written and
+ * the in-flight window: every request frame owes one answer, and while
+ * `window` answers are owed or unwritten the connection stops reading, so a
+ * client that pipelines without bound or never reads its answers cannot make
+ * the daemon buffer without bound. Frames already buffered wait for room in
+ * the window. The connection's memory lives until its handle is closed and
+ * the last request holding it (pd_conn_hold) lets go, so answers for a
+ * client that left are dropped safely. */
+#ifndef PD_CONN_H
+#define PD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pd_frame.h"
+#include "pd_listener.h"
+
+typedef struct pd_conn pd_conn;
+
+typedef struct pd_conn_handler {
+  /* One complete frame. Returns 0 when the frame owes an answer (the handler
+   * counted it with pd_conn_expect and will pd_conn_send it, now or later);
+   * nonzero after it called pd_conn_fail. */
+  int (*on_frame)(pd_conn *c, const uint8_t *msg, size_t len, void *ctx);
+  /* A frame longer than the limit: returns the error frame to send. */
+  void (*on_oversize)(pd_conn *c, const char *why, void *ctx);
+  /* The handle is closed (answers still owed are dropped from now on). */
+  void (*on_closed)(pd_conn *c, void *ctx);
+  void *ctx;
+} pd_conn_handler;
+
+struct pd_conn {
+  pd_stream h;
+  const pd_conn_handler *handler;
+  pd_framer framer;
+  int window;
+  int owed;          /* answers owed or being written */
+  int writes;        /* uv_write requests in progress */
+  int refs;          /* the handle, holds, writes */
+  bool reading, eof, closing, draining, failed;
+  uint64_t serial;
+  char peer[96];
+  pd_conn *next, *prev; /* the owner's list */
+};
+
+/* Takes an accepted, initialised stream: c->h must already be set up (see
+ * pd_listener_accept). Starts reading. */
+void pd_conn_start(pd_conn *c, const pd_conn_handler *h, size_t max_frame, int window,
+                   uint64_t serial);
+
+/* Counts one answer owed (call for every frame that gets one). */
+void pd_conn_expect(pd_conn *c);
+/* Sends one owed answer: frame[len] is malloc'ed and taken over. On a
+ * closed connection it is dropped. */
+void pd_conn_send(pd_conn *c, uint8_t *frame, size_t len);
+/* Sends frame (taken over, not an owed answer; may be NULL), then closes. */
+void pd_conn_fail(pd_conn *c, uint8_t *frame, size_t len);
+/* Closes now; answers still owed will be dropped. */
+void pd_conn_close(pd_conn *c);
+/* Close once nothing is owed (shutdown): the handler answers new frames
+ * itself in the meantime. */
+void pd_conn_drain(pd_conn *c);
+
+void pd_conn_hold(pd_conn *c);
+void pd_conn_release(pd_conn *c);
+bool pd_conn_open(const pd_conn *c);
+
+#endif

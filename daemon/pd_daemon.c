@@ -1,0 +1,391 @@
+#include "pd_daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "pd_http.h"
+#include "pd_log.h"
+#include "pd_metrics.h"
+#include "pd_pipeline.h"
+#include "pd_sd.h"
+#include "pd_server.h"
+
+typedef struct pd_daemon {
+  uv_loop_t loop;
+  const pd_settings_source *src;
+  pd_config cfg;
+  pd_log log;
+  pd_stats stats;
+  pd_pipeline *pipeline;
+  pd_server *server;
+  pd_http *http;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t tick, drain_timer;
+  bool draining, finished;
+  /* reload in progress (off the loop) */
+  bool reloading, reload_again;
+  uv_work_t reload_work;
+  pd_config reload_cfg;
+  pd_served *reload_model;
+  pd_error reload_err;
+  int exit_code;
+} pd_daemon;
+
+int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *err) {
+  pd_config cfg;
+  pd_config_defaults(&cfg, src->default_model_dir);
+  int rc = src->config_path ? pd_config_load_file(&cfg, src->config_path, err) : PD_OK;
+  for (int i = 0; rc == PD_OK && i < src->n_overrides; i++) {
+    const pd_override *o = &src->overrides[i];
+    rc = pd_config_set(&cfg, o->key, o->value, err);
+    if (rc != PD_OK) pd_error_prefix(err, "%s", o->flag);
+  }
+  if (rc == PD_OK) rc = pd_config_validate(&cfg, err);
+  if (rc == PD_OK) *out = cfg;
+  return rc;
+}
+
+static pd_served_options served_options(const pd_config *c) {
+  pd_served_options o = {.dir = c->model_dir, .backend = c->backend, .threads = (int)c->threads,
+                         .max_batch = (int)c->max_batch};
+  return o;
+}
+
+static pd_pipeline_limits pipeline_limits(const pd_config *c) {
+  pd_pipeline_limits l = {
+      .batch = {.max_batch = (int)c->max_batch,
+                .max_queue_delay_ns = (uint64_t)c->max_queue_delay_us * 1000,
+                .max_queue = (int)c->max_queue},
+      .image = {.max_width = (int)c->max_image_width, .max_height = (int)c->max_image_height,
+                .max_pixels = c->max_image_pixels},
+      .max_tta = (int)c->max_tta,
+  };
+  return l;
+}
+
+static pd_server_limits server_limits(const pd_config *c) {
+  pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes, .window = (int)c->max_in_flight,
+                        .max_connections = (int)c->max_connections,
+                        .default_top_k = (int)c->default_top_k};
+  return l;
+}
+
+static void log_model(pd_daemon *d, const char *what, const pd_served *s) {
+  const pd_model *m = s->model;
+  pd_logf(&d->log, PD_LOG_INFO,
+          "%s model %s version %s from %s: %d classes, %d branches, %zu parameters, %.1f MFLOP "
+          "per image; backend %s, %d threads, plan for batches up to %d (%.2f s)",
+          what, m->name, m->version, m->dir, m->n_classes, m->n_branches, m->n_params,
+          pd_model_flops_per_image(m) * 1e-6, s->backend_name, s->threads, s->max_batch,
+          s->load_seconds);
+}
+
+static void log_limits(pd_daemon *d, const pd_config *c) {
+  pd_logf(&d->log, PD_LOG_INFO,
+          "limits: max_batch %ld, max_queue_delay_us %ld, max_queue %ld, max_frame_bytes %ld, "
+          "image %ldx%ld (%ld pixels), in-flight per connection %ld, connections %ld, tta %ld, "
+          "default top_k %ld, drain timeout %ld s",
+          c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes,
+          c->max_image_width, c->max_image_height, c->max_image_pixels, c->max_in_flight,
+          c->max_connections, c->max_tta, c->default_top_k, c->drain_timeout_s);
+}
+
+/* Fills the parts of a stats report the stats module does not own. */
+static void fill_report(void *ctx, pd_stats_report *r) {
+  pd_daemon *d = ctx;
+  const pd_served *s = pd_pipeline_model(d->pipeline);
+  if (s) {
+    snprintf(r->model_name, sizeof r->model_name, "%s", s->model->name);
+    snprintf(r->model_version, sizeof r->model_version, "%s", s->model->version);
+    snprintf(r->backend, sizeof r->backend, "%s", s->backend_name);
+    r->model_loaded_unix = (int64_t)s->loaded_at;
+  }
+  r->queue_depth = pd_pipeline_queue(d->pipeline).queued;
+  r->draining = d->draining;
+}
+
+static char *render_metrics(void *ctx, size_t *len) {
+  pd_daemon *d = ctx;
+  pd_stats_report r;
+  pd_stats_report_fill(&d->stats, pd_now_ns(), &r);
+  fill_report(d, &r);
+  return pd_metrics_render(&r, len);
+}
+
+/* ---- shutdown ---- */
+
+static void close_handle(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void finish(pd_daemon *d) {
+  if (d->finished || d->reloading) return; /* a reload in flight: wait for it */
+  d->finished = true;
+  pd_pipeline_close(d->pipeline);
+  d->pipeline = NULL;
+  pd_server_free(d->server);
+  d->server = NULL;
+  pd_http_close(d->http);
+  d->http = NULL;
+  close_handle((uv_handle_t *)&d->sig_term);
+  close_handle((uv_handle_t *)&d->sig_int);
+  close_handle((uv_handle_t *)&d->sig_hup);
+  close_handle((uv_handle_t *)&d->tick);
+  close_handle((uv_handle_t *)&d->drain_timer);
+  pd_logf(&d->log, PD_LOG_INFO, "drained: %llu requests answered OK in all; exiting",
+          (unsigned long long)atomic_load(&d->stats.requests[PD_STATUS_OK]));
+}
+
+static void check_drained(void *data) {
+  pd_daemon *d = data;
+  if (d->draining && pd_server_connections(d->server) == 0 &&
+      pd_pipeline_in_flight(d->pipeline) == 0)
+    finish(d);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  pd_daemon *d = t->data;
+  pd_logf(&d->log, PD_LOG_WARNING,
+          "drain timeout (%ld s): closing %d connections with answers still owed",
+          d->cfg.drain_timeout_s, pd_server_connections(d->server));
+  pd_server_close_all(d->server);
+}
+
+static void drain(pd_daemon *d, const char *why) {
+  if (d->draining) {
+    pd_logf(&d->log, PD_LOG_WARNING, "%s again while draining: closing every connection now", why);
+    pd_server_close_all(d->server);
+    return;
+  }
+  d->draining = true;
+  pd_sd_notify("STOPPING=1");
+  pd_logf(&d->log, PD_LOG_INFO,
+          "%s: draining: no new connections; answering %d requests in flight on %d connections",
+          why, pd_pipeline_in_flight(d->pipeline), pd_server_connections(d->server));
+  if (d->cfg.drain_timeout_s > 0)
+    uv_timer_start(&d->drain_timer, on_drain_timeout, (uint64_t)d->cfg.drain_timeout_s * 1000, 0);
+  pd_pipeline_on_idle(d->pipeline, check_drained, d);
+  pd_server_drain(d->server, check_drained, d);
+}
+
+/* ---- reload ---- */
+
+static void reload_load(uv_work_t *w) {
+  pd_daemon *d = w->data;
+  pd_served_options o = served_options(&d->reload_cfg);
+  d->reload_model = NULL;
+  if (pd_served_load(&o, &d->reload_model, &d->reload_err) != PD_OK) d->reload_model = NULL;
+}
+
+static void warn_restart_only(pd_daemon *d, const pd_config *n) {
+  const pd_config *o = &d->cfg;
+  if (strcmp(o->socket_path, n->socket_path) || o->socket_mode != n->socket_mode ||
+      strcmp(o->tcp, n->tcp) || strcmp(o->metrics, n->metrics) ||
+      o->decode_threads != n->decode_threads)
+    pd_logf(&d->log, PD_LOG_WARNING,
+            "reload: listen.*, metrics.listen and engine.decode_threads changed: they take "
+            "effect at the next restart");
+}
+
+static void start_reload(pd_daemon *d);
+
+static void reload_done(uv_work_t *w, int status) {
+  pd_daemon *d = w->data;
+  d->reloading = false;
+  if (status != 0 || !d->reload_model) {
+    atomic_fetch_add(&d->stats.model_load_failures, 1);
+    pd_logf(&d->log, PD_LOG_ERROR, "reload failed, still serving the previous model: %s",
+            status != 0 ? uv_strerror(status) : d->reload_err.msg);
+  } else if (d->draining) {
+    pd_served_unref(d->reload_model);
+  } else {
+    warn_restart_only(d, &d->reload_cfg);
+    d->reload_cfg.socket_mode = d->cfg.socket_mode;
+    memcpy(d->reload_cfg.socket_path, d->cfg.socket_path, sizeof d->cfg.socket_path);
+    memcpy(d->reload_cfg.tcp, d->cfg.tcp, sizeof d->cfg.tcp);
+    memcpy(d->reload_cfg.metrics, d->cfg.metrics, sizeof d->cfg.metrics);
+    d->reload_cfg.decode_threads = d->cfg.decode_threads;
+    d->cfg = d->reload_cfg;
+    d->log.level = d->cfg.log_level;
+    pd_pipeline_limits pl = pipeline_limits(&d->cfg);
+    pd_server_limits sl = server_limits(&d->cfg);
+    pd_pipeline_set_limits(d->pipeline, &pl);
+    pd_server_set_limits(d->server, &sl);
+    pd_pipeline_set_model(d->pipeline, d->reload_model);
+    atomic_fetch_add(&d->stats.model_loads, 1);
+    log_model(d, "reloaded:", d->reload_model);
+    log_limits(d, &d->cfg);
+  }
+  d->reload_model = NULL;
+  pd_sd_notify("READY=1");
+  if (d->draining) {
+    check_drained(d);
+  } else if (d->reload_again) {
+    d->reload_again = false;
+    start_reload(d);
+  }
+}
+
+static void start_reload(pd_daemon *d) {
+  if (d->draining) return;
+  if (d->reloading) {
+    d->reload_again = true;
+    return;
+  }
+  pd_error err = {0};
+  if (pd_settings_build(d->src, &d->reload_cfg, &err) != PD_OK) {
+    atomic_fetch_add(&d->stats.model_load_failures, 1);
+    pd_logf(&d->log, PD_LOG_ERROR, "reload failed, keeping the current settings and model: %s",
+            err.msg);
+    return;
+  }
+  pd_sd_notify("RELOADING=1");
+  pd_logf(&d->log, PD_LOG_INFO, "SIGHUP: reloading settings%s%s and model %s",
+          d->src->config_path ? " from " : "", d->src->config_path ? d->src->config_path : "",
+          d->reload_cfg.model_dir);
+  d->reloading = true;
+  d->reload_work.data = d;
+  int rc = uv_queue_work(&d->loop, &d->reload_work, reload_load, reload_done);
+  if (rc != 0) {
+    d->reloading = false;
+    pd_logf(&d->log, PD_LOG_ERROR, "reload failed: cannot queue the load: %s", uv_strerror(rc));
+  }
+}
+
+/* ---- signals and timers ---- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  pd_daemon *d = h->data;
+  if (signum == SIGHUP)
+    start_reload(d);
+  else
+    drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_tick(uv_timer_t *t) {
+  pd_daemon *d = t->data;
+  pd_stats_tick(&d->stats, pd_now_ns());
+}
+
+/* ---- start-up ---- */
+
+static int open_listeners(pd_daemon *d, pd_error *err) {
+  pd_sd_fds fds;
+  int n = pd_sd_listen_fds(&fds);
+  if (n < 0) return pd_error_set(err, PD_EIO, "sd_listen_fds: %s", strerror(-n));
+  int rc = PD_OK;
+  for (int i = 0; i < fds.n && rc == PD_OK; i++) {
+    if (!strcmp(fds.name[i], "metrics")) {
+      if (!d->http)
+        rc = pd_http_create(&d->loop, "", fds.fd[i], render_metrics, d, &d->log, &d->http, err);
+      continue;
+    }
+    rc = pd_server_listen_fd(d->server, fds.fd[i], err);
+  }
+  if (rc != PD_OK || fds.n > 0) return rc;
+  if (d->cfg.socket_path[0])
+    rc = pd_server_listen_unix(d->server, d->cfg.socket_path, (int)d->cfg.socket_mode, err);
+  if (rc == PD_OK && d->cfg.tcp[0]) rc = pd_server_listen_tcp(d->server, d->cfg.tcp, err);
+  if (rc == PD_OK && pd_server_listener_count(d->server) == 0)
+    rc = pd_error_set(err, PD_EINVAL, "nothing to listen on: set listen.socket or listen.tcp");
+  return rc;
+}
+
+static int start(pd_daemon *d, pd_error *err) {
+  pd_served *model = NULL;
+  pd_served_options so = served_options(&d->cfg);
+  int rc = pd_served_load(&so, &model, err);
+  if (rc != PD_OK) return rc;
+  atomic_fetch_add(&d->stats.model_loads, 1);
+  log_model(d, "loaded", model);
+  log_limits(d, &d->cfg);
+  pd_pipeline_limits pl = pipeline_limits(&d->cfg);
+  rc = pd_pipeline_create(&d->loop, &pl, &d->stats, &d->pipeline, err);
+  if (rc != PD_OK) {
+    pd_served_unref(model);
+    return rc;
+  }
+  pd_pipeline_set_model(d->pipeline, model);
+  pd_server_limits sl = server_limits(&d->cfg);
+  rc = pd_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d,
+                        &d->server, err);
+  if (rc == PD_OK) rc = open_listeners(d, err);
+  if (rc == PD_OK && d->cfg.metrics[0] && !d->http)
+    rc = pd_http_create(&d->loop, d->cfg.metrics, -1, render_metrics, d, &d->log, &d->http, err);
+  if (rc == PD_OK && d->http)
+    pd_logf(&d->log, PD_LOG_INFO, "metrics: http %s /metrics", pd_http_name(d->http));
+  if (rc != PD_OK) return rc;
+  uv_signal_init(&d->loop, &d->sig_term);
+  uv_signal_init(&d->loop, &d->sig_int);
+  uv_signal_init(&d->loop, &d->sig_hup);
+  d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+  uv_signal_start(&d->sig_term, on_signal, SIGTERM);
+  uv_signal_start(&d->sig_int, on_signal, SIGINT);
+  uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
+  uv_timer_init(&d->loop, &d->tick);
+  uv_timer_init(&d->loop, &d->drain_timer);
+  d->tick.data = d->drain_timer.data = d;
+  uv_timer_start(&d->tick, on_tick, 1000, 1000);
+  return PD_OK;
+}
+
+static void close_all_handles(uv_handle_t *h, void *arg) {
+  (void)arg;
+  close_handle(h);
+}
+
+int pd_daemon_run(const pd_settings_source *src) {
+  pd_daemon *d = calloc(1, sizeof *d);
+  if (!d) {
+    fprintf(stderr, "planktond: out of memory\n");
+    return 1;
+  }
+  d->src = src;
+  pd_error err = {0};
+  int rc = pd_settings_build(src, &d->cfg, &err);
+  pd_log_init(&d->log, rc == PD_OK ? d->cfg.log_level : PD_LOG_INFO);
+  if (rc != PD_OK) {
+    pd_logf(&d->log, PD_LOG_ERROR, "%s", err.msg);
+    free(d);
+    return 2;
+  }
+  if (d->cfg.decode_threads > 0) { /* read by libuv when its pool first starts */
+    char n[24];
+    snprintf(n, sizeof n, "%ld", d->cfg.decode_threads);
+    setenv("UV_THREADPOOL_SIZE", n, 1);
+  }
+  pd_stats_init(&d->stats);
+  uv_loop_init(&d->loop);
+  pd_logf(&d->log, PD_LOG_INFO, "planktond %s starting (pid %d)%s%s", PD_VERSION, (int)getpid(),
+          src->config_path ? ", config " : "", src->config_path ? src->config_path : "");
+  rc = start(d, &err);
+  if (rc != PD_OK) {
+    pd_logf(&d->log, PD_LOG_ERROR, "start-up failed: %s", err.msg);
+    d->exit_code = 1;
+    if (d->server) pd_server_free(d->server);
+    if (d->pipeline) pd_pipeline_close(d->pipeline);
+    pd_http_close(d->http);
+    uv_walk(&d->loop, close_all_handles, NULL);
+  } else {
+    char status[256];
+    const pd_served *s = pd_pipeline_model(d->pipeline);
+    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s %s on %s", s->model->name,
+             s->model->version, s->backend_name);
+    pd_sd_notify(status);
+    pd_logf(&d->log, PD_LOG_INFO, "ready");
+  }
+  uv_run(&d->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&d->loop) != 0) {
+    uv_walk(&d->loop, close_all_handles, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+  }
+  int code = d->exit_code;
+  free(d);
+  return code;
+}

@@ -1,0 +1,35 @@
+/* pd_daemon: planktond as a whole. Owns the loop and the parts it wires
+ * together: settings (file + overrides, rebuilt on SIGHUP), the served model,
+ * the pipeline, the protocol server, the /metrics server, the stats, the
+ * signals and systemd notices. Start-up loads the model and builds its plan
+ * before any listener opens; SIGTERM/SIGINT drain (stop accepting, answer
+ * everything accepted, exit 0); SIGHUP reloads settings and model off the
+ * loop and swaps them in only if both are good. */
+#ifndef PD_DAEMON_H
+#define PD_DAEMON_H
+
+#include "pd_config.h"
+#include "pd_error.h"
+
+#define PD_MAX_OVERRIDES 64
+
+typedef struct pd_override {
+  const char *flag;  /* as given, for messages ("--max-batch") */
+  const char *key;   /* "batching.max_batch" */
+  const char *value;
+} pd_override;
+
+typedef struct pd_settings_source {
+  const char *config_path; /* NULL: none */
+  const char *default_model_dir;
+  int n_overrides;
+  pd_override overrides[PD_MAX_OVERRIDES];
+} pd_settings_source;
+
+/* Defaults, then the file, then the overrides; then the whole is checked. */
+int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *err);
+
+/* Runs until drained. Returns the process exit status (0 after a drain). */
+int pd_daemon_run(const pd_settings_source *src);
+
+#endif

@@ -1,0 +1,25 @@
+/* pd_engine: the engine thread. Owns that thread and its loop: take the
+ * next batch from the batcher, gather the requests' input slots into the
+ * model's batch buffers, run the plan (pd_plan_run: any n <= the plan's
+ * max_batch), average TTA views, time it, and hand every request (computed,
+ * failed or expired) to the sink. Never touches sockets; a backend error
+ * fails only the requests of that batch. */
+#ifndef PD_ENGINE_H
+#define PD_ENGINE_H
+
+#include "pd_batcher.h"
+#include "pd_stats.h"
+
+typedef struct pd_engine pd_engine;
+
+/* Called on the engine thread for each finished request; must be cheap and
+ * thread-safe (it hands the request over to the loop). */
+typedef void (*pd_engine_sink)(pd_request *req, void *ctx);
+
+int pd_engine_start(pd_batcher *b, pd_stats *stats, pd_engine_sink sink, void *ctx,
+                    pd_engine **out, pd_error *err);
+/* Waits for the thread to end (after pd_batcher_stop and an empty queue)
+ * and frees the engine. */
+void pd_engine_join(pd_engine *e);
+
+#endif

@@ -1,0 +1,161 @@
+#include "pd_metrics.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct text {
+  char *buf;
+  size_t len, cap;
+  bool oom;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...) {
+  if (t->oom) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      t->oom = true;
+      return;
+    }
+    if ((size_t)n < t->cap - t->len) {
+      t->len += (size_t)n;
+      return;
+    }
+    size_t cap = t->cap * 2 + (size_t)n + 1;
+    char *nb = realloc(t->buf, cap);
+    if (!nb) {
+      t->oom = true;
+      return;
+    }
+    t->buf = nb;
+    t->cap = cap;
+  }
+}
+
+/* A label value with \, " and newline escaped. */
+static const char *label(const char *s, char *out, size_t cap) {
+  size_t o = 0;
+  for (; *s && o + 3 < cap; s++) {
+    if (*s == '\\' || *s == '"') {
+      out[o++] = '\\';
+      out[o++] = *s;
+    } else if (*s == '\n') {
+      out[o++] = '\\';
+      out[o++] = 'n';
+    } else {
+      out[o++] = *s;
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+static void head(text *t, const char *name, const char *type, const char *help) {
+  put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(text *t, const char *name, const char *help, unsigned long long v) {
+  head(t, name, "counter", help);
+  put(t, "%s %llu\n", name, v);
+}
+
+static void gauge(text *t, const char *name, const char *help, double v) {
+  head(t, name, "gauge", help);
+  put(t, "%s %.17g\n", name, v);
+}
+
+/* scale: 1e-6 turns microseconds into seconds; 1 leaves counts alone. */
+static void histogram(text *t, const char *name, const char *help, const pd_hist_report *h,
+                      double scale) {
+  head(t, name, "histogram", help);
+  for (int i = 0; i < h->n_bounds; i++)
+    put(t, "%s_bucket{le=\"%.9g\"} %llu\n", name, h->bounds[i] * scale,
+        (unsigned long long)h->cumulative[i]);
+  put(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+  put(t, "%s_sum %.17g\n", name, h->sum * scale);
+  put(t, "%s_count %llu\n", name, (unsigned long long)h->count);
+}
+
+char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
+  text t = {.cap = 8192};
+  t.buf = malloc(t.cap);
+  if (!t.buf) return NULL;
+  t.buf[0] = '\0';
+
+  head(&t, "planktond_inference_request_total", "counter",
+       "Classify requests answered, by gRPC status.");
+  unsigned long long ok = 0, failed = 0;
+  for (int c = 0; c < PD_STATUS_COUNT; c++) {
+    if (c == PD_STATUS_OK)
+      ok = r->requests[c];
+    else
+      failed += r->requests[c];
+    if (r->requests[c] || c == PD_STATUS_OK)
+      put(&t, "planktond_inference_request_total{status=\"%s\"} %llu\n", pd_status_name(c),
+          (unsigned long long)r->requests[c]);
+  }
+  counter(&t, "planktond_inference_request_success_total",
+          "Classify requests answered OK.", ok);
+  counter(&t, "planktond_inference_request_failure_total",
+          "Classify requests answered with an error status.", failed);
+  counter(&t, "planktond_inference_count_total",
+          "Images run through the network (TTA transforms count each).",
+          (unsigned long long)r->images);
+  counter(&t, "planktond_inference_exec_count_total",
+          "Network executions (batches); average batch = inference_count / exec_count.",
+          (unsigned long long)r->batches);
+  gauge(&t, "planktond_inference_images_per_second",
+        "Images computed per second over the last ten seconds.", r->images_per_second);
+  histogram(&t, "planktond_inference_queue_duration_seconds",
+            "Time a request waited for a decode thread and in the batch queue.",
+            &r->hist[PD_HIST_QUEUE], 1e-6);
+  histogram(&t, "planktond_inference_decode_duration_seconds",
+            "Image decode and preprocessing time per request.", &r->hist[PD_HIST_DECODE], 1e-6);
+  histogram(&t, "planktond_inference_compute_infer_duration_seconds",
+            "Network time per batch.", &r->hist[PD_HIST_COMPUTE], 1e-6);
+  histogram(&t, "planktond_inference_request_duration_seconds",
+            "Receipt to answer, every classify request.", &r->hist[PD_HIST_REQUEST], 1e-6);
+  histogram(&t, "planktond_inference_batch_size", "Images per network execution.",
+            &r->hist[PD_HIST_BATCH], 1.0);
+  gauge(&t, "planktond_inference_pending_requests",
+        "Requests decoded and waiting for the engine.", r->queue_depth);
+  gauge(&t, "planktond_inference_in_flight_requests",
+        "Classify requests accepted and not yet answered.", (double)r->in_flight);
+  gauge(&t, "planktond_connections", "Open client connections.", (double)r->connections);
+  counter(&t, "planktond_connections_opened_total", "Client connections accepted.",
+          (unsigned long long)r->connections_total);
+  counter(&t, "planktond_broken_frames_total",
+          "Connections closed over an oversize or undecodable frame.",
+          (unsigned long long)r->broken_frames);
+  char name[160], version[160], backend[64];
+  head(&t, "planktond_model_info", "gauge", "The model being served (value 1).");
+  put(&t, "planktond_model_info{model=\"%s\",version=\"%s\",backend=\"%s\"} 1\n",
+      label(r->model_name, name, sizeof name), label(r->model_version, version, sizeof version),
+      label(r->backend, backend, sizeof backend));
+  gauge(&t, "planktond_model_load_timestamp_seconds",
+        "When the served model was loaded, seconds since the epoch.",
+        (double)r->model_loaded_unix);
+  counter(&t, "planktond_model_loads_total", "Successful model loads, start-up included.",
+          (unsigned long long)r->model_loads);
+  counter(&t, "planktond_model_load_failures_total",
+          "Model loads that failed (the previous model kept serving).",
+          (unsigned long long)r->model_load_failures);
+  head(&t, "planktond_backend_info", "gauge", "The compute backend (value 1).");
+  put(&t, "planktond_backend_info{backend=\"%s\"} 1\n", backend);
+  gauge(&t, "planktond_uptime_seconds", "Seconds since the daemon started.", r->uptime_seconds);
+  gauge(&t, "planktond_draining", "1 while shutting down.", r->draining ? 1.0 : 0.0);
+
+  if (t.oom) {
+    free(t.buf);
+    return NULL;
+  }
+  *len = t.len;
+  return t.buf;
+}

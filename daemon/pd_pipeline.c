@@ -1,0 +1,294 @@
+#include "pd_pipeline.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd_engine.h"
+#include "pd_warp.h"
+
+struct pd_pipeline {
+  uv_loop_t *loop;
+  pd_pipeline_limits lim;
+  pd_stats *stats;
+  pd_served *current;
+  pd_batcher *batcher;
+  pd_engine *engine;
+  uv_async_t async;
+  pthread_mutex_t done_mu;
+  pd_request *done_head, *done_tail; /* finished on the engine thread */
+  int in_flight;
+  void (*idle_cb)(void *);
+  void *idle_data;
+};
+
+/* ---- finishing (loop thread) ---- */
+
+static void finish(pd_pipeline *p, pd_request *req) {
+  pd_stats_request_done(p->stats, req, pd_now_ns());
+  p->in_flight--;
+  atomic_fetch_sub(&p->stats->in_flight, 1);
+  req->done(req);
+  if (p->in_flight == 0 && p->idle_cb) p->idle_cb(p->idle_data);
+}
+
+static void release_input(pd_request *req) {
+  if (req->release_input) req->release_input(req);
+  req->release_input = NULL;
+  req->data = NULL;
+}
+
+/* Engine thread: queue for the loop. */
+static void engine_sink(pd_request *req, void *ctx) {
+  pd_pipeline *p = ctx;
+  req->next = NULL;
+  pthread_mutex_lock(&p->done_mu);
+  if (p->done_tail)
+    p->done_tail->next = req;
+  else
+    p->done_head = req;
+  p->done_tail = req;
+  pthread_mutex_unlock(&p->done_mu);
+  uv_async_send(&p->async);
+}
+
+static void on_async(uv_async_t *h) {
+  pd_pipeline *p = h->data;
+  pthread_mutex_lock(&p->done_mu);
+  pd_request *list = p->done_head;
+  p->done_head = p->done_tail = NULL;
+  pthread_mutex_unlock(&p->done_mu);
+  while (list) {
+    pd_request *r = list;
+    list = r->next;
+    r->next = NULL;
+    finish(p, r);
+  }
+}
+
+/* ---- decode + preprocess (thread pool) ---- */
+
+static const char *format_name(pd_input_format f) {
+  switch (f) {
+  case PD_FORMAT_PNG: return "PNG";
+  case PD_FORMAT_JPEG: return "JPEG";
+  case PD_FORMAT_RAW_GRAY8: return "raw gray8";
+  default: return "auto";
+  }
+}
+
+static void decode_work(uv_work_t *w) {
+  pd_request *req = w->data;
+  pd_pipeline *p = req->pipeline;
+  const pd_served *s = req->served;
+  uint64_t t0 = pd_now_ns();
+  pd_gray_image img = {0};
+  const uint8_t *pixels = req->data;
+  int width = req->width, height = req->height;
+  if (req->format != PD_FORMAT_RAW_GRAY8) {
+    pd_image_format sniffed = pd_image_sniff(req->data, req->len);
+    if ((req->format == PD_FORMAT_PNG && sniffed == PD_IMAGE_JPEG) ||
+        (req->format == PD_FORMAT_JPEG && sniffed == PD_IMAGE_PNG)) {
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image: declared %s but the bytes are %s",
+                      format_name(req->format), sniffed == PD_IMAGE_PNG ? "PNG" : "JPEG");
+      return;
+    }
+    pd_error err = {0};
+    if (pd_image_decode(req->data, req->len, &p->lim.image, &img, &err) != PD_OK) {
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image (%zu bytes): %s", req->len,
+                      err.msg);
+      return;
+    }
+    pixels = img.pixels;
+    width = img.width;
+    height = img.height;
+  }
+  req->input = malloc((size_t)req->views * s->slot_floats * sizeof(float));
+  req->probs = malloc((size_t)s->model->n_classes * sizeof(float));
+  if (!req->input || !req->probs) {
+    pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory for the input of %dx%d",
+                    width, height);
+  } else {
+    float *slots[PD_MAX_BRANCHES];
+    float *at = req->input;
+    for (int v = 0; v < req->views; v++) {
+      for (int b = 0; b < s->model->n_branches; b++) {
+        slots[b] = at;
+        at += s->slot_len[b];
+      }
+      /* TTA transforms arrive with models/pd_tta.h; until then every view is
+       * the identity (and views is 1). */
+      pd_preprocess_image(s->model, pixels, width, height, NULL, slots);
+    }
+  }
+  pd_gray_image_free(&img);
+  req->decode_ns = pd_now_ns() - t0;
+}
+
+static void decode_done(uv_work_t *w, int status) {
+  pd_request *req = w->data;
+  pd_pipeline *p = req->pipeline;
+  release_input(req);
+  uint64_t now = pd_now_ns();
+  req->t_decoded_ns = now;
+  if (status != 0 && req->status == PD_STATUS_OK)
+    pd_request_fail(req, PD_STATUS_CANCELLED, "decode cancelled: %s", uv_strerror(status));
+  if (req->status == PD_STATUS_OK && req->deadline_ns && now >= req->deadline_ns)
+    pd_request_fail(req, PD_STATUS_DEADLINE_EXCEEDED,
+                    "deadline passed after %.3f ms, while decoding",
+                    (double)(now - req->t_recv_ns) * 1e-6);
+  if (req->status != PD_STATUS_OK) {
+    pd_batcher_release(p->batcher);
+    finish(p, req);
+    return;
+  }
+  pd_batcher_submit(p->batcher, req, now);
+}
+
+/* ---- admission (loop thread) ---- */
+
+/* Cheap checks before any work; false when the request was refused. */
+static bool admit(pd_pipeline *p, pd_request *req) {
+  const pd_served *s = p->current;
+  if (!s) {
+    pd_request_fail(req, PD_STATUS_UNAVAILABLE, "no model is loaded");
+    return false;
+  }
+  if (req->model[0] && strcmp(req->model, s->model->name) != 0) {
+    pd_request_fail(req, PD_STATUS_NOT_FOUND, "model '%s' is not served (this daemon serves '%s')",
+                    req->model, s->model->name);
+    return false;
+  }
+  if (req->tta < 0 || req->tta > p->lim.max_tta) {
+    pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "tta %d is out of range 0..%d (limits.max_tta)",
+                    req->tta, p->lim.max_tta);
+    return false;
+  }
+  if (req->format == PD_FORMAT_RAW_GRAY8) {
+    const pd_image_limits *il = &p->lim.image;
+    if (req->width <= 0 || req->height <= 0) {
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "raw image: size %dx%d is empty",
+                      req->width, req->height);
+      return false;
+    }
+    if (req->width > il->max_width || req->height > il->max_height ||
+        (long)req->width * req->height > il->max_pixels) {
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT,
+                      "raw image: %dx%d exceeds the limit of %dx%d, %ld pixels", req->width,
+                      req->height, il->max_width, il->max_height, il->max_pixels);
+      return false;
+    }
+    if (req->len != (size_t)req->width * (size_t)req->height) {
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT,
+                      "raw image: %zu bytes, but %dx%d needs %zu", req->len, req->width,
+                      req->height, (size_t)req->width * (size_t)req->height);
+      return false;
+    }
+  } else if (req->format < PD_FORMAT_AUTO || req->format > PD_FORMAT_RAW_GRAY8) {
+    pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image: unknown format %d", (int)req->format);
+    return false;
+  } else if (req->len == 0) {
+    pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image: no bytes");
+    return false;
+  }
+  if (req->deadline_ns && pd_now_ns() >= req->deadline_ns) {
+    pd_request_fail(req, PD_STATUS_DEADLINE_EXCEEDED, "deadline passed before the request was read");
+    return false;
+  }
+  if (pd_batcher_reserve(p->batcher) != PD_OK) {
+    pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED,
+                    "queue full: %d requests waiting (batching.max_queue)", p->lim.batch.max_queue);
+    return false;
+  }
+  return true;
+}
+
+void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
+  req->pipeline = p;
+  req->status = PD_STATUS_OK;
+  req->message[0] = '\0';
+  p->in_flight++;
+  atomic_fetch_add(&p->stats->in_flight, 1);
+  if (!admit(p, req)) {
+    release_input(req);
+    finish(p, req);
+    return;
+  }
+  req->served = pd_served_ref(p->current);
+  req->views = 1; /* TTA: see decode_work */
+  req->work.data = req;
+  int rc = uv_queue_work(p->loop, &req->work, decode_work, decode_done);
+  if (rc != 0) {
+    pd_batcher_release(p->batcher);
+    release_input(req);
+    pd_request_fail(req, PD_STATUS_INTERNAL, "cannot queue the decode: %s", uv_strerror(rc));
+    finish(p, req);
+  }
+}
+
+/* ---- lifetime ---- */
+
+int pd_pipeline_create(uv_loop_t *loop, const pd_pipeline_limits *lim, pd_stats *stats,
+                       pd_pipeline **out, pd_error *err) {
+  pd_pipeline *p = calloc(1, sizeof *p);
+  if (!p) return pd_error_set(err, PD_ENOMEM, "pipeline: out of memory");
+  p->loop = loop;
+  p->lim = *lim;
+  p->stats = stats;
+  pthread_mutex_init(&p->done_mu, NULL);
+  int rc = pd_batcher_create(&lim->batch, &p->batcher, err);
+  if (rc == PD_OK) rc = pd_engine_start(p->batcher, stats, engine_sink, p, &p->engine, err);
+  if (rc == PD_OK) {
+    int uv = uv_async_init(loop, &p->async, on_async);
+    if (uv == 0) {
+      p->async.data = p;
+      *out = p;
+      return PD_OK;
+    }
+    rc = pd_error_set(err, PD_EINTERNAL, "pipeline: uv_async_init: %s", uv_strerror(uv));
+    pd_batcher_stop(p->batcher);
+    pd_engine_join(p->engine); /* nothing was queued: it ends at once */
+  }
+  pd_batcher_destroy(p->batcher);
+  pthread_mutex_destroy(&p->done_mu);
+  free(p);
+  return rc;
+}
+
+void pd_pipeline_set_limits(pd_pipeline *p, const pd_pipeline_limits *lim) {
+  p->lim = *lim;
+  pd_batcher_set_limits(p->batcher, &lim->batch);
+}
+
+void pd_pipeline_set_model(pd_pipeline *p, pd_served *s) {
+  pd_served *old = p->current;
+  p->current = s;
+  pd_served_unref(old);
+}
+
+pd_served *pd_pipeline_model(const pd_pipeline *p) { return p->current; }
+
+int pd_pipeline_in_flight(const pd_pipeline *p) { return p->in_flight; }
+
+pd_batcher_counts pd_pipeline_queue(pd_pipeline *p) { return pd_batcher_counts_get(p->batcher); }
+
+void pd_pipeline_on_idle(pd_pipeline *p, void (*cb)(void *), void *data) {
+  p->idle_cb = cb;
+  p->idle_data = data;
+}
+
+static void async_closed(uv_handle_t *h) {
+  pd_pipeline *p = h->data;
+  pd_batcher_destroy(p->batcher);
+  pthread_mutex_destroy(&p->done_mu);
+  free(p);
+}
+
+void pd_pipeline_close(pd_pipeline *p) {
+  pd_batcher_stop(p->batcher);
+  pd_engine_join(p->engine);
+  p->engine = NULL;
+  on_async(&p->async); /* anything the engine finished after the last wake-up */
+  pd_pipeline_set_model(p, NULL);
+  uv_close((uv_handle_t *)&p->async, async_closed);
+}

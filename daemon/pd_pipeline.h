@@ -1,0 +1,53 @@
+/* pd_pipeline: the core a front end submits classify requests to. Owns the
+ * current model (a pd_served reference, swapped atomically on reload), the
+ * batcher, the engine thread and the hand-back of finished requests to the
+ * loop (uv_async). A request's path: checks on the loop (model, sizes,
+ * deadline, a place in the queue), decode + preprocess on the libuv thread
+ * pool, the batcher, the engine thread, and back to the loop, where its
+ * done callback runs exactly once. Every failure becomes a status on the
+ * request; nothing is printed. Loop-thread API except where noted. */
+#ifndef PD_PIPELINE_H
+#define PD_PIPELINE_H
+
+#include <uv.h>
+
+#include "pd_batcher.h"
+#include "pd_image.h"
+#include "pd_request.h"
+#include "pd_served.h"
+#include "pd_stats.h"
+
+typedef struct pd_pipeline pd_pipeline;
+
+typedef struct pd_pipeline_limits {
+  pd_batcher_limits batch;
+  pd_image_limits image;
+  int max_tta;
+} pd_pipeline_limits;
+
+int pd_pipeline_create(uv_loop_t *loop, const pd_pipeline_limits *lim, pd_stats *stats,
+                       pd_pipeline **out, pd_error *err);
+void pd_pipeline_set_limits(pd_pipeline *p, const pd_pipeline_limits *lim);
+
+/* Makes `s` the model new requests run on, taking over the caller's
+ * reference; requests already accepted finish on the model they started on. */
+void pd_pipeline_set_model(pd_pipeline *p, pd_served *s);
+/* The current model (borrowed; NULL before the first set_model). */
+pd_served *pd_pipeline_model(const pd_pipeline *p);
+
+/* Takes the request; req->done runs later (or now, for a request refused up
+ * front) on the loop thread. */
+void pd_pipeline_submit(pd_pipeline *p, pd_request *req);
+
+/* Requests submitted and not yet done. */
+int pd_pipeline_in_flight(const pd_pipeline *p);
+pd_batcher_counts pd_pipeline_queue(pd_pipeline *p);
+
+/* Called on the loop whenever the in-flight count drops to zero. */
+void pd_pipeline_on_idle(pd_pipeline *p, void (*cb)(void *data), void *data);
+
+/* Stops the engine (it finishes what is queued), drops the model and frees
+ * the pipeline once its handles are closed. Call when nothing is in flight. */
+void pd_pipeline_close(pd_pipeline *p);
+
+#endif

@@ -1,0 +1,293 @@
+#include "pd_server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd_conn.h"
+#include "pd_wire.h"
+
+#define PD_SERVER_MAX_LISTENERS 16
+
+struct pd_server {
+  uv_loop_t *loop;
+  pd_server_limits lim;
+  pd_pipeline *pipeline;
+  pd_stats *stats;
+  const pd_log *log;
+  pd_server_report_fn report;
+  void *report_ctx;
+  pd_listener *listeners[PD_SERVER_MAX_LISTENERS];
+  int n_listeners;
+  pd_conn *conns;
+  int n_conns;
+  uint64_t serial;
+  bool draining;
+  void (*on_empty)(void *);
+  void *on_empty_data;
+  pd_conn_handler handler;
+};
+
+/* A classify request in the pipeline: the core's part, the connection it
+ * answers on and the unpacked message that holds the image bytes. */
+typedef struct srv_request {
+  pd_request req;
+  pd_server *srv;
+  pd_conn *conn;
+  Plankton__Request *msg;
+} srv_request;
+
+/* ---- answers ---- */
+
+static void answer(pd_conn *c, uint8_t *frame, size_t len) { pd_conn_send(c, frame, len); }
+
+static void classify_done(pd_request *req) {
+  srv_request *sr = (srv_request *)req;
+  pd_conn *c = sr->conn;
+  if (pd_conn_open(c)) {
+    size_t len = 0;
+    uint8_t *frame = pd_wire_classify_answer(req, &len);
+    answer(c, frame, len);
+  } else {
+    pd_conn_send(c, NULL, 0); /* the client left: drop the answer */
+  }
+  if (req->status == PD_STATUS_INTERNAL)
+    pd_logf(sr->srv->log, PD_LOG_ERROR, "request %llu from %s: %s",
+            (unsigned long long)req->id, c->peer, req->message);
+  else if (req->status != PD_STATUS_OK)
+    pd_logf(sr->srv->log, PD_LOG_DEBUG, "request %llu from %s: %s: %s",
+            (unsigned long long)req->id, c->peer, pd_status_name(req->status), req->message);
+  pd_request_dispose(req);
+  pd_wire_free(sr->msg); /* normally freed already by release_input */
+  pd_conn_release(c);
+  free(sr);
+}
+
+static void classify_release_input(pd_request *req) {
+  srv_request *sr = (srv_request *)req;
+  pd_wire_free(sr->msg);
+  sr->msg = NULL;
+}
+
+static void handle_classify(pd_server *s, pd_conn *c, Plankton__Request *msg) {
+  Plankton__ClassifyRequest *cr = msg->classify;
+  if (s->draining) {
+    size_t len = 0;
+    uint8_t *frame = pd_wire_classify_error(cr->id, PD_STATUS_UNAVAILABLE,
+                                            "draining: the daemon is shutting down", &len);
+    atomic_fetch_add(&s->stats->requests[PD_STATUS_UNAVAILABLE], 1);
+    pd_wire_free(msg);
+    answer(c, frame, len);
+    return;
+  }
+  srv_request *sr = calloc(1, sizeof *sr);
+  if (!sr) {
+    size_t len = 0;
+    uint64_t id = cr->id;
+    pd_wire_free(msg);
+    answer(c, pd_wire_classify_error(id, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory", &len),
+           len);
+    return;
+  }
+  sr->srv = s;
+  sr->conn = c;
+  sr->msg = msg;
+  pd_conn_hold(c);
+  pd_wire_classify_input(cr, pd_now_ns(), s->lim.default_top_k, &sr->req);
+  sr->req.release_input = classify_release_input;
+  sr->req.done = classify_done;
+  sr->req.owner = sr;
+  pd_pipeline_submit(s->pipeline, &sr->req);
+}
+
+static void handle_stats(pd_server *s, pd_conn *c, uint64_t id) {
+  pd_stats_report r;
+  pd_stats_report_fill(s->stats, pd_now_ns(), &r);
+  if (s->report) s->report(s->report_ctx, &r);
+  size_t len = 0;
+  uint8_t *frame = pd_wire_stats(id, &r, &len);
+  answer(c, frame, len);
+}
+
+static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
+  pd_server *s = ctx;
+  Plankton__Request *msg = pd_wire_unpack(bytes, n);
+  if (!msg) {
+    atomic_fetch_add(&s->stats->broken_frames, 1);
+    pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s): frame of %zu bytes is not a Request; closing",
+            (unsigned long long)c->serial, c->peer, n);
+    char why[128];
+    snprintf(why, sizeof why, "frame of %zu bytes does not decode as a plankton.Request", n);
+    size_t len = 0;
+    uint8_t *frame = pd_wire_error(PD_STATUS_INVALID_ARGUMENT, why, &len);
+    pd_conn_fail(c, frame, len);
+    return -1;
+  }
+  pd_conn_expect(c);
+  size_t len = 0;
+  uint8_t *frame = NULL;
+  switch (msg->body_case) {
+  case PLANKTON__REQUEST__BODY_CLASSIFY:
+    handle_classify(s, c, msg);
+    return 0;
+  case PLANKTON__REQUEST__BODY_STATS:
+    handle_stats(s, c, msg->stats->id);
+    break;
+  case PLANKTON__REQUEST__BODY_HEALTH:
+    frame = pd_wire_health(msg->health->id, s->draining, &len);
+    answer(c, frame, len);
+    break;
+  case PLANKTON__REQUEST__BODY_MODEL_INFO:
+    frame = pd_wire_model_info(msg->model_info->id, msg->model_info->model,
+                               pd_pipeline_model(s->pipeline), &len);
+    answer(c, frame, len);
+    break;
+  default:
+    frame = pd_wire_error(PD_STATUS_UNIMPLEMENTED,
+                          "request has no body, or one this daemon does not know", &len);
+    answer(c, frame, len);
+    break;
+  }
+  pd_wire_free(msg);
+  return 0;
+}
+
+static void on_oversize(pd_conn *c, const char *why, void *ctx) {
+  pd_server *s = ctx;
+  atomic_fetch_add(&s->stats->broken_frames, 1);
+  pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s): %s; closing",
+          (unsigned long long)c->serial, c->peer, why);
+  size_t len = 0;
+  uint8_t *frame = pd_wire_error(PD_STATUS_RESOURCE_EXHAUSTED, why, &len);
+  pd_conn_fail(c, frame, len);
+}
+
+static void on_closed(pd_conn *c, void *ctx) {
+  pd_server *s = ctx;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->n_conns--;
+  atomic_fetch_sub(&s->stats->connections, 1);
+  pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s) closed", (unsigned long long)c->serial,
+          c->peer);
+  if (s->draining && s->n_conns == 0 && s->on_empty) s->on_empty(s->on_empty_data);
+}
+
+/* ---- accepting ---- */
+
+static void close_unaccepted(uv_handle_t *h) { free(h->data); }
+
+static void on_connection(pd_listener *l, void *data) {
+  pd_server *s = data;
+  pd_conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  char peer[sizeof c->peer];
+  int rc = pd_listener_accept(l, &c->h, peer, sizeof peer);
+  c->h.handle.data = c;
+  if (rc != 0 || s->draining) {
+    uv_close(&c->h.handle, close_unaccepted);
+    return;
+  }
+  snprintf(c->peer, sizeof c->peer, "%s", peer);
+  c->prev = NULL;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->n_conns++;
+  atomic_fetch_add(&s->stats->connections, 1);
+  atomic_fetch_add(&s->stats->connections_total, 1);
+  pd_conn_start(c, &s->handler, s->lim.max_frame, s->lim.window, ++s->serial);
+  if (s->n_conns > s->lim.max_connections) {
+    pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s) refused: %d connections (limits.max_connections)",
+            (unsigned long long)c->serial, c->peer, s->lim.max_connections);
+    char why[96];
+    snprintf(why, sizeof why, "too many connections (limit %d)", s->lim.max_connections);
+    size_t len = 0;
+    uint8_t *frame = pd_wire_error(PD_STATUS_RESOURCE_EXHAUSTED, why, &len);
+    pd_conn_fail(c, frame, len);
+    return;
+  }
+  pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s) accepted", (unsigned long long)c->serial,
+          c->peer);
+}
+
+static int add_listener(pd_server *s, int rc, pd_listener *l, pd_error *err) {
+  if (rc != PD_OK) return rc;
+  if (s->n_listeners == PD_SERVER_MAX_LISTENERS) {
+    pd_listener_close(l);
+    return pd_error_set(err, PD_ELIMIT, "more than %d listeners", PD_SERVER_MAX_LISTENERS);
+  }
+  s->listeners[s->n_listeners++] = l;
+  pd_logf(s->log, PD_LOG_INFO, "listening on %s", l->name);
+  return PD_OK;
+}
+
+int pd_server_listen_unix(pd_server *s, const char *path, int mode, pd_error *err) {
+  pd_listener *l = NULL;
+  int rc = pd_listener_unix(s->loop, path, mode, on_connection, s, &l, err);
+  return add_listener(s, rc, l, err);
+}
+
+int pd_server_listen_tcp(pd_server *s, const char *host_port, pd_error *err) {
+  pd_listener *l = NULL;
+  int rc = pd_listener_tcp(s->loop, host_port, on_connection, s, &l, err);
+  return add_listener(s, rc, l, err);
+}
+
+int pd_server_listen_fd(pd_server *s, int fd, pd_error *err) {
+  pd_listener *l = NULL;
+  int rc = pd_listener_fd(s->loop, fd, on_connection, s, &l, err);
+  return add_listener(s, rc, l, err);
+}
+
+int pd_server_listener_count(const pd_server *s) { return s->n_listeners; }
+
+/* ---- lifetime ---- */
+
+int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *pipeline,
+                     pd_stats *stats, const pd_log *log, pd_server_report_fn report,
+                     void *report_ctx, pd_server **out, pd_error *err) {
+  pd_server *s = calloc(1, sizeof *s);
+  if (!s) return pd_error_set(err, PD_ENOMEM, "server: out of memory");
+  s->loop = loop;
+  s->lim = *lim;
+  s->pipeline = pipeline;
+  s->stats = stats;
+  s->log = log;
+  s->report = report;
+  s->report_ctx = report_ctx;
+  s->handler.on_frame = on_frame;
+  s->handler.on_oversize = on_oversize;
+  s->handler.on_closed = on_closed;
+  s->handler.ctx = s;
+  *out = s;
+  return PD_OK;
+}
+
+void pd_server_set_limits(pd_server *s, const pd_server_limits *lim) { s->lim = *lim; }
+
+void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {
+  s->draining = true;
+  s->on_empty = on_empty;
+  s->on_empty_data = data;
+  for (int i = 0; i < s->n_listeners; i++) pd_listener_close(s->listeners[i]);
+  s->n_listeners = 0;
+  for (pd_conn *c = s->conns, *next; c; c = next) {
+    next = c->next; /* pd_conn_drain may close c (it stays allocated until its close callback) */
+    pd_conn_drain(c);
+  }
+  if (s->n_conns == 0 && on_empty) on_empty(data);
+}
+
+void pd_server_close_all(pd_server *s) {
+  for (pd_conn *c = s->conns; c; c = c->next) pd_conn_close(c);
+}
+
+int pd_server_connections(const pd_server *s) { return s->n_conns; }
+
+void pd_server_free(pd_server *s) {
+  for (int i = 0; i < s->n_listeners; i++) pd_listener_close(s->listeners[i]);
+  free(s);
+}

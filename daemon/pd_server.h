@@ -1,0 +1,54 @@
+/* pd_server: the protocol front end (plankton.proto over length-prefixed
+ * frames). Owns its listeners and connections, decodes each frame's
+ * envelope on the loop, answers Stats, Health and ModelInfo itself and hands
+ * Classify requests to the pipeline, whose answers it encodes and writes
+ * back on the connection they came from. A bad request gets an error answer
+ * and the connection lives on; an oversize or undecodable frame gets an error
+ * frame and the connection is closed. Knows nothing of batching or models
+ * beyond what pd_pipeline offers: a second front end can sit beside it. */
+#ifndef PD_SERVER_H
+#define PD_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "pd_log.h"
+#include "pd_pipeline.h"
+#include "pd_stats.h"
+
+typedef struct pd_server pd_server;
+
+typedef struct pd_server_limits {
+  size_t max_frame;     /* bytes of one message */
+  int window;           /* answers owed per connection before it stops being read */
+  int max_connections;
+  int default_top_k;
+} pd_server_limits;
+
+/* Fills the fields of a stats report the server cannot know (model, queue). */
+typedef void (*pd_server_report_fn)(void *ctx, pd_stats_report *r);
+
+int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *pipeline,
+                     pd_stats *stats, const pd_log *log, pd_server_report_fn report,
+                     void *report_ctx, pd_server **out, pd_error *err);
+/* New limits apply to connections accepted from now on (and top_k to all). */
+void pd_server_set_limits(pd_server *s, const pd_server_limits *lim);
+
+int pd_server_listen_unix(pd_server *s, const char *path, int mode, pd_error *err);
+int pd_server_listen_tcp(pd_server *s, const char *host_port, pd_error *err);
+int pd_server_listen_fd(pd_server *s, int fd, pd_error *err);
+int pd_server_listener_count(const pd_server *s);
+
+/* Stops accepting; every connection closes once its answers are written.
+ * New requests meanwhile are answered UNAVAILABLE. on_empty runs when the
+ * last connection has closed (at once if there is none). */
+void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data);
+/* Closes every connection now (drain timeout). */
+void pd_server_close_all(pd_server *s);
+int pd_server_connections(const pd_server *s);
+/* Frees the server: only after drain, once on_empty has run. */
+void pd_server_free(pd_server *s);
+
+#endif

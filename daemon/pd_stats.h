@@ -1,0 +1,80 @@
+/* pd_stats: the daemon's counters, gauges and histograms. Owns their values
+ * (atomics, so the loop, the decode pool and the engine thread record
+ * without locks) and the images-per-second estimate. A report is a plain
+ * snapshot that the Stats answer and the /metrics page are both made from;
+ * the fields the stats do not own (model, backend, queue depth) are filled
+ * by whoever assembles the report. */
+#ifndef PD_STATS_H
+#define PD_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "pd_request.h"
+
+typedef enum {
+  PD_HIST_QUEUE = 0, /* us: waiting for a decode thread and in the batch queue */
+  PD_HIST_DECODE,    /* us: decode + preprocess */
+  PD_HIST_COMPUTE,   /* us: per batch */
+  PD_HIST_REQUEST,   /* us: receipt to answer, every classify request */
+  PD_HIST_BATCH,     /* images per batch */
+  PD_HIST_COUNT
+} pd_hist_id;
+
+#define PD_HIST_MAX_BOUNDS 20
+#define PD_RATE_SAMPLES 11
+
+typedef struct pd_histogram {
+  const double *bounds;
+  int n_bounds;
+  atomic_uint_fast64_t buckets[PD_HIST_MAX_BOUNDS + 1]; /* last: above every bound */
+  atomic_uint_fast64_t sum, count;
+} pd_histogram;
+
+typedef struct pd_stats {
+  atomic_uint_fast64_t requests[PD_STATUS_COUNT];
+  atomic_uint_fast64_t images, batches;
+  atomic_uint_fast64_t connections_total, broken_frames;
+  atomic_uint_fast64_t model_loads, model_load_failures;
+  atomic_int_fast64_t connections, in_flight;
+  pd_histogram hist[PD_HIST_COUNT];
+  uint64_t start_ns;
+  /* images-per-second samples, one per tick (loop thread only) */
+  uint64_t rate_t[PD_RATE_SAMPLES], rate_images[PD_RATE_SAMPLES];
+  int rate_n, rate_pos;
+} pd_stats;
+
+void pd_stats_init(pd_stats *s);
+void pd_stats_observe(pd_stats *s, pd_hist_id h, uint64_t value);
+/* Records one answered classify request (status, and its timings when OK). */
+void pd_stats_request_done(pd_stats *s, const pd_request *req, uint64_t now_ns);
+/* Call about once a second from one thread: samples the image counter. */
+void pd_stats_tick(pd_stats *s, uint64_t now_ns);
+
+const char *pd_hist_name(pd_hist_id h);
+
+typedef struct pd_hist_report {
+  int n_bounds;
+  double bounds[PD_HIST_MAX_BOUNDS];
+  uint64_t cumulative[PD_HIST_MAX_BOUNDS]; /* observations <= bounds[i] */
+  uint64_t count;
+  double sum;
+} pd_hist_report;
+
+typedef struct pd_stats_report {
+  uint64_t requests[PD_STATUS_COUNT];
+  uint64_t images, batches, connections_total, broken_frames, model_loads, model_load_failures;
+  int64_t connections, in_flight;
+  pd_hist_report hist[PD_HIST_COUNT];
+  double images_per_second, uptime_seconds;
+  /* filled by the caller */
+  int queue_depth;
+  char model_name[64], model_version[64], backend[16];
+  int64_t model_loaded_unix;
+  int draining;
+} pd_stats_report;
+
+void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r);
+
+#endif

@@ -1,0 +1,264 @@
+#include "pd_wire.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd_frame.h"
+
+Plankton__Request *pd_wire_unpack(const uint8_t *msg, size_t len) {
+  return plankton__request__unpack(NULL, len, msg);
+}
+
+void pd_wire_free(Plankton__Request *r) {
+  if (r) plankton__request__free_unpacked(r, NULL);
+}
+
+void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns,
+                            int default_top_k, pd_request *req) {
+  req->id = c->id;
+  snprintf(req->model, sizeof req->model, "%s", c->model ? c->model : "");
+  if (c->model && strlen(c->model) >= sizeof req->model) /* cannot match any model name */
+    snprintf(req->model, sizeof req->model, "%.60s...", c->model);
+  req->format = PD_FORMAT_AUTO;
+  req->data = NULL;
+  req->len = 0;
+  if (c->image) {
+    req->format = (pd_input_format)c->image->format;
+    req->data = c->image->data.data;
+    req->len = c->image->data.len;
+    req->width = c->image->width > INT_MAX ? INT_MAX : (int)c->image->width;
+    req->height = c->image->height > INT_MAX ? INT_MAX : (int)c->image->height;
+  }
+  req->top_k = c->top_k == 0 ? default_top_k : c->top_k > INT_MAX ? INT_MAX : (int)c->top_k;
+  req->full_distribution = c->full_distribution;
+  req->tta = c->tta > INT_MAX ? INT_MAX : (int)c->tta;
+  req->t_recv_ns = now_ns;
+  const uint64_t max_us = UINT64_C(1) << 40; /* ~12 days: beyond that, no deadline */
+  req->deadline_ns = c->deadline_us && c->deadline_us < max_us ? now_ns + c->deadline_us * 1000 : 0;
+}
+
+/* ---- packing ---- */
+
+static uint8_t *pack_response(const Plankton__Response *resp, size_t *len) {
+  size_t body = plankton__response__get_packed_size(resp);
+  uint8_t *frame = malloc(PD_FRAME_HEADER + body);
+  if (!frame) return NULL;
+  pd_frame_header(frame, (uint32_t)body);
+  plankton__response__pack(resp, frame + PD_FRAME_HEADER);
+  *len = PD_FRAME_HEADER + body;
+  return frame;
+}
+
+static void set_status(Plankton__Status *st, int code, const char *msg) {
+  plankton__status__init(st);
+  st->code = (Plankton__StatusCode)code;
+  st->message = (char *)(msg ? msg : "");
+}
+
+uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *len) {
+  Plankton__Status st;
+  set_status(&st, code, msg);
+  Plankton__ClassifyResponse cr = PLANKTON__CLASSIFY_RESPONSE__INIT;
+  cr.id = id;
+  cr.status = &st;
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_CLASSIFY;
+  resp.classify = &cr;
+  return pack_response(&resp, len);
+}
+
+/* Indices of the k largest probabilities, best first (ties: lower index first). */
+static void top_indices(const float *p, int n, int k, int *out) {
+  for (int i = 0; i < k; i++) out[i] = -1;
+  for (int c = 0; c < n; c++) {
+    int pos = k;
+    while (pos > 0 && (out[pos - 1] < 0 || p[c] > p[out[pos - 1]])) pos--;
+    if (pos >= k) continue;
+    memmove(out + pos + 1, out + pos, (size_t)(k - pos - 1) * sizeof *out);
+    out[pos] = c;
+  }
+}
+
+uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
+  if (req->status != PD_STATUS_OK || !req->served || !req->probs)
+    return pd_wire_classify_error(req->id, req->status, req->message, len);
+  const pd_model *m = req->served->model;
+  int k = req->top_k < m->n_classes ? req->top_k : m->n_classes;
+  if (k < 1) k = 1;
+  int *idx = malloc((size_t)k * sizeof *idx);
+  Plankton__ClassScore *scores = malloc((size_t)k * sizeof *scores);
+  Plankton__ClassScore **ptrs = malloc((size_t)k * sizeof *ptrs);
+  uint8_t *frame = NULL;
+  if (idx && scores && ptrs) {
+    top_indices(req->probs, m->n_classes, k, idx);
+    for (int i = 0; i < k; i++) {
+      plankton__class_score__init(&scores[i]);
+      scores[i].index = (uint32_t)idx[i];
+      scores[i].label = m->classes[idx[i]];
+      scores[i].probability = req->probs[idx[i]];
+      ptrs[i] = &scores[i];
+    }
+    Plankton__Status st;
+    set_status(&st, PD_STATUS_OK, "");
+    Plankton__Timings tm = PLANKTON__TIMINGS__INIT;
+    tm.queue_us = req->queue_ns / 1000;
+    tm.decode_us = req->decode_ns / 1000;
+    tm.compute_us = req->compute_ns / 1000;
+    tm.batch_size = (uint32_t)req->batch_size;
+    tm.tta = (uint32_t)req->views;
+    Plankton__ClassifyResponse cr = PLANKTON__CLASSIFY_RESPONSE__INIT;
+    cr.id = req->id;
+    cr.status = &st;
+    cr.n_top = (size_t)k;
+    cr.top = ptrs;
+    if (req->full_distribution) {
+      cr.n_distribution = (size_t)m->n_classes;
+      cr.distribution = req->probs;
+    }
+    cr.model_name = (char *)m->name;
+    cr.model_version = (char *)m->version;
+    cr.timings = &tm;
+    Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+    resp.body_case = PLANKTON__RESPONSE__BODY_CLASSIFY;
+    resp.classify = &cr;
+    frame = pack_response(&resp, len);
+  }
+  free(idx);
+  free(scores);
+  free(ptrs);
+  return frame;
+}
+
+uint8_t *pd_wire_error(int code, const char *msg, size_t *len) {
+  Plankton__Status st;
+  set_status(&st, code, msg);
+  Plankton__ErrorResponse er = PLANKTON__ERROR_RESPONSE__INIT;
+  er.status = &st;
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_ERROR;
+  resp.error = &er;
+  return pack_response(&resp, len);
+}
+
+uint8_t *pd_wire_health(uint64_t id, bool draining, size_t *len) {
+  Plankton__Status st;
+  set_status(&st, draining ? PD_STATUS_UNAVAILABLE : PD_STATUS_OK,
+             draining ? "draining: shutting down" : "");
+  Plankton__HealthResponse hr = PLANKTON__HEALTH_RESPONSE__INIT;
+  hr.id = id;
+  hr.status = &st;
+  hr.state = (char *)(draining ? "draining" : "serving");
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_HEALTH;
+  resp.health = &hr;
+  return pack_response(&resp, len);
+}
+
+uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
+  Plankton__Status st;
+  set_status(&st, PD_STATUS_OK, "");
+  Plankton__StatusCount counts[PD_STATUS_COUNT], *count_ptrs[PD_STATUS_COUNT];
+  size_t n_counts = 0;
+  for (int c = 0; c < PD_STATUS_COUNT; c++) {
+    if (r->requests[c] == 0 && c != PD_STATUS_OK) continue;
+    plankton__status_count__init(&counts[n_counts]);
+    counts[n_counts].code = (Plankton__StatusCode)c;
+    counts[n_counts].count = r->requests[c];
+    count_ptrs[n_counts] = &counts[n_counts];
+    n_counts++;
+  }
+  Plankton__Histogram hists[PD_HIST_COUNT], *hist_ptrs[PD_HIST_COUNT];
+  double bounds[PD_HIST_COUNT][PD_HIST_MAX_BOUNDS];
+  uint64_t cum[PD_HIST_COUNT][PD_HIST_MAX_BOUNDS];
+  for (int h = 0; h < PD_HIST_COUNT; h++) {
+    const pd_hist_report *hr = &r->hist[h];
+    plankton__histogram__init(&hists[h]);
+    hists[h].name = (char *)pd_hist_name((pd_hist_id)h);
+    memcpy(bounds[h], hr->bounds, sizeof bounds[h]);
+    memcpy(cum[h], hr->cumulative, sizeof cum[h]);
+    hists[h].n_bounds = (size_t)hr->n_bounds;
+    hists[h].bounds = bounds[h];
+    hists[h].n_counts = (size_t)hr->n_bounds;
+    hists[h].counts = cum[h];
+    hists[h].sum = hr->sum;
+    hists[h].count = hr->count;
+    hist_ptrs[h] = &hists[h];
+  }
+  Plankton__StatsResponse sr = PLANKTON__STATS_RESPONSE__INIT;
+  sr.id = id;
+  sr.status = &st;
+  sr.n_requests = n_counts;
+  sr.requests = count_ptrs;
+  sr.images = r->images;
+  sr.batches = r->batches;
+  sr.images_per_second = r->images_per_second;
+  sr.queue_depth = (uint32_t)r->queue_depth;
+  sr.in_flight = (uint32_t)r->in_flight;
+  sr.connections = (uint32_t)r->connections;
+  sr.connections_total = r->connections_total;
+  sr.n_histograms = PD_HIST_COUNT;
+  sr.histograms = hist_ptrs;
+  sr.model_name = (char *)r->model_name;
+  sr.model_version = (char *)r->model_version;
+  sr.model_loaded_unix = r->model_loaded_unix;
+  sr.model_loads = r->model_loads;
+  sr.model_load_failures = r->model_load_failures;
+  sr.uptime_seconds = r->uptime_seconds;
+  sr.backend = (char *)r->backend;
+  sr.broken_frames = r->broken_frames;
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_STATS;
+  resp.stats = &sr;
+  return pack_response(&resp, len);
+}
+
+uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len) {
+  Plankton__Status st;
+  Plankton__ModelInfoResponse mr = PLANKTON__MODEL_INFO_RESPONSE__INIT;
+  mr.id = id;
+  mr.status = &st;
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_MODEL_INFO;
+  resp.model_info = &mr;
+  char msg[256];
+  if (!s) {
+    set_status(&st, PD_STATUS_UNAVAILABLE, "no model is loaded");
+    return pack_response(&resp, len);
+  }
+  const pd_model *m = s->model;
+  if (filter && filter[0] && strcmp(filter, m->name) != 0) {
+    snprintf(msg, sizeof msg, "model '%.60s' is not served (this daemon serves '%s')", filter,
+             m->name);
+    set_status(&st, PD_STATUS_NOT_FOUND, msg);
+    return pack_response(&resp, len);
+  }
+  set_status(&st, PD_STATUS_OK, "");
+  static const char *const sym[] = {"none", "c4", "d4"};
+  Plankton__BranchInfo branches[PD_MAX_BRANCHES], *bptrs[PD_MAX_BRANCHES];
+  for (int b = 0; b < m->n_branches; b++) {
+    plankton__branch_info__init(&branches[b]);
+    branches[b].name = (char *)m->branches[b].name;
+    branches[b].kind = (char *)(m->branches[b].kind == PD_INPUT_IMAGE ? "image" : "size_features");
+    branches[b].size = m->branches[b].kind == PD_INPUT_IMAGE ? (uint32_t)m->branches[b].size : 0;
+    bptrs[b] = &branches[b];
+  }
+  Plankton__ModelInfo mi = PLANKTON__MODEL_INFO__INIT;
+  mi.name = (char *)m->name;
+  mi.version = (char *)m->version;
+  mi.n_classes = (size_t)m->n_classes;
+  mi.classes = m->classes;
+  mi.symmetry = (char *)sym[m->symmetry];
+  mi.default_tta = (uint32_t)m->tta.count;
+  mi.max_batch = (uint32_t)s->max_batch;
+  mi.n_branches = (size_t)m->n_branches;
+  mi.branches = bptrs;
+  mi.parameters = m->n_params;
+  mi.dir = (char *)m->dir;
+  mi.is_default = true;
+  Plankton__ModelInfo *mptr = &mi;
+  mr.n_models = 1;
+  mr.models = &mptr;
+  return pack_response(&resp, len);
+}

@@ -1,0 +1,34 @@
+/* pd_wire: plankton.proto <-> the core's types, for the protocol front end.
+ * Owns no state: it unpacks a Request, copies a ClassifyRequest's fields
+ * into a pd_request (the image bytes stay in the unpacked message), and packs
+ * every kind of Response into a malloc'ed frame (4-byte header included). */
+#ifndef PD_WIRE_H
+#define PD_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plankton.pb-c.h"
+#include "pd_request.h"
+#include "pd_served.h"
+#include "pd_stats.h"
+
+/* NULL when the bytes are not a Request. Free with pd_wire_free. */
+Plankton__Request *pd_wire_unpack(const uint8_t *msg, size_t len);
+void pd_wire_free(Plankton__Request *r);
+
+/* Fills req's input fields from c (the image data pointer borrows from c). */
+void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns,
+                            int default_top_k, pd_request *req);
+
+/* Each returns a frame of *len bytes, or NULL when out of memory. */
+uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len);
+uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *len);
+uint8_t *pd_wire_error(int code, const char *msg, size_t *len);
+uint8_t *pd_wire_health(uint64_t id, bool draining, size_t *len);
+uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len);
+/* filter: "" for every model; s may be NULL (no model loaded). */
+uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len);
+
+#endif
