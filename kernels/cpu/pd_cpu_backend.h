@@ -1,7 +1,9 @@
 /* pd_cpu_backend: the CPU implementation of pd_backend. Owns a pool of
  * worker threads; each run splits the batch into one contiguous slice of
- * images per thread and runs the whole network on it (convolutions as
- * im2col + single-threaded OpenBLAS SGEMM with fused bias + leaky ReLU). */
+ * images per thread and runs the whole network on it. 3x3 stride-1
+ * convolutions go through pd_conv3x3 (Winograd F(4x4, 3x3), or a direct
+ * kernel for few input channels), other convolutions and dense layers
+ * through im2col + single-threaded OpenBLAS SGEMM; bias + leaky ReLU fused. */
 #ifndef PD_CPU_BACKEND_H
 #define PD_CPU_BACKEND_H
 
