@@ -31,27 +31,48 @@ int pc_client__fail(pc_client_error *err, int code, const char *fmt, ...) {
 
 const char *pc_client_strerror(int code) {
   switch (code) {
-  case PC_CLIENT_OK: return "ok";
-  case PC_CLIENT_EAGAIN: return "try again";
-  case PC_CLIENT_EINVAL: return "invalid argument";
-  case PC_CLIENT_ENOMEM: return "out of memory";
-  case PC_CLIENT_ECONNECT: return "cannot connect";
-  case PC_CLIENT_EIO: return "connection failed";
-  case PC_CLIENT_ECLOSED: return "connection closed by the daemon";
-  case PC_CLIENT_ETIMEDOUT: return "timed out";
-  case PC_CLIENT_EPROTO: return "protocol error";
-  default: return "unknown error";
+  case PC_CLIENT_OK:
+    return "ok";
+  case PC_CLIENT_EAGAIN:
+    return "try again";
+  case PC_CLIENT_EINVAL:
+    return "invalid argument";
+  case PC_CLIENT_ENOMEM:
+    return "out of memory";
+  case PC_CLIENT_ECONNECT:
+    return "cannot connect";
+  case PC_CLIENT_EIO:
+    return "connection failed";
+  case PC_CLIENT_ECLOSED:
+    return "connection closed by the daemon";
+  case PC_CLIENT_ETIMEDOUT:
+    return "timed out";
+  case PC_CLIENT_EPROTO:
+    return "protocol error";
+  default:
+    return "unknown error";
   }
 }
 
 const char *pc_client_status_name(int status) {
-  static const char *const names[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
-  return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status]
-                                                                        : "UNKNOWN";
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
+  return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status] : "UNKNOWN";
 }
 
 /* ---- connecting ---- */
@@ -62,7 +83,8 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, int time
   if (errno != EINPROGRESS && errno != EAGAIN) return errno;
   struct pollfd p = {.fd = fd, .events = POLLOUT};
   int rc;
-  do rc = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
+  do
+    rc = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
   while (rc < 0 && errno == EINTR);
   if (rc == 0) return ETIMEDOUT;
   if (rc < 0) return errno;
@@ -106,8 +128,7 @@ static int connect_tcp(const char *host_port, int timeout_ms, int *out, pc_clien
   struct addrinfo *ai = NULL;
   int g = getaddrinfo(host, colon + 1, &hints, &ai);
   if (g != 0)
-    return pc_client__fail(err, PC_CLIENT_ECONNECT, "address '%s': %s", host_port,
-                           gai_strerror(g));
+    return pc_client__fail(err, PC_CLIENT_ECONNECT, "address '%s': %s", host_port, gai_strerror(g));
   int e = ECONNREFUSED, fd = -1;
   for (struct addrinfo *a = ai; a; a = a->ai_next) {
     fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
@@ -174,9 +195,15 @@ void pc_client_close(pc_client *c) {
   free(c);
 }
 
-int pc_client_fd(const pc_client *c) { return c->fd; }
-int pc_client_in_flight(const pc_client *c) { return c->in_flight; }
-size_t pc_client_unsent(const pc_client *c) { return c->out_len - c->out_off; }
+int pc_client_fd(const pc_client *c) {
+  return c->fd;
+}
+int pc_client_in_flight(const pc_client *c) {
+  return c->in_flight;
+}
+size_t pc_client_unsent(const pc_client *c) {
+  return c->out_len - c->out_off;
+}
 
 short pc_client_events(const pc_client *c) {
   if (c->failed) return 0;
@@ -384,8 +411,7 @@ int pc_client_send_health(pc_client *c, uint64_t id, pc_client_error *err) {
   return pc_client__queue(c, &rq, err);
 }
 
-int pc_client_send_model_info(pc_client *c, uint64_t id, const char *model,
-                              pc_client_error *err) {
+int pc_client_send_model_info(pc_client *c, uint64_t id, const char *model, pc_client_error *err) {
   Plankton__ModelInfoRequest mr = PLANKTON__MODEL_INFO_REQUEST__INIT;
   mr.id = id;
   mr.model = (char *)(model ? model : "");

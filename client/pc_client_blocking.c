@@ -92,6 +92,6 @@ int pc_client_health(pc_client *c, pc_client_response **out, pc_client_error *er
 
 int pc_client_model_info(pc_client *c, const char *model, pc_client_response **out,
                          pc_client_error *err) {
-  return call(c, send_model_info, model, PC_CLIENT_RESPONSE_MODEL_INFO, c ? c->next_id++ : 0,
-              out, err);
+  return call(c, send_model_info, model, PC_CLIENT_RESPONSE_MODEL_INFO, c ? c->next_id++ : 0, out,
+              err);
 }

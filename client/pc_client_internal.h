@@ -11,15 +11,15 @@
 struct pc_client {
   int fd;
   pc_client_options opt;
-  uint8_t *out;                    /* bytes to write: out[out_off .. out_len) */
+  uint8_t *out; /* bytes to write: out[out_off .. out_len) */
   size_t out_off, out_len, out_cap;
-  uint8_t *in;                     /* bytes read, not yet whole frames */
+  uint8_t *in; /* bytes read, not yet whole frames */
   size_t in_len, in_cap;
   int in_flight;
   pc_client_response *ready_head, *ready_tail;
-  int failed;                      /* a PC_CLIENT_E* once the connection is unusable */
+  int failed; /* a PC_CLIENT_E* once the connection is unusable */
   char failed_msg[400];
-  uint64_t next_id;                /* ids of the blocking stats/health/model calls */
+  uint64_t next_id; /* ids of the blocking stats/health/model calls */
 };
 
 /* Sets err (if any) and returns code. */

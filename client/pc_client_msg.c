@@ -26,7 +26,8 @@ void pc_client_response_free(pc_client_response *r) {
   resp_priv *p = r->priv_;
   if (p) {
     if (p->msg) plankton__response__free_unpacked(p->msg, NULL);
-    for (int i = 0; i < 3; i++) free(p->arrays[i]);
+    for (int i = 0; i < 3; i++)
+      free(p->arrays[i]);
     free(p);
   }
   free(r);
@@ -72,7 +73,8 @@ static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__Stats
   set_status(r, m->status);
   pc_client_stats_result *s = &r->u.stats;
   for (size_t i = 0; i < m->n_requests; i++)
-    if ((unsigned)m->requests[i]->code < 17) s->requests_by_status[m->requests[i]->code] = m->requests[i]->count;
+    if ((unsigned)m->requests[i]->code < 17)
+      s->requests_by_status[m->requests[i]->code] = m->requests[i]->count;
   s->images = m->images;
   s->batches = m->batches;
   s->connections_total = m->connections_total;

@@ -32,14 +32,14 @@ extern "C" {
 
 enum {
   PC_CLIENT_OK = 0,
-  PC_CLIENT_EAGAIN = 1,        /* not an error: window full, or nothing ready yet */
-  PC_CLIENT_EINVAL = -1,       /* bad argument */
+  PC_CLIENT_EAGAIN = 1,  /* not an error: window full, or nothing ready yet */
+  PC_CLIENT_EINVAL = -1, /* bad argument */
   PC_CLIENT_ENOMEM = -2,
-  PC_CLIENT_ECONNECT = -3,     /* cannot connect (daemon down, wrong address) */
-  PC_CLIENT_EIO = -4,          /* the connection failed while in use */
-  PC_CLIENT_ECLOSED = -5,      /* the daemon closed the connection */
+  PC_CLIENT_ECONNECT = -3, /* cannot connect (daemon down, wrong address) */
+  PC_CLIENT_EIO = -4,      /* the connection failed while in use */
+  PC_CLIENT_ECLOSED = -5,  /* the daemon closed the connection */
   PC_CLIENT_ETIMEDOUT = -6,
-  PC_CLIENT_EPROTO = -7,       /* the daemon sent something that is not a Response */
+  PC_CLIENT_EPROTO = -7, /* the daemon sent something that is not a Response */
 };
 
 typedef struct pc_client_error {
@@ -62,9 +62,9 @@ const char *pc_client_status_name(int status);
 const char *pc_client_strerror(int code);
 
 typedef struct pc_client_options {
-  int window;             /* most requests in flight (default 64) */
-  int timeout_ms;         /* connect and blocking calls (default 30000; <0: none) */
-  size_t max_frame;       /* largest answer accepted (default 64 MiB) */
+  int window;       /* most requests in flight (default 64) */
+  int timeout_ms;   /* connect and blocking calls (default 30000; <0: none) */
+  size_t max_frame; /* largest answer accepted (default 64 MiB) */
 } pc_client_options;
 
 typedef struct pc_client pc_client;
@@ -79,23 +79,23 @@ void pc_client_close(pc_client *c);
 /* ---- requests ---- */
 
 typedef enum pc_client_image_format {
-  PC_CLIENT_IMAGE_AUTO = 0,   /* PNG or JPEG, recognised by the daemon */
+  PC_CLIENT_IMAGE_AUTO = 0, /* PNG or JPEG, recognised by the daemon */
   PC_CLIENT_IMAGE_PNG = 1,
   PC_CLIENT_IMAGE_JPEG = 2,
   PC_CLIENT_IMAGE_RAW_GRAY8 = 3, /* width * height bytes */
 } pc_client_image_format;
 
 typedef struct pc_client_classify_request {
-  uint64_t id;                /* yours; echoed in the answer */
-  const char *model;          /* NULL or "": the daemon's default */
+  uint64_t id;       /* yours; echoed in the answer */
+  const char *model; /* NULL or "": the daemon's default */
   pc_client_image_format format;
-  const void *data;           /* copied by the send call */
+  const void *data; /* copied by the send call */
   size_t len;
-  uint32_t width, height;     /* RAW_GRAY8 only */
-  uint32_t top_k;             /* 0: the daemon's default */
+  uint32_t width, height; /* RAW_GRAY8 only */
+  uint32_t top_k;         /* 0: the daemon's default */
   bool full_distribution;
-  uint32_t tta;               /* 0: the model's default */
-  uint64_t deadline_us;       /* 0: none */
+  uint32_t tta;         /* 0: the model's default */
+  uint64_t deadline_us; /* 0: none */
 } pc_client_classify_request;
 
 /* ---- answers ---- */
@@ -125,18 +125,17 @@ typedef struct pc_client_classify_result {
 } pc_client_classify_result;
 
 typedef struct pc_client_histogram {
-  const char *name;          /* queue_us, decode_us, compute_us, request_us, batch_size */
+  const char *name; /* queue_us, decode_us, compute_us, request_us, batch_size */
   size_t n_bounds;
   const double *bounds;
-  const uint64_t *counts;    /* cumulative: observations <= bounds[i] */
+  const uint64_t *counts; /* cumulative: observations <= bounds[i] */
   double sum;
   uint64_t count;
 } pc_client_histogram;
 
 typedef struct pc_client_stats {
   uint64_t requests_by_status[17]; /* index: status code */
-  uint64_t images, batches, connections_total, broken_frames, model_loads,
-      model_load_failures;
+  uint64_t images, batches, connections_total, broken_frames, model_loads, model_load_failures;
   double images_per_second, uptime_seconds;
   uint32_t queue_depth, in_flight, connections;
   size_t n_histograms;
@@ -157,20 +156,20 @@ typedef struct pc_client_model {
 typedef struct pc_client_response {
   pc_client_response_kind kind;
   uint64_t id;
-  int status;                 /* PC_CLIENT_STATUS_* */
-  const char *message;        /* "" when OK */
+  int status;          /* PC_CLIENT_STATUS_* */
+  const char *message; /* "" when OK */
   union {
     pc_client_classify_result classify;
     pc_client_stats_result stats;
     struct {
-      const char *state;      /* "serving" or "draining" */
+      const char *state; /* "serving" or "draining" */
     } health;
     struct {
       size_t n_models;
       const pc_client_model *models;
     } model_info;
   } u;
-  void *priv_;                /* the library's */
+  void *priv_; /* the library's */
 } pc_client_response;
 
 void pc_client_response_free(pc_client_response *r);

@@ -19,9 +19,9 @@
 typedef struct pd_batcher pd_batcher;
 
 typedef struct pd_batcher_limits {
-  int max_batch;              /* images per batch (also capped by the model's plan) */
+  int max_batch; /* images per batch (also capped by the model's plan) */
   uint64_t max_queue_delay_ns;
-  int max_queue;              /* places: reserved + queued requests */
+  int max_queue; /* places: reserved + queued requests */
 } pd_batcher_limits;
 
 enum { PD_BATCHER_STOPPED = 1 };

@@ -17,10 +17,10 @@ typedef struct field {
   long lo, hi;     /* F_INT range */
 } field;
 
-#define INT_FIELD(sec, k, member, lo, hi) \
-  {sec, k, F_INT, offsetof(pd_config, member), 0, lo, hi}
-#define STR_FIELD(sec, k, type, member) \
-  {sec, k, type, offsetof(pd_config, member), sizeof(((pd_config *)0)->member), 0, 0}
+#define INT_FIELD(sec, k, member, lo, hi)                                                          \
+  { sec, k, F_INT, offsetof(pd_config, member), 0, lo, hi }
+#define STR_FIELD(sec, k, type, member)                                                            \
+  { sec, k, type, offsetof(pd_config, member), sizeof(((pd_config *)0)->member), 0, 0 }
 
 static const field fields[] = {
     STR_FIELD("listen", "socket", F_STR, socket_path),
@@ -29,6 +29,7 @@ static const field fields[] = {
     STR_FIELD("metrics", "listen", F_METRICS, metrics),
     STR_FIELD("model", "dir", F_STR, model_dir),
     STR_FIELD("engine", "backend", F_BACKEND, backend),
+    INT_FIELD("engine", "device", device, 0, 64),
     INT_FIELD("engine", "threads", threads, 0, 256),
     INT_FIELD("engine", "decode_threads", decode_threads, 0, 1024),
     INT_FIELD("batching", "max_batch", max_batch, 1, 4096),
@@ -47,10 +48,10 @@ static const field fields[] = {
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
-static const char *const sections[] = {"listen", "metrics", "model", "engine",
-                                       "batching", "limits", "log", NULL};
+static const char *const sections[] = {"listen",   "metrics", "model", "engine",
+                                       "batching", "limits",  "log",   NULL};
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
-static const char *const backend_names[] = {"cpu"};
+static const char *const backend_names[] = {"auto", "cpu", "cuda"};
 
 const char *pd_log_level_name(pd_log_level level) {
   return level >= PD_LOG_ERROR && level <= PD_LOG_DEBUG ? level_names[level] : "?";
@@ -61,7 +62,7 @@ void pd_config_defaults(pd_config *cfg, const char *default_model_dir) {
   snprintf(cfg->socket_path, sizeof cfg->socket_path, "/run/planktond/planktond.sock");
   cfg->socket_mode = 0660;
   snprintf(cfg->model_dir, sizeof cfg->model_dir, "%s", default_model_dir ? default_model_dir : "");
-  snprintf(cfg->backend, sizeof cfg->backend, "cpu");
+  snprintf(cfg->backend, sizeof cfg->backend, "auto");
   cfg->threads = 0;
   cfg->decode_threads = 0;
   cfg->max_batch = 64;
@@ -104,8 +105,8 @@ static bool valid_host_port(const char *s) {
 
 /* Sets field f from text; on failure writes the reason to why. `plain` is
  * false for a quoted YAML scalar (numbers must not be quoted). */
-static int field_from_text(const field *f, pd_config *cfg, const char *text, bool plain,
-                           char *why, size_t why_len) {
+static int field_from_text(const field *f, pd_config *cfg, const char *text, bool plain, char *why,
+                           size_t why_len) {
   char *base = (char *)cfg + f->off;
   switch (f->type) {
   case F_INT: {
@@ -133,7 +134,7 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
   case F_LEVEL:
   case F_BACKEND: {
     const char *const *names = f->type == F_LEVEL ? level_names : backend_names;
-    int n = f->type == F_LEVEL ? 4 : 1;
+    int n = f->type == F_LEVEL ? 4 : 3;
     for (int i = 0; i < n; i++)
       if (!strcmp(text, names[i])) {
         if (f->type == F_LEVEL)
@@ -143,7 +144,7 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
         return PD_OK;
       }
     snprintf(why, why_len, "expected %s, got '%s'",
-             f->type == F_LEVEL ? "error, warning, info or debug" : "cpu", text);
+             f->type == F_LEVEL ? "error, warning, info or debug" : "auto, cpu or cuda", text);
     return PD_EINVAL;
   }
   case F_STR:
@@ -235,8 +236,28 @@ static int load_section(pd_config *cfg, const pd_yaml_node *map, const char *sec
   return PD_OK;
 }
 
+/* A file of blank and comment lines only: YAML's empty document. */
+static bool only_comments(const char *text, size_t len) {
+  bool line_start = true, in_comment = false;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (ch == '\n') {
+      line_start = true;
+      in_comment = false;
+    } else if (in_comment || ch == ' ' || ch == '\t' || ch == '\r') {
+      continue;
+    } else if (ch == '#' && line_start) {
+      in_comment = true;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 int pd_config_load_mem(pd_config *cfg, const char *text, size_t len, const char *name,
                        pd_error *err) {
+  if (only_comments(text, len)) return PD_OK;
   pd_yaml *y;
   int rc = pd_yaml_load(text, len, name, &y, err);
   if (rc != PD_OK) return rc;
@@ -320,13 +341,18 @@ int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {
     char *at = buf + (used < cap ? used : cap);
     size_t left = used < cap ? cap - used : 0;
     switch (f->type) {
-    case F_INT: n = snprintf(at, left, "  %s: %ld\n", f->key, *(const long *)base); break;
-    case F_MODE: n = snprintf(at, left, "  %s: 0%03lo\n", f->key, *(const long *)base); break;
-    case F_LEVEL:
-      n = snprintf(at, left, "  %s: %s\n", f->key,
-                   pd_log_level_name(*(const pd_log_level *)base));
+    case F_INT:
+      n = snprintf(at, left, "  %s: %ld\n", f->key, *(const long *)base);
       break;
-    default: n = snprintf(at, left, "  %s: \"%s\"\n", f->key, base); break;
+    case F_MODE:
+      n = snprintf(at, left, "  %s: 0%03lo\n", f->key, *(const long *)base);
+      break;
+    case F_LEVEL:
+      n = snprintf(at, left, "  %s: %s\n", f->key, pd_log_level_name(*(const pd_log_level *)base));
+      break;
+    default:
+      n = snprintf(at, left, "  %s: \"%s\"\n", f->key, base);
+      break;
     }
     used += (size_t)n;
   }

@@ -21,13 +21,14 @@ typedef struct pd_config {
   long socket_mode;              /* file mode of the socket (octal in YAML) */
   char tcp[PD_ADDR_LEN];         /* "host:port" for the protocol over TCP; "" = off */
   /* metrics */
-  char metrics[PD_ADDR_LEN];     /* HTTP /metrics: "host:port" or "unix:PATH"; "" = off */
+  char metrics[PD_ADDR_LEN]; /* HTTP /metrics: "host:port" or "unix:PATH"; "" = off */
   /* model */
   char model_dir[PD_PATH_LEN];
   /* engine */
-  char backend[16];              /* "cpu" (the only one built today) */
-  long threads;                  /* engine threads; 0 = online CPUs */
-  long decode_threads;           /* libuv thread pool size; 0 = libuv's default */
+  char backend[16];    /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
+  long device;         /* CUDA device index */
+  long threads;        /* CPU engine threads; 0 = online CPUs */
+  long decode_threads; /* libuv thread pool size; 0 = libuv's default */
   /* batching */
   long max_batch;
   long max_queue_delay_us;
@@ -35,7 +36,7 @@ typedef struct pd_config {
   /* limits */
   long max_frame_bytes;
   long max_image_width, max_image_height, max_image_pixels;
-  long max_in_flight;            /* per connection */
+  long max_in_flight; /* per connection */
   long max_connections;
   long max_tta;
   long default_top_k;

@@ -20,9 +20,15 @@ static void unref(pd_conn *c) {
   }
 }
 
-void pd_conn_hold(pd_conn *c) { c->refs++; }
-void pd_conn_release(pd_conn *c) { unref(c); }
-bool pd_conn_open(const pd_conn *c) { return !c->closing; }
+void pd_conn_hold(pd_conn *c) {
+  c->refs++;
+}
+void pd_conn_release(pd_conn *c) {
+  unref(c);
+}
+bool pd_conn_open(const pd_conn *c) {
+  return !c->closing;
+}
 
 static void on_closed(uv_handle_t *h) {
   pd_conn *c = h->data;
@@ -117,7 +123,9 @@ void pd_conn_start(pd_conn *c, const pd_conn_handler *h, size_t max_frame, int w
   process(c);
 }
 
-void pd_conn_expect(pd_conn *c) { c->owed++; }
+void pd_conn_expect(pd_conn *c) {
+  c->owed++;
+}
 
 static void on_written(uv_write_t *req, int status) {
   conn_write *w = (conn_write *)req;

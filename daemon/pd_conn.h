@@ -24,7 +24,7 @@ typedef struct pd_conn_handler {
    * counted it with pd_conn_expect and will pd_conn_send it, now or later);
    * nonzero after it called pd_conn_fail. */
   int (*on_frame)(pd_conn *c, const uint8_t *msg, size_t len, void *ctx);
-  /* A frame longer than the limit: returns the error frame to send. */
+  /* A frame longer than the limit: the handler answers with pd_conn_fail. */
   void (*on_oversize)(pd_conn *c, const char *why, void *ctx);
   /* The handle is closed (answers still owed are dropped from now on). */
   void (*on_closed)(pd_conn *c, void *ctx);
@@ -36,9 +36,9 @@ struct pd_conn {
   const pd_conn_handler *handler;
   pd_framer framer;
   int window;
-  int owed;          /* answers owed or being written */
-  int writes;        /* uv_write requests in progress */
-  int refs;          /* the handle, holds, writes */
+  int owed;   /* answers owed or being written */
+  int writes; /* uv_write requests in progress */
+  int refs;   /* the handle, holds, writes */
   bool reading, eof, closing, draining, failed;
   uint64_t serial;
   char peer[96];

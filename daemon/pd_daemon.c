@@ -51,7 +51,10 @@ int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *e
 }
 
 static pd_served_options served_options(const pd_config *c) {
-  pd_served_options o = {.dir = c->model_dir, .backend = c->backend, .threads = (int)c->threads,
+  pd_served_options o = {.dir = c->model_dir,
+                         .backend = c->backend,
+                         .device = (int)c->device,
+                         .threads = (int)c->threads,
                          .max_batch = (int)c->max_batch};
   return o;
 }
@@ -61,7 +64,8 @@ static pd_pipeline_limits pipeline_limits(const pd_config *c) {
       .batch = {.max_batch = (int)c->max_batch,
                 .max_queue_delay_ns = (uint64_t)c->max_queue_delay_us * 1000,
                 .max_queue = (int)c->max_queue},
-      .image = {.max_width = (int)c->max_image_width, .max_height = (int)c->max_image_height,
+      .image = {.max_width = (int)c->max_image_width,
+                .max_height = (int)c->max_image_height,
                 .max_pixels = c->max_image_pixels},
       .max_tta = (int)c->max_tta,
   };
@@ -69,7 +73,8 @@ static pd_pipeline_limits pipeline_limits(const pd_config *c) {
 }
 
 static pd_server_limits server_limits(const pd_config *c) {
-  pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes, .window = (int)c->max_in_flight,
+  pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
+                        .window = (int)c->max_in_flight,
                         .max_connections = (int)c->max_connections,
                         .default_top_k = (int)c->default_top_k};
   return l;
@@ -79,10 +84,9 @@ static void log_model(pd_daemon *d, const char *what, const pd_served *s) {
   const pd_model *m = s->model;
   pd_logf(&d->log, PD_LOG_INFO,
           "%s model %s version %s from %s: %d classes, %d branches, %zu parameters, %.1f MFLOP "
-          "per image; backend %s, %d threads, plan for batches up to %d (%.2f s)",
+          "per image; backend %s; plan for batches up to %d (%.2f s)",
           what, m->name, m->version, m->dir, m->n_classes, m->n_branches, m->n_params,
-          pd_model_flops_per_image(m) * 1e-6, s->backend_name, s->threads, s->max_batch,
-          s->load_seconds);
+          pd_model_flops_per_image(m) * 1e-6, s->backend_reason, s->max_batch, s->load_seconds);
 }
 
 static void log_limits(pd_daemon *d, const pd_config *c) {
@@ -90,9 +94,9 @@ static void log_limits(pd_daemon *d, const pd_config *c) {
           "limits: max_batch %ld, max_queue_delay_us %ld, max_queue %ld, max_frame_bytes %ld, "
           "image %ldx%ld (%ld pixels), in-flight per connection %ld, connections %ld, tta %ld, "
           "default top_k %ld, drain timeout %ld s",
-          c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes,
-          c->max_image_width, c->max_image_height, c->max_image_pixels, c->max_in_flight,
-          c->max_connections, c->max_tta, c->default_top_k, c->drain_timeout_s);
+          c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes, c->max_image_width,
+          c->max_image_height, c->max_image_pixels, c->max_in_flight, c->max_connections,
+          c->max_tta, c->default_top_k, c->drain_timeout_s);
 }
 
 /* Fills the parts of a stats report the stats module does not own. */
@@ -115,6 +119,15 @@ static char *render_metrics(void *ctx, size_t *len) {
   pd_stats_report_fill(&d->stats, pd_now_ns(), &r);
   fill_report(d, &r);
   return pd_metrics_render(&r, len);
+}
+
+/* READY=1 with a STATUS line naming the model being served. */
+static void notify_ready(pd_daemon *d) {
+  char status[256];
+  const pd_served *s = pd_pipeline_model(d->pipeline);
+  snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s %s on %s", s->model->name,
+           s->model->version, s->backend_name);
+  pd_sd_notify(status);
 }
 
 /* ---- shutdown ---- */
@@ -222,7 +235,7 @@ static void reload_done(uv_work_t *w, int status) {
     log_limits(d, &d->cfg);
   }
   d->reload_model = NULL;
-  pd_sd_notify("READY=1");
+  if (!d->draining) notify_ready(d);
   if (d->draining) {
     check_drained(d);
   } else if (d->reload_again) {
@@ -312,8 +325,8 @@ static int start(pd_daemon *d, pd_error *err) {
   }
   pd_pipeline_set_model(d->pipeline, model);
   pd_server_limits sl = server_limits(&d->cfg);
-  rc = pd_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d,
-                        &d->server, err);
+  rc = pd_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d, &d->server,
+                        err);
   if (rc == PD_OK) rc = open_listeners(d, err);
   if (rc == PD_OK && d->cfg.metrics[0] && !d->http)
     rc = pd_http_create(&d->loop, d->cfg.metrics, -1, render_metrics, d, &d->log, &d->http, err);
@@ -372,11 +385,7 @@ int pd_daemon_run(const pd_settings_source *src) {
     pd_http_close(d->http);
     uv_walk(&d->loop, close_all_handles, NULL);
   } else {
-    char status[256];
-    const pd_served *s = pd_pipeline_model(d->pipeline);
-    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s %s on %s", s->model->name,
-             s->model->version, s->backend_name);
-    pd_sd_notify(status);
+    notify_ready(d);
     pd_logf(&d->log, PD_LOG_INFO, "ready");
   }
   uv_run(&d->loop, UV_RUN_DEFAULT);

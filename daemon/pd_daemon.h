@@ -14,8 +14,8 @@
 #define PD_MAX_OVERRIDES 64
 
 typedef struct pd_override {
-  const char *flag;  /* as given, for messages ("--max-batch") */
-  const char *key;   /* "batching.max_batch" */
+  const char *flag; /* as given, for messages ("--max-batch") */
+  const char *key;  /* "batching.max_batch" */
   const char *value;
 } pd_override;
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pd_served.h"
+#include "pd_tta.h"
 
 #define PD_ENGINE_MAX_REQUESTS 4096 /* >= the largest max_batch the config allows */
 
@@ -17,48 +18,72 @@ struct pd_engine {
   pd_request *batch[PD_ENGINE_MAX_REQUESTS];
 };
 
-/* Copies every view of every request into the model's batch buffers. */
-static int gather(pd_served *s, pd_request **batch, int n) {
-  const pd_model *m = s->model;
-  int k = 0;
-  for (int i = 0; i < n; i++) {
-    const float *in = batch[i]->input;
-    for (int v = 0; v < batch[i]->views; v++, k++)
-      for (int b = 0; b < m->n_branches; b++) {
-        memcpy(s->batch_in[b] + (size_t)k * s->slot_len[b], in, s->slot_len[b] * sizeof(float));
-        in += s->slot_len[b];
-      }
-  }
-  return k;
-}
+/* Where image k of the batch comes from: request i, view v. */
+typedef struct cursor {
+  int i, v;
+} cursor;
 
-/* Each request's probabilities: the mean over its views. */
-static void scatter(const pd_served *s, pd_request **batch, int n) {
-  const int K = s->model->n_classes;
-  const float *row = s->batch_probs;
-  for (int i = 0; i < n; i++) {
-    float *p = batch[i]->probs;
-    memcpy(p, row, (size_t)K * sizeof(float));
-    row += K;
-    for (int v = 1; v < batch[i]->views; v++, row += K)
-      for (int c = 0; c < K; c++) p[c] += row[c];
-    if (batch[i]->views > 1) {
-      float inv = 1.0f / (float)batch[i]->views;
-      for (int c = 0; c < K; c++) p[c] *= inv;
+/* Copies `count` images from the cursor on into the model's batch buffers. */
+static void gather(pd_served *s, pd_request **batch, cursor at, int count) {
+  const pd_model *m = s->model;
+  for (int k = 0; k < count; k++) {
+    const pd_request *r = batch[at.i];
+    const float *in = r->input;
+    for (int b = 0; b < m->n_branches; b++) {
+      memcpy(s->batch_in[b] + (size_t)k * s->slot_len[b], in + (size_t)at.v * s->slot_len[b],
+             s->slot_len[b] * sizeof(float));
+      in += (size_t)r->views * s->slot_len[b];
+    }
+    if (++at.v == r->views) {
+      at.v = 0;
+      at.i++;
     }
   }
+}
+
+/* Copies the probability rows of `count` images back to their requests. */
+static cursor scatter(const pd_served *s, pd_request **batch, cursor at, int count) {
+  const size_t K = (size_t)s->model->n_classes;
+  for (int k = 0; k < count; k++) {
+    pd_request *r = batch[at.i];
+    float *dst = r->views == 1 ? r->probs : r->rows + (size_t)at.v * K;
+    memcpy(dst, s->batch_probs + (size_t)k * K, K * sizeof(float));
+    if (++at.v == r->views) {
+      if (r->views > 1) pd_tta_average(r->rows, r->views, (int)K, r->probs);
+      at.v = 0;
+      at.i++;
+    }
+  }
+  return at;
+}
+
+/* Runs the batch's images through the plan in runs of at most its max_batch
+ * (more than one run only for a request with more TTA views than that). */
+static int run_images(pd_served *s, pd_request **batch, int images, pd_error *err) {
+  cursor at = {0, 0};
+  for (int done = 0; done < images;) {
+    int count = images - done < s->max_batch ? images - done : s->max_batch;
+    gather(s, batch, at, count);
+    pd_batch in = {.n = count};
+    for (int b = 0; b < s->model->n_branches; b++)
+      in.branch[b] = s->batch_in[b];
+    int rc = pd_plan_run(s->plan, &in, s->batch_probs, err);
+    if (rc != PD_OK) return rc;
+    at = scatter(s, batch, at, count);
+    done += count;
+  }
+  return PD_OK;
 }
 
 static void run_batch(pd_engine *e, pd_request **batch, int n) {
   pd_served *s = batch[0]->served;
   uint64_t t0 = pd_now_ns();
-  int images = gather(s, batch, n);
-  pd_batch in = {.n = images};
-  for (int b = 0; b < s->model->n_branches; b++) in.branch[b] = s->batch_in[b];
+  int images = 0;
+  for (int i = 0; i < n; i++)
+    images += batch[i]->views;
   pd_error err = {0};
-  int rc = pd_plan_run(s->plan, &in, s->batch_probs, &err);
+  int rc = run_images(s, batch, images, &err);
   uint64_t t1 = pd_now_ns();
-  if (rc == PD_OK) scatter(s, batch, n);
   pd_stats_observe(e->stats, PD_HIST_BATCH, (uint64_t)images);
   pd_stats_observe(e->stats, PD_HIST_COMPUTE, (t1 - t0) / 1000);
   atomic_fetch_add(&e->stats->batches, 1);
@@ -78,7 +103,8 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
   }
   /* The batch's last request may hold the last reference to the model:
    * nothing here touches `s` once the requests are handed over. */
-  for (int i = 0; i < n; i++) e->sink(batch[i], e->ctx);
+  for (int i = 0; i < n; i++)
+    e->sink(batch[i], e->ctx);
 }
 
 static void *engine_main(void *arg) {
@@ -86,8 +112,7 @@ static void *engine_main(void *arg) {
   for (;;) {
     int n;
     pd_request *expired;
-    if (pd_batcher_next(e->batcher, e->batch, PD_ENGINE_MAX_REQUESTS, &n, &expired) != PD_OK)
-      break;
+    if (pd_batcher_next(e->batcher, e->batch, PD_ENGINE_MAX_REQUESTS, &n, &expired) != PD_OK) break;
     while (expired) {
       pd_request *r = expired;
       expired = r->next;
@@ -102,8 +127,8 @@ static void *engine_main(void *arg) {
   return NULL;
 }
 
-int pd_engine_start(pd_batcher *b, pd_stats *stats, pd_engine_sink sink, void *ctx,
-                    pd_engine **out, pd_error *err) {
+int pd_engine_start(pd_batcher *b, pd_stats *stats, pd_engine_sink sink, void *ctx, pd_engine **out,
+                    pd_error *err) {
   pd_engine *e = calloc(1, sizeof *e);
   if (!e) return pd_error_set(err, PD_ENOMEM, "engine: out of memory");
   e->batcher = b;
@@ -115,6 +140,7 @@ int pd_engine_start(pd_batcher *b, pd_stats *stats, pd_engine_sink sink, void *c
     free(e);
     return pd_error_set(err, PD_EINTERNAL, "engine: cannot start its thread: %s", strerror(rc));
   }
+  pthread_setname_np(e->tid, "pd-engine"); /* for top, and bench/daemon's CPU accounting */
   *out = e;
   return PD_OK;
 }

@@ -1,7 +1,8 @@
 /* pd_engine: the engine thread. Owns that thread and its loop: take the
  * next batch from the batcher, gather the requests' input slots into the
  * model's batch buffers, run the plan (pd_plan_run: any n <= the plan's
- * max_batch), average TTA views, time it, and hand every request (computed,
+ * max_batch; a request with more TTA views than that runs in several runs),
+ * average TTA views (pd_tta_average), time it, and hand every request (computed,
  * failed or expired) to the sink. Never touches sockets; a backend error
  * fails only the requests of that batch. */
 #ifndef PD_ENGINE_H
@@ -16,8 +17,8 @@ typedef struct pd_engine pd_engine;
  * thread-safe (it hands the request over to the loop). */
 typedef void (*pd_engine_sink)(pd_request *req, void *ctx);
 
-int pd_engine_start(pd_batcher *b, pd_stats *stats, pd_engine_sink sink, void *ctx,
-                    pd_engine **out, pd_error *err);
+int pd_engine_start(pd_batcher *b, pd_stats *stats, pd_engine_sink sink, void *ctx, pd_engine **out,
+                    pd_error *err);
 /* Waits for the thread to end (after pd_batcher_stop and an empty queue)
  * and frees the engine. */
 void pd_engine_join(pd_engine *e);

@@ -55,14 +55,16 @@ int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail) {
   return PD_OK;
 }
 
-void pd_framer_commit(pd_framer *f, size_t n) { f->len += n; }
+void pd_framer_commit(pd_framer *f, size_t n) {
+  f->len += n;
+}
 
 int pd_framer_next(pd_framer *f, const uint8_t **msg, size_t *len, pd_error *err) {
   if (f->len < PD_FRAME_HEADER) return 0;
   size_t body = read_be32(f->buf + f->start);
   if (body > f->max_frame)
-    return pd_error_set(err, PD_ELIMIT, "frame of %zu bytes exceeds the limit of %zu bytes",
-                        body, f->max_frame);
+    return pd_error_set(err, PD_ELIMIT, "frame of %zu bytes exceeds the limit of %zu bytes", body,
+                        f->max_frame);
   if (f->len < PD_FRAME_HEADER + body) return 0;
   *msg = f->buf + f->start + PD_FRAME_HEADER;
   *len = body;
@@ -71,4 +73,6 @@ int pd_framer_next(pd_framer *f, const uint8_t **msg, size_t *len, pd_error *err
   return 1;
 }
 
-size_t pd_framer_pending(const pd_framer *f) { return f->len; }
+size_t pd_framer_pending(const pd_framer *f) {
+  return f->len;
+}

@@ -140,8 +140,8 @@ static int on_message_complete(http_parser *p) {
   size_t len = 0;
   const char *plain = "text/plain; charset=utf-8";
   if (p->method != HTTP_GET && p->method != HTTP_HEAD) {
-    respond(c, 405, "Method Not Allowed", plain, dup_text("GET or HEAD only\n", &len), len,
-            true, keep);
+    respond(c, 405, "Method Not Allowed", plain, dup_text("GET or HEAD only\n", &len), len, true,
+            keep);
     return 0;
   }
   size_t path_len = strcspn(c->url, "?#");
@@ -229,13 +229,16 @@ int pd_http_create(uv_loop_t *loop, const char *address, int fd, pd_http_render_
   return PD_OK;
 }
 
-const char *pd_http_name(const pd_http *h) { return h->name; }
+const char *pd_http_name(const pd_http *h) {
+  return h->name;
+}
 
 void pd_http_close(pd_http *s) {
   if (!s) return;
   s->closing = true;
   pd_listener_close(s->listener);
   s->listener = NULL;
-  for (http_conn *c = s->conns; c; c = c->next) conn_close(c);
+  for (http_conn *c = s->conns; c; c = c->next)
+    conn_close(c);
   maybe_free_server(s);
 }

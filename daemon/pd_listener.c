@@ -28,7 +28,9 @@ static pd_listener *listener_new(pd_listener_cb cb, void *data) {
   return l;
 }
 
-static void free_on_close(uv_handle_t *h) { free(h->data); }
+static void free_on_close(uv_handle_t *h) {
+  free(h->data);
+}
 
 static int fail_close(pd_listener *l, int rc) {
   uv_close(&l->h.handle, free_on_close);
@@ -79,8 +81,8 @@ int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, pd_listener_cb
   snprintf(l->unlink_path, sizeof l->unlink_path, "%s", path);
   if (chmod(path, (mode_t)mode) != 0) {
     unlink(path);
-    return fail_close(l, pd_error_set(err, PD_EIO, "listen %s: chmod %04o: %s", path, mode,
-                                      strerror(errno)));
+    return fail_close(
+        l, pd_error_set(err, PD_EIO, "listen %s: chmod %04o: %s", path, mode, strerror(errno)));
   }
   uv = uv_listen(&l->h.stream, PD_BACKLOG, on_connection);
   if (uv != 0) {
@@ -103,8 +105,8 @@ int pd_listener_tcp(uv_loop_t *loop, const char *host_port, pd_listener_cb cb, v
     memmove(host, host + 1, strlen(host));
     host[strlen(host) - 1] = '\0';
   }
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
   uv_getaddrinfo_t req;
   int uv = uv_getaddrinfo(loop, &req, NULL, host, colon + 1, &hints); /* synchronous */
   if (uv != 0)
@@ -120,8 +122,8 @@ int pd_listener_tcp(uv_loop_t *loop, const char *host_port, pd_listener_cb cb, v
   uv_freeaddrinfo(req.addrinfo);
   if (uv == 0) uv = uv_listen(&l->h.stream, PD_BACKLOG, on_connection);
   if (uv != 0)
-    return fail_close(l, pd_error_set(err, PD_EIO, "listen tcp '%s': %s", host_port,
-                                      uv_strerror(uv)));
+    return fail_close(l,
+                      pd_error_set(err, PD_EIO, "listen tcp '%s': %s", host_port, uv_strerror(uv)));
   *out = l;
   return PD_OK;
 }
@@ -152,8 +154,8 @@ int pd_listener_fd(uv_loop_t *loop, int fd, pd_listener_cb cb, void *data, pd_li
   }
   if (uv == 0) uv = uv_listen(&l->h.stream, PD_BACKLOG, on_connection);
   if (uv != 0)
-    return fail_close(l, pd_error_set(err, PD_EIO, "inherited socket fd %d: %s", fd,
-                                      uv_strerror(uv)));
+    return fail_close(l,
+                      pd_error_set(err, PD_EIO, "inherited socket fd %d: %s", fd, uv_strerror(uv)));
   *out = l;
   return PD_OK;
 }

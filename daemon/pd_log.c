@@ -24,8 +24,8 @@ void pd_logf(const pd_log *lg, pd_log_level level, const char *fmt, ...) {
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof line - (size_t)n, ".%03dZ planktond %s: ",
-                  (int)(tv.tv_usec / 1000), pd_log_level_name(level));
+    n += snprintf(line + n, sizeof line - (size_t)n,
+                  ".%03dZ planktond %s: ", (int)(tv.tv_usec / 1000), pd_log_level_name(level));
   }
   va_list ap;
   va_start(ap, fmt);

@@ -101,8 +101,7 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
       put(&t, "planktond_inference_request_total{status=\"%s\"} %llu\n", pd_status_name(c),
           (unsigned long long)r->requests[c]);
   }
-  counter(&t, "planktond_inference_request_success_total",
-          "Classify requests answered OK.", ok);
+  counter(&t, "planktond_inference_request_success_total", "Classify requests answered OK.", ok);
   counter(&t, "planktond_inference_request_failure_total",
           "Classify requests answered with an error status.", failed);
   counter(&t, "planktond_inference_count_total",
@@ -118,14 +117,14 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
             &r->hist[PD_HIST_QUEUE], 1e-6);
   histogram(&t, "planktond_inference_decode_duration_seconds",
             "Image decode and preprocessing time per request.", &r->hist[PD_HIST_DECODE], 1e-6);
-  histogram(&t, "planktond_inference_compute_infer_duration_seconds",
-            "Network time per batch.", &r->hist[PD_HIST_COMPUTE], 1e-6);
+  histogram(&t, "planktond_inference_compute_infer_duration_seconds", "Network time per batch.",
+            &r->hist[PD_HIST_COMPUTE], 1e-6);
   histogram(&t, "planktond_inference_request_duration_seconds",
             "Receipt to answer, every classify request.", &r->hist[PD_HIST_REQUEST], 1e-6);
   histogram(&t, "planktond_inference_batch_size", "Images per network execution.",
             &r->hist[PD_HIST_BATCH], 1.0);
-  gauge(&t, "planktond_inference_pending_requests",
-        "Requests decoded and waiting for the engine.", r->queue_depth);
+  gauge(&t, "planktond_inference_pending_requests", "Requests decoded and waiting for the engine.",
+        r->queue_depth);
   gauge(&t, "planktond_inference_in_flight_requests",
         "Classify requests accepted and not yet answered.", (double)r->in_flight);
   gauge(&t, "planktond_connections", "Open client connections.", (double)r->connections);
@@ -140,8 +139,7 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
       label(r->model_name, name, sizeof name), label(r->model_version, version, sizeof version),
       label(r->backend, backend, sizeof backend));
   gauge(&t, "planktond_model_load_timestamp_seconds",
-        "When the served model was loaded, seconds since the epoch.",
-        (double)r->model_loaded_unix);
+        "When the served model was loaded, seconds since the epoch.", (double)r->model_loaded_unix);
   counter(&t, "planktond_model_loads_total", "Successful model loads, start-up included.",
           (unsigned long long)r->model_loads);
   counter(&t, "planktond_model_load_failures_total",

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pd_engine.h"
+#include "pd_tta.h"
 #include "pd_warp.h"
 
 struct pd_pipeline {
@@ -70,16 +71,19 @@ static void on_async(uv_async_t *h) {
 
 static const char *format_name(pd_input_format f) {
   switch (f) {
-  case PD_FORMAT_PNG: return "PNG";
-  case PD_FORMAT_JPEG: return "JPEG";
-  case PD_FORMAT_RAW_GRAY8: return "raw gray8";
-  default: return "auto";
+  case PD_FORMAT_PNG:
+    return "PNG";
+  case PD_FORMAT_JPEG:
+    return "JPEG";
+  case PD_FORMAT_RAW_GRAY8:
+    return "raw gray8";
+  default:
+    return "auto";
   }
 }
 
 static void decode_work(uv_work_t *w) {
   pd_request *req = w->data;
-  pd_pipeline *p = req->pipeline;
   const pd_served *s = req->served;
   uint64_t t0 = pd_now_ns();
   pd_gray_image img = {0};
@@ -94,33 +98,39 @@ static void decode_work(uv_work_t *w) {
       return;
     }
     pd_error err = {0};
-    if (pd_image_decode(req->data, req->len, &p->lim.image, &img, &err) != PD_OK) {
-      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image (%zu bytes): %s", req->len,
-                      err.msg);
+    if (pd_image_decode(req->data, req->len, &req->limits, &img, &err) != PD_OK) {
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image (%zu bytes): %s", req->len, err.msg);
       return;
     }
     pixels = img.pixels;
     width = img.width;
     height = img.height;
   }
-  req->input = malloc((size_t)req->views * s->slot_floats * sizeof(float));
+  const int n = req->views;
+  req->input = malloc((size_t)n * s->slot_floats * sizeof(float));
   req->probs = malloc((size_t)s->model->n_classes * sizeof(float));
-  if (!req->input || !req->probs) {
-    pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory for the input of %dx%d",
-                    width, height);
+  req->rows = n > 1 ? malloc((size_t)n * s->model->n_classes * sizeof(float)) : NULL;
+  pd_augment *augs = n > 1 ? malloc((size_t)n * sizeof *augs) : NULL;
+  if (!req->input || !req->probs || (n > 1 && (!req->rows || !augs))) {
+    pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED,
+                    "out of memory for %d input slots of a %dx%d image", n, width, height);
   } else {
-    float *slots[PD_MAX_BRANCHES];
+    float *first[PD_MAX_BRANCHES]; /* branch-major: `n` slots per branch */
     float *at = req->input;
-    for (int v = 0; v < req->views; v++) {
-      for (int b = 0; b < s->model->n_branches; b++) {
-        slots[b] = at;
-        at += s->slot_len[b];
-      }
-      /* TTA transforms arrive with models/pd_tta.h; until then every view is
-       * the identity (and views is 1). */
-      pd_preprocess_image(s->model, pixels, width, height, NULL, slots);
+    for (int b = 0; b < s->model->n_branches; b++) {
+      first[b] = at;
+      at += (size_t)n * s->slot_len[b];
+    }
+    pd_error err = {0};
+    if (n == 1) {
+      pd_preprocess_image(s->model, pixels, width, height, NULL, first);
+    } else if (pd_tta_transforms(&s->model->tta, s->model->symmetry, n, augs, &err) != PD_OK) {
+      pd_request_fail(req, PD_STATUS_INTERNAL, "model %s: %s", s->model->name, err.msg);
+    } else {
+      pd_tta_preprocess(s->model, pixels, width, height, augs, n, first);
     }
   }
+  free(augs);
   pd_gray_image_free(&img);
   req->decode_ns = pd_now_ns() - t0;
 }
@@ -159,16 +169,16 @@ static bool admit(pd_pipeline *p, pd_request *req) {
                     req->model, s->model->name);
     return false;
   }
-  if (req->tta < 0 || req->tta > p->lim.max_tta) {
-    pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "tta %d is out of range 0..%d (limits.max_tta)",
-                    req->tta, p->lim.max_tta);
+  if (req->tta < 0 || req->tta > p->lim.max_tta || req->tta > PD_TTA_MAX) {
+    pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT,
+                    "tta %d is out of range 0..%d (limits.max_tta)", req->tta, p->lim.max_tta);
     return false;
   }
   if (req->format == PD_FORMAT_RAW_GRAY8) {
     const pd_image_limits *il = &p->lim.image;
     if (req->width <= 0 || req->height <= 0) {
-      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "raw image: size %dx%d is empty",
-                      req->width, req->height);
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "raw image: size %dx%d is empty", req->width,
+                      req->height);
       return false;
     }
     if (req->width > il->max_width || req->height > il->max_height ||
@@ -179,9 +189,8 @@ static bool admit(pd_pipeline *p, pd_request *req) {
       return false;
     }
     if (req->len != (size_t)req->width * (size_t)req->height) {
-      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT,
-                      "raw image: %zu bytes, but %dx%d needs %zu", req->len, req->width,
-                      req->height, (size_t)req->width * (size_t)req->height);
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "raw image: %zu bytes, but %dx%d needs %zu",
+                      req->len, req->width, req->height, (size_t)req->width * (size_t)req->height);
       return false;
     }
   } else if (req->format < PD_FORMAT_AUTO || req->format > PD_FORMAT_RAW_GRAY8) {
@@ -192,7 +201,8 @@ static bool admit(pd_pipeline *p, pd_request *req) {
     return false;
   }
   if (req->deadline_ns && pd_now_ns() >= req->deadline_ns) {
-    pd_request_fail(req, PD_STATUS_DEADLINE_EXCEEDED, "deadline passed before the request was read");
+    pd_request_fail(req, PD_STATUS_DEADLINE_EXCEEDED,
+                    "deadline passed before the request was read");
     return false;
   }
   if (pd_batcher_reserve(p->batcher) != PD_OK) {
@@ -215,7 +225,8 @@ void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
     return;
   }
   req->served = pd_served_ref(p->current);
-  req->views = 1; /* TTA: see decode_work */
+  req->limits = p->lim.image;
+  req->views = req->tta > 0 ? req->tta : pd_tta_default_count(p->current->model);
   req->work.data = req;
   int rc = uv_queue_work(p->loop, &req->work, decode_work, decode_done);
   if (rc != 0) {
@@ -266,11 +277,17 @@ void pd_pipeline_set_model(pd_pipeline *p, pd_served *s) {
   pd_served_unref(old);
 }
 
-pd_served *pd_pipeline_model(const pd_pipeline *p) { return p->current; }
+pd_served *pd_pipeline_model(const pd_pipeline *p) {
+  return p->current;
+}
 
-int pd_pipeline_in_flight(const pd_pipeline *p) { return p->in_flight; }
+int pd_pipeline_in_flight(const pd_pipeline *p) {
+  return p->in_flight;
+}
 
-pd_batcher_counts pd_pipeline_queue(pd_pipeline *p) { return pd_batcher_counts_get(p->batcher); }
+pd_batcher_counts pd_pipeline_queue(pd_pipeline *p) {
+  return pd_batcher_counts_get(p->batcher);
+}
 
 void pd_pipeline_on_idle(pd_pipeline *p, void (*cb)(void *), void *data) {
   p->idle_cb = cb;

@@ -14,12 +14,23 @@ uint64_t pd_now_ns(void) {
 }
 
 const char *pd_status_name(int code) {
-  static const char *const names[PD_STATUS_COUNT] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char *const names[PD_STATUS_COUNT] = {"OK",
+                                                     "CANCELLED",
+                                                     "UNKNOWN",
+                                                     "INVALID_ARGUMENT",
+                                                     "DEADLINE_EXCEEDED",
+                                                     "NOT_FOUND",
+                                                     "ALREADY_EXISTS",
+                                                     "PERMISSION_DENIED",
+                                                     "RESOURCE_EXHAUSTED",
+                                                     "FAILED_PRECONDITION",
+                                                     "ABORTED",
+                                                     "OUT_OF_RANGE",
+                                                     "UNIMPLEMENTED",
+                                                     "INTERNAL",
+                                                     "UNAVAILABLE",
+                                                     "DATA_LOSS",
+                                                     "UNAUTHENTICATED"};
   return code >= 0 && code < PD_STATUS_COUNT ? names[code] : "UNKNOWN";
 }
 
@@ -36,6 +47,8 @@ void pd_request_dispose(pd_request *req) {
   req->input = NULL;
   free(req->probs);
   req->probs = NULL;
+  free(req->rows);
+  req->rows = NULL;
   pd_served_unref(req->served);
   req->served = NULL;
 }

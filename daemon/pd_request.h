@@ -12,6 +12,8 @@
 
 #include <uv.h>
 
+#include "pd_image.h"
+
 /* gRPC status codes (same numbers as google.rpc.Code and plankton.proto). */
 typedef enum pd_status {
   PD_STATUS_OK = 0,
@@ -46,33 +48,35 @@ typedef void (*pd_request_done_fn)(pd_request *req);
 struct pd_request {
   /* ---- input: set by the front end before pd_pipeline_submit ---- */
   uint64_t id;
-  char model[64];             /* "" = default model */
+  char model[64]; /* "" = default model */
   pd_input_format format;
-  const uint8_t *data;        /* borrowed until release_input is called */
+  const uint8_t *data; /* borrowed until release_input is called */
   size_t len;
-  int width, height;          /* RAW_GRAY8 only */
-  int top_k;                  /* 0 = configured default */
+  int width, height; /* RAW_GRAY8 only */
+  int top_k;         /* 0 = configured default */
   bool full_distribution;
-  int tta;                    /* 0 = the model's default */
-  uint64_t t_recv_ns;         /* monotonic time of receipt */
-  uint64_t deadline_ns;       /* monotonic; 0 = none */
+  int tta;                                /* 0 = the model's default */
+  uint64_t t_recv_ns;                     /* monotonic time of receipt */
+  uint64_t deadline_ns;                   /* monotonic; 0 = none */
   void (*release_input)(pd_request *req); /* may be NULL; called on the loop thread */
   pd_request_done_fn done;
-  void *owner;                /* the front end's */
+  void *owner; /* the front end's */
 
   /* ---- result: set by the core ---- */
   pd_status status;
   char message[256];
-  struct pd_served *served;   /* the model this request runs on (a reference) */
-  int views;                  /* input slots (TTA transforms); 1 without TTA */
-  float *input;               /* views slots, branch-major within a slot */
-  float *probs;               /* n_classes, when status is OK */
+  struct pd_served *served; /* the model this request runs on (a reference) */
+  int views;                /* images: TTA transforms, 1 without TTA */
+  float *input;             /* branch-major: branch b holds `views` consecutive slots */
+  float *rows;              /* views x n_classes engine outputs (NULL when views is 1) */
+  float *probs;             /* n_classes: the mean over the views, when status is OK */
   uint64_t decode_ns, queue_ns, compute_ns;
-  int batch_size;             /* images in the batch this request ran in */
+  int batch_size; /* images in the batch this request ran in */
   uint64_t t_decoded_ns, t_queued_ns, t_batch_ns;
 
   /* ---- core bookkeeping ---- */
-  pd_request *next, *prev;    /* batcher queue and completion lists */
+  pd_image_limits limits;  /* the limits at admission (the decode thread reads these) */
+  pd_request *next, *prev; /* batcher queue and completion lists */
   struct pd_pipeline *pipeline;
   uv_work_t work;
 };

@@ -24,7 +24,9 @@ int pd_sd_listen_fds(pd_sd_fds *out) {
   return out->n;
 }
 
-void pd_sd_notify(const char *state) { sd_notify(0, state); }
+void pd_sd_notify(const char *state) {
+  sd_notify(0, state);
+}
 
 #else
 
@@ -33,6 +35,8 @@ int pd_sd_listen_fds(pd_sd_fds *out) {
   return 0;
 }
 
-void pd_sd_notify(const char *state) { (void)state; }
+void pd_sd_notify(const char *state) {
+  (void)state;
+}
 
 #endif

@@ -1,16 +1,18 @@
 #include "pd_served.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "pd_cpu_backend.h"
+#include "pd_backend_select.h"
 #include "pd_request.h"
 
 static void served_free(pd_served *s) {
   if (s->plan) pd_plan_destroy(s->plan);
   if (s->backend) pd_backend_destroy(s->backend);
-  for (int b = 0; b < PD_MAX_BRANCHES; b++) free(s->batch_in[b]);
+  for (int b = 0; b < PD_MAX_BRANCHES; b++)
+    free(s->batch_in[b]);
   free(s->batch_probs);
   pd_model_free(s->model);
   free(s);
@@ -18,9 +20,6 @@ static void served_free(pd_served *s) {
 
 int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err) {
   uint64_t t0 = pd_now_ns();
-  if (strcmp(opt->backend, "cpu") != 0)
-    return pd_error_set(err, PD_EUNSUPP, "backend '%s' is not built into this planktond",
-                        opt->backend);
   pd_served *s = calloc(1, sizeof *s);
   if (!s) return pd_error_set(err, PD_ENOMEM, "out of memory loading model %s", opt->dir);
   atomic_init(&s->refs, 1);
@@ -48,16 +47,23 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     threads = n > 0 ? (int)n : 1;
   }
-  s->threads = threads < opt->max_batch ? threads : opt->max_batch;
-  pd_cpu_options copt = {.threads = threads, .profile = 0};
-  rc = pd_cpu_backend_create(&copt, &s->backend, err);
+  pd_backend_reason reason = {0};
+  rc = pd_backend_create_by_name(opt->backend, opt->device, threads, &s->backend, &reason, err);
+  /* Threads the plan starts inherit this thread's name: "pd-plan" tells them
+   * apart in top and in bench/daemon's CPU accounting. */
+  char name[16] = "";
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  pthread_setname_np(pthread_self(), "pd-plan");
   if (rc == PD_OK) rc = pd_plan_create(s->backend, m, opt->max_batch, &s->plan, err);
+  pthread_setname_np(pthread_self(), name);
   if (rc != PD_OK) {
     pd_error_prefix(err, "model %s", opt->dir);
     served_free(s);
     return rc;
   }
-  snprintf(s->backend_name, sizeof s->backend_name, "%s", s->backend->ops->name);
+  snprintf(s->backend_name, sizeof s->backend_name, "%s", reason.name);
+  snprintf(s->backend_reason, sizeof s->backend_reason, "%s", reason.text);
+  s->threads = strcmp(reason.name, "cpu") ? 0 : threads < opt->max_batch ? threads : opt->max_batch;
   s->loaded_at = time(NULL);
   s->load_seconds = (double)(pd_now_ns() - t0) * 1e-9;
   *out = s;

@@ -19,8 +19,9 @@
 
 typedef struct pd_served_options {
   const char *dir;
-  const char *backend; /* "cpu" */
-  int threads;         /* backend threads; 0 = online CPUs */
+  const char *backend; /* "auto", "cpu" or "cuda" (pd_backend_select) */
+  int device;          /* CUDA device index */
+  int threads;         /* CPU backend threads; 0 = online CPUs */
   int max_batch;       /* plan size, in images (TTA transforms count each) */
 } pd_served_options;
 
@@ -28,16 +29,17 @@ typedef struct pd_served {
   pd_model *model;
   pd_backend *backend;
   pd_plan *plan;
-  char backend_name[16];
+  char backend_name[16];    /* "cpu" or "cuda" */
+  char backend_reason[768]; /* which backend and why (pd_backend_select) */
   int max_batch;
-  int threads;                        /* backend threads actually used */
-  size_t slot_len[PD_MAX_BRANCHES];   /* floats of one image's input per branch */
-  size_t slot_floats;                 /* sum of slot_len */
+  int threads;                      /* CPU backend threads (0 for other backends) */
+  size_t slot_len[PD_MAX_BRANCHES]; /* floats of one image's input per branch */
+  size_t slot_floats;               /* sum of slot_len */
   /* engine-only scratch, max_batch images */
   float *batch_in[PD_MAX_BRANCHES];
   float *batch_probs;
-  time_t loaded_at;                   /* wall clock */
-  double load_seconds;                /* model load + plan build */
+  time_t loaded_at;    /* wall clock */
+  double load_seconds; /* model load + plan build */
   atomic_int refs;
 } pd_served;
 

@@ -38,7 +38,9 @@ typedef struct srv_request {
 
 /* ---- answers ---- */
 
-static void answer(pd_conn *c, uint8_t *frame, size_t len) { pd_conn_send(c, frame, len); }
+static void answer(pd_conn *c, uint8_t *frame, size_t len) {
+  pd_conn_send(c, frame, len);
+}
 
 static void classify_done(pd_request *req) {
   srv_request *sr = (srv_request *)req;
@@ -51,11 +53,11 @@ static void classify_done(pd_request *req) {
     pd_conn_send(c, NULL, 0); /* the client left: drop the answer */
   }
   if (req->status == PD_STATUS_INTERNAL)
-    pd_logf(sr->srv->log, PD_LOG_ERROR, "request %llu from %s: %s",
-            (unsigned long long)req->id, c->peer, req->message);
+    pd_logf(sr->srv->log, PD_LOG_ERROR, "request %llu from %s: %s", (unsigned long long)req->id,
+            c->peer, req->message);
   else if (req->status != PD_STATUS_OK)
-    pd_logf(sr->srv->log, PD_LOG_DEBUG, "request %llu from %s: %s: %s",
-            (unsigned long long)req->id, c->peer, pd_status_name(req->status), req->message);
+    pd_logf(sr->srv->log, PD_LOG_DEBUG, "request %llu from %s: %s: %s", (unsigned long long)req->id,
+            c->peer, pd_status_name(req->status), req->message);
   pd_request_dispose(req);
   pd_wire_free(sr->msg); /* normally freed already by release_input */
   pd_conn_release(c);
@@ -84,8 +86,7 @@ static void handle_classify(pd_server *s, pd_conn *c, Plankton__Request *msg) {
     size_t len = 0;
     uint64_t id = cr->id;
     pd_wire_free(msg);
-    answer(c, pd_wire_classify_error(id, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory", &len),
-           len);
+    answer(c, pd_wire_classify_error(id, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory", &len), len);
     return;
   }
   sr->srv = s;
@@ -113,7 +114,8 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
   Plankton__Request *msg = pd_wire_unpack(bytes, n);
   if (!msg) {
     atomic_fetch_add(&s->stats->broken_frames, 1);
-    pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s): frame of %zu bytes is not a Request; closing",
+    pd_logf(s->log, PD_LOG_WARNING,
+            "connection %llu (%s): frame of %zu bytes is not a Request; closing",
             (unsigned long long)c->serial, c->peer, n);
     char why[128];
     snprintf(why, sizeof why, "frame of %zu bytes does not decode as a plankton.Request", n);
@@ -177,7 +179,9 @@ static void on_closed(pd_conn *c, void *ctx) {
 
 /* ---- accepting ---- */
 
-static void close_unaccepted(uv_handle_t *h) { free(h->data); }
+static void close_unaccepted(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void on_connection(pd_listener *l, void *data) {
   pd_server *s = data;
@@ -200,7 +204,8 @@ static void on_connection(pd_listener *l, void *data) {
   atomic_fetch_add(&s->stats->connections_total, 1);
   pd_conn_start(c, &s->handler, s->lim.max_frame, s->lim.window, ++s->serial);
   if (s->n_conns > s->lim.max_connections) {
-    pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s) refused: %d connections (limits.max_connections)",
+    pd_logf(s->log, PD_LOG_WARNING,
+            "connection %llu (%s) refused: %d connections (limits.max_connections)",
             (unsigned long long)c->serial, c->peer, s->lim.max_connections);
     char why[96];
     snprintf(why, sizeof why, "too many connections (limit %d)", s->lim.max_connections);
@@ -242,7 +247,9 @@ int pd_server_listen_fd(pd_server *s, int fd, pd_error *err) {
   return add_listener(s, rc, l, err);
 }
 
-int pd_server_listener_count(const pd_server *s) { return s->n_listeners; }
+int pd_server_listener_count(const pd_server *s) {
+  return s->n_listeners;
+}
 
 /* ---- lifetime ---- */
 
@@ -266,13 +273,16 @@ int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *
   return PD_OK;
 }
 
-void pd_server_set_limits(pd_server *s, const pd_server_limits *lim) { s->lim = *lim; }
+void pd_server_set_limits(pd_server *s, const pd_server_limits *lim) {
+  s->lim = *lim;
+}
 
 void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {
   s->draining = true;
   s->on_empty = on_empty;
   s->on_empty_data = data;
-  for (int i = 0; i < s->n_listeners; i++) pd_listener_close(s->listeners[i]);
+  for (int i = 0; i < s->n_listeners; i++)
+    pd_listener_close(s->listeners[i]);
   s->n_listeners = 0;
   for (pd_conn *c = s->conns, *next; c; c = next) {
     next = c->next; /* pd_conn_drain may close c (it stays allocated until its close callback) */
@@ -282,12 +292,16 @@ void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {
 }
 
 void pd_server_close_all(pd_server *s) {
-  for (pd_conn *c = s->conns; c; c = c->next) pd_conn_close(c);
+  for (pd_conn *c = s->conns; c; c = c->next)
+    pd_conn_close(c);
 }
 
-int pd_server_connections(const pd_server *s) { return s->n_conns; }
+int pd_server_connections(const pd_server *s) {
+  return s->n_conns;
+}
 
 void pd_server_free(pd_server *s) {
-  for (int i = 0; i < s->n_listeners; i++) pd_listener_close(s->listeners[i]);
+  for (int i = 0; i < s->n_listeners; i++)
+    pd_listener_close(s->listeners[i]);
   free(s);
 }

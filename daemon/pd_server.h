@@ -21,8 +21,8 @@
 typedef struct pd_server pd_server;
 
 typedef struct pd_server_limits {
-  size_t max_frame;     /* bytes of one message */
-  int window;           /* answers owed per connection before it stops being read */
+  size_t max_frame; /* bytes of one message */
+  int window;       /* answers owed per connection before it stops being read */
   int max_connections;
   int default_top_k;
 } pd_server_limits;

@@ -2,9 +2,9 @@
 
 #include <string.h>
 
-static const double latency_bounds[] = {50,     100,    250,    500,     1000,    2500,
-                                        5000,   10000,  25000,  50000,   100000,  250000,
-                                        500000, 1e6,    2.5e6,  5e6,     10e6};
+static const double latency_bounds[] = {50,     100,   250,   500,   1000,   2500,
+                                        5000,   10000, 25000, 50000, 100000, 250000,
+                                        500000, 1e6,   2.5e6, 5e6,   10e6};
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 
 #define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -27,7 +27,8 @@ void pd_stats_init(pd_stats *s) {
 void pd_stats_observe(pd_stats *s, pd_hist_id h, uint64_t value) {
   pd_histogram *hg = &s->hist[h];
   int i = 0;
-  while (i < hg->n_bounds && (double)value > hg->bounds[i]) i++;
+  while (i < hg->n_bounds && (double)value > hg->bounds[i])
+    i++;
   atomic_fetch_add_explicit(&hg->buckets[i], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&hg->sum, value, memory_order_relaxed);
   atomic_fetch_add_explicit(&hg->count, 1, memory_order_relaxed);
@@ -63,7 +64,8 @@ static double images_rate(const pd_stats *s, uint64_t now_ns, uint64_t images_no
 
 void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
   memset(r, 0, sizeof *r);
-  for (int i = 0; i < PD_STATUS_COUNT; i++) r->requests[i] = atomic_load(&s->requests[i]);
+  for (int i = 0; i < PD_STATUS_COUNT; i++)
+    r->requests[i] = atomic_load(&s->requests[i]);
   r->images = atomic_load(&s->images);
   r->batches = atomic_load(&s->batches);
   r->connections_total = atomic_load(&s->connections_total);

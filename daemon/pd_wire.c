@@ -15,8 +15,8 @@ void pd_wire_free(Plankton__Request *r) {
   if (r) plankton__request__free_unpacked(r, NULL);
 }
 
-void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns,
-                            int default_top_k, pd_request *req) {
+void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns, int default_top_k,
+                            pd_request *req) {
   req->id = c->id;
   snprintf(req->model, sizeof req->model, "%s", c->model ? c->model : "");
   if (c->model && strlen(c->model) >= sizeof req->model) /* cannot match any model name */
@@ -71,10 +71,12 @@ uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *
 
 /* Indices of the k largest probabilities, best first (ties: lower index first). */
 static void top_indices(const float *p, int n, int k, int *out) {
-  for (int i = 0; i < k; i++) out[i] = -1;
+  for (int i = 0; i < k; i++)
+    out[i] = -1;
   for (int c = 0; c < n; c++) {
     int pos = k;
-    while (pos > 0 && (out[pos - 1] < 0 || p[c] > p[out[pos - 1]])) pos--;
+    while (pos > 0 && (out[pos - 1] < 0 || p[c] > p[out[pos - 1]]))
+      pos--;
     if (pos >= k) continue;
     memmove(out + pos + 1, out + pos, (size_t)(k - pos - 1) * sizeof *out);
     out[pos] = c;

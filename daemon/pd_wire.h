@@ -19,8 +19,8 @@ Plankton__Request *pd_wire_unpack(const uint8_t *msg, size_t len);
 void pd_wire_free(Plankton__Request *r);
 
 /* Fills req's input fields from c (the image data pointer borrows from c). */
-void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns,
-                            int default_top_k, pd_request *req);
+void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns, int default_top_k,
+                            pd_request *req);
 
 /* Each returns a frame of *len bytes, or NULL when out of memory. */
 uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len);

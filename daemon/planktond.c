@@ -1,6 +1,7 @@
 /* planktond: the command line. Owns argv parsing only: flags become setting
  * overrides (the same names as the YAML file), then either the settings are
  * checked (--check-config, --print-config) or the daemon runs. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ static const struct flag {
     {"--metrics", "metrics.listen"},
     {"--model", "model.dir"},
     {"--backend", "engine.backend"},
+    {"--device", "engine.device"},
     {"--threads", "engine.threads"},
     {"--decode-threads", "engine.decode_threads"},
     {"--max-batch", "batching.max_batch"},
@@ -43,8 +45,9 @@ static void usage(FILE *f) {
           "  --tcp HOST:PORT          listen.tcp (default off)\n"
           "  --metrics ADDR           metrics.listen: HOST:PORT or unix:PATH (default off)\n"
           "  --model DIR              model.dir (default %s)\n"
-          "  --backend NAME           engine.backend (cpu)\n"
-          "  --threads N              engine.threads (0 = online CPUs)\n"
+          "  --backend NAME           engine.backend: auto (CUDA when usable), cpu, cuda\n"
+          "  --device N               engine.device: CUDA device index (0)\n"
+          "  --threads N              engine.threads: CPU engine threads (0 = online CPUs)\n"
           "  --decode-threads N       engine.decode_threads (0 = libuv default)\n"
           "  --max-batch N            batching.max_batch (64)\n"
           "  --max-queue-delay-us N   batching.max_queue_delay_us (2000)\n"
@@ -149,5 +152,8 @@ int main(int argc, char **argv) {
     if (check) printf("%s: ok\n", check);
     return 0;
   }
+  /* A client that leaves while its answer is being written must cost an
+   * EPIPE on that connection, not the process. */
+  signal(SIGPIPE, SIG_IGN);
   return pd_daemon_run(&src);
 }

@@ -1,0 +1,226 @@
+/* daemon_load: the load generator of bench/daemon. N clients of the real
+ * client library, each keeping `window` requests in flight, driven from one
+ * poll() loop, send synthetic crops (raw gray8 or PNG) to a running
+ * planktond for a warm-up and then a measured period. Prints one line:
+ * requests=N seconds=S rps=R p50_ms=A p99_ms=B errors=E mean_batch=M
+ * (latency: send to answer, measured period only). */
+#include <math.h>
+#include <png.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plankton_client.h"
+
+#define N_CROPS 64
+
+typedef struct crop {
+  int w, h;
+  uint8_t *gray, *png;
+  size_t png_len;
+} crop;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rnd(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* A dark ellipse with noise on white, w x h (NDSB-like sizes). */
+static void make_crop(crop *c, uint64_t seed) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
+  c->w = 40 + (int)(rnd(&s) % 160);
+  c->h = 40 + (int)(rnd(&s) % 160);
+  c->gray = malloc((size_t)c->w * c->h);
+  double cx = c->w / 2.0, cy = c->h / 2.0, rx = c->w * 0.35, ry = c->h * 0.3;
+  for (int y = 0; y < c->h; y++)
+    for (int x = 0; x < c->w; x++) {
+      double dx = (x - cx) / rx, dy = (y - cy) / ry;
+      double r = dx * dx + dy * dy;
+      c->gray[(size_t)y * c->w + x] =
+          r < 1 ? (uint8_t)(40 + r * 120 + (double)(rnd(&s) % 30)) : (uint8_t)(245 + rnd(&s) % 11);
+    }
+}
+
+typedef struct mem {
+  uint8_t *buf;
+  size_t len, cap;
+} mem;
+
+static void png_write(png_structp p, png_bytep d, png_size_t n) {
+  mem *m = png_get_io_ptr(p);
+  if (m->len + n > m->cap) {
+    m->cap = (m->cap + n) * 2;
+    m->buf = realloc(m->buf, m->cap);
+  }
+  memcpy(m->buf + m->len, d, n);
+  m->len += n;
+}
+
+static void png_flush(png_structp p) {
+  (void)p;
+}
+
+static void encode_png(crop *c) {
+  mem m = {0};
+  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(p);
+  png_set_write_fn(p, &m, png_write, png_flush);
+  png_set_IHDR(p, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_GRAY,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(p, info);
+  for (int y = 0; y < c->h; y++)
+    png_write_row(p, c->gray + (size_t)y * c->w);
+  png_write_end(p, NULL);
+  png_destroy_write_struct(&p, &info);
+  c->png = m.buf;
+  c->png_len = m.len;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+  const char *address = NULL, *format = "raw";
+  int clients = 8, window = 1;
+  double seconds = 5, warmup = 1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--address"))
+      address = argv[i + 1];
+    else if (!strcmp(argv[i], "--clients"))
+      clients = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--window"))
+      window = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--format"))
+      format = argv[i + 1];
+    else if (!strcmp(argv[i], "--seconds"))
+      seconds = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--warmup"))
+      warmup = atof(argv[i + 1]);
+    else {
+      fprintf(stderr, "daemon_load: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (!address || clients < 1 || window < 1) {
+    fprintf(stderr, "usage: daemon_load --address ADDR [--clients N] [--window W] "
+                    "[--format raw|png] [--seconds S] [--warmup S]\n");
+    return 2;
+  }
+  bool png = !strcmp(format, "png");
+  crop crops[N_CROPS] = {0};
+  for (int i = 0; i < N_CROPS; i++) {
+    make_crop(&crops[i], (uint64_t)i + 1);
+    if (png) encode_png(&crops[i]);
+  }
+  pc_client **cs = calloc((size_t)clients, sizeof *cs);
+  struct pollfd *pf = calloc((size_t)clients, sizeof *pf);
+  double **sent_at = calloc((size_t)clients, sizeof *sent_at); /* ring by id % window */
+  uint64_t *next_id = calloc((size_t)clients, sizeof *next_id);
+  pc_client_options o = {.window = window, .timeout_ms = 30000};
+  pc_client_error err;
+  for (int i = 0; i < clients; i++) {
+    if (pc_client_connect(address, &o, &cs[i], &err) != PC_CLIENT_OK) {
+      fprintf(stderr, "daemon_load: %s\n", err.message);
+      return 1;
+    }
+    sent_at[i] = calloc((size_t)window, sizeof(double));
+  }
+  size_t lat_cap = 1 << 20, n_lat = 0;
+  double *lat = malloc(lat_cap * sizeof *lat);
+  long errors = 0, measured = 0;
+  double batch_sum = 0;
+  double t_start = now_s(), t_measure = t_start + warmup, t_end = t_measure + seconds;
+  bool sending = true;
+  int in_flight_total = 0;
+  for (;;) {
+    double now = now_s();
+    if (now >= t_end) sending = false;
+    if (!sending && in_flight_total == 0) break;
+    for (int i = 0; i < clients; i++) {
+      while (sending) {
+        uint64_t id = next_id[i];
+        const crop *c = &crops[(id * 7 + (uint64_t)i) % N_CROPS];
+        pc_client_classify_request rq = {.id = id, .top_k = 5};
+        if (png) {
+          rq.format = PC_CLIENT_IMAGE_PNG;
+          rq.data = c->png;
+          rq.len = c->png_len;
+        } else {
+          rq.format = PC_CLIENT_IMAGE_RAW_GRAY8;
+          rq.data = c->gray;
+          rq.len = (size_t)c->w * c->h;
+          rq.width = (uint32_t)c->w;
+          rq.height = (uint32_t)c->h;
+        }
+        int rc = pc_client_send_classify(cs[i], &rq, &err);
+        if (rc == PC_CLIENT_EAGAIN) break;
+        if (rc != PC_CLIENT_OK) {
+          fprintf(stderr, "daemon_load: %s\n", err.message);
+          return 1;
+        }
+        sent_at[i][id % (uint64_t)window] = now_s();
+        next_id[i]++;
+        in_flight_total++;
+      }
+      pf[i].fd = pc_client_fd(cs[i]);
+      pf[i].events = pc_client_events(cs[i]);
+    }
+    if (poll(pf, (nfds_t)clients, 1000) < 0) break;
+    for (int i = 0; i < clients; i++) {
+      if (!pf[i].revents) continue;
+      if (pc_client_process(cs[i], pf[i].revents, &err) != PC_CLIENT_OK) {
+        fprintf(stderr, "daemon_load: %s\n", err.message);
+        return 1;
+      }
+      pc_client_response *r;
+      while (pc_client_next_response(cs[i], &r) == PC_CLIENT_OK) {
+        double t = now_s();
+        double t0 = sent_at[i][r->id % (uint64_t)window];
+        in_flight_total--;
+        if (t0 >= t_measure && t0 < t_end) {
+          measured++;
+          if (r->status != 0) errors++;
+          batch_sum += r->u.classify.batch_size;
+          if (n_lat == lat_cap) {
+            lat_cap *= 2;
+            lat = realloc(lat, lat_cap * sizeof *lat);
+          }
+          lat[n_lat++] = (t - t0) * 1e3;
+        }
+        pc_client_response_free(r);
+      }
+    }
+  }
+  qsort(lat, n_lat, sizeof *lat, cmp_double);
+  double p50 = n_lat ? lat[n_lat / 2] : 0,
+         p99 = n_lat ? lat[(size_t)(0.99 * (double)(n_lat - 1))] : 0;
+  printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld mean_batch=%.2f\n",
+         measured, seconds, (double)measured / seconds, p50, p99, errors,
+         measured ? batch_sum / (double)measured : 0.0);
+  for (int i = 0; i < clients; i++) {
+    pc_client_close(cs[i]);
+    free(sent_at[i]);
+  }
+  for (int i = 0; i < N_CROPS; i++) {
+    free(crops[i].gray);
+    free(crops[i].png);
+  }
+  free(cs);
+  free(pf);
+  free(sent_at);
+  free(next_id);
+  free(lat);
+  return errors ? 1 : 0;
+}

@@ -1,0 +1,221 @@
+/* pc_cli_classify: the `classify` command: options, the model's labels
+ * (ModelInfo), the path stream (pc_cli_walk) through the pipelined loop
+ * (pc_cli_pipe) into the chosen output format (pc_cli_out), errors per file
+ * on stderr, the progress line, and the exit code. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pc_cli_args.h"
+#include "pc_cli_model.h"
+#include "pc_cli_out.h"
+#include "pc_cli_pipe.h"
+#include "pc_cli_progress.h"
+#include "pc_cli_walk.h"
+
+#define DEFAULT_MAX_FILE ((16u << 20) - 1024u) /* the daemon's default frame limit, less the envelope */
+
+void pc_cli_classify_usage(const char *prog, FILE *f) {
+  fprintf(f,
+          "usage: %s [GLOBAL OPTIONS] classify [OPTIONS] PATH...\n"
+          "\n"
+          "Classifies image crops (PNG or JPEG) with planktond and writes one line per image.\n"
+          "PATH is a file, a directory (walked recursively; only *.png, *.jpg, *.jpeg are\n"
+          "taken, hidden entries skipped, names sorted), or - to read one path per line from\n"
+          "standard input (find ... | %s classify -).\n"
+          "\n"
+          "Options:\n"
+          "  -j, --jobs N            requests in flight on the connection (default 64)\n"
+          "  -k, --top N             classes per image, best first (default 1)\n"
+          "      --probs             the full distribution over the model's classes\n"
+          "      --tta N             test-time augmentation transforms (default: the model's)\n"
+          "      --model NAME        a model the daemon serves (default: its default model)\n"
+          "  -f, --format FMT        table (default), csv, tsv, json (JSON Lines) or ecotaxa\n"
+          "  -o, --output FILE       write there instead of standard output\n"
+          "  -u, --completion-order  write lines as answers arrive (default: input order)\n"
+          "      --max-file-size N   larger files fail without being sent (default 16M-1K,\n"
+          "                          the daemon's default limit; suffixes K, M, G)\n"
+          "      --progress, --no-progress\n"
+          "                          progress line on stderr (default: when stderr is a terminal)\n"
+          "  -h, --help              this help\n"
+          "\n"
+          "csv/tsv write a header: path,label,probability (k = 1),\n"
+          "path,label_1,probability_1,...,label_k,probability_k (k > 1), or with --probs\n"
+          "path,<label 1>,...,<label N> in the model's class order. ecotaxa writes EcoTaxa's\n"
+          "import TSV (header row, type row, object_annotation_status=predicted).\n"
+          "A file that fails gets its message on stderr and the run goes on.\n"
+          "Exit: 0 all classified, 1 some failed, 2 usage, 3 daemon unreachable or lost.\n",
+          prog, prog);
+}
+
+typedef struct run_ctx {
+  const char *prog;
+  pc_cli_out out;
+  pc_cli_progress progress;
+  long rows_unflushed;
+  long bad_rows;
+} run_ctx;
+
+static void on_result(void *arg, const pc_cli_result *r) {
+  run_ctx *x = arg;
+  pc_cli_error err;
+  const char *msg = r->error;
+  if (!msg && pc_cli_out_row(&x->out, r, &err) != PC_CLI_EXIT_OK) {
+    msg = err.msg;
+    x->bad_rows++;
+  }
+  if (msg) {
+    pc_cli_progress_clear(&x->progress);
+    fprintf(stderr, "%s: %s\n", x->prog, msg);
+  } else {
+    x->rows_unflushed++;
+  }
+  pc_cli_progress_count(&x->progress, msg != NULL);
+  pc_cli_progress_draw(&x->progress);
+}
+
+static void before_wait(void *arg) {
+  run_ctx *x = arg;
+  if (x->rows_unflushed) {
+    fflush(x->out.f);
+    x->rows_unflushed = 0;
+  }
+  pc_cli_progress_draw(&x->progress);
+}
+
+static int walk_next(void *ctx, const char **path, long *tag, pc_cli_error *err) {
+  *tag = 0;
+  return pc_cli_walk_next(ctx, path, err);
+}
+
+enum { OPT_PROBS = 256, OPT_TTA, OPT_MODEL, OPT_MAX_FILE, OPT_PROGRESS, OPT_NO_PROGRESS };
+
+int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
+  static const struct option longs[] = {
+      {"jobs", required_argument, NULL, 'j'},
+      {"top", required_argument, NULL, 'k'},
+      {"probs", no_argument, NULL, OPT_PROBS},
+      {"tta", required_argument, NULL, OPT_TTA},
+      {"model", required_argument, NULL, OPT_MODEL},
+      {"format", required_argument, NULL, 'f'},
+      {"output", required_argument, NULL, 'o'},
+      {"completion-order", no_argument, NULL, 'u'},
+      {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
+      {"progress", no_argument, NULL, OPT_PROGRESS},
+      {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+      {"help", no_argument, NULL, 'h'},
+      {0, 0, 0, 0}};
+  long jobs = 64, top = 1, tta = 0;
+  int progress = -1;
+  bool probs = false, completion = false;
+  const char *model = NULL, *output = NULL;
+  uint64_t max_file = DEFAULT_MAX_FILE;
+  pc_cli_format format = PC_CLI_FORMAT_TABLE;
+  pc_cli_error err;
+  int rc = PC_CLI_EXIT_OK, c;
+  optind = 0;
+  while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, "j:k:f:o:uh", longs, NULL)) != -1) {
+    switch (c) {
+    case 'j': rc = pc_cli_parse_int("--jobs", optarg, 1, 4096, &jobs, &err); break;
+    case 'k': rc = pc_cli_parse_int("--top", optarg, 1, 100000, &top, &err); break;
+    case OPT_PROBS: probs = true; break;
+    case OPT_TTA: rc = pc_cli_parse_int("--tta", optarg, 0, 100000, &tta, &err); break;
+    case OPT_MODEL: model = optarg; break;
+    case 'f': rc = pc_cli_format_parse(optarg, &format, &err); break;
+    case 'o': output = optarg; break;
+    case 'u': completion = true; break;
+    case OPT_MAX_FILE: rc = pc_cli_parse_bytes("--max-file-size", optarg, &max_file, &err); break;
+    case OPT_PROGRESS: progress = 1; break;
+    case OPT_NO_PROGRESS: progress = 0; break;
+    case 'h': pc_cli_classify_usage(g->prog, stdout); return PC_CLI_EXIT_OK;
+    default:
+      fprintf(stderr, "Try '%s classify --help'.\n", g->prog);
+      return PC_CLI_EXIT_USAGE;
+    }
+  }
+  if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: classify: %s\n", g->prog, err.msg);
+    return rc;
+  }
+  char **paths = argv + optind;
+  int n_paths = argc - optind;
+  if (n_paths == 0) {
+    fprintf(stderr, "%s: classify: no PATH given (use - to read paths from standard input)\n"
+            "Try '%s classify --help'.\n", g->prog, g->prog);
+    return PC_CLI_EXIT_USAGE;
+  }
+
+  pc_client *client = NULL;
+  rc = pc_cli_connect(g, (int)jobs, &client, &err);
+  if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    return rc;
+  }
+  pc_cli_model m = {0};
+  rc = pc_cli_model_fetch(client, model, &m, &err);
+  if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    pc_client_close(client);
+    return rc;
+  }
+  FILE *out = stdout;
+  if (output && !(out = fopen(output, "w"))) {
+    fprintf(stderr, "%s: --output %s: %s\n", g->prog, output, strerror(errno));
+    pc_cli_model_free(&m);
+    pc_client_close(client);
+    return PC_CLI_EXIT_USAGE;
+  }
+
+  run_ctx x = {.prog = g->prog};
+  x.out = (pc_cli_out){.f = out, .format = format, .probs = probs, .top_k = (unsigned)top,
+                       .n_labels = m.n_classes, .labels = (const char *const *)m.labels};
+  if (format == PC_CLI_FORMAT_TABLE && probs) { /* every class, best first */
+    x.out.probs = false;
+    x.out.top_k = (unsigned)m.n_classes;
+  }
+  bool show = progress < 0 ? isatty(STDERR_FILENO) : progress == 1;
+  pc_cli_progress_init(&x.progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
+  pc_cli_out_header(&x.out);
+
+  pc_cli_walk *walk = NULL;
+  pc_cli_pipe_counts counts = {0};
+  rc = pc_cli_walk_open(paths, n_paths, stdin, &walk, &err);
+  if (rc == 0) {
+    pc_cli_source src = {.ctx = walk, .next = walk_next};
+    pc_cli_pipe_options po = {.window = (int)jobs, .completion_order = completion,
+                              .timeout_ms = g->timeout_ms, .max_file_bytes = max_file,
+                              .model = model, .top_k = x.out.top_k, .full_distribution = probs,
+                              .tta = (uint32_t)tta, .on_result = on_result,
+                              .before_wait = before_wait, .ctx = &x};
+    rc = pc_cli_pipe_run(client, &po, &src, &counts, &err);
+  }
+  pc_cli_progress_finish(&x.progress);
+  pc_cli_walk_free(walk);
+  uint64_t failed = counts.failed + (uint64_t)x.bad_rows, total = counts.ok + counts.failed;
+  if (fflush(out) != 0 || ferror(out)) {
+    fprintf(stderr, "%s: writing %s: %s\n", g->prog, output ? output : "standard output",
+            strerror(errno));
+    if (rc == PC_CLI_EXIT_OK) rc = PC_CLI_EXIT_FAILED;
+  }
+  if (out != stdout) fclose(out);
+  if (rc == PC_CLI_EXIT_DAEMON) {
+    fprintf(stderr, "%s: %s; %llu answered, %llu request%s in flight lost, the rest not sent\n",
+            g->prog, err.msg, (unsigned long long)total, (unsigned long long)counts.unanswered,
+            counts.unanswered == 1 ? "" : "s");
+  } else if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    rc = PC_CLI_EXIT_FAILED;
+  } else if (total == 0) {
+    fprintf(stderr, "%s: classify: no image files found in the given paths\n", g->prog);
+    rc = PC_CLI_EXIT_FAILED;
+  } else if (failed) {
+    fprintf(stderr, "%s: %llu of %llu file%s failed\n", g->prog, (unsigned long long)failed,
+            (unsigned long long)total, total == 1 ? "" : "s");
+    rc = PC_CLI_EXIT_FAILED;
+  }
+  pc_cli_model_free(&m);
+  pc_client_close(client);
+  return rc;
+}

@@ -1,0 +1,122 @@
+/* pc_cli_main: plankton-client's main(): the global options that come
+ * before the command (--socket, --tcp, --timeout), the command table and
+ * the top-level help. Owns the pc_cli_global the commands read. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pc_cli.h"
+#include "pc_cli_args.h"
+
+#ifndef PC_CLI_VERSION
+#define PC_CLI_VERSION "unknown"
+#endif
+
+#define DEFAULT_TIMEOUT_MS 60000
+
+typedef struct command {
+  const char *name;
+  int (*main)(const pc_cli_global *g, int argc, char **argv);
+  void (*usage)(const char *prog, FILE *f);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"classify", pc_cli_classify_main, pc_cli_classify_usage,
+     "classify image files, folders, or a path list on stdin"},
+    {"evaluate", pc_cli_evaluate_main, pc_cli_evaluate_usage,
+     "score the model on a folder of class-named subfolders"},
+    {"stats", pc_cli_stats_main, pc_cli_stats_usage, "the daemon's counters and histograms"},
+    {"health", pc_cli_health_main, pc_cli_health_usage, "is the daemon serving? (exit code)"},
+    {"models", pc_cli_models_main, pc_cli_models_usage, "the models served, their classes"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(const char *prog, FILE *f) {
+  fprintf(f,
+          "usage: %s [--socket PATH | --tcp HOST:PORT] [--timeout SEC] COMMAND [ARGS]...\n"
+          "\n"
+          "The command line of planktond, the plankton image classification daemon.\n"
+          "\n"
+          "Commands:\n",
+          prog);
+  for (size_t i = 0; i < N_COMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f,
+          "\n"
+          "Global options (before the command):\n"
+          "  --socket PATH     the daemon's Unix socket\n"
+          "  --tcp HOST:PORT   the daemon's TCP address\n"
+          "  --timeout SEC     connecting, and the longest wait for an answer (default %d)\n"
+          "  -h, --help        this help; COMMAND --help (or help COMMAND) for a command's\n"
+          "  --version         the version\n"
+          "\n"
+          "Without --socket or --tcp, the daemon is found at $PLANKTON_SOCKET (a path, or\n"
+          "unix:PATH, or tcp:HOST:PORT), else at " PC_CLI_DEFAULT_SOCKET ".\n"
+          "Exit codes: 0 success, 1 some input failed or not serving, 2 usage, 3 daemon\n"
+          "unreachable or lost. See plankton-client(1).\n",
+          DEFAULT_TIMEOUT_MS / 1000);
+}
+
+static const command *find_command(const char *name) {
+  for (size_t i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(commands[i].name, name)) return &commands[i];
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  pc_cli_global g = {.prog = "plankton-client", .timeout_ms = DEFAULT_TIMEOUT_MS};
+  static const struct option longs[] = {{"socket", required_argument, NULL, 'S'},
+                                        {"tcp", required_argument, NULL, 'T'},
+                                        {"timeout", required_argument, NULL, 't'},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {"version", no_argument, NULL, 'V'},
+                                        {0, 0, 0, 0}};
+  const char *socket_path = NULL, *tcp = NULL;
+  pc_cli_error err;
+  int c;
+  while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
+    switch (c) {
+    case 'S': socket_path = optarg; break;
+    case 'T': tcp = optarg; break;
+    case 't':
+      if (pc_cli_parse_seconds("--timeout", optarg, &g.timeout_ms, &err) != PC_CLI_EXIT_OK) {
+        fprintf(stderr, "%s: %s\n", g.prog, err.msg);
+        return PC_CLI_EXIT_USAGE;
+      }
+      break;
+    case 'h': usage(g.prog, stdout); return PC_CLI_EXIT_OK;
+    case 'V': printf("plankton-client %s\n", PC_CLI_VERSION); return PC_CLI_EXIT_OK;
+    default:
+      fprintf(stderr, "Try '%s --help'.\n", g.prog);
+      return PC_CLI_EXIT_USAGE;
+    }
+  }
+  if (optind == argc) {
+    fprintf(stderr, "%s: no command given\n", g.prog);
+    usage(g.prog, stderr);
+    return PC_CLI_EXIT_USAGE;
+  }
+  const char *name = argv[optind];
+  if (!strcmp(name, "help")) {
+    const command *cmd = optind + 1 < argc ? find_command(argv[optind + 1]) : NULL;
+    if (optind + 1 < argc && !cmd) {
+      fprintf(stderr, "%s: help: unknown command '%s'\n", g.prog, argv[optind + 1]);
+      return PC_CLI_EXIT_USAGE;
+    }
+    if (cmd) cmd->usage(g.prog, stdout);
+    else usage(g.prog, stdout);
+    return PC_CLI_EXIT_OK;
+  }
+  const command *cmd = find_command(name);
+  if (!cmd) {
+    fprintf(stderr, "%s: unknown command '%s' (commands: classify, evaluate, stats, health, "
+            "models)\nTry '%s --help'.\n", g.prog, name, g.prog);
+    return PC_CLI_EXIT_USAGE;
+  }
+  if (pc_cli_resolve_address(&g, socket_path, tcp, &err) != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g.prog, err.msg);
+    return PC_CLI_EXIT_USAGE;
+  }
+  return cmd->main(&g, argc - optind, argv + optind);
+}

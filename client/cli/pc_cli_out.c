@@ -1,0 +1,201 @@
+/* pc_cli_out: classify's output rows in each format (see pc_cli_out.h). */
+#include "pc_cli_out.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "pc_cli_json.h"
+
+int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
+  static const struct {
+    const char *name;
+    pc_cli_format f;
+  } names[] = {{"table", PC_CLI_FORMAT_TABLE}, {"csv", PC_CLI_FORMAT_CSV},
+               {"tsv", PC_CLI_FORMAT_TSV},     {"json", PC_CLI_FORMAT_JSON},
+               {"ecotaxa", PC_CLI_FORMAT_ECOTAXA}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!strcmp(s, names[i].name)) {
+      *out = names[i].f;
+      return PC_CLI_EXIT_OK;
+    }
+  return pc_cli_fail(err, PC_CLI_EXIT_USAGE,
+                     "--format: '%s' is not one of table, csv, tsv, json, ecotaxa", s);
+}
+
+void pc_cli_out_csv_field(FILE *f, const char *s) {
+  if (!strpbrk(s, ",\"\r\n")) {
+    fputs(s, f);
+    return;
+  }
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+/* TSV has no quoting: tab, line breaks and backslash become \t \n \r \\. */
+static void tsv_field(FILE *f, const char *s) {
+  for (; *s; s++) {
+    switch (*s) {
+    case '\t': fputs("\\t", f); break;
+    case '\n': fputs("\\n", f); break;
+    case '\r': fputs("\\r", f); break;
+    case '\\': fputs("\\\\", f); break;
+    default: fputc(*s, f);
+    }
+  }
+}
+
+/* EcoTaxa's reader splits on tabs and lines: such bytes become spaces. */
+static void ecotaxa_field(FILE *f, const char *s) {
+  for (; *s; s++) fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, f);
+}
+
+static void field(const pc_cli_out *o, const char *s) {
+  if (o->format == PC_CLI_FORMAT_CSV) pc_cli_out_csv_field(o->f, s);
+  else if (o->format == PC_CLI_FORMAT_TSV) tsv_field(o->f, s);
+  else ecotaxa_field(o->f, s);
+}
+
+static void ecotaxa_column(FILE *f, const char *label) {
+  fputs("object_p_", f);
+  for (const unsigned char *p = (const unsigned char *)label; *p; p++)
+    fputc(isalnum(*p) ? tolower(*p) : '_', f);
+}
+
+void pc_cli_out_header(const pc_cli_out *o) {
+  FILE *f = o->f;
+  if (o->format == PC_CLI_FORMAT_CSV || o->format == PC_CLI_FORMAT_TSV) {
+    char sep = o->format == PC_CLI_FORMAT_CSV ? ',' : '\t';
+    fputs("path", f);
+    if (o->probs) {
+      for (size_t i = 0; i < o->n_labels; i++) {
+        fputc(sep, f);
+        field(o, o->labels[i]);
+      }
+    } else if (o->top_k <= 1) {
+      fprintf(f, "%clabel%cprobability", sep, sep);
+    } else {
+      for (unsigned k = 1; k <= o->top_k; k++) fprintf(f, "%clabel_%u%cprobability_%u", sep, k, sep, k);
+    }
+    fputc('\n', f);
+  } else if (o->format == PC_CLI_FORMAT_ECOTAXA) {
+    fputs("img_file_name\tobject_id\tobject_annotation_category\tobject_annotation_status"
+          "\tobject_width\tobject_height\tobject_score",
+          f);
+    for (size_t i = 0; o->probs && i < o->n_labels; i++) {
+      fputc('\t', f);
+      ecotaxa_column(f, o->labels[i]);
+    }
+    fputs("\n[t]\t[t]\t[t]\t[t]\t[f]\t[f]\t[f]", f);
+    for (size_t i = 0; o->probs && i < o->n_labels; i++) fputs("\t[f]", f);
+    fputc('\n', f);
+  }
+}
+
+static void object_id(FILE *f, const char *path) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  const char *dot = strrchr(base, '.');
+  size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+  for (size_t i = 0; i < n; i++)
+    fputc(base[i] == '\t' || base[i] == '\n' || base[i] == '\r' ? ' ' : base[i], f);
+}
+
+static void row_json(const pc_cli_out *o, const pc_cli_result *r) {
+  FILE *f = o->f;
+  const pc_client_classify_result *c = &r->resp->u.classify;
+  fputs("{\"path\":", f);
+  pc_cli_json_string(f, r->path);
+  if (c->n_top) {
+    fputs(",\"label\":", f);
+    pc_cli_json_string(f, c->top[0].label);
+    fputs(",\"probability\":", f);
+    pc_cli_json_float(f, c->top[0].probability);
+  }
+  fputs(",\"top\":[", f);
+  for (size_t i = 0; i < c->n_top && i < o->top_k; i++) {
+    fputs(i ? ",{\"label\":" : "{\"label\":", f);
+    pc_cli_json_string(f, c->top[i].label);
+    fprintf(f, ",\"index\":%u,\"probability\":", c->top[i].index);
+    pc_cli_json_float(f, c->top[i].probability);
+    fputc('}', f);
+  }
+  fputc(']', f);
+  if (o->probs) {
+    fputs(",\"probabilities\":{", f);
+    for (size_t i = 0; i < o->n_labels; i++) {
+      if (i) fputc(',', f);
+      pc_cli_json_string(f, o->labels[i]);
+      fputc(':', f);
+      pc_cli_json_float(f, c->distribution[i]);
+    }
+    fputc('}', f);
+  }
+  fputs(",\"model\":", f);
+  pc_cli_json_string(f, c->model_name);
+  fputs(",\"model_version\":", f);
+  pc_cli_json_string(f, c->model_version);
+  if (r->width && r->height) fprintf(f, ",\"width\":%u,\"height\":%u", r->width, r->height);
+  fputs("}\n", f);
+}
+
+int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *err) {
+  const pc_client_classify_result *c = &r->resp->u.classify;
+  if (o->probs && c->n_distribution != o->n_labels)
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED,
+                       "%s: the answer has %zu probabilities, the model %s has %zu classes "
+                       "(was it reloaded?)",
+                       r->path, c->n_distribution, c->model_name, o->n_labels);
+  if (c->n_top == 0)
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: the answer has no top class", r->path);
+  FILE *f = o->f;
+  switch (o->format) {
+  case PC_CLI_FORMAT_TABLE:
+    fputs(r->path, f);
+    for (size_t i = 0; i < c->n_top && i < o->top_k; i++)
+      fprintf(f, "  %s %.4f", c->top[i].label, (double)c->top[i].probability);
+    fputc('\n', f);
+    break;
+  case PC_CLI_FORMAT_CSV:
+  case PC_CLI_FORMAT_TSV: {
+    char sep = o->format == PC_CLI_FORMAT_CSV ? ',' : '\t';
+    field(o, r->path);
+    if (o->probs) {
+      for (size_t i = 0; i < o->n_labels; i++) fprintf(f, "%c%.9g", sep, (double)c->distribution[i]);
+    } else {
+      for (size_t i = 0; i < o->top_k; i++) {
+        fputc(sep, f);
+        if (i < c->n_top) {
+          field(o, c->top[i].label);
+          fprintf(f, "%c%.9g", sep, (double)c->top[i].probability);
+        } else {
+          fputc(sep, f); /* fewer classes than k: empty cells keep the columns */
+        }
+      }
+    }
+    fputc('\n', f);
+    break;
+  }
+  case PC_CLI_FORMAT_JSON:
+    row_json(o, r);
+    break;
+  case PC_CLI_FORMAT_ECOTAXA:
+    field(o, r->path);
+    fputc('\t', f);
+    object_id(f, r->path);
+    fputc('\t', f);
+    field(o, c->top[0].label);
+    fputs("\tpredicted\t", f);
+    if (r->width && r->height) fprintf(f, "%u\t%u", r->width, r->height);
+    else fputc('\t', f);
+    fprintf(f, "\t%.9g", (double)c->top[0].probability);
+    for (size_t i = 0; o->probs && i < o->n_labels; i++)
+      fprintf(f, "\t%.9g", (double)c->distribution[i]);
+    fputc('\n', f);
+    break;
+  }
+  return PC_CLI_EXIT_OK;
+}

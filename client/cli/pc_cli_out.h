@@ -1,0 +1,53 @@
+/* pc_cli_out: the rows `classify` writes, one per classified image, in the
+ * chosen format:
+ *  - table: `PATH  LABEL P  LABEL P ...` (top k, probabilities to 4 places);
+ *  - csv / tsv: a header row, then `path,label,probability` (k = 1),
+ *    `path,label_1,probability_1,...,label_k,probability_k` (k > 1), or with
+ *    --probs `path,<label 1>,...,<label N>` in the model's class order;
+ *    probabilities with 9 significant digits (they read back exactly);
+ *  - json: JSON Lines, one object per image (path, label, probability, top,
+ *    and with --probs `probabilities`: label -> probability in class order);
+ *  - ecotaxa: EcoTaxa's import TSV: a header row, the type row ([t]/[f]),
+ *    then img_file_name, object_id (file name without extension),
+ *    object_annotation_category, object_annotation_status = predicted,
+ *    object_width, object_height (pixels), object_score (top-1
+ *    probability) and with --probs one object_p_<label> column per class.
+ * Owns nothing; the caller owns the FILE and the labels. */
+#ifndef PC_CLI_OUT_H
+#define PC_CLI_OUT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "pc_cli_pipe.h"
+
+typedef enum pc_cli_format {
+  PC_CLI_FORMAT_TABLE,
+  PC_CLI_FORMAT_CSV,
+  PC_CLI_FORMAT_TSV,
+  PC_CLI_FORMAT_JSON,
+  PC_CLI_FORMAT_ECOTAXA,
+} pc_cli_format;
+
+/* "table", "csv", "tsv", "json" or "ecotaxa". */
+int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err);
+
+typedef struct pc_cli_out {
+  FILE *f;
+  pc_cli_format format;
+  bool probs;                 /* rows carry the full distribution */
+  unsigned top_k;             /* columns of top classes (>= 1) */
+  size_t n_labels;            /* the model's classes (needed with probs) */
+  const char *const *labels;
+} pc_cli_out;
+
+/* The header row(s) of the format (none for table and json). */
+void pc_cli_out_header(const pc_cli_out *o);
+/* One classified image. Fails (nothing written) when the answer's
+ * distribution does not have n_labels entries. */
+int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *err);
+
+/* A CSV field (quoted when it holds a comma, quote or line break). */
+void pc_cli_out_csv_field(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,176 @@
+/* pc_cli_stats: the `stats` command: one Stats request, printed as a table
+ * for people (counters, rates, and per histogram the count, mean and the
+ * bucket bounds holding the 50th, 90th and 99th percentiles) or as one
+ * JSON object with every field and the raw buckets (--json). */
+#include <getopt.h>
+#include <string.h>
+#include <time.h>
+
+#include "pc_cli.h"
+#include "pc_cli_json.h"
+
+void pc_cli_stats_usage(const char *prog, FILE *f) {
+  fprintf(f,
+          "usage: %s [GLOBAL OPTIONS] stats [--json]\n"
+          "\n"
+          "Prints the daemon's counters: model, backend, uptime, images and batches computed,\n"
+          "the recent rate, requests by status, queue depth, connections, and the latency and\n"
+          "batch-size histograms (count, mean, percentiles as bucket bounds).\n"
+          "\n"
+          "Options:\n"
+          "      --json   one JSON object with every field and the raw histogram buckets\n"
+          "  -h, --help   this help\n"
+          "\n"
+          "Exit: 0 answered, 3 daemon unreachable or failed to answer.\n",
+          prog);
+}
+
+/* The smallest bucket bound holding quantile q (cumulative counts). */
+static void quantile(const pc_client_histogram *h, double q, char *buf, size_t n) {
+  if (h->count == 0) {
+    snprintf(buf, n, "-");
+    return;
+  }
+  double want = q * (double)h->count;
+  for (size_t i = 0; i < h->n_bounds; i++)
+    if ((double)h->counts[i] >= want) {
+      snprintf(buf, n, "<=%g", h->bounds[i]);
+      return;
+    }
+  snprintf(buf, n, ">%g", h->n_bounds ? h->bounds[h->n_bounds - 1] : 0.0);
+}
+
+static void print_table(const pc_client_stats_result *s) {
+  printf("%-16s %s %s\n", "model", s->model_name, s->model_version);
+  if (s->model_loaded_unix > 0) {
+    time_t t = (time_t)s->model_loaded_unix;
+    struct tm tm;
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", localtime_r(&t, &tm));
+    printf("%-16s %s (%llu loads, %llu failed)\n", "model loaded", when,
+           (unsigned long long)s->model_loads, (unsigned long long)s->model_load_failures);
+  }
+  printf("%-16s %s\n", "backend", s->backend);
+  printf("%-16s %.1f s\n", "uptime", s->uptime_seconds);
+  printf("%-16s %llu (%.1f/s recently)\n", "images", (unsigned long long)s->images,
+         s->images_per_second);
+  printf("%-16s %llu", "batches", (unsigned long long)s->batches);
+  if (s->batches) printf(" (%.2f images per batch)", (double)s->images / (double)s->batches);
+  putchar('\n');
+  printf("%-16s", "requests");
+  int any = 0;
+  for (int i = 0; i < 17; i++)
+    if (s->requests_by_status[i]) {
+      printf("%s %s %llu", any ? "," : "", pc_client_status_name(i),
+             (unsigned long long)s->requests_by_status[i]);
+      any = 1;
+    }
+  printf("%s\n", any ? "" : " none");
+  printf("%-16s %u\n", "queue depth", s->queue_depth);
+  printf("%-16s %u\n", "in flight", s->in_flight);
+  printf("%-16s %u (%llu since start)\n", "connections", s->connections,
+         (unsigned long long)s->connections_total);
+  printf("%-16s %llu\n", "broken frames", (unsigned long long)s->broken_frames);
+  if (!s->n_histograms) return;
+  printf("\n%-12s %10s %12s %12s %12s %12s\n", "histogram", "count", "mean", "p50", "p90", "p99");
+  for (size_t i = 0; i < s->n_histograms; i++) {
+    const pc_client_histogram *h = &s->histograms[i];
+    char p50[32], p90[32], p99[32];
+    quantile(h, 0.5, p50, sizeof p50);
+    quantile(h, 0.9, p90, sizeof p90);
+    quantile(h, 0.99, p99, sizeof p99);
+    printf("%-12s %10llu %12.1f %12s %12s %12s\n", h->name, (unsigned long long)h->count,
+           h->count ? h->sum / (double)h->count : 0.0, p50, p90, p99);
+  }
+}
+
+static void print_json(const pc_client_stats_result *s) {
+  FILE *f = stdout;
+  fputs("{\"model\":", f);
+  pc_cli_json_string(f, s->model_name);
+  fputs(",\"model_version\":", f);
+  pc_cli_json_string(f, s->model_version);
+  fputs(",\"backend\":", f);
+  pc_cli_json_string(f, s->backend);
+  fprintf(f, ",\"model_loaded_unix\":%lld,\"model_loads\":%llu,\"model_load_failures\":%llu",
+          (long long)s->model_loaded_unix, (unsigned long long)s->model_loads,
+          (unsigned long long)s->model_load_failures);
+  fputs(",\"uptime_seconds\":", f);
+  pc_cli_json_double(f, s->uptime_seconds);
+  fprintf(f, ",\"images\":%llu,\"batches\":%llu,\"images_per_second\":",
+          (unsigned long long)s->images, (unsigned long long)s->batches);
+  pc_cli_json_double(f, s->images_per_second);
+  fprintf(f, ",\"queue_depth\":%u,\"in_flight\":%u,\"connections\":%u,\"connections_total\":%llu"
+          ",\"broken_frames\":%llu,\"requests\":{",
+          s->queue_depth, s->in_flight, s->connections, (unsigned long long)s->connections_total,
+          (unsigned long long)s->broken_frames);
+  int any = 0;
+  for (int i = 0; i < 17; i++)
+    if (s->requests_by_status[i]) {
+      fprintf(f, "%s\"%s\":%llu", any ? "," : "", pc_client_status_name(i),
+              (unsigned long long)s->requests_by_status[i]);
+      any = 1;
+    }
+  fputs("},\"histograms\":{", f);
+  for (size_t i = 0; i < s->n_histograms; i++) {
+    const pc_client_histogram *h = &s->histograms[i];
+    if (i) fputc(',', f);
+    pc_cli_json_string(f, h->name);
+    fprintf(f, ":{\"count\":%llu,\"sum\":", (unsigned long long)h->count);
+    pc_cli_json_double(f, h->sum);
+    fputs(",\"bounds\":[", f);
+    for (size_t b = 0; b < h->n_bounds; b++) {
+      if (b) fputc(',', f);
+      pc_cli_json_double(f, h->bounds[b]);
+    }
+    fputs("],\"counts\":[", f);
+    for (size_t b = 0; b < h->n_bounds; b++) fprintf(f, "%s%llu", b ? "," : "", (unsigned long long)h->counts[b]);
+    fputs("]}", f);
+  }
+  fputs("}}\n", f);
+}
+
+int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv) {
+  static const struct option longs[] = {
+      {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+  int json = 0, c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    if (c == 'J') json = 1;
+    else if (c == 'h') {
+      pc_cli_stats_usage(g->prog, stdout);
+      return PC_CLI_EXIT_OK;
+    } else {
+      fprintf(stderr, "Try '%s stats --help'.\n", g->prog);
+      return PC_CLI_EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "%s: stats: unexpected argument '%s'\n", g->prog, argv[optind]);
+    return PC_CLI_EXIT_USAGE;
+  }
+  pc_client *client;
+  pc_cli_error err;
+  int rc = pc_cli_connect(g, 4, &client, &err);
+  if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    return rc;
+  }
+  pc_client_response *r = NULL;
+  pc_client_error e;
+  if (pc_client_stats(client, &r, &e) != PC_CLIENT_OK) {
+    fprintf(stderr, "%s: stats: %s\n", g->prog, e.message);
+    rc = PC_CLI_EXIT_DAEMON;
+  } else if (r->kind != PC_CLIENT_RESPONSE_STATS || r->status != PC_CLIENT_STATUS_OK) {
+    fprintf(stderr, "%s: stats: %s: %s\n", g->prog, pc_client_status_name(r->status), r->message);
+    rc = PC_CLI_EXIT_DAEMON;
+  } else if (json) {
+    print_json(&r->u.stats);
+  } else {
+    print_table(&r->u.stats);
+  }
+  pc_client_response_free(r);
+  pc_client_close(client);
+  if (fflush(stdout) != 0 && rc == PC_CLI_EXIT_OK) rc = PC_CLI_EXIT_FAILED;
+  return rc;
+}

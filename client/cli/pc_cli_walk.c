@@ -1,0 +1,229 @@
+/* pc_cli_walk: the stream of image paths (see pc_cli_walk.h). */
+#include "pc_cli_walk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+typedef struct dir_frame {
+  char *dir;      /* the folder's path, no trailing '/' (except "/") */
+  char **names;   /* sorted entries still to visit */
+  size_t n, pos;
+} dir_frame;
+
+struct pc_cli_walk {
+  char *const *args;
+  int n_args, next_arg;
+  FILE *list;
+  int reading_list;          /* inside a `-` argument */
+  dir_frame stack[PC_CLI_WALK_MAX_DEPTH];
+  int depth;
+  char *path;                /* the path handed out last */
+  char *line;                /* getline buffer */
+  size_t line_cap;
+};
+
+int pc_cli_walk_is_image_name(const char *name) {
+  const char *dot = strrchr(name, '.');
+  if (!dot || dot == name) return 0;
+  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
+}
+
+int pc_cli_walk_open(char *const *args, int n, FILE *list, pc_cli_walk **out, pc_cli_error *err) {
+  pc_cli_walk *w = calloc(1, sizeof *w);
+  if (!w) return pc_cli_fail(err, -1, "out of memory");
+  w->args = args;
+  w->n_args = n;
+  w->list = list;
+  *out = w;
+  return 0;
+}
+
+static void frame_free(dir_frame *f) {
+  for (size_t i = f->pos; i < f->n; i++) free(f->names[i]);
+  free(f->names);
+  free(f->dir);
+  memset(f, 0, sizeof *f);
+}
+
+void pc_cli_walk_free(pc_cli_walk *w) {
+  if (!w) return;
+  while (w->depth > 0) frame_free(&w->stack[--w->depth]);
+  free(w->path);
+  free(w->line);
+  free(w);
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join(const char *dir, const char *name) {
+  size_t dl = strlen(dir), nl = strlen(name);
+  int slash = dl > 0 && dir[dl - 1] != '/';
+  char *p = malloc(dl + (size_t)slash + nl + 1);
+  if (!p) return NULL;
+  memcpy(p, dir, dl);
+  if (slash) p[dl] = '/';
+  memcpy(p + dl + slash, name, nl + 1);
+  return p;
+}
+
+/* Lists `dir` (sorted, hidden entries skipped) into a new frame.
+ * 0, -1 (fatal: out of memory) or 1 (cannot list: err set). */
+static int push_dir(pc_cli_walk *w, const char *dir, pc_cli_error *err) {
+  if (w->depth == PC_CLI_WALK_MAX_DEPTH)
+    return pc_cli_fail(err, 1, "%s: directories nested more than %d deep (a symbolic link loop?)",
+                       dir, PC_CLI_WALK_MAX_DEPTH);
+  DIR *d = opendir(dir);
+  if (!d) return pc_cli_fail(err, 1, "%s: cannot open directory: %s", dir, strerror(errno));
+  dir_frame f = {0};
+  size_t cap = 0;
+  struct dirent *e;
+  int rc = 0;
+  f.dir = strdup(dir);
+  if (!f.dir) rc = -1;
+  while (rc == 0 && (errno = 0, e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    if (f.n == cap) {
+      cap = cap ? 2 * cap : 64;
+      char **nn = realloc(f.names, cap * sizeof *nn);
+      if (!nn) {
+        rc = -1;
+        break;
+      }
+      f.names = nn;
+    }
+    if (!(f.names[f.n] = strdup(e->d_name))) rc = -1;
+    else f.n++;
+  }
+  if (rc == 0 && errno) rc = pc_cli_fail(err, 1, "%s: cannot read directory: %s", dir, strerror(errno));
+  closedir(d);
+  if (rc != 0) {
+    frame_free(&f);
+    return rc < 0 ? pc_cli_fail(err, -1, "out of memory listing %s", dir) : rc;
+  }
+  if (f.n) qsort(f.names, f.n, sizeof *f.names, cmp_names);
+  w->stack[w->depth++] = f;
+  return 0;
+}
+
+/* Hands out `p` (taking ownership). */
+static int hand_out(pc_cli_walk *w, char *p, const char **path) {
+  free(w->path);
+  w->path = p;
+  *path = p;
+  return PC_CLI_WALK_PATH;
+}
+
+/* One path named by the user (argument or list line): a file, a directory
+ * to walk, or a failure. */
+static int visit_named(pc_cli_walk *w, const char *name, const char **path, pc_cli_error *err) {
+  char *p = strdup(name);
+  if (!p) return pc_cli_fail(err, -1, "out of memory");
+  free(w->path);
+  w->path = p;
+  *path = p;
+  struct stat st;
+  if (stat(name, &st) != 0)
+    return pc_cli_fail(err, PC_CLI_WALK_FAILED, "%s: %s", name, strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return PC_CLI_WALK_PATH;
+  int rc = push_dir(w, name, err);
+  if (rc < 0) return rc;
+  if (rc > 0) return PC_CLI_WALK_FAILED;
+  return PC_CLI_WALK_END; /* nothing handed out yet: the caller goes on walking */
+}
+
+/* The next file from the directory stack: PATH, FAILED, END (stack empty) or -1. */
+static int walk_stack(pc_cli_walk *w, const char **path, pc_cli_error *err) {
+  while (w->depth > 0) {
+    dir_frame *f = &w->stack[w->depth - 1];
+    if (f->pos == f->n) {
+      frame_free(f);
+      w->depth--;
+      continue;
+    }
+    char *name = f->names[f->pos++];
+    char *p = join(f->dir, name);
+    int image = pc_cli_walk_is_image_name(name);
+    free(name);
+    if (!p) return pc_cli_fail(err, -1, "out of memory");
+    struct stat st;
+    if (stat(p, &st) != 0) {
+      if (!image) { /* e.g. a dangling link that is not an image anyway */
+        free(p);
+        continue;
+      }
+      pc_cli_fail(err, PC_CLI_WALK_FAILED, "%s: %s", p, strerror(errno));
+      hand_out(w, p, path);
+      return PC_CLI_WALK_FAILED;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      int rc = push_dir(w, p, err);
+      if (rc < 0) {
+        free(p);
+        return rc;
+      }
+      if (rc > 0) {
+        hand_out(w, p, path);
+        return PC_CLI_WALK_FAILED;
+      }
+      free(p);
+      continue;
+    }
+    if (!image || !S_ISREG(st.st_mode)) {
+      free(p);
+      continue;
+    }
+    return hand_out(w, p, path);
+  }
+  return PC_CLI_WALK_END;
+}
+
+int pc_cli_walk_next(pc_cli_walk *w, const char **path, pc_cli_error *err) {
+  for (;;) {
+    int rc = walk_stack(w, path, err);
+    if (rc != PC_CLI_WALK_END) return rc;
+    if (w->reading_list) {
+      errno = 0;
+      ssize_t len = getline(&w->line, &w->line_cap, w->list);
+      if (len < 0) {
+        if (ferror(w->list))
+          return pc_cli_fail(err, -1, "reading paths from standard input: %s", strerror(errno));
+        w->reading_list = 0;
+        continue;
+      }
+      while (len > 0 && (w->line[len - 1] == '\n' || w->line[len - 1] == '\r')) w->line[--len] = '\0';
+      if (len == 0) continue;
+      rc = visit_named(w, w->line, path, err);
+      if (rc != PC_CLI_WALK_END) return rc;
+      continue;
+    }
+    if (w->next_arg == w->n_args) return PC_CLI_WALK_END;
+    const char *a = w->args[w->next_arg++];
+    if (!strcmp(a, "-")) {
+      if (!w->list) return pc_cli_fail(err, -1, "'-' given but no path list to read");
+      w->reading_list = 1;
+      continue;
+    }
+    rc = visit_named(w, a, path, err);
+    if (rc != PC_CLI_WALK_END) return rc;
+  }
+}
+
+long pc_cli_walk_count(char *const *args, int n) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(args[i], "-")) return -1;
+  pc_cli_walk *w = NULL;
+  if (pc_cli_walk_open(args, n, NULL, &w, NULL) != 0) return -1;
+  long count = 0;
+  const char *p;
+  int rc;
+  pc_cli_error err;
+  while ((rc = pc_cli_walk_next(w, &p, &err)) > 0) count++;
+  pc_cli_walk_free(w);
+  return rc < 0 ? -1 : count;
+}

@@ -1,0 +1,41 @@
+/* pc_cli_walk: the stream of image paths `classify` reads, one at a time:
+ * the command-line arguments in order; a directory is walked recursively
+ * (entries sorted by name, hidden ones skipped, only files named
+ * *.png, *.jpg or *.jpeg in any case, at most PC_CLI_WALK_MAX_DEPTH deep);
+ * `-` reads one path per line from a FILE (stdin), a line naming a directory
+ * being walked the same way. A file named explicitly is passed on whatever
+ * its name. Owns the stack of open directory listings and the path buffer;
+ * nothing is read ahead beyond the directory listings on the stack. */
+#ifndef PC_CLI_WALK_H
+#define PC_CLI_WALK_H
+
+#include <stdio.h>
+
+#include "pc_cli.h"
+
+#define PC_CLI_WALK_MAX_DEPTH 64
+
+enum {
+  PC_CLI_WALK_END = 0,
+  PC_CLI_WALK_PATH = 1,   /* *path is the next file */
+  PC_CLI_WALK_FAILED = 2, /* *path could not be listed (missing, unreadable): err says why */
+};
+
+typedef struct pc_cli_walk pc_cli_walk;
+
+/* args[0..n) as given; list: where `-` reads from (NULL: `-` is an error). */
+int pc_cli_walk_open(char *const *args, int n, FILE *list, pc_cli_walk **out, pc_cli_error *err);
+/* PC_CLI_WALK_PATH, _FAILED or _END; *path stays valid until the next
+ * call. A fatal error (out of memory, reading the list fails) returns -1
+ * with err set. */
+int pc_cli_walk_next(pc_cli_walk *w, const char **path, pc_cli_error *err);
+void pc_cli_walk_free(pc_cli_walk *w);
+
+/* How many files the arguments name (walking directories, listing only).
+ * -1 when any argument is `-` (unknown in advance). */
+long pc_cli_walk_count(char *const *args, int n);
+
+/* True when a file name has an image extension (.png, .jpg, .jpeg). */
+int pc_cli_walk_is_image_name(const char *name);
+
+#endif

@@ -1,0 +1,143 @@
+/* pd_cuda_backend: the GPU implementation of pd_backend (kernels/pd_backend.h)
+ * on one CUDA device, with cuDNN 9 (legacy convolution API), cuBLAS and our
+ * own kernels (pd_cuda_kernels.h). This header is plain C and names no CUDA
+ * type, so it compiles where CUDA is not built (pd_cuda_stub.c then answers
+ * every call with "cuda support not built").
+ *
+ * Ownership, as in the CPU backend:
+ *  - the backend owns the device choice (index, properties) and nothing on
+ *    the device; creating it checks that the runtime, the driver, a kernel
+ *    image for the device, cuDNN and cuBLAS all work, so `auto` selection
+ *    (pd_backend_select.h) can fall back to the CPU with the reason;
+ *  - a plan (one model, one max_batch) owns everything a run touches: its
+ *    stream, its cuDNN and cuBLAS handles (bound to the stream), the weights
+ *    on the device, the activation buffers, the cuDNN workspace, the cuBLAS
+ *    workspace, pinned host staging for inputs and probabilities, and per
+ *    batch bucket the cuDNN descriptors and chosen algorithms (and, with
+ *    `graphs`, one CUDA graph per bucket). All of it is made at plan time;
+ *    a run allocates nothing.
+ *
+ * Batch buckets: cuDNN descriptors and algorithm choices depend on the batch
+ * size, so a plan prepares the sizes 1, 2, 3, 4, 6, 8, 12, ... (powers of two
+ * and 1.5x powers of two) up to max_batch, and max_batch itself. A run of n
+ * images uses the smallest bucket >= n: inputs for n images are copied up,
+ * the padding images compute on whatever their slots hold (zeros from plan
+ * time, later an earlier batch's rows) and are never copied back. Every
+ * layer is per image, so padding cannot change a real image's answer. Waste is at most 50% (n = 2^k + 1), none at max_batch.
+ *
+ * A run: copy each branch's n input rows into pinned staging, one async
+ * host-to-device copy per branch, the network (or the bucket's graph) on the
+ * plan's stream, one device-to-host copy of the n probability rows, one
+ * cudaStreamSynchronize, copy out. Layers:
+ *  - conv: cudnnConvolutionForward, NHWC input/output and NHWC (= OHWI, the
+ *    loader's layout) filters, algorithm chosen per bucket at plan time by
+ *    cudnnFindConvolutionForwardAlgorithmEx (measured) or
+ *    cudnnGetConvolutionForwardAlgorithm_v7 (heuristic; `heuristic_algos`),
+ *    then our fused bias + leaky ReLU kernel (cuDNN has no leaky ReLU, and
+ *    cudnnConvolutionBiasActivationForward only fuses its own activations);
+ *  - dense: cublasSgemm (row-major out = in * W^T) + the bias/activation kernel;
+ *  - max pooling, cyclic slice / roll / pool, maxout, global average pooling,
+ *    leaky ReLU, softmax: our kernels, each the CPU op's arithmetic;
+ *  - dropout: nothing; branch concatenation: cudaMemcpy2DAsync into the
+ *    head's input rows.
+ * Precision: PD_CUDA_FP32 keeps convolutions on FMA kernels
+ * (CUDNN_FMA_MATH: no TF32 tensor cores) and cuBLAS in CUBLAS_DEFAULT_MATH
+ * (no TF32); PD_CUDA_TF32 lets cuDNN and cuBLAS use TF32 tensor cores.
+ *
+ * Errors: every CUDA, cuDNN and cuBLAS call is checked; the message names
+ * the call, its error name and text, and the layer (or the plan step), e.g.
+ * "cuda backend: layer 'a.1' (conv, batch bucket 64): cudnnConvolutionForward:
+ * CUDNN_STATUS_EXECUTION_FAILED". A failed run fails only that batch; after
+ * a sticky device error (an illegal address, a lost device) the plan and
+ * backend should be destroyed and recreated (or the CPU used).
+ *
+ * Thread use: one run at a time per plan (pd_backend.h); every entry point
+ * makes the backend's device current on the calling thread first, so plans
+ * may be made and run from any thread. No global mutable state here.
+ *
+ * Status (written without a GPU; nothing here has run on a device yet):
+ *  - checked without a GPU: the build (gcc, clang, ASan+UBSan, -Dcuda=disabled
+ *    with pd_cuda_stub.c), the no-device paths (device count errors, `auto`
+ *    falling back to the CPU with the reason, test_cuda's skip), and the
+ *    per-element arithmetic of every one of our kernels except softmax, run
+ *    on the host and compared bit for bit with the pd_cpu_* ops and
+ *    pd_warp_branch (tests/test_cuda_kernels.cu, pd_cuda_elem.cuh);
+ *  - untested until a GPU is lent: everything that runs on the device: the
+ *    kernel launches and the softmax kernel, the plan (cuDNN NHWC FP32
+ *    descriptors, algorithm search and the FMA/TF32 math types, workspace,
+ *    cuBLAS), the warm-up, CUDA graphs, the parity of tests/test_cuda.c
+ *    (per layer, then probabilities <= 1e-4 FP32 / 2e-3 TF32) and the speed
+ *    of bench/engine_gpu against PyTorch.
+ * Not done yet: FP16 storage and compute; two batches in flight (the
+ * pd_backend run() is synchronous, so copies do not overlap compute across
+ * batches); TTA averaging on the GPU; the preprocessing warp on the GPU is a
+ * kernel (pd_cuda_warp) with a check against pd_warp_branch
+ * (pd_cuda_warp_check) but not yet a run() input path (upload bytes, warp on
+ * the device); CUDA graphs are implemented but off by default until
+ * bench/engine_gpu shows they pay. */
+#ifndef PD_CUDA_BACKEND_H
+#define PD_CUDA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pd_backend.h"
+#include "pd_warp.h"
+
+typedef enum {
+  PD_CUDA_FP32 = 0, /* exact FP32 arithmetic (FMA kernels only) */
+  PD_CUDA_TF32,     /* TF32 tensor cores for convolutions and dense layers */
+} pd_cuda_precision;
+
+typedef struct pd_cuda_options {
+  int device;                  /* CUDA device index (0 = first) */
+  pd_cuda_precision precision; /* default PD_CUDA_FP32 */
+  int heuristic_algos;         /* 1: cuDNN heuristics (fast plan); 0: measure (FindEx) */
+  int graphs;                  /* 1: run each bucket as a CUDA graph captured at plan time */
+  size_t workspace_limit;      /* most cuDNN workspace bytes one conv may use; 0 = 256 MiB */
+} pd_cuda_options;
+
+/* Options with every field at its default (device 0, FP32, measured algorithms, no graphs). */
+pd_cuda_options pd_cuda_options_default(void);
+
+/* Whether this build has CUDA support (0: pd_cuda_stub.c). */
+int pd_cuda_built(void);
+
+/* Number of CUDA devices. On failure the message says why, naming the call:
+ * "cudaGetDeviceCount: cudaErrorInsufficientDriver (CUDA driver version is
+ * insufficient for CUDA runtime version)", "no CUDA device present", or
+ * "cuda support not built". */
+int pd_cuda_device_count(int *count, pd_error *err);
+
+/* Creates the backend on opt->device (NULL: defaults). Checks the device
+ * index, makes the device current, reads its properties, checks that this
+ * build has a kernel image for it, and that cuDNN (major version as built)
+ * and cuBLAS initialise on it. */
+int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_error *err);
+
+/* One line about the backend's device: "device 0: NVIDIA H100 80GB HBM3
+ * (compute 9.0, 79.1 GiB, 132 SMs), driver 13.0, runtime 13.0, cuDNN 91900, fp32". */
+void pd_cuda_backend_describe(const pd_backend *be, char *buf, size_t len);
+
+/* One line per conv layer and bucket: the algorithm and workspace chosen
+ * (for bench/ and debugging). Writes at most len bytes, always terminated. */
+void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len);
+
+/* Debugging aid for parity tests: runs `in` layer by layer, synchronising
+ * after each, and calls fn with a host copy of each layer's output
+ * (list = branch index, or PD_MAX_BRANCHES for the head; the rows of
+ * in->n images, pd_shape_len(layer.out) floats each). fn returning non-zero
+ * stops the run (not an error). */
+typedef int (*pd_cuda_trace_fn)(void *user, int list, int layer, const float *out, size_t floats);
+int pd_cuda_plan_trace(pd_plan *plan, const pd_batch *in, pd_cuda_trace_fn fn, void *user,
+                       pd_error *err);
+
+/* Runs the GPU preprocessing warp (pd_cuda_warp) for `count` crops of one
+ * image branch of m (crop k: pixels[k], w[k] x h[k], augmentation augs[k] or
+ * identity if augs is NULL) on the backend's device, into out[count][size*size]
+ * on the host. For checking the kernel against pd_warp_branch; allocates. */
+int pd_cuda_warp_check(pd_backend *be, const pd_model *m, int branch, const uint8_t *const *pixels,
+                       const int *w, const int *h, const pd_augment *augs, int count, float *out,
+                       pd_error *err);
+
+#endif

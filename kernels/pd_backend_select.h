@@ -1,0 +1,47 @@
+/* pd_backend_select: makes the backend a configuration names ("auto", "cpu"
+ * or "cuda") and says which one it made and why, in one line fit for a
+ * start-up log, a --version style report or a /metrics label. Owns nothing
+ * after it returns: the caller owns the backend (pd_backend_destroy).
+ *
+ *   auto  the CUDA backend on `device` if it can be created (a device is
+ *         present, the driver, cuDNN and cuBLAS work, this build has a
+ *         kernel image for it), else the CPU backend; the reason then says
+ *         why CUDA was not used, e.g. "cpu: cuda unavailable:
+ *         cudaGetDeviceCount: cudaErrorInsufficientDriver (CUDA driver
+ *         version is insufficient for CUDA runtime version)" or
+ *         "cpu: cuda unavailable: cuda support not built (...)".
+ *   cpu   the CPU backend ("cpu: requested").
+ *   cuda  the CUDA backend or an error saying why not (never the CPU).
+ *
+ * Compiles with or without CUDA: without it, kernels/cuda/pd_cuda_stub.c
+ * answers every CUDA call with "cuda support not built". */
+#ifndef PD_BACKEND_SELECT_H
+#define PD_BACKEND_SELECT_H
+
+#include "pd_backend.h"
+#include "pd_cpu_backend.h"
+#include "cuda/pd_cuda_backend.h"
+
+typedef struct pd_backend_reason {
+  char name[16];   /* the backend made: "cpu" or "cuda" ("" on failure) */
+  char text[768];  /* "<name>: <why>", e.g. "cuda: auto: device 0: NVIDIA H100 ..." */
+} pd_backend_reason;
+
+/* Everything a configuration may set. name: "auto", "cpu" or "cuda". */
+typedef struct pd_backend_request {
+  const char *name;
+  pd_cpu_options cpu;   /* used when the CPU backend is made */
+  pd_cuda_options cuda; /* used when the CUDA backend is tried */
+} pd_backend_request;
+
+/* A request with the defaults: "auto", CPU threads 0 (online CPUs), CUDA device 0, FP32. */
+pd_backend_request pd_backend_request_default(void);
+
+int pd_backend_create_request(const pd_backend_request *req, pd_backend **out,
+                              pd_backend_reason *reason, pd_error *err);
+
+/* The common case: name, CUDA device index, CPU worker threads (0 = online CPUs). */
+int pd_backend_create_by_name(const char *name, int device, int cpu_threads, pd_backend **out,
+                              pd_backend_reason *reason, pd_error *err);
+
+#endif

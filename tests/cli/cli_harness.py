@@ -1,0 +1,162 @@
+"""cli_harness: what the plankton-client tests share.
+
+Runs a real planktond (the binary from $PLANKTOND, the tiny random-weight
+model from $PD_TEST_MODEL) on a socket in a fresh temporary folder, waits
+until `plankton-client health` answers, runs the real CLI binary
+($PLANKTON_CLIENT) and captures its output and exit code, copies a handful
+of real NDSB crops ($PLANKTON_DATA/train) into a small class-folder tree,
+and computes the engine's own probabilities for images with
+`planktond-model run --probs` ($PLANKTOND_MODEL_TOOL) to check the CLI's
+lines against. Exit code 77 (meson's "skipped") when the data is absent.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+SKIP = 77
+
+
+def env(name):
+    v = os.environ.get(name)
+    if not v:
+        raise SystemExit("set %s (tests/meson.build does)" % name)
+    return v
+
+
+class Failures:
+    """Collects failed checks; finish() prints a summary and exits."""
+
+    def __init__(self, name):
+        self.name, self.checks, self.failed = name, 0, 0
+
+    def check(self, cond, what):
+        self.checks += 1
+        if not cond:
+            self.failed += 1
+            print("FAIL: %s" % what, file=sys.stderr)
+        return cond
+
+    def finish(self):
+        print("%s: %d checks, %d failed" % (self.name, self.checks, self.failed))
+        sys.exit(1 if self.failed else 0)
+
+
+class Result:
+    def __init__(self, rc, out, err):
+        self.rc, self.out, self.err = rc, out, err
+
+    def __repr__(self):
+        return "exit %d\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.out[:2000], self.err[:2000])
+
+
+def run_cli(args, socket=None, stdin=None, env_extra=None, timeout=300):
+    """Runs plankton-client [--socket S] ARGS; returns Result(rc, stdout, stderr)."""
+    cmd = [env("PLANKTON_CLIENT")]
+    if socket:
+        cmd += ["--socket", socket]
+    e = dict(os.environ)
+    e.pop("PLANKTON_SOCKET", None)
+    if env_extra:
+        e.update(env_extra)
+    p = subprocess.run(cmd + list(args), input=stdin, capture_output=True, text=True, env=e,
+                       timeout=timeout)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+class Daemon:
+    """planktond on DIR/planktond.sock with the test model."""
+
+    def __init__(self, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="pc-cli-test-")
+        self.socket = os.path.join(self.dir, "planktond.sock")
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [env("PLANKTOND"), "--socket", self.socket, "--model", env("PD_TEST_MODEL"),
+             "--threads", "1", "--log-level", "warning"] + list(extra),
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("planktond exited at start-up (%d):\n%s"
+                                 % (self.proc.returncode, open(self.log_path).read()))
+            if os.path.exists(self.socket) and run_cli(["--timeout", "2", "health", "-q"],
+                                                       socket=self.socket).rc == 0:
+                return
+            time.sleep(0.1)
+        self.close()
+        raise SystemExit("planktond not ready after 60 s")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def close(self):
+        self.stop()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def model_classes():
+    """The test model's labels, in class order (from its model.yaml)."""
+    import yaml
+    with open(os.path.join(env("PD_TEST_MODEL"), "model.yaml")) as f:
+        return list(yaml.safe_load(f)["classes"])
+
+
+def data_root():
+    """$PLANKTON_DATA/train, or exit 77 (skipped) when absent."""
+    root = os.path.join(os.environ.get("PLANKTON_DATA", ""), "train")
+    if not os.path.isdir(root):
+        print("skipped: no NDSB crops at %s (set PLANKTON_DATA)" % root)
+        sys.exit(SKIP)
+    return root
+
+
+def make_tree(dest, classes, per_class, root=None):
+    """Copies the first per_class crops of each class into dest/<class>/;
+    returns the copied paths sorted as the CLI walks them."""
+    root = root or data_root()
+    paths = []
+    for c in classes:
+        src = os.path.join(root, c)
+        names = sorted(n for n in os.listdir(src) if n.lower().endswith((".jpg", ".png")))
+        if len(names) < per_class:
+            print("skipped: %s has %d crops, need %d" % (src, len(names), per_class))
+            sys.exit(SKIP)
+        os.makedirs(os.path.join(dest, c), exist_ok=True)
+        for n in names[:per_class]:
+            shutil.copyfile(os.path.join(src, n), os.path.join(dest, c, n))
+            paths.append(os.path.join(dest, c, n))
+    return sorted(paths)
+
+
+def engine_probs(paths, tta=0):
+    """The engine's own distributions for the images (rows in path order)."""
+    n_classes = len(model_classes())
+    with tempfile.TemporaryDirectory(prefix="pc-cli-ref-") as tmp:
+        out = os.path.join(tmp, "probs.f32")
+        cmd = [env("PLANKTOND_MODEL_TOOL"), "run", env("PD_TEST_MODEL"), "--threads", "1",
+               "--probs", out]
+        if tta:
+            cmd += ["--tta", str(tta)]
+        subprocess.run(cmd + list(paths), check=True, capture_output=True, text=True)
+        probs = np.fromfile(out, dtype=np.float32)
+    return probs.reshape(len(paths), n_classes)

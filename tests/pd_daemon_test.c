@@ -1,0 +1,399 @@
+#include "pd_daemon_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pd_cpu_backend.h"
+#include "pd_tta.h"
+#include "pd_warp.h"
+
+double pd_td_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+const char *pd_td_model_dir(void) {
+  const char *m = getenv("PD_TEST_MODEL");
+  return m ? m : "";
+}
+
+bool pd_td_have_model(void) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/model.yaml", pd_td_model_dir());
+  if (access(path, R_OK) == 0) return true;
+  fprintf(stderr, "skipped: no test model at %s (see its SKIP note)\n", pd_td_model_dir());
+  return false;
+}
+
+static int notify_socket(pd_td *d) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/notify.sock", d->dir);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) {
+    close(fd);
+    return -1;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  setenv("NOTIFY_SOCKET", path, 1);
+  return fd;
+}
+
+static bool health_ok(const pd_td *d) {
+  pc_client_options o = {.window = 4, .timeout_ms = 2000};
+  pc_client *c;
+  char addr[400];
+  snprintf(addr, sizeof addr, "unix:%s", d->socket);
+  if (pc_client_connect(addr, &o, &c, NULL) != PC_CLIENT_OK) return false;
+  pc_client_response *r = NULL;
+  bool ok = pc_client_health(c, &r, NULL) == PC_CLIENT_OK && r->status == 0;
+  pc_client_response_free(r);
+  pc_client_close(c);
+  return ok;
+}
+
+int pd_td_start(pd_td *d, const char *const *args) {
+  memset(d, 0, sizeof *d);
+  d->notify_fd = -1;
+  snprintf(d->dir, sizeof d->dir, "/tmp/pd-daemon-test-XXXXXX");
+  if (!mkdtemp(d->dir)) {
+    fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+    return -1;
+  }
+  snprintf(d->socket, sizeof d->socket, "%s/planktond.sock", d->dir);
+  snprintf(d->log_path, sizeof d->log_path, "%s/daemon.log", d->dir);
+  const char *bin = getenv("PLANKTOND");
+  if (!bin || !*pd_td_model_dir()) {
+    fprintf(stderr, "set PLANKTOND and PD_TEST_MODEL\n");
+    return -1;
+  }
+  d->notify_fd = notify_socket(d);
+  const char *argv[64];
+  int n = 0;
+  bool has_config = false;
+  for (int i = 0; args && args[i]; i++)
+    has_config |= !strcmp(args[i], "--config");
+  argv[n++] = bin;
+  argv[n++] = "--socket";
+  argv[n++] = d->socket;
+  if (!has_config) { /* with a config file, the model comes from it */
+    argv[n++] = "--model";
+    argv[n++] = pd_td_model_dir();
+  }
+  char expanded[16][512]; /* "@DIR@" in an argument becomes the temporary folder */
+  int n_expanded = 0;
+  for (int i = 0; args && args[i] && n < 62; i++) {
+    const char *at = strstr(args[i], "@DIR@");
+    if (at && n_expanded < 16) {
+      snprintf(expanded[n_expanded], sizeof expanded[0], "%.*s%s%s", (int)(at - args[i]), args[i],
+               d->dir, at + 5);
+      argv[n++] = expanded[n_expanded++];
+    } else {
+      argv[n++] = args[i];
+    }
+  }
+  argv[n] = NULL;
+  int logfd = open(d->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  d->pid = fork();
+  if (d->pid == 0) {
+    dup2(logfd, 2);
+    execv(bin, (char *const *)argv);
+    _exit(127);
+  }
+  close(logfd);
+  unsetenv("NOTIFY_SOCKET");
+  if (d->pid < 0) return -1;
+  double until = pd_td_now_ms() + 60000;
+  while (pd_td_now_ms() < until) {
+    char buf[512];
+    ssize_t got = d->notify_fd >= 0 ? recv(d->notify_fd, buf, sizeof buf - 1, 0) : -1;
+    if (got > 0) {
+      buf[got] = '\0';
+      if (strstr(buf, "READY=1")) d->ready_notified = true;
+    }
+    if (d->ready_notified && health_ok(d)) return 0;
+    int status;
+    if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+      d->pid = 0;
+      char *log = pd_td_log(d);
+      fprintf(stderr, "planktond exited at start-up (status %d):\n%s\n", status, log ? log : "");
+      free(log);
+      return -1;
+    }
+    if (!d->ready_notified && got <= 0 && access(d->socket, F_OK) == 0 && health_ok(d))
+      return 0; /* built without libsystemd: no READY=1 */
+    usleep(20000);
+  }
+  fprintf(stderr, "planktond not ready after 60 s\n");
+  return -1;
+}
+
+int pd_td_stop(pd_td *d, int sig, int timeout_s) {
+  if (d->pid <= 0) return -1;
+  kill(d->pid, sig);
+  double until = pd_td_now_ms() + timeout_s * 1000.0;
+  int status = 0;
+  while (pd_td_now_ms() < until) {
+    pid_t p = waitpid(d->pid, &status, WNOHANG);
+    if (p == d->pid) {
+      d->pid = 0;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+    }
+    usleep(10000);
+  }
+  kill(d->pid, SIGKILL);
+  waitpid(d->pid, &status, 0);
+  d->pid = 0;
+  return -1;
+}
+
+void pd_td_cleanup(pd_td *d) {
+  if (d->pid > 0) {
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    d->pid = 0;
+  }
+  if (d->notify_fd >= 0) close(d->notify_fd);
+  d->notify_fd = -1;
+  if (d->dir[0]) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", d->dir);
+    d->dir[0] = '\0';
+  }
+}
+
+char *pd_td_log(const pd_td *d) {
+  FILE *f = fopen(d->log_path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
+  if (buf) buf[got] = '\0';
+  fclose(f);
+  return buf;
+}
+
+bool pd_td_wait_log(const pd_td *d, const char *needle, int timeout_s) {
+  double until = pd_td_now_ms() + timeout_s * 1000.0;
+  do {
+    char *log = pd_td_log(d);
+    bool found = log && strstr(log, needle);
+    free(log);
+    if (found) return true;
+    usleep(20000);
+  } while (pd_td_now_ms() < until);
+  return false;
+}
+
+pc_client *pd_td_connect(const pd_td *d, int window) {
+  pc_client_options o = {.window = window, .timeout_ms = 60000};
+  pc_client *c = NULL;
+  pc_client_error err;
+  char addr[400];
+  snprintf(addr, sizeof addr, "unix:%s", d->socket);
+  if (pc_client_connect(addr, &o, &c, &err) != PC_CLIENT_OK) {
+    fprintf(stderr, "connect: %s\n", err.message);
+    return NULL;
+  }
+  return c;
+}
+
+/* ---- crops ---- */
+
+static uint64_t next_rand(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+uint8_t *pd_td_crop(uint64_t seed, int w, int h) {
+  uint8_t *g = malloc((size_t)w * h);
+  if (!g) return NULL;
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  memset(g, 255, (size_t)w * h);
+  double cx = w * (0.3 + 0.4 * (double)(next_rand(&s) % 1000) / 1000.0);
+  double cy = h * (0.3 + 0.4 * (double)(next_rand(&s) % 1000) / 1000.0);
+  double rx = w * (0.1 + 0.3 * (double)(next_rand(&s) % 1000) / 1000.0);
+  double ry = h * (0.1 + 0.3 * (double)(next_rand(&s) % 1000) / 1000.0);
+  int dark = 20 + (int)(next_rand(&s) % 120);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      double dx = (x - cx) / rx, dy = (y - cy) / ry;
+      double r = dx * dx + dy * dy;
+      if (r < 1.0)
+        g[(size_t)y * w + x] = (uint8_t)(dark + (int)(r * 100) + (int)(next_rand(&s) % 20));
+    }
+  int strands = 1 + (int)(next_rand(&s) % 4);
+  for (int k = 0; k < strands; k++) {
+    double a = (double)(next_rand(&s) % 6283) / 1000.0;
+    double len = (w > h ? w : h) * 0.45;
+    for (double t = 0; t < len; t += 0.5) {
+      int x = (int)(cx + t * cos(a)), y = (int)(cy + t * sin(a));
+      if (x >= 0 && y >= 0 && x < w && y < h) g[(size_t)y * w + x] = (uint8_t)(dark + 40);
+    }
+  }
+  return g;
+}
+
+typedef struct png_mem {
+  uint8_t *buf;
+  size_t len, cap;
+} png_mem;
+
+static void png_write_mem(png_structp p, png_bytep data, png_size_t n) {
+  png_mem *m = png_get_io_ptr(p);
+  if (m->len + n > m->cap) {
+    size_t cap = (m->cap + n) * 2;
+    uint8_t *nb = realloc(m->buf, cap);
+    if (!nb) png_error(p, "out of memory");
+    m->buf = nb;
+    m->cap = cap;
+  }
+  memcpy(m->buf + m->len, data, n);
+  m->len += n;
+}
+
+static void png_flush_mem(png_structp p) {
+  (void)p;
+}
+
+uint8_t *pd_td_png(const uint8_t *gray, int w, int h, size_t *len) {
+  png_mem m = {0};
+  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = p ? png_create_info_struct(p) : NULL;
+  if (!info || setjmp(png_jmpbuf(p))) {
+    png_destroy_write_struct(&p, &info);
+    free(m.buf);
+    return NULL;
+  }
+  png_set_write_fn(p, &m, png_write_mem, png_flush_mem);
+  png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(p, info);
+  for (int y = 0; y < h; y++)
+    png_write_row(p, (png_const_bytep)(gray + (size_t)y * w));
+  png_write_end(p, NULL);
+  png_destroy_write_struct(&p, &info);
+  *len = m.len;
+  return m.buf;
+}
+
+uint8_t *pd_td_jpeg(const uint8_t *gray, int w, int h, size_t *len) {
+  struct jpeg_compress_struct c;
+  struct jpeg_error_mgr jerr;
+  c.err = jpeg_std_error(&jerr);
+  jpeg_create_compress(&c);
+  unsigned char *out = NULL;
+  unsigned long out_len = 0;
+  jpeg_mem_dest(&c, &out, &out_len);
+  c.image_width = (JDIMENSION)w;
+  c.image_height = (JDIMENSION)h;
+  c.input_components = 1;
+  c.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, 90, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  for (int y = 0; y < h; y++) {
+    JSAMPROW row = (JSAMPROW)(gray + (size_t)y * w);
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  uint8_t *copy = malloc(out_len);
+  if (copy) memcpy(copy, out, out_len);
+  free(out);
+  *len = out_len;
+  return copy;
+}
+
+/* ---- reference ---- */
+
+int pd_td_ref_open(pd_td_ref *r, const char *dir) {
+  memset(r, 0, sizeof *r);
+  pd_error err = {0};
+  pd_cpu_options o = {.threads = 1};
+  if (pd_model_load(dir, &r->model, &err) != 0 ||
+      pd_cpu_backend_create(&o, &r->backend, &err) != 0 ||
+      pd_plan_create(r->backend, r->model, 1, &r->plan, &err) != 0) {
+    fprintf(stderr, "reference engine: %s\n", err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+int pd_td_ref_probs(pd_td_ref *r, const uint8_t *gray, int w, int h, float *probs) {
+  const pd_model *m = r->model;
+  float *slots[PD_MAX_BRANCHES];
+  pd_batch b = {.n = 1};
+  int rc = 0;
+  for (int i = 0; i < m->n_branches; i++) {
+    slots[i] = malloc(pd_model_branch_input_len(m, i) * sizeof(float));
+    if (!slots[i]) rc = -1;
+    b.branch[i] = slots[i];
+  }
+  pd_error err = {0};
+  if (rc == 0) {
+    pd_preprocess_image(m, gray, w, h, NULL, slots);
+    rc = pd_plan_run(r->plan, &b, probs, &err);
+  }
+  for (int i = 0; i < m->n_branches; i++)
+    free(slots[i]);
+  return rc;
+}
+
+int pd_td_ref_probs_tta(pd_td_ref *r, const uint8_t *gray, int w, int h, int n, float *probs) {
+  const pd_model *m = r->model;
+  const int K = m->n_classes;
+  pd_augment *augs = malloc((size_t)n * sizeof *augs);
+  float *rows = malloc((size_t)n * K * sizeof(float));
+  float *first[PD_MAX_BRANCHES];
+  int rc = augs && rows ? 0 : -1;
+  for (int b = 0; b < m->n_branches; b++) {
+    first[b] = malloc((size_t)n * pd_model_branch_input_len(m, b) * sizeof(float));
+    if (!first[b]) rc = -1;
+  }
+  pd_error err = {0};
+  if (rc == 0) rc = pd_tta_transforms(&m->tta, m->symmetry, n, augs, &err);
+  if (rc == 0) pd_tta_preprocess(m, gray, w, h, augs, n, first);
+  for (int t = 0; rc == 0 && t < n; t++) {
+    pd_batch in = {.n = 1};
+    for (int b = 0; b < m->n_branches; b++)
+      in.branch[b] = first[b] + (size_t)t * pd_model_branch_input_len(m, b);
+    rc = pd_plan_run(r->plan, &in, rows + (size_t)t * K, &err);
+  }
+  if (rc == 0) pd_tta_average(rows, n, K, probs);
+  for (int b = 0; b < m->n_branches; b++)
+    free(first[b]);
+  free(augs);
+  free(rows);
+  return rc;
+}
+
+void pd_td_ref_close(pd_td_ref *r) {
+  if (r->plan) pd_plan_destroy(r->plan);
+  if (r->backend) pd_backend_destroy(r->backend);
+  pd_model_free(r->model);
+  memset(r, 0, sizeof *r);
+}

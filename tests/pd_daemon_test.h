@@ -1,0 +1,73 @@
+/* pd_daemon_test: what the daemon tests share. Runs a real planktond
+ * (the binary from $PLANKTOND) on a socket in a fresh temporary folder, with
+ * the test model from $PD_TEST_MODEL, its stderr in a log file, and waits for
+ * it to be ready (sd_notify READY=1 on a NOTIFY_SOCKET the harness owns, or
+ * a Health answer). Makes deterministic synthetic crops (raw gray8, PNG) and
+ * computes the engine's own answer for a crop (the model and plan run
+ * directly, batch of 1) to compare the daemon's answers against. */
+#ifndef PD_DAEMON_TEST_H
+#define PD_DAEMON_TEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pd_backend.h"
+#include "pd_model.h"
+#include "plankton_client.h"
+
+typedef struct pd_td {
+  pid_t pid;
+  char dir[256];
+  char socket[320];
+  char log_path[320];
+  int notify_fd;
+  bool ready_notified;
+} pd_td;
+
+/* Starts planktond --socket DIR/planktond.sock --model $PD_TEST_MODEL ARGS...
+ * (args NULL-terminated, may be NULL; with "--config" among them the model
+ * comes from the file; "@DIR@" in an argument stands for the temporary
+ * folder). 0 when ready within 60 s. */
+int pd_td_start(pd_td *d, const char *const *args);
+/* Sends sig and waits up to timeout_s for the exit: the exit status, or -1
+ * (killed after the timeout) / -2 (killed by a signal). */
+int pd_td_stop(pd_td *d, int sig, int timeout_s);
+/* Kills if still running; removes the folder. */
+void pd_td_cleanup(pd_td *d);
+/* The daemon's log so far (malloc'ed). */
+char *pd_td_log(const pd_td *d);
+/* Waits until the log contains `needle` (up to timeout_s). */
+bool pd_td_wait_log(const pd_td *d, const char *needle, int timeout_s);
+pc_client *pd_td_connect(const pd_td *d, int window);
+const char *pd_td_model_dir(void);
+/* False (after saying why) when the test model could not be made: the
+ * test should exit 77 (skipped). */
+bool pd_td_have_model(void);
+
+/* A deterministic crop w x h: a dark blob and strands on white. */
+uint8_t *pd_td_crop(uint64_t seed, int w, int h);
+/* The crop as a PNG (malloc'ed, *len bytes). */
+uint8_t *pd_td_png(const uint8_t *gray, int w, int h, size_t *len);
+
+/* The crop as a baseline gray JPEG, quality 90 (malloc'ed, *len bytes). */
+uint8_t *pd_td_jpeg(const uint8_t *gray, int w, int h, size_t *len);
+
+/* The engine run directly: a model with a plan for batch 1. */
+typedef struct pd_td_ref {
+  pd_model *model;
+  pd_backend *backend;
+  pd_plan *plan;
+} pd_td_ref;
+int pd_td_ref_open(pd_td_ref *r, const char *dir);
+/* probs[n_classes] for a gray crop. */
+int pd_td_ref_probs(pd_td_ref *r, const uint8_t *gray, int w, int h, float *probs);
+/* The same with n TTA transforms (models/pd_tta.h), averaged. */
+int pd_td_ref_probs_tta(pd_td_ref *r, const uint8_t *gray, int w, int h, int n, float *probs);
+void pd_td_ref_close(pd_td_ref *r);
+
+/* Milliseconds on the monotonic clock. */
+double pd_td_now_ms(void);
+
+#endif

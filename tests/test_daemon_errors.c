@@ -1,0 +1,464 @@
+/* Every bad input of issue 4 gets its status, and the daemon keeps
+ * answering another client all along (a thread classifying in a loop that
+ * must see only OK answers): truncated and corrupted PNG and JPEG, zero and
+ * oversize dimensions, a raw image whose byte count is not width x height,
+ * PNG bytes declared JPEG, no image, an unknown model, a TTA count over the
+ * limit, a deadline that has passed, a request without a body (answered, the
+ * connection lives), an oversize frame and garbage bytes (an error frame,
+ * then the connection closes), a client that disconnects with requests in
+ * flight, a client that never reads its answers (the daemon stops reading it
+ * at the window and keeps its memory bounded), and a full queue
+ * (RESOURCE_EXHAUSTED, on a second daemon with a tiny queue). */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pd_daemon_test.h"
+#include "pd_test.h"
+#include "plankton.pb-c.h"
+
+#define WINDOW 16
+
+static pd_test_state st;
+static uint8_t *gray, *png, *jpeg;
+static size_t png_len, jpeg_len;
+static const int W = 64, H = 48;
+
+/* ---- the client that must keep getting answers ---- */
+
+typedef struct bystander {
+  const pd_td *d;
+  atomic_int stop;
+  atomic_int ok, failed;
+} bystander;
+
+static void *bystander_main(void *arg) {
+  bystander *b = arg;
+  pc_client *c = pd_td_connect(b->d, 4);
+  if (!c) {
+    b->failed++;
+    return NULL;
+  }
+  for (uint64_t id = 1; !atomic_load(&b->stop); id++) {
+    pc_client_classify_request rq = {
+        .id = id, .format = PC_CLIENT_IMAGE_PNG, .data = png, .len = png_len};
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
+      fprintf(stderr, "bystander: %s\n", err.message);
+      b->failed++;
+      break;
+    }
+    if (r->status == 0 && r->id == id)
+      b->ok++;
+    else
+      b->failed++;
+    pc_client_response_free(r);
+  }
+  pc_client_close(c);
+  return NULL;
+}
+
+/* ---- requests with a bad input: answered with a status, connection lives ---- */
+
+static pc_client_response *classify(pc_client *c, pc_client_classify_request rq) {
+  pc_client_response *r = NULL;
+  pc_client_error err;
+  if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
+    fprintf(stderr, "classify: %s\n", err.message);
+    return NULL;
+  }
+  return r;
+}
+
+static void expect(pc_client *c, const char *what, pc_client_classify_request rq, int status,
+                   const char *needle) {
+  static uint64_t id = 1000;
+  rq.id = ++id;
+  pc_client_response *r = classify(c, rq);
+  PD_CHECK(&st, r != NULL);
+  if (!r) return;
+  PD_CHECK_INT(&st, r->id, id);
+  PD_CHECK_INT(&st, r->status, status);
+  if (needle) PD_CHECK_CONTAINS(&st, r->message, needle);
+  printf("%-34s -> %s: %s\n", what, pc_client_status_name(r->status), r->message);
+  pc_client_response_free(r);
+}
+
+static pc_client_classify_request image(pc_client_image_format f, const void *data, size_t len) {
+  pc_client_classify_request rq = {.format = f, .data = data, .len = len};
+  return rq;
+}
+
+static void bad_requests(const pd_td *d) {
+  pc_client *c = pd_td_connect(d, 8);
+  PD_CHECK(&st, c != NULL);
+  if (!c) return;
+  const int INV = PC_CLIENT_STATUS_INVALID_ARGUMENT;
+  uint8_t *bad = malloc(png_len + jpeg_len + 1000);
+
+  expect(c, "good PNG", image(PC_CLIENT_IMAGE_PNG, png, png_len), 0, NULL);
+  expect(c, "good JPEG", image(PC_CLIENT_IMAGE_JPEG, jpeg, jpeg_len), 0, NULL);
+  expect(c, "truncated PNG", image(PC_CLIENT_IMAGE_PNG, png, png_len / 2), INV, "image");
+  expect(c, "PNG cut in its header", image(PC_CLIENT_IMAGE_AUTO, png, 20), INV, "image");
+  memcpy(bad, png, png_len);
+  for (size_t i = 40; i < png_len; i += 7)
+    bad[i] ^= 0x5a;
+  expect(c, "corrupted PNG", image(PC_CLIENT_IMAGE_PNG, bad, png_len), INV, "image");
+  expect(c, "truncated JPEG", image(PC_CLIENT_IMAGE_JPEG, jpeg, jpeg_len / 3), INV, "image");
+  memcpy(bad, jpeg, jpeg_len);
+  for (size_t i = 2; i < jpeg_len; i += 5)
+    bad[i] ^= 0xa5;
+  expect(c, "corrupted JPEG", image(PC_CLIENT_IMAGE_JPEG, bad, jpeg_len), INV, "image");
+  expect(c, "PNG bytes declared JPEG", image(PC_CLIENT_IMAGE_JPEG, png, png_len), INV,
+         "declared JPEG");
+  memset(bad, 0x37, 1000);
+  expect(c, "not an image", image(PC_CLIENT_IMAGE_AUTO, bad, 1000), INV, "image");
+  expect(c, "no image", image(PC_CLIENT_IMAGE_AUTO, NULL, 0), INV, "no bytes");
+
+  pc_client_classify_request raw = image(PC_CLIENT_IMAGE_RAW_GRAY8, gray, (size_t)W * H);
+  raw.width = W;
+  raw.height = H;
+  expect(c, "good raw", raw, 0, NULL);
+  pc_client_classify_request r2 = raw;
+  r2.len = (size_t)W * H - 1;
+  expect(c, "raw: bytes != width x height", r2, INV, "needs 3072");
+  r2 = raw;
+  r2.width = 0;
+  r2.height = 0;
+  r2.len = 0;
+  expect(c, "raw: zero size", r2, INV, "0x0");
+  r2 = raw;
+  r2.width = 1001; /* limits.max_image_width 1000 */
+  r2.height = 1;
+  r2.len = 1001;
+  uint8_t *wide = malloc(1001);
+  memset(wide, 200, 1001);
+  r2.data = wide;
+  expect(c, "raw: wider than the limit", r2, INV, "1001x1");
+  /* a PNG whose header declares 2000 x 2000 (over the limit) */
+  size_t big_len;
+  uint8_t *big_gray = calloc(2000 * 2000, 1);
+  uint8_t *big_png = pd_td_png(big_gray, 2000, 2000, &big_len);
+  expect(c, "PNG: 2000x2000 over the limit", image(PC_CLIENT_IMAGE_PNG, big_png, big_len), INV,
+         "2000");
+  free(big_gray);
+  free(big_png);
+  free(wide);
+
+  pc_client_classify_request m = image(PC_CLIENT_IMAGE_PNG, png, png_len);
+  m.model = "copepod-9000";
+  expect(c, "unknown model", m, PC_CLIENT_STATUS_NOT_FOUND, "copepod-9000");
+  m = image(PC_CLIENT_IMAGE_PNG, png, png_len);
+  m.tta = 65; /* limits.max_tta 64 */
+  expect(c, "TTA over the limit", m, INV, "tta 65");
+  m = image(PC_CLIENT_IMAGE_PNG, png, png_len);
+  m.deadline_us = 1;
+  expect(c, "deadline already passed", m, PC_CLIENT_STATUS_DEADLINE_EXCEEDED, "deadline");
+  expect(c, "good PNG after all that", image(PC_CLIENT_IMAGE_PNG, png, png_len), 0, NULL);
+  free(bad);
+  pc_client_close(c);
+}
+
+/* ---- raw sockets ---- */
+
+static int raw_connect(const pd_td *d) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, d->socket, strlen(d->socket) + 1);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+  const uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n <= 0) return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Reads one frame (up to 1 MiB) with a timeout; returns its body length or -1. */
+static long read_frame(int fd, uint8_t *buf, size_t cap, int timeout_ms) {
+  size_t have = 0, want = 4;
+  while (have < want) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0) return -1;
+    ssize_t n = recv(fd, buf + have, want - have, 0);
+    if (n <= 0) return -1;
+    have += (size_t)n;
+    if (have == 4 && want == 4) {
+      want = 4 + ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]);
+      if (want > cap) return -1;
+    }
+  }
+  return (long)(want - 4);
+}
+
+/* True when the peer closes within timeout_ms (reads and drops what comes). */
+static bool closed_by_peer(int fd, int timeout_ms) {
+  uint8_t buf[4096];
+  double until = pd_td_now_ms() + timeout_ms;
+  while (pd_td_now_ms() < until) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return true;
+  }
+  return false;
+}
+
+/* Sends bytes, expects one error frame with `status`, then the close. */
+static void expect_broken(const pd_td *d, const char *what, const uint8_t *bytes, size_t len,
+                          int status) {
+  int fd = raw_connect(d);
+  PD_CHECK(&st, fd >= 0);
+  if (fd < 0) return;
+  write_all(fd, bytes, len); /* the daemon may close before taking it all */
+  uint8_t *buf = malloc(1 << 20);
+  long n = read_frame(fd, buf, 1 << 20, 10000);
+  PD_CHECK(&st, n >= 0);
+  Plankton__Response *r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
+  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR);
+  if (r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR) {
+    PD_CHECK_INT(&st, r->error->status->code, status);
+    printf("%-34s -> error frame %s: %s\n", what, pc_client_status_name(r->error->status->code),
+           r->error->status->message);
+  }
+  if (r) plankton__response__free_unpacked(r, NULL);
+  PD_CHECK(&st, closed_by_peer(fd, 10000));
+  free(buf);
+  close(fd);
+}
+
+static uint8_t *classify_frame(uint64_t id, size_t *len) {
+  Plankton__Image img = PLANKTON__IMAGE__INIT;
+  img.format = PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_PNG;
+  img.data.data = png;
+  img.data.len = png_len;
+  Plankton__ClassifyRequest cr = PLANKTON__CLASSIFY_REQUEST__INIT;
+  cr.id = id;
+  cr.image = &img;
+  Plankton__Request rq = PLANKTON__REQUEST__INIT;
+  rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
+  rq.classify = &cr;
+  size_t body = plankton__request__get_packed_size(&rq);
+  uint8_t *f = malloc(4 + body);
+  f[0] = (uint8_t)(body >> 24);
+  f[1] = (uint8_t)(body >> 16);
+  f[2] = (uint8_t)(body >> 8);
+  f[3] = (uint8_t)body;
+  plankton__request__pack(&rq, f + 4);
+  *len = 4 + body;
+  return f;
+}
+
+static void broken_frames(const pd_td *d) {
+  /* over limits.max_frame_bytes (65536): refused at the header */
+  uint8_t hdr[4] = {0, 2, 0, 0}; /* 131072 */
+  expect_broken(d, "oversize frame (128 KiB)", hdr, 4, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
+  /* garbage: "GET / HTTP/1.1" reads as a ~1.2 GB length */
+  const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  expect_broken(d, "garbage (an HTTP request)", (const uint8_t *)http, strlen(http),
+                PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
+  /* a frame of the right length whose bytes are not a Request */
+  uint8_t junk[4 + 64];
+  junk[0] = junk[1] = junk[2] = 0;
+  junk[3] = 64;
+  for (int i = 0; i < 64; i++)
+    junk[4 + i] = (uint8_t)(0xff - i);
+  expect_broken(d, "undecodable frame", junk, sizeof junk, PC_CLIENT_STATUS_INVALID_ARGUMENT);
+
+  /* a request without a body is answered, and the connection lives */
+  int fd = raw_connect(d);
+  uint8_t empty[4] = {0, 0, 0, 0};
+  write_all(fd, empty, 4);
+  uint8_t buf[4096];
+  long n = read_frame(fd, buf, sizeof buf, 10000);
+  Plankton__Response *r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
+  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR &&
+                    r->error->status->code == PLANKTON__STATUS_CODE__UNIMPLEMENTED);
+  if (r) plankton__response__free_unpacked(r, NULL);
+  size_t flen;
+  uint8_t *frame = classify_frame(77, &flen);
+  write_all(fd, frame, flen);
+  n = read_frame(fd, buf, sizeof buf, 10000);
+  r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
+  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 77 &&
+                    r->classify->status->code == 0);
+  printf("%-34s -> UNIMPLEMENTED, then the connection still classifies\n",
+         "request without a body");
+  if (r) plankton__response__free_unpacked(r, NULL);
+  free(frame);
+  close(fd);
+}
+
+/* A client that sends 50 requests and leaves at once. */
+static void disconnect_in_flight(const pd_td *d) {
+  for (int k = 0; k < 3; k++) {
+    pc_client *c = pd_td_connect(d, 64);
+    for (int i = 0; i < 50; i++) {
+      pc_client_classify_request rq = image(PC_CLIENT_IMAGE_PNG, png, png_len);
+      rq.id = (uint64_t)i;
+      pc_client_send_classify(c, &rq, NULL);
+    }
+    pc_client_close(c);
+  }
+  printf("%-34s -> daemon still serving\n", "3 clients leave with 50 in flight");
+}
+
+static uint32_t stats_in_flight(const pd_td *d) {
+  pc_client *c = pd_td_connect(d, 2);
+  pc_client_response *r = NULL;
+  uint32_t v = 0;
+  if (c && pc_client_stats(c, &r, NULL) == PC_CLIENT_OK) v = r->u.stats.in_flight;
+  pc_client_response_free(r);
+  pc_client_close(c);
+  return v;
+}
+
+/* A client that writes requests and never reads: the daemon stops reading
+ * it once WINDOW answers are owed, so its writes block. */
+static void never_reads(const pd_td *d) {
+  int fd = raw_connect(d);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  size_t flen;
+  uint8_t *frame = classify_frame(1, &flen);
+  long sent = 0;
+  double until = pd_td_now_ms() + 20000;
+  /* write until the socket stays full for a second */
+  double quiet_since = pd_td_now_ms();
+  size_t off = 0;
+  while (pd_td_now_ms() < until && pd_td_now_ms() - quiet_since < 1000) {
+    ssize_t n = send(fd, frame + off, flen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += (size_t)n;
+      if (off == flen) {
+        off = 0;
+        sent++;
+      }
+      quiet_since = pd_td_now_ms();
+    } else if (n < 0 && errno != EAGAIN) {
+      break;
+    } else {
+      usleep(10000);
+    }
+  }
+  PD_CHECK(&st, pd_td_now_ms() < until); /* the writes did block */
+  uint32_t in_flight = stats_in_flight(d);
+  /* owed answers on that connection are capped by the window: the daemon
+   * holds at most WINDOW of them, whatever the client keeps sending */
+  PD_CHECK(&st, in_flight <= WINDOW);
+  printf("%-34s -> daemon stopped reading after %ld frames (window %d, in flight %u)\n",
+         "a client that never reads", sent, WINDOW, in_flight);
+  free(frame);
+  close(fd);
+}
+
+static void queue_full(void) {
+  pd_td d;
+  const char *args[] = {"--max-batch", "4",         "--max-queue", "4", "--max-queue-delay-us",
+                        "200000",      "--threads", "1",           NULL};
+  if (pd_td_start(&d, args) != 0) {
+    PD_CHECK(&st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  pc_client *c = pd_td_connect(&d, 64);
+  enum { N = 64 };
+  for (int i = 0; i < N; i++) {
+    pc_client_classify_request rq = image(PC_CLIENT_IMAGE_PNG, png, png_len);
+    rq.id = (uint64_t)i;
+    PD_CHECK_INT(&st, pc_client_send_classify(c, &rq, NULL), PC_CLIENT_OK);
+  }
+  int answered = 0, ok = 0, exhausted = 0;
+  pc_client_error err;
+  while (answered < N && pc_client_wait(c, 10000, &err) == PC_CLIENT_OK) {
+    pc_client_response *r;
+    while (pc_client_next_response(c, &r) == PC_CLIENT_OK) {
+      answered++;
+      ok += r->status == 0;
+      exhausted += r->status == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED;
+      if (r->status == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED)
+        PD_CHECK_CONTAINS(&st, r->message, "max_queue");
+      pc_client_response_free(r);
+    }
+  }
+  PD_CHECK_INT(&st, answered, N);
+  PD_CHECK_INT(&st, ok + exhausted, N);
+  PD_CHECK(&st, exhausted > 0 && ok >= 4);
+  printf("%-34s -> %d OK, %d RESOURCE_EXHAUSTED\n", "64 pipelined, max_queue 4", ok, exhausted);
+  pc_client_close(c);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
+int main(void) {
+  if (!pd_td_have_model()) return 77;
+  gray = pd_td_crop(5, W, H);
+  png = pd_td_png(gray, W, H, &png_len);
+  jpeg = pd_td_jpeg(gray, W, H, &jpeg_len);
+  pd_td d;
+  const char *args[] = {"--max-in-flight",
+                        "16",
+                        "--max-frame-bytes",
+                        "65536",
+                        "--set",
+                        "limits.max_image_width=1000",
+                        "--set",
+                        "limits.max_image_height=1000",
+                        "--set",
+                        "limits.max_image_pixels=1000000",
+                        "--log-level",
+                        "debug",
+                        NULL};
+  if (pd_td_start(&d, args) != 0) {
+    pd_td_cleanup(&d);
+    return 1;
+  }
+  bystander b = {.d = &d};
+  pthread_t t;
+  pthread_create(&t, NULL, bystander_main, &b);
+
+  bad_requests(&d);
+  broken_frames(&d);
+  disconnect_in_flight(&d);
+  never_reads(&d);
+
+  int before = b.ok;
+  double until = pd_td_now_ms() + 10000; /* and the bystander is still served */
+  while (b.ok < before + 20 && b.failed == 0 && pd_td_now_ms() < until)
+    usleep(10000);
+  atomic_store(&b.stop, 1);
+  pthread_join(t, NULL);
+  printf("bystander: %d OK answers, %d failures\n", b.ok, b.failed);
+  PD_CHECK(&st, b.ok >= before + 20);
+  PD_CHECK_INT(&st, b.failed, 0);
+  PD_CHECK(&st, pd_td_wait_log(&d, "closing", 1));
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  char *log = pd_td_log(&d);
+  if (st.failures && log) fprintf(stderr, "--- daemon log ---\n%s\n", log);
+  free(log);
+  pd_td_cleanup(&d);
+
+  queue_full();
+  free(gray);
+  free(png);
+  free(jpeg);
+  return pd_test_finish(&st, "daemon_errors");
+}

@@ -1,0 +1,279 @@
+/* Stats and /metrics: after a known mix of requests, the Stats answer
+ * counts them by status, has every histogram and the model, backend and
+ * connection figures; GET /metrics (HTTP over a Unix socket, and over TCP)
+ * serves the same numbers as Prometheus text that `promtool check metrics`
+ * accepts ($PROMTOOL; that check is skipped without it); other paths get
+ * 404, other methods 405, garbage 400, HEAD no body, and keep-alive works.
+ * Also: the protocol over the optional TCP listener, and the Unix socket's
+ * mode (0660 by default, --socket-mode otherwise). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pd_daemon_test.h"
+#include "pd_test.h"
+
+static pd_test_state st;
+
+static int connect_unix(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int connect_tcp(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* A port that was free a moment ago. */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  getsockname(fd, (struct sockaddr *)&sa, &len);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+/* Sends `req`, reads until the peer closes (or `responses` complete
+ * responses arrived with keep-alive). Returns the malloc'ed text. */
+static char *http(int fd, const char *req, int responses) {
+  send(fd, req, strlen(req), MSG_NOSIGNAL);
+  size_t cap = 1 << 20, len = 0;
+  char *buf = malloc(cap);
+  double until = pd_td_now_ms() + 10000;
+  while (pd_td_now_ms() < until && len < cap - 1) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 200) <= 0) {
+      /* keep-alive: stop once the expected responses are complete */
+      buf[len] = '\0';
+      int complete = 0;
+      for (const char *h = buf; (h = strstr(h, "HTTP/1.1 ")); h++) {
+        const char *cl = strstr(h, "Content-Length: "), *end = strstr(h, "\r\n\r\n");
+        if (!cl || !end) break;
+        size_t body = strtoul(cl + 16, NULL, 10);
+        bool head_only = strstr(req, "HEAD ") == req;
+        if ((size_t)(end + 4 - buf) + (head_only ? 0 : body) <= len) complete++;
+      }
+      if (responses > 0 && complete >= responses) break;
+      continue;
+    }
+    ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
+  buf[len] = '\0';
+  close(fd);
+  return buf;
+}
+
+static unsigned long long metric(const char *text, const char *name) {
+  const char *p = text;
+  size_t n = strlen(name);
+  while ((p = strstr(p, name))) {
+    if ((p == text || p[-1] == '\n') && p[n] == ' ') return strtoull(p + n + 1, NULL, 10);
+    p += n;
+  }
+  return ~0ull;
+}
+
+static void promtool_check(const char *body, const char *dir) {
+  const char *tool = getenv("PROMTOOL");
+  if (!tool || !*tool) {
+    printf("promtool: not found, check skipped\n");
+    return;
+  }
+  char path[400], cmd[1200];
+  snprintf(path, sizeof path, "%s/metrics.txt", dir);
+  FILE *f = fopen(path, "w");
+  fputs(body, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s'", tool, path);
+  int rc = system(cmd);
+  PD_CHECK_INT(&st, rc, 0);
+  printf("promtool check metrics: %s\n", rc == 0 ? "ok" : "FAILED");
+}
+
+int main(void) {
+  if (!pd_td_have_model()) return 77;
+  int port = free_port(), api_port = free_port();
+  char tcp_metrics[64], tcp_api[64];
+  snprintf(tcp_metrics, sizeof tcp_metrics, "127.0.0.1:%d", port);
+  snprintf(tcp_api, sizeof tcp_api, "127.0.0.1:%d", api_port);
+  pd_td d, d2;
+  const char *args[] = {"--metrics", "unix:@DIR@/metrics.sock", NULL};
+  const char *args2[] = {"--metrics", tcp_metrics, "--tcp", tcp_api, "--socket-mode", "0600", NULL};
+  if (pd_td_start(&d, args) != 0 || pd_td_start(&d2, args2) != 0) return 1;
+
+  /* 40 good requests, 5 bad images, 3 unknown models */
+  pc_client *c = pd_td_connect(&d, 64);
+  uint8_t *gray = pd_td_crop(3, 50, 40);
+  size_t png_len;
+  uint8_t *png = pd_td_png(gray, 50, 40, &png_len);
+  for (int i = 0; i < 48; i++) {
+    pc_client_classify_request rq = {.id = (uint64_t)i,
+                                     .format = PC_CLIENT_IMAGE_PNG,
+                                     .data = png,
+                                     .len = i < 45 && i >= 40 ? 10 : png_len};
+    if (i >= 45) rq.model = "nope";
+    PD_CHECK_INT(&st, pc_client_send_classify(c, &rq, NULL), PC_CLIENT_OK);
+  }
+  int answered = 0;
+  while (answered < 48 && pc_client_wait(c, 10000, NULL) == PC_CLIENT_OK) {
+    pc_client_response *r;
+    while (pc_client_next_response(c, &r) == PC_CLIENT_OK) {
+      answered++;
+      pc_client_response_free(r);
+    }
+  }
+  PD_CHECK_INT(&st, answered, 48);
+
+  pc_client_response *r = NULL;
+  PD_CHECK_INT(&st, pc_client_stats(c, &r, NULL), PC_CLIENT_OK);
+  const pc_client_stats_result *s = r ? &r->u.stats : NULL;
+  if (s) {
+    PD_CHECK_INT(&st, r->status, 0);
+    PD_CHECK_INT(&st, s->requests_by_status[0], 40);
+    PD_CHECK_INT(&st, s->requests_by_status[PC_CLIENT_STATUS_INVALID_ARGUMENT], 5);
+    PD_CHECK_INT(&st, s->requests_by_status[PC_CLIENT_STATUS_NOT_FOUND], 3);
+    PD_CHECK_INT(&st, s->images, 40);
+    PD_CHECK(&st, s->batches >= 1 && s->batches <= 40);
+    PD_CHECK_INT(&st, s->connections, 1);
+    PD_CHECK(&st, s->connections_total >= 2); /* the harness's health check, and us */
+    PD_CHECK_INT(&st, s->in_flight, 0);
+    PD_CHECK_INT(&st, s->queue_depth, 0);
+    PD_CHECK(&st, !strcmp(s->model_name, "daemon-tiny") && !strcmp(s->model_version, "1"));
+    PD_CHECK(&st, !strcmp(s->backend, "cpu"));
+    PD_CHECK_INT(&st, s->model_loads, 1);
+    PD_CHECK(&st, s->uptime_seconds > 0 && s->model_loaded_unix > 1600000000);
+    PD_CHECK_INT(&st, s->n_histograms, 5);
+    const char *names[] = {"queue_us", "decode_us", "compute_us", "request_us", "batch_size"};
+    const uint64_t counts[] = {40, 40, s->batches, 48, s->batches};
+    for (size_t h = 0; h < s->n_histograms && h < 5; h++) {
+      PD_CHECK(&st, !strcmp(s->histograms[h].name, names[h]));
+      PD_CHECK_INT(&st, s->histograms[h].count, counts[h]);
+      for (size_t b = 1; b < s->histograms[h].n_bounds; b++)
+        PD_CHECK(&st, s->histograms[h].counts[b] >= s->histograms[h].counts[b - 1]);
+    }
+    PD_CHECK(&st, s->histograms[4].sum == 40.0); /* images over every batch */
+    printf("stats: %llu OK, %llu INVALID_ARGUMENT, %llu NOT_FOUND, %llu images in %llu batches\n",
+           (unsigned long long)s->requests_by_status[0],
+           (unsigned long long)s->requests_by_status[3],
+           (unsigned long long)s->requests_by_status[5], (unsigned long long)s->images,
+           (unsigned long long)s->batches);
+  }
+
+  char msock[400];
+  snprintf(msock, sizeof msock, "%s/metrics.sock", d.dir);
+  char *text =
+      http(connect_unix(msock), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0);
+  PD_CHECK(&st, !strncmp(text, "HTTP/1.1 200 OK\r\n", 17));
+  PD_CHECK_CONTAINS(&st, text, "Content-Type: text/plain; version=0.0.4");
+  char *body = strstr(text, "\r\n\r\n");
+  body = body ? body + 4 : text;
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_request_total{status=\"OK\"}"), 40);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_request_total{status=\"INVALID_ARGUMENT\"}"),
+               5);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_request_success_total"), 40);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_request_failure_total"), 8);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_count_total"), 40);
+  if (s) {
+    PD_CHECK_INT(&st, metric(body, "planktond_inference_exec_count_total"), s->batches);
+    PD_CHECK_INT(&st, metric(body, "planktond_inference_batch_size_count"), s->batches);
+  }
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_request_duration_seconds_count"), 48);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_queue_duration_seconds_count"), 40);
+  PD_CHECK_INT(
+      &st, metric(body, "planktond_inference_compute_infer_duration_seconds_bucket{le=\"+Inf\"}"),
+      s ? s->batches : 0);
+  PD_CHECK_INT(&st, metric(body, "planktond_connections"), 1);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_pending_requests"), 0);
+  PD_CHECK_CONTAINS(&st, body,
+                    "planktond_model_info{model=\"daemon-tiny\",version=\"1\",backend=\"cpu\"} 1");
+  PD_CHECK_CONTAINS(&st, body, "# TYPE planktond_inference_batch_size histogram");
+  PD_CHECK_CONTAINS(&st, body, "planktond_uptime_seconds ");
+  promtool_check(body, d.dir);
+  free(text);
+
+  text = http(connect_unix(msock), "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0);
+  PD_CHECK(&st, !strncmp(text, "HTTP/1.1 404", 12));
+  free(text);
+  text = http(connect_unix(msock),
+              "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+              0);
+  PD_CHECK(&st, !strncmp(text, "HTTP/1.1 405", 12));
+  free(text);
+  text = http(connect_unix(msock), "\x01\x02garbage\r\n\r\n", 0);
+  PD_CHECK(&st, !strncmp(text, "HTTP/1.1 400", 12));
+  free(text);
+  text = http(connect_unix(msock), "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              0);
+  PD_CHECK(&st, !strncmp(text, "HTTP/1.1 200", 12));
+  PD_CHECK(&st, strstr(text, "\r\n\r\n") && strstr(text, "\r\n\r\n")[4] == '\0');
+  free(text);
+  text = http(
+      connect_unix(msock),
+      "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 2);
+  int oks = 0;
+  for (const char *p = text; (p = strstr(p, "HTTP/1.1 200 OK")); p++)
+    oks++;
+  PD_CHECK_INT(&st, oks, 2);
+  free(text);
+  printf("http: 200, 404, 405, 400, HEAD and keep-alive as expected\n");
+
+  /* the TCP listener of the second daemon */
+  text =
+      http(connect_tcp(port), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0);
+  PD_CHECK(&st, !strncmp(text, "HTTP/1.1 200 OK", 15));
+  PD_CHECK_CONTAINS(&st, text, "planktond_inference_count_total 0");
+  free(text);
+
+  /* the protocol over TCP on the second daemon, and the sockets' modes */
+  pc_client *tc = NULL;
+  pc_client_error err;
+  PD_CHECK_INT(&st, pc_client_connect(tcp_api, NULL, &tc, &err), PC_CLIENT_OK);
+  if (tc) {
+    pc_client_classify_request rq = {
+        .id = 99, .format = PC_CLIENT_IMAGE_PNG, .data = png, .len = png_len};
+    pc_client_response *tr = NULL;
+    PD_CHECK_INT(&st, pc_client_classify(tc, &rq, &tr, &err), PC_CLIENT_OK);
+    PD_CHECK(&st, tr && tr->status == 0 && tr->id == 99 && tr->u.classify.n_top == 5);
+    pc_client_response_free(tr);
+    pc_client_close(tc);
+    printf("tcp %s: classify OK\n", tcp_api);
+  }
+  struct stat sb;
+  PD_CHECK(&st, stat(d.socket, &sb) == 0 && S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0660);
+  PD_CHECK(&st, stat(d2.socket, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+
+  pc_client_response_free(r);
+  pc_client_close(c);
+  free(gray);
+  free(png);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d2, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+  pd_td_cleanup(&d2);
+  return pd_test_finish(&st, "daemon_metrics");
+}
