@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pc_client_internal.h"
@@ -77,10 +78,27 @@ const char *pc_client_status_name(int status) {
 
 /* ---- connecting ---- */
 
+static long long mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Non-blocking connect with a timeout. Returns 0 or an errno. */
 static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms) {
-  if (connect(fd, sa, len) == 0) return 0;
-  if (errno != EINPROGRESS && errno != EAGAIN) return errno;
+  long long deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+  int pause_ms = 1;
+  for (;;) {
+    if (connect(fd, sa, len) == 0) return 0;
+    /* A Unix socket whose listen backlog is full says EAGAIN: nothing is in
+     * progress (polling would report the socket writable, unconnected), so
+     * try again, a little later each time, within the timeout. */
+    if (errno != EAGAIN) break;
+    if (deadline >= 0 && mono_ms() >= deadline) return ETIMEDOUT;
+    poll(NULL, 0, pause_ms);
+    pause_ms = pause_ms < 50 ? pause_ms * 2 : 50;
+  }
+  if (errno != EINPROGRESS) return errno;
   struct pollfd p = {.fd = fd, .events = POLLOUT};
   int rc;
   do
@@ -227,6 +245,8 @@ static int broken(pc_client *c, pc_client_error *err, int code, const char *fmt,
   return pc_client__fail(err, c->failed, "%s", c->failed_msg);
 }
 
+static int read_in(pc_client *c, pc_client_error *err);
+
 static int flush_out(pc_client *c, pc_client_error *err) {
   while (c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
@@ -236,8 +256,12 @@ static int flush_out(pc_client *c, pc_client_error *err) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    return broken(c, err, errno == EPIPE ? PC_CLIENT_ECLOSED : PC_CLIENT_EIO,
-                  "writing to planktond: %s", strerror(errno));
+    int e = errno;
+    /* the daemon closed: first take what it said before (an ErrorResponse
+     * saying why: too many connections, a timeout), then fail */
+    if (e == EPIPE || e == ECONNRESET) (void)read_in(c, NULL);
+    return broken(c, err, e == EPIPE || e == ECONNRESET ? PC_CLIENT_ECLOSED : PC_CLIENT_EIO,
+                  "writing to planktond: %s", strerror(e));
   }
   if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
   return PC_CLIENT_OK;
@@ -287,12 +311,16 @@ static int decode_frames(pc_client *c, pc_client_error *err) {
 
 static int read_in(pc_client *c, pc_client_error *err) {
   for (;;) {
-    size_t want = 65536; /* a read, or the rest of the frame in progress */
+    /* a read, or the rest of the frame in progress, at most doubling what
+     * arrived (a header alone does not reserve max_frame bytes) */
+    size_t want = 65536;
     if (c->in_len >= PC_CLIENT_HEADER) {
       size_t frame = PC_CLIENT_HEADER + (size_t)be32(c->in);
       if (frame <= PC_CLIENT_HEADER + c->opt.max_frame && frame > c->in_len &&
-          frame - c->in_len > want)
-        want = frame - c->in_len;
+          frame - c->in_len > want) {
+        size_t rest = frame - c->in_len, grow = c->in_len > want ? c->in_len : want;
+        want = rest < grow ? rest : grow;
+      }
     }
     if (c->in_cap - c->in_len < want) {
       uint8_t *nb = realloc(c->in, c->in_len + want);
@@ -309,7 +337,9 @@ static int read_in(pc_client *c, pc_client_error *err) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return PC_CLIENT_OK;
-    if (n == 0)
+    /* ECONNRESET: the daemon closed while our bytes were still unread
+     * (e.g. it refused the connection): a close all the same */
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
       return broken(c, err, PC_CLIENT_ECLOSED,
                     "planktond closed the connection with %d request%s unanswered", c->in_flight,
                     c->in_flight == 1 ? "" : "s");

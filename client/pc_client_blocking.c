@@ -33,7 +33,13 @@ static int call(pc_client *c, send_fn send, const void *arg, pc_client_response_
     rc = pc_client_wait(c, remaining(deadline), err);
     if (rc != PC_CLIENT_OK) return rc;
   }
-  if (rc != PC_CLIENT_OK) return rc;
+  if (rc != PC_CLIENT_OK) {
+    /* the daemon may have said why it closed before the send failed */
+    pc_client_response *r = pc_client__take(c, PC_CLIENT_RESPONSE_ERROR, 0);
+    if (!r) return rc;
+    *out = r;
+    return PC_CLIENT_OK;
+  }
   for (;;) {
     pc_client_response *r = pc_client__take(c, kind, id);
     if (!r) r = pc_client__take(c, PC_CLIENT_RESPONSE_ERROR, 0);
@@ -46,8 +52,11 @@ static int call(pc_client *c, send_fn send, const void *arg, pc_client_response_
                              c->opt.timeout_ms);
     rc = pc_client_wait(c, remaining(deadline), err);
     if (rc != PC_CLIENT_OK) {
-      /* the answer may have arrived just before the connection ended */
+      /* the answer, or the daemon's reason for closing (an ErrorResponse:
+       * too many connections, an idle or frame timeout), may have arrived
+       * just before the connection ended */
       r = pc_client__take(c, kind, id);
+      if (!r) r = pc_client__take(c, PC_CLIENT_RESPONSE_ERROR, 0);
       if (r) {
         *out = r;
         return PC_CLIENT_OK;

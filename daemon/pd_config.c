@@ -8,7 +8,7 @@
 
 #include "pd_yaml.h"
 
-typedef enum { F_INT, F_STR, F_MODE, F_ADDR, F_METRICS, F_LEVEL, F_BACKEND } field_type;
+typedef enum { F_INT, F_STR, F_MODE, F_ADDR, F_METRICS, F_LEVEL, F_BACKEND, F_GROUP } field_type;
 
 typedef struct field {
   const char *section, *key;
@@ -25,8 +25,11 @@ typedef struct field {
 static const field fields[] = {
     STR_FIELD("listen", "socket", F_STR, socket_path),
     {"listen", "socket_mode", F_MODE, offsetof(pd_config, socket_mode), 0, 0, 0777},
+    STR_FIELD("listen", "socket_group", F_GROUP, socket_group),
     STR_FIELD("listen", "tcp", F_ADDR, tcp),
     STR_FIELD("metrics", "listen", F_METRICS, metrics),
+    INT_FIELD("metrics", "max_connections", metrics_max_connections, 1, 10000),
+    INT_FIELD("metrics", "idle_timeout_s", metrics_idle_timeout_s, 1, 86400),
     STR_FIELD("model", "dir", F_STR, model_dir),
     STR_FIELD("engine", "backend", F_BACKEND, backend),
     INT_FIELD("engine", "device", device, 0, 64),
@@ -41,6 +44,8 @@ static const field fields[] = {
     INT_FIELD("limits", "max_image_pixels", max_image_pixels, 1, 1L << 30),
     INT_FIELD("limits", "max_in_flight_per_connection", max_in_flight, 1, 65536),
     INT_FIELD("limits", "max_connections", max_connections, 1, 100000),
+    INT_FIELD("limits", "frame_timeout_ms", frame_timeout_ms, 0, 3600000),
+    INT_FIELD("limits", "idle_timeout_s", idle_timeout_s, 0, 604800),
     INT_FIELD("limits", "max_tta", max_tta, 1, 1024),
     INT_FIELD("limits", "default_top_k", default_top_k, 1, 100000),
     INT_FIELD("limits", "drain_timeout_s", drain_timeout_s, 0, 86400),
@@ -74,6 +79,10 @@ void pd_config_defaults(pd_config *cfg, const char *default_model_dir) {
   cfg->max_image_pixels = 16L << 20;
   cfg->max_in_flight = 256;
   cfg->max_connections = 1024;
+  cfg->frame_timeout_ms = 30000;
+  cfg->idle_timeout_s = 0;
+  cfg->metrics_max_connections = 16;
+  cfg->metrics_idle_timeout_s = 300;
   cfg->max_tta = 64;
   cfg->default_top_k = 5;
   cfg->drain_timeout_s = 30;
@@ -128,6 +137,13 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
       snprintf(why, why_len, "expected an octal file mode such as 0660, got '%s'", text);
       return PD_EINVAL;
     }
+    if (v & 0002) { /* connecting to a Unix socket takes write permission */
+      snprintf(why, why_len,
+               "%04lo would let every local user use the daemon: the socket must not be "
+               "world-writable (use 0660 and listen.socket_group)",
+               (unsigned long)v);
+      return PD_EINVAL;
+    }
     *(long *)base = v;
     return PD_OK;
   }
@@ -148,6 +164,7 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
     return PD_EINVAL;
   }
   case F_STR:
+  case F_GROUP:
   case F_ADDR:
   case F_METRICS: {
     size_t len = strlen(text);
@@ -160,6 +177,13 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
         snprintf(why, why_len, "control character at byte %zu", i);
         return PD_EINVAL;
       }
+    if (f->type == F_GROUP)
+      for (size_t i = 0; i < len; i++)
+        if (!((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
+              (text[i] >= '0' && text[i] <= '9') || strchr("_-.", text[i]))) {
+          snprintf(why, why_len, "expected a group name or number, got '%s'", text);
+          return PD_EINVAL;
+        }
     bool unix_addr = f->type == F_METRICS && !strncmp(text, "unix:", 5) && text[5];
     if (len && (f->type == F_ADDR || f->type == F_METRICS) && !unix_addr &&
         !valid_host_port(text)) {
@@ -226,7 +250,8 @@ static int load_section(pd_config *cfg, const pd_yaml_node *map, const char *sec
       memcpy(text, s, len);
       text[len] = '\0';
       if (memchr(s, '\0', len)) return pd_yaml_fail(&v, err, PD_EINVAL, "NUL byte in value");
-    } else if (f->type != F_STR && f->type != F_ADDR && f->type != F_METRICS) {
+    } else if (f->type != F_STR && f->type != F_GROUP && f->type != F_ADDR &&
+               f->type != F_METRICS) {
       return pd_yaml_fail(&v, err, PD_EINVAL, "a value is required");
     }
     char why[400];
@@ -334,7 +359,7 @@ int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {
     const field *f = &fields[i];
     const char *base = (const char *)cfg + f->off;
     int n = 0;
-    if (strcmp(section, f->section))
+    if (strcmp(section, f->section) != 0)
       n += snprintf(buf + used, used < cap ? cap - used : 0, "%s:\n", f->section);
     section = f->section;
     used += (size_t)n;

@@ -18,10 +18,13 @@ typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARNING, PD_LOG_INFO, PD_LOG_DEBUG } pd_
 typedef struct pd_config {
   /* listen */
   char socket_path[PD_PATH_LEN]; /* Unix socket for the protocol; "" = none */
-  long socket_mode;              /* file mode of the socket (octal in YAML) */
+  long socket_mode;              /* file mode of the socket (octal in YAML; never o+w) */
+  char socket_group[64];         /* group owning the socket (name or number); "" = ours */
   char tcp[PD_ADDR_LEN];         /* "host:port" for the protocol over TCP; "" = off */
   /* metrics */
   char metrics[PD_ADDR_LEN]; /* HTTP /metrics: "host:port" or "unix:PATH"; "" = off */
+  long metrics_max_connections;
+  long metrics_idle_timeout_s; /* close a keep-alive /metrics connection silent this long */
   /* model */
   char model_dir[PD_PATH_LEN];
   /* engine */
@@ -38,6 +41,8 @@ typedef struct pd_config {
   long max_image_width, max_image_height, max_image_pixels;
   long max_in_flight; /* per connection */
   long max_connections;
+  long frame_timeout_ms; /* a frame begun must be complete within this; 0 = no limit */
+  long idle_timeout_s;   /* close a connection silent (nothing owed) this long; 0 = never */
   long max_tta;
   long default_top_k;
   long drain_timeout_s;

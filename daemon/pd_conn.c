@@ -29,6 +29,13 @@ void pd_conn_release(pd_conn *c) {
 bool pd_conn_open(const pd_conn *c) {
   return !c->closing;
 }
+size_t pd_conn_pending(const pd_conn *c) {
+  return pd_framer_pending(&c->framer);
+}
+
+static uint64_t now_ms(const pd_conn *c) {
+  return uv_now(c->h.handle.loop);
+}
 
 static void on_closed(uv_handle_t *h) {
   pd_conn *c = h->data;
@@ -74,6 +81,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pd_conn *c = s->data;
   (void)buf;
   if (nread > 0) {
+    c->active_ms = now_ms(c);
     pd_framer_commit(&c->framer, (size_t)nread);
     process(c);
     return;
@@ -102,13 +110,19 @@ static void process(pd_conn *c) {
       c->handler->on_oversize(c, err.msg, c->handler->ctx);
       return;
     }
+    c->frame_since_ms = 0;
     if (c->handler->on_frame(c, msg, len, c->handler->ctx) != 0) return;
   }
   if (c->closing) return;
   if (c->owed >= c->window || c->eof) {
     stop_reading(c);
-  } else if (!c->reading) {
-    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = true;
+    c->frame_since_ms = 0; /* our doing, not the client's: the clock restarts with reading */
+  } else {
+    if (!c->reading && uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = true;
+    if (pd_framer_pending(&c->framer) == 0)
+      c->frame_since_ms = 0;
+    else if (c->frame_since_ms == 0)
+      c->frame_since_ms = now_ms(c);
   }
 }
 
@@ -119,6 +133,7 @@ void pd_conn_start(pd_conn *c, const pd_conn_handler *h, size_t max_frame, int w
   c->serial = serial;
   c->refs = 1; /* the handle */
   c->h.handle.data = c;
+  c->active_ms = now_ms(c);
   pd_framer_init(&c->framer, max_frame);
   process(c);
 }
@@ -133,6 +148,7 @@ static void on_written(uv_write_t *req, int status) {
   free(w->frame);
   c->writes--;
   if (w->owed) c->owed--;
+  c->active_ms = now_ms(c);
   bool close_after = w->close_after;
   free(w);
   if (status < 0 || close_after) {

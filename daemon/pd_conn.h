@@ -40,6 +40,10 @@ struct pd_conn {
   int writes; /* uv_write requests in progress */
   int refs;   /* the handle, holds, writes */
   bool reading, eof, closing, draining, failed;
+  /* loop time (uv_now, ms): since when a frame begun while the connection
+   * was being read is waiting for its remaining bytes (0: none), and of the
+   * last byte read or answer written; the owner's timeouts use both */
+  uint64_t frame_since_ms, active_ms;
   uint64_t serial;
   char peer[96];
   pd_conn *next, *prev; /* the owner's list */
@@ -62,6 +66,9 @@ void pd_conn_close(pd_conn *c);
 /* Close once nothing is owed (shutdown): the handler answers new frames
  * itself in the meantime. */
 void pd_conn_drain(pd_conn *c);
+
+/* Bytes of an incomplete frame (or of frames waiting for the window). */
+size_t pd_conn_pending(const pd_conn *c);
 
 void pd_conn_hold(pd_conn *c);
 void pd_conn_release(pd_conn *c);

@@ -76,7 +76,16 @@ static pd_server_limits server_limits(const pd_config *c) {
   pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
                         .window = (int)c->max_in_flight,
                         .max_connections = (int)c->max_connections,
-                        .default_top_k = (int)c->default_top_k};
+                        .default_top_k = (int)c->default_top_k,
+                        .frame_timeout_ms = (uint64_t)c->frame_timeout_ms,
+                        .idle_timeout_ms = (uint64_t)c->idle_timeout_s * 1000};
+  return l;
+}
+
+static pd_http_limits http_limits(const pd_config *c) {
+  pd_http_limits l = {.max_connections = (int)c->metrics_max_connections,
+                      .request_timeout_ms = (uint64_t)c->frame_timeout_ms,
+                      .idle_timeout_ms = (uint64_t)c->metrics_idle_timeout_s * 1000};
   return l;
 }
 
@@ -93,10 +102,10 @@ static void log_limits(pd_daemon *d, const pd_config *c) {
   pd_logf(&d->log, PD_LOG_INFO,
           "limits: max_batch %ld, max_queue_delay_us %ld, max_queue %ld, max_frame_bytes %ld, "
           "image %ldx%ld (%ld pixels), in-flight per connection %ld, connections %ld, tta %ld, "
-          "default top_k %ld, drain timeout %ld s",
+          "default top_k %ld, drain timeout %ld s, frame timeout %ld ms, idle timeout %ld s",
           c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes, c->max_image_width,
           c->max_image_height, c->max_image_pixels, c->max_in_flight, c->max_connections,
-          c->max_tta, c->default_top_k, c->drain_timeout_s);
+          c->max_tta, c->default_top_k, c->drain_timeout_s, c->frame_timeout_ms, c->idle_timeout_s);
 }
 
 /* Fills the parts of a stats report the stats module does not own. */
@@ -197,8 +206,11 @@ static void reload_load(uv_work_t *w) {
 
 static void warn_restart_only(pd_daemon *d, const pd_config *n) {
   const pd_config *o = &d->cfg;
-  if (strcmp(o->socket_path, n->socket_path) || o->socket_mode != n->socket_mode ||
-      strcmp(o->tcp, n->tcp) || strcmp(o->metrics, n->metrics) ||
+  if (strcmp(o->socket_path, n->socket_path) != 0 || o->socket_mode != n->socket_mode ||
+      strcmp(o->socket_group, n->socket_group) != 0 || strcmp(o->tcp, n->tcp) != 0 ||
+      strcmp(o->metrics, n->metrics) != 0 ||
+      o->metrics_max_connections != n->metrics_max_connections ||
+      o->metrics_idle_timeout_s != n->metrics_idle_timeout_s ||
       o->decode_threads != n->decode_threads)
     pd_logf(&d->log, PD_LOG_WARNING,
             "reload: listen.*, metrics.listen and engine.decode_threads changed: they take "
@@ -219,6 +231,9 @@ static void reload_done(uv_work_t *w, int status) {
   } else {
     warn_restart_only(d, &d->reload_cfg);
     d->reload_cfg.socket_mode = d->cfg.socket_mode;
+    memcpy(d->reload_cfg.socket_group, d->cfg.socket_group, sizeof d->cfg.socket_group);
+    d->reload_cfg.metrics_max_connections = d->cfg.metrics_max_connections;
+    d->reload_cfg.metrics_idle_timeout_s = d->cfg.metrics_idle_timeout_s;
     memcpy(d->reload_cfg.socket_path, d->cfg.socket_path, sizeof d->cfg.socket_path);
     memcpy(d->reload_cfg.tcp, d->cfg.tcp, sizeof d->cfg.tcp);
     memcpy(d->reload_cfg.metrics, d->cfg.metrics, sizeof d->cfg.metrics);
@@ -294,15 +309,18 @@ static int open_listeners(pd_daemon *d, pd_error *err) {
   int rc = PD_OK;
   for (int i = 0; i < fds.n && rc == PD_OK; i++) {
     if (!strcmp(fds.name[i], "metrics")) {
+      pd_http_limits hl = http_limits(&d->cfg);
       if (!d->http)
-        rc = pd_http_create(&d->loop, "", fds.fd[i], render_metrics, d, &d->log, &d->http, err);
+        rc =
+            pd_http_create(&d->loop, "", fds.fd[i], &hl, render_metrics, d, &d->log, &d->http, err);
       continue;
     }
     rc = pd_server_listen_fd(d->server, fds.fd[i], err);
   }
   if (rc != PD_OK || fds.n > 0) return rc;
   if (d->cfg.socket_path[0])
-    rc = pd_server_listen_unix(d->server, d->cfg.socket_path, (int)d->cfg.socket_mode, err);
+    rc = pd_server_listen_unix(d->server, d->cfg.socket_path, (int)d->cfg.socket_mode,
+                               d->cfg.socket_group, err);
   if (rc == PD_OK && d->cfg.tcp[0]) rc = pd_server_listen_tcp(d->server, d->cfg.tcp, err);
   if (rc == PD_OK && pd_server_listener_count(d->server) == 0)
     rc = pd_error_set(err, PD_EINVAL, "nothing to listen on: set listen.socket or listen.tcp");
@@ -328,8 +346,10 @@ static int start(pd_daemon *d, pd_error *err) {
   rc = pd_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d, &d->server,
                         err);
   if (rc == PD_OK) rc = open_listeners(d, err);
+  pd_http_limits hl = http_limits(&d->cfg);
   if (rc == PD_OK && d->cfg.metrics[0] && !d->http)
-    rc = pd_http_create(&d->loop, d->cfg.metrics, -1, render_metrics, d, &d->log, &d->http, err);
+    rc = pd_http_create(&d->loop, d->cfg.metrics, -1, &hl, render_metrics, d, &d->log, &d->http,
+                        err);
   if (rc == PD_OK && d->http)
     pd_logf(&d->log, PD_LOG_INFO, "metrics: http %s /metrics", pd_http_name(d->http));
   if (rc != PD_OK) return rc;

@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PD_FRAME_READ 65536 /* default read size */
+#define PD_FRAME_READ ((size_t)65536)    /* default read size */
+#define PD_FRAME_MIN_READ ((size_t)4096) /* a frame in progress grows below this much room */
 
 void pd_framer_init(pd_framer *f, size_t max_frame) {
   memset(f, 0, sizeof *f);
@@ -27,14 +28,23 @@ void pd_frame_header(uint8_t out[PD_FRAME_HEADER], uint32_t len) {
 }
 
 int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail) {
-  size_t want = hint > PD_FRAME_READ ? hint : PD_FRAME_READ;
-  /* A frame in progress needs room for all of it, but never more than the limit. */
+  size_t want = hint > PD_FRAME_READ ? hint : PD_FRAME_READ; /* free space to offer a read */
+  size_t need = want;                                        /* grow when less is free */
+  size_t grow_to = 0;
+  /* A frame in progress needs room for all of it, never more than the limit,
+   * but the buffer grows by doubling what has arrived: a header alone (of a
+   * client that then goes quiet) never reserves a whole maximum frame, and
+   * memory follows the bytes that really arrive. It grows only when nearly
+   * full, so copying stays linear in the frame. */
   if (f->len >= PD_FRAME_HEADER) {
     size_t frame = PD_FRAME_HEADER + (size_t)read_be32(f->buf + f->start);
-    if (frame <= PD_FRAME_HEADER + f->max_frame && frame > f->len && frame - f->len > want)
-      want = frame - f->len;
+    if (frame <= PD_FRAME_HEADER + f->max_frame && frame > f->len) {
+      size_t rest = frame - f->len, doubled = f->len > want ? 2 * f->len : f->len + want;
+      grow_to = frame + want < doubled ? frame + want : doubled;
+      need = rest < PD_FRAME_MIN_READ ? rest : PD_FRAME_MIN_READ;
+    }
   }
-  if (f->start > 0 && (f->len == 0 || f->cap - f->start - f->len < want)) {
+  if (f->start > 0 && (f->len == 0 || f->cap - f->start - f->len < need)) {
     memmove(f->buf, f->buf + f->start, f->len);
     f->start = 0;
   }
@@ -43,8 +53,8 @@ int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail) {
     f->buf = NULL;
     f->cap = 0;
   }
-  if (f->cap - f->start - f->len < want) {
-    size_t cap = f->len + want;
+  if (f->cap - f->start - f->len < need) {
+    size_t cap = grow_to > f->len + want ? grow_to : f->len + want;
     uint8_t *nb = realloc(f->buf, cap);
     if (!nb) return PD_ENOMEM;
     f->buf = nb;

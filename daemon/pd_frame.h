@@ -1,7 +1,8 @@
 /* pd_frame: length-prefixed frames (plankton.proto: 4-byte big-endian
  * length, then the message). Owns one connection's receive buffer: libuv
  * reads straight into its free space, complete frames are handed out in
- * place, and the buffer never grows past one maximum frame plus one read.
+ * place, and the buffer never grows past one maximum frame plus one read,
+ * nor (beyond one read) past twice the bytes that really arrived.
  * No sockets, no protobuf. */
 #ifndef PD_FRAME_H
 #define PD_FRAME_H

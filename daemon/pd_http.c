@@ -9,18 +9,22 @@
 #include "pd_listener.h"
 
 #define PD_HTTP_URL_MAX 1024
+#define PD_HTTP_MAX_WRITES 4 /* answers waiting to be written before a connection is not read */
 
 typedef struct http_conn http_conn;
 
 struct pd_http {
   pd_listener *listener;
+  pd_http_limits lim;
   pd_http_render_fn render;
   void *ctx;
   const pd_log *log;
   http_parser_settings settings;
   http_conn *conns;
   int n_conns;
-  bool closing;
+  bool closing, timer_open;
+  uv_timer_t sweep;
+  uint64_t refused_log_ms;
   char name[600];
 };
 
@@ -30,8 +34,12 @@ struct http_conn {
   http_parser parser;
   char url[PD_HTTP_URL_MAX];
   size_t url_len;
-  bool url_too_long, closing;
+  bool url_too_long, closing, reading;
+  bool paused;   /* the parser stopped with rbuf[pend_off .. +pend_len) unparsed */
+  bool finished; /* answered with Connection: close (or a 4xx that closes): parse no more */
+  size_t pend_off, pend_len;
   int writes;
+  uint64_t active_ms, request_since_ms; /* uv_now: last byte in or out; request begun (0: none) */
   char rbuf[4096];
   http_conn *next, *prev;
 };
@@ -44,7 +52,16 @@ typedef struct http_write {
 } http_write;
 
 static void maybe_free_server(pd_http *s) {
-  if (s->closing && s->n_conns == 0 && !s->listener) free(s);
+  if (s->closing && s->n_conns == 0 && !s->listener && !s->timer_open) free(s);
+}
+
+static void parse(http_conn *c, const char *data, size_t len);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void stop_reading(http_conn *c) {
+  if (c->reading) uv_read_stop(&c->h.stream);
+  c->reading = false;
 }
 
 static void conn_closed(uv_handle_t *h) {
@@ -70,17 +87,28 @@ static void on_written(uv_write_t *req, int status) {
   http_write *w = (http_write *)req;
   http_conn *c = w->conn;
   c->writes--;
+  c->active_ms = uv_now(c->h.handle.loop);
   if (status < 0 || w->close_after) conn_close(c);
   free(w->head);
   free(w->body);
   free(w);
+  if (c->closing || c->finished || !c->paused || c->writes >= PD_HTTP_MAX_WRITES) return;
+  /* room again: parse what was left, then read on */
+  c->paused = false;
+  http_parser_pause(&c->parser, 0);
+  size_t off = c->pend_off, len = c->pend_len;
+  c->pend_len = 0;
+  if (len) parse(c, c->rbuf + off, len);
+  if (!c->closing && !c->paused && !c->finished && !c->reading &&
+      uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+    c->reading = true;
 }
 
 static void respond(http_conn *c, int code, const char *reason, const char *type, char *body,
                     size_t body_len, bool send_body, bool keep_alive) {
   http_write *w = calloc(1, sizeof *w);
   char *head = malloc(512);
-  if (!w || !head) {
+  if (!w || !head || (!body && body_len)) {
     free(w);
     free(head);
     free(body);
@@ -106,12 +134,16 @@ static void respond(http_conn *c, int code, const char *reason, const char *type
   }
 }
 
-static char *dup_text(const char *s, size_t *len) {
-  *len = strlen(s);
-  char *d = malloc(*len + 1);
-  if (d) memcpy(d, s, *len + 1);
-  return d;
+/* A plain-text answer (the text is copied). */
+static void respond_text(http_conn *c, int code, const char *reason, const char *text,
+                         bool keep_alive) {
+  size_t len = strlen(text);
+  char *body = malloc(len + 1);
+  if (body) memcpy(body, text, len + 1);
+  respond(c, code, reason, "text/plain; charset=utf-8", body, len, true, keep_alive);
 }
+
+static int answer(http_conn *c, http_parser *p, bool keep);
 
 static int on_url(http_parser *p, const char *at, size_t len) {
   http_conn *c = p->data;
@@ -127,33 +159,45 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 
 static int on_message_begin(http_parser *p) {
   http_conn *c = p->data;
+  c->request_since_ms = uv_now(c->h.handle.loop);
   c->url_len = 0;
   c->url[0] = '\0';
   c->url_too_long = false;
   return 0;
 }
 
+/* After an answer: parse no further while too many wait to be written
+ * (on_written resumes), nor ever again after one that closes. */
+static void after_answer(http_conn *c, bool keep) {
+  if (!keep) c->finished = true;
+  if (!keep || c->writes >= PD_HTTP_MAX_WRITES) http_parser_pause(&c->parser, 1);
+}
+
 static int on_message_complete(http_parser *p) {
   http_conn *c = p->data;
+  c->request_since_ms = 0;
   bool keep = http_should_keep_alive(p) && !c->srv->closing;
+  int rc = answer(c, p, keep);
+  after_answer(c, keep && !c->finished);
+  return rc;
+}
+
+static int answer(http_conn *c, http_parser *p, bool keep) {
   bool head_only = p->method == HTTP_HEAD;
   size_t len = 0;
-  const char *plain = "text/plain; charset=utf-8";
   if (p->method != HTTP_GET && p->method != HTTP_HEAD) {
-    respond(c, 405, "Method Not Allowed", plain, dup_text("GET or HEAD only\n", &len), len, true,
-            keep);
+    respond_text(c, 405, "Method Not Allowed", "GET or HEAD only\n", keep);
     return 0;
   }
   size_t path_len = strcspn(c->url, "?#");
   if (c->url_too_long || path_len != 8 || strncmp(c->url, "/metrics", 8) != 0) {
-    respond(c, 404, "Not Found", plain, dup_text("not found: try /metrics\n", &len), len, true,
-            keep);
+    respond_text(c, 404, "Not Found", "not found: try /metrics\n", keep);
     return 0;
   }
   char *body = c->srv->render(c->srv->ctx, &len);
   if (!body) {
-    respond(c, 500, "Internal Server Error", plain, dup_text("out of memory\n", &len), len, true,
-            false);
+    respond_text(c, 500, "Internal Server Error", "out of memory\n", false);
+    c->finished = true;
     return 0;
   }
   respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, len, !head_only, keep);
@@ -166,6 +210,28 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
+/* Parses bytes in c->rbuf; a pause keeps the rest for on_written. */
+static void parse(http_conn *c, const char *data, size_t len) {
+  size_t done = http_parser_execute(&c->parser, &c->srv->settings, data, len);
+  enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+  if (c->closing) return;
+  if (e == HPE_PAUSED) {
+    stop_reading(c);
+    if (c->finished) return; /* a closing answer: the rest is never read */
+    c->paused = true;
+    c->pend_off = (size_t)(data - c->rbuf) + done;
+    c->pend_len = len - done;
+    return;
+  }
+  if (c->parser.upgrade || done != len || e != HPE_OK) {
+    stop_reading(c);
+    c->finished = true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "bad request: %s\n", http_errno_description(e));
+    respond_text(c, 400, "Bad Request", msg, false);
+  }
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   http_conn *c = st->data;
   if (nread < 0) {
@@ -173,20 +239,13 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  size_t done = http_parser_execute(&c->parser, &c->srv->settings, buf->base, (size_t)nread);
-  if (c->parser.upgrade || done != (size_t)nread || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
-    uv_read_stop(st);
-    size_t len = 0;
-    char msg[160];
-    snprintf(msg, sizeof msg, "bad request: %s\n",
-             http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
-    respond(c, 400, "Bad Request", "text/plain; charset=utf-8", dup_text(msg, &len), len, true,
-            false);
-  }
+  c->active_ms = uv_now(c->h.handle.loop);
+  parse(c, buf->base, (size_t)nread);
 }
 
-static void on_connection(pd_listener *l, void *data) {
+static void on_connection(pd_listener *l, int status, void *data) {
   pd_http *s = data;
+  if (status < 0) return; /* out of descriptors: libuv closed what was waiting */
   http_conn *c = calloc(1, sizeof *c);
   if (!c) return;
   c->srv = s;
@@ -197,19 +256,61 @@ static void on_connection(pd_listener *l, void *data) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->n_conns++;
+  c->active_ms = uv_now(c->h.handle.loop);
   if (rc != 0) {
+    conn_close(c);
+    return;
+  }
+  if (s->n_conns > s->lim.max_connections) {
+    uint64_t now = uv_now(c->h.handle.loop);
+    if (now - s->refused_log_ms >= 1000 || !s->refused_log_ms) {
+      s->refused_log_ms = now;
+      pd_logf(s->log, PD_LOG_WARNING,
+              "metrics %s: connection refused: %d open (metrics.max_connections)", s->name,
+              s->lim.max_connections);
+    }
     conn_close(c);
     return;
   }
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  if (uv_read_start(&c->h.stream, on_alloc, on_read) != 0) conn_close(c);
+  if (uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
+    conn_close(c);
+  else
+    c->reading = true;
 }
 
-int pd_http_create(uv_loop_t *loop, const char *address, int fd, pd_http_render_fn render,
-                   void *ctx, const pd_log *log, pd_http **out, pd_error *err) {
+static void on_sweep(uv_timer_t *t) {
+  pd_http *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  for (http_conn *c = s->conns; c; c = c->next) { /* conn_close unlinks later, on close */
+    if (c->closing) continue;
+    if (s->lim.request_timeout_ms && c->request_since_ms && !c->paused && !c->finished &&
+        now - c->request_since_ms >= s->lim.request_timeout_ms) {
+      stop_reading(c);
+      c->finished = true;
+      respond_text(c, 408, "Request Timeout", "request incomplete (limits.frame_timeout_ms)\n",
+                   false);
+    } else if (s->lim.idle_timeout_ms && !c->request_since_ms && c->writes == 0 &&
+               now - c->active_ms >= s->lim.idle_timeout_ms) {
+      conn_close(c);
+    }
+  }
+}
+
+static void sweep_closed(uv_handle_t *h) {
+  pd_http *s = h->data;
+  s->timer_open = false;
+  maybe_free_server(s);
+}
+
+int pd_http_create(uv_loop_t *loop, const char *address, int fd, const pd_http_limits *lim,
+                   pd_http_render_fn render, void *ctx, const pd_log *log, pd_http **out,
+                   pd_error *err) {
   pd_http *s = calloc(1, sizeof *s);
   if (!s) return pd_error_set(err, PD_ENOMEM, "metrics: out of memory");
+  s->lim = *lim;
+  if (s->lim.max_connections < 1) s->lim.max_connections = 1;
   s->render = render;
   s->ctx = ctx;
   s->log = log;
@@ -225,6 +326,14 @@ int pd_http_create(uv_loop_t *loop, const char *address, int fd, pd_http_render_
     return rc;
   }
   snprintf(s->name, sizeof s->name, "%s", s->listener->name);
+  uint64_t shortest = s->lim.request_timeout_ms;
+  if (s->lim.idle_timeout_ms && (!shortest || s->lim.idle_timeout_ms < shortest))
+    shortest = s->lim.idle_timeout_ms;
+  uint64_t period = shortest / 4 < 50 ? 50 : shortest / 4 > 1000 ? 1000 : shortest / 4;
+  uv_timer_init(loop, &s->sweep);
+  s->sweep.data = s;
+  s->timer_open = true;
+  if (shortest) uv_timer_start(&s->sweep, on_sweep, period, period);
   *out = s;
   return PD_OK;
 }
@@ -238,6 +347,8 @@ void pd_http_close(pd_http *s) {
   s->closing = true;
   pd_listener_close(s->listener);
   s->listener = NULL;
+  if (s->timer_open && !uv_is_closing((uv_handle_t *)&s->sweep))
+    uv_close((uv_handle_t *)&s->sweep, sweep_closed);
   for (http_conn *c = s->conns; c; c = c->next)
     conn_close(c);
   maybe_free_server(s);

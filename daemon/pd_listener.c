@@ -1,6 +1,7 @@
 #include "pd_listener.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,7 @@
 
 static void on_connection(uv_stream_t *server, int status) {
   pd_listener *l = server->data;
-  if (status < 0) return; /* EMFILE and the like: the next accept tries again */
-  l->cb(l, l->data);
+  l->cb(l, status, l->data);
 }
 
 static pd_listener *listener_new(pd_listener_cb cb, void *data) {
@@ -60,12 +60,37 @@ static int clear_stale(const char *path, pd_error *err) {
   return PD_OK;
 }
 
-int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, pd_listener_cb cb, void *data,
-                     pd_listener **out, pd_error *err) {
+/* A group name or number to a gid. */
+static int group_id(const char *group, gid_t *gid, pd_error *err) {
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(group, &end, 10);
+  if (*group >= '0' && *group <= '9' && !*end && !errno && n < (gid_t)-1) {
+    *gid = (gid_t)n;
+    return PD_OK;
+  }
+  struct group gr, *found = NULL;
+  char buf[4096];
+  int e = getgrnam_r(group, &gr, buf, sizeof buf, &found);
+  if (!found)
+    return pd_error_set(err, PD_EINVAL, "listen.socket_group: no group '%s'%s%s", group,
+                        e ? ": " : "", e ? strerror(e) : "");
+  *gid = gr.gr_gid;
+  return PD_OK;
+}
+
+int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, const char *group,
+                     pd_listener_cb cb, void *data, pd_listener **out, pd_error *err) {
   if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
     return pd_error_set(err, PD_ELIMIT, "listen %s: path longer than %zu bytes", path,
                         sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-  int rc = clear_stale(path, err);
+  if (mode & ~0777 || mode & 0002)
+    return pd_error_set(err, PD_EINVAL, "listen %s: mode %04o: a socket must not be world-writable",
+                        path, mode);
+  gid_t gid = (gid_t)-1;
+  int rc = group && group[0] ? group_id(group, &gid, err) : PD_OK;
+  if (rc != PD_OK) return rc;
+  rc = clear_stale(path, err);
   if (rc != PD_OK) return rc;
   pd_listener *l = listener_new(cb, data);
   if (!l) return pd_error_set(err, PD_ENOMEM, "listen %s: out of memory", path);
@@ -79,6 +104,12 @@ int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, pd_listener_cb
   if (uv != 0)
     return fail_close(l, pd_error_set(err, PD_EIO, "listen %s: bind: %s", path, uv_strerror(uv)));
   snprintf(l->unlink_path, sizeof l->unlink_path, "%s", path);
+  if (gid != (gid_t)-1 && lchown(path, (uid_t)-1, gid) != 0) {
+    int e = errno;
+    unlink(path);
+    return fail_close(
+        l, pd_error_set(err, PD_EIO, "listen %s: group %s: %s", path, group, strerror(e)));
+  }
   if (chmod(path, (mode_t)mode) != 0) {
     unlink(path);
     return fail_close(
@@ -130,7 +161,7 @@ int pd_listener_tcp(uv_loop_t *loop, const char *host_port, pd_listener_cb cb, v
 
 int pd_listener_fd(uv_loop_t *loop, int fd, pd_listener_cb cb, void *data, pd_listener **out,
                    pd_error *err) {
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   socklen_t len = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
     return pd_error_set(err, PD_EIO, "inherited socket fd %d: %s", fd, strerror(errno));
@@ -138,6 +169,22 @@ int pd_listener_fd(uv_loop_t *loop, int fd, pd_listener_cb cb, void *data, pd_li
   if (!l) return pd_error_set(err, PD_ENOMEM, "inherited socket fd %d: out of memory", fd);
   int uv;
   if (ss.ss_family == AF_UNIX) {
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+    struct stat st;
+    if (len > offsetof(struct sockaddr_un, sun_path) && sun->sun_path[0] == '/' &&
+        len - offsetof(struct sockaddr_un, sun_path) < sizeof sun->sun_path) {
+      char path[sizeof sun->sun_path + 1];
+      size_t n = len - offsetof(struct sockaddr_un, sun_path);
+      memcpy(path, sun->sun_path, n);
+      path[n] = '\0';
+      if (stat(path, &st) == 0 && (st.st_mode & 0002)) {
+        free(l);
+        return pd_error_set(err, PD_EINVAL,
+                            "inherited socket %s (fd %d) is world-writable (mode %04o): refusing "
+                            "it; set SocketMode=0660",
+                            path, fd, (unsigned)(st.st_mode & 07777));
+      }
+    }
     l->is_unix = 1;
     uv_pipe_init(loop, &l->h.pipe, 0);
     uv = uv_pipe_open(&l->h.pipe, fd);
@@ -163,7 +210,7 @@ int pd_listener_fd(uv_loop_t *loop, int fd, pd_listener_cb cb, void *data, pd_li
 int pd_listener_address(uv_loop_t *loop, const char *address, pd_listener_cb cb, void *data,
                         pd_listener **out, pd_error *err) {
   if (!strncmp(address, "unix:", 5))
-    return pd_listener_unix(loop, address + 5, 0660, cb, data, out, err);
+    return pd_listener_unix(loop, address + 5, 0660, NULL, cb, data, out, err);
   return pd_listener_tcp(loop, address, cb, data, out, err);
 }
 

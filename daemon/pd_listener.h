@@ -20,7 +20,11 @@ typedef union pd_stream {
 } pd_stream;
 
 typedef struct pd_listener pd_listener;
-typedef void (*pd_listener_cb)(pd_listener *l, void *data);
+/* status 0: a connection waits for pd_listener_accept; < 0: accepting failed
+ * (a libuv error; nothing to accept). When the process runs out of file
+ * descriptors libuv's reserved descriptor lets it accept and close the
+ * connections waiting, so clients see a prompt close rather than a hang. */
+typedef void (*pd_listener_cb)(pd_listener *l, int status, void *data);
 
 struct pd_listener {
   pd_stream h;
@@ -31,11 +35,14 @@ struct pd_listener {
   void *data;
 };
 
-int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, pd_listener_cb cb, void *data,
-                     pd_listener **out, pd_error *err);
+/* mode: never world-writable (refused); group: a group name or number to own
+ * the socket file, "" or NULL for the process's own. */
+int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, const char *group,
+                     pd_listener_cb cb, void *data, pd_listener **out, pd_error *err);
 int pd_listener_tcp(uv_loop_t *loop, const char *host_port, pd_listener_cb cb, void *data,
                     pd_listener **out, pd_error *err);
-/* A listening socket we were given (socket activation). */
+/* A listening socket we were given (socket activation). A Unix socket whose
+ * file is world-writable is refused. */
 int pd_listener_fd(uv_loop_t *loop, int fd, pd_listener_cb cb, void *data, pd_listener **out,
                    pd_error *err);
 /* Opens "unix:PATH" (mode 0660) or "HOST:PORT". */

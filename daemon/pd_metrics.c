@@ -133,6 +133,20 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
   counter(&t, "planktond_broken_frames_total",
           "Connections closed over an oversize or undecodable frame.",
           (unsigned long long)r->broken_frames);
+  head(&t, "planktond_connections_closed_by_limit_total", "counter",
+       "Connections the daemon refused or closed over a limit.");
+  put(&t, "planktond_connections_closed_by_limit_total{limit=\"max_connections\"} %llu\n",
+      (unsigned long long)r->connections_refused);
+  put(&t, "planktond_connections_closed_by_limit_total{limit=\"frame_timeout\"} %llu\n",
+      (unsigned long long)r->frame_timeouts);
+  put(&t, "planktond_connections_closed_by_limit_total{limit=\"idle_timeout\"} %llu\n",
+      (unsigned long long)r->idle_timeouts);
+  counter(&t, "planktond_accept_errors_total",
+          "Failed accepts (e.g. out of file descriptors: waiting connections are closed).",
+          (unsigned long long)r->accept_errors);
+  counter(&t, "planktond_inference_exec_failure_total",
+          "Network executions (batches) the backend failed; their requests got INTERNAL.",
+          (unsigned long long)r->batch_failures);
   char name[160], version[160], backend[64];
   head(&t, "planktond_model_info", "gauge", "The model being served (value 1).");
   put(&t, "planktond_model_info{model=\"%s\",version=\"%s\",backend=\"%s\"} 1\n",

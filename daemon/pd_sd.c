@@ -1,8 +1,26 @@
 #include "pd_sd.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+void pd_sd_notify(const char *state) {
+  const char *path = getenv("NOTIFY_SOCKET");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  size_t n = path ? strlen(path) : 0;
+  if (n < 2 || n >= sizeof sa.sun_path || (path[0] != '/' && path[0] != '@')) return;
+  memcpy(sa.sun_path, path, n);
+  if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0'; /* abstract namespace */
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+  (void)sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa, len);
+  close(fd);
+}
 
 #ifdef PD_HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
@@ -24,19 +42,11 @@ int pd_sd_listen_fds(pd_sd_fds *out) {
   return out->n;
 }
 
-void pd_sd_notify(const char *state) {
-  sd_notify(0, state);
-}
-
 #else
 
 int pd_sd_listen_fds(pd_sd_fds *out) {
   memset(out, 0, sizeof *out);
   return 0;
-}
-
-void pd_sd_notify(const char *state) {
-  (void)state;
 }
 
 #endif

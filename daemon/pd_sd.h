@@ -1,7 +1,10 @@
 /* pd_sd: the systemd glue. Owns nothing: readiness and status notices
- * (sd_notify; a no-op outside systemd) and the sockets systemd passed us
- * (sd_listen_fds, with their FileDescriptorName). Built without libsystemd,
- * notices do nothing and no sockets are inherited. */
+ * (the sd_notify protocol: a datagram to $NOTIFY_SOCKET; a no-op outside
+ * systemd) and the sockets systemd passed us (sd_listen_fds, with their
+ * FileDescriptorName). Built without libsystemd, no sockets are inherited.
+ * A notice never blocks the loop: it is sent non-blocking and dropped if
+ * the receiver's queue is full (libsystemd's sd_notify would wait, and a
+ * receiver that stops reading would then stop the daemon). */
 #ifndef PD_SD_H
 #define PD_SD_H
 

@@ -21,6 +21,9 @@ struct pd_server {
   pd_conn *conns;
   int n_conns;
   uint64_t serial;
+  uv_timer_t sweep;             /* the timeouts' check */
+  uint64_t sweep_period_ms;     /* 0: not running */
+  uint64_t accept_error_log_ms; /* when accept errors were last logged */
   bool draining;
   void (*on_empty)(void *);
   void *on_empty_data;
@@ -86,7 +89,9 @@ static void handle_classify(pd_server *s, pd_conn *c, Plankton__Request *msg) {
     size_t len = 0;
     uint64_t id = cr->id;
     pd_wire_free(msg);
-    answer(c, pd_wire_classify_error(id, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory", &len), len);
+    uint8_t *frame =
+        pd_wire_classify_error(id, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory", &len);
+    answer(c, frame, len); /* (len is set by the call: not in the same argument list) */
     return;
   }
   sr->srv = s;
@@ -183,8 +188,18 @@ static void close_unaccepted(uv_handle_t *h) {
   free(h->data);
 }
 
-static void on_connection(pd_listener *l, void *data) {
+static void on_connection(pd_listener *l, int status, void *data) {
   pd_server *s = data;
+  if (status < 0) {
+    atomic_fetch_add(&s->stats->accept_errors, 1);
+    uint64_t now = uv_now(s->loop);
+    if (now - s->accept_error_log_ms >= 1000 || s->accept_error_log_ms == 0) {
+      s->accept_error_log_ms = now;
+      pd_logf(s->log, PD_LOG_WARNING, "accept on %s: %s (%d connections open)", l->name,
+              uv_strerror(status), s->n_conns);
+    }
+    return;
+  }
   pd_conn *c = calloc(1, sizeof *c);
   if (!c) return;
   char peer[sizeof c->peer];
@@ -204,6 +219,7 @@ static void on_connection(pd_listener *l, void *data) {
   atomic_fetch_add(&s->stats->connections_total, 1);
   pd_conn_start(c, &s->handler, s->lim.max_frame, s->lim.window, ++s->serial);
   if (s->n_conns > s->lim.max_connections) {
+    atomic_fetch_add(&s->stats->connections_refused, 1);
     pd_logf(s->log, PD_LOG_WARNING,
             "connection %llu (%s) refused: %d connections (limits.max_connections)",
             (unsigned long long)c->serial, c->peer, s->lim.max_connections);
@@ -229,9 +245,10 @@ static int add_listener(pd_server *s, int rc, pd_listener *l, pd_error *err) {
   return PD_OK;
 }
 
-int pd_server_listen_unix(pd_server *s, const char *path, int mode, pd_error *err) {
+int pd_server_listen_unix(pd_server *s, const char *path, int mode, const char *group,
+                          pd_error *err) {
   pd_listener *l = NULL;
-  int rc = pd_listener_unix(s->loop, path, mode, on_connection, s, &l, err);
+  int rc = pd_listener_unix(s->loop, path, mode, group, on_connection, s, &l, err);
   return add_listener(s, rc, l, err);
 }
 
@@ -249,6 +266,57 @@ int pd_server_listen_fd(pd_server *s, int fd, pd_error *err) {
 
 int pd_server_listener_count(const pd_server *s) {
   return s->n_listeners;
+}
+
+/* ---- timeouts ---- */
+
+static void on_sweep(uv_timer_t *t) {
+  pd_server *s = t->data;
+  uint64_t now = uv_now(s->loop);
+  const uint64_t frame_ms = s->lim.frame_timeout_ms, idle_ms = s->lim.idle_timeout_ms;
+  for (pd_conn *c = s->conns, *next; c; c = next) {
+    next = c->next; /* pd_conn_fail unlinks nothing now: on_closed does, later */
+    if (c->closing || c->failed) continue;
+    char why[160];
+    size_t len = 0;
+    if (frame_ms && c->reading && c->frame_since_ms && now - c->frame_since_ms >= frame_ms) {
+      atomic_fetch_add(&s->stats->frame_timeouts, 1);
+      snprintf(why, sizeof why,
+               "frame incomplete after %llu ms (%zu bytes arrived; limits.frame_timeout_ms)",
+               (unsigned long long)(now - c->frame_since_ms), pd_conn_pending(c));
+      pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s): %s; closing",
+              (unsigned long long)c->serial, c->peer, why);
+      uint8_t *frame = pd_wire_error(PD_STATUS_DEADLINE_EXCEEDED, why, &len);
+      pd_conn_fail(c, frame, len);
+    } else if (idle_ms && c->owed == 0 && c->writes == 0 && pd_conn_pending(c) == 0 &&
+               now - c->active_ms >= idle_ms) {
+      atomic_fetch_add(&s->stats->idle_timeouts, 1);
+      snprintf(why, sizeof why, "idle for %llu s (limits.idle_timeout_s)",
+               (unsigned long long)((now - c->active_ms) / 1000));
+      pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s): %s; closing",
+              (unsigned long long)c->serial, c->peer, why);
+      uint8_t *frame = pd_wire_error(PD_STATUS_UNAVAILABLE, why, &len);
+      pd_conn_fail(c, frame, len);
+    }
+  }
+}
+
+/* Checks a quarter of the shortest timeout (within 50 ms .. 1 s). */
+static void sweep_schedule(pd_server *s) {
+  uint64_t shortest = 0;
+  if (s->lim.frame_timeout_ms) shortest = s->lim.frame_timeout_ms;
+  if (s->lim.idle_timeout_ms && (!shortest || s->lim.idle_timeout_ms < shortest))
+    shortest = s->lim.idle_timeout_ms;
+  uint64_t period = shortest / 4;
+  if (period < 50) period = 50;
+  if (period > 1000) period = 1000;
+  if (!shortest) period = 0;
+  if (period == s->sweep_period_ms) return;
+  s->sweep_period_ms = period;
+  if (period)
+    uv_timer_start(&s->sweep, on_sweep, period, period);
+  else
+    uv_timer_stop(&s->sweep);
 }
 
 /* ---- lifetime ---- */
@@ -269,12 +337,16 @@ int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *
   s->handler.on_oversize = on_oversize;
   s->handler.on_closed = on_closed;
   s->handler.ctx = s;
+  uv_timer_init(loop, &s->sweep);
+  s->sweep.data = s;
+  sweep_schedule(s);
   *out = s;
   return PD_OK;
 }
 
 void pd_server_set_limits(pd_server *s, const pd_server_limits *lim) {
   s->lim = *lim;
+  sweep_schedule(s);
 }
 
 void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {
@@ -300,8 +372,13 @@ int pd_server_connections(const pd_server *s) {
   return s->n_conns;
 }
 
+static void sweep_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
 void pd_server_free(pd_server *s) {
   for (int i = 0; i < s->n_listeners; i++)
     pd_listener_close(s->listeners[i]);
-  free(s);
+  s->n_listeners = 0;
+  uv_close((uv_handle_t *)&s->sweep, sweep_closed);
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -25,6 +26,11 @@ typedef struct pd_server_limits {
   int window;       /* answers owed per connection before it stops being read */
   int max_connections;
   int default_top_k;
+  /* A frame begun must be complete within frame_timeout_ms (else the client
+   * gets DEADLINE_EXCEEDED and a close: a slowloris cannot hold a connection
+   * and its buffer); a connection silent idle_timeout_ms with nothing owed
+   * is closed. 0: no limit. */
+  uint64_t frame_timeout_ms, idle_timeout_ms;
 } pd_server_limits;
 
 /* Fills the fields of a stats report the server cannot know (model, queue). */
@@ -33,10 +39,12 @@ typedef void (*pd_server_report_fn)(void *ctx, pd_stats_report *r);
 int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *pipeline,
                      pd_stats *stats, const pd_log *log, pd_server_report_fn report,
                      void *report_ctx, pd_server **out, pd_error *err);
-/* New limits apply to connections accepted from now on (and top_k to all). */
+/* New limits apply to connections accepted from now on (top_k and the
+ * timeouts to all). */
 void pd_server_set_limits(pd_server *s, const pd_server_limits *lim);
 
-int pd_server_listen_unix(pd_server *s, const char *path, int mode, pd_error *err);
+int pd_server_listen_unix(pd_server *s, const char *path, int mode, const char *group,
+                          pd_error *err);
 int pd_server_listen_tcp(pd_server *s, const char *host_port, pd_error *err);
 int pd_server_listen_fd(pd_server *s, int fd, pd_error *err);
 int pd_server_listener_count(const pd_server *s);
@@ -48,7 +56,8 @@ void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data);
 /* Closes every connection now (drain timeout). */
 void pd_server_close_all(pd_server *s);
 int pd_server_connections(const pd_server *s);
-/* Frees the server: only after drain, once on_empty has run. */
+/* Frees the server (once its timer handle is closed): only after drain,
+ * once on_empty has run. */
 void pd_server_free(pd_server *s);
 
 #endif

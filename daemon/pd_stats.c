@@ -72,6 +72,11 @@ void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
   r->broken_frames = atomic_load(&s->broken_frames);
   r->model_loads = atomic_load(&s->model_loads);
   r->model_load_failures = atomic_load(&s->model_load_failures);
+  r->batch_failures = atomic_load(&s->batch_failures);
+  r->connections_refused = atomic_load(&s->connections_refused);
+  r->frame_timeouts = atomic_load(&s->frame_timeouts);
+  r->idle_timeouts = atomic_load(&s->idle_timeouts);
+  r->accept_errors = atomic_load(&s->accept_errors);
   r->connections = atomic_load(&s->connections);
   r->in_flight = atomic_load(&s->in_flight);
   for (int h = 0; h < PD_HIST_COUNT; h++) {

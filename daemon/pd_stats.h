@@ -37,6 +37,11 @@ typedef struct pd_stats {
   atomic_uint_fast64_t images, batches;
   atomic_uint_fast64_t connections_total, broken_frames;
   atomic_uint_fast64_t model_loads, model_load_failures;
+  atomic_uint_fast64_t batch_failures; /* network runs the backend failed */
+  /* connections closed by the daemon's limits: over limits.max_connections,
+   * a frame not complete within limits.frame_timeout_ms, silent longer than
+   * limits.idle_timeout_s; and accepts that failed (out of descriptors) */
+  atomic_uint_fast64_t connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   atomic_int_fast64_t connections, in_flight;
   pd_histogram hist[PD_HIST_COUNT];
   uint64_t start_ns;
@@ -65,6 +70,7 @@ typedef struct pd_hist_report {
 typedef struct pd_stats_report {
   uint64_t requests[PD_STATUS_COUNT];
   uint64_t images, batches, connections_total, broken_frames, model_loads, model_load_failures;
+  uint64_t batch_failures, connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   int64_t connections, in_flight;
   pd_hist_report hist[PD_HIST_COUNT];
   double images_per_second, uptime_seconds;

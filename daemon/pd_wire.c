@@ -91,6 +91,8 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
   if (k < 1) k = 1;
   int *idx = malloc((size_t)k * sizeof *idx);
   Plankton__ClassScore *scores = malloc((size_t)k * sizeof *scores);
+  /* an array of pointers: sizeof *ptrs is meant */
+  // NOLINTNEXTLINE(bugprone-sizeof-expression)
   Plankton__ClassScore **ptrs = malloc((size_t)k * sizeof *ptrs);
   uint8_t *frame = NULL;
   if (idx && scores && ptrs) {

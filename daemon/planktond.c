@@ -13,6 +13,7 @@ static const struct flag {
 } flags[] = {
     {"--socket", "listen.socket"},
     {"--socket-mode", "listen.socket_mode"},
+    {"--socket-group", "listen.socket_group"},
     {"--tcp", "listen.tcp"},
     {"--metrics", "metrics.listen"},
     {"--model", "model.dir"},
@@ -29,6 +30,8 @@ static const struct flag {
     {"--max-tta", "limits.max_tta"},
     {"--top-k", "limits.default_top_k"},
     {"--drain-timeout", "limits.drain_timeout_s"},
+    {"--frame-timeout-ms", "limits.frame_timeout_ms"},
+    {"--idle-timeout", "limits.idle_timeout_s"},
     {"--log-level", "log.level"},
 };
 
@@ -41,7 +44,8 @@ static void usage(FILE *f) {
           "Classifies plankton image crops for clients on a Unix socket (and TCP where set).\n"
           "Settings come from the defaults, then FILE (YAML), then these options:\n"
           "  --socket PATH            listen.socket (default /run/planktond/planktond.sock)\n"
-          "  --socket-mode MODE       listen.socket_mode (default 0660)\n"
+          "  --socket-mode MODE       listen.socket_mode (default 0660; never world-writable)\n"
+          "  --socket-group GROUP     listen.socket_group (default: the daemon's group)\n"
           "  --tcp HOST:PORT          listen.tcp (default off)\n"
           "  --metrics ADDR           metrics.listen: HOST:PORT or unix:PATH (default off)\n"
           "  --model DIR              model.dir (default %s)\n"
@@ -58,6 +62,8 @@ static void usage(FILE *f) {
           "  --max-tta N              limits.max_tta (64)\n"
           "  --top-k N                limits.default_top_k (5)\n"
           "  --drain-timeout S        limits.drain_timeout_s (30)\n"
+          "  --frame-timeout-ms MS    limits.frame_timeout_ms (30000; 0 = none)\n"
+          "  --idle-timeout S         limits.idle_timeout_s (0 = never)\n"
           "  --log-level LEVEL        log.level: error, warning, info, debug\n"
           "  --set SECTION.KEY=VALUE  any setting of the YAML file\n"
           "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads settings and model.\n",

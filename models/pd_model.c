@@ -247,10 +247,10 @@ static int parse_layer_type(const pd_yaml_node *n, pd_layer *l, pd_error *err) {
     }
   }
   char known[256] = "";
-  for (int k = 0; k < PD_LAYER_KIND_COUNT; k++) {
-    if (k) strcat(known, ", ");
-    strcat(known, k_kind_names[k]);
-  }
+  size_t used = 0; /* bounded: the list is cut short rather than overflow */
+  for (int k = 0; k < PD_LAYER_KIND_COUNT && used < sizeof known; k++)
+    used +=
+        (size_t)snprintf(known + used, sizeof known - used, "%s%s", k ? ", " : "", k_kind_names[k]);
   return pd_yaml_fail(&t, err, PD_EINVAL, "unknown layer type '%.40s' (known types: %s)",
                       s ? s : "(not a string)", known);
 }

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -71,6 +72,10 @@ static bool health_ok(const pd_td *d) {
 }
 
 int pd_td_start(pd_td *d, const char *const *args) {
+  return pd_td_start_opts(d, NULL, args);
+}
+
+int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args) {
   memset(d, 0, sizeof *d);
   d->notify_fd = -1;
   snprintf(d->dir, sizeof d->dir, "/tmp/pd-daemon-test-XXXXXX");
@@ -80,17 +85,28 @@ int pd_td_start(pd_td *d, const char *const *args) {
   }
   snprintf(d->socket, sizeof d->socket, "%s/planktond.sock", d->dir);
   snprintf(d->log_path, sizeof d->log_path, "%s/daemon.log", d->dir);
-  const char *bin = getenv("PLANKTOND");
+  const char *bin = o && o->binary ? o->binary : getenv("PLANKTOND");
   if (!bin || !*pd_td_model_dir()) {
     fprintf(stderr, "set PLANKTOND and PD_TEST_MODEL\n");
     return -1;
   }
   d->notify_fd = notify_socket(d);
-  const char *argv[64];
+  const char *argv[96];
   int n = 0;
   bool has_config = false;
   for (int i = 0; args && args[i]; i++)
     has_config |= !strcmp(args[i], "--config");
+  char wrapper[1024] = "";
+  const char *wrap_env = getenv("PD_DAEMON_WRAPPER");
+  const char *wrap_extra = getenv("PD_DAEMON_WRAPPER_EXTRA"); /* e.g. --suppressions=FILE */
+  if (wrap_env && *wrap_env)
+    snprintf(wrapper, sizeof wrapper, "%s %s", wrap_env, wrap_extra ? wrap_extra : "");
+  else
+    wrap_env = NULL;
+  for (char *save = NULL, *w = strtok_r(wrapper, " ", &save); w && n < 30;
+       w = strtok_r(NULL, " ", &save))
+    argv[n++] = w;
+  const char *exe = n ? argv[0] : bin;
   argv[n++] = bin;
   argv[n++] = "--socket";
   argv[n++] = d->socket;
@@ -100,7 +116,7 @@ int pd_td_start(pd_td *d, const char *const *args) {
   }
   char expanded[16][512]; /* "@DIR@" in an argument becomes the temporary folder */
   int n_expanded = 0;
-  for (int i = 0; args && args[i] && n < 62; i++) {
+  for (int i = 0; args && args[i] && n < 94; i++) {
     const char *at = strstr(args[i], "@DIR@");
     if (at && n_expanded < 16) {
       snprintf(expanded[n_expanded], sizeof expanded[0], "%.*s%s%s", (int)(at - args[i]), args[i],
@@ -115,13 +131,19 @@ int pd_td_start(pd_td *d, const char *const *args) {
   d->pid = fork();
   if (d->pid == 0) {
     dup2(logfd, 2);
-    execv(bin, (char *const *)argv);
+    if (o && o->nofile > 0) {
+      struct rlimit rl = {.rlim_cur = (rlim_t)o->nofile, .rlim_max = (rlim_t)o->nofile};
+      if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
+    }
+    for (int i = 0; o && o->env && o->env[i]; i++)
+      putenv((char *)o->env[i]);
+    execvp(exe, (char *const *)argv);
     _exit(127);
   }
   close(logfd);
   unsetenv("NOTIFY_SOCKET");
   if (d->pid < 0) return -1;
-  double until = pd_td_now_ms() + 60000;
+  double until = pd_td_now_ms() + (wrap_env ? 600000 : 60000); /* valgrind is slow */
   while (pd_td_now_ms() < until) {
     char buf[512];
     ssize_t got = d->notify_fd >= 0 ? recv(d->notify_fd, buf, sizeof buf - 1, 0) : -1;
@@ -142,7 +164,7 @@ int pd_td_start(pd_td *d, const char *const *args) {
       return 0; /* built without libsystemd: no READY=1 */
     usleep(20000);
   }
-  fprintf(stderr, "planktond not ready after 60 s\n");
+  fprintf(stderr, "planktond not ready after %d s\n", wrap_env ? 600 : 60);
   return -1;
 }
 

@@ -31,6 +31,19 @@ typedef struct pd_td {
  * comes from the file; "@DIR@" in an argument stands for the temporary
  * folder). 0 when ready within 60 s. */
 int pd_td_start(pd_td *d, const char *const *args);
+
+/* The same with choices: another binary (NULL: $PLANKTOND), a lower
+ * RLIMIT_NOFILE for the daemon (0: inherited), extra environment
+ * ("NAME=VALUE" strings, NULL-terminated; may be NULL).
+ * $PD_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99 ...", split at
+ * spaces, then $PD_DAEMON_WRAPPER_EXTRA) runs in front of the daemon in
+ * every start (scripts/valgrind). */
+typedef struct pd_td_opts {
+  const char *binary;
+  long nofile;
+  const char *const *env;
+} pd_td_opts;
+int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args);
 /* Sends sig and waits up to timeout_s for the exit: the exit status, or -1
  * (killed after the timeout) / -2 (killed by a signal). */
 int pd_td_stop(pd_td *d, int sig, int timeout_s);

@@ -11,9 +11,19 @@
  * cap of 1, 3, 7, 64, 4096 or 65536 bytes, or "whatever fits"); byte 1
  * seeds the pseudo-random read lengths; the rest is the stream.
  *
- * Oracle: an independent walk of the stream's headers must give the same
+ * Answers are made as for a daemon serving a small model (built in memory
+ * once by LLVMFuzzerInitialize and read-only after): a classify request
+ * gets the OK answer the pipeline would send (pd_wire_classify_answer, with
+ * probabilities derived from its id, its top_k and full_distribution), and
+ * then the NOT_FOUND refusal; ModelInfo is answered for that model.
+ *
+ * Oracles: an independent walk of the stream's headers must give the same
  * frames, byte for byte, the same refusal at the same frame, and the same
- * number of bytes left pending. */
+ * number of bytes left pending; the buffer stays within one maximum frame
+ * plus one read (65536 bytes); every answer is one well-formed Response
+ * frame; a classify answer has min(top_k, classes) scores (the default when
+ * 0, at least 1), best first, each with the label of its index, and the
+ * whole distribution when asked. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +31,37 @@
 #include "fuzz_target.h"
 #include "pd_frame.h"
 #include "pd_image.h"
+#include "pd_model.h"
+#include "pd_served.h"
 #include "pd_stats.h"
+#include "pd_test_model.h"
 #include "pd_wire.h"
+
+#define DEFAULT_TOP_K 5
+
+static const char k_yaml[] = "format: 1\n"
+                             "name: daemon-tiny\n"
+                             "version: \"1\"\n"
+                             "classes: [c0, c1, c2, c3, c4, c5, c6]\n"
+                             "symmetry: none\n"
+                             "input: {std: 1}\n"
+                             "branches:\n"
+                             "  - name: s\n"
+                             "    input: {kind: size_features, features: [log_width]}\n"
+                             "head:\n"
+                             "  layers: [{type: dense, units: 7, name: logits}, {type: softmax}]\n";
+static const pd_test_tensor k_tensors[] = {{"logits.weight", 2, {7, 1}}, {"logits.bias", 1, {7}}};
+
+static pd_model *g_model; /* set once by LLVMFuzzerInitialize, read-only after */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
+  pd_error err = {0};
+  if (pd_test_load_model(k_yaml, k_tensors, 2, 1, &g_model, &err) != PD_OK) {
+    fprintf(stderr, "fuzz_frame: the built-in model does not load: %s\n", err.msg);
+    abort();
+  }
   return 0;
 }
 
@@ -34,23 +69,65 @@ static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* A well-formed answer frame: the header matches the body length. */
-static void check_answer(uint8_t *frame, const size_t *lenp) {
+/* A well-formed answer frame (the header matches the body length, the body
+ * is a Response), unpacked; the frame is freed. */
+static Plankton__Response *unpack_answer(uint8_t *frame, const size_t *lenp) {
   size_t len = *lenp;
   PD_FUZZ_ASSERT(frame != NULL);
   PD_FUZZ_ASSERT(len >= PD_FRAME_HEADER);
   PD_FUZZ_ASSERT(be32(frame) == len - PD_FRAME_HEADER);
-  /* the client decodes it: it must be a Response */
   Plankton__Response *r =
       plankton__response__unpack(NULL, len - PD_FRAME_HEADER, frame + PD_FRAME_HEADER);
   PD_FUZZ_ASSERT(r != NULL);
-  plankton__response__free_unpacked(r, NULL);
   free(frame);
+  return r;
+}
+
+static void check_answer(uint8_t *frame, const size_t *lenp) {
+  plankton__response__free_unpacked(unpack_answer(frame, lenp), NULL);
+}
+
+/* The OK answer of a classify request that ran on g_model. */
+static void check_classify_answer(pd_request *req, const pd_served *served, uint32_t asked_top_k) {
+  const pd_model *m = served->model;
+  float probs[16];
+  double sum = 0;
+  for (int c = 0; c < m->n_classes; c++) { /* from the id: ties and orders vary with it */
+    probs[c] = (float)((req->id >> (c * 3 % 61)) & 7) + 1.0f;
+    sum += probs[c];
+  }
+  for (int c = 0; c < m->n_classes; c++)
+    probs[c] = (float)(probs[c] / sum);
+  req->status = PD_STATUS_OK;
+  req->served = (pd_served *)served;
+  req->probs = probs;
+  size_t len = 0;
+  uint8_t *frame = pd_wire_classify_answer(req, &len);
+  req->served = NULL;
+  req->probs = NULL;
+  Plankton__Response *r = unpack_answer(frame, &len);
+  PD_FUZZ_ASSERT(r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY);
+  const Plankton__ClassifyResponse *cr = r->classify;
+  PD_FUZZ_ASSERT(cr->id == req->id && cr->status && cr->status->code == 0);
+  size_t want = asked_top_k == 0 ? DEFAULT_TOP_K : asked_top_k;
+  if (want > (size_t)m->n_classes) want = (size_t)m->n_classes;
+  PD_FUZZ_ASSERT(cr->n_top == want);
+  for (size_t i = 0; i < cr->n_top; i++) {
+    const Plankton__ClassScore *s = cr->top[i];
+    PD_FUZZ_ASSERT(s->index < (uint32_t)m->n_classes);
+    PD_FUZZ_ASSERT(!strcmp(s->label, m->classes[s->index]));
+    PD_FUZZ_ASSERT(s->probability == probs[s->index]);
+    if (i > 0) PD_FUZZ_ASSERT(cr->top[i - 1]->probability >= s->probability);
+    for (size_t j = 0; j < i; j++)
+      PD_FUZZ_ASSERT(cr->top[j]->index != s->index);
+  }
+  PD_FUZZ_ASSERT(cr->n_distribution == (req->full_distribution ? (size_t)m->n_classes : 0));
+  plankton__response__free_unpacked(r, NULL);
 }
 
 /* pd_server.c on_frame, without the pipeline: 0 to go on, -1 when the
  * connection is closed over a frame that is not a Request. */
-static int on_frame(const uint8_t *bytes, size_t n) {
+static int on_frame(const uint8_t *bytes, size_t n, const pd_served *served) {
   Plankton__Request *msg = pd_wire_unpack(bytes, n);
   size_t len = 0;
   if (!msg) {
@@ -63,7 +140,7 @@ static int on_frame(const uint8_t *bytes, size_t n) {
   case PLANKTON__REQUEST__BODY_CLASSIFY: {
     pd_request req;
     memset(&req, 0, sizeof req);
-    pd_wire_classify_input(msg->classify, pd_now_ns(), 5, &req);
+    pd_wire_classify_input(msg->classify, pd_now_ns(), DEFAULT_TOP_K, &req);
     PD_FUZZ_ASSERT(memchr(req.model, '\0', sizeof req.model) != NULL);
     PD_FUZZ_ASSERT(req.top_k >= 0 && req.tta >= 0);
     PD_FUZZ_ASSERT(req.len == 0 || req.data != NULL);
@@ -74,6 +151,7 @@ static int on_frame(const uint8_t *bytes, size_t n) {
       (void)sum;
     }
     (void)pd_image_sniff(req.data, req.len);
+    check_classify_answer(&req, served, msg->classify->top_k);
     /* the refusal a bad request gets, with the model name it named */
     char message[256];
     snprintf(message, sizeof message, "model '%s' is not served", req.model);
@@ -92,7 +170,9 @@ static int on_frame(const uint8_t *bytes, size_t n) {
     check_answer(pd_wire_health(msg->health->id, msg->health->id & 1, &len), &len);
     break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:
-    check_answer(pd_wire_model_info(msg->model_info->id, msg->model_info->model, NULL, &len), &len);
+    check_answer(pd_wire_model_info(msg->model_info->id, msg->model_info->model,
+                                    msg->model_info->id & 1 ? NULL : served, &len),
+                 &len);
     break;
   default:
     check_answer(pd_wire_error(PD_STATUS_UNIMPLEMENTED,
@@ -114,6 +194,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *stream = data + 2;
   const size_t len = size - 2;
 
+  if (!g_model) LLVMFuzzerInitialize(NULL, NULL);
+  pd_served served;
+  memset(&served, 0, sizeof served);
+  served.model = g_model;
+  served.max_batch = 8;
+
   pd_framer f;
   pd_framer_init(&f, max_frame);
   size_t fed = 0, ref = 0; /* ref: the oracle's position (start of the next frame) */
@@ -123,6 +209,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t avail;
     PD_FUZZ_ASSERT(pd_framer_space(&f, 0, &at, &avail) == PD_OK);
     PD_FUZZ_ASSERT(avail > 0);
+    /* pd_frame.h: the buffer never grows past one maximum frame plus one read */
+    PD_FUZZ_ASSERT(f.cap <= PD_FRAME_HEADER + max_frame + 65536);
     /* one read: at most `cap` bytes, a pseudo-random length up to it */
     rng ^= rng << 13;
     rng ^= rng >> 17;
@@ -141,7 +229,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (rc == 0) {
         /* the oracle agrees that no complete frame is buffered */
         PD_FUZZ_ASSERT(fed - ref < PD_FRAME_HEADER ||
-                       fed - ref < PD_FRAME_HEADER + (size_t)be32(stream + ref));
+                       (be32(stream + ref) <= max_frame &&
+                        fed - ref < PD_FRAME_HEADER + (size_t)be32(stream + ref)));
         break;
       }
       PD_FUZZ_ASSERT(fed - ref >= PD_FRAME_HEADER);
@@ -160,7 +249,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       PD_FUZZ_ASSERT(fed - ref >= PD_FRAME_HEADER + body);
       PD_FUZZ_ASSERT(mlen == 0 || memcmp(msg, stream + ref + PD_FRAME_HEADER, mlen) == 0);
       ref += PD_FRAME_HEADER + body;
-      if (on_frame(msg, mlen) != 0) {
+      if (on_frame(msg, mlen, &served) != 0) {
         closed = true;
         break;
       }

@@ -1,0 +1,121 @@
+#include "pd_fault.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct fault_rules {
+  long every, from, to, after;
+} fault_rules;
+
+typedef struct fault_backend {
+  pd_backend base;
+  pd_backend *inner;
+  fault_rules rules;
+} fault_backend;
+
+typedef struct fault_plan {
+  struct pd_plan_base base; /* first: pd_plan_run finds the ops here */
+  pd_plan *inner;
+  const fault_backend *be;
+} fault_plan;
+
+static atomic_long runs; /* over the process, every plan */
+
+static int parse_rules(const char *spec, fault_rules *r, pd_error *err) {
+  memset(r, 0, sizeof *r);
+  if (!spec) return PD_OK;
+  const char *p = spec;
+  while (*p) {
+    char *end;
+    if (!strncmp(p, "every=", 6)) {
+      r->every = strtol(p + 6, &end, 10);
+    } else if (!strncmp(p, "after=", 6)) {
+      r->after = strtol(p + 6, &end, 10);
+    } else if (!strncmp(p, "runs=", 5)) {
+      r->from = r->to = strtol(p + 5, &end, 10);
+      if (*end == ':') r->to = strtol(end + 1, &end, 10);
+    } else {
+      return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': unknown rule at '%s'", spec, p);
+    }
+    if (*end && *end != ',')
+      return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': bad number at '%s'", spec, p);
+    p = *end ? end + 1 : end;
+  }
+  return PD_OK;
+}
+
+static bool should_fail(const fault_rules *r, long run) {
+  return (r->every > 0 && run % r->every == 0) || (r->from > 0 && run >= r->from && run <= r->to) ||
+         (r->after > 0 && run > r->after);
+}
+
+static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
+  fault_plan *fp = (fault_plan *)plan;
+  long run = atomic_fetch_add(&runs, 1) + 1;
+  if (should_fail(&fp->be->rules, run)) {
+    /* what a device failure leaves behind: garbage where the answers go */
+    size_t n = (size_t)in->n * (size_t)fp->base.model->n_classes;
+    for (size_t i = 0; i < n; i++)
+      probs[i] = NAN;
+    return pd_error_set(err, PD_EINTERNAL, "injected device fault on run %ld (batch of %d)", run,
+                        in->n);
+  }
+  return pd_plan_run(fp->inner, in, probs, err);
+}
+
+static void fault_plan_destroy(pd_plan *plan) {
+  fault_plan *fp = (fault_plan *)plan;
+  pd_plan_destroy(fp->inner);
+  free(fp);
+}
+
+static int fault_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+                             pd_error *err);
+
+static void fault_destroy(pd_backend *be) {
+  fault_backend *fb = (fault_backend *)be;
+  pd_backend_destroy(fb->inner);
+  free(fb);
+}
+
+static const pd_backend_ops fault_ops = {
+    .name = "fault-injecting",
+    .plan_create = fault_plan_create,
+    .run = fault_run,
+    .plan_destroy = fault_plan_destroy,
+    .destroy = fault_destroy,
+};
+
+static int fault_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+                             pd_error *err) {
+  fault_backend *fb = (fault_backend *)be;
+  fault_plan *fp = calloc(1, sizeof *fp);
+  if (!fp) return pd_error_set(err, PD_ENOMEM, "fault plan: out of memory");
+  int rc = pd_plan_create(fb->inner, m, max_batch, &fp->inner, err);
+  if (rc != PD_OK) {
+    free(fp);
+    return rc;
+  }
+  fp->base.ops = &fault_ops;
+  fp->base.model = m;
+  fp->base.max_batch = max_batch;
+  fp->be = fb;
+  *out = (pd_plan *)fp;
+  return PD_OK;
+}
+
+int pd_fault_wrap(pd_backend **be, pd_error *err) {
+  fault_backend *fb = calloc(1, sizeof *fb);
+  if (!fb) return pd_error_set(err, PD_ENOMEM, "fault backend: out of memory");
+  int rc = parse_rules(getenv("PD_FAULT_INJECT"), &fb->rules, err);
+  if (rc != PD_OK) {
+    free(fb);
+    return rc;
+  }
+  fb->base.ops = &fault_ops;
+  fb->inner = *be;
+  *be = &fb->base;
+  return PD_OK;
+}
