@@ -44,8 +44,8 @@ typedef struct pd_td_opts {
   const char *const *env;
 } pd_td_opts;
 int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args);
-/* Sends sig and waits up to timeout_s for the exit: the exit status, or -1
- * (killed after the timeout) / -2 (killed by a signal). */
+/* Sends sig (0: none, just waits) and waits up to timeout_s for the exit;
+ * returns the exit status, -2 if killed by a signal, -1 on timeout. */
 int pd_td_stop(pd_td *d, int sig, int timeout_s);
 /* Kills if still running; removes the folder. */
 void pd_td_cleanup(pd_td *d);
