@@ -157,6 +157,12 @@ static void finish(pd_daemon *d) {
   close_handle((uv_handle_t *)&d->sig_term);
   close_handle((uv_handle_t *)&d->sig_int);
   close_handle((uv_handle_t *)&d->sig_hup);
+  /* Closing the handles restored the default actions: a further SIGTERM (a
+   * second `systemctl stop`, an impatient script) or SIGHUP during the last
+   * of the teardown must not kill a daemon that already drained. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
   close_handle((uv_handle_t *)&d->tick);
   close_handle((uv_handle_t *)&d->drain_timer);
   pd_logf(&d->log, PD_LOG_INFO, "drained: %llu requests answered OK in all; exiting",

@@ -110,7 +110,14 @@ def main():
                     time.sleep(0.05)
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.settimeout(30)
-                s.connect(sock_path)
+                while True:  # the file appears at bind(), before listen()
+                    try:
+                        s.connect(sock_path)
+                        break
+                    except ConnectionRefusedError:
+                        if time.time() > deadline:
+                            raise
+                        time.sleep(0.05)
                 s.sendall(health_request(7))
                 reply = read_frame(s)
                 s.close()
