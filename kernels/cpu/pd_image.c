@@ -210,6 +210,11 @@ static int png_decode_job(png_job *job) {
   png_set_user_limits(job->png, clamp_user_limit(job->limits->max_width),
                       clamp_user_limit(job->limits->max_height));
   png_set_chunk_malloc_max(job->png, PD_PNG_CHUNK_MALLOC_MAX);
+  /* Skip every ancillary chunk but tRNS unread: the decoder uses none of
+   * them, and for a known one (zTXt, iCCP, ...) libpng only warns when its
+   * length exceeds the chunk limit above, then allocates that length (up to
+   * 2 GiB) before finding the data is not there. */
+  png_set_keep_unknown_chunks(job->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
   png_read_info(job->png, job->info);
   int channels = 0;
   int passes = png_setup_transforms(job, &channels);
