@@ -47,7 +47,9 @@ static int list_add(sample_list *l, const char *root, const char *rel, const cha
     free(lab);
     return pd_error_set(err, PD_ENOMEM, "dataset: out of memory");
   }
-  l->s[l->n++] = (pd_sample){path, lab};
+  pd_sample *s = &l->s[l->n++];
+  s->path = path;
+  s->label = lab;
   return PD_OK;
 }
 
@@ -182,7 +184,8 @@ int pd_dataset_scan_tree(const char *root, pd_dataset *out, pd_error *err) {
 
 /* ---- split TSV ---- */
 
-/* Splits line (modified in place) at tabs into at most max fields. */
+/* Splits line (modified in place) at tabs into at most max fields and
+ * returns how many it found; fields past those point to an empty string. */
 static int split_tabs(char *line, char **fields, int max) {
   int n = 0;
   char *p = line;
@@ -193,6 +196,9 @@ static int split_tabs(char *line, char **fields, int max) {
     *tab = 0;
     p = tab + 1;
   }
+  char *empty = p + strlen(p);
+  for (int i = n; i < max; i++)
+    fields[i] = empty;
   return n;
 }
 
@@ -221,30 +227,37 @@ int pd_dataset_read_split(const char *root, const char *tsv_path, const char *su
     if (lineno == 1) {
       n_cols = split_tabs(line, fields, 64);
       for (int i = 0; i < n_cols; i++) {
-        if (!strcmp(fields[i], "path")) col_path = i;
-        else if (!strcmp(fields[i], "label")) col_label = i;
-        else if (!strcmp(fields[i], "split")) col_split = i;
+        if (strcmp(fields[i], "path") == 0)
+          col_path = i;
+        else if (strcmp(fields[i], "label") == 0)
+          col_label = i;
+        else if (strcmp(fields[i], "split") == 0)
+          col_split = i;
       }
       if (col_path < 0 || col_label < 0 || col_split < 0)
         rc = pd_error_set(err, PD_EFORMAT,
                           "%s:1: header must name the columns path, label and split "
                           "(tab-separated); missing '%s'",
-                          tsv_path, col_path < 0 ? "path" : col_label < 0 ? "label" : "split");
+                          tsv_path,
+                          col_path < 0    ? "path"
+                          : col_label < 0 ? "label"
+                                          : "split");
       continue;
     }
     if (!line[0]) continue;
     int n = split_tabs(line, fields, 64);
     if (n < n_cols) {
-      rc = pd_error_set(err, PD_EFORMAT, "%s:%d: %d fields, the header has %d", tsv_path, lineno,
-                        n, n_cols);
+      rc = pd_error_set(err, PD_EFORMAT, "%s:%d: %d fields, the header has %d", tsv_path, lineno, n,
+                        n_cols);
       break;
     }
     const char *split = fields[col_split];
     bool known = false;
     for (int i = 0; i < n_seen && !known; i++)
       known = !strncmp(seen[i], split, sizeof seen[i] - 1);
-    if (!known && n_seen < PD_SPLIT_MAX_NAMES) snprintf(seen[n_seen++], sizeof seen[0], "%s", split);
-    if (subset && strcmp(split, subset)) continue;
+    if (!known && n_seen < PD_SPLIT_MAX_NAMES)
+      snprintf(seen[n_seen++], sizeof seen[0], "%s", split);
+    if (subset && strcmp(split, subset) != 0) continue;
     if (!fields[col_path][0] || !fields[col_label][0]) {
       rc = pd_error_set(err, PD_EFORMAT, "%s:%d: empty %s", tsv_path, lineno,
                         fields[col_path][0] ? "label" : "path");

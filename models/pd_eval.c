@@ -17,7 +17,7 @@ typedef struct unknown_label {
 struct pd_eval {
   int n_classes;
   char **labels;
-  int *sorted; /* class indices in label order */
+  int *sorted;        /* class indices in label order */
   int64_t *confusion; /* [true][predicted] */
   int64_t n, top1, top5;
   double log_loss_sum;
@@ -69,8 +69,9 @@ int pd_eval_create(int n_classes, const char *const *labels, pd_eval **out, pd_e
   qsort_r(ev->sorted, (size_t)n_classes, sizeof *ev->sorted, cmp_sorted, ev->labels);
   for (int i = 1; i < n_classes; i++)
     if (!strcmp(ev->labels[ev->sorted[i - 1]], ev->labels[ev->sorted[i]])) {
-      int rc = pd_error_set(err, PD_EINVAL, "eval: class label '%s' appears twice (classes %d and %d)",
-                            ev->labels[ev->sorted[i]], ev->sorted[i - 1], ev->sorted[i]);
+      int rc =
+          pd_error_set(err, PD_EINVAL, "eval: class label '%s' appears twice (classes %d and %d)",
+                       ev->labels[ev->sorted[i]], ev->sorted[i - 1], ev->sorted[i]);
       pd_eval_free(ev);
       return rc;
     }
@@ -78,7 +79,9 @@ int pd_eval_create(int n_classes, const char *const *labels, pd_eval **out, pd_e
   return PD_OK;
 }
 
-int pd_eval_n_classes(const pd_eval *ev) { return ev ? ev->n_classes : 0; }
+int pd_eval_n_classes(const pd_eval *ev) {
+  return ev ? ev->n_classes : 0;
+}
 
 const char *pd_eval_label(const pd_eval *ev, int c) {
   return ev && c >= 0 && c < ev->n_classes ? ev->labels[c] : NULL;
@@ -116,8 +119,10 @@ int pd_eval_add(pd_eval *ev, const float *probs, int y, pd_error *err) {
   }
   const float py = probs[y];
   int rank = 0;
-  for (int c = 0; c < nc; c++)
-    rank += probs[c] > py || (probs[c] == py && c < y);
+  for (int c = 0; c < nc; c++) {
+    const float pc = probs[c];
+    rank += pc > py || (pc == py && c < y); /* ties: the lower index ranks first */
+  }
   double qy = fmin(fmax((double)py, PD_EVAL_CLIP), 1.0 - PD_EVAL_CLIP) / clip_sum;
   ev->n++;
   ev->top1 += best == y;
@@ -254,7 +259,8 @@ void pd_eval_print_report(const pd_eval *ev, FILE *f) {
   pd_eval_summarize(ev, &s);
   fprintf(f, "scored %lld images over %d classes present (model has %d)\n", (long long)s.n,
           s.n_present, ev->n_classes);
-  fprintf(f, "accuracy %.4f  top-5 %.4f  log loss %.4f  macro F1 %.4f  F1a %.4f (%d of %d "
+  fprintf(f,
+          "accuracy %.4f  top-5 %.4f  log loss %.4f  macro F1 %.4f  F1a %.4f (%d of %d "
           "classes with F1 > 0.5)\n",
           s.accuracy, s.top5, s.log_loss, s.macro_f1, s.f1a, s.n_f1_over_half, s.n_present);
   if (s.n_unknown) {
@@ -265,8 +271,8 @@ void pd_eval_print_report(const pd_eval *ev, FILE *f) {
               (long long)ev->unknown[i].count);
     fputc('\n', f);
   }
-  fprintf(f, "%-48s %7s %9s %9s %9s %9s\n", "class", "support", "predicted", "precision",
-          "recall", "F1");
+  fprintf(f, "%-48s %7s %9s %9s %9s %9s\n", "class", "support", "predicted", "precision", "recall",
+          "F1");
   for (int c = 0; c < ev->n_classes; c++) {
     pd_eval_class_stats cs;
     pd_eval_class(ev, c, &cs);

@@ -165,6 +165,7 @@ static int cmp_label(const void *a, const void *b) {
 
 static int check_unique_labels(const load_ctx *c, const pd_yaml_node *seq) {
   pd_model *m = c->m;
+  if (m->n_classes < 2) return PD_OK; /* the class count is checked elsewhere */
   label_ref *refs = malloc((size_t)m->n_classes * sizeof *refs);
   if (!refs) return pd_error_set(c->err, PD_ENOMEM, "%s: out of memory", c->yaml_name);
   for (int i = 0; i < m->n_classes; i++)
@@ -172,7 +173,7 @@ static int check_unique_labels(const load_ctx *c, const pd_yaml_node *seq) {
   qsort(refs, (size_t)m->n_classes, sizeof *refs, cmp_label);
   int rc = PD_OK;
   for (int i = 1; i < m->n_classes && rc == PD_OK; i++) {
-    if (strcmp(refs[i - 1].s, refs[i].s)) continue;
+    if (strcmp(refs[i - 1].s, refs[i].s) != 0) continue;
     pd_yaml_node n = pd_yaml_seq_at(seq, refs[i].index);
     rc = pd_yaml_fail(&n, c->err, PD_EINVAL, "duplicate class label '%s' (also classes[%d])",
                       refs[i].s, refs[i - 1].index);
@@ -824,7 +825,8 @@ static int read_tensor(const load_ctx *c, pd_st_file *st, const pd_layer *l, con
 
 static int convert_layer(const load_ctx *c, pd_st_file *st, pd_layer *l, float *dst) {
   int64_t wshape[4];
-  size_t wlen = shape_count(wshape, torch_weight_shape(l, wshape));
+  const int wdim = torch_weight_shape(l, wshape);
+  size_t wlen = shape_count(wshape, wdim);
   size_t blen = (size_t)wshape[0];
   bool permute = l->kind == PD_LAYER_CONV || (size_t)l->in.h * l->in.w > 1;
   float *tmp = permute ? malloc(wlen * sizeof *tmp) : dst;
@@ -946,8 +948,8 @@ static int read_file(const char *path, off_t max_bytes, unsigned char **buf, siz
 int pd_model_load(const char *dir, pd_model **out, pd_error *err) {
   *out = NULL;
   char yaml_path[4096 + 32], weights_path[4096 + 32];
-  size_t dlen = dir ? strlen(dir) : 0;
-  if (dlen == 0 || dlen >= sizeof((pd_model *)0)->dir)
+  const size_t dlen = dir ? strlen(dir) : 0;
+  if (!dir || dlen == 0 || dlen >= sizeof((pd_model *)0)->dir)
     return pd_error_set(err, PD_EINVAL, "model directory name is empty or too long (%zu bytes)",
                         dlen);
   snprintf(yaml_path, sizeof yaml_path, "%s/model.yaml", dir);
@@ -974,7 +976,7 @@ int pd_model_load(const char *dir, pd_model **out, pd_error *err) {
                            weights_path, out, err);
   free(yaml);
   free(weights);
-  if (rc == PD_OK) memcpy((*out)->dir, dir, dlen + 1);
+  if (rc == PD_OK && *out) memcpy((*out)->dir, dir, dlen + 1);
   return rc;
 }
 

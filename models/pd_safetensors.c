@@ -89,7 +89,7 @@ static int parse_dtype(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n, 
   size_t len = 0;
   const char *s = pd_yaml_scalar(n, &len);
   for (size_t i = 0; s && i < sizeof k_dtypes / sizeof k_dtypes[0]; i++) {
-    if (strlen(k_dtypes[i].name) != len || memcmp(s, k_dtypes[i].name, len)) continue;
+    if (strlen(k_dtypes[i].name) != len || memcmp(s, k_dtypes[i].name, len) != 0) continue;
     t->dtype = k_dtypes[i].kind;
     snprintf(t->dtype_name, sizeof t->dtype_name, "%s", k_dtypes[i].name);
     *esize = k_dtypes[i].size;
@@ -261,12 +261,14 @@ static int check_duplicates(const st_ctx *c, pd_st_file *f) {
 
 /* Sorted by start, a non-empty tensor must begin at or after the previous one's end. */
 static int check_overlaps(const st_ctx *c, const pd_st_file *f) {
-  pd_st_tensor **order = malloc(((size_t)f->n_tensors + 1) * sizeof *order);
+  /* an array of pointers: the pointer's size is meant */
+  pd_st_tensor **order =
+      malloc(((size_t)f->n_tensors + 1) * sizeof *order); // NOLINT(bugprone-sizeof-expression)
   if (!order) return pd_error_set(c->err, PD_ENOMEM, "%s: out of memory", c->name);
   int n = 0;
   for (int i = 0; i < f->n_tensors; i++)
     if (f->tensors[i].nbytes) order[n++] = &f->tensors[i];
-  qsort(order, (size_t)n, sizeof *order, cmp_data);
+  qsort(order, (size_t)n, sizeof *order, cmp_data); // NOLINT(bugprone-sizeof-expression)
   int rc = PD_OK;
   for (int i = 1; i < n && rc == PD_OK; i++) {
     const pd_st_tensor *a = order[i - 1], *b = order[i];

@@ -21,6 +21,7 @@ static const unsigned k_mult[TTA_DIMS] = {1, 2, 4, 6, 7, 11, 13};
 double pd_tta_halton(uint64_t k, int dim) {
   if (dim < 0 || dim >= TTA_DIMS) return 0.0;
   const unsigned p = k_base[dim], m = k_mult[dim];
+  if (p < 2) return 0.0; /* the tables hold primes; this keeps k % p defined */
   double f = 1.0 / p, r = 0.0;
   while (k > 0) {
     unsigned d = (unsigned)(k % p);
@@ -31,7 +32,9 @@ double pd_tta_halton(uint64_t k, int dim) {
   return r;
 }
 
-static double lerp(double lo, double hi, double u) { return lo + (hi - lo) * u; }
+static double lerp(double lo, double hi, double u) {
+  return lo + (hi - lo) * u;
+}
 
 static int check_spec(const pd_tta_spec *s, pd_error *err) {
   struct {
@@ -81,7 +84,8 @@ pd_augment pd_tta_transform_at(const pd_tta_spec *spec, pd_symmetry symmetry, in
   if (!spec || k <= 0) return a;
   const double lz0 = log(spec->zoom_min), lz1 = log(spec->zoom_max);
   const double ls = log(spec->stretch_max);
-  a.rotation_deg = lerp(spec->rotation_min, spec->rotation_max, pd_tta_halton((uint64_t)k, DIM_ROT));
+  a.rotation_deg =
+      lerp(spec->rotation_min, spec->rotation_max, pd_tta_halton((uint64_t)k, DIM_ROT));
   a.zoom = exp(lerp(lz0, lz1, pd_tta_halton((uint64_t)k, DIM_ZOOM)));
   a.flip = spec->flip && symmetry != PD_SYM_C4 && pd_tta_halton((uint64_t)k, DIM_FLIP) >= 0.5;
   a.shear_deg = lerp(spec->shear_min, spec->shear_max, pd_tta_halton((uint64_t)k, DIM_SHEAR));

@@ -517,7 +517,7 @@ int pd_yaml_opt_int(const pd_yaml_node *map, const char *key, int lo, int hi, in
                     pd_error *err) {
   pd_yaml_node n = pd_yaml_get(map, key);
   if (!pd_yaml_present(&n)) return PD_OK;
-  long long v;
+  long long v = 0;
   int rc = pd_yaml_int(&n, lo, hi, &v, err);
   if (rc == PD_OK) *out = (int)v;
   return rc;
@@ -527,7 +527,7 @@ int pd_yaml_opt_float(const pd_yaml_node *map, const char *key, double lo, doubl
                       pd_error *err) {
   pd_yaml_node n = pd_yaml_get(map, key);
   if (!pd_yaml_present(&n)) return PD_OK;
-  double v;
+  double v = 0.0;
   int rc = pd_yaml_float(&n, lo, hi, &v, err);
   if (rc == PD_OK) *out = (float)v;
   return rc;
@@ -550,7 +550,7 @@ int pd_yaml_req_int(const pd_yaml_node *map, const char *key, int lo, int hi, in
                     pd_error *err) {
   pd_yaml_node n;
   int rc = pd_yaml_require(map, key, &n, err);
-  long long v;
+  long long v = 0;
   if (rc == PD_OK) rc = pd_yaml_int(&n, lo, hi, &v, err);
   if (rc == PD_OK) *out = (int)v;
   return rc;
@@ -560,7 +560,7 @@ int pd_yaml_req_float(const pd_yaml_node *map, const char *key, double lo, doubl
                       pd_error *err) {
   pd_yaml_node n;
   int rc = pd_yaml_require(map, key, &n, err);
-  double v;
+  double v = 0.0;
   if (rc == PD_OK) rc = pd_yaml_float(&n, lo, hi, &v, err);
   if (rc == PD_OK) *out = (float)v;
   return rc;

@@ -77,8 +77,8 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) 
   errno = 0;
   long v = strtol(s, &end, 10);
   if (errno || *end || end == s || v < lo || v > hi) {
-    fprintf(stderr, "planktond-model: %s: expected an integer in %d..%d, got '%s'\n", flag, lo,
-            hi, s);
+    fprintf(stderr, "planktond-model: %s: expected an integer in %d..%d, got '%s'\n", flag, lo, hi,
+            s);
     return -1;
   }
   *out = (int)v;
@@ -94,8 +94,10 @@ static int parse_options(int argc, char **argv, int need_dir, options *o) {
       usage(stderr);
       return -1;
     }
-    if (k == 0) o->model_dir = argv[2];
-    else o->data_root = argv[3];
+    if (k == 0)
+      o->model_dir = argv[2];
+    else
+      o->data_root = argv[3];
     i = 3 + k;
   }
   while (i < argc) {
@@ -103,21 +105,36 @@ static int parse_options(int argc, char **argv, int need_dir, options *o) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     int *ip = NULL, lo = 0, hi = 0;
     const char **sp = NULL;
-    if (!strcmp(a, "--threads")) ip = &o->threads, lo = 0, hi = 256;
-    else if (!strcmp(a, "--batch")) ip = &o->batch, lo = 1, hi = 65536;
-    else if (!strcmp(a, "--iters")) ip = &o->iters, lo = 1, hi = 1000000;
-    else if (!strcmp(a, "--warmup")) ip = &o->warmup, lo = 0, hi = 1000000;
-    else if (!strcmp(a, "--count")) ip = &o->count, lo = 1, hi = 100000000;
-    else if (!strcmp(a, "--size")) ip = &o->size, lo = 16, hi = 16384;
-    else if (!strcmp(a, "--tta")) ip = &o->tta, lo = 0, hi = PD_TTA_MAX;
-    else if (!strcmp(a, "--limit")) ip = &o->limit, lo = 1, hi = 100000000;
-    else if (!strcmp(a, "--split")) sp = &o->split;
-    else if (!strcmp(a, "--subset")) sp = &o->subset;
-    else if (!strcmp(a, "--confusion")) sp = &o->confusion;
-    else if (!strcmp(a, "--probs")) sp = &o->probs;
-    else if (!strcmp(a, "--dump-inputs")) sp = &o->dump_inputs;
-    else if (!strcmp(a, "--dump-gray")) sp = &o->dump_gray;
-    else if (!strcmp(a, "--inputs")) sp = &o->inputs;
+    if (!strcmp(a, "--threads"))
+      ip = &o->threads, lo = 0, hi = 256;
+    else if (!strcmp(a, "--batch"))
+      ip = &o->batch, lo = 1, hi = 65536;
+    else if (!strcmp(a, "--iters"))
+      ip = &o->iters, lo = 1, hi = 1000000;
+    else if (!strcmp(a, "--warmup"))
+      ip = &o->warmup, lo = 0, hi = 1000000;
+    else if (!strcmp(a, "--count"))
+      ip = &o->count, lo = 1, hi = 100000000;
+    else if (!strcmp(a, "--size"))
+      ip = &o->size, lo = 16, hi = 16384;
+    else if (!strcmp(a, "--tta"))
+      ip = &o->tta, lo = 0, hi = PD_TTA_MAX;
+    else if (!strcmp(a, "--limit"))
+      ip = &o->limit, lo = 1, hi = 100000000;
+    else if (!strcmp(a, "--split"))
+      sp = &o->split;
+    else if (!strcmp(a, "--subset"))
+      sp = &o->subset;
+    else if (!strcmp(a, "--confusion"))
+      sp = &o->confusion;
+    else if (!strcmp(a, "--probs"))
+      sp = &o->probs;
+    else if (!strcmp(a, "--dump-inputs"))
+      sp = &o->dump_inputs;
+    else if (!strcmp(a, "--dump-gray"))
+      sp = &o->dump_gray;
+    else if (!strcmp(a, "--inputs"))
+      sp = &o->inputs;
     else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "planktond-model: unknown option '%s'\n", a);
       return -1;
@@ -210,7 +227,8 @@ typedef struct inputs {
 } inputs;
 
 static void inputs_free(inputs *in) {
-  for (int b = 0; b < PD_MAX_BRANCHES; b++) free(in->branch[b]);
+  for (int b = 0; b < PD_MAX_BRANCHES; b++)
+    free(in->branch[b]);
 }
 
 static int inputs_alloc(const pd_model *m, int n, inputs *in) {
@@ -279,7 +297,8 @@ static int inputs_from_images(const pd_model *m, char **paths, inputs *in, FILE 
     int rc = 0;
     if (gray) {
       int32_t wh[2] = {img.width, img.height};
-      rc = write_all(gray, wh, sizeof wh) || write_all(gray, img.pixels, (size_t)img.width * img.height);
+      rc = write_all(gray, wh, sizeof wh) ||
+           write_all(gray, img.pixels, (size_t)img.width * img.height);
     }
     pd_gray_image_free(&img);
     if (rc != 0) {
@@ -310,7 +329,8 @@ static int make_engine(const pd_model *m, int threads, int profile, int batch, p
                        pd_plan **plan) {
   pd_error err = {0};
   pd_cpu_options opt = {.threads = threads, .profile = profile};
-  if (pd_cpu_backend_create(&opt, be, &err) != 0 || pd_plan_create(*be, m, batch, plan, &err) != 0) {
+  if (pd_cpu_backend_create(&opt, be, &err) != 0 ||
+      pd_plan_create(*be, m, batch, plan, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
     return -1;
   }
@@ -320,7 +340,8 @@ static int make_engine(const pd_model *m, int threads, int profile, int batch, p
 /* Prints one line per image: path, top class, its probability. */
 static void print_top(const pd_ensemble *e, const char *name, const float *p) {
   int best = 0;
-  for (int c = 1; c < e->n_classes; c++) best = p[c] > p[best] ? c : best;
+  for (int c = 1; c < e->n_classes; c++)
+    best = p[c] > p[best] ? c : best;
   printf("%s\t%s\t%.6f\n", name, e->classes[best], p[best]);
 }
 
@@ -373,8 +394,8 @@ static int run_ensemble(const options *o) {
         fprintf(stderr, "planktond-model: %s\n", err.msg);
         goto out;
       }
-      int rc = pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, i * tta,
-                                      &err);
+      int rc =
+          pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, i * tta, &err);
       pd_gray_image_free(&img);
       if (rc != 0) {
         fprintf(stderr, "planktond-model: %s\n", err.msg);
@@ -464,7 +485,8 @@ static int cmd_run(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     const float *p = probs + (size_t)i * m->n_classes;
     int best = 0;
-    for (int c = 1; c < m->n_classes; c++) best = p[c] > p[best] ? c : best;
+    for (int c = 1; c < m->n_classes; c++)
+      best = p[c] > p[best] ? c : best;
     printf("%s\t%s\t%.6f\n", o.inputs ? "-" : o.images[i], m->classes[best], p[best]);
   }
   status = 0;
@@ -505,7 +527,7 @@ typedef struct eval_pipe {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int stop;
-  long failed; /* written by the loader, read after join */
+  long failed;                     /* written by the loader, read after join */
   double load_s, wait_s, engine_s; /* loader busy; engine waiting for input; engine running */
 } eval_pipe;
 
@@ -696,8 +718,8 @@ static int cmd_eval(int argc, char **argv) {
   pd_eval_print_report(ev, stdout);
   printf("n=%lld accuracy=%.6f top5=%.6f log_loss=%.6f macro_f1=%.6f f1a=%.6f unknown=%lld "
          "failed=%ld\n",
-         (long long)s.n, s.accuracy, s.top5, s.log_loss, s.macro_f1, s.f1a,
-         (long long)s.n_unknown, p.failed);
+         (long long)s.n, s.accuracy, s.top5, s.log_loss, s.macro_f1, s.f1a, (long long)s.n_unknown,
+         p.failed);
   if (o.confusion && pd_eval_save_confusion_csv(ev, o.confusion, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
     goto out;
@@ -786,7 +808,8 @@ static int cmd_bench(int argc, char **argv) {
     } else {
       double sec[PD_LAYER_KIND_COUNT], sum = 0.0;
       pd_cpu_plan_layer_seconds(plan, sec);
-      for (int k = 0; k < PD_LAYER_KIND_COUNT; k++) sum += sec[k];
+      for (int k = 0; k < PD_LAYER_KIND_COUNT; k++)
+        sum += sec[k];
       for (int k = 0; k < PD_LAYER_KIND_COUNT; k++)
         if (sec[k] > 0.0)
           printf("  %-16s %5.1f%% of thread time\n", pd_layer_kind_name(k), 100.0 * sec[k] / sum);
@@ -806,8 +829,8 @@ static int cmd_bench(int argc, char **argv) {
       double conv_gflops = conv_flops * o.batch * runs / sec[PD_LAYER_CONV] / 1e9 * threads;
       struct rusage ru;
       getrusage(RUSAGE_SELF, &ru);
-      printf("conv_gflops=%.3f conv_time_fraction=%.3f threads=%d peak_rss_mib=%.1f\n",
-             conv_gflops, sec[PD_LAYER_CONV] / sum, threads, ru.ru_maxrss / 1024.0);
+      printf("conv_gflops=%.3f conv_time_fraction=%.3f threads=%d peak_rss_mib=%.1f\n", conv_gflops,
+             sec[PD_LAYER_CONV] / sum, threads, ru.ru_maxrss / 1024.0);
       (void)t_total;
     }
     pd_plan_destroy(plan);
@@ -832,9 +855,13 @@ static int cmd_sgemm(int argc, char **argv) {
   if (parse_options(argc, argv, 0, &o) != 0) return 2;
   int n = o.size, threads = o.threads ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
   openblas_set_num_threads(threads);
-  float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+  float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4),
+        *c = malloc((size_t)n * n * 4);
   if (!a || !b || !c) {
     fprintf(stderr, "planktond-model: out of memory for %dx%d matrices\n", n, n);
+    free(a);
+    free(b);
+    free(c);
     return 1;
   }
   uint64_t rng = 12345;
@@ -848,8 +875,8 @@ static int cmd_sgemm(int argc, char **argv) {
     best = t < best ? t : best;
   }
   double gflops = 2.0 * n * (double)n * n / best / 1e9;
-  printf("sgemm: %dx%dx%d, %d threads, best %.2f ms, %.1f GFLOP/s\n", n, n, n, threads,
-         best * 1e3, gflops);
+  printf("sgemm: %dx%dx%d, %d threads, best %.2f ms, %.1f GFLOP/s\n", n, n, n, threads, best * 1e3,
+         gflops);
   printf("sgemm_gflops=%.3f\n", gflops);
   free(a);
   free(b);

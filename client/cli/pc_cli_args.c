@@ -25,8 +25,7 @@ int pc_cli_parse_int(const char *name, const char *s, long lo, long hi, long *ou
   if (!s || !*s || *end || errno)
     return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s: '%s' is not an integer", name, s ? s : "");
   if (v < lo || v > hi)
-    return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s: %ld is out of range %ld..%ld", name, v, lo,
-                       hi);
+    return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s: %ld is out of range %ld..%ld", name, v, lo, hi);
   *out = v;
   return PC_CLI_EXIT_OK;
 }
@@ -51,9 +50,12 @@ int pc_cli_parse_bytes(const char *name, const char *s, uint64_t *out, pc_cli_er
   if (!s || !*s || *s == '-' || errno || end == s)
     return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s: '%s' is not a byte count", name, s ? s : "");
   unsigned shift = 0;
-  if (*end == 'K' || *end == 'k') shift = 10;
-  else if (*end == 'M' || *end == 'm') shift = 20;
-  else if (*end == 'G' || *end == 'g') shift = 30;
+  if (*end == 'K' || *end == 'k')
+    shift = 10;
+  else if (*end == 'M' || *end == 'm')
+    shift = 20;
+  else if (*end == 'G' || *end == 'g')
+    shift = 30;
   if (shift) end++;
   if (*end || v == 0 || v > (1ull << 40) >> shift)
     return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s: '%s' is not a byte count in 1..1T", name, s);

@@ -15,7 +15,8 @@
 #include "pc_cli_progress.h"
 #include "pc_cli_walk.h"
 
-#define DEFAULT_MAX_FILE ((16u << 20) - 1024u) /* the daemon's default frame limit, less the envelope */
+#define DEFAULT_MAX_FILE                                                                           \
+  ((16u << 20) - 1024u) /* the daemon's default frame limit, less the envelope */
 
 void pc_cli_classify_usage(const char *prog, FILE *f) {
   fprintf(f,
@@ -93,20 +94,19 @@ static int walk_next(void *ctx, const char **path, long *tag, pc_cli_error *err)
 enum { OPT_PROBS = 256, OPT_TTA, OPT_MODEL, OPT_MAX_FILE, OPT_PROGRESS, OPT_NO_PROGRESS };
 
 int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
-  static const struct option longs[] = {
-      {"jobs", required_argument, NULL, 'j'},
-      {"top", required_argument, NULL, 'k'},
-      {"probs", no_argument, NULL, OPT_PROBS},
-      {"tta", required_argument, NULL, OPT_TTA},
-      {"model", required_argument, NULL, OPT_MODEL},
-      {"format", required_argument, NULL, 'f'},
-      {"output", required_argument, NULL, 'o'},
-      {"completion-order", no_argument, NULL, 'u'},
-      {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
-      {"progress", no_argument, NULL, OPT_PROGRESS},
-      {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-      {"help", no_argument, NULL, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option longs[] = {{"jobs", required_argument, NULL, 'j'},
+                                        {"top", required_argument, NULL, 'k'},
+                                        {"probs", no_argument, NULL, OPT_PROBS},
+                                        {"tta", required_argument, NULL, OPT_TTA},
+                                        {"model", required_argument, NULL, OPT_MODEL},
+                                        {"format", required_argument, NULL, 'f'},
+                                        {"output", required_argument, NULL, 'o'},
+                                        {"completion-order", no_argument, NULL, 'u'},
+                                        {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
+                                        {"progress", no_argument, NULL, OPT_PROGRESS},
+                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {0, 0, 0, 0}};
   long jobs = 64, top = 1, tta = 0;
   int progress = -1;
   bool probs = false, completion = false;
@@ -118,18 +118,42 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   optind = 0;
   while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, "j:k:f:o:uh", longs, NULL)) != -1) {
     switch (c) {
-    case 'j': rc = pc_cli_parse_int("--jobs", optarg, 1, 4096, &jobs, &err); break;
-    case 'k': rc = pc_cli_parse_int("--top", optarg, 1, 100000, &top, &err); break;
-    case OPT_PROBS: probs = true; break;
-    case OPT_TTA: rc = pc_cli_parse_int("--tta", optarg, 0, 100000, &tta, &err); break;
-    case OPT_MODEL: model = optarg; break;
-    case 'f': rc = pc_cli_format_parse(optarg, &format, &err); break;
-    case 'o': output = optarg; break;
-    case 'u': completion = true; break;
-    case OPT_MAX_FILE: rc = pc_cli_parse_bytes("--max-file-size", optarg, &max_file, &err); break;
-    case OPT_PROGRESS: progress = 1; break;
-    case OPT_NO_PROGRESS: progress = 0; break;
-    case 'h': pc_cli_classify_usage(g->prog, stdout); return PC_CLI_EXIT_OK;
+    case 'j':
+      rc = pc_cli_parse_int("--jobs", optarg, 1, 4096, &jobs, &err);
+      break;
+    case 'k':
+      rc = pc_cli_parse_int("--top", optarg, 1, 100000, &top, &err);
+      break;
+    case OPT_PROBS:
+      probs = true;
+      break;
+    case OPT_TTA:
+      rc = pc_cli_parse_int("--tta", optarg, 0, 100000, &tta, &err);
+      break;
+    case OPT_MODEL:
+      model = optarg;
+      break;
+    case 'f':
+      rc = pc_cli_format_parse(optarg, &format, &err);
+      break;
+    case 'o':
+      output = optarg;
+      break;
+    case 'u':
+      completion = true;
+      break;
+    case OPT_MAX_FILE:
+      rc = pc_cli_parse_bytes("--max-file-size", optarg, &max_file, &err);
+      break;
+    case OPT_PROGRESS:
+      progress = 1;
+      break;
+    case OPT_NO_PROGRESS:
+      progress = 0;
+      break;
+    case 'h':
+      pc_cli_classify_usage(g->prog, stdout);
+      return PC_CLI_EXIT_OK;
     default:
       fprintf(stderr, "Try '%s classify --help'.\n", g->prog);
       return PC_CLI_EXIT_USAGE;
@@ -142,8 +166,10 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   char **paths = argv + optind;
   int n_paths = argc - optind;
   if (n_paths == 0) {
-    fprintf(stderr, "%s: classify: no PATH given (use - to read paths from standard input)\n"
-            "Try '%s classify --help'.\n", g->prog, g->prog);
+    fprintf(stderr,
+            "%s: classify: no PATH given (use - to read paths from standard input)\n"
+            "Try '%s classify --help'.\n",
+            g->prog, g->prog);
     return PC_CLI_EXIT_USAGE;
   }
 
@@ -169,8 +195,12 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   }
 
   run_ctx x = {.prog = g->prog};
-  x.out = (pc_cli_out){.f = out, .format = format, .probs = probs, .top_k = (unsigned)top,
-                       .n_labels = m.n_classes, .labels = (const char *const *)m.labels};
+  x.out = (pc_cli_out){.f = out,
+                       .format = format,
+                       .probs = probs,
+                       .top_k = (unsigned)top,
+                       .n_labels = m.n_classes,
+                       .labels = (const char *const *)m.labels};
   if (format == PC_CLI_FORMAT_TABLE && probs) { /* every class, best first */
     x.out.probs = false;
     x.out.top_k = (unsigned)m.n_classes;
@@ -184,11 +214,17 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   rc = pc_cli_walk_open(paths, n_paths, stdin, &walk, &err);
   if (rc == 0) {
     pc_cli_source src = {.ctx = walk, .next = walk_next};
-    pc_cli_pipe_options po = {.window = (int)jobs, .completion_order = completion,
-                              .timeout_ms = g->timeout_ms, .max_file_bytes = max_file,
-                              .model = model, .top_k = x.out.top_k, .full_distribution = probs,
-                              .tta = (uint32_t)tta, .on_result = on_result,
-                              .before_wait = before_wait, .ctx = &x};
+    pc_cli_pipe_options po = {.window = (int)jobs,
+                              .completion_order = completion,
+                              .timeout_ms = g->timeout_ms,
+                              .max_file_bytes = max_file,
+                              .model = model,
+                              .top_k = x.out.top_k,
+                              .full_distribution = probs,
+                              .tta = (uint32_t)tta,
+                              .on_result = on_result,
+                              .before_wait = before_wait,
+                              .ctx = &x};
     rc = pc_cli_pipe_run(client, &po, &src, &counts, &err);
   }
   pc_cli_progress_finish(&x.progress);

@@ -55,9 +55,9 @@ typedef struct eval_ctx {
   const pd_dataset *ds;
   pd_eval *ev;
   size_t n_classes;
-  int next;            /* next sample to consider */
+  int next; /* next sample to consider */
   pc_cli_progress progress;
-  long unscorable;     /* answers that pd_eval refused */
+  long unscorable; /* answers that pd_eval refused */
 } eval_ctx;
 
 /* The samples whose label the model knows; the others are counted as unknown here. */
@@ -103,7 +103,9 @@ static void on_result(void *arg, const pc_cli_result *r) {
   pc_cli_progress_draw(&x->progress);
 }
 
-static void before_wait(void *arg) { pc_cli_progress_draw(&((eval_ctx *)arg)->progress); }
+static void before_wait(void *arg) {
+  pc_cli_progress_draw(&((eval_ctx *)arg)->progress);
+}
 
 static void print_json(const pd_eval *ev, const pc_cli_model *m, const char *dir, long images,
                        unsigned long long failed, FILE *f) {
@@ -127,8 +129,7 @@ static void print_json(const pd_eval *ev, const pc_cli_model *m, const char *dir
   pc_cli_json_double(f, s.macro_f1);
   fputs(",\"f1a\":", f);
   pc_cli_json_double(f, s.f1a);
-  fprintf(f, ",\"classes_present\":%d,\"classes_f1_over_half\":%d", s.n_present,
-          s.n_f1_over_half);
+  fprintf(f, ",\"classes_present\":%d,\"classes_f1_over_half\":%d", s.n_present, s.n_f1_over_half);
   fputs(",\"unknown_labels\":{", f);
   for (int i = 0; i < s.n_unknown_labels; i++) {
     int64_t count = 0;
@@ -155,22 +156,29 @@ static void print_json(const pd_eval *ev, const pc_cli_model *m, const char *dir
   fputs("]}\n", f);
 }
 
-enum { OPT_TTA = 256, OPT_MODEL, OPT_CONFUSION, OPT_LIMIT, OPT_JSON, OPT_MAX_FILE, OPT_PROGRESS,
-       OPT_NO_PROGRESS };
+enum {
+  OPT_TTA = 256,
+  OPT_MODEL,
+  OPT_CONFUSION,
+  OPT_LIMIT,
+  OPT_JSON,
+  OPT_MAX_FILE,
+  OPT_PROGRESS,
+  OPT_NO_PROGRESS
+};
 
 int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
-  static const struct option longs[] = {
-      {"jobs", required_argument, NULL, 'j'},
-      {"tta", required_argument, NULL, OPT_TTA},
-      {"model", required_argument, NULL, OPT_MODEL},
-      {"confusion", required_argument, NULL, OPT_CONFUSION},
-      {"limit", required_argument, NULL, OPT_LIMIT},
-      {"json", no_argument, NULL, OPT_JSON},
-      {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
-      {"progress", no_argument, NULL, OPT_PROGRESS},
-      {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-      {"help", no_argument, NULL, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option longs[] = {{"jobs", required_argument, NULL, 'j'},
+                                        {"tta", required_argument, NULL, OPT_TTA},
+                                        {"model", required_argument, NULL, OPT_MODEL},
+                                        {"confusion", required_argument, NULL, OPT_CONFUSION},
+                                        {"limit", required_argument, NULL, OPT_LIMIT},
+                                        {"json", no_argument, NULL, OPT_JSON},
+                                        {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
+                                        {"progress", no_argument, NULL, OPT_PROGRESS},
+                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {0, 0, 0, 0}};
   long jobs = 64, tta = 0, limit = 0;
   int progress = -1;
   bool json = false;
@@ -181,16 +189,36 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
   optind = 0;
   while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, "j:h", longs, NULL)) != -1) {
     switch (c) {
-    case 'j': rc = pc_cli_parse_int("--jobs", optarg, 1, 4096, &jobs, &err); break;
-    case OPT_TTA: rc = pc_cli_parse_int("--tta", optarg, 0, 100000, &tta, &err); break;
-    case OPT_MODEL: model = optarg; break;
-    case OPT_CONFUSION: confusion = optarg; break;
-    case OPT_LIMIT: rc = pc_cli_parse_int("--limit", optarg, 1, 1L << 30, &limit, &err); break;
-    case OPT_JSON: json = true; break;
-    case OPT_MAX_FILE: rc = pc_cli_parse_bytes("--max-file-size", optarg, &max_file, &err); break;
-    case OPT_PROGRESS: progress = 1; break;
-    case OPT_NO_PROGRESS: progress = 0; break;
-    case 'h': pc_cli_evaluate_usage(g->prog, stdout); return PC_CLI_EXIT_OK;
+    case 'j':
+      rc = pc_cli_parse_int("--jobs", optarg, 1, 4096, &jobs, &err);
+      break;
+    case OPT_TTA:
+      rc = pc_cli_parse_int("--tta", optarg, 0, 100000, &tta, &err);
+      break;
+    case OPT_MODEL:
+      model = optarg;
+      break;
+    case OPT_CONFUSION:
+      confusion = optarg;
+      break;
+    case OPT_LIMIT:
+      rc = pc_cli_parse_int("--limit", optarg, 1, 1L << 30, &limit, &err);
+      break;
+    case OPT_JSON:
+      json = true;
+      break;
+    case OPT_MAX_FILE:
+      rc = pc_cli_parse_bytes("--max-file-size", optarg, &max_file, &err);
+      break;
+    case OPT_PROGRESS:
+      progress = 1;
+      break;
+    case OPT_NO_PROGRESS:
+      progress = 0;
+      break;
+    case 'h':
+      pc_cli_evaluate_usage(g->prog, stdout);
+      return PC_CLI_EXIT_OK;
     default:
       fprintf(stderr, "Try '%s evaluate --help'.\n", g->prog);
       return PC_CLI_EXIT_USAGE;
@@ -201,8 +229,10 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     return rc;
   }
   if (argc - optind != 1) {
-    fprintf(stderr, "%s: evaluate: give exactly one DIR (class-named folders of crops)\n"
-            "Try '%s evaluate --help'.\n", g->prog, g->prog);
+    fprintf(stderr,
+            "%s: evaluate: give exactly one DIR (class-named folders of crops)\n"
+            "Try '%s evaluate --help'.\n",
+            g->prog, g->prog);
     return PC_CLI_EXIT_USAGE;
   }
   const char *dir = argv[optind];
@@ -232,20 +262,27 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
 
   eval_ctx x = {.prog = g->prog, .ds = &ds, .ev = ev, .n_classes = m.n_classes};
   long known = 0;
-  for (int i = 0; i < ds.n; i++) known += pd_eval_class_index(ev, ds.samples[i].label) >= 0;
+  for (int i = 0; i < ds.n; i++)
+    known += pd_eval_class_index(ev, ds.samples[i].label) >= 0;
   bool show = progress < 0 ? isatty(STDERR_FILENO) : progress == 1;
   pc_cli_progress_init(&x.progress, show, stderr, known);
   pc_cli_source src = {.ctx = &x, .next = sample_next};
-  pc_cli_pipe_options po = {.window = (int)jobs, .timeout_ms = g->timeout_ms,
-                            .max_file_bytes = max_file, .model = model, .top_k = 1,
-                            .full_distribution = true, .tta = (uint32_t)tta,
-                            .on_result = on_result, .before_wait = before_wait, .ctx = &x};
+  pc_cli_pipe_options po = {.window = (int)jobs,
+                            .timeout_ms = g->timeout_ms,
+                            .max_file_bytes = max_file,
+                            .model = model,
+                            .top_k = 1,
+                            .full_distribution = true,
+                            .tta = (uint32_t)tta,
+                            .on_result = on_result,
+                            .before_wait = before_wait,
+                            .ctx = &x};
   pc_cli_pipe_counts counts;
   rc = pc_cli_pipe_run(client, &po, &src, &counts, &err);
   pc_cli_progress_finish(&x.progress);
   if (rc == PC_CLI_EXIT_DAEMON) {
     fprintf(stderr, "%s: %s; evaluation stopped after %llu images\n", g->prog, err.msg,
-            (unsigned long long)(counts.ok + counts.failed));
+            (unsigned long long)counts.ok + counts.failed);
   } else if (rc != PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: %s\n", g->prog, err.msg);
     rc = PC_CLI_EXIT_FAILED;
@@ -266,12 +303,14 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     }
     if (failed) {
       fprintf(stderr, "%s: %llu of %llu images failed\n", g->prog, failed,
-              (unsigned long long)(counts.ok + counts.failed));
+              (unsigned long long)counts.ok + counts.failed);
       rc = PC_CLI_EXIT_FAILED;
     }
     if (s.n == 0) {
-      fprintf(stderr, "%s: evaluate: no image in %s could be scored (%lld with labels the model "
-              "does not know)\n", g->prog, dir, (long long)s.n_unknown);
+      fprintf(stderr,
+              "%s: evaluate: no image in %s could be scored (%lld with labels the model "
+              "does not know)\n",
+              g->prog, dir, (long long)s.n_unknown);
       rc = PC_CLI_EXIT_FAILED;
     }
   }

@@ -28,7 +28,8 @@ int pc_cli_health_main(const pc_cli_global *g, int argc, char **argv) {
   int quiet = 0, c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "qh", longs, NULL)) != -1) {
-    if (c == 'q') quiet = 1;
+    if (c == 'q')
+      quiet = 1;
     else if (c == 'h') {
       pc_cli_health_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
@@ -55,7 +56,8 @@ int pc_cli_health_main(const pc_cli_global *g, int argc, char **argv) {
     rc = PC_CLI_EXIT_DAEMON;
   } else if (r->kind != PC_CLIENT_RESPONSE_HEALTH) {
     if (!quiet)
-      fprintf(stderr, "%s: health: %s: %s\n", g->prog, pc_client_status_name(r->status), r->message);
+      fprintf(stderr, "%s: health: %s: %s\n", g->prog, pc_client_status_name(r->status),
+              r->message);
     rc = PC_CLI_EXIT_DAEMON;
   } else {
     const char *state = r->u.health.state && *r->u.health.state ? r->u.health.state : "unknown";

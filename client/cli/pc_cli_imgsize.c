@@ -9,7 +9,7 @@ static uint32_t be32(const uint8_t *p) {
 
 static int png_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *h) {
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (len < 24 || memcmp(d, sig, 8) || memcmp(d + 12, "IHDR", 4)) return -1;
+  if (len < 24 || memcmp(d, sig, 8) != 0 || memcmp(d + 12, "IHDR", 4) != 0) return -1;
   *w = be32(d + 16);
   *h = be32(d + 20);
   return *w && *h ? 0 : -1;

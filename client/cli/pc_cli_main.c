@@ -66,27 +66,33 @@ static const command *find_command(const char *name) {
 
 int main(int argc, char **argv) {
   pc_cli_global g = {.prog = "plankton-client", .timeout_ms = DEFAULT_TIMEOUT_MS};
-  static const struct option longs[] = {{"socket", required_argument, NULL, 'S'},
-                                        {"tcp", required_argument, NULL, 'T'},
-                                        {"timeout", required_argument, NULL, 't'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {"version", no_argument, NULL, 'V'},
-                                        {0, 0, 0, 0}};
+  static const struct option longs[] = {
+      {"socket", required_argument, NULL, 'S'},  {"tcp", required_argument, NULL, 'T'},
+      {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},       {0, 0, 0, 0}};
   const char *socket_path = NULL, *tcp = NULL;
   pc_cli_error err;
   int c;
   while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
     switch (c) {
-    case 'S': socket_path = optarg; break;
-    case 'T': tcp = optarg; break;
+    case 'S':
+      socket_path = optarg;
+      break;
+    case 'T':
+      tcp = optarg;
+      break;
     case 't':
       if (pc_cli_parse_seconds("--timeout", optarg, &g.timeout_ms, &err) != PC_CLI_EXIT_OK) {
         fprintf(stderr, "%s: %s\n", g.prog, err.msg);
         return PC_CLI_EXIT_USAGE;
       }
       break;
-    case 'h': usage(g.prog, stdout); return PC_CLI_EXIT_OK;
-    case 'V': printf("plankton-client %s\n", PC_CLI_VERSION); return PC_CLI_EXIT_OK;
+    case 'h':
+      usage(g.prog, stdout);
+      return PC_CLI_EXIT_OK;
+    case 'V':
+      printf("plankton-client %s\n", PC_CLI_VERSION);
+      return PC_CLI_EXIT_OK;
     default:
       fprintf(stderr, "Try '%s --help'.\n", g.prog);
       return PC_CLI_EXIT_USAGE;
@@ -104,14 +110,18 @@ int main(int argc, char **argv) {
       fprintf(stderr, "%s: help: unknown command '%s'\n", g.prog, argv[optind + 1]);
       return PC_CLI_EXIT_USAGE;
     }
-    if (cmd) cmd->usage(g.prog, stdout);
-    else usage(g.prog, stdout);
+    if (cmd)
+      cmd->usage(g.prog, stdout);
+    else
+      usage(g.prog, stdout);
     return PC_CLI_EXIT_OK;
   }
   const command *cmd = find_command(name);
   if (!cmd) {
-    fprintf(stderr, "%s: unknown command '%s' (commands: classify, evaluate, stats, health, "
-            "models)\nTry '%s --help'.\n", g.prog, name, g.prog);
+    fprintf(stderr,
+            "%s: unknown command '%s' (commands: classify, evaluate, stats, health, "
+            "models)\nTry '%s --help'.\n",
+            g.prog, name, g.prog);
     return PC_CLI_EXIT_USAGE;
   }
   if (pc_cli_resolve_address(&g, socket_path, tcp, &err) != PC_CLI_EXIT_OK) {

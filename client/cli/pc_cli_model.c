@@ -6,7 +6,8 @@
 
 void pc_cli_model_free(pc_cli_model *m) {
   if (!m) return;
-  for (size_t i = 0; m->labels && i < m->n_classes; i++) free(m->labels[i]);
+  for (size_t i = 0; m->labels && i < m->n_classes; i++)
+    free(m->labels[i]);
   free(m->labels);
   free(m->name);
   free(m->version);
@@ -21,8 +22,10 @@ static int copy_model(const pc_client_model *src, pc_cli_model *out, pc_cli_erro
   int ok = out->name && out->version && out->labels;
   for (size_t i = 0; ok && i < src->n_classes; i++) {
     out->labels[i] = strdup(src->classes[i]);
-    if (!out->labels[i]) ok = 0;
-    else out->n_classes = i + 1;
+    if (!out->labels[i])
+      ok = 0;
+    else
+      out->n_classes = i + 1;
   }
   if (!ok) {
     pc_cli_model_free(out);
@@ -68,8 +71,10 @@ int pc_cli_model_fetch(pc_client *c, const char *name, pc_cli_model *out, pc_cli
     pc_client_response_free(r);
     r = NULL;
     list_models(c, served, sizeof served);
-    rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--model: planktond does not serve a model named "
-                     "'%s' (it serves: %s)", want ? want : "", served[0] ? served : "none");
+    rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE,
+                     "--model: planktond does not serve a model named "
+                     "'%s' (it serves: %s)",
+                     want ? want : "", served[0] ? served : "none");
   } else if (r->status != 0) {
     rc = pc_cli_fail(err, PC_CLI_EXIT_DAEMON, "asking planktond for its models: %s: %s",
                      pc_client_status_name(r->status), r->message);

@@ -60,7 +60,8 @@ static void print_table(const pc_client_response *r, int classes) {
   for (size_t i = 0; classes && i < r->u.model_info.n_models; i++) {
     const pc_client_model *m = &r->u.model_info.models[i];
     printf("\nclasses of %s %s:\n", m->name, m->version);
-    for (size_t k = 0; k < m->n_classes; k++) printf("%5zu  %s\n", k, m->classes[k]);
+    for (size_t k = 0; k < m->n_classes; k++)
+      printf("%5zu  %s\n", k, m->classes[k]);
   }
 }
 
@@ -72,8 +73,10 @@ int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv) {
   int json = 0, classes = 0, c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-    if (c == 'J') json = 1;
-    else if (c == 'C') classes = 1;
+    if (c == 'J')
+      json = 1;
+    else if (c == 'C')
+      classes = 1;
     else if (c == 'h') {
       pc_cli_models_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;

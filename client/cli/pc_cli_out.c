@@ -10,8 +10,10 @@ int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
   static const struct {
     const char *name;
     pc_cli_format f;
-  } names[] = {{"table", PC_CLI_FORMAT_TABLE}, {"csv", PC_CLI_FORMAT_CSV},
-               {"tsv", PC_CLI_FORMAT_TSV},     {"json", PC_CLI_FORMAT_JSON},
+  } names[] = {{"table", PC_CLI_FORMAT_TABLE},
+               {"csv", PC_CLI_FORMAT_CSV},
+               {"tsv", PC_CLI_FORMAT_TSV},
+               {"json", PC_CLI_FORMAT_JSON},
                {"ecotaxa", PC_CLI_FORMAT_ECOTAXA}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (!strcmp(s, names[i].name)) {
@@ -39,24 +41,37 @@ void pc_cli_out_csv_field(FILE *f, const char *s) {
 static void tsv_field(FILE *f, const char *s) {
   for (; *s; s++) {
     switch (*s) {
-    case '\t': fputs("\\t", f); break;
-    case '\n': fputs("\\n", f); break;
-    case '\r': fputs("\\r", f); break;
-    case '\\': fputs("\\\\", f); break;
-    default: fputc(*s, f);
+    case '\t':
+      fputs("\\t", f);
+      break;
+    case '\n':
+      fputs("\\n", f);
+      break;
+    case '\r':
+      fputs("\\r", f);
+      break;
+    case '\\':
+      fputs("\\\\", f);
+      break;
+    default:
+      fputc(*s, f);
     }
   }
 }
 
 /* EcoTaxa's reader splits on tabs and lines: such bytes become spaces. */
 static void ecotaxa_field(FILE *f, const char *s) {
-  for (; *s; s++) fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, f);
+  for (; *s; s++)
+    fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, f);
 }
 
 static void field(const pc_cli_out *o, const char *s) {
-  if (o->format == PC_CLI_FORMAT_CSV) pc_cli_out_csv_field(o->f, s);
-  else if (o->format == PC_CLI_FORMAT_TSV) tsv_field(o->f, s);
-  else ecotaxa_field(o->f, s);
+  if (o->format == PC_CLI_FORMAT_CSV)
+    pc_cli_out_csv_field(o->f, s);
+  else if (o->format == PC_CLI_FORMAT_TSV)
+    tsv_field(o->f, s);
+  else
+    ecotaxa_field(o->f, s);
 }
 
 static void ecotaxa_column(FILE *f, const char *label) {
@@ -78,7 +93,8 @@ void pc_cli_out_header(const pc_cli_out *o) {
     } else if (o->top_k <= 1) {
       fprintf(f, "%clabel%cprobability", sep, sep);
     } else {
-      for (unsigned k = 1; k <= o->top_k; k++) fprintf(f, "%clabel_%u%cprobability_%u", sep, k, sep, k);
+      for (unsigned k = 1; k <= o->top_k; k++)
+        fprintf(f, "%clabel_%u%cprobability_%u", sep, k, sep, k);
     }
     fputc('\n', f);
   } else if (o->format == PC_CLI_FORMAT_ECOTAXA) {
@@ -90,7 +106,8 @@ void pc_cli_out_header(const pc_cli_out *o) {
       ecotaxa_column(f, o->labels[i]);
     }
     fputs("\n[t]\t[t]\t[t]\t[t]\t[f]\t[f]\t[f]", f);
-    for (size_t i = 0; o->probs && i < o->n_labels; i++) fputs("\t[f]", f);
+    for (size_t i = 0; o->probs && i < o->n_labels; i++)
+      fputs("\t[f]", f);
     fputc('\n', f);
   }
 }
@@ -164,7 +181,8 @@ int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *er
     char sep = o->format == PC_CLI_FORMAT_CSV ? ',' : '\t';
     field(o, r->path);
     if (o->probs) {
-      for (size_t i = 0; i < o->n_labels; i++) fprintf(f, "%c%.9g", sep, (double)c->distribution[i]);
+      for (size_t i = 0; i < o->n_labels; i++)
+        fprintf(f, "%c%.9g", sep, (double)c->distribution[i]);
     } else {
       for (size_t i = 0; i < o->top_k; i++) {
         fputc(sep, f);
@@ -189,8 +207,10 @@ int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *er
     fputc('\t', f);
     field(o, c->top[0].label);
     fputs("\tpredicted\t", f);
-    if (r->width && r->height) fprintf(f, "%u\t%u", r->width, r->height);
-    else fputc('\t', f);
+    if (r->width && r->height)
+      fprintf(f, "%u\t%u", r->width, r->height);
+    else
+      fputc('\t', f);
     fprintf(f, "\t%.9g", (double)c->top[0].probability);
     for (size_t i = 0; o->probs && i < o->n_labels; i++)
       fprintf(f, "\t%.9g", (double)c->distribution[i]);

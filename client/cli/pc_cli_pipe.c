@@ -30,7 +30,7 @@ typedef struct pipe_state {
   slot *ring;
   uint64_t cap, head, next; /* seqs [head, next) hold slots */
   pc_cli_pipe_counts *counts;
-  uint8_t *buf;             /* the file being read */
+  uint8_t *buf; /* the file being read */
   size_t buf_cap;
 } pipe_state;
 
@@ -49,10 +49,17 @@ static void slot_clear(slot *s) {
 
 static void hand_out(pipe_state *p, uint64_t seq) {
   slot *s = &p->ring[seq % p->cap];
-  pc_cli_result r = {.seq = seq, .path = s->path, .tag = s->tag, .error = s->error,
-                     .resp = s->error ? NULL : s->resp, .width = s->w, .height = s->h};
-  if (s->error) p->counts->failed++;
-  else p->counts->ok++;
+  pc_cli_result r = {.seq = seq,
+                     .path = s->path,
+                     .tag = s->tag,
+                     .error = s->error,
+                     .resp = s->error ? NULL : s->resp,
+                     .width = s->w,
+                     .height = s->h};
+  if (s->error)
+    p->counts->failed++;
+  else
+    p->counts->ok++;
   p->o->on_result(p->o->ctx, &r);
   pc_client_response_free(s->resp);
   s->resp = NULL;
@@ -94,9 +101,12 @@ static int read_file(pipe_state *p, const char *path, size_t *len, char **why) {
     return -1;
   }
   const char *bad = NULL;
-  if (S_ISDIR(st.st_mode)) bad = "is a directory";
-  else if (!S_ISREG(st.st_mode)) bad = "is not a regular file";
-  else if (st.st_size == 0) bad = "is empty";
+  if (S_ISDIR(st.st_mode))
+    bad = "is a directory";
+  else if (!S_ISREG(st.st_mode))
+    bad = "is not a regular file";
+  else if (st.st_size == 0)
+    bad = "is empty";
   if (bad) {
     close(fd);
     if (asprintf(why, "%s: %s", path, bad) < 0) *why = NULL;
@@ -166,16 +176,21 @@ static int take_one(pipe_state *p, const pc_cli_source *src, pc_cli_error *err) 
   }
   size_t len = 0;
   char *why = NULL;
-  if (read_file(p, path, &len, &why) != 0) {
+  if (read_file(p, s->path, &len, &why) != 0) {
     s->error = why ? why : dup_msg(NULL);
     finish_slot(p, seq);
     return 1;
   }
   pc_cli_imgsize(p->buf, len, &s->w, &s->h);
   const pc_cli_pipe_options *o = p->o;
-  pc_client_classify_request rq = {.id = seq, .model = o->model, .format = PC_CLIENT_IMAGE_AUTO,
-                                   .data = p->buf, .len = len, .top_k = o->top_k,
-                                   .full_distribution = o->full_distribution, .tta = o->tta};
+  pc_client_classify_request rq = {.id = seq,
+                                   .model = o->model,
+                                   .format = PC_CLIENT_IMAGE_AUTO,
+                                   .data = p->buf,
+                                   .len = len,
+                                   .top_k = o->top_k,
+                                   .full_distribution = o->full_distribution,
+                                   .tta = o->tta};
   pc_client_error e;
   s->state = SLOT_IN_FLIGHT;
   int sr = pc_client_send_classify(p->c, &rq, &e);
@@ -208,8 +223,8 @@ static void collect(pipe_state *p, char *closing, size_t closing_len, double *la
     *last = now_ms();
     uint64_t seq = r->id;
     if (r->status != PC_CLIENT_STATUS_OK) {
-      if (asprintf(&s->error, "%s: %s: %s", s->path, pc_client_status_name(r->status),
-                   r->message) < 0)
+      if (asprintf(&s->error, "%s: %s: %s", s->path, pc_client_status_name(r->status), r->message) <
+          0)
         s->error = dup_msg(NULL);
       pc_client_response_free(r);
     } else {
@@ -282,8 +297,10 @@ int pc_cli_pipe_run(pc_client *c, const pc_cli_pipe_options *o, const pc_cli_sou
   /* Hand out what was answered; count what never will be. */
   for (uint64_t s = p.head; s < p.next; s++) {
     slot *sl = &p.ring[s % p.cap];
-    if (sl->state == SLOT_DONE) hand_out(&p, s);
-    else if (sl->state == SLOT_IN_FLIGHT) counts->unanswered++;
+    if (sl->state == SLOT_DONE)
+      hand_out(&p, s);
+    else if (sl->state == SLOT_IN_FLIGHT)
+      counts->unanswered++;
     slot_clear(sl);
   }
   free(p.ring);

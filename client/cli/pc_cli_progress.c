@@ -20,8 +20,10 @@ void pc_cli_progress_count(pc_cli_progress *p, bool failed) {
 
 static void fmt_duration(char *buf, size_t n, double s) {
   long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+  if (t >= 3600)
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
 void pc_cli_progress_draw(pc_cli_progress *p) {

@@ -97,10 +97,12 @@ static void print_json(const pc_client_stats_result *s) {
           (unsigned long long)s->model_load_failures);
   fputs(",\"uptime_seconds\":", f);
   pc_cli_json_double(f, s->uptime_seconds);
-  fprintf(f, ",\"images\":%llu,\"batches\":%llu,\"images_per_second\":",
-          (unsigned long long)s->images, (unsigned long long)s->batches);
+  fprintf(f,
+          ",\"images\":%llu,\"batches\":%llu,\"images_per_second\":", (unsigned long long)s->images,
+          (unsigned long long)s->batches);
   pc_cli_json_double(f, s->images_per_second);
-  fprintf(f, ",\"queue_depth\":%u,\"in_flight\":%u,\"connections\":%u,\"connections_total\":%llu"
+  fprintf(f,
+          ",\"queue_depth\":%u,\"in_flight\":%u,\"connections\":%u,\"connections_total\":%llu"
           ",\"broken_frames\":%llu,\"requests\":{",
           s->queue_depth, s->in_flight, s->connections, (unsigned long long)s->connections_total,
           (unsigned long long)s->broken_frames);
@@ -124,7 +126,8 @@ static void print_json(const pc_client_stats_result *s) {
       pc_cli_json_double(f, h->bounds[b]);
     }
     fputs("],\"counts\":[", f);
-    for (size_t b = 0; b < h->n_bounds; b++) fprintf(f, "%s%llu", b ? "," : "", (unsigned long long)h->counts[b]);
+    for (size_t b = 0; b < h->n_bounds; b++)
+      fprintf(f, "%s%llu", b ? "," : "", (unsigned long long)h->counts[b]);
     fputs("]}", f);
   }
   fputs("}}\n", f);
@@ -136,7 +139,8 @@ int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv) {
   int json = 0, c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-    if (c == 'J') json = 1;
+    if (c == 'J')
+      json = 1;
     else if (c == 'h') {
       pc_cli_stats_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 
 typedef struct dir_frame {
-  char *dir;      /* the folder's path, no trailing '/' (except "/") */
-  char **names;   /* sorted entries still to visit */
+  char *dir;    /* the folder's path, no trailing '/' (except "/") */
+  char **names; /* sorted entries still to visit */
   size_t n, pos;
 } dir_frame;
 
@@ -18,11 +18,11 @@ struct pc_cli_walk {
   char *const *args;
   int n_args, next_arg;
   FILE *list;
-  int reading_list;          /* inside a `-` argument */
+  int reading_list; /* inside a `-` argument */
   dir_frame stack[PC_CLI_WALK_MAX_DEPTH];
   int depth;
-  char *path;                /* the path handed out last */
-  char *line;                /* getline buffer */
+  char *path; /* the path handed out last */
+  char *line; /* getline buffer */
   size_t line_cap;
 };
 
@@ -43,7 +43,8 @@ int pc_cli_walk_open(char *const *args, int n, FILE *list, pc_cli_walk **out, pc
 }
 
 static void frame_free(dir_frame *f) {
-  for (size_t i = f->pos; i < f->n; i++) free(f->names[i]);
+  for (size_t i = f->pos; i < f->n; i++)
+    free(f->names[i]);
   free(f->names);
   free(f->dir);
   memset(f, 0, sizeof *f);
@@ -51,7 +52,8 @@ static void frame_free(dir_frame *f) {
 
 void pc_cli_walk_free(pc_cli_walk *w) {
   if (!w) return;
-  while (w->depth > 0) frame_free(&w->stack[--w->depth]);
+  while (w->depth > 0)
+    frame_free(&w->stack[--w->depth]);
   free(w->path);
   free(w->line);
   free(w);
@@ -64,11 +66,9 @@ static int cmp_names(const void *a, const void *b) {
 static char *join(const char *dir, const char *name) {
   size_t dl = strlen(dir), nl = strlen(name);
   int slash = dl > 0 && dir[dl - 1] != '/';
-  char *p = malloc(dl + (size_t)slash + nl + 1);
-  if (!p) return NULL;
-  memcpy(p, dir, dl);
-  if (slash) p[dl] = '/';
-  memcpy(p + dl + slash, name, nl + 1);
+  const size_t size = dl + (size_t)slash + nl + 1;
+  char *p = malloc(size);
+  if (p) snprintf(p, size, "%s%s%s", dir, slash ? "/" : "", name);
   return p;
 }
 
@@ -97,10 +97,13 @@ static int push_dir(pc_cli_walk *w, const char *dir, pc_cli_error *err) {
       }
       f.names = nn;
     }
-    if (!(f.names[f.n] = strdup(e->d_name))) rc = -1;
-    else f.n++;
+    if (!(f.names[f.n] = strdup(e->d_name)))
+      rc = -1;
+    else
+      f.n++;
   }
-  if (rc == 0 && errno) rc = pc_cli_fail(err, 1, "%s: cannot read directory: %s", dir, strerror(errno));
+  if (rc == 0 && errno)
+    rc = pc_cli_fail(err, 1, "%s: cannot read directory: %s", dir, strerror(errno));
   closedir(d);
   if (rc != 0) {
     frame_free(&f);
@@ -196,7 +199,8 @@ int pc_cli_walk_next(pc_cli_walk *w, const char **path, pc_cli_error *err) {
         w->reading_list = 0;
         continue;
       }
-      while (len > 0 && (w->line[len - 1] == '\n' || w->line[len - 1] == '\r')) w->line[--len] = '\0';
+      while (len > 0 && (w->line[len - 1] == '\n' || w->line[len - 1] == '\r'))
+        w->line[--len] = '\0';
       if (len == 0) continue;
       rc = visit_named(w, w->line, path, err);
       if (rc != PC_CLI_WALK_END) return rc;
@@ -218,12 +222,13 @@ long pc_cli_walk_count(char *const *args, int n) {
   for (int i = 0; i < n; i++)
     if (!strcmp(args[i], "-")) return -1;
   pc_cli_walk *w = NULL;
-  if (pc_cli_walk_open(args, n, NULL, &w, NULL) != 0) return -1;
+  if (pc_cli_walk_open(args, n, NULL, &w, NULL) != 0 || !w) return -1;
   long count = 0;
   const char *p;
   int rc;
   pc_cli_error err;
-  while ((rc = pc_cli_walk_next(w, &p, &err)) > 0) count++;
+  while ((rc = pc_cli_walk_next(w, &p, &err)) > 0)
+    count++;
   pc_cli_walk_free(w);
   return rc < 0 ? -1 : count;
 }

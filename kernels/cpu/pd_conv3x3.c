@@ -5,7 +5,7 @@
 
 /* Blocks of tiles are sized so that a block's V and M (36 * ntpad * (c + k)
  * floats) stay within this many bytes, about half of a Zen 4 core's L2. */
-#define PD_CONV3X3_BLOCK_BYTES (512u * 1024u)
+#define PD_CONV3X3_BLOCK_BYTES ((size_t)512 * 1024)
 #define PD_CONV3X3_MIN_ROWS 16
 #define PD_CONV3X3_MAX_ROWS 512
 
@@ -24,7 +24,9 @@ int pd_conv3x3_applies(const pd_layer *l) {
          l->in.h == l->out.h && l->in.w == l->out.w && l->in.views == l->out.views;
 }
 
-int pd_conv3x3_uses_winograd(const pd_layer *l) { return l->in.c > PD_CONV3X3_DIRECT_MAX_C; }
+int pd_conv3x3_uses_winograd(const pd_layer *l) {
+  return l->in.c > PD_CONV3X3_DIRECT_MAX_C;
+}
 
 size_t pd_conv3x3_weights_floats(const pd_layer *l) {
   return (pd_conv3x3_uses_winograd(l) ? 36u : 9u) * (size_t)l->in.c * l->filters;
@@ -45,7 +47,8 @@ void pd_conv3x3_prepare_weights(const pd_layer *l, float *u) {
   if (!pd_conv3x3_uses_winograd(l)) {
     /* D[(i * 3 + j) * C + c][k] = weight[k][i][j][c] */
     for (int k = 0; k < K; k++)
-      for (int t = 0; t < 9 * C; t++) u[(size_t)t * K + k] = l->weight[(size_t)k * 9 * C + t];
+      for (int t = 0; t < 9 * C; t++)
+        u[(size_t)t * K + k] = l->weight[(size_t)k * 9 * C + t];
     return;
   }
   for (int k = 0; k < K; k++)
@@ -53,7 +56,8 @@ void pd_conv3x3_prepare_weights(const pd_layer *l, float *u) {
       /* g[i][j] = weight[k][i][j][c] (OHWI) */
       double g[3][3], t[6][3];
       for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) g[i][j] = l->weight[(((size_t)k * 3 + i) * 3 + j) * C + c];
+        for (int j = 0; j < 3; j++)
+          g[i][j] = l->weight[(((size_t)k * 3 + i) * 3 + j) * C + c];
       for (int a = 0; a < 6; a++)
         for (int j = 0; j < 3; j++)
           t[a][j] = wino_g[a][0] * g[0][j] + wino_g[a][1] * g[1][j] + wino_g[a][2] * g[2][j];
@@ -73,7 +77,9 @@ static pd_conv3x3_geom wino_geom(const pd_layer *l) {
   return g;
 }
 
-static int round_up(int x, int a) { return (x + a - 1) / a * a; }
+static int round_up(int x, int a) {
+  return (x + a - 1) / a * a;
+}
 
 /* Rows (tiles) per block, a multiple of PD_CONV3X3_ROW_ALIGN. */
 static int wino_block_rows(const pd_conv3x3_geom *g) {
@@ -109,7 +115,8 @@ void pd_conv3x3_run(const pd_conv3x3_kernels *kern, const pd_layer *l, const flo
   float *v = scratch;
   float *m = v + 36 * pd_conv3x3_plane(rows, g.c);
   float *zeros = m + 36 * pd_conv3x3_plane(rows, g.k);
-  for (int i = 0; i < g.c + 16; i++) zeros[i] = 0.0f;
+  for (int i = 0; i < g.c + 16; i++)
+    zeros[i] = 0.0f;
   for (int t0 = 0; t0 < tiles; t0 += rows) {
     int nt = tiles - t0 < rows ? tiles - t0 : rows;
     int ntpad = round_up(nt, PD_CONV3X3_ROW_ALIGN);

@@ -20,37 +20,66 @@
 typedef float v8 __attribute__((vector_size(32)));
 typedef int vi8 __attribute__((vector_size(32)));
 
-#define LD8(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
-#define ST8(p, v) do { v8 s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
+/* Vector loads and stores through memcpy (no alignment assumed); macros, as
+ * a function returning a vector by value changes the ABI where AVX is off. */
+#define LD8(p)                                                                                     \
+  ({                                                                                               \
+    v8 v_;                                                                                         \
+    memcpy(&v_, (p), sizeof v_);                                                                   \
+    v_;                                                                                            \
+  })
+#define ST8(p, v)                                                                                  \
+  do {                                                                                             \
+    v8 s_ = (v);                                                                                   \
+    memcpy((p), &s_, sizeof s_);                                                                   \
+  } while (0)
 /* n < 8 lanes: the rest read as zero, written nowhere. */
-#define LDN(p, n) ({ v8 v_ = {0}; memcpy(&v_, (p), (size_t)(n) * sizeof(float)); v_; })
-#define STN(p, v, n) do { v8 s_ = (v); memcpy((p), &s_, (size_t)(n) * sizeof(float)); } while (0)
+#define LDN(p, n)                                                                                  \
+  ({                                                                                               \
+    v8 v_ = {0};                                                                                   \
+    memcpy(&v_, (p), (size_t)(n) * sizeof(float));                                                 \
+    v_;                                                                                            \
+  })
+#define STN(p, v, n)                                                                               \
+  do {                                                                                             \
+    v8 s_ = (v);                                                                                   \
+    memcpy((p), &s_, (size_t)(n) * sizeof(float));                                                 \
+  } while (0)
+/* n lanes (1..8), with whole-vector moves where n == 8 (the common case). */
+#define LD_LANES(p, n) ((n) == 8 ? LD8(p) : LDN((p), (n)))
+#define ST_LANES(p, v, n)                                                                          \
+  do {                                                                                             \
+    if ((n) == 8)                                                                                  \
+      ST8((p), (v));                                                                               \
+    else                                                                                           \
+      STN((p), (v), (n));                                                                          \
+  } while (0)
+
+#define PD_KERN_INLINE static inline __attribute__((always_inline))
 
 /* B^T of F(4, 3) applied to x0..x5 (one column of the 6 x 6 tile). */
-#define WINO_BT(x, y)                                                 \
-  do {                                                                \
-    v8 a_ = x[4] - x[2], b_ = x[3] - x[1];                            \
-    y[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];                          \
-    y[1] = x[3] + x[4] - 4.0f * (x[1] + x[2]);                        \
-    y[2] = 4.0f * (x[1] - x[2]) + x[4] - x[3];                        \
-    y[3] = a_ + 2.0f * b_;                                            \
-    y[4] = a_ - 2.0f * b_;                                            \
-    y[5] = 4.0f * x[1] - 5.0f * x[3] + x[5];                          \
-  } while (0)
+PD_KERN_INLINE void wino_bt(const v8 x[6], v8 y[6]) {
+  v8 a = x[4] - x[2], b = x[3] - x[1];
+  y[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];
+  y[1] = x[3] + x[4] - 4.0f * (x[1] + x[2]);
+  y[2] = 4.0f * (x[1] - x[2]) + x[4] - x[3];
+  y[3] = a + 2.0f * b;
+  y[4] = a - 2.0f * b;
+  y[5] = 4.0f * x[1] - 5.0f * x[3] + x[5];
+}
 
 /* A^T of F(4, 3): 6 values to 4. */
-#define WINO_AT(m, o)                                                 \
-  do {                                                                \
-    v8 s12_ = m[1] + m[2], d12_ = m[1] - m[2];                        \
-    v8 s34_ = m[3] + m[4], d34_ = m[3] - m[4];                        \
-    o[0] = m[0] + s12_ + s34_;                                        \
-    o[1] = d12_ + 2.0f * d34_;                                        \
-    o[2] = s12_ + 4.0f * s34_;                                        \
-    o[3] = d12_ + 8.0f * d34_ + m[5];                                 \
-  } while (0)
+PD_KERN_INLINE void wino_at(const v8 m[6], v8 o[4]) {
+  v8 s12 = m[1] + m[2], d12 = m[1] - m[2];
+  v8 s34 = m[3] + m[4], d34 = m[3] - m[4];
+  o[0] = m[0] + s12 + s34;
+  o[1] = d12 + 2.0f * d34;
+  o[2] = s12 + 4.0f * s34;
+  o[3] = d12 + 8.0f * d34 + m[5];
+}
 
-static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t0, int nt, int ntpad,
-                                float *v, const float *zeros) {
+static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t0, int nt,
+                                int ntpad, float *v, const float *zeros) {
   const int C = g->c, H = g->h, W = g->w;
   const size_t plane = pd_conv3x3_plane(ntpad, C); /* floats per Winograd point */
   const int per_view = g->tiles_y * g->tiles_x;
@@ -70,20 +99,22 @@ static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t
     for (int c = 0; c < C; c += 8) {
       const int n = C - c < 8 ? C - c : 8;
       v8 d[6][6], t6[6][6];
-      for (int i = 0; i < 36; i++) d[i / 6][i % 6] = n == 8 ? LD8(p[i] + c) : LDN(p[i] + c, n);
+      for (int i = 0; i < 36; i++)
+        d[i / 6][i % 6] = LD_LANES(p[i] + c, n);
       for (int j = 0; j < 6; j++) {
         v8 x[6], y[6];
-        for (int i = 0; i < 6; i++) x[i] = d[i][j];
-        WINO_BT(x, y);
-        for (int i = 0; i < 6; i++) t6[i][j] = y[i];
+        for (int i = 0; i < 6; i++)
+          x[i] = d[i][j];
+        wino_bt(x, y);
+        for (int i = 0; i < 6; i++)
+          t6[i][j] = y[i];
       }
       for (int i = 0; i < 6; i++) {
         v8 y[6];
-        WINO_BT(t6[i], y);
+        wino_bt(t6[i], y);
         for (int j = 0; j < 6; j++) {
           float *o = dst + (size_t)(i * 6 + j) * plane + c;
-          if (n == 8) ST8(o, y[j]);
-          else STN(o, y[j], n);
+          ST_LANES(o, y[j], n);
         }
       }
     }
@@ -95,25 +126,28 @@ static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t
 
 /* M (rows x K) = V (rows x C) * U (C x K) for one Winograd point, in
  * register blocks of RB rows x NV vectors of 8 columns. rows % RB == 0. */
-#define WINO_GEMM_BLOCK(NAME, RB, NV)                                                   \
-  static void NAME(int rows, int C, int K, int k0, const float *v, const float *u,      \
-                   float *m) {                                                          \
-    for (int r0 = 0; r0 < rows; r0 += RB) {                                             \
-      v8 acc[RB][NV];                                                                   \
-      for (int r = 0; r < RB; r++)                                                      \
-        for (int q = 0; q < NV; q++) acc[r][q] = (v8){0};                               \
-      const float *vr = v + (size_t)r0 * C;                                             \
-      for (int c = 0; c < C; c++) {                                                     \
-        v8 w[NV];                                                                       \
-        for (int q = 0; q < NV; q++) w[q] = LD8(u + (size_t)c * K + k0 + 8 * q);        \
-        for (int r = 0; r < RB; r++) {                                                  \
-          v8 b = (v8){0} + vr[(size_t)r * C + c];                                       \
-          for (int q = 0; q < NV; q++) acc[r][q] += b * w[q];                           \
-        }                                                                               \
-      }                                                                                 \
-      for (int r = 0; r < RB; r++)                                                      \
-        for (int q = 0; q < NV; q++) ST8(m + (size_t)(r0 + r) * K + k0 + 8 * q, acc[r][q]); \
-    }                                                                                   \
+#define WINO_GEMM_BLOCK(NAME, RB, NV)                                                              \
+  static void NAME(int rows, int C, int K, int k0, const float *v, const float *u, float *m) {     \
+    for (int r0 = 0; r0 < rows; r0 += (RB)) {                                                      \
+      v8 acc[(RB)][(NV)];                                                                          \
+      for (int r = 0; r < (RB); r++)                                                               \
+        for (int q = 0; q < (NV); q++)                                                             \
+          acc[r][q] = (v8){0};                                                                     \
+      const float *vr = v + (size_t)r0 * C;                                                        \
+      for (int c = 0; c < C; c++) {                                                                \
+        v8 w[(NV)];                                                                                \
+        for (int q = 0; q < (NV); q++)                                                             \
+          w[q] = LD8(u + (size_t)c * K + (size_t)(k0 + 8 * q));                                    \
+        for (int r = 0; r < (RB); r++) {                                                           \
+          v8 b = (v8){0} + vr[(size_t)r * C + c];                                                  \
+          for (int q = 0; q < (NV); q++)                                                           \
+            acc[r][q] += b * w[q];                                                                 \
+        }                                                                                          \
+      }                                                                                            \
+      for (int r = 0; r < (RB); r++)                                                               \
+        for (int q = 0; q < (NV); q++)                                                             \
+          ST8(m + (size_t)(r0 + r) * K + (size_t)(k0 + 8 * q), acc[r][q]);                         \
+    }                                                                                              \
   }
 
 WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r8_v4), 8, 4)
@@ -121,12 +155,13 @@ WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r16_v2), 16, 2)
 WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r16_v1), 16, 1)
 
 /* Columns that are not a multiple of 8: plain loops. */
-static void WINO_FN(wino_gemm_tail)(int rows, int C, int K, int k0, const float *v,
-                                    const float *u, float *m) {
+static void WINO_FN(wino_gemm_tail)(int rows, int C, int K, int k0, const float *v, const float *u,
+                                    float *m) {
   for (int r = 0; r < rows; r++)
     for (int k = k0; k < K; k++) {
       float s = 0.0f;
-      for (int c = 0; c < C; c++) s += v[(size_t)r * C + c] * u[(size_t)c * K + k];
+      for (int c = 0; c < C; c++)
+        s += v[(size_t)r * C + c] * u[(size_t)c * K + k];
       m[(size_t)r * K + k] = s;
     }
 }
@@ -139,15 +174,19 @@ static void WINO_FN(wino_gemm)(const pd_conv3x3_geom *g, int ntpad, const float 
     const float *ux = u + (size_t)xi * C * K;
     float *mx = m + (size_t)xi * pd_conv3x3_plane(ntpad, K);
     int k0 = 0;
-    for (; k0 + 32 <= K; k0 += 32) WINO_FN(wino_gemm_r8_v4)(ntpad, C, K, k0, vx, ux, mx);
-    for (; k0 + 16 <= K; k0 += 16) WINO_FN(wino_gemm_r16_v2)(ntpad, C, K, k0, vx, ux, mx);
-    for (; k0 + 8 <= K; k0 += 8) WINO_FN(wino_gemm_r16_v1)(ntpad, C, K, k0, vx, ux, mx);
+    for (; k0 + 32 <= K; k0 += 32)
+      WINO_FN(wino_gemm_r8_v4)(ntpad, C, K, k0, vx, ux, mx);
+    for (; k0 + 16 <= K; k0 += 16)
+      WINO_FN(wino_gemm_r16_v2)(ntpad, C, K, k0, vx, ux, mx);
+    for (; k0 + 8 <= K; k0 += 8)
+      WINO_FN(wino_gemm_r16_v1)(ntpad, C, K, k0, vx, ux, mx);
     if (k0 < K) WINO_FN(wino_gemm_tail)(ntpad, C, K, k0, vx, ux, mx);
   }
 }
 
-static void WINO_FN(wino_output)(const pd_conv3x3_geom *g, const float *m, int t0, int nt, int ntpad,
-                                 const float *bias, pd_activation act, float slope, float *out) {
+static void WINO_FN(wino_output)(const pd_conv3x3_geom *g, const float *m, int t0, int nt,
+                                 int ntpad, const float *bias, pd_activation act, float slope,
+                                 float *out) {
   const int K = g->k, H = g->h, W = g->w;
   const size_t plane = pd_conv3x3_plane(ntpad, K);
   const int per_view = g->tiles_y * g->tiles_x;
@@ -165,18 +204,20 @@ static void WINO_FN(wino_output)(const pd_conv3x3_geom *g, const float *m, int t
       v8 mm[6][6], t4[4][6];
       for (int i = 0; i < 36; i++) {
         const float *q = src + (size_t)i * plane + k;
-        mm[i / 6][i % 6] = n == 8 ? LD8(q) : LDN(q, n);
+        mm[i / 6][i % 6] = LD_LANES(q, n);
       }
       for (int j = 0; j < 6; j++) {
         v8 x[6], y[4];
-        for (int i = 0; i < 6; i++) x[i] = mm[i][j];
-        WINO_AT(x, y);
-        for (int i = 0; i < 4; i++) t4[i][j] = y[i];
+        for (int i = 0; i < 6; i++)
+          x[i] = mm[i][j];
+        wino_at(x, y);
+        for (int i = 0; i < 4; i++)
+          t4[i][j] = y[i];
       }
-      v8 b = n == 8 ? LD8(bias + k) : LDN(bias + k, n);
+      v8 b = LD_LANES(bias + k, n);
       for (int i = 0; i < ny; i++) {
         v8 y[4];
-        WINO_AT(t4[i], y);
+        wino_at(t4[i], y);
         for (int j = 0; j < nx; j++) {
           v8 o = y[j] + b;
           if (leaky) {
@@ -184,24 +225,22 @@ static void WINO_FN(wino_output)(const pd_conv3x3_geom *g, const float *m, int t
             o = (v8)((pos & (vi8)o) | (~pos & (vi8)(o * vslope)));
           }
           float *dst = map + ((size_t)(oy0 + i) * W + ox0 + j) * K + k;
-          if (n == 8) ST8(dst, o);
-          else STN(dst, o, n);
+          ST_LANES(dst, o, n);
         }
       }
     }
   }
 }
 
-
 /* Direct 3x3 convolution for few input channels (the first layers): each
  * output pixel is 9 * C broadcasts times K / 8 weight vectors, four pixels
  * at a time in the interior so a weight load serves four FMAs. */
-#define DIRECT_ACT(o)                                                           \
-  do {                                                                          \
-    if (leaky) {                                                                \
-      vi8 pos_ = (o) > zero;                                                    \
-      (o) = (v8)((pos_ & (vi8)(o)) | (~pos_ & (vi8)((o) * vslope)));            \
-    }                                                                           \
+#define DIRECT_ACT(o)                                                                              \
+  do {                                                                                             \
+    if (leaky) {                                                                                   \
+      vi8 pos_ = (o) > zero;                                                                       \
+      (o) = (v8)((pos_ & (vi8)(o)) | (~pos_ & (vi8)((o)*vslope)));                                 \
+    }                                                                                              \
   } while (0)
 
 static void WINO_FN(direct_pixel)(const pd_conv3x3_geom *g, const float *map, int y, int x,
@@ -209,7 +248,7 @@ static void WINO_FN(direct_pixel)(const pd_conv3x3_geom *g, const float *map, in
                                   float slope, float *dst) {
   const int C = g->c, K = g->k;
   const v8 zero = {0}, vslope = (v8){0} + slope;
-  v8 acc = n == 8 ? LD8(bias + k) : LDN(bias + k, n);
+  v8 acc = LD_LANES(bias + k, n);
   for (int i = 0; i < 3; i++) {
     int iy = y + i - 1;
     if (iy < 0 || iy >= g->h) continue;
@@ -219,14 +258,13 @@ static void WINO_FN(direct_pixel)(const pd_conv3x3_geom *g, const float *map, in
       const float *px = map + ((size_t)iy * g->w + ix) * C;
       const float *dw = d + (size_t)(i * 3 + j) * C * K + k;
       for (int c = 0; c < C; c++) {
-        v8 w = n == 8 ? LD8(dw + (size_t)c * K) : LDN(dw + (size_t)c * K, n);
+        v8 w = LD_LANES(dw + (size_t)c * K, n);
         acc += ((v8){0} + px[c]) * w;
       }
     }
   }
   DIRECT_ACT(acc);
-  if (n == 8) ST8(dst, acc);
-  else STN(dst, acc, n);
+  ST_LANES(dst, acc, n);
 }
 
 static void WINO_FN(wino_direct)(const pd_conv3x3_geom *g, const float *in, const float *d,
@@ -239,7 +277,7 @@ static void WINO_FN(wino_direct)(const pd_conv3x3_geom *g, const float *in, cons
     float *omap = out + (size_t)view * H * W * K;
     for (int k = 0; k < K; k += 8) {
       const int n = K - k < 8 ? K - k : 8;
-      const v8 b = n == 8 ? LD8(bias + k) : LDN(bias + k, n);
+      const v8 b = LD_LANES(bias + k, n);
       for (int y = 0; y < H; y++) {
         float *orow = omap + (size_t)y * W * K + k;
         int x = 0;
@@ -268,8 +306,7 @@ static void WINO_FN(wino_direct)(const pd_conv3x3_geom *g, const float *in, cons
           }
         }
         for (; x < W; x++)
-          WINO_FN(direct_pixel)(g, map, y, x, d, k, n, bias, leaky, slope,
-                                orow + (size_t)x * K);
+          WINO_FN(direct_pixel)(g, map, y, x, d, k, n, bias, leaky, slope, orow + (size_t)x * K);
       }
     }
   }

@@ -27,11 +27,11 @@ typedef struct cpu_backend {
 } cpu_backend;
 
 typedef struct cpu_workspace {
-  float *img_a, *img_b;     /* one image through the spatial layers */
-  float *chunk_a, *chunk_b; /* the slice through the remaining layers */
-  float *head_in;           /* the slice's concatenated branch outputs */
-  float *col;               /* im2col block */
-  float *wino;              /* pd_conv3x3 scratch (Winograd V and M blocks) */
+  float *img_a, *img_b;                /* one image through the spatial layers */
+  float *chunk_a, *chunk_b;            /* the slice through the remaining layers */
+  float *head_in;                      /* the slice's concatenated branch outputs */
+  float *col;                          /* im2col block */
+  float *wino;                         /* pd_conv3x3 scratch (Winograd V and M blocks) */
   double seconds[PD_LAYER_KIND_COUNT]; /* profile: time per layer kind */
 } cpu_workspace;
 
@@ -68,7 +68,9 @@ static int branch_split(const pd_branch *b) {
   return b->n_layers;
 }
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
 
 static size_t layers_max_len(const pd_layer *layers, int from, int to) {
   size_t m = 0;
@@ -108,8 +110,7 @@ static int workspace_alloc(cpu_plan *p, cpu_workspace *ws) {
   ws->head_in = alloc_floats((size_t)m->head_in * p->chunk);
   ws->col = alloc_floats(p->col_cap);
   ws->wino = alloc_floats(p->wino_cap);
-  return ws->img_a && ws->img_b && ws->chunk_a && ws->chunk_b && ws->head_in && ws->col &&
-                 ws->wino
+  return ws->img_a && ws->img_b && ws->chunk_a && ws->chunk_b && ws->head_in && ws->col && ws->wino
              ? 0
              : -1;
 }
@@ -169,8 +170,8 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
     const size_t row = pd_shape_len(br->layers[split - 1].out);
     for (int i = 0; i < count; i++) {
       memcpy(ws->img_a, input + (size_t)i * in_len, in_len * sizeof(float));
-      float *r = run_layers(p, ws, br->layers, p->wino_u[b], 0, split, 1, ws->img_a, ws->img_a,
-                            ws->img_b);
+      float *r =
+          run_layers(p, ws, br->layers, p->wino_u[b], 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
       memcpy(ws->chunk_a + (size_t)i * row, r, row * sizeof(float));
     }
     cur = ws->chunk_a;
@@ -179,7 +180,8 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
                    ws->chunk_b);
 
   int offset = 0;
-  for (int i = 0; i < b; i++) offset += m->branches[i].out.c;
+  for (int i = 0; i < b; i++)
+    offset += m->branches[i].out.c;
   const int width = br->out.c;
   for (int i = 0; i < count; i++)
     memcpy(ws->head_in + (size_t)i * m->head_in + offset, cur + (size_t)i * width,
@@ -193,7 +195,8 @@ static void run_slice(cpu_plan *p, int worker) {
   const int count = (int)((long)n * (worker + 1) / p->threads) - first;
   if (count <= 0) return;
   cpu_workspace *ws = &p->ws[worker];
-  for (int b = 0; b < m->n_branches; b++) run_branch(p, ws, b, first, count);
+  for (int b = 0; b < m->n_branches; b++)
+    run_branch(p, ws, b, first, count);
   float *out = run_layers(p, ws, m->head, p->wino_u[PD_MAX_BRANCHES], 0, m->n_head, count,
                           ws->head_in, ws->chunk_a, ws->chunk_b);
   memcpy(p->probs + (size_t)first * m->n_classes, out,
@@ -212,7 +215,8 @@ static void *worker_main(void *arg) {
   unsigned long seen = 0;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->stopping && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+    while (!p->stopping && p->generation == seen)
+      pthread_cond_wait(&p->start, &p->mu);
     if (p->stopping) break;
     seen = p->generation;
     pthread_mutex_unlock(&p->mu);
@@ -239,7 +243,8 @@ static int cpu_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *er
   run_slice(p, 0);
 
   pthread_mutex_lock(&p->mu);
-  while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+  while (p->pending > 0)
+    pthread_cond_wait(&p->done, &p->mu);
   p->batch = NULL;
   p->probs = NULL;
   pthread_mutex_unlock(&p->mu);
@@ -261,10 +266,12 @@ static void cpu_plan_destroy(pd_plan *plan) {
     free(p->tids);
   }
   if (p->ws)
-    for (int t = 0; t < p->threads; t++) workspace_free(&p->ws[t]);
+    for (int t = 0; t < p->threads; t++)
+      workspace_free(&p->ws[t]);
   free(p->ws);
   for (int b = 0; b <= PD_MAX_BRANCHES; b++)
-    for (int i = 0; i < PD_MAX_LAYERS; i++) free(p->wino_u[b][i]);
+    for (int i = 0; i < PD_MAX_LAYERS; i++)
+      free(p->wino_u[b][i]);
   pthread_cond_destroy(&p->start);
   pthread_cond_destroy(&p->done);
   pthread_mutex_destroy(&p->mu);
@@ -359,7 +366,9 @@ static int cpu_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_
   return PD_OK;
 }
 
-static void cpu_destroy(pd_backend *be) { free(be); }
+static void cpu_destroy(pd_backend *be) {
+  free(be);
+}
 
 static const pd_backend_ops cpu_ops = {
     .name = "cpu",
@@ -394,6 +403,7 @@ void pd_cpu_plan_layer_seconds(const pd_plan *plan, double *seconds) {
   const cpu_plan *p = (const cpu_plan *)plan;
   for (int k = 0; k < PD_LAYER_KIND_COUNT; k++) {
     seconds[k] = 0.0;
-    for (int t = 0; t < p->threads; t++) seconds[k] += p->ws[t].seconds[k];
+    for (int t = 0; t < p->threads; t++)
+      seconds[k] += p->ws[t].seconds[k];
   }
 }

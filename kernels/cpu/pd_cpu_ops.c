@@ -7,9 +7,15 @@
 
 /* ---- the dihedral group ---- */
 
-static int d4_f(int v) { return v >> 2; }
-static int d4_r(int v) { return v & 3; }
-static int d4_make(int f, int r) { return (f << 2) | (((r % 4) + 4) % 4); }
+static int d4_f(int v) {
+  return v >> 2;
+}
+static int d4_r(int v) {
+  return v & 3;
+}
+static int d4_make(int f, int r) {
+  return (f << 2) | (((r % 4) + 4) % 4);
+}
 
 int pd_d4_mul(int a, int b) {
   /* R^ra F^fa R^rb F^fb = R^(ra + (fa ? -rb : rb)) F^(fa ^ fb), since F R = R^-1 F. */
@@ -37,7 +43,8 @@ void pd_d4_src(int v, int n, int y, int x, int *sy, int *sx) {
 /* ---- element-wise ---- */
 
 void pd_cpu_leaky_relu(float *x, size_t n, float slope) {
-  for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
+  for (size_t i = 0; i < n; i++)
+    x[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
 }
 
 void pd_cpu_bias_act(float *x, size_t rows, int cols, const float *bias, pd_activation act,
@@ -50,7 +57,8 @@ void pd_cpu_bias_act(float *x, size_t rows, int cols, const float *bias, pd_acti
         row[c] = v > 0.0f ? v : v * slope;
       }
     } else {
-      for (int c = 0; c < cols; c++) row[c] += bias[c];
+      for (int c = 0; c < cols; c++)
+        row[c] += bias[c];
     }
   }
 }
@@ -59,14 +67,16 @@ void pd_cpu_softmax(float *x, size_t rows, int cols) {
   for (size_t r = 0; r < rows; r++) {
     float *row = x + r * (size_t)cols;
     float max = -FLT_MAX;
-    for (int c = 0; c < cols; c++) max = row[c] > max ? row[c] : max;
+    for (int c = 0; c < cols; c++)
+      max = row[c] > max ? row[c] : max;
     double sum = 0.0;
     for (int c = 0; c < cols; c++) {
       row[c] = expf(row[c] - max);
       sum += row[c];
     }
     float inv = (float)(1.0 / sum);
-    for (int c = 0; c < cols; c++) row[c] *= inv;
+    for (int c = 0; c < cols; c++)
+      row[c] *= inv;
   }
 }
 
@@ -112,7 +122,8 @@ static void im2col_block(const pd_layer *l, const float *in, size_t r0, size_t r
           if (ix < 0 || ix >= W)
             memset(dst + (size_t)kx * C, 0, (size_t)C * sizeof(float));
           else
-            memcpy(dst + (size_t)kx * C, src + ((size_t)iy * W + ix) * C, (size_t)C * sizeof(float));
+            memcpy(dst + (size_t)kx * C, src + ((size_t)iy * W + ix) * C,
+                   (size_t)C * sizeof(float));
         }
       }
     }
@@ -125,8 +136,8 @@ void pd_cpu_conv(const pd_layer *l, int images, const float *in, float *out, flo
   const size_t K = (size_t)l->kernel * l->kernel * l->in.c;
   const size_t total = (size_t)images * l->out.views * l->out.h * l->out.w;
   if (conv_is_pointwise(l)) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total, O, (int)K, 1.0f, in,
-                (int)K, l->weight, (int)K, 0.0f, out, O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total, O, (int)K, 1.0f, in, (int)K,
+                l->weight, (int)K, 0.0f, out, O);
     pd_cpu_bias_act(out, total, O, l->bias, l->activation, l->slope);
     return;
   }
@@ -144,8 +155,8 @@ void pd_cpu_conv(const pd_layer *l, int images, const float *in, float *out, flo
 void pd_cpu_dense(const pd_layer *l, int images, const float *in, float *out) {
   const int rows = images * l->in.views;
   const int K = l->in.h * l->in.w * l->in.c, N = l->units;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, N, K, 1.0f, in, K, l->weight, K,
-              0.0f, out, N);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, N, K, 1.0f, in, K, l->weight, K, 0.0f,
+              out, N);
   pd_cpu_bias_act(out, (size_t)rows, N, l->bias, l->activation, l->slope);
 }
 
@@ -161,11 +172,12 @@ void pd_cpu_maxpool(const pd_layer *l, int images, const float *in, float *out) 
     for (int oy = 0; oy < OH; oy++) {
       for (int ox = 0; ox < OW; ox++) {
         float *o = dst + ((size_t)oy * OW + ox) * C;
-        memcpy(o, src + ((size_t)(oy * s) * W + ox * s) * C, (size_t)C * sizeof(float));
+        memcpy(o, src + ((size_t)oy * s * W + (size_t)ox * s) * C, (size_t)C * sizeof(float));
         for (int ky = 0; ky < k; ky++) {
           for (int kx = 0; kx < k; kx++) {
             const float *p = src + ((size_t)(oy * s + ky) * W + (ox * s + kx)) * C;
-            for (int c = 0; c < C; c++) o[c] = p[c] > o[c] ? p[c] : o[c];
+            for (int c = 0; c < C; c++)
+              o[c] = p[c] > o[c] ? p[c] : o[c];
           }
         }
       }
@@ -247,8 +259,10 @@ void pd_cpu_maxout(const pd_layer *l, int images, const float *in, float *out) {
     const float *src = in + r * C;
     float *dst = out + r * OC;
     for (int j = 0; j < OC; j++) {
-      float m = src[j * p];
-      for (int q = 1; q < p; q++) m = src[j * p + q] > m ? src[j * p + q] : m;
+      const float *unit = src + (size_t)j * p;
+      float m = unit[0];
+      for (int q = 1; q < p; q++)
+        m = unit[q] > m ? unit[q] : m;
       dst[j] = m;
     }
   }
@@ -260,32 +274,53 @@ void pd_cpu_global_avg_pool(const pd_layer *l, int images, const float *in, floa
   for (size_t m = 0; m < maps; m++) {
     const float *src = in + m * P * C;
     float *dst = out + m * C;
-    for (int c = 0; c < C; c++) dst[c] = 0.0f;
+    for (int c = 0; c < C; c++)
+      dst[c] = 0.0f;
     for (size_t p = 0; p < P; p++)
-      for (int c = 0; c < C; c++) dst[c] += src[p * C + c];
-    for (int c = 0; c < C; c++) dst[c] /= (float)P;
+      for (int c = 0; c < C; c++)
+        dst[c] += src[p * C + c];
+    for (int c = 0; c < C; c++)
+      dst[c] /= (float)P;
   }
 }
 
 int pd_cpu_layer_forward(const pd_layer *l, int images, float *in, float *out, float *col,
                          size_t col_cap) {
   switch (l->kind) {
-  case PD_LAYER_CYCLIC_SLICE: pd_cpu_cyclic_slice(l, images, in, out); return 0;
-  case PD_LAYER_CONV: pd_cpu_conv(l, images, in, out, col, col_cap); return 0;
+  case PD_LAYER_CYCLIC_SLICE:
+    pd_cpu_cyclic_slice(l, images, in, out);
+    return 0;
+  case PD_LAYER_CONV:
+    pd_cpu_conv(l, images, in, out, col, col_cap);
+    return 0;
   case PD_LAYER_LEAKY_RELU:
     pd_cpu_leaky_relu(in, (size_t)images * pd_shape_len(l->in), l->slope);
     return 1;
-  case PD_LAYER_MAXPOOL: pd_cpu_maxpool(l, images, in, out); return 0;
-  case PD_LAYER_CYCLIC_ROLL: pd_cpu_cyclic_roll(l, images, in, out); return 0;
-  case PD_LAYER_CYCLIC_POOL: pd_cpu_cyclic_pool(l, images, in, out); return 0;
-  case PD_LAYER_DENSE: pd_cpu_dense(l, images, in, out); return 0;
-  case PD_LAYER_MAXOUT: pd_cpu_maxout(l, images, in, out); return 0;
-  case PD_LAYER_GLOBAL_AVG_POOL: pd_cpu_global_avg_pool(l, images, in, out); return 0;
-  case PD_LAYER_DROPOUT: return 1;
+  case PD_LAYER_MAXPOOL:
+    pd_cpu_maxpool(l, images, in, out);
+    return 0;
+  case PD_LAYER_CYCLIC_ROLL:
+    pd_cpu_cyclic_roll(l, images, in, out);
+    return 0;
+  case PD_LAYER_CYCLIC_POOL:
+    pd_cpu_cyclic_pool(l, images, in, out);
+    return 0;
+  case PD_LAYER_DENSE:
+    pd_cpu_dense(l, images, in, out);
+    return 0;
+  case PD_LAYER_MAXOUT:
+    pd_cpu_maxout(l, images, in, out);
+    return 0;
+  case PD_LAYER_GLOBAL_AVG_POOL:
+    pd_cpu_global_avg_pool(l, images, in, out);
+    return 0;
+  case PD_LAYER_DROPOUT:
+    return 1;
   case PD_LAYER_SOFTMAX:
     pd_cpu_softmax(in, (size_t)images * l->in.views, l->in.h * l->in.w * l->in.c);
     return 1;
-  case PD_LAYER_KIND_COUNT: break;
+  case PD_LAYER_KIND_COUNT:
+    break;
   }
   return 1;
 }

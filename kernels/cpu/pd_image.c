@@ -147,7 +147,7 @@ static uint32_t be32(const uint8_t *p) {
 /* Reads IHDR's size straight from the bytes so an oversized or empty image is
  * refused before libpng runs at all; malformed headers are left to libpng. */
 static int png_precheck(const uint8_t *d, size_t len, const pd_image_limits *lim, pd_error *err) {
-  if (len < 24 || memcmp(d + 12, "IHDR", 4)) return PD_OK;
+  if (len < 24 || memcmp(d + 12, "IHDR", 4) != 0) return PD_OK;
   return check_dims("PNG", be32(d + 16), be32(d + 20), lim, err);
 }
 
@@ -183,7 +183,7 @@ static int png_read_pixels(png_job *job, int channels, int passes) {
   job->pixels = alloc_pixels(w, h, 1);
   if (!job->pixels) return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for %zux%zu", w, h);
   if (passes <= 1) {
-    job->rowbuf = malloc(w * ch);
+    job->rowbuf = alloc_pixels(w, 1, ch);
     if (!job->rowbuf) return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for a row");
     for (size_t y = 0; y < h; y++) {
       png_read_row(job->png, job->rowbuf, NULL);
@@ -437,7 +437,7 @@ int pd_image_decode(const uint8_t *data, size_t len, const pd_image_limits *limi
  * PD_IMAGE_MAX_FILE_BYTES. */
 static int read_stream(FILE *f, const char *path, size_t hint, uint8_t **buf, size_t *len,
                        pd_error *err) {
-  size_t cap = hint ? hint + 1 : 64 * 1024, n = 0;
+  size_t cap = hint ? hint + 1 : (size_t)64 * 1024, n = 0;
   uint8_t *b = malloc(cap);
   for (;;) {
     if (!b) return pd_error_set(err, PD_ENOMEM, "%s: no memory to read %zu bytes", path, cap);

@@ -853,7 +853,7 @@ static int warp_check_run(const pd_model *m, int branch, const uint8_t *const *p
     off[k] = has ? (long long)total : -1;
     if (has) total += (size_t)w[k] * h[k];
     pd_affine a = pd_warp_affine(br, w[k], h[k], augs ? &augs[k] : NULL);
-    memcpy(aff + 6 * k, a.a, sizeof a.a);
+    memcpy(aff + (size_t)6 * k, a.a, sizeof a.a);
   }
   const size_t plane = (size_t)br->size * br->size;
   cudaError_t e = cudaMalloc((void **)&d->px, max_sz(total, 1));

@@ -13,6 +13,7 @@
  * difference. The last line is machine-readable:
  *   images_per_s=<x> s_per_batch=<median> plan_s=<plan time> gflop_per_image=<f> [max_abs_diff=<d>]
  * --probe prints the device line and exits 0, or the reason and exits 2. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +51,16 @@ static float rng_normal(uint64_t *s) {
   return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
+/* A decimal integer in [lo, hi] into *out; 0, or -1 when s is not one. */
+static int parse_int(const char *s, long lo, long hi, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = (int)v;
+  return 0;
+}
+
 static int usage(void) {
   fprintf(stderr,
           "usage: planktond-cuda-bench MODEL_DIR [--batch N] [--iters N] [--warmup N] "
@@ -62,25 +73,39 @@ int main(int argc, char **argv) {
   const char *dir = NULL;
   int batch = 64, iters = 20, warmup = 3, probe = 0, check = 0, describe = 0;
   pd_cuda_options opt = pd_cuda_options_default();
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc && argv[i]; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--probe") == 0) probe = 1;
-    else if (strcmp(a, "--check") == 0) check = 1;
-    else if (strcmp(a, "--describe") == 0) describe = 1;
-    else if (strcmp(a, "--graphs") == 0) opt.graphs = 1;
-    else if (strcmp(a, "--heuristic") == 0) opt.heuristic_algos = 1;
-    else if (strcmp(a, "--batch") == 0 && v) batch = atoi(argv[++i]);
-    else if (strcmp(a, "--iters") == 0 && v) iters = atoi(argv[++i]);
-    else if (strcmp(a, "--warmup") == 0 && v) warmup = atoi(argv[++i]);
-    else if (strcmp(a, "--device") == 0 && v) opt.device = atoi(argv[++i]);
-    else if (strcmp(a, "--precision") == 0 && v) {
+    if (strcmp(a, "--probe") == 0)
+      probe = 1;
+    else if (strcmp(a, "--check") == 0)
+      check = 1;
+    else if (strcmp(a, "--describe") == 0)
+      describe = 1;
+    else if (strcmp(a, "--graphs") == 0)
+      opt.graphs = 1;
+    else if (strcmp(a, "--heuristic") == 0)
+      opt.heuristic_algos = 1;
+    else if (strcmp(a, "--batch") == 0 && v) {
+      if (parse_int(argv[++i], 1, 1 << 20, &batch) != 0) return usage();
+    } else if (strcmp(a, "--iters") == 0 && v) {
+      if (parse_int(argv[++i], 1, 1 << 20, &iters) != 0) return usage();
+    } else if (strcmp(a, "--warmup") == 0 && v) {
+      if (parse_int(argv[++i], 0, 1 << 20, &warmup) != 0) return usage();
+    } else if (strcmp(a, "--device") == 0 && v) {
+      if (parse_int(argv[++i], 0, 1024, &opt.device) != 0) return usage();
+    } else if (strcmp(a, "--precision") == 0 && v) {
       i++;
-      if (strcmp(v, "fp32") == 0) opt.precision = PD_CUDA_FP32;
-      else if (strcmp(v, "tf32") == 0) opt.precision = PD_CUDA_TF32;
-      else return usage();
-    } else if (a[0] != '-' && !dir) dir = a;
-    else return usage();
+      if (strcmp(v, "fp32") == 0)
+        opt.precision = PD_CUDA_FP32;
+      else if (strcmp(v, "tf32") == 0)
+        opt.precision = PD_CUDA_TF32;
+      else
+        return usage();
+    } else if (a[0] != '-' && !dir)
+      dir = a;
+    else
+      return usage();
   }
   if ((!dir && !probe) || batch < 1 || iters < 1 || warmup < 0) return usage();
 
@@ -126,17 +151,24 @@ int main(int argc, char **argv) {
   pd_batch in = {.n = batch};
   float *inputs[PD_MAX_BRANCHES] = {0};
   uint64_t seed = 0x1234567;
-  for (int b = 0; b < m->n_branches; b++) {
+  int rc = 0;
+  for (int b = 0; b < m->n_branches && rc == 0; b++) {
     size_t len = (size_t)batch * pd_model_branch_input_len(m, b);
     inputs[b] = malloc(len * sizeof(float));
-    if (!inputs[b]) return 1;
-    for (size_t k = 0; k < len; k++) inputs[b][k] = rng_normal(&seed);
+    if (!inputs[b]) {
+      rc = 1;
+      break;
+    }
+    for (size_t k = 0; k < len; k++)
+      inputs[b][k] = rng_normal(&seed);
     in.branch[b] = inputs[b];
   }
   float *probs = malloc((size_t)batch * m->n_classes * sizeof(float));
   double *times = malloc((size_t)iters * sizeof(double));
-  if (!probs || !times) return 1;
-  int rc = 0;
+  if (rc != 0 || !probs || !times) {
+    fprintf(stderr, "planktond-cuda-bench: out of memory for batch %d\n", batch);
+    rc = 1;
+  }
   for (int k = 0; k < warmup + iters && rc == 0; k++) {
     double s = now_s();
     if (pd_plan_run(plan, &in, probs, &err) != PD_OK) {
@@ -177,7 +209,8 @@ int main(int argc, char **argv) {
     printf("images_per_s=%.2f s_per_batch=%.6f plan_s=%.3f gflop_per_image=%.4f%s\n", batch / med,
            med, plan_s, gflop, extra);
   }
-  for (int b = 0; b < m->n_branches; b++) free(inputs[b]);
+  for (int b = 0; b < m->n_branches; b++)
+    free(inputs[b]);
   free(probs);
   free(times);
   pd_plan_destroy(plan);
