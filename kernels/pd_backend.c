@@ -1,7 +1,6 @@
 #include "pd_backend.h"
 
-int pd_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
-                   pd_error *err) {
+int pd_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out, pd_error *err) {
   if (!be || !m || !out) return pd_error_set(err, PD_EINVAL, "plan_create: null argument");
   if (max_batch < 1)
     return pd_error_set(err, PD_EINVAL, "plan_create: max_batch %d must be >= 1", max_batch);
@@ -12,8 +11,9 @@ int pd_plan_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) 
   const struct pd_plan_base *base = (const struct pd_plan_base *)plan;
   if (!plan || !in || !probs) return pd_error_set(err, PD_EINVAL, "plan_run: null argument");
   if (in->n < 0 || in->n > base->max_batch)
-    return pd_error_set(err, PD_EINVAL, "plan_run: batch of %d images exceeds the plan's max_batch %d",
-                        in->n, base->max_batch);
+    return pd_error_set(err, PD_EINVAL,
+                        "plan_run: batch of %d images exceeds the plan's max_batch %d", in->n,
+                        base->max_batch);
   for (int b = 0; b < base->model->n_branches; b++)
     if (in->n > 0 && !in->branch[b])
       return pd_error_set(err, PD_EINVAL, "plan_run: no input for branch '%s'",

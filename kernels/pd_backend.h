@@ -34,8 +34,7 @@ struct pd_backend {
 };
 
 /* Convenience wrappers over ops. */
-int pd_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
-                   pd_error *err);
+int pd_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out, pd_error *err);
 int pd_plan_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
 void pd_plan_destroy(pd_plan *plan);
 void pd_backend_destroy(pd_backend *be);

@@ -10,9 +10,8 @@ pd_backend_request pd_backend_request_default(void) {
 }
 
 /* reason->name = name; reason->text = "<name>: <why>". */
-__attribute__((format(printf, 3, 4))) static void set_reason(pd_backend_reason *r,
-                                                             const char *name, const char *fmt,
-                                                             ...) {
+__attribute__((format(printf, 3, 4))) static void set_reason(pd_backend_reason *r, const char *name,
+                                                             const char *fmt, ...) {
   if (!r) return;
   snprintf(r->name, sizeof r->name, "%s", name);
   int n = snprintf(r->text, sizeof r->text, "%s: ", name);

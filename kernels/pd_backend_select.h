@@ -23,8 +23,8 @@
 #include "cuda/pd_cuda_backend.h"
 
 typedef struct pd_backend_reason {
-  char name[16];   /* the backend made: "cpu" or "cuda" ("" on failure) */
-  char text[768];  /* "<name>: <why>", e.g. "cuda: auto: device 0: NVIDIA H100 ..." */
+  char name[16];  /* the backend made: "cpu" or "cuda" ("" on failure) */
+  char text[768]; /* "<name>: <why>", e.g. "cuda: auto: device 0: NVIDIA H100 ..." */
 } pd_backend_reason;
 
 /* Everything a configuration may set. name: "auto", "cpu" or "cuda". */

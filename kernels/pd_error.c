@@ -31,14 +31,23 @@ int pd_error_prefix(pd_error *err, const char *fmt, ...) {
 
 const char *pd_error_code_name(int code) {
   switch (code) {
-  case PD_OK: return "ok";
-  case PD_EINVAL: return "invalid";
-  case PD_ENOMEM: return "out of memory";
-  case PD_EIO: return "i/o error";
-  case PD_ELIMIT: return "limit exceeded";
-  case PD_EFORMAT: return "bad format";
-  case PD_EUNSUPP: return "unsupported";
-  case PD_EINTERNAL: return "internal error";
-  default: return "unknown error";
+  case PD_OK:
+    return "ok";
+  case PD_EINVAL:
+    return "invalid";
+  case PD_ENOMEM:
+    return "out of memory";
+  case PD_EIO:
+    return "i/o error";
+  case PD_ELIMIT:
+    return "limit exceeded";
+  case PD_EFORMAT:
+    return "bad format";
+  case PD_EUNSUPP:
+    return "unsupported";
+  case PD_EINTERNAL:
+    return "internal error";
+  default:
+    return "unknown error";
   }
 }

@@ -13,7 +13,7 @@
 #include "pd_error.h"
 
 typedef struct pd_sample {
-  char *path;  /* as opened: ROOT joined with the relative path */
+  char *path; /* as opened: ROOT joined with the relative path */
   char *label;
 } pd_sample;
 

@@ -98,8 +98,10 @@ static int finish(pd_ensemble *e, const double *weights, const char *where, pd_e
   for (int i = 0; i < e->n_members; i++) {
     double w = weights ? weights[i] : 1.0;
     if (!(w > 0) || !isfinite(w))
-      return pd_error_set(err, PD_EINVAL, "%s: ensemble weights[%d] must be a finite number > 0, "
-                          "got %g", where, i, w);
+      return pd_error_set(err, PD_EINVAL,
+                          "%s: ensemble weights[%d] must be a finite number > 0, "
+                          "got %g",
+                          where, i, w);
     sum += w;
   }
   for (int i = 0; i < e->n_members; i++)
@@ -118,12 +120,11 @@ static int finish(pd_ensemble *e, const double *weights, const char *where, pd_e
   return PD_OK;
 }
 
-int pd_ensemble_from_models(pd_model *const *models, const double *weights, int n,
-                            const char *name, int tta_count, pd_ensemble **out, pd_error *err) {
+int pd_ensemble_from_models(pd_model *const *models, const double *weights, int n, const char *name,
+                            int tta_count, pd_ensemble **out, pd_error *err) {
   *out = NULL;
   if (n < 1 || n > PD_MAX_MEMBERS || !models)
-    return pd_error_set(err, PD_EINVAL, "ensemble: %d members (1..%d allowed)", n,
-                        PD_MAX_MEMBERS);
+    return pd_error_set(err, PD_EINVAL, "ensemble: %d members (1..%d allowed)", n, PD_MAX_MEMBERS);
   if (tta_count < 0 || tta_count > PD_TTA_MAX)
     return pd_error_set(err, PD_EINVAL, "ensemble: tta count %d out of range 0..%d", tta_count,
                         PD_TTA_MAX);
@@ -224,7 +225,8 @@ static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_des
   long long v;
   TRY(pd_yaml_require(root, "format", &fmt, err));
   TRY(pd_yaml_int(&fmt, 0, 1000000, &v, err));
-  if (v != 1) return pd_yaml_fail(&fmt, err, PD_EUNSUPP, "%lld is not supported (only format 1)", v);
+  if (v != 1)
+    return pd_yaml_fail(&fmt, err, PD_EUNSUPP, "%lld is not supported (only format 1)", v);
   TRY(parse_ident(root, "name", "._-", e->name, err));
   TRY(parse_ident(root, "version", "._+-", e->version, err));
   pd_yaml_node ens, members;
@@ -394,8 +396,8 @@ struct pd_ensemble_plan {
   const pd_ensemble *e;
   int max_batch;
   pd_plan *plans[PD_MAX_MEMBERS];
-  float *rows;  /* max_batch x n_classes: one member's output for a chunk */
-  double *acc;  /* max_batch x n_classes: the chunk's images, being summed */
+  float *rows; /* max_batch x n_classes: one member's output for a chunk */
+  double *acc; /* max_batch x n_classes: the chunk's images, being summed */
 };
 
 void pd_ensemble_plan_destroy(pd_ensemble_plan *p) {
@@ -422,8 +424,7 @@ int pd_ensemble_plan_create(pd_backend *be, const pd_ensemble *e, int max_batch,
   p->acc = calloc(cells, sizeof *p->acc);
   int rc = PD_OK;
   if (!p->rows || !p->acc)
-    rc = pd_error_set(err, PD_ENOMEM, "out of memory for an ensemble plan of %d slots",
-                      max_batch);
+    rc = pd_error_set(err, PD_ENOMEM, "out of memory for an ensemble plan of %d slots", max_batch);
   for (int m = 0; rc == PD_OK && m < e->n_members; m++) {
     rc = pd_plan_create(be, e->members[m], max_batch, &p->plans[m], err);
     if (rc != PD_OK && e->is_ensemble) {
@@ -439,7 +440,9 @@ int pd_ensemble_plan_create(pd_backend *be, const pd_ensemble *e, int max_batch,
   return PD_OK;
 }
 
-int pd_ensemble_plan_max_batch(const pd_ensemble_plan *p) { return p ? p->max_batch : 0; }
+int pd_ensemble_plan_max_batch(const pd_ensemble_plan *p) {
+  return p ? p->max_batch : 0;
+}
 
 /* Adds member m's rows for slots [s0, s1) into the accumulator rows of their
  * images; image `img_lo` (accumulator row 0) starts at slot `start_lo`. */
@@ -473,8 +476,7 @@ int pd_ensemble_plan_run(pd_ensemble_plan *p, const pd_ensemble_inputs *in, int 
   if (!p || !in || (n_images > 0 && !probs))
     return pd_error_set(err, PD_EINVAL, "ensemble run: null argument");
   const pd_ensemble *e = p->e;
-  if (n_images < 0)
-    return pd_error_set(err, PD_EINVAL, "ensemble run: %d images", n_images);
+  if (n_images < 0) return pd_error_set(err, PD_EINVAL, "ensemble run: %d images", n_images);
   if (in->n_members != e->n_members)
     return pd_error_set(err, PD_EINVAL, "ensemble run: inputs for %d members, model %s has %d",
                         in->n_members, e->name, e->n_members);
@@ -482,8 +484,8 @@ int pd_ensemble_plan_run(pd_ensemble_plan *p, const pd_ensemble_inputs *in, int 
   for (int i = 0; i < n_images; i++) {
     int c = counts ? counts[i] : 1;
     if (c < 1 || c > PD_TTA_MAX)
-      return pd_error_set(err, PD_EINVAL, "ensemble run: image %d has %d slots (1..%d allowed)",
-                          i, c, PD_TTA_MAX);
+      return pd_error_set(err, PD_EINVAL, "ensemble run: image %d has %d slots (1..%d allowed)", i,
+                          c, PD_TTA_MAX);
     total += c;
   }
   if (total > in->capacity)

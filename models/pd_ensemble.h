@@ -37,13 +37,13 @@ typedef struct pd_ensemble {
   char version[PD_NAME_LEN];
   bool is_ensemble; /* false: one plain model folder, wrapped as one member */
   int n_classes;
-  char **classes;   /* member 0's labels (borrowed from members[0]) */
+  char **classes; /* member 0's labels (borrowed from members[0]) */
   int n_members;
-  pd_model *members[PD_MAX_MEMBERS];       /* owned */
-  char member_dir[PD_MAX_MEMBERS][4096];   /* as resolved (ensemble dir + relative path) */
-  double weights[PD_MAX_MEMBERS];          /* normalised to sum 1 */
+  pd_model *members[PD_MAX_MEMBERS];     /* owned */
+  char member_dir[PD_MAX_MEMBERS][4096]; /* as resolved (ensemble dir + relative path) */
+  double weights[PD_MAX_MEMBERS];        /* normalised to sum 1 */
   int *perm[PD_MAX_MEMBERS]; /* member class c is answer class perm[m][c]; NULL = same order */
-  int tta_count; /* default transforms per image, >= 1 */
+  int tta_count;             /* default transforms per image, >= 1 */
 } pd_ensemble;
 
 /* Loads a model folder: an ensemble folder (model.yaml with `ensemble:`) or
@@ -55,8 +55,8 @@ int pd_ensemble_load(const char *dir, pd_ensemble **out, pd_error *err);
  * models[0..n-1]; on failure it frees none of them. weights may be NULL
  * (equal); otherwise each must be finite and > 0. `name` may be NULL
  * (then member 0's). tta_count 0 = the largest member default. */
-int pd_ensemble_from_models(pd_model *const *models, const double *weights, int n,
-                            const char *name, int tta_count, pd_ensemble **out, pd_error *err);
+int pd_ensemble_from_models(pd_model *const *models, const double *weights, int n, const char *name,
+                            int tta_count, pd_ensemble **out, pd_error *err);
 
 void pd_ensemble_free(pd_ensemble *e);
 

@@ -58,8 +58,8 @@ typedef struct pd_eval_class_stats {
 } pd_eval_class_stats;
 
 typedef struct pd_eval_summary {
-  int64_t n;          /* scored samples */
-  int64_t n_unknown;  /* samples whose label the model does not know */
+  int64_t n;         /* scored samples */
+  int64_t n_unknown; /* samples whose label the model does not know */
   int n_unknown_labels;
   double accuracy, top5, log_loss;
   double macro_f1, f1a;

@@ -48,14 +48,14 @@ typedef struct pd_layer {
   char name[PD_NAME_LEN];
   int line; /* line of the layer in model.yaml (1-based), 0 if unknown */
 
-  int filters, kernel, stride, pad;  /* conv */
-  int units;                         /* dense */
-  int pool_size, pool_stride;        /* maxpool */
-  int pieces;                        /* maxout */
-  pd_cyclic_pool_mode cpool_mode;    /* cyclic_pool */
-  pd_activation activation;          /* conv, dense (leaky_relu layer: always leaky) */
-  float slope;                       /* leaky ReLU negative slope; 0 = ReLU */
-  float dropout_rate;                /* dropout (unused in inference) */
+  int filters, kernel, stride, pad; /* conv */
+  int units;                        /* dense */
+  int pool_size, pool_stride;       /* maxpool */
+  int pieces;                       /* maxout */
+  pd_cyclic_pool_mode cpool_mode;   /* cyclic_pool */
+  pd_activation activation;         /* conv, dense (leaky_relu layer: always leaky) */
+  float slope;                      /* leaky ReLU negative slope; 0 = ReLU */
+  float dropout_rate;               /* dropout (unused in inference) */
 
   pd_shape in, out; /* per image, inferred at load */
 
@@ -81,10 +81,10 @@ typedef struct pd_branch {
   char name[32];
   pd_input_kind kind;
   /* image branches */
-  int size;          /* output patch is size x size */
+  int size; /* output patch is size x size */
   pd_rescale rescale;
-  float fit_size;    /* fit: scale = max(w, h) / fit_size */
-  float factor;      /* fixed: scale = factor */
+  float fit_size; /* fit: scale = max(w, h) / fit_size */
+  float factor;   /* fixed: scale = factor */
   /* size-feature branches */
   int n_features;
   pd_size_feature features[PD_MAX_FEATURES];

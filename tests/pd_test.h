@@ -13,45 +13,45 @@ typedef struct pd_test_state {
   int checks, failures;
 } pd_test_state;
 
-#define PD_CHECK(st, cond)                                                                   \
-  do {                                                                                       \
-    (st)->checks++;                                                                          \
-    if (!(cond)) {                                                                           \
-      (st)->failures++;                                                                      \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-    }                                                                                        \
+#define PD_CHECK(st, cond)                                                                         \
+  do {                                                                                             \
+    (st)->checks++;                                                                                \
+    if (!(cond)) {                                                                                 \
+      (st)->failures++;                                                                            \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                     \
+    }                                                                                              \
   } while (0)
 
-#define PD_CHECK_INT(st, got, want)                                                          \
-  do {                                                                                       \
-    long long g_ = (long long)(got), w_ = (long long)(want);                                 \
-    (st)->checks++;                                                                          \
-    if (g_ != w_) {                                                                          \
-      (st)->failures++;                                                                      \
-      fprintf(stderr, "%s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_);    \
-    }                                                                                        \
+#define PD_CHECK_INT(st, got, want)                                                                \
+  do {                                                                                             \
+    long long g_ = (long long)(got), w_ = (long long)(want);                                       \
+    (st)->checks++;                                                                                \
+    if (g_ != w_) {                                                                                \
+      (st)->failures++;                                                                            \
+      fprintf(stderr, "%s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_);          \
+    }                                                                                              \
   } while (0)
 
-#define PD_CHECK_NEAR(st, got, want, tol)                                                    \
-  do {                                                                                       \
-    double g_ = (double)(got), w_ = (double)(want);                                          \
-    (st)->checks++;                                                                          \
-    if (!(fabs(g_ - w_) <= (tol))) {                                                         \
-      (st)->failures++;                                                                      \
-      fprintf(stderr, "%s:%d: %s = %.9g, want %.9g (tol %g)\n", __FILE__, __LINE__, #got,    \
-              g_, w_, (double)(tol));                                                        \
-    }                                                                                        \
+#define PD_CHECK_NEAR(st, got, want, tol)                                                          \
+  do {                                                                                             \
+    double g_ = (double)(got), w_ = (double)(want);                                                \
+    (st)->checks++;                                                                                \
+    if (!(fabs(g_ - w_) <= (tol))) {                                                               \
+      (st)->failures++;                                                                            \
+      fprintf(stderr, "%s:%d: %s = %.9g, want %.9g (tol %g)\n", __FILE__, __LINE__, #got, g_, w_,  \
+              (double)(tol));                                                                      \
+    }                                                                                              \
   } while (0)
 
 /* Checks that `msg` contains `needle` (for error messages that must name things). */
-#define PD_CHECK_CONTAINS(st, msg, needle)                                                   \
-  do {                                                                                       \
-    (st)->checks++;                                                                          \
-    if (!strstr((msg), (needle))) {                                                          \
-      (st)->failures++;                                                                      \
-      fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, (msg),     \
-              (needle));                                                                     \
-    }                                                                                        \
+#define PD_CHECK_CONTAINS(st, msg, needle)                                                         \
+  do {                                                                                             \
+    (st)->checks++;                                                                                \
+    if (!strstr((msg), (needle))) {                                                                \
+      (st)->failures++;                                                                            \
+      fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, (msg),           \
+              (needle));                                                                           \
+    }                                                                                              \
   } while (0)
 
 static inline int pd_test_finish(const pd_test_state *st, const char *name) {

@@ -41,8 +41,8 @@ static inline size_t pd_test_numel(const pd_test_tensor *t) {
 }
 
 /* A safetensors image of the tensors, F32, values from `seed` (malloc'd). */
-__attribute__((unused)) static unsigned char *pd_test_weights(const pd_test_tensor *ts, int n, uint64_t seed,
-                                      size_t *len) {
+__attribute__((unused)) static unsigned char *pd_test_weights(const pd_test_tensor *ts, int n,
+                                                              uint64_t seed, size_t *len) {
   char header[8192];
   size_t hl = 0, off = 0, offs[64];
   hl += (size_t)snprintf(header, sizeof header, "{\"__metadata__\":{\"format\":\"pt\"}");
@@ -51,8 +51,8 @@ __attribute__((unused)) static unsigned char *pd_test_weights(const pd_test_tens
     hl += (size_t)snprintf(header + hl, sizeof header - hl,
                            ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", ts[k].name);
     for (int d = 0; d < ts[k].ndim; d++)
-      hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s%lld", d ? "," : "",
-                             ts[k].shape[d]);
+      hl +=
+          (size_t)snprintf(header + hl, sizeof header - hl, "%s%lld", d ? "," : "", ts[k].shape[d]);
     hl += (size_t)snprintf(header + hl, sizeof header - hl, "],\"data_offsets\":[%zu,%zu]}", off,
                            off + nb);
     offs[k] = off;
@@ -81,8 +81,9 @@ __attribute__((unused)) static unsigned char *pd_test_weights(const pd_test_tens
   return buf;
 }
 
-__attribute__((unused)) static int pd_test_load_model(const char *yaml, const pd_test_tensor *ts, int n, uint64_t seed,
-                              pd_model **m, pd_error *err) {
+__attribute__((unused)) static int pd_test_load_model(const char *yaml, const pd_test_tensor *ts,
+                                                      int n, uint64_t seed, pd_model **m,
+                                                      pd_error *err) {
   size_t len;
   unsigned char *w = pd_test_weights(ts, n, seed, &len);
   int rc = pd_model_load_mem(yaml, strlen(yaml), "test/model.yaml", w, len,
@@ -91,7 +92,8 @@ __attribute__((unused)) static int pd_test_load_model(const char *yaml, const pd
   return rc;
 }
 
-__attribute__((unused)) static int pd_test_write_file(const char *path, const void *data, size_t len) {
+__attribute__((unused)) static int pd_test_write_file(const char *path, const void *data,
+                                                      size_t len) {
   FILE *f = fopen(path, "wb");
   if (!f) return -1;
   size_t put = fwrite(data, 1, len, f);
@@ -99,8 +101,9 @@ __attribute__((unused)) static int pd_test_write_file(const char *path, const vo
 }
 
 /* Writes dir/model.yaml and dir/weights.safetensors (dir must exist). */
-__attribute__((unused)) static int pd_test_write_model(const char *dir, const char *yaml, const pd_test_tensor *ts, int n,
-                               uint64_t seed) {
+__attribute__((unused)) static int pd_test_write_model(const char *dir, const char *yaml,
+                                                       const pd_test_tensor *ts, int n,
+                                                       uint64_t seed) {
   char path[8192];
   snprintf(path, sizeof path, "%s/model.yaml", dir);
   if (pd_test_write_file(path, yaml, strlen(yaml)) != 0) return -1;

@@ -43,8 +43,9 @@ static const char k_yaml[] = "format: 1\n"
                              "    - {type: softmax}\n";
 
 static const pd_test_tensor k_tensors[] = {
-    {"a.1.weight", 4, {4, 1, 3, 3}}, {"a.1.bias", 1, {4}},       {"a.4.weight", 4, {6, 16, 3, 3}},
-    {"a.4.bias", 1, {6}},            {"head.0.weight", 2, {4, 6}}, {"head.0.bias", 1, {4}},
+    {"a.1.weight", 4, {4, 1, 3, 3}},  {"a.1.bias", 1, {4}},
+    {"a.4.weight", 4, {6, 16, 3, 3}}, {"a.4.bias", 1, {6}},
+    {"head.0.weight", 2, {4, 6}},     {"head.0.bias", 1, {4}},
 };
 
 #define N_IMG 3
@@ -69,7 +70,8 @@ static void run_model(pd_test_state *st, pd_backend *be, const pd_model *m, floa
   PD_CHECK_INT(st, pd_plan_run(plan, &batch, probs, &err), PD_OK);
   for (int i = 0; i < N_IMG; i++) {
     double sum = 0;
-    for (int c = 0; c < 4; c++) sum += probs[i * 4 + c];
+    for (int c = 0; c < 4; c++)
+      sum += probs[i * 4 + c];
     PD_CHECK_NEAR(st, sum, 1.0, 1e-5);
   }
   pd_plan_destroy(plan);
@@ -129,7 +131,8 @@ int main(void) {
   }
   if (be) {
     run_model(&st, be, m, got);
-    for (int k = 0; k < N_IMG * 4; k++) PD_CHECK_NEAR(&st, got[k], ref[k], 1e-4);
+    for (int k = 0; k < N_IMG * 4; k++)
+      PD_CHECK_NEAR(&st, got[k], ref[k], 1e-4);
   }
   pd_backend_destroy(be);
   be = NULL;

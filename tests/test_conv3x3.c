@@ -1,8 +1,8 @@
-/* pd_conv3x3 (Winograd F(4x4, 3x3) and the small-channel direct kernel) against a direct double-precision convolution, for
- * every kernel table this CPU can run, over shapes that hit every edge:
- * maps smaller than a tile and not a multiple of 4, channel counts that are
- * not multiples of 8 (partial vectors), output widths that take each GEMM
- * block and the scalar tail, one and four views, with and without leaky ReLU. */
+/* pd_conv3x3 (Winograd F(4x4, 3x3) and the small-channel direct kernel) against a direct
+ * double-precision convolution, for every kernel table this CPU can run, over shapes that hit every
+ * edge: maps smaller than a tile and not a multiple of 4, channel counts that are not multiples of
+ * 8 (partial vectors), output widths that take each GEMM block and the scalar tail, one and four
+ * views, with and without leaky ReLU. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,11 +25,17 @@ static double conv_ref(const pd_layer *l, const float *in, int v, int y, int x, 
 }
 
 /* Returns the largest |wino - direct| relative to the largest |direct| (or 1). */
-static double check_shape(pd_test_state *st, const pd_conv3x3_kernels *kern, int views, int h, int w,
-                          int c, int k, int leaky) {
-  pd_layer l = {.kind = PD_LAYER_CONV, .filters = k, .kernel = 3, .stride = 1, .pad = 1,
-                .activation = leaky ? PD_ACT_LEAKY_RELU : PD_ACT_NONE, .slope = 0.1f,
-                .in = {views, h, w, c}, .out = {views, h, w, k}};
+static double check_shape(pd_test_state *st, const pd_conv3x3_kernels *kern, int views, int h,
+                          int w, int c, int k, int leaky) {
+  pd_layer l = {.kind = PD_LAYER_CONV,
+                .filters = k,
+                .kernel = 3,
+                .stride = 1,
+                .pad = 1,
+                .activation = leaky ? PD_ACT_LEAKY_RELU : PD_ACT_NONE,
+                .slope = 0.1f,
+                .in = {views, h, w, c},
+                .out = {views, h, w, k}};
   size_t n_in = (size_t)views * h * w * c, n_out = (size_t)views * h * w * k;
   float *in = malloc(n_in * sizeof(float)), *out = malloc(n_out * sizeof(float));
   float *wt = malloc((size_t)k * 9 * c * sizeof(float)), *b = malloc((size_t)k * sizeof(float));
@@ -46,7 +52,8 @@ static double check_shape(pd_test_state *st, const pd_conv3x3_kernels *kern, int
     s = s * 1103515245u + 12345u;
     wt[i] = (float)((int)(s >> 16 & 0xffff) - 32768) / 32768.0f / sqrtf(9.0f * c);
   }
-  for (int i = 0; i < k; i++) b[i] = 0.05f * (float)(i % 7) - 0.1f;
+  for (int i = 0; i < k; i++)
+    b[i] = 0.05f * (float)(i % 7) - 0.1f;
   l.weight = wt;
   l.bias = b;
   l.weight_len = (size_t)k * 9 * c;
@@ -69,8 +76,8 @@ static double check_shape(pd_test_state *st, const pd_conv3x3_kernels *kern, int
    * 1e-5 of the largest output at 64 input channels, against ~1e-6 direct. */
   PD_CHECK_NEAR(st, rel, 0, 5e-5);
   if (!(rel <= 5e-5) || getenv("PD_TEST_VERBOSE"))
-    fprintf(stderr, "  %s: views %d %dx%dx%d -> %d leaky %d: rel diff %.3g\n", kern->name, views,
-            h, w, c, k, leaky, rel);
+    fprintf(stderr, "  %s: views %d %dx%dx%d -> %d leaky %d: rel diff %.3g\n", kern->name, views, h,
+            w, c, k, leaky, rel);
   free(in);
   free(out);
   free(wt);
@@ -86,19 +93,31 @@ int main(void) {
   int n_tables = tables[1] == tables[0] ? 1 : 2;
   if (n_tables == 1) printf("conv3x3: this CPU runs only the generic kernels\n");
 
-  pd_layer not3 = {.kind = PD_LAYER_CONV, .kernel = 5, .stride = 1, .pad = 2,
-                   .in = {1, 8, 8, 1}, .out = {1, 8, 8, 1}};
+  pd_layer not3 = {.kind = PD_LAYER_CONV,
+                   .kernel = 5,
+                   .stride = 1,
+                   .pad = 2,
+                   .in = {1, 8, 8, 1},
+                   .out = {1, 8, 8, 1}};
   PD_CHECK(&st, !pd_conv3x3_applies(&not3));
-  pd_layer strided = {.kind = PD_LAYER_CONV, .kernel = 3, .stride = 2, .pad = 1,
-                      .in = {1, 8, 8, 1}, .out = {1, 4, 4, 1}};
+  pd_layer strided = {.kind = PD_LAYER_CONV,
+                      .kernel = 3,
+                      .stride = 2,
+                      .pad = 1,
+                      .in = {1, 8, 8, 1},
+                      .out = {1, 4, 4, 1}};
   PD_CHECK(&st, !pd_conv3x3_applies(&strided));
-  pd_layer same = {.kind = PD_LAYER_CONV, .kernel = 3, .stride = 1, .pad = 1,
-                   .in = {4, 9, 9, 2}, .out = {4, 9, 9, 3}};
+  pd_layer same = {.kind = PD_LAYER_CONV,
+                   .kernel = 3,
+                   .stride = 1,
+                   .pad = 1,
+                   .in = {4, 9, 9, 2},
+                   .out = {4, 9, 9, 3}};
   PD_CHECK(&st, pd_conv3x3_applies(&same));
 
   static const int hw[][2] = {{1, 1}, {2, 3}, {4, 4}, {5, 7}, {11, 11}, {23, 23}, {8, 13}};
-  static const int ck[][2] = {{1, 16}, {3, 4}, {4, 12}, {7, 40}, {8, 8}, {13, 12}, {16, 24},
-                              {32, 32}, {40, 40}, {17, 96}, {64, 128}};
+  static const int ck[][2] = {{1, 16},  {3, 4},   {4, 12},  {7, 40},  {8, 8},   {13, 12},
+                              {16, 24}, {32, 32}, {40, 40}, {17, 96}, {64, 128}};
   double worst = 0;
   for (int t = 0; t < n_tables; t++)
     for (size_t i = 0; i < sizeof hw / sizeof *hw; i++)

@@ -43,42 +43,54 @@
 /* ---- the models ---- */
 
 static const pd_test_tensor k_parity_c4[] = {
-    {"a.1.weight", 4, {8, 1, 3, 3}},     {"a.1.bias", 1, {8}},
-    {"a.2.weight", 4, {8, 8, 3, 3}},     {"a.2.bias", 1, {8}},
-    {"a.5.weight", 4, {12, 32, 1, 1}},   {"a.5.bias", 1, {12}},
-    {"a.7.weight", 4, {12, 12, 3, 3}},   {"a.7.bias", 1, {12}},
-    {"a_fc1.weight", 2, {32, 432}},      {"a_fc1.bias", 1, {32}},
-    {"a.14.weight", 2, {16, 64}},        {"a.14.bias", 1, {16}},
-    {"b.1.weight", 4, {6, 1, 5, 5}},     {"b.1.bias", 1, {6}},
-    {"b.2.weight", 4, {8, 6, 3, 3}},     {"b.2.bias", 1, {8}},
-    {"b.5.weight", 4, {16, 32, 3, 3}},   {"b.5.bias", 1, {16}},
-    {"size.0.weight", 2, {4, 4}},        {"size.0.bias", 1, {4}},
-    {"head_fc.weight", 2, {32, 52}},     {"head_fc.bias", 1, {32}},
-    {"logits.weight", 2, {12, 32}},      {"logits.bias", 1, {12}},
+    {"a.1.weight", 4, {8, 1, 3, 3}},   {"a.1.bias", 1, {8}},
+    {"a.2.weight", 4, {8, 8, 3, 3}},   {"a.2.bias", 1, {8}},
+    {"a.5.weight", 4, {12, 32, 1, 1}}, {"a.5.bias", 1, {12}},
+    {"a.7.weight", 4, {12, 12, 3, 3}}, {"a.7.bias", 1, {12}},
+    {"a_fc1.weight", 2, {32, 432}},    {"a_fc1.bias", 1, {32}},
+    {"a.14.weight", 2, {16, 64}},      {"a.14.bias", 1, {16}},
+    {"b.1.weight", 4, {6, 1, 5, 5}},   {"b.1.bias", 1, {6}},
+    {"b.2.weight", 4, {8, 6, 3, 3}},   {"b.2.bias", 1, {8}},
+    {"b.5.weight", 4, {16, 32, 3, 3}}, {"b.5.bias", 1, {16}},
+    {"size.0.weight", 2, {4, 4}},      {"size.0.bias", 1, {4}},
+    {"head_fc.weight", 2, {32, 52}},   {"head_fc.bias", 1, {32}},
+    {"logits.weight", 2, {12, 32}},    {"logits.bias", 1, {12}},
 };
 
 static const pd_test_tensor k_parity_d4[] = {
-    {"fit.1.weight", 4, {6, 1, 3, 3}},     {"fit.1.bias", 1, {6}},
-    {"fit.4.weight", 4, {8, 48, 1, 1}},    {"fit.4.bias", 1, {8}},
-    {"fit.5.weight", 4, {8, 8, 2, 2}},     {"fit.5.bias", 1, {8}},
-    {"fit.9.weight", 4, {16, 64, 3, 3}},   {"fit.9.bias", 1, {16}},
-    {"fixed.1.weight", 4, {4, 1, 3, 3}},   {"fixed.1.bias", 1, {4}},
-    {"fixed.4.weight", 4, {8, 32, 3, 3}},  {"fixed.4.bias", 1, {8}},
-    {"fixed.6.weight", 2, {8, 8}},         {"fixed.6.bias", 1, {8}},
-    {"fixed.8.weight", 2, {12, 64}},       {"fixed.8.bias", 1, {12}},
-    {"head.0.weight", 2, {30, 22}},        {"head.0.bias", 1, {30}},
-    {"head.3.weight", 2, {15, 15}},        {"head.3.bias", 1, {15}},
+    {"fit.1.weight", 4, {6, 1, 3, 3}},    {"fit.1.bias", 1, {6}},
+    {"fit.4.weight", 4, {8, 48, 1, 1}},   {"fit.4.bias", 1, {8}},
+    {"fit.5.weight", 4, {8, 8, 2, 2}},    {"fit.5.bias", 1, {8}},
+    {"fit.9.weight", 4, {16, 64, 3, 3}},  {"fit.9.bias", 1, {16}},
+    {"fixed.1.weight", 4, {4, 1, 3, 3}},  {"fixed.1.bias", 1, {4}},
+    {"fixed.4.weight", 4, {8, 32, 3, 3}}, {"fixed.4.bias", 1, {8}},
+    {"fixed.6.weight", 2, {8, 8}},        {"fixed.6.bias", 1, {8}},
+    {"fixed.8.weight", 2, {12, 64}},      {"fixed.8.bias", 1, {12}},
+    {"head.0.weight", 2, {30, 22}},       {"head.0.bias", 1, {30}},
+    {"head.3.weight", 2, {15, 15}},       {"head.3.bias", 1, {15}},
 };
 
-#define CONV(name, o, i) {name ".weight", 4, {o, i, 3, 3}}, {name ".bias", 1, {o}}
-#define DENSE(name, o, i) {name ".weight", 2, {o, i}}, {name ".bias", 1, {o}}
+#define CONV(name, o, i)                                                                           \
+  {name ".weight", 4, {o, i, 3, 3}}, {                                                             \
+    name ".bias", 1, {                                                                             \
+      o                                                                                            \
+    }                                                                                              \
+  }
+#define DENSE(name, o, i)                                                                          \
+  {name ".weight", 2, {o, i}}, {                                                                   \
+    name ".bias", 1, {                                                                             \
+      o                                                                                            \
+    }                                                                                              \
+  }
 static const pd_test_tensor k_seed_c4[] = {
-    CONV("a.1", 16, 1),     CONV("a.2", 8, 16),     CONV("a.5", 32, 32),   CONV("a.6", 16, 32),
-    CONV("a.9", 64, 64),    CONV("a.10", 64, 64),   CONV("a.11", 32, 64),  CONV("a.14", 128, 128),
-    CONV("a.15", 128, 128), CONV("a.16", 64, 128),  DENSE("a.20", 128, 6400), DENSE("a.24", 128, 256),
-    CONV("b.1", 8, 1),      CONV("b.2", 4, 8),      CONV("b.5", 16, 16),   CONV("b.6", 8, 16),
-    CONV("b.9", 32, 32),    CONV("b.10", 32, 32),   CONV("b.11", 16, 32),  DENSE("b.15", 64, 1600),
-    DENSE("b.19", 64, 128), DENSE("head.1", 121, 96),
+    CONV("a.1", 16, 1),       CONV("a.2", 8, 16),       CONV("a.5", 32, 32),
+    CONV("a.6", 16, 32),      CONV("a.9", 64, 64),      CONV("a.10", 64, 64),
+    CONV("a.11", 32, 64),     CONV("a.14", 128, 128),   CONV("a.15", 128, 128),
+    CONV("a.16", 64, 128),    DENSE("a.20", 128, 6400), DENSE("a.24", 128, 256),
+    CONV("b.1", 8, 1),        CONV("b.2", 4, 8),        CONV("b.5", 16, 16),
+    CONV("b.6", 8, 16),       CONV("b.9", 32, 32),      CONV("b.10", 32, 32),
+    CONV("b.11", 16, 32),     DENSE("b.15", 64, 1600),  DENSE("b.19", 64, 128),
+    DENSE("head.1", 121, 96),
 };
 #undef CONV
 #undef DENSE
@@ -156,7 +168,8 @@ static void make_inputs(const pd_model *m, int n, uint64_t seed, inputs *in) {
     } else {
       for (int b = 0; b < m->n_branches; b++) {
         size_t len = pd_model_branch_input_len(m, b);
-        for (size_t k = 0; k < len; k++) in->branch[b][(size_t)i * len + k] = normal(&s);
+        for (size_t k = 0; k < len; k++)
+          in->branch[b][(size_t)i * len + k] = normal(&s);
       }
     }
   }
@@ -164,12 +177,14 @@ static void make_inputs(const pd_model *m, int n, uint64_t seed, inputs *in) {
 }
 
 static void free_inputs(const pd_model *m, inputs *in) {
-  for (int b = 0; b < m->n_branches; b++) free(in->branch[b]);
+  for (int b = 0; b < m->n_branches; b++)
+    free(in->branch[b]);
 }
 
 static pd_batch batch_of(const pd_model *m, const inputs *in, int n) {
   pd_batch batch = {.n = n};
-  for (int b = 0; b < m->n_branches; b++) batch.branch[b] = in->branch[b];
+  for (int b = 0; b < m->n_branches; b++)
+    batch.branch[b] = in->branch[b];
   return batch;
 }
 
@@ -180,7 +195,9 @@ typedef struct ref_trace {
   size_t len[PD_MAX_BRANCHES + 1][PD_MAX_LAYERS];
 } ref_trace;
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
 
 static void cpu_list(const pd_layer *layers, int count, int n, float *cur, float *a, float *b,
                      float *col, size_t col_cap, float **result, float **outs, size_t *lens) {
@@ -234,7 +251,8 @@ static void cpu_reference(const pd_model *m, const inputs *in, ref_trace *rt) {
 
 static void free_ref(ref_trace *rt) {
   for (int l = 0; l <= PD_MAX_BRANCHES; l++)
-    for (int i = 0; i < PD_MAX_LAYERS; i++) free(rt->out[l][i]);
+    for (int i = 0; i < PD_MAX_LAYERS; i++)
+      free(rt->out[l][i]);
 }
 
 typedef struct trace_cmp {
@@ -257,7 +275,8 @@ static int compare_layer(void *user, int list, int layer, const float *out, size
   }
   double scale = 1.0, worst = 0.0;
   size_t at = 0;
-  for (size_t k = 0; k < floats; k++) scale = fmax(scale, fabs(ref[k]));
+  for (size_t k = 0; k < floats; k++)
+    scale = fmax(scale, fabs(ref[k]));
   for (size_t k = 0; k < floats; k++) {
     double d = fabs((double)out[k] - ref[k]);
     if (!(d <= worst)) {
@@ -362,8 +381,8 @@ static void check_parity(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, co
       else if (top_margin(cr, C) <= 2 * pc->tol)
         ties++;
     }
-    printf("%s: batch %d: max |p_gpu - p_cpu| = %.3g, same top-1 %d/%d (%d near ties)\n",
-           pc->label, n, d, same_top, n, ties);
+    printf("%s: batch %d: max |p_gpu - p_cpu| = %.3g, same top-1 %d/%d (%d near ties)\n", pc->label,
+           n, d, same_top, n, ties);
     PD_CHECK(st, !nan);
     PD_CHECK(st, d <= pc->tol);
     PD_CHECK_INT(st, same_top + ties, n);
@@ -440,7 +459,8 @@ static void check_reference(pd_test_state *st, const pd_model *m, int n) {
     const int count = list == PD_MAX_BRANCHES ? m->n_head
                       : list < m->n_branches  ? m->branches[list].n_layers
                                               : 0;
-    for (int i = 0; i < count; i++) compare_layer(&tc, list, i, rt->out[list][i], rt->len[list][i]);
+    for (int i = 0; i < count; i++)
+      compare_layer(&tc, list, i, rt->out[list][i], rt->len[list][i]);
   }
   PD_CHECK_INT(st, tc.bad, 0);
   free(probs);
@@ -453,8 +473,8 @@ static void check_reference(pd_test_state *st, const pd_model *m, int n) {
 
 static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
   enum { N = 9 };
-  static const int dims[N][2] = {{40, 30}, {23, 51}, {190, 64}, {17, 19}, {1, 1},
-                                 {64, 200}, {95, 95}, {3, 140}, {0, 0}};
+  static const int dims[N][2] = {{40, 30},  {23, 51}, {190, 64}, {17, 19}, {1, 1},
+                                 {64, 200}, {95, 95}, {3, 140},  {0, 0}};
   uint8_t *px[N];
   int w[N], h[N];
   pd_augment augs[N];
@@ -474,11 +494,12 @@ static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
     const pd_branch *br = &m->branches[b];
     if (br->kind != PD_INPUT_IMAGE) continue;
     const size_t plane = (size_t)br->size * br->size;
-    float *gpu_out = malloc(N * plane * sizeof(float)), *cpu_out = malloc(N * plane * sizeof(float));
+    float *gpu_out = malloc(N * plane * sizeof(float)),
+          *cpu_out = malloc(N * plane * sizeof(float));
     for (int k = 0; k < N; k++)
       pd_warp_branch(br, &m->input, px[k], w[k], h[k], &augs[k], cpu_out + k * plane);
-    int rc = pd_cuda_warp_check(gpu, m, b, (const uint8_t *const *)px, w, h, augs, N, gpu_out,
-                                &err);
+    int rc =
+        pd_cuda_warp_check(gpu, m, b, (const uint8_t *const *)px, w, h, augs, N, gpu_out, &err);
     PD_CHECK_INT(st, rc, PD_OK);
     if (rc != PD_OK) {
       fprintf(stderr, "warp %s: %s\n", br->name, err.msg);
@@ -486,7 +507,8 @@ static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
       size_t differ = 0;
       int nan;
       double d = max_diff(gpu_out, cpu_out, N * plane, &nan);
-      for (size_t k = 0; k < N * plane; k++) differ += memcmp(&gpu_out[k], &cpu_out[k], 4) != 0;
+      for (size_t k = 0; k < N * plane; k++)
+        differ += memcmp(&gpu_out[k], &cpu_out[k], 4) != 0;
       printf("warp %s/%s: %zu of %zu pixels differ from pd_warp_branch (max %.3g)\n", m->name,
              br->name, differ, N * plane, d);
       PD_CHECK_INT(st, differ, 0);
@@ -494,7 +516,8 @@ static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
     free(gpu_out);
     free(cpu_out);
   }
-  for (int k = 0; k < N; k++) free(px[k]);
+  for (int k = 0; k < N; k++)
+    free(px[k]);
 }
 
 int main(void) {
@@ -512,14 +535,16 @@ int main(void) {
   for (int i = 0; i < 3; i++)
     if (load_model(st, root, &models[i]) != PD_OK) return pd_test_finish(st, "test_cuda");
 
-  for (int i = 0; i < 2; i++) check_reference(st, models[i].m, 3);
+  for (int i = 0; i < 2; i++)
+    check_reference(st, models[i].m, 3);
   if (st->failures) return pd_test_finish(st, "test_cuda");
 
   pd_error err = {0};
   int count = 0;
   if (pd_cuda_device_count(&count, &err) != PD_OK) {
     printf("test_cuda: skipped: no usable CUDA device: %s\n", err.msg);
-    for (int i = 0; i < 3; i++) pd_model_free(models[i].m);
+    for (int i = 0; i < 3; i++)
+      pd_model_free(models[i].m);
     return 77;
   }
 
@@ -538,7 +563,8 @@ int main(void) {
   PD_CHECK_INT(st, pd_cpu_backend_create(&copt, &cpu, &err), PD_OK);
 
   /* Layer by layer first: when something is wrong, this names the layer. */
-  for (int i = 0; i < 3; i++) check_trace(st, gpu, models[i].m, i == 2 ? 2 : 3);
+  for (int i = 0; i < 3; i++)
+    check_trace(st, gpu, models[i].m, i == 2 ? 2 : 3);
 
   for (int i = 0; i < 3; i++) {
     parity_case pc = {.opt = fp32, .tol = 1e-4};
@@ -566,8 +592,12 @@ int main(void) {
   pd_backend *gpu_graphs = NULL;
   PD_CHECK_INT(st, pd_cuda_backend_create(&graphs, &gpu_graphs, &err), PD_OK);
   if (gpu_graphs) {
-    parity_case pc = {.label = "parity-d4 fp32 heuristic+graphs", .opt = graphs, .tol = 1e-4,
-                      .max_batch = 12, .sizes = {5, 12, 1}, .n_sizes = 3};
+    parity_case pc = {.label = "parity-d4 fp32 heuristic+graphs",
+                      .opt = graphs,
+                      .tol = 1e-4,
+                      .max_batch = 12,
+                      .sizes = {5, 12, 1},
+                      .n_sizes = 3};
     check_parity(st, gpu_graphs, cpu, models[1].m, &pc);
     pc.label = "seed-c4 fp32 heuristic+graphs";
     check_parity(st, gpu_graphs, cpu, models[2].m, &pc);
@@ -578,13 +608,18 @@ int main(void) {
   pd_backend *gpu_tf32 = NULL;
   PD_CHECK_INT(st, pd_cuda_backend_create(&tf32, &gpu_tf32, &err), PD_OK);
   if (gpu_tf32) {
-    parity_case pc = {.label = "seed-c4 tf32", .opt = tf32, .tol = 2e-3, .max_batch = 32,
-                      .sizes = {32, 3}, .n_sizes = 2};
+    parity_case pc = {.label = "seed-c4 tf32",
+                      .opt = tf32,
+                      .tol = 2e-3,
+                      .max_batch = 32,
+                      .sizes = {32, 3},
+                      .n_sizes = 2};
     check_parity(st, gpu_tf32, cpu, models[2].m, &pc);
     pd_backend_destroy(gpu_tf32);
   }
 
-  for (int i = 0; i < 3; i++) check_warp(st, gpu, models[i].m);
+  for (int i = 0; i < 3; i++)
+    check_warp(st, gpu, models[i].m);
 
   /* Errors. */
   pd_cuda_options bad = fp32;
@@ -597,6 +632,7 @@ int main(void) {
 
   pd_backend_destroy(gpu);
   pd_backend_destroy(cpu);
-  for (int i = 0; i < 3; i++) pd_model_free(models[i].m);
+  for (int i = 0; i < 3; i++)
+    pd_model_free(models[i].m);
   return pd_test_finish(st, "test_cuda");
 }

@@ -28,7 +28,8 @@ static float rnd(void) {
 
 static float *rnd_buf(size_t n) {
   float *b = (float *)malloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++) b[i] = rnd();
+  for (size_t i = 0; i < n; i++)
+    b[i] = rnd();
   return b;
 }
 
@@ -52,7 +53,8 @@ static pd_cuda_d4 group(void) {
   pd_cuda_d4 g;
   for (int a = 0; a < 8; a++) {
     g.inv[a] = pd_d4_inv(a);
-    for (int b = 0; b < 8; b++) g.mul[a][b] = pd_d4_mul(a, b);
+    for (int b = 0; b < 8; b++)
+      g.mul[a][b] = pd_d4_mul(a, b);
   }
   return g;
 }
@@ -79,7 +81,8 @@ static void test_slice(pd_test_state *st) {
     size_t total = (size_t)images * pd_shape_len(l.out);
     float *want = (float *)malloc(total * 4), *got = (float *)malloc(total * 4);
     pd_cpu_cyclic_slice(&l, images, in, want);
-    for (size_t i = 0; i < total; i++) got[i] = elem_cyclic_slice(in, i, views, n, c);
+    for (size_t i = 0; i < total; i++)
+      got[i] = elem_cyclic_slice(in, i, views, n, c);
     same(st, views == 4 ? "cyclic_slice c4" : "cyclic_slice d4", got, want, total);
     free(in), free(want), free(got);
   }
@@ -97,7 +100,8 @@ static void test_roll(pd_test_state *st) {
       size_t total = (size_t)images * pd_shape_len(l.out);
       float *want = (float *)malloc(total * 4), *got = (float *)malloc(total * 4);
       pd_cpu_cyclic_roll(&l, images, in, want);
-      for (size_t i = 0; i < total; i++) got[i] = elem_cyclic_roll(in, i, views, n, n, c, &g);
+      for (size_t i = 0; i < total; i++)
+        got[i] = elem_cyclic_roll(in, i, views, n, n, c, &g);
       char what[64];
       snprintf(what, sizeof what, "cyclic_roll V=%d n=%d c=%d", views, n, c);
       same(st, what, got, want, total);
@@ -116,7 +120,8 @@ static void test_maxpool(pd_test_state *st) {
     size_t total = (size_t)images * pd_shape_len(l.out);
     float *want = (float *)malloc(total * 4), *got = (float *)malloc(total * 4);
     pd_cpu_maxpool(&l, images, in, want);
-    for (size_t i = 0; i < total; i++) got[i] = elem_maxpool(in, i, h, h, c, o, o, size, stride);
+    for (size_t i = 0; i < total; i++)
+      got[i] = elem_maxpool(in, i, h, h, c, o, o, size, stride);
     same(st, "maxpool", got, want, total);
     free(in), free(want), free(got);
   }
@@ -132,8 +137,12 @@ static void test_cyclic_pool(pd_test_state *st) {
       size_t total = (size_t)images * pd_shape_len(l.out), len = (size_t)h * h * c;
       float *want = (float *)malloc(total * 4), *got = (float *)malloc(total * 4);
       pd_cpu_cyclic_pool(&l, images, in, want);
-      for (size_t i = 0; i < total; i++) got[i] = elem_cyclic_pool(in, i, views, len, mode);
-      same(st, mode == 0 ? "cyclic_pool mean" : mode == 1 ? "cyclic_pool rms" : "cyclic_pool max",
+      for (size_t i = 0; i < total; i++)
+        got[i] = elem_cyclic_pool(in, i, views, len, mode);
+      same(st,
+           mode == 0   ? "cyclic_pool mean"
+           : mode == 1 ? "cyclic_pool rms"
+                       : "cyclic_pool max",
            got, want, total);
       free(in), free(want), free(got);
     }
@@ -148,7 +157,8 @@ static void test_maxout_gap(pd_test_state *st) {
     size_t total = (size_t)images * pd_shape_len(l.out);
     float *want = (float *)malloc(total * 4), *got = (float *)malloc(total * 4);
     pd_cpu_maxout(&l, images, in, want);
-    for (size_t i = 0; i < total; i++) got[i] = elem_maxout(in, i, c, pieces);
+    for (size_t i = 0; i < total; i++)
+      got[i] = elem_maxout(in, i, c, pieces);
     same(st, "maxout", got, want, total);
     free(in), free(want), free(got);
   }
@@ -158,7 +168,8 @@ static void test_maxout_gap(pd_test_state *st) {
   size_t total = (size_t)images * pd_shape_len(l.out);
   float *want = (float *)malloc(total * 4), *got = (float *)malloc(total * 4);
   pd_cpu_global_avg_pool(&l, images, in, want);
-  for (size_t i = 0; i < total; i++) got[i] = elem_global_avg_pool(in, i, h * h, c);
+  for (size_t i = 0; i < total; i++)
+    got[i] = elem_global_avg_pool(in, i, h * h, c);
   same(st, "global_avg_pool", got, want, total);
   free(in), free(want), free(got);
 }
@@ -171,12 +182,14 @@ static void test_bias_act(pd_test_state *st) {
   for (int leaky = 0; leaky <= 1; leaky++) {
     memcpy(want, x, rows * cols * 4);
     pd_cpu_bias_act(want, rows, cols, bias, leaky ? PD_ACT_LEAKY_RELU : PD_ACT_NONE, 0.1f);
-    for (size_t i = 0; i < rows * cols; i++) got[i] = elem_bias_act(x[i], i, cols, bias, leaky, 0.1f);
+    for (size_t i = 0; i < rows * cols; i++)
+      got[i] = elem_bias_act(x[i], i, cols, bias, leaky, 0.1f);
     same(st, leaky ? "bias + leaky" : "bias", got, want, rows * cols);
   }
   memcpy(want, x, rows * cols * 4);
   pd_cpu_leaky_relu(want, rows * cols, 0.3f);
-  for (size_t i = 0; i < rows * cols; i++) got[i] = elem_leaky(x[i], 0.3f);
+  for (size_t i = 0; i < rows * cols; i++)
+    got[i] = elem_leaky(x[i], 0.3f);
   same(st, "leaky_relu", got, want, rows * cols);
   free(bias), free(x), free(want), free(got);
 }
@@ -191,7 +204,8 @@ static void test_warp(pd_test_state *st) {
   for (int k = 0; k < 7; k++) {
     const int w = dims[k][0], h = dims[k][1];
     unsigned char *px = w ? (unsigned char *)malloc((size_t)w * h) : NULL;
-    for (int i = 0; i < w * h; i++) px[i] = (unsigned char)((rnd() + 2.0f) * 63.9f);
+    for (int i = 0; i < w * h; i++)
+      px[i] = (unsigned char)((rnd() + 2.0f) * 63.9f);
     for (int variant = 0; variant < 4; variant++) {
       br.size = variant % 2 ? 47 : 31;
       br.rescale = variant < 2 ? PD_RESCALE_FIT : PD_RESCALE_FIXED;

@@ -63,7 +63,8 @@ int main(void) {
     int n = feed(&f, stream, want == 5 ? total : small_total, steps[s], lens, 8, &rc);
     PD_CHECK_INT(&st, n, want);
     PD_CHECK_INT(&st, rc, 0);
-    for (int i = 0; i < want && i < n; i++) PD_CHECK_INT(&st, lens[i], sizes[i]);
+    for (int i = 0; i < want && i < n; i++)
+      PD_CHECK_INT(&st, lens[i], sizes[i]);
     PD_CHECK_INT(&st, pd_framer_pending(&f), 0);
     pd_framer_free(&f);
   }

@@ -69,8 +69,9 @@ static void test_metrics(pd_test_state *st) {
   PD_CHECK_NEAR(st, s.top5, 1.0, 0);
   PD_CHECK_NEAR(st, s.log_loss, loss / 8, 1e-12);
   /* By hand: -ln of .7 .8 .3 .6 .5 1e-15 .8 .7 (rows sum to 1 but for float rounding). */
-  double hand = -(log(0.7) + log(0.8) + log(0.3) + log(0.6) + log(0.5) + log(1e-15) + log(0.8) +
-                  log(0.7)) / 8;
+  double hand =
+      -(log(0.7) + log(0.8) + log(0.3) + log(0.6) + log(0.5) + log(1e-15) + log(0.8) + log(0.7)) /
+      8;
   PD_CHECK_NEAR(st, s.log_loss, hand, 1e-6);
   /* confusion: a [1 0 0]; b [2 2 0]; c [1 0 2] */
   static const int conf[3][3] = {{1, 0, 0}, {2, 2, 0}, {1, 0, 2}};
@@ -164,10 +165,10 @@ static void test_topk(pd_test_state *st) {
   PD_CHECK_NEAR(st, s.accuracy, 1.0 / 4, 1e-15);
   PD_CHECK_INT(st, pd_eval_confusion(ev, 6, 0), 2);
   PD_CHECK_INT(st, s.n_present, 3); /* classes 2, 4, 6 */
-  PD_CHECK_NEAR(st, s.log_loss,
-                (ref_loss(r1, 7, 6) + ref_loss(r2, 7, 6) + ref_loss(r3, 7, 4) + ref_loss(r4, 7, 2)) /
-                    4,
-                1e-12);
+  PD_CHECK_NEAR(
+      st, s.log_loss,
+      (ref_loss(r1, 7, 6) + ref_loss(r2, 7, 6) + ref_loss(r3, 7, 4) + ref_loss(r4, 7, 2)) / 4,
+      1e-12);
   PD_CHECK_NEAR(st, ref_loss(r4, 7, 2), -log(0.5), 1e-6); /* renormalised */
   PD_CHECK_INT(st, pd_eval_class_index(ev, "c5"), 5);
   PD_CHECK_INT(st, pd_eval_class_index(ev, "c7"), -1);
@@ -321,8 +322,8 @@ static void test_datasets(pd_test_state *st) {
 
 /* ---- end to end on real crops ---- */
 
-static const char *const k_e2e_classes[4] = {"acantharia_protist", "amphipods",
-                                              "copepod_calanoid", "detritus_other"};
+static const char *const k_e2e_classes[4] = {"acantharia_protist", "amphipods", "copepod_calanoid",
+                                             "detritus_other"};
 #define E2E_UNKNOWN "fish_larvae_thin_body"
 #define E2E_PER_CLASS 4
 
@@ -353,8 +354,9 @@ static const char k_e2e_yaml[] =
     "tta: {count: 3, zoom: [0.8, 1.25], translate: [-2, 2]}\n";
 
 static const pd_test_tensor k_e2e_tensors[] = {
-    {"a.1.weight", 4, {4, 1, 3, 3}}, {"a.1.bias", 1, {4}},       {"a.4.weight", 4, {6, 16, 3, 3}},
-    {"a.4.bias", 1, {6}},            {"head.0.weight", 2, {4, 8}}, {"head.0.bias", 1, {4}},
+    {"a.1.weight", 4, {4, 1, 3, 3}},  {"a.1.bias", 1, {4}},
+    {"a.4.weight", 4, {6, 16, 3, 3}}, {"a.4.bias", 1, {6}},
+    {"head.0.weight", 2, {4, 8}},     {"head.0.bias", 1, {4}},
 };
 
 typedef struct tool_result {
@@ -372,8 +374,9 @@ static tool_result run_tool(const char *tool, const char *args) {
   char line[4096];
   while (fgets(line, sizeof line, p))
     if (!strncmp(line, "n=", 2) &&
-        sscanf(line, "n=%lld accuracy=%lf top5=%lf log_loss=%lf macro_f1=%lf f1a=%lf "
-                     "unknown=%lld failed=%lld",
+        sscanf(line,
+               "n=%lld accuracy=%lf top5=%lf log_loss=%lf macro_f1=%lf f1a=%lf "
+               "unknown=%lld failed=%lld",
                &r.n, &r.accuracy, &r.top5, &r.log_loss, &r.macro_f1, &r.f1a, &r.unknown,
                &r.failed) == 8)
       r.ok = 1;
@@ -418,8 +421,8 @@ static pd_eval *expected_metrics(pd_test_state *st, const char *model_dir, const
     }
     float probs[16];
     int count = tta;
-    PD_CHECK_INT(st, pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, 0, &err),
-                 PD_OK);
+    PD_CHECK_INT(
+        st, pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, 0, &err), PD_OK);
     PD_CHECK_INT(st, pd_ensemble_plan_run(plan, &in, 1, &count, probs, &err), PD_OK);
     PD_CHECK_INT(st, pd_eval_add_label(ev, probs, ds->samples[i].label, NULL, &err), PD_OK);
     pd_gray_image_free(&img);

@@ -4,7 +4,9 @@
 #include "pd_cpu_ops.h"
 #include "pd_test.h"
 
-static pd_shape shp(int views, int h, int w, int c) { return (pd_shape){views, h, w, c}; }
+static pd_shape shp(int views, int h, int w, int c) {
+  return (pd_shape){views, h, w, c};
+}
 
 static void test_group(pd_test_state *st) {
   /* identity, inverses, closure, and C4 is the rotation half */
@@ -21,7 +23,8 @@ static void test_group(pd_test_state *st) {
     }
   }
   for (int a = 0; a < 4; a++)
-    for (int b = 0; b < 4; b++) PD_CHECK_INT(st, pd_d4_mul(a, b), (a + b) % 4);
+    for (int b = 0; b < 4; b++)
+      PD_CHECK_INT(st, pd_d4_mul(a, b), (a + b) % 4);
   /* flip then rotate: F R = R^-1 F */
   PD_CHECK_INT(st, pd_d4_mul(4, 1), pd_d4_mul(3, 4));
 }
@@ -32,19 +35,22 @@ static void test_slice(pd_test_state *st) {
   pd_layer l = {.kind = PD_LAYER_CYCLIC_SLICE, .in = shp(1, 2, 2, 1), .out = shp(4, 2, 2, 1)};
   pd_cpu_cyclic_slice(&l, 1, x, out);
   const float want4[16] = {1, 2, 3, 4, 2, 4, 1, 3, 4, 3, 2, 1, 3, 1, 4, 2};
-  for (int i = 0; i < 16; i++) PD_CHECK_NEAR(st, out[i], want4[i], 0);
+  for (int i = 0; i < 16; i++)
+    PD_CHECK_NEAR(st, out[i], want4[i], 0);
   l.out = shp(8, 2, 2, 1);
   pd_cpu_cyclic_slice(&l, 1, x, out);
   /* view 4 = flip; view 5 = rot90(flip) = rot90([[2,1],[4,3]]) = [[1,3],[2,4]] */
   const float want_flip[8] = {2, 1, 4, 3, 1, 3, 2, 4};
-  for (int i = 0; i < 8; i++) PD_CHECK_NEAR(st, out[16 + i], want_flip[i], 0);
+  for (int i = 0; i < 8; i++)
+    PD_CHECK_NEAR(st, out[16 + i], want_flip[i], 0);
 }
 
 static void test_roll(pd_test_state *st) {
   /* Four distinct 2x2 one-channel views F_v = {4v+1 .. 4v+4}. View 0, block s is
    * rot90(F_s, -s); view 1, block 1 is rot90(F_2, -1). */
   float in[16], out[64];
-  for (int i = 0; i < 16; i++) in[i] = (float)(i + 1);
+  for (int i = 0; i < 16; i++)
+    in[i] = (float)(i + 1);
   pd_layer l = {.kind = PD_LAYER_CYCLIC_ROLL, .in = shp(4, 2, 2, 1), .out = shp(4, 2, 2, 4)};
   pd_cpu_cyclic_roll(&l, 1, in, out);
   /* out[i][y][x][s] at index ((i*2 + y)*2 + x)*4 + s */
@@ -82,7 +88,8 @@ static void test_roll(pd_test_state *st) {
 
   /* Dense roll on flat D4 features: view i, block s is F_{s*i}. */
   float flat[8 * 2], froll[8 * 16];
-  for (int v = 0; v < 8; v++) flat[v * 2] = (float)v, flat[v * 2 + 1] = (float)(10 + v);
+  for (int v = 0; v < 8; v++)
+    flat[v * 2] = (float)v, flat[v * 2 + 1] = (float)(10 + v);
   pd_layer fr = {.kind = PD_LAYER_CYCLIC_ROLL, .in = shp(8, 1, 1, 2), .out = shp(8, 1, 1, 16)};
   pd_cpu_cyclic_roll(&fr, 1, flat, froll);
   for (int i = 0; i < 8; i++)
@@ -111,20 +118,28 @@ static void test_cyclic_pool(pd_test_state *st) {
 
 static void test_pool_maxout_gap(pd_test_state *st) {
   float in[25], out[4];
-  for (int i = 0; i < 25; i++) in[i] = (float)((i * 7) % 25); /* a permutation of 0..24 */
-  pd_layer mp = {.kind = PD_LAYER_MAXPOOL, .pool_size = 3, .pool_stride = 2,
-                 .in = shp(1, 5, 5, 1), .out = shp(1, 2, 2, 1)};
+  for (int i = 0; i < 25; i++)
+    in[i] = (float)((i * 7) % 25); /* a permutation of 0..24 */
+  pd_layer mp = {.kind = PD_LAYER_MAXPOOL,
+                 .pool_size = 3,
+                 .pool_stride = 2,
+                 .in = shp(1, 5, 5, 1),
+                 .out = shp(1, 2, 2, 1)};
   pd_cpu_maxpool(&mp, 1, in, out);
   for (int oy = 0; oy < 2; oy++)
     for (int ox = 0; ox < 2; ox++) {
       float m = -1;
       for (int y = 2 * oy; y < 2 * oy + 3; y++)
-        for (int x = 2 * ox; x < 2 * ox + 3; x++) m = in[y * 5 + x] > m ? in[y * 5 + x] : m;
+        for (int x = 2 * ox; x < 2 * ox + 3; x++)
+          m = in[y * 5 + x] > m ? in[y * 5 + x] : m;
       PD_CHECK_NEAR(st, out[oy * 2 + ox], m, 0);
     }
   float in2[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, out2[4];
-  pd_layer mp2 = {.kind = PD_LAYER_MAXPOOL, .pool_size = 2, .pool_stride = 2,
-                  .in = shp(1, 4, 4, 1), .out = shp(1, 2, 2, 1)};
+  pd_layer mp2 = {.kind = PD_LAYER_MAXPOOL,
+                  .pool_size = 2,
+                  .pool_stride = 2,
+                  .in = shp(1, 4, 4, 1),
+                  .out = shp(1, 2, 2, 1)};
   pd_cpu_maxpool(&mp2, 1, in2, out2);
   PD_CHECK_NEAR(st, out2[0], 6, 0);
   PD_CHECK_NEAR(st, out2[1], 8, 0);
@@ -132,7 +147,8 @@ static void test_pool_maxout_gap(pd_test_state *st) {
   PD_CHECK_NEAR(st, out2[3], 16, 0);
 
   float mi[6] = {1, 5, 3, 2, -1, -4}, mo[3];
-  pd_layer mx = {.kind = PD_LAYER_MAXOUT, .pieces = 2, .in = shp(1, 1, 1, 6), .out = shp(1, 1, 1, 3)};
+  pd_layer mx = {
+      .kind = PD_LAYER_MAXOUT, .pieces = 2, .in = shp(1, 1, 1, 6), .out = shp(1, 1, 1, 3)};
   pd_cpu_maxout(&mx, 1, mi, mo);
   PD_CHECK_NEAR(st, mo[0], 5, 0);
   PD_CHECK_NEAR(st, mo[1], 3, 0);
@@ -166,10 +182,19 @@ static void test_conv_hand(pd_test_state *st) {
   /* 3x3 input 1..9, all-ones 3x3 kernel, pad 1, bias -20, slope 0.5:
    * centre sum 45 - 20 = 25; corner (0,0) sum 1+2+4+5 = 12 - 20 = -8 -> -4 */
   float in[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[9], b[1] = {-20}, out[9], col[81];
-  for (int i = 0; i < 9; i++) w[i] = 1;
-  pd_layer l = {.kind = PD_LAYER_CONV, .filters = 1, .kernel = 3, .stride = 1, .pad = 1,
-                .activation = PD_ACT_LEAKY_RELU, .slope = 0.5f, .in = shp(1, 3, 3, 1),
-                .out = shp(1, 3, 3, 1), .weight = w, .bias = b};
+  for (int i = 0; i < 9; i++)
+    w[i] = 1;
+  pd_layer l = {.kind = PD_LAYER_CONV,
+                .filters = 1,
+                .kernel = 3,
+                .stride = 1,
+                .pad = 1,
+                .activation = PD_ACT_LEAKY_RELU,
+                .slope = 0.5f,
+                .in = shp(1, 3, 3, 1),
+                .out = shp(1, 3, 3, 1),
+                .weight = w,
+                .bias = b};
   pd_cpu_conv(&l, 1, in, out, col, sizeof col / sizeof *col);
   PD_CHECK_NEAR(st, out[4], 25, 1e-5);
   PD_CHECK_NEAR(st, out[0], -4, 1e-5);
@@ -182,14 +207,24 @@ static void test_conv_vs_direct(pd_test_state *st) {
   const int V = 4, H = 7, C = 3, O = 5, imgs = 2;
   float *in = malloc(sizeof(float) * imgs * V * H * H * C), w[5 * 3 * 3 * 3], b[5];
   float *out = malloc(sizeof(float) * imgs * V * H * H * O), col[27 * 3];
-  for (int i = 0; i < imgs * V * H * H * C; i++) in[i] = (float)((i * 37) % 17 - 8) / 8.0f;
-  for (int i = 0; i < O * 27; i++) w[i] = (float)((i * 11) % 13 - 6) / 6.0f;
-  for (int i = 0; i < O; i++) b[i] = 0.1f * (float)i - 0.2f;
+  for (int i = 0; i < imgs * V * H * H * C; i++)
+    in[i] = (float)((i * 37) % 17 - 8) / 8.0f;
+  for (int i = 0; i < O * 27; i++)
+    w[i] = (float)((i * 11) % 13 - 6) / 6.0f;
+  for (int i = 0; i < O; i++)
+    b[i] = 0.1f * (float)i - 0.2f;
   const int cfg[3][3] = {{3, 2, 1}, {3, 1, 0}, {1, 1, 0}}; /* kernel, stride, pad */
   for (int t = 0; t < 3; t++) {
-    pd_layer l = {.kind = PD_LAYER_CONV, .filters = O, .kernel = cfg[t][0], .stride = cfg[t][1],
-                  .pad = cfg[t][2], .activation = PD_ACT_LEAKY_RELU, .slope = 0.1f,
-                  .in = shp(V, H, H, C), .weight = w, .bias = b};
+    pd_layer l = {.kind = PD_LAYER_CONV,
+                  .filters = O,
+                  .kernel = cfg[t][0],
+                  .stride = cfg[t][1],
+                  .pad = cfg[t][2],
+                  .activation = PD_ACT_LEAKY_RELU,
+                  .slope = 0.1f,
+                  .in = shp(V, H, H, C),
+                  .weight = w,
+                  .bias = b};
     int oh = (H + 2 * l.pad - l.kernel) / l.stride + 1;
     l.out = shp(V, oh, oh, O);
     size_t K = (size_t)l.kernel * l.kernel * C;
@@ -212,8 +247,13 @@ static void test_dense_softmax(pd_test_state *st) {
   /* two rows x 3 inputs -> 2 units */
   float in[6] = {1, 2, 3, -1, 0, 1}, w[6] = {1, 0, -1, 0.5f, 0.5f, 0.5f}, b[2] = {0.5f, -1};
   float out[4];
-  pd_layer l = {.kind = PD_LAYER_DENSE, .units = 2, .in = shp(1, 1, 1, 3), .out = shp(1, 1, 1, 2),
-                .weight = w, .bias = b, .activation = PD_ACT_NONE};
+  pd_layer l = {.kind = PD_LAYER_DENSE,
+                .units = 2,
+                .in = shp(1, 1, 1, 3),
+                .out = shp(1, 1, 1, 2),
+                .weight = w,
+                .bias = b,
+                .activation = PD_ACT_NONE};
   pd_cpu_dense(&l, 2, in, out);
   PD_CHECK_NEAR(st, out[0], 1 - 3 + 0.5, 1e-6);
   PD_CHECK_NEAR(st, out[1], 3 - 1, 1e-6);

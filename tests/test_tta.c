@@ -35,7 +35,7 @@
   "input: {mean: 0.05, std: 0.15}\n"                                                               \
   "branches:\n"                                                                                    \
   "  - name: a\n"                                                                                  \
-  "    input: {kind: image, size: 16, rescale: fit, fit_size: 14}\n"                              \
+  "    input: {kind: image, size: 16, rescale: fit, fit_size: 14}\n"                               \
   "    layers:\n"                                                                                  \
   "      - {type: cyclic_slice}\n"                                                                 \
   "      - {type: conv, filters: 4, kernel: 3}\n"                                                  \
@@ -64,8 +64,9 @@ static const char k_yaml_a_other[] =
     YAML_A_HEAD "classes: [alpha, beta, gamma, epsilon]\n" YAML_A_BODY;
 
 static const pd_test_tensor k_tensors_a[] = {
-    {"a.1.weight", 4, {4, 1, 3, 3}},  {"a.1.bias", 1, {4}},    {"a.4.weight", 4, {6, 16, 3, 3}},
-    {"a.4.bias", 1, {6}},             {"head.0.weight", 2, {4, 8}}, {"head.0.bias", 1, {4}},
+    {"a.1.weight", 4, {4, 1, 3, 3}},  {"a.1.bias", 1, {4}},
+    {"a.4.weight", 4, {6, 16, 3, 3}}, {"a.4.bias", 1, {6}},
+    {"head.0.weight", 2, {4, 8}},     {"head.0.bias", 1, {4}},
 };
 #define N_TENSORS_A 6
 
@@ -187,7 +188,8 @@ static void test_halton_values(pd_test_state *st) {
   PD_CHECK_NEAR(st, pd_tta_halton(2, 0), 0.25, 0);
   PD_CHECK_NEAR(st, pd_tta_halton(3, 0), 0.75, 0);
   PD_CHECK_NEAR(st, pd_tta_halton(6, 0), 0.375, 0);
-  /* Base 3, multiplier 2: digits 1 -> 2, 2 -> 1. k = 1: 2/3; k = 2: 1/3; k = 4 = (11)_3: 2/3 + 2/9. */
+  /* Base 3, multiplier 2: digits 1 -> 2, 2 -> 1. k = 1: 2/3; k = 2: 1/3; k = 4 = (11)_3: 2/3 + 2/9.
+   */
   PD_CHECK_NEAR(st, pd_tta_halton(1, 1), 2.0 / 3, 1e-15);
   PD_CHECK_NEAR(st, pd_tta_halton(2, 1), 1.0 / 3, 1e-15);
   PD_CHECK_NEAR(st, pd_tta_halton(4, 1), 2.0 / 3 + 2.0 / 9, 1e-15);
@@ -215,9 +217,8 @@ static void test_halton_values(pd_test_state *st) {
 }
 
 static bool same_aug(const pd_augment *a, const pd_augment *b) {
-  return a->zoom == b->zoom && a->rotation_deg == b->rotation_deg &&
-         a->shear_deg == b->shear_deg && a->tx == b->tx && a->ty == b->ty &&
-         a->stretch == b->stretch && a->flip == b->flip;
+  return a->zoom == b->zoom && a->rotation_deg == b->rotation_deg && a->shear_deg == b->shear_deg &&
+         a->tx == b->tx && a->ty == b->ty && a->stretch == b->stretch && a->flip == b->flip;
 }
 
 static pd_tta_spec full_spec(void) {
@@ -255,7 +256,8 @@ static void test_transforms(pd_test_state *st) {
     if (k == 0) continue;
     const double eps = 1e-9;
     in_range = in_range && a[k].rotation_deg >= 0 && a[k].rotation_deg < 360;
-    in_range = in_range && a[k].zoom >= spec.zoom_min * (1 - eps) && a[k].zoom <= spec.zoom_max * (1 + eps);
+    in_range = in_range && a[k].zoom >= spec.zoom_min * (1 - eps) &&
+               a[k].zoom <= spec.zoom_max * (1 + eps);
     in_range = in_range && a[k].shear_deg >= -10 && a[k].shear_deg <= 10;
     in_range = in_range && a[k].tx >= -8 && a[k].tx <= 8 && a[k].ty >= -8 && a[k].ty <= 8;
     in_range = in_range && a[k].stretch >= 1 / 1.2 * (1 - eps) && a[k].stretch <= 1.2 * (1 + eps);
@@ -325,8 +327,8 @@ static void test_transform_errors(pd_test_state *st) {
 }
 
 static void test_average(pd_test_state *st) {
-  const float rows[3 * 4] = {0.5f, 0.25f, 0.25f, 0.0f,  /* */
-                             0.1f, 0.2f,  0.3f,  0.4f,  /* */
+  const float rows[3 * 4] = {0.5f, 0.25f, 0.25f, 0.0f, /* */
+                             0.1f, 0.2f,  0.3f,  0.4f, /* */
                              0.0f, 0.0f,  1.0f,  0.0f};
   float out[4];
   pd_tta_average(rows, 3, 4, out);
@@ -515,7 +517,8 @@ static void test_labels(pd_test_state *st, pd_backend *be, const crop *crops) {
   pd_model *three = NULL;
   char *yaml3 = strdup(k_yaml_b);
   char *at = strstr(yaml3, "classes: [alpha, beta, gamma, delta]");
-  memcpy(at, "classes: [alpha, beta, gamma]       ", strlen("classes: [alpha, beta, gamma, delta]"));
+  memcpy(at, "classes: [alpha, beta, gamma]       ",
+         strlen("classes: [alpha, beta, gamma, delta]"));
   at = strstr(yaml3, "units: 4");
   at[7] = '3';
   static const pd_test_tensor t3[] = {{"img.0.weight", 4, {5, 1, 3, 3}},

@@ -32,10 +32,10 @@ int pc_cli_fail(pc_cli_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 typedef struct pc_cli_global {
-  const char *prog;     /* "plankton-client" */
-  char address[1100];   /* "unix:PATH" or "tcp:HOST:PORT" */
-  const char *origin;   /* where the address came from: "--socket", "--tcp", ... */
-  int timeout_ms;       /* connect, blocking calls, and silence while waiting */
+  const char *prog;   /* "plankton-client" */
+  char address[1100]; /* "unix:PATH" or "tcp:HOST:PORT" */
+  const char *origin; /* where the address came from: "--socket", "--tcp", ... */
+  int timeout_ms;     /* connect, blocking calls, and silence while waiting */
 } pc_cli_global;
 
 /* Sets g->address and g->origin from --socket PATH, --tcp HOST:PORT

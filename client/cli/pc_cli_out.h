@@ -35,9 +35,9 @@ int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err);
 typedef struct pc_cli_out {
   FILE *f;
   pc_cli_format format;
-  bool probs;                 /* rows carry the full distribution */
-  unsigned top_k;             /* columns of top classes (>= 1) */
-  size_t n_labels;            /* the model's classes (needed with probs) */
+  bool probs;      /* rows carry the full distribution */
+  unsigned top_k;  /* columns of top classes (>= 1) */
+  size_t n_labels; /* the model's classes (needed with probs) */
   const char *const *labels;
 } pc_cli_out;
 

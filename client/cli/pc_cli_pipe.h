@@ -29,7 +29,7 @@ typedef struct pc_cli_source {
 } pc_cli_source;
 
 typedef struct pc_cli_result {
-  uint64_t seq;                   /* input position, from 0 */
+  uint64_t seq; /* input position, from 0 */
   const char *path;
   long tag;
   const char *error;              /* NULL when classified; else "PATH: why" */
@@ -38,22 +38,23 @@ typedef struct pc_cli_result {
 } pc_cli_result;
 
 typedef struct pc_cli_pipe_options {
-  int window;             /* requests in flight (>= 1) */
-  bool completion_order;  /* hand results out as they complete */
-  int timeout_ms;         /* longest wait for an answer while requests are in flight */
+  int window;              /* requests in flight (>= 1) */
+  bool completion_order;   /* hand results out as they complete */
+  int timeout_ms;          /* longest wait for an answer while requests are in flight */
   uint64_t max_file_bytes; /* larger files fail locally (the daemon's frame limit) */
-  const char *model;      /* NULL: the daemon's default */
+  const char *model;       /* NULL: the daemon's default */
   uint32_t top_k;
   bool full_distribution;
   uint32_t tta;
   void (*on_result)(void *ctx, const pc_cli_result *r);
-  void (*before_wait)(void *ctx); /* before each blocking wait (flush output, progress); may be NULL */
+  void (*before_wait)(
+      void *ctx); /* before each blocking wait (flush output, progress); may be NULL */
   void *ctx;
 } pc_cli_pipe_options;
 
 typedef struct pc_cli_pipe_counts {
-  uint64_t ok, failed;    /* results handed out */
-  uint64_t unanswered;    /* sent and never answered (the connection was lost) */
+  uint64_t ok, failed; /* results handed out */
+  uint64_t unanswered; /* sent and never answered (the connection was lost) */
 } pc_cli_pipe_counts;
 
 /* PC_CLI_EXIT_OK when every input got its result (some may have failed);

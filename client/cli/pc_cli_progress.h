@@ -12,7 +12,7 @@
 typedef struct pc_cli_progress {
   bool on;
   FILE *f;
-  long total;          /* < 0: unknown (no bar, no ETA) */
+  long total; /* < 0: unknown (no bar, no ETA) */
   long done, failed;
   double start_ms, drawn_ms;
   bool visible;

@@ -10,8 +10,8 @@
 #include "pd_backend.h"
 
 typedef struct pd_cpu_options {
-  int threads;  /* worker threads; 0 = number of online CPUs */
-  int profile;  /* time every layer (for bench/); costs two clock reads per layer */
+  int threads; /* worker threads; 0 = number of online CPUs */
+  int profile; /* time every layer (for bench/); costs two clock reads per layer */
 } pd_cpu_options;
 
 int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error *err);

@@ -10,9 +10,9 @@
 #include "pd_error.h"
 
 typedef struct pd_image_limits {
-  int max_width;     /* pixels */
-  int max_height;    /* pixels */
-  long max_pixels;   /* width * height */
+  int max_width;   /* pixels */
+  int max_height;  /* pixels */
+  long max_pixels; /* width * height */
 } pd_image_limits;
 
 /* Defaults: 4096 x 4096, 16 Mpixel. */

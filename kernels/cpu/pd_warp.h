@@ -11,11 +11,11 @@
 #include "pd_model.h"
 
 typedef struct pd_augment {
-  double zoom;         /* 1 = identity */
+  double zoom; /* 1 = identity */
   double rotation_deg;
   double shear_deg;
-  double tx, ty;       /* output pixels */
-  double stretch;      /* 1 = identity */
+  double tx, ty;  /* output pixels */
+  double stretch; /* 1 = identity */
   bool flip;
 } pd_augment;
 

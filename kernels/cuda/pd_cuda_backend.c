@@ -26,7 +26,7 @@
 #define MAX_BUCKETS 32
 #define DEFAULT_WORKSPACE_LIMIT ((size_t)256 << 20)
 #define BLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
-#define ALIGN_FLOATS 64                          /* 256-byte alignment of each weight tensor */
+#define ALIGN_FLOATS 64                         /* 256-byte alignment of each weight tensor */
 
 /* ---- error reporting ---- */
 
@@ -49,12 +49,15 @@ static void where_text(const where *w, char *buf, size_t len) {
 
 static int cu_code(cudaError_t e) {
   switch (e) {
-  case cudaErrorMemoryAllocation: return PD_ENOMEM;
+  case cudaErrorMemoryAllocation:
+    return PD_ENOMEM;
   case cudaErrorInsufficientDriver:
   case cudaErrorNoDevice:
   case cudaErrorNoKernelImageForDevice:
-  case cudaErrorInvalidDeviceFunction: return PD_EUNSUPP;
-  default: return PD_EINTERNAL;
+  case cudaErrorInvalidDeviceFunction:
+    return PD_EUNSUPP;
+  default:
+    return PD_EINTERNAL;
   }
 }
 
@@ -62,7 +65,8 @@ static int cu_fail(pd_error *err, const where *w, const char *call, cudaError_t 
   char at[192];
   where_text(w, at, sizeof at);
   (void)cudaGetLastError(); /* clear a non-sticky error so the next call starts clean */
-  return pd_error_set(err, cu_code(e), "%s: %s: %s (%s)", at, call, cudaGetErrorName(e), cudaGetErrorString(e));
+  return pd_error_set(err, cu_code(e), "%s: %s: %s (%s)", at, call, cudaGetErrorName(e),
+                      cudaGetErrorString(e));
 }
 
 static int dnn_fail(pd_error *err, const where *w, const char *call, cudnnStatus_t s) {
@@ -71,8 +75,8 @@ static int dnn_fail(pd_error *err, const where *w, const char *call, cudnnStatus
   detail[0] = '\0';
   cudnnGetLastErrorString(detail, sizeof detail);
   return pd_error_set(err, s == CUDNN_STATUS_ALLOC_FAILED ? PD_ENOMEM : PD_EINTERNAL,
-                      "%s: %s: %s%s%s%s", at, call, cudnnGetErrorString(s),
-                      detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
+                      "%s: %s: %s%s%s%s", at, call, cudnnGetErrorString(s), detail[0] ? " (" : "",
+                      detail, detail[0] ? ")" : "");
 }
 
 static int blas_fail(pd_error *err, const where *w, const char *call, cublasStatus_t s) {
@@ -85,20 +89,20 @@ static int blas_fail(pd_error *err, const where *w, const char *call, cublasStat
 
 /* CU(w, cudaMemcpyAsync, (dst, src, ...)): call, and on failure return an
  * error naming the function, its status and *w. Needs `pd_error *err` in scope. */
-#define CU(w, fn, args)                                                                      \
-  do {                                                                                       \
-    cudaError_t e_ = fn args;                                                                \
-    if (e_ != cudaSuccess) return cu_fail(err, (w), #fn, e_);                                \
+#define CU(w, fn, args)                                                                            \
+  do {                                                                                             \
+    cudaError_t e_ = fn args;                                                                      \
+    if (e_ != cudaSuccess) return cu_fail(err, (w), #fn, e_);                                      \
   } while (0)
-#define DNN(w, fn, args)                                                                     \
-  do {                                                                                       \
-    cudnnStatus_t s_ = fn args;                                                              \
-    if (s_ != CUDNN_STATUS_SUCCESS) return dnn_fail(err, (w), #fn, s_);                      \
+#define DNN(w, fn, args)                                                                           \
+  do {                                                                                             \
+    cudnnStatus_t s_ = fn args;                                                                    \
+    if (s_ != CUDNN_STATUS_SUCCESS) return dnn_fail(err, (w), #fn, s_);                            \
   } while (0)
-#define BLAS(w, fn, args)                                                                    \
-  do {                                                                                       \
-    cublasStatus_t s_ = fn args;                                                             \
-    if (s_ != CUBLAS_STATUS_SUCCESS) return blas_fail(err, (w), #fn, s_);                    \
+#define BLAS(w, fn, args)                                                                          \
+  do {                                                                                             \
+    cublasStatus_t s_ = fn args;                                                                   \
+    if (s_ != CUBLAS_STATUS_SUCCESS) return blas_fail(err, (w), #fn, s_);                          \
   } while (0)
 /* For our kernel launchers (they return the launch's cudaError_t). */
 #define KERN(w, fn, args) CU(w, fn, args)
@@ -116,7 +120,9 @@ pd_cuda_options pd_cuda_options_default(void) {
   return o;
 }
 
-int pd_cuda_built(void) { return 1; }
+int pd_cuda_built(void) {
+  return 1;
+}
 
 int pd_cuda_device_count(int *count, pd_error *err) {
   int n = 0;
@@ -127,7 +133,8 @@ int pd_cuda_device_count(int *count, pd_error *err) {
     return pd_error_set(err, PD_EUNSUPP, "cudaGetDeviceCount: %s (%s)", cudaGetErrorName(e),
                         cudaGetErrorString(e));
   }
-  if (n <= 0) return pd_error_set(err, PD_EUNSUPP, "no CUDA device present (cudaGetDeviceCount: 0)");
+  if (n <= 0)
+    return pd_error_set(err, PD_EUNSUPP, "no CUDA device present (cudaGetDeviceCount: 0)");
   if (count) *count = n;
   return PD_OK;
 }
@@ -139,8 +146,8 @@ typedef struct conv_bucket {
   cudnnConvolutionDescriptor_t conv;
   cudnnConvolutionFwdAlgo_t algo;
   cudnnMathType_t math;
-  size_t ws;   /* workspace bytes the algorithm needs */
-  float ms;    /* measured time (FindEx), -1 for heuristics */
+  size_t ws; /* workspace bytes the algorithm needs */
+  float ms;  /* measured time (FindEx), -1 for heuristics */
 } conv_bucket;
 
 typedef struct dev_layer {
@@ -165,8 +172,8 @@ typedef struct cuda_plan {
   float *host_in[PD_MAX_BRANCHES]; /* pinned staging */
   float *act[2];                   /* ping-pong activations */
   size_t act_floats;
-  float *head_in;    /* max_batch x head_in */
-  float *host_probs; /* pinned, max_batch x n_classes */
+  float *head_in;      /* max_batch x head_in */
+  float *host_probs;   /* pinned, max_batch x n_classes */
   const float *result; /* where the network leaves the probabilities */
   void *ws;
   size_t ws_bytes;
@@ -184,9 +191,13 @@ static const pd_layer *list_layers(const pd_model *m, int list) {
   return list == HEAD ? m->head : m->branches[list].layers;
 }
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
 
-static size_t align_floats(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+static size_t align_floats(size_t n) {
+  return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
 
 static int bucket_for(const cuda_plan *p, int n) {
   for (int k = 0; k < p->n_buckets; k++)
@@ -230,8 +241,9 @@ static int run_layer(cuda_plan *p, const dev_layer *d, int k, float **cur, pd_er
     break;
   case PD_LAYER_CONV: {
     const conv_bucket *cb = &d->cb[k];
-    DNN(&w, cudnnConvolutionForward, (p->dnn, &one, cb->x, in, d->filt, d->w, cb->conv, cb->algo,
-                                      p->ws, p->ws_bytes, &zero, cb->y, out));
+    DNN(&w, cudnnConvolutionForward,
+        (p->dnn, &one, cb->x, in, d->filt, d->w, cb->conv, cb->algo, p->ws, p->ws_bytes, &zero,
+         cb->y, out));
     KERN(&w, pd_cuda_bias_act,
          (s, out, (size_t)nb * l->out.views * l->out.h * l->out.w, l->filters, d->b,
           l->activation == PD_ACT_LEAKY_RELU, l->slope));
@@ -242,24 +254,25 @@ static int run_layer(cuda_plan *p, const dev_layer *d, int k, float **cur, pd_er
     in_place = 1;
     break;
   case PD_LAYER_MAXPOOL:
-    KERN(&w, pd_cuda_maxpool, (s, in, out, (size_t)nb * l->in.views, l->in.h, l->in.w, l->in.c,
-                               l->out.h, l->out.w, l->pool_size, l->pool_stride));
+    KERN(&w, pd_cuda_maxpool,
+         (s, in, out, (size_t)nb * l->in.views, l->in.h, l->in.w, l->in.c, l->out.h, l->out.w,
+          l->pool_size, l->pool_stride));
     break;
   case PD_LAYER_CYCLIC_ROLL:
     KERN(&w, pd_cuda_cyclic_roll, (s, in, out, nb, l->in.views, l->in.h, l->in.w, l->in.c, p->d4));
     break;
   case PD_LAYER_CYCLIC_POOL:
-    KERN(&w, pd_cuda_cyclic_pool, (s, in, out, nb, l->in.views,
-                                   (size_t)l->in.h * l->in.w * l->in.c, (int)l->cpool_mode));
+    KERN(&w, pd_cuda_cyclic_pool,
+         (s, in, out, nb, l->in.views, (size_t)l->in.h * l->in.w * l->in.c, (int)l->cpool_mode));
     break;
   case PD_LAYER_DENSE: {
     /* Row-major out[rows][N] = in[rows][K] * W[N][K]^T is, column-major,
      * out^T (N x rows) = W^T (N x K, W stored K x N) * in^T (K x rows). */
     const int rows = nb * l->in.views, K = l->in.h * l->in.w * l->in.c, N = l->units;
-    BLAS(&w, cublasSgemm, (p->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, K, &one, d->w, K, in, K,
-                           &zero, out, N));
-    KERN(&w, pd_cuda_bias_act, (s, out, (size_t)rows, N, d->b,
-                                l->activation == PD_ACT_LEAKY_RELU, l->slope));
+    BLAS(&w, cublasSgemm,
+         (p->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, K, &one, d->w, K, in, K, &zero, out, N));
+    KERN(&w, pd_cuda_bias_act,
+         (s, out, (size_t)rows, N, d->b, l->activation == PD_ACT_LEAKY_RELU, l->slope));
     break;
   }
   case PD_LAYER_MAXOUT:
@@ -270,7 +283,9 @@ static int run_layer(cuda_plan *p, const dev_layer *d, int k, float **cur, pd_er
     KERN(&w, pd_cuda_global_avg_pool,
          (s, in, out, (size_t)nb * l->in.views, l->in.h * l->in.w, l->in.c));
     break;
-  case PD_LAYER_DROPOUT: in_place = 1; break;
+  case PD_LAYER_DROPOUT:
+    in_place = 1;
+    break;
   case PD_LAYER_SOFTMAX:
     KERN(&w, pd_cuda_softmax, (s, in, (size_t)nb * l->in.views, l->in.h * l->in.w * l->in.c));
     in_place = 1;
@@ -316,9 +331,9 @@ static int enqueue(cuda_plan *p, int k, const float **result, trace *t, pd_error
     if (rc != PD_OK || (t && t->stop)) return rc;
     const size_t width = (size_t)m->branches[b].out.c;
     const where w = {.step = "branch concatenation"};
-    CU(&w, cudaMemcpy2DAsync, (p->head_in + offset, (size_t)m->head_in * sizeof(float), cur,
-                               width * sizeof(float), width * sizeof(float), (size_t)nb,
-                               cudaMemcpyDeviceToDevice, p->stream));
+    CU(&w, cudaMemcpy2DAsync,
+       (p->head_in + offset, (size_t)m->head_in * sizeof(float), cur, width * sizeof(float),
+        width * sizeof(float), (size_t)nb, cudaMemcpyDeviceToDevice, p->stream));
     offset += width;
   }
   float *cur = p->head_in;
@@ -455,9 +470,9 @@ static int plan_handles(cuda_plan *p, pd_error *err) {
   DNN(&w, cudnnSetStream, (p->dnn, p->stream));
   BLAS(&w, cublasCreate, (&p->blas));
   BLAS(&w, cublasSetStream, (p->blas, p->stream));
-  BLAS(&w, cublasSetMathMode, (p->blas, p->opt.precision == PD_CUDA_TF32
-                                            ? CUBLAS_TF32_TENSOR_OP_MATH
-                                            : CUBLAS_DEFAULT_MATH));
+  BLAS(&w, cublasSetMathMode,
+       (p->blas,
+        p->opt.precision == PD_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   /* Our own workspace, so cuBLAS never allocates during a run or a graph capture. */
   CU(&w, cudaMalloc, (&p->blas_ws, BLAS_WORKSPACE_BYTES));
   BLAS(&w, cublasSetWorkspace, (p->blas, p->blas_ws, BLAS_WORKSPACE_BYTES));
@@ -483,14 +498,14 @@ static int plan_weights(cuda_plan *p, pd_error *err) {
       const pd_layer *l = d->l;
       const where wl = {.layer = l};
       if (l->weight) {
-        CU(&wl, cudaMemcpy, (p->weights + at, l->weight, l->weight_len * sizeof(float),
-                             cudaMemcpyHostToDevice));
+        CU(&wl, cudaMemcpy,
+           (p->weights + at, l->weight, l->weight_len * sizeof(float), cudaMemcpyHostToDevice));
         d->w = p->weights + at;
         at += align_floats(l->weight_len);
       }
       if (l->bias) {
-        CU(&wl, cudaMemcpy, (p->weights + at, l->bias, l->bias_len * sizeof(float),
-                             cudaMemcpyHostToDevice));
+        CU(&wl, cudaMemcpy,
+           (p->weights + at, l->bias, l->bias_len * sizeof(float), cudaMemcpyHostToDevice));
         d->b = p->weights + at;
         at += align_floats(l->bias_len);
       }
@@ -535,25 +550,39 @@ static int plan_buffers(cuda_plan *p, pd_error *err) {
 
 static const char *algo_name(cudnnConvolutionFwdAlgo_t a) {
   switch (a) {
-  case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "implicit_gemm";
-  case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return "implicit_precomp_gemm";
-  case CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return "gemm";
-  case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT: return "direct";
-  case CUDNN_CONVOLUTION_FWD_ALGO_FFT: return "fft";
-  case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING: return "fft_tiling";
-  case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD: return "winograd";
-  case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED: return "winograd_nonfused";
-  default: return "?";
+  case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM:
+    return "implicit_gemm";
+  case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM:
+    return "implicit_precomp_gemm";
+  case CUDNN_CONVOLUTION_FWD_ALGO_GEMM:
+    return "gemm";
+  case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT:
+    return "direct";
+  case CUDNN_CONVOLUTION_FWD_ALGO_FFT:
+    return "fft";
+  case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING:
+    return "fft_tiling";
+  case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD:
+    return "winograd";
+  case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED:
+    return "winograd_nonfused";
+  default:
+    return "?";
   }
 }
 
 static const char *math_name(cudnnMathType_t t) {
   switch (t) {
-  case CUDNN_DEFAULT_MATH: return "default";
-  case CUDNN_TENSOR_OP_MATH: return "tensor_op";
-  case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return "tensor_op_conv";
-  case CUDNN_FMA_MATH: return "fma";
-  default: return "?";
+  case CUDNN_DEFAULT_MATH:
+    return "default";
+  case CUDNN_TENSOR_OP_MATH:
+    return "tensor_op";
+  case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION:
+    return "tensor_op_conv";
+  case CUDNN_FMA_MATH:
+    return "fma";
+  default:
+    return "?";
   }
 }
 
@@ -606,8 +635,9 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
       (cb->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n_in, l->in.c, l->in.h, l->in.w));
   DNN(&w, cudnnSetTensor4dDescriptor,
       (cb->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n_in, l->out.c, l->out.h, l->out.w));
-  DNN(&w, cudnnSetConvolution2dDescriptor, (cb->conv, l->pad, l->pad, l->stride, l->stride, 1, 1,
-                                            CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  DNN(&w, cudnnSetConvolution2dDescriptor,
+      (cb->conv, l->pad, l->pad, l->stride, l->stride, 1, 1, CUDNN_CROSS_CORRELATION,
+       CUDNN_DATA_FLOAT));
   const int strict = p->opt.precision == PD_CUDA_FP32;
   DNN(&w, cudnnSetConvolutionMathType, (cb->conv, strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
   int on, oc, oh, ow;
@@ -634,16 +664,17 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
     const where ws = {.layer = l, .bucket = nb};
     CU(&ws, cudaStreamSynchronize, (p->stream));
   }
-  heur = cudnnGetConvolutionForwardAlgorithm_v7(p->dnn, cb->x, d->filt, cb->conv, cb->y,
-                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT * 2, &returned,
-                                                perf);
+  heur =
+      cudnnGetConvolutionForwardAlgorithm_v7(p->dnn, cb->x, d->filt, cb->conv, cb->y,
+                                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT * 2, &returned, perf);
   if (heur == CUDNN_STATUS_SUCCESS &&
       (rc = choose_algo(p, d, cb, perf, returned, search_bytes, 0, &w, err)) != 0)
     return rc > 0 ? PD_OK : rc;
   /* Implicit GEMM needs no workspace and supports every NHWC FP32 case. */
   cudnnConvolutionFwdAlgoPerf_t fallback = {.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
                                             .status = CUDNN_STATUS_SUCCESS,
-                                            .mathType = strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH};
+                                            .mathType =
+                                                strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH};
   if ((rc = choose_algo(p, d, cb, &fallback, 1, search_bytes, 0, &w, err)) != 0)
     return rc > 0 ? PD_OK : rc;
   return pd_error_set(err, PD_EUNSUPP,
@@ -766,12 +797,15 @@ static int cuda_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd
   p->opt = cb->opt;
   for (int a = 0; a < 8; a++) {
     p->d4.inv[a] = pd_d4_inv(a);
-    for (int b = 0; b < 8; b++) p->d4.mul[a][b] = pd_d4_mul(a, b);
+    for (int b = 0; b < 8; b++)
+      p->d4.mul[a][b] = pd_d4_mul(a, b);
   }
   for (int list = 0; list <= HEAD; list++) {
-    p->n_layers[list] =
-        list == HEAD ? m->n_head : list < m->n_branches ? m->branches[list].n_layers : 0;
-    for (int i = 0; i < p->n_layers[list]; i++) p->layers[list][i].l = &list_layers(m, list)[i];
+    p->n_layers[list] = list == HEAD           ? m->n_head
+                        : list < m->n_branches ? m->branches[list].n_layers
+                                               : 0;
+    for (int i = 0; i < p->n_layers[list]; i++)
+      p->layers[list][i].l = &list_layers(m, list)[i];
   }
   make_buckets(p, max_batch);
 
@@ -802,12 +836,12 @@ void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len) {
   }
   const cuda_plan *p = (const cuda_plan *)plan;
   size_t at = 0;
-#define PUT(...)                                                                             \
-  do {                                                                                       \
-    if (at < len) {                                                                          \
-      int n_ = snprintf(buf + at, len - at, __VA_ARGS__);                                    \
-      if (n_ > 0) at += (size_t)n_;                                                          \
-    }                                                                                        \
+#define PUT(...)                                                                                   \
+  do {                                                                                             \
+    if (at < len) {                                                                                \
+      int n_ = snprintf(buf + at, len - at, __VA_ARGS__);                                          \
+      if (n_ > 0) at += (size_t)n_;                                                                \
+    }                                                                                              \
   } while (0)
   PUT("cuda plan: model '%s', max_batch %d, %d buckets, workspace %zu bytes, %s%s\n",
       base->model->name, base->max_batch, p->n_buckets, p->ws_bytes,
@@ -818,8 +852,8 @@ void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len) {
       if (!d->cb) continue;
       PUT("  %s:", d->l->name);
       for (int k = 0; k < p->n_buckets; k++)
-        PUT(" [%d] %s/%s %zuB%s", p->buckets[k], algo_name(d->cb[k].algo),
-            math_name(d->cb[k].math), d->cb[k].ws, d->cb[k].ms >= 0 ? "" : " (heuristic)");
+        PUT(" [%d] %s/%s %zuB%s", p->buckets[k], algo_name(d->cb[k].algo), math_name(d->cb[k].math),
+            d->cb[k].ws, d->cb[k].ms >= 0 ? "" : " (heuristic)");
       PUT("\n");
     }
 #undef PUT
@@ -835,9 +869,9 @@ typedef struct warp_bufs {
   float *out;
 } warp_bufs;
 
-static int warp_check_run(const pd_model *m, int branch, const uint8_t *const *pixels,
-                          const int *w, const int *h, const pd_augment *augs, int count, float *out,
-                          warp_bufs *d, pd_error *err) {
+static int warp_check_run(const pd_model *m, int branch, const uint8_t *const *pixels, const int *w,
+                          const int *h, const pd_augment *augs, int count, float *out, warp_bufs *d,
+                          pd_error *err) {
   const pd_branch *br = &m->branches[branch];
   const where wh = {.step = "warp check"};
   size_t total = 0;
@@ -867,8 +901,10 @@ static int warp_check_run(const pd_model *m, int branch, const uint8_t *const *p
       e = cudaMemcpy(d->px + off[k], pixels[k], (size_t)w[k] * h[k], cudaMemcpyHostToDevice);
   if (e == cudaSuccess)
     e = cudaMemcpy(d->off, off, (size_t)count * sizeof *off, cudaMemcpyHostToDevice);
-  if (e == cudaSuccess) e = cudaMemcpy(d->w, w, (size_t)count * sizeof(int), cudaMemcpyHostToDevice);
-  if (e == cudaSuccess) e = cudaMemcpy(d->h, h, (size_t)count * sizeof(int), cudaMemcpyHostToDevice);
+  if (e == cudaSuccess)
+    e = cudaMemcpy(d->w, w, (size_t)count * sizeof(int), cudaMemcpyHostToDevice);
+  if (e == cudaSuccess)
+    e = cudaMemcpy(d->h, h, (size_t)count * sizeof(int), cudaMemcpyHostToDevice);
   if (e == cudaSuccess)
     e = cudaMemcpy(d->aff, aff, (size_t)count * 6 * sizeof(double), cudaMemcpyHostToDevice);
   free(off);
@@ -908,7 +944,9 @@ int pd_cuda_warp_check(pd_backend *be, const pd_model *m, int branch, const uint
 
 /* ---- backend lifetime ---- */
 
-static void cuda_destroy(pd_backend *be) { free(be); }
+static void cuda_destroy(pd_backend *be) {
+  free(be);
+}
 
 static const pd_backend_ops cuda_ops = {
     .name = "cuda",

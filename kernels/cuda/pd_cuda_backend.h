@@ -23,7 +23,8 @@
  * images uses the smallest bucket >= n: inputs for n images are copied up,
  * the padding images compute on whatever their slots hold (zeros from plan
  * time, later an earlier batch's rows) and are never copied back. Every
- * layer is per image, so padding cannot change a real image's answer. Waste is at most 50% (n = 2^k + 1), none at max_batch.
+ * layer is per image, so padding cannot change a real image's answer. Waste is at most 50% (n = 2^k
+ * + 1), none at max_batch.
  *
  * A run: copy each branch's n input rows into pinned staging, one async
  * host-to-device copy per branch, the network (or the bucket's graph) on the

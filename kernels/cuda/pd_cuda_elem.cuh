@@ -86,7 +86,9 @@ PD_HD float elem_bias_act(float x, size_t i, int cols, const float *bias, int le
   return v;
 }
 
-PD_HD float elem_leaky(float v, float slope) { return v > 0.0f ? v : rn_fmul(v, slope); }
+PD_HD float elem_leaky(float v, float slope) {
+  return v > 0.0f ? v : rn_fmul(v, slope);
+}
 
 /* pd_cpu_maxpool: out[m][oy][ox][c]. */
 PD_HD float elem_maxpool(const float *in, size_t i, int h, int w, int c, int oh, int ow, int size,
@@ -171,7 +173,8 @@ PD_HD float elem_maxout(const float *in, size_t i, int c, int pieces) {
   const int j = (int)(i % (size_t)oc);
   const float *src = in + r * c + (size_t)j * pieces;
   float m = src[0];
-  for (int q = 1; q < pieces; q++) m = src[q] > m ? src[q] : m;
+  for (int q = 1; q < pieces; q++)
+    m = src[q] > m ? src[q] : m;
   return m;
 }
 
@@ -181,7 +184,8 @@ PD_HD float elem_global_avg_pool(const float *in, size_t i, int p, int c) {
   const int ch = (int)(i % (size_t)c);
   const float *src = in + m * (size_t)p * c + ch;
   float acc = 0.0f;
-  for (int k = 0; k < p; k++) acc += src[(size_t)k * c];
+  for (int k = 0; k < p; k++)
+    acc += src[(size_t)k * c];
   return acc / (float)p;
 }
 

@@ -28,7 +28,9 @@ unsigned blocks_for(size_t n) {
 __device__ __forceinline__ size_t thread_index() {
   return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 }
-__device__ __forceinline__ size_t thread_stride() { return (size_t)gridDim.x * blockDim.x; }
+__device__ __forceinline__ size_t thread_stride() {
+  return (size_t)gridDim.x * blockDim.x;
+}
 
 __global__ void k_bias_act(float *x, size_t total, int cols, const float *bias, int leaky,
                            float slope) {
@@ -37,7 +39,8 @@ __global__ void k_bias_act(float *x, size_t total, int cols, const float *bias, 
 }
 
 __global__ void k_leaky_relu(float *x, size_t n, float slope) {
-  for (size_t i = thread_index(); i < n; i += thread_stride()) x[i] = elem_leaky(x[i], slope);
+  for (size_t i = thread_index(); i < n; i += thread_stride())
+    x[i] = elem_leaky(x[i], slope);
 }
 
 __global__ void k_maxpool(const float *in, float *out, size_t total, int h, int w, int c, int oh,
@@ -46,8 +49,7 @@ __global__ void k_maxpool(const float *in, float *out, size_t total, int h, int 
     out[i] = elem_maxpool(in, i, h, w, c, oh, ow, size, stride);
 }
 
-__global__ void k_cyclic_slice(const float *in, float *out, size_t total, int views, int n,
-                               int c) {
+__global__ void k_cyclic_slice(const float *in, float *out, size_t total, int views, int n, int c) {
   for (size_t i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_cyclic_slice(in, i, views, n, c);
 }
@@ -84,7 +86,8 @@ __global__ void k_softmax(float *x, size_t rows, int cols) {
   for (size_t r = blockIdx.x; r < rows; r += gridDim.x) {
     float *row = x + r * (size_t)cols;
     float m = -FLT_MAX;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = row[c] > m ? row[c] : m;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+      m = row[c] > m ? row[c] : m;
     for (int o = 16; o > 0; o >>= 1) {
       float other = __shfl_xor_sync(0xffffffffu, m, o);
       m = other > m ? other : m;
@@ -93,7 +96,8 @@ __global__ void k_softmax(float *x, size_t rows, int cols) {
     __syncthreads();
     if (threadIdx.x == 0) {
       float mm = smax[0];
-      for (int k = 1; k < nwarps; k++) mm = smax[k] > mm ? smax[k] : mm;
+      for (int k = 1; k < nwarps; k++)
+        mm = smax[k] > mm ? smax[k] : mm;
       row_max = mm;
     }
     __syncthreads();
@@ -104,17 +108,20 @@ __global__ void k_softmax(float *x, size_t rows, int cols) {
       row[c] = e;
       sum += (double)e;
     }
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    for (int o = 16; o > 0; o >>= 1)
+      sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (lane == 0) ssum[warp] = sum;
     __syncthreads();
     if (threadIdx.x == 0) {
       double s = 0.0;
-      for (int k = 0; k < nwarps; k++) s += ssum[k];
+      for (int k = 0; k < nwarps; k++)
+        s += ssum[k];
       row_inv = (float)(1.0 / s);
     }
     __syncthreads();
     const float inv = row_inv;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) row[c] *= inv;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+      row[c] *= inv;
     __syncthreads(); /* the shared values are rewritten for the next row */
   }
 }
@@ -135,7 +142,7 @@ __global__ void k_warp(const unsigned char *pixels, const long long *offset, con
   }
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -161,8 +168,8 @@ cudaError_t pd_cuda_maxpool(cudaStream_t s, const float *in, float *out, size_t 
   return cudaGetLastError();
 }
 
-cudaError_t pd_cuda_cyclic_slice(cudaStream_t s, const float *in, float *out, int images,
-                                 int views, int n, int c) {
+cudaError_t pd_cuda_cyclic_slice(cudaStream_t s, const float *in, float *out, int images, int views,
+                                 int n, int c) {
   const size_t total = (size_t)images * views * n * n * c;
   if (total == 0) return cudaSuccess;
   k_cyclic_slice<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, views, n, c);
@@ -193,8 +200,8 @@ cudaError_t pd_cuda_maxout(cudaStream_t s, const float *in, float *out, size_t r
   return cudaGetLastError();
 }
 
-cudaError_t pd_cuda_global_avg_pool(cudaStream_t s, const float *in, float *out, size_t maps,
-                                    int p, int c) {
+cudaError_t pd_cuda_global_avg_pool(cudaStream_t s, const float *in, float *out, size_t maps, int p,
+                                    int c) {
   const size_t total = maps * (size_t)c;
   if (total == 0) return cudaSuccess;
   k_global_avg_pool<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, p, c);
@@ -223,4 +230,4 @@ cudaError_t pd_cuda_kernels_probe(void) {
   return cudaFuncGetAttributes(&attr, k_bias_act);
 }
 
-}  // extern "C"
+} // extern "C"

@@ -46,8 +46,8 @@ cudaError_t pd_cuda_maxpool(cudaStream_t s, const float *in, float *out, size_t 
 
 /* images x [1 view, n x n x c] -> images x [views, n x n x c], view v = T_v(x)
  * (pd_cpu_cyclic_slice). views is 4 or 8. */
-cudaError_t pd_cuda_cyclic_slice(cudaStream_t s, const float *in, float *out, int images,
-                                 int views, int n, int c);
+cudaError_t pd_cuda_cyclic_slice(cudaStream_t s, const float *in, float *out, int images, int views,
+                                 int n, int c);
 
 /* images x [views, h x w x c] -> images x [views, h x w x views*c] (pd_cpu_cyclic_roll):
  * out view i, block s = T_s^-1 of view pd_d4_mul(s, i); no spatial transform when h = w = 1. */
@@ -63,8 +63,8 @@ cudaError_t pd_cuda_maxout(cudaStream_t s, const float *in, float *out, size_t r
                            int pieces);
 
 /* maps x [p pixels x c] -> maps x c, mean over pixels (pd_cpu_global_avg_pool). */
-cudaError_t pd_cuda_global_avg_pool(cudaStream_t s, const float *in, float *out, size_t maps,
-                                    int p, int c);
+cudaError_t pd_cuda_global_avg_pool(cudaStream_t s, const float *in, float *out, size_t maps, int p,
+                                    int c);
 
 /* Row-wise softmax in place, rows x cols (pd_cpu_softmax: max, expf, sum in double). */
 cudaError_t pd_cuda_softmax(cudaStream_t s, float *x, size_t rows, int cols);
@@ -76,8 +76,8 @@ cudaError_t pd_cuda_softmax(cudaStream_t s, float *x, size_t rows, int cols);
  * arithmetic is pd_warp.c's, in double, with every product and sum rounded
  * separately (no FMA contraction), so the result is bit-identical. */
 typedef struct pd_cuda_warp_params {
-  int size;       /* output patch is size x size */
-  int invert;     /* 255 - v */
+  int size;   /* output patch is size x size */
+  int invert; /* 255 - v */
   double background, mean, std;
 } pd_cuda_warp_params;
 cudaError_t pd_cuda_warp(cudaStream_t s, const unsigned char *pixels, const long long *offset,

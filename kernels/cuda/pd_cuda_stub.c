@@ -12,7 +12,9 @@ pd_cuda_options pd_cuda_options_default(void) {
   return o;
 }
 
-int pd_cuda_built(void) { return 0; }
+int pd_cuda_built(void) {
+  return 0;
+}
 
 int pd_cuda_device_count(int *count, pd_error *err) {
   if (count) *count = 0;
