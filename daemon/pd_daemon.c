@@ -1,9 +1,11 @@
 #include "pd_daemon.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -34,7 +36,14 @@ typedef struct pd_daemon {
   pd_served *reload_model;
   pd_error reload_err;
   int exit_code;
+  /* Connections the open-file limit leaves room for (measured at start), or
+   * -1 where there is no limit to speak of. */
+  int fd_connection_cap;
 } pd_daemon;
+
+/* Descriptors kept free beyond the metrics endpoint's connections: listeners,
+ * the model files a reload opens, libuv's own, one being accepted. */
+#define PD_FD_RESERVE 24
 
 int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *err) {
   pd_config cfg;
@@ -72,10 +81,52 @@ static pd_pipeline_limits pipeline_limits(const pd_config *c) {
   return l;
 }
 
-static pd_server_limits server_limits(const pd_config *c) {
+/* Open descriptors of this process now (-1 if /proc cannot tell). */
+static int open_fd_count(void) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(dir));)
+    n += e->d_name[0] != '.';
+  closedir(dir);
+  return n - 1; /* the directory's own descriptor */
+}
+
+/* How many client connections RLIMIT_NOFILE leaves room for, given the
+ * descriptors open now, the metrics endpoint's and a reserve: beyond it the
+ * daemon refuses connections itself (RESOURCE_EXHAUSTED, logged and counted)
+ * instead of running out of descriptors. Like redis, it first raises the
+ * soft limit towards the hard one as far as limits.max_connections needs
+ * (*raised_from: the old soft limit, or -1). -1: no cap (no limit, or /proc
+ * is missing). */
+static int fd_connection_cap(const pd_config *c, long *limit, int *open_now, long *raised_from) {
+  struct rlimit rl;
+  *open_now = open_fd_count();
+  *limit = *raised_from = -1;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || *open_now < 0)
+    return -1;
+  const long others = *open_now + PD_FD_RESERVE + (c->metrics[0] ? c->metrics_max_connections : 0);
+  const rlim_t need = (rlim_t)(c->max_connections + others);
+  if (rl.rlim_cur < need && rl.rlim_max > rl.rlim_cur) {
+    struct rlimit up = {.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need,
+                        .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+      *raised_from = (long)rl.rlim_cur;
+      rl.rlim_cur = up.rlim_cur;
+    }
+  }
+  *limit = rl.rlim_cur > (rlim_t)1 << 30 ? 1L << 30 : (long)rl.rlim_cur;
+  long cap = *limit - others;
+  return cap < 1 ? 1 : cap > 1L << 30 ? 1 << 30 : (int)cap;
+}
+
+static pd_server_limits server_limits(const pd_daemon *d, const pd_config *c) {
+  int conns = (int)c->max_connections;
+  if (d->fd_connection_cap > 0 && d->fd_connection_cap < conns) conns = d->fd_connection_cap;
   pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
                         .window = (int)c->max_in_flight,
-                        .max_connections = (int)c->max_connections,
+                        .max_connections = conns,
+                        .max_connections_from_fds = conns < c->max_connections,
                         .default_top_k = (int)c->default_top_k,
                         .frame_timeout_ms = (uint64_t)c->frame_timeout_ms,
                         .idle_timeout_ms = (uint64_t)c->idle_timeout_s * 1000};
@@ -247,7 +298,7 @@ static void reload_done(uv_work_t *w, int status) {
     d->cfg = d->reload_cfg;
     d->log.level = d->cfg.log_level;
     pd_pipeline_limits pl = pipeline_limits(&d->cfg);
-    pd_server_limits sl = server_limits(&d->cfg);
+    pd_server_limits sl = server_limits(d, &d->cfg);
     pd_pipeline_set_limits(d->pipeline, &pl);
     pd_server_set_limits(d->server, &sl);
     pd_pipeline_set_model(d->pipeline, d->reload_model);
@@ -348,7 +399,19 @@ static int start(pd_daemon *d, pd_error *err) {
     return rc;
   }
   pd_pipeline_set_model(d->pipeline, model);
-  pd_server_limits sl = server_limits(&d->cfg);
+  long nofile = -1, raised_from = -1;
+  int open_now = 0;
+  d->fd_connection_cap = fd_connection_cap(&d->cfg, &nofile, &open_now, &raised_from);
+  if (raised_from >= 0)
+    pd_logf(&d->log, PD_LOG_INFO, "open-file limit raised from %ld to %ld for %ld connections",
+            raised_from, nofile, d->cfg.max_connections);
+  if (d->fd_connection_cap > 0 && d->fd_connection_cap < d->cfg.max_connections)
+    pd_logf(&d->log, PD_LOG_WARNING,
+            "limits.max_connections %ld lowered to %d by the open-file limit (RLIMIT_NOFILE %ld, "
+            "%d descriptors open, %d kept for metrics, reloads and libuv)",
+            d->cfg.max_connections, d->fd_connection_cap, nofile, open_now,
+            PD_FD_RESERVE + (d->cfg.metrics[0] ? (int)d->cfg.metrics_max_connections : 0));
+  pd_server_limits sl = server_limits(d, &d->cfg);
   rc = pd_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d, &d->server,
                         err);
   if (rc == PD_OK) rc = open_listeners(d, err);

@@ -220,9 +220,10 @@ static void on_connection(pd_listener *l, int status, void *data) {
   pd_conn_start(c, &s->handler, s->lim.max_frame, s->lim.window, ++s->serial);
   if (s->n_conns > s->lim.max_connections) {
     atomic_fetch_add(&s->stats->connections_refused, 1);
-    pd_logf(s->log, PD_LOG_WARNING,
-            "connection %llu (%s) refused: %d connections (limits.max_connections)",
-            (unsigned long long)c->serial, c->peer, s->lim.max_connections);
+    pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s) refused: %d connections (%s)",
+            (unsigned long long)c->serial, c->peer, s->lim.max_connections,
+            s->lim.max_connections_from_fds ? "limits.max_connections lowered by RLIMIT_NOFILE"
+                                            : "limits.max_connections");
     char why[96];
     snprintf(why, sizeof why, "too many connections (limit %d)", s->lim.max_connections);
     size_t len = 0;

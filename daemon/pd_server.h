@@ -25,6 +25,7 @@ typedef struct pd_server_limits {
   size_t max_frame; /* bytes of one message */
   int window;       /* answers owed per connection before it stops being read */
   int max_connections;
+  bool max_connections_from_fds; /* lowered by the open-file limit (for messages) */
   int default_top_k;
   /* A frame begun must be complete within frame_timeout_ms (else the client
    * gets DEADLINE_EXCEEDED and a close: a slowloris cannot hold a connection
