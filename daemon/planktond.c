@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pd_daemon.h"
 
@@ -35,7 +36,20 @@ static const struct flag {
     {"--log-level", "log.level"},
 };
 
+/* The shipped model: the installed copy, or the source tree's where this
+ * planktond runs uninstalled from its build directory. */
+static const char *default_model_dir(void) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return PD_INSTALLED_MODEL_DIR;
+  exe[n] = '\0';
+  const size_t root = strlen(PD_BUILD_ROOT);
+  if (strncmp(exe, PD_BUILD_ROOT, root) == 0 && exe[root] == '/') return PD_SOURCE_MODEL_DIR;
+  return PD_INSTALLED_MODEL_DIR;
+}
+
 static void usage(FILE *f) {
+  const char *default_model = default_model_dir();
   fprintf(f,
           "usage: planktond [--config FILE] [OPTION]...\n"
           "       planktond --check-config FILE [OPTION]...\n"
@@ -67,11 +81,11 @@ static void usage(FILE *f) {
           "  --log-level LEVEL        log.level: error, warning, info, debug\n"
           "  --set SECTION.KEY=VALUE  any setting of the YAML file\n"
           "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads settings and model.\n",
-          PD_DEFAULT_MODEL_DIR);
+          default_model);
 }
 
 int main(int argc, char **argv) {
-  pd_settings_source src = {.default_model_dir = PD_DEFAULT_MODEL_DIR};
+  pd_settings_source src = {.default_model_dir = default_model_dir()};
   const char *check = NULL;
   int print = 0;
   for (int i = 1; i < argc; i++) {
