@@ -162,7 +162,7 @@ typedef struct pc_client_response {
     pc_client_classify_result classify;
     pc_client_stats_result stats;
     struct {
-      const char *state; /* "serving" or "draining" */
+      const char *state; /* "serving", "draining" or "failing" */
     } health;
     struct {
       size_t n_models;

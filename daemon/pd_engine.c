@@ -87,10 +87,13 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
   pd_stats_observe(e->stats, PD_HIST_BATCH, (uint64_t)images);
   pd_stats_observe(e->stats, PD_HIST_COMPUTE, (t1 - t0) / 1000);
   atomic_fetch_add(&e->stats->batches, 1);
-  if (rc == PD_OK)
+  if (rc == PD_OK) {
     atomic_fetch_add(&e->stats->images, (uint64_t)images);
-  else
+    atomic_store(&e->stats->batch_failures_in_a_row, 0);
+  } else {
     atomic_fetch_add(&e->stats->batch_failures, 1);
+    atomic_fetch_add(&e->stats->batch_failures_in_a_row, 1);
+  }
   for (int i = 0; i < n; i++) {
     pd_request *r = batch[i];
     r->t_batch_ns = t0;

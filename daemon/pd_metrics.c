@@ -147,6 +147,9 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
   counter(&t, "planktond_inference_exec_failure_total",
           "Network executions (batches) the backend failed; their requests got INTERNAL.",
           (unsigned long long)r->batch_failures);
+  gauge(&t, "planktond_inference_failures_in_a_row",
+        "Batches failed since the last one that succeeded (3 or more: Health says failing).",
+        (double)r->batch_failures_in_a_row);
   char name[160], version[160], backend[64];
   head(&t, "planktond_model_info", "gauge", "The model being served (value 1).");
   put(&t, "planktond_model_info{model=\"%s\",version=\"%s\",backend=\"%s\"} 1\n",

@@ -140,7 +140,8 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
     handle_stats(s, c, msg->stats->id);
     break;
   case PLANKTON__REQUEST__BODY_HEALTH:
-    frame = pd_wire_health(msg->health->id, s->draining, &len);
+    frame = pd_wire_health(msg->health->id, s->draining,
+                           atomic_load(&s->stats->batch_failures_in_a_row), &len);
     answer(c, frame, len);
     break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:

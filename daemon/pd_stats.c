@@ -73,6 +73,7 @@ void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
   r->model_loads = atomic_load(&s->model_loads);
   r->model_load_failures = atomic_load(&s->model_load_failures);
   r->batch_failures = atomic_load(&s->batch_failures);
+  r->batch_failures_in_a_row = atomic_load(&s->batch_failures_in_a_row);
   r->connections_refused = atomic_load(&s->connections_refused);
   r->frame_timeouts = atomic_load(&s->frame_timeouts);
   r->idle_timeouts = atomic_load(&s->idle_timeouts);

@@ -38,6 +38,9 @@ typedef struct pd_stats {
   atomic_uint_fast64_t connections_total, broken_frames;
   atomic_uint_fast64_t model_loads, model_load_failures;
   atomic_uint_fast64_t batch_failures; /* network runs the backend failed */
+  /* failed runs since the last one that succeeded: at PD_HEALTH_FAILING_RUNS
+   * or more, Health says "failing" (a device that stays broken) */
+  atomic_uint_fast64_t batch_failures_in_a_row;
   /* connections closed by the daemon's limits: over limits.max_connections,
    * a frame not complete within limits.frame_timeout_ms, silent longer than
    * limits.idle_timeout_s; and accepts that failed (out of descriptors) */
@@ -71,6 +74,7 @@ typedef struct pd_stats_report {
   uint64_t requests[PD_STATUS_COUNT];
   uint64_t images, batches, connections_total, broken_frames, model_loads, model_load_failures;
   uint64_t batch_failures, connections_refused, frame_timeouts, idle_timeouts, accept_errors;
+  uint64_t batch_failures_in_a_row;
   int64_t connections, in_flight;
   pd_hist_report hist[PD_HIST_COUNT];
   double images_per_second, uptime_seconds;

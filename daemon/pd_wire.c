@@ -146,14 +146,27 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len) {
   return pack_response(&resp, len);
 }
 
-uint8_t *pd_wire_health(uint64_t id, bool draining, size_t *len) {
+uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, size_t *len) {
   Plankton__Status st;
-  set_status(&st, draining ? PD_STATUS_UNAVAILABLE : PD_STATUS_OK,
-             draining ? "draining: shutting down" : "");
+  char msg[128];
+  const char *state = "serving";
+  if (draining) {
+    state = "draining";
+    set_status(&st, PD_STATUS_UNAVAILABLE, "draining: shutting down");
+  } else if (failures_in_a_row >= PD_HEALTH_FAILING_RUNS) {
+    state = "failing";
+    snprintf(msg, sizeof msg,
+             "the backend failed the last %llu batches (see the log); serving again once one "
+             "succeeds",
+             (unsigned long long)failures_in_a_row);
+    set_status(&st, PD_STATUS_UNAVAILABLE, msg);
+  } else {
+    set_status(&st, PD_STATUS_OK, "");
+  }
   Plankton__HealthResponse hr = PLANKTON__HEALTH_RESPONSE__INIT;
   hr.id = id;
   hr.status = &st;
-  hr.state = (char *)(draining ? "draining" : "serving");
+  hr.state = (char *)state;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_HEALTH;
   resp.health = &hr;

@@ -26,7 +26,11 @@ void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns,
 uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len);
 uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *len);
 uint8_t *pd_wire_error(int code, const char *msg, size_t *len);
-uint8_t *pd_wire_health(uint64_t id, bool draining, size_t *len);
+/* Health: "draining" (UNAVAILABLE) while shutting down; "failing"
+ * (UNAVAILABLE) once the last PD_HEALTH_FAILING_RUNS or more network runs
+ * all failed (failures_in_a_row), until one succeeds; else "serving" (OK). */
+#define PD_HEALTH_FAILING_RUNS 3
+uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, size_t *len);
 uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len);
 /* filter: "" for every model; s may be NULL (no model loaded). */
 uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len);

@@ -386,6 +386,19 @@ static pc_client_response *classify(pc_client *c, uint64_t id, int k) {
   return r;
 }
 
+/* Health's state is `want` (OK for serving, UNAVAILABLE otherwise). */
+static bool health_state_is(pc_client *c, const char *want) {
+  pc_client_response *h = NULL;
+  bool ok = pc_client_health(c, &h, NULL) == PC_CLIENT_OK && h->u.health.state &&
+            strcmp(h->u.health.state, want) == 0 &&
+            h->status == (strcmp(want, "serving") == 0 ? 0 : PC_CLIENT_STATUS_UNAVAILABLE);
+  if (!ok)
+    fprintf(stderr, "  health: want %s, got %s (%s)\n", want,
+            h && h->u.health.state ? h->u.health.state : "no answer", h ? h->message : "");
+  pc_client_response_free(h);
+  return ok;
+}
+
 static void faults_batch_of_one(void) {
   pd_td d;
   const char *args[] = {"--max-batch", "1", "--threads", "1", NULL};
@@ -418,6 +431,8 @@ static void faults_batch_of_one(void) {
   PD_CHECK_INT(&st, ok, 20);
   PD_CHECK_INT(&st, internal, 10);
   PD_CHECK_INT(&st, wrong, 0);
+  /* one failure at a time (run 30 was one): still "serving" */
+  PD_CHECK(&st, health_state_is(c, "serving"));
   pc_client_close(c);
   PD_CHECK(&st, pd_td_wait_log(&d, "injected device fault", 1));
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
@@ -495,13 +510,51 @@ static void device_stays_broken(void) {
     internal += r->status == PC_CLIENT_STATUS_INTERNAL;
     pc_client_response_free(r);
   }
+  /* answering, but Health says the device is failing (and /metrics why) */
   pc_client_response *h = NULL;
-  PD_CHECK(&st, pc_client_health(c, &h, NULL) == PC_CLIENT_OK && h->status == 0);
+  PD_CHECK(&st, pc_client_health(c, &h, NULL) == PC_CLIENT_OK &&
+                    h->status == PC_CLIENT_STATUS_UNAVAILABLE && h->u.health.state &&
+                    strcmp(h->u.health.state, "failing") == 0 &&
+                    strstr(h->message, "failed the last 15 batches"));
+  char state[32];
+  snprintf(state, sizeof state, "%s", h && h->u.health.state ? h->u.health.state : "?");
   pc_client_response_free(h);
-  printf("%-34s -> %d OK, then %d INTERNAL; still answering, healthy\n",
-         "device broken after run 5", ok, internal);
+  printf("%-34s -> %d OK, then %d INTERNAL; still answering, Health says %s\n",
+         "device broken after run 5", ok, internal, state);
   PD_CHECK_INT(&st, ok, 5);
   PD_CHECK_INT(&st, internal, 15);
+  pc_client_close(c);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
+/* Runs 3 to 6 fail: "failing" from the third failure in a row, "serving"
+ * again after the next success. */
+static void device_recovers(void) {
+  pd_td d;
+  const char *args[] = {"--max-batch", "1", "--threads", "1", NULL};
+  if (start_faulty(&d, "runs=3:6", args) != 0) {
+    PD_CHECK(&st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  pc_client *c = pd_td_connect(&d, 4);
+  const char *want[] = {"",        "serving", "serving", "serving", "serving",
+                        "failing", "failing", "serving", "serving"};
+  int right = 0;
+  for (int i = 1; i <= 8; i++) {
+    pc_client_response *r = classify(c, (uint64_t)i, i % N_CROPS);
+    PD_CHECK(&st, r != NULL);
+    if (!r) break;
+    PD_CHECK_INT(&st, r->status, i >= 3 && i <= 6 ? PC_CLIENT_STATUS_INTERNAL : 0);
+    pc_client_response_free(r);
+    bool ok = health_state_is(c, want[i]);
+    PD_CHECK(&st, ok);
+    right += ok;
+  }
+  printf("%-34s -> Health after each of 8 runs as expected %d/8 (failing after the 3rd failure "
+         "in a row, serving after the next success)\n",
+         "device fails runs 3-6", right);
   pc_client_close(c);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
@@ -521,6 +574,7 @@ int main(void) {
     PD_CHECK_INT(&st, pd_td_ref_probs(&ref, c->gray, c->w, c->h, c->probs), 0);
   }
   broken_reloads();
+  device_recovers();
   faults_batch_of_one();
   faults_in_shared_batches();
   device_stays_broken();

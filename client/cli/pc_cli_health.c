@@ -10,14 +10,15 @@ void pc_cli_health_usage(const char *prog, FILE *f) {
   fprintf(f,
           "usage: %s [GLOBAL OPTIONS] health [-q]\n"
           "\n"
-          "Asks the daemon whether it is serving and prints its state (serving, draining).\n"
+          "Asks the daemon whether it is serving and prints its state (serving, draining,\n"
+          "or failing: the backend failed its last batches).\n"
           "Use the global --timeout to bound the wait (e.g. --timeout 2).\n"
           "\n"
           "Options:\n"
           "  -q, --quiet  print nothing; the exit code says it all\n"
           "  -h, --help   this help\n"
           "\n"
-          "Exit: 0 serving, 1 answering but not serving (draining, no model),\n"
+          "Exit: 0 serving, 1 answering but not serving (draining, failing),\n"
           "3 unreachable or no answer within the timeout, 2 usage.\n",
           prog);
 }

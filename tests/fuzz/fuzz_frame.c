@@ -167,7 +167,8 @@ static int on_frame(const uint8_t *bytes, size_t n, const pd_served *served) {
     break;
   }
   case PLANKTON__REQUEST__BODY_HEALTH:
-    check_answer(pd_wire_health(msg->health->id, msg->health->id & 1, &len), &len);
+    check_answer(pd_wire_health(msg->health->id, msg->health->id & 1, msg->health->id >> 1, &len),
+                 &len);
     break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:
     check_answer(pd_wire_model_info(msg->model_info->id, msg->model_info->model,
