@@ -88,7 +88,12 @@ static void before_wait(void *arg) {
 
 static int walk_next(void *ctx, const char **path, long *tag, pc_cli_error *err) {
   *tag = 0;
-  return pc_cli_walk_next(ctx, path, err);
+  int rc = pc_cli_walk_next(ctx, path, err);
+  return rc == PC_CLI_WALK_WAIT ? PC_CLI_SOURCE_WAIT : rc;
+}
+
+static int walk_wait_fd(void *ctx) {
+  return pc_cli_walk_wait_fd(ctx);
 }
 
 enum { OPT_PROBS = 256, OPT_TTA, OPT_MODEL, OPT_MAX_FILE, OPT_PROGRESS, OPT_NO_PROGRESS };
@@ -211,9 +216,9 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
 
   pc_cli_walk *walk = NULL;
   pc_cli_pipe_counts counts = {0};
-  rc = pc_cli_walk_open(paths, n_paths, stdin, &walk, &err);
+  rc = pc_cli_walk_open(paths, n_paths, STDIN_FILENO, &walk, &err);
   if (rc == 0) {
-    pc_cli_source src = {.ctx = walk, .next = walk_next};
+    pc_cli_source src = {.ctx = walk, .next = walk_next, .wait_fd = walk_wait_fd};
     pc_cli_pipe_options po = {.window = (int)jobs,
                               .completion_order = completion,
                               .timeout_ms = g->timeout_ms,

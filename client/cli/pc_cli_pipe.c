@@ -156,13 +156,15 @@ static char *dup_msg(const char *m) {
 }
 
 /* Takes the next input into a new slot and sends it. 1: a slot was used;
- * 0: the source is done; -1: fatal (source); -2: the connection failed
- * (err set; the slot stays in flight, unanswered). */
+ * 0: the source is done; 2: the source has nothing yet (poll its wait_fd);
+ * -1: fatal (source); -2: the connection failed (err set; the slot stays in
+ * flight, unanswered). */
 static int take_one(pipe_state *p, const pc_cli_source *src, pc_cli_error *err) {
   const char *path = NULL;
   long tag = 0;
   int rc = src->next(src->ctx, &path, &tag, err);
   if (rc == PC_CLI_SOURCE_END) return 0;
+  if (rc == PC_CLI_SOURCE_WAIT) return src->wait_fd ? 2 : -1;
   if (rc < 0) return -1;
   uint64_t seq = p->next++;
   slot *s = &p->ring[seq % p->cap];
@@ -242,16 +244,19 @@ int pc_cli_pipe_run(pc_client *c, const pc_cli_pipe_options *o, const pc_cli_sou
   p.cap = (uint64_t)window * 4 < 16 ? 16 : (uint64_t)window * 4;
   p.ring = calloc(p.cap, sizeof *p.ring);
   if (!p.ring) return pc_cli_fail(err, -1, "out of memory");
-  int rc = PC_CLI_EXIT_OK, src_done = 0, conn_failed = 0;
+  int rc = PC_CLI_EXIT_OK, src_done = 0, src_waiting = 0, conn_failed = 0;
   char closing[700] = "";
   pc_cli_error src_err = {.msg = ""}; /* the source failed: stop reading, drain the answers */
   double last = now_ms();
   for (;;) {
-    while (!src_done && !conn_failed && p.next - p.head < p.cap &&
+    src_waiting = 0;
+    while (!src_done && !src_waiting && !conn_failed && p.next - p.head < p.cap &&
            pc_client_in_flight(c) < window) {
       int t = take_one(&p, src, err);
       if (t == 0) src_done = 1;
+      if (t == 2) src_waiting = 1;
       if (t == -1) {
+        if (!err->msg[0]) pc_cli_fail(err, -1, "the input source waits but has no descriptor");
         src_err = *err;
         src_done = 1;
       }
@@ -263,8 +268,10 @@ int pc_cli_pipe_run(pc_client *c, const pc_cli_pipe_options *o, const pc_cli_sou
     if (conn_failed) break;
     if (src_done && p.head == p.next) break;
     if (o->before_wait) o->before_wait(o->ctx);
+    const int in_flight = pc_client_in_flight(c);
     int left = o->timeout_ms - (int)(now_ms() - last);
-    if (left <= 0) {
+    if (in_flight == 0 && src_waiting) left = -1; /* only the source to wait for */
+    if (in_flight > 0 && left <= 0) {
       rc = pc_cli_fail(err, PC_CLI_EXIT_DAEMON,
                        "no answer from planktond for %.1f s with %d request%s in flight "
                        "(--timeout)",
@@ -272,15 +279,16 @@ int pc_cli_pipe_run(pc_client *c, const pc_cli_pipe_options *o, const pc_cli_sou
                        pc_client_in_flight(c) == 1 ? "" : "s");
       break;
     }
-    struct pollfd pfd = {.fd = pc_client_fd(c), .events = pc_client_events(c)};
-    int n = poll(&pfd, 1, left);
+    struct pollfd pfd[2] = {{.fd = pc_client_fd(c), .events = pc_client_events(c)},
+                            {.fd = src_waiting ? src->wait_fd(src->ctx) : -1, .events = POLLIN}};
+    int n = poll(pfd, 2, left);
     if (n < 0 && errno != EINTR) {
       rc = pc_cli_fail(err, PC_CLI_EXIT_DAEMON, "poll: %s", strerror(errno));
       break;
     }
-    if (n <= 0) continue;
+    if (n <= 0 || !pfd[0].revents) continue; /* the source (or nothing) is ready: take more */
     pc_client_error e;
-    if (pc_client_process(c, pfd.revents, &e) != PC_CLIENT_OK) {
+    if (pc_client_process(c, pfd[0].revents, &e) != PC_CLIENT_OK) {
       pc_cli_fail(err, -2, "%s", closing[0] ? closing : e.message);
       conn_failed = 1;
       collect(&p, closing, sizeof closing, &last); /* answers decoded before the end */

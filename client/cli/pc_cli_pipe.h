@@ -19,6 +19,7 @@ enum {
   PC_CLI_SOURCE_END = 0,
   PC_CLI_SOURCE_PATH = 1,   /* *path to classify, with the caller's *tag */
   PC_CLI_SOURCE_FAILED = 2, /* *path failed before reading (err says why): reported in order */
+  PC_CLI_SOURCE_WAIT = 3,   /* nothing yet: ask again once wait_fd is readable */
 };
 
 typedef struct pc_cli_source {
@@ -26,6 +27,9 @@ typedef struct pc_cli_source {
   /* A PC_CLI_SOURCE_* value, or -1 (fatal, err set). *path is valid until
    * the next call. */
   int (*next)(void *ctx, const char **path, long *tag, pc_cli_error *err);
+  /* The descriptor to poll after PC_CLI_SOURCE_WAIT (NULL: never waits).
+   * While the source waits, answers keep being handed out as they come. */
+  int (*wait_fd)(void *ctx);
 } pc_cli_source;
 
 typedef struct pc_cli_result {

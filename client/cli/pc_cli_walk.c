@@ -3,10 +3,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct dir_frame {
   char *dir;    /* the folder's path, no trailing '/' (except "/") */
@@ -17,13 +19,15 @@ typedef struct dir_frame {
 struct pc_cli_walk {
   char *const *args;
   int n_args, next_arg;
-  FILE *list;
+  int list_fd;      /* -1: no list */
   int reading_list; /* inside a `-` argument */
   dir_frame stack[PC_CLI_WALK_MAX_DEPTH];
   int depth;
   char *path; /* the path handed out last */
-  char *line; /* getline buffer */
-  size_t line_cap;
+  /* the list's bytes arrived and not yet handed out: buf[start, start + len) */
+  char *line;
+  size_t line_start, line_len, line_cap;
+  int list_eof;
 };
 
 int pc_cli_walk_is_image_name(const char *name) {
@@ -32,12 +36,12 @@ int pc_cli_walk_is_image_name(const char *name) {
   return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
 }
 
-int pc_cli_walk_open(char *const *args, int n, FILE *list, pc_cli_walk **out, pc_cli_error *err) {
+int pc_cli_walk_open(char *const *args, int n, int list_fd, pc_cli_walk **out, pc_cli_error *err) {
   pc_cli_walk *w = calloc(1, sizeof *w);
   if (!w) return pc_cli_fail(err, -1, "out of memory");
   w->args = args;
   w->n_args = n;
-  w->list = list;
+  w->list_fd = list_fd;
   *out = w;
   return 0;
 }
@@ -186,30 +190,93 @@ static int walk_stack(pc_cli_walk *w, const char **path, pc_cli_error *err) {
   return PC_CLI_WALK_END;
 }
 
+/* Takes the first complete line of the buffer (the last one at the end of
+ * the list even without a newline) into *line, NUL-terminated, without its
+ * line ending. 1: a line; 0: none yet. */
+static int take_line(pc_cli_walk *w, char **line) {
+  if (!w->line) return 0;
+  char *at = w->line + w->line_start;
+  char *nl = w->line_len ? memchr(at, '\n', w->line_len) : NULL;
+  size_t n;
+  if (nl) {
+    n = (size_t)(nl - at);
+    w->line_start += n + 1;
+    w->line_len -= n + 1;
+  } else if (w->list_eof && w->line_len) {
+    n = w->line_len; /* the buffer always keeps a byte free for this NUL */
+    w->line_start += n;
+    w->line_len = 0;
+  } else {
+    return 0;
+  }
+  at[n] = '\0';
+  while (n > 0 && at[n - 1] == '\r')
+    at[--n] = '\0';
+  *line = at;
+  return 1;
+}
+
+/* The next line of the list: 1 (*line), 0 (the list ended), PC_CLI_WALK_WAIT
+ * (no complete line has arrived) or -1 (err set). Reads only what poll()
+ * says is there, so it never blocks on a pipe or a terminal. */
+static int list_line(pc_cli_walk *w, char **line, pc_cli_error *err) {
+  for (;;) {
+    if (take_line(w, line)) return 1;
+    if (w->list_eof) return 0;
+    if (w->line_start > 0) { /* keep the partial line at the front */
+      memmove(w->line, w->line + w->line_start, w->line_len);
+      w->line_start = 0;
+    }
+    if (w->line_len >= PC_CLI_WALK_MAX_LINE)
+      return pc_cli_fail(err, -1, "standard input: a path longer than %d bytes",
+                         PC_CLI_WALK_MAX_LINE);
+    if (w->line_cap - w->line_len < 4096 + 1) {
+      size_t cap = w->line_cap ? w->line_cap * 2 : 8192;
+      char *grown = realloc(w->line, cap);
+      if (!grown) return pc_cli_fail(err, -1, "out of memory");
+      w->line = grown;
+      w->line_cap = cap;
+    }
+    struct pollfd pfd = {.fd = w->list_fd, .events = POLLIN};
+    int ready = poll(&pfd, 1, 0);
+    if (ready < 0 && errno != EINTR)
+      return pc_cli_fail(err, -1, "standard input: poll: %s", strerror(errno));
+    if (ready <= 0) return PC_CLI_WALK_WAIT;
+    ssize_t n = read(w->list_fd, w->line + w->line_len, w->line_cap - w->line_len - 1);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return PC_CLI_WALK_WAIT;
+      return pc_cli_fail(err, -1, "reading paths from standard input: %s", strerror(errno));
+    }
+    if (n == 0) w->list_eof = 1;
+    w->line_len += (size_t)n;
+  }
+}
+
+int pc_cli_walk_wait_fd(const pc_cli_walk *w) {
+  return w->list_fd;
+}
+
 int pc_cli_walk_next(pc_cli_walk *w, const char **path, pc_cli_error *err) {
   for (;;) {
     int rc = walk_stack(w, path, err);
     if (rc != PC_CLI_WALK_END) return rc;
     if (w->reading_list) {
-      errno = 0;
-      ssize_t len = getline(&w->line, &w->line_cap, w->list);
-      if (len < 0) {
-        if (ferror(w->list))
-          return pc_cli_fail(err, -1, "reading paths from standard input: %s", strerror(errno));
+      char *line = NULL;
+      rc = list_line(w, &line, err);
+      if (rc < 0 || rc == PC_CLI_WALK_WAIT) return rc;
+      if (rc == 0) {
         w->reading_list = 0;
         continue;
       }
-      while (len > 0 && (w->line[len - 1] == '\n' || w->line[len - 1] == '\r'))
-        w->line[--len] = '\0';
-      if (len == 0) continue;
-      rc = visit_named(w, w->line, path, err);
+      if (!line[0]) continue;
+      rc = visit_named(w, line, path, err);
       if (rc != PC_CLI_WALK_END) return rc;
       continue;
     }
     if (w->next_arg == w->n_args) return PC_CLI_WALK_END;
     const char *a = w->args[w->next_arg++];
     if (!strcmp(a, "-")) {
-      if (!w->list) return pc_cli_fail(err, -1, "'-' given but no path list to read");
+      if (w->list_fd < 0) return pc_cli_fail(err, -1, "'-' given but no path list to read");
       w->reading_list = 1;
       continue;
     }
@@ -222,7 +289,7 @@ long pc_cli_walk_count(char *const *args, int n) {
   for (int i = 0; i < n; i++)
     if (!strcmp(args[i], "-")) return -1;
   pc_cli_walk *w = NULL;
-  if (pc_cli_walk_open(args, n, NULL, &w, NULL) != 0 || !w) return -1;
+  if (pc_cli_walk_open(args, n, -1, &w, NULL) != 0 || !w) return -1;
   long count = 0;
   const char *p;
   int rc;

@@ -24,6 +24,51 @@ TOL = 2e-5
 CLASSES = ["amphipods", "copepod_calanoid", "fecal_pellet", "protist_other"]
 
 
+def stream_paths(socket, paths, bound_s=60):
+    """Feeds classify -j 64 one path at a time on a pipe kept open and reads
+    the answer's csv row before writing the next path. Returns the paths of
+    the rows read in time (a row that does not come within bound_s ends it)."""
+    import select
+    import subprocess
+    import time
+    cmd = [h.env("PLANKTON_CLIENT"), "--socket", socket, "classify", "-j", "64", "-f", "csv", "-"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    fd, buf, got = p.stdout.fileno(), b"", []
+
+    def next_row():
+        nonlocal buf
+        end = time.monotonic() + bound_s
+        while True:
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.startswith(b"path,"):
+                    return line.decode()
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            buf += chunk
+
+    try:
+        for path in paths:
+            p.stdin.write((path + "\n").encode())
+            p.stdin.flush()
+            row = next_row()
+            if row is None:
+                return got
+            got.append(row.split(",")[0])
+        p.stdin.close()
+        p.wait(timeout=bound_s)
+        return got if p.returncode == 0 else got + ["exit %s" % p.returncode]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def near_tie(row, k):
     """True when the k-th and (k+1)-th largest are too close to order reliably."""
     s = np.sort(row)[::-1]
@@ -144,6 +189,12 @@ def main():
             for row in rows2:
                 i = paths.index(row[0])
                 f.check(abs(float(row[2]) - ref[i].max()) <= TOL, "completion order row %r" % row)
+
+            # a path list that trickles in (a camera's crops, `inotifywait | classify -`):
+            # each answer is written while stdin stays open, before the next path comes
+            streamed = stream_paths(d.socket, paths[:4])
+            f.check(streamed == paths[:4], "stdin trickle: each line out before the next path: %r"
+                    % (streamed,))
 
             # -o FILE, --model by name
             out = os.path.join(tmp, "out.csv")
