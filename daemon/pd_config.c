@@ -39,6 +39,7 @@ static const field fields[] = {
     INT_FIELD("batching", "max_queue_delay_us", max_queue_delay_us, 0, 10000000),
     INT_FIELD("batching", "max_queue", max_queue, 1, 1000000),
     INT_FIELD("limits", "max_frame_bytes", max_frame_bytes, 1024, 256L << 20),
+    INT_FIELD("limits", "max_receive_bytes", max_receive_bytes, 1024, 1L << 40),
     INT_FIELD("limits", "max_image_width", max_image_width, 1, 65535),
     INT_FIELD("limits", "max_image_height", max_image_height, 1, 65535),
     INT_FIELD("limits", "max_image_pixels", max_image_pixels, 1, 1L << 30),
@@ -74,6 +75,7 @@ void pd_config_defaults(pd_config *cfg, const char *default_model_dir) {
   cfg->max_queue_delay_us = 2000;
   cfg->max_queue = 4096;
   cfg->max_frame_bytes = 16L << 20;
+  cfg->max_receive_bytes = 256L << 20;
   cfg->max_image_width = 4096;
   cfg->max_image_height = 4096;
   cfg->max_image_pixels = 16L << 20;
@@ -343,6 +345,11 @@ int pd_config_validate(const pd_config *cfg, pd_error *err) {
                         "limits.max_image_pixels (%ld) exceeds max_image_width x "
                         "max_image_height (%ld x %ld)",
                         cfg->max_image_pixels, cfg->max_image_width, cfg->max_image_height);
+  if (cfg->max_receive_bytes < cfg->max_frame_bytes)
+    return pd_error_set(err, PD_EINVAL,
+                        "limits.max_receive_bytes (%ld) must be at least limits.max_frame_bytes "
+                        "(%ld): one frame of the largest size must fit",
+                        cfg->max_receive_bytes, cfg->max_frame_bytes);
   if (cfg->socket_path[0] && cfg->socket_path[0] != '/')
     return pd_error_set(err, PD_EINVAL, "listen.socket: '%s' is not an absolute path",
                         cfg->socket_path);

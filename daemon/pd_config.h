@@ -38,6 +38,7 @@ typedef struct pd_config {
   long max_queue;
   /* limits */
   long max_frame_bytes;
+  long max_receive_bytes; /* receive buffers of all connections, beyond 256 KiB each */
   long max_image_width, max_image_height, max_image_pixels;
   long max_in_flight; /* per connection */
   long max_connections;

@@ -13,6 +13,76 @@ typedef struct conn_write {
 
 static void process(pd_conn *c);
 
+/* ---- the receive budget ---- */
+
+void pd_rx_budget_init(pd_rx_budget *b, size_t limit) {
+  memset(b, 0, sizeof *b);
+  b->limit = limit;
+}
+
+static void budget_unlink(pd_rx_budget *b, pd_conn *c) {
+  pd_conn **p = &b->wait_head, *prev = NULL;
+  while (*p && *p != c) {
+    prev = *p;
+    p = &(*p)->rx_next;
+  }
+  if (!*p) return;
+  *p = c->rx_next;
+  if (b->wait_tail == c) b->wait_tail = prev;
+  c->rx_next = NULL;
+  c->rx_waiting = false;
+}
+
+/* Every waiting connection tries again (in order); the oldest gets the
+ * overdraft when no one holds it. */
+static void budget_wake(pd_rx_budget *b) {
+  pd_conn *list = b->wait_head;
+  b->wait_head = b->wait_tail = NULL;
+  if (list && !b->overdraft) b->overdraft = list;
+  while (list) {
+    pd_conn *c = list;
+    list = c->rx_next;
+    c->rx_next = NULL;
+    c->rx_waiting = false;
+    process(c);
+  }
+}
+
+void pd_rx_budget_set_limit(pd_rx_budget *b, size_t limit) {
+  b->limit = limit;
+  budget_wake(b);
+}
+
+/* Brings c's charge in line with its buffer; wakes the waiters when memory
+ * was given back. */
+static void budget_update(pd_conn *c) {
+  pd_rx_budget *b = c->budget;
+  if (!b) return;
+  size_t cap = c->closing ? 0 : c->framer.cap;
+  size_t charge = cap > PD_RX_BASE ? cap - PD_RX_BASE : 0;
+  bool freed = charge < c->rx_charge;
+  b->used = b->used - c->rx_charge + charge;
+  c->rx_charge = charge;
+  if (b->overdraft == c && (charge == 0 || c->closing)) {
+    b->overdraft = NULL;
+    freed = true;
+  }
+  if (freed && b->wait_head) budget_wake(b);
+}
+
+static void budget_wait(pd_conn *c) {
+  pd_rx_budget *b = c->budget;
+  c->rx_waiting = true;
+  c->rx_next = NULL;
+  if (b->wait_tail)
+    b->wait_tail->rx_next = c;
+  else
+    b->wait_head = c;
+  b->wait_tail = c;
+  b->waits++;
+  if (!b->overdraft) budget_wake(b);
+}
+
 static void unref(pd_conn *c) {
   if (--c->refs == 0) {
     pd_framer_free(&c->framer);
@@ -47,6 +117,11 @@ void pd_conn_close(pd_conn *c) {
   if (c->closing) return;
   c->closing = true;
   c->reading = false;
+  if (c->budget) { /* nothing more is read: the buffer goes now */
+    if (c->rx_waiting) budget_unlink(c->budget, c);
+    pd_framer_free(&c->framer);
+    budget_update(c);
+  }
   uv_close(&c->h.handle, on_closed);
 }
 
@@ -68,7 +143,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   uint8_t *at;
   size_t avail;
   (void)suggested;
-  if (pd_framer_space(&c->framer, 0, &at, &avail) != 0) {
+  pd_rx_budget *b = c->budget;
+  c->framer.max_cap = 0;
+  if (b && b->overdraft != c) {
+    size_t room = b->used < b->limit ? b->limit - b->used : 0;
+    c->framer.max_cap = PD_RX_BASE + c->rx_charge + room;
+  }
+  int rc = pd_framer_space(&c->framer, 0, &at, &avail);
+  budget_update(c);
+  c->rx_blocked = rc == PD_ELIMIT;
+  if (rc != PD_OK) {
     buf->base = NULL;
     buf->len = 0; /* libuv reports UV_ENOBUFS */
     return;
@@ -88,6 +172,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0) return;
   stop_reading(c);
+  if (nread == UV_ENOBUFS && c->rx_blocked) {
+    /* over the receive budget: wait for memory. The frame's clock keeps
+     * running (limits.frame_timeout_ms), so clients that go silent cannot
+     * hold the memory, or the overdraft, for longer than that. */
+    c->rx_blocked = false;
+    budget_wait(c);
+    return;
+  }
   if (nread == UV_EOF) {
     /* The client is done sending; answer what it asked, then close. */
     c->eof = true;
@@ -99,7 +191,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* Hands out buffered frames while the window has room; reads when it has. */
 static void process(pd_conn *c) {
-  if (c->failed) return;
+  if (c->failed || c->rx_waiting) return;
+  int frames = 0;
   while (!c->closing && c->owed < c->window) {
     const uint8_t *msg;
     size_t len;
@@ -111,9 +204,18 @@ static void process(pd_conn *c) {
       return;
     }
     c->frame_since_ms = 0;
+    frames++;
     if (c->handler->on_frame(c, msg, len, c->handler->ctx) != 0) return;
   }
   if (c->closing) return;
+  if (c->budget) { /* a large buffer with nothing in it goes back */
+    pd_framer_trim(&c->framer, PD_RX_BASE);
+    if (frames > 0 && c->budget->overdraft == c) /* its frame is in: the next waiter's turn */
+      c->budget->overdraft = NULL;
+    budget_update(c);
+    if (!c->budget->overdraft && c->budget->wait_head) budget_wake(c->budget);
+    if (c->closing || c->rx_waiting) return;
+  }
   if (c->owed >= c->window || c->eof) {
     stop_reading(c);
     c->frame_since_ms = 0; /* our doing, not the client's: the clock restarts with reading */
@@ -127,8 +229,9 @@ static void process(pd_conn *c) {
 }
 
 void pd_conn_start(pd_conn *c, const pd_conn_handler *h, size_t max_frame, int window,
-                   uint64_t serial) {
+                   uint64_t serial, pd_rx_budget *budget) {
   c->handler = h;
+  c->budget = budget;
   c->window = window;
   c->serial = serial;
   c->refs = 1; /* the handle */

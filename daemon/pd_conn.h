@@ -6,7 +6,16 @@
  * the daemon buffer without bound. Frames already buffered wait for room in
  * the window. The connection's memory lives until its handle is closed and
  * the last request holding it (pd_conn_hold) lets go, so answers for a
- * client that left are dropped safely. */
+ * client that left are dropped safely.
+ *
+ * Receive buffers of all connections together are bounded by a shared
+ * pd_rx_budget: each connection may hold PD_RX_BASE bytes freely (every
+ * ordinary request fits); beyond that, growing takes budget. A connection
+ * that cannot grow waits (stops reading) until memory is freed; its frame
+ * clock keeps running, so a silent client holds nothing longer than the
+ * frame timeout. So that waiting connections cannot hold each other up for
+ * ever, the oldest waiter may overdraw the budget until its frame is in,
+ * one connection at a time: memory stays below limit + one maximum frame. */
 #ifndef PD_CONN_H
 #define PD_CONN_H
 
@@ -19,6 +28,19 @@
 
 typedef struct pd_conn pd_conn;
 
+#define PD_RX_BASE ((size_t)256 << 10)
+
+typedef struct pd_rx_budget {
+  size_t limit; /* bytes beyond PD_RX_BASE per connection, all together */
+  size_t used;
+  pd_conn *overdraft;             /* the one connection allowed past the limit */
+  pd_conn *wait_head, *wait_tail; /* connections waiting for memory, oldest first */
+  uint64_t waits;                 /* times a connection had to wait */
+} pd_rx_budget;
+
+void pd_rx_budget_init(pd_rx_budget *b, size_t limit);
+/* A new limit; waiting connections try again. */
+void pd_rx_budget_set_limit(pd_rx_budget *b, size_t limit);
 typedef struct pd_conn_handler {
   /* One complete frame. Returns 0 when the frame owes an answer (the handler
    * counted it with pd_conn_expect and will pd_conn_send it, now or later);
@@ -40,6 +62,11 @@ struct pd_conn {
   int writes; /* uv_write requests in progress */
   int refs;   /* the handle, holds, writes */
   bool reading, eof, closing, draining, failed;
+  pd_rx_budget *budget; /* NULL: no global bound */
+  size_t rx_charge;     /* bytes of budget the buffer takes */
+  bool rx_blocked;      /* the last alloc was refused for the budget */
+  bool rx_waiting;      /* on the budget's wait list */
+  pd_conn *rx_next;
   /* loop time (uv_now, ms): since when a frame begun while the connection
    * was being read is waiting for its remaining bytes (0: none), and of the
    * last byte read or answer written; the owner's timeouts use both */
@@ -50,9 +77,9 @@ struct pd_conn {
 };
 
 /* Takes an accepted, initialised stream: c->h must already be set up (see
- * pd_listener_accept). Starts reading. */
+ * pd_listener_accept). Starts reading. budget may be NULL. */
 void pd_conn_start(pd_conn *c, const pd_conn_handler *h, size_t max_frame, int window,
-                   uint64_t serial);
+                   uint64_t serial, pd_rx_budget *budget);
 
 /* Counts one answer owed (call for every frame that gets one). */
 void pd_conn_expect(pd_conn *c);

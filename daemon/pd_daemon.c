@@ -124,6 +124,7 @@ static pd_server_limits server_limits(const pd_daemon *d, const pd_config *c) {
   int conns = (int)c->max_connections;
   if (d->fd_connection_cap > 0 && d->fd_connection_cap < conns) conns = d->fd_connection_cap;
   pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
+                        .max_receive_bytes = (size_t)c->max_receive_bytes,
                         .window = (int)c->max_in_flight,
                         .max_connections = conns,
                         .max_connections_from_fds = conns < c->max_connections,
@@ -152,11 +153,13 @@ static void log_model(pd_daemon *d, const char *what, const pd_served *s) {
 static void log_limits(pd_daemon *d, const pd_config *c) {
   pd_logf(&d->log, PD_LOG_INFO,
           "limits: max_batch %ld, max_queue_delay_us %ld, max_queue %ld, max_frame_bytes %ld, "
+          "max_receive_bytes %ld, "
           "image %ldx%ld (%ld pixels), in-flight per connection %ld, connections %ld, tta %ld, "
           "default top_k %ld, drain timeout %ld s, frame timeout %ld ms, idle timeout %ld s",
-          c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes, c->max_image_width,
-          c->max_image_height, c->max_image_pixels, c->max_in_flight, c->max_connections,
-          c->max_tta, c->default_top_k, c->drain_timeout_s, c->frame_timeout_ms, c->idle_timeout_s);
+          c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes,
+          c->max_receive_bytes, c->max_image_width, c->max_image_height, c->max_image_pixels,
+          c->max_in_flight, c->max_connections, c->max_tta, c->default_top_k, c->drain_timeout_s,
+          c->frame_timeout_ms, c->idle_timeout_s);
 }
 
 /* Fills the parts of a stats report the stats module does not own. */
@@ -170,6 +173,7 @@ static void fill_report(void *ctx, pd_stats_report *r) {
     r->model_loaded_unix = (int64_t)s->loaded_at;
   }
   r->queue_depth = pd_pipeline_queue(d->pipeline).queued;
+  if (d->server) pd_server_receive_stats(d->server, &r->receive_buffer_bytes, &r->receive_waits);
   r->draining = d->draining;
 }
 

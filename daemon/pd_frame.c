@@ -55,6 +55,21 @@ int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail) {
   }
   if (f->cap - f->start - f->len < need) {
     size_t cap = grow_to > f->len + want ? grow_to : f->len + want;
+    if (f->max_cap && cap > f->max_cap) {
+      if (f->max_cap > f->cap && f->max_cap > f->len) {
+        cap = f->max_cap; /* what the owner allows */
+      } else if (f->cap - f->start - f->len > 0) {
+        if (f->start > 0) { /* offer the free space there is */
+          memmove(f->buf, f->buf + f->start, f->len);
+          f->start = 0;
+        }
+        *at = f->buf + f->len;
+        *avail = f->cap - f->len;
+        return PD_OK;
+      } else {
+        return PD_ELIMIT;
+      }
+    }
     uint8_t *nb = realloc(f->buf, cap);
     if (!nb) return PD_ENOMEM;
     f->buf = nb;
@@ -63,6 +78,14 @@ int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail) {
   *at = f->buf + f->start + f->len;
   *avail = f->cap - f->start - f->len;
   return PD_OK;
+}
+
+void pd_framer_trim(pd_framer *f, size_t keep) {
+  if (f->len == 0 && f->cap > keep) {
+    free(f->buf);
+    f->buf = NULL;
+    f->cap = f->start = 0;
+  }
 }
 
 void pd_framer_commit(pd_framer *f, size_t n) {

@@ -18,14 +18,22 @@ typedef struct pd_framer {
   uint8_t *buf;
   size_t start, len, cap; /* unread bytes are buf[start .. start+len) */
   size_t max_frame;
+  /* The owner's cap on the buffer's size for the next pd_framer_space (0:
+   * none): a global memory budget (pd_conn). */
+  size_t max_cap;
 } pd_framer;
 
 void pd_framer_init(pd_framer *f, size_t max_frame);
 void pd_framer_free(pd_framer *f);
 
 /* Free space for the next read, at least `hint` bytes when it can (the rest
- * of a frame in progress, or a default read size). */
+ * of a frame in progress, or a default read size). Where growing would pass
+ * max_cap it offers the free space there is, and PD_ELIMIT when there is
+ * none (nothing changed: try again once the owner has room). */
 int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail);
+/* Frees the buffer when nothing is pending and it is larger than keep bytes
+ * (after a large frame). */
+void pd_framer_trim(pd_framer *f, size_t keep);
 /* Records n bytes written into the space. */
 void pd_framer_commit(pd_framer *f, size_t n);
 

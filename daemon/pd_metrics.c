@@ -141,6 +141,13 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
       (unsigned long long)r->frame_timeouts);
   put(&t, "planktond_connections_closed_by_limit_total{limit=\"idle_timeout\"} %llu\n",
       (unsigned long long)r->idle_timeouts);
+  gauge(&t, "planktond_receive_buffer_bytes",
+        "Receive-buffer bytes beyond each connection's first 256 KiB (bounded by "
+        "limits.max_receive_bytes).",
+        (double)r->receive_buffer_bytes);
+  counter(&t, "planktond_receive_waits_total",
+          "Times a connection stopped being read until receive-buffer memory was free.",
+          (unsigned long long)r->receive_waits);
   counter(&t, "planktond_accept_errors_total",
           "Failed accepts (e.g. out of file descriptors: waiting connections are closed).",
           (unsigned long long)r->accept_errors);

@@ -1,5 +1,6 @@
 #include "pd_server.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct pd_server {
   uint64_t sweep_period_ms;     /* 0: not running */
   uint64_t accept_error_log_ms; /* when accept errors were last logged */
   bool draining;
+  pd_rx_budget rx_budget;
   void (*on_empty)(void *);
   void *on_empty_data;
   pd_conn_handler handler;
@@ -218,7 +220,7 @@ static void on_connection(pd_listener *l, int status, void *data) {
   s->n_conns++;
   atomic_fetch_add(&s->stats->connections, 1);
   atomic_fetch_add(&s->stats->connections_total, 1);
-  pd_conn_start(c, &s->handler, s->lim.max_frame, s->lim.window, ++s->serial);
+  pd_conn_start(c, &s->handler, s->lim.max_frame, s->lim.window, ++s->serial, &s->rx_budget);
   if (s->n_conns > s->lim.max_connections) {
     atomic_fetch_add(&s->stats->connections_refused, 1);
     pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s) refused: %d connections (%s)",
@@ -281,7 +283,8 @@ static void on_sweep(uv_timer_t *t) {
     if (c->closing || c->failed) continue;
     char why[160];
     size_t len = 0;
-    if (frame_ms && c->reading && c->frame_since_ms && now - c->frame_since_ms >= frame_ms) {
+    if (frame_ms && (c->reading || c->rx_waiting) && c->frame_since_ms &&
+        now - c->frame_since_ms >= frame_ms) {
       atomic_fetch_add(&s->stats->frame_timeouts, 1);
       snprintf(why, sizeof why,
                "frame incomplete after %llu ms (%zu bytes arrived; limits.frame_timeout_ms)",
@@ -339,6 +342,7 @@ int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *
   s->handler.on_oversize = on_oversize;
   s->handler.on_closed = on_closed;
   s->handler.ctx = s;
+  pd_rx_budget_init(&s->rx_budget, lim->max_receive_bytes ? lim->max_receive_bytes : SIZE_MAX);
   uv_timer_init(loop, &s->sweep);
   s->sweep.data = s;
   sweep_schedule(s);
@@ -348,7 +352,13 @@ int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *
 
 void pd_server_set_limits(pd_server *s, const pd_server_limits *lim) {
   s->lim = *lim;
+  pd_rx_budget_set_limit(&s->rx_budget, lim->max_receive_bytes ? lim->max_receive_bytes : SIZE_MAX);
   sweep_schedule(s);
+}
+
+void pd_server_receive_stats(const pd_server *s, uint64_t *bytes, uint64_t *waits) {
+  *bytes = s->rx_budget.used;
+  *waits = s->rx_budget.waits;
 }
 
 void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {

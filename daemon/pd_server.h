@@ -32,6 +32,9 @@ typedef struct pd_server_limits {
    * and its buffer); a connection silent idle_timeout_ms with nothing owed
    * is closed. 0: no limit. */
   uint64_t frame_timeout_ms, idle_timeout_ms;
+  /* Receive buffers of all connections beyond PD_RX_BASE bytes each (see
+   * pd_conn.h); at least max_frame. */
+  size_t max_receive_bytes;
 } pd_server_limits;
 
 /* Fills the fields of a stats report the server cannot know (model, queue). */
@@ -49,6 +52,9 @@ int pd_server_listen_unix(pd_server *s, const char *path, int mode, const char *
 int pd_server_listen_tcp(pd_server *s, const char *host_port, pd_error *err);
 int pd_server_listen_fd(pd_server *s, int fd, pd_error *err);
 int pd_server_listener_count(const pd_server *s);
+/* Receive-buffer bytes counted against limits.max_receive_bytes now, and how
+ * many times a connection had to wait for them. */
+void pd_server_receive_stats(const pd_server *s, uint64_t *bytes, uint64_t *waits);
 
 /* Stops accepting; every connection closes once its answers are written.
  * New requests meanwhile are answered UNAVAILABLE. on_empty runs when the

@@ -80,6 +80,7 @@ typedef struct pd_stats_report {
   double images_per_second, uptime_seconds;
   /* filled by the caller */
   int queue_depth;
+  uint64_t receive_buffer_bytes, receive_waits; /* limits.max_receive_bytes (pd_conn.h) */
   char model_name[64], model_version[64], backend[16];
   int64_t model_loaded_unix;
   int draining;

@@ -85,6 +85,46 @@ int main(void) {
     PD_CHECK_CONTAINS(&st, err.msg, "1000");
     pd_framer_free(&f);
   }
+  /* max_cap (the owner's budget): growth stops there; the free space left
+   * is offered, then PD_ELIMIT until the cap rises; the frame then completes */
+  {
+    pd_framer f;
+    pd_framer_init(&f, 1 << 20);
+    f.max_cap = 100000;
+    uint8_t *at;
+    size_t avail, got = 0, body = 300000;
+    uint8_t hdr[4];
+    pd_frame_header(hdr, (uint32_t)body);
+    PD_CHECK_INT(&st, pd_framer_space(&f, 0, &at, &avail), 0);
+    memcpy(at, hdr, 4);
+    pd_framer_commit(&f, 4);
+    int rc;
+    while ((rc = pd_framer_space(&f, 0, &at, &avail)) == 0 && got < body) {
+      PD_CHECK(&st, f.cap <= 100000);
+      size_t k = body - got < avail ? body - got : avail;
+      memset(at, 7, k);
+      pd_framer_commit(&f, k);
+      got += k;
+    }
+    PD_CHECK_INT(&st, rc, PD_ELIMIT);
+    PD_CHECK_INT(&st, (long)f.cap, 100000);
+    PD_CHECK_INT(&st, (long)pd_framer_pending(&f), 100000);
+    f.max_cap = 0; /* room again */
+    while (got < body && pd_framer_space(&f, 0, &at, &avail) == 0) {
+      size_t k = body - got < avail ? body - got : avail;
+      memset(at, 7, k);
+      pd_framer_commit(&f, k);
+      got += k;
+    }
+    const uint8_t *msg;
+    size_t ml;
+    pd_error err = {0};
+    PD_CHECK_INT(&st, pd_framer_next(&f, &msg, &ml, &err), 1);
+    PD_CHECK_INT(&st, (long)ml, (long)body);
+    pd_framer_trim(&f, 65536); /* empty and large: the buffer goes */
+    PD_CHECK(&st, f.buf == NULL && f.cap == 0);
+    pd_framer_free(&f);
+  }
   /* big-endian header */
   uint8_t h[4];
   pd_frame_header(h, 0x01020304u);

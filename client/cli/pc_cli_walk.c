@@ -268,7 +268,7 @@ int pc_cli_walk_next(pc_cli_walk *w, const char **path, pc_cli_error *err) {
         w->reading_list = 0;
         continue;
       }
-      if (!line[0]) continue;
+      if (!line || !line[0]) continue; /* an empty line names nothing */
       rc = visit_named(w, line, path, err);
       if (rc != PC_CLI_WALK_END) return rc;
       continue;
