@@ -63,7 +63,7 @@ static void budget_update(pd_conn *c) {
   bool freed = charge < c->rx_charge;
   b->used = b->used - c->rx_charge + charge;
   c->rx_charge = charge;
-  if (b->overdraft == c && (charge == 0 || c->closing)) {
+  if (b->overdraft == c && c->closing) { /* else it keeps it until its frame is in */
     b->overdraft = NULL;
     freed = true;
   }
