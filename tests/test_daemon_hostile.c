@@ -27,17 +27,16 @@
  * turns a hang into a failure. */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_bystander.h"
 #include "pd_td_raw.h"
 #include "pd_test.h"
 
@@ -56,71 +55,18 @@ static int n_classes;
 
 /* ---- the client that must keep getting correct answers ---- */
 
-typedef struct bystander {
-  const pd_td *d;
-  pthread_t t;
-  atomic_int stop;
-  atomic_int ok, failed, wrong;
-} bystander;
-
-static void *bystander_main(void *arg) {
-  bystander *b = arg;
-  pc_client *c = pd_td_connect(b->d, 4);
-  if (!c) {
-    b->failed++;
-    return NULL;
-  }
-  for (uint64_t id = 1; !atomic_load(&b->stop); id++) {
-    pc_client_classify_request rq = {.id = id,
-                                     .format = PC_CLIENT_IMAGE_PNG,
-                                     .data = png,
-                                     .len = png_len,
-                                     .full_distribution = true};
-    pc_client_response *r = NULL;
-    pc_client_error err;
-    if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
-      fprintf(stderr, "bystander: %s\n", err.message);
-      b->failed++;
-      break;
-    }
-    if (r->status != 0 || r->id != id) {
-      fprintf(stderr, "bystander: id %llu: %s: %s\n", (unsigned long long)r->id,
-              pc_client_status_name(r->status), r->message);
-      b->failed++;
-    } else {
-      bool right = (int)r->u.classify.n_distribution == n_classes;
-      for (int j = 0; right && j < n_classes; j++)
-        right = fabs((double)r->u.classify.distribution[j] - want_probs[j]) <= PROB_TOL;
-      if (right)
-        b->ok++;
-      else
-        b->wrong++;
-    }
-    pc_client_response_free(r);
-    usleep(1000); /* steady, not flat out: the machine is shared */
-  }
-  pc_client_close(c);
-  return NULL;
+static void bystander_start(pd_td_bystander *b, const pd_td *d) {
+  *b = (pd_td_bystander){.d = d,
+                         .png = png,
+                         .png_len = png_len,
+                         .want = want_probs,
+                         .n_classes = n_classes,
+                         .tol = PROB_TOL};
+  pd_td_bystander_start(b);
 }
 
-static void bystander_start(bystander *b, const pd_td *d) {
-  memset(b, 0, sizeof *b);
-  b->d = d;
-  pthread_create(&b->t, NULL, bystander_main, b);
-}
-
-/* Waits for `more` further OK answers (a bound, not a timing check). */
-static bool bystander_progress(bystander *b, int more) {
-  int target = atomic_load(&b->ok) + more;
-  double until = pd_td_now_ms() + 60000;
-  while (atomic_load(&b->ok) < target && !atomic_load(&b->failed) && pd_td_now_ms() < until)
-    usleep(5000);
-  return atomic_load(&b->ok) >= target;
-}
-
-static void bystander_stop(bystander *b, const char *where) {
-  atomic_store(&b->stop, 1);
-  pthread_join(b->t, NULL);
+static void bystander_stop(pd_td_bystander *b, const char *where) {
+  pd_td_bystander_stop(b);
   printf("%s: bystander got %d correct answers, %d failures, %d wrong\n", where, b->ok, b->failed,
          b->wrong);
   PD_CHECK(&st, b->ok > 0);
@@ -693,9 +639,9 @@ static void fd_exhaustion(void) {
     return;
   }
   int base_fds = pd_raw_open_fds(d.pid);
-  bystander b;
+  pd_td_bystander b;
   bystander_start(&b, &d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   enum { MAX = 200 };
   int fds[MAX], held = 0, refused = 0, dropped = 0, hung = 0;
   for (int i = 0; i < MAX && refused + dropped < 20; i++) {
@@ -724,7 +670,7 @@ static void fd_exhaustion(void) {
   for (int i = 0; i < held; i++)
     served += health_or_refused(fds[i]) == 1;
   PD_CHECK_INT(&st, served, held);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   /* descriptors free again: new connections are accepted */
   for (int i = 0; i < 10 && held > 0; i++)
     close(fds[--held]);
@@ -791,24 +737,24 @@ int main(void) {
     pd_td_cleanup(&d);
     return 1;
   }
-  bystander b;
+  pd_td_bystander b;
   bystander_start(&b, &d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
 
   idle_connections(&d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   slowloris(&d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   huge_headers(&d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   never_reads(&d);
   reads_late(&d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   storms(&d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   bombs(&d);
   over_window(&d);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   bystander_stop(&b, "hostile clients");
 
   pc_client_response *r = get_stats(&d);

@@ -18,15 +18,14 @@
  *    deadlock).
  * No check measures time: every wait has a generous bound that only turns a
  * hang into a failure. */
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_bystander.h"
 #include "pd_td_raw.h"
 #include "pd_test.h"
 
@@ -45,59 +44,6 @@ static uint8_t *small_png;
 static size_t small_png_len;
 static float *small_probs;
 static int n_classes;
-
-/* ---- the client that keeps classifying a small crop ---- */
-
-typedef struct bystander {
-  const pd_td *d;
-  pthread_t t;
-  atomic_int stop, ok, failed;
-} bystander;
-
-static void *bystander_main(void *arg) {
-  bystander *b = arg;
-  pc_client *c = pd_td_connect(b->d, 2);
-  if (!c) {
-    b->failed++;
-    return NULL;
-  }
-  for (uint64_t id = 1; !atomic_load(&b->stop); id++) {
-    pc_client_classify_request rq = {.id = id,
-                                     .format = PC_CLIENT_IMAGE_PNG,
-                                     .data = small_png,
-                                     .len = small_png_len,
-                                     .full_distribution = true};
-    pc_client_response *r = NULL;
-    pc_client_error err;
-    if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
-      fprintf(stderr, "bystander: %s\n", err.message);
-      b->failed++;
-      break;
-    }
-    bool right = r->status == 0 && (int)r->u.classify.n_distribution == n_classes;
-    for (int j = 0; right && j < n_classes; j++)
-      right = fabs((double)r->u.classify.distribution[j] - small_probs[j]) <= PROB_TOL;
-    if (right) {
-      b->ok++;
-    } else {
-      fprintf(stderr, "bystander: id %llu: %s %s\n", (unsigned long long)id,
-              pc_client_status_name(r->status), r->message);
-      b->failed++;
-    }
-    pc_client_response_free(r);
-    usleep(2000);
-  }
-  pc_client_close(c);
-  return NULL;
-}
-
-static bool bystander_progress(bystander *b, int more) {
-  int target = atomic_load(&b->ok) + more;
-  double until = pd_td_now_ms() + 60000;
-  while (atomic_load(&b->ok) < target && !atomic_load(&b->failed) && pd_td_now_ms() < until)
-    usleep(5000);
-  return atomic_load(&b->ok) >= target;
-}
 
 /* ---- hogs: most of a big frame, then silence ---- */
 
@@ -236,9 +182,14 @@ int main(void) {
     pd_td_cleanup(&d);
     return pd_test_finish(&st, "daemon_memory");
   }
-  bystander b = {.d = &d};
-  pthread_create(&b.t, NULL, bystander_main, &b);
-  PD_CHECK(&st, bystander_progress(&b, 5));
+  pd_td_bystander b = {.d = &d,
+                       .png = small_png,
+                       .png_len = small_png_len,
+                       .want = small_probs,
+                       .n_classes = n_classes,
+                       .tol = PROB_TOL};
+  pd_td_bystander_start(&b);
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
   long rss0 = pd_raw_rss_kb(d.pid);
 
   /* 1. hogs: the daemon waits instead of buffering */
@@ -260,7 +211,7 @@ int main(void) {
    * the exact bound is the budgeted-bytes check above. */
   long grown_kb = rss1 - rss0;
   PD_CHECK(&st, rss0 > 0 && rss1 > 0 && grown_kb < (long)HOGS * HOG_SENDS / 1024 * 3 / 4);
-  PD_CHECK(&st, bystander_progress(&b, 5)); /* small requests pass meanwhile */
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 5)); /* small requests pass meanwhile */
   printf("%d hogs (4 MB frames, 3 MB sent, then silent) -> %.0f waits, %.1f MiB budgeted "
          "(limit %.0f MiB), RSS +%.1f MiB; bystander served\n",
          HOGS, waits, held / 1048576.0, BUDGET / 1048576.0, grown_kb / 1024.0);
@@ -302,10 +253,10 @@ int main(void) {
   PD_CHECK_INT(&st, answered, BIG_CLIENTS);
   free(big);
 
-  atomic_store(&b.stop, 1);
-  pthread_join(b.t, NULL);
-  printf("bystander: %d correct answers, %d failures\n", b.ok, b.failed);
+  pd_td_bystander_stop(&b);
+  printf("bystander: %d correct answers, %d failures, %d wrong\n", b.ok, b.failed, b.wrong);
   PD_CHECK_INT(&st, b.failed, 0);
+  PD_CHECK_INT(&st, b.wrong, 0);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   if (st.failures) {
     char *log = pd_td_log(&d);
