@@ -48,11 +48,7 @@ int pd_framer_space(pd_framer *f, size_t hint, uint8_t **at, size_t *avail) {
     memmove(f->buf, f->buf + f->start, f->len);
     f->start = 0;
   }
-  if (f->len == 0 && f->cap > 4 * PD_FRAME_READ) { /* shrink after a large frame */
-    free(f->buf);
-    f->buf = NULL;
-    f->cap = 0;
-  }
+  pd_framer_trim(f, 4 * PD_FRAME_READ); /* shrink after a large frame */
   if (f->cap - f->start - f->len < need) {
     size_t cap = grow_to > f->len + want ? grow_to : f->len + want;
     if (f->max_cap && cap > f->max_cap) {
