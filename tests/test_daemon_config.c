@@ -105,6 +105,13 @@ int main(void) {
   pd_config_defaults(&c, "");
   PD_CHECK(&st, pd_config_validate(&c, &err) != 0);
   PD_CHECK_CONTAINS(&st, err.msg, "model.dir");
+  pd_config_defaults(&c, "/m");
+  c.max_receive_bytes = c.max_frame_bytes - 1; /* one largest frame must fit */
+  PD_CHECK(&st, pd_config_validate(&c, &err) != 0);
+  PD_CHECK_CONTAINS(&st, err.msg, "limits.max_receive_bytes (16777215)");
+  PD_CHECK_CONTAINS(&st, err.msg, "limits.max_frame_bytes (16777216)");
+  c.max_receive_bytes = c.max_frame_bytes;
+  PD_CHECK_INT(&st, pd_config_validate(&c, &err), 0);
 
   /* format then load gives the same settings */
   pd_config_defaults(&c, "/m");

@@ -221,15 +221,16 @@ static int take_line(pc_cli_walk *w, char **line) {
  * says is there, so it never blocks on a pipe or a terminal. */
 static int list_line(pc_cli_walk *w, char **line, pc_cli_error *err) {
   for (;;) {
-    if (take_line(w, line)) return 1;
+    if (take_line(w, line)) {
+      if (strlen(*line) < PC_CLI_WALK_MAX_LINE) return 1;
+      break; /* however the bytes arrived */
+    }
     if (w->list_eof) return 0;
     if (w->line_start > 0) { /* keep the partial line at the front */
       memmove(w->line, w->line + w->line_start, w->line_len);
       w->line_start = 0;
     }
-    if (w->line_len >= PC_CLI_WALK_MAX_LINE)
-      return pc_cli_fail(err, -1, "standard input: a path longer than %d bytes",
-                         PC_CLI_WALK_MAX_LINE);
+    if (w->line_len >= PC_CLI_WALK_MAX_LINE) break;
     if (w->line_cap - w->line_len < 4096 + 1) {
       size_t cap = w->line_cap ? w->line_cap * 2 : 8192;
       char *grown = realloc(w->line, cap);
@@ -250,6 +251,7 @@ static int list_line(pc_cli_walk *w, char **line, pc_cli_error *err) {
     if (n == 0) w->list_eof = 1;
     w->line_len += (size_t)n;
   }
+  return pc_cli_fail(err, -1, "standard input: a path longer than %d bytes", PC_CLI_WALK_MAX_LINE);
 }
 
 int pc_cli_walk_wait_fd(const pc_cli_walk *w) {

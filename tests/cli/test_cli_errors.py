@@ -235,6 +235,13 @@ def main():
             r = h.run_cli(["classify", emptydir], socket=d.socket)
             f.check(r.rc == 1 and "no image files" in r.err, "no images found: exit 1: %r" % r)
             check_unreadable(f, d, tmp, good[0])
+            # a path list line over the limit (64 KiB): the paths before it are answered,
+            # then the run stops with a message, exit 1
+            r = h.run_cli(["classify", "-f", "csv", "-"], socket=d.socket,
+                          stdin=good[0] + "\n" + "x" * 70000 + "\n" + good[1] + "\n")
+            rows = [ln.split(",")[0] for ln in r.out.splitlines()[1:]]
+            f.check(r.rc == 1 and rows == [good[0]] and "a path longer than 65536 bytes" in r.err,
+                    "over-long path line: %r" % r)
 
             # health, stats, models
             r = h.run_cli(["health"], socket=d.socket)
