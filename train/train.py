@@ -58,7 +58,7 @@ def load_config(args) -> TrainConfig:
         with open(args.config, encoding="utf-8") as f:
             d = yaml.safe_load(f) or {}
     cfg = TrainConfig.from_dict(d)
-    for key in ("model", "data", "split", "seed", "epochs", "batch_size", "lr", "workers",
+    for key in ("model", "data", "split", "seed", "init", "epochs", "batch_size", "lr", "workers",
                 "threads", "log_every", "balance_power", "max_train", "max_val"):
         v = getattr(args, key)
         if v is not None:
@@ -66,6 +66,20 @@ def load_config(args) -> TrainConfig:
     if args.time_budget is not None:
         cfg.time_budget_min = args.time_budget if args.time_budget > 0 else None
     return cfg
+
+
+def warm_start(net: PlanktonNet, cfg: TrainConfig, spec_text: str) -> None:
+    """Load cfg.init's weights into net. The checkpoint must come from the same model and the same
+    split: a different split would put the new run's validation crops into its training."""
+    init = load_checkpoint(cfg.init)
+    if init["spec_text"] != spec_text:
+        raise ValueError("%s: its model.yaml differs from %s" % (cfg.init, cfg.model))
+    old = TrainConfig.from_dict(init["config"])
+    same = os.path.realpath(old.split_path()) == os.path.realpath(cfg.split_path())
+    if not same or (old.seed, old.val_fraction) != (cfg.seed, cfg.val_fraction):
+        raise ValueError("%s: trained on split %s (seed %d), this run uses %s (seed %d)" % (
+            cfg.init, old.split_path(), old.seed, cfg.split_path(), cfg.seed))
+    net.load_state_dict(init["net"])
 
 
 def main(argv=None) -> int:
@@ -78,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", help="class-folder tree")
     ap.add_argument("--split", help="split TSV path ({seed} is replaced)")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--init", metavar="CHECKPOINT",
+                    help="start from this checkpoint's weights with a fresh optimizer and schedule")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="anneal and stop within MIN minutes of training (0 = no budget)")
@@ -146,7 +162,14 @@ def main(argv=None) -> int:
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["optimizer"])
         state = TrainState(**ck["state"])
-    else:
+    elif cfg.init:
+        try:
+            warm_start(net, cfg, spec_text)
+        except (OSError, ValueError) as e:
+            print("train: init: %s" % e, file=sys.stderr)
+            return 1
+        log("starting from the weights of %s" % cfg.init)
+    if ck is None:
         with open(os.path.join(args.out, "config.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     log("%s on %s (%d threads, %d workers): %d params, %.1f MFLOP/image; %d train / %d val "

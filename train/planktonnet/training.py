@@ -38,6 +38,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     max_train: Optional[int] = None           # use N training crops spread over the split
     max_val: Optional[int] = None             # (smoke tests; None = all)
+    init: Optional[str] = None                # start from this checkpoint's weights (warm restart:
+                                              # fresh optimizer and schedule, same split and model)
     epochs: int = 30
     time_budget_min: Optional[float] = None   # anneal and stop by this much training time
     batch_size: int = 64

@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""train/train.py end to end on real NDSB crops, with a tiny model (seconds per run).
+
+- an interrupted run (--stop-after 1, then --resume) ends with exactly the
+  weights of an uninterrupted one;
+- --init starts from a checkpoint's weights: with --lr 0 the weights come out
+  bit-identical to the checkpoint's (so they were loaded, and nothing else
+  was re-initialised over them); with a learning rate they move;
+- --init refuses a checkpoint of another model, of another split (its
+  validation crops would be trained on), and a missing file, each with exit
+  status 1 and a message that names the problem;
+- --export writes a model folder.
+
+Exits 77 (skip) without the NDSB data, 1 on failure.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import yaml
+
+ROOT = os.environ.get("PLANKTON_SOURCE_ROOT") or os.path.abspath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+SPLIT = os.path.join(ROOT, "train", "splits", "ndsb_seed{seed}.tsv")
+
+
+def data_dir_or_skip():
+    data = os.environ.get("PLANKTON_DATA") or os.path.join(ROOT, "..", "shared", "data", "ndsb")
+    if not os.path.isdir(os.path.join(data, "train")):
+        print("SKIP: NDSB data not found at %s" % os.path.join(data, "train"))
+        sys.exit(77)
+    return os.path.join(data, "train")
+
+
+def tiny_spec(tmp, name, filters):
+    """tests/models/daemon_tiny.yaml with the 121 NDSB classes of the shipped spec."""
+    with open(os.path.join(ROOT, "tests", "models", "daemon_tiny.yaml"), encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    with open(os.path.join(ROOT, "train", "specs", "ndsb_seed_c4.yaml"), encoding="utf-8") as f:
+        spec["classes"] = yaml.safe_load(f)["classes"]
+    spec["head"]["layers"][0]["units"] = len(spec["classes"])
+    spec["branches"][0]["layers"][1]["filters"] = filters
+    path = os.path.join(tmp, name)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return path
+
+
+class Runner:
+    def __init__(self, data, spec):
+        self.base = [sys.executable, os.path.join(ROOT, "train", "train.py"), "--model", spec,
+                     "--data", data, "--split", SPLIT, "--seed", "1", "--epochs", "2",
+                     "--max-train", "96", "--max-val", "32", "--threads", "1", "--workers", "1",
+                     "--time-budget", "0", "--batch-size", "16"]
+
+    def run(self, *args, expect=0, base=True):
+        cmd = (self.base if base else self.base[:2]) + list(args)
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        if p.returncode != expect:
+            raise AssertionError("%s: exit %d (expected %d)\n%s%s" % (
+                " ".join(cmd[1:]), p.returncode, expect, p.stdout, p.stderr))
+        return p.stdout + p.stderr
+
+
+def weights(run_dir):
+    return torch.load(os.path.join(run_dir, "last.pt"), map_location="cpu")["net"]
+
+
+def max_diff(a, b):
+    if a.keys() != b.keys():
+        raise AssertionError("checkpoints hold different tensors")
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def main():
+    data = data_dir_or_skip()
+    failures = []
+
+    def check(ok, what):
+        print("%s: %s" % ("ok" if ok else "FAIL", what))
+        if not ok:
+            failures.append(what)
+
+    with tempfile.TemporaryDirectory(prefix="pd-train-test-") as tmp:
+        spec = tiny_spec(tmp, "tiny.yaml", 4)
+        other_spec = tiny_spec(tmp, "tiny5.yaml", 5)
+        r = Runner(data, spec)
+        run_a = os.path.join(tmp, "a")
+        r.run("--out", run_a, "--export", os.path.join(run_a, "model"))
+        check(all(os.path.isfile(os.path.join(run_a, "model", f))
+                  for f in ("model.yaml", "weights.safetensors")), "--export wrote a model folder")
+
+        run_b = os.path.join(tmp, "b")
+        out = r.run("--out", run_b, "--stop-after", "1")
+        check("continue with --resume" in out, "--stop-after 1 says how to continue")
+        r.run("--out", run_b, "--resume", base=False)
+        d = max_diff(weights(run_a), weights(run_b))
+        print("  resumed vs uninterrupted: max |diff| = %g" % d)
+        check(d == 0.0, "a resumed run repeats an uninterrupted one exactly")
+
+        ck_a = os.path.join(run_a, "last.pt")
+        run_c = os.path.join(tmp, "c")
+        out = r.run("--out", run_c, "--init", ck_a, "--lr", "0", "--epochs", "1")
+        check("starting from the weights of %s" % ck_a in out, "--init says where it starts")
+        d = max_diff(weights(run_a), weights(run_c))
+        print("  --init --lr 0 vs the checkpoint: max |diff| = %g" % d)
+        check(d == 0.0, "--init loads the checkpoint's weights (lr 0 keeps them bit for bit)")
+
+        run_d = os.path.join(tmp, "d")
+        r.run("--out", run_d, "--init", ck_a, "--lr", "0.001", "--epochs", "1")
+        d = max_diff(weights(run_a), weights(run_d))
+        print("  --init --lr 0.001 vs the checkpoint: max |diff| = %g" % d)
+        check(d > 0.0, "--init with a learning rate trains from there")
+
+        out = r.run("--out", os.path.join(tmp, "e"), "--init", ck_a, "--model", other_spec,
+                    expect=1)
+        check("model.yaml differs" in out and ck_a in out,
+              "--init refuses a checkpoint of another model: " + out.strip().splitlines()[-1])
+
+        other_split = os.path.join(tmp, "other_split{seed}.tsv")
+        out = r.run("--out", os.path.join(tmp, "f"), "--init", ck_a, "--split", other_split,
+                    expect=1)
+        check("split" in out and ck_a in out,
+              "--init refuses a checkpoint of another split: " + out.strip().splitlines()[-1])
+
+        missing = os.path.join(tmp, "no-such.pt")
+        out = r.run("--out", os.path.join(tmp, "g"), "--init", missing, expect=1)
+        check(missing in out, "--init names a missing checkpoint: " + out.strip().splitlines()[-1])
+
+    if failures:
+        print("%d failure(s)" % len(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
