@@ -90,6 +90,14 @@ static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__Stats
   s->model_version = m->model_version;
   s->backend = m->backend;
   s->model_loaded_unix = m->model_loaded_unix;
+  s->connections_refused = m->connections_refused;
+  s->frame_timeouts = m->frame_timeouts;
+  s->idle_timeouts = m->idle_timeouts;
+  s->accept_errors = m->accept_errors;
+  s->batch_failures = m->batch_failures;
+  s->batch_failures_in_a_row = m->batch_failures_in_a_row;
+  s->receive_buffer_bytes = m->receive_buffer_bytes;
+  s->receive_waits = m->receive_waits;
   if (m->n_histograms) {
     pc_client_histogram *h = calloc(m->n_histograms, sizeof *h);
     if (!h) return -1;

@@ -142,6 +142,10 @@ typedef struct pc_client_stats {
   const pc_client_histogram *histograms;
   const char *model_name, *model_version, *backend;
   int64_t model_loaded_unix;
+  /* the daemon's limits at work (the counters of the same names in /metrics) */
+  uint64_t connections_refused, frame_timeouts, idle_timeouts, accept_errors;
+  uint64_t batch_failures, batch_failures_in_a_row; /* 3+ in a row: Health "failing" */
+  uint64_t receive_buffer_bytes, receive_waits;     /* limits.max_receive_bytes */
 } pc_client_stats_result;
 
 typedef struct pc_client_model {

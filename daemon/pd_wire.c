@@ -225,6 +225,14 @@ uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   sr.uptime_seconds = r->uptime_seconds;
   sr.backend = (char *)r->backend;
   sr.broken_frames = r->broken_frames;
+  sr.connections_refused = r->connections_refused;
+  sr.frame_timeouts = r->frame_timeouts;
+  sr.idle_timeouts = r->idle_timeouts;
+  sr.accept_errors = r->accept_errors;
+  sr.batch_failures = r->batch_failures;
+  sr.batch_failures_in_a_row = r->batch_failures_in_a_row;
+  sr.receive_buffer_bytes = r->receive_buffer_bytes;
+  sr.receive_waits = r->receive_waits;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_STATS;
   resp.stats = &sr;

@@ -488,6 +488,10 @@ static void faults_in_shared_batches(void) {
                  l.internal);
   }
   free(metrics);
+  pc_client_response *r = get_stats(&d);
+  PD_CHECK(&st, r != NULL);
+  if (r) PD_CHECK_INT(&st, r->u.stats.batch_failures, l.n_fail_runs);
+  pc_client_response_free(r);
   load_close(&l);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
@@ -523,6 +527,13 @@ static void device_stays_broken(void) {
          "device broken after run 5", ok, internal, state);
   PD_CHECK_INT(&st, ok, 5);
   PD_CHECK_INT(&st, internal, 15);
+  pc_client_response *s = NULL;
+  PD_CHECK(&st, pc_client_stats(c, &s, NULL) == PC_CLIENT_OK && s);
+  if (s) {
+    PD_CHECK_INT(&st, s->u.stats.batch_failures, 15);
+    PD_CHECK_INT(&st, s->u.stats.batch_failures_in_a_row, 15);
+  }
+  pc_client_response_free(s);
   pc_client_close(c);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);

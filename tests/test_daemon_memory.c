@@ -232,6 +232,25 @@ int main(void) {
          deadline, other, open, most, left);
   PD_CHECK_INT(&st, deadline, HOGS);
   PD_CHECK(&st, left == 0);
+  /* the Stats RPC reports the same counters as /metrics */
+  pc_client *sc = pd_td_connect(&d, 2);
+  pc_client_response *sr = NULL;
+  PD_CHECK(&st, sc && pc_client_stats(sc, &sr, NULL) == PC_CLIENT_OK && sr);
+  if (sr) {
+    const pc_client_stats_result *s = &sr->u.stats;
+    printf("stats: %llu frame timeouts, %llu receive waits, %llu receive-buffer bytes\n",
+           (unsigned long long)s->frame_timeouts, (unsigned long long)s->receive_waits,
+           (unsigned long long)s->receive_buffer_bytes);
+    PD_CHECK_INT(
+        &st, s->frame_timeouts,
+        metric(&d, "planktond_connections_closed_by_limit_total{limit=\"frame_timeout\"}"));
+    PD_CHECK(&st, s->frame_timeouts >= HOGS);
+    PD_CHECK_INT(&st, s->receive_waits, metric(&d, "planktond_receive_waits_total"));
+    PD_CHECK(&st, s->receive_waits >= HOGS / 2);
+    PD_CHECK_INT(&st, s->receive_buffer_bytes, 0);
+  }
+  pc_client_response_free(sr);
+  pc_client_close(sc);
 
   /* 3. big complete frames, more than the budget at once: all answered */
   uint8_t *big = pd_td_crop(9, BIG_SIDE, BIG_SIDE);

@@ -14,8 +14,9 @@ void pc_cli_stats_usage(const char *prog, FILE *f) {
           "usage: %s [GLOBAL OPTIONS] stats [--json]\n"
           "\n"
           "Prints the daemon's counters: model, backend, uptime, images and batches computed,\n"
-          "the recent rate, requests by status, queue depth, connections, and the latency and\n"
-          "batch-size histograms (count, mean, percentiles as bucket bounds).\n"
+          "the recent rate, requests by status, queue depth, connections, connections closed\n"
+          "by the daemon's limits, receive-buffer memory and waits, failed batches, and the\n"
+          "latency and batch-size histograms (count, mean, percentiles as bucket bounds).\n"
           "\n"
           "Options:\n"
           "      --json   one JSON object with every field and the raw histogram buckets\n"
@@ -71,6 +72,14 @@ static void print_table(const pc_client_stats_result *s) {
   printf("%-16s %u (%llu since start)\n", "connections", s->connections,
          (unsigned long long)s->connections_total);
   printf("%-16s %llu\n", "broken frames", (unsigned long long)s->broken_frames);
+  printf("%-16s %llu refused, %llu frame timeouts, %llu idle timeouts, %llu accept errors\n",
+         "closed by limits", (unsigned long long)s->connections_refused,
+         (unsigned long long)s->frame_timeouts, (unsigned long long)s->idle_timeouts,
+         (unsigned long long)s->accept_errors);
+  printf("%-16s %llu bytes now, %llu waits\n", "receive buffers",
+         (unsigned long long)s->receive_buffer_bytes, (unsigned long long)s->receive_waits);
+  printf("%-16s %llu (%llu in a row)\n", "failed batches", (unsigned long long)s->batch_failures,
+         (unsigned long long)s->batch_failures_in_a_row);
   if (!s->n_histograms) return;
   printf("\n%-12s %10s %12s %12s %12s %12s\n", "histogram", "count", "mean", "p50", "p90", "p99");
   for (size_t i = 0; i < s->n_histograms; i++) {
@@ -103,9 +112,16 @@ static void print_json(const pc_client_stats_result *s) {
   pc_cli_json_double(f, s->images_per_second);
   fprintf(f,
           ",\"queue_depth\":%u,\"in_flight\":%u,\"connections\":%u,\"connections_total\":%llu"
-          ",\"broken_frames\":%llu,\"requests\":{",
+          ",\"broken_frames\":%llu,\"connections_refused\":%llu,\"frame_timeouts\":%llu"
+          ",\"idle_timeouts\":%llu,\"accept_errors\":%llu,\"batch_failures\":%llu"
+          ",\"batch_failures_in_a_row\":%llu,\"receive_buffer_bytes\":%llu"
+          ",\"receive_waits\":%llu,\"requests\":{",
           s->queue_depth, s->in_flight, s->connections, (unsigned long long)s->connections_total,
-          (unsigned long long)s->broken_frames);
+          (unsigned long long)s->broken_frames, (unsigned long long)s->connections_refused,
+          (unsigned long long)s->frame_timeouts, (unsigned long long)s->idle_timeouts,
+          (unsigned long long)s->accept_errors, (unsigned long long)s->batch_failures,
+          (unsigned long long)s->batch_failures_in_a_row,
+          (unsigned long long)s->receive_buffer_bytes, (unsigned long long)s->receive_waits);
   int any = 0;
   for (int i = 0; i < 17; i++)
     if (s->requests_by_status[i]) {
