@@ -1,6 +1,6 @@
 /* Every bad input of issue 4 gets its status, and the daemon keeps
- * answering another client all along (a thread classifying in a loop that
- * must see only OK answers): truncated and corrupted PNG and JPEG, zero and
+ * answering another client all along (pd_td_bystander: a thread classifying
+ * in a loop that must see only correct answers): truncated and corrupted PNG and JPEG, zero and
  * oversize dimensions, a raw image whose byte count is not width x height,
  * PNG bytes declared JPEG, no image, an unknown model, a TTA count over the
  * limit, a deadline that has passed, a request without a body (answered, the
@@ -11,9 +11,7 @@
  * (RESOURCE_EXHAUSTED, on a second daemon with a tiny queue). */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,50 +19,17 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_bystander.h"
 #include "pd_test.h"
 #include "plankton.pb-c.h"
 
 #define WINDOW 16
+#define PROB_TOL 2e-5 /* the bystander's answers vs the engine run directly */
 
 static pd_test_state st;
 static uint8_t *gray, *png, *jpeg;
 static size_t png_len, jpeg_len;
 static const int W = 64, H = 48;
-
-/* ---- the client that must keep getting answers ---- */
-
-typedef struct bystander {
-  const pd_td *d;
-  atomic_int stop;
-  atomic_int ok, failed;
-} bystander;
-
-static void *bystander_main(void *arg) {
-  bystander *b = arg;
-  pc_client *c = pd_td_connect(b->d, 4);
-  if (!c) {
-    b->failed++;
-    return NULL;
-  }
-  for (uint64_t id = 1; !atomic_load(&b->stop); id++) {
-    pc_client_classify_request rq = {
-        .id = id, .format = PC_CLIENT_IMAGE_PNG, .data = png, .len = png_len};
-    pc_client_response *r = NULL;
-    pc_client_error err;
-    if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
-      fprintf(stderr, "bystander: %s\n", err.message);
-      b->failed++;
-      break;
-    }
-    if (r->status == 0 && r->id == id)
-      b->ok++;
-    else
-      b->failed++;
-    pc_client_response_free(r);
-  }
-  pc_client_close(c);
-  return NULL;
-}
 
 /* ---- requests with a bad input: answered with a status, connection lives ---- */
 
@@ -413,6 +378,12 @@ int main(void) {
   gray = pd_td_crop(5, W, H);
   png = pd_td_png(gray, W, H, &png_len);
   jpeg = pd_td_jpeg(gray, W, H, &jpeg_len);
+  pd_td_ref ref;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  int n_classes = ref.model->n_classes;
+  float *want_probs = malloc((size_t)n_classes * sizeof(float));
+  PD_CHECK_INT(&st, pd_td_ref_probs(&ref, gray, W, H, want_probs), 0);
+  pd_td_ref_close(&ref);
   pd_td d;
   const char *args[] = {"--max-in-flight",
                         "16",
@@ -431,24 +402,25 @@ int main(void) {
     pd_td_cleanup(&d);
     return 1;
   }
-  bystander b = {.d = &d};
-  pthread_t t;
-  pthread_create(&t, NULL, bystander_main, &b);
+  pd_td_bystander b = {.d = &d,
+                       .png = png,
+                       .png_len = png_len,
+                       .want = want_probs,
+                       .n_classes = n_classes,
+                       .tol = PROB_TOL};
+  pd_td_bystander_start(&b);
 
   bad_requests(&d);
   broken_frames(&d);
   disconnect_in_flight(&d);
   never_reads(&d);
 
-  int before = b.ok;
-  double until = pd_td_now_ms() + 10000; /* and the bystander is still served */
-  while (b.ok < before + 20 && b.failed == 0 && pd_td_now_ms() < until)
-    usleep(10000);
-  atomic_store(&b.stop, 1);
-  pthread_join(t, NULL);
-  printf("bystander: %d OK answers, %d failures\n", b.ok, b.failed);
-  PD_CHECK(&st, b.ok >= before + 20);
+  /* and the bystander is still served */
+  PD_CHECK(&st, pd_td_bystander_progress(&b, 20));
+  pd_td_bystander_stop(&b);
+  printf("bystander: %d correct answers, %d failures, %d wrong\n", b.ok, b.failed, b.wrong);
   PD_CHECK_INT(&st, b.failed, 0);
+  PD_CHECK_INT(&st, b.wrong, 0);
   PD_CHECK(&st, pd_td_wait_log(&d, "closing", 1));
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   char *log = pd_td_log(&d);
@@ -460,5 +432,6 @@ int main(void) {
   free(gray);
   free(png);
   free(jpeg);
+  free(want_probs);
   return pd_test_finish(&st, "daemon_errors");
 }
