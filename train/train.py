@@ -53,11 +53,7 @@ def fmt_min(s: float) -> str:
 
 
 def load_config(args) -> TrainConfig:
-    d = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            d = yaml.safe_load(f) or {}
-    cfg = TrainConfig.from_dict(d)
+    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     for key in ("model", "data", "split", "seed", "init", "epochs", "batch_size", "lr", "workers",
                 "threads", "log_every", "balance_power", "max_train", "max_val"):
         v = getattr(args, key)
@@ -125,7 +121,11 @@ def main(argv=None) -> int:
         log("resuming %s (epoch %d, step %d)" % (last_path, ck["state"]["epoch"],
                                                  ck["state"]["step"]))
     else:
-        cfg = load_config(args)
+        try:
+            cfg = load_config(args)
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            print("train: %s" % e, file=sys.stderr)
+            return 1
     torch.set_num_threads(max(1, cfg.threads))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)

@@ -9,7 +9,10 @@
 - --init refuses a checkpoint of another model, of another split (its
   validation crops would be trained on), and a missing file, each with exit
   status 1 and a message that names the problem;
-- --export writes a model folder.
+- --export writes a model folder;
+- a config with `base:` is its base with its own keys replacing the base's
+  (train/configs/cpu-refine.yaml = cpu.yaml with init and lr changed); a
+  base chain that comes back to itself stops with exit status 1.
 
 Exits 77 (skip) without the NDSB data, 1 on failure.
 """
@@ -21,6 +24,8 @@ import tempfile
 
 import torch
 import yaml
+
+from planktonnet.training import TrainConfig
 
 ROOT = os.environ.get("PLANKTON_SOURCE_ROOT") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -129,6 +134,21 @@ def main():
         missing = os.path.join(tmp, "no-such.pt")
         out = r.run("--out", os.path.join(tmp, "g"), "--init", missing, expect=1)
         check(missing in out, "--init names a missing checkpoint: " + out.strip().splitlines()[-1])
+
+        configs = os.path.join(ROOT, "train", "configs")
+        refine = TrainConfig.from_file(os.path.join(configs, "cpu-refine.yaml")).to_dict()
+        stage1 = TrainConfig.from_file(os.path.join(configs, "cpu.yaml")).to_dict()
+        changed = sorted(k for k in stage1 if refine[k] != stage1[k])
+        print("  cpu-refine.yaml differs from cpu.yaml in: %s" % ", ".join(changed))
+        check(changed == ["init", "lr"] and refine["lr"] == stage1["lr"] / 2,
+              "base: cpu-refine.yaml is cpu.yaml with init and lr (half) changed")
+        for name, base in (("loop_a.yaml", "loop_b.yaml"), ("loop_b.yaml", "loop_a.yaml")):
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                f.write("base: %s\nepochs: 3\n" % base)
+        out = r.run("--config", os.path.join(tmp, "loop_a.yaml"), "--out", os.path.join(tmp, "h"),
+                    expect=1, base=False)
+        check("comes back to itself" in out and "loop_a.yaml" in out,
+              "a base chain that loops is refused: " + out.strip().splitlines()[-1])
 
     if failures:
         print("%d failure(s)" % len(failures))

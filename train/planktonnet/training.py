@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 
 from .augment import AugmentConfig
 from .data import CropDataset, EpochSampler
@@ -26,6 +27,24 @@ from .net import PlanktonNet
 from .schedule import lr_at, progress
 from .export import write_model
 from .spec import ModelSpec, parse_spec
+
+
+def read_config_file(path: str, _seen: Tuple[str, ...] = ()) -> dict:
+    """A config YAML as a dict. `base: FILE` (relative to this file) names a config whose keys
+    this one starts from and overrides, key by key (a nested `augment:` replaces the base's)."""
+    real = os.path.realpath(path)
+    if real in _seen:
+        raise ValueError("config: %s: its base chain comes back to itself" % path)
+    with open(path, encoding="utf-8") as f:
+        d = yaml.safe_load(f) or {}
+    if not isinstance(d, dict):
+        raise ValueError("config: %s: not a mapping of settings" % path)
+    base = d.pop("base", None)
+    if base is None:
+        return d
+    merged = read_config_file(os.path.join(os.path.dirname(path), str(base)), _seen + (real,))
+    merged.update(d)
+    return merged
 
 
 @dataclass
@@ -72,6 +91,10 @@ class TrainConfig:
         if "augment" in d:
             d["augment"] = AugmentConfig.from_dict(d["augment"] or {})
         return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str) -> "TrainConfig":
+        return cls.from_dict(read_config_file(path))
 
     def to_dict(self) -> dict:
         return asdict(self)
