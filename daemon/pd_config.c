@@ -59,10 +59,6 @@ static const char *const sections[] = {"listen",   "metrics", "model", "engine",
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static const char *const backend_names[] = {"auto", "cpu", "cuda"};
 
-const char *pd_log_level_name(pd_log_level level) {
-  return level >= PD_LOG_ERROR && level <= PD_LOG_DEBUG ? level_names[level] : "?";
-}
-
 void pd_config_defaults(pd_config *cfg, const char *default_model_dir) {
   memset(cfg, 0, sizeof *cfg);
   snprintf(cfg->socket_path, sizeof cfg->socket_path, "/run/planktond/planktond.sock");

@@ -9,11 +9,10 @@
 #include <stddef.h>
 
 #include "pd_error.h"
+#include "pd_log.h"
 
 #define PD_PATH_LEN 512
 #define PD_ADDR_LEN 300
-
-typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARNING, PD_LOG_INFO, PD_LOG_DEBUG } pd_log_level;
 
 typedef struct pd_config {
   /* listen */
@@ -66,8 +65,6 @@ int pd_config_set(pd_config *cfg, const char *key, const char *value, pd_error *
 
 /* Checks the settings together (e.g. at least one listener). */
 int pd_config_validate(const pd_config *cfg, pd_error *err);
-
-const char *pd_log_level_name(pd_log_level level);
 
 /* Writes every setting as YAML (for --print-config and the start-up log). */
 int pd_config_format(const pd_config *cfg, char *buf, size_t cap);

@@ -15,7 +15,7 @@
 #include "pd_metrics.h"
 #include "pd_pipeline.h"
 #include "pd_sd.h"
-#include "pd_server.h"
+#include "pd_native_server.h"
 
 typedef struct pd_daemon {
   uv_loop_t loop;
@@ -24,7 +24,7 @@ typedef struct pd_daemon {
   pd_log log;
   pd_stats stats;
   pd_pipeline *pipeline;
-  pd_server *server;
+  pd_native_server *server;
   pd_http *http;
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t tick, drain_timer;
@@ -120,17 +120,17 @@ static int fd_connection_cap(const pd_config *c, long *limit, int *open_now, lon
   return cap < 1 ? 1 : cap > 1L << 30 ? 1 << 30 : (int)cap;
 }
 
-static pd_server_limits server_limits(const pd_daemon *d, const pd_config *c) {
+static pd_native_server_limits server_limits(const pd_daemon *d, const pd_config *c) {
   int conns = (int)c->max_connections;
   if (d->fd_connection_cap > 0 && d->fd_connection_cap < conns) conns = d->fd_connection_cap;
-  pd_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
-                        .max_receive_bytes = (size_t)c->max_receive_bytes,
-                        .window = (int)c->max_in_flight,
-                        .max_connections = conns,
-                        .max_connections_from_fds = conns < c->max_connections,
-                        .default_top_k = (int)c->default_top_k,
-                        .frame_timeout_ms = (uint64_t)c->frame_timeout_ms,
-                        .idle_timeout_ms = (uint64_t)c->idle_timeout_s * 1000};
+  pd_native_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
+                               .max_receive_bytes = (size_t)c->max_receive_bytes,
+                               .window = (int)c->max_in_flight,
+                               .max_connections = conns,
+                               .max_connections_from_fds = conns < c->max_connections,
+                               .default_top_k = (int)c->default_top_k,
+                               .frame_timeout_ms = (uint64_t)c->frame_timeout_ms,
+                               .idle_timeout_ms = (uint64_t)c->idle_timeout_s * 1000};
   return l;
 }
 
@@ -173,7 +173,8 @@ static void fill_report(void *ctx, pd_stats_report *r) {
     r->model_loaded_unix = (int64_t)s->loaded_at;
   }
   r->queue_depth = pd_pipeline_queue(d->pipeline).queued;
-  if (d->server) pd_server_receive_stats(d->server, &r->receive_buffer_bytes, &r->receive_waits);
+  if (d->server)
+    pd_native_server_receive_stats(d->server, &r->receive_buffer_bytes, &r->receive_waits);
   r->draining = d->draining;
 }
 
@@ -205,7 +206,7 @@ static void finish(pd_daemon *d) {
   d->finished = true;
   pd_pipeline_close(d->pipeline);
   d->pipeline = NULL;
-  pd_server_free(d->server);
+  pd_native_server_free(d->server);
   d->server = NULL;
   pd_http_close(d->http);
   d->http = NULL;
@@ -226,7 +227,7 @@ static void finish(pd_daemon *d) {
 
 static void check_drained(void *data) {
   pd_daemon *d = data;
-  if (d->draining && pd_server_connections(d->server) == 0 &&
+  if (d->draining && pd_native_server_connections(d->server) == 0 &&
       pd_pipeline_in_flight(d->pipeline) == 0)
     finish(d);
 }
@@ -235,25 +236,25 @@ static void on_drain_timeout(uv_timer_t *t) {
   pd_daemon *d = t->data;
   pd_logf(&d->log, PD_LOG_WARNING,
           "drain timeout (%ld s): closing %d connections with answers still owed",
-          d->cfg.drain_timeout_s, pd_server_connections(d->server));
-  pd_server_close_all(d->server);
+          d->cfg.drain_timeout_s, pd_native_server_connections(d->server));
+  pd_native_server_close_all(d->server);
 }
 
 static void drain(pd_daemon *d, const char *why) {
   if (d->draining) {
     pd_logf(&d->log, PD_LOG_WARNING, "%s again while draining: closing every connection now", why);
-    pd_server_close_all(d->server);
+    pd_native_server_close_all(d->server);
     return;
   }
   d->draining = true;
   pd_sd_notify("STOPPING=1");
   pd_logf(&d->log, PD_LOG_INFO,
           "%s: draining: no new connections; answering %d requests in flight on %d connections",
-          why, pd_pipeline_in_flight(d->pipeline), pd_server_connections(d->server));
+          why, pd_pipeline_in_flight(d->pipeline), pd_native_server_connections(d->server));
   if (d->cfg.drain_timeout_s > 0)
     uv_timer_start(&d->drain_timer, on_drain_timeout, (uint64_t)d->cfg.drain_timeout_s * 1000, 0);
   pd_pipeline_on_idle(d->pipeline, check_drained, d);
-  pd_server_drain(d->server, check_drained, d);
+  pd_native_server_drain(d->server, check_drained, d);
 }
 
 /* ---- reload ---- */
@@ -302,9 +303,9 @@ static void reload_done(uv_work_t *w, int status) {
     d->cfg = d->reload_cfg;
     d->log.level = d->cfg.log_level;
     pd_pipeline_limits pl = pipeline_limits(&d->cfg);
-    pd_server_limits sl = server_limits(d, &d->cfg);
+    pd_native_server_limits sl = server_limits(d, &d->cfg);
     pd_pipeline_set_limits(d->pipeline, &pl);
-    pd_server_set_limits(d->server, &sl);
+    pd_native_server_set_limits(d->server, &sl);
     pd_pipeline_set_model(d->pipeline, d->reload_model);
     atomic_fetch_add(&d->stats.model_loads, 1);
     log_model(d, "reloaded:", d->reload_model);
@@ -376,14 +377,14 @@ static int open_listeners(pd_daemon *d, pd_error *err) {
             pd_http_create(&d->loop, "", fds.fd[i], &hl, render_metrics, d, &d->log, &d->http, err);
       continue;
     }
-    rc = pd_server_listen_fd(d->server, fds.fd[i], err);
+    rc = pd_native_server_listen_fd(d->server, fds.fd[i], err);
   }
   if (rc != PD_OK || fds.n > 0) return rc;
   if (d->cfg.socket_path[0])
-    rc = pd_server_listen_unix(d->server, d->cfg.socket_path, (int)d->cfg.socket_mode,
-                               d->cfg.socket_group, err);
-  if (rc == PD_OK && d->cfg.tcp[0]) rc = pd_server_listen_tcp(d->server, d->cfg.tcp, err);
-  if (rc == PD_OK && pd_server_listener_count(d->server) == 0)
+    rc = pd_native_server_listen_unix(d->server, d->cfg.socket_path, (int)d->cfg.socket_mode,
+                                      d->cfg.socket_group, err);
+  if (rc == PD_OK && d->cfg.tcp[0]) rc = pd_native_server_listen_tcp(d->server, d->cfg.tcp, err);
+  if (rc == PD_OK && pd_native_server_listener_count(d->server) == 0)
     rc = pd_error_set(err, PD_EINVAL, "nothing to listen on: set listen.socket or listen.tcp");
   return rc;
 }
@@ -415,9 +416,9 @@ static int start(pd_daemon *d, pd_error *err) {
             "%d descriptors open, %d kept for metrics, reloads and libuv)",
             d->cfg.max_connections, d->fd_connection_cap, nofile, open_now,
             PD_FD_RESERVE + (d->cfg.metrics[0] ? (int)d->cfg.metrics_max_connections : 0));
-  pd_server_limits sl = server_limits(d, &d->cfg);
-  rc = pd_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d, &d->server,
-                        err);
+  pd_native_server_limits sl = server_limits(d, &d->cfg);
+  rc = pd_native_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d,
+                               &d->server, err);
   if (rc == PD_OK) rc = open_listeners(d, err);
   pd_http_limits hl = http_limits(&d->cfg);
   if (rc == PD_OK && d->cfg.metrics[0] && !d->http)
@@ -473,7 +474,7 @@ int pd_daemon_run(const pd_settings_source *src) {
   if (rc != PD_OK) {
     pd_logf(&d->log, PD_LOG_ERROR, "start-up failed: %s", err.msg);
     d->exit_code = 1;
-    if (d->server) pd_server_free(d->server);
+    if (d->server) pd_native_server_free(d->server);
     if (d->pipeline) pd_pipeline_close(d->pipeline);
     pd_http_close(d->http);
     uv_walk(&d->loop, close_all_handles, NULL);

@@ -1,4 +1,4 @@
-#include "pd_server.h"
+#include "pd_native_server.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,17 +7,17 @@
 #include "pd_conn.h"
 #include "pd_wire.h"
 
-#define PD_SERVER_MAX_LISTENERS 16
+#define PD_NATIVE_SERVER_MAX_LISTENERS 16
 
-struct pd_server {
+struct pd_native_server {
   uv_loop_t *loop;
-  pd_server_limits lim;
+  pd_native_server_limits lim;
   pd_pipeline *pipeline;
   pd_stats *stats;
   const pd_log *log;
-  pd_server_report_fn report;
+  pd_native_server_report_fn report;
   void *report_ctx;
-  pd_listener *listeners[PD_SERVER_MAX_LISTENERS];
+  pd_listener *listeners[PD_NATIVE_SERVER_MAX_LISTENERS];
   int n_listeners;
   pd_conn *conns;
   int n_conns;
@@ -36,7 +36,7 @@ struct pd_server {
  * answers on and the unpacked message that holds the image bytes. */
 typedef struct srv_request {
   pd_request req;
-  pd_server *srv;
+  pd_native_server *srv;
   pd_conn *conn;
   Plankton__Request *msg;
 } srv_request;
@@ -75,7 +75,7 @@ static void classify_release_input(pd_request *req) {
   sr->msg = NULL;
 }
 
-static void handle_classify(pd_server *s, pd_conn *c, Plankton__Request *msg) {
+static void handle_classify(pd_native_server *s, pd_conn *c, Plankton__Request *msg) {
   Plankton__ClassifyRequest *cr = msg->classify;
   if (s->draining) {
     size_t len = 0;
@@ -107,7 +107,7 @@ static void handle_classify(pd_server *s, pd_conn *c, Plankton__Request *msg) {
   pd_pipeline_submit(s->pipeline, &sr->req);
 }
 
-static void handle_stats(pd_server *s, pd_conn *c, uint64_t id) {
+static void handle_stats(pd_native_server *s, pd_conn *c, uint64_t id) {
   pd_stats_report r;
   pd_stats_report_fill(s->stats, pd_now_ns(), &r);
   if (s->report) s->report(s->report_ctx, &r);
@@ -117,7 +117,7 @@ static void handle_stats(pd_server *s, pd_conn *c, uint64_t id) {
 }
 
 static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
-  pd_server *s = ctx;
+  pd_native_server *s = ctx;
   Plankton__Request *msg = pd_wire_unpack(bytes, n);
   if (!msg) {
     atomic_fetch_add(&s->stats->broken_frames, 1);
@@ -162,7 +162,7 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
 }
 
 static void on_oversize(pd_conn *c, const char *why, void *ctx) {
-  pd_server *s = ctx;
+  pd_native_server *s = ctx;
   atomic_fetch_add(&s->stats->broken_frames, 1);
   pd_logf(s->log, PD_LOG_WARNING, "connection %llu (%s): %s; closing",
           (unsigned long long)c->serial, c->peer, why);
@@ -172,7 +172,7 @@ static void on_oversize(pd_conn *c, const char *why, void *ctx) {
 }
 
 static void on_closed(pd_conn *c, void *ctx) {
-  pd_server *s = ctx;
+  pd_native_server *s = ctx;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -192,7 +192,7 @@ static void close_unaccepted(uv_handle_t *h) {
 }
 
 static void on_connection(pd_listener *l, int status, void *data) {
-  pd_server *s = data;
+  pd_native_server *s = data;
   if (status < 0) {
     atomic_fetch_add(&s->stats->accept_errors, 1);
     uint64_t now = uv_now(s->loop);
@@ -238,44 +238,44 @@ static void on_connection(pd_listener *l, int status, void *data) {
           c->peer);
 }
 
-static int add_listener(pd_server *s, int rc, pd_listener *l, pd_error *err) {
+static int add_listener(pd_native_server *s, int rc, pd_listener *l, pd_error *err) {
   if (rc != PD_OK) return rc;
-  if (s->n_listeners == PD_SERVER_MAX_LISTENERS) {
+  if (s->n_listeners == PD_NATIVE_SERVER_MAX_LISTENERS) {
     pd_listener_close(l);
-    return pd_error_set(err, PD_ELIMIT, "more than %d listeners", PD_SERVER_MAX_LISTENERS);
+    return pd_error_set(err, PD_ELIMIT, "more than %d listeners", PD_NATIVE_SERVER_MAX_LISTENERS);
   }
   s->listeners[s->n_listeners++] = l;
   pd_logf(s->log, PD_LOG_INFO, "listening on %s", l->name);
   return PD_OK;
 }
 
-int pd_server_listen_unix(pd_server *s, const char *path, int mode, const char *group,
-                          pd_error *err) {
+int pd_native_server_listen_unix(pd_native_server *s, const char *path, int mode, const char *group,
+                                 pd_error *err) {
   pd_listener *l = NULL;
   int rc = pd_listener_unix(s->loop, path, mode, group, on_connection, s, &l, err);
   return add_listener(s, rc, l, err);
 }
 
-int pd_server_listen_tcp(pd_server *s, const char *host_port, pd_error *err) {
+int pd_native_server_listen_tcp(pd_native_server *s, const char *host_port, pd_error *err) {
   pd_listener *l = NULL;
   int rc = pd_listener_tcp(s->loop, host_port, on_connection, s, &l, err);
   return add_listener(s, rc, l, err);
 }
 
-int pd_server_listen_fd(pd_server *s, int fd, pd_error *err) {
+int pd_native_server_listen_fd(pd_native_server *s, int fd, pd_error *err) {
   pd_listener *l = NULL;
   int rc = pd_listener_fd(s->loop, fd, on_connection, s, &l, err);
   return add_listener(s, rc, l, err);
 }
 
-int pd_server_listener_count(const pd_server *s) {
+int pd_native_server_listener_count(const pd_native_server *s) {
   return s->n_listeners;
 }
 
 /* ---- timeouts ---- */
 
 static void on_sweep(uv_timer_t *t) {
-  pd_server *s = t->data;
+  pd_native_server *s = t->data;
   uint64_t now = uv_now(s->loop);
   const uint64_t frame_ms = s->lim.frame_timeout_ms, idle_ms = s->lim.idle_timeout_ms;
   for (pd_conn *c = s->conns, *next; c; c = next) {
@@ -307,7 +307,7 @@ static void on_sweep(uv_timer_t *t) {
 }
 
 /* Checks a quarter of the shortest timeout (within 50 ms .. 1 s). */
-static void sweep_schedule(pd_server *s) {
+static void sweep_schedule(pd_native_server *s) {
   uint64_t shortest = 0;
   if (s->lim.frame_timeout_ms) shortest = s->lim.frame_timeout_ms;
   if (s->lim.idle_timeout_ms && (!shortest || s->lim.idle_timeout_ms < shortest))
@@ -326,10 +326,11 @@ static void sweep_schedule(pd_server *s) {
 
 /* ---- lifetime ---- */
 
-int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *pipeline,
-                     pd_stats *stats, const pd_log *log, pd_server_report_fn report,
-                     void *report_ctx, pd_server **out, pd_error *err) {
-  pd_server *s = calloc(1, sizeof *s);
+int pd_native_server_create(uv_loop_t *loop, const pd_native_server_limits *lim,
+                            pd_pipeline *pipeline, pd_stats *stats, const pd_log *log,
+                            pd_native_server_report_fn report, void *report_ctx,
+                            pd_native_server **out, pd_error *err) {
+  pd_native_server *s = calloc(1, sizeof *s);
   if (!s) return pd_error_set(err, PD_ENOMEM, "server: out of memory");
   s->loop = loop;
   s->lim = *lim;
@@ -350,18 +351,18 @@ int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *
   return PD_OK;
 }
 
-void pd_server_set_limits(pd_server *s, const pd_server_limits *lim) {
+void pd_native_server_set_limits(pd_native_server *s, const pd_native_server_limits *lim) {
   s->lim = *lim;
   pd_rx_budget_set_limit(&s->rx_budget, lim->max_receive_bytes ? lim->max_receive_bytes : SIZE_MAX);
   sweep_schedule(s);
 }
 
-void pd_server_receive_stats(const pd_server *s, uint64_t *bytes, uint64_t *waits) {
+void pd_native_server_receive_stats(const pd_native_server *s, uint64_t *bytes, uint64_t *waits) {
   *bytes = s->rx_budget.used;
   *waits = s->rx_budget.waits;
 }
 
-void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {
+void pd_native_server_drain(pd_native_server *s, void (*on_empty)(void *), void *data) {
   s->draining = true;
   s->on_empty = on_empty;
   s->on_empty_data = data;
@@ -375,12 +376,12 @@ void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data) {
   if (s->n_conns == 0 && on_empty) on_empty(data);
 }
 
-void pd_server_close_all(pd_server *s) {
+void pd_native_server_close_all(pd_native_server *s) {
   for (pd_conn *c = s->conns; c; c = c->next)
     pd_conn_close(c);
 }
 
-int pd_server_connections(const pd_server *s) {
+int pd_native_server_connections(const pd_native_server *s) {
   return s->n_conns;
 }
 
@@ -388,7 +389,7 @@ static void sweep_closed(uv_handle_t *h) {
   free(h->data);
 }
 
-void pd_server_free(pd_server *s) {
+void pd_native_server_free(pd_native_server *s) {
   for (int i = 0; i < s->n_listeners; i++)
     pd_listener_close(s->listeners[i]);
   s->n_listeners = 0;

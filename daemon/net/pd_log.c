@@ -6,6 +6,11 @@
 #include <sys/time.h>
 #include <time.h>
 
+const char *pd_log_level_name(pd_log_level level) {
+  static const char *const names[] = {"error", "warning", "info", "debug"};
+  return level >= PD_LOG_ERROR && level <= PD_LOG_DEBUG ? names[level] : "?";
+}
+
 void pd_log_init(pd_log *lg, pd_log_level level) {
   lg->level = level;
   lg->journal = getenv("JOURNAL_STREAM") != NULL;

@@ -6,7 +6,7 @@
 #ifndef PD_LOG_H
 #define PD_LOG_H
 
-#include "pd_config.h"
+typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARNING, PD_LOG_INFO, PD_LOG_DEBUG } pd_log_level;
 
 typedef struct pd_log {
   pd_log_level level;
@@ -16,5 +16,8 @@ typedef struct pd_log {
 void pd_log_init(pd_log *lg, pd_log_level level);
 void pd_logf(const pd_log *lg, pd_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* "error", "warning", "info", "debug"; "?" for anything else. */
+const char *pd_log_level_name(pd_log_level level);
 
 #endif

@@ -1,4 +1,4 @@
-/* pd_server: the protocol front end (plankton.proto over length-prefixed
+/* pd_native_server: the protocol front end (plankton.proto over length-prefixed
  * frames). Owns its listeners and connections, decodes each frame's
  * envelope on the loop, answers Stats, Health and ModelInfo itself and hands
  * Classify requests to the pipeline, whose answers it encodes and writes
@@ -6,8 +6,8 @@
  * and the connection lives on; an oversize or undecodable frame gets an error
  * frame and the connection is closed. Knows nothing of batching or models
  * beyond what pd_pipeline offers: a second front end can sit beside it. */
-#ifndef PD_SERVER_H
-#define PD_SERVER_H
+#ifndef PD_NATIVE_SERVER_H
+#define PD_NATIVE_SERVER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,9 +19,9 @@
 #include "pd_pipeline.h"
 #include "pd_stats.h"
 
-typedef struct pd_server pd_server;
+typedef struct pd_native_server pd_native_server;
 
-typedef struct pd_server_limits {
+typedef struct pd_native_server_limits {
   size_t max_frame; /* bytes of one message */
   int window;       /* answers owed per connection before it stops being read */
   int max_connections;
@@ -35,36 +35,37 @@ typedef struct pd_server_limits {
   /* Receive buffers of all connections beyond PD_RX_BASE bytes each (see
    * pd_conn.h); at least max_frame. */
   size_t max_receive_bytes;
-} pd_server_limits;
+} pd_native_server_limits;
 
 /* Fills the fields of a stats report the server cannot know (model, queue). */
-typedef void (*pd_server_report_fn)(void *ctx, pd_stats_report *r);
+typedef void (*pd_native_server_report_fn)(void *ctx, pd_stats_report *r);
 
-int pd_server_create(uv_loop_t *loop, const pd_server_limits *lim, pd_pipeline *pipeline,
-                     pd_stats *stats, const pd_log *log, pd_server_report_fn report,
-                     void *report_ctx, pd_server **out, pd_error *err);
+int pd_native_server_create(uv_loop_t *loop, const pd_native_server_limits *lim,
+                            pd_pipeline *pipeline, pd_stats *stats, const pd_log *log,
+                            pd_native_server_report_fn report, void *report_ctx,
+                            pd_native_server **out, pd_error *err);
 /* New limits apply to connections accepted from now on (top_k and the
  * timeouts to all). */
-void pd_server_set_limits(pd_server *s, const pd_server_limits *lim);
+void pd_native_server_set_limits(pd_native_server *s, const pd_native_server_limits *lim);
 
-int pd_server_listen_unix(pd_server *s, const char *path, int mode, const char *group,
-                          pd_error *err);
-int pd_server_listen_tcp(pd_server *s, const char *host_port, pd_error *err);
-int pd_server_listen_fd(pd_server *s, int fd, pd_error *err);
-int pd_server_listener_count(const pd_server *s);
+int pd_native_server_listen_unix(pd_native_server *s, const char *path, int mode, const char *group,
+                                 pd_error *err);
+int pd_native_server_listen_tcp(pd_native_server *s, const char *host_port, pd_error *err);
+int pd_native_server_listen_fd(pd_native_server *s, int fd, pd_error *err);
+int pd_native_server_listener_count(const pd_native_server *s);
 /* Receive-buffer bytes counted against limits.max_receive_bytes now, and how
  * many times a connection had to wait for them. */
-void pd_server_receive_stats(const pd_server *s, uint64_t *bytes, uint64_t *waits);
+void pd_native_server_receive_stats(const pd_native_server *s, uint64_t *bytes, uint64_t *waits);
 
 /* Stops accepting; every connection closes once its answers are written.
  * New requests meanwhile are answered UNAVAILABLE. on_empty runs when the
  * last connection has closed (at once if there is none). */
-void pd_server_drain(pd_server *s, void (*on_empty)(void *), void *data);
+void pd_native_server_drain(pd_native_server *s, void (*on_empty)(void *), void *data);
 /* Closes every connection now (drain timeout). */
-void pd_server_close_all(pd_server *s);
-int pd_server_connections(const pd_server *s);
+void pd_native_server_close_all(pd_native_server *s);
+int pd_native_server_connections(const pd_native_server *s);
 /* Frees the server (once its timer handle is closed): only after drain,
  * once on_empty has run. */
-void pd_server_free(pd_server *s);
+void pd_native_server_free(pd_native_server *s);
 
 #endif
