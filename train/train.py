@@ -25,19 +25,22 @@ Run from the repository root (relative paths in configs are relative to it).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from planktonnet import PlanktonNet, parse_spec  # noqa: E402
+from planktonnet import PlanktonNet, parse_spec, safetensors_io  # noqa: E402
 from planktonnet.augment import Augmenter  # noqa: E402
 from planktonnet.data import (CropDataset, EpochSampler, class_index,  # noqa: E402
                               load_or_make_split, spread)
+from planktonnet.export import WEIGHTS_NAME  # noqa: E402
 from planktonnet.metrics import summary  # noqa: E402
 from planktonnet.training import (TrainConfig, TrainState, export_trained,  # noqa: E402
                                   init_weights, load_checkpoint, make_loader, make_optimizer,
@@ -64,17 +67,44 @@ def load_config(args) -> TrainConfig:
     return cfg
 
 
-def warm_start(net: PlanktonNet, cfg: TrainConfig, spec_text: str) -> None:
-    """Load cfg.init's weights into net. The checkpoint must come from the same model and the same
-    split: a different split would put the new run's validation crops into its training."""
-    init = load_checkpoint(cfg.init)
-    if init["spec_text"] != spec_text:
-        raise ValueError("%s: its model.yaml differs from %s" % (cfg.init, cfg.model))
-    old = TrainConfig.from_dict(init["config"])
+def _check_split(source: str, old: TrainConfig, cfg: TrainConfig) -> None:
     same = os.path.realpath(old.split_path()) == os.path.realpath(cfg.split_path())
     if not same or (old.seed, old.val_fraction) != (cfg.seed, cfg.val_fraction):
         raise ValueError("%s: trained on split %s (seed %d), this run uses %s (seed %d)" % (
-            cfg.init, old.split_path(), old.seed, cfg.split_path(), cfg.seed))
+            source, old.split_path(), old.seed, cfg.split_path(), cfg.seed))
+
+
+def warm_start(net: PlanktonNet, cfg: TrainConfig, spec_text: str) -> None:
+    """Load cfg.init's weights into net. cfg.init is a checkpoint (it must come from the same
+    model.yaml) or a model folder (its tensors must have the names and shapes of this model's;
+    its model.yaml may differ elsewhere, e.g. in the size features' names). Either must come from
+    the same split: a different split would put the new run's validation crops into its training.
+    A model folder's split is read from the run config in its weights' metadata (train.py writes
+    it); a folder without one is refused."""
+    if os.path.isdir(cfg.init):
+        path = os.path.join(cfg.init, WEIGHTS_NAME)
+        tensors, meta = safetensors_io.read(path)
+        if "config" not in meta:
+            raise ValueError("%s: no training config in its metadata, so its split cannot be "
+                             "checked (only folders that train.py exported can warm-start)" % path)
+        _check_split(cfg.init, TrainConfig.from_dict(json.loads(meta["config"])), cfg)
+        want = net.state_dict()
+        for name, t in want.items():
+            if name not in tensors:
+                raise ValueError("%s: has no tensor '%s' (this model needs it)" % (path, name))
+            if tuple(tensors[name].shape) != tuple(t.shape):
+                raise ValueError("%s: tensor '%s' is %s, this model's is %s" % (
+                    path, name, list(tensors[name].shape), list(t.shape)))
+        extra = sorted(set(tensors) - set(want))
+        if extra:
+            raise ValueError("%s: tensor '%s' is not in this model" % (path, extra[0]))
+        net.load_state_dict({k: torch.from_numpy(np.asarray(tensors[k], dtype=np.float32))
+                             for k in want})
+        return
+    init = load_checkpoint(cfg.init)
+    if init["spec_text"] != spec_text:
+        raise ValueError("%s: its model.yaml differs from %s" % (cfg.init, cfg.model))
+    _check_split(cfg.init, TrainConfig.from_dict(init["config"]), cfg)
     net.load_state_dict(init["net"])
 
 
@@ -88,8 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", help="class-folder tree")
     ap.add_argument("--split", help="split TSV path ({seed} is replaced)")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--init", metavar="CHECKPOINT",
-                    help="start from this checkpoint's weights with a fresh optimizer and schedule")
+    ap.add_argument("--init", metavar="CHECKPOINT|MODEL_DIR",
+                    help="start from the weights of this checkpoint or exported model folder, "
+                    "with a fresh optimizer and schedule")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="anneal and stop within MIN minutes of training (0 = no budget)")
@@ -165,7 +196,7 @@ def main(argv=None) -> int:
     elif cfg.init:
         try:
             warm_start(net, cfg, spec_text)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, safetensors_io.SafetensorsError) as e:
             print("train: init: %s" % e, file=sys.stderr)
             return 1
         log("starting from the weights of %s" % cfg.init)

@@ -132,7 +132,10 @@ class PlanktonNet(nn.Module):
             raise ValueError("expected %d branch inputs, got %d" % (len(self.spec.branches),
                                                                     len(inputs)))
         x = torch.cat([self.forward_branch(b, x) for b, x in enumerate(inputs)], dim=1)
-        head = self.head_layers[:-1] if logits else self.head_layers
+        calibrated = not logits and self.spec.temperature != 1.0
+        head = self.head_layers[:-1] if logits or calibrated else self.head_layers
         for m in head:
             x = m(x)
+        if calibrated:   # models/FORMAT.md "Calibration": softmax(z / T) = p^(1/T), renormalised
+            x = torch.softmax(x / self.spec.temperature, dim=1)
         return x

@@ -36,7 +36,11 @@ LAYER_TYPES = ("cyclic_slice", "conv", "leaky_relu", "maxpool", "cyclic_roll", "
                "dense", "maxout", "global_avg_pool", "dropout", "softmax")
 ACTIVATIONS = ("none", "leaky_relu")
 CPOOL_MODES = ("mean", "rms", "max")
-FEATURES = ("log_width", "log_height", "log_area", "aspect")
+FEATURES = ("log_width", "log_height", "log_area", "aspect", "log_long", "log_short",
+            "log_elongation")
+# Size features that a quarter turn changes (width and height swap): a c4 or d4 model must not
+# use them, or turning a crop by 90 degrees would change its answer.
+NOT_ROTATION_INVARIANT = ("log_width", "log_height", "aspect")
 WEIGHTED_TYPES = ("conv", "dense")
 
 # Keys allowed per layer type (besides the common `type` and `name`).
@@ -288,6 +292,7 @@ class ModelSpec:
     head: List[Layer]
     symmetry: str = "none"
     tta: TTASpec = field(default_factory=TTASpec)
+    temperature: float = 1.0            # calibration: p = softmax(log(p_tta) / temperature)
     format: int = 1
     head_line: int = 0
     filename: str = "<model.yaml>"
@@ -345,6 +350,8 @@ class ModelSpec:
                           "layers": [l.params() for l in b.layers]} for b in self.branches],
             "head": {"layers": [l.params() for l in self.head]},
             "tta": self.tta.to_dict(),
+            **({"calibration": {"temperature": _num(self.temperature)}}
+               if self.temperature != 1.0 else {}),
         }
 
     def to_yaml(self) -> str:
@@ -505,7 +512,7 @@ def _parse_layer_list(c: _Ctx, parent: _Map, list_name: str, where: str) -> List
     return [_parse_layer(c, item, seq.item_lines[i], list_name, i) for i, item in enumerate(seq)]
 
 
-def _parse_branch_input(c: _Ctx, m: _Map, where: str) -> BranchInput:
+def _parse_branch_input(c: _Ctx, m: _Map, where: str, symmetry: str) -> BranchInput:
     kind = c.enum_(m, "kind", where, ("image", "size_features"), required=True)
     if kind == "size_features":
         c.check_keys(m, ("kind", "features"), where)
@@ -518,6 +525,11 @@ def _parse_branch_input(c: _Ctx, m: _Map, where: str) -> BranchInput:
                        "features[%d]: '%s' is not one of %s" % (i, f, ", ".join(FEATURES)))
             if f in feats:
                 c.fail(seq.item_lines[i], where, "duplicate feature '%s'" % f)
+            if symmetry != "none" and f in NOT_ROTATION_INVARIANT:
+                c.fail(seq.item_lines[i], where,
+                       "features[%d]: '%s' is not invariant under symmetry %s (a quarter turn "
+                       "swaps width and height); use log_long, log_short, log_area or "
+                       "log_elongation" % (i, f, symmetry))
             feats.append(f)
         return BranchInput(kind=kind, features=feats)
     rescale = c.enum_(m, "rescale", where, ("fit", "fixed"), "fit")
@@ -581,7 +593,7 @@ def parse_spec(text: str, filename: str = "<model.yaml>") -> ModelSpec:
         loader.dispose()
     root = c.mapping(root, 1, "model")
     c.check_keys(root, ("format", "name", "version", "classes", "symmetry", "input", "branches",
-                        "head", "tta"), "model")
+                        "head", "tta", "calibration"), "model")
     fmt = c.int_(root, "format", "format", 0, 2**31 - 1, required=True)
     if fmt != 1:
         c.fail(root.key_lines["format"], "format", "%d is not supported (only format 1)" % fmt)
@@ -625,7 +637,7 @@ def parse_spec(text: str, filename: str = "<model.yaml>") -> ModelSpec:
         where = "branch %s" % bname
         bin_ = _parse_branch_input(c, c.mapping(c.require(bm, "input", where),
                                                 bm.key_lines.get("input", bm.line), where + " input"),
-                                   where + " input")
+                                   where + " input", symmetry)
         layers = _parse_layer_list(c, bm, bname, where)
         branches.append(Branch(name=bname, input=bin_, layers=layers, line=bm.line))
 
@@ -634,8 +646,14 @@ def parse_spec(text: str, filename: str = "<model.yaml>") -> ModelSpec:
     c.require(hm, "layers", "head")
     head = _parse_layer_list(c, hm, "head", "head")
 
+    temperature = 1.0
+    if "calibration" in root:
+        cm = c.mapping(root["calibration"], root.key_lines["calibration"], "calibration")
+        c.check_keys(cm, ("temperature",), "calibration")
+        temperature = c.float_(cm, "temperature", "calibration", 0.05, 20.0, 1.0)
     spec = ModelSpec(format=fmt, name=name, version=version, classes=classes, symmetry=symmetry,
                      input=inp, branches=branches, head=head, tta=_parse_tta(c, root, symmetry),
+                     temperature=temperature,
                      head_line=hm.line, filename=filename, source_text=text)
     infer_shapes(spec)
     return spec

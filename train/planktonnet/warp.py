@@ -109,9 +109,13 @@ def warp_branch(inp: BranchInput, inspec: InputSpec, gray: np.ndarray,
 
 
 def size_features(inp: BranchInput, w: int, h: int) -> np.ndarray:
-    """[n_features] float32: log_width = ln w, log_height = ln h, log_area = ln(w h), aspect = ln(w/h)."""
+    """[n_features] float32 (models/FORMAT.md): log_width = ln w, log_height = ln h,
+    log_area = ln(w h), aspect = ln(w/h), log_long = ln max(w, h), log_short = ln min(w, h),
+    log_elongation = ln(max/min)."""
+    lo, hi = min(w, h), max(w, h)
     table = {"log_width": math.log(w), "log_height": math.log(h), "log_area": math.log(w * h),
-             "aspect": math.log(w / h)}
+             "aspect": math.log(w / h), "log_long": math.log(hi), "log_short": math.log(lo),
+             "log_elongation": math.log(hi / lo)}
     return np.array([table[f] for f in inp.features], dtype=np.float32)
 
 
