@@ -89,9 +89,15 @@ static double check_shape(pd_test_state *st, const pd_conv3x3_kernels *kern, int
 
 int main(void) {
   pd_test_state st = {0};
-  const pd_conv3x3_kernels *tables[2] = {&pd_conv3x3_kernels_generic, pd_conv3x3_kernels_best()};
-  int n_tables = tables[1] == tables[0] ? 1 : 2;
-  if (n_tables == 1) printf("conv3x3: this CPU runs only the generic kernels\n");
+  const pd_conv3x3_kernels *tables[4];
+  const int n_tables = pd_conv3x3_kernels_runnable(tables, 4);
+  PD_CHECK(&st, n_tables >= 1 && tables[0] == &pd_conv3x3_kernels_generic);
+  /* The best table is the last runnable one (each ISA table supersedes the one before). */
+  PD_CHECK(&st, n_tables >= 1 && tables[n_tables - 1] == pd_conv3x3_kernels_best());
+  printf("conv3x3: this CPU runs");
+  for (int t = 0; t < n_tables; t++)
+    printf(" %s", tables[t]->name);
+  printf("\n");
 
   pd_layer not3 = {.kind = PD_LAYER_CONV,
                    .kernel = 5,

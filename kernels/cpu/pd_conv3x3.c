@@ -15,8 +15,23 @@ const pd_conv3x3_kernels *pd_conv3x3_kernels_best(void) {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("fma"))
     return &pd_conv3x3_kernels_avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return &pd_conv3x3_kernels_avx2;
 #endif
   return &pd_conv3x3_kernels_generic;
+}
+
+int pd_conv3x3_kernels_runnable(const pd_conv3x3_kernels **out, int max) {
+  int n = 0;
+  if (n < max) out[n++] = &pd_conv3x3_kernels_generic;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  const int fma = __builtin_cpu_supports("fma");
+  if (n < max && fma && __builtin_cpu_supports("avx2")) out[n++] = &pd_conv3x3_kernels_avx2;
+  if (n < max && fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+    out[n++] = &pd_conv3x3_kernels_avx512;
+#endif
+  return n;
 }
 
 int pd_conv3x3_applies(const pd_layer *l) {

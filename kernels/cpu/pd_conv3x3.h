@@ -7,7 +7,7 @@
  *    channels), where Winograd's transforms would cost more than they save.
  * Owns the prepared weights' layouts (made once per plan), the tiling of a
  * map into blocks that stay in L2, and the inner kernels for the running CPU
- * (an AVX-512VL + FMA build and a portable build of pd_conv3x3_kern.c).
+ * (AVX-512VL + FMA, AVX2 + FMA and portable builds of pd_conv3x3_kern.c).
  * Pure functions over caller-owned buffers. */
 #ifndef PD_CONV3X3_H
 #define PD_CONV3X3_H
@@ -50,10 +50,15 @@ typedef struct pd_conv3x3_kernels {
 } pd_conv3x3_kernels;
 
 extern const pd_conv3x3_kernels pd_conv3x3_kernels_generic;
+extern const pd_conv3x3_kernels pd_conv3x3_kernels_avx2;
 extern const pd_conv3x3_kernels pd_conv3x3_kernels_avx512;
 
-/* The fastest table this CPU runs (AVX-512VL + FMA where present). */
+/* The fastest table this CPU runs (AVX-512VL + FMA where present, else
+ * AVX2 + FMA, else the portable build). */
 const pd_conv3x3_kernels *pd_conv3x3_kernels_best(void);
+/* Every table this CPU runs, slowest first (the portable one first); returns
+ * how many (at most `max`) it wrote to out. */
+int pd_conv3x3_kernels_runnable(const pd_conv3x3_kernels **out, int max);
 
 /* Whether a conv layer is one this module computes (3x3, stride 1, pad 1). */
 int pd_conv3x3_applies(const pd_layer *conv);

@@ -1,9 +1,12 @@
 /* The inner kernels of pd_conv3x3, written once over 8-float vectors (GCC
- * vector extensions, understood by gcc and clang) and built twice: with the
- * default flags (PD_CONV3X3_ISA=generic) and with AVX-512VL + FMA
- * (PD_CONV3X3_ISA=avx512), where the vectors become ymm registers and 32 of
- * them hold a 6 x 32 or 12 x 16 block of accumulators. On Zen 4, 256-bit
- * FMAs run at the same FLOP rate as 512-bit ones. */
+ * vector extensions, understood by gcc and clang) and built three times:
+ * with the default flags (PD_CONV3X3_ISA=generic), with AVX2 + FMA
+ * (PD_CONV3X3_ISA=avx2) and with AVX-512VL + FMA (PD_CONV3X3_ISA=avx512).
+ * In the last two the vectors become ymm registers; the GEMM's register
+ * blocks are sized to the register file: with AVX-512VL's 32 ymm registers
+ * an 8 x 32 or 16 x 16 block of accumulators, with AVX2's 16 a 6 x 16 block
+ * (12 accumulators, 2 weight vectors, 1 broadcast). On Zen 4, 256-bit FMAs
+ * run at the same FLOP rate as 512-bit ones. */
 #include <string.h>
 
 #include "pd_conv3x3.h"
@@ -125,10 +128,12 @@ static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t
 }
 
 /* M (rows x K) = V (rows x C) * U (C x K) for one Winograd point, in
- * register blocks of RB rows x NV vectors of 8 columns. rows % RB == 0. */
+ * register blocks of RB rows x NV vectors of 8 columns, over the rows
+ * [rb, re); (re - rb) % RB == 0. */
 #define WINO_GEMM_BLOCK(NAME, RB, NV)                                                              \
-  static void NAME(int rows, int C, int K, int k0, const float *v, const float *u, float *m) {     \
-    for (int r0 = 0; r0 < rows; r0 += (RB)) {                                                      \
+  static void NAME(int rb, int re, int C, int K, int k0, const float *v, const float *u,           \
+                   float *m) {                                                                     \
+    for (int r0 = rb; r0 < re; r0 += (RB)) {                                                       \
       v8 acc[(RB)][(NV)];                                                                          \
       for (int r = 0; r < (RB); r++)                                                               \
         for (int q = 0; q < (NV); q++)                                                             \
@@ -150,9 +155,15 @@ static void WINO_FN(wino_input)(const pd_conv3x3_geom *g, const float *in, int t
     }                                                                                              \
   }
 
+#if defined(__AVX512F__) || !defined(__AVX2__)
 WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r8_v4), 8, 4)
 WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r16_v2), 16, 2)
 WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r16_v1), 16, 1)
+#else
+WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r6_v2), 6, 2)
+WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r2_v2), 2, 2)
+WINO_GEMM_BLOCK(WINO_FN(wino_gemm_r8_v1), 8, 1)
+#endif
 
 /* Columns that are not a multiple of 8: plain loops. */
 static void WINO_FN(wino_gemm_tail)(int rows, int C, int K, int k0, const float *v, const float *u,
@@ -174,12 +185,24 @@ static void WINO_FN(wino_gemm)(const pd_conv3x3_geom *g, int ntpad, const float 
     const float *ux = u + (size_t)xi * C * K;
     float *mx = m + (size_t)xi * pd_conv3x3_plane(ntpad, K);
     int k0 = 0;
+#if defined(__AVX512F__) || !defined(__AVX2__)
     for (; k0 + 32 <= K; k0 += 32)
-      WINO_FN(wino_gemm_r8_v4)(ntpad, C, K, k0, vx, ux, mx);
+      WINO_FN(wino_gemm_r8_v4)(0, ntpad, C, K, k0, vx, ux, mx);
     for (; k0 + 16 <= K; k0 += 16)
-      WINO_FN(wino_gemm_r16_v2)(ntpad, C, K, k0, vx, ux, mx);
+      WINO_FN(wino_gemm_r16_v2)(0, ntpad, C, K, k0, vx, ux, mx);
     for (; k0 + 8 <= K; k0 += 8)
-      WINO_FN(wino_gemm_r16_v1)(ntpad, C, K, k0, vx, ux, mx);
+      WINO_FN(wino_gemm_r16_v1)(0, ntpad, C, K, k0, vx, ux, mx);
+#else
+    /* ntpad is a multiple of 16, so the rows past the last 6-row block are
+     * 0, 2 or 4: pairs. */
+    const int r6 = ntpad - ntpad % 6;
+    for (; k0 + 16 <= K; k0 += 16) {
+      WINO_FN(wino_gemm_r6_v2)(0, r6, C, K, k0, vx, ux, mx);
+      WINO_FN(wino_gemm_r2_v2)(r6, ntpad, C, K, k0, vx, ux, mx);
+    }
+    for (; k0 + 8 <= K; k0 += 8)
+      WINO_FN(wino_gemm_r8_v1)(0, ntpad, C, K, k0, vx, ux, mx);
+#endif
     if (k0 < K) WINO_FN(wino_gemm_tail)(ntpad, C, K, k0, vx, ux, mx);
   }
 }
