@@ -1,0 +1,669 @@
+#include "pd_segment.h"
+
+#include <leptonica/allheaders.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+pd_segment_settings pd_segment_settings_default(void) {
+  pd_segment_settings s = {
+      .background = PD_SEGMENT_BG_COLUMN_MEDIAN,
+      .threshold = 0.1,
+      .min_area = 16,
+      .max_area = 4L << 20,
+      .connectivity = 8,
+      .max_objects = 1000,
+      .keep_edge = 1,
+      .margin = 10,
+      .crops = 1,
+      .morph_size = 255,
+      .morph_reduction = 4,
+      .max_frame_pixels = 64L << 20,
+  };
+  return s;
+}
+
+int pd_segment_settings_check(const pd_segment_settings *s, pd_error *err) {
+  if (s->background != PD_SEGMENT_BG_COLUMN_MEDIAN && s->background != PD_SEGMENT_BG_MORPH)
+    return pd_error_set(err, PD_EINVAL,
+                        "segment: background %d is not column median (0) or morph (1)",
+                        (int)s->background);
+  if (!(s->threshold > 0.0 && s->threshold < 1.0))
+    return pd_error_set(err, PD_EINVAL,
+                        "segment: threshold %g is outside (0, 1) (a fraction of the background)",
+                        s->threshold);
+  if (s->min_area < 1 || s->max_area < s->min_area)
+    return pd_error_set(err, PD_EINVAL,
+                        "segment: area range %ld..%ld pixels is empty or below 1 (min_area >= 1, "
+                        "max_area >= min_area)",
+                        s->min_area, s->max_area);
+  if (s->connectivity != 4 && s->connectivity != 8)
+    return pd_error_set(err, PD_EINVAL, "segment: connectivity %d is not 4 or 8", s->connectivity);
+  if (s->max_objects < 1 || s->max_objects > PD_SEGMENT_MAX_OBJECTS)
+    return pd_error_set(err, PD_EINVAL, "segment: max_objects %d is outside 1..%d", s->max_objects,
+                        PD_SEGMENT_MAX_OBJECTS);
+  if (s->margin < 0 || s->margin > PD_SEGMENT_MAX_MARGIN)
+    return pd_error_set(err, PD_EINVAL, "segment: margin %d is outside 0..%d pixels", s->margin,
+                        PD_SEGMENT_MAX_MARGIN);
+  if (s->morph_reduction < 1 || s->morph_reduction > 16)
+    return pd_error_set(err, PD_EINVAL, "segment: morph_reduction %d is outside 1..16",
+                        s->morph_reduction);
+  if (s->morph_size < 3 || s->morph_size > 4096)
+    return pd_error_set(err, PD_EINVAL, "segment: morph_size %d is outside 3..4096 pixels",
+                        s->morph_size);
+  if (s->max_frame_pixels < 1)
+    return pd_error_set(err, PD_EINVAL, "segment: max_frame_pixels %ld is below 1",
+                        s->max_frame_pixels);
+  return PD_OK;
+}
+
+static int check_image(const pd_segment_frame *f, const char *what, const pd_segment_settings *s,
+                       pd_error *err) {
+  if (!f->pixels) return pd_error_set(err, PD_EINVAL, "segment: %s has no pixels", what);
+  if (f->width <= 0 || f->height <= 0)
+    return pd_error_set(err, PD_EINVAL, "segment: %s is %dx%d pixels (zero or negative size)", what,
+                        f->width, f->height);
+  long long px = (long long)f->width * f->height;
+  if (px > s->max_frame_pixels)
+    return pd_error_set(err, PD_ELIMIT,
+                        "segment: %s of %dx%d = %lld pixels is over the limit of %ld pixels "
+                        "(max_frame_pixels)",
+                        what, f->width, f->height, px, s->max_frame_pixels);
+  if (f->bytes_per_pixel != 1 && f->bytes_per_pixel != 2)
+    return pd_error_set(err, PD_EINVAL,
+                        "segment: %s has %d bytes per pixel (1 for gray8, 2 for gray16)", what,
+                        f->bytes_per_pixel);
+  int maxbits = 8 * f->bytes_per_pixel;
+  if (f->significant_bits < 1 || f->significant_bits > maxbits)
+    return pd_error_set(err, PD_EINVAL,
+                        "segment: %s declares %d significant bits, outside 1..%d for gray%d", what,
+                        f->significant_bits, maxbits, maxbits);
+  return PD_OK;
+}
+
+int pd_segment_frame_check(const pd_segment_frame *frame, const pd_segment_settings *s,
+                           pd_error *err) {
+  return check_image(frame, "frame", s, err);
+}
+
+/* ---- leptonica's messages ---- */
+
+static void drop_message(const char *msg) {
+  (void)msg;
+}
+
+static pthread_once_t lept_once = PTHREAD_ONCE_INIT;
+
+static void lept_setup(void) {
+  setMsgSeverity(L_SEVERITY_WARNING);
+  leptSetStderrHandler(drop_message);
+}
+
+void pd_segment_set_log(void (*fn)(const char *msg)) {
+  pthread_once(&lept_once, lept_setup);
+  leptSetStderrHandler(fn ? fn : drop_message);
+}
+
+/* ---- helpers ---- */
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static inline unsigned sample(const pd_segment_frame *f, long i) {
+  return f->bytes_per_pixel == 1 ? ((const uint8_t *)f->pixels)[i]
+                                 : ((const uint16_t *)f->pixels)[i];
+}
+
+/* The background of the frame, in the frame's original units. */
+typedef struct background {
+  int mode; /* 0 column, 1 morph grid, 2 flat field */
+  int width, height;
+  float *col;   /* column: width values */
+  float *grid;  /* morph: gw * gh values */
+  int gw, gh;   /* morph grid */
+  float sx, sy; /* frame pixels per grid cell */
+  const pd_segment_frame *flat;
+} background;
+
+/* Fills out[0..n) with the background of row y, columns x0..x0+n-1. */
+static void background_span(const background *bg, int y, int x0, int n, float *out) {
+  if (bg->mode == 0) {
+    memcpy(out, bg->col + x0, (size_t)n * sizeof *out);
+  } else if (bg->mode == 2) {
+    long base = (long)y * bg->width + x0;
+    for (int i = 0; i < n; i++)
+      out[i] = (float)sample(bg->flat, base + i);
+  } else {
+    float fy = ((float)y + 0.5f) / bg->sy - 0.5f;
+    if (fy < 0.0f) fy = 0.0f;
+    if (fy > (float)(bg->gh - 1)) fy = (float)(bg->gh - 1);
+    int y0 = (int)fy;
+    int y1 = y0 + 1 < bg->gh ? y0 + 1 : y0;
+    float wy = fy - (float)y0;
+    const float *g0 = bg->grid + (long)y0 * bg->gw, *g1 = bg->grid + (long)y1 * bg->gw;
+    for (int i = 0; i < n; i++) {
+      float fx = ((float)(x0 + i) + 0.5f) / bg->sx - 0.5f;
+      if (fx < 0.0f) fx = 0.0f;
+      if (fx > (float)(bg->gw - 1)) fx = (float)(bg->gw - 1);
+      int xa = (int)fx;
+      int xb = xa + 1 < bg->gw ? xa + 1 : xa;
+      float wx = fx - (float)xa;
+      float top = g0[xa] + wx * (g0[xb] - g0[xa]);
+      float bot = g1[xa] + wx * (g1[xb] - g1[xa]);
+      out[i] = top + wy * (bot - top);
+    }
+  }
+}
+
+/* k-th smallest of v[0..n) (rearranges v). */
+static uint16_t select_kth(uint16_t *v, int n, int k) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    uint16_t pivot = v[lo + (hi - lo) / 2];
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (v[i] < pivot)
+        i++;
+      while (v[j] > pivot)
+        j--;
+      if (i <= j) {
+        uint16_t t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j)
+      hi = j;
+    else if (k >= i)
+      lo = i;
+    else
+      return v[k];
+  }
+  return v[k];
+}
+
+enum { COLUMN_BLOCK = 32 };
+
+static int column_median(const pd_segment_frame *f, background *bg, size_t *work, pd_error *err) {
+  const int w = f->width, h = f->height;
+  bg->col = malloc((size_t)w * sizeof *bg->col);
+  uint16_t *buf = calloc((size_t)COLUMN_BLOCK * (size_t)h, sizeof *buf);
+  if (!bg->col || !buf) {
+    free(buf);
+    return pd_error_set(err, PD_ENOMEM, "segment: no memory for the column median of a %dx%d frame",
+                        w, h);
+  }
+  *work += (size_t)w * sizeof *bg->col + (size_t)COLUMN_BLOCK * (size_t)h * sizeof *buf;
+  for (int x0 = 0; x0 < w; x0 += COLUMN_BLOCK) {
+    int nb = w - x0 < COLUMN_BLOCK ? w - x0 : COLUMN_BLOCK;
+    for (int y = 0; y < h; y++) {
+      long base = (long)y * w + x0;
+      for (int j = 0; j < nb; j++)
+        buf[(long)j * h + y] = (uint16_t)sample(f, base + j);
+    }
+    for (int j = 0; j < nb; j++)
+      bg->col[x0 + j] = (float)select_kth(buf + (long)j * h, h, h / 2);
+  }
+  free(buf);
+  return PD_OK;
+}
+
+static int lept_failed(pd_error *err, const char *call, const pd_segment_frame *f) {
+  return pd_error_set(err, PD_EINTERNAL,
+                      "segment: leptonica %s failed on a %dx%d frame (out of memory, or a bug: "
+                      "report it with the frame's size and the settings)",
+                      call, f->width, f->height);
+}
+
+/* Grey closing (removes dark objects smaller than morph_size) of the frame
+ * reduced by area averaging (noise down before the closing's max), smoothed
+ * by a 5x5 mean; leptonica
+ * works on 8 bpp, so 16-bit frames are brought down by their significant
+ * bits and the grid is scaled back to the original units. */
+static int morph_background(const pd_segment_frame *f, const pd_segment_settings *s, background *bg,
+                            size_t *work, pd_error *err) {
+  const int w = f->width, h = f->height;
+  const unsigned maxv = (1u << f->significant_bits) - 1u;
+  PIX *pix8 = pixCreate(w, h, 8);
+  if (!pix8) return lept_failed(err, "pixCreate (8 bpp)", f);
+  *work += (size_t)pixGetWpl(pix8) * 4u * (size_t)h;
+  l_uint32 *data = pixGetData(pix8);
+  const int wpl = pixGetWpl(pix8);
+  for (int y = 0; y < h; y++) {
+    l_uint32 *line = data + (long)y * wpl;
+    long base = (long)y * w;
+    for (int x = 0; x < w; x++) {
+      unsigned v = sample(f, base + x);
+      unsigned v8 = maxv == 255u ? v : (v * 255u + maxv / 2u) / maxv;
+      SET_DATA_BYTE(line, x, v8 > 255u ? 255u : v8);
+    }
+  }
+  const int r = s->morph_reduction;
+  PIX *red = r > 1 ? pixScaleAreaMap(pix8, 1.0f / (float)r, 1.0f / (float)r) : pixCopy(NULL, pix8);
+  pixDestroy(&pix8);
+  if (!red) return lept_failed(err, "pixScaleAreaMap", f);
+  int size = s->morph_size / r;
+  if (size < 3) size = 3;
+  size |= 1;
+  /* a replicated border keeps the closing exact on a linear ramp up to the
+   * frame's edge (leptonica's own border biases it there) */
+  const int wc = 2, border = size / 2 + wc + 2;
+  PIX *bord = pixAddContinuedBorder(red, border, border, border, border);
+  pixDestroy(&red);
+  if (!bord) return lept_failed(err, "pixAddContinuedBorder", f);
+  PIX *closed = pixCloseGray(bord, size, size);
+  pixDestroy(&bord);
+  if (!closed) return lept_failed(err, "pixCloseGray", f);
+  PIX *smooth = pixBlockconv(closed, wc, wc);
+  pixDestroy(&closed);
+  if (!smooth) return lept_failed(err, "pixBlockconv", f);
+  closed = pixRemoveBorder(smooth, border);
+  pixDestroy(&smooth);
+  if (!closed) return lept_failed(err, "pixRemoveBorder", f);
+  const int gw = pixGetWidth(closed), gh = pixGetHeight(closed);
+  bg->grid = malloc((size_t)gw * (size_t)gh * sizeof *bg->grid);
+  if (!bg->grid) {
+    pixDestroy(&closed);
+    return pd_error_set(err, PD_ENOMEM, "segment: no memory for a %dx%d background grid", gw, gh);
+  }
+  *work += (size_t)gw * (size_t)gh * sizeof *bg->grid;
+  const l_uint32 *cd = pixGetData(closed);
+  const int cwpl = pixGetWpl(closed);
+  const float scale = (float)maxv / 255.0f;
+  for (int y = 0; y < gh; y++)
+    for (int x = 0; x < gw; x++)
+      bg->grid[(long)y * gw + x] = (float)GET_DATA_BYTE(cd + (long)y * cwpl, x) * scale;
+  pixDestroy(&closed);
+  bg->gw = gw;
+  bg->gh = gh;
+  bg->sx = (float)w / (float)gw;
+  bg->sy = (float)h / (float)gh;
+  return PD_OK;
+}
+
+/* ---- objects ---- */
+
+typedef struct candidate {
+  pd_segment_object obj;
+  long seq; /* order found, for ties */
+} candidate;
+
+/* a ranks below b: smaller area, or the same area found later. */
+static int ranks_below(const candidate *a, const candidate *b) {
+  return a->obj.area < b->obj.area || (a->obj.area == b->obj.area && a->seq > b->seq);
+}
+
+static void heap_down(candidate *h, int n, int i) {
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && ranks_below(&h[l], &h[m])) m = l;
+    if (r < n && ranks_below(&h[r], &h[m])) m = r;
+    if (m == i) return;
+    candidate t = h[i];
+    h[i] = h[m];
+    h[m] = t;
+    i = m;
+  }
+}
+
+static void heap_up(candidate *h, int i) {
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (!ranks_below(&h[i], &h[p])) return;
+    candidate t = h[i];
+    h[i] = h[p];
+    h[p] = t;
+    i = p;
+  }
+}
+
+static int by_position(const void *pa, const void *pb) {
+  const pd_segment_object *a = pa, *b = pb;
+  if (a->y != b->y) return a->y < b->y ? -1 : 1;
+  if (a->x != b->x) return a->x < b->x ? -1 : 1;
+  return 0;
+}
+
+/* Features of the component whose pixels are set in `before` and clear in
+ * `after` inside the box. */
+static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_uint32 *after,
+                    int wpl, int bx, int by, int bw, int bh, pd_segment_object *o) {
+  long long n = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, sg = 0;
+  unsigned gmin = 0xffffffffu;
+  const int wa = bx >> 5, wb = (bx + bw - 1) >> 5;
+  for (int y = by; y < by + bh; y++) {
+    const l_uint32 *lb = before + (long)y * wpl, *la = after + (long)y * wpl;
+    const long base = (long)y * f->width;
+    const long long dy = y - by;
+    for (int wi = wa; wi <= wb; wi++) {
+      l_uint32 m = lb[wi] & ~la[wi];
+      while (m) {
+        int bit = __builtin_clz(m);
+        m &= ~(0x80000000u >> bit);
+        int x = wi * 32 + bit;
+        long long dx = x - bx;
+        unsigned g = sample(f, base + x);
+        n++;
+        sx += dx;
+        sy += dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+        sxy += dx * dy;
+        sg += g;
+        if (g < gmin) gmin = g;
+      }
+    }
+  }
+  o->x = bx;
+  o->y = by;
+  o->width = bw;
+  o->height = bh;
+  o->area = (long)n;
+  const double dn = (double)n;
+  const double mx = (double)sx / dn, my = (double)sy / dn;
+  o->cx = bx + mx;
+  o->cy = by + my;
+  /* central moments per pixel; + 1/12 for each pixel's own extent */
+  const double mu20 = (double)sxx / dn - mx * mx + 1.0 / 12.0;
+  const double mu02 = (double)syy / dn - my * my + 1.0 / 12.0;
+  const double mu11 = (double)sxy / dn - mx * my;
+  const double half = 0.5 * (mu20 - mu02);
+  const double common = sqrt(half * half + mu11 * mu11);
+  const double l1 = 0.5 * (mu20 + mu02) + common, l2 = 0.5 * (mu20 + mu02) - common;
+  o->major_axis = 4.0 * sqrt(l1);
+  o->minor_axis = 4.0 * sqrt(l2 > 0.0 ? l2 : 0.0);
+  /* image y points down; the angle is measured with y up */
+  double deg = 0.5 * atan2(-2.0 * mu11, mu20 - mu02) * (180.0 / M_PI);
+  if (deg <= -90.0) deg += 180.0;
+  o->orientation_deg = deg;
+  o->mean_gray = (double)sg / dn;
+  o->min_gray = (int)gmin;
+}
+
+/* Builds the 1-bpp image of dark pixels: value < background * (1 - threshold). */
+static int threshold_frame(const pd_segment_frame *f, const background *bg, double threshold,
+                           PIX *bin, float *row, pd_error *err) {
+  const int w = f->width, h = f->height;
+  const unsigned maxv = (1u << f->significant_bits) - 1u;
+  const float k = (float)(1.0 - threshold);
+  l_uint32 *data = pixGetData(bin);
+  const int wpl = pixGetWpl(bin);
+  int fixed = bg->mode == 0;
+  if (fixed) {
+    background_span(bg, 0, 0, w, row);
+    for (int x = 0; x < w; x++)
+      row[x] *= k;
+  }
+  for (int y = 0; y < h; y++) {
+    if (!fixed) {
+      background_span(bg, y, 0, w, row);
+      for (int x = 0; x < w; x++)
+        row[x] *= k;
+    }
+    l_uint32 *line = data + (long)y * wpl;
+    const long base = (long)y * w;
+    unsigned seen = 0;
+    for (int x0 = 0; x0 < w; x0 += 32) {
+      int nb = w - x0 < 32 ? w - x0 : 32;
+      l_uint32 word = 0;
+      if (f->bytes_per_pixel == 1) {
+        const uint8_t *p = (const uint8_t *)f->pixels + base + x0;
+        for (int j = 0; j < nb; j++) {
+          seen |= p[j];
+          word |= (l_uint32)((float)p[j] < row[x0 + j]) << (31 - j);
+        }
+      } else {
+        const uint16_t *p = (const uint16_t *)f->pixels + base + x0;
+        for (int j = 0; j < nb; j++) {
+          seen |= p[j];
+          word |= (l_uint32)((float)p[j] < row[x0 + j]) << (31 - j);
+        }
+      }
+      line[x0 >> 5] = word;
+    }
+    if (seen > maxv) {
+      for (int x = 0; x < w; x++) {
+        unsigned v = sample(f, base + x);
+        if (v > maxv)
+          return pd_error_set(err, PD_EINVAL,
+                              "segment: pixel (%d, %d) of the frame is %u, above %u: the frame "
+                              "does not have the %d significant bits it declares",
+                              x, y, v, maxv, f->significant_bits);
+      }
+    }
+  }
+  return PD_OK;
+}
+
+/* Scans the dark pixels; each component is filled (erased) in `work` by
+ * leptonica's seed fill, measured from the difference with `shadow`, and
+ * `shadow` is brought level inside its box. */
+static int components(const pd_segment_frame *f, const pd_segment_settings *s, PIX *work,
+                      PIX *shadow, candidate **heap_out, int *count_out, size_t *work_bytes,
+                      pd_segment_stats *st, pd_error *err) {
+  const int w = f->width, h = f->height;
+  l_uint32 *wd = pixGetData(work);
+  const l_uint32 *sd = pixGetData(shadow);
+  const int wpl = pixGetWpl(work);
+  L_STACK *stack = lstackCreate(h > 64 ? h : 64);
+  if (!stack) return lept_failed(err, "lstackCreate", f);
+  stack->auxstack = lstackCreate(0);
+  if (!stack->auxstack) {
+    lstackDestroy(&stack, TRUE);
+    return lept_failed(err, "lstackCreate", f);
+  }
+  candidate *heap = NULL;
+  int n = 0, cap = 0, rc = PD_OK;
+  long seq = 0;
+  for (int y = 0; y < h && rc == PD_OK; y++) {
+    l_uint32 *line = wd + (long)y * wpl;
+    for (int wi = 0; wi < wpl && rc == PD_OK; wi++) {
+      while (line[wi]) {
+        int x = wi * 32 + __builtin_clz(line[wi]);
+        BOX *box = s->connectivity == 8 ? pixSeedfill8BB(work, stack, x, y)
+                                        : pixSeedfill4BB(work, stack, x, y);
+        if (!box) {
+          rc = lept_failed(err, "pixSeedfillBB", f);
+          break;
+        }
+        l_int32 bx, by, bw, bh;
+        boxGetGeometry(box, &bx, &by, &bw, &bh);
+        boxDestroy(&box);
+        st->found++;
+        candidate c = {.seq = seq};
+        seq++;
+        int drop = 0;
+        if ((long long)bw * bh < s->min_area) {
+          drop = 1; /* cannot reach min_area: no need to measure */
+          st->dropped_small++;
+        } else {
+          measure(f, sd, wd, wpl, bx, by, bw, bh, &c.obj);
+          if (c.obj.area < s->min_area) {
+            drop = 1;
+            st->dropped_small++;
+          } else if (c.obj.area > s->max_area) {
+            drop = 1;
+            st->dropped_large++;
+          } else if (!s->keep_edge && (bx == 0 || by == 0 || bx + bw == w || by + bh == h)) {
+            drop = 1;
+            st->dropped_edge++;
+          }
+        }
+        pixRasterop(shadow, bx, by, bw, bh, PIX_SRC, work, bx, by);
+        if (drop) continue;
+        if (n < s->max_objects) {
+          if (n == cap) {
+            int ncap = cap ? cap * 2 : 64;
+            if (ncap > s->max_objects) ncap = s->max_objects;
+            candidate *nh = realloc(heap, (size_t)ncap * sizeof *nh);
+            if (!nh) {
+              rc = pd_error_set(err, PD_ENOMEM, "segment: no memory for %d objects", ncap);
+              break;
+            }
+            *work_bytes += (size_t)(ncap - cap) * sizeof *nh;
+            heap = nh;
+            cap = ncap;
+          }
+          heap[n] = c;
+          heap_up(heap, n);
+          n++;
+        } else {
+          st->dropped_cap++;
+          if (heap && ranks_below(&heap[0], &c)) { /* heap is full here (n >= 1) */
+            heap[0] = c;
+            heap_down(heap, n, 0);
+          }
+        }
+      }
+    }
+  }
+  lstackDestroy(&stack, TRUE);
+  if (rc != PD_OK) {
+    free(heap);
+    return rc;
+  }
+  *heap_out = heap;
+  *count_out = n;
+  return PD_OK;
+}
+
+static int cut_crops(const pd_segment_frame *f, const background *bg, int margin,
+                     pd_segment_result *out, float *row, pd_error *err) {
+  size_t total = 0;
+  for (int i = 0; i < out->count; i++) {
+    pd_segment_object *o = &out->objects[i];
+    int x0 = o->x - margin, y0 = o->y - margin;
+    int x1 = o->x + o->width + margin, y1 = o->y + o->height + margin;
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x1 > f->width) x1 = f->width;
+    if (y1 > f->height) y1 = f->height;
+    o->crop_x = x0;
+    o->crop_y = y0;
+    o->crop_width = x1 - x0;
+    o->crop_height = y1 - y0;
+    total += (size_t)o->crop_width * (size_t)o->crop_height;
+  }
+  if (total == 0) return PD_OK;
+  out->crop_pixels = malloc(total);
+  if (!out->crop_pixels)
+    return pd_error_set(err, PD_ENOMEM, "segment: no memory for %zu bytes of crops of %d objects",
+                        total, out->count);
+  out->crop_bytes = total;
+  uint8_t *p = out->crop_pixels;
+  for (int i = 0; i < out->count; i++) {
+    pd_segment_object *o = &out->objects[i];
+    o->crop = p;
+    for (int y = o->crop_y; y < o->crop_y + o->crop_height; y++) {
+      background_span(bg, y, o->crop_x, o->crop_width, row);
+      const long base = (long)y * f->width + o->crop_x;
+      for (int x = 0; x < o->crop_width; x++) {
+        float b = row[x];
+        float v = b > 0.0f ? 255.0f * (float)sample(f, base + x) / b + 0.5f : 255.0f;
+        *p++ = v >= 255.0f ? 255 : (uint8_t)v;
+      }
+    }
+  }
+  return PD_OK;
+}
+
+int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
+                   const pd_segment_settings *s, pd_segment_result *out, pd_error *err) {
+  memset(out, 0, sizeof *out);
+  int rc = pd_segment_settings_check(s, err);
+  if (rc) return rc;
+  if ((rc = check_image(frame, "frame", s, err))) return rc;
+  if (flat) {
+    if ((rc = check_image(flat, "flat-field image", s, err))) return rc;
+    if (flat->width != frame->width || flat->height != frame->height ||
+        flat->bytes_per_pixel != frame->bytes_per_pixel)
+      return pd_error_set(err, PD_EINVAL,
+                          "segment: flat-field image is %dx%d gray%d but the frame is %dx%d "
+                          "gray%d: send a background of the frame's size and depth",
+                          flat->width, flat->height, 8 * flat->bytes_per_pixel, frame->width,
+                          frame->height, 8 * frame->bytes_per_pixel);
+  }
+  pthread_once(&lept_once, lept_setup);
+  const double t0 = now_ms();
+  pd_segment_stats *st = &out->stats;
+  background bg = {.width = frame->width, .height = frame->height};
+  PIX *work = NULL, *shadow = NULL;
+  candidate *heap = NULL;
+  int n = 0;
+  float *row = malloc((size_t)frame->width * sizeof *row);
+  if (!row) return pd_error_set(err, PD_ENOMEM, "segment: no memory for a row of the frame");
+  st->work_bytes += (size_t)frame->width * sizeof *row;
+  if (flat) {
+    bg.mode = 2;
+    bg.flat = flat;
+  } else if (s->background == PD_SEGMENT_BG_COLUMN_MEDIAN) {
+    bg.mode = 0;
+    rc = column_median(frame, &bg, &st->work_bytes, err);
+  } else {
+    bg.mode = 1;
+    rc = morph_background(frame, s, &bg, &st->work_bytes, err);
+  }
+  const double t1 = now_ms();
+  st->background_ms = t1 - t0;
+  if (rc) goto done;
+  work = pixCreate(frame->width, frame->height, 1);
+  if (!work) {
+    rc = lept_failed(err, "pixCreate (1 bpp)", frame);
+    goto done;
+  }
+  st->work_bytes += 2u * (size_t)pixGetWpl(work) * 4u * (size_t)frame->height;
+  if ((rc = threshold_frame(frame, &bg, s->threshold, work, row, err))) goto done;
+  shadow = pixCopy(NULL, work);
+  if (!shadow) {
+    rc = lept_failed(err, "pixCopy (1 bpp)", frame);
+    goto done;
+  }
+  const double t2 = now_ms();
+  st->threshold_ms = t2 - t1;
+  rc = components(frame, s, work, shadow, &heap, &n, &st->work_bytes, st, err);
+  if (rc) goto done;
+  pixDestroy(&work);
+  pixDestroy(&shadow);
+  out->objects = calloc(n ? (size_t)n : 1u, sizeof *out->objects);
+  if (!out->objects) {
+    rc = pd_error_set(err, PD_ENOMEM, "segment: no memory for %d objects", n);
+    goto done;
+  }
+  for (int i = 0; i < n; i++)
+    out->objects[i] = heap[i].obj;
+  out->count = n;
+  qsort(out->objects, (size_t)n, sizeof *out->objects, by_position);
+  const double t3 = now_ms();
+  st->components_ms = t3 - t2;
+  if (s->crops && (rc = cut_crops(frame, &bg, s->margin, out, row, err))) goto done;
+  const double t4 = now_ms();
+  st->crops_ms = t4 - t3;
+  st->total_ms = t4 - t0;
+done:
+  pixDestroy(&work);
+  pixDestroy(&shadow);
+  free(heap);
+  free(row);
+  free(bg.col);
+  free(bg.grid);
+  if (rc) {
+    pd_segment_stats keep = out->stats;
+    pd_segment_result_free(out);
+    out->stats = keep;
+  }
+  return rc;
+}
+
+void pd_segment_result_free(pd_segment_result *r) {
+  if (!r) return;
+  free(r->objects);
+  free(r->crop_pixels);
+  memset(r, 0, sizeof *r);
+}
