@@ -45,6 +45,39 @@ def d4_apply(x: torch.Tensor, v: int) -> torch.Tensor:
     return x
 
 
+def rot90_export(x: torch.Tensor, r: int) -> torch.Tensor:
+    """torch.rot90(x, r, dims=(-2, -1)) from flips and transposes, which ONNX
+    exporters (torch 1.13's among them) can write: a quarter turn from H
+    towards W is a transpose of (H, W) followed by a flip of the new H."""
+    r %= 4
+    if r == 0:
+        return x
+    if r == 2:
+        return torch.flip(x, dims=[-2, -1])
+    if r == 1:
+        return torch.flip(x.transpose(-2, -1), dims=[-2])
+    return torch.flip(x, dims=[-2]).transpose(-2, -1)
+
+
+def d4_apply_export(x: torch.Tensor, v: int) -> torch.Tensor:
+    """d4_apply with rot90_export (same values, exportable to ONNX)."""
+    f, r = divmod(v, 4)
+    if f:
+        x = torch.flip(x, dims=[-1])
+    return rot90_export(x, r)
+
+
+def set_export_friendly(module: nn.Module, on: bool = True) -> nn.Module:
+    """Switches every CyclicSlice and CyclicRoll under module to (or back
+    from) their export-friendly forms: the same values through operations an
+    ONNX exporter can write (no rot90, no in-place writes into a new tensor).
+    Returns module."""
+    for m in module.modules():
+        if isinstance(m, (CyclicSlice, CyclicRoll)):
+            m.export_friendly = on
+    return module
+
+
 def _split_views(x: torch.Tensor, views: int) -> torch.Tensor:
     """[N*V, ...] -> [N, V, ...]"""
     if x.shape[0] % views:
@@ -64,12 +97,15 @@ def _merge_views(x: torch.Tensor) -> torch.Tensor:
 class CyclicSlice(nn.Module):
     """[N, C, S, S] -> [N*V, C, S, S]: view v of image n is T_v(x[n]) at row n*V + v."""
 
+    export_friendly = False  # set_export_friendly(): rot90_export instead of torch.rot90
+
     def __init__(self, views: int):
         super().__init__()
         self.views = views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _merge_views(torch.stack([d4_apply(x, v) for v in range(self.views)], dim=1))
+        apply = d4_apply_export if self.export_friendly else d4_apply
+        return _merge_views(torch.stack([apply(x, v) for v in range(self.views)], dim=1))
 
     def extra_repr(self) -> str:
         return "views=%d" % self.views
@@ -83,13 +119,28 @@ class CyclicRoll(nn.Module):
     [N*V, F] -> [N*V, V*F], the same blocks without the spatial transform).
     """
 
+    export_friendly = False  # set_export_friendly(): forward_export instead
+
     def __init__(self, views: int):
         super().__init__()
         self.views = views
         # perm[s][i] = j with T_j = T_s o T_i
         self.perm = [[d4_mul(s, i) for i in range(views)] for s in range(views)]
 
+    def forward_export(self, x: torch.Tensor) -> torch.Tensor:
+        """forward's values by concatenation (no in-place copies into
+        torch.empty, no rot90): exportable to ONNX. Contiguous output."""
+        V = self.views
+        xv = _split_views(x, V)                       # [N, V, C, (H, W)]
+        spatial = x.dim() == 4
+        ts = [d4_apply_export(xv, d4_inv(s)) if spatial else xv for s in range(V)]
+        views = [torch.cat([ts[s][:, self.perm[s][i]] for s in range(V)], dim=1)
+                 for i in range(V)]                   # each [N, V*C, ...]
+        return _merge_views(torch.stack(views, dim=1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.export_friendly:
+            return self.forward_export(x)
         V = self.views
         C = x.shape[1]
         xv = _split_views(x, V)                       # [N, V, C, (H, W)]
