@@ -17,6 +17,7 @@ pd_segment_settings pd_segment_settings_default(void) {
       .max_objects = 1000,
       .keep_edge = 1,
       .margin = 10,
+      .merge_gap = 10,
       .crops = 1,
       .morph_size = 255,
       .morph_reduction = 4,
@@ -47,6 +48,9 @@ int pd_segment_settings_check(const pd_segment_settings *s, pd_error *err) {
   if (s->margin < 0 || s->margin > PD_SEGMENT_MAX_MARGIN)
     return pd_error_set(err, PD_EINVAL, "segment: margin %d is outside 0..%d pixels", s->margin,
                         PD_SEGMENT_MAX_MARGIN);
+  if (s->merge_gap < 0 || s->merge_gap > PD_SEGMENT_MAX_MERGE_GAP)
+    return pd_error_set(err, PD_EINVAL, "segment: merge_gap %d is outside 0..%d pixels",
+                        s->merge_gap, PD_SEGMENT_MAX_MERGE_GAP);
   if (s->morph_reduction < 1 || s->morph_reduction > 16)
     return pd_error_set(err, PD_EINVAL, "segment: morph_reduction %d is outside 1..16",
                         s->morph_reduction);
@@ -332,18 +336,30 @@ static int by_position(const void *pa, const void *pb) {
 }
 
 /* Features of the component whose pixels are set in `before` and clear in
- * `after` inside the box. */
+ * `after` inside the fill's box, counting only the dark pixels of `mask`
+ * (NULL: all of them; with merge_gap the fill ran on the dilated mask). */
 static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_uint32 *after,
-                    int wpl, int bx, int by, int bw, int bh, pd_segment_object *o) {
+                    const l_uint32 *mask, int wpl, int bx, int by, int bw, int bh,
+                    pd_segment_object *o) {
   long long n = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, sg = 0;
   unsigned gmin = 0xffffffffu;
+  int x_lo = bx + bw, x_hi = -1, y_lo = by + bh, y_hi = -1;
   const int wa = bx >> 5, wb = (bx + bw - 1) >> 5;
   for (int y = by; y < by + bh; y++) {
     const l_uint32 *lb = before + (long)y * wpl, *la = after + (long)y * wpl;
+    const l_uint32 *lm = mask ? mask + (long)y * wpl : NULL;
     const long base = (long)y * f->width;
     const long long dy = y - by;
     for (int wi = wa; wi <= wb; wi++) {
       l_uint32 m = lb[wi] & ~la[wi];
+      if (lm) m &= lm[wi];
+      if (m) {
+        int first = wi * 32 + __builtin_clz(m), last = wi * 32 + 31 - __builtin_ctz(m);
+        if (first < x_lo) x_lo = first;
+        if (last > x_hi) x_hi = last;
+        if (y < y_lo) y_lo = y;
+        y_hi = y;
+      }
       while (m) {
         int bit = __builtin_clz(m);
         m &= ~(0x80000000u >> bit);
@@ -361,11 +377,12 @@ static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_u
       }
     }
   }
-  o->x = bx;
-  o->y = by;
-  o->width = bw;
-  o->height = bh;
   o->area = (long)n;
+  if (n == 0) return; /* cannot happen: every dilated component holds a dark pixel */
+  o->x = x_lo;
+  o->y = y_lo;
+  o->width = x_hi - x_lo + 1;
+  o->height = y_hi - y_lo + 1;
   const double dn = (double)n;
   const double mx = (double)sx / dn, my = (double)sy / dn;
   o->cx = bx + mx;
@@ -446,11 +463,12 @@ static int threshold_frame(const pd_segment_frame *f, const background *bg, doub
  * leptonica's seed fill, measured from the difference with `shadow`, and
  * `shadow` is brought level inside its box. */
 static int components(const pd_segment_frame *f, const pd_segment_settings *s, PIX *work,
-                      PIX *shadow, candidate **heap_out, int *count_out, size_t *work_bytes,
-                      pd_segment_stats *st, pd_error *err) {
+                      PIX *shadow, const PIX *mask, candidate **heap_out, int *count_out,
+                      size_t *work_bytes, pd_segment_stats *st, pd_error *err) {
   const int w = f->width, h = f->height;
   l_uint32 *wd = pixGetData(work);
   const l_uint32 *sd = pixGetData(shadow);
+  const l_uint32 *md = mask ? pixGetData((PIX *)mask) : NULL;
   const int wpl = pixGetWpl(work);
   L_STACK *stack = lstackCreate(h > 64 ? h : 64);
   if (!stack) return lept_failed(err, "lstackCreate", f);
@@ -484,14 +502,15 @@ static int components(const pd_segment_frame *f, const pd_segment_settings *s, P
           drop = 1; /* cannot reach min_area: no need to measure */
           st->dropped_small++;
         } else {
-          measure(f, sd, wd, wpl, bx, by, bw, bh, &c.obj);
+          measure(f, sd, wd, md, wpl, bx, by, bw, bh, &c.obj);
           if (c.obj.area < s->min_area) {
             drop = 1;
             st->dropped_small++;
           } else if (c.obj.area > s->max_area) {
             drop = 1;
             st->dropped_large++;
-          } else if (!s->keep_edge && (bx == 0 || by == 0 || bx + bw == w || by + bh == h)) {
+          } else if (!s->keep_edge && (c.obj.x == 0 || c.obj.y == 0 || c.obj.x + c.obj.width == w ||
+                                       c.obj.y + c.obj.height == h)) {
             drop = 1;
             st->dropped_edge++;
           }
@@ -594,7 +613,7 @@ int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
   const double t0 = now_ms();
   pd_segment_stats *st = &out->stats;
   background bg = {.width = frame->width, .height = frame->height};
-  PIX *work = NULL, *shadow = NULL;
+  PIX *work = NULL, *shadow = NULL, *mask = NULL;
   candidate *heap = NULL;
   int n = 0;
   float *row = malloc((size_t)frame->width * sizeof *row);
@@ -613,24 +632,41 @@ int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
   const double t1 = now_ms();
   st->background_ms = t1 - t0;
   if (rc) goto done;
-  work = pixCreate(frame->width, frame->height, 1);
-  if (!work) {
+  mask = pixCreate(frame->width, frame->height, 1);
+  if (!mask) {
     rc = lept_failed(err, "pixCreate (1 bpp)", frame);
     goto done;
   }
-  st->work_bytes += 2u * (size_t)pixGetWpl(work) * 4u * (size_t)frame->height;
-  if ((rc = threshold_frame(frame, &bg, s->threshold, work, row, err))) goto done;
+  const size_t bin_bytes = (size_t)pixGetWpl(mask) * 4u * (size_t)frame->height;
+  st->work_bytes += bin_bytes;
+  if ((rc = threshold_frame(frame, &bg, s->threshold, mask, row, err))) goto done;
+  if (s->merge_gap > 0) {
+    /* a (gap + 1)-square brick closes gaps of up to merge_gap background
+     * pixels (chessboard distance) between fragments */
+    const int k = s->merge_gap + 1;
+    work = pixDilateBrick(NULL, mask, k, k);
+    if (!work) {
+      rc = lept_failed(err, "pixDilateBrick", frame);
+      goto done;
+    }
+    st->work_bytes += bin_bytes;
+  } else {
+    work = mask;
+    mask = NULL;
+  }
   shadow = pixCopy(NULL, work);
   if (!shadow) {
     rc = lept_failed(err, "pixCopy (1 bpp)", frame);
     goto done;
   }
+  st->work_bytes += bin_bytes;
   const double t2 = now_ms();
   st->threshold_ms = t2 - t1;
-  rc = components(frame, s, work, shadow, &heap, &n, &st->work_bytes, st, err);
+  rc = components(frame, s, work, shadow, mask, &heap, &n, &st->work_bytes, st, err);
   if (rc) goto done;
   pixDestroy(&work);
   pixDestroy(&shadow);
+  pixDestroy(&mask);
   out->objects = calloc(n ? (size_t)n : 1u, sizeof *out->objects);
   if (!out->objects) {
     rc = pd_error_set(err, PD_ENOMEM, "segment: no memory for %d objects", n);
@@ -649,6 +685,7 @@ int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
 done:
   pixDestroy(&work);
   pixDestroy(&shadow);
+  pixDestroy(&mask);
   free(heap);
   free(row);
   free(bg.col);

@@ -5,14 +5,17 @@
  *
  * Steps: background (the caller's flat-field image, else estimated: the
  * per-column median for line-scan shadowgraphs, or a grey closing of the
- * area-reduced frame for other cameras), threshold relative to it (a
- * pixel is dark when value < background * (1 - threshold)), connected
- * components (8- or 4-connectivity, leptonica's seed fill), filters (min and
- * max area, objects touching the frame edge), a cap on objects (the largest
- * kept), and per object its box, moments and gray features. The crop is the
- * object's tight box grown by `margin` pixels on each side and clipped to the
- * frame (the NDSB training crops have a constant ~10 px margin, clipped at
- * their frame's edge: bench/frames/README.md), as gray8 of the
+ * area-reduced frame for other cameras), threshold relative to it (a pixel
+ * is dark when value < background * (1 - threshold)), fragments merged (the
+ * dark pixels dilated so that pieces up to merge_gap pixels apart join, as
+ * the NDSB crops hold an organism's faint, broken parts in one crop),
+ * connected components of that (8- or 4-connectivity, leptonica's seed
+ * fill), filters (min and max area, objects touching the frame edge), a cap
+ * on objects (the largest kept), and per object its box, moments and gray
+ * features, all over its own dark pixels only. The crop is the object's
+ * tight box grown by `margin` pixels on each side and clipped to the frame
+ * (the NDSB training crops have a constant ~10 px margin, clipped at their
+ * frame's edge: bench/frames/README.md), as gray8 of the
  * background-normalised frame: 255 * value / background, organism dark on a
  * white (255) background.
  *
@@ -22,7 +25,7 @@
  * original values.
  *
  * Memory: the frame's pixel count is checked against max_frame_pixels before
- * anything is allocated; working memory is two 1-bpp images plus a
+ * anything is allocated; working memory is three 1-bpp images plus a
  * background of at most one float per column (column median), per reduced
  * pixel (morph) or none (flat field), and the objects kept are at most
  * max_objects (a heap of the largest while scanning). stats.work_bytes
@@ -58,6 +61,7 @@ typedef struct pd_segment_settings {
   int max_objects;                  /* 1..PD_SEGMENT_MAX_OBJECTS: the largest kept */
   int keep_edge;                    /* 1: objects touching the frame edge kept; 0: dropped */
   int margin;                       /* 0..PD_SEGMENT_MAX_MARGIN: crop = box + margin per side */
+  int merge_gap;                    /* 0..PD_SEGMENT_MAX_MERGE_GAP: fragments this close join */
   int crops;                        /* 1: cut each object's crop; 0: boxes and features only */
   int morph_size;                   /* morph background: closing size in frame pixels */
   int morph_reduction;              /* morph background: reduction factor (1..16) */
@@ -67,11 +71,12 @@ typedef struct pd_segment_settings {
 enum {
   PD_SEGMENT_MAX_OBJECTS = 1000000,
   PD_SEGMENT_MAX_MARGIN = 1024,
+  PD_SEGMENT_MAX_MERGE_GAP = 64,
 };
 
 /* Defaults: column median, threshold 0.1, area 16..4 Mpx, 8-connectivity,
- * 1000 objects, edge objects kept, margin 10, crops on, morph 255 px at
- * reduction 4, 64 Mpx frames. */
+ * 1000 objects, edge objects kept, margin 10, merge_gap 10, crops on, morph
+ * 255 px at reduction 4, 64 Mpx frames. */
 pd_segment_settings pd_segment_settings_default(void);
 
 /* PD_EINVAL with a message naming the setting and its value. */

@@ -1,5 +1,5 @@
 /* test_segment: pd_segment on small made-up frames with known boxes: 8- and
- * 4-connectivity, objects on the frame edge, 16-bit frames with 12
+ * 4-connectivity, merging of fragments, objects on the frame edge, 16-bit frames with 12
  * significant bits, multiplicative flat-field gradients (column median, the
  * caller's flat field, the morphological background), the cap, the area
  * filters, moments, crops, leptonica's messages and every bad input. */
@@ -53,9 +53,11 @@ static pd_segment_frame frame_of(const img *m) {
   return f;
 }
 
+/* Every object on its own (no merging), down to one pixel. */
 static pd_segment_settings settings(void) {
   pd_segment_settings s = pd_segment_settings_default();
   s.min_area = 1;
+  s.merge_gap = 0;
   return s;
 }
 
@@ -170,6 +172,58 @@ static void test_connectivity(pd_test_state *st) {
     }
     pd_segment_result_free(&r);
   }
+  free(m.px);
+}
+
+/* Fragments up to merge_gap apart are one object; its box, area and
+ * features count its own dark pixels only, not the dilation's. */
+static void test_merge(pd_test_state *st) {
+  img m = img_new(80, 40, 1, 8, 200);
+  img_rect(&m, 10, 10, 5, 5, 50); /* 25 px */
+  img_rect(&m, 21, 12, 3, 3, 50); /* 6 background pixels to the right: 9 px */
+  img_rect(&m, 40, 10, 4, 4, 50); /* 16 background pixels further: 16 px */
+  img_rect(&m, 51, 21, 2, 2, 50); /* 7 apart from it on both axes: 4 px */
+  pd_segment_settings s = settings();
+  s.merge_gap = 6;
+  pd_segment_result r;
+  if (!run(st, &m, NULL, &s, &r)) {
+    PD_CHECK_INT(st, r.count, 3);
+    PD_CHECK_INT(st, r.stats.found, 3);
+    if (r.count == 3) {
+      check_box(st, &r.objects[0], 10, 10, 14, 5, 34);
+      PD_CHECK_NEAR(st, r.objects[0].mean_gray, 50.0, 1e-12);
+      PD_CHECK_NEAR(st, r.objects[0].cx, (25 * 12.0 + 9 * 22.0) / 34.0, 1e-9);
+      check_box(st, &r.objects[1], 40, 10, 4, 4, 16);
+      check_box(st, &r.objects[2], 51, 21, 2, 2, 4);
+    }
+    pd_segment_result_free(&r);
+  }
+  s.merge_gap = 7; /* the diagonal pair joins too */
+  if (!run(st, &m, NULL, &s, &r)) {
+    PD_CHECK_INT(st, r.count, 2);
+    if (r.count == 2) {
+      check_box(st, &r.objects[0], 10, 10, 14, 5, 34);
+      check_box(st, &r.objects[1], 40, 10, 13, 13, 20);
+    }
+    pd_segment_result_free(&r);
+  }
+  s.merge_gap = 5; /* 6 apart: separate */
+  if (!run(st, &m, NULL, &s, &r)) {
+    PD_CHECK_INT(st, r.count, 4);
+    pd_segment_result_free(&r);
+  }
+  /* an object whose dilation reaches the frame edge is not on the edge */
+  img e = img_new(30, 30, 1, 8, 200);
+  img_rect(&e, 2, 10, 3, 3, 50);
+  s.merge_gap = 10;
+  s.keep_edge = 0;
+  if (!run(st, &e, NULL, &s, &r)) {
+    PD_CHECK_INT(st, r.count, 1);
+    PD_CHECK_INT(st, r.stats.dropped_edge, 0);
+    if (r.count == 1) check_box(st, &r.objects[0], 2, 10, 3, 3, 9);
+    pd_segment_result_free(&r);
+  }
+  free(e.px);
   free(m.px);
 }
 
@@ -470,6 +524,9 @@ static void test_bad_input(pd_test_state *st) {
   b = settings();
   b.margin = -1;
   expect_error(st, &f, NULL, &b, PD_EINVAL, "margin -1", NULL);
+  b = settings();
+  b.merge_gap = 65;
+  expect_error(st, &f, NULL, &b, PD_EINVAL, "merge_gap 65", NULL);
   free(fl.px);
   free(fl8.px);
   free(m.px);
@@ -505,6 +562,7 @@ int main(void) {
   pd_test_state st = {0};
   test_rectangles(&st);
   test_connectivity(&st);
+  test_merge(&st);
   test_edges(&st);
   test_gray16_12bit(&st);
   test_flat_field(&st);

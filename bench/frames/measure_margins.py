@@ -25,8 +25,9 @@ import numpy as np
 from PIL import Image
 
 
-def components(mask):
-    """8-connected components of a boolean mask: list of (area, y0, y1, x0, x1)."""
+def components(mask, pixels=None):
+    """8-connected components of a boolean mask: list of (area, y0, y1, x0, x1).
+    With a list `pixels`, each component's (ys, xs) arrays are appended to it."""
     h, w = mask.shape
     seen = np.zeros_like(mask)
     out = []
@@ -37,9 +38,12 @@ def components(mask):
         seen[sy, sx] = True
         q = deque([(sy, sx)])
         area, y0, y1, x0, x1 = 0, sy, sy, sx, sx
+        pts = []
         while q:
             y, x = q.popleft()
             area += 1
+            if pixels is not None:
+                pts.append((y, x))
             y0, y1, x0, x1 = min(y0, y), max(y1, y), min(x0, x), max(x1, x)
             for dy in (-1, 0, 1):
                 yy = y + dy
@@ -51,7 +55,41 @@ def components(mask):
                         seen[yy, xx] = True
                         q.append((yy, xx))
         out.append((area, y0, y1, x0, x1))
+        if pixels is not None:
+            a = np.array(pts)
+            pixels.append((a[:, 0], a[:, 1]))
     return out
+
+
+def fragment_link(a, threshold, min_area):
+    """The largest gap (background pixels between, chessboard distance - 1)
+    that single linkage needs to join every dark fragment of >= min_area
+    pixels of the crop into one object; None for a crop of one fragment."""
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    mask = a.astype(np.float64) < float(np.median(border)) * (1.0 - threshold)
+    pix = []
+    comps = components(mask, pix)
+    frags = [p for c, p in zip(comps, pix) if c[0] >= min_area]
+    k = len(frags)
+    if k < 2:
+        return None
+    gap = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            dy = np.abs(frags[i][0][:, None] - frags[j][0][None, :])
+            dx = np.abs(frags[i][1][:, None] - frags[j][1][None, :])
+            gap[i, j] = gap[j, i] = np.maximum(dx, dy).min() - 1
+    # Prim: the largest edge of the minimum spanning tree
+    inside = [0]
+    best = gap[0].copy()
+    worst = 0.0
+    while len(inside) < k:
+        best[inside] = np.inf
+        j = int(np.argmin(best))
+        worst = max(worst, best[j])
+        inside.append(j)
+        best = np.minimum(best, gap[j])
+    return worst
 
 
 def margins(a, threshold, min_area, union):
@@ -134,7 +172,7 @@ def main():
         d = os.path.join(args.data, cls)
         names = sorted(n for n in os.listdir(d) if n.endswith(".jpg"))
         files += [os.path.join(d, n) for n in rng.sample(names, min(args.per_class, len(names)))]
-    largest, union, empty = [], [], 0
+    largest, union, links, empty = [], [], [], 0
     for f in files:
         a = np.asarray(Image.open(f).convert("L"))
         r = margins(a, args.threshold, args.min_area, union=False)
@@ -143,12 +181,22 @@ def main():
             continue
         largest.append(r)
         union.append(margins(a, args.threshold, args.min_area, union=True))
+        links.append(fragment_link(a, args.threshold, args.min_area))
     print(f"{len(files)} crops from {args.data} ({args.per_class} per class at most, seed {args.seed}); "
           f"threshold {args.threshold} below the border median; {empty} had no dark pixel")
     sz = np.array([[r["w"], r["h"]] for r in largest])
     print(f"crop width p5/p50/p95 {pct(sz[:, 0], (5, 50, 95))}, height {pct(sz[:, 1], (5, 50, 95))}")
     report("largest component", largest)
     report(f"union of components >= {args.min_area} px", union)
+    multi = np.array([v for v in links if v is not None])
+    print(f"\nfragments of >= {args.min_area} px: {100 * len(multi) / len(links):.1f}% of crops have "
+          f"more than one; the gap single linkage needs to join them all (px):")
+    print(f"  p25 {np.percentile(multi, 25):.0f}  p50 {np.percentile(multi, 50):.0f}  "
+          f"p75 {np.percentile(multi, 75):.0f}  p90 {np.percentile(multi, 90):.0f}  "
+          f"p95 {np.percentile(multi, 95):.0f}  max {multi.max():.0f}")
+    for g in (2, 4, 6, 8, 10, 12, 16, 20):
+        print(f"  merge_gap {g:2d} joins every fragment of {100 * (multi <= g).mean():5.1f}% of them "
+              f"({100 * (1 - (multi > g).sum() / len(links)):5.1f}% of all crops whole)")
     return 0
 
 
