@@ -39,12 +39,17 @@ typedef struct pc_cli_global {
 } pc_cli_global;
 
 /* Sets g->address and g->origin from --socket PATH, --tcp HOST:PORT
- * (NULL when not given), else $PLANKTON_SOCKET, else PC_CLI_DEFAULT_SOCKET. */
+ * (NULL when not given), else $PLANKTON_SOCKET, else PC_CLI_DEFAULT_SOCKET.
+ * --socket and PLANKTON_SOCKET take a path, unix:PATH or tcp:HOST:PORT; a
+ * port must be a number in 1..65535 (else a usage error). */
 int pc_cli_resolve_address(pc_cli_global *g, const char *socket_path, const char *tcp,
                            pc_cli_error *err);
 /* Connects to the daemon with a window; a failure's message names the
  * address and where it came from. */
 int pc_cli_connect(const pc_cli_global *g, int window, pc_client **out, pc_cli_error *err);
+/* After the first request on a connection failed: when the server at the
+ * address answers HTTP, replaces err's message with one that says so. */
+void pc_cli_explain(const pc_cli_global *g, pc_cli_error *err);
 
 /* Commands: argv[0] is the command name; they print their own results and
  * messages and return the exit code. */

@@ -2,10 +2,12 @@
 #include "pc_cli_args.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int pc_cli_fail(pc_cli_error *err, int code, const char *fmt, ...) {
   if (err) {
@@ -61,4 +63,25 @@ int pc_cli_parse_bytes(const char *name, const char *s, uint64_t *out, pc_cli_er
     return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s: '%s' is not a byte count in 1..1T", name, s);
   *out = (uint64_t)v << shift;
   return PC_CLI_EXIT_OK;
+}
+
+void pc_cli_try_help(const char *prog, const char *cmd) {
+  fprintf(stderr, "%s: try '%s%s%s --help'\n", prog, prog, cmd ? " " : "", cmd ? cmd : "");
+}
+
+int pc_cli_bad_option(const char *prog, const char *cmd, int c, char *const *argv) {
+  const char *arg = optind > 0 ? argv[optind - 1] : "";
+  const char *where = cmd ? cmd : "", *colon = cmd ? ": " : "";
+  if (c == ':') {
+    if (optopt && strncmp(arg, "--", 2) != 0)
+      fprintf(stderr, "%s: %s%soption '-%c' needs a value\n", prog, where, colon, optopt);
+    else
+      fprintf(stderr, "%s: %s%soption '%s' needs a value\n", prog, where, colon, arg);
+  } else if (optopt && strncmp(arg, "--", 2) != 0) {
+    fprintf(stderr, "%s: %s%sunknown option '-%c'\n", prog, where, colon, optopt);
+  } else {
+    fprintf(stderr, "%s: %s%sunknown option '%s'\n", prog, where, colon, arg);
+  }
+  pc_cli_try_help(prog, cmd);
+  return PC_CLI_EXIT_USAGE;
 }

@@ -187,7 +187,8 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
   pc_cli_error err;
   int rc = PC_CLI_EXIT_OK, c;
   optind = 0;
-  while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, "j:h", longs, NULL)) != -1) {
+  opterr = 0;
+  while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, ":j:h", longs, NULL)) != -1) {
     switch (c) {
     case 'j':
       rc = pc_cli_parse_int("--jobs", optarg, 1, 4096, &jobs, &err);
@@ -220,8 +221,7 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
       pc_cli_evaluate_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
     default:
-      fprintf(stderr, "Try '%s evaluate --help'.\n", g->prog);
-      return PC_CLI_EXIT_USAGE;
+      return pc_cli_bad_option(g->prog, "evaluate", c, argv);
     }
   }
   if (rc != PC_CLI_EXIT_OK) {
@@ -229,10 +229,8 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     return rc;
   }
   if (argc - optind != 1) {
-    fprintf(stderr,
-            "%s: evaluate: give exactly one DIR (class-named folders of crops)\n"
-            "Try '%s evaluate --help'.\n",
-            g->prog, g->prog);
+    fprintf(stderr, "%s: evaluate: give exactly one DIR (class-named folders of crops)\n", g->prog);
+    pc_cli_try_help(g->prog, "evaluate");
     return PC_CLI_EXIT_USAGE;
   }
   const char *dir = argv[optind];
@@ -248,7 +246,10 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
   pc_cli_model m = {0};
   pd_eval *ev = NULL;
   rc = pc_cli_connect(g, (int)jobs, &client, &err);
-  if (rc == PC_CLI_EXIT_OK) rc = pc_cli_model_fetch(client, model, &m, &err);
+  if (rc == PC_CLI_EXIT_OK) {
+    rc = pc_cli_model_fetch(client, model, &m, &err);
+    if (rc == PC_CLI_EXIT_DAEMON) pc_cli_explain(g, &err);
+  }
   if (rc == PC_CLI_EXIT_OK &&
       pd_eval_create((int)m.n_classes, (const char *const *)m.labels, &ev, &pe) != PD_OK)
     rc = pc_cli_fail(&err, PC_CLI_EXIT_DAEMON, "model %s: %s", m.name, pe.msg);

@@ -2,11 +2,26 @@
 #include "pc_cli_json.h"
 
 #include <math.h>
+#include <stdbool.h>
 
-void pc_cli_json_string(FILE *f, const char *s) {
+#include "pc_cli_utf8.h"
+
+/* One string literal; percent: invalid bytes and '%' as %XX instead of U+FFFD. */
+static void string(FILE *f, const char *s, bool percent) {
   fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    switch (*p) {
+  const char *p = s ? s : "";
+  while (*p) {
+    const unsigned char b = (unsigned char)*p;
+    size_t n = pc_cli_utf8_seq(p);
+    if (n == 0 || (percent && b == '%')) {
+      if (percent)
+        fprintf(f, "%%%02X", b);
+      else
+        fputs("\\ufffd", f);
+      p++;
+      continue;
+    }
+    switch (b) {
     case '"':
       fputs("\\\"", f);
       break;
@@ -23,13 +38,22 @@ void pc_cli_json_string(FILE *f, const char *s) {
       fputs("\\t", f);
       break;
     default:
-      if (*p < 0x20)
-        fprintf(f, "\\u%04x", *p);
+      if (b < 0x20 || b == 0x7f)
+        fprintf(f, "\\u%04x", b);
       else
-        fputc(*p, f);
+        fwrite(p, 1, n, f);
     }
+    p += n;
   }
   fputc('"', f);
+}
+
+void pc_cli_json_string(FILE *f, const char *s) {
+  string(f, s, false);
+}
+
+void pc_cli_json_bytes(FILE *f, const char *s) {
+  string(f, s, true);
 }
 
 void pc_cli_json_double(FILE *f, double v) {

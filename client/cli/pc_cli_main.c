@@ -1,6 +1,7 @@
-/* pc_cli_main: plankton-client's main(): the global options that come
- * before the command (--socket, --tcp, --timeout), the command table and
- * the top-level help. Owns the pc_cli_global the commands read. */
+/* pc_cli_main: plankton-client's main(): the global options (--socket,
+ * --tcp, --timeout: before the command, or anywhere after it up to a "--"),
+ * the command table and the top-level help. Owns the pc_cli_global the
+ * commands read. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,8 @@ static void usage(const char *prog, FILE *f) {
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(f,
           "\n"
-          "Global options (before the command):\n"
-          "  --socket PATH     the daemon's Unix socket\n"
+          "Global options (before the command, or after it):\n"
+          "  --socket PATH     the daemon's Unix socket (or unix:PATH, tcp:HOST:PORT)\n"
           "  --tcp HOST:PORT   the daemon's TCP address\n"
           "  --timeout SEC     connecting, and the longest wait for an answer (default %d)\n"
           "  -h, --help        this help; COMMAND --help (or help COMMAND) for a command's\n"
@@ -56,6 +57,55 @@ static void usage(const char *prog, FILE *f) {
           "Exit codes: 0 success, 1 some input failed or not serving, 2 usage, 3 daemon\n"
           "unreachable or lost. See plankton-client(1).\n",
           DEFAULT_TIMEOUT_MS / 1000);
+}
+
+/* Takes the global options given after the command out of argv[from, *argc)
+ * (moving the rest down): --socket X, --socket=X, --tcp, --timeout; a "--"
+ * ends the options. */
+static int take_late_globals(const char *prog, int *argc, char **argv, int from,
+                             const char **socket_path, const char **tcp, int *timeout_ms) {
+  static const char *const names[] = {"--socket", "--tcp", "--timeout"};
+  int out = from;
+  for (int i = from; i < *argc; i++) {
+    const char *a = argv[i];
+    int which = -1;
+    const char *value = NULL;
+    if (!strcmp(a, "--")) { /* the rest are arguments, "--" included for the command */
+      while (i < *argc)
+        argv[out++] = argv[i++];
+      break;
+    }
+    for (int k = 0; k < 3 && which < 0; k++) {
+      size_t n = strlen(names[k]);
+      if (!strncmp(a, names[k], n) && (a[n] == '\0' || a[n] == '=')) {
+        which = k;
+        value = a[n] == '=' ? a + n + 1 : NULL;
+      }
+    }
+    if (which < 0) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    if (!value) {
+      if (i + 1 >= *argc) {
+        fprintf(stderr, "%s: option '%s' needs a value\n", prog, names[which]);
+        return PC_CLI_EXIT_USAGE;
+      }
+      value = argv[++i];
+    }
+    if (which == 0) *socket_path = value;
+    if (which == 1) *tcp = value;
+    if (which == 2) {
+      pc_cli_error err;
+      if (pc_cli_parse_seconds("--timeout", value, timeout_ms, &err) != PC_CLI_EXIT_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return PC_CLI_EXIT_USAGE;
+      }
+    }
+  }
+  argv[out] = NULL;
+  *argc = out;
+  return PC_CLI_EXIT_OK;
 }
 
 static const command *find_command(const char *name) {
@@ -73,7 +123,8 @@ int main(int argc, char **argv) {
   const char *socket_path = NULL, *tcp = NULL;
   pc_cli_error err;
   int c;
-  while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:h", longs, NULL)) != -1) {
     switch (c) {
     case 'S':
       socket_path = optarg;
@@ -94,8 +145,7 @@ int main(int argc, char **argv) {
       printf("plankton-client %s\n", PC_CLI_VERSION);
       return PC_CLI_EXIT_OK;
     default:
-      fprintf(stderr, "Try '%s --help'.\n", g.prog);
-      return PC_CLI_EXIT_USAGE;
+      return pc_cli_bad_option(g.prog, NULL, c, argv);
     }
   }
   if (optind == argc) {
@@ -120,10 +170,14 @@ int main(int argc, char **argv) {
   if (!cmd) {
     fprintf(stderr,
             "%s: unknown command '%s' (commands: classify, evaluate, stats, health, "
-            "models)\nTry '%s --help'.\n",
-            g.prog, name, g.prog);
+            "models)\n",
+            g.prog, name);
+    pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;
   }
+  if (take_late_globals(g.prog, &argc, argv, optind + 1, &socket_path, &tcp, &g.timeout_ms) !=
+      PC_CLI_EXIT_OK)
+    return PC_CLI_EXIT_USAGE;
   if (pc_cli_resolve_address(&g, socket_path, tcp, &err) != PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: %s\n", g.prog, err.msg);
     return PC_CLI_EXIT_USAGE;

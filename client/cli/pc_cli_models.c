@@ -6,6 +6,7 @@
 
 #include "pc_cli_json.h"
 #include "pc_cli.h"
+#include "pc_cli_args.h"
 
 void pc_cli_models_usage(const char *prog, FILE *f) {
   fprintf(f,
@@ -72,7 +73,8 @@ int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv) {
                                         {0, 0, 0, 0}};
   int json = 0, classes = 0, c;
   optind = 0;
-  while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
     if (c == 'J')
       json = 1;
     else if (c == 'C')
@@ -81,8 +83,7 @@ int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv) {
       pc_cli_models_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
     } else {
-      fprintf(stderr, "Try '%s models --help'.\n", g->prog);
-      return PC_CLI_EXIT_USAGE;
+      return pc_cli_bad_option(g->prog, "models", c, argv);
     }
   }
   if (argc - optind > 1) {
@@ -100,7 +101,9 @@ int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv) {
   pc_client_response *r = NULL;
   pc_client_error e;
   if (pc_client_model_info(client, name, &r, &e) != PC_CLIENT_OK) {
-    fprintf(stderr, "%s: models: %s\n", g->prog, e.message);
+    pc_cli_fail(&err, PC_CLI_EXIT_DAEMON, "models: %s", e.message);
+    pc_cli_explain(g, &err);
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
     rc = PC_CLI_EXIT_DAEMON;
   } else if (r->kind == PC_CLIENT_RESPONSE_MODEL_INFO && r->status == PC_CLIENT_STATUS_NOT_FOUND) {
     fprintf(stderr, "%s: models: %s\n", g->prog, r->message);

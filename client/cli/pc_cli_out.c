@@ -1,10 +1,10 @@
 /* pc_cli_out: classify's output rows in each format (see pc_cli_out.h). */
 #include "pc_cli_out.h"
 
-#include <ctype.h>
 #include <string.h>
 
 #include "pc_cli_json.h"
+#include "pc_cli_utf8.h"
 
 int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
   static const struct {
@@ -59,25 +59,11 @@ static void tsv_field(FILE *f, const char *s) {
   }
 }
 
-/* EcoTaxa's reader splits on tabs and lines: such bytes become spaces. */
-static void ecotaxa_field(FILE *f, const char *s) {
-  for (; *s; s++)
-    fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, f);
-}
-
 static void field(const pc_cli_out *o, const char *s) {
   if (o->format == PC_CLI_FORMAT_CSV)
     pc_cli_out_csv_field(o->f, s);
-  else if (o->format == PC_CLI_FORMAT_TSV)
-    tsv_field(o->f, s);
   else
-    ecotaxa_field(o->f, s);
-}
-
-static void ecotaxa_column(FILE *f, const char *label) {
-  fputs("object_p_", f);
-  for (const unsigned char *p = (const unsigned char *)label; *p; p++)
-    fputc(isalnum(*p) ? tolower(*p) : '_', f);
+    tsv_field(o->f, s);
 }
 
 void pc_cli_out_header(const pc_cli_out *o) {
@@ -98,27 +84,8 @@ void pc_cli_out_header(const pc_cli_out *o) {
     }
     fputc('\n', f);
   } else if (o->format == PC_CLI_FORMAT_ECOTAXA) {
-    fputs("img_file_name\tobject_id\tobject_annotation_category\tobject_annotation_status"
-          "\tobject_width\tobject_height\tobject_score",
-          f);
-    for (size_t i = 0; o->probs && i < o->n_labels; i++) {
-      fputc('\t', f);
-      ecotaxa_column(f, o->labels[i]);
-    }
-    fputs("\n[t]\t[t]\t[t]\t[t]\t[f]\t[f]\t[f]", f);
-    for (size_t i = 0; o->probs && i < o->n_labels; i++)
-      fputs("\t[f]", f);
-    fputc('\n', f);
+    pc_cli_ecotaxa_header(o->eco, f);
   }
-}
-
-static void object_id(FILE *f, const char *path) {
-  const char *base = strrchr(path, '/');
-  base = base ? base + 1 : path;
-  const char *dot = strrchr(base, '.');
-  size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
-  for (size_t i = 0; i < n; i++)
-    fputc(base[i] == '\t' || base[i] == '\n' || base[i] == '\r' ? ' ' : base[i], f);
 }
 
 static void row_json(const pc_cli_out *o, const pc_cli_result *r) {
@@ -126,6 +93,10 @@ static void row_json(const pc_cli_out *o, const pc_cli_result *r) {
   const pc_client_classify_result *c = &r->resp->u.classify;
   fputs("{\"path\":", f);
   pc_cli_json_string(f, r->path);
+  if (!pc_cli_utf8_valid(r->path)) { /* the exact bytes, recoverable */
+    fputs(",\"path_bytes\":", f);
+    pc_cli_json_bytes(f, r->path);
+  }
   if (c->n_top) {
     fputs(",\"label\":", f);
     pc_cli_json_string(f, c->top[0].label);
@@ -201,21 +172,7 @@ int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *er
     row_json(o, r);
     break;
   case PC_CLI_FORMAT_ECOTAXA:
-    field(o, r->path);
-    fputc('\t', f);
-    object_id(f, r->path);
-    fputc('\t', f);
-    field(o, c->top[0].label);
-    fputs("\tpredicted\t", f);
-    if (r->width && r->height)
-      fprintf(f, "%u\t%u", r->width, r->height);
-    else
-      fputc('\t', f);
-    fprintf(f, "\t%.9g", (double)c->top[0].probability);
-    for (size_t i = 0; o->probs && i < o->n_labels; i++)
-      fprintf(f, "\t%.9g", (double)c->distribution[i]);
-    fputc('\n', f);
-    break;
+    return pc_cli_ecotaxa_row(o->eco, f, r, err);
   }
   return PC_CLI_EXIT_OK;
 }

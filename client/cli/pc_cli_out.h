@@ -7,11 +7,10 @@
  *    probabilities with 9 significant digits (they read back exactly);
  *  - json: JSON Lines, one object per image (path, label, probability, top,
  *    and with --probs `probabilities`: label -> probability in class order);
- *  - ecotaxa: EcoTaxa's import TSV: a header row, the type row ([t]/[f]),
- *    then img_file_name, object_id (file name without extension),
- *    object_annotation_category, object_annotation_status = predicted,
- *    object_width, object_height (pixels), object_score (top-1
- *    probability) and with --probs one object_p_<label> column per class.
+ *    always valid UTF-8: bytes of a name that are not UTF-8 are written as
+ *    U+FFFD, and such a path also gets `path_bytes`, the name with those
+ *    bytes and '%' as %XX (pc_cli_json_bytes);
+ *  - ecotaxa: EcoTaxa's import TSV, written by pc_cli_ecotaxa (see there).
  * Owns nothing; the caller owns the FILE and the labels. */
 #ifndef PC_CLI_OUT_H
 #define PC_CLI_OUT_H
@@ -19,6 +18,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "pc_cli_ecotaxa.h"
 #include "pc_cli_pipe.h"
 
 typedef enum pc_cli_format {
@@ -39,6 +39,7 @@ typedef struct pc_cli_out {
   unsigned top_k;  /* columns of top classes (>= 1) */
   size_t n_labels; /* the model's classes (needed with probs) */
   const char *const *labels;
+  pc_cli_ecotaxa *eco; /* the ecotaxa writer (format ecotaxa) */
 } pc_cli_out;
 
 /* The header row(s) of the format (none for table and json). */

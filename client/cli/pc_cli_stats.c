@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "pc_cli.h"
+#include "pc_cli_args.h"
 #include "pc_cli_json.h"
 
 void pc_cli_stats_usage(const char *prog, FILE *f) {
@@ -154,15 +155,15 @@ int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv) {
       {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
   int json = 0, c;
   optind = 0;
-  while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
     if (c == 'J')
       json = 1;
     else if (c == 'h') {
       pc_cli_stats_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
     } else {
-      fprintf(stderr, "Try '%s stats --help'.\n", g->prog);
-      return PC_CLI_EXIT_USAGE;
+      return pc_cli_bad_option(g->prog, "stats", c, argv);
     }
   }
   if (optind < argc) {
@@ -179,7 +180,9 @@ int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv) {
   pc_client_response *r = NULL;
   pc_client_error e;
   if (pc_client_stats(client, &r, &e) != PC_CLIENT_OK) {
-    fprintf(stderr, "%s: stats: %s\n", g->prog, e.message);
+    pc_cli_fail(&err, PC_CLI_EXIT_DAEMON, "stats: %s", e.message);
+    pc_cli_explain(g, &err);
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
     rc = PC_CLI_EXIT_DAEMON;
   } else if (r->kind != PC_CLIENT_RESPONSE_STATS || r->status != PC_CLIENT_STATUS_OK) {
     fprintf(stderr, "%s: stats: %s: %s\n", g->prog, pc_client_status_name(r->status), r->message);

@@ -28,6 +28,7 @@ struct pc_cli_walk {
   char *line;
   size_t line_start, line_len, line_cap;
   int list_eof;
+  pc_cli_skipped skipped; /* files left out for their name */
 };
 
 int pc_cli_walk_is_image_name(const char *name) {
@@ -60,7 +61,12 @@ void pc_cli_walk_free(pc_cli_walk *w) {
     frame_free(&w->stack[--w->depth]);
   free(w->path);
   free(w->line);
+  pc_cli_skipped_free(&w->skipped);
   free(w);
+}
+
+const pc_cli_skipped *pc_cli_walk_skipped(const pc_cli_walk *w) {
+  return &w->skipped;
 }
 
 static int cmp_names(const void *a, const void *b) {
@@ -182,6 +188,7 @@ static int walk_stack(pc_cli_walk *w, const char **path, pc_cli_error *err) {
       continue;
     }
     if (!image || !S_ISREG(st.st_mode)) {
+      if (S_ISREG(st.st_mode)) pc_cli_skipped_add(&w->skipped, p);
       free(p);
       continue;
     }

@@ -8,7 +8,8 @@
  * blocking, so a caller can poll the descriptor together with its socket
  * (`inotifywait ... | plankton-client classify -` answers each crop as soon
  * as it is classified, not when the next path comes). A file named
- * explicitly is passed on whatever its name. Owns the stack of open
+ * explicitly is passed on whatever its name; a regular file a directory
+ * walk leaves out for its name is counted (pc_cli_walk_skipped). Owns the stack of open
  * directory listings, the list's line buffer and the path buffer; nothing is
  * read ahead beyond the directory listings on the stack and the list's bytes
  * already arrived. */
@@ -16,6 +17,7 @@
 #define PC_CLI_WALK_H
 
 #include "pc_cli.h"
+#include "pc_cli_skipped.h"
 
 #define PC_CLI_WALK_MAX_DEPTH 64
 
@@ -41,6 +43,8 @@ int pc_cli_walk_next(pc_cli_walk *w, const char **path, pc_cli_error *err);
 /* The descriptor to poll for input after PC_CLI_WALK_WAIT. */
 int pc_cli_walk_wait_fd(const pc_cli_walk *w);
 void pc_cli_walk_free(pc_cli_walk *w);
+/* The files the directory walks left out for their name, so far. */
+const pc_cli_skipped *pc_cli_walk_skipped(const pc_cli_walk *w);
 
 /* How many files the arguments name (walking directories, listing only).
  * -1 when any argument is `-` (unknown in advance). */

@@ -55,17 +55,19 @@ class Result:
         return "exit %d\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.out[:2000], self.err[:2000])
 
 
-def run_cli(args, socket=None, stdin=None, env_extra=None, timeout=300):
-    """Runs plankton-client [--socket S] ARGS; returns Result(rc, stdout, stderr)."""
-    cmd = [env("PLANKTON_CLIENT")]
+def run_cli(args, socket=None, stdin=None, env_extra=None, timeout=300, cwd=None, binary=False,
+            prefix=()):
+    """Runs [PREFIX...] plankton-client [--socket S] ARGS (in cwd); returns Result(rc, stdout,
+    stderr), as bytes when binary (for file names that are not UTF-8)."""
+    cmd = list(prefix) + [env("PLANKTON_CLIENT")]
     if socket:
         cmd += ["--socket", socket]
     e = dict(os.environ)
     e.pop("PLANKTON_SOCKET", None)
     if env_extra:
         e.update(env_extra)
-    p = subprocess.run(cmd + list(args), input=stdin, capture_output=True, text=True, env=e,
-                       timeout=timeout)
+    p = subprocess.run(cmd + list(args), input=stdin, capture_output=True, text=not binary, env=e,
+                       timeout=timeout, cwd=cwd)
     return Result(p.returncode, p.stdout, p.stderr)
 
 

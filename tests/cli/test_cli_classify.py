@@ -100,7 +100,9 @@ def main():
         with h.Daemon() as d:
             # csv --probs: header in class order, every probability
             r = h.run_cli(["classify", "-f", "csv", "--probs", tree], socket=d.socket)
-            f.check(r.rc == 0 and r.err == "", "csv --probs runs cleanly: %r" % r)
+            f.check(r.rc == 0 and r.err == "plankton-client: classify: skipped 1 file not named *.png, "
+                    "*.jpg or *.jpeg (%s)\n" % os.path.join(tree, "notes.txt"),
+                    "csv --probs runs cleanly, naming the file it skipped (not the hidden one): %r" % r)
             rows = list(csv.reader(io.StringIO(r.out)))
             f.check(rows and rows[0] == ["path"] + labels, "csv --probs header: %r" % rows[:1])
             f.check([row[0] for row in rows[1:]] == paths,
@@ -152,10 +154,11 @@ def main():
                             "json label/index %r" % o)
                 f.check((o.get("width"), o.get("height")) == sizes[i], "json size %r vs %r" % (o, sizes[i]))
 
-            # ecotaxa: EcoTaxa's TSV, read back with the csv module
-            r = h.run_cli(["classify", "-f", "ecotaxa", "--probs", tree], socket=d.socket)
-            f.check(r.rc == 0, "ecotaxa: %r" % r)
-            rows = list(csv.reader(io.StringIO(r.out), delimiter="\t", quoting=csv.QUOTE_NONE))
+            # ecotaxa: EcoTaxa's TSV on standard output, run in the folder above the tree
+            # (img_file_name is relative to where the TSV sits; test_cli_ecotaxa imports bundles)
+            r = h.run_cli(["classify", "-f", "ecotaxa", "--probs", "crops"], socket=d.socket, cwd=tmp)
+            f.check(r.rc == 0 and r.out.startswith("\ufeff"), "ecotaxa: BOM first: %r" % r)
+            rows = list(csv.reader(io.StringIO(r.out.lstrip("\ufeff")), delimiter="\t", quotechar='"'))
             head = ["img_file_name", "object_id", "object_annotation_category",
                     "object_annotation_status", "object_width", "object_height", "object_score"]
             f.check(rows[0] == head + ["object_p_" + lab for lab in labels], "ecotaxa header %r" % rows[0])
@@ -163,8 +166,9 @@ def main():
             f.check(len(rows) == 2 + len(paths), "ecotaxa row count %d" % len(rows))
             for i, row in enumerate(rows[2:]):
                 rec = dict(zip(rows[0], row))
-                f.check(rec["img_file_name"] == paths[i], "ecotaxa path %r" % row)
-                f.check(rec["object_id"] == os.path.splitext(os.path.basename(paths[i]))[0], "object_id %r" % row)
+                below = os.path.relpath(paths[i], tree)
+                f.check(rec["img_file_name"] == os.path.join("crops", below), "ecotaxa path %r" % row)
+                f.check(rec["object_id"] == below.replace("/", "__"), "object_id %r" % row)
                 f.check(rec["object_annotation_status"] == "predicted", "status %r" % row)
                 f.check((int(rec["object_width"]), int(rec["object_height"])) == sizes[i], "size %r" % row)
                 f.check(abs(float(rec["object_score"]) - ref[i].max()) <= TOL, "score %r" % row)

@@ -305,7 +305,7 @@ def main():
         for args, needle in ((["frobnicate"], "unknown command"), (["classify"], "no PATH"),
                              (["classify", "-j", "0", "x"], "--jobs"),
                              (["classify", "--format", "xml", "x"], "--format"),
-                             (["classify", "--bogus", "x"], "Try"),
+                             (["classify", "--bogus", "x"], "unknown option '--bogus'"),
                              (["--socket", "a", "--tcp", "b:1", "health"], "not both"),
                              (["--timeout", "soon", "health"], "--timeout"),
                              (["evaluate"], "DIR"), (["stats", "extra"], "unexpected"),
