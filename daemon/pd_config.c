@@ -30,6 +30,8 @@ static const field fields[] = {
     STR_FIELD("metrics", "listen", F_METRICS, metrics),
     INT_FIELD("metrics", "max_connections", metrics_max_connections, 1, 10000),
     INT_FIELD("metrics", "idle_timeout_s", metrics_idle_timeout_s, 1, 86400),
+    STR_FIELD("kserve", "grpc_listen", F_METRICS, kserve_grpc),
+    STR_FIELD("kserve", "http_listen", F_METRICS, kserve_http),
     STR_FIELD("model", "dir", F_STR, model_dir),
     STR_FIELD("engine", "backend", F_BACKEND, backend),
     INT_FIELD("engine", "device", device, 0, 64),
@@ -54,8 +56,8 @@ static const field fields[] = {
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
-static const char *const sections[] = {"listen",   "metrics", "model", "engine",
-                                       "batching", "limits",  "log",   NULL};
+static const char *const sections[] = {"listen",   "metrics", "kserve", "model", "engine",
+                                       "batching", "limits",  "log",    NULL};
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static const char *const backend_names[] = {"auto", "cpu", "cuda"};
 

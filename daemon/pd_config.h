@@ -24,6 +24,9 @@ typedef struct pd_config {
   char metrics[PD_ADDR_LEN]; /* HTTP /metrics: "host:port" or "unix:PATH"; "" = off */
   long metrics_max_connections;
   long metrics_idle_timeout_s; /* close a keep-alive /metrics connection silent this long */
+  /* kserve: the Open Inference Protocol front ends ("" = off) */
+  char kserve_grpc[PD_ADDR_LEN]; /* gRPC: "host:port" or "unix:PATH" */
+  char kserve_http[PD_ADDR_LEN]; /* REST: "host:port" or "unix:PATH" */
   /* model */
   char model_dir[PD_PATH_LEN];
   /* engine */

@@ -17,6 +17,8 @@ static const struct flag {
     {"--socket-group", "listen.socket_group"},
     {"--tcp", "listen.tcp"},
     {"--metrics", "metrics.listen"},
+    {"--grpc", "kserve.grpc_listen"},
+    {"--http", "kserve.http_listen"},
     {"--model", "model.dir"},
     {"--backend", "engine.backend"},
     {"--device", "engine.device"},
@@ -62,6 +64,8 @@ static void usage(FILE *f) {
           "  --socket-group GROUP     listen.socket_group (default: the daemon's group)\n"
           "  --tcp HOST:PORT          listen.tcp (default off)\n"
           "  --metrics ADDR           metrics.listen: HOST:PORT or unix:PATH (default off)\n"
+          "  --grpc ADDR              kserve.grpc_listen: KServe v2 gRPC (default off)\n"
+          "  --http ADDR              kserve.http_listen: KServe v2 REST (default off)\n"
           "  --model DIR              model.dir (default %s)\n"
           "  --backend NAME           engine.backend: auto (CUDA when usable), cpu, cuda\n"
           "  --device N               engine.device: CUDA device index (0)\n"

@@ -1,0 +1,45 @@
+/* pd_kserve_job: one KServe inference request (N crops) on the core: each
+ * crop becomes a pd_request submitted to the same pipeline and batcher as
+ * every other front end's, and the job's callback runs once, on the loop,
+ * when the last crop is answered. Owns the core requests and the gathered
+ * probabilities; the crops' bytes are the caller's until then. A failed
+ * crop fails the job with the crop's own status and a message naming its
+ * index (the lowest failing index when several fail). */
+#ifndef PD_KSERVE_JOB_H
+#define PD_KSERVE_JOB_H
+
+#include <stdint.h>
+
+#include "pd_kserve_infer.h"
+#include "pd_pipeline.h"
+
+typedef struct pd_kjob pd_kjob;
+typedef void (*pd_kjob_done_fn)(pd_kjob *job);
+
+struct pd_kjob {
+  /* ---- set by the caller ---- */
+  pd_kinfer_request kr; /* the crops */
+  pd_kjob_done_fn done;
+  void *owner;
+  /* ---- the result ---- */
+  int status; /* gRPC code (pd_status) */
+  char message[400];
+  pd_served *served; /* the model the crops ran on (a reference; NULL when none ran) */
+  int n_classes;
+  float *probs; /* n x n_classes when status is 0 */
+  /* ---- private ---- */
+  pd_request *reqs;
+  int pending;
+  int failed_index;
+};
+
+/* Submits every crop. `model`: the name the client asked for ("" = the
+ * served one); deadline_ns: CLOCK_MONOTONIC, 0 = none. job->done runs
+ * exactly once (possibly before this returns, when every crop is refused
+ * up front). */
+void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t deadline_ns);
+
+/* Frees what the job holds (not the job itself). */
+void pd_kjob_dispose(pd_kjob *job);
+
+#endif
