@@ -10,12 +10,17 @@
 
 #include <uv.h>
 
-#include "pd_http.h"
+#include "pd_frontends.h"
 #include "pd_log.h"
-#include "pd_metrics.h"
 #include "pd_pipeline.h"
 #include "pd_sd.h"
-#include "pd_native_server.h"
+
+/* The front ends, in the order they start. */
+static const pd_frontend_create_fn frontend_list[] = {
+    pd_frontend_native_create,
+    pd_frontend_metrics_create,
+};
+#define PD_N_FRONTENDS (int)(sizeof frontend_list / sizeof frontend_list[0])
 
 typedef struct pd_daemon {
   uv_loop_t loop;
@@ -24,8 +29,10 @@ typedef struct pd_daemon {
   pd_log log;
   pd_stats stats;
   pd_pipeline *pipeline;
-  pd_native_server *server;
-  pd_http *http;
+  pd_frontend_env env;
+  pd_frontend *fe[PD_N_FRONTENDS];
+  int n_fe;
+  bool starting_drain; /* the drain is being handed to the front ends */
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t tick, drain_timer;
   bool draining, finished;
@@ -120,27 +127,6 @@ static int fd_connection_cap(const pd_config *c, long *limit, int *open_now, lon
   return cap < 1 ? 1 : cap > 1L << 30 ? 1 << 30 : (int)cap;
 }
 
-static pd_native_server_limits server_limits(const pd_daemon *d, const pd_config *c) {
-  int conns = (int)c->max_connections;
-  if (d->fd_connection_cap > 0 && d->fd_connection_cap < conns) conns = d->fd_connection_cap;
-  pd_native_server_limits l = {.max_frame = (size_t)c->max_frame_bytes,
-                               .max_receive_bytes = (size_t)c->max_receive_bytes,
-                               .window = (int)c->max_in_flight,
-                               .max_connections = conns,
-                               .max_connections_from_fds = conns < c->max_connections,
-                               .default_top_k = (int)c->default_top_k,
-                               .frame_timeout_ms = (uint64_t)c->frame_timeout_ms,
-                               .idle_timeout_ms = (uint64_t)c->idle_timeout_s * 1000};
-  return l;
-}
-
-static pd_http_limits http_limits(const pd_config *c) {
-  pd_http_limits l = {.max_connections = (int)c->metrics_max_connections,
-                      .request_timeout_ms = (uint64_t)c->frame_timeout_ms,
-                      .idle_timeout_ms = (uint64_t)c->metrics_idle_timeout_s * 1000};
-  return l;
-}
-
 static void log_model(pd_daemon *d, const char *what, const pd_served *s) {
   const pd_model *m = s->model;
   pd_logf(&d->log, PD_LOG_INFO,
@@ -173,17 +159,28 @@ static void fill_report(void *ctx, pd_stats_report *r) {
     r->model_loaded_unix = (int64_t)s->loaded_at;
   }
   r->queue_depth = pd_pipeline_queue(d->pipeline).queued;
-  if (d->server)
-    pd_native_server_receive_stats(d->server, &r->receive_buffer_bytes, &r->receive_waits);
+  for (int i = 0; i < d->n_fe; i++)
+    if (d->fe[i]->ops->report) d->fe[i]->ops->report(d->fe[i], r);
   r->draining = d->draining;
 }
 
-static char *render_metrics(void *ctx, size_t *len) {
-  pd_daemon *d = ctx;
-  pd_stats_report r;
-  pd_stats_report_fill(&d->stats, pd_now_ns(), &r);
-  fill_report(d, &r);
-  return pd_metrics_render(&r, len);
+/* What the front ends' drains wait for, all together. */
+static int frontends_busy(const pd_daemon *d) {
+  int n = 0;
+  for (int i = 0; i < d->n_fe; i++)
+    n += d->fe[i]->ops->busy(d->fe[i]);
+  return n;
+}
+
+static void frontends_close_all(pd_daemon *d) {
+  for (int i = 0; i < d->n_fe; i++)
+    d->fe[i]->ops->close_all(d->fe[i]);
+}
+
+static void frontends_close(pd_daemon *d) {
+  for (int i = 0; i < d->n_fe; i++)
+    d->fe[i]->ops->close(d->fe[i]);
+  d->n_fe = 0;
 }
 
 /* READY=1 with a STATUS line naming the model being served. */
@@ -206,10 +203,7 @@ static void finish(pd_daemon *d) {
   d->finished = true;
   pd_pipeline_close(d->pipeline);
   d->pipeline = NULL;
-  pd_native_server_free(d->server);
-  d->server = NULL;
-  pd_http_close(d->http);
-  d->http = NULL;
+  frontends_close(d);
   close_handle((uv_handle_t *)&d->sig_term);
   close_handle((uv_handle_t *)&d->sig_int);
   close_handle((uv_handle_t *)&d->sig_hup);
@@ -227,7 +221,7 @@ static void finish(pd_daemon *d) {
 
 static void check_drained(void *data) {
   pd_daemon *d = data;
-  if (d->draining && pd_native_server_connections(d->server) == 0 &&
+  if (d->draining && !d->starting_drain && frontends_busy(d) == 0 &&
       pd_pipeline_in_flight(d->pipeline) == 0)
     finish(d);
 }
@@ -236,25 +230,29 @@ static void on_drain_timeout(uv_timer_t *t) {
   pd_daemon *d = t->data;
   pd_logf(&d->log, PD_LOG_WARNING,
           "drain timeout (%ld s): closing %d connections with answers still owed",
-          d->cfg.drain_timeout_s, pd_native_server_connections(d->server));
-  pd_native_server_close_all(d->server);
+          d->cfg.drain_timeout_s, frontends_busy(d));
+  frontends_close_all(d);
 }
 
 static void drain(pd_daemon *d, const char *why) {
   if (d->draining) {
     pd_logf(&d->log, PD_LOG_WARNING, "%s again while draining: closing every connection now", why);
-    pd_native_server_close_all(d->server);
+    frontends_close_all(d);
     return;
   }
   d->draining = true;
   pd_sd_notify("STOPPING=1");
   pd_logf(&d->log, PD_LOG_INFO,
           "%s: draining: no new connections; answering %d requests in flight on %d connections",
-          why, pd_pipeline_in_flight(d->pipeline), pd_native_server_connections(d->server));
+          why, pd_pipeline_in_flight(d->pipeline), frontends_busy(d));
   if (d->cfg.drain_timeout_s > 0)
     uv_timer_start(&d->drain_timer, on_drain_timeout, (uint64_t)d->cfg.drain_timeout_s * 1000, 0);
   pd_pipeline_on_idle(d->pipeline, check_drained, d);
-  pd_native_server_drain(d->server, check_drained, d);
+  d->starting_drain = true; /* no finish() while some front ends are still to be told */
+  for (int i = 0; i < d->n_fe; i++)
+    d->fe[i]->ops->drain(d->fe[i], check_drained, d);
+  d->starting_drain = false;
+  check_drained(d);
 }
 
 /* ---- reload ---- */
@@ -303,9 +301,9 @@ static void reload_done(uv_work_t *w, int status) {
     d->cfg = d->reload_cfg;
     d->log.level = d->cfg.log_level;
     pd_pipeline_limits pl = pipeline_limits(&d->cfg);
-    pd_native_server_limits sl = server_limits(d, &d->cfg);
     pd_pipeline_set_limits(d->pipeline, &pl);
-    pd_native_server_set_limits(d->server, &sl);
+    for (int i = 0; i < d->n_fe; i++)
+      d->fe[i]->ops->set_limits(d->fe[i], &d->cfg);
     pd_pipeline_set_model(d->pipeline, d->reload_model);
     atomic_fetch_add(&d->stats.model_loads, 1);
     log_model(d, "reloaded:", d->reload_model);
@@ -364,28 +362,25 @@ static void on_tick(uv_timer_t *t) {
 
 /* ---- start-up ---- */
 
+/* Each front end opens its listeners: the sockets systemd passed that are
+ * its own (by FileDescriptorName=; the one front end without a name takes
+ * the rest), or those its settings name. */
 static int open_listeners(pd_daemon *d, pd_error *err) {
   pd_sd_fds fds;
   int n = pd_sd_listen_fds(&fds);
   if (n < 0) return pd_error_set(err, PD_EIO, "sd_listen_fds: %s", strerror(-n));
   int rc = PD_OK;
-  for (int i = 0; i < fds.n && rc == PD_OK; i++) {
-    if (!strcmp(fds.name[i], "metrics")) {
-      pd_http_limits hl = http_limits(&d->cfg);
-      if (!d->http)
-        rc =
-            pd_http_create(&d->loop, "", fds.fd[i], &hl, render_metrics, d, &d->log, &d->http, err);
-      continue;
+  for (int i = 0; i < d->n_fe && rc == PD_OK; i++) {
+    const pd_frontend_ops *ops = d->fe[i]->ops;
+    int mine[PD_SD_MAX_FDS], n_mine = 0;
+    for (int f = 0; f < fds.n; f++) {
+      int owner = -1;
+      for (int j = 0; j < d->n_fe && owner < 0; j++)
+        if (d->fe[j]->ops->fd_name && !strcmp(d->fe[j]->ops->fd_name, fds.name[f])) owner = j;
+      if (owner == i || (owner < 0 && !ops->fd_name)) mine[n_mine++] = fds.fd[f];
     }
-    rc = pd_native_server_listen_fd(d->server, fds.fd[i], err);
+    rc = ops->listen(d->fe[i], mine, n_mine, fds.n > 0, err);
   }
-  if (rc != PD_OK || fds.n > 0) return rc;
-  if (d->cfg.socket_path[0])
-    rc = pd_native_server_listen_unix(d->server, d->cfg.socket_path, (int)d->cfg.socket_mode,
-                                      d->cfg.socket_group, err);
-  if (rc == PD_OK && d->cfg.tcp[0]) rc = pd_native_server_listen_tcp(d->server, d->cfg.tcp, err);
-  if (rc == PD_OK && pd_native_server_listener_count(d->server) == 0)
-    rc = pd_error_set(err, PD_EINVAL, "nothing to listen on: set listen.socket or listen.tcp");
   return rc;
 }
 
@@ -416,16 +411,18 @@ static int start(pd_daemon *d, pd_error *err) {
             "%d descriptors open, %d kept for metrics, reloads and libuv)",
             d->cfg.max_connections, d->fd_connection_cap, nofile, open_now,
             PD_FD_RESERVE + (d->cfg.metrics[0] ? (int)d->cfg.metrics_max_connections : 0));
-  pd_native_server_limits sl = server_limits(d, &d->cfg);
-  rc = pd_native_server_create(&d->loop, &sl, d->pipeline, &d->stats, &d->log, fill_report, d,
-                               &d->server, err);
+  d->env = (pd_frontend_env){.loop = &d->loop,
+                             .pipeline = d->pipeline,
+                             .stats = &d->stats,
+                             .log = &d->log,
+                             .report = fill_report,
+                             .report_ctx = d,
+                             .connection_cap = d->fd_connection_cap};
+  for (int i = 0; i < PD_N_FRONTENDS && rc == PD_OK; i++) {
+    rc = frontend_list[i](&d->env, &d->cfg, &d->fe[d->n_fe], err);
+    if (rc == PD_OK) d->n_fe++;
+  }
   if (rc == PD_OK) rc = open_listeners(d, err);
-  pd_http_limits hl = http_limits(&d->cfg);
-  if (rc == PD_OK && d->cfg.metrics[0] && !d->http)
-    rc = pd_http_create(&d->loop, d->cfg.metrics, -1, &hl, render_metrics, d, &d->log, &d->http,
-                        err);
-  if (rc == PD_OK && d->http)
-    pd_logf(&d->log, PD_LOG_INFO, "metrics: http %s /metrics", pd_http_name(d->http));
   if (rc != PD_OK) return rc;
   uv_signal_init(&d->loop, &d->sig_term);
   uv_signal_init(&d->loop, &d->sig_int);
@@ -474,9 +471,8 @@ int pd_daemon_run(const pd_settings_source *src) {
   if (rc != PD_OK) {
     pd_logf(&d->log, PD_LOG_ERROR, "start-up failed: %s", err.msg);
     d->exit_code = 1;
-    if (d->server) pd_native_server_free(d->server);
+    frontends_close(d);
     if (d->pipeline) pd_pipeline_close(d->pipeline);
-    pd_http_close(d->http);
     uv_walk(&d->loop, close_all_handles, NULL);
   } else {
     notify_ready(d);

@@ -1,10 +1,10 @@
 /* pd_daemon: planktond as a whole. Owns the loop and the parts it wires
  * together: settings (file + overrides, rebuilt on SIGHUP), the served model,
- * the pipeline, the protocol server, the /metrics server, the stats, the
- * signals and systemd notices. Start-up loads the model and builds its plan
- * before any listener opens; SIGTERM/SIGINT drain (stop accepting, answer
- * everything accepted, exit 0); SIGHUP reloads settings and model off the
- * loop and swaps them in only if both are good. */
+ * the pipeline, the front ends (pd_frontend.h: the protocol server, the
+ * /metrics server), the stats, the signals and systemd notices. Start-up loads the model and builds
+ * its plan before any listener opens; SIGTERM/SIGINT drain (stop accepting, answer everything
+ * accepted, exit 0); SIGHUP reloads settings and model off the loop and swaps them in only if both
+ * are good. */
 #ifndef PD_DAEMON_H
 #define PD_DAEMON_H
 

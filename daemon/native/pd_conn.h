@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "pd_frame.h"
+#include "pd_link.h"
 #include "pd_listener.h"
 
 typedef struct pd_conn pd_conn;
@@ -73,7 +74,7 @@ struct pd_conn {
   uint64_t frame_since_ms, active_ms;
   uint64_t serial;
   char peer[96];
-  pd_conn *next, *prev; /* the owner's list */
+  pd_link link; /* in the owner's list */
 };
 
 /* Takes an accepted, initialised stream: c->h must already be set up (see

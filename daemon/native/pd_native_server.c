@@ -19,7 +19,7 @@ struct pd_native_server {
   void *report_ctx;
   pd_listener *listeners[PD_NATIVE_SERVER_MAX_LISTENERS];
   int n_listeners;
-  pd_conn *conns;
+  pd_link *conns;
   int n_conns;
   uint64_t serial;
   uv_timer_t sweep;             /* the timeouts' check */
@@ -173,11 +173,7 @@ static void on_oversize(pd_conn *c, const char *why, void *ctx) {
 
 static void on_closed(pd_conn *c, void *ctx) {
   pd_native_server *s = ctx;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  pd_link_unlink(&s->conns, &c->link);
   s->n_conns--;
   atomic_fetch_sub(&s->stats->connections, 1);
   pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s) closed", (unsigned long long)c->serial,
@@ -213,10 +209,7 @@ static void on_connection(pd_listener *l, int status, void *data) {
     return;
   }
   snprintf(c->peer, sizeof c->peer, "%s", peer);
-  c->prev = NULL;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  pd_link_push(&s->conns, &c->link);
   s->n_conns++;
   atomic_fetch_add(&s->stats->connections, 1);
   atomic_fetch_add(&s->stats->connections_total, 1);
@@ -278,8 +271,9 @@ static void on_sweep(uv_timer_t *t) {
   pd_native_server *s = t->data;
   uint64_t now = uv_now(s->loop);
   const uint64_t frame_ms = s->lim.frame_timeout_ms, idle_ms = s->lim.idle_timeout_ms;
-  for (pd_conn *c = s->conns, *next; c; c = next) {
-    next = c->next; /* pd_conn_fail unlinks nothing now: on_closed does, later */
+  for (pd_link *l = s->conns, *next; l; l = next) {
+    next = l->next; /* pd_conn_fail unlinks nothing now: on_closed does, later */
+    pd_conn *c = pd_link_owner(l, pd_conn, link);
     if (c->closing || c->failed) continue;
     char why[160];
     size_t len = 0;
@@ -369,16 +363,16 @@ void pd_native_server_drain(pd_native_server *s, void (*on_empty)(void *), void 
   for (int i = 0; i < s->n_listeners; i++)
     pd_listener_close(s->listeners[i]);
   s->n_listeners = 0;
-  for (pd_conn *c = s->conns, *next; c; c = next) {
-    next = c->next; /* pd_conn_drain may close c (it stays allocated until its close callback) */
-    pd_conn_drain(c);
+  for (pd_link *l = s->conns, *next; l; l = next) {
+    next = l->next; /* pd_conn_drain may close c (it stays allocated until its close callback) */
+    pd_conn_drain(pd_link_owner(l, pd_conn, link));
   }
   if (s->n_conns == 0 && on_empty) on_empty(data);
 }
 
 void pd_native_server_close_all(pd_native_server *s) {
-  for (pd_conn *c = s->conns; c; c = c->next)
-    pd_conn_close(c);
+  for (pd_link *l = s->conns; l; l = l->next)
+    pd_conn_close(pd_link_owner(l, pd_conn, link));
 }
 
 int pd_native_server_connections(const pd_native_server *s) {
@@ -389,7 +383,7 @@ static void sweep_closed(uv_handle_t *h) {
   free(h->data);
 }
 
-void pd_native_server_free(pd_native_server *s) {
+void pd_native_server_close(pd_native_server *s) {
   for (int i = 0; i < s->n_listeners; i++)
     pd_listener_close(s->listeners[i]);
   s->n_listeners = 0;

@@ -64,8 +64,9 @@ void pd_native_server_drain(pd_native_server *s, void (*on_empty)(void *), void 
 /* Closes every connection now (drain timeout). */
 void pd_native_server_close_all(pd_native_server *s);
 int pd_native_server_connections(const pd_native_server *s);
-/* Frees the server (once its timer handle is closed): only after drain,
- * once on_empty has run. */
-void pd_native_server_free(pd_native_server *s);
+/* Closes the listeners and the timer; the server is freed once the timer's
+ * handle has closed (asynchronous, as uv_close). Only after drain, once
+ * on_empty has run (or before any connection was accepted). */
+void pd_native_server_close(pd_native_server *s);
 
 #endif

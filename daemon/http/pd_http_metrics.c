@@ -1,0 +1,22 @@
+#include "pd_http_metrics.h"
+
+#include "pd_metrics.h"
+
+static void metrics_handler(pd_http_request *req, void *data) {
+  const pd_http_metrics_source *src = data;
+  pd_stats_report r;
+  src->fill(src->ctx, &r);
+  size_t len = 0;
+  char *body = pd_metrics_render(&r, &len);
+  if (!body) {
+    pd_http_respond_text(req, 500, "out of memory\n", true);
+    return;
+  }
+  pd_http_respond(req, 200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", body, len,
+                  false);
+}
+
+int pd_http_metrics_route(pd_http *h, const char *path, const pd_http_metrics_source *src,
+                          pd_error *err) {
+  return pd_http_route(h, "GET", path, metrics_handler, (void *)src, err);
+}
