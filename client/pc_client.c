@@ -169,6 +169,13 @@ static int connect_tcp(const char *host_port, int timeout_ms, int *out, pc_clien
   return PC_CLIENT_OK;
 }
 
+int pc_client__open(const char *address, int timeout_ms, int *fd, pc_client_error *err) {
+  if (!strncmp(address, "unix:", 5)) return connect_unix(address + 5, timeout_ms, fd, err);
+  if (!strncmp(address, "tcp:", 4)) return connect_tcp(address + 4, timeout_ms, fd, err);
+  if (strchr(address, '/')) return connect_unix(address, timeout_ms, fd, err);
+  return connect_tcp(address, timeout_ms, fd, err);
+}
+
 int pc_client_connect(const char *address, const pc_client_options *opt, pc_client **out,
                       pc_client_error *err) {
   if (!address || !*address || !out)
@@ -179,24 +186,22 @@ int pc_client_connect(const char *address, const pc_client_options *opt, pc_clie
     if (opt->timeout_ms != 0) o.timeout_ms = opt->timeout_ms;
     if (opt->max_frame > 0) o.max_frame = opt->max_frame;
   }
-  int fd = -1, rc;
-  if (!strncmp(address, "unix:", 5))
-    rc = connect_unix(address + 5, o.timeout_ms, &fd, err);
-  else if (!strncmp(address, "tcp:", 4))
-    rc = connect_tcp(address + 4, o.timeout_ms, &fd, err);
-  else if (strchr(address, '/'))
-    rc = connect_unix(address, o.timeout_ms, &fd, err);
-  else
-    rc = connect_tcp(address, o.timeout_ms, &fd, err);
+  int fd = -1;
+  int rc = pc_client__open(address, o.timeout_ms, &fd, err);
   if (rc != PC_CLIENT_OK) return rc;
   pc_client *c = calloc(1, sizeof *c);
-  if (!c) {
+  char *addr = strdup(address);
+  if (!c || !addr) {
     close(fd);
+    free(c);
+    free(addr);
     return pc_client__fail(err, PC_CLIENT_ENOMEM, "out of memory");
   }
   c->fd = fd;
+  c->address = addr;
   c->opt = o;
   c->next_id = 1;
+  c->retry.timer_fd = -1;
   *out = c;
   return PC_CLIENT_OK;
 }
@@ -208,16 +213,19 @@ void pc_client_close(pc_client *c) {
     n = pc_client__response_next(r);
     pc_client_response_free(r);
   }
+  pc_client__retry_free(c);
+  free(c->address);
   free(c->out);
   free(c->in);
   free(c);
 }
 
 int pc_client_fd(const pc_client *c) {
+  if (c->retry.on && c->retry.link == PC_CLIENT__PAUSE) return c->retry.timer_fd;
   return c->fd;
 }
 int pc_client_in_flight(const pc_client *c) {
-  return c->in_flight;
+  return c->retry.on ? (int)c->retry.n_owed : c->in_flight;
 }
 size_t pc_client_unsent(const pc_client *c) {
   return c->out_len - c->out_off;
@@ -225,6 +233,8 @@ size_t pc_client_unsent(const pc_client *c) {
 
 short pc_client_events(const pc_client *c) {
   if (c->failed) return 0;
+  if (c->retry.on && c->retry.link == PC_CLIENT__PAUSE) return POLLIN;
+  if (c->fd < 0) return 0;
   short ev = POLLIN;
   if (c->out_len > c->out_off) ev |= POLLOUT;
   return ev;
@@ -232,9 +242,15 @@ short pc_client_events(const pc_client *c) {
 
 /* ---- I/O ---- */
 
-static int broken(pc_client *c, pc_client_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int broken(pc_client *c, pc_client_error *err, int code, const char *fmt, ...) {
+int pc_client__broken(pc_client *c, pc_client_error *err, int code, const char *fmt, ...) {
+  if (!c->failed && c->retry.on && !c->retry.no_retry && code != PC_CLIENT_ENOMEM) {
+    char msg[sizeof c->failed_msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return pc_client__retry_lost(c, code, msg, err);
+  }
   if (!c->failed) {
     c->failed = code;
     va_list ap;
@@ -248,7 +264,7 @@ static int broken(pc_client *c, pc_client_error *err, int code, const char *fmt,
 static int read_in(pc_client *c, pc_client_error *err);
 
 static int flush_out(pc_client *c, pc_client_error *err) {
-  while (c->out_off < c->out_len) {
+  while (c->fd >= 0 && c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
     if (n > 0) {
       c->out_off += (size_t)n;
@@ -260,14 +276,21 @@ static int flush_out(pc_client *c, pc_client_error *err) {
     /* the daemon closed: first take what it said before (an ErrorResponse
      * saying why: too many connections, a timeout), then fail */
     if (e == EPIPE || e == ECONNRESET) (void)read_in(c, NULL);
-    return broken(c, err, e == EPIPE || e == ECONNRESET ? PC_CLIENT_ECLOSED : PC_CLIENT_EIO,
-                  "writing to planktond: %s", strerror(e));
+    if (c->failed) return pc_client__fail(err, c->failed, "%s", c->failed_msg);
+    if (c->fd < 0) return PC_CLIENT_OK; /* the read found the close and a reconnect is due */
+    return pc_client__broken(c, err,
+                             e == EPIPE || e == ECONNRESET ? PC_CLIENT_ECLOSED : PC_CLIENT_EIO,
+                             "writing to planktond: %s", strerror(e));
   }
   if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
   return PC_CLIENT_OK;
 }
 
-static void push_ready(pc_client *c, pc_client_response *r) {
+int pc_client__flush(pc_client *c, pc_client_error *err) {
+  return flush_out(c, err);
+}
+
+void pc_client__push_ready(pc_client *c, pc_client_response *r) {
   pc_client__response_set_next(r, NULL);
   if (c->ready_tail)
     pc_client__response_set_next(c->ready_tail, r);
@@ -287,22 +310,32 @@ static int decode_frames(pc_client *c, pc_client_error *err) {
   while (c->in_len - pos >= PC_CLIENT_HEADER) {
     size_t body = be32(c->in + pos);
     if (body > c->opt.max_frame) {
-      rc = broken(c, err, PC_CLIENT_EPROTO, "answer frame of %zu bytes exceeds the limit of %zu",
-                  body, c->opt.max_frame);
+      rc = pc_client__broken(c, err, PC_CLIENT_EPROTO,
+                             "answer frame of %zu bytes exceeds the limit of %zu", body,
+                             c->opt.max_frame);
       break;
     }
     if (c->in_len - pos < PC_CLIENT_HEADER + body) break;
     int oom = 0;
     pc_client_response *r = pc_client__decode(c->in + pos + PC_CLIENT_HEADER, body, &oom);
     if (!r) {
-      rc = oom ? broken(c, err, PC_CLIENT_ENOMEM, "out of memory decoding an answer")
-               : broken(c, err, PC_CLIENT_EPROTO,
-                        "frame of %zu bytes from planktond is not a plankton.Response", body);
+      rc = oom ? pc_client__broken(c, err, PC_CLIENT_ENOMEM, "out of memory decoding an answer")
+               : pc_client__broken(c, err, PC_CLIENT_EPROTO,
+                                   "frame of %zu bytes from planktond is not a plankton.Response",
+                                   body);
       break;
     }
     pos += PC_CLIENT_HEADER + body;
+    if (c->retry.on) {
+      pc_client__retry_answer(c, r);
+      continue;
+    }
+    if (r->kind == PC_CLIENT__RESPONSE_DRAIN) { /* acted on with a retry policy only */
+      pc_client_response_free(r);
+      continue;
+    }
     if (r->kind != PC_CLIENT_RESPONSE_ERROR && c->in_flight > 0) c->in_flight--;
-    push_ready(c, r);
+    pc_client__push_ready(c, r);
   }
   memmove(c->in, c->in + pos, c->in_len - pos);
   c->in_len -= pos;
@@ -310,7 +343,7 @@ static int decode_frames(pc_client *c, pc_client_error *err) {
 }
 
 static int read_in(pc_client *c, pc_client_error *err) {
-  for (;;) {
+  while (c->fd >= 0) {
     /* a read, or the rest of the frame in progress, at most doubling what
      * arrived (a header alone does not reserve max_frame bytes) */
     size_t want = 65536;
@@ -324,7 +357,7 @@ static int read_in(pc_client *c, pc_client_error *err) {
     }
     if (c->in_cap - c->in_len < want) {
       uint8_t *nb = realloc(c->in, c->in_len + want);
-      if (!nb) return broken(c, err, PC_CLIENT_ENOMEM, "out of memory reading answers");
+      if (!nb) return pc_client__broken(c, err, PC_CLIENT_ENOMEM, "out of memory reading answers");
       c->in = nb;
       c->in_cap = c->in_len + want;
     }
@@ -340,24 +373,28 @@ static int read_in(pc_client *c, pc_client_error *err) {
     /* ECONNRESET: the daemon closed while our bytes were still unread
      * (e.g. it refused the connection): a close all the same */
     if (n == 0 || (n < 0 && errno == ECONNRESET))
-      return broken(c, err, PC_CLIENT_ECLOSED,
-                    "planktond closed the connection with %d request%s unanswered", c->in_flight,
-                    c->in_flight == 1 ? "" : "s");
-    return broken(c, err, PC_CLIENT_EIO, "reading from planktond: %s", strerror(errno));
+      return pc_client__broken(c, err, PC_CLIENT_ECLOSED,
+                               "planktond closed the connection with %d request%s unanswered",
+                               c->in_flight, c->in_flight == 1 ? "" : "s");
+    return pc_client__broken(c, err, PC_CLIENT_EIO, "reading from planktond: %s", strerror(errno));
   }
+  return PC_CLIENT_OK; /* lost, and a reconnect is due */
 }
 
 int pc_client_process(pc_client *c, short revents, pc_client_error *err) {
   if (c->failed) return pc_client__fail(err, c->failed, "%s", c->failed_msg);
+  if (c->retry.on && c->retry.link != PC_CLIENT__UP) return pc_client__retry_step(c, err);
   int rc = PC_CLIENT_OK;
   if (revents & (POLLIN | POLLHUP | POLLERR)) rc = read_in(c, err);
   if (rc == PC_CLIENT_OK && c->out_len > c->out_off) rc = flush_out(c, err);
+  if (rc == PC_CLIENT_OK && c->retry.on) rc = pc_client__retry_step(c, err);
+  if (rc == PC_CLIENT_OK && c->failed) rc = pc_client__fail(err, c->failed, "%s", c->failed_msg);
   return rc;
 }
 
 int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err) {
   if (c->failed) return pc_client__fail(err, c->failed, "%s", c->failed_msg);
-  struct pollfd p = {.fd = c->fd, .events = pc_client_events(c)};
+  struct pollfd p = {.fd = pc_client_fd(c), .events = pc_client_events(c)};
   int n = poll(&p, 1, timeout_ms);
   if (n < 0 && errno != EINTR)
     return pc_client__fail(err, PC_CLIENT_EIO, "poll: %s", strerror(errno));
@@ -365,30 +402,78 @@ int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err) {
   return pc_client_process(c, p.revents, err);
 }
 
-int pc_client__queue(pc_client *c, const Plankton__Request *rq, pc_client_error *err) {
-  if (c->failed) return pc_client__fail(err, c->failed, "%s", c->failed_msg);
-  if (c->in_flight >= c->opt.window) return PC_CLIENT_EAGAIN;
-  size_t body = plankton__request__get_packed_size(rq);
-  if (body > UINT32_MAX)
-    return pc_client__fail(err, PC_CLIENT_EINVAL, "request of %zu bytes is too large", body);
+/* Room for n more bytes at out + out_len (NULL: out of memory). */
+static uint8_t *reserve(pc_client *c, size_t n) {
   if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
-  size_t need = c->out_len + PC_CLIENT_HEADER + body;
+  size_t need = c->out_len + n;
   if (need > c->out_cap) {
     if (c->out_off > 0) { /* reclaim what was written before growing */
       memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
       c->out_len -= c->out_off;
       c->out_off = 0;
-      need = c->out_len + PC_CLIENT_HEADER + body;
+      need = c->out_len + n;
     }
     if (need > c->out_cap) {
       size_t cap = c->out_cap * 2 > need ? c->out_cap * 2 : need + 4096;
       uint8_t *nb = realloc(c->out, cap);
-      if (!nb) return pc_client__fail(err, PC_CLIENT_ENOMEM, "out of memory queueing a request");
+      if (!nb) return NULL;
       c->out = nb;
       c->out_cap = cap;
     }
   }
-  uint8_t *h = c->out + c->out_len;
+  return c->out + c->out_len;
+}
+
+int pc_client__append(pc_client *c, const uint8_t *bytes, size_t len) {
+  uint8_t *at = reserve(c, len);
+  if (!at) return PC_CLIENT_ENOMEM;
+  memcpy(at, bytes, len);
+  c->out_len += len;
+  return PC_CLIENT_OK;
+}
+
+static void request_key(const Plankton__Request *rq, pc_client_response_kind *kind, uint64_t *id) {
+  switch (rq->body_case) {
+  case PLANKTON__REQUEST__BODY_CLASSIFY:
+    *kind = PC_CLIENT_RESPONSE_CLASSIFY;
+    *id = rq->classify->id;
+    break;
+  case PLANKTON__REQUEST__BODY_STATS:
+    *kind = PC_CLIENT_RESPONSE_STATS;
+    *id = rq->stats->id;
+    break;
+  case PLANKTON__REQUEST__BODY_HEALTH:
+    *kind = PC_CLIENT_RESPONSE_HEALTH;
+    *id = rq->health->id;
+    break;
+  default:
+    *kind = PC_CLIENT_RESPONSE_MODEL_INFO;
+    *id = rq->model_info->id;
+    break;
+  }
+}
+
+int pc_client__queue(pc_client *c, const Plankton__Request *rq, pc_client_error *err) {
+  if (c->failed) return pc_client__fail(err, c->failed, "%s", c->failed_msg);
+  if (pc_client_in_flight(c) >= c->opt.window) return PC_CLIENT_EAGAIN;
+  size_t body = plankton__request__get_packed_size(rq);
+  if (body > UINT32_MAX)
+    return pc_client__fail(err, PC_CLIENT_EINVAL, "request of %zu bytes is too large", body);
+  if (c->retry.on) {
+    uint8_t *frame = malloc(PC_CLIENT_HEADER + body);
+    if (!frame) return pc_client__fail(err, PC_CLIENT_ENOMEM, "out of memory queueing a request");
+    frame[0] = (uint8_t)(body >> 24);
+    frame[1] = (uint8_t)(body >> 16);
+    frame[2] = (uint8_t)(body >> 8);
+    frame[3] = (uint8_t)body;
+    plankton__request__pack(rq, frame + PC_CLIENT_HEADER);
+    pc_client_response_kind kind;
+    uint64_t id;
+    request_key(rq, &kind, &id);
+    return pc_client__retry_queue(c, kind, id, frame, PC_CLIENT_HEADER + body, err);
+  }
+  uint8_t *h = reserve(c, PC_CLIENT_HEADER + body);
+  if (!h) return pc_client__fail(err, PC_CLIENT_ENOMEM, "out of memory queueing a request");
   h[0] = (uint8_t)(body >> 24);
   h[1] = (uint8_t)(body >> 16);
   h[2] = (uint8_t)(body >> 8);

@@ -34,8 +34,10 @@ static int call(pc_client *c, send_fn send, const void *arg, pc_client_response_
     if (rc != PC_CLIENT_OK) return rc;
   }
   if (rc != PC_CLIENT_OK) {
-    /* the daemon may have said why it closed before the send failed */
-    pc_client_response *r = pc_client__take(c, PC_CLIENT_RESPONSE_ERROR, 0);
+    /* the daemon may have said why it closed before the send failed, or the
+     * retry policy gave up and answered the request itself */
+    pc_client_response *r = pc_client__take(c, kind, id);
+    if (!r) r = pc_client__take(c, PC_CLIENT_RESPONSE_ERROR, 0);
     if (!r) return rc;
     *out = r;
     return PC_CLIENT_OK;

@@ -207,6 +207,63 @@ size_t pc_client_unsent(const pc_client *c);
  * pc_client_process. PC_CLIENT_OK after progress or a quiet timeout. */
 int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err);
 
+/* ---- retries: rolling restarts and crashes cost no request ---- */
+
+/* With a retry policy set, the client survives the loss of its daemon: on a
+ * lost connection with requests unanswered, on a classify answer
+ * UNAVAILABLE (the daemon is draining, or has no model) and on a drain
+ * notice, it reconnects to the same address (behind a load balancer that
+ * reaches another daemon) after a pause that doubles from
+ * backoff_initial_ms up to backoff_max_ms, each drawn at random between
+ * half and all of it (jitter), and resends every request not yet answered,
+ * in the order they were first sent. Every request is idempotent, so a
+ * resend is safe; each is answered to the caller once: an answer for an id
+ * that is not owed (already answered, or a stray duplicate) is dropped and
+ * counted. A draining connection gets no new request: they wait for the
+ * next connection.
+ *
+ * One outage lasts from the first loss to the first answer on a new
+ * connection. It may take at most retry_for_s seconds and max_attempts
+ * connection attempts (a connection that the other end closes before
+ * answering counts as a failed attempt); past either, every request still
+ * owed is answered once by the library itself, with the request's kind and
+ * id, status PC_CLIENT_STATUS_UNAVAILABLE and a message that says why, and
+ * pc_client_process() then fails as it does without retries. A connection
+ * lost while nothing is owed is re-established by the next send.
+ *
+ * What changes for a poll-style caller: the descriptor of pc_client_fd()
+ * changes after a reconnect, and during a pause it is a timer that turns
+ * readable when the next attempt is due, so ask pc_client_fd() and
+ * pc_client_events() before every poll(); pc_client_process() may block in
+ * connect() for at most the connect timeout (or the budget left). */
+typedef struct pc_client_retry_policy {
+  double retry_for_s;     /* time budget of one outage in seconds; 0: no retries (the default) */
+  int max_attempts;       /* connection attempts per outage (0: 100) */
+  int backoff_initial_ms; /* the first pause (0: 25) */
+  int backoff_max_ms;     /* the longest pause (0: 2000) */
+} pc_client_retry_policy;
+
+#define PC_CLIENT_RETRY_FOR_DEFAULT_S 30.0
+
+/* Sets (policy NULL: retry_for_s = PC_CLIENT_RETRY_FOR_DEFAULT_S, the rest
+ * default) or, with retry_for_s 0, turns off the retry policy. Call it
+ * before any request is sent. PC_CLIENT_EINVAL for negative values or a
+ * client with requests already in flight. */
+int pc_client_set_retry(pc_client *c, const pc_client_retry_policy *policy, pc_client_error *err);
+
+typedef struct pc_client_retry_counters {
+  uint64_t reconnects;           /* connections re-established */
+  uint64_t attempts;             /* connection attempts, failed ones included */
+  uint64_t resent;               /* requests sent again on a new connection */
+  uint64_t unavailable;          /* UNAVAILABLE answers taken as "resend elsewhere" */
+  uint64_t duplicates_dropped;   /* answers for ids not owed, never handed out */
+  uint64_t failed_after_retries; /* requests answered UNAVAILABLE by the library */
+  uint64_t drain_notices;        /* drain notices received */
+} pc_client_retry_counters;
+
+/* The counters since the client was made (all 0 without a retry policy). */
+void pc_client_retry_stats(const pc_client *c, pc_client_retry_counters *out);
+
 /* ---- blocking calls (each waits up to the client's timeout) ---- */
 
 /* Sends one request and waits for its answer; answers to other requests
