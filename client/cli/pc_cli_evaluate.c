@@ -16,6 +16,8 @@
 #include "pc_cli_model.h"
 #include "pc_cli_pipe.h"
 #include "pc_cli_progress.h"
+#include "pc_cli_report.h"
+#include "pc_cli_skipped.h"
 #include "pd_dataset.h"
 #include "pd_eval.h"
 
@@ -30,7 +32,8 @@ void pc_cli_evaluate_usage(const char *prog, FILE *f) {
           "top-5 accuracy, log loss (probabilities clipped to [1e-15, 1-1e-15] and each row\n"
           "renormalised, the 2015 NDSB rule), per-class precision, recall and F1, macro F1 and\n"
           "F1a (share of the classes present with F1 > 0.5). Folders whose name is not a class\n"
-          "of the model are reported and their images not scored.\n"
+          "of the model are reported and their images not scored; so are files at the top of\n"
+          "DIR, folders inside class folders and files with other names (left out).\n"
           "\n"
           "Options:\n"
           "  -j, --jobs N          requests in flight (default 64)\n"
@@ -39,7 +42,9 @@ void pc_cli_evaluate_usage(const char *prog, FILE *f) {
           "      --confusion FILE  write the confusion matrix as CSV (rows: true class,\n"
           "                        columns: predicted class)\n"
           "      --limit N         score N images spread evenly over the tree\n"
-          "      --json            the metrics as one JSON object\n"
+          "      --json            the metrics as one JSON object (every class)\n"
+          "      --all-classes     list every class of the model in the report (default: the\n"
+          "                        classes in the data or among the predictions)\n"
           "      --max-file-size N larger files fail without being sent (default 16M-1K)\n"
           "      --progress, --no-progress\n"
           "                        progress line on stderr (default: when stderr is a terminal)\n"
@@ -107,8 +112,14 @@ static void before_wait(void *arg) {
   pc_cli_progress_draw(&((eval_ctx *)arg)->progress);
 }
 
+static void skipped_free(pc_cli_skipped *a, pc_cli_skipped *b, pc_cli_skipped *c) {
+  pc_cli_skipped_free(a);
+  pc_cli_skipped_free(b);
+  pc_cli_skipped_free(c);
+}
+
 static void print_json(const pd_eval *ev, const pc_cli_model *m, const char *dir, long images,
-                       unsigned long long failed, FILE *f) {
+                       unsigned long long failed, const pc_cli_skipped *const skipped[3], FILE *f) {
   pd_eval_summary s;
   pd_eval_summarize(ev, &s);
   fputs("{\"dir\":", f);
@@ -130,6 +141,8 @@ static void print_json(const pd_eval *ev, const pc_cli_model *m, const char *dir
   fputs(",\"f1a\":", f);
   pc_cli_json_double(f, s.f1a);
   fprintf(f, ",\"classes_present\":%d,\"classes_f1_over_half\":%d", s.n_present, s.n_f1_over_half);
+  fprintf(f, ",\"left_out\":{\"top_files\":%ld,\"subfolders\":%ld,\"other_files\":%ld}",
+          skipped[0]->n, skipped[1]->n, skipped[2]->n);
   fputs(",\"unknown_labels\":{", f);
   for (int i = 0; i < s.n_unknown_labels; i++) {
     int64_t count = 0;
@@ -164,6 +177,7 @@ enum {
   OPT_JSON,
   OPT_MAX_FILE,
   OPT_PROGRESS,
+  OPT_ALL_CLASSES,
   OPT_NO_PROGRESS
 };
 
@@ -176,12 +190,13 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
                                         {"json", no_argument, NULL, OPT_JSON},
                                         {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
                                         {"progress", no_argument, NULL, OPT_PROGRESS},
+                                        {"all-classes", no_argument, NULL, OPT_ALL_CLASSES},
                                         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
                                         {"help", no_argument, NULL, 'h'},
                                         {0, 0, 0, 0}};
   long jobs = 64, tta = 0, limit = 0;
   int progress = -1;
-  bool json = false;
+  bool json = false, all_classes = false;
   const char *model = NULL, *confusion = NULL;
   uint64_t max_file = DEFAULT_MAX_FILE;
   pc_cli_error err;
@@ -214,6 +229,9 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     case OPT_PROGRESS:
       progress = 1;
       break;
+    case OPT_ALL_CLASSES:
+      all_classes = true;
+      break;
     case OPT_NO_PROGRESS:
       progress = 0;
       break;
@@ -241,6 +259,15 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     return PC_CLI_EXIT_USAGE;
   }
   if (limit) pd_dataset_limit(&ds, (int)limit);
+  pc_cli_skipped loose = {0}, subfolders = {0}, other = {0};
+  pc_cli_skipped_class_tree(dir, &loose, &subfolders, &other);
+  FILE *conf = NULL; /* opened now: an unwritable --confusion fails before the run */
+  if (confusion && !(conf = fopen(confusion, "w"))) {
+    fprintf(stderr, "%s: evaluate: --confusion %s: %s\n", g->prog, confusion, strerror(errno));
+    pd_dataset_free(&ds);
+    skipped_free(&loose, &subfolders, &other);
+    return PC_CLI_EXIT_USAGE;
+  }
 
   pc_client *client = NULL;
   pc_cli_model m = {0};
@@ -258,6 +285,8 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     pc_cli_model_free(&m);
     pc_client_close(client);
     pd_dataset_free(&ds);
+    if (conf) fclose(conf);
+    skipped_free(&loose, &subfolders, &other);
     return rc;
   }
 
@@ -292,15 +321,26 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     pd_eval_summary s;
     pd_eval_summarize(ev, &s);
     if (json) {
-      print_json(ev, &m, dir, ds.n, failed, stdout);
+      const pc_cli_skipped *sk[3] = {&loose, &subfolders, &other};
+      print_json(ev, &m, dir, ds.n, failed, sk, stdout);
     } else {
       printf("model %s %s on %s: %d images\n", m.name, m.version, dir, ds.n);
-      pd_eval_print_report(ev, stdout);
+      pc_cli_report_print(ev, all_classes, stdout);
       if (failed) printf("%llu images failed (messages on stderr), not scored\n", failed);
     }
-    if (confusion && pd_eval_save_confusion_csv(ev, confusion, &pe) != PD_OK) {
-      fprintf(stderr, "%s: --confusion: %s\n", g->prog, pe.msg);
-      rc = PC_CLI_EXIT_FAILED;
+    if (conf) {
+      int bad = pd_eval_write_confusion_csv(ev, conf) != 0 || ferror(conf);
+      int e = errno ? errno : EIO;
+      if (fclose(conf) != 0 && !bad) {
+        bad = 1;
+        e = errno ? errno : EIO;
+      }
+      conf = NULL;
+      if (bad) {
+        fprintf(stderr, "%s: evaluate: writing --confusion %s: %s\n", g->prog, confusion,
+                strerror(e));
+        rc = PC_CLI_EXIT_FAILED;
+      }
     }
     if (failed) {
       fprintf(stderr, "%s: %llu of %llu images failed\n", g->prog, failed,
@@ -315,7 +355,25 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
       rc = PC_CLI_EXIT_FAILED;
     }
   }
-  if (fflush(stdout) != 0) rc = rc ? rc : PC_CLI_EXIT_FAILED;
+  if (conf) fclose(conf);
+  if (loose.n + subfolders.n + other.n) {
+    fprintf(stderr, "%s: evaluate: left out of %s: ", g->prog, dir);
+    pc_cli_skipped_write(&loose, stderr, "file at the top (not in a class folder)",
+                         "files at the top (not in a class folder)");
+    fputs(loose.n && subfolders.n ? "; " : "", stderr);
+    pc_cli_skipped_write(&subfolders, stderr, "folder inside a class folder",
+                         "folders inside class folders");
+    fputs((loose.n || subfolders.n) && other.n ? "; " : "", stderr);
+    pc_cli_skipped_write(&other, stderr, "file not named *.png, *.jpg or *.jpeg",
+                         "files not named *.png, *.jpg or *.jpeg");
+    fputc('\n', stderr);
+  }
+  skipped_free(&loose, &subfolders, &other);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "%s: evaluate: writing standard output: %s\n", g->prog,
+            strerror(errno ? errno : EIO));
+    rc = rc ? rc : PC_CLI_EXIT_FAILED;
+  }
   pd_eval_free(ev);
   pc_cli_model_free(&m);
   pc_client_close(client);

@@ -149,8 +149,9 @@ int main(int argc, char **argv) {
     }
   }
   if (optind == argc) {
-    fprintf(stderr, "%s: no command given\n", g.prog);
-    usage(g.prog, stderr);
+    fprintf(stderr, "%s: no command given (commands: classify, evaluate, stats, health, models)\n",
+            g.prog);
+    pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;
   }
   const char *name = argv[optind];

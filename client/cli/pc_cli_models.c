@@ -2,7 +2,9 @@
  * a table (name, version, default, symmetry, classes, TTA, max batch,
  * parameters, folder), with --classes each model's labels in class order,
  * or as JSON (--json). */
+#include <errno.h>
 #include <getopt.h>
+#include <string.h>
 
 #include "pc_cli_json.h"
 #include "pc_cli.h"
@@ -118,6 +120,10 @@ int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv) {
   }
   pc_client_response_free(r);
   pc_client_close(client);
-  if (fflush(stdout) != 0 && rc == PC_CLI_EXIT_OK) rc = PC_CLI_EXIT_FAILED;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "%s: models: writing standard output: %s\n", g->prog,
+            strerror(errno ? errno : EIO));
+    if (rc == PC_CLI_EXIT_OK) rc = PC_CLI_EXIT_FAILED;
+  }
   return rc;
 }

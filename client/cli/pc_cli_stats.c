@@ -2,6 +2,7 @@
  * for people (counters, rates, and per histogram the count, mean and the
  * bucket bounds holding the 50th, 90th and 99th percentiles) or as one
  * JSON object with every field and the raw buckets (--json). */
+#include <errno.h>
 #include <getopt.h>
 #include <string.h>
 #include <time.h>
@@ -194,6 +195,10 @@ int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv) {
   }
   pc_client_response_free(r);
   pc_client_close(client);
-  if (fflush(stdout) != 0 && rc == PC_CLI_EXIT_OK) rc = PC_CLI_EXIT_FAILED;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "%s: stats: writing standard output: %s\n", g->prog,
+            strerror(errno ? errno : EIO));
+    if (rc == PC_CLI_EXIT_OK) rc = PC_CLI_EXIT_FAILED;
+  }
   return rc;
 }

@@ -76,6 +76,14 @@ def main():
             os.makedirs(os.path.join(tree, label), exist_ok=True)
             shutil.copyfile(path, os.path.join(tree, label, "%02d_%s" % (i, os.path.basename(path))))
         h.make_tree(tree, [UNKNOWN], 2)
+        # what evaluate leaves out, and says so: a file at the top, a folder inside a
+        # class folder, a file with another name
+        first = sorted(os.listdir(tree))[0]
+        shutil.copyfile(pool[0], os.path.join(tree, "loose.jpg"))
+        os.makedirs(os.path.join(tree, first, "sub"))
+        shutil.copyfile(pool[0], os.path.join(tree, first, "sub", "deeper.jpg"))
+        with open(os.path.join(tree, first, "notes.txt"), "w") as fh:
+            fh.write("not a crop\n")
         with h.Daemon() as d:
             r = h.run_cli(["classify", "-f", "csv", "--probs", tree], socket=d.socket)
             f.check(r.rc == 0, "classify --probs: %r" % r)
@@ -98,6 +106,11 @@ def main():
             f.check(got["unknown"] == 2 and got["unknown_labels"] == {UNKNOWN: 2},
                     "unknown labels reported: %r" % got["unknown_labels"])
             f.check(got["model"] == "daemon-tiny", "model %r" % got["model"])
+            f.check(got.get("left_out") == {"top_files": 1, "subfolders": 1, "other_files": 1},
+                    "left out, in the JSON: %r" % got.get("left_out"))
+            f.check("left out of %s: 1 file at the top (not in a class folder) (loose.jpg); 1 folder "
+                    "inside a class folder (%s/sub); 1 file not named *.png, *.jpg or *.jpeg "
+                    "(%s/notes.txt)" % (tree, first, first) in r.err, "left out, on stderr: %r" % r.err)
             for k in ("accuracy", "top5", "macro_f1", "f1a"):
                 f.check(abs(got[k] - want[k]) < 1e-12, "%s: evaluate %r, direct %r" % (k, got[k], want[k]))
             # the two runs may batch differently: the last float digits may differ
@@ -120,6 +133,18 @@ def main():
             r = h.run_cli(["evaluate", tree], socket=d.socket)
             f.check(r.rc == 0 and "accuracy" in r.out and "log loss" in r.out and "F1a" in r.out
                     and "%s (2)" % UNKNOWN in r.out, "evaluate report: %r" % r)
+            # the class table: the classes in the data or predicted, unless --all-classes
+            occur = [c["label"] for c in got["classes"] if c["support"] or c["predicted"]]
+            listed = [ln.split()[0] for ln in r.out.splitlines()
+                      if ln.split() and ln.split()[0] in labels]
+            f.check(listed == occur and len(occur) < len(labels),
+                    "report lists the classes that occur: %r vs %r" % (listed, occur))
+            f.check("%d classes of the model neither in the data nor predicted" % (len(labels) - len(occur))
+                    in r.out, "report says how many it left out: %r" % r.out)
+            r = h.run_cli(["evaluate", "--all-classes", tree], socket=d.socket)
+            listed = [ln.split()[0] for ln in r.out.splitlines()
+                      if ln.split() and ln.split()[0] in labels]
+            f.check(r.rc == 0 and listed == labels, "--all-classes lists every class: %r" % listed)
 
             # only unknown labels: nothing scored
             only = os.path.join(tmp, "only_unknown")
