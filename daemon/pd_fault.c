@@ -1,5 +1,7 @@
 #include "pd_fault.h"
 
+#include <stdbool.h>
+
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -56,7 +58,7 @@ static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *
   long run = atomic_fetch_add(&runs, 1) + 1;
   if (should_fail(&fp->be->rules, run)) {
     /* what a device failure leaves behind: garbage where the answers go */
-    size_t n = (size_t)in->n * (size_t)fp->base.model->n_classes;
+    size_t n = (size_t)in->n * (size_t)fp->base.graph->n_classes;
     for (size_t i = 0; i < n; i++)
       probs[i] = NAN;
     return pd_error_set(err, PD_EINTERNAL, "injected device fault on run %ld (batch of %d)", run,
@@ -71,7 +73,7 @@ static void fault_plan_destroy(pd_plan *plan) {
   free(fp);
 }
 
-static int fault_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+static int fault_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_plan **out,
                              pd_error *err);
 
 static void fault_destroy(pd_backend *be) {
@@ -88,7 +90,7 @@ static const pd_backend_ops fault_ops = {
     .destroy = fault_destroy,
 };
 
-static int fault_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+static int fault_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_plan **out,
                              pd_error *err) {
   fault_backend *fb = (fault_backend *)be;
   fault_plan *fp = calloc(1, sizeof *fp);
@@ -99,7 +101,7 @@ static int fault_plan_create(pd_backend *be, const pd_model *m, int max_batch, p
     return rc;
   }
   fp->base.ops = &fault_ops;
-  fp->base.model = m;
+  fp->base.graph = m;
   fp->base.max_batch = max_batch;
   fp->be = fb;
   *out = (pd_plan *)fp;

@@ -1,19 +1,21 @@
-/* pd_backend: the one interface every compute backend (CPU now, CUDA next)
- * implements. A backend instance owns its device context and threads; a
- * plan owns everything needed to run one model at batch sizes up to
- * max_batch (buffers, workspaces, algorithm choices), all made at plan
- * time so a run allocates nothing. One run at a time per plan. */
+/* pd_backend: the one interface every compute backend (CPU, CUDA)
+ * implements. A backend instance owns its
+ * device context and threads; a plan owns everything needed to run one graph
+ * (kernels/pd_graph.h) at batch sizes up to max_batch (buffers, workspaces,
+ * algorithm choices), all made at plan time so a run allocates nothing. One
+ * run at a time per plan. Which backends exist and how one is chosen by
+ * name: pd_backend_select.h (the registry). */
 #ifndef PD_BACKEND_H
 #define PD_BACKEND_H
 
 #include "pd_error.h"
-#include "pd_model.h"
+#include "pd_graph.h"
 
 typedef struct pd_backend pd_backend;
 typedef struct pd_plan pd_plan;
 
 /* A batch of preprocessed inputs: branch[b] holds n consecutive slots of
- * pd_model_branch_input_len(model, b) floats each. */
+ * pd_graph_branch_input_len(graph, b) floats each. */
 typedef struct pd_batch {
   int n;
   const float *branch[PD_MAX_BRANCHES];
@@ -21,9 +23,9 @@ typedef struct pd_batch {
 
 typedef struct pd_backend_ops {
   const char *name;
-  int (*plan_create)(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+  int (*plan_create)(pd_backend *be, const pd_graph *g, int max_batch, pd_plan **out,
                      pd_error *err);
-  /* probs: in->n * m->n_classes floats, row per image. */
+  /* probs: in->n * g->n_classes floats, row per image. */
   int (*run)(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
   void (*plan_destroy)(pd_plan *plan);
   void (*destroy)(pd_backend *be);
@@ -33,8 +35,8 @@ struct pd_backend {
   const pd_backend_ops *ops;
 };
 
-/* Convenience wrappers over ops. */
-int pd_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out, pd_error *err);
+/* Convenience wrappers over ops. The graph must outlive the plan. */
+int pd_plan_create(pd_backend *be, const pd_graph *g, int max_batch, pd_plan **out, pd_error *err);
 int pd_plan_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
 void pd_plan_destroy(pd_plan *plan);
 void pd_backend_destroy(pd_backend *be);
@@ -42,7 +44,7 @@ void pd_backend_destroy(pd_backend *be);
 /* Every plan starts with this header so the wrappers find the ops. */
 struct pd_plan_base {
   const pd_backend_ops *ops;
-  const pd_model *model;
+  const pd_graph *graph;
   int max_batch;
 };
 

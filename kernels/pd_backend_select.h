@@ -1,5 +1,6 @@
-/* pd_backend_select: makes the backend a configuration names ("auto", "cpu"
- * or "cuda") and says which one it made and why, in one line fit for a
+/* pd_backend_select: the backend registry, and the choice of a backend by
+ * the name a configuration gives ("auto", "cpu" or "cuda"). Makes the
+ * backend and says which one it made and why, in one line fit for a
  * start-up log, a --version style report or a /metrics label. Owns nothing
  * after it returns: the caller owns the backend (pd_backend_destroy).
  *
@@ -13,8 +14,12 @@
  *   cpu   the CPU backend ("cpu: requested").
  *   cuda  the CUDA backend or an error saying why not (never the CPU).
  *
- * Compiles with or without CUDA: without it, kernels/cuda/pd_cuda_stub.c
- * answers every CUDA call with "cuda support not built". */
+ * Registry: each backend this build has is one pd_backend_entry (its name,
+ * how to make it from a pd_backend_request, how to describe what it made),
+ * listed in pd_backend_select.c, the one place a backend hooks in; lookups
+ * go through pd_backend_find(). A known backend this build does not have
+ * (or, for one loaded at run time, whose module is not found) is one case
+ * with one message: "<name> support not built (...)" (pd_backend_unavailable). */
 #ifndef PD_BACKEND_SELECT_H
 #define PD_BACKEND_SELECT_H
 
@@ -36,6 +41,26 @@ typedef struct pd_backend_request {
 
 /* A request with the defaults: "auto", CPU threads 0 (online CPUs), CUDA device 0, FP32. */
 pd_backend_request pd_backend_request_default(void);
+
+typedef struct pd_backend_entry {
+  const char *name;
+  /* Makes the backend from its part of req; errors say why. */
+  int (*create)(const pd_backend_request *req, pd_backend **out, pd_error *err);
+  /* One line about what was made (device, precision); NULL: nothing to add. */
+  void (*describe)(const pd_backend *be, char *buf, size_t len);
+} pd_backend_entry;
+
+/* The entry registered under `name` in this build, or NULL. */
+const pd_backend_entry *pd_backend_find(const char *name);
+
+/* Whether `name` is a backend this project has (built here or not). */
+int pd_backend_known(const char *name);
+
+/* Why `name` cannot be made here: a known backend not in this build (or
+ * whose module is not found): PD_EUNSUPP, "<name> support not built
+ * (configure with -D<name>=enabled and <what it needs>)"; an unknown name:
+ * PD_EINVAL, "unknown backend '<name>' (auto, cpu or cuda)". */
+int pd_backend_unavailable(const char *name, pd_error *err);
 
 int pd_backend_create_request(const pd_backend_request *req, pd_backend **out,
                               pd_backend_reason *reason, pd_error *err);

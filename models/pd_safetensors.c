@@ -38,7 +38,7 @@ typedef struct st_ctx {
   pd_error *err;
 } st_ctx;
 
-const char *pd_st_format_shape(const int64_t *shape, int ndim, char *buf, size_t cap) {
+const char *pd_safetensors_format_shape(const int64_t *shape, int ndim, char *buf, size_t cap) {
   size_t used = 0;
   buf[0] = '\0';
   for (int i = 0; i <= ndim && used < cap; i++) {
@@ -85,7 +85,8 @@ static const char *shown(const pd_yaml_node *n, char *buf, size_t cap) {
   return buf;
 }
 
-static int parse_dtype(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n, size_t *esize) {
+static int parse_dtype(const st_ctx *c, pd_safetensors_tensor *t, const pd_yaml_node *n,
+                       size_t *esize) {
   size_t len = 0;
   const char *s = pd_yaml_scalar(n, &len);
   for (size_t i = 0; s && i < sizeof k_dtypes / sizeof k_dtypes[0]; i++) {
@@ -100,7 +101,7 @@ static int parse_dtype(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n, 
                       shown(n, buf, sizeof buf));
 }
 
-static int parse_shape(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n) {
+static int parse_shape(const st_ctx *c, pd_safetensors_tensor *t, const pd_yaml_node *n) {
   if (pd_yaml_kind_of(n) != PD_YAML_SEQ)
     return pd_error_set(c->err, PD_EFORMAT, "%s: tensor '%s': shape is not a list", c->name,
                         t->name);
@@ -123,8 +124,8 @@ static int parse_shape(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n) 
   return PD_OK;
 }
 
-static int parse_offsets(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n, uint64_t *begin,
-                         uint64_t *end) {
+static int parse_offsets(const st_ctx *c, pd_safetensors_tensor *t, const pd_yaml_node *n,
+                         uint64_t *begin, uint64_t *end) {
   if (pd_yaml_kind_of(n) != PD_YAML_SEQ || pd_yaml_seq_len(n) != 2)
     return pd_error_set(c->err, PD_EFORMAT,
                         "%s: tensor '%s': data_offsets must be a list [begin, end]", c->name,
@@ -156,27 +157,27 @@ static int parse_offsets(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *n
 }
 
 /* nbytes must be exactly prod(shape) * sizeof(dtype). */
-static int check_size(const st_ctx *c, const pd_st_tensor *t, size_t esize) {
+static int check_size(const st_ctx *c, const pd_safetensors_tensor *t, size_t esize) {
   uint64_t bytes = esize;
   char sh[128];
   for (int i = 0; i < t->ndim; i++) {
     if (__builtin_mul_overflow(bytes, (uint64_t)t->shape[i], &bytes))
       return pd_error_set(c->err, PD_EFORMAT, "%s: tensor '%s': shape %s overflows", c->name,
-                          t->name, pd_st_format_shape(t->shape, t->ndim, sh, sizeof sh));
+                          t->name, pd_safetensors_format_shape(t->shape, t->ndim, sh, sizeof sh));
   }
   if (bytes != (uint64_t)t->nbytes)
     return pd_error_set(c->err, PD_EFORMAT,
                         "%s: tensor '%s': data_offsets hold %zu bytes but shape %s of %s needs "
                         "%llu",
                         c->name, t->name, t->nbytes,
-                        pd_st_format_shape(t->shape, t->ndim, sh, sizeof sh), t->dtype_name,
-                        (unsigned long long)bytes);
+                        pd_safetensors_format_shape(t->shape, t->ndim, sh, sizeof sh),
+                        t->dtype_name, (unsigned long long)bytes);
   return PD_OK;
 }
 
 static const char *const k_entry_keys[] = {"dtype", "shape", "data_offsets", NULL};
 
-static int get_field(const st_ctx *c, const pd_st_tensor *t, const pd_yaml_node *entry,
+static int get_field(const st_ctx *c, const pd_safetensors_tensor *t, const pd_yaml_node *entry,
                      const char *key, pd_yaml_node *out) {
   *out = pd_yaml_get(entry, key);
   if (pd_yaml_present(out)) return PD_OK;
@@ -184,7 +185,8 @@ static int get_field(const st_ctx *c, const pd_st_tensor *t, const pd_yaml_node 
 }
 
 /* Only dtype, shape and data_offsets, each at most once. */
-static int check_entry_keys(const st_ctx *c, const pd_st_tensor *t, const pd_yaml_node *entry) {
+static int check_entry_keys(const st_ctx *c, const pd_safetensors_tensor *t,
+                            const pd_yaml_node *entry) {
   if (pd_yaml_kind_of(entry) != PD_YAML_MAP)
     return pd_error_set(c->err, PD_EFORMAT, "%s: tensor '%s': entry is not an object", c->name,
                         t->name);
@@ -206,7 +208,7 @@ static int check_entry_keys(const st_ctx *c, const pd_st_tensor *t, const pd_yam
   return PD_OK;
 }
 
-static int parse_entry(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *entry) {
+static int parse_entry(const st_ctx *c, pd_safetensors_tensor *t, const pd_yaml_node *entry) {
   pd_yaml_node dtype, shape, offsets;
   int rc = check_entry_keys(c, t, entry);
   if (rc == PD_OK) rc = get_field(c, t, entry, "dtype", &dtype);
@@ -225,7 +227,8 @@ static int parse_entry(const st_ctx *c, pd_st_tensor *t, const pd_yaml_node *ent
 
 /* ---- the table ---- */
 
-static int set_name(const st_ctx *c, pd_st_tensor *t, const char *key, size_t len, int index) {
+static int set_name(const st_ctx *c, pd_safetensors_tensor *t, const char *key, size_t len,
+                    int index) {
   if (!key || len == 0 || memchr(key, '\0', len))
     return pd_error_set(c->err, PD_EFORMAT, "%s: tensor #%d has an empty or invalid name", c->name,
                         index);
@@ -241,16 +244,17 @@ static bool is_metadata(const char *key, size_t len) {
 }
 
 static int cmp_name(const void *a, const void *b) {
-  return strcmp(((const pd_st_tensor *)a)->name, ((const pd_st_tensor *)b)->name);
+  return strcmp(((const pd_safetensors_tensor *)a)->name, ((const pd_safetensors_tensor *)b)->name);
 }
 
 static int cmp_data(const void *a, const void *b) {
-  const pd_st_tensor *x = *(const pd_st_tensor *const *)a, *y = *(const pd_st_tensor *const *)b;
+  const pd_safetensors_tensor *x = *(const pd_safetensors_tensor *const *)a,
+                              *y = *(const pd_safetensors_tensor *const *)b;
   return x->data < y->data ? -1 : x->data > y->data ? 1 : 0;
 }
 
 /* Sorted by name, equal neighbours are duplicates. */
-static int check_duplicates(const st_ctx *c, pd_st_file *f) {
+static int check_duplicates(const st_ctx *c, pd_safetensors_file *f) {
   qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, cmp_name);
   for (int i = 1; i < f->n_tensors; i++)
     if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name))
@@ -260,9 +264,9 @@ static int check_duplicates(const st_ctx *c, pd_st_file *f) {
 }
 
 /* Sorted by start, a non-empty tensor must begin at or after the previous one's end. */
-static int check_overlaps(const st_ctx *c, const pd_st_file *f) {
+static int check_overlaps(const st_ctx *c, const pd_safetensors_file *f) {
   /* an array of pointers: the pointer's size is meant */
-  pd_st_tensor **order =
+  pd_safetensors_tensor **order =
       malloc(((size_t)f->n_tensors + 1) * sizeof *order); // NOLINT(bugprone-sizeof-expression)
   if (!order) return pd_error_set(c->err, PD_ENOMEM, "%s: out of memory", c->name);
   int n = 0;
@@ -271,7 +275,7 @@ static int check_overlaps(const st_ctx *c, const pd_st_file *f) {
   qsort(order, (size_t)n, sizeof *order, cmp_data); // NOLINT(bugprone-sizeof-expression)
   int rc = PD_OK;
   for (int i = 1; i < n && rc == PD_OK; i++) {
-    const pd_st_tensor *a = order[i - 1], *b = order[i];
+    const pd_safetensors_tensor *a = order[i - 1], *b = order[i];
     if (b->data < a->data + a->nbytes)
       rc = pd_error_set(
           c->err, PD_EFORMAT, "%s: tensors '%s' (bytes %zu..%zu) and '%s' (bytes %zu..%zu) overlap",
@@ -282,7 +286,7 @@ static int check_overlaps(const st_ctx *c, const pd_st_file *f) {
   return rc;
 }
 
-static int parse_table(const st_ctx *c, const pd_yaml_node *root, pd_st_file *out) {
+static int parse_table(const st_ctx *c, const pd_yaml_node *root, pd_safetensors_file *out) {
   int n = pd_yaml_map_len(root);
   out->tensors = calloc((size_t)n + 1, sizeof *out->tensors);
   if (!out->tensors) return pd_error_set(c->err, PD_ENOMEM, "%s: out of memory", c->name);
@@ -291,7 +295,7 @@ static int parse_table(const st_ctx *c, const pd_yaml_node *root, pd_st_file *ou
     pd_yaml_node entry;
     const char *key = pd_yaml_map_entry(root, i, &klen, &entry);
     if (is_metadata(key, klen)) continue;
-    pd_st_tensor *t = &out->tensors[out->n_tensors];
+    pd_safetensors_tensor *t = &out->tensors[out->n_tensors];
     int rc = set_name(c, t, key, klen, i);
     if (rc != PD_OK) return rc;
     out->n_tensors++;
@@ -364,7 +368,8 @@ static int read_header_len(const uint8_t *buf, size_t len, const char *name, uin
   return PD_OK;
 }
 
-int pd_st_parse(const uint8_t *buf, size_t len, const char *name, pd_st_file *out, pd_error *err) {
+int pd_safetensors_parse(const uint8_t *buf, size_t len, const char *name, pd_safetensors_file *out,
+                         pd_error *err) {
   memset(out, 0, sizeof *out);
   if (!name) name = "safetensors";
   uint64_t hlen = 0;
@@ -382,11 +387,11 @@ int pd_st_parse(const uint8_t *buf, size_t len, const char *name, pd_st_file *ou
   else
     rc = parse_table(&c, &root, out);
   pd_yaml_free(y);
-  if (rc != PD_OK) pd_st_free(out);
+  if (rc != PD_OK) pd_safetensors_free(out);
   return rc;
 }
 
-pd_st_tensor *pd_st_find(pd_st_file *f, const char *name) {
+pd_safetensors_tensor *pd_safetensors_find(pd_safetensors_file *f, const char *name) {
   int lo = 0, hi = f->n_tensors - 1;
   while (lo <= hi) {
     int mid = lo + (hi - lo) / 2;
@@ -400,14 +405,14 @@ pd_st_tensor *pd_st_find(pd_st_file *f, const char *name) {
   return NULL;
 }
 
-size_t pd_st_numel(const pd_st_tensor *t) {
+size_t pd_safetensors_numel(const pd_safetensors_tensor *t) {
   size_t n = 1;
   for (int i = 0; i < t->ndim; i++)
     n *= (size_t)t->shape[i];
   return n;
 }
 
-void pd_st_free(pd_st_file *f) {
+void pd_safetensors_free(pd_safetensors_file *f) {
   if (!f) return;
   for (int i = 0; i < f->n_tensors; i++)
     free(f->tensors[i].name);
@@ -433,8 +438,8 @@ static float half_to_float(uint16_t h) {
   return f;
 }
 
-int pd_st_to_f32(const pd_st_tensor *t, float *dst, size_t n, pd_error *err) {
-  size_t numel = pd_st_numel(t);
+int pd_safetensors_to_f32(const pd_safetensors_tensor *t, float *dst, size_t n, pd_error *err) {
+  size_t numel = pd_safetensors_numel(t);
   if (numel != n)
     return pd_error_set(err, PD_EINVAL, "tensor '%s' has %zu elements, expected %zu", t->name,
                         numel, n);

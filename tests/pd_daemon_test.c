@@ -358,7 +358,7 @@ int pd_td_ref_open(pd_td_ref *r, const char *dir) {
   pd_cpu_options o = {.threads = 1};
   if (pd_model_load(dir, &r->model, &err) != 0 ||
       pd_cpu_backend_create(&o, &r->backend, &err) != 0 ||
-      pd_plan_create(r->backend, r->model, 1, &r->plan, &err) != 0) {
+      pd_plan_create(r->backend, &r->model->graph, 1, &r->plan, &err) != 0) {
     fprintf(stderr, "reference engine: %s\n", err.msg);
     return -1;
   }
@@ -377,7 +377,7 @@ int pd_td_ref_probs(pd_td_ref *r, const uint8_t *gray, int w, int h, float *prob
   }
   pd_error err = {0};
   if (rc == 0) {
-    pd_preprocess_image(m, gray, w, h, NULL, slots);
+    pd_model_fill_view(m, gray, w, h, NULL, slots);
     rc = pd_plan_run(r->plan, &b, probs, &err);
   }
   for (int i = 0; i < m->n_branches; i++)
@@ -388,7 +388,7 @@ int pd_td_ref_probs(pd_td_ref *r, const uint8_t *gray, int w, int h, float *prob
 int pd_td_ref_probs_tta(pd_td_ref *r, const uint8_t *gray, int w, int h, int n, float *probs) {
   const pd_model *m = r->model;
   const int K = m->n_classes;
-  pd_augment *augs = malloc((size_t)n * sizeof *augs);
+  pd_warp_aug *augs = malloc((size_t)n * sizeof *augs);
   float *rows = malloc((size_t)n * K * sizeof(float));
   float *first[PD_MAX_BRANCHES];
   int rc = augs && rows ? 0 : -1;
@@ -398,7 +398,7 @@ int pd_td_ref_probs_tta(pd_td_ref *r, const uint8_t *gray, int w, int h, int n, 
   }
   pd_error err = {0};
   if (rc == 0) rc = pd_tta_transforms(&m->tta, m->symmetry, n, augs, &err);
-  if (rc == 0) pd_tta_preprocess(m, gray, w, h, augs, n, first);
+  if (rc == 0) pd_model_fill_views(m, gray, w, h, augs, n, first);
   for (int t = 0; rc == 0 && t < n; t++) {
     pd_batch in = {.n = 1};
     for (int b = 0; b < m->n_branches; b++)

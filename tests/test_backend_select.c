@@ -53,7 +53,7 @@ static const pd_test_tensor k_tensors[] = {
 static void run_model(pd_test_state *st, pd_backend *be, const pd_model *m, float *probs) {
   pd_error err = {0};
   pd_plan *plan = NULL;
-  int rc = pd_plan_create(be, m, 4, &plan, &err);
+  int rc = pd_plan_create(be, &m->graph, 4, &plan, &err);
   PD_CHECK_INT(st, rc, PD_OK);
   if (rc != PD_OK) {
     fprintf(stderr, "plan on %s: %s\n", be->ops->name, err.msg);
@@ -64,7 +64,7 @@ static void run_model(pd_test_state *st, pd_backend *be, const pd_model *m, floa
   for (int i = 0; i < N_IMG; i++) {
     pd_test_crop(30, 24, 3 + (uint64_t)i, px);
     float *slot = in + i * 256;
-    pd_preprocess_image(m, px, 30, 24, NULL, &slot);
+    pd_model_fill_view(m, px, 30, 24, NULL, &slot);
   }
   pd_batch batch = {.n = N_IMG, .branch = {in}};
   PD_CHECK_INT(st, pd_plan_run(plan, &batch, probs, &err), PD_OK);

@@ -39,6 +39,7 @@
 #include "pd_tta.h"
 #include "pd_warp.h"
 #include "cuda/pd_cuda_backend.h"
+#include "cuda/pd_cuda_test.h"
 
 /* ---- the models ---- */
 
@@ -164,7 +165,7 @@ static void make_inputs(const pd_model *m, int n, uint64_t seed, inputs *in) {
       float *slots[PD_MAX_BRANCHES];
       for (int b = 0; b < m->n_branches; b++)
         slots[b] = in->branch[b] + (size_t)i * pd_model_branch_input_len(m, b);
-      pd_preprocess_image(m, px, w, h, NULL, slots);
+      pd_model_fill_view(m, px, w, h, NULL, slots);
     } else {
       for (int b = 0; b < m->n_branches; b++) {
         size_t len = pd_model_branch_input_len(m, b);
@@ -213,12 +214,13 @@ static void cpu_list(const pd_layer *layers, int count, int n, float *cur, float
 
 static void cpu_reference(const pd_model *m, const inputs *in, ref_trace *rt) {
   const int n = in->n;
-  size_t big = (size_t)m->head_in, col_cap = 0;
+  size_t big = (size_t)m->graph.head_in, col_cap = 0;
   for (int list = 0; list <= PD_MAX_BRANCHES; list++) {
-    const int count = list == PD_MAX_BRANCHES ? m->n_head
-                      : list < m->n_branches  ? m->branches[list].n_layers
+    const int count = list == PD_MAX_BRANCHES ? m->graph.n_head
+                      : list < m->n_branches  ? m->graph.branches[list].n_layers
                                               : 0;
-    const pd_layer *layers = list == PD_MAX_BRANCHES ? m->head : m->branches[list].layers;
+    const pd_layer *layers =
+        list == PD_MAX_BRANCHES ? m->graph.head : m->graph.branches[list].layers;
     for (int i = 0; i < count; i++) {
       big = max_sz(big, max_sz(pd_shape_len(layers[i].in), pd_shape_len(layers[i].out)));
       if (layers[i].kind == PD_LAYER_CONV)
@@ -227,21 +229,21 @@ static void cpu_reference(const pd_model *m, const inputs *in, ref_trace *rt) {
   }
   float *a = malloc(big * n * sizeof(float)), *b = malloc(big * n * sizeof(float));
   float *col = malloc(max_sz(col_cap, 1) * sizeof(float));
-  float *head = malloc((size_t)m->head_in * n * sizeof(float));
+  float *head = malloc((size_t)m->graph.head_in * n * sizeof(float));
   int offset = 0;
   for (int br = 0; br < m->n_branches; br++) {
-    const pd_branch *B = &m->branches[br];
+    const pd_graph_branch *B = &m->graph.branches[br];
     memcpy(a, in->branch[br], (size_t)n * pd_model_branch_input_len(m, br) * sizeof(float));
     float *res;
     cpu_list(B->layers, B->n_layers, n, a, a, b, col, col_cap, &res, rt->out[br], rt->len[br]);
     for (int i = 0; i < n; i++)
-      memcpy(head + (size_t)i * m->head_in + offset, res + (size_t)i * B->out.c,
+      memcpy(head + (size_t)i * m->graph.head_in + offset, res + (size_t)i * B->out.c,
              (size_t)B->out.c * sizeof(float));
     offset += B->out.c;
   }
   float *res;
-  memcpy(a, head, (size_t)m->head_in * n * sizeof(float));
-  cpu_list(m->head, m->n_head, n, a, a, b, col, col_cap, &res, rt->out[PD_MAX_BRANCHES],
+  memcpy(a, head, (size_t)m->graph.head_in * n * sizeof(float));
+  cpu_list(m->graph.head, m->graph.n_head, n, a, a, b, col, col_cap, &res, rt->out[PD_MAX_BRANCHES],
            rt->len[PD_MAX_BRANCHES]);
   free(a);
   free(b);
@@ -263,8 +265,8 @@ typedef struct trace_cmp {
 
 static int compare_layer(void *user, int list, int layer, const float *out, size_t floats) {
   trace_cmp *c = user;
-  const pd_layer *l =
-      list == PD_MAX_BRANCHES ? &c->m->head[layer] : &c->m->branches[list].layers[layer];
+  const pd_layer *l = list == PD_MAX_BRANCHES ? &c->m->graph.head[layer]
+                                              : &c->m->graph.branches[list].layers[layer];
   const float *ref = c->rt->out[list][layer];
   c->layers++;
   if (floats != c->rt->len[list][layer]) {
@@ -341,13 +343,13 @@ static void check_parity(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, co
                          const parity_case *pc) {
   pd_error err = {0};
   pd_plan *gplan = NULL, *cplan = NULL;
-  int rc = pd_plan_create(gpu, m, pc->max_batch, &gplan, &err);
+  int rc = pd_plan_create(gpu, &m->graph, pc->max_batch, &gplan, &err);
   PD_CHECK_INT(st, rc, PD_OK);
   if (rc != PD_OK) {
     fprintf(stderr, "%s: cuda plan: %s\n", pc->label, err.msg);
     return;
   }
-  rc = pd_plan_create(cpu, m, pc->max_batch, &cplan, &err);
+  rc = pd_plan_create(cpu, &m->graph, pc->max_batch, &cplan, &err);
   PD_CHECK_INT(st, rc, PD_OK);
   if (rc != PD_OK) {
     pd_plan_destroy(gplan);
@@ -406,7 +408,7 @@ static void check_parity(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, co
 static void check_trace(pd_test_state *st, pd_backend *gpu, const pd_model *m, int n) {
   pd_error err = {0};
   pd_plan *plan = NULL;
-  int rc = pd_plan_create(gpu, m, n, &plan, &err);
+  int rc = pd_plan_create(gpu, &m->graph, n, &plan, &err);
   PD_CHECK_INT(st, rc, PD_OK);
   if (rc != PD_OK) {
     fprintf(stderr, "trace %s: %s\n", m->name, err.msg);
@@ -442,11 +444,11 @@ static void check_reference(pd_test_state *st, const pd_model *m, int n) {
   make_inputs(m, n, 5, &in);
   ref_trace *rt = calloc(1, sizeof *rt);
   cpu_reference(m, &in, rt);
-  const int last = m->n_head - 1;
+  const int last = m->graph.n_head - 1;
   PD_CHECK(st, rt->len[PD_MAX_BRANCHES][last] == (size_t)n * m->n_classes);
   float *probs = malloc((size_t)n * m->n_classes * sizeof(float));
   PD_CHECK_INT(st, pd_cpu_backend_create(&copt, &cpu, &err), PD_OK);
-  PD_CHECK_INT(st, pd_plan_create(cpu, m, n, &plan, &err), PD_OK);
+  PD_CHECK_INT(st, pd_plan_create(cpu, &m->graph, n, &plan, &err), PD_OK);
   pd_batch batch = batch_of(m, &in, n);
   PD_CHECK_INT(st, pd_plan_run(plan, &batch, probs, &err), PD_OK);
   int nan;
@@ -456,8 +458,8 @@ static void check_reference(pd_test_state *st, const pd_model *m, int n) {
   /* and the comparison accepts the reference against itself */
   trace_cmp tc = {.m = m, .rt = rt};
   for (int list = 0; list <= PD_MAX_BRANCHES; list++) {
-    const int count = list == PD_MAX_BRANCHES ? m->n_head
-                      : list < m->n_branches  ? m->branches[list].n_layers
+    const int count = list == PD_MAX_BRANCHES ? m->graph.n_head
+                      : list < m->n_branches  ? m->graph.branches[list].n_layers
                                               : 0;
     for (int i = 0; i < count; i++)
       compare_layer(&tc, list, i, rt->out[list][i], rt->len[list][i]);
@@ -477,7 +479,7 @@ static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
                                  {64, 200}, {95, 95}, {3, 140},  {0, 0}};
   uint8_t *px[N];
   int w[N], h[N];
-  pd_augment augs[N];
+  pd_warp_aug augs[N];
   pd_error err = {0};
   pd_tta_spec spec = m->tta;
   spec.rotation_min = 0, spec.rotation_max = 360, spec.zoom_min = 0.7f, spec.zoom_max = 1.4f;
@@ -491,15 +493,25 @@ static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
     augs[k] = pd_tta_transform_at(&spec, PD_SYM_D4, k);
   }
   for (int b = 0; b < m->n_branches; b++) {
-    const pd_branch *br = &m->branches[b];
+    const pd_input_branch *br = &m->branches[b];
     if (br->kind != PD_INPUT_IMAGE) continue;
     const size_t plane = (size_t)br->size * br->size;
     float *gpu_out = malloc(N * plane * sizeof(float)),
           *cpu_out = malloc(N * plane * sizeof(float));
     for (int k = 0; k < N; k++)
       pd_warp_branch(br, &m->input, px[k], w[k], h[k], &augs[k], cpu_out + k * plane);
+    double aff[N * 6];
+    for (int k = 0; k < N; k++) {
+      pd_affine a = pd_warp_affine(br, w[k], h[k], &augs[k]);
+      memcpy(aff + 6 * k, a.a, sizeof a.a);
+    }
+    const pd_cuda_warp_spec spec = {.size = br->size,
+                                    .invert = m->input.invert,
+                                    .background = m->input.background,
+                                    .mean = m->input.mean,
+                                    .std = m->input.std};
     int rc =
-        pd_cuda_warp_check(gpu, m, b, (const uint8_t *const *)px, w, h, augs, N, gpu_out, &err);
+        pd_cuda_warp_check(gpu, &spec, (const uint8_t *const *)px, w, h, aff, N, gpu_out, &err);
     PD_CHECK_INT(st, rc, PD_OK);
     if (rc != PD_OK) {
       fprintf(stderr, "warp %s: %s\n", br->name, err.msg);

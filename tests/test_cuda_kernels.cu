@@ -195,10 +195,10 @@ static void test_bias_act(pd_test_state *st) {
 }
 
 static void test_warp(pd_test_state *st) {
-  pd_branch br;
+  pd_input_branch br;
   memset(&br, 0, sizeof br);
   br.kind = PD_INPUT_IMAGE;
-  pd_input_spec in;
+  pd_input_norm in;
   in.invert = true, in.background = 255.0f, in.mean = 0.05f, in.std = 0.15f;
   const int dims[7][2] = {{40, 30}, {23, 51}, {190, 64}, {1, 1}, {3, 140}, {95, 95}, {0, 0}};
   for (int k = 0; k < 7; k++) {
@@ -211,7 +211,7 @@ static void test_warp(pd_test_state *st) {
       br.rescale = variant < 2 ? PD_RESCALE_FIT : PD_RESCALE_FIXED;
       br.fit_size = 27.0f, br.factor = 3.0f;
       in.invert = variant != 3;
-      pd_augment aug = pd_augment_identity();
+      pd_warp_aug aug = pd_warp_aug_identity();
       if (variant >= 1) {
         aug.zoom = 1.2, aug.rotation_deg = 37.0 * variant, aug.shear_deg = -7.0;
         aug.tx = 2.5, aug.ty = -3.25, aug.stretch = 1.1, aug.flip = variant == 2;

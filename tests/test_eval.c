@@ -16,6 +16,7 @@
 #include "pd_cpu_backend.h"
 #include "pd_dataset.h"
 #include "pd_ensemble.h"
+#include "pd_servable.h"
 #include "pd_eval.h"
 #include "pd_image.h"
 #include "pd_test.h"
@@ -400,12 +401,12 @@ static pd_eval *expected_metrics(pd_test_state *st, const char *model_dir, const
   }
   pd_backend *be = NULL;
   pd_cpu_options opt = {.threads = 1};
-  pd_ensemble_plan *plan = NULL;
-  pd_ensemble_inputs in;
+  pd_servable *plan = NULL;
+  pd_servable_inputs in;
   pd_eval *ev = NULL;
   PD_CHECK_INT(st, pd_cpu_backend_create(&opt, &be, &err), PD_OK);
-  PD_CHECK_INT(st, pd_ensemble_plan_create(be, e, 5, &plan, &err), PD_OK);
-  PD_CHECK_INT(st, pd_ensemble_inputs_init(e, tta, &in, &err), PD_OK);
+  PD_CHECK_INT(st, pd_servable_create(be, e, 5, &plan, &err), PD_OK);
+  PD_CHECK_INT(st, pd_servable_inputs_init(e, tta, &in, &err), PD_OK);
   PD_CHECK_INT(st, pd_eval_create(e->n_classes, (const char *const *)e->classes, &ev, &err), PD_OK);
   pd_image_limits limits = pd_image_limits_default();
   *failed = 0;
@@ -421,14 +422,15 @@ static pd_eval *expected_metrics(pd_test_state *st, const char *model_dir, const
     }
     float probs[16];
     int count = tta;
-    PD_CHECK_INT(
-        st, pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, 0, &err), PD_OK);
-    PD_CHECK_INT(st, pd_ensemble_plan_run(plan, &in, 1, &count, probs, &err), PD_OK);
+    PD_CHECK_INT(st,
+                 pd_servable_inputs_fill(e, img.pixels, img.width, img.height, tta, &in, 0, &err),
+                 PD_OK);
+    PD_CHECK_INT(st, pd_servable_run_slots(plan, &in, 1, &count, probs, &err), PD_OK);
     PD_CHECK_INT(st, pd_eval_add_label(ev, probs, ds->samples[i].label, NULL, &err), PD_OK);
     pd_gray_image_free(&img);
   }
-  pd_ensemble_inputs_free(&in);
-  pd_ensemble_plan_destroy(plan);
+  pd_servable_inputs_free(&in);
+  pd_servable_free(plan);
   pd_backend_destroy(be);
   pd_ensemble_free(e);
   return ev;

@@ -238,7 +238,7 @@ static void check_structure(pd_test_state *st, const pd_model *m) {
   PD_CHECK_NEAR(st, m->input.mean, 0.05, 1e-7);
   PD_CHECK_NEAR(st, m->input.std, 0.15, 1e-7);
   PD_CHECK_INT(st, m->n_branches, 3);
-  const pd_branch *a = &m->branches[0], *b = &m->branches[1], *sz = &m->branches[2];
+  const pd_input_branch *a = &m->branches[0], *b = &m->branches[1], *sz = &m->branches[2];
   PD_CHECK(st, !strcmp(a->name, "a") && !strcmp(b->name, "b") && !strcmp(sz->name, "size"));
   PD_CHECK_INT(st, a->kind, PD_INPUT_IMAGE);
   PD_CHECK_INT(st, a->size, 12);
@@ -249,7 +249,7 @@ static void check_structure(pd_test_state *st, const pd_model *m) {
   PD_CHECK_INT(st, sz->kind, PD_INPUT_SIZE_FEATURES);
   PD_CHECK_INT(st, sz->n_features, 3);
   PD_CHECK_INT(st, sz->features[2], PD_FEAT_LOG_AREA);
-  PD_CHECK_INT(st, sz->n_layers, 0);
+  PD_CHECK_INT(st, m->graph.branches[2].n_layers, 0);
   PD_CHECK_INT(st, pd_model_branch_input_len(m, 0), 144);
   PD_CHECK_INT(st, pd_model_branch_input_len(m, 1), 64);
   PD_CHECK_INT(st, pd_model_branch_input_len(m, 2), 3);
@@ -263,14 +263,14 @@ static void check_structure(pd_test_state *st, const pd_model *m) {
 }
 
 static void check_layers(pd_test_state *st, const pd_model *m) {
-  const pd_branch *a = &m->branches[0], *b = &m->branches[1];
+  const pd_graph_branch *a = &m->graph.branches[0], *b = &m->graph.branches[1];
   PD_CHECK_INT(st, a->n_layers, 9);
   PD_CHECK_INT(st, b->n_layers, 5);
-  PD_CHECK_INT(st, m->n_head, 4);
-  if (a->n_layers != 9 || b->n_layers != 5 || m->n_head != 4) return;
+  PD_CHECK_INT(st, m->graph.n_head, 4);
+  if (a->n_layers != 9 || b->n_layers != 5 || m->graph.n_head != 4) return;
   const pd_layer *L = a->layers;
   PD_CHECK(st, !strcmp(L[0].name, "a.0") && !strcmp(L[5].name, "a_fc") &&
-                   !strcmp(L[8].name, "a.8") && !strcmp(m->head[3].name, "head.3"));
+                   !strcmp(L[8].name, "a.8") && !strcmp(m->graph.head[3].name, "head.3"));
   PD_CHECK_INT(st, L[0].line, line_of(k_yaml, "{type: cyclic_slice}"));
   PD_CHECK_INT(st, L[4].line, line_of(k_yaml, "type: conv\n"));
   check_shape(st, a->in, 1, 12, 12, 1, "a.in");
@@ -289,10 +289,10 @@ static void check_layers(pd_test_state *st, const pd_model *m) {
   check_shape(st, b->layers[1].out, 4, 5, 5, 3, "b.1.out");
   check_shape(st, b->layers[3].out, 4, 1, 1, 3, "b.3.out");
   check_shape(st, b->out, 1, 1, 1, 3, "b.out");
-  check_shape(st, m->branches[2].out, 1, 1, 1, 3, "size.out");
-  PD_CHECK_INT(st, m->head_in, 18);
-  check_shape(st, m->head[0].in, 1, 1, 1, 18, "head.0.in");
-  check_shape(st, m->head[3].out, 1, 1, 1, 3, "head.3.out");
+  check_shape(st, m->graph.branches[2].out, 1, 1, 1, 3, "size.out");
+  PD_CHECK_INT(st, m->graph.head_in, 18);
+  check_shape(st, m->graph.head[0].in, 1, 1, 1, 18, "head.0.in");
+  check_shape(st, m->graph.head[3].out, 1, 1, 1, 3, "head.3.out");
   /* defaults and parameters */
   PD_CHECK_INT(st, L[1].pad, 1);
   PD_CHECK_INT(st, L[1].stride, 1);
@@ -310,26 +310,26 @@ static void check_layers(pd_test_state *st, const pd_model *m) {
   PD_CHECK_INT(st, b->layers[1].stride, 2);
   PD_CHECK_NEAR(st, b->layers[2].slope, 0.1, 1e-7);
   PD_CHECK_INT(st, b->layers[4].cpool_mode, PD_CPOOL_MAX);
-  PD_CHECK_INT(st, m->head[0].activation, PD_ACT_LEAKY_RELU);
-  PD_CHECK_INT(st, m->head[2].activation, PD_ACT_NONE);
-  PD_CHECK_NEAR(st, m->head[1].dropout_rate, 0.25, 0);
-  PD_CHECK_INT(st, m->head[3].kind, PD_LAYER_SOFTMAX);
+  PD_CHECK_INT(st, m->graph.head[0].activation, PD_ACT_LEAKY_RELU);
+  PD_CHECK_INT(st, m->graph.head[2].activation, PD_ACT_NONE);
+  PD_CHECK_NEAR(st, m->graph.head[1].dropout_rate, 0.25, 0);
+  PD_CHECK_INT(st, m->graph.head[3].kind, PD_LAYER_SOFTMAX);
   PD_CHECK(st, !strcmp(pd_layer_kind_name(PD_LAYER_GLOBAL_AVG_POOL), "global_avg_pool"));
   PD_CHECK(st, !strcmp(pd_layer_kind_name(PD_LAYER_KIND_COUNT), "unknown"));
 }
 
 static void check_weights(pd_test_state *st, const pd_model *m) {
-  const pd_layer *L = m->branches[0].layers;
+  const pd_layer *L = m->graph.branches[0].layers;
   size_t params = 0;
   for (int k = 0; k < N_TENSORS; k++)
     params += numel(&k_tensors[k]);
   PD_CHECK_INT(st, m->n_params, params);
   PD_CHECK_NEAR(st, pd_model_flops_per_image(m), 45810, 0);
-  PD_CHECK(st, L[0].weight == NULL && L[2].weight == NULL && m->head[3].bias == NULL);
+  PD_CHECK(st, L[0].weight == NULL && L[2].weight == NULL && m->graph.head[3].bias == NULL);
   PD_CHECK_INT(st, L[4].weight_len, 288);
   PD_CHECK_INT(st, L[4].bias_len, 4);
   PD_CHECK_INT(st, (uintptr_t)L[4].weight % 64, 0);
-  PD_CHECK(st, L[1].weight >= m->weights && m->head[2].bias > m->weights);
+  PD_CHECK(st, L[1].weight >= m->weights && m->graph.head[2].bias > m->weights);
   /* conv a.4: OIHW [4][8][3][3] -> OHWI [4][3][3][8]; torch (1,5,2,0) = 123 -> engine 125 */
   PD_CHECK_NEAR(st, L[4].weight[125], pattern(2000 + 123), 0);
   int bad = 0;
@@ -356,18 +356,18 @@ static void check_weights(pd_test_state *st, const pd_model *m) {
   /* flat dense input: unchanged */
   bad = 0;
   for (int i = 0; i < 90; i++)
-    bad += m->head[0].weight[i] != pattern(8000 + (size_t)i);
+    bad += m->graph.head[0].weight[i] != pattern(8000 + (size_t)i);
   PD_CHECK_INT(st, bad, 0);
   /* F16 tensors widened (b.1 has C = 1, so OHWI = OIHW) */
   bad = 0;
   for (int i = 0; i < 12; i++)
-    bad += m->branches[1].layers[1].weight[i] != pattern(6000 + (size_t)i);
+    bad += m->graph.branches[1].layers[1].weight[i] != pattern(6000 + (size_t)i);
   for (int i = 0; i < 3; i++)
-    bad += m->branches[1].layers[1].bias[i] != pattern(7000 + (size_t)i);
+    bad += m->graph.branches[1].layers[1].bias[i] != pattern(7000 + (size_t)i);
   for (int i = 0; i < 15; i++)
-    bad += m->head[2].weight[i] != pattern(10000 + (size_t)i);
+    bad += m->graph.head[2].weight[i] != pattern(10000 + (size_t)i);
   PD_CHECK_INT(st, bad, 0);
-  PD_CHECK_NEAR(st, m->head[2].weight[1], pattern(10001), 0);
+  PD_CHECK_NEAR(st, m->graph.head[2].weight[1], pattern(10001), 0);
 }
 
 static void test_valid_model(pd_test_state *st) {

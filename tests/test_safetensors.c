@@ -100,12 +100,13 @@ static unsigned char *build(const tspec *ts, int n, bool spaced, size_t *len) {
   return buf;
 }
 
-static int parse_header(const char *header, size_t data_len, pd_st_file *f, pd_error *err) {
+static int parse_header(const char *header, size_t data_len, pd_safetensors_file *f,
+                        pd_error *err) {
   unsigned char *zeros = calloc(1, data_len ? data_len : 1);
   size_t len;
   unsigned char *buf = raw_file(header, zeros, data_len, &len);
-  int rc = pd_st_parse(buf, len, FILE_NAME, f, err);
-  pd_st_free(f);
+  int rc = pd_safetensors_parse(buf, len, FILE_NAME, f, err);
+  pd_safetensors_free(f);
   free(buf);
   free(zeros);
   return rc;
@@ -114,7 +115,7 @@ static int parse_header(const char *header, size_t data_len, pd_st_file *f, pd_e
 /* Parses header + data_len zero bytes and checks the error code and message parts. */
 static void expect_error(pd_test_state *st, const char *header, size_t data_len, int code,
                          const char *needle1, const char *needle2) {
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
   int rc = parse_header(header, data_len, &f, &err);
   PD_CHECK_INT(st, rc, code);
@@ -136,17 +137,18 @@ static const tspec k_two[] = {
 };
 
 static void check_two(pd_test_state *st, const unsigned char *buf, size_t len) {
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
-  int rc = pd_st_parse(buf, len, FILE_NAME, &f, &err);
+  int rc = pd_safetensors_parse(buf, len, FILE_NAME, &f, &err);
   PD_CHECK_INT(st, rc, PD_OK);
   if (rc != PD_OK) {
     fprintf(stderr, "  %s\n", err.msg);
     return;
   }
   PD_CHECK_INT(st, f.n_tensors, 2);
-  pd_st_tensor *w = pd_st_find(&f, "a.weight"), *b = pd_st_find(&f, "a.bias");
-  PD_CHECK(st, w && b && !pd_st_find(&f, "__metadata__") && !pd_st_find(&f, "a"));
+  pd_safetensors_tensor *w = pd_safetensors_find(&f, "a.weight"),
+                        *b = pd_safetensors_find(&f, "a.bias");
+  PD_CHECK(st, w && b && !pd_safetensors_find(&f, "__metadata__") && !pd_safetensors_find(&f, "a"));
   if (w && b) {
     PD_CHECK_INT(st, w->dtype, PD_DTYPE_F32);
     PD_CHECK_INT(st, b->dtype, PD_DTYPE_F16);
@@ -156,21 +158,21 @@ static void check_two(pd_test_state *st, const unsigned char *buf, size_t len) {
     PD_CHECK_INT(st, w->shape[1], 3);
     PD_CHECK_INT(st, w->nbytes, 24);
     PD_CHECK_INT(st, b->nbytes, 8);
-    PD_CHECK_INT(st, pd_st_numel(w), 6);
+    PD_CHECK_INT(st, pd_safetensors_numel(w), 6);
     PD_CHECK_INT(st, b->used, 0);
     float wv[6], bv[4];
-    PD_CHECK_INT(st, pd_st_to_f32(w, wv, 6, &err), PD_OK);
-    PD_CHECK_INT(st, pd_st_to_f32(b, bv, 4, &err), PD_OK);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(w, wv, 6, &err), PD_OK);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(b, bv, 4, &err), PD_OK);
     for (int i = 0; i < 6; i++)
       PD_CHECK_NEAR(st, wv[i], pattern((size_t)i), 0);
     for (int i = 0; i < 4; i++)
       PD_CHECK_NEAR(st, bv[i], pattern(1000 + (size_t)i), 0);
     /* the element count must match */
-    PD_CHECK_INT(st, pd_st_to_f32(w, wv, 5, &err), PD_EINVAL);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(w, wv, 5, &err), PD_EINVAL);
     PD_CHECK_CONTAINS(st, err.msg, "a.weight");
     PD_CHECK_CONTAINS(st, err.msg, "6 elements");
   }
-  pd_st_free(&f);
+  pd_safetensors_free(&f);
   PD_CHECK_INT(st, f.n_tensors, 0);
 }
 
@@ -189,16 +191,16 @@ static void test_valid(pd_test_state *st) {
   float data[6] = {1, 2, 3, 4, 5, 6};
   buf = raw_file("{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", data,
                  24, &len);
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
-  PD_CHECK_INT(st, pd_st_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
+  PD_CHECK_INT(st, pd_safetensors_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
   PD_CHECK_INT(st, f.n_tensors, 1);
   if (f.n_tensors == 1) {
     float out[6];
-    PD_CHECK_INT(st, pd_st_to_f32(&f.tensors[0], out, 6, &err), PD_OK);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(&f.tensors[0], out, 6, &err), PD_OK);
     PD_CHECK_NEAR(st, out[5], 6, 0);
   }
-  pd_st_free(&f);
+  pd_safetensors_free(&f);
   free(buf);
   /* an empty table and a scalar tensor are valid */
   expect_error(st, "{}", 0, PD_OK, NULL, NULL);
@@ -211,25 +213,25 @@ static void test_sorted_find(pd_test_state *st) {
                       {"m.a", "F32", 2, {1, 1}}};
   size_t len;
   unsigned char *buf = build(ts, 4, false, &len);
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
-  PD_CHECK_INT(st, pd_st_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
+  PD_CHECK_INT(st, pd_safetensors_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
   PD_CHECK_INT(st, f.n_tensors, 4);
   const char *names[] = {"z", "m.b", "a", "m.a"};
   for (int i = 0; i < 4 && f.n_tensors == 4; i++) {
-    pd_st_tensor *t = pd_st_find(&f, names[i]);
+    pd_safetensors_tensor *t = pd_safetensors_find(&f, names[i]);
     PD_CHECK(st, t && !strcmp(t->name, names[i]));
   }
-  pd_st_tensor *scalar = pd_st_find(&f, "m.b");
+  pd_safetensors_tensor *scalar = pd_safetensors_find(&f, "m.b");
   if (scalar) {
     PD_CHECK_INT(st, scalar->ndim, 0);
-    PD_CHECK_INT(st, pd_st_numel(scalar), 1);
+    PD_CHECK_INT(st, pd_safetensors_numel(scalar), 1);
     float v;
-    PD_CHECK_INT(st, pd_st_to_f32(scalar, &v, 1, &err), PD_OK);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(scalar, &v, 1, &err), PD_OK);
     PD_CHECK_NEAR(st, v, pattern(1000), 0);
   }
-  PD_CHECK(st, pd_st_find(&f, "b") == NULL && pd_st_find(&f, "") == NULL);
-  pd_st_free(&f);
+  PD_CHECK(st, pd_safetensors_find(&f, "b") == NULL && pd_safetensors_find(&f, "") == NULL);
+  pd_safetensors_free(&f);
   free(buf);
 }
 
@@ -250,16 +252,16 @@ static void test_f16(pd_test_state *st) {
            n, 1 + 2 * n);
   size_t len;
   unsigned char *buf = raw_file(header, data, sizeof data, &len);
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
-  PD_CHECK_INT(st, pd_st_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
-  pd_st_tensor *t = pd_st_find(&f, "h"), *pad = pd_st_find(&f, "pad");
+  PD_CHECK_INT(st, pd_safetensors_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
+  pd_safetensors_tensor *t = pd_safetensors_find(&f, "h"), *pad = pd_safetensors_find(&f, "pad");
   PD_CHECK(st, t && pad);
   if (t && pad) {
     PD_CHECK_INT(st, pad->dtype, PD_DTYPE_OTHER);
     PD_CHECK(st, !strcmp(pad->dtype_name, "U8"));
     float v[16];
-    PD_CHECK_INT(st, pd_st_to_f32(t, v, (size_t)n, &err), PD_OK);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(t, v, (size_t)n, &err), PD_OK);
     PD_CHECK(st, v[0] == 0 && !signbit(v[0]));
     PD_CHECK(st, v[1] == 0 && signbit(v[1]));
     PD_CHECK_NEAR(st, v[2], ldexp(1, -24), 0);        /* smallest subnormal */
@@ -276,11 +278,11 @@ static void test_f16(pd_test_state *st) {
     PD_CHECK(st, isnan(v[13]) && signbit(v[13]));
     /* U8 cannot be read as float */
     float x;
-    PD_CHECK_INT(st, pd_st_to_f32(pad, &x, 1, &err), PD_EUNSUPP);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(pad, &x, 1, &err), PD_EUNSUPP);
     PD_CHECK_CONTAINS(st, err.msg, "pad");
     PD_CHECK_CONTAINS(st, err.msg, "U8");
   }
-  pd_st_free(&f);
+  pd_safetensors_free(&f);
   free(buf);
 
   /* unaligned F32 too, from an odd buffer address */
@@ -289,14 +291,14 @@ static void test_f16(pd_test_state *st) {
   const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}";
   unsigned char *file = raw_file(hdr, w, sizeof w, &len);
   memcpy(odd + 1, file, len);
-  PD_CHECK_INT(st, pd_st_parse(odd + 1, len, FILE_NAME, &f, &err), PD_OK);
+  PD_CHECK_INT(st, pd_safetensors_parse(odd + 1, len, FILE_NAME, &f, &err), PD_OK);
   if (f.n_tensors == 1) {
     float out[3];
-    PD_CHECK_INT(st, pd_st_to_f32(&f.tensors[0], out, 3, &err), PD_OK);
+    PD_CHECK_INT(st, pd_safetensors_to_f32(&f.tensors[0], out, 3, &err), PD_OK);
     for (int i = 0; i < 3; i++)
       PD_CHECK_NEAR(st, out[i], w[i], 0);
   }
-  pd_st_free(&f);
+  pd_safetensors_free(&f);
   free(file);
   free(odd);
 }
@@ -308,9 +310,9 @@ static void test_short_and_lengths(pd_test_state *st) {
   for (size_t n = 0; n < 8; n++) {
     unsigned char *copy = malloc(n ? n : 1);
     memcpy(copy, small, n);
-    pd_st_file f;
+    pd_safetensors_file f;
     pd_error err = {0};
-    PD_CHECK_INT(st, pd_st_parse(copy, n, FILE_NAME, &f, &err), PD_EFORMAT);
+    PD_CHECK_INT(st, pd_safetensors_parse(copy, n, FILE_NAME, &f, &err), PD_EFORMAT);
     PD_CHECK_CONTAINS(st, err.msg, FILE_NAME);
     PD_CHECK_CONTAINS(st, err.msg, "too short");
     free(copy);
@@ -322,17 +324,17 @@ static void test_short_and_lengths(pd_test_state *st) {
     unsigned char buf[10] = {0, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
     for (int i = 0; i < 8; i++)
       buf[i] = (unsigned char)(lens[k] >> (8 * i));
-    pd_st_file f;
+    pd_safetensors_file f;
     pd_error err = {0};
-    PD_CHECK_INT(st, pd_st_parse(buf, sizeof buf, FILE_NAME, &f, &err), PD_EFORMAT);
+    PD_CHECK_INT(st, pd_safetensors_parse(buf, sizeof buf, FILE_NAME, &f, &err), PD_EFORMAT);
     PD_CHECK_CONTAINS(st, err.msg, FILE_NAME);
     PD_CHECK_CONTAINS(st, err.msg, lens[k] > ((uint64_t)100 << 20) ? "absurd" : "beyond");
   }
   /* zero-length header */
   unsigned char zero[8] = {0};
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
-  PD_CHECK_INT(st, pd_st_parse(zero, 8, FILE_NAME, &f, &err), PD_EFORMAT);
+  PD_CHECK_INT(st, pd_safetensors_parse(zero, 8, FILE_NAME, &f, &err), PD_EFORMAT);
   PD_CHECK_CONTAINS(st, err.msg, "not a JSON object");
 }
 
@@ -487,18 +489,18 @@ static void test_truncation(pd_test_state *st) {
   for (size_t n = 0; n < len; n++) {
     unsigned char *copy = malloc(n ? n : 1);
     memcpy(copy, buf, n);
-    pd_st_file f;
+    pd_safetensors_file f;
     pd_error err = {0};
-    int rc = pd_st_parse(copy, n, FILE_NAME, &f, &err);
+    int rc = pd_safetensors_parse(copy, n, FILE_NAME, &f, &err);
     if (rc == PD_OK || !strstr(err.msg, FILE_NAME)) failures++;
-    if (rc == PD_OK) pd_st_free(&f);
+    if (rc == PD_OK) pd_safetensors_free(&f);
     free(copy);
   }
   PD_CHECK_INT(st, failures, 0);
-  pd_st_file f;
+  pd_safetensors_file f;
   pd_error err = {0};
-  PD_CHECK_INT(st, pd_st_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
-  pd_st_free(&f);
+  PD_CHECK_INT(st, pd_safetensors_parse(buf, len, FILE_NAME, &f, &err), PD_OK);
+  pd_safetensors_free(&f);
   free(buf);
 }
 
@@ -514,18 +516,18 @@ static void test_corruption(pd_test_state *st) {
       unsigned char *copy = malloc(len);
       memcpy(copy, buf, len);
       copy[pos] = k == 0 ? (unsigned char)(copy[pos] ^ 0xff) : flips[k];
-      pd_st_file f;
+      pd_safetensors_file f;
       pd_error err = {0};
-      int rc = pd_st_parse(copy, len, FILE_NAME, &f, &err);
+      int rc = pd_safetensors_parse(copy, len, FILE_NAME, &f, &err);
       if (rc != PD_OK) {
         errors++;
         if (!strstr(err.msg, FILE_NAME) || f.n_tensors != 0) bad++;
       } else {
         for (int i = 0; i < f.n_tensors; i++) {
-          const pd_st_tensor *t = &f.tensors[i];
+          const pd_safetensors_tensor *t = &f.tensors[i];
           if (t->data < copy + 8 || t->data + t->nbytes > copy + len) bad++;
         }
-        pd_st_free(&f);
+        pd_safetensors_free(&f);
       }
       free(copy);
     }

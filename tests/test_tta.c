@@ -17,6 +17,7 @@
 #include "pd_backend.h"
 #include "pd_cpu_backend.h"
 #include "pd_ensemble.h"
+#include "pd_servable.h"
 #include "pd_model.h"
 #include "pd_test.h"
 #include "pd_test_model.h"
@@ -138,7 +139,7 @@ static void plain_rows(pd_test_state *st, pd_backend *be, const pd_model *m, con
                        int n_img, int n_tta, float *rows) {
   int slots = n_img * n_tta;
   float *in[PD_MAX_BRANCHES] = {0};
-  pd_augment *augs = calloc((size_t)n_tta, sizeof *augs);
+  pd_warp_aug *augs = calloc((size_t)n_tta, sizeof *augs);
   pd_error err = {0};
   PD_CHECK_INT(st, pd_tta_transforms(&m->tta, m->symmetry, n_tta, augs, &err), PD_OK);
   for (int b = 0; b < m->n_branches; b++)
@@ -147,10 +148,10 @@ static void plain_rows(pd_test_state *st, pd_backend *be, const pd_model *m, con
     float *first[PD_MAX_BRANCHES];
     for (int b = 0; b < m->n_branches; b++)
       first[b] = in[b] + (size_t)i * n_tta * pd_model_branch_input_len(m, b);
-    pd_tta_preprocess(m, c[i].px, c[i].w, c[i].h, augs, n_tta, first);
+    pd_model_fill_views(m, c[i].px, c[i].w, c[i].h, augs, n_tta, first);
   }
   pd_plan *plan = NULL;
-  PD_CHECK_INT(st, pd_plan_create(be, m, slots, &plan, &err), PD_OK);
+  PD_CHECK_INT(st, pd_plan_create(be, &m->graph, slots, &plan, &err), PD_OK);
   pd_batch batch = {.n = slots};
   for (int b = 0; b < m->n_branches; b++)
     batch.branch[b] = in[b];
@@ -167,16 +168,16 @@ static int ensemble_probs(pd_backend *be, const pd_ensemble *e, const crop *c, i
   int total = 0;
   for (int i = 0; i < n_img; i++)
     total += counts[i];
-  pd_ensemble_inputs in;
-  int rc = pd_ensemble_inputs_init(e, total, &in, err);
+  pd_servable_inputs in;
+  int rc = pd_servable_inputs_init(e, total, &in, err);
   if (rc != PD_OK) return rc;
   for (int i = 0, first = 0; rc == PD_OK && i < n_img; first += counts[i], i++)
-    rc = pd_ensemble_preprocess(e, c[i].px, c[i].w, c[i].h, counts[i], &in, first, err);
-  pd_ensemble_plan *plan = NULL;
-  if (rc == PD_OK) rc = pd_ensemble_plan_create(be, e, max_batch, &plan, err);
-  if (rc == PD_OK) rc = pd_ensemble_plan_run(plan, &in, n_img, counts, out, err);
-  pd_ensemble_plan_destroy(plan);
-  pd_ensemble_inputs_free(&in);
+    rc = pd_servable_inputs_fill(e, c[i].px, c[i].w, c[i].h, counts[i], &in, first, err);
+  pd_servable *plan = NULL;
+  if (rc == PD_OK) rc = pd_servable_create(be, e, max_batch, &plan, err);
+  if (rc == PD_OK) rc = pd_servable_run_slots(plan, &in, n_img, counts, out, err);
+  pd_servable_free(plan);
+  pd_servable_inputs_free(&in);
   return rc;
 }
 
@@ -216,7 +217,7 @@ static void test_halton_values(pd_test_state *st) {
   }
 }
 
-static bool same_aug(const pd_augment *a, const pd_augment *b) {
+static bool same_aug(const pd_warp_aug *a, const pd_warp_aug *b) {
   return a->zoom == b->zoom && a->rotation_deg == b->rotation_deg && a->shear_deg == b->shear_deg &&
          a->tx == b->tx && a->ty == b->ty && a->stretch == b->stretch && a->flip == b->flip;
 }
@@ -238,12 +239,12 @@ static pd_tta_spec full_spec(void) {
 static void test_transforms(pd_test_state *st) {
   enum { N = 200 };
   pd_tta_spec spec = full_spec();
-  pd_augment a[N], b[N], c[N];
+  pd_warp_aug a[N], b[N], c[N];
   pd_error err = {0};
   PD_CHECK_INT(st, pd_tta_transforms(&spec, PD_SYM_NONE, N, a, &err), PD_OK);
   PD_CHECK_INT(st, pd_tta_transforms(&spec, PD_SYM_NONE, N, b, &err), PD_OK);
   PD_CHECK_INT(st, pd_tta_transforms(&spec, PD_SYM_NONE, 17, c, &err), PD_OK);
-  pd_augment id = pd_augment_identity();
+  pd_warp_aug id = pd_warp_aug_identity();
   PD_CHECK(st, same_aug(&a[0], &id));
   bool det = true, prefix = true, in_range = true, at = true;
   int flips = 0, distinct = 0;
@@ -251,7 +252,7 @@ static void test_transforms(pd_test_state *st) {
   for (int k = 0; k < N; k++) {
     det = det && same_aug(&a[k], &b[k]);
     if (k < 17) prefix = prefix && same_aug(&a[k], &c[k]);
-    pd_augment one = pd_tta_transform_at(&spec, PD_SYM_NONE, k);
+    pd_warp_aug one = pd_tta_transform_at(&spec, PD_SYM_NONE, k);
     at = at && same_aug(&a[k], &one);
     if (k == 0) continue;
     const double eps = 1e-9;
@@ -291,7 +292,7 @@ static void test_transforms(pd_test_state *st) {
   bool rest_same = true;
   for (int k = 0; k < N; k++) {
     c4_flips += b[k].flip;
-    pd_augment x = a[k];
+    pd_warp_aug x = a[k];
     x.flip = false;
     rest_same = rest_same && same_aug(&x, &b[k]);
   }
@@ -311,7 +312,7 @@ static void test_transforms(pd_test_state *st) {
 
 static void test_transform_errors(pd_test_state *st) {
   pd_tta_spec spec = full_spec();
-  pd_augment a[4];
+  pd_warp_aug a[4];
   pd_error err = {0};
   PD_CHECK_INT(st, pd_tta_transforms(&spec, PD_SYM_NONE, 0, a, &err), PD_EINVAL);
   PD_CHECK_CONTAINS(st, err.msg, "count 0");
@@ -339,9 +340,9 @@ static void test_average(pd_test_state *st) {
   pd_tta_average(rows + 4, 1, 4, out);
   PD_CHECK(st, !memcmp(out, rows + 4, sizeof out));
   pd_model m = {.tta = {.count = 0}};
-  PD_CHECK_INT(st, pd_tta_default_count(&m), 1);
+  PD_CHECK_INT(st, pd_tta_default_count(&m.tta), 1);
   m.tta.count = 9;
-  PD_CHECK_INT(st, pd_tta_default_count(&m), 9);
+  PD_CHECK_INT(st, pd_tta_default_count(&m.tta), 9);
 }
 
 /* ---- the engine with TTA ---- */
@@ -416,23 +417,23 @@ static void test_tta_engine(pd_test_state *st, pd_backend *be, const crop *crops
   PD_CHECK_NEAR(st, worst, 0, 1e-6);
 
   /* Argument errors. */
-  pd_ensemble_inputs in;
-  PD_CHECK_INT(st, pd_ensemble_inputs_init(e, 4, &in, &err), PD_OK);
-  PD_CHECK_INT(st, pd_ensemble_preprocess(e, crops[0].px, crops[0].w, crops[0].h, 5, &in, 0, &err),
+  pd_servable_inputs in;
+  PD_CHECK_INT(st, pd_servable_inputs_init(e, 4, &in, &err), PD_OK);
+  PD_CHECK_INT(st, pd_servable_inputs_fill(e, crops[0].px, crops[0].w, crops[0].h, 5, &in, 0, &err),
                PD_EINVAL);
   PD_CHECK_CONTAINS(st, err.msg, "exceed the 4 input slots");
-  PD_CHECK_INT(st, pd_ensemble_preprocess(e, crops[0].px, crops[0].w, crops[0].h, 0, &in, 0, &err),
+  PD_CHECK_INT(st, pd_servable_inputs_fill(e, crops[0].px, crops[0].w, crops[0].h, 0, &in, 0, &err),
                PD_EINVAL);
-  pd_ensemble_plan *plan = NULL;
-  PD_CHECK_INT(st, pd_ensemble_plan_create(be, e, 2, &plan, &err), PD_OK);
+  pd_servable *plan = NULL;
+  PD_CHECK_INT(st, pd_servable_create(be, e, 2, &plan, &err), PD_OK);
   int too_many[2] = {3, 2};
   float out[2 * N_CLASSES];
-  PD_CHECK_INT(st, pd_ensemble_plan_run(plan, &in, 2, too_many, out, &err), PD_EINVAL);
+  PD_CHECK_INT(st, pd_servable_run_slots(plan, &in, 2, too_many, out, &err), PD_EINVAL);
   PD_CHECK_CONTAINS(st, err.msg, "5 slots exceed");
   int zero[1] = {0};
-  PD_CHECK_INT(st, pd_ensemble_plan_run(plan, &in, 1, zero, out, &err), PD_EINVAL);
-  pd_ensemble_plan_destroy(plan);
-  pd_ensemble_inputs_free(&in);
+  PD_CHECK_INT(st, pd_servable_run_slots(plan, &in, 1, zero, out, &err), PD_EINVAL);
+  pd_servable_free(plan);
+  pd_servable_inputs_free(&in);
   pd_ensemble_free(e);
 }
 
@@ -637,7 +638,7 @@ static void test_folders(pd_test_state *st, pd_backend *be, const crop *crops) {
   pd_model *m = NULL;
   PD_CHECK_INT(st, pd_model_load(ens, &m, &err), PD_EUNSUPP);
   PD_CHECK_CONTAINS(st, err.msg, "ensemble");
-  PD_CHECK_CONTAINS(st, err.msg, "pd_ensemble_load");
+  PD_CHECK_CONTAINS(st, err.msg, "list the members' own model folders");
   /* A plain folder loads as one member. */
   PD_CHECK_INT(st, pd_ensemble_load(a, &e, &err), PD_OK);
   if (e) {

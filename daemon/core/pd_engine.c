@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "pd_served.h"
-#include "pd_tta.h"
 
 #define PD_ENGINE_MAX_REQUESTS 4096 /* >= the largest max_batch the config allows */
 
@@ -16,64 +15,8 @@ struct pd_engine {
   void *ctx;
   pthread_t tid;
   pd_request *batch[PD_ENGINE_MAX_REQUESTS];
+  pd_servable_item items[PD_ENGINE_MAX_REQUESTS];
 };
-
-/* Where image k of the batch comes from: request i, view v. */
-typedef struct cursor {
-  int i, v;
-} cursor;
-
-/* Copies `count` images from the cursor on into the model's batch buffers. */
-static void gather(pd_served *s, pd_request **batch, cursor at, int count) {
-  const pd_model *m = s->model;
-  for (int k = 0; k < count; k++) {
-    const pd_request *r = batch[at.i];
-    const float *in = r->input;
-    for (int b = 0; b < m->n_branches; b++) {
-      memcpy(s->batch_in[b] + (size_t)k * s->slot_len[b], in + (size_t)at.v * s->slot_len[b],
-             s->slot_len[b] * sizeof(float));
-      in += (size_t)r->views * s->slot_len[b];
-    }
-    if (++at.v == r->views) {
-      at.v = 0;
-      at.i++;
-    }
-  }
-}
-
-/* Copies the probability rows of `count` images back to their requests. */
-static cursor scatter(const pd_served *s, pd_request **batch, cursor at, int count) {
-  const size_t K = (size_t)s->model->n_classes;
-  for (int k = 0; k < count; k++) {
-    pd_request *r = batch[at.i];
-    float *dst = r->views == 1 ? r->probs : r->rows + (size_t)at.v * K;
-    memcpy(dst, s->batch_probs + (size_t)k * K, K * sizeof(float));
-    if (++at.v == r->views) {
-      if (r->views > 1) pd_tta_average(r->rows, r->views, (int)K, r->probs);
-      at.v = 0;
-      at.i++;
-    }
-  }
-  return at;
-}
-
-/* Runs the batch's images through the plan in runs of at most its max_batch
- * (more than one run only for a request with more TTA views than that). */
-static int run_images(pd_served *s, pd_request **batch, int images, pd_error *err) {
-  cursor at = {0, 0};
-  for (int done = 0; done < images;) {
-    int count = images - done < s->max_batch ? images - done : s->max_batch;
-    gather(s, batch, at, count);
-    pd_batch in = {.n = count};
-    for (int b = 0; b < s->model->n_branches; b++)
-      in.branch[b] = s->batch_in[b];
-    int rc = pd_plan_run(s->plan, &in, s->batch_probs, err);
-    if (rc != PD_OK) return rc;
-    at = scatter(s, batch, at, count);
-    done += count;
-  }
-  return PD_OK;
-}
 
 static void run_batch(pd_engine *e, pd_request **batch, int n) {
   pd_served *s = batch[0]->served;
@@ -81,8 +24,11 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
   int images = 0;
   for (int i = 0; i < n; i++)
     images += batch[i]->views;
+  for (int i = 0; i < n; i++)
+    e->items[i] = (pd_servable_item){
+        .input = batch[i]->input, .views = batch[i]->views, .probs = batch[i]->probs};
   pd_error err = {0};
-  int rc = run_images(s, batch, images, &err);
+  int rc = pd_servable_run(s->servable, e->items, n, &err);
   uint64_t t1 = pd_now_ns();
   pd_stats_observe(e->stats, PD_HIST_BATCH, (uint64_t)images);
   pd_stats_observe(e->stats, PD_HIST_COMPUTE, (t1 - t0) / 1000);

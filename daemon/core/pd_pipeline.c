@@ -4,9 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdbool.h>
+
 #include "pd_engine.h"
 #include "pd_tta.h"
-#include "pd_warp.h"
 
 struct pd_pipeline {
   uv_loop_t *loop;
@@ -69,69 +70,29 @@ static void on_async(uv_async_t *h) {
 
 /* ---- decode + preprocess (thread pool) ---- */
 
-static const char *format_name(pd_input_format f) {
-  switch (f) {
-  case PD_FORMAT_PNG:
-    return "PNG";
-  case PD_FORMAT_JPEG:
-    return "JPEG";
-  case PD_FORMAT_RAW_GRAY8:
-    return "raw gray8";
-  default:
-    return "auto";
-  }
-}
-
 static void decode_work(uv_work_t *w) {
   pd_request *req = w->data;
   const pd_served *s = req->served;
   uint64_t t0 = pd_now_ns();
-  pd_gray_image img = {0};
-  const uint8_t *pixels = req->data;
-  int width = req->width, height = req->height;
-  if (req->format != PD_FORMAT_RAW_GRAY8) {
-    pd_image_format sniffed = pd_image_sniff(req->data, req->len);
-    if ((req->format == PD_FORMAT_PNG && sniffed == PD_IMAGE_JPEG) ||
-        (req->format == PD_FORMAT_JPEG && sniffed == PD_IMAGE_PNG)) {
-      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image: declared %s but the bytes are %s",
-                      format_name(req->format), sniffed == PD_IMAGE_PNG ? "PNG" : "JPEG");
-      return;
-    }
-    pd_error err = {0};
-    if (pd_image_decode(req->data, req->len, &req->limits, &img, &err) != PD_OK) {
-      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image (%zu bytes): %s", req->len, err.msg);
-      return;
-    }
-    pixels = img.pixels;
-    width = img.width;
-    height = img.height;
-  }
   const int n = req->views;
-  req->input = malloc((size_t)n * s->slot_floats * sizeof(float));
+  req->input = malloc(pd_servable_input_floats(s->servable, n) * sizeof(float));
   req->probs = malloc((size_t)s->model->n_classes * sizeof(float));
-  req->rows = n > 1 ? malloc((size_t)n * s->model->n_classes * sizeof(float)) : NULL;
-  pd_augment *augs = n > 1 ? malloc((size_t)n * sizeof *augs) : NULL;
-  if (!req->input || !req->probs || (n > 1 && (!req->rows || !augs))) {
+  if (!req->input || !req->probs) {
     pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED,
-                    "out of memory for %d input slots of a %dx%d image", n, width, height);
+                    "out of memory for %d input slots of a %zu-byte image", n, req->len);
   } else {
-    float *first[PD_MAX_BRANCHES]; /* branch-major: `n` slots per branch */
-    float *at = req->input;
-    for (int b = 0; b < s->model->n_branches; b++) {
-      first[b] = at;
-      at += (size_t)n * s->slot_len[b];
-    }
+    const bool raw = req->format == PD_FORMAT_RAW_GRAY8;
+    const pd_input_bytes in = {.data = req->data,
+                               .len = req->len,
+                               .declared = req->format == PD_FORMAT_PNG    ? PD_IMAGE_PNG
+                                           : req->format == PD_FORMAT_JPEG ? PD_IMAGE_JPEG
+                                                                           : PD_IMAGE_UNKNOWN,
+                               .raw_width = raw ? req->width : 0,
+                               .raw_height = raw ? req->height : 0};
     pd_error err = {0};
-    if (n == 1) {
-      pd_preprocess_image(s->model, pixels, width, height, NULL, first);
-    } else if (pd_tta_transforms(&s->model->tta, s->model->symmetry, n, augs, &err) != PD_OK) {
-      pd_request_fail(req, PD_STATUS_INTERNAL, "model %s: %s", s->model->name, err.msg);
-    } else {
-      pd_tta_preprocess(s->model, pixels, width, height, augs, n, first);
-    }
+    if (pd_servable_prepare(s->servable, &in, &req->limits, n, req->input, &err) != PD_OK)
+      pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "%s", err.msg);
   }
-  free(augs);
-  pd_gray_image_free(&img);
   req->decode_ns = pd_now_ns() - t0;
 }
 
@@ -226,7 +187,7 @@ void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
   }
   req->served = pd_served_ref(p->current);
   req->limits = p->lim.image;
-  req->views = req->tta > 0 ? req->tta : pd_tta_default_count(p->current->model);
+  req->views = req->tta > 0 ? req->tta : pd_tta_default_count(&p->current->model->tta);
   req->work.data = req;
   int rc = uv_queue_work(p->loop, &req->work, decode_work, decode_done);
   if (rc != 0) {

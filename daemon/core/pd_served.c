@@ -1,6 +1,7 @@
 #include "pd_served.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,13 +13,23 @@
 #include "pd_request.h"
 
 static void served_free(pd_served *s) {
-  if (s->plan) pd_plan_destroy(s->plan);
+  pd_servable_free(s->servable);
   if (s->backend) pd_backend_destroy(s->backend);
-  for (int b = 0; b < PD_MAX_BRANCHES; b++)
-    free(s->batch_in[b]);
-  free(s->batch_probs);
-  pd_model_free(s->model);
   free(s);
+}
+
+/* s->info: member 0 with the folder's identity (see pd_served.h). */
+static void describe(pd_served *s) {
+  const pd_ensemble *e = s->servable->e;
+  s->info = *e->members[0];
+  snprintf(s->info.dir, sizeof s->info.dir, "%s", e->dir);
+  snprintf(s->info.name, sizeof s->info.name, "%s", e->name);
+  snprintf(s->info.version, sizeof s->info.version, "%s", e->version);
+  s->info.tta.count = e->tta_count;
+  s->info.n_params = 0;
+  for (int m = 0; m < e->n_members; m++)
+    s->info.n_params += e->members[m]->n_params;
+  s->model = &s->info;
 }
 
 int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err) {
@@ -27,28 +38,16 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   if (!s) return pd_error_set(err, PD_ENOMEM, "out of memory loading model %s", opt->dir);
   atomic_init(&s->refs, 1);
   s->max_batch = opt->max_batch;
-  int rc = pd_model_load(opt->dir, &s->model, err);
-  if (rc != PD_OK) {
-    free(s);
-    return rc;
-  }
-  const pd_model *m = s->model;
-  for (int b = 0; b < m->n_branches; b++) {
-    s->slot_len[b] = pd_model_branch_input_len(m, b);
-    s->slot_floats += s->slot_len[b];
-    s->batch_in[b] = malloc((size_t)opt->max_batch * s->slot_len[b] * sizeof(float));
-    if (!s->batch_in[b]) rc = PD_ENOMEM;
-  }
-  s->batch_probs = malloc((size_t)opt->max_batch * m->n_classes * sizeof(float));
-  if (rc != PD_OK || !s->batch_probs) {
-    served_free(s);
-    return pd_error_set(err, PD_ENOMEM, "model %s: out of memory for batches of %d", opt->dir,
-                        opt->max_batch);
-  }
   int threads = opt->threads;
   if (threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     threads = n > 0 ? (int)n : 1;
+  }
+  pd_ensemble *e = NULL;
+  int rc = pd_ensemble_load(opt->dir, &e, err);
+  if (rc != PD_OK) {
+    free(s);
+    return rc;
   }
   pd_backend_reason reason = {0};
   rc = pd_backend_create_by_name(opt->backend, opt->device, threads, &s->backend, &reason, err);
@@ -60,13 +59,16 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   char name[16] = "";
   pthread_getname_np(pthread_self(), name, sizeof name);
   pthread_setname_np(pthread_self(), "pd-plan");
-  if (rc == PD_OK) rc = pd_plan_create(s->backend, m, opt->max_batch, &s->plan, err);
+  if (rc == PD_OK) rc = pd_servable_create(s->backend, e, opt->max_batch, &s->servable, err);
   pthread_setname_np(pthread_self(), name);
   if (rc != PD_OK) {
     pd_error_prefix(err, "model %s", opt->dir);
+    pd_ensemble_free(e);
     served_free(s);
     return rc;
   }
+  s->servable->owns = true;
+  describe(s);
   snprintf(s->backend_name, sizeof s->backend_name, "%s", reason.name);
   snprintf(s->backend_reason, sizeof s->backend_reason, "%s", reason.text);
   s->threads = strcmp(reason.name, "cpu") ? 0 : threads < opt->max_batch ? threads : opt->max_batch;

@@ -1,7 +1,7 @@
-/* pd_served: a model being served: the loaded model, the backend instance
- * and plan built for it at max_batch (every batch size <= max_batch runs on
- * that one plan, so nothing is planned on the request path), and the
- * engine's batch buffers. Reference-counted: the pipeline holds one for the
+/* pd_served: a model folder being served: the servable (pd_servable.h: one
+ * model or an ensemble, with its plans built at max_batch, so nothing is
+ * planned on the request path, and the engine's batch buffers) and the
+ * backend instance it runs on. Reference-counted: the pipeline holds one for the
  * current model and each request one for the model it was preprocessed for,
  * so after a reload in-flight requests finish on the old model and the last
  * reference frees it. References are taken and dropped on the loop thread
@@ -16,6 +16,7 @@
 
 #include "pd_backend.h"
 #include "pd_model.h"
+#include "pd_servable.h"
 
 typedef struct pd_served_options {
   const char *dir;
@@ -26,18 +27,17 @@ typedef struct pd_served_options {
 } pd_served_options;
 
 typedef struct pd_served {
-  pd_model *model;
+  pd_servable *servable;
+  /* What the model-info and stats answers describe: member 0 as loaded,
+   * with the folder's name, version and path, the default TTA count and the
+   * parameters of every member (one model: that model as it is). */
+  const pd_model *model;
+  pd_model info;
   pd_backend *backend;
-  pd_plan *plan;
   char backend_name[16];    /* "cpu" or "cuda" */
   char backend_reason[768]; /* which backend and why (pd_backend_select) */
   int max_batch;
-  int threads;                      /* CPU backend threads (0 for other backends) */
-  size_t slot_len[PD_MAX_BRANCHES]; /* floats of one image's input per branch */
-  size_t slot_floats;               /* sum of slot_len */
-  /* engine-only scratch, max_batch images */
-  float *batch_in[PD_MAX_BRANCHES];
-  float *batch_probs;
+  int threads;         /* CPU backend threads (0 for other backends) */
   time_t loaded_at;    /* wall clock */
   double load_seconds; /* model load + plan build */
   atomic_int refs;

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "pd_model.h"
+#include "pd_graph.h"
 
 #define PD_CONV3X3_DIRECT_MAX_C 7
 #define PD_CONV3X3_ROW_ALIGN 16

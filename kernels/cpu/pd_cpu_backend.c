@@ -60,7 +60,7 @@ typedef struct cpu_plan {
 
 /* ---- sizing ---- */
 
-static int branch_split(const pd_branch *b) {
+static int branch_split(const pd_graph_branch *b) {
   for (int i = 0; i < b->n_layers; i++) {
     const pd_layer *l = &b->layers[i];
     if (l->kind == PD_LAYER_DENSE || (l->in.h == 1 && l->in.w == 1)) return i;
@@ -94,13 +94,13 @@ static float *alloc_floats(size_t n) {
 }
 
 static int workspace_alloc(cpu_plan *p, cpu_workspace *ws) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   size_t img = 0, row = (size_t)m->head_in;
   for (int b = 0; b < m->n_branches; b++) {
-    const pd_branch *br = &m->branches[b];
+    const pd_graph_branch *br = &m->branches[b];
     img = max_sz(img, layers_max_len(br->layers, 0, p->split[b]));
     row = max_sz(row, layers_max_len(br->layers, p->split[b], br->n_layers));
-    row = max_sz(row, pd_model_branch_input_len(m, b));
+    row = max_sz(row, pd_graph_branch_input_len(m, b));
   }
   row = max_sz(row, layers_max_len(m->head, 0, m->n_head));
   ws->img_a = alloc_floats(img);
@@ -157,9 +157,9 @@ static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *l
 }
 
 static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, int count) {
-  const pd_model *m = p->base.model;
-  const pd_branch *br = &m->branches[b];
-  const size_t in_len = pd_model_branch_input_len(m, b);
+  const pd_graph *m = p->base.graph;
+  const pd_graph_branch *br = &m->branches[b];
+  const size_t in_len = pd_graph_branch_input_len(m, b);
   const float *input = p->batch->branch[b] + (size_t)first * in_len;
   const int split = p->split[b];
   float *cur;
@@ -189,7 +189,7 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
 }
 
 static void run_slice(cpu_plan *p, int worker) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   const int n = p->batch->n;
   const int first = (int)((long)n * worker / p->threads);
   const int count = (int)((long)n * (worker + 1) / p->threads) - first;
@@ -293,7 +293,7 @@ static int plan_winograd_list(cpu_plan *p, const pd_layer *layers, int n, float 
 }
 
 static int plan_winograd(cpu_plan *p) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   p->wino_kern = pd_conv3x3_kernels_best();
   for (int b = 0; b < m->n_branches; b++)
     if (plan_winograd_list(p, m->branches[b].layers, m->branches[b].n_layers, p->wino_u[b]) != 0)
@@ -320,13 +320,13 @@ static int start_workers(cpu_plan *p, pd_error *err) {
   return PD_OK;
 }
 
-static int cpu_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+static int cpu_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_plan **out,
                            pd_error *err) {
   cpu_backend *cb = (cpu_backend *)be;
   cpu_plan *p = calloc(1, sizeof *p);
   if (!p) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory for the plan");
   p->base.ops = &cpu_ops;
-  p->base.model = m;
+  p->base.graph = m;
   p->base.max_batch = max_batch;
   p->threads = cb->threads < max_batch ? cb->threads : max_batch;
   p->chunk = (max_batch + p->threads - 1) / p->threads;

@@ -5,41 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- the dihedral group ---- */
-
-static int d4_f(int v) {
-  return v >> 2;
-}
-static int d4_r(int v) {
-  return v & 3;
-}
-static int d4_make(int f, int r) {
-  return (f << 2) | (((r % 4) + 4) % 4);
-}
-
-int pd_d4_mul(int a, int b) {
-  /* R^ra F^fa R^rb F^fb = R^(ra + (fa ? -rb : rb)) F^(fa ^ fb), since F R = R^-1 F. */
-  int r = d4_r(a) + (d4_f(a) ? -d4_r(b) : d4_r(b));
-  return d4_make(d4_f(a) ^ d4_f(b), r);
-}
-
-int pd_d4_inv(int a) {
-  /* (R^r F^f)^-1 = F^f R^-r = R^(f ? r : -r) F^f */
-  return d4_make(d4_f(a), d4_f(a) ? d4_r(a) : -d4_r(a));
-}
-
-void pd_d4_src(int v, int n, int y, int x, int *sy, int *sx) {
-  /* Y = R(Z): Y[y][x] = Z[x][n-1-y]; Z = F(X): Z[y][x] = X[y][n-1-x]. Outer R's first. */
-  for (int k = 0; k < d4_r(v); k++) {
-    int t = y;
-    y = x;
-    x = n - 1 - t;
-  }
-  if (d4_f(v)) x = n - 1 - x;
-  *sy = y;
-  *sx = x;
-}
-
 /* ---- element-wise ---- */
 
 void pd_cpu_leaky_relu(float *x, size_t n, float slope) {

@@ -7,14 +7,7 @@
 
 #include <stddef.h>
 
-#include "pd_model.h"
-
-/* The dihedral group D4 (C4 is its rotation half): element v = f*4 + r
- * stands for T_v = R^r o F^f, R = rot90 (torch.rot90 dims (H, W)), F = flip of W. */
-int pd_d4_mul(int a, int b); /* index of T_a o T_b */
-int pd_d4_inv(int a);
-/* Where Y = T_v(X) reads from: Y[y][x] = X[*sy][*sx] for an n x n map. */
-void pd_d4_src(int v, int n, int y, int x, int *sy, int *sx);
+#include "pd_graph.h"
 
 /* Convolution of `images` images of layer->in (all views), output layer->out.
  * col is scratch of col_cap floats (at least the layer's pd_cpu_conv_col_rows() * K). */
@@ -42,9 +35,5 @@ void pd_cpu_softmax(float *x, size_t rows, int cols);
  * (in-place layer), 0 if it is in `out`. */
 int pd_cpu_layer_forward(const pd_layer *layer, int images, float *in, float *out, float *col,
                          size_t col_cap);
-
-static inline size_t pd_shape_len(pd_shape s) {
-  return (size_t)s.views * (size_t)s.h * (size_t)s.w * (size_t)s.c;
-}
 
 #endif

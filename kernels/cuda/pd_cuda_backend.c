@@ -16,8 +16,8 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-#include "pd_cpu_ops.h"
 #include "pd_cuda_kernels.h"
+#include "pd_cuda_test.h"
 
 #ifndef PD_CUDA_ARCHS
 #define PD_CUDA_ARCHS "unknown"
@@ -187,7 +187,7 @@ typedef struct cuda_plan {
 
 static const pd_backend_ops cuda_ops;
 
-static const pd_layer *list_layers(const pd_model *m, int list) {
+static const pd_layer *list_layers(const pd_graph *m, int list) {
   return list == HEAD ? m->head : m->branches[list].layers;
 }
 
@@ -322,7 +322,7 @@ static int run_list(cuda_plan *p, int list, int k, float **cur, trace *t, pd_err
 /* Enqueues the whole network for bucket k on the plan's stream (inputs
  * already in p->in); *result gets where the probabilities will be. */
 static int enqueue(cuda_plan *p, int k, const float **result, trace *t, pd_error *err) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   const int nb = p->buckets[k];
   size_t offset = 0;
   for (int b = 0; b < m->n_branches; b++) {
@@ -350,10 +350,10 @@ static void drain(cuda_plan *p) {
 }
 
 static int upload_inputs(cuda_plan *p, const pd_batch *in, pd_error *err) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   const where w = {.step = "input upload"};
   for (int b = 0; b < m->n_branches; b++) {
-    const size_t bytes = (size_t)in->n * pd_model_branch_input_len(m, b) * sizeof(float);
+    const size_t bytes = (size_t)in->n * pd_graph_branch_input_len(m, b) * sizeof(float);
     memcpy(p->host_in[b], in->branch[b], bytes);
     CU(&w, cudaMemcpyAsync, (p->in[b], p->host_in[b], bytes, cudaMemcpyHostToDevice, p->stream));
   }
@@ -361,7 +361,7 @@ static int upload_inputs(cuda_plan *p, const pd_batch *in, pd_error *err) {
 }
 
 static int run_batch(cuda_plan *p, const pd_batch *in, float *probs, pd_error *err) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   const int k = bucket_for(p, in->n);
   const where w = {.step = "run"};
   int rc = upload_inputs(p, in, err);
@@ -520,7 +520,7 @@ static int dev_alloc_zero(float **ptr, size_t floats, const where *w, pd_error *
 }
 
 static int plan_buffers(cuda_plan *p, pd_error *err) {
-  const pd_model *m = p->base.model;
+  const pd_graph *m = p->base.graph;
   const size_t B = (size_t)p->base.max_batch;
   size_t act = (size_t)m->head_in;
   for (int list = 0; list <= HEAD; list++)
@@ -536,7 +536,7 @@ static int plan_buffers(cuda_plan *p, pd_error *err) {
   if ((rc = dev_alloc_zero(&p->head_in, B * m->head_in, &wa, err)) != PD_OK) return rc;
   const where wi = {.step = "plan: input and output buffers"};
   for (int b = 0; b < m->n_branches; b++) {
-    const size_t floats = max_sz(B * pd_model_branch_input_len(m, b), 1);
+    const size_t floats = max_sz(B * pd_graph_branch_input_len(m, b), 1);
     if ((rc = dev_alloc_zero(&p->in[b], floats, &wi, err)) != PD_OK) return rc;
     CU(&wi, cudaHostAlloc, ((void **)&p->host_in[b], floats * sizeof(float), cudaHostAllocDefault));
   }
@@ -768,7 +768,7 @@ static int plan_warm_up(cuda_plan *p, pd_error *err) {
   return PD_OK;
 }
 
-static int check_sizes(const pd_model *m, int max_batch, pd_error *err) {
+static int check_sizes(const pd_graph *m, int max_batch, pd_error *err) {
   for (int list = 0; list <= HEAD; list++) {
     const int n = list == HEAD ? m->n_head : list < m->n_branches ? m->branches[list].n_layers : 0;
     const pd_layer *layers = list_layers(m, list);
@@ -785,13 +785,13 @@ static int check_sizes(const pd_model *m, int max_batch, pd_error *err) {
   return PD_OK;
 }
 
-static int cuda_plan_create(pd_backend *be, const pd_model *m, int max_batch, pd_plan **out,
+static int cuda_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_plan **out,
                             pd_error *err) {
   const cuda_backend *cb = (const cuda_backend *)be;
   cuda_plan *p = calloc(1, sizeof *p);
   if (!p) return pd_error_set(err, PD_ENOMEM, "cuda backend: out of memory for the plan");
   p->base.ops = &cuda_ops;
-  p->base.model = m;
+  p->base.graph = m;
   p->base.max_batch = max_batch;
   p->device = cb->opt.device;
   p->opt = cb->opt;
@@ -844,7 +844,7 @@ void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len) {
     }                                                                                              \
   } while (0)
   PUT("cuda plan: model '%s', max_batch %d, %d buckets, workspace %zu bytes, %s%s\n",
-      base->model->name, base->max_batch, p->n_buckets, p->ws_bytes,
+      base->graph->name, base->max_batch, p->n_buckets, p->ws_bytes,
       p->opt.precision == PD_CUDA_TF32 ? "tf32" : "fp32", p->opt.graphs ? ", graphs" : "");
   for (int list = 0; list <= HEAD; list++)
     for (int i = 0; i < p->n_layers[list]; i++) {
@@ -869,27 +869,19 @@ typedef struct warp_bufs {
   float *out;
 } warp_bufs;
 
-static int warp_check_run(const pd_model *m, int branch, const uint8_t *const *pixels, const int *w,
-                          const int *h, const pd_augment *augs, int count, float *out, warp_bufs *d,
+static int warp_check_run(const pd_cuda_warp_spec *spec, const uint8_t *const *pixels, const int *w,
+                          const int *h, const double *affines, int count, float *out, warp_bufs *d,
                           pd_error *err) {
-  const pd_branch *br = &m->branches[branch];
   const where wh = {.step = "warp check"};
   size_t total = 0;
   long long *off = calloc((size_t)count, sizeof *off);
-  double *aff = calloc((size_t)count * 6, sizeof *aff);
-  if (!off || !aff) {
-    free(off);
-    free(aff);
-    return pd_error_set(err, PD_ENOMEM, "warp check: out of memory");
-  }
+  if (!off) return pd_error_set(err, PD_ENOMEM, "warp check: out of memory");
   for (int k = 0; k < count; k++) {
     const int has = pixels[k] && w[k] > 0 && h[k] > 0;
     off[k] = has ? (long long)total : -1;
     if (has) total += (size_t)w[k] * h[k];
-    pd_affine a = pd_warp_affine(br, w[k], h[k], augs ? &augs[k] : NULL);
-    memcpy(aff + (size_t)6 * k, a.a, sizeof a.a);
   }
-  const size_t plane = (size_t)br->size * br->size;
+  const size_t plane = (size_t)spec->size * spec->size;
   cudaError_t e = cudaMalloc((void **)&d->px, max_sz(total, 1));
   if (e == cudaSuccess) e = cudaMalloc((void **)&d->off, (size_t)count * sizeof *d->off);
   if (e == cudaSuccess) e = cudaMalloc((void **)&d->w, (size_t)count * sizeof(int));
@@ -906,33 +898,31 @@ static int warp_check_run(const pd_model *m, int branch, const uint8_t *const *p
   if (e == cudaSuccess)
     e = cudaMemcpy(d->h, h, (size_t)count * sizeof(int), cudaMemcpyHostToDevice);
   if (e == cudaSuccess)
-    e = cudaMemcpy(d->aff, aff, (size_t)count * 6 * sizeof(double), cudaMemcpyHostToDevice);
+    e = cudaMemcpy(d->aff, affines, (size_t)count * 6 * sizeof(double), cudaMemcpyHostToDevice);
   free(off);
-  free(aff);
   if (e != cudaSuccess) return cu_fail(err, &wh, "cudaMalloc/cudaMemcpy", e);
-  pd_cuda_warp_params prm = {.size = br->size,
-                             .invert = m->input.invert,
-                             .background = m->input.background,
-                             .mean = m->input.mean,
-                             .std = m->input.std};
+  pd_cuda_warp_params prm = {.size = spec->size,
+                             .invert = spec->invert,
+                             .background = spec->background,
+                             .mean = spec->mean,
+                             .std = spec->std};
   KERN(&wh, pd_cuda_warp, (0, d->px, d->off, d->w, d->h, d->aff, count, prm, d->out, plane));
   CU(&wh, cudaMemcpy, (out, d->out, (size_t)count * plane * sizeof(float), cudaMemcpyDeviceToHost));
   return PD_OK;
 }
 
-int pd_cuda_warp_check(pd_backend *be, const pd_model *m, int branch, const uint8_t *const *pixels,
-                       const int *w, const int *h, const pd_augment *augs, int count, float *out,
+int pd_cuda_warp_check(pd_backend *be, const pd_cuda_warp_spec *spec, const uint8_t *const *pixels,
+                       const int *w, const int *h, const double *affines, int count, float *out,
                        pd_error *err) {
-  if (!be || be->ops != &cuda_ops || !m || !pixels || !w || !h || !out || count < 1)
-    return pd_error_set(err, PD_EINVAL, "pd_cuda_warp_check: bad argument");
-  if (branch < 0 || branch >= m->n_branches || m->branches[branch].kind != PD_INPUT_IMAGE)
-    return pd_error_set(err, PD_EINVAL, "pd_cuda_warp_check: branch %d is not an image branch",
-                        branch);
+  if (!be || be->ops != &cuda_ops || !spec || !pixels || !w || !h || !affines || !out || count < 1)
+    return pd_error_set(err, PD_EINVAL, "cuda warp check: bad argument");
+  if (spec->size < 1)
+    return pd_error_set(err, PD_EINVAL, "cuda warp check: patch size %d must be >= 1", spec->size);
   const cuda_backend *cb = (const cuda_backend *)be;
   const where wh = {.step = "warp check"};
   CU(&wh, cudaSetDevice, (cb->opt.device));
   warp_bufs d = {0};
-  int rc = warp_check_run(m, branch, pixels, w, h, augs, count, out, &d, err);
+  int rc = warp_check_run(spec, pixels, w, h, affines, count, out, &d, err);
   (void)cudaFree(d.px);
   (void)cudaFree(d.off);
   (void)cudaFree(d.w);

@@ -55,27 +55,7 @@
  * Thread use: one run at a time per plan (pd_backend.h); every entry point
  * makes the backend's device current on the calling thread first, so plans
  * may be made and run from any thread. No global mutable state here.
- *
- * Status (written without a GPU; nothing here has run on a device yet):
- *  - checked without a GPU: the build (gcc, clang, ASan+UBSan, -Dcuda=disabled
- *    with pd_cuda_stub.c), the no-device paths (device count errors, `auto`
- *    falling back to the CPU with the reason, test_cuda's skip), and the
- *    per-element arithmetic of every one of our kernels except softmax, run
- *    on the host and compared bit for bit with the pd_cpu_* ops and
- *    pd_warp_branch (tests/test_cuda_kernels.cu, pd_cuda_elem.cuh);
- *  - untested until a GPU is lent: everything that runs on the device: the
- *    kernel launches and the softmax kernel, the plan (cuDNN NHWC FP32
- *    descriptors, algorithm search and the FMA/TF32 math types, workspace,
- *    cuBLAS), the warm-up, CUDA graphs, the parity of tests/test_cuda.c
- *    (per layer, then probabilities <= 1e-4 FP32 / 2e-3 TF32) and the speed
- *    of bench/engine_gpu against PyTorch.
- * Not done yet: FP16 storage and compute; two batches in flight (the
- * pd_backend run() is synchronous, so copies do not overlap compute across
- * batches); TTA averaging on the GPU; the preprocessing warp on the GPU is a
- * kernel (pd_cuda_warp) with a check against pd_warp_branch
- * (pd_cuda_warp_check) but not yet a run() input path (upload bytes, warp on
- * the device); CUDA graphs are implemented but off by default until
- * bench/engine_gpu shows they pay. */
+ * */
 #ifndef PD_CUDA_BACKEND_H
 #define PD_CUDA_BACKEND_H
 
@@ -83,7 +63,6 @@
 #include <stdint.h>
 
 #include "pd_backend.h"
-#include "pd_warp.h"
 
 typedef enum {
   PD_CUDA_FP32 = 0, /* exact FP32 arithmetic (FMA kernels only) */
@@ -123,22 +102,5 @@ void pd_cuda_backend_describe(const pd_backend *be, char *buf, size_t len);
 /* One line per conv layer and bucket: the algorithm and workspace chosen
  * (for bench/ and debugging). Writes at most len bytes, always terminated. */
 void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len);
-
-/* Debugging aid for parity tests: runs `in` layer by layer, synchronising
- * after each, and calls fn with a host copy of each layer's output
- * (list = branch index, or PD_MAX_BRANCHES for the head; the rows of
- * in->n images, pd_shape_len(layer.out) floats each). fn returning non-zero
- * stops the run (not an error). */
-typedef int (*pd_cuda_trace_fn)(void *user, int list, int layer, const float *out, size_t floats);
-int pd_cuda_plan_trace(pd_plan *plan, const pd_batch *in, pd_cuda_trace_fn fn, void *user,
-                       pd_error *err);
-
-/* Runs the GPU preprocessing warp (pd_cuda_warp) for `count` crops of one
- * image branch of m (crop k: pixels[k], w[k] x h[k], augmentation augs[k] or
- * identity if augs is NULL) on the backend's device, into out[count][size*size]
- * on the host. For checking the kernel against pd_warp_branch; allocates. */
-int pd_cuda_warp_check(pd_backend *be, const pd_model *m, int branch, const uint8_t *const *pixels,
-                       const int *w, const int *h, const pd_augment *augs, int count, float *out,
-                       pd_error *err);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "pd_cuda_backend.h"
+#include "pd_cuda_test.h"
 
 #define NOT_BUILT "cuda support not built (configure with -Dcuda=enabled and a CUDA toolkit)"
 
@@ -43,10 +44,9 @@ int pd_cuda_plan_trace(pd_plan *plan, const pd_batch *in, pd_cuda_trace_fn fn, v
   return pd_error_set(err, PD_EUNSUPP, NOT_BUILT);
 }
 
-int pd_cuda_warp_check(pd_backend *be, const pd_model *m, int branch, const uint8_t *const *pixels,
-                       const int *w, const int *h, const pd_augment *augs, int count, float *out,
+int pd_cuda_warp_check(pd_backend *be, const pd_cuda_warp_spec *spec, const uint8_t *const *pixels,
+                       const int *w, const int *h, const double *affines, int count, float *out,
                        pd_error *err) {
-  (void)be, (void)m, (void)branch, (void)pixels, (void)w, (void)h, (void)augs, (void)count,
-      (void)out;
+  (void)be, (void)spec, (void)pixels, (void)w, (void)h, (void)affines, (void)count, (void)out;
   return pd_error_set(err, PD_EUNSUPP, NOT_BUILT);
 }

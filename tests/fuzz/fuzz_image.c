@@ -119,7 +119,7 @@ static void extreme_warps(const pd_model *m, const pd_gray_image *img) {
       {17, PD_RESCALE_FIXED, 0, 1e4f}, {33, PD_RESCALE_FIXED, 0, 1e-4f},
       {64, PD_RESCALE_FIT, 0.5f, 0},
   };
-  static const pd_augment augs[] = {
+  static const pd_warp_aug augs[] = {
       {.zoom = 0.01,
        .rotation_deg = 359.9,
        .shear_deg = 80,
@@ -138,7 +138,7 @@ static void extreme_warps(const pd_model *m, const pd_gray_image *img) {
   };
   float out[64 * 64];
   for (size_t b = 0; b < sizeof branches / sizeof branches[0]; b++) {
-    pd_branch br;
+    pd_input_branch br;
     memset(&br, 0, sizeof br);
     br.kind = PD_INPUT_IMAGE;
     br.size = branches[b].size;
@@ -146,7 +146,7 @@ static void extreme_warps(const pd_model *m, const pd_gray_image *img) {
     br.fit_size = branches[b].fit_size;
     br.factor = branches[b].factor;
     for (size_t a = 0; a <= sizeof augs / sizeof augs[0]; a++) {
-      const pd_augment *aug = a < sizeof augs / sizeof augs[0] ? &augs[a] : NULL;
+      const pd_warp_aug *aug = a < sizeof augs / sizeof augs[0] ? &augs[a] : NULL;
       pd_warp_branch(&br, &m->input, img->pixels, img->width, img->height, aug, out);
       check_finite(out, (size_t)br.size * br.size);
     }
@@ -190,12 +190,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p += pd_model_branch_input_len(m, b);
     t += FUZZ_VIEWS * pd_model_branch_input_len(m, b);
   }
-  pd_preprocess_image(m, img.pixels, img.width, img.height, NULL, plain_at);
+  pd_model_fill_view(m, img.pixels, img.width, img.height, NULL, plain_at);
   check_finite(plain, slot_floats);
 
-  pd_augment augs[FUZZ_VIEWS];
+  pd_warp_aug augs[FUZZ_VIEWS];
   PD_FUZZ_ASSERT(pd_tta_transforms(&m->tta, m->symmetry, FUZZ_VIEWS, augs, &err) == PD_OK);
-  pd_tta_preprocess(m, img.pixels, img.width, img.height, augs, FUZZ_VIEWS, tta_at);
+  pd_model_fill_views(m, img.pixels, img.width, img.height, augs, FUZZ_VIEWS, tta_at);
   check_finite(tta, FUZZ_VIEWS * slot_floats);
   for (int b = 0; b < m->n_branches; b++)
     PD_FUZZ_ASSERT(

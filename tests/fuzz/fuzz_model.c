@@ -1,7 +1,7 @@
 /* fuzz_model: the model loader as a reload runs it: model.yaml and
  * weights.safetensors from memory through pd_model_load_mem (the same code
  * pd_model_load runs after reading the two files), and the safetensors
- * container on its own through pd_st_parse and pd_st_to_f32, so the header
+ * container on its own through pd_safetensors_parse and pd_safetensors_to_f32, so the header
  * parser is reached even when the YAML part is not a valid model.
  *
  * Input layout: the model.yaml text, a NUL byte, then the bytes of
@@ -36,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static size_t dtype_size(const pd_st_tensor *t) {
+static size_t dtype_size(const pd_safetensors_tensor *t) {
   static const struct {
     const char *name;
     size_t size;
@@ -50,30 +50,30 @@ static size_t dtype_size(const pd_st_tensor *t) {
 }
 
 static void fuzz_safetensors(const uint8_t *buf, size_t len) {
-  pd_st_file st;
+  pd_safetensors_file st;
   pd_error err = {0};
-  if (pd_st_parse(buf, len, "fuzz.safetensors", &st, &err) != PD_OK) {
+  if (pd_safetensors_parse(buf, len, "fuzz.safetensors", &st, &err) != PD_OK) {
     PD_FUZZ_ASSERT(st.n_tensors == 0 && st.tensors == NULL);
     PD_FUZZ_ASSERT(err.msg[0] != '\0');
     return;
   }
   for (int i = 0; i < st.n_tensors; i++) {
-    pd_st_tensor *t = &st.tensors[i];
+    pd_safetensors_tensor *t = &st.tensors[i];
     PD_FUZZ_ASSERT(t->name && t->name[0]);
-    PD_FUZZ_ASSERT(pd_st_find(&st, t->name) == t);
+    PD_FUZZ_ASSERT(pd_safetensors_find(&st, t->name) == t);
     PD_FUZZ_ASSERT(t->ndim >= 0 && t->ndim <= PD_ST_MAX_DIMS);
     PD_FUZZ_ASSERT(t->data >= buf + 8 && t->nbytes <= len && t->data + t->nbytes <= buf + len);
-    size_t numel = pd_st_numel(t);
+    size_t numel = pd_safetensors_numel(t);
     PD_FUZZ_ASSERT(numel * dtype_size(t) == t->nbytes);
     char shape[256];
-    pd_st_format_shape(t->shape, t->ndim, shape, sizeof shape);
+    pd_safetensors_format_shape(t->shape, t->ndim, shape, sizeof shape);
     if (t->dtype == PD_DTYPE_OTHER || numel > (1u << 20)) continue;
     float *f = malloc((numel ? numel : 1) * sizeof *f);
     PD_FUZZ_ASSERT(f != NULL);
-    PD_FUZZ_ASSERT(pd_st_to_f32(t, f, numel, &err) == PD_OK);
+    PD_FUZZ_ASSERT(pd_safetensors_to_f32(t, f, numel, &err) == PD_OK);
     free(f);
   }
-  pd_st_free(&st);
+  pd_safetensors_free(&st);
 }
 
 static void check_layers(const pd_layer *layers, int n) {
@@ -102,10 +102,10 @@ static bool small_layers(const pd_layer *layers, int n) {
 }
 
 static void run_engine(const pd_model *m) {
-  if (pd_model_flops_per_image(m) > 4e6 || !small_layers(m->head, m->n_head)) return;
+  if (pd_model_flops_per_image(m) > 4e6 || !small_layers(m->graph.head, m->graph.n_head)) return;
   size_t slot = 0;
   for (int b = 0; b < m->n_branches; b++) {
-    if (!small_layers(m->branches[b].layers, m->branches[b].n_layers)) return;
+    if (!small_layers(m->graph.branches[b].layers, m->graph.branches[b].n_layers)) return;
     slot += pd_model_branch_input_len(m, b);
   }
   enum { N = 2, W = 23, H = 17 };
@@ -123,7 +123,7 @@ static void run_engine(const pd_model *m) {
     at += N * pd_model_branch_input_len(m, b);
   }
   for (int i = 0; i < N; i++) {
-    pd_preprocess_image(m, crop, W - 6 * i, H, NULL, slots);
+    pd_model_fill_view(m, crop, W - 6 * i, H, NULL, slots);
     for (int b = 0; b < m->n_branches; b++)
       slots[b] += pd_model_branch_input_len(m, b);
   }
@@ -132,7 +132,7 @@ static void run_engine(const pd_model *m) {
   pd_plan *plan = NULL;
   pd_error err = {0};
   PD_FUZZ_ASSERT(pd_cpu_backend_create(&opt, &be, &err) == PD_OK);
-  if (pd_plan_create(be, m, N, &plan, &err) == PD_OK) {
+  if (pd_plan_create(be, &m->graph, N, &plan, &err) == PD_OK) {
     if (pd_plan_run(plan, &batch, probs, &err) != PD_OK) PD_FUZZ_ASSERT(err.msg[0] != '\0');
     pd_plan_destroy(plan);
   } else {
@@ -163,21 +163,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     PD_FUZZ_ASSERT(rc < 0 && m == NULL && err.msg[0] != '\0');
   } else {
     PD_FUZZ_ASSERT(m != NULL);
-    PD_FUZZ_ASSERT(m->n_classes >= 2 && m->n_branches >= 1 && m->n_head >= 2);
+    PD_FUZZ_ASSERT(m->n_classes >= 2 && m->n_branches >= 1 && m->graph.n_head >= 2);
     for (int c = 0; c < m->n_classes; c++)
       PD_FUZZ_ASSERT(m->classes[c] && m->classes[c][0]);
     int head_in = 0;
     for (int b = 0; b < m->n_branches; b++) {
-      const pd_branch *br = &m->branches[b];
+      const pd_graph_branch *br = &m->graph.branches[b];
       PD_FUZZ_ASSERT(pd_model_branch_input_len(m, b) > 0);
       check_layers(br->layers, br->n_layers);
       PD_FUZZ_ASSERT(br->out.views == 1 && br->out.h == 1 && br->out.w == 1);
       head_in += br->out.c;
     }
-    PD_FUZZ_ASSERT(head_in == m->head_in);
-    check_layers(m->head, m->n_head);
-    PD_FUZZ_ASSERT(m->head[m->n_head - 1].kind == PD_LAYER_SOFTMAX);
-    PD_FUZZ_ASSERT(m->head[m->n_head - 1].out.c == m->n_classes);
+    PD_FUZZ_ASSERT(head_in == m->graph.head_in);
+    check_layers(m->graph.head, m->graph.n_head);
+    PD_FUZZ_ASSERT(m->graph.head[m->graph.n_head - 1].kind == PD_LAYER_SOFTMAX);
+    PD_FUZZ_ASSERT(m->graph.head[m->graph.n_head - 1].out.c == m->n_classes);
     PD_FUZZ_ASSERT(pd_model_flops_per_image(m) >= 0);
     run_engine(m);
     pd_model_free(m);

@@ -565,3 +565,27 @@ int pd_yaml_req_float(const pd_yaml_node *map, const char *key, double lo, doubl
   if (rc == PD_OK) *out = (float)v;
   return rc;
 }
+
+static bool ident_ok(const char *s, size_t len, size_t max_len, const char *extra) {
+  if (len == 0 || len > max_len) return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && !strchr(extra, c)) return false;
+  }
+  return true;
+}
+
+int pd_yaml_req_ident(const pd_yaml_node *map, const char *key, const char *extra, char *dst,
+                      size_t cap, pd_error *err) {
+  pd_yaml_node n;
+  const char *s;
+  PD_TRY(pd_yaml_require(map, key, &n, err));
+  PD_TRY(pd_yaml_string(&n, cap - 1, &s, err));
+  size_t len = strlen(s);
+  if (!ident_ok(s, len, cap - 1, extra))
+    return pd_yaml_fail(&n, err, PD_EINVAL, "'%s' must match [A-Za-z0-9%s]{1,%zu}", s, extra,
+                        cap - 1);
+  memcpy(dst, s, len + 1);
+  return PD_OK;
+}

@@ -11,8 +11,8 @@
 
 #define PD_PI 3.14159265358979323846
 
-pd_augment pd_augment_identity(void) {
-  pd_augment a = {.zoom = 1.0, .stretch = 1.0};
+pd_warp_aug pd_warp_aug_identity(void) {
+  pd_warp_aug a = {.zoom = 1.0, .stretch = 1.0};
   return a;
 }
 
@@ -21,13 +21,13 @@ typedef struct lin2 {
   double x[3], y[3];
 } lin2;
 
-static double branch_scale(const pd_branch *b, int w, int h) {
+static double branch_scale(const pd_input_branch *b, int w, int h) {
   if (b->rescale == PD_RESCALE_FIT) return (double)(w > h ? w : h) / (double)b->fit_size;
   return (double)b->factor;
 }
 
 /* Step 3 of the spec, applied to the coefficients of p. */
-static void augment_point(lin2 *p, const pd_augment *aug) {
+static void augment_point(lin2 *p, const pd_warp_aug *aug) {
   p->x[2] -= aug->tx;
   p->y[2] -= aug->ty;
   double rt = sqrt(aug->stretch), sh = tan(aug->shear_deg * (PD_PI / 180.0));
@@ -43,8 +43,9 @@ static void augment_point(lin2 *p, const pd_augment *aug) {
   }
 }
 
-pd_affine pd_warp_affine(const pd_branch *branch, int src_w, int src_h, const pd_augment *aug) {
-  pd_augment identity = pd_augment_identity();
+pd_affine pd_warp_affine(const pd_input_branch *branch, int src_w, int src_h,
+                         const pd_warp_aug *aug) {
+  pd_warp_aug identity = pd_warp_aug_identity();
   if (!aug) aug = &identity;
   double half = (branch->size - 1) / 2.0;
   lin2 p = {.x = {1.0, 0.0, -half}, .y = {0.0, 1.0, -half}};
@@ -131,15 +132,15 @@ static void row_span(const pd_affine *m, double ax_j, double ay_j, const warp_sr
   if (*i0 > *i1) *i0 = *i1;
 }
 
-void pd_warp_branch(const pd_branch *branch, const pd_input_spec *input, const uint8_t *src,
-                    int src_w, int src_h, const pd_augment *aug, float *out) {
+void pd_warp_branch(const pd_input_branch *branch, const pd_input_norm *norm, const uint8_t *src,
+                    int src_w, int src_h, const pd_warp_aug *aug, float *out) {
   int size = branch->size;
   if (size <= 0) return;
   pd_affine m = pd_warp_affine(branch, src_w, src_h, aug);
-  warp_src s = {.px = src, .w = src_w, .h = src_h, .bg = input->background};
+  warp_src s = {.px = src, .w = src_w, .h = src_h, .bg = norm->background};
   if (!src || src_w <= 0 || src_h <= 0) s.w = s.h = 0; /* everything is background */
-  const bool invert = input->invert;
-  const double mean = input->mean, std = input->std;
+  const bool invert = norm->invert;
+  const double mean = norm->mean, std = norm->std;
   const float bg_out = (float)(((invert ? 255.0 - s.bg : s.bg) / 255.0 - mean) / std);
   for (int j = 0; j < size; j++) {
     float *row = out + (size_t)j * (size_t)size;
@@ -158,7 +159,7 @@ void pd_warp_branch(const pd_branch *branch, const pd_input_spec *input, const u
   }
 }
 
-void pd_size_features(const pd_branch *branch, int src_w, int src_h, float *out) {
+void pd_warp_features(const pd_input_branch *branch, int src_w, int src_h, float *out) {
   const double w = src_w, h = src_h;
   for (int k = 0; k < branch->n_features && k < PD_MAX_FEATURES; k++) {
     double v = 0.0;
@@ -175,18 +176,16 @@ void pd_size_features(const pd_branch *branch, int src_w, int src_h, float *out)
     case PD_FEAT_ASPECT:
       v = log(w / h);
       break;
+    case PD_FEAT_LOG_LONG:
+      v = log(w > h ? w : h);
+      break;
+    case PD_FEAT_LOG_SHORT:
+      v = log(w < h ? w : h);
+      break;
+    case PD_FEAT_LOG_ELONGATION:
+      v = log(w > h ? w / h : h / w);
+      break;
     }
     out[k] = (float)v;
-  }
-}
-
-void pd_preprocess_image(const pd_model *m, const uint8_t *src, int src_w, int src_h,
-                         const pd_augment *aug, float *const *slots) {
-  for (int b = 0; b < m->n_branches; b++) {
-    const pd_branch *br = &m->branches[b];
-    if (br->kind == PD_INPUT_IMAGE)
-      pd_warp_branch(br, &m->input, src, src_w, src_h, aug, slots[b]);
-    else
-      pd_size_features(br, src_w, src_h, slots[b]);
   }
 }

@@ -38,6 +38,7 @@
 #include "pd_cpu_backend.h"
 #include "pd_dataset.h"
 #include "pd_ensemble.h"
+#include "pd_servable.h"
 #include "pd_eval.h"
 #include "pd_image.h"
 #include "pd_model.h"
@@ -178,16 +179,17 @@ static void print_model(const pd_model *m, const char *indent) {
   char sub[16];
   snprintf(sub, sizeof sub, "%s  ", indent);
   for (int b = 0; b < m->n_branches; b++) {
-    const pd_branch *br = &m->branches[b];
+    const pd_input_branch *br = &m->branches[b];
+    const pd_graph_branch *gb = &m->graph.branches[b];
     if (br->kind == PD_INPUT_IMAGE)
       printf("%sbranch %s: image %dx%d, %s\n", indent, br->name, br->size, br->size,
              br->rescale == PD_RESCALE_FIT ? "fit" : "fixed factor");
     else
       printf("%sbranch %s: %d size features\n", indent, br->name, br->n_features);
-    print_layers(br->layers, br->n_layers, sub);
+    print_layers(gb->layers, gb->n_layers, sub);
   }
-  printf("%shead: %d inputs\n", indent, m->head_in);
-  print_layers(m->head, m->n_head, sub);
+  printf("%shead: %d inputs\n", indent, m->graph.head_in);
+  print_layers(m->graph.head, m->graph.n_head, sub);
 }
 
 static pd_ensemble *load_or_report(const char *dir) {
@@ -293,7 +295,7 @@ static int inputs_from_images(const pd_model *m, char **paths, inputs *in, FILE 
     float *slots[PD_MAX_BRANCHES];
     for (int b = 0; b < m->n_branches; b++)
       slots[b] = in->branch[b] + (size_t)i * pd_model_branch_input_len(m, b);
-    pd_preprocess_image(m, img.pixels, img.width, img.height, NULL, slots);
+    pd_model_fill_view(m, img.pixels, img.width, img.height, NULL, slots);
     int rc = 0;
     if (gray) {
       int32_t wh[2] = {img.width, img.height};
@@ -330,7 +332,7 @@ static int make_engine(const pd_model *m, int threads, int profile, int batch, p
   pd_error err = {0};
   pd_cpu_options opt = {.threads = threads, .profile = profile};
   if (pd_cpu_backend_create(&opt, be, &err) != 0 ||
-      pd_plan_create(*be, m, batch, plan, &err) != 0) {
+      pd_plan_create(*be, &m->graph, batch, plan, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
     return -1;
   }
@@ -346,11 +348,11 @@ static void print_top(const pd_ensemble *e, const char *name, const float *p) {
 }
 
 static int make_ensemble_engine(const pd_ensemble *e, int threads, int batch, pd_backend **be,
-                                pd_ensemble_plan **plan) {
+                                pd_servable **plan) {
   pd_error err = {0};
   pd_cpu_options opt = {.threads = threads};
   if (pd_cpu_backend_create(&opt, be, &err) != 0 ||
-      pd_ensemble_plan_create(*be, e, batch, plan, &err) != 0) {
+      pd_servable_create(*be, e, batch, plan, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
     return -1;
   }
@@ -371,8 +373,8 @@ static int run_ensemble(const options *o) {
   const int group = o->batch / tta > 0 ? o->batch / tta : 1;
   int status = 1;
   pd_backend *be = NULL;
-  pd_ensemble_plan *plan = NULL;
-  pd_ensemble_inputs in = {0};
+  pd_servable *plan = NULL;
+  pd_servable_inputs in = {0};
   pd_error err = {0};
   pd_image_limits limits = pd_image_limits_default();
   float *probs = calloc((size_t)n * e->n_classes, sizeof(float));
@@ -381,7 +383,7 @@ static int run_ensemble(const options *o) {
     fprintf(stderr, "planktond-model: out of memory for %d images\n", n);
     goto out;
   }
-  if (pd_ensemble_inputs_init(e, group * tta, &in, &err) != 0) {
+  if (pd_servable_inputs_init(e, group * tta, &in, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
     goto out;
   }
@@ -395,7 +397,7 @@ static int run_ensemble(const options *o) {
         goto out;
       }
       int rc =
-          pd_ensemble_preprocess(e, img.pixels, img.width, img.height, tta, &in, i * tta, &err);
+          pd_servable_inputs_fill(e, img.pixels, img.width, img.height, tta, &in, i * tta, &err);
       pd_gray_image_free(&img);
       if (rc != 0) {
         fprintf(stderr, "planktond-model: %s\n", err.msg);
@@ -403,7 +405,7 @@ static int run_ensemble(const options *o) {
       }
       counts[i] = tta;
     }
-    if (pd_ensemble_plan_run(plan, &in, k, counts, probs + (size_t)first * e->n_classes, &err)) {
+    if (pd_servable_run_slots(plan, &in, k, counts, probs + (size_t)first * e->n_classes, &err)) {
       fprintf(stderr, "planktond-model: %s\n", err.msg);
       goto out;
     }
@@ -416,9 +418,9 @@ static int run_ensemble(const options *o) {
     print_top(e, o->images[i], probs + (size_t)i * e->n_classes);
   status = 0;
 out:
-  pd_ensemble_plan_destroy(plan);
+  pd_servable_free(plan);
   pd_backend_destroy(be);
-  pd_ensemble_inputs_free(&in);
+  pd_servable_inputs_free(&in);
   free(probs);
   free(counts);
   pd_ensemble_free(e);
@@ -511,7 +513,7 @@ enum { BUF_EMPTY = 0, BUF_READY };
 #define EVAL_MAX_REPORTED_FAILURES 10
 
 typedef struct eval_buf {
-  pd_ensemble_inputs in;
+  pd_servable_inputs in;
   int state, step;
   int n_run;           /* images in `in` */
   int *counts;         /* [per_step] slots per image run */
@@ -547,8 +549,8 @@ static void fill_step(eval_pipe *p, eval_buf *b, int step) {
     pd_error err = {0};
     int rc = pd_image_load_file(smp->path, &limits, &img, &err);
     if (rc == 0) {
-      rc = pd_ensemble_preprocess(p->e, img.pixels, img.width, img.height, p->tta, &b->in,
-                                  b->n_run * p->tta, &err);
+      rc = pd_servable_inputs_fill(p->e, img.pixels, img.width, img.height, p->tta, &b->in,
+                                   b->n_run * p->tta, &err);
       pd_gray_image_free(&img);
     }
     if (rc != 0) {
@@ -584,7 +586,7 @@ static void *loader_main(void *arg) {
 }
 
 /* Runs the pipeline; scores into ev. Returns 0 or -1 (message printed). */
-static int eval_run(eval_pipe *p, pd_ensemble_plan *plan, pd_eval *ev, float *probs) {
+static int eval_run(eval_pipe *p, pd_servable *plan, pd_eval *ev, float *probs) {
   pthread_t tid;
   if (pthread_create(&tid, NULL, loader_main, p) != 0) {
     fprintf(stderr, "planktond-model eval: cannot start the loader thread\n");
@@ -602,7 +604,7 @@ static int eval_run(eval_pipe *p, pd_ensemble_plan *plan, pd_eval *ev, float *pr
     pthread_mutex_unlock(&p->mu);
     double tr = now_seconds();
     pd_error err = {0};
-    if (pd_ensemble_plan_run(plan, &b->in, b->n_run, b->counts, probs, &err) != 0) {
+    if (pd_servable_run_slots(plan, &b->in, b->n_run, b->counts, probs, &err) != 0) {
       fprintf(stderr, "planktond-model eval: %s\n", err.msg);
       status = -1;
     }
@@ -667,7 +669,7 @@ static int cmd_eval(int argc, char **argv) {
   int status = 1;
   pd_error err = {0};
   pd_backend *be = NULL;
-  pd_ensemble_plan *plan = NULL;
+  pd_servable *plan = NULL;
   pd_eval *ev = NULL;
   eval_pipe p = {.e = e, .ds = &ds, .tta = resolve_tta(&o, e)};
   /* About 4 engine batches of inputs per step (at least one image), so that
@@ -695,7 +697,7 @@ static int cmd_eval(int argc, char **argv) {
     p.buf[k].counts = malloc((size_t)p.per_step * sizeof(int));
     p.buf[k].what = malloc((size_t)p.per_step);
     if (!p.buf[k].counts || !p.buf[k].what ||
-        pd_ensemble_inputs_init(e, p.per_step * p.tta, &p.buf[k].in, &err) != 0) {
+        pd_servable_inputs_init(e, p.per_step * p.tta, &p.buf[k].in, &err) != 0) {
       fprintf(stderr, "planktond-model: %s\n", err.msg[0] ? err.msg : "out of memory");
       goto out;
     }
@@ -727,10 +729,10 @@ static int cmd_eval(int argc, char **argv) {
   status = s.n > 0 ? 0 : 1;
   if (s.n == 0) fprintf(stderr, "planktond-model eval: no image was scored\n");
 out:
-  pd_ensemble_plan_destroy(plan);
+  pd_servable_free(plan);
   pd_backend_destroy(be);
   for (int k = 0; k < 2; k++) {
-    pd_ensemble_inputs_free(&p.buf[k].in);
+    pd_servable_inputs_free(&p.buf[k].in);
     free(p.buf[k].counts);
     free(p.buf[k].what);
   }
@@ -816,8 +818,8 @@ static int cmd_bench(int argc, char **argv) {
       /* Conv FLOPs per image: everything but the dense layers. */
       double conv_flops = 0.0;
       for (int b = 0; b < m->n_branches; b++)
-        for (int i = 0; i < m->branches[b].n_layers; i++) {
-          const pd_layer *l = &m->branches[b].layers[i];
+        for (int i = 0; i < m->graph.branches[b].n_layers; i++) {
+          const pd_layer *l = &m->graph.branches[b].layers[i];
           if (l->kind == PD_LAYER_CONV)
             conv_flops += 2.0 * l->out.views * l->out.h * l->out.w * (double)l->filters *
                           l->kernel * l->kernel * l->in.c;

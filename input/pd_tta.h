@@ -1,7 +1,7 @@
 /* pd_tta: test-time augmentation (models/FORMAT.md "Test-time augmentation").
  * Owns nothing: it turns a model's TTA spec into a deterministic list of
- * quasi-random transforms, preprocesses one crop into n input slots with
- * them, and averages the n probability rows the engine gives back.
+ * quasi-random transforms (pd_input.h warps a crop with them) and averages
+ * probability rows.
  *
  * Transforms: transform 0 is the identity (so n = 1 is exactly no TTA);
  * transform k >= 1 is point k of a 7-dimensional Halton sequence with
@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #include "pd_error.h"
-#include "pd_model.h"
+#include "pd_input_spec.h"
 #include "pd_warp.h"
 
 /* Upper bound on transforms per image in one call (the loader caps tta.count at this too). */
@@ -41,25 +41,18 @@
 /* Writes the first n transforms (1 <= n <= PD_TTA_MAX) into out[n].
  * spec == NULL means all transforms are the identity. Errors: n out of range,
  * a spec with min > max, zoom <= 0 or stretch < 1 (PD_EINVAL, naming the field). */
-int pd_tta_transforms(const pd_tta_spec *spec, pd_symmetry symmetry, int n, pd_augment *out,
+int pd_tta_transforms(const pd_tta_spec *spec, pd_symmetry symmetry, int n, pd_warp_aug *out,
                       pd_error *err);
 
 /* Transform k (0 = identity) of the list above, for a spec as the model
  * loader validated it (pd_tta_transforms checks the spec; this does not). */
-pd_augment pd_tta_transform_at(const pd_tta_spec *spec, pd_symmetry symmetry, int k);
+pd_warp_aug pd_tta_transform_at(const pd_tta_spec *spec, pd_symmetry symmetry, int k);
 
 /* Coordinate `dim` (0..6, in the table above) of Halton point k in [0, 1). */
 double pd_tta_halton(uint64_t k, int dim);
 
-/* The model's default count: spec count, with 0 (off) meaning 1. */
-int pd_tta_default_count(const pd_model *m);
-
-/* Preprocesses one gray crop into n consecutive input slots per branch:
- * slot t of branch b is first[b] + t * pd_model_branch_input_len(m, b), and is
- * warped with augs[t]. Size-feature branches get the same features in every
- * slot (they describe the original crop). */
-void pd_tta_preprocess(const pd_model *m, const uint8_t *src, int src_w, int src_h,
-                       const pd_augment *augs, int n, float *const *first);
+/* The default count of a spec: its count, with 0 (off) meaning 1. */
+int pd_tta_default_count(const pd_tta_spec *spec);
 
 /* out[c] = mean over t < n of rows[t * n_classes + c] (arithmetic mean,
  * accumulated in double). n >= 1. out may not alias rows. */

@@ -3,6 +3,7 @@
  * order of first appearance. Sums are in double, counts in int64. */
 #include "pd_eval.h"
 
+#include "pd_csv.h"
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -215,29 +216,16 @@ const char *pd_eval_unknown_label(const pd_eval *ev, int i, int64_t *count) {
 
 /* ---- output ---- */
 
-static void csv_field(FILE *f, const char *s) {
-  if (!strpbrk(s, ",\"\r\n")) {
-    fputs(s, f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
 int pd_eval_write_confusion_csv(const pd_eval *ev, FILE *f) {
   const int nc = ev->n_classes;
   fputs("true\\predicted", f);
   for (int c = 0; c < nc; c++) {
     fputc(',', f);
-    csv_field(f, ev->labels[c]);
+    pd_csv_field(f, ev->labels[c]);
   }
   fputc('\n', f);
   for (int t = 0; t < nc; t++) {
-    csv_field(f, ev->labels[t]);
+    pd_csv_field(f, ev->labels[t]);
     for (int p = 0; p < nc; p++)
       fprintf(f, ",%lld", (long long)ev->confusion[(size_t)t * nc + p]);
     fputc('\n', f);

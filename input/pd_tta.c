@@ -59,7 +59,7 @@ static int check_spec(const pd_tta_spec *s, pd_error *err) {
   return PD_OK;
 }
 
-int pd_tta_transforms(const pd_tta_spec *spec, pd_symmetry symmetry, int n, pd_augment *out,
+int pd_tta_transforms(const pd_tta_spec *spec, pd_symmetry symmetry, int n, pd_warp_aug *out,
                       pd_error *err) {
   if (n < 1 || n > PD_TTA_MAX)
     return pd_error_set(err, PD_EINVAL, "tta: count %d out of range 1..%d", n, PD_TTA_MAX);
@@ -68,10 +68,10 @@ int pd_tta_transforms(const pd_tta_spec *spec, pd_symmetry symmetry, int n, pd_a
     int rc = check_spec(spec, err);
     if (rc != PD_OK) return rc;
   }
-  out[0] = pd_augment_identity();
+  out[0] = pd_warp_aug_identity();
   if (!spec) {
     for (int k = 1; k < n; k++)
-      out[k] = pd_augment_identity();
+      out[k] = pd_warp_aug_identity();
     return PD_OK;
   }
   for (int k = 1; k < n; k++)
@@ -79,8 +79,8 @@ int pd_tta_transforms(const pd_tta_spec *spec, pd_symmetry symmetry, int n, pd_a
   return PD_OK;
 }
 
-pd_augment pd_tta_transform_at(const pd_tta_spec *spec, pd_symmetry symmetry, int k) {
-  pd_augment a = pd_augment_identity();
+pd_warp_aug pd_tta_transform_at(const pd_tta_spec *spec, pd_symmetry symmetry, int k) {
+  pd_warp_aug a = pd_warp_aug_identity();
   if (!spec || k <= 0) return a;
   const double lz0 = log(spec->zoom_min), lz1 = log(spec->zoom_max);
   const double ls = log(spec->stretch_max);
@@ -95,18 +95,8 @@ pd_augment pd_tta_transform_at(const pd_tta_spec *spec, pd_symmetry symmetry, in
   return a;
 }
 
-int pd_tta_default_count(const pd_model *m) {
-  return m && m->tta.count > 1 ? m->tta.count : 1;
-}
-
-void pd_tta_preprocess(const pd_model *m, const uint8_t *src, int src_w, int src_h,
-                       const pd_augment *augs, int n, float *const *first) {
-  float *slots[PD_MAX_BRANCHES];
-  for (int t = 0; t < n; t++) {
-    for (int b = 0; b < m->n_branches; b++)
-      slots[b] = first[b] + (size_t)t * pd_model_branch_input_len(m, b);
-    pd_preprocess_image(m, src, src_w, src_h, augs ? &augs[t] : NULL, slots);
-  }
+int pd_tta_default_count(const pd_tta_spec *spec) {
+  return spec && spec->count > 1 ? spec->count : 1;
 }
 
 void pd_tta_average(const float *rows, int n, int n_classes, float *out) {

@@ -32,4 +32,12 @@ int pd_error_prefix(pd_error *err, const char *fmt, ...) __attribute__((format(p
 
 const char *pd_error_code_name(int code);
 
+/* Evaluates expr (a call returning PD_OK or a negative PD_E* code) and
+ * returns its code from the enclosing function when it is not PD_OK. */
+#define PD_TRY(expr)                                                                               \
+  do {                                                                                             \
+    int pd_try_rc_ = (expr);                                                                       \
+    if (pd_try_rc_ != PD_OK) return pd_try_rc_;                                                    \
+  } while (0)
+
 #endif

@@ -92,4 +92,9 @@ int pd_yaml_req_int(const pd_yaml_node *map, const char *key, int lo, int hi, in
 int pd_yaml_req_float(const pd_yaml_node *map, const char *key, double lo, double hi, float *out,
                       pd_error *err);
 
+/* A required identifier: a string of 1..cap-1 characters from [A-Za-z0-9]
+ * and `extra`, copied into dst[cap]. The error names the line and the rule. */
+int pd_yaml_req_ident(const pd_yaml_node *map, const char *key, const char *extra, char *dst,
+                      size_t cap, pd_error *err);
+
 #endif

@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
   }
   double t0 = now_s();
   pd_plan *plan = NULL;
-  if (pd_plan_create(be, m, batch, &plan, &err) != PD_OK) {
+  if (pd_plan_create(be, &m->graph, batch, &plan, &err) != PD_OK) {
     fprintf(stderr, "planktond-cuda-bench: %s\n", err.msg);
     pd_model_free(m);
     pd_backend_destroy(be);
@@ -192,7 +192,7 @@ int main(int argc, char **argv) {
       float *ref = malloc((size_t)batch * m->n_classes * sizeof(float));
       pd_cpu_options copt = {0};
       if (!ref || pd_cpu_backend_create(&copt, &cpu, &err) != PD_OK ||
-          pd_plan_create(cpu, m, batch, &cplan, &err) != PD_OK ||
+          pd_plan_create(cpu, &m->graph, batch, &cplan, &err) != PD_OK ||
           pd_plan_run(cplan, &in, ref, &err) != PD_OK) {
         fprintf(stderr, "planktond-cuda-bench: cpu check: %s\n", err.msg);
         rc = 1;

@@ -1,0 +1,294 @@
+#include "pd_servable.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd_tta.h"
+
+/* ---- layout and filling ---- */
+
+void pd_servable_layout_of(const pd_ensemble *e, pd_servable_layout *out) {
+  memset(out, 0, sizeof *out);
+  size_t at = 0;
+  for (int m = 0; m < e->n_members; m++) {
+    const pd_model *mod = e->members[m];
+    out->member_off[m] = at;
+    size_t in_member = 0;
+    for (int b = 0; b < mod->n_branches; b++) {
+      out->branch_off[m][b] = in_member;
+      in_member += pd_model_branch_input_len(mod, b);
+    }
+    at += in_member;
+  }
+  out->view_floats = at;
+}
+
+static int fill(const pd_ensemble *e, const pd_servable_layout *l, const uint8_t *px, int w, int h,
+                int views, float *buf, pd_error *err) {
+  for (int m = 0; m < e->n_members; m++) {
+    const pd_model *mod = e->members[m];
+    const pd_input_desc d = pd_model_input(mod);
+    float *first[PD_MAX_BRANCHES];
+    for (int b = 0; b < mod->n_branches; b++)
+      first[b] = buf + l->member_off[m] + l->branch_off[m][b];
+    PD_TRY(pd_input_fill(&d, px, w, h, views, first, l->view_floats, err));
+  }
+  return PD_OK;
+}
+
+size_t pd_servable_input_floats(const pd_servable *s, int views) {
+  return (size_t)(views > 0 ? views : 0) * s->layout.view_floats;
+}
+
+int pd_servable_fill(const pd_servable *s, const uint8_t *px, int w, int h, int views, float *buf,
+                     pd_error *err) {
+  return fill(s->e, &s->layout, px, w, h, views, buf, err);
+}
+
+int pd_servable_prepare(const pd_servable *s, const pd_input_bytes *in,
+                        const pd_image_limits *limits, int views, float *buf, pd_error *err) {
+  pd_gray_image img;
+  int owned = 0;
+  PD_TRY(pd_input_decode(in, limits, &img, &owned, err));
+  int rc = fill(s->e, &s->layout, img.pixels, img.width, img.height, views, buf, err);
+  if (owned) pd_gray_image_free(&img);
+  return rc;
+}
+
+/* ---- planning ---- */
+
+void pd_servable_free(pd_servable *s) {
+  if (!s) return;
+  for (int m = 0; m < PD_MAX_MEMBERS; m++) {
+    pd_plan_destroy(s->plans[m]);
+    for (int b = 0; b < PD_MAX_BRANCHES; b++)
+      free(s->batch_in[m][b]);
+  }
+  free(s->rows);
+  free(s->acc);
+  if (s->owns) pd_ensemble_free((pd_ensemble *)s->e);
+  free(s);
+}
+
+int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_servable **out,
+                       pd_error *err) {
+  *out = NULL;
+  if (!be || !e) return pd_error_set(err, PD_EINVAL, "servable: null argument");
+  if (max_batch < 1)
+    return pd_error_set(err, PD_EINVAL, "servable: max_batch %d must be >= 1", max_batch);
+  pd_servable *s = calloc(1, sizeof *s);
+  if (!s) return pd_error_set(err, PD_ENOMEM, "out of memory serving model %s", e->name);
+  s->e = e;
+  s->max_batch = max_batch;
+  pd_servable_layout_of(e, &s->layout);
+  const size_t cells = (size_t)max_batch * (size_t)e->n_classes;
+  s->rows = malloc(cells * sizeof *s->rows);
+  s->acc = calloc(cells, sizeof *s->acc);
+  int rc = s->rows && s->acc ? PD_OK : PD_ENOMEM;
+  for (int m = 0; rc == PD_OK && m < e->n_members; m++)
+    for (int b = 0; rc == PD_OK && b < e->members[m]->n_branches; b++) {
+      const size_t len = pd_model_branch_input_len(e->members[m], b);
+      s->batch_in[m][b] = malloc((size_t)max_batch * len * sizeof(float) + sizeof(float));
+      if (!s->batch_in[m][b]) rc = PD_ENOMEM;
+    }
+  if (rc != PD_OK) {
+    pd_servable_free(s);
+    return pd_error_set(err, PD_ENOMEM, "model %s: out of memory for batches of %d", e->name,
+                        max_batch);
+  }
+  for (int m = 0; rc == PD_OK && m < e->n_members; m++) {
+    rc = pd_plan_create(be, &e->members[m]->graph, max_batch, &s->plans[m], err);
+    if (rc != PD_OK && e->is_ensemble) {
+      char desc[4300];
+      pd_error_prefix(err, "%s", pd_ensemble_member_desc(e, m, desc, sizeof desc));
+    }
+  }
+  if (rc != PD_OK) {
+    pd_servable_free(s);
+    return rc;
+  }
+  *out = s;
+  return PD_OK;
+}
+
+int pd_servable_load(const char *dir, pd_backend *be, int max_batch, pd_servable **out,
+                     pd_error *err) {
+  *out = NULL;
+  pd_ensemble *e = NULL;
+  PD_TRY(pd_ensemble_load(dir, &e, err));
+  int rc = pd_servable_create(be, e, max_batch, out, err);
+  if (rc != PD_OK) {
+    pd_ensemble_free(e);
+    return rc;
+  }
+  (*out)->owns = true;
+  return PD_OK;
+}
+
+/* ---- running ---- */
+
+/* Adds member m's rows for the `count` slots from (i, v) on into the
+ * accumulator rows of their images (row 0 = image img_lo). */
+static void accumulate(pd_servable *s, int m, const pd_servable_item *items, int i, int v,
+                       int count, int img_lo) {
+  const pd_ensemble *e = s->e;
+  const int nc = e->n_classes;
+  const int *perm = e->perm[m];
+  const double w = e->weights[m];
+  for (int k = 0; k < count; k++) {
+    const float *row = s->rows + (size_t)k * nc;
+    double *acc = s->acc + (size_t)(i - img_lo) * nc;
+    if (perm)
+      for (int c = 0; c < nc; c++)
+        acc[perm[c]] += w * row[c];
+    else
+      for (int c = 0; c < nc; c++)
+        acc[c] += w * row[c];
+    if (++v == items[i].views) {
+      v = 0;
+      i++;
+    }
+  }
+}
+
+/* Copies the `count` slots from (i, v) on into the members' batch buffers. */
+static void gather(pd_servable *s, const pd_servable_item *items, int i, int v, int count) {
+  const pd_ensemble *e = s->e;
+  const pd_servable_layout *l = &s->layout;
+  for (int k = 0; k < count; k++) {
+    const float *view = items[i].input + (size_t)v * l->view_floats;
+    for (int m = 0; m < e->n_members; m++)
+      for (int b = 0; b < e->members[m]->n_branches; b++) {
+        const size_t len = pd_model_branch_input_len(e->members[m], b);
+        memcpy(s->batch_in[m][b] + (size_t)k * len, view + l->member_off[m] + l->branch_off[m][b],
+               len * sizeof(float));
+      }
+    if (++v == items[i].views) {
+      v = 0;
+      i++;
+    }
+  }
+}
+
+int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_error *err) {
+  if (!s || (n > 0 && !items)) return pd_error_set(err, PD_EINVAL, "servable run: null argument");
+  const pd_ensemble *e = s->e;
+  for (int k = 0; k < n; k++)
+    if (items[k].views < 1 || items[k].views > PD_TTA_MAX || !items[k].input || !items[k].probs)
+      return pd_error_set(err, PD_EINVAL, "servable run: image %d has %d views (1..%d allowed)", k,
+                          items[k].views, PD_TTA_MAX);
+  const int nc = e->n_classes;
+  int i = 0, v = 0; /* the next slot: image i, view v */
+  while (i < n) {
+    /* The chunk: up to max_batch slots from (i, v); images i .. last touched. */
+    int count = 0, ci = i, cv = v;
+    while (count < s->max_batch && ci < n) {
+      count++;
+      if (++cv == items[ci].views) {
+        cv = 0;
+        ci++;
+      }
+    }
+    const int touched = (cv > 0 ? ci + 1 : ci) - i;
+    const int keep = v > 0 ? 1 : 0; /* row 0 goes on from the last chunk */
+    memset(s->acc + (size_t)keep * nc, 0, (size_t)(touched - keep) * nc * sizeof *s->acc);
+    gather(s, items, i, v, count);
+    for (int m = 0; m < e->n_members; m++) {
+      pd_batch batch = {.n = count};
+      for (int b = 0; b < e->members[m]->n_branches; b++)
+        batch.branch[b] = s->batch_in[m][b];
+      int rc = pd_plan_run(s->plans[m], &batch, s->rows, err);
+      if (rc != PD_OK) {
+        if (e->is_ensemble) {
+          char desc[4300];
+          pd_error_prefix(err, "%s", pd_ensemble_member_desc(e, m, desc, sizeof desc));
+        }
+        return rc;
+      }
+      accumulate(s, m, items, i, v, count, i);
+    }
+    /* Images i .. ci-1 are whole: write them; image ci (if begun) goes on in row 0. */
+    for (int k = i; k < ci; k++) {
+      const double *acc = s->acc + (size_t)(k - i) * nc;
+      for (int c = 0; c < nc; c++)
+        items[k].probs[c] = (float)(acc[c] / items[k].views);
+    }
+    if (cv > 0 && ci > i)
+      memcpy(s->acc, s->acc + (size_t)(ci - i) * nc, (size_t)nc * sizeof *s->acc);
+    i = ci;
+    v = cv;
+  }
+  return PD_OK;
+}
+
+/* ---- a block of slots ---- */
+
+int pd_servable_inputs_init(const pd_ensemble *e, int capacity, pd_servable_inputs *in,
+                            pd_error *err) {
+  memset(in, 0, sizeof *in);
+  if (capacity < 1)
+    return pd_error_set(err, PD_EINVAL, "servable inputs: capacity %d must be >= 1", capacity);
+  pd_servable_layout_of(e, &in->layout);
+  in->buf = malloc((size_t)capacity * in->layout.view_floats * sizeof(float) + sizeof(float));
+  if (!in->buf)
+    return pd_error_set(err, PD_ENOMEM, "out of memory for %d input slots of model %s", capacity,
+                        e->name);
+  in->capacity = capacity;
+  return PD_OK;
+}
+
+void pd_servable_inputs_free(pd_servable_inputs *in) {
+  if (!in) return;
+  free(in->buf);
+  in->buf = NULL;
+  in->capacity = 0;
+}
+
+int pd_servable_inputs_fill(const pd_ensemble *e, const uint8_t *px, int w, int h, int n_tta,
+                            pd_servable_inputs *in, int first, pd_error *err) {
+  if (n_tta < 1 || n_tta > PD_TTA_MAX)
+    return pd_error_set(err, PD_EINVAL, "tta count %d out of range 1..%d", n_tta, PD_TTA_MAX);
+  if (first < 0 || first > in->capacity - n_tta)
+    return pd_error_set(err, PD_EINVAL, "slots %d..%d exceed the %d input slots", first,
+                        first + n_tta - 1, in->capacity);
+  return fill(e, &in->layout, px, w, h, n_tta, in->buf + (size_t)first * in->layout.view_floats,
+              err);
+}
+
+#define RUN_BLOCK 256 /* images per pd_servable_run call */
+
+int pd_servable_run_slots(pd_servable *s, const pd_servable_inputs *in, int n_images,
+                          const int *counts, float *probs, pd_error *err) {
+  if (!s || !in || (n_images > 0 && !probs))
+    return pd_error_set(err, PD_EINVAL, "servable run: null argument");
+  if (n_images < 0) return pd_error_set(err, PD_EINVAL, "servable run: %d images", n_images);
+  if (in->layout.view_floats != s->layout.view_floats)
+    return pd_error_set(err, PD_EINVAL, "servable run: inputs made for another model than %s",
+                        s->e->name);
+  long long total = 0;
+  for (int i = 0; i < n_images; i++) {
+    int c = counts ? counts[i] : 1;
+    if (c < 1 || c > PD_TTA_MAX)
+      return pd_error_set(err, PD_EINVAL, "servable run: image %d has %d slots (1..%d allowed)", i,
+                          c, PD_TTA_MAX);
+    total += c;
+  }
+  if (total > in->capacity)
+    return pd_error_set(err, PD_EINVAL, "servable run: %lld slots exceed the inputs' %d", total,
+                        in->capacity);
+  pd_servable_item items[RUN_BLOCK];
+  size_t slot = 0;
+  for (int i0 = 0; i0 < n_images; i0 += RUN_BLOCK) {
+    int n = n_images - i0 < RUN_BLOCK ? n_images - i0 : RUN_BLOCK;
+    for (int k = 0; k < n; k++) {
+      int c = counts ? counts[i0 + k] : 1;
+      items[k] = (pd_servable_item){.input = in->buf + slot * in->layout.view_floats,
+                                    .views = c,
+                                    .probs = probs + (size_t)(i0 + k) * s->e->n_classes};
+      slot += (size_t)c;
+    }
+    PD_TRY(pd_servable_run(s, items, n, err));
+  }
+  return PD_OK;
+}
