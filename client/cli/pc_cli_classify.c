@@ -13,6 +13,7 @@
 #include "pc_cli_out.h"
 #include "pc_cli_pipe.h"
 #include "pc_cli_progress.h"
+#include "pc_cli_retry.h"
 #include "pc_cli_walk.h"
 
 #define DEFAULT_MAX_FILE                                                                           \
@@ -45,6 +46,9 @@ void pc_cli_classify_usage(const char *prog, FILE *f) {
           "                          crop from a TSV/CSV keyed by path (see the man page)\n"
           "      --id-root DIR       ecotaxa: object ids from the paths below DIR (default: the\n"
           "                          deepest folder holding every PATH)\n"
+          "      --retry-for SEC     on a lost connection or a draining daemon, reconnect and\n"
+          "                          resend what is unanswered for up to SEC s (default 30;\n"
+          "                          0: no retries)\n"
           "  -h, --help              this help\n"
           "\n"
           "csv/tsv write a header: path,label,probability (k = 1),\n"
@@ -127,7 +131,8 @@ enum {
   OPT_PROGRESS,
   OPT_NO_PROGRESS,
   OPT_METADATA,
-  OPT_ID_ROOT
+  OPT_ID_ROOT,
+  OPT_RETRY_FOR
 };
 
 int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
@@ -144,9 +149,11 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
                                         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
                                         {"metadata", required_argument, NULL, OPT_METADATA},
                                         {"id-root", required_argument, NULL, OPT_ID_ROOT},
+                                        {"retry-for", required_argument, NULL, OPT_RETRY_FOR},
                                         {"help", no_argument, NULL, 'h'},
                                         {0, 0, 0, 0}};
   long jobs = 64, top = 1, tta = 0;
+  double retry_for = PC_CLI_RETRY_DEFAULT_S;
   int progress = -1;
   bool probs = false, completion = false;
   const char *model = NULL, *output = NULL, *metadata = NULL, *id_root = NULL;
@@ -197,6 +204,9 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
     case OPT_ID_ROOT:
       id_root = optarg;
       break;
+    case OPT_RETRY_FOR:
+      rc = pc_cli_retry_parse(optarg, &retry_for, &err);
+      break;
     case 'h':
       pc_cli_classify_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
@@ -237,6 +247,10 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
 
   pc_client *client = NULL;
   rc = pc_cli_connect(g, (int)jobs, &client, &err);
+  if (rc == PC_CLI_EXIT_OK && (rc = pc_cli_retry_apply(client, retry_for, &err)) != 0) {
+    pc_client_close(client);
+    client = NULL;
+  }
   if (rc != PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: %s\n", g->prog, err.msg);
     pc_cli_ecotaxa_free(eco);
@@ -338,6 +352,7 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
       fprintf(stderr, "%s: classify: %lu crop%s linked and %lu copied into the bundle beside %s\n",
               g->prog, linked, linked == 1 ? "" : "s", copied, x.out_name);
   }
+  pc_cli_retry_report(g->prog, client, stderr);
   pc_cli_ecotaxa_free(eco);
   pc_cli_model_free(&m);
   pc_client_close(client);

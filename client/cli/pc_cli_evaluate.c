@@ -18,6 +18,7 @@
 #include "pc_cli_progress.h"
 #include "pc_cli_report.h"
 #include "pc_cli_skipped.h"
+#include "pc_cli_retry.h"
 #include "pd_dataset.h"
 #include "pd_eval.h"
 
@@ -48,6 +49,9 @@ void pc_cli_evaluate_usage(const char *prog, FILE *f) {
           "      --max-file-size N larger files fail without being sent (default 16M-1K)\n"
           "      --progress, --no-progress\n"
           "                        progress line on stderr (default: when stderr is a terminal)\n"
+          "      --retry-for SEC   on a lost connection or a draining daemon, reconnect and\n"
+          "                        resend what is unanswered for up to SEC s (default 30;\n"
+          "                        0: no retries)\n"
           "  -h, --help            this help\n"
           "\n"
           "Exit: 0 every image scored, 1 some failed (the report covers the rest) or none\n"
@@ -178,7 +182,8 @@ enum {
   OPT_MAX_FILE,
   OPT_PROGRESS,
   OPT_ALL_CLASSES,
-  OPT_NO_PROGRESS
+  OPT_NO_PROGRESS,
+  OPT_RETRY_FOR
 };
 
 int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
@@ -192,9 +197,11 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
                                         {"progress", no_argument, NULL, OPT_PROGRESS},
                                         {"all-classes", no_argument, NULL, OPT_ALL_CLASSES},
                                         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                        {"retry-for", required_argument, NULL, OPT_RETRY_FOR},
                                         {"help", no_argument, NULL, 'h'},
                                         {0, 0, 0, 0}};
   long jobs = 64, tta = 0, limit = 0;
+  double retry_for = PC_CLI_RETRY_DEFAULT_S;
   int progress = -1;
   bool json = false, all_classes = false;
   const char *model = NULL, *confusion = NULL;
@@ -235,6 +242,9 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     case OPT_NO_PROGRESS:
       progress = 0;
       break;
+    case OPT_RETRY_FOR:
+      rc = pc_cli_retry_parse(optarg, &retry_for, &err);
+      break;
     case 'h':
       pc_cli_evaluate_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
@@ -273,6 +283,7 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
   pc_cli_model m = {0};
   pd_eval *ev = NULL;
   rc = pc_cli_connect(g, (int)jobs, &client, &err);
+  if (rc == PC_CLI_EXIT_OK) rc = pc_cli_retry_apply(client, retry_for, &err);
   if (rc == PC_CLI_EXIT_OK) {
     rc = pc_cli_model_fetch(client, model, &m, &err);
     if (rc == PC_CLI_EXIT_DAEMON) pc_cli_explain(g, &err);
@@ -374,6 +385,7 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
             strerror(errno ? errno : EIO));
     rc = rc ? rc : PC_CLI_EXIT_FAILED;
   }
+  pc_cli_retry_report(g->prog, client, stderr);
   pd_eval_free(ev);
   pc_cli_model_free(&m);
   pc_client_close(client);

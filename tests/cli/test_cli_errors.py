@@ -184,7 +184,8 @@ def check_lost(f, tmp, good):
     sock = os.path.join(tmp, "fake.sock")
     fake = FakeDaemon(sock, drop_after=3)
     try:
-        r = h.run_cli(["classify", "-j", "3"] + [good[0]] * 10, socket=sock)
+        # without retries (--retry-for 0): the run ends with the count
+        r = h.run_cli(["classify", "-j", "3", "--retry-for", "0"] + [good[0]] * 10, socket=sock)
         f.check(r.rc == 3 and "closed the connection" in r.err and "3 requests in flight lost" in r.err,
                 "connection lost mid-run: exit 3 with the count: %r" % r)
     finally:
