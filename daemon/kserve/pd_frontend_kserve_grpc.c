@@ -1,0 +1,603 @@
+/* The KServe gRPC front end: pd_kserve_grpc (the transport) behind the
+ * pd_frontend ops, answering inference.GRPCInferenceService and
+ * grpc.health.v1.Health from the daemon's pipeline, model and stats. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_service.pb-c.h"
+#include "health.pb-c.h"
+#include "model_config.pb-c.h"
+#include "pd_kserve.h"
+#include "pd_kserve_grpc.h"
+#include "pd_kserve_infer.h"
+#include "pd_kserve_job.h"
+
+/* Health says NOT_SERVING after this many failed network runs in a row,
+ * as the native Health does. */
+#define KSERVE_FAILING_RUNS 3
+
+enum {
+  M_SERVER_LIVE,
+  M_SERVER_READY,
+  M_MODEL_READY,
+  M_SERVER_METADATA,
+  M_MODEL_METADATA,
+  M_MODEL_INFER,
+  M_MODEL_STREAM_INFER,
+  M_MODEL_CONFIG,
+  M_MODEL_STATISTICS,
+  M_REPOSITORY_INDEX,
+  M_HEALTH_CHECK,
+  M_COUNT
+};
+
+#define SVC "/inference.GRPCInferenceService/"
+static const pd_kgrpc_method k_methods[M_COUNT] = {
+    [M_SERVER_LIVE] = {SVC "ServerLive", PD_KGRPC_UNARY},
+    [M_SERVER_READY] = {SVC "ServerReady", PD_KGRPC_UNARY},
+    [M_MODEL_READY] = {SVC "ModelReady", PD_KGRPC_UNARY},
+    [M_SERVER_METADATA] = {SVC "ServerMetadata", PD_KGRPC_UNARY},
+    [M_MODEL_METADATA] = {SVC "ModelMetadata", PD_KGRPC_UNARY},
+    [M_MODEL_INFER] = {SVC "ModelInfer", PD_KGRPC_UNARY},
+    [M_MODEL_STREAM_INFER] = {SVC "ModelStreamInfer", PD_KGRPC_STREAM},
+    [M_MODEL_CONFIG] = {SVC "ModelConfig", PD_KGRPC_UNARY},
+    [M_MODEL_STATISTICS] = {SVC "ModelStatistics", PD_KGRPC_UNARY},
+    [M_REPOSITORY_INDEX] = {SVC "RepositoryIndex", PD_KGRPC_UNARY},
+    [M_HEALTH_CHECK] = {"/grpc.health.v1.Health/Check", PD_KGRPC_UNARY},
+};
+
+typedef struct kgrpc_fe {
+  pd_frontend fe; /* first */
+  pd_frontend_env env;
+  pd_config cfg; /* the listen address (restart-only) */
+  long max_crops, max_queue_delay_us;
+  pd_kgrpc *grpc;
+  bool draining, closing;
+  int jobs; /* inference requests in the pipeline */
+  void (*on_empty)(void *);
+  void *on_empty_data;
+} kgrpc_fe;
+
+/* One ModelInfer (or one message of a stream) in the pipeline. */
+typedef struct kgrpc_job {
+  pd_kjob job;
+  kgrpc_fe *k;
+  pd_kgrpc_call *call;
+  int stream;
+  Inference__ModelInferRequest *req; /* holds the crops' bytes */
+} kgrpc_job;
+
+static void maybe_empty(kgrpc_fe *k);
+
+/* ---- answers ---- */
+
+static void finish_msg(pd_kgrpc_call *call, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (!buf) {
+    pd_kgrpc_finish(call, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory for the answer", NULL, 0);
+    return;
+  }
+  protobuf_c_message_pack(m, buf);
+  pd_kgrpc_finish(call, 0, NULL, buf, n);
+  free(buf);
+}
+
+/* An inference error: the RPC's status (unary), or one stream answer
+ * carrying the message (the stream lives on). */
+static void infer_error(pd_kgrpc_call *call, int stream, int status, const char *message) {
+  if (!stream) {
+    pd_kgrpc_finish(call, status, message, NULL, 0);
+    return;
+  }
+  char text[512];
+  snprintf(text, sizeof text, "%s: %s", pd_status_name(status), message);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (pd_kinfer_pack_stream_error(text, &buf, &len) != 0) buf = NULL, len = 0;
+  pd_kgrpc_stream_reply(call, buf, len);
+  free(buf);
+}
+
+static pd_served *model_now(const kgrpc_fe *k) {
+  return pd_pipeline_model(k->env.pipeline);
+}
+
+/* Whether name/version name the served model ("" version: any). */
+static bool model_matches(const pd_served *s, const char *name, const char *version) {
+  return s && name && strcmp(name, s->model->name) == 0 &&
+         (!version || !*version || strcmp(version, s->model->version) == 0);
+}
+
+static int not_found(pd_kgrpc_call *call, const pd_served *s, const char *name,
+                     const char *version) {
+  char msg[400];
+  snprintf(msg, sizeof msg,
+           "unknown model \"%.64s\" version \"%.32s\": this server serves \"%s\" version \"%s\"",
+           name ? name : "", version ? version : "", s ? s->model->name : "(none)",
+           s ? s->model->version : "");
+  pd_kgrpc_finish(call, PD_STATUS_NOT_FOUND, msg, NULL, 0);
+  return 0;
+}
+
+static bool ready(const kgrpc_fe *k) {
+  pd_stats_report r;
+  pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
+  return !k->draining && model_now(k) && r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
+}
+
+static void bad_request(pd_kgrpc_call *call, const char *what) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "the %s message does not parse", what);
+  pd_kgrpc_finish(call, PD_STATUS_INVALID_ARGUMENT, msg, NULL, 0);
+}
+
+/* ---- inference ---- */
+
+static void job_done(pd_kjob *job) {
+  kgrpc_job *j = job->owner;
+  kgrpc_fe *k = j->k;
+  if (job->status != 0) {
+    infer_error(j->call, j->stream, job->status, job->message);
+  } else {
+    const pd_model *m = job->served->model;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc =
+        pd_kinfer_pack_response(&job->kr, m->name, m->version, j->req->id, job->n_classes,
+                                job->probs, (const char *const *)m->classes, j->stream, &buf, &len);
+    if (rc != 0)
+      infer_error(j->call, j->stream, rc, "out of memory for the answer");
+    else if (j->stream)
+      pd_kgrpc_stream_reply(j->call, buf, len);
+    else
+      pd_kgrpc_finish(j->call, 0, NULL, buf, len);
+    free(buf);
+  }
+  pd_kjob_dispose(job);
+  inference__model_infer_request__free_unpacked(j->req, NULL);
+  free(j);
+  k->jobs--;
+  maybe_empty(k);
+}
+
+static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uint8_t *msg,
+                         size_t len) {
+  if (k->draining) {
+    infer_error(call, stream, PD_STATUS_UNAVAILABLE,
+                "draining: the daemon is shutting down; send it to another server");
+    return;
+  }
+  Inference__ModelInferRequest *req = inference__model_infer_request__unpack(NULL, len, msg);
+  if (!req) {
+    infer_error(call, stream, PD_STATUS_INVALID_ARGUMENT,
+                "the ModelInferRequest message does not parse");
+    return;
+  }
+  pd_served *s = model_now(k);
+  if (!model_matches(s, req->model_name, req->model_version)) {
+    char m[400];
+    snprintf(m, sizeof m,
+             "unknown model \"%.64s\" version \"%.32s\": this server serves \"%s\" version \"%s\"",
+             req->model_name, req->model_version, s ? s->model->name : "(none)",
+             s ? s->model->version : "");
+    infer_error(call, stream, PD_STATUS_NOT_FOUND, m);
+    inference__model_infer_request__free_unpacked(req, NULL);
+    return;
+  }
+  kgrpc_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    infer_error(call, stream, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    inference__model_infer_request__free_unpacked(req, NULL);
+    return;
+  }
+  char why[400];
+  int rc =
+      pd_kinfer_parse(req, (int)k->max_crops, s->model->n_classes, &j->job.kr, why, sizeof why);
+  if (rc != 0) {
+    infer_error(call, stream, rc, why);
+    pd_kinfer_request_free(&j->job.kr);
+    inference__model_infer_request__free_unpacked(req, NULL);
+    free(j);
+    return;
+  }
+  j->k = k;
+  j->call = call;
+  j->stream = stream;
+  j->req = req;
+  j->job.done = job_done;
+  j->job.owner = j;
+  uint64_t deadline = pd_kgrpc_deadline_ns(call);
+  if (j->job.kr.timeout_us) {
+    uint64_t t = pd_now_ns() + j->job.kr.timeout_us * 1000u;
+    if (!deadline || t < deadline) deadline = t;
+  }
+  k->jobs++;
+  pd_kjob_submit(&j->job, k->env.pipeline, req->model_name, deadline);
+}
+
+/* ---- the other RPCs ---- */
+
+static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
+                                  size_t len) {
+  Inference__ModelMetadataRequest *rq = inference__model_metadata_request__unpack(NULL, len, msg);
+  if (!rq) {
+    bad_request(call, "ModelMetadataRequest");
+    return;
+  }
+  pd_served *s = model_now(k);
+  if (!model_matches(s, rq->name, rq->version)) {
+    not_found(call, s, rq->name, rq->version);
+  } else {
+    Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
+    Inference__ModelMetadataResponse__TensorMetadata in =
+        INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
+    Inference__ModelMetadataResponse__TensorMetadata out =
+        INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
+    Inference__ModelMetadataResponse__TensorMetadata *ins[1] = {&in}, *outs[1] = {&out};
+    int64_t in_shape[2] = {-1, 1}, out_shape[2] = {-1, s->model->n_classes};
+    char *versions[1] = {(char *)s->model->version};
+    r.name = (char *)s->model->name;
+    r.versions = versions;
+    r.n_versions = 1;
+    r.platform = (char *)"planktond";
+    in.name = (char *)PD_KINFER_INPUT;
+    in.datatype = (char *)"BYTES";
+    in.shape = in_shape;
+    in.n_shape = 2;
+    out.name = (char *)PD_KINFER_OUTPUT;
+    out.datatype = (char *)"FP32";
+    out.shape = out_shape;
+    out.n_shape = 2;
+    r.inputs = ins;
+    r.n_inputs = 1;
+    r.outputs = outs;
+    r.n_outputs = 1;
+    finish_msg(call, &r.base);
+  }
+  inference__model_metadata_request__free_unpacked(rq, NULL);
+}
+
+static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg, size_t len) {
+  Inference__ModelConfigRequest *rq = inference__model_config_request__unpack(NULL, len, msg);
+  if (!rq) {
+    bad_request(call, "ModelConfigRequest");
+    return;
+  }
+  pd_served *s = model_now(k);
+  if (!model_matches(s, rq->name, rq->version)) {
+    not_found(call, s, rq->name, rq->version);
+  } else {
+    Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
+    Inference__ModelInput in = INFERENCE__MODEL_INPUT__INIT;
+    Inference__ModelOutput out = INFERENCE__MODEL_OUTPUT__INIT;
+    Inference__ModelDynamicBatching db = INFERENCE__MODEL_DYNAMIC_BATCHING__INIT;
+    Inference__ModelInstanceGroup ig = INFERENCE__MODEL_INSTANCE_GROUP__INIT;
+    Inference__ModelInput *ins[1] = {&in};
+    Inference__ModelOutput *outs[1] = {&out};
+    Inference__ModelInstanceGroup *igs[1] = {&ig};
+    int64_t in_dims[1] = {1}, out_dims[1] = {s->model->n_classes};
+    c.name = (char *)s->model->name;
+    c.platform = (char *)"planktond";
+    c.backend = s->backend_name;
+    c.max_batch_size = (int32_t)k->max_crops;
+    in.name = (char *)PD_KINFER_INPUT;
+    in.data_type = INFERENCE__DATA_TYPE__TYPE_STRING;
+    in.dims = in_dims;
+    in.n_dims = 1;
+    out.name = (char *)PD_KINFER_OUTPUT;
+    out.data_type = INFERENCE__DATA_TYPE__TYPE_FP32;
+    out.dims = out_dims;
+    out.n_dims = 1;
+    c.input = ins;
+    c.n_input = 1;
+    c.output = outs;
+    c.n_output = 1;
+    db.max_queue_delay_microseconds = (uint64_t)k->max_queue_delay_us;
+    c.scheduling_choice_case = INFERENCE__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING;
+    c.dynamic_batching = &db;
+    ig.name = s->backend_name;
+    ig.count = 1;
+    ig.kind = strcmp(s->backend_name, "cuda") == 0
+                  ? INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_GPU
+                  : INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_CPU;
+    c.instance_group = igs;
+    c.n_instance_group = 1;
+    Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
+    r.config = &c;
+    finish_msg(call, &r.base);
+  }
+  inference__model_config_request__free_unpacked(rq, NULL);
+}
+
+static Inference__StatisticDuration duration(uint64_t count, double sum_us) {
+  Inference__StatisticDuration d = INFERENCE__STATISTIC_DURATION__INIT;
+  d.count = count;
+  d.ns = (uint64_t)(sum_us * 1000.0);
+  return d;
+}
+
+/* The same numbers as /metrics: requests by status, the request, queue,
+ * decode and compute histograms, and batches by size (each bucket of the
+ * batch-size histogram as the batch size of its upper bound). */
+static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
+                                    size_t len) {
+  Inference__ModelStatisticsRequest *rq =
+      inference__model_statistics_request__unpack(NULL, len, msg);
+  if (!rq) {
+    bad_request(call, "ModelStatisticsRequest");
+    return;
+  }
+  pd_served *s = model_now(k);
+  if (rq->name[0] && !model_matches(s, rq->name, rq->version)) {
+    not_found(call, s, rq->name, rq->version);
+    inference__model_statistics_request__free_unpacked(rq, NULL);
+    return;
+  }
+  pd_stats_report r;
+  pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
+  if (k->env.report) k->env.report(k->env.report_ctx, &r);
+  uint64_t fails = 0;
+  for (int i = 1; i < PD_STATUS_COUNT; i++)
+    fails += r.requests[i];
+  Inference__InferStatistics is = INFERENCE__INFER_STATISTICS__INIT;
+  const pd_hist_report *hq = &r.hist[PD_HIST_QUEUE], *hd = &r.hist[PD_HIST_DECODE],
+                       *hc = &r.hist[PD_HIST_COMPUTE], *hr = &r.hist[PD_HIST_REQUEST],
+                       *hb = &r.hist[PD_HIST_BATCH];
+  Inference__StatisticDuration d_ok = duration(r.requests[PD_STATUS_OK], hr->sum),
+                               d_fail = duration(fails, 0), d_q = duration(hq->count, hq->sum),
+                               d_in = duration(hd->count, hd->sum),
+                               d_inf = duration(hc->count, hc->sum), d_out = duration(0, 0);
+  is.success = &d_ok;
+  is.fail = &d_fail;
+  is.queue = &d_q;
+  is.compute_input = &d_in;
+  is.compute_infer = &d_inf;
+  is.compute_output = &d_out;
+  Inference__InferBatchStatistics bs[PD_HIST_MAX_BOUNDS];
+  Inference__InferBatchStatistics *bsp[PD_HIST_MAX_BOUNDS];
+  Inference__StatisticDuration bd[PD_HIST_MAX_BOUNDS];
+  size_t nb = 0;
+  uint64_t below = 0;
+  for (int i = 0; i < hb->n_bounds; i++) {
+    uint64_t in_bucket = hb->cumulative[i] - below;
+    below = hb->cumulative[i];
+    if (!in_bucket) continue;
+    bs[nb] = (Inference__InferBatchStatistics)INFERENCE__INFER_BATCH_STATISTICS__INIT;
+    bd[nb] = duration(in_bucket, 0);
+    bs[nb].batch_size = (uint64_t)hb->bounds[i];
+    bs[nb].compute_infer = &bd[nb];
+    bsp[nb] = &bs[nb];
+    nb++;
+  }
+  Inference__ModelStatistics ms = INFERENCE__MODEL_STATISTICS__INIT;
+  Inference__ModelStatistics *msp[1] = {&ms};
+  ms.name = (char *)(s ? s->model->name : "");
+  ms.version = (char *)(s ? s->model->version : "");
+  ms.inference_count = r.requests[PD_STATUS_OK];
+  ms.execution_count = r.batches;
+  ms.inference_stats = &is;
+  ms.batch_stats = bsp;
+  ms.n_batch_stats = nb;
+  Inference__ModelStatisticsResponse resp = INFERENCE__MODEL_STATISTICS_RESPONSE__INIT;
+  resp.model_stats = msp;
+  resp.n_model_stats = s ? 1 : 0;
+  finish_msg(call, &resp.base);
+  inference__model_statistics_request__free_unpacked(rq, NULL);
+}
+
+static void handle_health(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg, size_t len) {
+  Grpc__Health__V1__HealthCheckRequest *rq =
+      grpc__health__v1__health_check_request__unpack(NULL, len, msg);
+  if (!rq) {
+    bad_request(call, "HealthCheckRequest");
+    return;
+  }
+  if (rq->service[0] && strcmp(rq->service, "inference.GRPCInferenceService") != 0) {
+    char m[200];
+    snprintf(m, sizeof m,
+             "unknown service \"%.64s\": ask for \"\" or inference.GRPCInferenceService",
+             rq->service);
+    pd_kgrpc_finish(call, PD_STATUS_NOT_FOUND, m, NULL, 0);
+  } else {
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = ready(k) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                        : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    finish_msg(call, &r.base);
+  }
+  grpc__health__v1__health_check_request__free_unpacked(rq, NULL);
+}
+
+static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size_t len,
+                       void *data) {
+  kgrpc_fe *k = data;
+  switch (method) {
+  case M_SERVER_LIVE: {
+    Inference__ServerLiveResponse r = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
+    r.live = 1;
+    finish_msg(call, &r.base);
+    return;
+  }
+  case M_SERVER_READY: {
+    Inference__ServerReadyResponse r = INFERENCE__SERVER_READY_RESPONSE__INIT;
+    r.ready = ready(k);
+    finish_msg(call, &r.base);
+    return;
+  }
+  case M_MODEL_READY: {
+    Inference__ModelReadyRequest *rq = inference__model_ready_request__unpack(NULL, len, msg);
+    if (!rq) {
+      bad_request(call, "ModelReadyRequest");
+      return;
+    }
+    Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
+    r.ready = ready(k) && model_matches(model_now(k), rq->name, rq->version);
+    finish_msg(call, &r.base);
+    inference__model_ready_request__free_unpacked(rq, NULL);
+    return;
+  }
+  case M_SERVER_METADATA: {
+    static char *const ext[] = {(char *)"classification", (char *)"model_configuration",
+                                (char *)"statistics", (char *)"binary_tensor_data"};
+    Inference__ServerMetadataResponse r = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
+    r.name = (char *)"planktond";
+    r.version = (char *)PD_VERSION;
+    r.extensions = (char **)ext;
+    r.n_extensions = sizeof ext / sizeof ext[0];
+    finish_msg(call, &r.base);
+    return;
+  }
+  case M_MODEL_METADATA:
+    handle_model_metadata(k, call, msg, len);
+    return;
+  case M_MODEL_INFER:
+    handle_infer(k, call, 0, msg, len);
+    return;
+  case M_MODEL_STREAM_INFER:
+    handle_infer(k, call, 1, msg, len);
+    return;
+  case M_MODEL_CONFIG:
+    handle_model_config(k, call, msg, len);
+    return;
+  case M_MODEL_STATISTICS:
+    handle_model_statistics(k, call, msg, len);
+    return;
+  case M_REPOSITORY_INDEX: {
+    pd_served *s = model_now(k);
+    Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
+    Inference__RepositoryIndexResponse__ModelIndex mi =
+        INFERENCE__REPOSITORY_INDEX_RESPONSE__MODEL_INDEX__INIT;
+    Inference__RepositoryIndexResponse__ModelIndex *mis[1] = {&mi};
+    if (s) {
+      mi.name = (char *)s->model->name;
+      mi.version = (char *)s->model->version;
+      mi.state = (char *)(ready(k) ? "READY" : "UNAVAILABLE");
+      r.models = mis;
+      r.n_models = 1;
+    }
+    finish_msg(call, &r.base);
+    return;
+  }
+  case M_HEALTH_CHECK:
+    handle_health(k, call, msg, len);
+    return;
+  default:
+    pd_kgrpc_finish(call, PD_STATUS_UNIMPLEMENTED, "not served", NULL, 0);
+  }
+}
+
+/* ---- the pd_frontend ops ---- */
+
+static void on_grpc_gone(void *data) {
+  kgrpc_fe *k = data;
+  k->grpc = NULL;
+  if (k->closing) {
+    free(k);
+    return;
+  }
+  maybe_empty(k);
+}
+
+static void maybe_empty(kgrpc_fe *k) {
+  if (!k->draining || k->grpc || k->jobs > 0 || !k->on_empty) return;
+  void (*cb)(void *) = k->on_empty;
+  k->on_empty = NULL;
+  cb(k->on_empty_data);
+}
+
+static void kgrpc_limits(kgrpc_fe *k, const pd_config *c) {
+  k->max_crops = c->max_batch;
+  k->max_queue_delay_us = c->max_queue_delay_us;
+}
+
+static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds, bool activated, pd_error *err) {
+  kgrpc_fe *k = (kgrpc_fe *)fe;
+  (void)fds;
+  (void)activated;
+  if (n_fds > 0)
+    return pd_error_set(err, PD_EUNSUPP,
+                        "kserve.grpc_listen: gRPC core cannot adopt an inherited listening socket "
+                        "(%d given as kserve-grpc); give the address in kserve.grpc_listen instead",
+                        n_fds);
+  if (!k->cfg.kserve_grpc[0]) return PD_OK;
+  pd_kgrpc_options o = {
+      .methods = k_methods,
+      .n_methods = M_COUNT,
+      .listen = {k->cfg.kserve_grpc},
+      .n_listen = 1,
+      .socket_mode = (int)k->cfg.socket_mode,
+      .max_receive_message = k->cfg.max_frame_bytes,
+      .max_concurrent_streams = (int)k->cfg.max_in_flight,
+      .max_stream_in_flight = (int)k->cfg.max_in_flight,
+      .idle_timeout_ms = k->cfg.idle_timeout_s * 1000,
+      .on_request = on_request,
+      .data = k,
+  };
+  int rc = pd_kgrpc_start(k->env.loop, &o, &k->grpc, err);
+  if (rc != PD_OK) return pd_error_prefix(err, "kserve.grpc_listen");
+  pd_logf(k->env.log, PD_LOG_INFO, "KServe gRPC listening on %s", k->cfg.kserve_grpc);
+  return PD_OK;
+}
+
+static void kgrpc_set_limits(pd_frontend *fe, const pd_config *cfg) {
+  kgrpc_limits((kgrpc_fe *)fe, cfg);
+}
+
+static void kgrpc_drain(pd_frontend *fe, void (*on_empty)(void *), void *data) {
+  kgrpc_fe *k = (kgrpc_fe *)fe;
+  k->draining = true;
+  k->on_empty = on_empty;
+  k->on_empty_data = data;
+  if (k->grpc) pd_kgrpc_shutdown(k->grpc, on_grpc_gone, k);
+  maybe_empty(k);
+}
+
+static int kgrpc_busy(const pd_frontend *fe) {
+  const kgrpc_fe *k = (const kgrpc_fe *)fe;
+  return (k->grpc ? pd_kgrpc_calls(k->grpc) : 0) + k->jobs;
+}
+
+static void kgrpc_close_all(pd_frontend *fe) {
+  kgrpc_fe *k = (kgrpc_fe *)fe;
+  if (k->grpc) pd_kgrpc_cancel_all(k->grpc);
+}
+
+static void kgrpc_close(pd_frontend *fe) {
+  kgrpc_fe *k = (kgrpc_fe *)fe;
+  k->closing = true;
+  k->on_empty = NULL;
+  if (!k->grpc) {
+    free(k);
+    return;
+  }
+  if (!k->draining) {
+    k->draining = true;
+    pd_kgrpc_shutdown(k->grpc, on_grpc_gone, k);
+  }
+  pd_kgrpc_cancel_all(k->grpc);
+}
+
+static const pd_frontend_ops kgrpc_ops = {
+    .name = "kserve-grpc",
+    .fd_name = "kserve-grpc",
+    .listen = kgrpc_listen,
+    .set_limits = kgrpc_set_limits,
+    .report = NULL,
+    .drain = kgrpc_drain,
+    .busy = kgrpc_busy,
+    .close_all = kgrpc_close_all,
+    .close = kgrpc_close,
+};
+
+int pd_frontend_kserve_grpc_create(const pd_frontend_env *env, const pd_config *cfg,
+                                   pd_frontend **out, pd_error *err) {
+  kgrpc_fe *k = calloc(1, sizeof *k);
+  if (!k) return pd_error_set(err, PD_ENOMEM, "kserve gRPC: out of memory");
+  k->fe.ops = &kgrpc_ops;
+  k->env = *env;
+  k->cfg = *cfg;
+  kgrpc_limits(k, cfg);
+  *out = &k->fe;
+  return PD_OK;
+}

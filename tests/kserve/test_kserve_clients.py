@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""KServe v2 front ends against clients nobody here wrote: Triton's
+tritonclient (gRPC; its generated service_pb2 for the fields it has no
+helper for) talking to the real planktond serving the shipped ndsb-seed
+model, over TCP and over a Unix socket. Every probability is compared with
+the native protocol's answer for the same crop (plankton-client classify
+--probs), to 1e-6; the classification strings with Triton's format of the
+native top-k; the errors with their gRPC status codes and messages; a
+stream with a bad crop in the middle; ModelStatistics with /metrics; and a
+SIGTERM with calls in flight (every accepted call answered, then exit 0).
+
+Needs the venv of scripts/kserve-venv (made on demand) and the NDSB crops
+($PLANKTON_DATA); exits 77 (skipped) with the reason where either is
+missing.
+
+env: PLANKTOND, PLANKTON_CLIENT, PLANKTON_DATA, PLANKTON_SOURCE_ROOT,
+     KSERVE_PYTHON (a python with tritonclient; default: scripts/kserve-venv)
+"""
+import glob
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SKIP = 77
+
+
+def skip(why):
+    print("SKIP:", why)
+    sys.exit(SKIP)
+
+
+def venv_python():
+    if os.environ.get("KSERVE_PYTHON"):
+        return os.environ["KSERVE_PYTHON"]
+    root = os.environ.get("PLANKTON_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+    r = subprocess.run([os.path.join(root, "scripts", "kserve-venv")], capture_output=True, text=True)
+    if r.returncode != 0:
+        skip("no tritonclient venv: " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "scripts/kserve-venv failed")
+    return r.stdout.strip().splitlines()[-1]
+
+
+try:
+    import numpy as np
+    import tritonclient.grpc as tg
+    import tritonclient.grpc.service_pb2 as pb
+    from PIL import Image
+except ImportError:
+    if os.environ.get("PD_KSERVE_REEXEC"):
+        skip("the venv's python cannot import tritonclient, numpy and PIL")
+    py = venv_python()
+    os.environ["PD_KSERVE_REEXEC"] = "1"
+    os.execv(py, [py] + sys.argv)
+
+import grpc  # noqa: E402 (from tritonclient's dependencies)
+
+FAILS = []
+CHECKS = [0]
+
+
+def check(cond, what):
+    CHECKS[0] += 1
+    if not cond:
+        FAILS.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Daemon:
+    """planktond on a temporary socket with the KServe gRPC front end."""
+
+    def __init__(self, tmp, grpc_addr, extra=()):
+        self.sock = os.path.join(tmp, "native.sock")
+        self.metrics_port = free_port()
+        self.log = open(os.path.join(tmp, "planktond.log"), "ab")
+        root = os.environ.get("PLANKTON_SOURCE_ROOT", ".")
+        args = [os.environ["PLANKTOND"], "--socket", self.sock, "--grpc", grpc_addr,
+                "--metrics", "127.0.0.1:%d" % self.metrics_port,
+                "--model", os.path.join(root, "models", "ndsb-seed"), "--log-level", "info"]
+        self.p = subprocess.Popen(args + list(extra), stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError("planktond exited %d (log %s)" % (self.p.returncode, self.log.name))
+            if os.path.exists(self.sock) and (not grpc_addr.startswith("unix:") or os.path.exists(grpc_addr[5:])):
+                try:
+                    c = tg.InferenceServerClient(grpc_addr)
+                    if c.is_server_ready():
+                        c.close()
+                        return
+                except Exception:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError("planktond did not become ready")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        rc = self.p.wait(timeout=60)
+        self.log.close()
+        return rc
+
+    def metrics(self):
+        s = socket.create_connection(("127.0.0.1", self.metrics_port))
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        return data.decode()
+
+
+def native(daemon, paths, tta):
+    """The native protocol's distributions for files, by path."""
+    r = subprocess.run([os.environ["PLANKTON_CLIENT"], "--socket", daemon.sock, "classify", "--probs",
+                        "-f", "json", "--tta", str(tta)] + paths, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("plankton-client: " + r.stderr)
+    out = {}
+    for line in r.stdout.splitlines():
+        j = json.loads(line)
+        out[j["path"]] = j["probabilities"]
+    return out
+
+
+def as_vector(probs_by_label, labels):
+    return np.array([probs_by_label[l] for l in labels], dtype=np.float64)
+
+
+def status_of(e):
+    return e.status() if hasattr(e, "status") else None
+
+
+def expect_error(fn, status, needle, what):
+    try:
+        fn()
+    except tg.InferenceServerException as e:
+        check(status_of(e) == status, "%s: status %s, want %s (%s)" % (what, status_of(e), status, e.message()))
+        check(needle in (e.message() or ""), "%s: message %r lacks %r" % (what, e.message(), needle))
+        return e
+    check(False, "%s: no error" % what)
+
+
+def bytes_input(blobs, shape=None):
+    inp = tg.InferInput("IMAGE", shape or [len(blobs)], "BYTES")
+    inp.set_data_from_numpy(np.array(blobs, dtype=np.object_).reshape(shape or [len(blobs)]))
+    return inp
+
+
+def run_suite(addr, daemon, crops, pngs, labels, unix):
+    tag = "unix" if unix else "tcp"
+    c = tg.InferenceServerClient(addr)
+    # health and metadata
+    check(c.is_server_live(), tag + ": live")
+    check(c.is_server_ready(), tag + ": ready")
+    check(c.is_model_ready("ndsb-seed"), tag + ": model ready")
+    check(not c.is_model_ready("no-such-model"), tag + ": unknown model not ready")
+    md = c.get_server_metadata(as_json=True)
+    check(md["name"] == "planktond", tag + ": server name")
+    for ext in ("classification", "model_configuration", "statistics"):
+        check(ext in md.get("extensions", []), tag + ": extension " + ext)
+    mm = c.get_model_metadata("ndsb-seed", as_json=True)
+    check(mm["inputs"][0]["name"] == "IMAGE" and mm["inputs"][0]["datatype"] == "BYTES", tag + ": input metadata")
+    check(mm["outputs"][0]["name"] == "PROBABILITIES" and mm["outputs"][0]["shape"] == ["-1", str(len(labels))],
+          tag + ": output metadata %r" % mm["outputs"])
+    cfg = c.get_model_config("ndsb-seed", as_json=True)["config"]
+    check(int(cfg["max_batch_size"]) == 64, tag + ": max_batch_size %r" % cfg.get("max_batch_size"))
+    check("dynamic_batching" in cfg, tag + ": dynamic_batching")
+    check(cfg["input"][0]["data_type"] == "TYPE_STRING" and cfg["output"][0]["data_type"] == "TYPE_FP32",
+          tag + ": config tensors")
+    # grpc.health.v1 (bytes by hand: HealthCheckRequest{} is empty; SERVING is field 1 = 1)
+    ch = grpc.insecure_channel(addr)
+    hc = ch.unary_unary("/grpc.health.v1.Health/Check")
+    check(hc(b"", timeout=10) == b"\x08\x01", tag + ": Health/Check SERVING")
+    try:
+        hc(b"\x0a\x03foo", timeout=10)
+        check(False, tag + ": Health/Check of an unknown service")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, tag + ": unknown service NOT_FOUND")
+    ch.close()
+
+    # the native answers for the same files, TTA 1 and the model's default
+    paths = [p for p, _ in crops]
+    ref1 = native(daemon, paths + [p for p, _ in pngs], 1)
+
+    # JPEG BYTES [N] in raw_input_contents (tritonclient's way), tta 1
+    r = c.infer("ndsb-seed", [bytes_input([b for _, b in crops])], parameters={"tta": 1})
+    got = r.as_numpy("PROBABILITIES")
+    check(got.shape == (len(crops), len(labels)), tag + ": shape %r" % (got.shape,))
+    worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(crops))
+    check(worst <= 1e-6, tag + ": JPEG BYTES vs native: max diff %g" % worst)
+    print("%s: JPEG BYTES [%d]: max |diff| vs native %.3g" % (tag, len(crops), worst))
+
+    # PNG BYTES [N,1]
+    r = c.infer("ndsb-seed", [bytes_input([b for _, b in pngs], [len(pngs), 1])], parameters={"tta": 1})
+    got = r.as_numpy("PROBABILITIES")
+    worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(pngs))
+    check(worst <= 1e-6, tag + ": PNG BYTES [N,1] vs native: max diff %g" % worst)
+
+    # UINT8 pixels [1,H,W] and [2,H,W,1], same pixels as the PNGs
+    for p, b in pngs[:2]:
+        px = np.array(Image.open(io.BytesIO(b)).convert("L"), dtype=np.uint8)
+        inp = tg.InferInput("IMAGE", [1, px.shape[0], px.shape[1]], "UINT8")
+        inp.set_data_from_numpy(px[None])
+        got = c.infer("ndsb-seed", [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+        d = float(np.max(np.abs(got[0] - as_vector(ref1[p], labels))))
+        check(d <= 1e-6, tag + ": UINT8 [1,H,W] vs native PNG: diff %g" % d)
+        two = np.stack([px, px])[..., None]
+        inp = tg.InferInput("IMAGE", list(two.shape), "UINT8")
+        inp.set_data_from_numpy(two)
+        got = c.infer("ndsb-seed", [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+        d = float(np.max(np.abs(got - as_vector(ref1[p], labels)[None])))
+        check(d <= 1e-6, tag + ": UINT8 [2,H,W,1] vs native PNG: diff %g" % d)
+
+    # BYTES in contents.bytes_contents (the generated stubs, no helper)
+    stub = pb  # the upstream-generated messages
+    req = stub.ModelInferRequest(model_name="ndsb-seed")
+    t = req.inputs.add(name="IMAGE", datatype="BYTES", shape=[2])
+    t.contents.bytes_contents.extend([crops[0][1], crops[1][1]])
+    req.parameters["tta"].int64_param = 1
+    ch = grpc.insecure_channel(addr)
+    call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                          request_serializer=stub.ModelInferRequest.SerializeToString,
+                          response_deserializer=stub.ModelInferResponse.FromString)
+    resp = call(req, timeout=60)
+    arr = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(2, len(labels))
+    d = max(float(np.max(np.abs(arr[i] - as_vector(ref1[crops[i][0]], labels)))) for i in range(2))
+    check(d <= 1e-6, tag + ": bytes_contents vs native: diff %g" % d)
+    check(resp.model_name == "ndsb-seed" and resp.outputs[0].datatype == "FP32", tag + ": response fields")
+    ch.close()
+
+    # the classification extension: Triton's strings of the native top 3
+    out = tg.InferRequestedOutput("PROBABILITIES", class_count=3)
+    r = c.infer("ndsb-seed", [bytes_input([b for _, b in crops[:3]])], outputs=[out], parameters={"tta": 1})
+    cls = r.as_numpy("PROBABILITIES")
+    check(cls.shape == (3, 3), tag + ": classification shape %r" % (cls.shape,))
+    for i, (p, _) in enumerate(crops[:3]):
+        v = as_vector(ref1[p], labels)
+        top = sorted(range(len(labels)), key=lambda k: (-v[k], k))[:3]
+        for j, k in enumerate(top):
+            s = cls[i][j].decode()
+            m = re.fullmatch(r"(\d+\.\d{6}):(\d+):(.+)", s)
+            check(m is not None, tag + ": classification string %r" % s)
+            if m:
+                check(int(m.group(2)) == k and m.group(3) == labels[k], tag + ": class %r, want %d:%s" % (s, k, labels[k]))
+                check(abs(float(m.group(1)) - v[k]) <= 1e-6, tag + ": class probability %r vs %g" % (s, v[k]))
+
+    # errors, with their gRPC codes
+    good = bytes_input([b for _, b in crops[:3]])
+    expect_error(lambda: c.infer("no-such-model", [good]), "StatusCode.NOT_FOUND", "unknown model", tag + ": unknown model")
+    expect_error(lambda: c.infer("ndsb-seed", [bytes_input([crops[0][1], b"not an image at all", crops[1][1]])]),
+                 "StatusCode.INVALID_ARGUMENT", "element 1", tag + ": bad crop in the middle")
+    expect_error(lambda: c.infer("ndsb-seed", [good], outputs=[tg.InferRequestedOutput("LOGITS")]),
+                 "StatusCode.INVALID_ARGUMENT", "unknown output \"LOGITS\"", tag + ": unknown output")
+    fp = tg.InferInput("IMAGE", [1, 4], "FP32")
+    fp.set_data_from_numpy(np.zeros((1, 4), dtype=np.float32))
+    expect_error(lambda: c.infer("ndsb-seed", [fp]), "StatusCode.INVALID_ARGUMENT", "FP32", tag + ": FP32 input")
+    expect_error(lambda: c.infer("ndsb-seed", [bytes_input([crops[0][1]] * 65)]), "StatusCode.INVALID_ARGUMENT",
+                 "batch size 65", tag + ": more crops than max_batch")
+    expect_error(lambda: c.infer("ndsb-seed", [good], parameters={"timeout": 1}), "StatusCode.DEADLINE_EXCEEDED",
+                 "", tag + ": timeout parameter of 1 us")
+    # the daemon still serves after all of that
+    r = c.infer("ndsb-seed", [good], parameters={"tta": 1})
+    check(r.as_numpy("PROBABILITIES").shape[0] == 3, tag + ": serving after the errors")
+
+    # a stream with a bad crop in the middle: that request's error, the
+    # others answered, in order, and the stream lives on
+    results = []
+    done = threading.Event()
+
+    def cb(result, error):
+        results.append((result, error))
+        if len(results) == 3:
+            done.set()
+
+    c.start_stream(callback=cb)
+    for i, blob in enumerate([crops[0][1], b"garbage", crops[1][1]]):
+        c.async_stream_infer("ndsb-seed", [bytes_input([blob])], request_id=str(i), parameters={"tta": 1})
+    done.wait(60)
+    c.stop_stream()
+    check(len(results) == 3, tag + ": stream answered %d of 3" % len(results))
+    if len(results) == 3:
+        # answers come in the order they are ready: match them by id
+        good = {r.get_response().id: r for r, e in results if e is None}
+        bad = [e for r, e in results if e is not None]
+        check(sorted(good) == ["0", "2"], tag + ": stream answered ids %r" % sorted(good))
+        check(len(bad) == 1 and "element 0" in str(bad[0]) and "INVALID_ARGUMENT" in str(bad[0]),
+              tag + ": stream error %r" % [str(e) for e in bad])
+        if "2" in good:
+            v = good["2"].as_numpy("PROBABILITIES")[0]
+            d = float(np.max(np.abs(v - as_vector(ref1[crops[1][0]], labels))))
+            check(d <= 1e-6, tag + ": stream answer vs native: diff %g" % d)
+
+    # statistics: the same counts as /metrics
+    st = c.get_inference_statistics("ndsb-seed", as_json=True)["model_stats"][0]
+    m = daemon.metrics()
+    ok = sum(float(x) for x in re.findall(r'^planktond_inference_request_success_total (\S+)$', m, re.M))
+    check(int(st.get("inference_count", 0)) == int(ok), tag + ": inference_count %s vs /metrics OK %s" % (st.get("inference_count"), ok))
+    batches = re.findall(r"^planktond_inference_exec_count_total (\S+)$", m, re.M)
+    if batches:
+        check(int(st.get("execution_count", 0)) == int(float(batches[0])), tag + ": execution_count vs /metrics")
+    check(bool(batches), tag + ": /metrics has planktond_inference_exec_count_total")
+    c.close()
+
+
+def drain_test(addr, daemon, crops):
+    """SIGTERM with calls in flight: every accepted call answered OK, then
+    the daemon exits 0; a call after the drain began is refused."""
+    c = tg.InferenceServerClient(addr)
+    answers, errors = [], []
+    lock = threading.Lock()
+
+    def cb(result, error):
+        with lock:
+            (errors if error else answers).append(error or result)
+
+    n = 12
+    for i in range(n):
+        c.async_infer("ndsb-seed", [bytes_input([crops[i % len(crops)][1]] * 4)], callback=cb)
+    time.sleep(0.3)  # they are in
+    daemon.p.send_signal(signal.SIGTERM)
+    rc = daemon.p.wait(timeout=120)
+    deadline = time.time() + 10
+    while time.time() < deadline and len(answers) + len(errors) < n:
+        time.sleep(0.05)
+    check(rc == 0, "drain: exit %s" % rc)
+    check(len(answers) + len(errors) == n, "drain: %d of %d calls answered" % (len(answers) + len(errors), n))
+    check(not errors, "drain: calls failed: %r" % [str(e) for e in errors[:3]])
+    c.close()
+
+
+def main():
+    data = os.environ.get("PLANKTON_DATA", "")
+    if not os.path.isdir(os.path.join(data, "train")):
+        skip("no NDSB crops at PLANKTON_DATA=%r" % data)
+    for var in ("PLANKTOND", "PLANKTON_CLIENT"):
+        if not os.environ.get(var):
+            skip("$%s is not set (run through meson test)" % var)
+    jpgs = sorted(glob.glob(os.path.join(data, "train", "*", "*.jpg")))[::997][:6]
+    crops = [(p, open(p, "rb").read()) for p in jpgs]
+    tmp = tempfile.mkdtemp(prefix="pd-kserve-")
+    pngs = []
+    for p, b in crops[:4]:
+        q = os.path.join(tmp, os.path.basename(p)[:-4] + ".png")
+        Image.open(io.BytesIO(b)).convert("L").save(q)
+        pngs.append((q, open(q, "rb").read()))
+    for unix in (False, True):
+        addr = "unix:" + os.path.join(tmp, "grpc.sock") if unix else "127.0.0.1:%d" % free_port()
+        d = Daemon(tmp, addr)
+        try:
+            # the model's class order: the native answer's (JSON keeps it)
+            labels = list(native(d, [crops[0][0]], 1)[crops[0][0]].keys())
+            run_suite(addr, d, crops, pngs, labels, unix)
+            if unix:
+                drain_test(addr, d, crops)
+        finally:
+            if d.p.poll() is None:
+                d.stop()
+    print("kserve_clients: %d checks, %d failed" % (CHECKS[0], len(FAILS)))
+    sys.exit(1 if FAILS else 0)
+
+
+if __name__ == "__main__":
+    main()
