@@ -81,9 +81,10 @@ static int next_record(reader *rd, record *r, pc_cli_error *err) {
       rd->pos++;
       for (;;) {
         if (rd->pos >= rd->len) {
+          const long line = r->line;
           record_free(r);
           return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s:%ld: a quoted field is not closed",
-                             rd->file, r->line);
+                             rd->file, line);
         }
         char c = rd->buf[rd->pos++];
         if (c == '"') {

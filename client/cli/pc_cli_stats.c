@@ -15,10 +15,11 @@ void pc_cli_stats_usage(const char *prog, FILE *f) {
   fprintf(f,
           "usage: %s [GLOBAL OPTIONS] stats [--json]\n"
           "\n"
-          "Prints the daemon's counters: model, backend, uptime, images and batches computed,\n"
-          "the recent rate, requests by status, queue depth, connections, connections closed\n"
-          "by the daemon's limits, receive-buffer memory and waits, failed batches, and the\n"
-          "latency and batch-size histograms (count, mean, percentiles as bucket bounds).\n"
+          "Prints the daemon's counters: model, backend, uptime, images (views: a crop sent\n"
+          "with --tta N counts N times) and batches computed, the recent rate, requests by\n"
+          "status, queue depth, connections, connections closed by the daemon's limits,\n"
+          "receive-buffer memory and waits, failed batches, and the latency and batch-size\n"
+          "histograms (count, mean, percentiles as bucket bounds).\n"
           "\n"
           "Options:\n"
           "      --json   one JSON object with every field and the raw histogram buckets\n"
@@ -55,7 +56,7 @@ static void print_table(const pc_client_stats_result *s) {
   }
   printf("%-16s %s\n", "backend", s->backend);
   printf("%-16s %.1f s\n", "uptime", s->uptime_seconds);
-  printf("%-16s %llu (%.1f/s recently)\n", "images", (unsigned long long)s->images,
+  printf("%-16s %llu (%.1f/s recently)\n", "images (views)", (unsigned long long)s->images,
          s->images_per_second);
   printf("%-16s %llu", "batches", (unsigned long long)s->batches);
   if (s->batches) printf(" (%.2f images per batch)", (double)s->images / (double)s->batches);
