@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pd_cpu_choice.h"
 #include "pd_cpu_ops.h"
 #include "pd_conv3x3.h"
 
@@ -24,6 +25,7 @@ typedef struct cpu_backend {
   pd_backend base;
   int threads;
   int profile;
+  pd_cpu_kernels kernels;
 } cpu_backend;
 
 typedef struct cpu_workspace {
@@ -33,6 +35,9 @@ typedef struct cpu_workspace {
   float *col;                          /* im2col block */
   float *wino;                         /* pd_conv3x3 scratch (Winograd V and M blocks) */
   double seconds[PD_LAYER_KIND_COUNT]; /* profile: time per layer kind */
+  int worker;                          /* index: the worker's oneDNN slot */
+  int rc;                              /* of the worker's last run (oneDNN can fail) */
+  pd_error err;
 } cpu_workspace;
 
 typedef struct cpu_plan {
@@ -47,6 +52,7 @@ typedef struct cpu_plan {
   const pd_conv3x3_kernels *wino_kern;
   float *wino_u[PD_MAX_BRANCHES + 1][PD_MAX_LAYERS];
   size_t wino_cap;
+  pd_cpu_choice *choice; /* which layers run through oneDNN */
   cpu_workspace *ws;
 
   pthread_t *tids;
@@ -135,14 +141,19 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *layers,
-                         float *const *wino_u, int from, int to, int images, float *cur, float *a,
-                         float *b) {
+static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *layers, int list,
+                         int from, int to, int images, float *cur, float *a, float *b) {
+  float *const *wino_u = p->wino_u[list];
   for (int i = from; i < to; i++) {
     float *out = cur == a ? b : a;
     double t0 = p->profile ? now_seconds() : 0.0;
     const pd_layer *l = &layers[i];
-    if (wino_u[i]) {
+    if (pd_cpu_choice_onednn(p->choice, list, i)) {
+      int rc = pd_cpu_choice_run(p->choice, list, i, ws->worker, images * l->in.views, cur, out,
+                                 &ws->err);
+      if (rc != PD_OK && ws->rc == PD_OK) ws->rc = rc;
+      cur = out;
+    } else if (wino_u[i]) {
       const size_t in_len = pd_shape_len(l->in), out_len = pd_shape_len(l->out);
       for (int img = 0; img < images; img++)
         pd_conv3x3_run(p->wino_kern, l, wino_u[i], cur + img * in_len, out + img * out_len,
@@ -170,14 +181,12 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
     const size_t row = pd_shape_len(br->layers[split - 1].out);
     for (int i = 0; i < count; i++) {
       memcpy(ws->img_a, input + (size_t)i * in_len, in_len * sizeof(float));
-      float *r =
-          run_layers(p, ws, br->layers, p->wino_u[b], 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
+      float *r = run_layers(p, ws, br->layers, b, 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
       memcpy(ws->chunk_a + (size_t)i * row, r, row * sizeof(float));
     }
     cur = ws->chunk_a;
   }
-  cur = run_layers(p, ws, br->layers, p->wino_u[b], split, br->n_layers, count, cur, ws->chunk_a,
-                   ws->chunk_b);
+  cur = run_layers(p, ws, br->layers, b, split, br->n_layers, count, cur, ws->chunk_a, ws->chunk_b);
 
   int offset = 0;
   for (int i = 0; i < b; i++)
@@ -193,12 +202,13 @@ static void run_slice(cpu_plan *p, int worker) {
   const int n = p->batch->n;
   const int first = (int)((long)n * worker / p->threads);
   const int count = (int)((long)n * (worker + 1) / p->threads) - first;
-  if (count <= 0) return;
   cpu_workspace *ws = &p->ws[worker];
+  ws->rc = PD_OK;
+  if (count <= 0) return;
   for (int b = 0; b < m->n_branches; b++)
     run_branch(p, ws, b, first, count);
-  float *out = run_layers(p, ws, m->head, p->wino_u[PD_MAX_BRANCHES], 0, m->n_head, count,
-                          ws->head_in, ws->chunk_a, ws->chunk_b);
+  float *out = run_layers(p, ws, m->head, PD_CPU_CHOICE_HEAD, 0, m->n_head, count, ws->head_in,
+                          ws->chunk_a, ws->chunk_b);
   memcpy(p->probs + (size_t)first * m->n_classes, out,
          (size_t)count * m->n_classes * sizeof(float));
 }
@@ -213,6 +223,7 @@ static void *worker_main(void *arg) {
   free(arg);
   cpu_plan *p = wa.plan;
   unsigned long seen = 0;
+  pd_cpu_choice_thread_init();
   pthread_mutex_lock(&p->mu);
   for (;;) {
     while (!p->stopping && p->generation == seen)
@@ -229,9 +240,9 @@ static void *worker_main(void *arg) {
 }
 
 static int cpu_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
-  (void)err;
   cpu_plan *p = (cpu_plan *)plan;
   if (in->n == 0) return PD_OK;
+  pd_cpu_choice_thread_init();
   pthread_mutex_lock(&p->mu);
   p->batch = in;
   p->probs = probs;
@@ -248,6 +259,11 @@ static int cpu_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *er
   p->batch = NULL;
   p->probs = NULL;
   pthread_mutex_unlock(&p->mu);
+  for (int t = 0; t < p->threads; t++)
+    if (p->ws[t].rc != PD_OK) {
+      pd_error_set(err, p->ws[t].rc, "cpu backend: %s", p->ws[t].err.msg);
+      return p->ws[t].rc;
+    }
   return PD_OK;
 }
 
@@ -272,6 +288,7 @@ static void cpu_plan_destroy(pd_plan *plan) {
   for (int b = 0; b <= PD_MAX_BRANCHES; b++)
     for (int i = 0; i < PD_MAX_LAYERS; i++)
       free(p->wino_u[b][i]);
+  pd_cpu_choice_destroy(p->choice);
   pthread_cond_destroy(&p->start);
   pthread_cond_destroy(&p->done);
   pthread_mutex_destroy(&p->mu);
@@ -346,11 +363,19 @@ static int cpu_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_
                         "cpu backend: out of memory for the Winograd weights of model '%s'",
                         m->name);
   }
+  pd_cpu_choice_plan cp = {m, p->threads, p->chunk, p->split, p->wino_kern, p->wino_u, p->col_cap};
+  int rc = pd_cpu_choice_create(&cp, cb->kernels, &p->choice, err);
+  if (rc != PD_OK) {
+    cpu_plan_destroy((pd_plan *)p);
+    return pd_error_prefix(err, "cpu backend: plan for model '%s'", m->name);
+  }
 
   p->ws = calloc((size_t)p->threads, sizeof *p->ws);
-  int rc = p->ws ? PD_OK : PD_ENOMEM;
-  for (int t = 0; rc == PD_OK && t < p->threads; t++)
+  rc = p->ws ? PD_OK : PD_ENOMEM;
+  for (int t = 0; rc == PD_OK && t < p->threads; t++) {
+    p->ws[t].worker = t;
     if (workspace_alloc(p, &p->ws[t]) != 0) rc = PD_ENOMEM;
+  }
   if (rc != PD_OK) {
     cpu_plan_destroy((pd_plan *)p);
     return pd_error_set(err, PD_ENOMEM,
@@ -391,6 +416,12 @@ int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error 
   cb->base.ops = &cpu_ops;
   cb->threads = threads;
   cb->profile = opt ? opt->profile : 0;
+  cb->kernels = opt ? (pd_cpu_kernels)opt->kernels : PD_CPU_KERNELS_AUTO;
+  if (cb->kernels < PD_CPU_KERNELS_AUTO || cb->kernels > PD_CPU_KERNELS_ONEDNN) {
+    free(cb);
+    return pd_error_set(err, PD_EINVAL, "cpu backend: kernels %d out of range (auto, ours, onednn)",
+                        opt->kernels);
+  }
   /* The backend parallelises over images itself and calls SGEMM from every
    * worker: OpenBLAS's own threads would only oversubscribe the cores. This is
    * process-wide OpenBLAS state, and the engine owns it. */
@@ -406,4 +437,11 @@ void pd_cpu_plan_layer_seconds(const pd_plan *plan, double *seconds) {
     for (int t = 0; t < p->threads; t++)
       seconds[k] += p->ws[t].seconds[k];
   }
+}
+
+void pd_cpu_plan_describe(const pd_plan *plan, char *buf, size_t len) {
+  const cpu_plan *p = (const cpu_plan *)plan;
+  int n = snprintf(buf, len, "cpu plan: %d worker(s), up to %d image(s) each; 3x3 kernels %s; ",
+                   p->threads, p->chunk, p->wino_kern->name);
+  if (n > 0 && (size_t)n < len) pd_cpu_choice_describe(p->choice, buf + n, len - (size_t)n);
 }

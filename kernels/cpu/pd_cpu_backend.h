@@ -3,7 +3,9 @@
  * images per thread and runs the whole network on it. 3x3 stride-1
  * convolutions go through pd_conv3x3 (Winograd F(4x4, 3x3), or a direct
  * kernel for few input channels), other convolutions and dense layers
- * through im2col + single-threaded OpenBLAS SGEMM; bias + leaky ReLU fused. */
+ * through im2col + single-threaded OpenBLAS SGEMM; bias + leaky ReLU fused.
+ * Where oneDNN is built, each conv/dense layer runs through whichever of
+ * those and oneDNN was faster when the plan timed both (pd_cpu_choice). */
 #ifndef PD_CPU_BACKEND_H
 #define PD_CPU_BACKEND_H
 
@@ -12,6 +14,7 @@
 typedef struct pd_cpu_options {
   int threads; /* worker threads; 0 = number of online CPUs */
   int profile; /* time every layer (for bench/); costs two clock reads per layer */
+  int kernels; /* pd_cpu_kernels (pd_cpu_choice.h): 0 = auto, time ours and oneDNN per layer */
 } pd_cpu_options;
 
 int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error *err);
@@ -19,5 +22,10 @@ int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error 
 /* With profile set: thread-seconds spent in each layer kind since the plan
  * was made, summed over workers, into seconds[PD_LAYER_KIND_COUNT]. */
 void pd_cpu_plan_layer_seconds(const pd_plan *plan, double *seconds);
+
+/* What the plan runs: workers, the 3x3 kernel table, the BLAS core, and
+ * per conv/dense layer the kernel chosen with the timings that chose it
+ * (pd_cpu_choice). Multi-line, NUL-terminated, cut at len. */
+void pd_cpu_plan_describe(const pd_plan *plan, char *buf, size_t len);
 
 #endif
