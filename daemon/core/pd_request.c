@@ -3,15 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "pd_clock.h" /* pd_now_ns, defined in common/pd_clock.c */
 #include "pd_served.h"
-
-uint64_t pd_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 const char *pd_status_name(int code) {
   static const char *const names[PD_STATUS_COUNT] = {"OK",
