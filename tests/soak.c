@@ -19,7 +19,15 @@
  * Exits 1 on any unanswered, misrouted, duplicated or wrong answer, a
  * chaos connection not answered as it should be, the daemon dying or not
  * draining cleanly, or descriptors that do not come back to the idle
- * count; RSS is reported (flat after warm-up), not judged. */
+ * count; RSS is reported (flat after warm-up), not judged.
+ *
+ * pd_soak SECONDS RESTART_S: the restart variant. The same 64 clients, with
+ * the client library's retry policy (30 s), and no chaos thread; every
+ * RESTART_S seconds the daemon is stopped, by SIGTERM (it drains: must exit
+ * 0) and SIGKILL in turn, and started again on the same socket. Nothing may
+ * be lost, duplicated or wrong; a Health request may find the daemon
+ * draining. Also reports the library's counters summed over the clients. */
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -29,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
@@ -83,6 +92,8 @@ static atomic_long sent_n, answered_n, by_status[17], by_kind[K_COUNT];
 static atomic_long misrouted, duplicated, wrong, failed_clients;
 static atomic_long chaos_n[4], chaos_bad;
 static atomic_int stop_sending, stop_chaos;
+static double restart_every_s; /* 0: the daemon runs throughout */
+static atomic_long lib_reconnects, lib_resent, lib_unavailable, lib_dropped, lib_failed;
 
 static const char *const chaos_names[4] = {"garbage_frame", "oversize_frame", "leave_in_flight",
                                            "connect_close"};
@@ -223,8 +234,10 @@ static void check_answer(client *cl, pc_client_response *r) {
   case K_STATS:
     ok = r->kind == PC_CLIENT_RESPONSE_STATS && r->status == 0;
     break;
-  default:
-    ok = r->kind == PC_CLIENT_RESPONSE_HEALTH && r->status == 0;
+  default: /* a restart's drain may be what Health finds */
+    ok = r->kind == PC_CLIENT_RESPONSE_HEALTH &&
+         (r->status == 0 || (restart_every_s > 0 && r->status == PC_CLIENT_STATUS_UNAVAILABLE &&
+                             !strcmp(r->u.health.state, "draining")));
     break;
   }
   if (!ok) {
@@ -244,7 +257,9 @@ static void *client_thread(void *arg) {
   for (int i = 0; i < PER_THREAD; i++) {
     pc_client_options o = {.window = WINDOW, .timeout_ms = 30000};
     pc_client_error err;
-    if (pc_client_connect(addr, &o, &cls[i].c, &err) != PC_CLIENT_OK) {
+    pc_client_retry_policy rp = {.retry_for_s = 30};
+    if (pc_client_connect(addr, &o, &cls[i].c, &err) != PC_CLIENT_OK ||
+        (restart_every_s > 0 && pc_client_set_retry(cls[i].c, &rp, &err) != PC_CLIENT_OK)) {
       fprintf(stderr, "soak: connect: %s\n", err.message);
       cls[i].dead = true;
       atomic_fetch_add(&failed_clients, 1);
@@ -292,6 +307,15 @@ static void *client_thread(void *arg) {
   long left = 0;
   for (int i = 0; i < PER_THREAD; i++) {
     left += cls[i].in_flight;
+    if (cls[i].c) {
+      pc_client_retry_counters k;
+      pc_client_retry_stats(cls[i].c, &k);
+      atomic_fetch_add(&lib_reconnects, (long)k.reconnects);
+      atomic_fetch_add(&lib_resent, (long)k.resent);
+      atomic_fetch_add(&lib_unavailable, (long)k.unavailable);
+      atomic_fetch_add(&lib_dropped, (long)k.duplicates_dropped);
+      atomic_fetch_add(&lib_failed, (long)k.failed_after_retries);
+    }
     pc_client_close(cls[i].c);
   }
   free(cls);
@@ -339,6 +363,61 @@ static void *chaos_thread(void *arg) {
   }
   free(frame);
   return NULL;
+}
+
+/* ---- restarts ---- */
+
+/* Stops the daemon with sig, starts it again on the same socket with the
+ * same arguments, and waits until it serves. Returns the old one's exit
+ * code (pd_td_stop's) in *code; 0 when the new one serves within 60 s. */
+static int restart_daemon(const char *const *args, int sig, int *code) {
+  *code = pd_td_stop(&daemon_, sig, 60);
+  const char *argv[40];
+  char expanded[16][512];
+  int n = 0, n_expanded = 0;
+  argv[n++] = getenv("PLANKTOND");
+  argv[n++] = "--socket";
+  argv[n++] = daemon_.socket;
+  argv[n++] = "--model";
+  argv[n++] = pd_td_model_dir();
+  for (int i = 0; args[i] && n < 38; i++) {
+    const char *at = strstr(args[i], "@DIR@");
+    if (at && n_expanded < 16) {
+      snprintf(expanded[n_expanded], sizeof expanded[0], "%.*s%s%s", (int)(at - args[i]), args[i],
+               daemon_.dir, at + 5);
+      argv[n++] = expanded[n_expanded++];
+    } else {
+      argv[n++] = args[i];
+    }
+  }
+  argv[n] = NULL;
+  int logfd = open(daemon_.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (logfd >= 0) dup2(logfd, 2);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  if (logfd >= 0) close(logfd);
+  if (pid < 0) return -1;
+  daemon_.pid = pid;
+  char addr[400];
+  snprintf(addr, sizeof addr, "unix:%s", daemon_.socket);
+  for (double until = pd_td_now_ms() + 60000; pd_td_now_ms() < until; usleep(20000)) {
+    if (waitpid(pid, NULL, WNOHANG) == pid) {
+      daemon_.pid = 0;
+      return -1;
+    }
+    pc_client_options o = {.window = 1, .timeout_ms = 1000};
+    pc_client *c = NULL;
+    pc_client_response *r = NULL;
+    bool ok = pc_client_connect(addr, &o, &c, NULL) == PC_CLIENT_OK &&
+              pc_client_health(c, &r, NULL) == PC_CLIENT_OK && r->status == 0;
+    pc_client_response_free(r);
+    pc_client_close(c);
+    if (ok) return 0;
+  }
+  return -1;
 }
 
 /* ---- figures ---- */
@@ -396,6 +475,8 @@ static int make_crops(void) {
 int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 120;
   if (seconds <= 0) seconds = 120;
+  restart_every_s = argc > 2 ? atof(argv[2]) : 0;
+  if (!(restart_every_s > 0)) restart_every_s = 0;
   if (!pd_td_have_model()) return 77;
   signal(SIGPIPE, SIG_IGN);
   pd_raw_raise_nofile(4096);
@@ -416,24 +497,50 @@ int main(int argc, char **argv) {
     return 1;
   }
   figures idle0 = measure();
-  printf(
-      "soak: %.0f s, %d clients (%d threads x %d, window %d) and a chaos thread; daemon pid %d\n",
-      seconds, THREADS * PER_THREAD, THREADS, PER_THREAD, WINDOW, (int)daemon_.pid);
+  if (restart_every_s > 0)
+    printf("soak: %.0f s, %d clients (%d threads x %d, window %d) with retries; the daemon "
+           "restarted every %.0f s (SIGTERM and SIGKILL in turn); daemon pid %d\n",
+           seconds, THREADS * PER_THREAD, THREADS, PER_THREAD, WINDOW, restart_every_s,
+           (int)daemon_.pid);
+  else
+    printf(
+        "soak: %.0f s, %d clients (%d threads x %d, window %d) and a chaos thread; daemon pid %d\n",
+        seconds, THREADS * PER_THREAD, THREADS, PER_THREAD, WINDOW, (int)daemon_.pid);
   printf("soak: idle before: RSS %ld kB, %d fds\n", idle0.rss_kb, idle0.fds);
   fflush(stdout);
 
   pthread_t th[THREADS], chaos;
   for (int t = 0; t < THREADS; t++)
     pthread_create(&th[t], NULL, client_thread, (void *)(long)t);
-  pthread_create(&chaos, NULL, chaos_thread, NULL);
+  if (!restart_every_s) pthread_create(&chaos, NULL, chaos_thread, NULL);
 
   double t0 = pd_td_now_ms(), end = t0 + seconds * 1000;
   double warm = t0 + (seconds * 1000 * 0.2 < 20000 ? seconds * 1000 * 0.2 : 20000);
   figures start = {0}, last = {0};
   bool have_start = false, died = false;
-  double next_report = t0 + 60000;
+  double next_report = t0 + 60000, next_restart = t0 + restart_every_s * 1000;
+  long restarts = 0, bad_drains = 0;
   while (pd_td_now_ms() < end) {
     usleep(200000);
+    if (restart_every_s > 0 && pd_td_now_ms() >= next_restart) {
+      int sig = restarts % 2 ? SIGKILL : SIGTERM, code = 0;
+      if (restart_daemon(args, sig, &code) != 0) {
+        fprintf(stderr, "soak: the daemon did not come back after %s\n",
+                sig == SIGTERM ? "SIGTERM" : "SIGKILL");
+        died = true;
+        break;
+      }
+      if (sig == SIGTERM && code != 0) {
+        fprintf(stderr, "soak: the daemon exited %d after SIGTERM (want 0: drained)\n", code);
+        bad_drains++;
+      }
+      restarts++;
+      printf("soak: %4.0f s: restart %ld (%s), %ld requests, %ld answered; daemon pid %d\n",
+             (pd_td_now_ms() - t0) / 1000, restarts, sig == SIGTERM ? "drained" : "killed",
+             atomic_load(&sent_n), atomic_load(&answered_n), (int)daemon_.pid);
+      fflush(stdout);
+      next_restart = pd_td_now_ms() + restart_every_s * 1000;
+    }
     if (kill(daemon_.pid, 0) != 0) {
       died = true;
       break;
@@ -457,7 +564,7 @@ int main(int argc, char **argv) {
   }
   if (!died) last = measure();
   atomic_store(&stop_chaos, 1);
-  pthread_join(chaos, NULL);
+  if (!restart_every_s) pthread_join(chaos, NULL);
   atomic_store(&stop_sending, 1);
   long unanswered = 0;
   for (int t = 0; t < THREADS; t++) {
@@ -496,6 +603,11 @@ int main(int argc, char **argv) {
   for (int k = 0; k < 4; k++)
     printf(" %s=%ld", chaos_names[k], atomic_load(&chaos_n[k]));
   printf(" (%ld not answered as expected)\n", atomic_load(&chaos_bad));
+  if (restart_every_s > 0)
+    printf("soak: %ld restarts; clients: %ld reconnects, %ld requests resent, %ld UNAVAILABLE "
+           "answers resent elsewhere, %ld duplicate answers dropped, %ld failed after retries\n",
+           restarts, atomic_load(&lib_reconnects), atomic_load(&lib_resent),
+           atomic_load(&lib_unavailable), atomic_load(&lib_dropped), atomic_load(&lib_failed));
   if (metrics) {
     printf("soak: daemon: %.0f connections opened, %.0f broken frames, %.0f images, %.0f batches\n",
            pd_raw_metric(metrics, "planktond_connections_opened_total"),
@@ -524,6 +636,10 @@ int main(int argc, char **argv) {
     printf("soak: note: fds after warm-up %d, at the end %d (chaos connections come and go)\n",
            start.fds, last.fds);
   if (code != 0) fprintf(stderr, "soak: FAIL: daemon exit %d\n", code), fail = 1;
+  if (bad_drains) fprintf(stderr, "soak: FAIL: %ld drains not clean\n", bad_drains), fail = 1;
+  if (restart_every_s > 0 && restarts == 0)
+    fprintf(stderr, "soak: FAIL: no restart happened (run longer than %.0f s)\n", restart_every_s),
+        fail = 1;
   if (fail) {
     char *log = pd_td_log(&daemon_);
     fprintf(stderr, "--- daemon log (last 4000 bytes) ---\n%s\n",
