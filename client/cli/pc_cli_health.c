@@ -76,7 +76,8 @@ int pc_cli_health_main(const pc_cli_global *g, int argc, char **argv) {
   int quiet = 0, wait_ms = 0, c;
   pc_cli_error err;
   optind = 0;
-  while ((c = getopt_long(argc, argv, "qw:h", longs, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":qw:h", longs, NULL)) != -1) {
     if (c == 'q') {
       quiet = 1;
     } else if (c == 'w') {
@@ -88,8 +89,7 @@ int pc_cli_health_main(const pc_cli_global *g, int argc, char **argv) {
       pc_cli_health_usage(g->prog, stdout);
       return PC_CLI_EXIT_OK;
     } else {
-      fprintf(stderr, "Try '%s health --help'.\n", g->prog);
-      return PC_CLI_EXIT_USAGE;
+      return pc_cli_bad_option(g->prog, "health", c, argv);
     }
   }
   if (optind < argc) {

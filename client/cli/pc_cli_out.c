@@ -5,6 +5,7 @@
 
 #include "pc_cli_json.h"
 #include "pc_cli_utf8.h"
+#include "pd_csv.h"
 
 int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
   static const struct {
@@ -22,19 +23,6 @@ int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
     }
   return pc_cli_fail(err, PC_CLI_EXIT_USAGE,
                      "--format: '%s' is not one of table, csv, tsv, json, ecotaxa", s);
-}
-
-void pc_cli_out_csv_field(FILE *f, const char *s) {
-  if (!strpbrk(s, ",\"\r\n")) {
-    fputs(s, f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
 }
 
 /* TSV has no quoting: tab, line breaks and backslash become \t \n \r \\. */
@@ -61,7 +49,7 @@ static void tsv_field(FILE *f, const char *s) {
 
 static void field(const pc_cli_out *o, const char *s) {
   if (o->format == PC_CLI_FORMAT_CSV)
-    pc_cli_out_csv_field(o->f, s);
+    pd_csv_field(o->f, s);
   else
     tsv_field(o->f, s);
 }

@@ -4,7 +4,9 @@
  *  - csv / tsv: a header row, then `path,label,probability` (k = 1),
  *    `path,label_1,probability_1,...,label_k,probability_k` (k > 1), or with
  *    --probs `path,<label 1>,...,<label N>` in the model's class order;
- *    probabilities with 9 significant digits (they read back exactly);
+ *    probabilities with 9 significant digits (they read back exactly); csv
+ *    fields quoted as RFC 4180 says (common/pd_csv), tsv ones escaped
+ *    (\t \n \r \\);
  *  - json: JSON Lines, one object per image (path, label, probability, top,
  *    and with --probs `probabilities`: label -> probability in class order);
  *    always valid UTF-8: bytes of a name that are not UTF-8 are written as
@@ -47,8 +49,5 @@ void pc_cli_out_header(const pc_cli_out *o);
 /* One classified image. Fails (nothing written) when the answer's
  * distribution does not have n_labels entries. */
 int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *err);
-
-/* A CSV field (quoted when it holds a comma, quote or line break). */
-void pc_cli_out_csv_field(FILE *f, const char *s);
 
 #endif

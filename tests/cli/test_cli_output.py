@@ -194,7 +194,7 @@ def check_prefix(f):
     cases = [[], ["frobnicate"], ["--bogus"], ["--timeout"], ["classify"], ["classify", "--bogus", "x"],
              ["classify", "-j"], ["classify", "-Z", "x"], ["classify", "--model"], ["evaluate"],
              ["evaluate", "--bogus", "d"], ["stats", "--bogus"], ["stats", "x"], ["models", "--bogus"],
-             ["models", "a", "b"], ["classify", "--metadata", "m.tsv", "x"], ["help", "nope"],
+             ["models", "a", "b"], ["health", "--bogus"], ["health", "-w"], ["classify", "--metadata", "m.tsv", "x"], ["help", "nope"],
              ["classify", "-f", "ecotaxa", "-o", "out.tsv", "x"]]
     for args in cases:
         r = h.run_cli(args)
