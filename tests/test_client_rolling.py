@@ -333,6 +333,10 @@ def main():
         if scenario == "unix":
             d = Planktond(tmp, "d1")
             daemons.append(d)
+            # health --wait gives up with the usual code and says so
+            r = h.run_cli(d.address_args() + ["health", "--wait", "0.3"])
+            f.check(r.rc == 3 and "not serving after 0.3 s" in r.err,
+                    "health --wait on no daemon: exit 3 and a message: %r" % r)
             d.start()
             load = Load(tmp, d.address_args(), links)
             load.feed(800)
