@@ -66,8 +66,9 @@ int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *e
   return rc;
 }
 
-static pd_served_options served_options(const pd_config *c) {
-  pd_served_options o = {.dir = c->model_dir,
+static pd_served_options served_options(const pd_daemon *d, const pd_config *c) {
+  pd_served_options o = {.wrap_backend = d->src->wrap_backend,
+                         .dir = c->model_dir,
                          .backend = c->backend,
                          .device = (int)c->device,
                          .threads = (int)c->threads,
@@ -259,7 +260,7 @@ static void drain(pd_daemon *d, const char *why) {
 
 static void reload_load(uv_work_t *w) {
   pd_daemon *d = w->data;
-  pd_served_options o = served_options(&d->reload_cfg);
+  pd_served_options o = served_options(d, &d->reload_cfg);
   d->reload_model = NULL;
   if (pd_served_load(&o, &d->reload_model, &d->reload_err) != PD_OK) d->reload_model = NULL;
 }
@@ -386,7 +387,7 @@ static int open_listeners(pd_daemon *d, pd_error *err) {
 
 static int start(pd_daemon *d, pd_error *err) {
   pd_served *model = NULL;
-  pd_served_options so = served_options(&d->cfg);
+  pd_served_options so = served_options(d, &d->cfg);
   int rc = pd_served_load(&so, &model, err);
   if (rc != PD_OK) return rc;
   atomic_fetch_add(&d->stats.model_loads, 1);

@@ -19,11 +19,15 @@ typedef struct pd_override {
   const char *value;
 } pd_override;
 
+struct pd_backend; /* kernels/pd_backend.h */
+
 typedef struct pd_settings_source {
   const char *config_path; /* NULL: none */
   const char *default_model_dir;
   int n_overrides;
   pd_override overrides[PD_MAX_OVERRIDES];
+  /* pd_served_options.wrap_backend for every model load (tests only); NULL: none. */
+  int (*wrap_backend)(struct pd_backend **be, pd_error *err);
 } pd_settings_source;
 
 /* Defaults, then the file, then the overrides; then the whole is checked. */

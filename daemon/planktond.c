@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "pd_daemon.h"
+#ifdef PD_FAULT_INJECTION
+#include "pd_fault.h"
+#endif
 
 static const struct flag {
   const char *name, *key;
@@ -90,6 +93,9 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   pd_settings_source src = {.default_model_dir = default_model_dir()};
+#ifdef PD_FAULT_INJECTION /* planktond-faultinject, the tests' binary */
+  src.wrap_backend = pd_fault_wrap;
+#endif
   const char *check = NULL;
   int print = 0;
   for (int i = 1; i < argc; i++) {

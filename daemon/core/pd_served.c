@@ -7,10 +7,7 @@
 #include <unistd.h>
 
 #include "pd_backend_select.h"
-#ifdef PD_FAULT_INJECTION
-#include "pd_fault.h"
-#endif
-#include "pd_request.h"
+#include "pd_clock.h"
 
 static void served_free(pd_served *s) {
   pd_servable_free(s->servable);
@@ -51,9 +48,7 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   }
   pd_backend_reason reason = {0};
   rc = pd_backend_create_by_name(opt->backend, opt->device, threads, &s->backend, &reason, err);
-#ifdef PD_FAULT_INJECTION /* the test binary planktond-faultinject only */
-  if (rc == PD_OK) rc = pd_fault_wrap(&s->backend, err);
-#endif
+  if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
   /* Threads the plan starts inherit this thread's name: "pd-plan" tells them
    * apart in top and in bench/daemon's CPU accounting. */
   char name[16] = "";

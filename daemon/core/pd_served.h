@@ -24,6 +24,10 @@ typedef struct pd_served_options {
   int device;          /* CUDA device index */
   int threads;         /* CPU backend threads; 0 = online CPUs */
   int max_batch;       /* plan size, in images (TTA transforms count each) */
+  /* Called with the backend before anything is planned on it; may replace
+   * it with a wrapper that owns it (planktond-faultinject's fault-injecting
+   * backend, pd_fault.h). NULL: the backend as made. */
+  int (*wrap_backend)(pd_backend **be, pd_error *err);
 } pd_served_options;
 
 typedef struct pd_served {
