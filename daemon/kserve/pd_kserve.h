@@ -13,5 +13,7 @@
 
 int pd_frontend_kserve_grpc_create(const pd_frontend_env *env, const pd_config *cfg,
                                    pd_frontend **out, pd_error *err);
+int pd_frontend_kserve_http_create(const pd_frontend_env *env, const pd_config *cfg,
+                                   pd_frontend **out, pd_error *err);
 
 #endif

@@ -50,6 +50,7 @@ def venv_python():
 try:
     import numpy as np
     import tritonclient.grpc as tg
+    import tritonclient.http as th
     import tritonclient.grpc.service_pb2 as pb
     from PIL import Image
 except ImportError:
@@ -60,6 +61,11 @@ except ImportError:
     os.execv(py, [py] + sys.argv)
 
 import grpc  # noqa: E402 (from tritonclient's dependencies)
+
+ROOT = os.environ.get("PLANKTON_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+# the model served: $PD_KSERVE_MODEL (meson: the tiny test model), else the shipped one
+MODEL_DIR = os.environ.get("PD_KSERVE_MODEL") or os.path.join(ROOT, "models", "ndsb-seed")
+MODEL = re.search(r"^name:\s*(\S+)", open(os.path.join(MODEL_DIR, "model.yaml")).read(), re.M).group(1).strip('"')
 
 FAILS = []
 CHECKS = [0]
@@ -83,14 +89,13 @@ def free_port():
 class Daemon:
     """planktond on a temporary socket with the KServe gRPC front end."""
 
-    def __init__(self, tmp, grpc_addr, extra=()):
+    def __init__(self, tmp, grpc_addr, http_addr, extra=()):
         self.sock = os.path.join(tmp, "native.sock")
         self.metrics_port = free_port()
         self.log = open(os.path.join(tmp, "planktond.log"), "ab")
-        root = os.environ.get("PLANKTON_SOURCE_ROOT", ".")
-        args = [os.environ["PLANKTOND"], "--socket", self.sock, "--grpc", grpc_addr,
+        args = [os.environ["PLANKTOND"], "--socket", self.sock, "--grpc", grpc_addr, "--http", http_addr,
                 "--metrics", "127.0.0.1:%d" % self.metrics_port,
-                "--model", os.path.join(root, "models", "ndsb-seed"), "--log-level", "info"]
+                "--model", MODEL_DIR, "--log-level", "info"]
         self.p = subprocess.Popen(args + list(extra), stdout=self.log, stderr=self.log)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -152,7 +157,8 @@ def expect_error(fn, status, needle, what):
     try:
         fn()
     except tg.InferenceServerException as e:
-        check(status_of(e) == status, "%s: status %s, want %s (%s)" % (what, status_of(e), status, e.message()))
+        if status is not None:
+            check(status_of(e) == status, "%s: status %s, want %s (%s)" % (what, status_of(e), status, e.message()))
         check(needle in (e.message() or ""), "%s: message %r lacks %r" % (what, e.message(), needle))
         return e
     check(False, "%s: no error" % what)
@@ -170,17 +176,17 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     # health and metadata
     check(c.is_server_live(), tag + ": live")
     check(c.is_server_ready(), tag + ": ready")
-    check(c.is_model_ready("ndsb-seed"), tag + ": model ready")
+    check(c.is_model_ready(MODEL), tag + ": model ready")
     check(not c.is_model_ready("no-such-model"), tag + ": unknown model not ready")
     md = c.get_server_metadata(as_json=True)
     check(md["name"] == "planktond", tag + ": server name")
     for ext in ("classification", "model_configuration", "statistics"):
         check(ext in md.get("extensions", []), tag + ": extension " + ext)
-    mm = c.get_model_metadata("ndsb-seed", as_json=True)
+    mm = c.get_model_metadata(MODEL, as_json=True)
     check(mm["inputs"][0]["name"] == "IMAGE" and mm["inputs"][0]["datatype"] == "BYTES", tag + ": input metadata")
     check(mm["outputs"][0]["name"] == "PROBABILITIES" and mm["outputs"][0]["shape"] == ["-1", str(len(labels))],
           tag + ": output metadata %r" % mm["outputs"])
-    cfg = c.get_model_config("ndsb-seed", as_json=True)["config"]
+    cfg = c.get_model_config(MODEL, as_json=True)["config"]
     check(int(cfg["max_batch_size"]) == 64, tag + ": max_batch_size %r" % cfg.get("max_batch_size"))
     check("dynamic_batching" in cfg, tag + ": dynamic_batching")
     check(cfg["input"][0]["data_type"] == "TYPE_STRING" and cfg["output"][0]["data_type"] == "TYPE_FP32",
@@ -201,7 +207,7 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     ref1 = native(daemon, paths + [p for p, _ in pngs], 1)
 
     # JPEG BYTES [N] in raw_input_contents (tritonclient's way), tta 1
-    r = c.infer("ndsb-seed", [bytes_input([b for _, b in crops])], parameters={"tta": 1})
+    r = c.infer(MODEL, [bytes_input([b for _, b in crops])], parameters={"tta": 1})
     got = r.as_numpy("PROBABILITIES")
     check(got.shape == (len(crops), len(labels)), tag + ": shape %r" % (got.shape,))
     worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(crops))
@@ -209,7 +215,7 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     print("%s: JPEG BYTES [%d]: max |diff| vs native %.3g" % (tag, len(crops), worst))
 
     # PNG BYTES [N,1]
-    r = c.infer("ndsb-seed", [bytes_input([b for _, b in pngs], [len(pngs), 1])], parameters={"tta": 1})
+    r = c.infer(MODEL, [bytes_input([b for _, b in pngs], [len(pngs), 1])], parameters={"tta": 1})
     got = r.as_numpy("PROBABILITIES")
     worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(pngs))
     check(worst <= 1e-6, tag + ": PNG BYTES [N,1] vs native: max diff %g" % worst)
@@ -219,19 +225,19 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
         px = np.array(Image.open(io.BytesIO(b)).convert("L"), dtype=np.uint8)
         inp = tg.InferInput("IMAGE", [1, px.shape[0], px.shape[1]], "UINT8")
         inp.set_data_from_numpy(px[None])
-        got = c.infer("ndsb-seed", [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+        got = c.infer(MODEL, [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
         d = float(np.max(np.abs(got[0] - as_vector(ref1[p], labels))))
         check(d <= 1e-6, tag + ": UINT8 [1,H,W] vs native PNG: diff %g" % d)
         two = np.stack([px, px])[..., None]
         inp = tg.InferInput("IMAGE", list(two.shape), "UINT8")
         inp.set_data_from_numpy(two)
-        got = c.infer("ndsb-seed", [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+        got = c.infer(MODEL, [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
         d = float(np.max(np.abs(got - as_vector(ref1[p], labels)[None])))
         check(d <= 1e-6, tag + ": UINT8 [2,H,W,1] vs native PNG: diff %g" % d)
 
     # BYTES in contents.bytes_contents (the generated stubs, no helper)
     stub = pb  # the upstream-generated messages
-    req = stub.ModelInferRequest(model_name="ndsb-seed")
+    req = stub.ModelInferRequest(model_name=MODEL)
     t = req.inputs.add(name="IMAGE", datatype="BYTES", shape=[2])
     t.contents.bytes_contents.extend([crops[0][1], crops[1][1]])
     req.parameters["tta"].int64_param = 1
@@ -243,12 +249,12 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     arr = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(2, len(labels))
     d = max(float(np.max(np.abs(arr[i] - as_vector(ref1[crops[i][0]], labels)))) for i in range(2))
     check(d <= 1e-6, tag + ": bytes_contents vs native: diff %g" % d)
-    check(resp.model_name == "ndsb-seed" and resp.outputs[0].datatype == "FP32", tag + ": response fields")
+    check(resp.model_name == MODEL and resp.outputs[0].datatype == "FP32", tag + ": response fields")
     ch.close()
 
     # the classification extension: Triton's strings of the native top 3
     out = tg.InferRequestedOutput("PROBABILITIES", class_count=3)
-    r = c.infer("ndsb-seed", [bytes_input([b for _, b in crops[:3]])], outputs=[out], parameters={"tta": 1})
+    r = c.infer(MODEL, [bytes_input([b for _, b in crops[:3]])], outputs=[out], parameters={"tta": 1})
     cls = r.as_numpy("PROBABILITIES")
     check(cls.shape == (3, 3), tag + ": classification shape %r" % (cls.shape,))
     for i, (p, _) in enumerate(crops[:3]):
@@ -265,19 +271,19 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     # errors, with their gRPC codes
     good = bytes_input([b for _, b in crops[:3]])
     expect_error(lambda: c.infer("no-such-model", [good]), "StatusCode.NOT_FOUND", "unknown model", tag + ": unknown model")
-    expect_error(lambda: c.infer("ndsb-seed", [bytes_input([crops[0][1], b"not an image at all", crops[1][1]])]),
+    expect_error(lambda: c.infer(MODEL, [bytes_input([crops[0][1], b"not an image at all", crops[1][1]])]),
                  "StatusCode.INVALID_ARGUMENT", "element 1", tag + ": bad crop in the middle")
-    expect_error(lambda: c.infer("ndsb-seed", [good], outputs=[tg.InferRequestedOutput("LOGITS")]),
+    expect_error(lambda: c.infer(MODEL, [good], outputs=[tg.InferRequestedOutput("LOGITS")]),
                  "StatusCode.INVALID_ARGUMENT", "unknown output \"LOGITS\"", tag + ": unknown output")
     fp = tg.InferInput("IMAGE", [1, 4], "FP32")
     fp.set_data_from_numpy(np.zeros((1, 4), dtype=np.float32))
-    expect_error(lambda: c.infer("ndsb-seed", [fp]), "StatusCode.INVALID_ARGUMENT", "FP32", tag + ": FP32 input")
-    expect_error(lambda: c.infer("ndsb-seed", [bytes_input([crops[0][1]] * 65)]), "StatusCode.INVALID_ARGUMENT",
+    expect_error(lambda: c.infer(MODEL, [fp]), "StatusCode.INVALID_ARGUMENT", "FP32", tag + ": FP32 input")
+    expect_error(lambda: c.infer(MODEL, [bytes_input([crops[0][1]] * 65)]), "StatusCode.INVALID_ARGUMENT",
                  "batch size 65", tag + ": more crops than max_batch")
-    expect_error(lambda: c.infer("ndsb-seed", [good], parameters={"timeout": 1}), "StatusCode.DEADLINE_EXCEEDED",
+    expect_error(lambda: c.infer(MODEL, [good], parameters={"timeout": 1}), "StatusCode.DEADLINE_EXCEEDED",
                  "", tag + ": timeout parameter of 1 us")
     # the daemon still serves after all of that
-    r = c.infer("ndsb-seed", [good], parameters={"tta": 1})
+    r = c.infer(MODEL, [good], parameters={"tta": 1})
     check(r.as_numpy("PROBABILITIES").shape[0] == 3, tag + ": serving after the errors")
 
     # a stream with a bad crop in the middle: that request's error, the
@@ -292,7 +298,7 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
 
     c.start_stream(callback=cb)
     for i, blob in enumerate([crops[0][1], b"garbage", crops[1][1]]):
-        c.async_stream_infer("ndsb-seed", [bytes_input([blob])], request_id=str(i), parameters={"tta": 1})
+        c.async_stream_infer(MODEL, [bytes_input([blob])], request_id=str(i), parameters={"tta": 1})
     done.wait(60)
     c.stop_stream()
     check(len(results) == 3, tag + ": stream answered %d of 3" % len(results))
@@ -309,7 +315,7 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
             check(d <= 1e-6, tag + ": stream answer vs native: diff %g" % d)
 
     # statistics: the same counts as /metrics
-    st = c.get_inference_statistics("ndsb-seed", as_json=True)["model_stats"][0]
+    st = c.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
     m = daemon.metrics()
     ok = sum(float(x) for x in re.findall(r'^planktond_inference_request_success_total (\S+)$', m, re.M))
     check(int(st.get("inference_count", 0)) == int(ok), tag + ": inference_count %s vs /metrics OK %s" % (st.get("inference_count"), ok))
@@ -318,6 +324,188 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
         check(int(st.get("execution_count", 0)) == int(float(batches[0])), tag + ": execution_count vs /metrics")
     check(bool(batches), tag + ": /metrics has planktond_inference_exec_count_total")
     c.close()
+    return ref1
+
+
+def http_raw(addr, request, timeout=60):
+    """One raw HTTP/1.1 exchange (TCP "HOST:PORT" or "unix:PATH"): status,
+    headers (lower-case names), body."""
+    if addr.startswith("unix:"):
+        sk = socket.socket(socket.AF_UNIX)
+        sk.settimeout(timeout)
+        sk.connect(addr[5:])
+    else:
+        host, port = addr.rsplit(":", 1)
+        sk = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        sk.sendall(request)
+    except OSError:
+        pass  # the server may answer (413) and close before it has read it all
+    data = b""
+    while True:
+        try:
+            b = sk.recv(1 << 20)
+        except (socket.timeout, OSError):
+            break
+        if not b:
+            break
+        data += b
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            if m and len(rest) >= int(m.group(1)):
+                break
+    sk.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    hdrs = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, body
+
+
+def post(addr, path, body, extra=b"", close=True):
+    req = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+           str(len(body)).encode() + b"\r\n" + extra + (b"Connection: close\r\n" if close else b"") + b"\r\n" + body)
+    return http_raw(addr, req)
+
+
+def get(addr, path):
+    return http_raw(addr, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def binary_infer_body(blobs, outputs=None, params=None):
+    """Triton's binary tensor extension: JSON, then the BYTES elements
+    (4-byte little-endian length + bytes)."""
+    raw = b"".join(len(b).to_bytes(4, "little") + b for b in blobs)
+    hdr = {"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [len(blobs)],
+                       "parameters": {"binary_data_size": len(raw)}}]}
+    if outputs is not None:
+        hdr["outputs"] = outputs
+    if params:
+        hdr["parameters"] = params
+    j = json.dumps(hdr).encode()
+    return j, raw
+
+
+def rest_suite(addr, daemon, crops, pngs, labels, ref1, unix):
+    tag = "rest-unix" if unix else "rest-tcp"
+    base = "/v2/models/" + MODEL
+    st, _, _ = get(addr, "/v2/health/live")
+    check(st == 200, tag + ": live %d" % st)
+    st, _, _ = get(addr, "/v2/health/ready")
+    check(st == 200, tag + ": ready %d" % st)
+    st, _, b = get(addr, "/v2")
+    check(st == 200 and json.loads(b)["name"] == "planktond", tag + ": /v2")
+    st, _, b = get(addr, base)
+    check(st == 200 and json.loads(b)["inputs"][0]["name"] == "IMAGE", tag + ": model metadata")
+    st, _, b = get(addr, base + "/versions/" + json.loads(get(addr, base)[2])["versions"][0] + "/config")
+    check(st == 200 and json.loads(b)["max_batch_size"] == 64, tag + ": config by version")
+    st, _, b = get(addr, base + "/ready")
+    check(st == 200, tag + ": model ready")
+    st, _, b = get(addr, "/v2/models/nope/ready")
+    check(st == 404 and "error" in json.loads(b), tag + ": unknown model ready 404 %d" % st)
+    st, _, b = get(addr, "/metrics")
+    check(st == 200 and b"planktond_inference_request_total" in b, tag + ": /metrics on the same listener")
+
+    if not unix:
+        c = th.InferenceServerClient(addr)
+        check(c.is_server_live() and c.is_server_ready() and c.is_model_ready(MODEL), tag + ": tritonclient health")
+        cfg = c.get_model_config(MODEL)
+        check(cfg["input"][0]["data_type"] == "TYPE_STRING", tag + ": tritonclient config")
+        # JPEG BYTES, binary (tritonclient's default)
+        inp = th.InferInput("IMAGE", [len(crops)], "BYTES")
+        inp.set_data_from_numpy(np.array([b for _, b in crops], dtype=np.object_))
+        got = c.infer(MODEL, [inp], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+        worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(crops))
+        check(worst <= 1e-6, tag + ": JPEG BYTES vs native: max diff %g" % worst)
+        print("%s: JPEG BYTES [%d]: max |diff| vs native %.3g" % (tag, len(crops), worst))
+        # the same with JSON output (binary_data=False) and with binary output
+        for binary in (False, True):
+            out = th.InferRequestedOutput("PROBABILITIES", binary_data=binary)
+            got = c.infer(MODEL, [inp], outputs=[out], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+            worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(crops))
+            check(worst <= 1e-6, tag + ": output binary=%s vs native: %g" % (binary, worst))
+        # UINT8 pixels as JSON data and as binary data
+        p, b = pngs[0]
+        px = np.array(Image.open(io.BytesIO(b)).convert("L"), dtype=np.uint8)[None]
+        for binary in (False, True):
+            u = th.InferInput("IMAGE", list(px.shape), "UINT8")
+            u.set_data_from_numpy(px, binary_data=binary)
+            got = c.infer(MODEL, [u], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+            d = float(np.max(np.abs(got[0] - as_vector(ref1[p], labels))))
+            check(d <= 1e-6, tag + ": UINT8 binary=%s vs native PNG: %g" % (binary, d))
+        # classification strings, JSON
+        out = th.InferRequestedOutput("PROBABILITIES", binary_data=False, class_count=2)
+        cls = c.infer(MODEL, [inp], outputs=[out], parameters={"tta": 1}).as_numpy("PROBABILITIES")
+        for i, (p, _) in enumerate(crops):
+            v = as_vector(ref1[p], labels)
+            top = sorted(range(len(labels)), key=lambda k: (-v[k], k))[:2]
+            want = ["%f:%d:%s" % (v[k], k, labels[k]) for k in top]
+            gotc = [x.decode() if isinstance(x, bytes) else x for x in cls[i]]
+            check([g.split(":")[1:] for g in gotc] == [w.split(":")[1:] for w in want] and
+                  all(abs(float(g.split(":")[0]) - v[k]) <= 1e-6 for g, k in zip(gotc, top)),
+                  tag + ": classification %r, want %r" % (gotc, want))
+        expect_error(lambda: c.infer("nope", [inp]), None, "unknown model", tag + ": unknown model (tritonclient)")
+        st_json = c.get_inference_statistics(MODEL)["model_stats"][0]
+        check(int(st_json["inference_count"]) > 0, tag + ": stats")
+        c.close()
+
+    # by hand: binary extension, errors and hostile bodies
+    j, raw = binary_infer_body([b for _, b in crops[:2]], params={"tta": 1})
+    hl = b"Inference-Header-Content-Length: %d\r\n" % len(j)
+    st, h, b = post(addr, base + "/infer", j + raw, hl)
+    check(st == 200, tag + ": binary infer %d %r" % (st, b[:200]))
+    if st == 200:
+        res = json.loads(b)
+        v = np.array(res["outputs"][0]["data"], dtype=np.float64).reshape(2, len(labels))
+        d = max(float(np.max(np.abs(v[i] - as_vector(ref1[crops[i][0]], labels)))) for i in range(2))
+        check(d <= 1e-6, tag + ": JSON answer vs native: %g" % d)
+    j2, raw2 = binary_infer_body([b for _, b in crops[:2]], outputs=[{"name": "PROBABILITIES", "parameters": {"binary_data": True}}], params={"tta": 1})
+    st, h, b = post(addr, base + "/infer", j2 + raw2, b"Inference-Header-Content-Length: %d\r\n" % len(j2))
+    check(st == 200 and "inference-header-content-length" in h, tag + ": binary output header")
+    if st == 200 and "inference-header-content-length" in h:
+        n = int(h["inference-header-content-length"])
+        hdr = json.loads(b[:n])
+        size = hdr["outputs"][0]["parameters"]["binary_data_size"]
+        v = np.frombuffer(b[n:n + size], dtype=np.float32).reshape(2, len(labels))
+        d = max(float(np.max(np.abs(v[i] - as_vector(ref1[crops[i][0]], labels)))) for i in range(2))
+        check(d <= 1e-6 and len(b) == n + size, tag + ": binary output vs native: %g" % d)
+
+    def err(st_want, body, extra, needle, what):
+        st, _, b = post(addr, base + "/infer", body, extra)
+        try:
+            e = json.loads(b).get("error", "")
+        except ValueError:
+            e = ""
+        check(st == st_want and needle in e, "%s: %s: %d %r (want %d, %r)" % (tag, what, st, b[:160], st_want, needle))
+
+    bad_j, bad_raw = binary_infer_body([crops[0][1], b"not an image", crops[1][1]])
+    err(400, bad_j + bad_raw, b"Inference-Header-Content-Length: %d\r\n" % len(bad_j), "element 1", "bad crop in the middle")
+    err(400, j + raw, b"Inference-Header-Content-Length: %d\r\n" % (len(j) + len(raw) + 5), "more than the body", "header length beyond the body")
+    big = json.loads(j)
+    big["inputs"][0]["parameters"]["binary_data_size"] = 4 << 30
+    bj = json.dumps(big).encode()
+    err(400, bj + raw, b"Inference-Header-Content-Length: %d\r\n" % len(bj), "runs past the end", "4 GiB binary_data_size")
+    err(400, j + raw + b"xx", hl, "after the inputs", "bytes after the binary inputs")
+    err(400, b"[" * 5000 + b"]" * 5000, b"", "does not parse", "deep JSON")
+    err(400, b'{"inputs": 7}', b"", "\"inputs\" must be an array", "inputs not an array")
+    lj = json.dumps({"inputs": json.loads(j)["inputs"], "outputs": [{"name": "LOGITS"}]}).encode()
+    err(400, lj + raw, b"Inference-Header-Content-Length: %d\r\n" % len(lj), "unknown output", "unknown output")
+    st, _, b = post(addr, "/v2/models/nope/infer", j + raw, hl)
+    check(st == 404 and "unknown model" in json.loads(b)["error"], tag + ": unknown model infer 404")
+    # a body over limits.max_frame_bytes (the daemon runs with 4 MiB)
+    st, _, _ = http_raw(addr, b"POST " + base.encode() + b"/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (5 << 20) + b"x" * 65536)
+    check(st == 413, tag + ": body over the limit: %d" % st)
+    # Content-Length that lies (longer than what comes): the request times out or the connection closes, no answer
+    req = (b"POST " + base.encode() + b"/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"{}")
+    st, _, _ = http_raw(addr, req, timeout=5)
+    check(st in (0, 408), tag + ": Content-Length lie: %d" % st)
+    # still serving
+    st, _, _ = post(addr, base + "/infer", j + raw, hl)
+    check(st == 200, tag + ": serving after the hostile requests")
 
 
 def drain_test(addr, daemon, crops):
@@ -333,7 +521,7 @@ def drain_test(addr, daemon, crops):
 
     n = 12
     for i in range(n):
-        c.async_infer("ndsb-seed", [bytes_input([crops[i % len(crops)][1]] * 4)], callback=cb)
+        c.async_infer(MODEL, [bytes_input([crops[i % len(crops)][1]] * 4)], callback=cb)
     time.sleep(0.3)  # they are in
     daemon.p.send_signal(signal.SIGTERM)
     rc = daemon.p.wait(timeout=120)
@@ -363,11 +551,13 @@ def main():
         pngs.append((q, open(q, "rb").read()))
     for unix in (False, True):
         addr = "unix:" + os.path.join(tmp, "grpc.sock") if unix else "127.0.0.1:%d" % free_port()
-        d = Daemon(tmp, addr)
+        http_addr = "unix:" + os.path.join(tmp, "http.sock") if unix else "127.0.0.1:%d" % free_port()
+        d = Daemon(tmp, addr, http_addr, ["--max-frame-bytes", str(4 << 20), "--frame-timeout-ms", "2000"])
         try:
             # the model's class order: the native answer's (JSON keeps it)
             labels = list(native(d, [crops[0][0]], 1)[crops[0][0]].keys())
-            run_suite(addr, d, crops, pngs, labels, unix)
+            ref1 = run_suite(addr, d, crops, pngs, labels, unix)
+            rest_suite(http_addr, d, crops, pngs, labels, ref1, unix)
             if unix:
                 drain_test(addr, d, crops)
         finally:

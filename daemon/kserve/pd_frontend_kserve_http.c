@@ -1,0 +1,436 @@
+/* The KServe REST front end: /v2/... handlers (and /metrics) on a pd_http
+ * server behind the pd_frontend ops, answering from the daemon's pipeline,
+ * model and stats; inference requests are converted by pd_kserve_rest and
+ * checked by pd_kserve_infer as the gRPC ones are. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pd_http.h"
+#include "pd_http_metrics.h"
+#include "pd_kserve.h"
+#include "pd_kserve_infer.h"
+#include "pd_kserve_job.h"
+#include "pd_kserve_rest.h"
+
+/* as the native Health and the gRPC front end */
+#define KSERVE_FAILING_RUNS 3
+
+typedef struct khttp_fe {
+  pd_frontend fe; /* first */
+  pd_frontend_env env;
+  char address[PD_ADDR_LEN]; /* kserve.http_listen (restart-only) */
+  pd_http *http;
+  pd_http_limits lim;
+  pd_http_metrics_source metrics;
+  long max_crops, max_queue_delay_us;
+  bool draining;
+} khttp_fe;
+
+typedef struct khttp_job {
+  pd_kjob job;
+  khttp_fe *k;
+  pd_http_request *hr;
+  pd_krest_request rest; /* points into the HTTP body, alive until the answer */
+} khttp_job;
+
+static const char k_json[] = "Content-Type: application/json\r\n";
+
+static void respond_json(pd_http_request *r, int status, json_t *o) {
+  char *s = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (!s) {
+    pd_http_respond_text(r, 500, "out of memory\n", true);
+    return;
+  }
+  /* json_dumps' buffer comes from jansson's allocator, which is malloc */
+  pd_http_respond(r, status, k_json, s, strlen(s), false);
+}
+
+static void respond_error(pd_http_request *r, int grpc_code, const char *message) {
+  size_t len;
+  char *body = pd_krest_error_json(message, &len);
+  if (!body) {
+    pd_http_respond_text(r, 500, "out of memory\n", true);
+    return;
+  }
+  pd_http_respond(r, pd_krest_http_status(grpc_code), k_json, body, len, false);
+}
+
+static pd_served *model_now(const khttp_fe *k) {
+  return pd_pipeline_model(k->env.pipeline);
+}
+
+static bool ready(const khttp_fe *k) {
+  pd_stats_report r;
+  pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
+  return !k->draining && model_now(k) && r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
+}
+
+/* ---- /v2, /v2/health/... ---- */
+
+static void on_server_metadata(pd_http_request *r, void *data) {
+  (void)data;
+  json_t *o = json_object(), *ext = json_array();
+  json_object_set_new(o, "name", json_string("planktond"));
+  json_object_set_new(o, "version", json_string(PD_VERSION));
+  const char *const names[] = {"classification", "model_configuration", "statistics",
+                               "binary_tensor_data"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    json_array_append_new(ext, json_string(names[i]));
+  json_object_set_new(o, "extensions", ext);
+  respond_json(r, 200, o);
+}
+
+static void on_live(pd_http_request *r, void *data) {
+  (void)data;
+  pd_http_respond(r, 200, NULL, NULL, 0, false);
+}
+
+static void on_ready(pd_http_request *r, void *data) {
+  pd_http_respond(r, ready(data) ? 200 : 503, NULL, NULL, 0, false);
+}
+
+/* ---- /v2/models/... ---- */
+
+static json_t *tensor_meta(const char *name, const char *datatype, long d0, long d1) {
+  json_t *t = json_object(), *shape = json_array();
+  json_object_set_new(t, "name", json_string(name));
+  json_object_set_new(t, "datatype", json_string(datatype));
+  json_array_append_new(shape, json_integer(d0));
+  json_array_append_new(shape, json_integer(d1));
+  json_object_set_new(t, "shape", shape);
+  return t;
+}
+
+static void model_metadata(khttp_fe *k, pd_http_request *r, const pd_served *s) {
+  (void)k;
+  json_t *o = json_object(), *v = json_array(), *ins = json_array(), *outs = json_array();
+  json_object_set_new(o, "name", json_string(s->model->name));
+  json_array_append_new(v, json_string(s->model->version));
+  json_object_set_new(o, "versions", v);
+  json_object_set_new(o, "platform", json_string("planktond"));
+  json_array_append_new(ins, tensor_meta(PD_KINFER_INPUT, "BYTES", -1, 1));
+  json_array_append_new(outs, tensor_meta(PD_KINFER_OUTPUT, "FP32", -1, s->model->n_classes));
+  json_object_set_new(o, "inputs", ins);
+  json_object_set_new(o, "outputs", outs);
+  respond_json(r, 200, o);
+}
+
+static void model_config(khttp_fe *k, pd_http_request *r, const pd_served *s) {
+  json_t *o = json_object(), *in = json_object(), *out = json_object(), *db = json_object(),
+         *ig = json_object();
+  json_object_set_new(o, "name", json_string(s->model->name));
+  json_object_set_new(o, "platform", json_string("planktond"));
+  json_object_set_new(o, "backend", json_string(s->backend_name));
+  json_object_set_new(o, "max_batch_size", json_integer(k->max_crops));
+  json_object_set_new(in, "name", json_string(PD_KINFER_INPUT));
+  json_object_set_new(in, "data_type", json_string("TYPE_STRING"));
+  json_object_set_new(in, "dims", json_pack("[i]", 1));
+  json_object_set_new(out, "name", json_string(PD_KINFER_OUTPUT));
+  json_object_set_new(out, "data_type", json_string("TYPE_FP32"));
+  json_object_set_new(out, "dims", json_pack("[i]", s->model->n_classes));
+  json_object_set_new(o, "input", json_pack("[o]", in));
+  json_object_set_new(o, "output", json_pack("[o]", out));
+  json_object_set_new(db, "max_queue_delay_microseconds", json_integer(k->max_queue_delay_us));
+  json_object_set_new(o, "dynamic_batching", db);
+  json_object_set_new(ig, "name", json_string(s->backend_name));
+  json_object_set_new(ig, "count", json_integer(1));
+  json_object_set_new(ig, "kind",
+                      json_string(strcmp(s->backend_name, "cuda") == 0 ? "KIND_GPU" : "KIND_CPU"));
+  json_object_set_new(o, "instance_group", json_pack("[o]", ig));
+  respond_json(r, 200, o);
+}
+
+static json_t *duration(uint64_t count, double sum_us) {
+  return json_pack("{s:I,s:I}", "count", (json_int_t)count, "ns", (json_int_t)(sum_us * 1000.0));
+}
+
+/* The same numbers as the gRPC ModelStatistics (and /metrics). */
+static void model_stats(khttp_fe *k, pd_http_request *r, const pd_served *s) {
+  pd_stats_report rep;
+  pd_stats_report_fill(k->env.stats, pd_now_ns(), &rep);
+  if (k->env.report) k->env.report(k->env.report_ctx, &rep);
+  uint64_t fails = 0;
+  for (int i = 1; i < PD_STATUS_COUNT; i++)
+    fails += rep.requests[i];
+  const pd_hist_report *hq = &rep.hist[PD_HIST_QUEUE], *hd = &rep.hist[PD_HIST_DECODE],
+                       *hc = &rep.hist[PD_HIST_COMPUTE], *hr = &rep.hist[PD_HIST_REQUEST],
+                       *hb = &rep.hist[PD_HIST_BATCH];
+  json_t *is = json_object();
+  json_object_set_new(is, "success", duration(rep.requests[PD_STATUS_OK], hr->sum));
+  json_object_set_new(is, "fail", duration(fails, 0));
+  json_object_set_new(is, "queue", duration(hq->count, hq->sum));
+  json_object_set_new(is, "compute_input", duration(hd->count, hd->sum));
+  json_object_set_new(is, "compute_infer", duration(hc->count, hc->sum));
+  json_object_set_new(is, "compute_output", duration(0, 0));
+  json_t *bs = json_array();
+  uint64_t below = 0;
+  for (int i = 0; i < hb->n_bounds; i++) {
+    uint64_t in_bucket = hb->cumulative[i] - below;
+    below = hb->cumulative[i];
+    if (!in_bucket) continue;
+    json_array_append_new(bs, json_pack("{s:I,s:o}", "batch_size", (json_int_t)hb->bounds[i],
+                                        "compute_infer", duration(in_bucket, 0)));
+  }
+  json_t *ms = json_object();
+  json_object_set_new(ms, "name", json_string(s->model->name));
+  json_object_set_new(ms, "version", json_string(s->model->version));
+  json_object_set_new(ms, "last_inference", json_integer(0));
+  json_object_set_new(ms, "inference_count", json_integer((json_int_t)rep.requests[PD_STATUS_OK]));
+  json_object_set_new(ms, "execution_count", json_integer((json_int_t)rep.batches));
+  json_object_set_new(ms, "inference_stats", is);
+  json_object_set_new(ms, "batch_stats", bs);
+  respond_json(r, 200, json_pack("{s:[o]}", "model_stats", ms));
+}
+
+static void infer_done(pd_kjob *job) {
+  khttp_job *j = job->owner;
+  if (job->status != 0) {
+    respond_error(j->hr, job->status, job->message);
+  } else {
+    const pd_model *m = job->served->model;
+    int binary = j->rest.binary_output || job->kr.probs_binary;
+    char *body = NULL;
+    size_t len = 0, jlen = 0;
+    int rc =
+        pd_krest_response(&job->kr, binary, m->name, m->version, j->rest.req.id, job->n_classes,
+                          job->probs, (const char *const *)m->classes, &body, &len, &jlen);
+    if (rc != 0) {
+      respond_error(j->hr, rc, "out of memory for the answer");
+    } else if (binary) {
+      char headers[160];
+      snprintf(headers, sizeof headers,
+               "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %zu\r\n",
+               jlen);
+      pd_http_respond(j->hr, 200, headers, body, len, false);
+    } else {
+      pd_http_respond(j->hr, 200, k_json, body, len, false);
+    }
+  }
+  pd_kjob_dispose(job);
+  pd_krest_request_free(&j->rest);
+  free(j);
+}
+
+static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, const char *name) {
+  if (k->draining) {
+    respond_error(r, PD_STATUS_UNAVAILABLE,
+                  "draining: the daemon is shutting down; send it to another server");
+    return;
+  }
+  long long hl = -1;
+  const char *h = pd_http_request_header(r, "Inference-Header-Content-Length");
+  if (h) {
+    char *end;
+    hl = strtoll(h, &end, 10);
+    if (end == h || *end || hl < 0) {
+      respond_error(r, PD_STATUS_INVALID_ARGUMENT,
+                    "Inference-Header-Content-Length must be a whole number of bytes");
+      return;
+    }
+  }
+  khttp_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    respond_error(r, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  size_t len;
+  const uint8_t *body = pd_http_request_body(r, &len);
+  char why[400];
+  int rc = pd_krest_parse(body, len, hl, &j->rest, why, sizeof why);
+  if (rc == 0) {
+    j->rest.req.model_name = (char *)name;
+    rc = pd_kinfer_parse(&j->rest.req, (int)k->max_crops, s->model->n_classes, &j->job.kr, why,
+                         sizeof why);
+  }
+  if (rc != 0) {
+    respond_error(r, rc, why);
+    pd_kinfer_request_free(&j->job.kr);
+    pd_krest_request_free(&j->rest);
+    free(j);
+    return;
+  }
+  j->k = k;
+  j->hr = r;
+  j->job.done = infer_done;
+  j->job.owner = j;
+  uint64_t deadline = j->job.kr.timeout_us ? pd_now_ns() + j->job.kr.timeout_us * 1000u : 0;
+  pd_kjob_submit(&j->job, k->env.pipeline, name, deadline);
+}
+
+/* /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer], and
+ * /v2/models/stats (every model's). */
+static void on_models(pd_http_request *r, void *data) {
+  khttp_fe *k = data;
+  const char *path = pd_http_request_path(r) + strlen("/v2/models/");
+  char seg[4][128];
+  int n = 0;
+  while (*path && n < 4) {
+    const char *slash = strchr(path, '/');
+    size_t l = slash ? (size_t)(slash - path) : strlen(path);
+    if (l == 0 || l >= sizeof seg[0]) break;
+    memcpy(seg[n], path, l);
+    seg[n][l] = 0;
+    n++;
+    path += l;
+    if (*path == '/') path++;
+  }
+  if (*path || n == 0) {
+    respond_error(r, PD_STATUS_NOT_FOUND, "no such path: see /v2/models/{model}[/versions/{v}]");
+    return;
+  }
+  const char *model = seg[0], *version = "", *what = "";
+  int i = 1;
+  if (n == 1 && strcmp(model, "stats") == 0) {
+    model = "";
+    what = "stats";
+  } else {
+    if (i < n && strcmp(seg[i], "versions") == 0) {
+      if (i + 1 >= n) {
+        respond_error(r, PD_STATUS_NOT_FOUND, "no version after /versions/");
+        return;
+      }
+      version = seg[i + 1];
+      i += 2;
+    }
+    if (i < n) what = seg[i++];
+    if (i < n) {
+      respond_error(r, PD_STATUS_NOT_FOUND, "no such path below the model");
+      return;
+    }
+  }
+  const char *method = pd_http_request_method(r);
+  bool post = strcmp(method, "POST") == 0;
+  bool is_infer = strcmp(what, "infer") == 0;
+  if (is_infer != post && !(strcmp(method, "HEAD") == 0 && !is_infer)) {
+    char m[120];
+    snprintf(m, sizeof m, "%s is %s only", is_infer ? "infer" : "this path",
+             is_infer ? "POST" : "GET or HEAD");
+    size_t len;
+    char *body = pd_krest_error_json(m, &len);
+    pd_http_respond(r, 405,
+                    is_infer ? "Content-Type: application/json\r\nAllow: POST\r\n"
+                             : "Content-Type: application/json\r\nAllow: GET, HEAD\r\n",
+                    body, len, false);
+    return;
+  }
+  pd_served *s = model_now(k);
+  bool match = s && (!*model || strcmp(model, s->model->name) == 0) &&
+               (!*version || strcmp(version, s->model->version) == 0);
+  if (!match) {
+    char m[400];
+    snprintf(m, sizeof m,
+             "unknown model \"%.64s\" version \"%.32s\": this server serves \"%s\" version \"%s\"",
+             model, version, s ? s->model->name : "(none)", s ? s->model->version : "");
+    respond_error(r, PD_STATUS_NOT_FOUND, m);
+    return;
+  }
+  if (!*what)
+    model_metadata(k, r, s);
+  else if (strcmp(what, "ready") == 0)
+    pd_http_respond(r, ready(k) ? 200 : 503, NULL, NULL, 0, false);
+  else if (strcmp(what, "config") == 0)
+    model_config(k, r, s);
+  else if (strcmp(what, "stats") == 0)
+    model_stats(k, r, s);
+  else if (is_infer)
+    model_infer(k, r, s, s->model->name);
+  else
+    respond_error(r, PD_STATUS_NOT_FOUND, "no such path: ready, config, stats or infer");
+}
+
+/* ---- the pd_frontend ops ---- */
+
+static pd_http_limits khttp_limits(const pd_config *c) {
+  pd_http_limits l = {.max_connections = (int)c->max_connections,
+                      .request_timeout_ms = (uint64_t)c->frame_timeout_ms,
+                      .idle_timeout_ms = (uint64_t)c->idle_timeout_s * 1000,
+                      .max_body = (size_t)c->max_frame_bytes};
+  return l;
+}
+
+static void fill_metrics(void *ctx, pd_stats_report *r) {
+  const khttp_fe *k = ctx;
+  pd_stats_report_fill(k->env.stats, pd_now_ns(), r);
+  if (k->env.report) k->env.report(k->env.report_ctx, r);
+}
+
+static int khttp_listen(pd_frontend *fe, const int *fds, int n_fds, bool activated, pd_error *err) {
+  khttp_fe *k = (khttp_fe *)fe;
+  (void)activated;
+  if (n_fds == 0 && !k->address[0]) return PD_OK; /* off */
+  int rc = pd_http_create(k->env.loop, "kserve-http", "kserve", &k->lim, k->env.log, &k->http, err);
+  if (rc == PD_OK) rc = pd_http_route(k->http, "GET", "/v2", on_server_metadata, k, err);
+  if (rc == PD_OK) rc = pd_http_route(k->http, "GET", "/v2/health/live", on_live, k, err);
+  if (rc == PD_OK) rc = pd_http_route(k->http, "GET", "/v2/health/ready", on_ready, k, err);
+  if (rc == PD_OK) rc = pd_http_route(k->http, NULL, "/v2/models/*", on_models, k, err);
+  if (rc == PD_OK) rc = pd_http_metrics_route(k->http, "/metrics", &k->metrics, err);
+  for (int i = 0; i < n_fds && rc == PD_OK; i++)
+    rc = pd_http_listen(k->http, "", fds[i], err);
+  if (rc == PD_OK && n_fds == 0) rc = pd_http_listen(k->http, k->address, -1, err);
+  if (rc != PD_OK) return pd_error_prefix(err, "kserve.http_listen");
+  pd_logf(k->env.log, PD_LOG_INFO, "KServe REST listening on http %s /v2", pd_http_name(k->http));
+  return PD_OK;
+}
+
+static void khttp_set_limits(pd_frontend *fe, const pd_config *cfg) {
+  khttp_fe *k = (khttp_fe *)fe;
+  k->lim = khttp_limits(cfg);
+  k->max_crops = cfg->max_batch;
+  k->max_queue_delay_us = cfg->max_queue_delay_us;
+  if (k->http) pd_http_set_limits(k->http, &k->lim);
+}
+
+static void khttp_drain(pd_frontend *fe, void (*on_empty)(void *), void *data) {
+  khttp_fe *k = (khttp_fe *)fe;
+  k->draining = true;
+  if (k->http)
+    pd_http_drain(k->http, on_empty, data);
+  else
+    on_empty(data);
+}
+
+static int khttp_busy(const pd_frontend *fe) {
+  const khttp_fe *k = (const khttp_fe *)fe;
+  return k->http ? pd_http_pending(k->http) : 0;
+}
+
+static void khttp_close_all(pd_frontend *fe) {
+  khttp_fe *k = (khttp_fe *)fe;
+  if (k->http) pd_http_close_all(k->http);
+}
+
+static void khttp_close(pd_frontend *fe) {
+  khttp_fe *k = (khttp_fe *)fe;
+  pd_http_close(k->http); /* NULL: nothing to close; it frees once every request is answered */
+  free(k);
+}
+
+static const pd_frontend_ops khttp_ops = {
+    .name = "kserve-http",
+    .fd_name = "kserve-http",
+    .listen = khttp_listen,
+    .set_limits = khttp_set_limits,
+    .report = NULL,
+    .drain = khttp_drain,
+    .busy = khttp_busy,
+    .close_all = khttp_close_all,
+    .close = khttp_close,
+};
+
+int pd_frontend_kserve_http_create(const pd_frontend_env *env, const pd_config *cfg,
+                                   pd_frontend **out, pd_error *err) {
+  khttp_fe *k = calloc(1, sizeof *k);
+  if (!k) return pd_error_set(err, PD_ENOMEM, "kserve REST: out of memory");
+  k->fe.ops = &khttp_ops;
+  k->env = *env;
+  k->metrics.fill = fill_metrics;
+  k->metrics.ctx = k;
+  snprintf(k->address, sizeof k->address, "%s", cfg->kserve_http);
+  khttp_set_limits(&k->fe, cfg);
+  *out = &k->fe;
+  return PD_OK;
+}
