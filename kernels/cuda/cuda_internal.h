@@ -1,0 +1,159 @@
+/* cuda_internal: what the CUDA backend's files share (pd_cuda_backend.c:
+ * creation and the error helpers; pd_cuda_plan.c: plan lifetime;
+ * pd_cuda_conv.c: the convolution algorithm choice; pd_cuda_run.c: running
+ * a batch). The backend and plan structs, the CU/DNN/BLAS checks and the
+ * batch buckets. Not for use outside kernels/cuda/. */
+#ifndef PD_CUDA_INTERNAL_H
+#define PD_CUDA_INTERNAL_H
+
+#include <stddef.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include "pd_cuda_backend.h"
+#include "pd_cuda_kernels.h"
+
+#ifndef PD_CUDA_ARCHS
+#define PD_CUDA_ARCHS "unknown"
+#endif
+
+#define MAX_BUCKETS 32
+#define DEFAULT_WORKSPACE_LIMIT ((size_t)256 << 20)
+#define BLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
+#define ALIGN_FLOATS 64                         /* 256-byte alignment of each weight tensor */
+
+/* Where a call failed: a plan step, or a layer at a batch bucket. */
+/* Where a call failed: a plan step, or a layer at a batch bucket. */
+typedef struct where {
+  const char *step;
+  const pd_layer *layer;
+  int bucket; /* images in the bucket, 0 if none */
+} where;
+
+/* An error naming the call, its status (name and text) and *w. */
+int pd_cuda__cu_fail(pd_error *err, const where *w, const char *call, cudaError_t e);
+int pd_cuda__dnn_fail(pd_error *err, const where *w, const char *call, cudnnStatus_t s);
+int pd_cuda__blas_fail(pd_error *err, const where *w, const char *call, cublasStatus_t s);
+
+/* CU(w, cudaMemcpyAsync, (dst, src, ...)): call, and on failure return an
+ * error naming the function, its status and *w. Needs `pd_error *err` in scope. */
+#define CU(w, fn, args)                                                                            \
+  do {                                                                                             \
+    cudaError_t e_ = fn args;                                                                      \
+    if (e_ != cudaSuccess) return pd_cuda__cu_fail(err, (w), #fn, e_);                             \
+  } while (0)
+#define DNN(w, fn, args)                                                                           \
+  do {                                                                                             \
+    cudnnStatus_t s_ = fn args;                                                                    \
+    if (s_ != CUDNN_STATUS_SUCCESS) return pd_cuda__dnn_fail(err, (w), #fn, s_);                   \
+  } while (0)
+#define BLAS(w, fn, args)                                                                          \
+  do {                                                                                             \
+    cublasStatus_t s_ = fn args;                                                                   \
+    if (s_ != CUBLAS_STATUS_SUCCESS) return pd_cuda__blas_fail(err, (w), #fn, s_);                 \
+  } while (0)
+/* For our kernel launchers (they return the launch's cudaError_t). */
+#define KERN(w, fn, args) CU(w, fn, args)
+
+typedef struct cuda_backend {
+  pd_backend base;
+  pd_cuda_options opt;
+  char describe[512];
+} cuda_backend;
+
+typedef struct conv_bucket {
+  cudnnTensorDescriptor_t x, y;
+  cudnnConvolutionDescriptor_t conv;
+  cudnnConvolutionFwdAlgo_t algo;
+  cudnnMathType_t math;
+  size_t ws; /* workspace bytes the algorithm needs */
+  float ms;  /* measured time (FindEx), -1 for heuristics */
+} conv_bucket;
+
+typedef struct dev_layer {
+  const pd_layer *l;
+  const float *w, *b;           /* device weights, NULL for layers without */
+  cudnnFilterDescriptor_t filt; /* conv */
+  conv_bucket *cb;              /* conv: one per bucket */
+} dev_layer;
+
+#define HEAD PD_MAX_BRANCHES /* list index of the head */
+
+typedef struct cuda_plan {
+  struct pd_plan_base base;
+  int device;
+  pd_cuda_options opt;
+  cudaStream_t stream;
+  cudnnHandle_t dnn;
+  cublasHandle_t blas;
+  void *blas_ws;
+  float *weights;
+  float *in[PD_MAX_BRANCHES];      /* device inputs, max_batch rows per branch */
+  float *host_in[PD_MAX_BRANCHES]; /* pinned staging */
+  float *act[2];                   /* ping-pong activations */
+  size_t act_floats;
+  float *head_in;      /* max_batch x head_in */
+  float *host_probs;   /* pinned, max_batch x n_classes */
+  const float *result; /* where the network leaves the probabilities */
+  void *ws;
+  size_t ws_bytes;
+  int n_buckets;
+  int buckets[MAX_BUCKETS];
+  cudaGraphExec_t graph[MAX_BUCKETS];
+  pd_cuda_d4 d4;
+  int n_layers[PD_MAX_BRANCHES + 1];
+  dev_layer layers[PD_MAX_BRANCHES + 1][PD_MAX_LAYERS];
+} cuda_plan;
+
+extern const pd_backend_ops pd_cuda__ops;
+
+static inline const pd_layer *list_layers(const pd_graph *m, int list) {
+  return list == HEAD ? m->head : m->branches[list].layers;
+}
+
+static inline size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
+
+static inline size_t align_floats(size_t n) {
+  return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
+
+static inline int bucket_for(const cuda_plan *p, int n) {
+  for (int k = 0; k < p->n_buckets; k++)
+    if (p->buckets[k] >= n) return k;
+  return p->n_buckets - 1;
+}
+
+static inline void make_buckets(cuda_plan *p, int max_batch) {
+  int n = 0;
+  for (long b = 1; b < max_batch && n < MAX_BUCKETS - 1; b *= 2) {
+    p->buckets[n++] = (int)b;
+    long b15 = b + b / 2;
+    if (b >= 2 && b15 < max_batch && b15 < 2 * b && n < MAX_BUCKETS - 1) p->buckets[n++] = (int)b15;
+  }
+  p->buckets[n++] = max_batch;
+  p->n_buckets = n;
+}
+
+/* pd_cuda_plan.c */
+int pd_cuda__plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_plan **out,
+                         pd_error *err);
+void pd_cuda__plan_destroy(pd_plan *plan);
+
+/* pd_cuda_conv.c: per bucket, each conv layer's descriptors and algorithm. */
+int pd_cuda__plan_convs(cuda_plan *p, pd_error *err);
+const char *pd_cuda__algo_name(cudnnConvolutionFwdAlgo_t a);
+const char *pd_cuda__math_name(cudnnMathType_t t);
+
+/* pd_cuda_run.c */
+typedef struct trace trace;
+/* Queues bucket k's network on the plan's stream; *result: the probabilities on the device. */
+int pd_cuda__enqueue(cuda_plan *p, int k, const float **result, trace *t, pd_error *err);
+/* Waits for the plan's stream, ignoring errors (before freeing). */
+void pd_cuda__drain(cuda_plan *p);
+int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
+
+#endif
