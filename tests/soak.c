@@ -1,4 +1,4 @@
-/* pd_soak SECONDS: the soak run behind scripts/soak (issue 7). Starts the
+/* pd_soak SECONDS: the soak run behind scripts/soak. Starts the
  * real planktond (the tiny test model, a temporary socket, /metrics on a
  * Unix socket) and, for SECONDS, drives 64 clients (8 threads x 8
  * connections, 8 requests in flight each) with a mix of good and bad

@@ -1,4 +1,4 @@
-/* Every bad input of issue 4 gets its status, and the daemon keeps
+/* Every bad input (frames, requests, images) gets its status, and the daemon keeps
  * answering another client all along (pd_td_bystander: a thread classifying
  * in a loop that must see only correct answers): truncated and corrupted PNG and JPEG, zero and
  * oversize dimensions, a raw image whose byte count is not width x height,

@@ -1,4 +1,4 @@
-/* Faults under load (issue 7), through the real client library:
+/* Faults under load, through the real client library:
  *  - reloads of a broken model while 8 clients pipeline without pause: the
  *    served model's files are damaged in place (weights truncated, a
  *    garbage safetensors header, garbage model.yaml, a layer whose shape no

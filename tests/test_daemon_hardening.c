@@ -1,4 +1,4 @@
-/* The hardening of issue 7 that needs no daemon: the config refuses a
+/* The hardening that needs no daemon: the config refuses a
  * world-writable socket mode (file and --set) and a malformed socket group,
  * reads the new timeouts and limits with their defaults; the framer does
  * not reserve a whole maximum frame for a header alone (its buffer follows

@@ -1,4 +1,4 @@
-/* Hostile and broken clients against the real daemon (issue 7). While a
+/* Hostile and broken clients against the real daemon. While a
  * well-behaved client (the bystander) keeps classifying and checking every
  * answer against the engine run directly, other clients:
  *  - hold 1,000 idle connections, then push past limits.max_connections

@@ -1,4 +1,4 @@
-/* Security review checks (issue 7) against the real daemon:
+/* Security checks against the real daemon:
  *  - the Unix socket gets the configured mode (0660 by default) and group
  *    (listen.socket_group), and is never world-writable: 0666, 0662 and
  *    0777 are refused at start-up (flag and config file), and so is a
