@@ -20,7 +20,7 @@ pd_segment_settings pd_segment_settings_default(void) {
       .merge_gap = 10,
       .crops = 1,
       .morph_size = 255,
-      .morph_reduction = 4,
+      .morph_reduction = 8,
       .max_frame_pixels = 64L << 20,
   };
   return s;
@@ -164,58 +164,61 @@ static void background_span(const background *bg, int y, int x0, int n, float *o
   }
 }
 
-/* k-th smallest of v[0..n) (rearranges v). */
-static uint16_t select_kth(uint16_t *v, int n, int k) {
-  int lo = 0, hi = n - 1;
-  while (lo < hi) {
-    uint16_t pivot = v[lo + (hi - lo) / 2];
-    int i = lo, j = hi;
-    while (i <= j) {
-      while (v[i] < pivot)
-        i++;
-      while (v[j] > pivot)
-        j--;
-      if (i <= j) {
-        uint16_t t = v[i];
-        v[i] = v[j];
-        v[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (k <= j)
-      hi = j;
-    else if (k >= i)
-      lo = i;
-    else
-      return v[k];
-  }
-  return v[k];
-}
+enum { MEDIAN_BINS = 256 };
 
-enum { COLUMN_BLOCK = 32 };
-
+/* The median of each column from a histogram of 256 bins per column, filled
+ * row by row (contiguous reads; bin-major, so neighbouring columns of
+ * similar background count into neighbouring words); within the median's bin the value is
+ * interpolated from the counts, so 16-bit frames keep sub-bin precision. */
 static int column_median(const pd_segment_frame *f, background *bg, size_t *work, pd_error *err) {
-  const int w = f->width, h = f->height;
+  const int w = f->width, h = f->height, bits = f->significant_bits;
+  const int shift = bits > 8 ? bits - 8 : 0;
+  const float bin_width = (float)(1u << shift);
   bg->col = malloc((size_t)w * sizeof *bg->col);
-  uint16_t *buf = calloc((size_t)COLUMN_BLOCK * (size_t)h, sizeof *buf);
-  if (!bg->col || !buf) {
-    free(buf);
+  uint32_t *hist = calloc((size_t)w * MEDIAN_BINS, sizeof *hist);
+  if (!bg->col || !hist) {
+    free(hist);
     return pd_error_set(err, PD_ENOMEM, "segment: no memory for the column median of a %dx%d frame",
                         w, h);
   }
-  *work += (size_t)w * sizeof *bg->col + (size_t)COLUMN_BLOCK * (size_t)h * sizeof *buf;
-  for (int x0 = 0; x0 < w; x0 += COLUMN_BLOCK) {
-    int nb = w - x0 < COLUMN_BLOCK ? w - x0 : COLUMN_BLOCK;
-    for (int y = 0; y < h; y++) {
-      long base = (long)y * w + x0;
-      for (int j = 0; j < nb; j++)
-        buf[(long)j * h + y] = (uint16_t)sample(f, base + j);
+  *work += (size_t)w * sizeof *bg->col + (size_t)w * MEDIAN_BINS * sizeof *hist;
+  for (int y = 0; y < h; y++) {
+    const long base = (long)y * w;
+    if (f->bytes_per_pixel == 1) {
+      const uint8_t *p = (const uint8_t *)f->pixels + base;
+      for (int x = 0; x < w; x++)
+        hist[(long)p[x] * w + x]++;
+    } else {
+      const uint16_t *p = (const uint16_t *)f->pixels + base;
+      for (int x = 0; x < w; x++)
+        hist[(long)((p[x] >> shift) & (MEDIAN_BINS - 1)) * w + x]++;
     }
-    for (int j = 0; j < nb; j++)
-      bg->col[x0 + j] = (float)select_kth(buf + (long)j * h, h, h / 2);
   }
-  free(buf);
+  const uint32_t half = (uint32_t)h / 2u; /* the (h/2)-th smallest, from 0 */
+  /* walk the bins for all columns at once (contiguous); below = the count
+   * under the bin, UINT32_MAX once the column's median is found */
+  uint32_t *below = calloc((size_t)w, sizeof *below);
+  if (!below) {
+    free(hist);
+    return pd_error_set(err, PD_ENOMEM, "segment: no memory for the column median of a %dx%d frame",
+                        w, h);
+  }
+  *work += (size_t)w * sizeof *below;
+  for (int b = 0; b < MEDIAN_BINS; b++) {
+    const uint32_t *hb = hist + (long)b * w;
+    for (int x = 0; x < w; x++) {
+      if (below[x] == UINT32_MAX) continue;
+      if (below[x] + hb[x] > half || b == MEDIAN_BINS - 1) {
+        float frac = hb[x] ? ((float)(half - below[x]) + 0.5f) / (float)hb[x] : 0.5f;
+        bg->col[x] = ((float)b + frac) * bin_width - (shift ? 0.5f : frac);
+        below[x] = UINT32_MAX;
+      } else {
+        below[x] += hb[x];
+      }
+    }
+  }
+  free(below);
+  free(hist);
   return PD_OK;
 }
 
@@ -234,7 +237,7 @@ static int lept_failed(pd_error *err, const char *call, const pd_segment_frame *
 static int morph_background(const pd_segment_frame *f, const pd_segment_settings *s, background *bg,
                             size_t *work, pd_error *err) {
   const int w = f->width, h = f->height;
-  const unsigned maxv = (1u << f->significant_bits) - 1u;
+  const int bits = f->significant_bits;
   PIX *pix8 = pixCreate(w, h, 8);
   if (!pix8) return lept_failed(err, "pixCreate (8 bpp)", f);
   *work += (size_t)pixGetWpl(pix8) * 4u * (size_t)h;
@@ -245,8 +248,7 @@ static int morph_background(const pd_segment_frame *f, const pd_segment_settings
     long base = (long)y * w;
     for (int x = 0; x < w; x++) {
       unsigned v = sample(f, base + x);
-      unsigned v8 = maxv == 255u ? v : (v * 255u + maxv / 2u) / maxv;
-      SET_DATA_BYTE(line, x, v8 > 255u ? 255u : v8);
+      SET_DATA_BYTE(line, x, bits >= 8 ? v >> (bits - 8) : v << (8 - bits));
     }
   }
   const int r = s->morph_reduction;
@@ -280,10 +282,12 @@ static int morph_background(const pd_segment_frame *f, const pd_segment_settings
   *work += (size_t)gw * (size_t)gh * sizeof *bg->grid;
   const l_uint32 *cd = pixGetData(closed);
   const int cwpl = pixGetWpl(closed);
-  const float scale = (float)maxv / 255.0f;
+  /* back to the original units: the middle of each 8-bit step */
+  const float scale = bits >= 8 ? (float)(1u << (bits - 8)) : 1.0f / (float)(1u << (8 - bits));
+  const float half = bits > 8 ? 0.5f * scale : 0.0f;
   for (int y = 0; y < gh; y++)
     for (int x = 0; x < gw; x++)
-      bg->grid[(long)y * gw + x] = (float)GET_DATA_BYTE(cd + (long)y * cwpl, x) * scale;
+      bg->grid[(long)y * gw + x] = (float)GET_DATA_BYTE(cd + (long)y * cwpl, x) * scale + half;
   pixDestroy(&closed);
   bg->gw = gw;
   bg->gh = gh;
@@ -404,44 +408,51 @@ static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_u
   o->min_gray = (int)gmin;
 }
 
-/* Builds the 1-bpp image of dark pixels: value < background * (1 - threshold). */
+/* Builds the 1-bpp image of dark pixels: value < background * (1 - threshold).
+ * The limit is turned into an integer per column (value < limit), the
+ * comparison made into a row of flags and the flags packed into words. */
 static int threshold_frame(const pd_segment_frame *f, const background *bg, double threshold,
-                           PIX *bin, float *row, pd_error *err) {
+                           PIX *bin, float *row, uint16_t *limit, uint8_t *flag, pd_error *err) {
   const int w = f->width, h = f->height;
   const unsigned maxv = (1u << f->significant_bits) - 1u;
   const float k = (float)(1.0 - threshold);
   l_uint32 *data = pixGetData(bin);
   const int wpl = pixGetWpl(bin);
-  int fixed = bg->mode == 0;
-  if (fixed) {
-    background_span(bg, 0, 0, w, row);
-    for (int x = 0; x < w; x++)
-      row[x] *= k;
-  }
+  const int fixed = bg->mode == 0;
   for (int y = 0; y < h; y++) {
-    if (!fixed) {
+    if (!fixed || y == 0) {
       background_span(bg, y, 0, w, row);
-      for (int x = 0; x < w; x++)
-        row[x] *= k;
+      for (int x = 0; x < w; x++) {
+        float t = ceilf(row[x] * k); /* integer v < t <=> v < row * k */
+        limit[x] = t <= 0.0f ? 0 : t >= 65535.0f ? 65535 : (uint16_t)t;
+      }
     }
     l_uint32 *line = data + (long)y * wpl;
     const long base = (long)y * w;
     unsigned seen = 0;
+    if (f->bytes_per_pixel == 1) {
+      const uint8_t *p = (const uint8_t *)f->pixels + base;
+      for (int x = 0; x < w; x++) {
+        seen |= p[x];
+        flag[x] = p[x] < limit[x];
+      }
+    } else {
+      const uint16_t *p = (const uint16_t *)f->pixels + base;
+      for (int x = 0; x < w; x++) {
+        seen |= p[x];
+        flag[x] = p[x] < limit[x];
+      }
+    }
+    /* 8 flags (bytes of 0/1, the first lowest) to 8 bits (the first
+     * highest, leptonica's order) with one multiply */
+    for (int x = w; x < ((w + 31) & ~31); x++)
+      flag[x] = 0;
     for (int x0 = 0; x0 < w; x0 += 32) {
-      int nb = w - x0 < 32 ? w - x0 : 32;
       l_uint32 word = 0;
-      if (f->bytes_per_pixel == 1) {
-        const uint8_t *p = (const uint8_t *)f->pixels + base + x0;
-        for (int j = 0; j < nb; j++) {
-          seen |= p[j];
-          word |= (l_uint32)((float)p[j] < row[x0 + j]) << (31 - j);
-        }
-      } else {
-        const uint16_t *p = (const uint16_t *)f->pixels + base + x0;
-        for (int j = 0; j < nb; j++) {
-          seen |= p[j];
-          word |= (l_uint32)((float)p[j] < row[x0 + j]) << (31 - j);
-        }
+      for (int q = 0; q < 4; q++) {
+        uint64_t eight;
+        memcpy(&eight, flag + x0 + (ptrdiff_t)8 * q, sizeof eight);
+        word |= (l_uint32)((eight * 0x8040201008040201ull) >> 56) << (24 - 8 * q);
       }
       line[x0 >> 5] = word;
     }
@@ -616,9 +627,19 @@ int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
   PIX *work = NULL, *shadow = NULL, *mask = NULL;
   candidate *heap = NULL;
   int n = 0;
-  float *row = malloc((size_t)frame->width * sizeof *row);
-  if (!row) return pd_error_set(err, PD_ENOMEM, "segment: no memory for a row of the frame");
-  st->work_bytes += (size_t)frame->width * sizeof *row;
+  /* one row of background floats, of integer limits and of flags (padded
+   * to whole words) */
+  const size_t wd = (size_t)frame->width;
+  float *row = malloc(wd * sizeof *row);
+  uint16_t *limit = malloc(wd * sizeof *limit);
+  uint8_t *flag = malloc(wd + 32u);
+  if (!row || !limit || !flag) {
+    free(row);
+    free(limit);
+    free(flag);
+    return pd_error_set(err, PD_ENOMEM, "segment: no memory for a row of the frame");
+  }
+  st->work_bytes += wd * (sizeof *row + sizeof *limit + 1u) + 32u;
   if (flat) {
     bg.mode = 2;
     bg.flat = flat;
@@ -639,7 +660,7 @@ int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
   }
   const size_t bin_bytes = (size_t)pixGetWpl(mask) * 4u * (size_t)frame->height;
   st->work_bytes += bin_bytes;
-  if ((rc = threshold_frame(frame, &bg, s->threshold, mask, row, err))) goto done;
+  if ((rc = threshold_frame(frame, &bg, s->threshold, mask, row, limit, flag, err))) goto done;
   if (s->merge_gap > 0) {
     /* a (gap + 1)-square brick closes gaps of up to merge_gap background
      * pixels (chessboard distance) between fragments */
@@ -688,6 +709,8 @@ done:
   pixDestroy(&mask);
   free(heap);
   free(row);
+  free(limit);
+  free(flag);
   free(bg.col);
   free(bg.grid);
   if (rc) {

@@ -25,11 +25,11 @@
  * original values.
  *
  * Memory: the frame's pixel count is checked against max_frame_pixels before
- * anything is allocated; working memory is three 1-bpp images plus a
- * background of at most one float per column (column median), per reduced
- * pixel (morph) or none (flat field), and the objects kept are at most
- * max_objects (a heap of the largest while scanning). stats.work_bytes
- * counts it.
+ * anything is allocated; working memory is three 1-bpp images, a few rows,
+ * the background (column median: a 256-bin histogram per column, 1 KiB
+ * each; morph: an 8-bpp copy of the frame and the reduced grid; flat field:
+ * none), and at most max_objects objects (a heap of the largest while
+ * scanning). stats.work_bytes counts it.
  *
  * Threads: Debian's leptonica 1.82 has non-atomic reference counts, so one
  * frame's segmentation runs on one thread; every leptonica object it makes is
@@ -76,7 +76,7 @@ enum {
 
 /* Defaults: column median, threshold 0.1, area 16..4 Mpx, 8-connectivity,
  * 1000 objects, edge objects kept, margin 10, merge_gap 10, crops on, morph
- * 255 px at reduction 4, 64 Mpx frames. */
+ * 255 px at reduction 8, 64 Mpx frames. */
 pd_segment_settings pd_segment_settings_default(void);
 
 /* PD_EINVAL with a message naming the setting and its value. */
