@@ -6,13 +6,39 @@
 
 #include "pd_served.h"
 
+/* One client holding places: its FIFO queue (linked through client_next /
+ * client_prev), its place in the round-robin ring (only while it has
+ * requests queued) and its deficit in images. Freed when it holds no
+ * place. */
+struct pd_batcher_client {
+  uint64_t key;
+  int weight;
+  int reserved; /* places, its queued requests included */
+  int queued;
+  long deficit;
+  pd_request *qhead, *qtail;
+  struct pd_batcher_client *ring_next, *ring_prev;
+  struct pd_batcher_client *hash_next;
+};
+typedef struct pd_batcher_client client;
+
 struct pd_batcher {
   pthread_mutex_t mu;
   pthread_cond_t cond; /* signalled on submit and stop */
   pd_batcher_limits lim;
-  pd_request *head, *tail;
+  pd_request *head, *tail; /* every queued request, oldest first */
   int queued, reserved;
   int stopping;
+  uint64_t batches; /* batches formed */
+  /* clients holding places: a hash table by key */
+  client **buckets;
+  size_t n_buckets; /* a power of two */
+  int n_clients;
+  long weights; /* the weights of those clients */
+  /* the deficit round robin: clients with requests queued */
+  client *cursor;  /* whose turn it is (NULL: none queued) */
+  bool turn_paid;  /* the cursor's weight was added for this turn */
+  int ring_length; /* clients in the ring */
 };
 
 int pd_batcher_create(const pd_batcher_limits *lim, pd_batcher **out, pd_error *err) {
@@ -21,6 +47,12 @@ int pd_batcher_create(const pd_batcher_limits *lim, pd_batcher **out, pd_error *
                         lim->max_batch, lim->max_queue);
   pd_batcher *b = calloc(1, sizeof *b);
   if (!b) return pd_error_set(err, PD_ENOMEM, "batcher: out of memory");
+  b->n_buckets = 64;
+  b->buckets = calloc(b->n_buckets, sizeof *b->buckets);
+  if (!b->buckets) {
+    free(b);
+    return pd_error_set(err, PD_ENOMEM, "batcher: out of memory");
+  }
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -34,6 +66,12 @@ int pd_batcher_create(const pd_batcher_limits *lim, pd_batcher **out, pd_error *
 
 void pd_batcher_destroy(pd_batcher *b) {
   if (!b) return;
+  for (size_t i = 0; i < b->n_buckets; i++)
+    for (client *c = b->buckets[i], *next; c; c = next) {
+      next = c->hash_next;
+      free(c);
+    }
+  free(b->buckets);
   pthread_cond_destroy(&b->cond);
   pthread_mutex_destroy(&b->mu);
   free(b);
@@ -46,35 +84,163 @@ void pd_batcher_set_limits(pd_batcher *b, const pd_batcher_limits *lim) {
   pthread_mutex_unlock(&b->mu);
 }
 
-int pd_batcher_reserve(pd_batcher *b) {
-  pthread_mutex_lock(&b->mu);
-  int ok = b->reserved < b->lim.max_queue;
-  if (ok) b->reserved++;
-  pthread_mutex_unlock(&b->mu);
-  return ok ? PD_OK : PD_ELIMIT;
+/* ---- clients ---- */
+
+static size_t bucket_of(const pd_batcher *b, uint64_t key) {
+  uint64_t h = key * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing */
+  return (size_t)(h >> 32) & (b->n_buckets - 1);
 }
 
-void pd_batcher_release(pd_batcher *b) {
-  pthread_mutex_lock(&b->mu);
+static client *client_find(const pd_batcher *b, uint64_t key) {
+  for (client *c = b->buckets[bucket_of(b, key)]; c; c = c->hash_next)
+    if (c->key == key) return c;
+  return NULL;
+}
+
+/* Doubles the table when it holds more clients than buckets (best effort:
+ * a failed allocation keeps the longer chains). */
+static void clients_grow(pd_batcher *b) {
+  if ((size_t)b->n_clients < b->n_buckets) return;
+  size_t old_n = b->n_buckets;
+  client **old = b->buckets;
+  client **nb = calloc(old_n * 2, sizeof *nb);
+  if (!nb) return;
+  b->buckets = nb;
+  b->n_buckets = old_n * 2;
+  for (size_t i = 0; i < old_n; i++)
+    for (client *c = old[i], *next; c; c = next) {
+      next = c->hash_next;
+      size_t k = bucket_of(b, c->key);
+      c->hash_next = nb[k];
+      nb[k] = c;
+    }
+  free(old);
+}
+
+static client *client_add(pd_batcher *b, uint64_t key, int weight) {
+  client *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->key = key;
+  c->weight = weight;
+  size_t k = bucket_of(b, key);
+  c->hash_next = b->buckets[k];
+  b->buckets[k] = c;
+  b->n_clients++;
+  b->weights += weight;
+  clients_grow(b);
+  return c;
+}
+
+/* One place of c's given back; c goes when it holds none. */
+static void client_put(pd_batcher *b, client *c) {
   b->reserved--;
+  if (--c->reserved > 0) return;
+  for (client **at = &b->buckets[bucket_of(b, c->key)]; *at; at = &(*at)->hash_next)
+    if (*at == c) {
+      *at = c->hash_next;
+      break;
+    }
+  b->n_clients--;
+  b->weights -= c->weight;
+  free(c);
+}
+
+/* The ring: a client joins at the end of the round (just before the
+ * cursor) when its first request is queued, and leaves when it has none. */
+static void ring_join(pd_batcher *b, client *c) {
+  if (!b->cursor) {
+    c->ring_next = c->ring_prev = c;
+    b->cursor = c;
+    b->turn_paid = false;
+  } else {
+    c->ring_next = b->cursor;
+    c->ring_prev = b->cursor->ring_prev;
+    c->ring_prev->ring_next = c;
+    b->cursor->ring_prev = c;
+  }
+  b->ring_length++;
+}
+
+static void ring_leave(pd_batcher *b, client *c) {
+  if (b->cursor == c) {
+    b->cursor = c->ring_next == c ? NULL : c->ring_next;
+    b->turn_paid = false;
+  }
+  c->ring_prev->ring_next = c->ring_next;
+  c->ring_next->ring_prev = c->ring_prev;
+  c->ring_next = c->ring_prev = NULL;
+  c->deficit = 0;
+  b->ring_length--;
+}
+
+/* ---- admission ---- */
+
+int pd_batcher_reserve(pd_batcher *b, pd_request *req, pd_error *err) {
+  const int weight = req->client_weight > 0 ? req->client_weight : 1;
+  int rc = PD_OK;
+  pthread_mutex_lock(&b->mu);
+  client *c = client_find(b, req->client);
+  const long long places = b->lim.max_queue;
+  const long long held = c ? c->reserved : 0;
+  const long long weights = b->weights - (c ? c->weight : 0) + weight;
+  if (b->reserved >= 2 * places) {
+    rc = pd_error_set(err, PD_ELIMIT,
+                      "queue full: %d requests decoding or waiting, twice batching.max_queue %lld, "
+                      "for %d clients",
+                      b->reserved, places, b->n_clients);
+  } else if (b->reserved >= places && held * weights >= places * weight) {
+    rc = pd_error_set(err, PD_ELIMIT,
+                      "queue full: %d requests decoding or waiting (batching.max_queue %lld), "
+                      "%lld of them this client's, at or over its share of %lld among %lld "
+                      "clients (weight %d of %lld)",
+                      b->reserved, places, held, places * weight / weights,
+                      (long long)b->n_clients + (c ? 0 : 1), weight, weights);
+  } else if (!c && !(c = client_add(b, req->client, weight))) {
+    rc = pd_error_set(err, PD_ENOMEM, "queue: out of memory for a client record");
+  } else {
+    b->weights += weight - c->weight;
+    c->weight = weight;
+    c->reserved++;
+    b->reserved++;
+    req->bclient = c;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+void pd_batcher_release(pd_batcher *b, pd_request *req) {
+  pthread_mutex_lock(&b->mu);
+  client_put(b, req->bclient);
+  req->bclient = NULL;
   pthread_mutex_unlock(&b->mu);
 }
 
 void pd_batcher_submit(pd_batcher *b, pd_request *req, uint64_t now_ns) {
   req->t_queued_ns = now_ns;
-  req->next = NULL;
+  req->next = req->client_next = NULL;
   pthread_mutex_lock(&b->mu);
+  req->batch_seq = b->batches;
   req->prev = b->tail;
   if (b->tail)
     b->tail->next = req;
   else
     b->head = req;
   b->tail = req;
+  client *c = req->bclient;
+  req->client_prev = c->qtail;
+  if (c->qtail)
+    c->qtail->client_next = req;
+  else
+    c->qhead = req;
+  c->qtail = req;
+  if (c->queued++ == 0) ring_join(b, c);
   b->queued++;
   pthread_cond_signal(&b->cond);
   pthread_mutex_unlock(&b->mu);
 }
 
+/* Takes r out of the queue, its client's queue and its place. Its client
+ * may leave the ring (the cursor moves on) and be freed. */
 static void unlink_req(pd_batcher *b, pd_request *r) {
   if (r->prev)
     r->prev->next = r->next;
@@ -85,8 +251,20 @@ static void unlink_req(pd_batcher *b, pd_request *r) {
   else
     b->tail = r->prev;
   r->next = r->prev = NULL;
+  client *c = r->bclient;
+  if (r->client_prev)
+    r->client_prev->client_next = r->client_next;
+  else
+    c->qhead = r->client_next;
+  if (r->client_next)
+    r->client_next->client_prev = r->client_prev;
+  else
+    c->qtail = r->client_prev;
+  r->client_next = r->client_prev = NULL;
+  if (--c->queued == 0) ring_leave(b, c);
   b->queued--;
-  b->reserved--;
+  r->bclient = NULL;
+  client_put(b, c);
 }
 
 /* Moves every request whose deadline has passed onto *expired. */
@@ -101,13 +279,19 @@ static void take_expired(pd_batcher *b, uint64_t now, pd_request **expired) {
   }
 }
 
-/* Images the head's batch may hold, and how many of the queued requests of
- * the head's model fit in it. Returns true when that batch is full. */
+/* Images a batch of `model` may hold. */
+static int batch_limit(const pd_batcher *b, const pd_served *model) {
+  return b->lim.max_batch < model->max_batch ? b->lim.max_batch : model->max_batch;
+}
+
+/* True when the queued requests of the oldest one's model fill its batch
+ * (by images or by count), or the next of them would not fit. */
 static bool head_batch_full(const pd_batcher *b, int cap) {
   const pd_served *model = b->head->served;
-  int limit = b->lim.max_batch < model->max_batch ? b->lim.max_batch : model->max_batch;
+  int limit = batch_limit(b, model);
   int images = 0, count = 0;
-  for (const pd_request *r = b->head; r && r->served == model && count < cap; r = r->next) {
+  for (const pd_request *r = b->head; r && count < cap; r = r->next) {
+    if (r->served != model) continue;
     if (images + r->views > limit) return true;
     images += r->views;
     count++;
@@ -115,18 +299,56 @@ static bool head_batch_full(const pd_batcher *b, int cap) {
   return images >= limit || count >= cap;
 }
 
+/* What a request costs in deficit: its images, at most a whole batch (a
+ * request larger than a batch runs alone). */
+static long cost_of(const pd_request *r, int limit) {
+  return r->views < limit ? r->views : limit;
+}
+
+/* Fills a batch of the oldest request's model by deficit round robin over
+ * the clients' queues, starting with the client whose turn it is. */
 static void take_batch(pd_batcher *b, pd_request **batch, int cap, int *n) {
   const pd_served *model = b->head->served;
-  int limit = b->lim.max_batch < model->max_batch ? b->lim.max_batch : model->max_batch;
-  int images = 0;
+  const int limit = batch_limit(b, model);
+  int images = 0, idle_visits = 0;
   *n = 0;
-  while (b->head && b->head->served == model && *n < cap) {
-    pd_request *r = b->head;
-    if (*n > 0 && images + r->views > limit) break;
-    images += r->views;
-    unlink_req(b, r);
-    batch[(*n)++] = r;
+  while (b->cursor && idle_visits < b->ring_length) {
+    client *c = b->cursor;
+    const pd_request *r = c->qhead;
+    if (r->served != model) { /* sits this batch out */
+      b->cursor = c->ring_next;
+      b->turn_paid = false;
+      idle_visits++;
+      continue;
+    }
+    idle_visits = 0;
+    if (!b->turn_paid) {
+      c->deficit += c->weight;
+      b->turn_paid = true;
+    }
+    bool full = false, gone = false;
+    while (!gone) {
+      pd_request *next = c->qhead;
+      if (next->served != model || cost_of(next, limit) > c->deficit) break;
+      if (*n >= cap || (*n > 0 && images + next->views > limit)) {
+        full = true; /* earned, no room: the next batch starts here */
+        break;
+      }
+      gone = c->queued == 1; /* then c leaves the ring and may be freed */
+      c->deficit -= cost_of(next, limit);
+      images += next->views;
+      unlink_req(b, next);
+      next->batches_waited = (int)(b->batches - next->batch_seq);
+      batch[(*n)++] = next;
+    }
+    if (full) break;
+    if (!gone) { /* its turn is over */
+      b->cursor = c->ring_next;
+      b->turn_paid = false;
+    }
+    if (*n >= cap || images >= limit) break;
   }
+  b->batches++;
 }
 
 static void deadline_to_timespec(uint64_t ns, struct timespec *ts) {
@@ -177,7 +399,7 @@ void pd_batcher_stop(pd_batcher *b) {
 
 pd_batcher_counts pd_batcher_counts_get(pd_batcher *b) {
   pthread_mutex_lock(&b->mu);
-  pd_batcher_counts c = {.queued = b->queued, .reserved = b->reserved};
+  pd_batcher_counts c = {.queued = b->queued, .reserved = b->reserved, .clients = b->n_clients};
   pthread_mutex_unlock(&b->mu);
   return c;
 }

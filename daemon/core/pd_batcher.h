@@ -4,10 +4,29 @@
  * waited max_queue_delay. A batch takes everything already waiting (up to
  * max_batch) -- under load the engine is busy while the next batch fills, so
  * there are no lone zero-delay batches. Requests whose deadline has passed
- * are handed back as expired, never batched. Admission is bounded: a front
- * end reserves a place before decoding (max_queue places in all) and turns
- * it into a queued request with pd_batcher_submit. Thread-safe; knows
- * nothing of sockets or of libuv. */
+ * are handed back as expired, never batched. Thread-safe; knows nothing of
+ * sockets or of libuv.
+ *
+ * Fair to every client (req->client, a key the front end sets, with
+ * req->client_weight): each client has its own FIFO queue, and a batch is
+ * filled by deficit round robin over the clients with requests waiting --
+ * each visit adds the client's weight to its deficit (in images) and takes
+ * its oldest requests while their images fit the deficit -- so a client
+ * with one request waiting gets it into the next batch whatever others have
+ * queued (when fewer clients wait than a batch holds images). A batch runs
+ * one model: that of the oldest request; a client whose oldest request is
+ * of another model sits that batch out. When a client has earned its next
+ * request but the batch has no room left for it, the batch closes and the
+ * next one starts with that client.
+ *
+ * Admission is bounded and fair too: a front end reserves a place before
+ * decoding and turns it into a queued request with pd_batcher_submit. While
+ * fewer than max_queue places are taken, any client gets one. Beyond, only
+ * a client holding less than its share -- max_queue x its weight / the
+ * weights of every client holding places, itself included -- gets one (so a
+ * lone client may use the whole queue, and a newcomer is still let in when
+ * others filled it), up to 2 x max_queue places in all; the others are
+ * refused. */
 #ifndef PD_BATCHER_H
 #define PD_BATCHER_H
 
@@ -32,18 +51,21 @@ void pd_batcher_destroy(pd_batcher *b);
 /* New limits (on reload); batches closing from now on use them. */
 void pd_batcher_set_limits(pd_batcher *b, const pd_batcher_limits *lim);
 
-/* Takes one place; PD_ELIMIT when max_queue places are taken. */
-int pd_batcher_reserve(pd_batcher *b);
-/* Gives a place back (the request failed before it was queued). */
-void pd_batcher_release(pd_batcher *b);
-/* Queues a decoded request in a place reserved earlier. Its images
+/* Takes one place for req's client (req->client, req->client_weight);
+ * PD_ELIMIT (the message says whose share and how many places) when the
+ * admission rule above refuses it, PD_ENOMEM when no client record can be
+ * made. */
+int pd_batcher_reserve(pd_batcher *b, pd_request *req, pd_error *err);
+/* Gives req's place back (it failed before it was queued). */
+void pd_batcher_release(pd_batcher *b, pd_request *req);
+/* Queues a decoded request in the place reserved for it. Its images
  * (req->views) must not exceed its model's plan size. */
 void pd_batcher_submit(pd_batcher *b, pd_request *req, uint64_t now_ns);
 
 /* Engine side: blocks until a batch closes. Fills batch[0..*n) (requests
- * of one model, at most `cap` of them) and *expired (a list linked through
- * ->next, possibly with *n == 0). Returns PD_OK, or PD_BATCHER_STOPPED once
- * stopped and empty. */
+ * of one model, at most `cap` of them; each with batches_waited set) and
+ * *expired (a list linked through ->next, possibly with *n == 0). Returns
+ * PD_OK, or PD_BATCHER_STOPPED once stopped and empty. */
 int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired);
 
 /* After this, batches close without waiting for the delay, and
@@ -53,6 +75,7 @@ void pd_batcher_stop(pd_batcher *b);
 typedef struct pd_batcher_counts {
   int queued;   /* requests waiting for the engine */
   int reserved; /* places taken, queued included */
+  int clients;  /* clients holding places */
 } pd_batcher_counts;
 
 pd_batcher_counts pd_batcher_counts_get(pd_batcher *b);

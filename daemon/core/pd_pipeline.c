@@ -109,7 +109,7 @@ static void decode_done(uv_work_t *w, int status) {
                     "deadline passed after %.3f ms, while decoding",
                     (double)(now - req->t_recv_ns) * 1e-6);
   if (req->status != PD_STATUS_OK) {
-    pd_batcher_release(p->batcher);
+    pd_batcher_release(p->batcher, req);
     finish(p, req);
     return;
   }
@@ -166,9 +166,9 @@ static bool admit(pd_pipeline *p, pd_request *req) {
                     "deadline passed before the request was read");
     return false;
   }
-  if (pd_batcher_reserve(p->batcher) != PD_OK) {
-    pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED,
-                    "queue full: %d requests waiting (batching.max_queue)", p->lim.batch.max_queue);
+  pd_error qerr = {0};
+  if (pd_batcher_reserve(p->batcher, req, &qerr) != PD_OK) {
+    pd_request_fail(req, PD_STATUS_RESOURCE_EXHAUSTED, "%s", qerr.msg);
     return false;
   }
   return true;
@@ -191,7 +191,7 @@ void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
   req->work.data = req;
   int rc = uv_queue_work(p->loop, &req->work, decode_work, decode_done);
   if (rc != 0) {
-    pd_batcher_release(p->batcher);
+    pd_batcher_release(p->batcher, req);
     release_input(req);
     pd_request_fail(req, PD_STATUS_INTERNAL, "cannot queue the decode: %s", uv_strerror(rc));
     finish(p, req);

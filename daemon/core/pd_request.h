@@ -40,6 +40,7 @@ typedef enum pd_input_format {
 } pd_input_format;
 
 struct pd_served;
+struct pd_batcher_client;
 typedef struct pd_request pd_request;
 
 /* Called once per request, on the loop thread, when the answer is ready. */
@@ -61,6 +62,11 @@ struct pd_request {
   void (*release_input)(pd_request *req); /* may be NULL; called on the loop thread */
   pd_request_done_fn done;
   void *owner; /* the front end's */
+  /* Who sent it, for fair batching and admission (pd_batcher.h): requests
+   * with the same key share one client's share; the native front end keys
+   * by connection. 0 is one shared anonymous client. */
+  uint64_t client;
+  int client_weight; /* the client's share relative to others; 0 = 1 */
 
   /* ---- result: set by the core ---- */
   pd_status status;
@@ -71,12 +77,16 @@ struct pd_request {
   float *rows;              /* views x n_classes engine outputs (NULL when views is 1) */
   float *probs;             /* n_classes: the mean over the views, when status is OK */
   uint64_t decode_ns, queue_ns, compute_ns;
-  int batch_size; /* images in the batch this request ran in */
+  int batch_size;     /* images in the batch this request ran in */
+  int batches_waited; /* batches formed while it was queued (before its own) */
   uint64_t t_decoded_ns, t_queued_ns, t_batch_ns;
 
   /* ---- core bookkeeping ---- */
-  pd_image_limits limits;  /* the limits at admission (the decode thread reads these) */
-  pd_request *next, *prev; /* batcher queue and completion lists */
+  pd_image_limits limits;            /* the limits at admission (the decode thread reads these) */
+  pd_request *next, *prev;           /* batcher queue and completion lists */
+  struct pd_batcher_client *bclient; /* the batcher's record of `client` */
+  pd_request *client_next, *client_prev; /* that client's queue */
+  uint64_t batch_seq;                    /* batches formed before it was queued */
   struct pd_pipeline *pipeline;
   uv_work_t work;
 };

@@ -104,6 +104,7 @@ static void handle_classify(pd_native_server *s, pd_conn *c, Plankton__Request *
   sr->req.release_input = classify_release_input;
   sr->req.done = classify_done;
   sr->req.owner = sr;
+  sr->req.client = c->serial; /* fair shares per connection */
   pd_pipeline_submit(s->pipeline, &sr->req);
 }
 

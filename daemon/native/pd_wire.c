@@ -112,6 +112,7 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
     tm.compute_us = req->compute_ns / 1000;
     tm.batch_size = (uint32_t)req->batch_size;
     tm.tta = (uint32_t)req->views;
+    tm.batches_waited = (uint32_t)req->batches_waited;
     Plankton__ClassifyResponse cr = PLANKTON__CLASSIFY_RESPONSE__INIT;
     cr.id = req->id;
     cr.status = &st;

@@ -1,0 +1,412 @@
+/* The daemon is fair to every client, through real clients on a real
+ * socket: eight connections each keeping 256 crops in flight (a camera at
+ * full rate, on a thread of their own) and one polite client sending one
+ * crop at a time; raw protocol clients, so the test reads each answer's
+ * timings.batches_waited.
+ *  - every polite request is answered OK, with the engine's own
+ *    probabilities for its crop, and none is refused, though the queue
+ *    (max_queue 1024, below the floods' 2048 in flight) is full;
+ *  - every polite request went into the first batch the daemon formed after
+ *    it was queued (batches_waited 0), while the floods' requests waited for
+ *    several: what the batcher did, not a timing;
+ *  - every flood request is answered exactly once, OK with the engine's
+ *    probabilities or RESOURCE_EXHAUSTED naming its share of max_queue.
+ * The polite client's latency and the floods' throughput are reported,
+ * never compared with thresholds (bench/daemon measures them). */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pd_daemon_test.h"
+#include "pd_test.h"
+#include "plankton.pb-c.h"
+
+#define N_CROPS 16
+#define FLOODS 8
+#define FLOOD_WINDOW 256
+#define PROB_TOL 2e-5
+
+typedef struct crop {
+  int w, h;
+  uint8_t *gray;
+  uint8_t *png;
+  size_t png_len;
+  float *probs;
+} crop;
+
+static crop crops[N_CROPS];
+static pd_td_ref ref;
+static pd_test_state st;
+
+static int make_crops(void) {
+  for (int i = 0; i < N_CROPS; i++) {
+    crop *c = &crops[i];
+    c->w = 24 + (i * 29) % 90;
+    c->h = 20 + (i * 41) % 80;
+    c->gray = pd_td_crop((uint64_t)i + 101, c->w, c->h);
+    c->png = pd_td_png(c->gray, c->w, c->h, &c->png_len);
+    c->probs = malloc((size_t)ref.model->n_classes * sizeof(float));
+    if (!c->gray || !c->png || !c->probs) return -1;
+    if (pd_td_ref_probs(&ref, c->gray, c->w, c->h, c->probs) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Largest |p - engine| over the classes; 1 when the sizes differ. */
+static double worst_diff(const float *got, size_t n, int k) {
+  if (n != (size_t)ref.model->n_classes) return 1.0;
+  double worst = 0;
+  for (size_t j = 0; j < n; j++) {
+    double d = fabs((double)got[j] - crops[k].probs[j]);
+    if (d > worst) worst = d;
+  }
+  return worst;
+}
+
+/* ---- raw protocol clients ---- */
+
+static int raw_connect(const pd_td *d) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, d->socket, strlen(d->socket) + 1);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len) {
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n <= 0) return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Sends a classify request for crop k (raw gray8 or PNG), tta 1, with the
+ * full distribution. */
+static int send_classify(int fd, uint64_t id, int k, bool png) {
+  const crop *c = &crops[k];
+  Plankton__Image img = PLANKTON__IMAGE__INIT;
+  if (png) {
+    img.format = PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_PNG;
+    img.data.data = c->png;
+    img.data.len = c->png_len;
+  } else {
+    img.format = PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_RAW_GRAY8;
+    img.data.data = c->gray;
+    img.data.len = (size_t)c->w * c->h;
+    img.width = (uint32_t)c->w;
+    img.height = (uint32_t)c->h;
+  }
+  Plankton__ClassifyRequest cr = PLANKTON__CLASSIFY_REQUEST__INIT;
+  cr.id = id;
+  cr.image = &img;
+  cr.top_k = 1;
+  cr.full_distribution = true;
+  cr.tta = 1;
+  Plankton__Request rq = PLANKTON__REQUEST__INIT;
+  rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
+  rq.classify = &cr;
+  size_t body = plankton__request__get_packed_size(&rq);
+  uint8_t *f = malloc(4 + body);
+  if (!f) return -1;
+  f[0] = (uint8_t)(body >> 24);
+  f[1] = (uint8_t)(body >> 16);
+  f[2] = (uint8_t)(body >> 8);
+  f[3] = (uint8_t)body;
+  plankton__request__pack(&rq, f + 4);
+  int rc = write_all(fd, f, 4 + body);
+  free(f);
+  return rc;
+}
+
+/* A connection's received bytes; whole frames are taken off the front. */
+typedef struct rx {
+  uint8_t *buf;
+  size_t have, cap;
+} rx;
+
+/* Reads what is there; -1 when the peer closed or failed. */
+static int rx_read(rx *r, int fd) {
+  if (r->cap - r->have < 65536) {
+    size_t cap = r->cap ? r->cap * 2 : 1 << 17;
+    uint8_t *nb = realloc(r->buf, cap);
+    if (!nb) return -1;
+    r->buf = nb;
+    r->cap = cap;
+  }
+  ssize_t n = recv(fd, r->buf + r->have, r->cap - r->have, 0);
+  if (n <= 0) return -1;
+  r->have += (size_t)n;
+  return 0;
+}
+
+/* The next whole answer (unpacked), or NULL; *bad on garbage. */
+static Plankton__Response *rx_next(rx *r, bool *bad) {
+  if (r->have < 4) return NULL;
+  size_t len =
+      (size_t)r->buf[0] << 24 | (size_t)r->buf[1] << 16 | (size_t)r->buf[2] << 8 | r->buf[3];
+  if (r->have < 4 + len) return NULL;
+  Plankton__Response *m = plankton__response__unpack(NULL, len, r->buf + 4);
+  if (!m || m->body_case != PLANKTON__RESPONSE__BODY_CLASSIFY) *bad = true;
+  memmove(r->buf, r->buf + 4 + len, r->have - 4 - len);
+  r->have -= 4 + len;
+  return m;
+}
+
+/* ---- the floods (a thread) ---- */
+
+typedef struct flood {
+  const pd_td *d;
+  atomic_bool stop;
+  atomic_long answered; /* all connections, while running */
+  long sent, ok, refused, failures;
+  long waited_sum, waited_max; /* batches_waited over the OK answers */
+  double worst;
+} flood;
+
+static void flood_answer(flood *f, const Plankton__ClassifyResponse *cr) {
+  int k = (int)(cr->id % N_CROPS);
+  int code = cr->status ? (int)cr->status->code : 0;
+  const char *msg = cr->status && cr->status->message ? cr->status->message : "";
+  if (code == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED) {
+    if (!strstr(msg, "max_queue") || !strstr(msg, "share")) {
+      f->failures++;
+      fprintf(stderr, "flood: refusal without the share: %s\n", msg);
+    }
+    f->refused++;
+    return;
+  }
+  if (code != 0 || !cr->timings) {
+    f->failures++;
+    fprintf(stderr, "flood: id %llu: %s: %s\n", (unsigned long long)cr->id,
+            pc_client_status_name(code), msg);
+    return;
+  }
+  double w = worst_diff(cr->distribution, cr->n_distribution, k);
+  if (w > f->worst) f->worst = w;
+  if (w > PROB_TOL) f->failures++;
+  f->ok++;
+  f->waited_sum += cr->timings->batches_waited;
+  if (cr->timings->batches_waited > f->waited_max) f->waited_max = cr->timings->batches_waited;
+}
+
+static void *flood_main(void *arg) {
+  flood *f = arg;
+  int fd[FLOODS];
+  rx in[FLOODS];
+  struct pollfd pf[FLOODS];
+  long seq[FLOODS] = {0}, owed[FLOODS] = {0}, answered = 0;
+  memset(in, 0, sizeof in);
+  for (int i = 0; i < FLOODS; i++)
+    if ((fd[i] = raw_connect(f->d)) < 0) {
+      f->failures++;
+      return NULL;
+    }
+  for (;;) {
+    bool stopping = atomic_load(&f->stop);
+    long total_owed = 0;
+    for (int i = 0; i < FLOODS; i++) {
+      while (!stopping && owed[i] < FLOOD_WINDOW) {
+        long s = seq[i]++;
+        int k = (int)((s + i) % N_CROPS);
+        if (send_classify(fd[i], (uint64_t)i << 40 | ((uint64_t)s * N_CROPS + (uint64_t)k), k,
+                          false) != 0) {
+          fprintf(stderr, "flood %d: send failed\n", i);
+          f->failures++;
+          return NULL;
+        }
+        owed[i]++;
+        f->sent++;
+      }
+      total_owed += owed[i];
+      pf[i] = (struct pollfd){.fd = fd[i], .events = POLLIN};
+    }
+    if (stopping && total_owed == 0) break;
+    if (poll(pf, FLOODS, 30000) <= 0) {
+      fprintf(stderr, "flood: no progress for 30 s\n");
+      f->failures++;
+      break;
+    }
+    for (int i = 0; i < FLOODS; i++) {
+      if (!pf[i].revents) continue;
+      if (rx_read(&in[i], fd[i]) != 0) {
+        fprintf(stderr, "flood %d: the daemon closed the connection\n", i);
+        f->failures++;
+        return NULL;
+      }
+      Plankton__Response *m;
+      bool bad = false;
+      while ((m = rx_next(&in[i], &bad)) != NULL || bad) {
+        if (bad || (int)(m->classify->id >> 40) != i) {
+          f->failures++;
+          fprintf(stderr, "flood %d: an unexpected answer\n", i);
+        } else {
+          flood_answer(f, m->classify);
+        }
+        if (m) plankton__response__free_unpacked(m, NULL);
+        bad = false;
+        owed[i]--;
+        answered++;
+      }
+    }
+    atomic_store(&f->answered, answered);
+  }
+  for (int i = 0; i < FLOODS; i++) {
+    close(fd[i]);
+    free(in[i].buf);
+  }
+  return NULL;
+}
+
+/* ---- the polite client ---- */
+
+/* One answer; NULL on timeout, close or garbage. */
+static Plankton__Response *read_response(int fd, rx *in, int timeout_ms) {
+  for (;;) {
+    bool bad = false;
+    Plankton__Response *m = rx_next(in, &bad);
+    if (m || bad) return m;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0 || rx_read(in, fd) != 0) return NULL;
+  }
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+typedef struct polite_result {
+  int answered, ok, refused, first_batch;
+  double p50_ms, p99_ms, max_ms, queue_p50_ms, compute_p50_ms;
+} polite_result;
+
+static void polite(const pd_td *d, int n, polite_result *out) {
+  memset(out, 0, sizeof *out);
+  int fd = raw_connect(d);
+  PD_CHECK(&st, fd >= 0);
+  if (fd < 0) return;
+  rx in = {0};
+  double *lat = calloc((size_t)n, sizeof *lat), *queue = calloc((size_t)n, sizeof *queue),
+         *compute = calloc((size_t)n, sizeof *compute);
+  for (int i = 0; i < n; i++) {
+    int k = i % N_CROPS;
+    double t0 = pd_td_now_ms();
+    PD_CHECK_INT(&st, send_classify(fd, (uint64_t)i, k, true), 0);
+    Plankton__Response *r = read_response(fd, &in, 60000);
+    lat[out->answered] = pd_td_now_ms() - t0;
+    PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY);
+    if (!r || r->body_case != PLANKTON__RESPONSE__BODY_CLASSIFY) {
+      if (r) plankton__response__free_unpacked(r, NULL);
+      break;
+    }
+    const Plankton__ClassifyResponse *cr = r->classify;
+    int code = cr->status ? (int)cr->status->code : 0;
+    PD_CHECK_INT(&st, cr->id, i);
+    PD_CHECK_INT(&st, code, 0);
+    out->refused += code == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED;
+    if (code != 0) {
+      fprintf(stderr, "polite %d: %s: %s\n", i, pc_client_status_name(code),
+              cr->status ? cr->status->message : "");
+    } else {
+      double w = worst_diff(cr->distribution, cr->n_distribution, k);
+      PD_CHECK(&st, w <= PROB_TOL);
+      PD_CHECK(&st, cr->timings != NULL);
+      if (cr->timings) {
+        PD_CHECK_INT(&st, cr->timings->batches_waited, 0);
+        out->first_batch += cr->timings->batches_waited == 0;
+        queue[out->ok] = (double)cr->timings->queue_us / 1000;
+        compute[out->ok] = (double)cr->timings->compute_us / 1000;
+      }
+      out->ok++;
+    }
+    out->answered++;
+    plankton__response__free_unpacked(r, NULL);
+  }
+  close(fd);
+  free(in.buf);
+  if (out->answered > 0) {
+    qsort(lat, (size_t)out->answered, sizeof *lat, cmp_double);
+    out->p50_ms = lat[out->answered / 2];
+    out->p99_ms = lat[(out->answered * 99) / 100];
+    out->max_ms = lat[out->answered - 1];
+  }
+  if (out->ok > 0) {
+    qsort(queue, (size_t)out->ok, sizeof *queue, cmp_double);
+    qsort(compute, (size_t)out->ok, sizeof *compute, cmp_double);
+    out->queue_p50_ms = queue[out->ok / 2];
+    out->compute_p50_ms = compute[out->ok / 2];
+  }
+  free(lat);
+  free(queue);
+  free(compute);
+}
+
+int main(void) {
+  if (!pd_td_have_model()) return 77;
+  int n_polite = getenv("PD_TEST_POLITE") ? atoi(getenv("PD_TEST_POLITE")) : 50;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0 || make_crops() != 0) return 1;
+
+  pd_td d;
+  const char *args[] = {"--max-batch",          "32",   "--max-queue", "1024",
+                        "--max-queue-delay-us", "2000", NULL};
+  if (pd_td_start(&d, args) != 0) {
+    pd_td_cleanup(&d);
+    return 1;
+  }
+  flood f = {.d = &d};
+  pthread_t t;
+  PD_CHECK_INT(&st, pthread_create(&t, NULL, flood_main, &f), 0);
+  /* the polite client starts once the floods have kept the daemon busy
+   * for a while (their first full windows answered) */
+  double until = pd_td_now_ms() + 60000;
+  while (atomic_load(&f.answered) < 2 * FLOODS * FLOOD_WINDOW && pd_td_now_ms() < until)
+    usleep(10000);
+  long before = atomic_load(&f.answered);
+  double t0 = pd_td_now_ms();
+  polite_result p;
+  polite(&d, n_polite, &p);
+  double dt = (pd_td_now_ms() - t0) / 1000;
+  long during = atomic_load(&f.answered) - before;
+  atomic_store(&f.stop, true);
+  pthread_join(t, NULL);
+
+  PD_CHECK_INT(&st, p.answered, n_polite);
+  PD_CHECK_INT(&st, p.ok, n_polite);
+  PD_CHECK_INT(&st, p.refused, 0);
+  PD_CHECK_INT(&st, p.first_batch, n_polite);
+  PD_CHECK_INT(&st, f.failures, 0);
+  PD_CHECK(&st, f.ok > 0);
+  double flood_waited = f.ok ? (double)f.waited_sum / (double)f.ok : 0;
+  printf("floods: %d x %d in flight: %ld sent, %ld OK, %ld RESOURCE_EXHAUSTED, "
+         "batches waited mean %.1f max %ld, max |p - engine| %.2g, %.0f answers/s while the "
+         "polite client ran\n",
+         FLOODS, FLOOD_WINDOW, f.sent, f.ok, f.refused, flood_waited, f.waited_max, f.worst,
+         dt > 0 ? (double)during / dt : 0);
+  printf("polite: %d requests, %d OK, %d refused, %d in the first batch after they were queued; "
+         "latency p50 %.2f ms, p99 %.2f ms, max %.2f ms (queue p50 %.2f ms, batch compute p50 "
+         "%.2f ms, max_queue_delay 2 ms)\n",
+         p.answered, p.ok, p.refused, p.first_batch, p.p50_ms, p.p99_ms, p.max_ms, p.queue_p50_ms,
+         p.compute_p50_ms);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+  for (int i = 0; i < N_CROPS; i++) {
+    free(crops[i].gray);
+    free(crops[i].png);
+    free(crops[i].probs);
+  }
+  pd_td_ref_close(&ref);
+  return pd_test_finish(&st, "daemon_fair");
+}
