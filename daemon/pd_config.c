@@ -1,6 +1,7 @@
 #include "pd_config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,85 +9,160 @@
 
 #include "pd_yaml.h"
 
-typedef enum { F_INT, F_STR, F_MODE, F_ADDR, F_METRICS, F_LEVEL, F_BACKEND, F_GROUP } field_type;
+static const char *const level_names[] = {"error", "warning", "info", "debug", NULL};
+static const char *const backend_names[] = {"auto", "cpu", "cuda", NULL};
 
-typedef struct field {
-  const char *section, *key;
-  field_type type;
-  size_t off, cap; /* cap: string buffer size */
-  long lo, hi;     /* F_INT range */
-} field;
+#define FIELD(sec, k, m) .name = sec "." k, .section = sec, .key = k, .off = offsetof(pd_config, m)
+#define TEXT(m) .cap = sizeof(((pd_config *)0)->m)
+#define RELOAD 1
+#define RESTART 0
 
-#define INT_FIELD(sec, k, member, lo, hi)                                                          \
-  { sec, k, F_INT, offsetof(pd_config, member), 0, lo, hi }
-#define STR_FIELD(sec, k, type, member)                                                            \
-  { sec, k, type, offsetof(pd_config, member), sizeof(((pd_config *)0)->member), 0, 0 }
-
-static const field fields[] = {
-    STR_FIELD("listen", "socket", F_STR, socket_path),
-    {"listen", "socket_mode", F_MODE, offsetof(pd_config, socket_mode), 0, 0, 0777},
-    STR_FIELD("listen", "socket_group", F_GROUP, socket_group),
-    STR_FIELD("listen", "tcp", F_ADDR, tcp),
-    STR_FIELD("metrics", "listen", F_METRICS, metrics),
-    INT_FIELD("metrics", "max_connections", metrics_max_connections, 1, 10000),
-    INT_FIELD("metrics", "idle_timeout_s", metrics_idle_timeout_s, 1, 86400),
-    STR_FIELD("kserve", "grpc_listen", F_METRICS, kserve_grpc),
-    STR_FIELD("kserve", "http_listen", F_METRICS, kserve_http),
-    STR_FIELD("model", "dir", F_STR, model_dir),
-    STR_FIELD("engine", "backend", F_BACKEND, backend),
-    INT_FIELD("engine", "device", device, 0, 64),
-    INT_FIELD("engine", "threads", threads, 0, 256),
-    INT_FIELD("engine", "decode_threads", decode_threads, 0, 1024),
-    INT_FIELD("batching", "max_batch", max_batch, 1, 4096),
-    INT_FIELD("batching", "max_queue_delay_us", max_queue_delay_us, 0, 10000000),
-    INT_FIELD("batching", "max_queue", max_queue, 1, 1000000),
-    INT_FIELD("limits", "max_frame_bytes", max_frame_bytes, 1024, 256L << 20),
-    INT_FIELD("limits", "max_receive_bytes", max_receive_bytes, 1024, 1L << 40),
-    INT_FIELD("limits", "max_image_width", max_image_width, 1, 65535),
-    INT_FIELD("limits", "max_image_height", max_image_height, 1, 65535),
-    INT_FIELD("limits", "max_image_pixels", max_image_pixels, 1, 1L << 30),
-    INT_FIELD("limits", "max_in_flight_per_connection", max_in_flight, 1, 65536),
-    INT_FIELD("limits", "max_connections", max_connections, 1, 100000),
-    INT_FIELD("limits", "frame_timeout_ms", frame_timeout_ms, 0, 3600000),
-    INT_FIELD("limits", "idle_timeout_s", idle_timeout_s, 0, 604800),
-    INT_FIELD("limits", "max_tta", max_tta, 1, 1024),
-    INT_FIELD("limits", "default_top_k", default_top_k, 1, 100000),
-    INT_FIELD("limits", "drain_timeout_s", drain_timeout_s, 0, 86400),
-    {"log", "level", F_LEVEL, offsetof(pd_config, log_level), 0, 0, 0},
+/* The settings. A row: the name and field, the type, the default (and
+ * range), the flag, whether a reload may change it, its help. */
+static const pd_setting settings[] = {
+    {FIELD("listen", "socket", socket_path), TEXT(socket_path), .type = PD_SET_PATH,
+     .def_text = "/run/planktond/planktond.sock", .flag = "--socket", .arg = "PATH",
+     .reloadable = RESTART,
+     .help = "Unix socket for the protocol; \"\" = none (ignored under socket activation)"},
+    {FIELD("listen", "socket_mode", socket_mode), .type = PD_SET_MODE, .lo = 0, .hi = 0777,
+     .def = 0660, .flag = "--socket-mode", .arg = "MODE", .reloadable = RESTART,
+     .help = "octal file mode of that socket (never world-writable)"},
+    {FIELD("listen", "socket_group", socket_group), TEXT(socket_group), .type = PD_SET_GROUP,
+     .def_text = "", .flag = "--socket-group", .arg = "GROUP", .reloadable = RESTART,
+     .help = "group owning that socket (name or number); \"\" = the daemon's"},
+    {FIELD("listen", "tcp", tcp), TEXT(tcp), .type = PD_SET_TCP, .def_text = "", .flag = "--tcp",
+     .arg = "HOST:PORT", .reloadable = RESTART,
+     .help = "HOST:PORT for the protocol over TCP; \"\" = off"},
+    {FIELD("metrics", "listen", metrics), TEXT(metrics), .type = PD_SET_LISTEN, .def_text = "",
+     .flag = "--metrics", .arg = "ADDR", .reloadable = RESTART,
+     .help = "GET /metrics: HOST:PORT or unix:PATH; \"\" = off"},
+    {FIELD("metrics", "max_connections", metrics_max_connections), .type = PD_SET_INT, .lo = 1,
+     .hi = 10000, .def = 16, .reloadable = RESTART,
+     .help = "scrapers at once; more are closed at once"},
+    {FIELD("metrics", "idle_timeout_s", metrics_idle_timeout_s), .type = PD_SET_INT, .lo = 1,
+     .hi = 86400, .def = 300, .reloadable = RESTART,
+     .help = "close a keep-alive scrape connection silent this long"},
+    {FIELD("kserve", "grpc_listen", kserve_grpc), TEXT(kserve_grpc), .type = PD_SET_LISTEN,
+     .def_text = "", .flag = "--grpc", .arg = "ADDR", .reloadable = RESTART,
+     .help = "KServe v2 gRPC: HOST:PORT or unix:PATH; \"\" = off"},
+    {FIELD("kserve", "http_listen", kserve_http), TEXT(kserve_http), .type = PD_SET_LISTEN,
+     .def_text = "", .flag = "--http", .arg = "ADDR", .reloadable = RESTART,
+     .help = "KServe v2 REST (/v2/...): HOST:PORT or unix:PATH; \"\" = off"},
+    {FIELD("model", "dir", model_dir), TEXT(model_dir), .type = PD_SET_PATH, .def_text = NULL,
+     .flag = "--model", .arg = "DIR", .reloadable = RELOAD,
+     .help = "the model folder (model.yaml + weights.safetensors)"},
+    {FIELD("engine", "backend", backend), TEXT(backend), .type = PD_SET_CHOICE, .def_text = "auto",
+     .choices = backend_names, .flag = "--backend", .arg = "NAME", .reloadable = RELOAD,
+     .help = "auto (CUDA when usable, else CPU), cpu or cuda"},
+    {FIELD("engine", "device", device), .type = PD_SET_INT, .lo = 0, .hi = 64, .def = 0,
+     .flag = "--device", .arg = "N", .reloadable = RELOAD, .help = "CUDA device index"},
+    {FIELD("engine", "threads", threads), .type = PD_SET_INT, .lo = 0, .hi = 256, .def = 0,
+     .flag = "--threads", .arg = "N", .reloadable = RELOAD,
+     .help = "CPU engine threads; 0 = every online CPU"},
+    {FIELD("engine", "decode_threads", decode_threads), .type = PD_SET_INT, .lo = 0, .hi = 1024,
+     .def = 0, .flag = "--decode-threads", .arg = "N", .reloadable = RESTART,
+     .help = "image decode threads (libuv pool); 0 = 4"},
+    {FIELD("batching", "max_batch", max_batch), .type = PD_SET_INT, .lo = 1, .hi = 4096, .def = 64,
+     .flag = "--max-batch", .arg = "N", .reloadable = RELOAD,
+     .help = "images per network run (TTA transforms count each)"},
+    {FIELD("batching", "max_queue_delay_us", max_queue_delay_us), .type = PD_SET_INT, .lo = 0,
+     .hi = 10000000, .def = 2000, .flag = "--max-queue-delay-us", .arg = "N", .reloadable = RELOAD,
+     .help = "close a batch when its oldest request waited this long"},
+    {FIELD("batching", "max_queue", max_queue), .type = PD_SET_INT, .lo = 1, .hi = 1000000,
+     .def = 4096, .flag = "--max-queue", .arg = "N", .reloadable = RELOAD,
+     .help = "requests decoding or waiting; beyond: RESOURCE_EXHAUSTED"},
+    {FIELD("limits", "max_frame_bytes", max_frame_bytes), .type = PD_SET_INT, .lo = 1024,
+     .hi = 256L << 20, .def = 16L << 20, .flag = "--max-frame-bytes", .arg = "N",
+     .reloadable = RELOAD, .help = "one request message; a longer frame closes the connection"},
+    {FIELD("limits", "max_receive_bytes", max_receive_bytes), .type = PD_SET_INT, .lo = 1024,
+     .hi = 1L << 40, .def = 256L << 20, .reloadable = RELOAD,
+     .help = "receive buffers of all connections beyond 256 KiB each; at least max_frame_bytes"},
+    {FIELD("limits", "max_image_width", max_image_width), .type = PD_SET_INT, .lo = 1, .hi = 65535,
+     .def = 4096, .reloadable = RELOAD, .help = "pixels"},
+    {FIELD("limits", "max_image_height", max_image_height), .type = PD_SET_INT, .lo = 1,
+     .hi = 65535, .def = 4096, .reloadable = RELOAD, .help = "pixels"},
+    {FIELD("limits", "max_image_pixels", max_image_pixels), .type = PD_SET_INT, .lo = 1,
+     .hi = 1L << 30, .def = 16L << 20, .reloadable = RELOAD, .help = "width x height"},
+    {FIELD("limits", "max_in_flight_per_connection", max_in_flight), .type = PD_SET_INT, .lo = 1,
+     .hi = 65536, .def = 256, .flag = "--max-in-flight", .arg = "N", .reloadable = RELOAD,
+     .help = "answers owed before the connection stops being read"},
+    {FIELD("limits", "max_connections", max_connections), .type = PD_SET_INT, .lo = 1, .hi = 100000,
+     .def = 1024, .flag = "--max-connections", .arg = "N", .reloadable = RELOAD,
+     .help = "beyond: RESOURCE_EXHAUSTED, then close"},
+    {FIELD("limits", "frame_timeout_ms", frame_timeout_ms), .type = PD_SET_INT, .lo = 0,
+     .hi = 3600000, .def = 30000, .flag = "--frame-timeout-ms", .arg = "MS", .reloadable = RELOAD,
+     .help = "a frame (or HTTP request) begun must arrive within this; 0 = no limit"},
+    {FIELD("limits", "idle_timeout_s", idle_timeout_s), .type = PD_SET_INT, .lo = 0, .hi = 604800,
+     .def = 0, .flag = "--idle-timeout", .arg = "S", .reloadable = RELOAD,
+     .help = "close a connection silent this long with nothing owed; 0 = never"},
+    {FIELD("limits", "max_tta", max_tta), .type = PD_SET_INT, .lo = 1, .hi = 1024, .def = 64,
+     .flag = "--max-tta", .arg = "N", .reloadable = RELOAD,
+     .help = "largest TTA count a request may ask for"},
+    {FIELD("limits", "default_top_k", default_top_k), .type = PD_SET_INT, .lo = 1, .hi = 100000,
+     .def = 5, .flag = "--top-k", .arg = "N", .reloadable = RELOAD,
+     .help = "classes in an answer when the request says 0"},
+    {FIELD("limits", "drain_timeout_s", drain_timeout_s), .type = PD_SET_INT, .lo = 0, .hi = 86400,
+     .def = 30, .flag = "--drain-timeout", .arg = "S", .reloadable = RELOAD,
+     .help = "SIGTERM: close connections still owed answers after this"},
+    {FIELD("log", "level", log_level), .type = PD_SET_LEVEL, .def = PD_LOG_INFO,
+     .choices = level_names, .flag = "--log-level", .arg = "LEVEL", .reloadable = RELOAD,
+     .help = "error, warning, info or debug"},
 };
-#define N_FIELDS (sizeof fields / sizeof fields[0])
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
 
-static const char *const sections[] = {"listen",   "metrics", "kserve", "model", "engine",
-                                       "batching", "limits",  "log",    NULL};
-static const char *const level_names[] = {"error", "warning", "info", "debug"};
-static const char *const backend_names[] = {"auto", "cpu", "cuda"};
+/* What the example config says of a section beyond its settings. */
+static const struct {
+  const char *section, *help;
+} section_help[] = {
+    {"kserve", "KServe v2 / Open Inference Protocol (Triton's clients)"},
+};
+
+const pd_setting *pd_config_settings(size_t *n) {
+  *n = N_SETTINGS;
+  return settings;
+}
+
+const pd_setting *pd_config_flag(const char *flag, size_t len) {
+  for (size_t i = 0; i < N_SETTINGS; i++)
+    if (settings[i].flag && strlen(settings[i].flag) == len &&
+        !strncmp(settings[i].flag, flag, len))
+      return &settings[i];
+  return NULL;
+}
+
+/* The sections, in the table's order ("a, b, c" for messages). */
+static int section_list(const char **out, int cap) {
+  int n = 0;
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    bool seen = false;
+    for (int j = 0; j < n; j++)
+      seen = seen || !strcmp(out[j], settings[i].section);
+    if (!seen && n < cap - 1) out[n++] = settings[i].section;
+  }
+  out[n] = NULL;
+  return n;
+}
 
 void pd_config_defaults(pd_config *cfg, const char *default_model_dir) {
   memset(cfg, 0, sizeof *cfg);
-  snprintf(cfg->socket_path, sizeof cfg->socket_path, "/run/planktond/planktond.sock");
-  cfg->socket_mode = 0660;
-  snprintf(cfg->model_dir, sizeof cfg->model_dir, "%s", default_model_dir ? default_model_dir : "");
-  snprintf(cfg->backend, sizeof cfg->backend, "auto");
-  cfg->threads = 0;
-  cfg->decode_threads = 0;
-  cfg->max_batch = 64;
-  cfg->max_queue_delay_us = 2000;
-  cfg->max_queue = 4096;
-  cfg->max_frame_bytes = 16L << 20;
-  cfg->max_receive_bytes = 256L << 20;
-  cfg->max_image_width = 4096;
-  cfg->max_image_height = 4096;
-  cfg->max_image_pixels = 16L << 20;
-  cfg->max_in_flight = 256;
-  cfg->max_connections = 1024;
-  cfg->frame_timeout_ms = 30000;
-  cfg->idle_timeout_s = 0;
-  cfg->metrics_max_connections = 16;
-  cfg->metrics_idle_timeout_s = 300;
-  cfg->max_tta = 64;
-  cfg->default_top_k = 5;
-  cfg->drain_timeout_s = 30;
-  cfg->log_level = PD_LOG_INFO;
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const pd_setting *f = &settings[i];
+    char *base = (char *)cfg + f->off;
+    switch (f->type) {
+    case PD_SET_INT:
+    case PD_SET_MODE:
+      *(long *)base = f->def;
+      break;
+    case PD_SET_LEVEL:
+      *(pd_log_level *)base = (pd_log_level)f->def;
+      break;
+    default: {
+      const char *text = f->def_text ? f->def_text : default_model_dir ? default_model_dir : "";
+      snprintf(base, f->cap, "%s", text);
+      break;
+    }
+    }
+  }
 }
 
 /* ---- values from text (shared by YAML and --set) ---- */
@@ -114,11 +190,11 @@ static bool valid_host_port(const char *s) {
 
 /* Sets field f from text; on failure writes the reason to why. `plain` is
  * false for a quoted YAML scalar (numbers must not be quoted). */
-static int field_from_text(const field *f, pd_config *cfg, const char *text, bool plain, char *why,
-                           size_t why_len) {
+static int field_from_text(const pd_setting *f, pd_config *cfg, const char *text, bool plain,
+                           char *why, size_t why_len) {
   char *base = (char *)cfg + f->off;
   switch (f->type) {
-  case F_INT: {
+  case PD_SET_INT: {
     long v;
     if (!plain || !parse_long(text, 10, &v)) {
       snprintf(why, why_len, "expected an integer in %ld..%ld, got '%s'", f->lo, f->hi, text);
@@ -131,7 +207,7 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
     *(long *)base = v;
     return PD_OK;
   }
-  case F_MODE: {
+  case PD_SET_MODE: {
     long v;
     if (!parse_long(text, 8, &v) || v < 0 || v > 0777) {
       snprintf(why, why_len, "expected an octal file mode such as 0660, got '%s'", text);
@@ -147,26 +223,30 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
     *(long *)base = v;
     return PD_OK;
   }
-  case F_LEVEL:
-  case F_BACKEND: {
-    const char *const *names = f->type == F_LEVEL ? level_names : backend_names;
-    int n = f->type == F_LEVEL ? 4 : 3;
-    for (int i = 0; i < n; i++)
-      if (!strcmp(text, names[i])) {
-        if (f->type == F_LEVEL)
-          *(pd_log_level *)base = (pd_log_level)i;
+  case PD_SET_LEVEL:
+  case PD_SET_CHOICE: {
+    int n = 0;
+    for (; f->choices[n]; n++)
+      if (!strcmp(text, f->choices[n])) {
+        if (f->type == PD_SET_LEVEL)
+          *(pd_log_level *)base = (pd_log_level)n;
         else
-          snprintf(base, f->cap, "%s", names[i]);
+          snprintf(base, f->cap, "%s", f->choices[n]);
         return PD_OK;
       }
-    snprintf(why, why_len, "expected %s, got '%s'",
-             f->type == F_LEVEL ? "error, warning, info or debug" : "auto, cpu or cuda", text);
+    size_t used = (size_t)snprintf(why, why_len, "expected ");
+    for (int i = 0; i < n && used < why_len; i++)
+      used += (size_t)snprintf(why + used, why_len - used, "%s%s", f->choices[i],
+                               i + 2 < n    ? ", "
+                               : i + 2 == n ? " or "
+                                            : "");
+    if (used < why_len) snprintf(why + used, why_len - used, ", got '%s'", text);
     return PD_EINVAL;
   }
-  case F_STR:
-  case F_GROUP:
-  case F_ADDR:
-  case F_METRICS: {
+  case PD_SET_PATH:
+  case PD_SET_GROUP:
+  case PD_SET_TCP:
+  case PD_SET_LISTEN: {
     size_t len = strlen(text);
     if (len >= f->cap) {
       snprintf(why, why_len, "longer than %zu bytes: '%.40s...'", f->cap - 1, text);
@@ -177,18 +257,19 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
         snprintf(why, why_len, "control character at byte %zu", i);
         return PD_EINVAL;
       }
-    if (f->type == F_GROUP)
+    if (f->type == PD_SET_GROUP)
       for (size_t i = 0; i < len; i++)
         if (!((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
               (text[i] >= '0' && text[i] <= '9') || strchr("_-.", text[i]))) {
           snprintf(why, why_len, "expected a group name or number, got '%s'", text);
           return PD_EINVAL;
         }
-    bool unix_addr = f->type == F_METRICS && !strncmp(text, "unix:", 5) && text[5];
-    if (len && (f->type == F_ADDR || f->type == F_METRICS) && !unix_addr &&
+    bool unix_addr = f->type == PD_SET_LISTEN && !strncmp(text, "unix:", 5) && text[5];
+    if (len && (f->type == PD_SET_TCP || f->type == PD_SET_LISTEN) && !unix_addr &&
         !valid_host_port(text)) {
       snprintf(why, why_len, "expected %s, got '%s'",
-               f->type == F_ADDR ? "HOST:PORT (port 1..65535)" : "HOST:PORT or unix:PATH", text);
+               f->type == PD_SET_TCP ? "HOST:PORT (port 1..65535)" : "HOST:PORT or unix:PATH",
+               text);
       return PD_EINVAL;
     }
     memcpy(base, text, len + 1);
@@ -199,24 +280,30 @@ static int field_from_text(const field *f, pd_config *cfg, const char *text, boo
   return PD_EINTERNAL;
 }
 
-static const field *find_field(const char *section, size_t section_len, const char *key) {
-  for (size_t i = 0; i < N_FIELDS; i++)
-    if (strlen(fields[i].section) == section_len &&
-        !strncmp(fields[i].section, section, section_len) && !strcmp(fields[i].key, key))
-      return &fields[i];
+static const pd_setting *find_field(const char *section, size_t section_len, const char *key) {
+  for (size_t i = 0; i < N_SETTINGS; i++)
+    if (strlen(settings[i].section) == section_len &&
+        !strncmp(settings[i].section, section, section_len) && !strcmp(settings[i].key, key))
+      return &settings[i];
   return NULL;
+}
+
+/* A text setting may be empty ("" = off or none); the others need a value. */
+static bool is_text(const pd_setting *f) {
+  return f->type == PD_SET_PATH || f->type == PD_SET_GROUP || f->type == PD_SET_TCP ||
+         f->type == PD_SET_LISTEN;
 }
 
 int pd_config_set(pd_config *cfg, const char *key, const char *value, pd_error *err) {
   const char *dot = strchr(key, '.');
-  const field *f = dot ? find_field(key, (size_t)(dot - key), dot + 1) : NULL;
+  const pd_setting *f = dot ? find_field(key, (size_t)(dot - key), dot + 1) : NULL;
   if (!f) {
-    char known[1024];
+    char known[1536];
     size_t used = 0;
     known[0] = '\0';
-    for (size_t i = 0; i < N_FIELDS && used < sizeof known; i++)
-      used += (size_t)snprintf(known + used, sizeof known - used, "%s%s.%s", i ? ", " : "",
-                               fields[i].section, fields[i].key);
+    for (size_t i = 0; i < N_SETTINGS && used < sizeof known; i++)
+      used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
+                               settings[i].name);
     return pd_error_set(err, PD_EINVAL, "unknown setting '%s' (known: %s)", key, known);
   }
   char why[400];
@@ -229,17 +316,17 @@ int pd_config_set(pd_config *cfg, const char *key, const char *value, pd_error *
 
 static int load_section(pd_config *cfg, const pd_yaml_node *map, const char *section,
                         pd_error *err) {
-  const char *allowed[N_FIELDS + 1];
+  const char *allowed[N_SETTINGS + 1];
   int n = 0;
-  for (size_t i = 0; i < N_FIELDS; i++)
-    if (!strcmp(fields[i].section, section)) allowed[n++] = fields[i].key;
+  for (size_t i = 0; i < N_SETTINGS; i++)
+    if (!strcmp(settings[i].section, section)) allowed[n++] = settings[i].key;
   allowed[n] = NULL;
   int rc = pd_yaml_check_keys(map, allowed, err);
   if (rc != PD_OK) return rc;
   for (int i = 0; i < n; i++) {
     pd_yaml_node v = pd_yaml_get(map, allowed[i]);
     if (!pd_yaml_present(&v)) continue;
-    const field *f = find_field(section, strlen(section), allowed[i]);
+    const pd_setting *f = find_field(section, strlen(section), allowed[i]);
     char text[PD_PATH_LEN + 8] = "";
     if (!pd_yaml_is_null(&v)) {
       size_t len;
@@ -250,8 +337,7 @@ static int load_section(pd_config *cfg, const pd_yaml_node *map, const char *sec
       memcpy(text, s, len);
       text[len] = '\0';
       if (memchr(s, '\0', len)) return pd_yaml_fail(&v, err, PD_EINVAL, "NUL byte in value");
-    } else if (f->type != F_STR && f->type != F_GROUP && f->type != F_ADDR &&
-               f->type != F_METRICS) {
+    } else if (!is_text(f)) {
       return pd_yaml_fail(&v, err, PD_EINVAL, "a value is required");
     }
     char why[400];
@@ -288,6 +374,8 @@ int pd_config_load_mem(pd_config *cfg, const char *text, size_t len, const char 
   if (rc != PD_OK) return rc;
   pd_config tmp = *cfg;
   pd_yaml_node root = pd_yaml_root(y);
+  const char *sections[N_SETTINGS + 1];
+  section_list(sections, (int)N_SETTINGS + 1);
   rc = pd_yaml_check_keys(&root, sections, err);
   for (int i = 0; rc == PD_OK && sections[i]; i++) {
     pd_yaml_node sec = pd_yaml_get(&root, sections[i]);
@@ -334,6 +422,13 @@ int pd_config_load_file(pd_config *cfg, const char *path, pd_error *err) {
 
 int pd_config_validate(const pd_config *cfg, pd_error *err) {
   if (!cfg->model_dir[0]) return pd_error_set(err, PD_EINVAL, "model.dir: no model folder given");
+#ifndef PD_HAVE_KSERVE
+  if (cfg->kserve_grpc[0] || cfg->kserve_http[0])
+    return pd_error_set(err, PD_EUNSUPP,
+                        "kserve.%s: this planktond was built without the kserve feature (gRPC "
+                        "and jansson); rebuild with -Dkserve=enabled or leave it \"\"",
+                        cfg->kserve_grpc[0] ? "grpc_listen" : "http_listen");
+#endif
   if (cfg->max_queue < cfg->max_batch)
     return pd_error_set(err, PD_EINVAL,
                         "batching.max_queue (%ld) must be at least batching.max_batch (%ld)",
@@ -360,8 +455,8 @@ int pd_config_validate(const pd_config *cfg, pd_error *err) {
 int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {
   size_t used = 0;
   const char *section = "";
-  for (size_t i = 0; i < N_FIELDS; i++) {
-    const field *f = &fields[i];
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const pd_setting *f = &settings[i];
     const char *base = (const char *)cfg + f->off;
     int n = 0;
     if (strcmp(section, f->section) != 0)
@@ -371,13 +466,13 @@ int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {
     char *at = buf + (used < cap ? used : cap);
     size_t left = used < cap ? cap - used : 0;
     switch (f->type) {
-    case F_INT:
+    case PD_SET_INT:
       n = snprintf(at, left, "  %s: %ld\n", f->key, *(const long *)base);
       break;
-    case F_MODE:
+    case PD_SET_MODE:
       n = snprintf(at, left, "  %s: 0%03lo\n", f->key, *(const long *)base);
       break;
-    case F_LEVEL:
+    case PD_SET_LEVEL:
       n = snprintf(at, left, "  %s: %s\n", f->key, pd_log_level_name(*(const pd_log_level *)base));
       break;
     default:
@@ -385,6 +480,143 @@ int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {
       break;
     }
     used += (size_t)n;
+  }
+  return used < cap ? PD_OK : PD_ELIMIT;
+}
+
+/* ---- reload ---- */
+
+static bool same_value(const pd_setting *f, const pd_config *a, const pd_config *b) {
+  const char *x = (const char *)a + f->off, *y = (const char *)b + f->off;
+  switch (f->type) {
+  case PD_SET_INT:
+  case PD_SET_MODE:
+    return *(const long *)x == *(const long *)y;
+  case PD_SET_LEVEL:
+    return *(const pd_log_level *)x == *(const pd_log_level *)y;
+  default:
+    return strcmp(x, y) == 0;
+  }
+}
+
+int pd_config_keep_restart_only(pd_config *next, const pd_config *running, char *names,
+                                size_t cap) {
+  int n = 0;
+  size_t used = 0;
+  if (cap) names[0] = '\0';
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const pd_setting *f = &settings[i];
+    if (f->reloadable || same_value(f, next, running)) continue;
+    size_t size = f->type == PD_SET_INT || f->type == PD_SET_MODE ? sizeof(long)
+                  : f->type == PD_SET_LEVEL                       ? sizeof(pd_log_level)
+                                                                  : f->cap;
+    memcpy((char *)next + f->off, (const char *)running + f->off, size);
+    if (used < cap)
+      used += (size_t)snprintf(names + used, cap - used, "%s%s", n ? ", " : "", f->name);
+    n++;
+  }
+  return n;
+}
+
+/* ---- --help and the example ---- */
+
+/* The default as --help and the example show it. */
+static void default_text(const pd_setting *f, const char *model_dir, char *out, size_t cap) {
+  switch (f->type) {
+  case PD_SET_INT:
+    snprintf(out, cap, "%ld", f->def);
+    break;
+  case PD_SET_MODE:
+    snprintf(out, cap, "0%03lo", (unsigned long)f->def);
+    break;
+  case PD_SET_LEVEL:
+    snprintf(out, cap, "%s", f->choices[f->def]);
+    break;
+  default: {
+    const char *t = f->def_text ? f->def_text : model_dir ? model_dir : "";
+    snprintf(out, cap, "%s", t[0] ? t : "\"\"");
+    break;
+  }
+  }
+}
+
+/* Appends to buf[cap] at *used; false once it no longer fits. */
+static bool put(char *buf, size_t cap, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool put(char *buf, size_t cap, size_t *used, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + (*used < cap ? *used : cap), *used < cap ? cap - *used : 0, fmt, ap);
+  va_end(ap);
+  *used += n > 0 ? (size_t)n : 0;
+  return *used < cap;
+}
+
+int pd_config_usage(char *buf, size_t cap, const char *default_model_dir) {
+  size_t used = 0;
+  if (cap) buf[0] = '\0';
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const pd_setting *f = &settings[i];
+    if (!f->flag) continue;
+    char opt[64], def[PD_PATH_LEN];
+    snprintf(opt, sizeof opt, "%s %s", f->flag, f->arg);
+    default_text(f, default_model_dir, def, sizeof def);
+    put(buf, cap, &used, "  %-24s %s (default %s%s)\n  %-24s %s\n", opt, f->name, def,
+        f->reloadable ? "" : "; restart-only", "", f->help);
+  }
+  return used < cap ? PD_OK : PD_ELIMIT;
+}
+
+#define PD_EXAMPLE_COMMENT_COLUMN 42
+
+int pd_config_example(char *buf, size_t cap, const char *model_dir) {
+  size_t used = 0;
+  if (cap) buf[0] = '\0';
+  put(buf, cap, &used,
+      "# /etc/planktond/planktond.yaml: every setting of planktond, with its default.\n"
+      "# Unknown keys are errors. Check a file with `planktond --check-config FILE`;\n"
+      "# command-line options override it (`planktond --help`), and SIGHUP\n"
+      "# (systemctl reload planktond) re-reads it together with the model: a file or\n"
+      "# model that fails to load is reported and the running ones keep serving.\n"
+      "# These take effect at the next restart only (a reload that changes one logs\n"
+      "# that it needs a restart):");
+  size_t line = 28; /* the length of the line so far */
+  bool first = true;
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    if (settings[i].reloadable) continue;
+    size_t len = strlen(settings[i].name) + 2;
+    if (line + len > 78) {
+      put(buf, cap, &used, "%s\n#", first ? "" : ",");
+      line = 1;
+    } else if (!first) {
+      put(buf, cap, &used, ",");
+      line++;
+    }
+    put(buf, cap, &used, " %s", settings[i].name);
+    line += len - 1;
+    first = false;
+  }
+  put(buf, cap, &used,
+      ".\n# This file is the settings table's (daemon/pd_config.c): test_daemon_config\n"
+      "# compares the two.\n");
+  const char *section = "";
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const pd_setting *f = &settings[i];
+    if (strcmp(section, f->section) != 0) {
+      const char *help = NULL;
+      for (size_t j = 0; j < sizeof section_help / sizeof section_help[0]; j++)
+        if (!strcmp(section_help[j].section, f->section)) help = section_help[j].help;
+      int n = snprintf(NULL, 0, "%s:", f->section);
+      put(buf, cap, &used, "\n%s:", f->section);
+      if (help) put(buf, cap, &used, "%*s# %s", PD_EXAMPLE_COMMENT_COLUMN - 1 - n, "", help);
+      put(buf, cap, &used, "\n");
+      section = f->section;
+    }
+    char def[PD_PATH_LEN];
+    default_text(f, model_dir, def, sizeof def);
+    int n = snprintf(NULL, 0, "  %s: %s", f->key, def);
+    int pad = PD_EXAMPLE_COMMENT_COLUMN - 1 - n;
+    put(buf, cap, &used, "  %s: %s%*s# %s\n", f->key, def, pad < 2 ? 2 : pad, "", f->help);
   }
   return used < cap ? PD_OK : PD_ELIMIT;
 }

@@ -1,8 +1,14 @@
-/* pd_config: the daemon's settings. Owns their defaults, their names (one
- * table: "section.key", the YAML layout and the --set syntax are the same),
- * their ranges, the YAML reader (unknown keys and bad values are errors that
- * name the file, line, key and value) and the check of the settings as a
- * whole. A pd_config is a plain value: copy it freely. Nothing here prints. */
+/* pd_config: the daemon's settings. Owns the settings table: one row per
+ * setting with its name ("section.key": the YAML layout and the --set
+ * syntax are the same), type, default, range, command-line flag, whether a
+ * reload may change it and its help line. Everything else reads that table:
+ * the YAML reader (unknown keys and bad values are errors that name the
+ * file, line, key and value), --set and the flags, --help, --print-config,
+ * the example config (systemd/planktond.yaml, checked against the table by
+ * test_daemon_config) and the reload (which settings a SIGHUP may change).
+ * A new setting is one row (and its field below). Also owns the check of
+ * the settings as a whole. A pd_config is a plain value: copy it freely.
+ * Nothing here prints. */
 #ifndef PD_CONFIG_H
 #define PD_CONFIG_H
 
@@ -52,6 +58,54 @@ typedef struct pd_config {
   /* log */
   pd_log_level log_level;
 } pd_config;
+
+/* ---- the table ---- */
+
+typedef enum pd_setting_type {
+  PD_SET_INT,    /* a decimal integer in lo..hi */
+  PD_SET_MODE,   /* an octal file mode, never world-writable */
+  PD_SET_PATH,   /* text ("" = none) */
+  PD_SET_GROUP,  /* a group name or number ("" = the daemon's) */
+  PD_SET_TCP,    /* HOST:PORT ("" = off) */
+  PD_SET_LISTEN, /* HOST:PORT or unix:PATH ("" = off) */
+  PD_SET_CHOICE, /* one of `choices`, kept as text */
+  PD_SET_LEVEL,  /* one of `choices`, kept as a pd_log_level */
+} pd_setting_type;
+
+typedef struct pd_setting {
+  const char *name;          /* "batching.max_batch" */
+  const char *section, *key; /* "batching", "max_batch" */
+  pd_setting_type type;
+  size_t off, cap;            /* the field in pd_config; cap: a text field's size */
+  long lo, hi;                /* PD_SET_INT's range */
+  long def;                   /* the default of a number, mode or level */
+  const char *def_text;       /* the default of text (model.dir: the build's) */
+  const char *const *choices; /* PD_SET_CHOICE, PD_SET_LEVEL; NULL-terminated */
+  const char *flag, *arg;     /* "--max-batch", "N"; NULL: only --set */
+  int reloadable;             /* a SIGHUP may change it; else it needs a restart */
+  const char *help;           /* one line, for --help and the example config */
+} pd_setting;
+
+/* Every setting, in the order of the YAML layout. */
+const pd_setting *pd_config_settings(size_t *n);
+/* The setting with this command-line flag ("--max-batch", len bytes of
+ * it), or NULL. */
+const pd_setting *pd_config_flag(const char *flag, size_t len);
+
+/* The restart-only settings of *next that differ from *running get their
+ * running values back (a reload cannot change them). Returns how many
+ * differed; their names go to names[cap] ("listen.tcp, metrics.listen"). */
+int pd_config_keep_restart_only(pd_config *next, const pd_config *running, char *names, size_t cap);
+
+/* The options part of --help, one line per flag (default_model_dir: the
+ * default shown for model.dir). */
+int pd_config_usage(char *buf, size_t cap, const char *default_model_dir);
+/* The example config: every setting with its default and help, the
+ * restart-only ones named (systemd/planktond.yaml is this text for
+ * model_dir /usr/local/share/planktond/models/ndsb-seed). */
+int pd_config_example(char *buf, size_t cap, const char *model_dir);
+
+/* ---- values ---- */
 
 /* Compiled-in defaults; model_dir is the build's default model folder. */
 void pd_config_defaults(pd_config *cfg, const char *default_model_dir);

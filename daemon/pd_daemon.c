@@ -265,19 +265,6 @@ static void reload_load(uv_work_t *w) {
   if (pd_served_load(&o, &d->reload_model, &d->reload_err) != PD_OK) d->reload_model = NULL;
 }
 
-static void warn_restart_only(pd_daemon *d, const pd_config *n) {
-  const pd_config *o = &d->cfg;
-  if (strcmp(o->socket_path, n->socket_path) != 0 || o->socket_mode != n->socket_mode ||
-      strcmp(o->socket_group, n->socket_group) != 0 || strcmp(o->tcp, n->tcp) != 0 ||
-      strcmp(o->metrics, n->metrics) != 0 ||
-      o->metrics_max_connections != n->metrics_max_connections ||
-      o->metrics_idle_timeout_s != n->metrics_idle_timeout_s ||
-      o->decode_threads != n->decode_threads)
-    pd_logf(&d->log, PD_LOG_WARNING,
-            "reload: listen.*, metrics.listen and engine.decode_threads changed: they take "
-            "effect at the next restart");
-}
-
 static void start_reload(pd_daemon *d);
 
 static void reload_done(uv_work_t *w, int status) {
@@ -290,15 +277,10 @@ static void reload_done(uv_work_t *w, int status) {
   } else if (d->draining) {
     pd_served_unref(d->reload_model);
   } else {
-    warn_restart_only(d, &d->reload_cfg);
-    d->reload_cfg.socket_mode = d->cfg.socket_mode;
-    memcpy(d->reload_cfg.socket_group, d->cfg.socket_group, sizeof d->cfg.socket_group);
-    d->reload_cfg.metrics_max_connections = d->cfg.metrics_max_connections;
-    d->reload_cfg.metrics_idle_timeout_s = d->cfg.metrics_idle_timeout_s;
-    memcpy(d->reload_cfg.socket_path, d->cfg.socket_path, sizeof d->cfg.socket_path);
-    memcpy(d->reload_cfg.tcp, d->cfg.tcp, sizeof d->cfg.tcp);
-    memcpy(d->reload_cfg.metrics, d->cfg.metrics, sizeof d->cfg.metrics);
-    d->reload_cfg.decode_threads = d->cfg.decode_threads;
+    char names[1024];
+    if (pd_config_keep_restart_only(&d->reload_cfg, &d->cfg, names, sizeof names) > 0)
+      pd_logf(&d->log, PD_LOG_WARNING,
+              "reload: %s changed: needs a restart (the running value stays until then)", names);
     d->cfg = d->reload_cfg;
     d->log.level = d->cfg.log_level;
     pd_pipeline_limits pl = pipeline_limits(&d->cfg);

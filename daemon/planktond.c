@@ -1,5 +1,6 @@
 /* planktond: the command line. Owns argv parsing only: flags become setting
- * overrides (the same names as the YAML file), then either the settings are
+ * overrides (the same names as the YAML file; the flags, like --help, come
+ * from the settings table in pd_config.c), then either the settings are
  * checked (--check-config, --print-config) or the daemon runs. */
 #include <signal.h>
 #include <stdio.h>
@@ -11,35 +12,6 @@
 #ifdef PD_FAULT_INJECTION
 #include "pd_fault.h"
 #endif
-
-static const struct flag {
-  const char *name, *key;
-} flags[] = {
-    {"--socket", "listen.socket"},
-    {"--socket-mode", "listen.socket_mode"},
-    {"--socket-group", "listen.socket_group"},
-    {"--tcp", "listen.tcp"},
-    {"--metrics", "metrics.listen"},
-    {"--grpc", "kserve.grpc_listen"},
-    {"--http", "kserve.http_listen"},
-    {"--model", "model.dir"},
-    {"--backend", "engine.backend"},
-    {"--device", "engine.device"},
-    {"--threads", "engine.threads"},
-    {"--decode-threads", "engine.decode_threads"},
-    {"--max-batch", "batching.max_batch"},
-    {"--max-queue-delay-us", "batching.max_queue_delay_us"},
-    {"--max-queue", "batching.max_queue"},
-    {"--max-frame-bytes", "limits.max_frame_bytes"},
-    {"--max-in-flight", "limits.max_in_flight_per_connection"},
-    {"--max-connections", "limits.max_connections"},
-    {"--max-tta", "limits.max_tta"},
-    {"--top-k", "limits.default_top_k"},
-    {"--drain-timeout", "limits.drain_timeout_s"},
-    {"--frame-timeout-ms", "limits.frame_timeout_ms"},
-    {"--idle-timeout", "limits.idle_timeout_s"},
-    {"--log-level", "log.level"},
-};
 
 /* The shipped model: the installed copy, or the source tree's where this
  * planktond runs uninstalled from its build directory. */
@@ -54,7 +26,8 @@ static const char *default_model_dir(void) {
 }
 
 static void usage(FILE *f) {
-  const char *default_model = default_model_dir();
+  char options[8192];
+  pd_config_usage(options, sizeof options, default_model_dir());
   fprintf(f,
           "usage: planktond [--config FILE] [OPTION]...\n"
           "       planktond --check-config FILE [OPTION]...\n"
@@ -62,33 +35,10 @@ static void usage(FILE *f) {
           "\n"
           "Classifies plankton image crops for clients on a Unix socket (and TCP where set).\n"
           "Settings come from the defaults, then FILE (YAML), then these options:\n"
-          "  --socket PATH            listen.socket (default /run/planktond/planktond.sock)\n"
-          "  --socket-mode MODE       listen.socket_mode (default 0660; never world-writable)\n"
-          "  --socket-group GROUP     listen.socket_group (default: the daemon's group)\n"
-          "  --tcp HOST:PORT          listen.tcp (default off)\n"
-          "  --metrics ADDR           metrics.listen: HOST:PORT or unix:PATH (default off)\n"
-          "  --grpc ADDR              kserve.grpc_listen: KServe v2 gRPC (default off)\n"
-          "  --http ADDR              kserve.http_listen: KServe v2 REST (default off)\n"
-          "  --model DIR              model.dir (default %s)\n"
-          "  --backend NAME           engine.backend: auto (CUDA when usable), cpu, cuda\n"
-          "  --device N               engine.device: CUDA device index (0)\n"
-          "  --threads N              engine.threads: CPU engine threads (0 = online CPUs)\n"
-          "  --decode-threads N       engine.decode_threads (0 = libuv default)\n"
-          "  --max-batch N            batching.max_batch (64)\n"
-          "  --max-queue-delay-us N   batching.max_queue_delay_us (2000)\n"
-          "  --max-queue N            batching.max_queue (4096)\n"
-          "  --max-frame-bytes N      limits.max_frame_bytes (16777216)\n"
-          "  --max-in-flight N        limits.max_in_flight_per_connection (256)\n"
-          "  --max-connections N      limits.max_connections (1024)\n"
-          "  --max-tta N              limits.max_tta (64)\n"
-          "  --top-k N                limits.default_top_k (5)\n"
-          "  --drain-timeout S        limits.drain_timeout_s (30)\n"
-          "  --frame-timeout-ms MS    limits.frame_timeout_ms (30000; 0 = none)\n"
-          "  --idle-timeout S         limits.idle_timeout_s (0 = never)\n"
-          "  --log-level LEVEL        log.level: error, warning, info, debug\n"
+          "%s"
           "  --set SECTION.KEY=VALUE  any setting of the YAML file\n"
           "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads settings and model.\n",
-          default_model);
+          options);
 }
 
 int main(int argc, char **argv) {
@@ -116,17 +66,13 @@ int main(int argc, char **argv) {
     char *eq = strchr(arg, '=');
     size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
     const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
-    const char *key = NULL;
+    const pd_setting *setting = NULL;
     int known = 0;
     if (!strncmp(arg, "--config", name_len) && name_len == 8) known = 1;
     if (!strncmp(arg, "-c", name_len) && name_len == 2) known = 1;
     if (!strncmp(arg, "--check-config", name_len) && name_len == 14) known = 2;
     if (!strncmp(arg, "--set", name_len) && name_len == 5) known = 3;
-    for (size_t f = 0; !known && f < sizeof flags / sizeof flags[0]; f++)
-      if (strlen(flags[f].name) == name_len && !strncmp(arg, flags[f].name, name_len)) {
-        key = flags[f].key;
-        known = 4;
-      }
+    if (!known && (setting = pd_config_flag(arg, name_len))) known = 4;
     if (!known) {
       fprintf(stderr, "planktond: unknown option '%s' (see --help)\n", arg);
       return 2;
@@ -147,11 +93,9 @@ int main(int argc, char **argv) {
         return 2;
       }
       pd_override *o = &src.overrides[src.n_overrides++];
-      o->flag = known == 3 ? "--set" : flags[0].name;
+      o->flag = known == 3 ? "--set" : setting->flag;
       if (known == 4) {
-        for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++)
-          if (flags[f].key == key) o->flag = flags[f].name;
-        o->key = key;
+        o->key = setting->name;
         o->value = value;
       } else {
         char *kv = (char *)value; /* split in place: argv outlives everything */

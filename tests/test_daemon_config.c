@@ -1,7 +1,15 @@
 /* pd_config: defaults, a full YAML file, errors that name the file, line,
  * key and value (unknown keys, bad values, quoted numbers, wrong types),
  * --set overrides, the checks across settings, and the example
- * systemd/planktond.yaml ($PD_EXAMPLE_CONFIG). */
+ * systemd/planktond.yaml ($PD_EXAMPLE_CONFIG), which must be exactly what
+ * the settings table prints (regenerate it with
+ * `test_daemon_config --write-example systemd/planktond.yaml`).
+ *
+ * Then every row of the settings table: the default in pd_config, in the
+ * example and in --help agree; the YAML key, --set and the flag set the
+ * same field; each end of an integer's range is accepted, one past it
+ * refused with file:line and the range; a reload keeps the running value
+ * of exactly the restart-only rows and names them. */
 #include <stdlib.h>
 
 #include "pd_config.h"
@@ -12,10 +20,182 @@ static int load(pd_config *c, const char *text, pd_error *err) {
   return pd_config_load_mem(c, text, strlen(text), "test.yaml", err);
 }
 
-int main(void) {
+#define EXAMPLE_MODEL_DIR "/usr/local/share/planktond/models/ndsb-seed"
+
+static char *read_all(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = calloc(1, 1 << 20);
+  size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+  (void)n;
+  fclose(f);
+  return buf;
+}
+
+/* The field a row names, as text ("64", "0660", "info", "/run/x"). */
+static void field_text(const pd_setting *f, const pd_config *c, char *out, size_t cap) {
+  const char *base = (const char *)c + f->off;
+  switch (f->type) {
+  case PD_SET_INT:
+    snprintf(out, cap, "%ld", *(const long *)base);
+    break;
+  case PD_SET_MODE:
+    snprintf(out, cap, "0%03lo", (unsigned long)*(const long *)base);
+    break;
+  case PD_SET_LEVEL:
+    snprintf(out, cap, "%s", f->choices[*(const pd_log_level *)base]);
+    break;
+  default:
+    snprintf(out, cap, "%s", base);
+    break;
+  }
+}
+
+/* A value of the row other than its default, valid for it. */
+static const char *other_value(const pd_setting *f, char *buf, size_t cap) {
+  switch (f->type) {
+  case PD_SET_INT:
+    snprintf(buf, cap, "%ld", f->def == f->hi ? f->lo : f->def + 1);
+    break;
+  case PD_SET_MODE:
+    snprintf(buf, cap, "0600");
+    break;
+  case PD_SET_LEVEL:
+    snprintf(buf, cap, "%s", f->choices[f->def ? 0 : 1]);
+    break;
+  case PD_SET_CHOICE:
+    snprintf(buf, cap, "%s", !strcmp(f->def_text, "cpu") ? "auto" : "cpu");
+    break;
+  case PD_SET_GROUP:
+    snprintf(buf, cap, "plankton");
+    break;
+  case PD_SET_TCP:
+    snprintf(buf, cap, "127.0.0.1:7999");
+    break;
+  case PD_SET_LISTEN:
+    snprintf(buf, cap, "unix:/run/x.sock");
+    break;
+  case PD_SET_PATH:
+    snprintf(buf, cap, "/srv/other");
+    break;
+  }
+  return buf;
+}
+
+static void table_rows(pd_test_state *st) {
+  size_t n = 0;
+  const pd_setting *rows = pd_config_settings(&n);
+  PD_CHECK(st, n > 20);
+  pd_config def;
+  pd_config_defaults(&def, "/models/default");
+  char example[65536], usage[16384];
+  PD_CHECK_INT(st, pd_config_example(example, sizeof example, "/models/default"), 0);
+  PD_CHECK_INT(st, pd_config_usage(usage, sizeof usage, "/models/default"), 0);
+  pd_error err = {0};
+  int restart_only = 0;
+  for (size_t i = 0; i < n; i++) {
+    const pd_setting *f = &rows[i];
+    char want[600], got[600], line[800], name[128];
+    snprintf(name, sizeof name, "%s.%s", f->section, f->key);
+    PD_CHECK(st, !strcmp(name, f->name));
+    for (size_t j = 0; j < i; j++) { /* names and flags are unique */
+      PD_CHECK(st, strcmp(rows[j].name, f->name) != 0);
+      if (f->flag && rows[j].flag) PD_CHECK(st, strcmp(rows[j].flag, f->flag) != 0);
+    }
+    PD_CHECK(st, f->help && f->help[0]);
+    /* the default: in pd_config, in the example and in --help */
+    field_text(f, &def, got, sizeof got);
+    if (f->type == PD_SET_INT || f->type == PD_SET_MODE || f->type == PD_SET_LEVEL)
+      snprintf(want, sizeof want, "%s", got);
+    else
+      snprintf(want, sizeof want, "%s", f->def_text ? f->def_text : "/models/default");
+    PD_CHECK(st, !strcmp(got, want));
+    snprintf(line, sizeof line, "\n  %s: %s ", f->key, want[0] ? want : "\"\"");
+    PD_CHECK_CONTAINS(st, example, line);
+    if (f->flag) {
+      PD_CHECK(st, !strncmp(f->flag, "--", 2) && f->arg);
+      PD_CHECK(st, pd_config_flag(f->flag, strlen(f->flag)) == f);
+      snprintf(line, sizeof line, "%s %s", f->flag, f->arg);
+      PD_CHECK_CONTAINS(st, usage, line);
+      snprintf(line, sizeof line, "%s (default %s%s)\n", f->name, want[0] ? want : "\"\"",
+               f->reloadable ? "" : "; restart-only");
+      PD_CHECK_CONTAINS(st, usage, line);
+      snprintf(line, sizeof line, " %s\n", f->help);
+      PD_CHECK_CONTAINS(st, usage, line);
+    }
+    /* the YAML key and --set give the same field */
+    char value[600];
+    other_value(f, value, sizeof value);
+    pd_config a, b;
+    pd_config_defaults(&a, "/models/default");
+    pd_config_defaults(&b, "/models/default");
+    char yaml[900];
+    snprintf(yaml, sizeof yaml, "%s:\n  %s: %s\n", f->section, f->key, value);
+    PD_CHECK_INT(st, pd_config_load_mem(&a, yaml, strlen(yaml), "row.yaml", &err), 0);
+    PD_CHECK_INT(st, pd_config_set(&b, f->name, value, &err), 0);
+    PD_CHECK(st, !memcmp(&a, &b, sizeof a));
+    field_text(f, &a, got, sizeof got);
+    PD_CHECK(st, !strcmp(got, value));
+    if (strcmp(got, value)) fprintf(stderr, "  %s: set %s, got %s\n", f->name, value, got);
+    /* an integer's range: both ends in, one past each end out, with file:line */
+    if (f->type == PD_SET_INT) {
+      long ends[2] = {f->lo, f->hi}, past[2] = {f->lo - 1, f->hi + 1};
+      for (int k = 0; k < 2; k++) {
+        snprintf(yaml, sizeof yaml, "# a comment\n%s:\n  %s: %ld\n", f->section, f->key, ends[k]);
+        PD_CHECK_INT(st, pd_config_load_mem(&a, yaml, strlen(yaml), "row.yaml", &err), 0);
+        snprintf(yaml, sizeof yaml, "# a comment\n%s:\n  %s: %ld\n", f->section, f->key, past[k]);
+        PD_CHECK(st, pd_config_load_mem(&a, yaml, strlen(yaml), "row.yaml", &err) != 0);
+        PD_CHECK_CONTAINS(st, err.msg, "row.yaml:3");
+        snprintf(line, sizeof line, "%ld is out of range %ld..%ld", past[k], f->lo, f->hi);
+        PD_CHECK_CONTAINS(st, err.msg, line);
+      }
+    }
+    /* a reload: restart-only rows keep the running value and are named */
+    pd_config running = def, next = def;
+    PD_CHECK_INT(st, pd_config_set(&next, f->name, value, &err), 0);
+    char names[1024];
+    int changed = pd_config_keep_restart_only(&next, &running, names, sizeof names);
+    PD_CHECK_INT(st, changed, f->reloadable ? 0 : 1);
+    if (f->reloadable) {
+      field_text(f, &next, got, sizeof got);
+      PD_CHECK(st, !strcmp(got, value));
+    } else {
+      PD_CHECK(st, !memcmp(&next, &running, sizeof next));
+      PD_CHECK(st, !strcmp(names, f->name));
+      snprintf(line, sizeof line, " %s", f->name); /* the example names it */
+      PD_CHECK_CONTAINS(st, example, line);
+      restart_only++;
+    }
+  }
+  /* the example gives the defaults */
+  pd_config ex;
+  pd_config_defaults(&ex, "/elsewhere");
+  PD_CHECK_INT(st, pd_config_load_mem(&ex, example, strlen(example), "example", &err), 0);
+  PD_CHECK(st, !memcmp(&ex, &def, sizeof ex));
+  /* several restart-only changes at once: all named */
+  pd_config running = def, next = def;
+  PD_CHECK_INT(st, pd_config_set(&next, "listen.tcp", "127.0.0.1:7000", &err), 0);
+  PD_CHECK_INT(st, pd_config_set(&next, "engine.decode_threads", "3", &err), 0);
+  PD_CHECK_INT(st, pd_config_set(&next, "batching.max_batch", "8", &err), 0);
+  char names[1024];
+  PD_CHECK_INT(st, pd_config_keep_restart_only(&next, &running, names, sizeof names), 2);
+  PD_CHECK(st, !strcmp(names, "listen.tcp, engine.decode_threads"));
+  PD_CHECK_INT(st, next.max_batch, 8);
+  PD_CHECK(st, restart_only >= 8);
+  printf("settings table: %zu rows, %d restart-only\n", n, restart_only);
+}
+
+int main(int argc, char **argv) {
   pd_test_state st = {0};
   pd_config c;
   pd_error err = {0};
+  if (argc == 3 && !strcmp(argv[1], "--write-example")) {
+    static char text[65536];
+    FILE *f = fopen(argv[2], "w");
+    if (!f || pd_config_example(text, sizeof text, EXAMPLE_MODEL_DIR) != PD_OK) return 1;
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : 1;
+  }
 
   pd_config_defaults(&c, "/models/x");
   PD_CHECK_INT(&st, pd_config_validate(&c, &err), 0);
@@ -130,6 +310,18 @@ int main(void) {
     PD_CHECK_INT(&st, rc, 0);
     if (rc) fprintf(stderr, "  %s\n", err.msg);
     PD_CHECK_INT(&st, pd_config_validate(&c, &err), 0);
+    /* it is what the table prints, byte for byte */
+    static char want[65536];
+    PD_CHECK_INT(&st, pd_config_example(want, sizeof want, EXAMPLE_MODEL_DIR), 0);
+    char *have = read_all(example);
+    PD_CHECK(&st, have && !strcmp(have, want));
+    if (have && strcmp(have, want))
+      fprintf(stderr,
+              "  %s differs from the settings table: regenerate it with\n"
+              "  test_daemon_config --write-example %s\n",
+              example, example);
+    free(have);
   }
+  table_rows(&st);
   return pd_test_finish(&st, "daemon_config");
 }
