@@ -235,7 +235,10 @@ int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err);
  * changes after a reconnect, and during a pause it is a timer that turns
  * readable when the next attempt is due, so ask pc_client_fd() and
  * pc_client_events() before every poll(); pc_client_process() may block in
- * connect() for at most the connect timeout (or the budget left). */
+ * connect() for at most the connect timeout (or the budget left). The
+ * budget is checked whenever pc_client_process() runs: a new connection
+ * that neither answers nor closes is bounded by the caller's own wait (the
+ * blocking calls' timeout, the CLI's --timeout). */
 typedef struct pc_client_retry_policy {
   double retry_for_s;     /* time budget of one outage in seconds; 0: no retries (the default) */
   int max_attempts;       /* connection attempts per outage (0: 100) */
