@@ -626,6 +626,48 @@ static void case_blocking(pd_test_state *st) {
   fake_stop(&f);
 }
 
+/* ---- case: lost while idle; the next send reconnects ---- */
+
+static bool script_idle(fake *f, int n, int fd) {
+  long long id = read_request(f, n, fd);
+  if (id >= 0) answer(fd, (uint64_t)id, 0);
+  if (n == 0) return true; /* closes with nothing owed */
+  read_to_eof(f, n, fd);
+  return false;
+}
+
+static void case_idle(pd_test_state *st) {
+  fake f;
+  PD_CHECK_INT(st, fake_start(&f, script_idle), 0);
+  pc_client *c = connect_to(st, &f, 10, 0);
+  if (!c) return;
+  pc_client_error e;
+  answers a = {0};
+  PD_CHECK_INT(st, send_n(c, 0, 1, &e), PC_CLIENT_OK);
+  PD_CHECK_INT(st, drive(c, &a, 1, &e), PC_CLIENT_OK);
+  /* the close is noticed with nothing owed: no reconnect yet, nothing to wait for */
+  int rc = PC_CLIENT_OK;
+  for (int i = 0; i < 100 && pc_client_fd(c) >= 0 && rc == PC_CLIENT_OK; i++) {
+    struct pollfd p = {.fd = pc_client_fd(c), .events = pc_client_events(c)};
+    if (poll(&p, 1, 100) > 0) rc = pc_client_process(c, p.revents, &e);
+  }
+  PD_CHECK_INT(st, rc, PC_CLIENT_OK);
+  PD_CHECK_INT(st, pc_client_fd(c), -1);
+  PD_CHECK_INT(st, pc_client_events(c), 0);
+  pc_client_retry_counters k;
+  pc_client_retry_stats(c, &k);
+  PD_CHECK_INT(st, k.reconnects, 0);
+  PD_CHECK_INT(st, send_n(c, 1, 2, &e), PC_CLIENT_OK); /* reconnects at once */
+  PD_CHECK(st, pc_client_fd(c) >= 0);
+  PD_CHECK_INT(st, drive(c, &a, 2, &e), PC_CLIENT_OK);
+  check_once(st, &a, 2);
+  pc_client_retry_stats(c, &k);
+  PD_CHECK_INT(st, k.reconnects, 1);
+  PD_CHECK_INT(st, k.resent, 0);
+  pc_client_close(c);
+  fake_stop(&f);
+}
+
 static void case_policy_errors(pd_test_state *st) {
   fake f;
   PD_CHECK_INT(st, fake_start(&f, script_once), 0);
@@ -651,6 +693,7 @@ int main(void) {
   case_slam(&st);
   case_no_retry(&st);
   case_blocking(&st);
+  case_idle(&st);
   case_policy_errors(&st);
   return pd_test_finish(&st, "client_retry");
 }
