@@ -18,6 +18,7 @@ pd_segment_settings pd_segment_settings_default(void) {
       .keep_edge = 1,
       .margin = 10,
       .merge_gap = 10,
+      .satellite_area = 0.25,
       .crops = 1,
       .morph_size = 255,
       .morph_reduction = 8,
@@ -51,6 +52,9 @@ int pd_segment_settings_check(const pd_segment_settings *s, pd_error *err) {
   if (s->merge_gap < 0 || s->merge_gap > PD_SEGMENT_MAX_MERGE_GAP)
     return pd_error_set(err, PD_EINVAL, "segment: merge_gap %d is outside 0..%d pixels",
                         s->merge_gap, PD_SEGMENT_MAX_MERGE_GAP);
+  if (!(s->satellite_area >= 0.0 && s->satellite_area <= 1.0))
+    return pd_error_set(err, PD_EINVAL, "segment: satellite_area %g is outside 0..1",
+                        s->satellite_area);
   if (s->morph_reduction < 1 || s->morph_reduction > 16)
     return pd_error_set(err, PD_EINVAL, "segment: morph_reduction %d is outside 1..16",
                         s->morph_reduction);
@@ -298,9 +302,18 @@ static int morph_background(const pd_segment_frame *f, const pd_segment_settings
 
 /* ---- objects ---- */
 
+/* Pixel sums of an object, coordinates relative to (ox, oy). */
+typedef struct sums {
+  long long n, sx, sy, sxx, syy, sxy, sg;
+  unsigned gmin;
+  int ox, oy;
+} sums;
+
 typedef struct candidate {
-  pd_segment_object obj;
+  pd_segment_object obj; /* box and area; the rest filled from `sum` at the end */
+  sums sum;
   long seq; /* order found, for ties */
+  int alive;
 } candidate;
 
 /* a ranks below b: smaller area, or the same area found later. */
@@ -343,10 +356,8 @@ static int by_position(const void *pa, const void *pb) {
  * `after` inside the fill's box, counting only the dark pixels of `mask`
  * (NULL: all of them; with merge_gap the fill ran on the dilated mask). */
 static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_uint32 *after,
-                    const l_uint32 *mask, int wpl, int bx, int by, int bw, int bh,
-                    pd_segment_object *o) {
-  long long n = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, sg = 0;
-  unsigned gmin = 0xffffffffu;
+                    const l_uint32 *mask, int wpl, int bx, int by, int bw, int bh, candidate *c) {
+  sums t = {.gmin = 0xffffffffu, .ox = bx, .oy = by};
   int x_lo = bx + bw, x_hi = -1, y_lo = by + bh, y_hi = -1;
   const int wa = bx >> 5, wb = (bx + bw - 1) >> 5;
   for (int y = by; y < by + bh; y++) {
@@ -370,31 +381,63 @@ static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_u
         int x = wi * 32 + bit;
         long long dx = x - bx;
         unsigned g = sample(f, base + x);
-        n++;
-        sx += dx;
-        sy += dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-        sxy += dx * dy;
-        sg += g;
-        if (g < gmin) gmin = g;
+        t.n++;
+        t.sx += dx;
+        t.sy += dy;
+        t.sxx += dx * dx;
+        t.syy += dy * dy;
+        t.sxy += dx * dy;
+        t.sg += g;
+        if (g < t.gmin) t.gmin = g;
       }
     }
   }
-  o->area = (long)n;
-  if (n == 0) return; /* cannot happen: every dilated component holds a dark pixel */
-  o->x = x_lo;
-  o->y = y_lo;
-  o->width = x_hi - x_lo + 1;
-  o->height = y_hi - y_lo + 1;
-  const double dn = (double)n;
-  const double mx = (double)sx / dn, my = (double)sy / dn;
-  o->cx = bx + mx;
-  o->cy = by + my;
+  c->sum = t;
+  c->obj.area = (long)t.n;
+  if (t.n == 0) return; /* cannot happen: every dilated component holds a dark pixel */
+  c->obj.x = x_lo;
+  c->obj.y = y_lo;
+  c->obj.width = x_hi - x_lo + 1;
+  c->obj.height = y_hi - y_lo + 1;
+}
+
+/* Adds b's pixels to a (sums moved to a's origin, boxes joined). */
+static void absorb(candidate *a, const candidate *b) {
+  sums *s = &a->sum;
+  const sums *t = &b->sum;
+  const long long dx = t->ox - s->ox, dy = t->oy - s->oy;
+  s->sxx += t->sxx + 2 * dx * t->sx + t->n * dx * dx;
+  s->syy += t->syy + 2 * dy * t->sy + t->n * dy * dy;
+  s->sxy += t->sxy + dx * t->sy + dy * t->sx + t->n * dx * dy;
+  s->sx += t->sx + t->n * dx;
+  s->sy += t->sy + t->n * dy;
+  s->n += t->n;
+  s->sg += t->sg;
+  if (t->gmin < s->gmin) s->gmin = t->gmin;
+  pd_segment_object *o = &a->obj;
+  const pd_segment_object *q = &b->obj;
+  int x1 = o->x + o->width, y1 = o->y + o->height;
+  if (q->x + q->width > x1) x1 = q->x + q->width;
+  if (q->y + q->height > y1) y1 = q->y + q->height;
+  if (q->x < o->x) o->x = q->x;
+  if (q->y < o->y) o->y = q->y;
+  o->width = x1 - o->x;
+  o->height = y1 - o->y;
+  o->area = (long)s->n;
+}
+
+/* Centroid, axes, orientation and gray features from the sums. */
+static void finish(candidate *c) {
+  const sums *t = &c->sum;
+  pd_segment_object *o = &c->obj;
+  const double dn = (double)t->n;
+  const double mx = (double)t->sx / dn, my = (double)t->sy / dn;
+  o->cx = t->ox + mx;
+  o->cy = t->oy + my;
   /* central moments per pixel; + 1/12 for each pixel's own extent */
-  const double mu20 = (double)sxx / dn - mx * mx + 1.0 / 12.0;
-  const double mu02 = (double)syy / dn - my * my + 1.0 / 12.0;
-  const double mu11 = (double)sxy / dn - mx * my;
+  const double mu20 = (double)t->sxx / dn - mx * mx + 1.0 / 12.0;
+  const double mu02 = (double)t->syy / dn - my * my + 1.0 / 12.0;
+  const double mu11 = (double)t->sxy / dn - mx * my;
   const double half = 0.5 * (mu20 - mu02);
   const double common = sqrt(half * half + mu11 * mu11);
   const double l1 = 0.5 * (mu20 + mu02) + common, l2 = 0.5 * (mu20 + mu02) - common;
@@ -404,8 +447,65 @@ static void measure(const pd_segment_frame *f, const l_uint32 *before, const l_u
   double deg = 0.5 * atan2(-2.0 * mu11, mu20 - mu02) * (180.0 / M_PI);
   if (deg <= -90.0) deg += 180.0;
   o->orientation_deg = deg;
-  o->mean_gray = (double)sg / dn;
-  o->min_gray = (int)gmin;
+  o->mean_gray = (double)t->sg / dn;
+  o->min_gray = (int)t->gmin;
+}
+
+static int by_area_desc(const void *pa, const void *pb) {
+  const candidate *a = pa, *b = pb;
+  if (a->obj.area != b->obj.area) return a->obj.area > b->obj.area ? -1 : 1;
+  return a->seq < b->seq ? -1 : a->seq > b->seq ? 1 : 0;
+}
+
+enum { SAT_CELL = 64 };
+
+/* An object of at most `fraction` of a larger one's area whose box lies
+ * inside that one's crop (box + margin) is part of that crop, as in the
+ * training crops, and joins it. Largest first; a grid of 64-px cells by
+ * box corner finds the candidates. Returns the number absorbed, or -1
+ * without memory. */
+static long absorb_satellites(candidate *c, int n, double fraction, int margin, int w, int h) {
+  qsort(c, (size_t)n, sizeof *c, by_area_desc);
+  const int gw = (w + SAT_CELL - 1) / SAT_CELL, gh = (h + SAT_CELL - 1) / SAT_CELL;
+  int *head = malloc((size_t)gw * (size_t)gh * sizeof *head);
+  int *next = malloc(((size_t)n + 1u) * sizeof *next);
+  if (!head || !next) {
+    free(head);
+    free(next);
+    return -1;
+  }
+  for (long i = 0; i < (long)gw * gh; i++)
+    head[i] = -1;
+  for (int i = n - 1; i >= 0; i--) {
+    long cell = (long)(c[i].obj.y / SAT_CELL) * gw + c[i].obj.x / SAT_CELL;
+    next[i] = head[cell];
+    head[cell] = i;
+    c[i].alive = 1;
+  }
+  long absorbed = 0;
+  for (int i = 0; i < n; i++) {
+    if (!c[i].alive) continue;
+    const pd_segment_object o = c[i].obj; /* the crop as it was before absorbing */
+    const int x0 = o.x - margin, y0 = o.y - margin;
+    const int x1 = o.x + o.width + margin, y1 = o.y + o.height + margin;
+    const int cx0 = x0 < 0 ? 0 : x0 / SAT_CELL, cy0 = y0 < 0 ? 0 : y0 / SAT_CELL;
+    const int cx1 = (x1 - 1) / SAT_CELL < gw - 1 ? (x1 - 1) / SAT_CELL : gw - 1;
+    const int cy1 = (y1 - 1) / SAT_CELL < gh - 1 ? (y1 - 1) / SAT_CELL : gh - 1;
+    const double limit = fraction * (double)o.area;
+    for (int cy = cy0; cy <= cy1; cy++)
+      for (int cx = cx0; cx <= cx1; cx++)
+        for (int j = head[(long)cy * gw + cx]; j >= 0; j = next[j]) {
+          const pd_segment_object *q = &c[j].obj;
+          if (j <= i || !c[j].alive || (double)q->area > limit) continue;
+          if (q->x < x0 || q->y < y0 || q->x + q->width > x1 || q->y + q->height > y1) continue;
+          absorb(&c[i], &c[j]);
+          c[j].alive = 0;
+          absorbed++;
+        }
+  }
+  free(head);
+  free(next);
+  return absorbed;
 }
 
 /* Builds the 1-bpp image of dark pixels: value < background * (1 - threshold).
@@ -513,7 +613,7 @@ static int components(const pd_segment_frame *f, const pd_segment_settings *s, P
           drop = 1; /* cannot reach min_area: no need to measure */
           st->dropped_small++;
         } else {
-          measure(f, sd, wd, md, wpl, bx, by, bw, bh, &c.obj);
+          measure(f, sd, wd, md, wpl, bx, by, bw, bh, &c);
           if (c.obj.area < s->min_area) {
             drop = 1;
             st->dropped_small++;
@@ -688,13 +788,27 @@ int pd_segment_run(const pd_segment_frame *frame, const pd_segment_frame *flat,
   pixDestroy(&work);
   pixDestroy(&shadow);
   pixDestroy(&mask);
+  if (s->satellite_area > 0.0 && n > 1) {
+    long a = absorb_satellites(heap, n, s->satellite_area, s->margin, frame->width, frame->height);
+    if (a < 0) {
+      rc = pd_error_set(err, PD_ENOMEM, "segment: no memory to join the satellites of %d objects",
+                        n);
+      goto done;
+    }
+    st->absorbed = a;
+  }
   out->objects = calloc(n ? (size_t)n : 1u, sizeof *out->objects);
   if (!out->objects) {
     rc = pd_error_set(err, PD_ENOMEM, "segment: no memory for %d objects", n);
     goto done;
   }
-  for (int i = 0; i < n; i++)
-    out->objects[i] = heap[i].obj;
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    if (s->satellite_area > 0.0 && n > 1 && !heap[i].alive) continue;
+    finish(&heap[i]);
+    out->objects[kept++] = heap[i].obj;
+  }
+  n = kept;
   out->count = n;
   qsort(out->objects, (size_t)n, sizeof *out->objects, by_position);
   const double t3 = now_ms();

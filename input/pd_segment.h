@@ -11,8 +11,10 @@
  * the NDSB crops hold an organism's faint, broken parts in one crop),
  * connected components of that (8- or 4-connectivity, leptonica's seed
  * fill), filters (min and max area, objects touching the frame edge), a cap
- * on objects (the largest kept), and per object its box, moments and gray
- * features, all over its own dark pixels only. The crop is the object's
+ * on objects (the largest kept), satellites joined (a small object lying
+ * inside a larger one's crop is part of that crop, as in the training
+ * crops, and not an object of its own), and per object its box, moments and
+ * gray features, all over its own dark pixels only. The crop is the object's
  * tight box grown by `margin` pixels on each side and clipped to the frame
  * (the NDSB training crops have a constant ~10 px margin, clipped at their
  * frame's edge: bench/frames/README.md), as gray8 of the
@@ -62,6 +64,8 @@ typedef struct pd_segment_settings {
   int keep_edge;                    /* 1: objects touching the frame edge kept; 0: dropped */
   int margin;                       /* 0..PD_SEGMENT_MAX_MARGIN: crop = box + margin per side */
   int merge_gap;                    /* 0..PD_SEGMENT_MAX_MERGE_GAP: fragments this close join */
+  double satellite_area;            /* 0..1: an object of at most this fraction of a larger
+                                       one's area, inside that one's crop, joins it; 0: off */
   int crops;                        /* 1: cut each object's crop; 0: boxes and features only */
   int morph_size;                   /* morph background: closing size in frame pixels */
   int morph_reduction;              /* morph background: reduction factor (1..16) */
@@ -75,8 +79,8 @@ enum {
 };
 
 /* Defaults: column median, threshold 0.1, area 16..4 Mpx, 8-connectivity,
- * 1000 objects, edge objects kept, margin 10, merge_gap 10, crops on, morph
- * 255 px at reduction 8, 64 Mpx frames. */
+ * 1000 objects, edge objects kept, margin 10, merge_gap 10, satellite_area
+ * 0.25, crops on, morph 255 px at reduction 8, 64 Mpx frames. */
 pd_segment_settings pd_segment_settings_default(void);
 
 /* PD_EINVAL with a message naming the setting and its value. */
@@ -108,6 +112,7 @@ typedef struct pd_segment_stats {
   long dropped_large; /* area > max_area */
   long dropped_edge;  /* touching the frame edge (keep_edge = 0) */
   long dropped_cap;   /* over max_objects (the smallest dropped) */
+  long absorbed;      /* satellites joined to a larger object (after the cap) */
   double background_ms, threshold_ms, components_ms, crops_ms, total_ms;
   size_t work_bytes; /* working memory of the run, result excluded */
 } pd_segment_stats;

@@ -1,8 +1,8 @@
 /* test_segment: pd_segment on small made-up frames with known boxes: 8- and
- * 4-connectivity, merging of fragments, objects on the frame edge, 16-bit frames with 12
- * significant bits, multiplicative flat-field gradients (column median, the
- * caller's flat field, the morphological background), the cap, the area
- * filters, moments, crops, leptonica's messages and every bad input. */
+ * 4-connectivity, merging of fragments and satellites, objects on the frame edge, 16-bit frames
+ * with 12 significant bits, multiplicative flat-field gradients (column median, the caller's flat
+ * field, the morphological background), the cap, the area filters, moments, crops, leptonica's
+ * messages and every bad input. */
 #include <leptonica/allheaders.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,11 +53,12 @@ static pd_segment_frame frame_of(const img *m) {
   return f;
 }
 
-/* Every object on its own (no merging), down to one pixel. */
+/* Every object on its own (no merging, no satellites), down to one pixel. */
 static pd_segment_settings settings(void) {
   pd_segment_settings s = pd_segment_settings_default();
   s.min_area = 1;
   s.merge_gap = 0;
+  s.satellite_area = 0.0;
   return s;
 }
 
@@ -224,6 +225,60 @@ static void test_merge(pd_test_state *st) {
     pd_segment_result_free(&r);
   }
   free(e.px);
+  free(m.px);
+}
+
+/* A small object inside a larger one's crop joins it; its features are
+ * those of the union, as if one component had held both. */
+static void test_satellites(pd_test_state *st) {
+  img m = img_new(70, 60, 1, 8, 200);
+  img_rect(&m, 20, 20, 10, 10, 60); /* 100 px; crop 10..39 x 10..39 */
+  img_rect(&m, 33, 22, 3, 3, 20);   /* 9 px <= 25, inside the crop: joins */
+  img_rect(&m, 20, 34, 6, 6, 40);   /* 36 px > 25, inside the crop: its own object */
+  img_rect(&m, 45, 20, 2, 2, 40);   /* outside the crop: its own object */
+  pd_segment_settings s = settings();
+  s.satellite_area = 0.25;
+  pd_segment_result r, u;
+  if (run(st, &m, NULL, &s, &r)) goto out;
+  PD_CHECK_INT(st, r.count, 3);
+  PD_CHECK_INT(st, r.stats.found, 4);
+  PD_CHECK_INT(st, r.stats.absorbed, 1);
+  if (r.count == 3) {
+    const pd_segment_object *a = &r.objects[0];
+    check_box(st, a, 20, 20, 16, 10, 109);
+    PD_CHECK_NEAR(st, a->cx, (100 * 24.5 + 9 * 34.0) / 109.0, 1e-9);
+    PD_CHECK_NEAR(st, a->mean_gray, (100 * 60.0 + 9 * 20.0) / 109.0, 1e-9);
+    PD_CHECK_INT(st, a->min_gray, 20);
+    PD_CHECK_INT(st, a->crop_width, 36);
+    check_box(st, &r.objects[1], 45, 20, 2, 2, 4);
+    check_box(st, &r.objects[2], 20, 34, 6, 6, 36);
+    /* the same union as one component (a gap of 3 merged): same features */
+    pd_segment_settings one = settings();
+    one.merge_gap = 3;
+    if (!run(st, &m, NULL, &one, &u)) {
+      PD_CHECK(st, u.count >= 1);
+      if (u.count >= 1) {
+        const pd_segment_object *b = &u.objects[0];
+        check_box(st, b, 20, 20, 16, 10, 109);
+        PD_CHECK_NEAR(st, a->cx, b->cx, 1e-9);
+        PD_CHECK_NEAR(st, a->cy, b->cy, 1e-9);
+        PD_CHECK_NEAR(st, a->major_axis, b->major_axis, 1e-9);
+        PD_CHECK_NEAR(st, a->minor_axis, b->minor_axis, 1e-9);
+        PD_CHECK_NEAR(st, a->orientation_deg, b->orientation_deg, 1e-9);
+        PD_CHECK_NEAR(st, a->mean_gray, b->mean_gray, 1e-9);
+      }
+      pd_segment_result_free(&u);
+    }
+  }
+  pd_segment_result_free(&r);
+  /* off: four objects */
+  s.satellite_area = 0.0;
+  if (!run(st, &m, NULL, &s, &r)) {
+    PD_CHECK_INT(st, r.count, 4);
+    PD_CHECK_INT(st, r.stats.absorbed, 0);
+    pd_segment_result_free(&r);
+  }
+out:
   free(m.px);
 }
 
@@ -527,6 +582,9 @@ static void test_bad_input(pd_test_state *st) {
   b = settings();
   b.merge_gap = 65;
   expect_error(st, &f, NULL, &b, PD_EINVAL, "merge_gap 65", NULL);
+  b = settings();
+  b.satellite_area = 1.5;
+  expect_error(st, &f, NULL, &b, PD_EINVAL, "satellite_area 1.5", NULL);
   free(fl.px);
   free(fl8.px);
   free(m.px);
@@ -563,6 +621,7 @@ int main(void) {
   test_rectangles(&st);
   test_connectivity(&st);
   test_merge(&st);
+  test_satellites(&st);
   test_edges(&st);
   test_gray16_12bit(&st);
   test_flat_field(&st);

@@ -8,7 +8,8 @@
  * same run as the reference.
  *
  *   pd_frames_bench DIR [--background column|morph|flat] [--repeat N]
- *       [--threshold T] [--min-area A] [--merge-gap G] [--detections FILE] */
+ *       [--threshold T] [--min-area A] [--merge-gap G] [--satellite-area F]
+ *       [--detections FILE] */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -178,7 +179,8 @@ typedef struct frame_row {
 
 static void usage(void) {
   fprintf(stderr, "usage: pd_frames_bench DIR [--background column|morph|flat] [--repeat N] "
-                  "[--threshold T] [--min-area A] [--merge-gap G] [--detections FILE]\n");
+                  "[--threshold T] [--min-area A] [--merge-gap G] [--satellite-area F] "
+                  "[--detections FILE]\n");
 }
 
 int main(int argc, char **argv) {
@@ -198,6 +200,8 @@ int main(int argc, char **argv) {
       s.threshold = strtod(argv[++i], NULL);
     else if (!strcmp(argv[i], "--min-area") && i + 1 < argc)
       s.min_area = strtol(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--satellite-area") && i + 1 < argc)
+      s.satellite_area = strtod(argv[++i], NULL);
     else if (!strcmp(argv[i], "--merge-gap") && i + 1 < argc)
       s.merge_gap = (int)strtol(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--detections") && i + 1 < argc)
@@ -264,8 +268,9 @@ int main(int argc, char **argv) {
   }
   fclose(gtf);
   printf("# pd_segment on %s: background %s, threshold %g, min_area %ld, %d-connectivity, "
-         "merge_gap %d, margin %d, median of %d runs, one thread\n",
-         dir, mode, s.threshold, s.min_area, s.connectivity, s.merge_gap, s.margin, repeat);
+         "merge_gap %d, satellite_area %g, margin %d, median of %d runs, one thread\n",
+         dir, mode, s.threshold, s.min_area, s.connectivity, s.merge_gap, s.satellite_area,
+         s.margin, repeat);
   printf("%-10s %7s %7s %5s %5s %5s %8s %8s %8s %8s %8s %8s %6s\n", "frame", "objects", "found",
          "tp", "fn", "fp", "seg_ms", "cpu_ms", "bg_ms", "thr_ms", "cc_ms", "crop_ms", "x_read");
   long tot_gt = 0, tot_det = 0, tot_tp = 0, tot_debris = 0;
