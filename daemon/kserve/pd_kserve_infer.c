@@ -320,9 +320,10 @@ int pd_kinfer_class_string(float prob, int index, const char *label, char *buf, 
   return n;
 }
 
-void pd_kinfer_top_k(const float *probs, int n, int k, int *idx) {
+int pd_kinfer_top_k(const float *probs, int n, int k, int *idx) {
   /* k is small (a client's class count): selection by repeated scans */
   if (k > n) k = n;
+  if (k < 0) k = 0;
   for (int j = 0; j < k; j++) {
     int best = -1;
     for (int i = 0; i < n; i++) {
@@ -334,6 +335,7 @@ void pd_kinfer_top_k(const float *probs, int n, int k, int *idx) {
     }
     idx[j] = best;
   }
+  return k;
 }
 
 static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len) {
@@ -365,8 +367,8 @@ static int class_strings(const pd_kinfer_request *rq, int n_classes, const float
   size_t used = 0;
   for (int i = 0; i < rq->n; i++) {
     const float *p = probs + (size_t)i * (size_t)n_classes;
-    pd_kinfer_top_k(p, n_classes, k, idx);
-    for (int j = 0; j < k; j++) {
+    int got = pd_kinfer_top_k(p, n_classes, k, idx);
+    for (int j = 0; j < got; j++) {
       const char *label = labels ? labels[idx[j]] : NULL;
       if (cap - used < 5) break; /* cannot happen with the estimate above */
       size_t room = cap - used - 4;

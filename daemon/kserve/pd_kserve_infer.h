@@ -55,8 +55,9 @@ void pd_kinfer_request_free(pd_kinfer_request *r);
  * there is a label. Returns the length written (truncated to cap - 1). */
 int pd_kinfer_class_string(float prob, int index, const char *label, char *buf, size_t cap);
 
-/* The indices of the k best of probs[n] (best first; ties: lower index). */
-void pd_kinfer_top_k(const float *probs, int n, int k, int *idx);
+/* The indices of the k best of probs[n] (best first; ties: lower index)
+ * into idx[k]; returns how many it wrote (min(k, n)). */
+int pd_kinfer_top_k(const float *probs, int n, int k, int *idx);
 
 /* Packs the answer to `rq`: probs holds n x n_classes. labels may be NULL.
  * With stream set, the message is a ModelStreamInferResponse around it.

@@ -263,7 +263,7 @@ int pd_krest_parse(const uint8_t *body, size_t len, long long header_len, pd_kre
     return fail(msg, cap, ST_INVALID_ARGUMENT, "\"inputs\" must be an array");
   size_t ni = json_array_size(ins);
   if (ni > 16) return fail(msg, cap, ST_INVALID_ARGUMENT, "%zu inputs", ni);
-  q->inputs = arena_alloc(out, ni * sizeof *q->inputs);
+  q->inputs = arena_alloc(out, ni * sizeof(Inference__ModelInferRequest__InferInputTensor *));
   ProtobufCBinaryData *raw = arena_alloc(out, ni * sizeof *raw);
   if (!q->inputs || !raw) return OOM(msg, cap);
   size_t n_raw = 0;
@@ -292,7 +292,8 @@ int pd_krest_parse(const uint8_t *body, size_t len, long long header_len, pd_kre
       return fail(msg, cap, ST_INVALID_ARGUMENT, "\"outputs\" must be an array");
     size_t no = json_array_size(outs);
     if (no > 16) return fail(msg, cap, ST_INVALID_ARGUMENT, "%zu outputs requested", no);
-    q->outputs = arena_alloc(out, no * sizeof *q->outputs);
+    q->outputs =
+        arena_alloc(out, no * sizeof(Inference__ModelInferRequest__InferRequestedOutputTensor *));
     if (!q->outputs) return OOM(msg, cap);
     for (size_t i = 0; i < no; i++) {
       json_t *jo = json_array_get(outs, i), *name = json_object_get(jo, "name");
@@ -372,8 +373,8 @@ int pd_krest_response(const pd_kinfer_request *rq, int binary, const char *model
       }
       for (int i = 0; i < rq->n; i++) {
         const float *p = probs + (size_t)i * (size_t)n_classes;
-        pd_kinfer_top_k(p, n_classes, k, idx);
-        for (int j = 0; j < k; j++) {
+        int got = pd_kinfer_top_k(p, n_classes, k, idx);
+        for (int j = 0; j < got; j++) {
           char s[340];
           int sl = pd_kinfer_class_string(p[idx[j]], idx[j], labels ? labels[idx[j]] : NULL, s,
                                           sizeof s);
