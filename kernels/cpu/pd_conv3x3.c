@@ -120,9 +120,21 @@ size_t pd_conv3x3_scratch_floats(const pd_layer *l) {
 
 void pd_conv3x3_run(const pd_conv3x3_kernels *kern, const pd_layer *l, const float *u,
                     const float *in, float *out, float *scratch) {
+  pd_conv3x3_run_part(kern, l, u, in, out, scratch, 0, 1);
+}
+
+void pd_conv3x3_run_part(const pd_conv3x3_kernels *kern, const pd_layer *l, const float *u,
+                         const float *in, float *out, float *scratch, int part, int parts) {
   pd_conv3x3_geom g = wino_geom(l);
   if (!pd_conv3x3_uses_winograd(l)) {
-    kern->direct(&g, in, u, l->bias, l->activation, l->slope, out);
+    /* The direct kernel's views are independent: part p takes its share. */
+    const int v0 = (int)((long)g.views * part / parts);
+    const int v1 = (int)((long)g.views * (part + 1) / parts);
+    if (v1 <= v0) return;
+    const size_t map = (size_t)g.h * g.w;
+    g.views = v1 - v0;
+    kern->direct(&g, in + (size_t)v0 * map * g.c, u, l->bias, l->activation, l->slope,
+                 out + (size_t)v0 * map * g.k);
     return;
   }
   const int rows = wino_block_rows(&g);
@@ -132,7 +144,9 @@ void pd_conv3x3_run(const pd_conv3x3_kernels *kern, const pd_layer *l, const flo
   float *zeros = m + 36 * pd_conv3x3_plane(rows, g.k);
   for (int i = 0; i < g.c + 16; i++)
     zeros[i] = 0.0f;
-  for (int t0 = 0; t0 < tiles; t0 += rows) {
+  /* Blocks are the same whatever the parts, so a part's outputs are the
+   * same bits as the whole run's. */
+  for (int t0 = part * rows; t0 < tiles; t0 += parts * rows) {
     int nt = tiles - t0 < rows ? tiles - t0 : rows;
     int ntpad = round_up(nt, PD_CONV3X3_ROW_ALIGN);
     kern->input(&g, in, t0, nt, ntpad, v, zeros);

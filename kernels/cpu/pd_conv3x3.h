@@ -77,5 +77,12 @@ size_t pd_conv3x3_scratch_floats(const pd_layer *conv);
 /* One image (all its views) through the layer, bias and activation fused. */
 void pd_conv3x3_run(const pd_conv3x3_kernels *kern, const pd_layer *conv, const float *prepared,
                     const float *in, float *out, float *scratch);
+/* Part `part` of `parts` of that run (Winograd: every parts-th block of
+ * tiles; direct: a share of the views), so that parts threads with their
+ * own scratch compute one image together; the union of the parts' outputs
+ * is pd_conv3x3_run's, bit for bit. */
+void pd_conv3x3_run_part(const pd_conv3x3_kernels *kern, const pd_layer *conv,
+                         const float *prepared, const float *in, float *out, float *scratch,
+                         int part, int parts);
 
 #endif

@@ -3,7 +3,9 @@
  * gives each worker a contiguous slice of the batch; the worker pushes its
  * images one at a time through each branch's spatial layers (their maps are
  * large), then runs the remaining layers (dense, roll, pooling, head) over
- * its whole slice at once, so dense layers are real matrix products. */
+ * its whole slice at once, so dense layers are real matrix products. A
+ * batch smaller than the worker count is not split by images: the workers
+ * share each image (coop_spatial), so one crop uses every core. */
 #include "pd_cpu_backend.h"
 
 #include <cblas.h>
@@ -56,6 +58,7 @@ typedef struct cpu_plan {
   cpu_workspace *ws;
 
   pthread_t *tids;
+  pthread_barrier_t barrier; /* lockstep of the workers sharing one image */
   pthread_mutex_t mu;
   pthread_cond_t start, done;
   unsigned long generation;
@@ -167,7 +170,52 @@ static float *run_layers(const cpu_plan *p, cpu_workspace *ws, const pd_layer *l
   return cur;
 }
 
-static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, int count) {
+/* A batch smaller than the worker count: every worker takes part in each
+ * image's image-by-image layers, in lockstep (a barrier after each layer),
+ * on worker 0's image buffers: pd_conv3x3 layers split into parts (blocks of
+ * tiles, or views: the same bits as one worker's run), a oneDNN layer run by
+ * worker 0 on every thread (oneDNN's own threading), the other layers by
+ * worker 0. Worker 0 then runs the rest of the network alone. */
+static int layer_in_place(pd_layer_kind k) {
+  return k == PD_LAYER_LEAKY_RELU || k == PD_LAYER_DROPOUT || k == PD_LAYER_SOFTMAX;
+}
+
+static float *coop_spatial(cpu_plan *p, int worker, int b) {
+  const pd_layer *layers = p->base.graph->branches[b].layers;
+  cpu_workspace *ws = &p->ws[worker], *w0 = &p->ws[0];
+  float *cur = w0->img_a;
+  pthread_barrier_wait(&p->barrier); /* worker 0 has put the image in img_a */
+  for (int i = 0; i < p->split[b]; i++) {
+    const pd_layer *l = &layers[i];
+    float *out = cur == w0->img_a ? w0->img_b : w0->img_a;
+    double t0 = p->profile ? now_seconds() : 0.0;
+    const int dnn = pd_cpu_choice_onednn(p->choice, b, i);
+    if (!dnn && p->wino_u[b][i]) {
+      pd_conv3x3_run_part(p->wino_kern, l, p->wino_u[b][i], cur, out, ws->wino, worker, p->threads);
+    } else if (worker == 0 && dnn) {
+      pd_cpu_choice_thread_init(p->threads);
+      int rc = pd_cpu_choice_run(p->choice, b, i, 0, l->in.views, cur, out, &ws->err);
+      pd_cpu_choice_thread_init(1);
+      if (rc != PD_OK && ws->rc == PD_OK) ws->rc = rc;
+    } else if (worker == 0) {
+      pd_cpu_layer_forward(l, 1, cur, out, ws->col, p->col_cap);
+    }
+    if (!layer_in_place(l->kind)) cur = out;
+    if (p->profile) ws->seconds[l->kind] += now_seconds() - t0;
+    pthread_barrier_wait(&p->barrier);
+  }
+  return cur;
+}
+
+/* The part of a shared batch a worker other than 0 takes. */
+static void coop_helper(cpu_plan *p, int worker) {
+  const pd_graph *m = p->base.graph;
+  for (int b = 0; b < m->n_branches; b++)
+    for (int i = 0; p->split[b] > 0 && i < p->batch->n; i++)
+      coop_spatial(p, worker, b);
+}
+
+static void run_branch(cpu_plan *p, cpu_workspace *ws, int b, int first, int count, int coop) {
   const pd_graph *m = p->base.graph;
   const pd_graph_branch *br = &m->branches[b];
   const size_t in_len = pd_graph_branch_input_len(m, b);
@@ -181,7 +229,9 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
     const size_t row = pd_shape_len(br->layers[split - 1].out);
     for (int i = 0; i < count; i++) {
       memcpy(ws->img_a, input + (size_t)i * in_len, in_len * sizeof(float));
-      float *r = run_layers(p, ws, br->layers, b, 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
+      float *r =
+          coop ? coop_spatial(p, 0, b)
+               : run_layers(p, ws, br->layers, b, 0, split, 1, ws->img_a, ws->img_a, ws->img_b);
       memcpy(ws->chunk_a + (size_t)i * row, r, row * sizeof(float));
     }
     cur = ws->chunk_a;
@@ -200,13 +250,18 @@ static void run_branch(const cpu_plan *p, cpu_workspace *ws, int b, int first, i
 static void run_slice(cpu_plan *p, int worker) {
   const pd_graph *m = p->base.graph;
   const int n = p->batch->n;
-  const int first = (int)((long)n * worker / p->threads);
-  const int count = (int)((long)n * (worker + 1) / p->threads) - first;
+  const int coop = n < p->threads;
+  const int first = coop ? 0 : (int)((long)n * worker / p->threads);
+  const int count = coop ? n : (int)((long)n * (worker + 1) / p->threads) - first;
   cpu_workspace *ws = &p->ws[worker];
   ws->rc = PD_OK;
+  if (coop && worker > 0) {
+    coop_helper(p, worker);
+    return;
+  }
   if (count <= 0) return;
   for (int b = 0; b < m->n_branches; b++)
-    run_branch(p, ws, b, first, count);
+    run_branch(p, ws, b, first, count, coop);
   float *out = run_layers(p, ws, m->head, PD_CPU_CHOICE_HEAD, 0, m->n_head, count, ws->head_in,
                           ws->chunk_a, ws->chunk_b);
   memcpy(p->probs + (size_t)first * m->n_classes, out,
@@ -223,7 +278,7 @@ static void *worker_main(void *arg) {
   free(arg);
   cpu_plan *p = wa.plan;
   unsigned long seen = 0;
-  pd_cpu_choice_thread_init();
+  pd_cpu_choice_thread_init(1);
   pthread_mutex_lock(&p->mu);
   for (;;) {
     while (!p->stopping && p->generation == seen)
@@ -242,7 +297,7 @@ static void *worker_main(void *arg) {
 static int cpu_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
   cpu_plan *p = (cpu_plan *)plan;
   if (in->n == 0) return PD_OK;
-  pd_cpu_choice_thread_init();
+  pd_cpu_choice_thread_init(1);
   pthread_mutex_lock(&p->mu);
   p->batch = in;
   p->probs = probs;
@@ -289,6 +344,7 @@ static void cpu_plan_destroy(pd_plan *plan) {
     for (int i = 0; i < PD_MAX_LAYERS; i++)
       free(p->wino_u[b][i]);
   pd_cpu_choice_destroy(p->choice);
+  pthread_barrier_destroy(&p->barrier);
   pthread_cond_destroy(&p->start);
   pthread_cond_destroy(&p->done);
   pthread_mutex_destroy(&p->mu);
@@ -345,9 +401,12 @@ static int cpu_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_
   p->base.ops = &cpu_ops;
   p->base.graph = m;
   p->base.max_batch = max_batch;
-  p->threads = cb->threads < max_batch ? cb->threads : max_batch;
+  /* Every worker, even for batches smaller than the workers: those share
+   * each image (coop_spatial). */
+  p->threads = cb->threads;
   p->chunk = (max_batch + p->threads - 1) / p->threads;
   p->profile = cb->profile;
+  pthread_barrier_init(&p->barrier, NULL, (unsigned)p->threads);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->start, NULL);
   pthread_cond_init(&p->done, NULL);

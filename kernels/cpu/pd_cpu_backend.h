@@ -1,6 +1,7 @@
 /* pd_cpu_backend: the CPU implementation of pd_backend. Owns a pool of
  * worker threads; each run splits the batch into one contiguous slice of
- * images per thread and runs the whole network on it. 3x3 stride-1
+ * images per thread and runs the whole network on it (a batch smaller than
+ * the threads: all threads share each image's convolutions). 3x3 stride-1
  * convolutions go through pd_conv3x3 (Winograd F(4x4, 3x3), or a direct
  * kernel for few input channels), other convolutions and dense layers
  * through im2col + single-threaded OpenBLAS SGEMM; bias + leaky ReLU fused.

@@ -64,9 +64,11 @@ int pd_cpu_choice_onednn(const pd_cpu_choice *c, int list, int layer) {
 #endif
 }
 
-void pd_cpu_choice_thread_init(void) {
+void pd_cpu_choice_thread_init(int threads) {
 #ifdef PD_HAVE_ONEDNN
-  pd_onednn_set_threads(1);
+  pd_onednn_set_threads(threads);
+#else
+  (void)threads;
 #endif
 }
 
@@ -251,7 +253,7 @@ int pd_cpu_choice_create(const pd_cpu_choice_plan *plan, pd_cpu_kernels mode, pd
   }
   say(c, "; %s; per layer, timed at %d image(s) per worker, %s:", info, plan->chunk,
       mode == PD_CPU_KERNELS_AUTO ? "faster kept" : "oneDNN wherever it runs");
-  pd_cpu_choice_thread_init();
+  pd_cpu_choice_thread_init(1);
   const pd_graph *g = plan->graph;
   for (int b = 0; rc == PD_OK && b < g->n_branches; b++)
     for (int i = 0; rc == PD_OK && i < g->branches[b].n_layers; i++)

@@ -52,9 +52,9 @@ int pd_cpu_choice_onednn(const pd_cpu_choice *c, int list, int layer);
 int pd_cpu_choice_run(pd_cpu_choice *c, int list, int layer, int worker, int rows, const float *in,
                       float *out, pd_error *err);
 
-/* Called by each worker thread (the caller too) before it runs layers:
- * oneDNN runs single-threaded inside a worker. */
-void pd_cpu_choice_thread_init(void);
+/* The threads oneDNN's ops use when run from the calling thread: 1 in a
+ * worker of a batch split by images, every worker's for a shared image. */
+void pd_cpu_choice_thread_init(int threads);
 
 /* The record: one line per timed layer, then a summary; NUL-terminated,
  * cut at len. */
