@@ -508,6 +508,90 @@ def rest_suite(addr, daemon, crops, pngs, labels, ref1, unix):
     check(st == 200, tag + ": serving after the hostile requests")
 
 
+def batch_hist(metrics):
+    """planktond_inference_batch_size buckets: {le: cumulative count}."""
+    out = {}
+    for le, v in re.findall(r'^planktond_inference_batch_size_bucket\{le="([^"]+)"\} (\S+)$', metrics, re.M):
+        out[le] = float(v)
+    return out
+
+
+def mixing_test(tmp, crops, labels, ref1):
+    """32 gRPC calls (async_infer, one crop each) and 32 native requests
+    (plankton-client classify -j 32) at once, with a batcher that waits up
+    to 0.5 s for a full batch of 64: a batch of more than 32 images can only
+    hold crops of both front ends. Every answer equals the native reference."""
+    addr = "127.0.0.1:%d" % free_port()
+    d = Daemon(tmp, addr, "127.0.0.1:%d" % free_port(), ["--max-queue-delay-us", "500000"])
+    try:
+        c = tg.InferenceServerClient(addr)
+        answers, errors = [], []
+        lock = threading.Lock()
+
+        def cb(result, error):
+            with lock:
+                (errors if error else answers).append(error or result)
+
+        files = [crops[i % len(crops)][0] for i in range(32)]
+        nat = subprocess.Popen([os.environ["PLANKTON_CLIENT"], "--socket", d.sock, "classify", "--probs", "-f",
+                                "json", "--tta", "1", "-j", "32"] + files, stdout=subprocess.PIPE, text=True)
+        for i in range(32):
+            c.async_infer(MODEL, [bytes_input([crops[i % len(crops)][1]])], callback=cb, request_id=str(i),
+                          parameters={"tta": 1})
+        out, _ = nat.communicate(timeout=120)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(answers) + len(errors) < 32:
+            time.sleep(0.05)
+        check(nat.returncode == 0 and len(out.splitlines()) == 32, "mixing: native answers")
+        check(len(answers) == 32 and not errors, "mixing: gRPC answers %d, errors %r" % (len(answers), errors[:2]))
+        worst = 0.0
+        for r in answers:
+            i = int(r.get_response().id)
+            v = r.as_numpy("PROBABILITIES")[0]
+            worst = max(worst, float(np.max(np.abs(v - as_vector(ref1[crops[i % len(crops)][0]], labels)))))
+        check(worst <= 1e-6, "mixing: gRPC answers vs native: %g" % worst)
+        h = batch_hist(d.metrics())
+        mixed = h.get("64", 0) - h.get("32", 0)
+        print("mixing: batch-size histogram %s" % {k: v for k, v in h.items() if v})
+        check(mixed >= 1, "mixing: no batch of 33..64 images (histogram %r)" % h)
+        c.close()
+    finally:
+        d.stop()
+
+
+def reload_test(tmp, crops):
+    """SIGHUP while gRPC calls run: none fails."""
+    addr = "127.0.0.1:%d" % free_port()
+    d = Daemon(tmp, addr, "127.0.0.1:%d" % free_port())
+    try:
+        c = tg.InferenceServerClient(addr)
+        answers, errors = [], []
+        lock = threading.Lock()
+
+        def cb(result, error):
+            with lock:
+                (errors if error else answers).append(error or result)
+
+        n = 0
+        for round_ in range(3):
+            for i in range(16):
+                c.async_infer(MODEL, [bytes_input([crops[i % len(crops)][1]] * 2)], callback=cb,
+                              parameters={"tta": 1})
+                n += 1
+            d.p.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+        deadline = time.time() + 120
+        while time.time() < deadline and len(answers) + len(errors) < n:
+            time.sleep(0.05)
+        check(len(answers) == n and not errors, "reload: %d of %d answered, errors %r" % (len(answers), n, [str(e) for e in errors[:2]]))
+        log = open(d.log.name, "rb").read().decode(errors="replace")
+        check(log.count("SIGHUP") >= 1 or "reload" in log, "reload: the daemon logged the reloads")
+        check(c.is_server_ready(), "reload: ready after")
+        c.close()
+    finally:
+        check(d.stop() == 0, "reload: exit 0")
+
+
 def drain_test(addr, daemon, crops):
     """SIGTERM with calls in flight: every accepted call answered OK, then
     the daemon exits 0; a call after the drain began is refused."""
@@ -563,6 +647,8 @@ def main():
         finally:
             if d.p.poll() is None:
                 d.stop()
+    mixing_test(tmp, crops, labels, ref1)
+    reload_test(tmp, crops)
     print("kserve_clients: %d checks, %d failed" % (CHECKS[0], len(FAILS)))
     sys.exit(1 if FAILS else 0)
 
