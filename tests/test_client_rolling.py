@@ -11,11 +11,14 @@ leastconn and an external health check that runs `plankton-client health`
                    started again, then the other
   haproxy-kill     two daemons behind HAProxy; the one serving the client is
                    killed (SIGKILL) mid-load and started again
+  haproxy-many     two daemons behind HAProxy and eight clients (-j 8, 250
+                   crops each) at once; one daemon drained and started
+                   again, then the other
   unix             one daemon on a Unix socket, drained and started again on
                    the same socket, then killed and started again
 
 In each, `plankton-client classify -j 64 --retry-for 30 -f csv --probs -` of
-2,000 crops (links to a few hundred distinct real NDSB crops from
+2,000 crops (haproxy-many: eight of them, 250 crops each) (links to a few hundred distinct real NDSB crops from
 $PLANKTON_DATA) runs through the disruptions, which start once a given
 number of answers are out (so they happen mid-load). Every crop must appear
 exactly once in the output with the engine's own distribution for it
@@ -221,12 +224,13 @@ class Load:
     starts while requests are in flight and more are coming, however fast
     the machine is."""
 
-    def __init__(self, tmp, address_args, paths):
-        self.out = os.path.join(tmp, "out.csv")
-        self.err_path = os.path.join(tmp, "classify.err")
+    def __init__(self, tmp, address_args, paths, name="classify", jobs=64):
+        self.out = os.path.join(tmp, name + ".csv")
+        self.err_path = os.path.join(tmp, name + ".err")
         self.paths, self.fed = paths, 0
         cmd = [h.env("PLANKTON_CLIENT")] + address_args + [
-            "classify", "-j", "64", "--retry-for", "30", "-f", "csv", "--probs", "-o", self.out, "-"]
+            "classify", "-j", str(jobs), "--retry-for", "30", "-f", "csv", "--probs", "-o", self.out,
+            "-"]
         with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                          stderr=err)
@@ -237,10 +241,17 @@ class Load:
         upto = len(self.paths) if upto is None else upto
         data = "".join(p + "\n" for p in self.paths[self.fed:upto]).encode()
         self.fed = upto
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-        if self.fed == len(self.paths):
-            self.proc.stdin.close()
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+            if self.fed == len(self.paths):
+                self.proc.stdin.close()
+        except BrokenPipeError:  # the client ended early: its checks say how
+            self.fed = len(self.paths)
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
 
     def rows(self):
         try:
@@ -271,7 +282,19 @@ class Load:
             return rc, f.read()
 
 
-def check_output(f, name, load, rc, err, links, link_crop, ref, labels):
+def wait_total_rows(loads, n):
+    """Until the loads together have n answers out; False if one ended first."""
+    while all(x.proc.poll() is None for x in loads) and \
+            time.time() - loads[0].started < CLI_TIMEOUT:
+        if sum(x.rows() for x in loads) >= n:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def check_output(f, name, load, rc, err, link_crop, ref, labels, need_retries=True):
+    """Checks one run's output; returns its retry counters (zeros without the line)."""
+    links = load.paths
     f.check(rc == 0, "%s: classify exits 0 (got %d): %s" % (name, rc, err[-2000:]))
     with open(load.out, newline="") as fh:
         rows = list(csv.reader(fh))
@@ -280,8 +303,8 @@ def check_output(f, name, load, rc, err, links, link_crop, ref, labels):
     seen = collections.Counter(r[0] for r in body)
     missing = [p for p in links if seen[p] == 0]
     dups = sum(c - 1 for c in seen.values() if c > 1)
-    strangers = [p for p in seen if p not in link_crop]
-    f.check(len(body) == N_CROPS, "%s: %d rows, want %d" % (name, len(body), N_CROPS))
+    strangers = [p for p in seen if p not in set(links)]
+    f.check(len(body) == len(links), "%s: %d rows, want %d" % (name, len(body), len(links)))
     f.check(not missing, "%s: %d crops missing, e.g. %r" % (name, len(missing), missing[:3]))
     f.check(dups == 0, "%s: %d duplicated rows" % (name, dups))
     f.check(not strangers, "%s: rows for paths never sent: %r" % (name, strangers[:3]))
@@ -296,23 +319,26 @@ def check_output(f, name, load, rc, err, links, link_crop, ref, labels):
     m = re.search(r"retries: (\d+) reconnects? \((\d+) attempts?\), (\d+) requests? resent, "
                   r"(\d+) UNAVAILABLE answers? and (\d+) drain notices? taken as 'ask elsewhere', "
                   r"(\d+) duplicate answers? dropped, (\d+) requests? failed after retries", err)
-    f.check(m is not None, "%s: the summary shows the retry counters: %r" % (name, err[-1500:]))
-    reconnects = resent = unavailable = dropped = failed = -1
+    if need_retries:
+        f.check(m is not None, "%s: the summary shows the retry counters: %r" % (name, err[-1500:]))
+    reconnects = resent = unavailable = dropped = failed = 0
     if m:
         reconnects, _, resent, unavailable, _, dropped, failed = (int(x) for x in m.groups())
-        f.check(reconnects >= 1, "%s: at least one reconnect (%d)" % (name, reconnects))
+        f.check(reconnects >= 1 or not need_retries,
+                "%s: at least one reconnect (%d)" % (name, reconnects))
         f.check(failed == 0, "%s: no request failed after retries (%d)" % (name, failed))
     print("%s: crops sent %d, answered %d (distinct %d), duplicated %d, missing %d, wrong %d; "
           "client: %d reconnects, %d resent, %d UNAVAILABLE, %d duplicate answers dropped, "
           "%d failed; %.1f s"
-          % (name, N_CROPS, len(body), len(seen), dups, len(missing), wrong, reconnects, resent,
+          % (name, len(links), len(body), len(seen), dups, len(missing), wrong, reconnects, resent,
              unavailable, dropped, failed, time.time() - load.started))
+    return {"reconnects": reconnects, "resent": resent, "failed": failed}
 
 
 def main():
     scenario = sys.argv[1] if len(sys.argv) > 1 else ""
-    if scenario not in ("haproxy-rolling", "haproxy-kill", "unix"):
-        raise SystemExit("usage: test_client_rolling.py haproxy-rolling|haproxy-kill|unix")
+    if scenario not in ("haproxy-rolling", "haproxy-kill", "haproxy-many", "unix"):
+        raise SystemExit("usage: test_client_rolling.py haproxy-rolling|haproxy-kill|haproxy-many|unix")
     if scenario.startswith("haproxy") and not shutil.which("haproxy"):
         raise SystemExit("haproxy is not installed (scripts/setup installs it)")
     crops = pick_crops(DISTINCT)
@@ -353,7 +379,32 @@ def main():
                 d.start()
             proxy = HAProxy(tmp, daemons)
             proxy.wait_up([d.name for d in daemons])
-            load = Load(tmp, ["--tcp", "127.0.0.1:%d" % proxy.port], links)
+            front = ["--tcp", "127.0.0.1:%d" % proxy.port]
+            if scenario == "haproxy-many":
+                per = N_CROPS // 8
+                loads = [Load(tmp, front, links[i * per:(i + 1) * per], "classify%d" % i, jobs=8)
+                         for i in range(8)]
+                for i, d in enumerate(daemons):
+                    for x in loads:
+                        x.feed(150 + 70 * i)
+                    f.check(wait_total_rows(loads, 300 + 1100 * i),
+                            "many: the loads still run when %s is drained" % d.name)
+                    d.drain()
+                    d.start()
+                    proxy.wait_up([d.name])
+                total = {"reconnects": 0, "resent": 0, "failed": 0}
+                for i, x in enumerate(loads):
+                    rc, err = x.finish()
+                    got = check_output(f, "%s client %d" % (scenario, i), x, rc, err, link_crop, ref,
+                                       labels, need_retries=False)
+                    for k in total:
+                        total[k] += got[k]
+                f.check(total["reconnects"] >= 1, "many: some client reconnected: %r" % total)
+                print("%s: 8 clients, %d crops: %d reconnects, %d resent, %d failed in all"
+                      % (scenario, N_CROPS, total["reconnects"], total["resent"], total["failed"]))
+                load = None
+            else:
+                load = Load(tmp, front, links)
             by_name = {d.name: d for d in daemons}
             if scenario == "haproxy-rolling":
                 for i, d in enumerate(daemons):
@@ -363,15 +414,16 @@ def main():
                     d.drain()
                     d.start()
                     proxy.wait_up([d.name])
-            else:
+            elif scenario == "haproxy-kill":
                 load.feed(1200)
                 f.check(load.wait_rows(500), "kill: the load still runs at the kill")
                 victim = by_name.get(proxy.serving_client() or "", daemons[0])
                 victim.kill()
                 victim.start()
                 proxy.wait_up([victim.name])
-        rc, err = load.finish()
-        check_output(f, scenario, load, rc, err, links, link_crop, ref, labels)
+        if load:
+            rc, err = load.finish()
+            check_output(f, scenario, load, rc, err, link_crop, ref, labels)
     finally:
         if proxy:
             proxy.stop()
