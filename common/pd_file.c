@@ -23,7 +23,10 @@ int pd_file_read(const char *path, off_t max_bytes, unsigned char **buf, size_t 
     rc = pd_error_set(err, PD_ELIMIT, "%s is %lld bytes (at most %lld)", path,
                       (long long)sb.st_size, (long long)max_bytes);
   unsigned char *data = rc == PD_OK ? malloc((size_t)sb.st_size + 1) : NULL;
-  if (rc == PD_OK && !data) rc = pd_error_set(err, PD_ENOMEM, "%s: out of memory", path);
+  if (!data) {
+    close(fd);
+    return rc == PD_OK ? pd_error_set(err, PD_ENOMEM, "%s: out of memory", path) : rc;
+  }
   size_t got = 0;
   while (rc == PD_OK && got < (size_t)sb.st_size) {
     ssize_t r = read(fd, data + got, (size_t)sb.st_size - got);

@@ -579,9 +579,10 @@ static bool ident_ok(const char *s, size_t len, size_t max_len, const char *extr
 int pd_yaml_req_ident(const pd_yaml_node *map, const char *key, const char *extra, char *dst,
                       size_t cap, pd_error *err) {
   pd_yaml_node n;
-  const char *s;
+  const char *s = NULL;
   PD_TRY(pd_yaml_require(map, key, &n, err));
   PD_TRY(pd_yaml_string(&n, cap - 1, &s, err));
+  if (!s) return pd_yaml_fail(&n, err, PD_EINVAL, "expected a string");
   size_t len = strlen(s);
   if (!ident_ok(s, len, cap - 1, extra))
     return pd_yaml_fail(&n, err, PD_EINVAL, "'%s' must match [A-Za-z0-9%s]{1,%zu}", s, extra,

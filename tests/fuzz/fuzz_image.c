@@ -1,8 +1,8 @@
-/* fuzz_image: the decode thread's work on one request's image bytes, as
- * daemon/pd_pipeline.c's decode_work does it: pd_image_decode (PNG or JPEG,
- * sniffed) under the daemon's default limits, then the preprocessing warp
- * into a model's input slots, once without TTA (pd_preprocess_image) and
- * once with TTA transforms (pd_tta_preprocess).
+/* fuzz_image: the decode thread's work on one request's image bytes, the
+ * one input path (input/pd_input.h) the daemon runs: pd_input_decode (PNG
+ * or JPEG, sniffed) under the daemon's default limits, then the
+ * preprocessing warp into a model's input slots, once without TTA
+ * (pd_input_fill_view) and once with TTA transforms (pd_input_fill).
  *
  * The model is built once, in memory, by LLVMFuzzerInitialize: two image
  * branches (fit-to-size 15x15 and fixed-factor 11x11) and a size-feature
@@ -23,13 +23,14 @@
  *
  * Oracles: a decoded image has 1..limit pixels per side; every input value
  * is finite; TTA transform 0 (the identity) fills exactly the slots that
- * pd_preprocess_image fills. */
+ * pd_input_fill_view fills. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_target.h"
 #include "pd_image.h"
+#include "pd_input.h"
 #include "pd_model.h"
 #include "pd_test_model.h"
 #include "pd_tta.h"
@@ -52,7 +53,7 @@ static const char k_yaml[] =
     "    input: {kind: image, size: 11, rescale: fixed, factor: 4}\n"
     "    layers: [{type: global_avg_pool}]\n"
     "  - name: size\n"
-    "    input: {kind: size_features, features: [log_width, log_height, log_area, aspect]}\n"
+    "    input: {kind: size_features, features: [log_long, log_short, log_area, log_elongation]}\n"
     "head:\n"
     "  layers: [{type: dense, units: 3, name: logits}, {type: softmax}]\n"
     "tta: {count: 4, zoom: [0.5, 2.0], rotation: [0, 360], shear: [-30, 30],\n"
@@ -163,14 +164,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   PD_FUZZ_ASSERT(bytes != NULL);
   memcpy(bytes, data, size);
   fix_png_crcs(bytes, size);
-  int rc = pd_image_decode(bytes, size, &lim, &img, &err);
+  const pd_input_bytes in = {.data = bytes, .len = size, .declared = PD_IMAGE_UNKNOWN};
+  int owned = 0;
+  int rc = pd_input_decode(&in, &lim, &img, &owned, &err);
   free(bytes);
   if (rc != PD_OK) {
     PD_FUZZ_ASSERT(rc < 0 && img.pixels == NULL);
     PD_FUZZ_ASSERT(err.msg[0] != '\0');
     return 0;
   }
-  PD_FUZZ_ASSERT(img.pixels != NULL);
+  PD_FUZZ_ASSERT(img.pixels != NULL && owned);
   PD_FUZZ_ASSERT(img.width >= 1 && img.width <= lim.max_width);
   PD_FUZZ_ASSERT(img.height >= 1 && img.height <= lim.max_height);
   PD_FUZZ_ASSERT((long)img.width * img.height <= lim.max_pixels);
@@ -190,12 +193,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p += pd_model_branch_input_len(m, b);
     t += FUZZ_VIEWS * pd_model_branch_input_len(m, b);
   }
-  pd_model_fill_view(m, img.pixels, img.width, img.height, NULL, plain_at);
+  const pd_input_desc desc = pd_model_input(m);
+  pd_input_fill_view(&desc, img.pixels, img.width, img.height, NULL, plain_at);
   check_finite(plain, slot_floats);
 
-  pd_warp_aug augs[FUZZ_VIEWS];
-  PD_FUZZ_ASSERT(pd_tta_transforms(&m->tta, m->symmetry, FUZZ_VIEWS, augs, &err) == PD_OK);
-  pd_model_fill_views(m, img.pixels, img.width, img.height, augs, FUZZ_VIEWS, tta_at);
+  PD_FUZZ_ASSERT(pd_input_fill(&desc, img.pixels, img.width, img.height, FUZZ_VIEWS, tta_at, 0,
+                               &err) == PD_OK);
   check_finite(tta, FUZZ_VIEWS * slot_floats);
   for (int b = 0; b < m->n_branches; b++)
     PD_FUZZ_ASSERT(
