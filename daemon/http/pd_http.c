@@ -237,17 +237,18 @@ void pd_http_respond(pd_http_request *r, int status, const char *headers, char *
                      bool close) {
   pd_http *s = r->srv;
   http_conn *c = r->conn;
-  if (r->dispatched) s->pending--;
+  bool dispatched = r->dispatched;
+  if (dispatched) s->pending--;
+  if (c) c->req = NULL;
   if (!c || c->closing) {
     free(body); /* the client left, or the server is closing it */
   } else {
-    c->req = NULL;
     bool keep = r->keep_alive && !close && !s->closing && !c->finished;
     write_answer(c, status, headers, body, len, r->method != HTTP_HEAD, keep);
   }
   request_free(r);
   if (c && !c->in_parse) resume(c);
-  if (r->dispatched && s->draining && s->pending == 0 && s->on_empty) {
+  if (dispatched && s->draining && s->pending == 0 && s->on_empty) {
     void (*fn)(void *) = s->on_empty;
     s->on_empty = NULL;
     fn(s->on_empty_data);
