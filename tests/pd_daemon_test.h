@@ -76,7 +76,7 @@ typedef struct pd_td_ref {
 int pd_td_ref_open(pd_td_ref *r, const char *dir);
 /* probs[n_classes] for a gray crop. */
 int pd_td_ref_probs(pd_td_ref *r, const uint8_t *gray, int w, int h, float *probs);
-/* The same with n TTA transforms (models/pd_tta.h), averaged. */
+/* The same with n TTA transforms (input/pd_tta.h), averaged. */
 int pd_td_ref_probs_tta(pd_td_ref *r, const uint8_t *gray, int w, int h, int n, float *probs);
 void pd_td_ref_close(pd_td_ref *r);
 

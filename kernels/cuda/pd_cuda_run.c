@@ -189,16 +189,16 @@ int pd_cuda_plan_trace(pd_plan *plan, const pd_batch *in, pd_cuda_trace_fn fn, v
                        pd_error *err) {
   const struct pd_plan_base *base = (const struct pd_plan_base *)plan;
   if (!plan || !in || !fn || base->ops != &pd_cuda__ops)
-    return pd_error_set(err, PD_EINVAL, "pd_cuda_plan_trace: not a cuda plan, or a null argument");
+    return pd_error_set(err, PD_EINVAL, "cuda layer trace: not a cuda plan, or a null argument");
   cuda_plan *p = (cuda_plan *)plan;
   if (in->n < 1 || in->n > base->max_batch)
-    return pd_error_set(err, PD_EINVAL, "pd_cuda_plan_trace: batch of %d outside 1..%d", in->n,
+    return pd_error_set(err, PD_EINVAL, "cuda layer trace: batch of %d outside 1..%d", in->n,
                         base->max_batch);
   const where w = {.step = "trace"};
   CU(&w, cudaSetDevice, (p->device));
   trace t = {.fn = fn, .user = user, .n = in->n};
   t.buf = malloc(p->act_floats * sizeof(float));
-  if (!t.buf) return pd_error_set(err, PD_ENOMEM, "pd_cuda_plan_trace: out of memory");
+  if (!t.buf) return pd_error_set(err, PD_ENOMEM, "cuda layer trace: out of memory");
   const float *result;
   int rc = upload_inputs(p, in, err);
   if (rc == PD_OK) rc = pd_cuda__enqueue(p, bucket_for(p, in->n), &result, &t, err);
