@@ -26,7 +26,8 @@ typedef struct pd_model {
   int n_branches;
   pd_input_branch branches[PD_MAX_BRANCHES]; /* each branch's input */
   pd_tta_spec tta;
-  pd_graph graph; /* what a backend plans: the layers, their shapes and weights */
+  float temperature; /* calibration (FORMAT.md): p = softmax(ln p_tta / T); 1 = none */
+  pd_graph graph;    /* what a backend plans: the layers, their shapes and weights */
   size_t n_params;
 
   float *weights; /* one allocation behind every layer's weight/bias */

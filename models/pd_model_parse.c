@@ -261,7 +261,14 @@ static int parse_layer_list(load_ctx *c, const pd_yaml_node *parent, const char 
 
 /* ---- branches ---- */
 
-static int parse_features(const pd_yaml_node *in, pd_input_branch *b, pd_error *err) {
+/* A quarter turn swaps a crop's width and height: these features change
+ * under it, so a c4 or d4 model may not use them. */
+static bool feature_turns(pd_size_feature f) {
+  return f == PD_FEAT_LOG_WIDTH || f == PD_FEAT_LOG_HEIGHT || f == PD_FEAT_ASPECT;
+}
+
+static int parse_features(const pd_yaml_node *in, pd_symmetry sym, pd_input_branch *b,
+                          pd_error *err) {
   pd_yaml_node seq;
   PD_TRY(pd_yaml_require(in, "features", &seq, err));
   PD_TRY(pd_yaml_expect_seq(&seq, 1, PD_MAX_FEATURES, err));
@@ -273,6 +280,11 @@ static int parse_features(const pd_yaml_node *in, pd_input_branch *b, pd_error *
     for (int j = 0; j < i; j++)
       if ((int)b->features[j] == f)
         return pd_yaml_fail(&item, err, PD_EINVAL, "duplicate feature '%s'", k_feature_names[f]);
+    if (sym != PD_SYM_NONE && feature_turns((pd_size_feature)f))
+      return pd_yaml_fail(&item, err, PD_EINVAL,
+                          "'%s' is not invariant under symmetry %s (a quarter turn swaps width "
+                          "and height); use log_long, log_short, log_area or log_elongation",
+                          k_feature_names[f], k_symmetry_names[sym]);
     b->features[i] = (pd_size_feature)f;
   }
   return PD_OK;
@@ -296,7 +308,8 @@ static int parse_image_input(const pd_yaml_node *in, pd_input_branch *b, pd_erro
   return positive_float(&f, 1e4, &b->factor, err);
 }
 
-static int parse_branch_input(const pd_yaml_node *br, pd_input_branch *b, pd_error *err) {
+static int parse_branch_input(const pd_yaml_node *br, pd_symmetry sym, pd_input_branch *b,
+                              pd_error *err) {
   static const char *const feature_keys[] = {"kind", "features", NULL};
   pd_yaml_node in, kind_node;
   int kind;
@@ -307,7 +320,7 @@ static int parse_branch_input(const pd_yaml_node *br, pd_input_branch *b, pd_err
   b->kind = (pd_input_kind)kind;
   if (b->kind == PD_INPUT_IMAGE) return parse_image_input(&in, b, err);
   PD_TRY(pd_yaml_check_keys(&in, feature_keys, err));
-  return parse_features(&in, b, err);
+  return parse_features(&in, sym, b, err);
 }
 
 static int parse_branch(load_ctx *c, const pd_yaml_node *n, int index) {
@@ -328,7 +341,7 @@ static int parse_branch(load_ctx *c, const pd_yaml_node *n, int index) {
   memcpy(b->name, s, strlen(s) + 1);
   pd_graph_branch *gb = &c->m->graph.branches[index];
   memcpy(gb->name, s, strlen(s) + 1);
-  PD_TRY(parse_branch_input(n, b, c->err));
+  PD_TRY(parse_branch_input(n, c->m->symmetry, b, c->err));
   return parse_layer_list(c, n, b->name, gb->layers, &gb->n_layers);
 }
 
@@ -410,6 +423,17 @@ static int parse_tta(load_ctx *c, const pd_yaml_node *root) {
   return PD_OK;
 }
 
+/* calibration: {temperature: T} (FORMAT.md "Calibration"); default 1. */
+static int parse_calibration(load_ctx *c, const pd_yaml_node *root) {
+  static const char *const keys[] = {"temperature", NULL};
+  c->m->temperature = 1.0f;
+  pd_yaml_node n = pd_yaml_get(root, "calibration");
+  if (!pd_yaml_present(&n)) return PD_OK;
+  PD_TRY(pd_yaml_expect_map(&n, c->err));
+  PD_TRY(pd_yaml_check_keys(&n, keys, c->err));
+  return pd_yaml_opt_float(&n, "temperature", 0.05, 20.0, &c->m->temperature, c->err);
+}
+
 /* An ensemble folder (models/FORMAT.md "Ensembles") is not one model. */
 int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
   pd_yaml_node ens = pd_yaml_get(root, "ensemble");
@@ -420,8 +444,9 @@ int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
 }
 
 int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
-  static const char *const keys[] = {"format", "name",     "version", "classes", "symmetry",
-                                     "input",  "branches", "head",    "tta",     NULL};
+  static const char *const keys[] = {"format",   "name",        "version",  "classes",
+                                     "symmetry", "input",       "branches", "head",
+                                     "tta",      "calibration", NULL};
   pd_model *m = c->m;
   int sym = PD_SYM_NONE;
   PD_TRY(pd_model__refuse_ensemble(root, c->err));
@@ -436,5 +461,6 @@ int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
   PD_TRY(parse_input_spec(c, root));
   PD_TRY(parse_branches(c, root));
   PD_TRY(parse_head(c, root));
-  return parse_tta(c, root);
+  PD_TRY(parse_tta(c, root));
+  return parse_calibration(c, root);
 }

@@ -1,5 +1,6 @@
 #include "pd_servable.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_s
   pd_servable_layout_of(e, &s->layout);
   const size_t cells = (size_t)max_batch * (size_t)e->n_classes;
   s->rows = malloc(cells * sizeof *s->rows);
-  s->acc = calloc(cells, sizeof *s->acc);
+  s->acc = calloc(cells * (size_t)e->n_members, sizeof *s->acc);
   int rc = s->rows && s->acc ? PD_OK : PD_ENOMEM;
   for (int m = 0; rc == PD_OK && m < e->n_members; m++)
     for (int b = 0; rc == PD_OK && b < e->members[m]->n_branches; b++) {
@@ -128,23 +129,28 @@ int pd_servable_load(const char *dir, pd_backend *be, int max_batch, pd_servable
 
 /* ---- running ---- */
 
-/* Adds member m's rows for the `count` slots from (i, v) on into the
+/* Member m's accumulator rows (max_batch x n_classes). */
+static double *member_acc(const pd_servable *s, int m) {
+  return s->acc + (size_t)m * (size_t)s->max_batch * (size_t)s->e->n_classes;
+}
+
+/* Adds member m's rows for the `count` slots from (i, v) on into member m's
  * accumulator rows of their images (row 0 = image img_lo). */
 static void accumulate(pd_servable *s, int m, const pd_servable_item *items, int i, int v,
                        int count, int img_lo) {
   const pd_ensemble *e = s->e;
   const int nc = e->n_classes;
   const int *perm = e->perm[m];
-  const double w = e->weights[m];
+  double *base = member_acc(s, m);
   for (int k = 0; k < count; k++) {
     const float *row = s->rows + (size_t)k * nc;
-    double *acc = s->acc + (size_t)(i - img_lo) * nc;
+    double *acc = base + (size_t)(i - img_lo) * nc;
     if (perm)
       for (int c = 0; c < nc; c++)
-        acc[perm[c]] += w * row[c];
+        acc[perm[c]] += row[c];
     else
       for (int c = 0; c < nc; c++)
-        acc[c] += w * row[c];
+        acc[c] += row[c];
     if (++v == items[i].views) {
       v = 0;
       i++;
@@ -171,6 +177,36 @@ static void gather(pd_servable *s, const pd_servable_item *items, int i, int v, 
   }
 }
 
+/* One image's answer from its accumulator rows: each member's TTA mean,
+ * calibrated by the member's temperature (q^(1/T), renormalised), then the
+ * members' weighted mean. */
+static void finish(const pd_servable *s, int row, int views, float *probs) {
+  const pd_ensemble *e = s->e;
+  const int nc = e->n_classes;
+  for (int c = 0; c < nc; c++)
+    probs[c] = 0.0f;
+  for (int m = 0; m < e->n_members; m++) {
+    const double *acc = member_acc(s, m) + (size_t)row * nc;
+    const double t = e->members[m]->temperature;
+    const double w = e->weights[m];
+    if (!(t > 0.0) || t == 1.0) { /* 0: a model not made by the loader */
+      for (int c = 0; c < nc; c++)
+        probs[c] += (float)(w * acc[c] / views);
+      continue;
+    }
+    /* softmax(ln q / T) with q = acc / views; the 1/views cancels. */
+    double top = -HUGE_VAL, sum = 0.0;
+    for (int c = 0; c < nc; c++) {
+      const double l = acc[c] > 0.0 ? log(acc[c]) / t : -HUGE_VAL;
+      if (l > top) top = l;
+    }
+    for (int c = 0; c < nc; c++)
+      if (acc[c] > 0.0) sum += exp(log(acc[c]) / t - top);
+    for (int c = 0; c < nc; c++)
+      if (acc[c] > 0.0) probs[c] += (float)(w * exp(log(acc[c]) / t - top) / sum);
+  }
+}
+
 int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_error *err) {
   if (!s || (n > 0 && !items)) return pd_error_set(err, PD_EINVAL, "servable run: null argument");
   const pd_ensemble *e = s->e;
@@ -192,7 +228,9 @@ int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_err
     }
     const int touched = (cv > 0 ? ci + 1 : ci) - i;
     const int keep = v > 0 ? 1 : 0; /* row 0 goes on from the last chunk */
-    memset(s->acc + (size_t)keep * nc, 0, (size_t)(touched - keep) * nc * sizeof *s->acc);
+    for (int m = 0; m < e->n_members; m++)
+      memset(member_acc(s, m) + (size_t)keep * nc, 0,
+             (size_t)(touched - keep) * nc * sizeof *s->acc);
     gather(s, items, i, v, count);
     for (int m = 0; m < e->n_members; m++) {
       pd_batch batch = {.n = count};
@@ -209,13 +247,12 @@ int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_err
       accumulate(s, m, items, i, v, count, i);
     }
     /* Images i .. ci-1 are whole: write them; image ci (if begun) goes on in row 0. */
-    for (int k = i; k < ci; k++) {
-      const double *acc = s->acc + (size_t)(k - i) * nc;
-      for (int c = 0; c < nc; c++)
-        items[k].probs[c] = (float)(acc[c] / items[k].views);
-    }
+    for (int k = i; k < ci; k++)
+      finish(s, k - i, items[k].views, items[k].probs);
     if (cv > 0 && ci > i)
-      memcpy(s->acc, s->acc + (size_t)(ci - i) * nc, (size_t)nc * sizeof *s->acc);
+      for (int m = 0; m < e->n_members; m++)
+        memcpy(member_acc(s, m), member_acc(s, m) + (size_t)(ci - i) * nc,
+               (size_t)nc * sizeof *s->acc);
     i = ci;
     v = cv;
   }

@@ -47,7 +47,7 @@ typedef struct pd_servable {
   pd_plan *plans[PD_MAX_MEMBERS];
   float *batch_in[PD_MAX_MEMBERS][PD_MAX_BRANCHES]; /* max_batch slots each */
   float *rows; /* max_batch x n_classes: one member's output for a chunk */
-  double *acc; /* max_batch x n_classes: the chunk's images, being summed */
+  double *acc; /* per member, max_batch x n_classes: the chunk's images, being summed */
 } pd_servable;
 
 /* One image of a run: its input buffer (`views` views, laid out as above)

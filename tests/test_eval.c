@@ -347,7 +347,7 @@ static const char k_e2e_yaml[] =
     "      - {type: global_avg_pool}\n"
     "      - {type: cyclic_pool, mode: rms}\n"
     "  - name: size\n"
-    "    input: {kind: size_features, features: [log_width, log_height]}\n"
+    "    input: {kind: size_features, features: [log_long, log_short]}\n"
     "head:\n"
     "  layers:\n"
     "    - {type: dense, units: 4}\n"

@@ -51,7 +51,7 @@ static const char k_yaml[] =
     "      - {type: global_avg_pool}\n"
     "      - {type: cyclic_pool, mode: max}\n"
     "  - name: size\n"
-    "    input: {kind: size_features, features: [log_width, log_height, log_area]}\n"
+    "    input: {kind: size_features, features: [log_long, log_short, log_area]}\n"
     "    layers: []\n"
     "head:\n"
     "  layers:\n"
@@ -438,8 +438,15 @@ static void test_yaml_errors(pd_test_state *st) {
                     "branches[1].input: missing required key 'factor'", NULL, NULL);
   expect_yaml_error(st, "size: 12,", "size: 2000,", PD_ELIMIT, "branches[0].input.size", "1..1024",
                     "'2000'");
-  expect_yaml_error(st, "[log_width, log_height, log_area]", "[log_width, log_width]", PD_EINVAL,
-                    "branches[2].input.features[1]: duplicate feature 'log_width'", NULL, NULL);
+  expect_yaml_error(st, "[log_long, log_short, log_area]", "[log_long, log_long]", PD_EINVAL,
+                    "branches[2].input.features[1]: duplicate feature 'log_long'", NULL, NULL);
+  /* features a quarter turn changes: refused under c4 and d4, allowed under none */
+  expect_yaml_error(st, "[log_long, log_short, log_area]", "[log_long, log_width]", PD_EINVAL,
+                    "branches[2].input.features[1]: 'log_width' is not invariant under symmetry c4",
+                    "log_long, log_short, log_area or log_elongation", NULL);
+  expect_yaml_error(st, "[log_long, log_short, log_area]", "[aspect]", PD_EINVAL,
+                    "branches[2].input.features[0]: 'aspect' is not invariant under symmetry c4",
+                    NULL, NULL);
   expect_yaml_error(st, "  - name: b\n", "  - name: a\n", PD_EINVAL,
                     "branch name 'a' is used twice", NULL, NULL);
   expect_yaml_error(st, "classes: [alpha, beta, gamma]", "classes: [alpha, beta, alpha]", PD_EINVAL,

@@ -271,7 +271,7 @@ branches:
       - {type: dense, units: 6}
       - {type: cyclic_pool}
   - name: sz
-    input: {kind: size_features, features: [aspect]}
+    input: {kind: size_features, features: [log_elongation]}
 head:
   layers:
     - {type: dense, units: 3}
@@ -462,7 +462,9 @@ def test_warp():
     exp = (255.0 - exp) / 255.0 / 0.5
     check(np.allclose(wb, exp, atol=1e-5), "fit warp of an 18x9 crop (scale 2, background rows)")
     f = size_features(spec.branches[1].input, 40, 20)
-    check(np.allclose(f, [math.log(2.0)]), "aspect = ln(w/h)")
+    check(np.allclose(f, [math.log(2.0)]), "log_elongation = ln(max/min) of 40x20")
+    f = size_features(spec.branches[1].input, 20, 40)
+    check(np.allclose(f, [math.log(2.0)]), "log_elongation = ln(max/min) of 20x40")
 
 
 def test_training_mode():
