@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
     if (b.x < 0 || b.y < 0 || b.w < 1 || b.h < 1 || pb.x < 0 || pb.y < 0 || pb.w < 1 || pb.h < 1)
       continue;
     gpaste[gn] = pb;
-    snprintf(gname[gn], sizeof gname[gn], "%s", fld[0]);
+    snprintf(gname[gn], sizeof gname[gn], "%.63s", fld[0]);
     gbox[gn++] = b;
   }
   fclose(gtf);
@@ -284,8 +284,8 @@ int main(int argc, char **argv) {
   while (nf < MAXF && fgets(line, sizeof line, ft)) {
     char *fld[3];
     if (tsv_fields(line, fld, 3) < 3) continue;
-    snprintf(fr.name, sizeof fr.name, "%s", fld[0]);
-    snprintf(fr.flat, sizeof fr.flat, "%s", fld[2]);
+    snprintf(fr.name, sizeof fr.name, "%.63s", fld[0]);
+    snprintf(fr.flat, sizeof fr.flat, "%.63s", fld[2]);
     gray g = {0}, fl = {0};
     snprintf(path, sizeof path, "%s/%s.pgm", dir, fr.name);
     if (read_pgm(path, &g)) {
