@@ -100,7 +100,13 @@ int main(int argc, char **argv) {
   for (int b = 0; b < m->graph.n_branches; b++) {
     size_t n = pd_graph_branch_input_len(&m->graph, b) * (size_t)batch;
     inputs[b] = malloc(n * sizeof(float));
-    if (!inputs[b]) return 1;
+    if (!inputs[b]) {
+      fprintf(stderr, "layers: out of memory for the inputs\n");
+      for (int k = 0; k < b; k++)
+        free(inputs[k]);
+      pd_model_free(m);
+      return 1;
+    }
     for (size_t i = 0; i < n; i++) {
       s = s * 1103515245u + 12345u;
       inputs[b][i] = (float)((int)(s >> 16 & 0xffff) - 32768) / 32768.0f;
@@ -114,11 +120,12 @@ int main(int argc, char **argv) {
     rc = run_mode(m, PD_CPU_KERNELS_AUTO, threads, batch, iters, &in, 1, &chosen, &err);
   if (rc == PD_OK)
     rc = run_mode(m, PD_CPU_KERNELS_ONEDNN, threads, batch, iters, &in, 0, &dnn, &err);
+  double diff = INFINITY;
   if (rc != PD_OK) {
     fprintf(stderr, "layers: %s\n", err.msg);
-    return 1;
+    goto out;
   }
-  double diff = 0;
+  diff = 0;
   for (size_t i = 0; i < (size_t)batch * m->n_classes; i++) {
     diff = fmax(diff, fabs((double)chosen.probs[i] - ours.probs[i]));
     diff = fmax(diff, fabs((double)dnn.probs[i] - ours.probs[i]));
@@ -129,6 +136,7 @@ int main(int argc, char **argv) {
   printf("ours_images_per_s=%.2f chosen_images_per_s=%.2f onednn_images_per_s=%.2f "
          "max_prob_diff=%.3g\n",
          ours.images_per_s, chosen.images_per_s, dnn.images_per_s, diff);
+out:
   free(ours.probs);
   free(chosen.probs);
   free(dnn.probs);

@@ -35,20 +35,20 @@ static double now(void) {
 #define PEAK_INNER 1024
 
 /* One thread's FMA loop over vectors of `lanes` floats; returns FLOPs done. */
-#define PEAK_FMA_FN(NAME, TARGET, LANES, PEAK_CHAINS)                                              \
+#define PEAK_FMA_FN(NAME, TARGET, LANES, CHAINS)                                                   \
   __attribute__((target(TARGET))) static double NAME(double seconds, float seed) {                 \
     typedef float vf __attribute__((vector_size(4 * (LANES))));                                    \
-    vf acc[PEAK_CHAINS], a = (vf){0} + 0.999999f, b = (vf){0} + 1e-7f;                             \
-    _Pragma("GCC unroll 32") for (int i = 0; i < PEAK_CHAINS; i++) acc[i] =                        \
+    vf acc[CHAINS], a = (vf){0} + 0.999999f, b = (vf){0} + 1e-7f;                                  \
+    _Pragma("GCC unroll 32") for (int i = 0; i < (CHAINS); i++) acc[i] =                           \
         (vf){0} + seed + (float)i;                                                                 \
     double flops = 0, t0 = now();                                                                  \
     do {                                                                                           \
       for (int k = 0; k < PEAK_INNER; k++)                                                         \
-        _Pragma("GCC unroll 32") for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = acc[i] * a + b;    \
-      flops += 2.0 * (LANES)*PEAK_CHAINS * PEAK_INNER;                                             \
+        _Pragma("GCC unroll 32") for (int i = 0; i < (CHAINS); i++) acc[i] = acc[i] * a + b;       \
+      flops += 2.0 * (LANES) * (CHAINS)*PEAK_INNER;                                                \
     } while (now() - t0 < seconds);                                                                \
     float s = 0;                                                                                   \
-    for (int i = 0; i < PEAK_CHAINS; i++)                                                          \
+    for (int i = 0; i < (CHAINS); i++)                                                             \
       for (int l = 0; l < (LANES); l++)                                                            \
         s += acc[i][l];                                                                            \
     /* keep the result alive */                                                                    \

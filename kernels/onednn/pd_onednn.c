@@ -287,8 +287,8 @@ static int make_slots(pd_onednn_op *op, int slots, pd_error *err) {
                "scratchpad memory");
     }
     if (op->dense) {
-      sl->rows_src = calloc((size_t)op->max_rows + 1, sizeof *sl->rows_src);
-      sl->rows_dst = calloc((size_t)op->max_rows + 1, sizeof *sl->rows_dst);
+      sl->rows_src = calloc((size_t)op->max_rows + 1, sizeof(dnnl_memory_t));
+      sl->rows_dst = calloc((size_t)op->max_rows + 1, sizeof(dnnl_memory_t));
       if (!sl->rows_src || !sl->rows_dst)
         return pd_error_set(err, PD_ENOMEM, "onednn: out of memory for slots");
       continue;

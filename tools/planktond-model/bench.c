@@ -73,6 +73,9 @@ int pdm_cmd_bench(int argc, char **argv) {
              "%.2f GFLOP/s (%.3f GFLOP/image)\n",
              o.batch, iters, times[iters / 2] * 1e3, ips, ips * flops / 1e9, flops / 1e9);
       printf("images_per_s=%.3f gflops=%.3f\n", ips, ips * flops / 1e9);
+      char desc[8192];
+      pd_cpu_plan_describe(plan, desc, sizeof desc);
+      printf("%s", desc);
     } else {
       double sec[PD_LAYER_KIND_COUNT], sum = 0.0;
       pd_cpu_plan_layer_seconds(plan, sec);
