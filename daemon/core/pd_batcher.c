@@ -48,7 +48,7 @@ int pd_batcher_create(const pd_batcher_limits *lim, pd_batcher **out, pd_error *
   pd_batcher *b = calloc(1, sizeof *b);
   if (!b) return pd_error_set(err, PD_ENOMEM, "batcher: out of memory");
   b->n_buckets = 64;
-  b->buckets = calloc(b->n_buckets, sizeof *b->buckets);
+  b->buckets = calloc(b->n_buckets, sizeof(client *));
   if (!b->buckets) {
     free(b);
     return pd_error_set(err, PD_ENOMEM, "batcher: out of memory");
@@ -103,7 +103,7 @@ static void clients_grow(pd_batcher *b) {
   if ((size_t)b->n_clients < b->n_buckets) return;
   size_t old_n = b->n_buckets;
   client **old = b->buckets;
-  client **nb = calloc(old_n * 2, sizeof *nb);
+  client **nb = calloc(old_n * 2, sizeof(client *));
   if (!nb) return;
   b->buckets = nb;
   b->n_buckets = old_n * 2;
@@ -210,8 +210,7 @@ int pd_batcher_reserve(pd_batcher *b, pd_request *req, pd_error *err) {
 
 void pd_batcher_release(pd_batcher *b, pd_request *req) {
   pthread_mutex_lock(&b->mu);
-  client_put(b, req->bclient);
-  req->bclient = NULL;
+  client_put(b, req->bclient); /* req->bclient is stale from here on */
   pthread_mutex_unlock(&b->mu);
 }
 
@@ -263,8 +262,7 @@ static void unlink_req(pd_batcher *b, pd_request *r) {
   r->client_next = r->client_prev = NULL;
   if (--c->queued == 0) ring_leave(b, c);
   b->queued--;
-  r->bclient = NULL;
-  client_put(b, c);
+  client_put(b, c); /* r->bclient is stale from here on */
 }
 
 /* Moves every request whose deadline has passed onto *expired. */
