@@ -5,7 +5,10 @@
  * which one the plan keeps; then it runs the same random batch through a
  * plan of our kernels only, the chosen plan and a oneDNN-wherever-it-runs
  * plan, and prints their images/s and the largest difference of their
- * probabilities from ours.
+ * probabilities from ours; then the first image alone on our plan (all
+ * workers share one image), which must give the batch's answer bit for
+ * bit. Exits 1 if a difference exceeds 1e-4 or the lone image differs, 77
+ * if MODEL_DIR/SKIP exists (a test model that could not be made).
  *
  *   layers MODEL_DIR [--batch 64] [--threads 2] [--iters 5]
  *
@@ -31,6 +34,7 @@ static double now(void) {
 typedef struct plan_run {
   double images_per_s;
   float *probs;
+  float *single; /* ours: the first image run alone on the same plan */
 } plan_run;
 
 static int run_mode(const pd_model *m, pd_cpu_kernels mode, int threads, int batch, int iters,
@@ -64,6 +68,15 @@ static int run_mode(const pd_model *m, pd_cpu_kernels mode, int threads, int bat
     if (i > 0 && dt < best) best = dt; /* run 0 warms up */
   }
   res->images_per_s = batch / best;
+  if (rc == PD_OK && batch > 1 && mode == PD_CPU_KERNELS_OURS) {
+    /* One image alone on the same plan: every worker shares it, and with
+     * our kernels the answer must be the batch's, bit for bit. */
+    pd_batch one = *in;
+    one.n = 1;
+    res->single = malloc((size_t)m->n_classes * sizeof(float));
+    if (!res->single) rc = pd_error_set(err, PD_ENOMEM, "layers: out of memory");
+    if (rc == PD_OK) rc = pd_plan_run(plan, &one, res->single, err);
+  }
   pd_plan_destroy(plan);
   pd_backend_destroy(be);
   return rc;
@@ -87,6 +100,14 @@ int main(int argc, char **argv) {
   if (!dir || batch < 1 || batch > 4096 || threads < 1 || threads > 256 || iters < 1) {
     fprintf(stderr, "usage: layers MODEL_DIR [--batch 1..4096] [--threads 1..256] [--iters N]\n");
     return 2;
+  }
+  char skip[4200];
+  snprintf(skip, sizeof skip, "%s/SKIP", dir);
+  FILE *sf = fopen(skip, "r");
+  if (sf) { /* a test model that could not be made (tests/make_daemon_model.sh) */
+    fclose(sf);
+    printf("layers: skipped: %s exists (the model could not be made)\n", skip);
+    return 77;
   }
   pd_error err = {0};
   pd_model *m = NULL;
@@ -133,10 +154,17 @@ int main(int argc, char **argv) {
   printf("whole plan, best of %d: ours %.1f images/s, chosen %.1f, oneDNN wherever it runs %.1f; "
          "max |probs - ours| %.3g\n",
          iters, ours.images_per_s, chosen.images_per_s, dnn.images_per_s, diff);
+  if (ours.single) {
+    const int same = memcmp(ours.single, ours.probs, (size_t)m->n_classes * sizeof(float)) == 0;
+    printf("one image alone on the plan (workers share it): %s the batch's answer\n",
+           same ? "bit for bit" : "DIFFERENT from");
+    if (!same) diff = INFINITY;
+  }
   printf("ours_images_per_s=%.2f chosen_images_per_s=%.2f onednn_images_per_s=%.2f "
          "max_prob_diff=%.3g\n",
          ours.images_per_s, chosen.images_per_s, dnn.images_per_s, diff);
 out:
+  free(ours.single);
   free(ours.probs);
   free(chosen.probs);
   free(dnn.probs);
