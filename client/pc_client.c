@@ -395,9 +395,12 @@ int pc_client_process(pc_client *c, short revents, pc_client_error *err) {
 int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err) {
   if (c->failed) return pc_client__fail(err, c->failed, "%s", c->failed_msg);
   struct pollfd p = {.fd = pc_client_fd(c), .events = pc_client_events(c)};
+  int due = pc_client_timeout_ms(c); /* the retry budget of a silent connection */
+  if (due >= 0 && (timeout_ms < 0 || due < timeout_ms)) timeout_ms = due;
   int n = poll(&p, 1, timeout_ms);
   if (n < 0 && errno != EINTR)
     return pc_client__fail(err, PC_CLIENT_EIO, "poll: %s", strerror(errno));
+  if (n == 0 && due >= 0 && timeout_ms == due) return pc_client_process(c, 0, err);
   if (n <= 0) return PC_CLIENT_OK;
   return pc_client_process(c, p.revents, err);
 }

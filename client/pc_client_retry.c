@@ -89,6 +89,14 @@ void pc_client_retry_stats(const pc_client *c, pc_client_retry_counters *out) {
   *out = c->retry.n;
 }
 
+int pc_client_timeout_ms(const pc_client *c) {
+  const pc_client__retry *r = &c->retry;
+  if (!r->on || c->failed || r->link != PC_CLIENT__UP || !r->outage_start_ms || !r->n_owed)
+    return -1;
+  long long left = r->outage_start_ms + (long long)(r->policy.retry_for_s * 1000.0) - now_ms();
+  return left <= 0 ? 0 : left > 1000000000 ? 1000000000 : (int)left;
+}
+
 void pc_client__retry_free(pc_client *c) {
   pc_client__retry *r = &c->retry;
   for (size_t i = 0; i < r->n_owed; i++)

@@ -236,9 +236,9 @@ int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err);
  * readable when the next attempt is due, so ask pc_client_fd() and
  * pc_client_events() before every poll(); pc_client_process() may block in
  * connect() for at most the connect timeout (or the budget left). The
- * budget is checked whenever pc_client_process() runs: a new connection
- * that neither answers nor closes is bounded by the caller's own wait (the
- * blocking calls' timeout, the CLI's --timeout). */
+ * budget is checked whenever pc_client_process() runs: so that a new
+ * connection that neither answers nor closes ends the outage in time, poll
+ * for at most pc_client_timeout_ms() (pc_client_wait() does). */
 typedef struct pc_client_retry_policy {
   double retry_for_s;     /* time budget of one outage in seconds; 0: no retries (the default) */
   int max_attempts;       /* connection attempts per outage (0: 100) */
@@ -263,6 +263,11 @@ typedef struct pc_client_retry_counters {
   uint64_t failed_after_retries; /* requests answered UNAVAILABLE by the library */
   uint64_t drain_notices;        /* drain notices received */
 } pc_client_retry_counters;
+
+/* Milliseconds until pc_client_process() must run even without an event on
+ * the descriptor (the retry budget of an outage runs out on a connection
+ * that stays silent); -1: no such moment. A poll timeout for your loop. */
+int pc_client_timeout_ms(const pc_client *c);
 
 /* The counters since the client was made (all 0 without a retry policy). */
 void pc_client_retry_stats(const pc_client *c, pc_client_retry_counters *out);

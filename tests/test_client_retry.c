@@ -626,6 +626,46 @@ static void case_blocking(pd_test_state *st) {
   fake_stop(&f);
 }
 
+/* ---- case: reconnected to a daemon that never answers: the budget ends it ---- */
+
+static bool script_silent(fake *f, int n, int fd) {
+  if (n == 0) { /* read 2, close: both owed */
+    read_request(f, n, fd);
+    read_request(f, n, fd);
+    return true;
+  }
+  read_to_eof(f, n, fd); /* takes the resends, answers nothing, waits for the client */
+  return false;
+}
+
+static void case_silent(pd_test_state *st) {
+  fake f;
+  PD_CHECK_INT(st, fake_start(&f, script_silent), 0);
+  pc_client *c = connect_to(st, &f, 0.3, 0);
+  if (!c) return;
+  pc_client_error e;
+  answers a = {0};
+  PD_CHECK_INT(st, send_n(c, 0, 2, &e), PC_CLIENT_OK);
+  PD_CHECK_INT(st, pc_client_timeout_ms(c), -1); /* no outage yet */
+  int rc = PC_CLIENT_OK, saw_due = 0;
+  /* pc_client_wait with a long timeout: the library's own deadline must end it */
+  for (int i = 0; i < 50 && rc == PC_CLIENT_OK && a.total < 2; i++) {
+    saw_due |= pc_client_timeout_ms(c) >= 0;
+    rc = pc_client_wait(c, 60000, &e);
+    take(c, &a);
+  }
+  PD_CHECK(st, saw_due);
+  PD_CHECK_INT(st, rc, PC_CLIENT_ETIMEDOUT);
+  PD_CHECK_CONTAINS(st, e.message, "no answer within the budget");
+  check_once(st, &a, 2);
+  PD_CHECK_INT(st, a.status[0], PC_CLIENT_STATUS_UNAVAILABLE);
+  PD_CHECK_INT(st, a.status[1], PC_CLIENT_STATUS_UNAVAILABLE);
+  PD_CHECK_INT(st, pc_client_timeout_ms(c), -1);
+  pc_client_close(c);
+  fake_stop(&f);
+  PD_CHECK_INT(st, f.n_got[1], 2); /* the resends did reach it */
+}
+
 /* ---- case: lost while idle; the next send reconnects ---- */
 
 static bool script_idle(fake *f, int n, int fd) {
@@ -694,6 +734,7 @@ int main(void) {
   case_no_retry(&st);
   case_blocking(&st);
   case_idle(&st);
+  case_silent(&st);
   case_policy_errors(&st);
   return pd_test_finish(&st, "client_retry");
 }
