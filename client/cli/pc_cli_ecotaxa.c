@@ -84,20 +84,24 @@ static int output_folder(pc_cli_ecotaxa *e, const char *output, pc_cli_error *er
 
 /* The deepest folder holding every argument (see the header). */
 static int id_root(pc_cli_ecotaxa *e, const pc_cli_ecotaxa_options *o, pc_cli_error *err) {
+  const char *cwd = e->cwd;
+  if (!cwd) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "no current folder");
   if (o->id_root) {
     struct stat st;
-    if (stat(o->id_root, &st) != 0 || !S_ISDIR(st.st_mode))
-      return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--id-root %s: %s", o->id_root,
-                         errno && !S_ISDIR(st.st_mode) ? strerror(errno) : "not a folder");
-    e->root = pc_cli_path_abs(o->id_root, e->cwd);
+    if (stat(o->id_root, &st) != 0)
+      return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--id-root %s: %s", o->id_root, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+      return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--id-root %s: not a folder", o->id_root);
+    e->root = pc_cli_path_abs(o->id_root, cwd);
     return e->root ? PC_CLI_EXIT_OK : pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
   }
   for (int i = 0; i < o->n_args; i++) {
     const char *a = o->args[i];
-    char *abs = strcmp(a, "-") ? pc_cli_path_abs(a, e->cwd) : strdup(e->cwd);
+    const bool list = strcmp(a, "-") == 0;
+    char *abs = list ? strdup(cwd) : pc_cli_path_abs(a, cwd);
     if (!abs) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
     struct stat st;
-    if (strcmp(a, "-") && !(stat(a, &st) == 0 && S_ISDIR(st.st_mode))) pc_cli_path_parent(abs);
+    if (!list && !(stat(a, &st) == 0 && S_ISDIR(st.st_mode))) pc_cli_path_parent(abs);
     if (!e->root) {
       e->root = abs;
     } else {
@@ -105,7 +109,7 @@ static int id_root(pc_cli_ecotaxa *e, const pc_cli_ecotaxa_options *o, pc_cli_er
       free(abs);
     }
   }
-  if (!e->root && !(e->root = strdup(e->cwd)))
+  if (!e->root && !(e->root = strdup(cwd)))
     return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
   return PC_CLI_EXIT_OK;
 }

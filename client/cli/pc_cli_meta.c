@@ -20,7 +20,7 @@ typedef struct record {
 } record;
 
 static void record_free(record *r) {
-  for (size_t i = 0; i < r->n; i++)
+  for (size_t i = 0; r->v && i < r->n; i++)
     free(r->v[i]);
   free(r->v);
   memset(r, 0, sizeof *r);
@@ -126,8 +126,12 @@ static int read_all(const char *file, char **buf, size_t *len, pc_cli_error *err
   if (!f) return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--metadata %s: %s", file, strerror(errno));
   size_t cap = 65536, n = 0;
   char *b = malloc(cap);
+  if (!b) {
+    fclose(f);
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory reading %s", file);
+  }
   int rc = PC_CLI_EXIT_OK;
-  while (b) {
+  for (;;) {
     if (n == cap) {
       char *nb = cap >= MAX_META_BYTES ? NULL : realloc(b, cap * 2);
       if (!nb) {
@@ -143,7 +147,6 @@ static int read_all(const char *file, char **buf, size_t *len, pc_cli_error *err
     n += got;
     if (got == 0) break;
   }
-  if (!b) rc = pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory reading %s", file);
   if (rc == PC_CLI_EXIT_OK && ferror(f))
     rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--metadata %s: cannot read: %s", file,
                      strerror(errno));
@@ -322,6 +325,7 @@ int pc_cli_meta_load(const char *file, const char *cwd, pc_cli_meta *out, pc_cli
   reader rd = {.file = file, .line = 1};
   int rc = read_all(file, &rd.buf, &rd.len, err);
   if (rc != PC_CLI_EXIT_OK) return rc;
+  if (!rd.buf) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory reading %s", file);
   if (!(out->file = strdup(file))) {
     free(rd.buf);
     return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
@@ -374,7 +378,7 @@ int pc_cli_meta_load(const char *file, const char *cwd, pc_cli_meta *out, pc_cli
   record r;
   while ((rc = next_record(&rd, &r, err)) == 1) {
     rc = PC_CLI_EXIT_OK;
-    if (r.n != width) {
+    if (r.n != width || !r.v) {
       rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "%s:%ld: %zu cells, the header has %zu", file,
                        r.line, r.n, width);
       record_free(&r);

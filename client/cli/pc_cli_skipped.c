@@ -39,8 +39,12 @@ static char **list(const char *dir) {
   if (!d) return NULL;
   size_t n = 0, cap = 16;
   char **v = malloc(cap * sizeof *v);
+  if (!v) {
+    closedir(d);
+    return NULL;
+  }
   struct dirent *e;
-  while (v && (e = readdir(d))) {
+  while ((e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
     if (n + 1 == cap) {
       char **nv = realloc(v, 2 * cap * sizeof *v);
@@ -51,7 +55,6 @@ static char **list(const char *dir) {
     if ((v[n] = strdup(e->d_name))) n++;
   }
   closedir(d);
-  if (!v) return NULL;
   v[n] = NULL;
   qsort(v, n, sizeof *v, cmp_names);
   return v;

@@ -21,24 +21,28 @@ static size_t find(const pc_cli_strmap *m, const char *key) {
 }
 
 static int grow(pc_cli_strmap *m) {
-  size_t cap = m->cap ? 2 * m->cap : 64;
-  pc_cli_strmap g = {
-      .keys = calloc(cap, sizeof(char *)), .values = calloc(cap, sizeof(long)), .cap = cap};
-  if (!g.keys || !g.values) {
-    free(g.keys);
-    free(g.values);
+  const size_t cap = m->cap ? 2 * m->cap : 64;
+  char **keys = calloc(cap, sizeof *keys);
+  long *values = calloc(cap, sizeof *values);
+  if (!keys || !values) {
+    free(keys);
+    free(values);
     return -1;
   }
-  for (size_t i = 0; i < m->cap; i++)
-    if (m->keys[i]) {
-      size_t j = find(&g, m->keys[i]);
-      g.keys[j] = m->keys[i];
-      g.values[j] = m->values[i];
+  char **old_keys = m->keys;
+  long *old_values = m->values;
+  const size_t old_cap = m->cap;
+  m->keys = keys;
+  m->values = values;
+  m->cap = cap;
+  for (size_t i = 0; i < old_cap; i++)
+    if (old_keys[i]) {
+      size_t j = find(m, old_keys[i]);
+      keys[j] = old_keys[i];
+      values[j] = old_values[i];
     }
-  g.n = m->n;
-  free(m->keys);
-  free(m->values);
-  *m = g;
+  free(old_keys);
+  free(old_values);
   return 0;
 }
 

@@ -270,6 +270,24 @@ def main():
             f.check(len(ecotaxa_import(b4, f, "twice").get(os.path.join(b4, "ecotaxa_t.tsv"), [])) == 1,
                     "a path twice: one row")
 
+            # a path list (find | classify -): ids below --id-root, else below the current folder
+            listing = "".join(os.path.join(tree, p) + "\n" for p in sorted(rel))
+            b7 = os.path.join(tmp, "b7")
+            r = h.run_cli(["classify", "-f", "ecotaxa", "--id-root", tree, "-o", os.path.join(b7, "ecotaxa_l.tsv"),
+                           "-"], socket=d.socket, stdin=listing, cwd=tmp)
+            rows = ecotaxa_import(b7, f, "--id-root").get(os.path.join(b7, "ecotaxa_l.tsv"), [])
+            f.check(r.rc == 0 and sorted(x["object_id"] for x in rows) == sorted(want_ids.values()),
+                    "--id-root: ids below it: %r %r" % (r, [x["object_id"] for x in rows]))
+            b8 = os.path.join(tmp, "b8")
+            r = h.run_cli(["classify", "-f", "ecotaxa", "-o", os.path.join(b8, "ecotaxa_l.tsv"), "-"],
+                          socket=d.socket, stdin=listing, cwd=tmp)
+            rows = ecotaxa_import(b8, f, "- in tmp").get(os.path.join(b8, "ecotaxa_l.tsv"), [])
+            f.check(r.rc == 0 and sorted(x["object_id"] for x in rows) == sorted("cruise__" + v for v in want_ids.values()),
+                    "-: ids below the current folder: %r" % [x["object_id"] for x in rows])
+            for bad, why in ((os.path.join(tmp, "nope"), "No such file or directory"), (one, "not a folder")):
+                r = h.run_cli(["classify", "-f", "ecotaxa", "--id-root", bad, tree], socket=d.socket)
+                f.check(r.rc == 2 and "--id-root %s: %s" % (bad, why) in r.err, "--id-root %s: %r" % (bad, r))
+
             # names EcoTaxa's TSV cannot hold, and names that are not UTF-8
             odd = os.path.join(tmp, "odd")
             crop(os.path.join(odd, "tab\tname.png"), 7)
