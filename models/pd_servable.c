@@ -118,12 +118,14 @@ int pd_servable_load(const char *dir, pd_backend *be, int max_batch, pd_servable
   *out = NULL;
   pd_ensemble *e = NULL;
   PD_TRY(pd_ensemble_load(dir, &e, err));
-  int rc = pd_servable_create(be, e, max_batch, out, err);
-  if (rc != PD_OK) {
+  pd_servable *s = NULL;
+  int rc = pd_servable_create(be, e, max_batch, &s, err);
+  if (rc != PD_OK || !s) {
     pd_ensemble_free(e);
-    return rc;
+    return rc != PD_OK ? rc : pd_error_set(err, PD_EINTERNAL, "model %s: no servable made", dir);
   }
-  (*out)->owns = true;
+  s->owns = true;
+  *out = s;
   return PD_OK;
 }
 
