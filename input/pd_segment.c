@@ -1,11 +1,12 @@
 #include "pd_segment.h"
 
+#include "pd_clock.h"
+
 #include <leptonica/allheaders.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 pd_segment_settings pd_segment_settings_default(void) {
   pd_segment_settings s = {
@@ -117,9 +118,7 @@ void pd_segment_set_log(void (*fn)(const char *msg)) {
 /* ---- helpers ---- */
 
 static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+  return (double)pd_now_ns() / 1e6;
 }
 
 static inline unsigned sample(const pd_segment_frame *f, long i) {
