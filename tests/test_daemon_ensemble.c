@@ -21,6 +21,10 @@
 #define N_CLASSES 12
 #define PROB_TOL 1e-6
 
+/* TTA transforms per request (0: the folder's default). */
+static const int k_ttas[] = {0, 1, 5};
+#define N_TTAS (sizeof k_ttas / sizeof k_ttas[0])
+
 typedef struct crop {
   int w, h;
   uint8_t *png;
@@ -150,12 +154,11 @@ int main(void) {
   PD_CHECK_INT(&st, started, 0);
   if (started == 0) {
     PD_CHECK(&st, pd_td_wait_log(&d, "daemon-ensemble", 10));
-    static const int ttas[] = {0, 1, 5};
-    for (size_t t = 0; t < sizeof ttas / sizeof ttas[0]; t++) {
+    for (size_t t = 0; t < N_TTAS; t++) {
       static float want[N_CROPS * N_CLASSES];
-      int rc = tool_probs(dir, ttas[t], want);
+      int rc = tool_probs(dir, k_ttas[t], want);
       PD_CHECK_INT(&st, rc, 0);
-      if (rc == 0) compare(&st, &d, ttas[t], want);
+      if (rc == 0) compare(&st, &d, k_ttas[t], want);
     }
     PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   }
@@ -164,10 +167,9 @@ int main(void) {
     unlink(crops[i].path);
     free(crops[i].png);
   }
-  static const int made[] = {0, 1, 5};
-  for (size_t t = 0; t < sizeof made / sizeof made[0]; t++) {
+  for (size_t t = 0; t < N_TTAS; t++) {
     char probs[512];
-    snprintf(probs, sizeof probs, "%s/probs-%d.f32", dir, made[t]);
+    snprintf(probs, sizeof probs, "%s/probs-%d.f32", dir, k_ttas[t]);
     unlink(probs);
   }
   if (rmdir(dir) != 0) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
