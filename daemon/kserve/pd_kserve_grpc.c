@@ -632,6 +632,7 @@ int pd_kgrpc_start(uv_loop_t *loop, const pd_kgrpc_options *opt, pd_kgrpc **out,
     return pd_error_set(err, PD_ENOMEM, "gRPC server: cannot start its thread");
   }
   s->thread_started = true;
+  pthread_setname_np(s->thread, "kserve-cq"); /* for top and bench/kserve's CPU accounting */
   s->n_slots = opt->n_methods + 1;
   for (int i = 0; i < s->n_slots; i++) {
     req_slot *r = &s->slots[i];

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""bench/kserve: the KServe front ends next to the native protocol, on one
+daemon, in one run.
+
+A random-weight model (default bench/models/seed_c4.yaml) served by one
+planktond with the native socket, --grpc and --http. Closed-loop clients
+(each keeps one request of one crop in flight) at 1, 8 and 64 clients, raw
+gray pixels and PNG: native (bench/daemon_load, the real client library),
+gRPC unary (tritonclient.grpc async_infer), gRPC streaming (one
+tritonclient stream per client) and REST with the binary tensor extension
+(one keep-alive connection per client), all at the model's default TTA
+as bench/daemon_load sends. Crops are synthetic, of the sizes
+bench/daemon_load makes (40..199 px a side). For every run: throughput,
+p50/p99 latency (send to answer), and the daemon's front-end CPU per
+request (its loop thread, the gRPC completion-queue thread "kserve-cq" and
+gRPC's own threads; the engine "pd-*" and the decode pool are apart).
+Prints the table and, last, machine-readable:
+
+  kserve_vs_native=<gRPC streaming / native throughput, 64 clients, raw>
+  grpc_overhead_us=<front-end CPU per request, gRPC streaming minus native, 64 clients, raw>
+
+(targets: >= 0.9 and <= 50). The clients are Python (tritonclient): where
+they, not the daemon, are the limit, the ratio says so (the client's own CPU
+is printed as client_cpu_us per request).
+
+  bench/kserve/bench_kserve.py [--model SPEC] [--seconds 5] [--warmup 1]
+                               [--clients 1,8,64] [--threads 2]
+"""
+import argparse
+import http.client
+import io
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+try:
+    import numpy as np
+    import tritonclient.grpc as tg
+    from PIL import Image
+except ImportError:
+    if os.environ.get("PD_KSERVE_REEXEC"):
+        raise SystemExit("bench/kserve: the venv's python cannot import tritonclient, numpy and PIL")
+    r = subprocess.run([os.path.join(ROOT, "scripts", "kserve-venv")], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("bench/kserve: no tritonclient venv: " + r.stderr.strip())
+    py = r.stdout.strip().splitlines()[-1]
+    os.environ["PD_KSERVE_REEXEC"] = "1"
+    os.execv(py, [py] + sys.argv)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def build_dir():
+    d = os.environ.get("BUILD_DIR") or os.path.join(ROOT, "build-bench")
+    if not os.path.exists(os.path.join(d, "build.ninja")):
+        subprocess.run(["meson", "setup", d, ROOT, "--buildtype=release"], check=True,
+                       stdout=subprocess.DEVNULL)
+    subprocess.run(["meson", "compile", "-C", d, "daemon/planktond", "bench/daemon_load"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return d
+
+
+def thread_cpu(pid):
+    """CPU seconds: (engine, front end: loop + gRPC threads, other: decode pool)."""
+    engine = front = other = 0.0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        if comm.startswith("pd-"):
+            engine += cpu
+        elif int(tid) == pid or comm.startswith("kserve-") or comm.startswith("grpc") or \
+                comm.startswith("default-exec") or comm.startswith("resolver"):
+            front += cpu
+        else:
+            other += cpu
+    return engine, front, other
+
+
+def crops(n=64, seed=1):
+    """Synthetic crops like bench/daemon_load's: gray blobs 40..199 px a side."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        w, h = 40 + rnd.randrange(160), 40 + rnd.randrange(160)
+        y, x = np.mgrid[0:h, 0:w]
+        blob = ((x - w / 2) / (w * 0.35)) ** 2 + ((y - h / 2) / (h * 0.3)) ** 2 <= 1
+        px = np.where(blob, 60 + rnd.randrange(120), 230).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(px).save(buf, format="PNG")
+        out.append((px, buf.getvalue()))
+    return out
+
+
+def percentile(v, p):
+    if not v:
+        return 0.0
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p / 100.0 * len(v)))]
+
+
+def grpc_input(c, fmt):
+    px, png = c
+    if fmt == "raw":
+        t = tg.InferInput("IMAGE", [1, px.shape[0], px.shape[1]], "UINT8")
+        t.set_data_from_numpy(px[None])
+    else:
+        t = tg.InferInput("IMAGE", [1], "BYTES")
+        t.set_data_from_numpy(np.array([png], dtype=np.object_))
+    return t
+
+
+def closed_loop(n_clients, seconds, warmup, start_one):
+    """Each client keeps one request in flight: start_one(client, done_cb)."""
+    lat, errors = [], [0]
+    lock = threading.Lock()
+    t_start = time.time() + warmup
+    t_end = t_start + seconds
+    done_ev = threading.Event()
+    live = [n_clients]
+
+    def make_cb(ci):
+        def cb(t0, ok):
+            now = time.time()
+            with lock:
+                if t_start <= t0 and now <= t_end:
+                    if ok:
+                        lat.append(now - t0)
+                    else:
+                        errors[0] += 1
+            if now < t_end:
+                start_one(ci, cb)
+            else:
+                with lock:
+                    live[0] -= 1
+                    if live[0] == 0:
+                        done_ev.set()
+        return cb
+
+    for ci in range(n_clients):
+        start_one(ci, make_cb(ci))
+    done_ev.wait(seconds + warmup + 60)
+    return {"rps": len(lat) / seconds, "p50": 1e3 * percentile(lat, 50), "p99": 1e3 * percentile(lat, 99),
+            "errors": errors[0], "n": len(lat)}
+
+
+def run_grpc_unary(addr, model, cs, fmt, n_clients, seconds, warmup):
+    clients = [tg.InferenceServerClient(addr) for _ in range(min(n_clients, 8))]
+    k = [0]
+
+    def start_one(ci, cb):
+        k[0] += 1
+        t0 = time.time()
+        inp = grpc_input(cs[k[0] % len(cs)], fmt)
+        clients[ci % len(clients)].async_infer(model, [inp], callback=lambda result, error: cb(t0, error is None))
+
+    r = closed_loop(n_clients, seconds, warmup, start_one)
+    for c in clients:
+        c.close()
+    return r
+
+
+def run_grpc_stream(addr, model, cs, fmt, n_clients, seconds, warmup):
+    clients = [tg.InferenceServerClient(addr) for _ in range(n_clients)]
+    cbs = [None] * n_clients
+    t0s = [0.0] * n_clients
+    k = [0]
+
+    for ci, c in enumerate(clients):
+        c.start_stream(callback=lambda result, error, ci=ci: cbs[ci](t0s[ci], error is None))
+
+    def start_one(ci, cb):
+        k[0] += 1
+        cbs[ci] = cb
+        t0s[ci] = time.time()
+        clients[ci].async_stream_infer(model, [grpc_input(cs[k[0] % len(cs)], fmt)])
+
+    r = closed_loop(n_clients, seconds, warmup, start_one)
+    for c in clients:
+        c.stop_stream()
+        c.close()
+    return r
+
+
+def rest_body(c, fmt):
+    px, png = c
+    if fmt == "raw":
+        raw, dt, shape = px.tobytes(), "UINT8", [1, px.shape[0], px.shape[1]]
+    else:
+        raw, dt, shape = len(png).to_bytes(4, "little") + png, "BYTES", [1]
+    j = ('{"inputs":[{"name":"IMAGE","datatype":"%s","shape":%s,"parameters":{"binary_data_size":%d}}],'
+         '"outputs":[{"name":"PROBABILITIES","parameters":{"binary_data":true}}]}'
+         % (dt, str(shape).replace(" ", ""), len(raw))).encode()
+    return j, raw
+
+
+def run_rest(port, model, cs, fmt, n_clients, seconds, warmup):
+    bodies = [rest_body(c, fmt) for c in cs]
+    lat, errors = [], [0]
+    lock = threading.Lock()
+    t_start = time.time() + warmup
+    t_end = t_start + seconds
+
+    def worker(ci):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        i = ci
+        while True:
+            j, raw = bodies[i % len(bodies)]
+            i += 1
+            t0 = time.time()
+            if t0 >= t_end:
+                break
+            conn.request("POST", "/v2/models/%s/infer" % model, j + raw,
+                         {"Inference-Header-Content-Length": str(len(j))})
+            r = conn.getresponse()
+            r.read()
+            now = time.time()
+            with lock:
+                if t0 >= t_start and now <= t_end:
+                    if r.status == 200:
+                        lat.append(now - t0)
+                    else:
+                        errors[0] += 1
+        conn.close()
+
+    th = [threading.Thread(target=worker, args=(ci,)) for ci in range(n_clients)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    return {"rps": len(lat) / seconds, "p50": 1e3 * percentile(lat, 50), "p99": 1e3 * percentile(lat, 99),
+            "errors": errors[0], "n": len(lat)}
+
+
+def run_native(load_tool, sock, fmt, n_clients, seconds, warmup):
+    out = sh([load_tool, "--address", "unix:" + sock, "--clients", str(n_clients), "--window", "1",
+              "--format", fmt, "--seconds", str(seconds), "--warmup", str(warmup)])
+    f = lambda name: float(re.search(r"\b%s=([0-9.eE+-]+)" % name, out).group(1))
+    return {"rps": f("rps"), "p50": f("p50_ms"), "p99": f("p99_ms"), "errors": f("errors"),
+            "n": f("requests")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=os.path.join(ROOT, "bench", "models", "seed_c4.yaml"))
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--clients", default="1,8,64")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    clients = [int(x) for x in a.clients.split(",")]
+    bd = build_dir()
+    planktond = os.path.join(bd, "daemon", "planktond")
+    load_tool = os.path.join(bd, "bench", "daemon_load")
+    cs = crops()
+    with tempfile.TemporaryDirectory(prefix="pd-bench-kserve-") as tmp:
+        model = os.path.join(tmp, "model")
+        sh(["/usr/bin/python3", os.path.join(ROOT, "train", "make_random_model.py"), a.model, model,
+            "--seed", "1"], env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "train")))
+        name = re.search(r"^name:\s*(\S+)", open(os.path.join(model, "model.yaml")).read(), re.M).group(1)
+        sock = os.path.join(tmp, "n.sock")
+        gport, hport = free_port(), free_port()
+        log = open(os.path.join(tmp, "d.log"), "w")
+        d = subprocess.Popen([planktond, "--socket", sock, "--model", model, "--threads", str(a.threads),
+                              "--grpc", "127.0.0.1:%d" % gport, "--http", "127.0.0.1:%d" % hport],
+                             stdout=log, stderr=log)
+        try:
+            deadline = time.time() + 120
+            while not os.path.exists(sock) and time.time() < deadline and d.poll() is None:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            gaddr = "127.0.0.1:%d" % gport
+            kinds = [("native", lambda fmt, c: run_native(load_tool, sock, fmt, c, a.seconds, a.warmup)),
+                     ("grpc", lambda fmt, c: run_grpc_unary(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
+                     ("grpc-stream", lambda fmt, c: run_grpc_stream(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
+                     ("rest-binary", lambda fmt, c: run_rest(hport, name, cs, fmt, c, a.seconds, a.warmup))]
+            rows = []
+            print("%-12s %-4s %7s %10s %9s %9s %7s %12s %13s" % ("protocol", "fmt", "clients", "images/s", "p50_ms",
+                                                             "p99_ms", "errors", "frontend_us", "client_cpu_us"))
+            for fmt in ("raw", "png"):
+                for c in clients:
+                    for kind, fn in kinds:
+                        before = thread_cpu(d.pid)
+                        me0 = time.process_time()
+                        r = fn(fmt, c)
+                        me1 = time.process_time()
+                        after = thread_cpu(d.pid)
+                        total = r["n"] * (a.seconds + a.warmup) / a.seconds if r["n"] else 0
+                        r["front_us"] = 1e6 * (after[1] - before[1]) / total if total else 0.0
+                        r["client_us"] = 1e6 * (me1 - me0) / total if total and kind != "native" else 0.0
+                        rows.append((kind, fmt, c, r))
+                        print("%-12s %-4s %7d %10.1f %9.2f %9.2f %7d %12.1f %13.1f" % (
+                            kind, fmt, c, r["rps"], r["p50"], r["p99"], r["errors"], r["front_us"], r["client_us"]),
+                            flush=True)
+            top = max(clients)
+            get = lambda kind: next(r for k, f, c, r in rows if k == kind and f == "raw" and c == top)
+            nat, st = get("native"), get("grpc-stream")
+            print("kserve_vs_native=%.3f" % (st["rps"] / nat["rps"] if nat["rps"] else 0.0))
+            print("grpc_overhead_us=%.1f" % (st["front_us"] - nat["front_us"]))
+        finally:
+            d.terminate()
+            d.wait(60)
+
+
+if __name__ == "__main__":
+    main()
