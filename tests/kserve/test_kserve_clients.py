@@ -17,6 +17,7 @@ env: PLANKTOND, PLANKTON_CLIENT, PLANKTON_DATA, PLANKTON_SOURCE_ROOT,
      KSERVE_PYTHON (a python with tritonclient; default: scripts/kserve-venv)
 """
 import glob
+import shutil
 import io
 import json
 import os
@@ -649,6 +650,10 @@ def main():
                 d.stop()
     mixing_test(tmp, crops, labels, ref1)
     reload_test(tmp, crops)
+    if not FAILS:
+        shutil.rmtree(tmp, ignore_errors=True)  # kept, with the daemons' logs, when something failed
+    else:
+        print("logs in", tmp)
     print("kserve_clients: %d checks, %d failed" % (CHECKS[0], len(FAILS)))
     sys.exit(1 if FAILS else 0)
 
