@@ -3,7 +3,11 @@
  * poll() loop, send synthetic crops (raw gray8 or PNG) to a running
  * planktond for a warm-up and then a measured period. Prints one line:
  * requests=N seconds=S rps=R p50_ms=A p99_ms=B errors=E mean_batch=M
- * (latency: send to answer, measured period only). */
+ * (latency: send to answer, measured period only). With --polite 1, one
+ * more client sends one crop at a time beside them (window 1), counted
+ * apart: polite_requests, polite_p50_ms, polite_p99_ms, polite_errors and
+ * polite_compute_ms (the median compute time of the batches its requests
+ * ran in) are added to the line. */
 #include <math.h>
 #include <png.h>
 #include <poll.h>
@@ -93,7 +97,7 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *address = NULL, *format = "raw";
-  int clients = 8, window = 1;
+  int clients = 8, window = 1, polite = 0;
   double seconds = 5, warmup = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--address"))
@@ -108,6 +112,8 @@ int main(int argc, char **argv) {
       seconds = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--warmup"))
       warmup = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--polite"))
+      polite = atoi(argv[i + 1]) ? 1 : 0;
     else {
       fprintf(stderr, "daemon_load: unknown option %s\n", argv[i]);
       return 2;
@@ -115,7 +121,7 @@ int main(int argc, char **argv) {
   }
   if (!address || clients < 1 || window < 1) {
     fprintf(stderr, "usage: daemon_load --address ADDR [--clients N] [--window W] "
-                    "[--format raw|png] [--seconds S] [--warmup S]\n");
+                    "[--format raw|png] [--seconds S] [--warmup S] [--polite 0|1]\n");
     return 2;
   }
   bool png = !strcmp(format, "png");
@@ -124,22 +130,26 @@ int main(int argc, char **argv) {
     make_crop(&crops[i], (uint64_t)i + 1);
     if (png) encode_png(&crops[i]);
   }
-  pc_client **cs = calloc((size_t)clients, sizeof *cs);
-  struct pollfd *pf = calloc((size_t)clients, sizeof *pf);
-  double **sent_at = calloc((size_t)clients, sizeof *sent_at); /* ring by id % window */
-  uint64_t *next_id = calloc((size_t)clients, sizeof *next_id);
-  pc_client_options o = {.window = window, .timeout_ms = 30000};
+  const int conns = clients + polite; /* the polite client is the last */
+  pc_client **cs = calloc((size_t)conns, sizeof *cs);
+  struct pollfd *pf = calloc((size_t)conns, sizeof *pf);
+  double **sent_at = calloc((size_t)conns, sizeof *sent_at); /* ring by id % its window */
+  uint64_t *next_id = calloc((size_t)conns, sizeof *next_id);
+  int *win = calloc((size_t)conns, sizeof *win);
   pc_client_error err;
-  for (int i = 0; i < clients; i++) {
+  for (int i = 0; i < conns; i++) {
+    win[i] = i < clients ? window : 1;
+    pc_client_options o = {.window = win[i], .timeout_ms = 30000};
     if (pc_client_connect(address, &o, &cs[i], &err) != PC_CLIENT_OK) {
       fprintf(stderr, "daemon_load: %s\n", err.message);
       return 1;
     }
-    sent_at[i] = calloc((size_t)window, sizeof(double));
+    sent_at[i] = calloc((size_t)win[i], sizeof(double));
   }
-  size_t lat_cap = 1 << 20, n_lat = 0;
+  size_t lat_cap = 1 << 20, n_lat = 0, p_cap = 1 << 16, n_plat = 0;
   double *lat = malloc(lat_cap * sizeof *lat);
-  long errors = 0, measured = 0;
+  double *plat = malloc(p_cap * sizeof *plat), *pcompute = malloc(p_cap * sizeof *pcompute);
+  long errors = 0, measured = 0, p_errors = 0;
   double batch_sum = 0;
   double t_start = now_s(), t_measure = t_start + warmup, t_end = t_measure + seconds;
   bool sending = true;
@@ -148,7 +158,7 @@ int main(int argc, char **argv) {
     double now = now_s();
     if (now >= t_end) sending = false;
     if (!sending && in_flight_total == 0) break;
-    for (int i = 0; i < clients; i++) {
+    for (int i = 0; i < conns; i++) {
       while (sending) {
         uint64_t id = next_id[i];
         const crop *c = &crops[(id * 7 + (uint64_t)i) % N_CROPS];
@@ -170,15 +180,15 @@ int main(int argc, char **argv) {
           fprintf(stderr, "daemon_load: %s\n", err.message);
           return 1;
         }
-        sent_at[i][id % (uint64_t)window] = now_s();
+        sent_at[i][id % (uint64_t)win[i]] = now_s();
         next_id[i]++;
         in_flight_total++;
       }
       pf[i].fd = pc_client_fd(cs[i]);
       pf[i].events = pc_client_events(cs[i]);
     }
-    if (poll(pf, (nfds_t)clients, 1000) < 0) break;
-    for (int i = 0; i < clients; i++) {
+    if (poll(pf, (nfds_t)conns, 1000) < 0) break;
+    for (int i = 0; i < conns; i++) {
       if (!pf[i].revents) continue;
       if (pc_client_process(cs[i], pf[i].revents, &err) != PC_CLIENT_OK) {
         fprintf(stderr, "daemon_load: %s\n", err.message);
@@ -187,9 +197,13 @@ int main(int argc, char **argv) {
       pc_client_response *r;
       while (pc_client_next_response(cs[i], &r) == PC_CLIENT_OK) {
         double t = now_s();
-        double t0 = sent_at[i][r->id % (uint64_t)window];
+        double t0 = sent_at[i][r->id % (uint64_t)win[i]];
         in_flight_total--;
-        if (t0 >= t_measure && t0 < t_end) {
+        if (i == clients && t0 >= t_measure && t0 < t_end && n_plat < p_cap) {
+          if (r->status != 0) p_errors++;
+          pcompute[n_plat] = (double)r->u.classify.compute_us / 1e3;
+          plat[n_plat++] = (t - t0) * 1e3;
+        } else if (i < clients && t0 >= t_measure && t0 < t_end) {
           measured++;
           if (r->status != 0) errors++;
           batch_sum += r->u.classify.batch_size;
@@ -206,10 +220,20 @@ int main(int argc, char **argv) {
   qsort(lat, n_lat, sizeof *lat, cmp_double);
   double p50 = n_lat ? lat[n_lat / 2] : 0,
          p99 = n_lat ? lat[(size_t)(0.99 * (double)(n_lat - 1))] : 0;
-  printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld mean_batch=%.2f\n",
+  printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld mean_batch=%.2f",
          measured, seconds, (double)measured / seconds, p50, p99, errors,
          measured ? batch_sum / (double)measured : 0.0);
-  for (int i = 0; i < clients; i++) {
+  if (polite) {
+    qsort(plat, n_plat, sizeof *plat, cmp_double);
+    qsort(pcompute, n_plat, sizeof *pcompute, cmp_double);
+    printf(" polite_requests=%zu polite_p50_ms=%.3f polite_p99_ms=%.3f polite_errors=%ld "
+           "polite_compute_ms=%.3f",
+           n_plat, n_plat ? plat[n_plat / 2] : 0,
+           n_plat ? plat[(size_t)(0.99 * (double)(n_plat - 1))] : 0, p_errors,
+           n_plat ? pcompute[n_plat / 2] : 0);
+  }
+  printf("\n");
+  for (int i = 0; i < conns; i++) {
     pc_client_close(cs[i]);
     free(sent_at[i]);
   }
@@ -221,6 +245,9 @@ int main(int argc, char **argv) {
   free(pf);
   free(sent_at);
   free(next_id);
+  free(win);
   free(lat);
-  return errors ? 1 : 0;
+  free(plat);
+  free(pcompute);
+  return errors || p_errors ? 1 : 0;
 }
