@@ -12,6 +12,8 @@
 static const char *const level_names[] = {"error", "warning", "info", "debug", NULL};
 static const char *const backend_names[] = {"auto", "cpu", "cuda", NULL};
 
+/* (sec and k are string literals, joined: they cannot be parenthesized) */
+/* NOLINTNEXTLINE(bugprone-macro-parentheses) */
 #define FIELD(sec, k, m) .name = sec "." k, .section = sec, .key = k, .off = offsetof(pd_config, m)
 #define TEXT(m) .cap = sizeof(((pd_config *)0)->m)
 #define RELOAD 1
@@ -134,9 +136,9 @@ const pd_setting *pd_config_flag(const char *flag, size_t len) {
 static int section_list(const char **out, int cap) {
   int n = 0;
   for (size_t i = 0; i < N_SETTINGS; i++) {
-    bool seen = false;
-    for (int j = 0; j < n; j++)
-      seen = seen || !strcmp(out[j], settings[i].section);
+    bool seen = false; /* an earlier row of the same section */
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = !strcmp(settings[j].section, settings[i].section);
     if (!seen && n < cap - 1) out[n++] = settings[i].section;
   }
   out[n] = NULL;
