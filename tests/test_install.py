@@ -113,7 +113,7 @@ def main():
             p = subprocess.run([under(dest, binary), "--print-config"], capture_output=True,
                                text=True)
             m2 = re.search(r"^\s*dir:\s*(\S+)", p.stdout, re.M)
-            default_model = m2.group(1) if m2 else None
+            default_model = m2.group(1).strip("'\"") if m2 else None
             print("installed planktond's default model: %s" % default_model)
             if default_model != model:
                 failures.append("the installed planktond's default model %s is not the "

@@ -22,6 +22,7 @@ Exits 77 (skip) without the NDSB data, 1 on failure; prints the measured differe
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,9 @@ def group(symmetry):
     return turns + flips
 
 
-def check_refusals(tool, tmp, failures):
-    """log_width & co. under c4/d4: refused by both loaders; under none: accepted."""
+def check_refusals(tool, tmp, weights, failures):
+    """log_width & co. under c4/d4: refused by both loaders; under none: accepted. weights: a
+    weights.safetensors of parity_c4.yaml (the C loader reads the weights file first)."""
     base = open(os.path.join(ROOT, "tests", "models", "parity_c4.yaml"), encoding="utf-8").read()
     want = "features: [log_long, log_short, log_area, log_elongation]"
     if want not in base:
@@ -63,12 +65,13 @@ def check_refusals(tool, tmp, failures):
         return
     for feature in ("log_width", "log_height", "aspect"):
         for sym in ("c4", "d4"):
-            text = base.replace(want, "features: [log_area, %s]" % feature).replace(
+            text = base.replace(want, "features: [log_long, log_short, log_area, %s]" % feature).replace(
                 "symmetry: c4", "symmetry: %s" % sym)
             d = os.path.join(tmp, "refuse-%s-%s" % (feature, sym))
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, "model.yaml"), "w", encoding="utf-8") as f:
                 f.write(text)
+            shutil.copy(weights, os.path.join(d, "weights.safetensors"))
             r = subprocess.run([tool, "check", d], capture_output=True, text=True)
             msg = r.stderr + r.stdout
             if r.returncode != 1 or feature not in msg or sym not in msg or "invariant" not in msg:
@@ -117,8 +120,8 @@ def main():
     paths = [p for p, _ in images[:N_CROPS]]
     failures = []
     with tempfile.TemporaryDirectory(prefix="pd-symmetry-") as tmp:
-        check_refusals(tool, tmp, failures)
         models = make_models(tmp, MODELS)
+        check_refusals(tool, tmp, os.path.join(models["c4"], "weights.safetensors"), failures)
         # The C decoder's pixels of the originals (so every transform starts from the same gray).
         gpath = os.path.join(tmp, "orig.gray")
         run_tool(tool, ["run", models["c4"], "--tta", "1", "--dump-gray", gpath] + paths)
