@@ -19,6 +19,10 @@
 static const pd_frontend_create_fn frontend_list[] = {
     pd_frontend_native_create,
     pd_frontend_metrics_create,
+#ifdef PD_HAVE_KSERVE
+    pd_frontend_kserve_grpc_create,
+    pd_frontend_kserve_http_create,
+#endif
 };
 #define PD_N_FRONTENDS (int)(sizeof frontend_list / sizeof frontend_list[0])
 
