@@ -188,7 +188,8 @@ def predict(net: PlanktonNet, loader, device: torch.device,
     for batch in loader:
         inputs, y = _to(batch, device, channels_last)
         logits = net(inputs, logits=True).float()
-        probs.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        t = net.spec.temperature   # calibration, as the engine applies it (FORMAT.md)
+        probs.append(torch.softmax(logits.double() / t, dim=1).cpu().numpy())
         labels.append(y.cpu().numpy())
     net.train(was_training)
     return np.concatenate(probs), np.concatenate(labels)
