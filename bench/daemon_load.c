@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
       pf[i].fd = pc_client_fd(cs[i]);
       pf[i].events = pc_client_events(cs[i]);
     }
-    if (poll(pf, (nfds_t)conns, 1000) < 0) break;
+    if (conns < 1 || poll(pf, (nfds_t)(unsigned)conns, 1000) < 0) break;
     for (int i = 0; i < conns; i++) {
       if (!pf[i].revents) continue;
       if (pc_client_process(cs[i], pf[i].revents, &err) != PC_CLIENT_OK) {
