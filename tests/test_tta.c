@@ -46,7 +46,7 @@
   "      - {type: global_avg_pool}\n"                                                              \
   "      - {type: cyclic_pool, mode: rms}\n"                                                       \
   "  - name: size\n"                                                                               \
-  "    input: {kind: size_features, features: [log_long, log_short]}\n"                          \
+  "    input: {kind: size_features, features: [log_long, log_short]}\n"                            \
   "head:\n"                                                                                        \
   "  layers:\n"                                                                                    \
   "    - {type: dense, units: 4}\n"                                                                \
