@@ -48,6 +48,7 @@ struct pd_http {
   uv_timer_t sweep;
   uint64_t sweep_period_ms; /* 0: not running */
   uint64_t refused_log_ms;
+  uint64_t serials; /* connections accepted so far */
   char name[600];
 };
 
@@ -79,6 +80,7 @@ struct http_conn {
   size_t pend_off, pend_len;
   int writes;
   uint64_t active_ms, request_since_ms; /* uv_now: last byte in or out; request begun (0: none) */
+  uint64_t serial;                      /* 1, 2, ... in accept order (pd_http_request_conn) */
   char rbuf[4096];
 };
 
@@ -531,6 +533,7 @@ static void on_connection(pd_listener *l, int status, void *data) {
   http_conn *c = calloc(1, sizeof *c);
   if (!c) return;
   c->srv = s;
+  c->serial = ++s->serials;
   char peer[96];
   int rc = pd_listener_accept(l, &c->h, peer, sizeof peer);
   c->h.handle.data = c;
@@ -739,4 +742,8 @@ const uint8_t *pd_http_request_body(const pd_http_request *r, size_t *len) {
 
 bool pd_http_request_gone(const pd_http_request *r) {
   return r->conn == NULL;
+}
+
+uint64_t pd_http_request_conn(const pd_http_request *r) {
+  return r->conn ? r->conn->serial : 0;
 }

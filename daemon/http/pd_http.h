@@ -94,6 +94,9 @@ const char *pd_http_request_header(const pd_http_request *r, const char *name);
 const uint8_t *pd_http_request_body(const pd_http_request *r, size_t *len);
 /* The client closed its connection: the answer will be dropped. */
 bool pd_http_request_gone(const pd_http_request *r);
+/* The request's connection: 1, 2, ... in accept order on this server (a
+ * key per connection, e.g. for fair shares); 0 once it is gone. */
+uint64_t pd_http_request_conn(const pd_http_request *r);
 
 /* Answers with `status`; `headers` are extra header lines, each ending in
  * "\r\n" ("Content-Type: text/plain\r\n"; NULL: none); `body` is malloc'ed

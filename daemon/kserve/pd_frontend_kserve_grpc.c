@@ -208,6 +208,8 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uin
   j->req = req;
   j->job.done = job_done;
   j->job.owner = j;
+  /* one fair share per connection (a channel), as the native front end's */
+  j->job.client = PD_KJOB_CLIENT_GRPC | pd_kgrpc_conn_key(call);
   uint64_t deadline = pd_kgrpc_deadline_ns(call);
   if (j->job.kr.timeout_us) {
     uint64_t t = pd_now_ns() + j->job.kr.timeout_us * 1000u;

@@ -257,6 +257,8 @@ static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, con
   j->hr = r;
   j->job.done = infer_done;
   j->job.owner = j;
+  /* one fair share per connection, as the native front end's */
+  j->job.client = PD_KJOB_CLIENT_REST | pd_http_request_conn(r);
   uint64_t deadline = j->job.kr.timeout_us ? pd_now_ns() + j->job.kr.timeout_us * 1000u : 0;
   pd_kjob_submit(&j->job, k->env.pipeline, name, deadline);
 }

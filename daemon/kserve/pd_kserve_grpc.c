@@ -17,6 +17,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 /* What a completion-queue tag stands for; each tag is embedded in the
@@ -56,6 +57,7 @@ struct pd_kgrpc_call {
   int method; /* -1: unknown */
   pd_kgrpc_kind kind;
   uint64_t deadline_ns;
+  uint64_t conn_key; /* the peer's address, hashed (pd_kgrpc_conn_key) */
   void *user;
   int refs; /* batches started and not completed, plus answers owed by the handler */
   tag t_recv, t_write, t_status, t_close;
@@ -104,6 +106,19 @@ struct pd_kgrpc {
   void (*done)(void *data);
   void *done_data;
 };
+
+/* FNV-1a of the peer gRPC names ("ipv4:127.0.0.1:50412": one per TCP
+ * connection), never 0. */
+static uint64_t peer_key(grpc_call *call) {
+  char *peer = grpc_call_get_peer(call);
+  uint64_t h = 14695981039346656037u;
+  for (const char *p = peer ? peer : ""; *p; p++) {
+    h ^= (unsigned char)*p;
+    h *= 1099511628211u;
+  }
+  gpr_free(peer);
+  return h ? h : 1;
+}
 
 static uint64_t mono_ns(void) {
   struct timespec ts;
@@ -350,6 +365,7 @@ static void on_new_call(pd_kgrpc *s, req_slot *r, int ok) {
   c->method = r->method;
   c->kind = r->method >= 0 ? s->methods[r->method].kind : PD_KGRPC_UNARY;
   c->deadline_ns = deadline_of(deadline);
+  c->conn_key = peer_key(call);
   c->t_recv = (tag){TAG_RECV, c};
   c->t_write = (tag){TAG_WRITE, c};
   c->t_status = (tag){TAG_STATUS, c};
@@ -686,6 +702,10 @@ void pd_kgrpc_stream_reply(pd_kgrpc_call *c, const uint8_t *msg, size_t len) {
 
 uint64_t pd_kgrpc_deadline_ns(const pd_kgrpc_call *c) {
   return c->deadline_ns;
+}
+
+uint64_t pd_kgrpc_conn_key(const pd_kgrpc_call *c) {
+  return c->conn_key;
 }
 
 int pd_kgrpc_cancelled(const pd_kgrpc_call *c) {

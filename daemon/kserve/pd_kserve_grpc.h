@@ -75,6 +75,10 @@ void pd_kgrpc_stream_reply(pd_kgrpc_call *call, const uint8_t *msg, size_t len);
 
 /* The call's deadline on CLOCK_MONOTONIC in ns (0: none). */
 uint64_t pd_kgrpc_deadline_ns(const pd_kgrpc_call *call);
+/* A key for the call's connection: a hash of the peer's address as gRPC
+ * names it (TCP: address and port, so one per connection; every Unix-socket
+ * peer is named alike and shares one key); never 0. */
+uint64_t pd_kgrpc_conn_key(const pd_kgrpc_call *call);
 /* Whether the client went away (an answer is then dropped, harmlessly). */
 int pd_kgrpc_cancelled(const pd_kgrpc_call *call);
 /* The handler's own pointer per call (NULL until set). */

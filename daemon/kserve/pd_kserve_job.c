@@ -71,6 +71,7 @@ void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t de
     r->tta = job->kr.tta > 0 ? (int)job->kr.tta : 0;
     r->t_recv_ns = now;
     r->deadline_ns = deadline_ns;
+    r->client = job->client;
     r->release_input = NULL;
     r->done = crop_done;
     r->owner = job;

@@ -16,9 +16,17 @@
 typedef struct pd_kjob pd_kjob;
 typedef void (*pd_kjob_done_fn)(pd_kjob *job);
 
+/* Fair-batcher client keys (pd_request.client) of the KServe front ends,
+ * apart from the native front end's (connection serials, far below 2^62)
+ * and from each other: gRPC, a connection's pd_kgrpc_conn_key with bit 63
+ * set; REST, a connection's serial with bit 62 set. */
+#define PD_KJOB_CLIENT_GRPC (UINT64_C(1) << 63)
+#define PD_KJOB_CLIENT_REST (UINT64_C(1) << 62)
+
 struct pd_kjob {
   /* ---- set by the caller ---- */
   pd_kinfer_request kr; /* the crops */
+  uint64_t client;      /* the fair batcher's key for every crop (0: the shared one) */
   pd_kjob_done_fn done;
   void *owner;
   /* ---- the result ---- */

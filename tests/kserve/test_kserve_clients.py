@@ -16,12 +16,11 @@ missing.
 env: PLANKTOND, PLANKTON_CLIENT, PLANKTON_DATA, PLANKTON_SOURCE_ROOT,
      KSERVE_PYTHON (a python with tritonclient; default: scripts/kserve-venv)
 """
-import glob
-import shutil
 import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,124 +29,10 @@ import tempfile
 import threading
 import time
 
-SKIP = 77
-
-
-def skip(why):
-    print("SKIP:", why)
-    sys.exit(SKIP)
-
-
-def venv_python():
-    if os.environ.get("KSERVE_PYTHON"):
-        return os.environ["KSERVE_PYTHON"]
-    root = os.environ.get("PLANKTON_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
-    r = subprocess.run([os.path.join(root, "scripts", "kserve-venv")], capture_output=True, text=True)
-    if r.returncode != 0:
-        skip("no tritonclient venv: " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "scripts/kserve-venv failed")
-    return r.stdout.strip().splitlines()[-1]
-
-
-try:
-    import numpy as np
-    import tritonclient.grpc as tg
-    import tritonclient.http as th
-    import tritonclient.grpc.service_pb2 as pb
-    from PIL import Image
-except ImportError:
-    if os.environ.get("PD_KSERVE_REEXEC"):
-        skip("the venv's python cannot import tritonclient, numpy and PIL")
-    py = venv_python()
-    os.environ["PD_KSERVE_REEXEC"] = "1"
-    os.execv(py, [py] + sys.argv)
-
-import grpc  # noqa: E402 (from tritonclient's dependencies)
-
-ROOT = os.environ.get("PLANKTON_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
-# the model served: $PD_KSERVE_MODEL (meson: the tiny test model), else the shipped one
-MODEL_DIR = os.environ.get("PD_KSERVE_MODEL") or os.path.join(ROOT, "models", "ndsb-seed")
-MODEL = re.search(r"^name:\s*(\S+)", open(os.path.join(MODEL_DIR, "model.yaml")).read(), re.M).group(1).strip('"')
-
-FAILS = []
-CHECKS = [0]
-
-
-def check(cond, what):
-    CHECKS[0] += 1
-    if not cond:
-        FAILS.append(what)
-        print("FAIL:", what, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Daemon:
-    """planktond on a temporary socket with the KServe gRPC front end."""
-
-    def __init__(self, tmp, grpc_addr, http_addr, extra=()):
-        self.sock = os.path.join(tmp, "native.sock")
-        self.metrics_port = free_port()
-        self.log = open(os.path.join(tmp, "planktond.log"), "ab")
-        args = [os.environ["PLANKTOND"], "--socket", self.sock, "--grpc", grpc_addr, "--http", http_addr,
-                "--metrics", "127.0.0.1:%d" % self.metrics_port,
-                "--model", MODEL_DIR, "--log-level", "info"]
-        self.p = subprocess.Popen(args + list(extra), stdout=self.log, stderr=self.log)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                raise RuntimeError("planktond exited %d (log %s)" % (self.p.returncode, self.log.name))
-            if os.path.exists(self.sock) and (not grpc_addr.startswith("unix:") or os.path.exists(grpc_addr[5:])):
-                try:
-                    c = tg.InferenceServerClient(grpc_addr)
-                    if c.is_server_ready():
-                        c.close()
-                        return
-                except Exception:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError("planktond did not become ready")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(timeout=60)
-        self.log.close()
-        return rc
-
-    def metrics(self):
-        s = socket.create_connection(("127.0.0.1", self.metrics_port))
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-        s.close()
-        return data.decode()
-
-
-def native(daemon, paths, tta):
-    """The native protocol's distributions for files, by path."""
-    r = subprocess.run([os.environ["PLANKTON_CLIENT"], "--socket", daemon.sock, "classify", "--probs",
-                        "-f", "json", "--tta", str(tta)] + paths, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("plankton-client: " + r.stderr)
-    out = {}
-    for line in r.stdout.splitlines():
-        j = json.loads(line)
-        out[j["path"]] = j["probabilities"]
-    return out
-
-
-def as_vector(probs_by_label, labels):
-    return np.array([probs_by_label[l] for l in labels], dtype=np.float64)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kserve_harness import (  # noqa: E402 (re-executes under the venv's python where needed)
+    CHECKS, FAILS, MODEL, Daemon, Image, as_vector, batch_hist, bytes_input, check, free_port, grpc,
+    native, need_env, np, pb, real_crops, tg, th)
 
 
 def status_of(e):
@@ -163,12 +48,6 @@ def expect_error(fn, status, needle, what):
         check(needle in (e.message() or ""), "%s: message %r lacks %r" % (what, e.message(), needle))
         return e
     check(False, "%s: no error" % what)
-
-
-def bytes_input(blobs, shape=None):
-    inp = tg.InferInput("IMAGE", shape or [len(blobs)], "BYTES")
-    inp.set_data_from_numpy(np.array(blobs, dtype=np.object_).reshape(shape or [len(blobs)]))
-    return inp
 
 
 def run_suite(addr, daemon, crops, pngs, labels, unix):
@@ -509,14 +388,6 @@ def rest_suite(addr, daemon, crops, pngs, labels, ref1, unix):
     check(st == 200, tag + ": serving after the hostile requests")
 
 
-def batch_hist(metrics):
-    """planktond_inference_batch_size buckets: {le: cumulative count}."""
-    out = {}
-    for le, v in re.findall(r'^planktond_inference_batch_size_bucket\{le="([^"]+)"\} (\S+)$', metrics, re.M):
-        out[le] = float(v)
-    return out
-
-
 def mixing_test(tmp, crops, labels, ref1):
     """32 gRPC calls (async_infer, one crop each) and 32 native requests
     (plankton-client classify -j 32) at once, with a batcher that waits up
@@ -585,7 +456,7 @@ def reload_test(tmp, crops):
         while time.time() < deadline and len(answers) + len(errors) < n:
             time.sleep(0.05)
         check(len(answers) == n and not errors, "reload: %d of %d answered, errors %r" % (len(answers), n, [str(e) for e in errors[:2]]))
-        log = open(d.log.name, "rb").read().decode(errors="replace")
+        log = open(d.log_path, "rb").read().decode(errors="replace")
         check(log.count("SIGHUP") >= 1 or "reload" in log, "reload: the daemon logged the reloads")
         check(c.is_server_ready(), "reload: ready after")
         c.close()
@@ -620,14 +491,8 @@ def drain_test(addr, daemon, crops):
 
 
 def main():
-    data = os.environ.get("PLANKTON_DATA", "")
-    if not os.path.isdir(os.path.join(data, "train")):
-        skip("no NDSB crops at PLANKTON_DATA=%r" % data)
-    for var in ("PLANKTOND", "PLANKTON_CLIENT"):
-        if not os.environ.get(var):
-            skip("$%s is not set (run through meson test)" % var)
-    jpgs = sorted(glob.glob(os.path.join(data, "train", "*", "*.jpg")))[::997][:6]
-    crops = [(p, open(p, "rb").read()) for p in jpgs]
+    need_env()
+    crops = real_crops(6)
     tmp = tempfile.mkdtemp(prefix="pd-kserve-")
     pngs = []
     for p, b in crops[:4]:
