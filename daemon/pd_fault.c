@@ -2,13 +2,16 @@
 
 #include <stdbool.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct fault_rules {
   long every, from, to, after;
+  long delay_ms; /* every run sleeps this long first (a slow device) */
 } fault_rules;
 
 typedef struct fault_backend {
@@ -35,13 +38,15 @@ static int parse_rules(const char *spec, fault_rules *r, pd_error *err) {
       r->every = strtol(p + 6, &end, 10);
     } else if (!strncmp(p, "after=", 6)) {
       r->after = strtol(p + 6, &end, 10);
+    } else if (!strncmp(p, "delay_ms=", 9)) {
+      r->delay_ms = strtol(p + 9, &end, 10);
     } else if (!strncmp(p, "runs=", 5)) {
       r->from = r->to = strtol(p + 5, &end, 10);
       if (*end == ':') r->to = strtol(end + 1, &end, 10);
     } else {
       return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': unknown rule at '%s'", spec, p);
     }
-    if (*end && *end != ',')
+    if ((*end && *end != ',') || r->delay_ms < 0)
       return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': bad number at '%s'", spec, p);
     p = *end ? end + 1 : end;
   }
@@ -56,6 +61,12 @@ static bool should_fail(const fault_rules *r, long run) {
 static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
   fault_plan *fp = (fault_plan *)plan;
   long run = atomic_fetch_add(&runs, 1) + 1;
+  if (fp->be->rules.delay_ms > 0) {
+    struct timespec ts = {.tv_sec = fp->be->rules.delay_ms / 1000,
+                          .tv_nsec = fp->be->rules.delay_ms % 1000 * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+      continue; /* interrupted: sleep what is left */
+  }
   if (should_fail(&fp->be->rules, run)) {
     /* what a device failure leaves behind: garbage where the answers go */
     size_t n = (size_t)in->n * (size_t)fp->base.graph->n_classes;

@@ -8,9 +8,11 @@
  *
  * $PD_FAULT_INJECT chooses the runs (counted from 1 over the process, all
  * plans together), comma-separated:
- *   every=N   every Nth run fails
- *   runs=A:B  runs A to B fail (A alone: just run A)
- *   after=N   every run after the Nth fails (a device that stays broken)
+ *   every=N     every Nth run fails
+ *   runs=A:B    runs A to B fail (A alone: just run A)
+ *   after=N     every run after the Nth fails (a device that stays broken)
+ *   delay_ms=N  every run first sleeps N ms (a slow device: requests stay
+ *               queued and in flight long enough for a test to act meanwhile)
  * Unset or empty: the wrapper passes every run through. */
 #ifndef PD_FAULT_H
 #define PD_FAULT_H
