@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,16 +27,61 @@ double pd_td_now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+char *pd_td_metrics(const char *unix_path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", unix_path);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const char req[] = "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+  size_t cap = 1 << 20, len = 0;
+  char *buf =
+      send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1) ? malloc(cap) : NULL;
+  for (ssize_t n = 1; buf && n > 0 && len < cap - 1; len += (size_t)(n > 0 ? n : 0))
+    n = recv(fd, buf + len, cap - 1 - len, 0);
+  close(fd);
+  if (!buf) return NULL;
+  buf[len] = '\0';
+  const char *body = strstr(buf, "\r\n\r\n");
+  if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 || !body) {
+    free(buf);
+    return NULL;
+  }
+  memmove(buf, body + 4, strlen(body + 4) + 1);
+  return buf;
+}
+
+double pd_td_metric(const char *text, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = text; p && (p = strstr(p, name)); p += n)
+    if ((p == text || p[-1] == '\n') && p[n] == ' ') return strtod(p + n + 1, NULL);
+  return NAN;
+}
+
 const char *pd_td_model_dir(void) {
   const char *m = getenv("PD_TEST_MODEL");
   return m ? m : "";
+}
+
+const char *pd_td_backend(void) {
+  const char *b = getenv("PD_TEST_BACKEND");
+  return b && *b ? b : "cpu";
+}
+
+double pd_td_prob_tol(void) {
+  return strcmp(pd_td_backend(), "cpu") == 0 ? 2e-6 : 1e-4;
 }
 
 bool pd_td_have_model(void) {
   char path[600];
   snprintf(path, sizeof path, "%s/model.yaml", pd_td_model_dir());
   if (access(path, R_OK) == 0) return true;
-  fprintf(stderr, "skipped: no test model at %s (see its SKIP note)\n", pd_td_model_dir());
+  fprintf(stderr, "skipped: no test model at %s (PD_TEST_MODEL; meson test builds it)\n",
+          pd_td_model_dir());
   return false;
 }
 
@@ -93,9 +139,11 @@ int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args) {
   d->notify_fd = notify_socket(d);
   const char *argv[96];
   int n = 0;
-  bool has_config = false;
-  for (int i = 0; args && args[i]; i++)
+  bool has_config = false, has_backend = false;
+  for (int i = 0; args && args[i]; i++) {
     has_config |= !strcmp(args[i], "--config");
+    has_backend |= !strcmp(args[i], "--backend");
+  }
   char wrapper[1024] = "";
   const char *wrap_env = getenv("PD_DAEMON_WRAPPER");
   const char *wrap_extra = getenv("PD_DAEMON_WRAPPER_EXTRA"); /* e.g. --suppressions=FILE */
@@ -113,6 +161,10 @@ int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args) {
   if (!has_config) { /* with a config file, the model comes from it */
     argv[n++] = "--model";
     argv[n++] = pd_td_model_dir();
+  }
+  if (!has_config && !has_backend) { /* never "auto": the suite runs on the backend it names */
+    argv[n++] = "--backend";
+    argv[n++] = pd_td_backend();
   }
   char expanded[16][512]; /* "@DIR@" in an argument becomes the temporary folder */
   int n_expanded = 0;

@@ -58,6 +58,14 @@ const char *pd_td_model_dir(void);
 /* False (after saying why) when the test model could not be made: the
  * test should exit 77 (skipped). */
 bool pd_td_have_model(void);
+/* The backend every daemon the harness starts runs on ($PD_TEST_BACKEND,
+ * default "cpu"; passed as --backend unless the test gives one or a config). */
+const char *pd_td_backend(void);
+/* The tolerance for a daemon's probabilities against the engine run in the
+ * test (pd_td_ref_*): on the CPU the same kernels give the same answer up to
+ * the per-layer kernel choice (measured 0 to 2.7e-7), so 2e-6; another
+ * backend against the CPU reference: 1e-4. */
+double pd_td_prob_tol(void);
 
 /* A deterministic crop w x h: a dark blob and strands on white. */
 uint8_t *pd_td_crop(uint64_t seed, int w, int h);
@@ -82,5 +90,12 @@ void pd_td_ref_close(pd_td_ref *r);
 
 /* Milliseconds on the monotonic clock. */
 double pd_td_now_ms(void);
+
+/* GET /metrics over the Unix socket at unix_path (Connection: close, up to
+ * 10 s): the body (malloc'ed), or NULL when no 200 answer came. */
+char *pd_td_metrics(const char *unix_path);
+/* The value of the sample `name` (labels included, as written) in a
+ * /metrics text; NAN when it is not there. */
+double pd_td_metric(const char *text, const char *name);
 
 #endif

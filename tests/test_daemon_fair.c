@@ -31,7 +31,7 @@
 #define N_CROPS 16
 #define FLOODS 8
 #define FLOOD_WINDOW 256
-#define PROB_TOL 2e-5
+#define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
 typedef struct crop {
   int w, h;

@@ -29,7 +29,7 @@
 #include "pd_td_raw.h"
 #include "pd_test.h"
 
-#define PROB_TOL 2e-5
+#define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 #define N_CROPS 8
 #define N_CLIENTS 8
 #define WINDOW 8

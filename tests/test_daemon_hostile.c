@@ -44,7 +44,7 @@
 #define MAX_FRAME (1 << 20)
 #define MAX_CONNECTIONS 1100
 #define FRAME_TIMEOUT_MS 2000
-#define PROB_TOL 2e-5
+#define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
 static pd_test_state st;
 static uint8_t *gray, *png;

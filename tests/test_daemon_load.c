@@ -18,7 +18,7 @@
 #include "pd_test.h"
 
 #define N_CROPS 32
-#define PROB_TOL 2e-5
+#define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
 typedef struct crop {
   int w, h;

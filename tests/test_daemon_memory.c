@@ -37,7 +37,7 @@
 #define HOG_SENDS 3000000u
 #define BIG_SIDE 1870 /* a raw image of 3.5 MB */
 #define BIG_CLIENTS 6
-#define PROB_TOL 2e-5
+#define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
 static pd_test_state st;
 static uint8_t *small_png;

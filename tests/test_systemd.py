@@ -11,7 +11,7 @@ drains on SIGTERM.
 
   test_systemd.py PLANKTOND SERVICE_FILE SYSTEMD_SRC_DIR MODEL_DIR
 
-Exits 77 (skipped) when systemd-analyze is missing; 1 on failure.
+Exits 1 on failure, systemd-analyze or systemd-socket-activate missing included (scripts/setup installs them).
 """
 import os
 import shutil
@@ -47,18 +47,26 @@ def read_frame(sock: socket.socket) -> bytes:
 
 
 def main():
-    planktond, service, src_dir, model = sys.argv[1:5]
+    planktond, service, src_dir, model, client = sys.argv[1:6]
     failures = []
     analyze = shutil.which("systemd-analyze")
     if not analyze:
-        print("skipped: systemd-analyze not found")
-        return 77
+        # scripts/setup installs systemd: without it the units cannot be checked, a failure
+        print("FAIL: systemd-analyze not found (scripts/setup installs the systemd package)",
+              file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="pd-systemd-") as tmp:
         # 1. the units, with ExecStart at the built binary
         text = open(service).read()
         exec_line = [l for l in text.splitlines() if l.startswith("ExecStart=")][0]
         installed = exec_line.split("=", 1)[1].split()[0]
-        open(os.path.join(tmp, "planktond.service"), "w").write(text.replace(installed, planktond))
+        # and ExecReload at the built plankton-client (`reload --pid $MAINPID`)
+        reload_line = [l for l in text.splitlines() if l.startswith("ExecReload=")][0]
+        installed_client = reload_line.split("=", 1)[1].lstrip("+").split()[0]
+        if "reload --pid $MAINPID" not in reload_line:
+            failures.append("ExecReload does not wait for the reload's result: %s" % reload_line)
+        open(os.path.join(tmp, "planktond.service"), "w").write(
+            text.replace(installed, planktond).replace(installed_client, client))
         for unit in ("planktond.socket", "planktond-metrics.socket"):
             shutil.copy(os.path.join(src_dir, unit), tmp)
         units = [os.path.join(tmp, u) for u in
@@ -74,7 +82,9 @@ def main():
                 failures.append("planktond.service lacks %s" % needle)
 
         # 2. the example config
-        p = subprocess.run([planktond, "--check-config", os.path.join(src_dir, "planktond.yaml")],
+        # (--check-config loads the model: the example's installed one may not be here)
+        p = subprocess.run([planktond, "--check-config", os.path.join(src_dir, "planktond.yaml"),
+                            "--model", model, "--socket", os.path.join(tmp, "check", "p.sock")],
                            capture_output=True, text=True)
         print("check-config example: %s" % (p.stdout + p.stderr).strip())
         if p.returncode != 0:
@@ -97,7 +107,7 @@ def main():
         # 4. socket activation
         activate = shutil.which("systemd-socket-activate")
         if not os.path.exists(os.path.join(model, "model.yaml")):
-            print("socket activation: no test model, skipped")
+            failures.append("socket activation: no test model at %s" % model)
         elif activate:
             sock_path = os.path.join(tmp, "activated.sock")
             log = open(os.path.join(tmp, "daemon.log"), "w+")
@@ -138,7 +148,8 @@ def main():
             if code != 0 or "unix:" + sock_path not in text:
                 failures.append("socket activation: exit %d, log:\n%s" % (code, text))
         else:
-            print("socket activation: systemd-socket-activate not found, skipped")
+            failures.append("socket activation: systemd-socket-activate not found "
+                            "(scripts/setup installs the systemd package)")
 
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
