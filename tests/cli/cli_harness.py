@@ -96,24 +96,41 @@ class Daemon:
         raise SystemExit("planktond not ready after 60 s")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM, then waits (30 s, then SIGKILL). Returns None when the daemon drained and
+        exited 0, else what went wrong (it had died before, exited non-zero, or hung); a second
+        call returns the first one's answer."""
+        if not hasattr(self, "stop_problem"):
+            self.stop_problem = self._stop()
+        return self.stop_problem
 
-    def close(self):
-        self.stop()
+    def _stop(self):
+        if self.proc.poll() is not None:
+            return "planktond had exited (%d) before the test stopped it" % self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "planktond did not exit within 30 s of SIGTERM (killed)"
+        return None if code == 0 else "planktond exited %d after SIGTERM" % code
+
+    def close(self, check=True):
+        """Stops the daemon and removes its folder; with check, a daemon that did not exit 0
+        on SIGTERM fails the test (its log is printed)."""
+        problem = self.stop()
         self.log.close()
+        log = open(self.log_path, errors="replace").read() if problem else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        if problem and check:
+            raise SystemExit("FAIL: %s; its log:\n%s" % (problem, log[-4000:]))
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        # an exception already on its way wins; otherwise the daemon's exit is checked
+        self.close(check=exc_type is None)
 
 
 def model_classes():
