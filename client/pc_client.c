@@ -330,7 +330,8 @@ static int decode_frames(pc_client *c, pc_client_error *err) {
       pc_client__retry_answer(c, r);
       continue;
     }
-    if (r->kind == PC_CLIENT__RESPONSE_DRAIN) { /* acted on with a retry policy only */
+    if (r->kind == PC_CLIENT__RESPONSE_DRAIN || r->kind == PC_CLIENT__RESPONSE_HELLO) {
+      /* a Hello is sent, and a drain notice acted on, with a retry policy only */
       pc_client_response_free(r);
       continue;
     }

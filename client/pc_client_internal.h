@@ -39,6 +39,7 @@ typedef struct pc_client__retry {
   bool draining;       /* the current connection takes no new request */
   uint64_t drain_keep; /* drain notice: the daemon answers the first drain_keep writes */
   bool no_retry;       /* the daemon refused our bytes: fail as without retries */
+  bool hello_pending;  /* our Hello (write 0 here) is not answered yet */
   pc_client__owed *owed;
   size_t n_owed, cap_owed;
   size_t n_sent;             /* owed entries in state SENT */
@@ -83,9 +84,11 @@ pc_client_response *pc_client__response_next(pc_client_response *r);
 void pc_client__response_set_next(pc_client_response *r, pc_client_response *next);
 
 /* Kind of the decoded drain notice (never handed to the caller); its id is
- * the count of requests the daemon read on the connection and will answer
- * (UINT64_MAX: not said). */
+ * the count of requests the daemon read on the connection, our Hello
+ * included, and will answer. */
 #define PC_CLIENT__RESPONSE_DRAIN ((pc_client_response_kind)100)
+/* Kind of the decoded HelloResponse (never handed to the caller either). */
+#define PC_CLIENT__RESPONSE_HELLO ((pc_client_response_kind)101)
 
 /* A response made by the library (no message behind it): the owed request's
  * kind and id, a status and a copy of msg. NULL when out of memory. */

@@ -163,47 +163,6 @@ pc_client_response *pc_client__synth(pc_client_response_kind kind, uint64_t id, 
   return r;
 }
 
-/* The drain notice (Response field 6, DrainNotice { uint64 requests_read = 1;
- * string message = 2; }), read from the unknown fields until the generated
- * code knows it. Returns 1 and *read (UINT64_MAX: not given) when found. */
-enum { DRAIN_FIELD = 6 };
-
-static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-  *v = 0;
-  for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
-    uint8_t b = *(*p)++;
-    *v |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) return 0;
-  }
-  return -1;
-}
-
-static int drain_notice(const Plankton__Response *m, uint64_t *read) {
-  for (unsigned i = 0; i < m->base.n_unknown_fields; i++) {
-    const ProtobufCMessageUnknownField *f = &m->base.unknown_fields[i];
-    if (f->tag != DRAIN_FIELD || f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) continue;
-    *read = UINT64_MAX;
-    const uint8_t *q = f->data, *end = f->data + f->len;
-    uint64_t inner; /* protobuf-c keeps the field's length prefix in data */
-    if (varint(&q, end, &inner) != 0 || inner != (uint64_t)(end - q)) return 0;
-    while (q < end) {
-      uint64_t key, v;
-      if (varint(&q, end, &key) != 0) return 0;
-      if ((key & 7) == 0) {
-        if (varint(&q, end, &v) != 0) return 0;
-        if (key >> 3 == 1) *read = v;
-      } else if ((key & 7) == 2) {
-        if (varint(&q, end, &v) != 0 || v > (uint64_t)(end - q)) return 0;
-        q += v;
-      } else {
-        return 0; /* a shape this library does not know: not a notice */
-      }
-    }
-    return 1;
-  }
-  return 0;
-}
-
 pc_client_response *pc_client__decode(const uint8_t *msg, size_t len, int *oom) {
   *oom = 0;
   Plankton__Response *m = plankton__response__unpack(NULL, len, msg);
@@ -245,11 +204,17 @@ pc_client_response *pc_client__decode(const uint8_t *msg, size_t len, int *oom) 
     r->id = m->error->id;
     set_status(r, m->error->status);
     break;
-  default: /* a body this library does not know, or the drain notice */
-    if (drain_notice(m, &r->id)) {
-      r->kind = PC_CLIENT__RESPONSE_DRAIN;
-      break;
-    }
+  case PLANKTON__RESPONSE__BODY_DRAIN: /* its id: the requests the daemon read and answers */
+    r->kind = PC_CLIENT__RESPONSE_DRAIN;
+    r->id = m->drain->requests_read;
+    r->message = m->drain->message ? m->drain->message : "";
+    break;
+  case PLANKTON__RESPONSE__BODY_HELLO:
+    r->kind = PC_CLIENT__RESPONSE_HELLO;
+    r->id = m->hello->id;
+    set_status(r, m->hello->status);
+    break;
+  default: /* a body this library does not know */
     pc_client_response_free(r);
     return NULL;
   }

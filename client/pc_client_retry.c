@@ -32,6 +32,8 @@ static void copy_text(char *dst, size_t size, const char *src) {
   dst[n] = '\0';
 }
 
+static int write_hello(pc_client *c);
+
 static uint64_t rng_next(pc_client__retry *r) { /* xorshift64 */
   uint64_t x = r->rng;
   x ^= x << 13;
@@ -78,11 +80,16 @@ int pc_client_set_retry(pc_client *c, const pc_client_retry_policy *policy, pc_c
   r->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)(uintptr_t)c << 7) ^
            (uint64_t)getpid();
   if (!r->rng) r->rng = 0x9e3779b97f4a7c15ull;
+  bool was_on = r->on;
   r->policy = p;
   r->on = true;
   r->link = c->fd >= 0 ? PC_CLIENT__UP : PC_CLIENT__DOWN;
   r->drain_keep = UINT64_MAX;
-  return PC_CLIENT_OK;
+  if (was_on || c->fd < 0) return PC_CLIENT_OK;
+  r->writes = 0;
+  if (write_hello(c) != PC_CLIENT_OK)
+    return pc_client__fail(err, PC_CLIENT_ENOMEM, "retry policy: out of memory writing the Hello");
+  return pc_client__flush(c, err);
 }
 
 void pc_client_retry_stats(const pc_client *c, pc_client_retry_counters *out) {
@@ -145,6 +152,29 @@ static int write_entry(pc_client *c, pc_client__owed *e) {
   return PC_CLIENT_OK;
 }
 
+/* The Hello that opens every connection under a retry policy (write 0
+ * there): it asks for a drain notice. A daemon older than Hello answers
+ * UNIMPLEMENTED and keeps the connection (retry_answer takes that). */
+static int write_hello(pc_client *c) {
+  pc_client__retry *r = &c->retry;
+  Plankton__Hello h = PLANKTON__HELLO__INIT;
+  h.drain_notices = true;
+  h.client = (char *)"libplankton_client";
+  Plankton__Request rq = PLANKTON__REQUEST__INIT;
+  rq.body_case = PLANKTON__REQUEST__BODY_HELLO;
+  rq.hello = &h;
+  uint8_t frame[PC_CLIENT_HEADER + 64];
+  size_t body = plankton__request__get_packed_size(&rq);
+  if (body > sizeof frame - PC_CLIENT_HEADER) return PC_CLIENT_EINVAL;
+  frame[0] = frame[1] = frame[2] = 0;
+  frame[3] = (uint8_t)body;
+  plankton__request__pack(&rq, frame + PC_CLIENT_HEADER);
+  if (pc_client__append(c, frame, PC_CLIENT_HEADER + body) != PC_CLIENT_OK) return PC_CLIENT_ENOMEM;
+  r->writes++;
+  r->hello_pending = true;
+  return PC_CLIENT_OK;
+}
+
 /* Arms the timer for the next attempt, or gives up when the budget is spent. */
 static int schedule(pc_client *c, pc_client_error *err) {
   pc_client__retry *r = &c->retry;
@@ -194,6 +224,11 @@ static int attempt(pc_client *c, pc_client_error *err) {
   r->drain_keep = UINT64_MAX;
   r->writes = 0;
   r->conn_reason[0] = '\0';
+  if (write_hello(c) != PC_CLIENT_OK) {
+    snprintf(r->reason, sizeof r->reason, "out of memory writing the Hello");
+    r->last_code = PC_CLIENT_ENOMEM;
+    return give_up(c, err);
+  }
   for (size_t i = 0; i < r->n_owed; i++)
     if (write_entry(c, &r->owed[i]) != PC_CLIENT_OK) {
       snprintf(r->reason, sizeof r->reason, "out of memory resending %zu requests", r->n_owed);
@@ -260,6 +295,19 @@ void pc_client__retry_answer(pc_client *c, pc_client_response *a) {
     for (size_t i = 0; i < r->n_owed; i++)
       if (r->owed[i].state == PC_CLIENT__OWED_SENT && r->owed[i].order >= r->drain_keep)
         unsend(r, &r->owed[i]);
+    pc_client_response_free(a);
+    return;
+  }
+  if (a->kind == PC_CLIENT__RESPONSE_HELLO) {
+    r->hello_pending = false; /* the notice, if any, comes when the drain does */
+    pc_client_response_free(a);
+    return;
+  }
+  if (a->kind == PC_CLIENT_RESPONSE_ERROR && r->hello_pending &&
+      a->status == PC_CLIENT_STATUS_UNIMPLEMENTED) {
+    /* a daemon older than Hello: the connection lives on, without notices
+     * (its UNAVAILABLE answers and its close still tell of a drain) */
+    r->hello_pending = false;
     pc_client_response_free(a);
     return;
   }

@@ -6,7 +6,10 @@
  * case checks that every request is answered to the caller exactly once
  * (with its own answer, or the library's UNAVAILABLE when the budget ran
  * out), the order of the resends, what each connection received, and the
- * counters. */
+ * counters. The fake answers the Hello that opens each connection under a
+ * retry policy either as planktond does (HelloResponse) or as a daemon
+ * older than Hello (ErrorResponse UNIMPLEMENTED, the connection kept): the
+ * library must cope with both and hand neither to the caller. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -39,7 +42,11 @@ struct fake {
   int conns;                        /* connections accepted */
   uint64_t got[MAX_CONNS][MAX_IDS]; /* classify ids read, per connection, in order */
   int n_got[MAX_CONNS];
-  bool saw_eof[MAX_CONNS]; /* the client closed it (the script read to the end) */
+  bool saw_eof[MAX_CONNS];     /* the client closed it (the script read to the end) */
+  bool knows_hello;            /* answers Hello as planktond does; else as an older daemon */
+  int hellos[MAX_CONNS];       /* Hello frames read, per connection */
+  bool hello_first[MAX_CONNS]; /* ... the first frame there, asking for drain notices */
+  int frames[MAX_CONNS];       /* frames read, per connection */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int signal;    /* raised by the test's main thread, awaited by a script */
@@ -70,8 +77,35 @@ static int read_all(int fd, uint8_t *b, size_t n) {
   return 0;
 }
 
-/* Reads one request; records a classify id. Returns its id, or -1 at EOF. */
+static int send_response(int fd, const Plankton__Response *r);
+
+/* The answer to a Hello: planktond's, or an older daemon's. */
+static void answer_hello(const fake *f, int fd, const Plankton__Hello *h) {
+  Plankton__Status st = PLANKTON__STATUS__INIT;
+  Plankton__Response r = PLANKTON__RESPONSE__INIT;
+  Plankton__HelloResponse hr = PLANKTON__HELLO_RESPONSE__INIT;
+  Plankton__ErrorResponse er = PLANKTON__ERROR_RESPONSE__INIT;
+  if (f->knows_hello) {
+    hr.id = h->id;
+    hr.status = &st;
+    hr.protocol_version = 1;
+    hr.drain_notices = h->drain_notices;
+    r.body_case = PLANKTON__RESPONSE__BODY_HELLO;
+    r.hello = &hr;
+  } else {
+    st.code = PLANKTON__STATUS_CODE__UNIMPLEMENTED;
+    st.message = "request has no body, or one this daemon does not know";
+    er.status = &st;
+    r.body_case = PLANKTON__RESPONSE__BODY_ERROR;
+    r.error = &er;
+  }
+  send_response(fd, &r);
+}
+
+/* Reads one request (a Hello is answered and skipped); records a classify
+ * id. Returns its id, or -1 at EOF. */
 static long long read_request(fake *f, int n, int fd) {
+again:;
   uint8_t h[4];
   if (read_all(fd, h, 4) != 0) {
     f->saw_eof[n] = true;
@@ -86,6 +120,14 @@ static long long read_request(fake *f, int n, int fd) {
   Plankton__Request *rq = plankton__request__unpack(NULL, len, b);
   free(b);
   if (!rq) return -1;
+  f->frames[n]++;
+  if (rq->body_case == PLANKTON__REQUEST__BODY_HELLO) {
+    f->hellos[n]++;
+    if (f->frames[n] == 1 && rq->hello->drain_notices) f->hello_first[n] = true;
+    answer_hello(f, fd, rq->hello);
+    plankton__request__free_unpacked(rq, NULL);
+    goto again;
+  }
   long long id = -1;
   if (rq->body_case == PLANKTON__REQUEST__BODY_CLASSIFY) id = (long long)rq->classify->id;
   if (rq->body_case == PLANKTON__REQUEST__BODY_HEALTH) id = (long long)rq->health->id;
@@ -210,8 +252,9 @@ static void *fake_main(void *arg) {
   return NULL;
 }
 
-static int fake_start(fake *f, script_fn script) {
+static int fake_start(fake *f, script_fn script, bool knows_hello) {
   memset(f, 0, sizeof *f);
+  f->knows_hello = knows_hello;
   snprintf(f->dir, sizeof f->dir, "/tmp/pc-retry-XXXXXX");
   if (!mkdtemp(f->dir)) return -1;
   snprintf(f->path, sizeof f->path, "%s/fake.sock", f->dir);
@@ -255,6 +298,7 @@ typedef struct answers {
   bool right[MAX_IDS]; /* an OK answer carried this id's label */
   char message[MAX_IDS][512];
   int total;
+  int others; /* anything else handed out (a Hello's answer must never be) */
 } answers;
 
 static void take(pc_client *c, answers *a) {
@@ -270,6 +314,8 @@ static void take(pc_client *c, answers *a) {
           r->status == 0 && r->u.classify.n_top == 1 && !strcmp(r->u.classify.top[0].label, want);
       snprintf(a->message[i], sizeof a->message[i], "%s", r->message);
       a->total++;
+    } else if (r->kind != PC_CLIENT_RESPONSE_HEALTH) {
+      a->others++;
     }
     pc_client_response_free(r);
   }
@@ -323,6 +369,7 @@ static void check_once(pd_test_state *st, const answers *a, int n) {
     if (a->status[i] == 0) PD_CHECK(st, a->right[i]);
   }
   PD_CHECK_INT(st, a->total, n);
+  PD_CHECK_INT(st, a->others, 0);
 }
 
 /* ---- case: the connection is lost with requests unanswered ---- */
@@ -348,7 +395,7 @@ static bool script_lost(fake *f, int n, int fd) {
 
 static void case_lost(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_lost), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_lost, false), 0);
   pc_client *c = connect_to(st, &f, 10, 0);
   if (!c) return;
   pc_client_error e;
@@ -377,7 +424,12 @@ static void case_lost(pd_test_state *st) {
   PD_CHECK_INT(st, pc_client_in_flight(c), 0);
   pc_client_close(c);
   fake_stop(&f);
-  /* what each connection received: 0..4, then the unanswered 2, 3, 4 in order */
+  /* what each connection received: 0..4, then the unanswered 2, 3, 4 in order,
+   * each after a Hello (answered UNIMPLEMENTED: an older daemon) */
+  for (int i = 0; i < 2; i++) {
+    PD_CHECK_INT(st, f.hellos[i], 1);
+    PD_CHECK(st, f.hello_first[i]);
+  }
   PD_CHECK_INT(st, f.n_got[0], 5);
   PD_CHECK_INT(st, f.n_got[1], 3);
   for (int i = 0; i < 3; i++)
@@ -407,7 +459,7 @@ static bool script_unavailable(fake *f, int n, int fd) {
 
 static void case_unavailable(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_unavailable), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_unavailable, true), 0);
   pc_client *c = connect_to(st, &f, 10, 0);
   if (!c) return;
   pc_client_error e;
@@ -450,7 +502,7 @@ static bool script_drain(fake *f, int n, int fd) {
   if (n == 0) {
     for (int i = 0; i < 4; i++)
       read_request(f, n, fd);
-    send_drain_notice(fd, 2); /* answers the first 2 read, no later one */
+    send_drain_notice(fd, 3); /* answers the first 3 read (the Hello, 0, 1), no later one */
     answer(fd, 1, 0);
     answer(fd, 0, 0);
     read_to_eof(f, n, fd); /* never closes: the client must */
@@ -465,7 +517,7 @@ static bool script_drain(fake *f, int n, int fd) {
 
 static void case_drain(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_drain), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_drain, true), 0);
   pc_client *c = connect_to(st, &f, 10, 0);
   if (!c) return;
   pc_client_error e;
@@ -481,6 +533,9 @@ static void case_drain(pd_test_state *st) {
   pc_client_close(c);
   fake_stop(&f);
   PD_CHECK(st, f.saw_eof[0]);
+  PD_CHECK(st, f.hello_first[0]);
+  PD_CHECK(st, f.hello_first[1]);
+  PD_CHECK_INT(st, f.n_got[0], 4);
   PD_CHECK_INT(st, f.n_got[1], 2);
   PD_CHECK_INT(st, f.got[1][0], 2);
   PD_CHECK_INT(st, f.got[1][1], 3);
@@ -501,7 +556,7 @@ static bool script_budget(fake *f, int n, int fd) {
 
 static void case_budget(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_budget), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_budget, false), 0);
   pc_client *c = connect_to(st, &f, 0.4, 1000);
   if (!c) return;
   pc_client_error e;
@@ -540,7 +595,7 @@ static bool script_slam(fake *f, int n, int fd) {
 
 static void case_slam(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_slam), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_slam, false), 0);
   pc_client *c = connect_to(st, &f, 60, 5);
   if (!c) return;
   pc_client_error e;
@@ -572,7 +627,7 @@ static bool script_once(fake *f, int n, int fd) {
 
 static void case_no_retry(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_once), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_once, false), 0);
   pc_client *c = connect_to(st, &f, 0, 0);
   if (!c) return;
   pc_client_error e;
@@ -588,6 +643,7 @@ static void case_no_retry(pd_test_state *st) {
   PD_CHECK_INT(st, k.reconnects, 0);
   pc_client_close(c);
   fake_stop(&f);
+  PD_CHECK_INT(st, f.hellos[0], 0); /* no Hello without a retry policy */
 }
 
 /* ---- case: a blocking call across a restart, and a reconnect when idle ---- */
@@ -605,7 +661,7 @@ static bool script_health(fake *f, int n, int fd) {
 
 static void case_blocking(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_health), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_health, true), 0);
   pc_client *c = connect_to(st, &f, 10, 0);
   if (!c) return;
   pc_client_error e;
@@ -640,7 +696,7 @@ static bool script_silent(fake *f, int n, int fd) {
 
 static void case_silent(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_silent), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_silent, false), 0);
   pc_client *c = connect_to(st, &f, 0.3, 0);
   if (!c) return;
   pc_client_error e;
@@ -678,7 +734,7 @@ static bool script_idle(fake *f, int n, int fd) {
 
 static void case_idle(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_idle), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_idle, true), 0);
   pc_client *c = connect_to(st, &f, 10, 0);
   if (!c) return;
   pc_client_error e;
@@ -710,7 +766,7 @@ static void case_idle(pd_test_state *st) {
 
 static void case_policy_errors(pd_test_state *st) {
   fake f;
-  PD_CHECK_INT(st, fake_start(&f, script_once), 0);
+  PD_CHECK_INT(st, fake_start(&f, script_once, false), 0);
   pc_client *c = connect_to(st, &f, 0, 0);
   if (!c) return;
   pc_client_error e;

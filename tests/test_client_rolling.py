@@ -23,7 +23,9 @@ $PLANKTON_DATA) runs through the disruptions, which start once a given
 number of answers are out (so they happen mid-load). Every crop must appear
 exactly once in the output with the engine's own distribution for it
 (`planktond-model run --probs`), the exit code must be 0, and the summary on
-stderr must show the reconnects. Exit 77 (skipped) without the data.
+stderr must show the reconnects, and where a daemon serving a client is
+drained, the drain notice it got (the client sends Hello with
+drain_notices). Exit 77 (skipped) without the data.
 """
 import collections
 import csv
@@ -321,18 +323,18 @@ def check_output(f, name, load, rc, err, link_crop, ref, labels, need_retries=Tr
                   r"(\d+) duplicate answers? dropped, (\d+) requests? failed after retries", err)
     if need_retries:
         f.check(m is not None, "%s: the summary shows the retry counters: %r" % (name, err[-1500:]))
-    reconnects = resent = unavailable = dropped = failed = 0
+    reconnects = resent = unavailable = notices = dropped = failed = 0
     if m:
-        reconnects, _, resent, unavailable, _, dropped, failed = (int(x) for x in m.groups())
+        reconnects, _, resent, unavailable, notices, dropped, failed = (int(x) for x in m.groups())
         f.check(reconnects >= 1 or not need_retries,
                 "%s: at least one reconnect (%d)" % (name, reconnects))
         f.check(failed == 0, "%s: no request failed after retries (%d)" % (name, failed))
     print("%s: crops sent %d, answered %d (distinct %d), duplicated %d, missing %d, wrong %d; "
-          "client: %d reconnects, %d resent, %d UNAVAILABLE, %d duplicate answers dropped, "
-          "%d failed; %.1f s"
+          "client: %d reconnects, %d resent, %d UNAVAILABLE, %d drain notices, "
+          "%d duplicate answers dropped, %d failed; %.1f s"
           % (name, len(links), len(body), len(seen), dups, len(missing), wrong, reconnects, resent,
-             unavailable, dropped, failed, time.time() - load.started))
-    return {"reconnects": reconnects, "resent": resent, "failed": failed}
+             unavailable, notices, dropped, failed, time.time() - load.started))
+    return {"reconnects": reconnects, "resent": resent, "failed": failed, "notices": notices}
 
 
 def main():
@@ -392,7 +394,7 @@ def main():
                     d.drain()
                     d.start()
                     proxy.wait_up([d.name])
-                total = {"reconnects": 0, "resent": 0, "failed": 0}
+                total = {"reconnects": 0, "resent": 0, "failed": 0, "notices": 0}
                 for i, x in enumerate(loads):
                     rc, err = x.finish()
                     got = check_output(f, "%s client %d" % (scenario, i), x, rc, err, link_crop, ref,
@@ -400,8 +402,10 @@ def main():
                     for k in total:
                         total[k] += got[k]
                 f.check(total["reconnects"] >= 1, "many: some client reconnected: %r" % total)
-                print("%s: 8 clients, %d crops: %d reconnects, %d resent, %d failed in all"
-                      % (scenario, N_CROPS, total["reconnects"], total["resent"], total["failed"]))
+                f.check(total["notices"] >= 1, "many: some client got a drain notice: %r" % total)
+                print("%s: 8 clients, %d crops: %d reconnects, %d resent, %d drain notices, "
+                      "%d failed in all" % (scenario, N_CROPS, total["reconnects"], total["resent"],
+                                            total["notices"], total["failed"]))
                 load = None
             else:
                 load = Load(tmp, front, links)
@@ -423,7 +427,9 @@ def main():
                 proxy.wait_up([victim.name])
         if load:
             rc, err = load.finish()
-            check_output(f, scenario, load, rc, err, link_crop, ref, labels)
+            got = check_output(f, scenario, load, rc, err, link_crop, ref, labels)
+            if scenario != "haproxy-kill":  # a drain of the daemon serving it: noticed
+                f.check(got["notices"] >= 1, "%s: a drain notice (%r)" % (scenario, got))
     finally:
         if proxy:
             proxy.stop()

@@ -205,6 +205,7 @@ static void process(pd_conn *c) {
     }
     c->frame_since_ms = 0;
     frames++;
+    c->frames_read++;
     if (c->handler->on_frame(c, msg, len, c->handler->ctx) != 0) return;
   }
   if (c->closing) return;
@@ -297,6 +298,14 @@ void pd_conn_send(pd_conn *c, uint8_t *frame, size_t len) {
     return;
   }
   write_frame(c, frame, len, true, false);
+}
+
+void pd_conn_notify(pd_conn *c, uint8_t *frame, size_t len) {
+  if (c->closing || c->failed || !frame) {
+    free(frame);
+    return;
+  }
+  write_frame(c, frame, len, false, false);
 }
 
 void pd_conn_fail(pd_conn *c, uint8_t *frame, size_t len) {

@@ -73,6 +73,9 @@ struct pd_conn {
    * last byte read or answer written; the owner's timeouts use both */
   uint64_t frame_since_ms, active_ms;
   uint64_t serial;
+  uint64_t frames_read; /* frames handed to on_frame (each owes an answer) */
+  /* the owner's: the client asked for a drain notice (Hello), and got it */
+  bool drain_notices, drain_noticed;
   char peer[96];
   pd_link link; /* in the owner's list */
 };
@@ -87,6 +90,9 @@ void pd_conn_expect(pd_conn *c);
 /* Sends one owed answer: frame[len] is malloc'ed and taken over. On a
  * closed connection it is dropped. */
 void pd_conn_send(pd_conn *c, uint8_t *frame, size_t len);
+/* Sends frame (taken over; not an owed answer: a notice the client did not
+ * ask for) in order with the answers; dropped on a closed connection. */
+void pd_conn_notify(pd_conn *c, uint8_t *frame, size_t len);
 /* Sends frame (taken over, not an owed answer; may be NULL), then closes. */
 void pd_conn_fail(pd_conn *c, uint8_t *frame, size_t len);
 /* Closes now; answers still owed will be dropped. */

@@ -9,6 +9,10 @@
 
 #define PD_NATIVE_SERVER_MAX_LISTENERS 16
 
+#ifndef PD_VERSION
+#define PD_VERSION "unknown"
+#endif
+
 struct pd_native_server {
   uv_loop_t *loop;
   pd_native_server_limits lim;
@@ -117,6 +121,35 @@ static void handle_stats(pd_native_server *s, pd_conn *c, uint64_t id) {
   answer(c, frame, len);
 }
 
+/* The drain notice, once, to a connection whose client asked for it (Hello):
+ * the frames read so far are all answered, anything later is UNAVAILABLE. */
+static void notify_drain(pd_native_server *s, pd_conn *c) {
+  if (!c->drain_notices || c->drain_noticed || !pd_conn_open(c) || c->failed) return;
+  c->drain_noticed = true;
+  char msg[160];
+  snprintf(msg, sizeof msg,
+           "planktond is draining: the %llu requests read on this connection are answered; "
+           "send the rest to another daemon",
+           (unsigned long long)c->frames_read);
+  size_t len = 0;
+  uint8_t *frame = pd_wire_drain_notice(c->frames_read, msg, &len);
+  pd_logf(s->log, PD_LOG_DEBUG, "connection %llu (%s): drain notice, %llu requests read",
+          (unsigned long long)c->serial, c->peer, (unsigned long long)c->frames_read);
+  pd_conn_notify(c, frame, len);
+}
+
+static void handle_hello(pd_native_server *s, pd_conn *c, const Plankton__Hello *h) {
+  c->drain_notices = h->drain_notices;
+  pd_logf(s->log, PD_LOG_DEBUG, "connection %llu (%s): hello from '%.80s'%s",
+          (unsigned long long)c->serial, c->peer, h->client ? h->client : "",
+          h->drain_notices ? " (drain notices)" : "");
+  size_t max_frame = s->lim.max_frame > UINT32_MAX ? UINT32_MAX : s->lim.max_frame;
+  size_t len = 0;
+  uint8_t *frame = pd_wire_hello(h->id, PD_VERSION, (uint32_t)max_frame, h->drain_notices, &len);
+  answer(c, frame, len);
+  if (s->draining) notify_drain(s, c); /* a Hello read after the drain began */
+}
+
 static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
   pd_native_server *s = ctx;
   Plankton__Request *msg = pd_wire_unpack(bytes, n);
@@ -146,6 +179,9 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
     frame = pd_wire_health(msg->health->id, s->draining,
                            atomic_load(&s->stats->batch_failures_in_a_row), &len);
     answer(c, frame, len);
+    break;
+  case PLANKTON__REQUEST__BODY_HELLO:
+    handle_hello(s, c, msg->hello);
     break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:
     frame = pd_wire_model_info(msg->model_info->id, msg->model_info->model,
@@ -364,6 +400,10 @@ void pd_native_server_drain(pd_native_server *s, void (*on_empty)(void *), void 
   for (int i = 0; i < s->n_listeners; i++)
     pd_listener_close(s->listeners[i]);
   s->n_listeners = 0;
+  /* every connection that asked is told at once, before any answer here
+   * can be UNAVAILABLE (all of them come later on the loop) */
+  for (pd_link *l = s->conns; l; l = l->next)
+    notify_drain(s, pd_link_owner(l, pd_conn, link));
   for (pd_link *l = s->conns, *next; l; l = next) {
     next = l->next; /* pd_conn_drain may close c (it stays allocated until its close callback) */
     pd_conn_drain(pd_link_owner(l, pd_conn, link));

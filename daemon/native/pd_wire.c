@@ -174,6 +174,33 @@ uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, 
   return pack_response(&resp, len);
 }
 
+uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_frame_bytes,
+                       bool drain_notices, size_t *len) {
+  Plankton__Status st;
+  set_status(&st, PD_STATUS_OK, "");
+  Plankton__HelloResponse hr = PLANKTON__HELLO_RESPONSE__INIT;
+  hr.id = id;
+  hr.status = &st;
+  hr.protocol_version = 1;
+  hr.daemon_version = (char *)daemon_version;
+  hr.max_frame_bytes = max_frame_bytes;
+  hr.drain_notices = drain_notices;
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_HELLO;
+  resp.hello = &hr;
+  return pack_response(&resp, len);
+}
+
+uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *len) {
+  Plankton__DrainNotice dn = PLANKTON__DRAIN_NOTICE__INIT;
+  dn.requests_read = requests_read;
+  dn.message = (char *)(msg ? msg : "");
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  resp.body_case = PLANKTON__RESPONSE__BODY_DRAIN;
+  resp.drain = &dn;
+  return pack_response(&resp, len);
+}
+
 uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   Plankton__Status st;
   set_status(&st, PD_STATUS_OK, "");

@@ -32,6 +32,13 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len);
 #define PD_HEALTH_FAILING_RUNS 3
 uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, size_t *len);
 uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len);
+/* HelloResponse: protocol version 1, this daemon's version and frame limit,
+ * and whether it will send this connection a drain notice. */
+uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_frame_bytes,
+                       bool drain_notices, size_t *len);
+/* DrainNotice (not an answer): requests_read requests read on the
+ * connection, each still answered. */
+uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *len);
 /* filter: "" for every model; s may be NULL (no model loaded). */
 uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len);
 
