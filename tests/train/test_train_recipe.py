@@ -9,7 +9,11 @@
 - --init refuses a checkpoint of another model, of another split (its
   validation crops would be trained on), and a missing file, each with exit
   status 1 and a message that names the problem;
-- --export writes a model folder;
+- --export writes a model folder that holds the checkpoint's network: every
+  tensor is the checkpoint's rounded to the export dtype (f16) and nothing
+  else, and the exported network's probabilities on random inputs equal the
+  checkpoint network's to within f16 rounding (and exactly those of the
+  checkpoint's weights rounded to f16);
 - a config with `base:` is its base with its own keys replacing the base's
   (train/configs/cpu-refine.yaml = cpu.yaml with init and lr changed); a
   base chain that comes back to itself stops with exit status 1.
@@ -25,6 +29,7 @@ import tempfile
 import torch
 import yaml
 
+from planktonnet import PlanktonNet, load_model, parse_spec
 from planktonnet.training import TrainConfig
 
 ROOT = os.environ.get("PLANKTON_SOURCE_ROOT") or os.path.abspath(
@@ -44,7 +49,7 @@ def tiny_spec(tmp, name, filters):
     """tests/models/daemon_tiny.yaml with the 121 NDSB classes of the shipped spec."""
     with open(os.path.join(ROOT, "tests", "models", "daemon_tiny.yaml"), encoding="utf-8") as f:
         spec = yaml.safe_load(f)
-    with open(os.path.join(ROOT, "train", "specs", "ndsb_seed_c4.yaml"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "train", "specs", "ndsb_fast_c4.yaml"), encoding="utf-8") as f:
         spec["classes"] = yaml.safe_load(f)["classes"]
     spec["head"]["layers"][0]["units"] = len(spec["classes"])
     spec["branches"][0]["layers"][1]["filters"] = filters
@@ -74,6 +79,33 @@ def weights(run_dir):
     return torch.load(os.path.join(run_dir, "last.pt"), map_location="cpu")["net"]
 
 
+def export_round_trip(run_dir, model_dir, check):
+    """The exported folder against the run's last.pt (see the module's docstring)."""
+    ck = torch.load(os.path.join(run_dir, "last.pt"), map_location="cpu")
+    spec = parse_spec(ck["spec_text"], "last.pt")
+    net_ck = PlanktonNet(spec).double().eval()
+    net_ck.load_state_dict(ck["net"])
+    _, net_ex = load_model(model_dir, torch.float64)
+    net_ex.eval()
+    ex = net_ex.state_dict()
+    same_names = set(ex) == set(ck["net"])
+    rounded = same_names and all(
+        torch.equal(ex[k], ck["net"][k].half().double()) for k in ck["net"])
+    check(same_names and rounded, "--export: every tensor is the checkpoint's, rounded to f16")
+    torch.manual_seed(7)
+    inputs = [torch.rand(*shape, dtype=torch.float64) for shape in net_ck.input_shapes(8)]
+    net_r = PlanktonNet(spec).double().eval()
+    net_r.load_state_dict({k: v.half().double() for k, v in ck["net"].items()})
+    with torch.no_grad():
+        p_ck, p_ex, p_r = net_ck(inputs), net_ex(inputs), net_r(inputs)
+    d_round = float((p_ex - p_r).abs().max())
+    d_ck = float((p_ex - p_ck).abs().max())
+    print("  exported vs checkpoint: max |p diff| = %.3g (f16 rounding); vs the checkpoint "
+          "rounded to f16: %.3g" % (d_ck, d_round))
+    check(d_round == 0.0 and d_ck < 1e-2 and float(p_ck.max()) < 0.999,
+          "--export: the exported network's answers are the checkpoint network's")
+
+
 def max_diff(a, b):
     if a.keys() != b.keys():
         raise AssertionError("checkpoints hold different tensors")
@@ -97,6 +129,7 @@ def main():
         r.run("--out", run_a, "--export", os.path.join(run_a, "model"))
         check(all(os.path.isfile(os.path.join(run_a, "model", f))
                   for f in ("model.yaml", "weights.safetensors")), "--export wrote a model folder")
+        export_round_trip(run_a, os.path.join(run_a, "model"), check)
 
         run_b = os.path.join(tmp, "b")
         out = r.run("--out", run_b, "--stop-after", "1")
