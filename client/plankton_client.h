@@ -79,10 +79,11 @@ void pc_client_close(pc_client *c);
 /* ---- requests ---- */
 
 typedef enum pc_client_image_format {
-  PC_CLIENT_IMAGE_AUTO = 0, /* PNG or JPEG, recognised by the daemon */
+  PC_CLIENT_IMAGE_AUTO = 0, /* PNG, JPEG or TIFF, recognised by the daemon */
   PC_CLIENT_IMAGE_PNG = 1,
   PC_CLIENT_IMAGE_JPEG = 2,
   PC_CLIENT_IMAGE_RAW_GRAY8 = 3, /* width * height bytes */
+  PC_CLIENT_IMAGE_TIFF = 4,
 } pc_client_image_format;
 
 typedef struct pc_client_classify_request {

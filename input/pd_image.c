@@ -1,10 +1,11 @@
 /* pd_image: PNG (libpng, classic API) and JPEG (libjpeg-turbo) decoding to
- * gray8. Each decoder keeps everything it allocates in a job struct owned by
- * the caller of the setjmp-ing function, so a longjmp from the library's
- * error handler leaks nothing and reads no clobbered locals. Dimensions are
- * checked against the caller's limits from the header, before any pixel
- * buffer exists; the libraries never print. */
+ * gray8, and the entry points (TIFF is in pd_image_tiff.c). Each decoder keeps everything it
+ * allocates in a job struct owned by the caller of the setjmp-ing function, so a longjmp from the
+ * library's error handler leaks nothing and reads no clobbered locals. Dimensions are checked
+ * against the caller's limits from the header, before any pixel buffer exists; the libraries never
+ * print. */
 #include "pd_image.h"
+#include "pd_image_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -26,6 +27,7 @@
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 static const uint8_t jpeg_soi[3] = {0xff, 0xd8, 0xff};
+static const uint8_t tiff_le[4] = {'I', 'I', 42, 0}, tiff_be[4] = {'M', 'M', 0, 42};
 
 pd_image_limits pd_image_limits_default(void) {
   pd_image_limits l = {.max_width = 4096, .max_height = 4096, .max_pixels = 16L * 1024 * 1024};
@@ -37,6 +39,9 @@ pd_image_format pd_image_sniff(const uint8_t *data, size_t len) {
   if (len >= sizeof png_signature && !memcmp(data, png_signature, sizeof png_signature))
     return PD_IMAGE_PNG;
   if (len >= sizeof jpeg_soi && !memcmp(data, jpeg_soi, sizeof jpeg_soi)) return PD_IMAGE_JPEG;
+  if (len >= sizeof tiff_le &&
+      (!memcmp(data, tiff_le, sizeof tiff_le) || !memcmp(data, tiff_be, sizeof tiff_be)))
+    return PD_IMAGE_TIFF;
   return PD_IMAGE_UNKNOWN;
 }
 
@@ -49,8 +54,8 @@ void pd_gray_image_free(pd_gray_image *img) {
 
 /* Zero size, then each side, then the pixel count (the product cannot overflow
  * once both sides are within int limits). */
-static int check_dims(const char *fmt, unsigned long w, unsigned long h, const pd_image_limits *lim,
-                      pd_error *err) {
+int pd_image_check_dims(const char *fmt, unsigned long w, unsigned long h,
+                        const pd_image_limits *lim, pd_error *err) {
   if (w == 0 || h == 0)
     return pd_error_set(err, PD_ELIMIT, "%s %lux%lu has zero width or height", fmt, w, h);
   if ((long long)w > (long long)lim->max_width || (long long)h > (long long)lim->max_height)
@@ -64,7 +69,7 @@ static int check_dims(const char *fmt, unsigned long w, unsigned long h, const p
 }
 
 /* w * h bytes, or NULL if that does not fit in size_t or malloc fails. */
-static uint8_t *alloc_pixels(size_t w, size_t h, size_t bytes_per_pixel) {
+uint8_t *pd_image_alloc_pixels(size_t w, size_t h, size_t bytes_per_pixel) {
   if (w == 0 || h == 0 || bytes_per_pixel == 0) return NULL;
   if (w > SIZE_MAX / h || w * h > SIZE_MAX / bytes_per_pixel) return NULL;
   return malloc(w * h * bytes_per_pixel);
@@ -148,7 +153,7 @@ static uint32_t be32(const uint8_t *p) {
  * refused before libpng runs at all; malformed headers are left to libpng. */
 static int png_precheck(const uint8_t *d, size_t len, const pd_image_limits *lim, pd_error *err) {
   if (len < 24 || memcmp(d + 12, "IHDR", 4) != 0) return PD_OK;
-  return check_dims("PNG", be32(d + 16), be32(d + 20), lim, err);
+  return pd_image_check_dims("PNG", be32(d + 16), be32(d + 20), lim, err);
 }
 
 static png_uint_32 clamp_user_limit(long v) {
@@ -162,7 +167,7 @@ static int png_setup_transforms(png_job *job, int *channels) {
   png_structp png = job->png;
   int depth, ctype, interlace;
   png_get_IHDR(png, job->info, &job->width, &job->height, &depth, &ctype, &interlace, NULL, NULL);
-  int rc = check_dims("PNG", job->width, job->height, job->limits, job->err);
+  int rc = pd_image_check_dims("PNG", job->width, job->height, job->limits, job->err);
   if (rc) return rc;
   png_set_expand(png); /* palette -> RGB, gray < 8 bits -> 8, tRNS -> alpha */
   if (depth == 16) png_set_scale_16(png);
@@ -180,10 +185,10 @@ static int png_setup_transforms(png_job *job, int *channels) {
 
 static int png_read_pixels(png_job *job, int channels, int passes) {
   size_t w = job->width, h = job->height, ch = (size_t)channels;
-  job->pixels = alloc_pixels(w, h, 1);
+  job->pixels = pd_image_alloc_pixels(w, h, 1);
   if (!job->pixels) return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for %zux%zu", w, h);
   if (passes <= 1) {
-    job->rowbuf = alloc_pixels(w, 1, ch);
+    job->rowbuf = pd_image_alloc_pixels(w, 1, ch);
     if (!job->rowbuf) return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for a row");
     for (size_t y = 0; y < h; y++) {
       png_read_row(job->png, job->rowbuf, NULL);
@@ -191,7 +196,7 @@ static int png_read_pixels(png_job *job, int channels, int passes) {
     }
     return PD_OK;
   }
-  job->rowbuf = alloc_pixels(w, h, ch);
+  job->rowbuf = pd_image_alloc_pixels(w, h, ch);
   job->rows = job->rowbuf ? malloc(h * sizeof *job->rows) : NULL;
   if (!job->rows)
     return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for interlaced %zux%zu", w, h);
@@ -281,7 +286,7 @@ static _Noreturn void jpeg_fail(j_common_ptr c) {
   jpeg_job *job = c->client_data;
   j_decompress_ptr d = &job->cinfo;
   if (c->err->msg_code == JERR_EMPTY_IMAGE && (d->image_width == 0 || d->image_height == 0)) {
-    check_dims("JPEG", d->image_width, d->image_height, job->limits, job->err);
+    pd_image_check_dims("JPEG", d->image_width, d->image_height, job->limits, job->err);
   } else {
     char buf[JMSG_LENGTH_MAX];
     c->err->format_message(c, buf);
@@ -338,7 +343,7 @@ static int jpeg_read_pixels(jpeg_job *job) {
   if (w != c->image_width || h != c->image_height || c->output_components != 1)
     return pd_error_set(job->err, PD_EINTERNAL, "JPEG: unexpected output %zux%zux%d", w, h,
                         c->output_components);
-  job->pixels = alloc_pixels(w, h, 1);
+  job->pixels = pd_image_alloc_pixels(w, h, 1);
   if (!job->pixels) return pd_error_set(job->err, PD_ENOMEM, "JPEG: no memory for %zux%zu", w, h);
   while (c->output_scanline < c->output_height) {
     JSAMPROW row = job->pixels + (size_t)c->output_scanline * w;
@@ -361,7 +366,7 @@ static int jpeg_decode_job(jpeg_job *job, const uint8_t *data, size_t len) {
     return pd_error_set(job->err, PD_EUNSUPP,
                         "JPEG colour space %s (%d components) is not supported",
                         jpeg_space_name(c->jpeg_color_space), c->num_components);
-  int rc = check_dims("JPEG", c->image_width, c->image_height, job->limits, job->err);
+  int rc = pd_image_check_dims("JPEG", c->image_width, c->image_height, job->limits, job->err);
   if (rc) return rc;
   c->out_color_space = JCS_GRAYSCALE;
   jpeg_start_decompress(c);
@@ -406,11 +411,13 @@ static int unknown_format(const uint8_t *data, size_t len, pd_error *err) {
     return pd_error_set(err, PD_EFORMAT, "truncated PNG (%zu bytes)", len);
   if (len < sizeof jpeg_soi && !memcmp(data, jpeg_soi, len))
     return pd_error_set(err, PD_EFORMAT, "truncated JPEG (%zu bytes)", len);
+  if (len < sizeof tiff_le && (!memcmp(data, tiff_le, len) || !memcmp(data, tiff_be, len)))
+    return pd_error_set(err, PD_EFORMAT, "truncated TIFF (%zu bytes)", len);
   char hex[3 * 8 + 1] = "";
   for (size_t i = 0; i < len && i < 8; i++)
     snprintf(hex + 3 * i, 4, " %02x", data[i]);
-  return pd_error_set(err, PD_EUNSUPP, "unknown image format (not PNG or JPEG), first bytes:%s",
-                      hex);
+  return pd_error_set(err, PD_EUNSUPP,
+                      "unknown image format (not PNG, JPEG or TIFF), first bytes:%s", hex);
 }
 
 int pd_image_decode(const uint8_t *data, size_t len, const pd_image_limits *limits,
@@ -428,6 +435,8 @@ int pd_image_decode(const uint8_t *data, size_t len, const pd_image_limits *limi
     return decode_png(data, len, &lim, out, err);
   case PD_IMAGE_JPEG:
     return decode_jpeg(data, len, &lim, out, err);
+  case PD_IMAGE_TIFF:
+    return pd_image_decode_tiff(data, len, &lim, out, err);
   default:
     return unknown_format(data, len, err);
   }

@@ -1,4 +1,4 @@
-/* pd_image: decode PNG and JPEG crops to 8-bit gray. Owns the decoded pixel
+/* pd_image: decode PNG, JPEG and TIFF crops to 8-bit gray. Owns the decoded pixel
  * buffer it returns. Dimensions are checked against the caller's limits
  * from the file's header, before any pixel buffer is allocated. */
 #ifndef PD_IMAGE_H
@@ -18,7 +18,7 @@ typedef struct pd_image_limits {
 /* Defaults: 4096 x 4096, 16 Mpixel. */
 pd_image_limits pd_image_limits_default(void);
 
-typedef enum { PD_IMAGE_UNKNOWN = 0, PD_IMAGE_PNG, PD_IMAGE_JPEG } pd_image_format;
+typedef enum { PD_IMAGE_UNKNOWN = 0, PD_IMAGE_PNG, PD_IMAGE_JPEG, PD_IMAGE_TIFF } pd_image_format;
 
 typedef struct pd_gray_image {
   int width, height;
@@ -28,9 +28,12 @@ typedef struct pd_gray_image {
 pd_image_format pd_image_sniff(const uint8_t *data, size_t len);
 
 /* Decodes PNG (8/16-bit; gray, gray+alpha, RGB, RGBA, palette; interlaced) or
- * JPEG (gray, YCbCr/RGB, CMYK refused) to gray8. Colour is reduced with the
- * luma weights 0.299/0.587/0.114; alpha is composited on white (the crops'
- * background). Errors: PD_EUNSUPP (not PNG/JPEG), PD_EFORMAT (corrupt or
+ * JPEG (gray, YCbCr/RGB, CMYK refused) or TIFF (the first image; 8/16-bit
+ * gray, MinIsBlack/MinIsWhite, strips or tiles; 16 bits scaled by 255/65535;
+ * colour, palette, float refused: pd_image_tiff.c) to gray8. Colour is
+ * reduced with the luma weights 0.299/0.587/0.114; alpha is composited on
+ * white (the crops' background). Errors: PD_EUNSUPP (not PNG/JPEG/TIFF, or a
+ * kind of those not handled), PD_EFORMAT (corrupt or
  * truncated), PD_ELIMIT (too large, zero size), PD_ENOMEM. */
 int pd_image_decode(const uint8_t *data, size_t len, const pd_image_limits *limits,
                     pd_gray_image *out, pd_error *err);

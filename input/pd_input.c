@@ -3,7 +3,10 @@
 #include "pd_tta.h"
 
 static const char *format_name(pd_image_format f) {
-  return f == PD_IMAGE_PNG ? "PNG" : f == PD_IMAGE_JPEG ? "JPEG" : "not PNG or JPEG";
+  return f == PD_IMAGE_PNG    ? "PNG"
+         : f == PD_IMAGE_JPEG ? "JPEG"
+         : f == PD_IMAGE_TIFF ? "TIFF"
+                              : "not PNG, JPEG or TIFF";
 }
 
 int pd_input_decode(const pd_input_bytes *in, const pd_image_limits *limits, pd_gray_image *out,
@@ -17,9 +20,9 @@ int pd_input_decode(const pd_input_bytes *in, const pd_image_limits *limits, pd_
     out->height = in->raw_height;
     return PD_OK;
   }
-  if (in->declared == PD_IMAGE_PNG || in->declared == PD_IMAGE_JPEG) {
+  if (in->declared != PD_IMAGE_UNKNOWN) {
     pd_image_format sniffed = pd_image_sniff(in->data, in->len);
-    if ((sniffed == PD_IMAGE_PNG || sniffed == PD_IMAGE_JPEG) && sniffed != in->declared)
+    if (sniffed != PD_IMAGE_UNKNOWN && sniffed != in->declared)
       return pd_error_set(err, PD_EINVAL, "image: declared %s but the bytes are %s",
                           format_name(in->declared), format_name(sniffed));
   }

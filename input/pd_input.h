@@ -25,7 +25,7 @@
 typedef struct pd_input_bytes {
   const uint8_t *data;
   size_t len;
-  /* PD_IMAGE_UNKNOWN: sniff PNG or JPEG; PD_IMAGE_PNG / PD_IMAGE_JPEG: must be that */
+  /* PD_IMAGE_UNKNOWN: sniff PNG, JPEG or TIFF; PD_IMAGE_PNG / _JPEG / _TIFF: must be that */
   pd_image_format declared;
   /* raw gray8: width x height bytes, no decoding (both > 0); else 0 */
   int raw_width, raw_height;

@@ -669,7 +669,7 @@ static void test_unknown_and_empty(pd_test_state *st) {
   check_fails(st, gif, sizeof gif - 1, NULL, PD_EUNSUPP, "unknown image format",
               "47 49 46 38 39 61");
   static const unsigned char bmp[] = "BM\x1e\x00\x00\x00";
-  check_fails(st, bmp, 6, NULL, PD_EUNSUPP, "not PNG or JPEG", NULL);
+  check_fails(st, bmp, 6, NULL, PD_EUNSUPP, "not PNG, JPEG or TIFF", NULL);
   check_fails(st, bmp, 1, NULL, PD_EUNSUPP, "first bytes: 42", NULL);
   check_fails(st, gif, 0, NULL, PD_EFORMAT, "empty image data", NULL);
   check_fails(st, NULL, 0, NULL, PD_EFORMAT, "empty image data", NULL);

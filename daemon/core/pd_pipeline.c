@@ -95,6 +95,7 @@ static void decode_work(uv_work_t *w) {
   }
   req->decode_ns = pd_now_ns() - t0;
 }
+                                           : req->format == PD_FORMAT_TIFF ? PD_IMAGE_TIFF
 
 static void decode_done(uv_work_t *w, int status) {
   pd_request *req = w->data;
@@ -154,7 +155,7 @@ static bool admit(pd_pipeline *p, pd_request *req) {
                       req->len, req->width, req->height, (size_t)req->width * (size_t)req->height);
       return false;
     }
-  } else if (req->format < PD_FORMAT_AUTO || req->format > PD_FORMAT_RAW_GRAY8) {
+  } else if (req->format < PD_FORMAT_AUTO || req->format > PD_FORMAT_TIFF) {
     pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT, "image: unknown format %d", (int)req->format);
     return false;
   } else if (req->len == 0) {

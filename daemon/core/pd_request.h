@@ -33,10 +33,11 @@ typedef enum pd_status {
 const char *pd_status_name(int code);
 
 typedef enum pd_input_format {
-  PD_FORMAT_AUTO = 0, /* PNG or JPEG, sniffed */
+  PD_FORMAT_AUTO = 0, /* PNG, JPEG or TIFF, sniffed */
   PD_FORMAT_PNG,
   PD_FORMAT_JPEG,
-  PD_FORMAT_RAW_GRAY8
+  PD_FORMAT_RAW_GRAY8,
+  PD_FORMAT_TIFF /* the numbers are plankton.proto's ImageFormat */
 } pd_input_format;
 
 struct pd_served;

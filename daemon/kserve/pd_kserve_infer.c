@@ -153,7 +153,8 @@ static int parse_bytes(const Inference__ModelInferRequest__InferInputTensor *in,
                     i, len, raw->len - off);
       if (len == 0)
         return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input " PD_KINFER_INPUT " element %d is empty (want PNG or JPEG bytes)", i);
+                    "input " PD_KINFER_INPUT " element %d is empty (want PNG, JPEG or TIFF bytes)",
+                    i);
       out->crops[i].data = raw->data + off;
       out->crops[i].len = len;
       off += len;
@@ -173,7 +174,8 @@ static int parse_bytes(const Inference__ModelInferRequest__InferInputTensor *in,
   for (int i = 0; i < n; i++) {
     if (c->bytes_contents[i].len == 0)
       return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input " PD_KINFER_INPUT " element %d is empty (want PNG or JPEG bytes)", i);
+                  "input " PD_KINFER_INPUT " element %d is empty (want PNG, JPEG or TIFF bytes)",
+                  i);
     out->crops[i].data = c->bytes_contents[i].data;
     out->crops[i].len = c->bytes_contents[i].len;
   }
@@ -249,7 +251,7 @@ int pd_kinfer_parse(const Inference__ModelInferRequest *req, int max_crops, int 
   if (req->n_inputs != 1)
     return fail(msg, cap, ST_INVALID_ARGUMENT,
                 "%zu inputs: this model takes one, " PD_KINFER_INPUT
-                " (BYTES [N] of PNG/JPEG or UINT8 [N,H,W] of gray pixels)",
+                " (BYTES [N] of PNG/JPEG/TIFF or UINT8 [N,H,W] of gray pixels)",
                 req->n_inputs);
   const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[0];
   const char *name = in && in->name ? in->name : "";
@@ -271,7 +273,8 @@ int pd_kinfer_parse(const Inference__ModelInferRequest *req, int max_crops, int 
   int u8 = strcmp(dt, "UINT8") == 0;
   if (!bytes && !u8)
     return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT " has datatype \"%.32s\": want BYTES (PNG/JPEG) or UINT8 "
+                "input " PD_KINFER_INPUT
+                " has datatype \"%.32s\": want BYTES (PNG/JPEG/TIFF) or UINT8 "
                 "(gray pixels)",
                 dt);
   if (bytes && !(in->n_shape == 1 || (in->n_shape == 2 && in->shape[1] == 1)))

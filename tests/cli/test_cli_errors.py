@@ -226,7 +226,7 @@ def main():
             f.check(r.rc == 1, "bad files: exit 1: %r" % r)
             f.check([ln.split()[0] for ln in lines] == good, "the good files are classified in order: %r" % r)
             f.check("%s: No such file or directory" % missing in r.err, "missing file message: %r" % r.err)
-            f.check(text in r.err and "INVALID_ARGUMENT" in r.err and "not PNG or JPEG" in r.err,
+            f.check(text in r.err and "INVALID_ARGUMENT" in r.err and "not PNG, JPEG or TIFF" in r.err,
                     "non-image message names the file and the daemon's reason: %r" % r.err)
             f.check("%s: is empty" % empty in r.err, "empty file message: %r" % r.err)
             f.check("3 of 5 files failed" in r.err, "summary line: %r" % r.err)
