@@ -221,7 +221,9 @@ int pc_client_wait(pc_client *c, int timeout_ms, pc_client_error *err);
  * resend is safe; each is answered to the caller once: an answer for an id
  * that is not owed (already answered, or a stray duplicate) is dropped and
  * counted. A draining connection gets no new request: they wait for the
- * next connection.
+ * next connection. Each connection opens with a Hello asking for drain
+ * notices (plankton.proto), whose answer is never handed out; a daemon
+ * older than Hello answers it UNIMPLEMENTED, which is taken quietly.
  *
  * One outage lasts from the first loss to the first answer on a new
  * connection. It may take at most retry_for_s seconds and max_attempts

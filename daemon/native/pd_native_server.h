@@ -58,6 +58,8 @@ int pd_native_server_listener_count(const pd_native_server *s);
 void pd_native_server_receive_stats(const pd_native_server *s, uint64_t *bytes, uint64_t *waits);
 
 /* Stops accepting; every connection closes once its answers are written.
+ * Connections whose client asked for it (Hello with drain_notices) get a
+ * DrainNotice first, counting the requests read there (all answered).
  * New requests meanwhile are answered UNAVAILABLE. on_empty runs when the
  * last connection has closed (at once if there is none). */
 void pd_native_server_drain(pd_native_server *s, void (*on_empty)(void *), void *data);
