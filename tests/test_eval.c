@@ -390,50 +390,90 @@ static tool_result run_tool(const char *tool, const char *args) {
 }
 
 /* The metrics computed in-process: pd_ensemble (tta transforms) + pd_eval. */
-static pd_eval *expected_metrics(pd_test_state *st, const char *model_dir, const pd_dataset *ds,
-                                 int tta, long long *failed) {
+/* One model folder's probabilities (after its TTA mean) for every sample of ds:
+ * out[i * 16 + c]; a sample whose file does not decode gets ok[i] = 0. */
+static int member_probs(pd_test_state *st, const char *model_dir, const pd_dataset *ds, int tta,
+                        float *out, char *ok, int *n_classes, pd_eval **ev_out) {
   pd_ensemble *e = NULL;
   pd_error err = {0};
   PD_CHECK_INT(st, pd_ensemble_load(model_dir, &e, &err), PD_OK);
   if (!e) {
     fprintf(stderr, "  %s\n", err.msg);
-    return NULL;
+    return -1;
   }
   pd_backend *be = NULL;
   pd_cpu_options opt = {.threads = 1};
   pd_servable *plan = NULL;
   pd_servable_inputs in;
-  pd_eval *ev = NULL;
   PD_CHECK_INT(st, pd_cpu_backend_create(&opt, &be, &err), PD_OK);
   PD_CHECK_INT(st, pd_servable_create(be, e, 5, &plan, &err), PD_OK);
   PD_CHECK_INT(st, pd_servable_inputs_init(e, tta, &in, &err), PD_OK);
-  PD_CHECK_INT(st, pd_eval_create(e->n_classes, (const char *const *)e->classes, &ev, &err), PD_OK);
+  if (ev_out)
+    PD_CHECK_INT(st, pd_eval_create(e->n_classes, (const char *const *)e->classes, ev_out, &err),
+                 PD_OK);
+  *n_classes = e->n_classes;
   pd_image_limits limits = pd_image_limits_default();
-  *failed = 0;
   for (int i = 0; i < ds->n; i++) {
-    if (pd_eval_class_index(ev, ds->samples[i].label) < 0) {
-      pd_eval_add_unknown(ev, ds->samples[i].label, &err);
-      continue;
-    }
     pd_gray_image img;
-    if (pd_image_load_file(ds->samples[i].path, &limits, &img, &err) != PD_OK) {
-      ++*failed;
-      continue;
-    }
-    float probs[16];
+    ok[i] = pd_image_load_file(ds->samples[i].path, &limits, &img, &err) == PD_OK;
+    if (!ok[i]) continue;
     int count = tta;
     PD_CHECK_INT(st,
                  pd_servable_inputs_fill(e, img.pixels, img.width, img.height, tta, &in, 0, &err),
                  PD_OK);
-    PD_CHECK_INT(st, pd_servable_run_slots(plan, &in, 1, &count, probs, &err), PD_OK);
-    PD_CHECK_INT(st, pd_eval_add_label(ev, probs, ds->samples[i].label, NULL, &err), PD_OK);
+    PD_CHECK_INT(st, pd_servable_run_slots(plan, &in, 1, &count, out + (size_t)i * 16, &err),
+                 PD_OK);
     pd_gray_image_free(&img);
   }
   pd_servable_inputs_free(&in);
   pd_servable_free(plan);
   pd_backend_destroy(be);
   pd_ensemble_free(e);
+  return 0;
+}
+
+/* The metrics the tool should print for ds: members[0..n-1] (single model
+ * folders), each run alone, their probabilities mixed here with weights[]
+ * (normalised), so an ensemble's weighting is checked against arithmetic done
+ * outside pd_ensemble. */
+static pd_eval *expected_mix(pd_test_state *st, const char *const *members, const double *weights,
+                             int n, const pd_dataset *ds, int tta, long long *failed) {
+  pd_eval *ev = NULL;
+  pd_error err = {0};
+  float *mix = calloc((size_t)ds->n * 16, sizeof(float));
+  float *one = calloc((size_t)ds->n * 16, sizeof(float));
+  char *ok = calloc((size_t)ds->n, 1);
+  double wsum = 0;
+  for (int m = 0; m < n; m++)
+    wsum += weights[m];
+  int k = 0;
+  for (int m = 0; m < n && mix && one && ok; m++) {
+    if (member_probs(st, members[m], ds, tta, one, ok, &k, m == 0 ? &ev : NULL) != 0) break;
+    for (size_t j = 0; j < (size_t)ds->n * 16; j++)
+      mix[j] += (float)(weights[m] / wsum) * one[j];
+  }
+  *failed = 0;
+  for (int i = 0; ev && i < ds->n; i++) {
+    if (pd_eval_class_index(ev, ds->samples[i].label) < 0) {
+      pd_eval_add_unknown(ev, ds->samples[i].label, &err);
+    } else if (!ok[i]) {
+      ++*failed;
+    } else {
+      PD_CHECK_INT(
+          st, pd_eval_add_label(ev, mix + (size_t)i * 16, ds->samples[i].label, NULL, &err), PD_OK);
+    }
+  }
+  PD_CHECK(st, k > 0 && k <= 16);
+  free(mix);
+  free(one);
+  free(ok);
   return ev;
+}
+
+static pd_eval *expected_metrics(pd_test_state *st, const char *model_dir, const pd_dataset *ds,
+                                 int tta, long long *failed) {
+  const double one = 1;
+  return expected_mix(st, &model_dir, &one, 1, ds, tta, failed);
 }
 
 static void compare(pd_test_state *st, const char *what, const tool_result *r, const pd_eval *ev,
@@ -473,17 +513,21 @@ static int test_e2e(pd_test_state *st) {
   }
   char root[] = "/tmp/pd-test-eval-e2e-XXXXXX";
   if (!mkdtemp(root)) exit(1);
-  char tree[512], model[512], ens[512], path[1024], src[2048];
+  char tree[512], model[512], model_b[512], ens[512], path[1024], src[2048];
   snprintf(tree, sizeof tree, "%s/tree", root);
   snprintf(model, sizeof model, "%s/model", root);
+  snprintf(model_b, sizeof model_b, "%s/model_b", root);
   snprintf(ens, sizeof ens, "%s/ens", root);
   make_dir(tree);
   make_dir(model);
+  make_dir(model_b);
   make_dir(ens);
   PD_CHECK_INT(st, pd_test_write_model(model, k_e2e_yaml, k_e2e_tensors, 6, 5), 0);
+  /* a second member with other weights: a weighting bug changes the ensemble's figures */
+  PD_CHECK_INT(st, pd_test_write_model(model_b, k_e2e_yaml, k_e2e_tensors, 6, 11), 0);
   put(ens, "model.yaml",
       "format: 1\nname: e2e-pair\nversion: \"1\"\n"
-      "ensemble: {members: [../model, ../model], weights: [1, 2]}\n");
+      "ensemble: {members: [../model, ../model_b], weights: [1, 3]}\n");
   /* The tree: E2E_PER_CLASS real crops of each class (symlinks), 2 of a label the
    * model does not know, and one broken file. */
   pd_dataset all;
@@ -542,10 +586,31 @@ static int test_e2e(pd_test_state *st) {
     PD_CHECK(st, !strncmp(got, "true\\predicted,acantharia_protist,amphipods,", 44));
     free(want);
   }
-  /* The ensemble of the model with itself gives the same numbers. */
+  /* The ensemble of two different members, weights 1 and 3, against the members
+   * run alone and mixed here; and it differs from either member alone (so the
+   * comparison can see a weighting bug). */
+  pd_eval_free(ev);
+  const char *members[2] = {model, model_b};
+  const double w13[2] = {1, 3}, w11[2] = {1, 1};
+  ev = expected_mix(st, members, w13, 2, &ds, 3, &failed);
+  pd_eval *ev_b = expected_metrics(st, model_b, &ds, 3, &failed);
+  pd_eval *ev_even = expected_mix(st, members, w11, 2, &ds, 3, &failed);
   snprintf(args, sizeof args, "'%s' '%s' --batch 7 --threads 2", ens, tree);
   r = run_tool(tool, args);
   if (ev) compare(st, "ensemble tta 3", &r, ev, failed);
+  if (ev && ev_b && ev_even) {
+    pd_eval_summary sb, se, sm;
+    pd_eval_summarize(ev, &sm);
+    pd_eval_summarize(ev_b, &sb);
+    pd_eval_summarize(ev_even, &se);
+    printf("ensemble log loss %.6f; member b alone %.6f; weights 1:1 %.6f\n", sm.log_loss,
+           sb.log_loss, se.log_loss);
+    PD_CHECK(st, fabs(sm.log_loss - sb.log_loss) > 1e-4);
+    PD_CHECK(st, fabs(sm.log_loss - se.log_loss) > 1e-4);
+    PD_CHECK(st, fabs(r.log_loss - se.log_loss) > 1e-4);
+  }
+  pd_eval_free(ev_b);
+  pd_eval_free(ev_even);
   pd_eval_free(ev);
 
   /* Split TSV, subset val, no TTA, paths relative to DATA_ROOT = tree. */
