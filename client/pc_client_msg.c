@@ -98,6 +98,7 @@ static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__Stats
   s->batch_failures_in_a_row = m->batch_failures_in_a_row;
   s->receive_buffer_bytes = m->receive_buffer_bytes;
   s->receive_waits = m->receive_waits;
+  s->requests_cancelled = m->requests_cancelled;
   if (m->n_histograms) {
     pc_client_histogram *h = calloc(m->n_histograms, sizeof *h);
     if (!h) return -1;

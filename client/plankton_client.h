@@ -147,6 +147,7 @@ typedef struct pc_client_stats {
   uint64_t connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   uint64_t batch_failures, batch_failures_in_a_row; /* 3+ in a row: Health "failing" */
   uint64_t receive_buffer_bytes, receive_waits;     /* limits.max_receive_bytes */
+  uint64_t requests_cancelled; /* dropped before computing: their connection had closed */
 } pc_client_stats_result;
 
 typedef struct pc_client_model {

@@ -265,11 +265,12 @@ static void unlink_req(pd_batcher *b, pd_request *r) {
   client_put(b, c); /* r->bclient is stale from here on */
 }
 
-/* Moves every request whose deadline has passed onto *expired. */
+/* Moves every request whose deadline has passed, or that was cancelled,
+ * onto *expired. */
 static void take_expired(pd_batcher *b, uint64_t now, pd_request **expired) {
   for (pd_request *r = b->head, *next; r; r = next) {
     next = r->next;
-    if (r->deadline_ns && now >= r->deadline_ns) {
+    if ((r->deadline_ns && now >= r->deadline_ns) || atomic_load(&r->cancelled)) {
       unlink_req(b, r);
       r->next = *expired;
       *expired = r;
@@ -386,6 +387,12 @@ int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_reque
   }
   pthread_mutex_unlock(&b->mu);
   return PD_OK;
+}
+
+void pd_batcher_poke(pd_batcher *b) {
+  pthread_mutex_lock(&b->mu);
+  pthread_cond_signal(&b->cond);
+  pthread_mutex_unlock(&b->mu);
 }
 
 void pd_batcher_stop(pd_batcher *b) {

@@ -64,9 +64,14 @@ void pd_batcher_submit(pd_batcher *b, pd_request *req, uint64_t now_ns);
 
 /* Engine side: blocks until a batch closes. Fills batch[0..*n) (requests
  * of one model, at most `cap` of them; each with batches_waited set) and
- * *expired (a list linked through ->next, possibly with *n == 0). Returns
+ * *expired (a list linked through ->next, possibly with *n == 0): requests
+ * whose deadline passed or that were cancelled. Returns
  * PD_OK, or PD_BATCHER_STOPPED once stopped and empty. */
 int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired);
+
+/* Wakes the engine side: requests were cancelled (req->cancelled), and
+ * pd_batcher_next hands them back like expired ones, never batched. */
+void pd_batcher_poke(pd_batcher *b);
 
 /* After this, batches close without waiting for the delay, and
  * pd_batcher_next returns PD_BATCHER_STOPPED when nothing is left. */

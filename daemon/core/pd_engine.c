@@ -69,9 +69,16 @@ static void *engine_main(void *arg) {
       pd_request *r = expired;
       expired = r->next;
       r->next = NULL;
-      pd_request_fail(r, PD_STATUS_DEADLINE_EXCEEDED,
-                      "deadline passed after %.3f ms in the queue, before a batch ran it",
-                      (double)(pd_now_ns() - r->t_recv_ns) * 1e-6);
+      if (atomic_load(&r->cancelled)) {
+        r->dropped = true;
+        pd_request_fail(r, PD_STATUS_CANCELLED,
+                        "cancelled in the queue: the client closed its connection before it was "
+                        "computed");
+      } else {
+        pd_request_fail(r, PD_STATUS_DEADLINE_EXCEEDED,
+                        "deadline passed after %.3f ms in the queue, before a batch ran it",
+                        (double)(pd_now_ns() - r->t_recv_ns) * 1e-6);
+      }
       e->sink(r, e->ctx);
     }
     if (n > 0) run_batch(e, e->batch, n);

@@ -28,6 +28,7 @@ struct pd_pipeline {
 
 static void finish(pd_pipeline *p, pd_request *req) {
   pd_stats_request_done(p->stats, req, pd_now_ns());
+  if (req->dropped) atomic_fetch_add(&p->stats->requests_cancelled, 1);
   p->in_flight--;
   atomic_fetch_sub(&p->stats->in_flight, 1);
   req->done(req);
@@ -70,10 +71,18 @@ static void on_async(uv_async_t *h) {
 
 /* ---- decode + preprocess (thread pool) ---- */
 
+/* A request no one waits for any more: not decoded, not computed. */
+static void drop_cancelled(pd_request *req, const char *where) {
+  req->dropped = true;
+  pd_request_fail(req, PD_STATUS_CANCELLED,
+                  "cancelled %s: the client closed its connection before it was computed", where);
+}
+
 static void decode_work(uv_work_t *w) {
   pd_request *req = w->data;
   const pd_served *s = req->served;
   uint64_t t0 = pd_now_ns();
+  if (atomic_load(&req->cancelled)) return; /* decode_done drops it */
   const int n = req->views;
   req->input = malloc(pd_servable_input_floats(s->servable, n) * sizeof(float));
   req->probs = malloc((size_t)s->model->n_classes * sizeof(float));
@@ -100,9 +109,12 @@ static void decode_work(uv_work_t *w) {
 static void decode_done(uv_work_t *w, int status) {
   pd_request *req = w->data;
   pd_pipeline *p = req->pipeline;
+  req->decode_queued = false;
   release_input(req);
   uint64_t now = pd_now_ns();
   req->t_decoded_ns = now;
+  if (atomic_load(&req->cancelled) && req->status == PD_STATUS_OK)
+    drop_cancelled(req, status != 0 ? "before its decode" : "after its decode");
   if (status != 0 && req->status == PD_STATUS_OK)
     pd_request_fail(req, PD_STATUS_CANCELLED, "decode cancelled: %s", uv_strerror(status));
   if (req->status == PD_STATUS_OK && req->deadline_ns && now >= req->deadline_ns)
@@ -191,12 +203,22 @@ void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
   req->views = req->tta > 0 ? req->tta : pd_tta_default_count(&p->current->model->tta);
   req->work.data = req;
   int rc = uv_queue_work(p->loop, &req->work, decode_work, decode_done);
+  req->decode_queued = rc == 0;
   if (rc != 0) {
     pd_batcher_release(p->batcher, req);
     release_input(req);
     pd_request_fail(req, PD_STATUS_INTERNAL, "cannot queue the decode: %s", uv_strerror(rc));
     finish(p, req);
   }
+}
+
+void pd_pipeline_cancel(pd_pipeline *p, pd_request *req) {
+  if (atomic_exchange(&req->cancelled, true)) return;
+  /* Still waiting for a decode thread: taken off the pool's queue, and
+   * decode_done runs with UV_ECANCELED. Decoding now: decode_done drops it.
+   * Queued for the engine: the batcher hands it back unbatched. */
+  if (req->decode_queued) uv_cancel((uv_req_t *)&req->work);
+  pd_batcher_poke(p->batcher);
 }
 
 /* ---- lifetime ---- */

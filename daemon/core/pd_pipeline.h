@@ -39,6 +39,14 @@ pd_served *pd_pipeline_model(const pd_pipeline *p);
  * front) on the loop thread. */
 void pd_pipeline_submit(pd_pipeline *p, pd_request *req);
 
+/* Nobody waits for req's answer any more (a request submitted, whose done
+ * has not run yet): if it has not started computing it is dropped -- not
+ * decoded if its decode has not begun, never batched -- and finishes with
+ * PD_STATUS_CANCELLED, req->dropped set and stats->requests_cancelled
+ * counted; one already in a batch finishes normally. Either way done runs
+ * once, as for every request. */
+void pd_pipeline_cancel(pd_pipeline *p, pd_request *req);
+
 /* Requests submitted and not yet done. */
 int pd_pipeline_in_flight(const pd_pipeline *p);
 pd_batcher_counts pd_pipeline_queue(pd_pipeline *p);

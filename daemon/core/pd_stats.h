@@ -42,6 +42,9 @@ typedef struct pd_stats {
    * or more, Health says "failing" (a device that stays broken) */
   atomic_uint_fast64_t batch_failures_in_a_row;
   /* connections closed by the daemon's limits: over limits.max_connections,
+  /* classify requests dropped before they were computed because their
+   * client left (pd_pipeline_cancel); also counted as CANCELLED */
+  atomic_uint_fast64_t requests_cancelled;
    * a frame not complete within limits.frame_timeout_ms, silent longer than
    * limits.idle_timeout_s; and accepts that failed (out of descriptors) */
   atomic_uint_fast64_t connections_refused, frame_timeouts, idle_timeouts, accept_errors;
@@ -85,6 +88,7 @@ typedef struct pd_stats_report {
   int64_t model_loaded_unix;
   int draining;
 } pd_stats_report;
+  uint64_t requests_cancelled;
 
 void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r);
 

@@ -142,6 +142,10 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
   put(&t, "planktond_connections_closed_by_limit_total{limit=\"idle_timeout\"} %llu\n",
       (unsigned long long)r->idle_timeouts);
   gauge(&t, "planktond_receive_buffer_bytes",
+  counter(&t, "planktond_requests_cancelled_total",
+          "Classify requests dropped before they were computed: their client closed its "
+          "connection (also in request_total{status=\"CANCELLED\"}).",
+          (unsigned long long)r->requests_cancelled);
         "Receive-buffer bytes beyond each connection's first 256 KiB (bounded by "
         "limits.max_receive_bytes).",
         (double)r->receive_buffer_bytes);

@@ -25,6 +25,7 @@ struct pd_native_server {
   int n_listeners;
   pd_link *conns;
   int n_conns;
+  pd_link *requests; /* classify requests in the pipeline (srv_request.link) */
   uint64_t serial;
   uv_timer_t sweep;             /* the timeouts' check */
   uint64_t sweep_period_ms;     /* 0: not running */
@@ -43,6 +44,7 @@ typedef struct srv_request {
   pd_native_server *srv;
   pd_conn *conn;
   Plankton__Request *msg;
+  pd_link link; /* in srv->requests until done */
 } srv_request;
 
 /* ---- answers ---- */
@@ -54,6 +56,7 @@ static void answer(pd_conn *c, uint8_t *frame, size_t len) {
 static void classify_done(pd_request *req) {
   srv_request *sr = (srv_request *)req;
   pd_conn *c = sr->conn;
+  pd_link_unlink(&sr->srv->requests, &sr->link);
   if (pd_conn_open(c)) {
     size_t len = 0;
     uint8_t *frame = pd_wire_classify_answer(req, &len);
@@ -109,6 +112,7 @@ static void handle_classify(pd_native_server *s, pd_conn *c, Plankton__Request *
   sr->req.done = classify_done;
   sr->req.owner = sr;
   sr->req.client = c->serial; /* fair shares per connection */
+  pd_link_push(&s->requests, &sr->link);
   pd_pipeline_submit(s->pipeline, &sr->req);
 }
 
@@ -216,8 +220,19 @@ static void on_closed(pd_conn *c, void *ctx) {
   pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s) closed", (unsigned long long)c->serial,
           c->peer);
   if (s->draining && s->n_conns == 0 && s->on_empty) s->on_empty(s->on_empty_data);
+/* The client left: its requests that have not started computing are
+ * dropped (each still finishes through classify_done, which unlinks it). */
+static void cancel_requests_of(pd_native_server *s, const pd_conn *c) {
+  for (pd_link *l = s->requests, *next; l; l = next) {
+    next = l->next;
+    srv_request *sr = pd_link_owner(l, srv_request, link);
+    if (sr->conn == c) pd_pipeline_cancel(s->pipeline, &sr->req);
+  }
 }
 
+}
+
+  cancel_requests_of(s, c);
 /* ---- accepting ---- */
 
 static void close_unaccepted(uv_handle_t *h) {

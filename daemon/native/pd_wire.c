@@ -261,6 +261,7 @@ uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   sr.batch_failures_in_a_row = r->batch_failures_in_a_row;
   sr.receive_buffer_bytes = r->receive_buffer_bytes;
   sr.receive_waits = r->receive_waits;
+  sr.requests_cancelled = r->requests_cancelled;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_STATS;
   resp.stats = &sr;
