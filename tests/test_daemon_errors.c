@@ -20,6 +20,7 @@
 
 #include "pd_daemon_test.h"
 #include "pd_td_bystander.h"
+#include "pd_td_wait.h"
 #include "pd_test.h"
 #include "plankton.pb-c.h"
 
@@ -110,7 +111,7 @@ static void bad_requests(const pd_td *d) {
   expect(c, "raw: wider than the limit", r2, INV, "1001x1");
   /* a PNG whose header declares 2000 x 2000 (over the limit) */
   size_t big_len;
-  uint8_t *big_gray = calloc(2000 * 2000, 1);
+  uint8_t *big_gray = calloc((size_t)2000 * 2000, 1);
   uint8_t *big_png = pd_td_png(big_gray, 2000, 2000, &big_len);
   expect(c, "PNG: 2000x2000 over the limit", image(PC_CLIENT_IMAGE_PNG, big_png, big_len), INV,
          "2000");
@@ -271,18 +272,41 @@ static void broken_frames(const pd_td *d) {
   close(fd);
 }
 
-/* A client that sends 50 requests and leaves at once. */
+/* Stats shows only the bystander (one connection, at most one request in
+ * flight) besides the Stats connection itself. */
+static bool only_bystander(const pc_client_stats_result *s, void *ctx) {
+  (void)ctx;
+  return s->connections <= 2 && s->in_flight <= 1;
+}
+
+/* Clients that send 50 requests each and leave at once: afterwards the
+ * daemon's connections and requests in flight are back where they were
+ * (polled, with a bounded wait), and it still serves. */
 static void disconnect_in_flight(const pd_td *d) {
+  pc_client_response *before = NULL, *after = NULL;
+  PD_CHECK(&st, pd_td_poll_stats(d, only_bystander, NULL, 10000, &before));
   for (int k = 0; k < 3; k++) {
     pc_client *c = pd_td_connect(d, 64);
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; c && i < 50; i++) {
       pc_client_classify_request rq = image(PC_CLIENT_IMAGE_PNG, png, png_len);
       rq.id = (uint64_t)i;
       pc_client_send_classify(c, &rq, NULL);
     }
     pc_client_close(c);
   }
-  printf("%-34s -> daemon still serving\n", "3 clients leave with 50 in flight");
+  bool settled = pd_td_poll_stats(d, only_bystander, NULL, 10000, &after);
+  PD_CHECK(&st, settled);
+  PD_CHECK(&st, before && after);
+  if (before && after) {
+    const pc_client_stats_result *a = &after->u.stats, *b = &before->u.stats;
+    PD_CHECK(&st, a->connections_total >= b->connections_total + 3); /* the storm came */
+    PD_CHECK(&st, a->connections <= b->connections);
+    printf("%-34s -> connections %u (before %u), in flight %u (before %u)\n",
+           "3 clients leave with 50 in flight", a->connections, b->connections, a->in_flight,
+           b->in_flight);
+  }
+  pc_client_response_free(before);
+  pc_client_response_free(after);
 }
 
 static uint32_t stats_in_flight(const pd_td *d) {

@@ -38,6 +38,7 @@
 #include "pd_daemon_test.h"
 #include "pd_td_bystander.h"
 #include "pd_td_raw.h"
+#include "pd_td_wait.h"
 #include "pd_test.h"
 
 #define WINDOW 16
@@ -101,6 +102,14 @@ static pc_client_response *get_stats(const pd_td *d) {
   return NULL;
 }
 
+static bool at_least_connections(const pc_client_stats_result *s, void *ctx) {
+  return (int)s->connections >= *(const int *)ctx;
+}
+
+static bool at_most_connections(const pc_client_stats_result *s, void *ctx) {
+  return (int)s->connections <= *(const int *)ctx;
+}
+
 /* Waits until the daemon reports at most `n` connections (the Stats
  * client counts itself) and nothing in flight. */
 static bool settles(const pd_td *d, int n) {
@@ -124,8 +133,9 @@ static bool error_then_close(int fd, int status, const char *needle, int timeout
   if (!ok)
     fprintf(stderr, "  expected an error frame %s (%s), got %s\n", pc_client_status_name(status),
             needle ? needle : "",
-            r ? (r->body_case == PLANKTON__RESPONSE__BODY_ERROR ? r->error->status->message
-                                                                : "another answer")
+            r ? (r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status
+                     ? r->error->status->message
+                     : "another answer")
               : "nothing");
   if (r) plankton__response__free_unpacked(r, NULL);
   return ok && pd_raw_closed(fd, timeout_ms);
@@ -163,10 +173,20 @@ static void idle_connections(const pd_td *d) {
   int refused = 0, kept = 0, bad = 0;
   for (int i = IDLE; i < IDLE + EXTRA; i++)
     fds[i] = pd_raw_connect(d->socket);
-  /* the refused ones hear at once; give the daemon a moment to get to all */
-  pc_client_response *sr = get_stats(d);
-  pc_client_response_free(sr);
-  usleep(500000);
+  /* The refused ones hear at once. Stats cannot be asked at the limit (its
+   * connection would be refused too), so wait on the sockets themselves
+   * until at least the ones past the limit have heard (the idle ones and
+   * the bystander hold IDLE + 1 places), with a bounded wait. */
+  const int must_refuse = IDLE + 1 + EXTRA - MAX_CONNECTIONS;
+  double heard_until = pd_td_now_ms() + pd_td_scaled_ms(10000);
+  int heard = 0;
+  while (heard < must_refuse && pd_td_now_ms() < heard_until) {
+    struct pollfd pf[EXTRA];
+    for (int i = 0; i < EXTRA; i++)
+      pf[i] = (struct pollfd){.fd = fds[IDLE + i], .events = POLLIN};
+    heard = poll(pf, EXTRA, 50);
+  }
+  PD_CHECK(&st, heard >= must_refuse);
   for (int i = IDLE; i < IDLE + EXTRA; i++) {
     if (fds[i] < 0) {
       bad++;
@@ -188,7 +208,7 @@ static void idle_connections(const pd_td *d) {
   printf("%-40s -> %d held; %d more: %d held, %d refused (RESOURCE_EXHAUSTED), %d other\n",
          "1,000 idle connections", open, EXTRA, kept, refused, bad);
   PD_CHECK_INT(&st, bad, 0);
-  PD_CHECK(&st, refused > 0);
+  PD_CHECK(&st, refused >= must_refuse);
   PD_CHECK(&st, kept + IDLE + 1 <= MAX_CONNECTIONS);
   for (int i = 0; i < IDLE + EXTRA; i++)
     if (fds[i] >= 0) close(fds[i]);
@@ -287,16 +307,28 @@ static void huge_headers(const pd_td *d) {
     fds[i] = pd_raw_connect(d->socket);
     pd_raw_write(fds[i], hdr, 4);
   }
-  usleep(200000);
+  /* Stats shows them all accepted (the bystander and Stats itself
+   * besides), then the daemon's memory is measured while they wait */
+  int want_conns = N + 2;
+  pc_client_response *sr = NULL;
+  PD_CHECK(&st, pd_td_poll_stats(d, at_least_connections, &want_conns, 10000, &sr));
+  uint64_t rx_bytes = sr ? sr->u.stats.receive_buffer_bytes : UINT64_MAX;
+  pc_client_response_free(sr);
   long rss1 = pd_raw_rss_kb(d->pid);
   int timed_out = 0;
   for (int i = 0; i < N; i++) {
     timed_out += error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED, NULL, 30000);
     close(fds[i]);
   }
-  printf("%-40s -> all %d closed by the frame timeout; daemon RSS %ld -> %ld kB\n",
-         "64 headers of 1 MiB frames, no body", timed_out, rss0, rss1);
+  printf("%-40s -> all %d closed by the frame timeout; daemon RSS %ld -> %ld kB, receive "
+         "buffers %llu bytes from the shared budget\n",
+         "64 headers of 1 MiB frames, no body", timed_out, rss0, rss1,
+         (unsigned long long)rx_bytes);
   PD_CHECK_INT(&st, timed_out, N);
+  /* 64 MiB if each header reserved its frame: a quarter of that at most
+   * (the connections' own state), and nothing taken from the budget */
+  PD_CHECK(&st, rss0 > 0 && rss1 > 0 && rss1 - rss0 < N * 1024 / 4);
+  PD_CHECK(&st, rx_bytes < (1u << 20));
 }
 
 /* ---- 4. pipelining without reading ---- */
@@ -532,7 +564,7 @@ static void bombs(const pd_td *d) {
   pc_client_response_free(r);
   free(jpeg);
   /* a real bomb within the limits: 4096 x 4096 black, a few kB compressed */
-  uint8_t *black = calloc(4096 * 4096, 1);
+  uint8_t *black = calloc((size_t)4096 * 4096, 1);
   size_t blen;
   uint8_t *bpng = pd_td_png(black, 4096, 4096, &blen);
   r = classify_bytes(c, 103, PC_CLIENT_IMAGE_PNG, bpng, blen);
@@ -674,7 +706,10 @@ static void fd_exhaustion(void) {
   /* descriptors free again: new connections are accepted */
   for (int i = 0; i < 10 && held > 0; i++)
     close(fds[--held]);
-  usleep(200000);
+  /* polled: Stats answers (a descriptor was free for it) and shows the
+   * closes (the held ones, the bystander and Stats itself) */
+  int want_conns = held + 2;
+  PD_CHECK(&st, pd_td_poll_stats(&d, at_most_connections, &want_conns, 10000, NULL));
   int again = 0;
   for (int i = 0; i < 5; i++) {
     int fd = pd_raw_connect(d.socket);
