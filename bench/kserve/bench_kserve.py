@@ -23,8 +23,18 @@ Prints the table and, last, machine-readable:
 they, not the daemon, are the limit, the ratio says so (the client's own CPU
 is printed as client_cpu_us per request).
 
+--perf-analyzer: then Triton's own load generator, perf_analyzer (C++, from
+tritonclient 2.48.0's wheel; perf_analyzer_run.py), on the same daemon over
+gRPC and HTTP with the PNG crops, at --pa-concurrency (START:END:STEP),
+batch 1: infer/s, p50/p99 and the server's queue and compute per request as
+perf_analyzer reports them, then perf_analyzer_grpc_max=<infer/s> and
+perf_analyzer_http_max=<infer/s> (the best level). Where perf_analyzer
+cannot run, the reason is printed instead.
+
   bench/kserve/bench_kserve.py [--model SPEC] [--seconds 5] [--warmup 1]
                                [--clients 1,8,64] [--threads 2]
+                               [--perf-analyzer] [--pa-concurrency 1:64:7]
+                               [--only-perf-analyzer]
 """
 import argparse
 import http.client
@@ -264,6 +274,25 @@ def run_native(load_tool, sock, fmt, n_clients, seconds, warmup):
             "n": f("requests")}
 
 
+def perf_analyzer(tmp, name, gaddr, haddr, cs, a):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import perf_analyzer_run as pa
+    try:
+        binary, env = pa.find()
+    except pa.Unavailable as e:
+        print("perf_analyzer: not run: %s" % e)
+        return
+    inp = pa.write_input(os.path.join(tmp, "pa.json"), [png for _, png in cs])
+    for protocol, url in (("grpc", gaddr), ("http", haddr)):
+        r = pa.run(binary, env, name, protocol, url, inp, concurrency=a.pa_concurrency,
+                   interval_ms=int(a.seconds * 1000))
+        for line in pa.summary(protocol, r):
+            print(line, flush=True)
+        if r["rc"] != 0:
+            print("perf_analyzer %s: exit %d: %s" % (protocol, r["rc"], r["output"].strip().splitlines()[-1:]))
+        print("perf_analyzer_%s_max=%.1f" % (protocol, max([x["throughput"] for x in r["rows"]] or [0.0])))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(ROOT, "bench", "models", "seed_c4.yaml"))
@@ -271,7 +300,11 @@ def main():
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--perf-analyzer", action="store_true")
+    ap.add_argument("--only-perf-analyzer", action="store_true")
+    ap.add_argument("--pa-concurrency", default="1:64:7")
     a = ap.parse_args()
+    a.perf_analyzer = a.perf_analyzer or a.only_perf_analyzer
     clients = [int(x) for x in a.clients.split(",")]
     bd = build_dir()
     planktond = os.path.join(bd, "daemon", "planktond")
@@ -298,6 +331,10 @@ def main():
                      ("grpc", lambda fmt, c: run_grpc_unary(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
                      ("grpc-stream", lambda fmt, c: run_grpc_stream(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
                      ("rest-binary", lambda fmt, c: run_rest(hport, name, cs, fmt, c, a.seconds, a.warmup))]
+            if a.perf_analyzer:
+                perf_analyzer(tmp, name, gaddr, "127.0.0.1:%d" % hport, cs, a)
+            if a.only_perf_analyzer:
+                return
             rows = []
             print("%-12s %-4s %7s %10s %9s %9s %7s %12s %13s" % ("protocol", "fmt", "clients", "images/s", "p50_ms",
                                                              "p99_ms", "errors", "frontend_us", "client_cpu_us"))

@@ -347,10 +347,14 @@ static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call, const uint
   const pd_hist_report *hq = &r.hist[PD_HIST_QUEUE], *hd = &r.hist[PD_HIST_DECODE],
                        *hc = &r.hist[PD_HIST_COMPUTE], *hr = &r.hist[PD_HIST_REQUEST],
                        *hb = &r.hist[PD_HIST_BATCH];
+  /* per request, as Triton counts them (perf_analyzer wants the three
+   * compute counts equal): the requests answered OK, each batch's compute
+   * time shared out among its requests, no separate output stage */
+  uint64_t n_ok = hd->count;
   Inference__StatisticDuration d_ok = duration(r.requests[PD_STATUS_OK], hr->sum),
-                               d_fail = duration(fails, 0), d_q = duration(hq->count, hq->sum),
-                               d_in = duration(hd->count, hd->sum),
-                               d_inf = duration(hc->count, hc->sum), d_out = duration(0, 0);
+                               d_fail = duration(fails, 0), d_q = duration(n_ok, hq->sum),
+                               d_in = duration(n_ok, hd->sum), d_inf = duration(n_ok, hc->sum),
+                               d_out = duration(n_ok, 0);
   is.success = &d_ok;
   is.fail = &d_fail;
   is.queue = &d_q;
