@@ -30,6 +30,7 @@
 
 #include "pd_daemon_test.h"
 #include "pd_td_raw.h"
+#include "pd_td_wait.h"
 #include "pd_test.h"
 
 static pd_test_state st;
@@ -47,8 +48,10 @@ static int socket_inodes(pid_t pid, unsigned long *out, int cap) {
     ssize_t k = readlink(path, link, sizeof link - 1);
     if (k <= 0) continue;
     link[k] = '\0';
-    unsigned long ino;
-    if (sscanf(link, "socket:[%lu]", &ino) == 1) out[n++] = ino;
+    if (strncmp(link, "socket:[", 8) != 0) continue;
+    char *end;
+    unsigned long ino = strtoul(link + 8, &end, 10);
+    if (*end == ']') out[n++] = ino;
   }
   return n;
 }
@@ -66,11 +69,13 @@ static int inet_sockets(pid_t pid, const char *table, int *listening) {
   *listening = 0;
   if (!fgets(line, sizeof line, f)) line[0] = '\0'; /* header */
   while (fgets(line, sizeof line, f)) {
-    unsigned st_ = 0;
-    unsigned long ino = 0;
-    char local[128], remote[128];
-    if (sscanf(line, "%*d: %127s %127s %x %*s %*s %*s %*d %*d %lu", local, remote, &st_, &ino) != 4)
-      continue;
+    /* "sl: local remote st tx:rx tr:tm retrnsmt uid timeout inode ..." */
+    char *field[10], *save = NULL;
+    int nf = 0;
+    for (char *t = strtok_r(line, " \t\n", &save); t && nf < 10; t = strtok_r(NULL, " \t\n", &save))
+      field[nf++] = t;
+    if (nf < 10) continue;
+    unsigned long st_ = strtoul(field[3], NULL, 16), ino = strtoul(field[9], NULL, 10);
     for (int i = 0; i < n; i++)
       if (inodes[i] == ino && ino) {
         found++;
@@ -98,10 +103,10 @@ static int free_port(void) {
   struct sockaddr_in sa = {.sin_family = AF_INET};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof sa;
-  bind(fd, (struct sockaddr *)&sa, sizeof sa);
-  getsockname(fd, (struct sockaddr *)&sa, &len);
-  close(fd);
-  return ntohs(sa.sin_port);
+  bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+            getsockname(fd, (struct sockaddr *)&sa, &len) == 0;
+  if (fd >= 0) close(fd);
+  return ok ? ntohs(sa.sin_port) : 0;
 }
 
 /* ---- 1. defaults: mode 0660, no Internet sockets ---- */
@@ -129,9 +134,16 @@ static void defaults(void) {
 
   /* the positive control: --tcp opens exactly that listener */
   char tcp[64];
-  snprintf(tcp, sizeof tcp, "127.0.0.1:%d", free_port());
   const char *args[] = {"--tcp", tcp, NULL};
-  if (pd_td_start(&d, args) != 0) {
+  /* The daemon takes no port 0: a free port, tried again if another
+   * process took it between the probe and the daemon's bind. */
+  int started = -1;
+  for (int attempt = 0; attempt < 3 && started != 0; attempt++) {
+    if (attempt) pd_td_cleanup(&d);
+    snprintf(tcp, sizeof tcp, "127.0.0.1:%d", free_port());
+    started = pd_td_start(&d, args);
+  }
+  if (started != 0) {
     PD_CHECK(&st, 0);
     pd_td_cleanup(&d);
     return;
@@ -234,7 +246,8 @@ static void inherited_world_writable(void) {
     setenv("LISTEN_PID", pidtext, 1);
     setenv("LISTEN_FDS", "1", 1);
     setenv("LISTEN_FDNAMES", "api", 1);
-    execl(getenv("PLANKTOND"), "planktond", "--model", pd_td_model_dir(), "--socket", "", NULL);
+    const char *bin = getenv("PLANKTOND");
+    if (bin) execl(bin, "planktond", "--model", pd_td_model_dir(), "--socket", "", NULL);
     _exit(127);
   }
   int status = 0;
@@ -290,7 +303,7 @@ static int http_status(int fd, int timeout_ms) {
     if (n <= 0) break;
     len += (size_t)n;
     buf[len] = '\0';
-    if (len >= 12 && !strncmp(buf, "HTTP/1.1 ", 9)) return atoi(buf + 9);
+    if (len >= 12 && !strncmp(buf, "HTTP/1.1 ", 9)) return (int)strtol(buf + 9, NULL, 10);
   }
   return -1;
 }
@@ -320,13 +333,29 @@ static void metrics_limits(void) {
     fds[i] = pd_raw_connect(m);
     usleep(20000);
   }
+  /* the refused ones hear (the close) at once: wait on the sockets until
+   * four have, with a bounded wait, then sort them */
+  double heard_until = pd_td_now_ms() + pd_td_scaled_ms(5000);
+  for (int heard = 0; heard < 4 && pd_td_now_ms() < heard_until;) {
+    struct pollfd pf[8];
+    for (int i = 0; i < 8; i++)
+      pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    heard = poll(pf, 8, 50);
+  }
   for (int i = 0; i < 8; i++)
     if (fds[i] >= 0 && !pd_raw_quiet_open(fds[i]) && pd_raw_closed(fds[i], 2000)) refused++;
   printf("%-40s -> %d of 8 closed at once\n", "metrics.max_connections 4", refused);
   PD_CHECK_INT(&st, refused, 4);
   for (int i = 0; i < 8; i++)
     if (fds[i] >= 0) close(fds[i]);
-  usleep(100000);
+  /* polled, not slept: a scrape gets a slot again once the closes are seen
+   * (and its own slot is free when it returns: the server closes it) */
+  double free_until = pd_td_now_ms() + pd_td_scaled_ms(10000);
+  char *scrape = NULL;
+  while (!(scrape = pd_td_metrics(m)) && pd_td_now_ms() < free_until)
+    usleep(20000);
+  PD_CHECK(&st, scrape != NULL);
+  free(scrape);
 
   /* a request line dripped, never finished: 408 and a close */
   int slow = pd_raw_connect(m);
