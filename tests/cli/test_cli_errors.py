@@ -271,9 +271,17 @@ def main():
             r = h.run_cli(["health"], env_extra={"PLANKTON_SOCKET": d.socket})
             f.check(r.rc == 0, "PLANKTON_SOCKET: %r" % r)
 
-        # over TCP
-        port = free_port()
-        with h.Daemon(["--tcp", "127.0.0.1:%d" % port]) as d:
+        # over TCP (the daemon takes no port 0: a free port, another one if
+        # some other process took it before the daemon bound it)
+        for attempt in range(3):
+            port = free_port()
+            try:
+                d = h.Daemon(["--tcp", "127.0.0.1:%d" % port])
+                break
+            except SystemExit as e:
+                if attempt == 2 or "address already in use" not in str(e):
+                    raise
+        with d:
             r = h.run_cli(["--tcp", "127.0.0.1:%d" % port, "classify", "-f", "csv", good[0]])
             f.check(r.rc == 0 and r.out.startswith("path,label,probability\n%s," % good[0]),
                     "--tcp classify: %r" % r)
