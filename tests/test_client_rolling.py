@@ -44,6 +44,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli"))
 import cli_harness as h  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import haproxy_harness  # noqa: E402
+
 N_CROPS = 2000
 DISTINCT = 400
 TOL = 2e-5
@@ -104,12 +107,12 @@ class Planktond:
             self.proc.wait()
 
 
-class HAProxy:
-    """HAProxy in TCP mode in front of the daemons, with a stats socket."""
+class HAProxy(haproxy_harness.HAProxy):
+    """HAProxy in TCP mode in front of the daemons, with leastconn and an
+    external check that runs `plankton-client health`."""
 
     def __init__(self, tmp, daemons):
         self.port = free_port()
-        self.stats = os.path.join(tmp, "haproxy-stats.sock")
         check = os.path.join(tmp, "plankton-check.sh")
         with open(check, "w") as f:
             # HAProxy runs it as: CHECK PROXY_ADDR PROXY_PORT SERVER_ADDR SERVER_PORT
@@ -117,87 +120,22 @@ class HAProxy:
         os.chmod(check, 0o755)
         servers = "".join("  server %s 127.0.0.1:%d check inter 200ms fall 1 rise 1\n"
                           % (d.name, d.tcp_port) for d in daemons)
-        self.cfg = os.path.join(tmp, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write("global\n"
-                    "  maxconn 256\n"
-                    "  insecure-fork-wanted\n"
-                    "  external-check\n"
-                    "  stats socket %s level admin\n"
-                    "defaults\n"
-                    "  mode tcp\n"
-                    "  timeout connect 1s\n"
-                    "  timeout client 60s\n"
-                    "  timeout server 60s\n"
-                    "  timeout check 2s\n"
-                    "  retries 3\n"
-                    "  option redispatch 1\n"
-                    "listen planktond\n"
-                    "  bind 127.0.0.1:%d\n"
-                    "  balance leastconn\n"
-                    "  option external-check\n"
-                    "  external-check path \"/usr/bin:/bin\"\n"
-                    "  external-check command %s\n"
-                    "%s" % (self.stats, self.port, check, servers))
-        self.log_path = os.path.join(tmp, "haproxy.log")
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        self.names = [d.name for d in daemons]
-
-    def servers(self):
-        """{server: (status, current sessions)} from the stats socket ({} if not up yet)."""
-        try:
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(2)
-            s.connect(self.stats)
-            s.sendall(b"show stat\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            s.close()
-        except OSError:
-            return {}
-        rows = list(csv.reader(data.decode().lstrip("# ").splitlines()))
-        if not rows:
-            return {}
-        col = {name: i for i, name in enumerate(rows[0])}
-        out = {}
-        for r in rows[1:]:
-            if len(r) > col["status"] and r[col["svname"]] in self.names:
-                out[r[col["svname"]]] = (r[col["status"]], int(r[col["scur"]] or 0))
-        return out
-
-    def wait_up(self, names, bound_s=60):
-        """Until HAProxy's own check sees every daemon named serving."""
-        end = time.time() + bound_s
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                raise SystemExit("haproxy exited:\n" + open(self.log_path).read())
-            st = self.servers()
-            if all(st.get(n, ("",))[0].startswith("UP") for n in names):
-                return
-            time.sleep(0.05)
-        raise SystemExit("haproxy never saw %s up: %r\n%s" % (names, self.servers(), open(self.log_path).read()))
-
-    def serving_client(self):
-        """The daemon that holds the client's session (None when none does right now)."""
-        for name, (_, scur) in self.servers().items():
-            if scur > 0:
-                return name
-        return None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(tmp, [d.name for d in daemons],
+                         "listen planktond\n"
+                         "  bind 127.0.0.1:%d\n"
+                         "  balance leastconn\n"
+                         "  option external-check\n"
+                         "  external-check path \"/usr/bin:/bin\"\n"
+                         "  external-check command %s\n"
+                         "%s" % (self.port, check, servers),
+                         "  mode tcp\n"
+                         "  timeout connect 1s\n"
+                         "  timeout client 60s\n"
+                         "  timeout server 60s\n"
+                         "  timeout check 2s\n"
+                         "  retries 3\n"
+                         "  option redispatch 1\n",
+                         global_extra="  insecure-fork-wanted\n  external-check\n")
 
 
 def pick_crops(n):
