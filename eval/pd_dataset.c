@@ -75,7 +75,8 @@ void pd_dataset_free(pd_dataset *d) {
 static bool is_image_name(const char *name) {
   const char *dot = strrchr(name, '.');
   if (!dot || dot == name) return false;
-  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
+  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
+         !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff");
 }
 
 typedef struct name_list {

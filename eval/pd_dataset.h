@@ -1,6 +1,6 @@
 /* pd_dataset: the list of labelled image files an evaluation reads. Owns
  * the sample list (paths and labels, copied). Two sources:
- *  - a class-folder tree: ROOT/<label>/<file>.{png,jpg,jpeg} (any case;
+ *  - a class-folder tree: ROOT/<label>/<file>.{png,jpg,jpeg,tif,tiff} (any case;
  *    hidden entries skipped), samples sorted by label, then file name;
  *  - a split TSV (train/train.py writes train/splits/ndsb_seed<SEED>.tsv):
  *    a header row naming the columns `path`, `label` and `split` (any order,

@@ -435,7 +435,7 @@ static void test_sniff(pd_test_state *st) {
 }
 
 int main(void) {
-  pd_test_state st = {0, 0};
+  pd_test_state st = {0};
   TIFFSetErrorHandler(count_global);
   TIFFSetWarningHandler(count_global);
   test_gray8(&st);

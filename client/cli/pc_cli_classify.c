@@ -23,10 +23,12 @@ void pc_cli_classify_usage(const char *prog, FILE *f) {
   fprintf(f,
           "usage: %s [GLOBAL OPTIONS] classify [OPTIONS] PATH...\n"
           "\n"
-          "Classifies image crops (PNG or JPEG) with planktond and writes one line per image.\n"
-          "PATH is a file, a directory (walked recursively; only *.png, *.jpg, *.jpeg are\n"
-          "taken, hidden entries skipped, names sorted), or - to read one path per line from\n"
-          "standard input (find ... | %s classify -).\n"
+          "Classifies image crops (PNG, JPEG or TIFF) with planktond and writes one line per\n"
+          "image.\n"
+          "PATH is a file, a directory (walked recursively; only *.png, *.jpg, *.jpeg, *.tif,\n"
+          "*.tiff are taken, hidden entries skipped, names sorted; the files left out are\n"
+          "counted and named at the end), or - to read one path per line from standard input\n"
+          "(find ... | %s classify -).\n"
           "\n"
           "Options:\n"
           "  -j, --jobs N            requests in flight on the connection (default 64)\n"
@@ -316,8 +318,8 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   pc_cli_progress_finish(&x.progress);
   if (walk && pc_cli_walk_skipped(walk)->n) {
     fprintf(stderr, "%s: classify: skipped ", g->prog);
-    pc_cli_skipped_write(pc_cli_walk_skipped(walk), stderr, "file not named *.png, *.jpg or *.jpeg",
-                         "files not named *.png, *.jpg or *.jpeg");
+    pc_cli_skipped_write(pc_cli_walk_skipped(walk), stderr, PC_CLI_SKIPPED_NOT_IMAGE_ONE,
+                         PC_CLI_SKIPPED_NOT_IMAGE_MANY);
     fputc('\n', stderr);
   }
   pc_cli_walk_free(walk);

@@ -29,12 +29,13 @@ void pc_cli_evaluate_usage(const char *prog, FILE *f) {
           "usage: %s [GLOBAL OPTIONS] evaluate [OPTIONS] DIR\n"
           "\n"
           "Scores the daemon's model on labelled crops: DIR holds one folder per class, named\n"
-          "by the class label, with *.png, *.jpg or *.jpeg crops inside. Reports accuracy,\n"
-          "top-5 accuracy, log loss (probabilities clipped to [1e-15, 1-1e-15] and each row\n"
-          "renormalised, the 2015 NDSB rule), per-class precision, recall and F1, macro F1 and\n"
-          "F1a (share of the classes present with F1 > 0.5). Folders whose name is not a class\n"
-          "of the model are reported and their images not scored; so are files at the top of\n"
-          "DIR, folders inside class folders and files with other names (left out).\n"
+          "by the class label, with *.png, *.jpg, *.jpeg, *.tif or *.tiff crops inside.\n"
+          "Reports accuracy, top-5 accuracy, log loss (probabilities clipped to [1e-15,\n"
+          "1-1e-15] and each row renormalised, the 2015 NDSB rule), per-class precision,\n"
+          "recall and F1, macro F1 and F1a (share of the classes present with F1 > 0.5). Folders\n"
+          "whose name is not a class of the model are reported and their images not scored; so\n"
+          "are files at the top of DIR, folders inside class folders and files with other\n"
+          "names (left out).\n"
           "\n"
           "Options:\n"
           "  -j, --jobs N          requests in flight (default 64)\n"
@@ -375,8 +376,8 @@ int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv) {
     pc_cli_skipped_write(&subfolders, stderr, "folder inside a class folder",
                          "folders inside class folders");
     fputs((loose.n || subfolders.n) && other.n ? "; " : "", stderr);
-    pc_cli_skipped_write(&other, stderr, "file not named *.png, *.jpg or *.jpeg",
-                         "files not named *.png, *.jpg or *.jpeg");
+    pc_cli_skipped_write(&other, stderr, PC_CLI_SKIPPED_NOT_IMAGE_ONE,
+                         PC_CLI_SKIPPED_NOT_IMAGE_MANY);
     fputc('\n', stderr);
   }
   skipped_free(&loose, &subfolders, &other);

@@ -1,4 +1,4 @@
-/* pc_cli_imgsize: width and height from PNG/JPEG headers (see pc_cli_imgsize.h). */
+/* pc_cli_imgsize: width and height from PNG/JPEG/TIFF headers (see pc_cli_imgsize.h). */
 #include "pc_cli_imgsize.h"
 
 #include <string.h>
@@ -44,8 +44,37 @@ static int jpeg_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *h) {
   return -1;
 }
 
+/* TIFF: ImageWidth (256) and ImageLength (257), SHORT or LONG, in the
+ * first directory. */
+static uint32_t tiff_u(const uint8_t *p, int n, int big) {
+  uint32_t v = 0;
+  for (int i = 0; i < n; i++)
+    v |= (uint32_t)p[big ? n - 1 - i : i] << (8 * i);
+  return v;
+}
+
+static int tiff_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *h) {
+  if (len < 8) return -1;
+  int big = d[0] == 'M';
+  if (!(d[0] == 'I' && d[1] == 'I') && !(big && d[1] == 'M')) return -1;
+  if (tiff_u(d + 2, 2, big) != 42) return -1;
+  uint32_t ifd = tiff_u(d + 4, 4, big);
+  if (ifd > len - 2) return -1;
+  uint32_t n = tiff_u(d + ifd, 2, big);
+  *w = *h = 0;
+  for (uint32_t i = 0; i < n && (size_t)ifd + 2 + 12 * (i + 1) <= len; i++) {
+    const uint8_t *e = d + ifd + 2 + 12 * i;
+    uint32_t tag = tiff_u(e, 2, big), type = tiff_u(e + 2, 2, big);
+    uint32_t v = type == 3 ? tiff_u(e + 8, 2, big) : type == 4 ? tiff_u(e + 8, 4, big) : 0;
+    if (tag == 256) *w = v;
+    if (tag == 257) *h = v;
+  }
+  return *w && *h ? 0 : -1;
+}
+
 int pc_cli_imgsize(const uint8_t *data, size_t len, uint32_t *w, uint32_t *h) {
   if (!data) return -1;
   if (png_size(data, len, w, h) == 0) return 0;
+  if (tiff_size(data, len, w, h) == 0) return 0;
   return jpeg_size(data, len, w, h);
 }

@@ -1,6 +1,6 @@
 /* pc_cli_skipped: the files a run leaves out and says so at its end:
  * how many, and the first few names. classify's walk counts the files it
- * skips for their name (not *.png, *.jpg, *.jpeg); evaluate lists what a
+ * skips for their name (not *.png, *.jpg, *.jpeg, *.tif, *.tiff); evaluate lists what a
  * class-folder tree holds besides class folders of crops (loose files at
  * the top, subfolders inside class folders, files with other names), by
  * the same rules as models/pd_dataset's scan. Hidden entries are skipped
@@ -11,6 +11,10 @@
 #include <stdio.h>
 
 #define PC_CLI_SKIPPED_NAMES 5
+
+/* How the walks name the files they leave out for their name. */
+#define PC_CLI_SKIPPED_NOT_IMAGE_ONE "file not named *.png, *.jpg, *.jpeg, *.tif or *.tiff"
+#define PC_CLI_SKIPPED_NOT_IMAGE_MANY "files not named *.png, *.jpg, *.jpeg, *.tif or *.tiff"
 
 typedef struct pc_cli_skipped {
   long n;

@@ -34,7 +34,8 @@ struct pc_cli_walk {
 int pc_cli_walk_is_image_name(const char *name) {
   const char *dot = strrchr(name, '.');
   if (!dot || dot == name) return 0;
-  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
+  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
+         !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff");
 }
 
 int pc_cli_walk_open(char *const *args, int n, int list_fd, pc_cli_walk **out, pc_cli_error *err) {

@@ -1,7 +1,7 @@
 /* pc_cli_walk: the stream of image paths `classify` reads, one at a time:
  * the command-line arguments in order; a directory is walked recursively
  * (entries sorted by name, hidden ones skipped, only files named
- * *.png, *.jpg or *.jpeg in any case, at most PC_CLI_WALK_MAX_DEPTH deep);
+ * *.png, *.jpg, *.jpeg, *.tif or *.tiff in any case, at most PC_CLI_WALK_MAX_DEPTH deep);
  * `-` reads one path per line from a descriptor (stdin), a line naming a
  * directory being walked the same way. The list is read as it arrives: when
  * no complete line is there yet, pc_cli_walk_next says WAIT instead of
@@ -50,7 +50,7 @@ const pc_cli_skipped *pc_cli_walk_skipped(const pc_cli_walk *w);
  * -1 when any argument is `-` (unknown in advance). */
 long pc_cli_walk_count(char *const *args, int n);
 
-/* True when a file name has an image extension (.png, .jpg, .jpeg). */
+/* True when a file name has an image extension (.png, .jpg, .jpeg, .tif, .tiff). */
 int pc_cli_walk_is_image_name(const char *name);
 
 #endif

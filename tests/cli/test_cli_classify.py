@@ -101,7 +101,7 @@ def main():
             # csv --probs: header in class order, every probability
             r = h.run_cli(["classify", "-f", "csv", "--probs", tree], socket=d.socket)
             f.check(r.rc == 0 and r.err == "plankton-client: classify: skipped 1 file not named *.png, "
-                    "*.jpg or *.jpeg (%s)\n" % os.path.join(tree, "notes.txt"),
+                    "*.jpg, *.jpeg, *.tif or *.tiff (%s)\n" % os.path.join(tree, "notes.txt"),
                     "csv --probs runs cleanly, naming the file it skipped (not the hidden one): %r" % r)
             rows = list(csv.reader(io.StringIO(r.out)))
             f.check(rows and rows[0] == ["path"] + labels, "csv --probs header: %r" % rows[:1])

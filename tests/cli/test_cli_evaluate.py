@@ -109,7 +109,7 @@ def main():
             f.check(got.get("left_out") == {"top_files": 1, "subfolders": 1, "other_files": 1},
                     "left out, in the JSON: %r" % got.get("left_out"))
             f.check("left out of %s: 1 file at the top (not in a class folder) (loose.jpg); 1 folder "
-                    "inside a class folder (%s/sub); 1 file not named *.png, *.jpg or *.jpeg "
+                    "inside a class folder (%s/sub); 1 file not named *.png, *.jpg, *.jpeg, *.tif or *.tiff "
                     "(%s/notes.txt)" % (tree, first, first) in r.err, "left out, on stderr: %r" % r.err)
             for k in ("accuracy", "top5", "macro_f1", "f1a"):
                 f.check(abs(got[k] - want[k]) < 1e-12, "%s: evaluate %r, direct %r" % (k, got[k], want[k]))
