@@ -99,6 +99,10 @@ static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__Stats
   s->receive_buffer_bytes = m->receive_buffer_bytes;
   s->receive_waits = m->receive_waits;
   s->requests_cancelled = m->requests_cancelled;
+  s->crops = m->crops;
+  s->last_reload_unix = m->last_reload_unix;
+  s->last_reload_failed = m->last_reload_failed;
+  s->last_reload_message = m->last_reload_message ? m->last_reload_message : "";
   if (m->n_histograms) {
     pc_client_histogram *h = calloc(m->n_histograms, sizeof *h);
     if (!h) return -1;
@@ -160,7 +164,7 @@ pc_client_response *pc_client__synth(pc_client_response_kind kind, uint64_t id, 
   r->id = id;
   r->status = status;
   r->message = text;
-  if (kind == PC_CLIENT_RESPONSE_HEALTH) r->u.health.state = "";
+  if (kind == PC_CLIENT_RESPONSE_HEALTH) r->u.health.state = r->u.health.last_reload_message = "";
   return r;
 }
 
@@ -195,6 +199,10 @@ pc_client_response *pc_client__decode(const uint8_t *msg, size_t len, int *oom) 
     r->id = m->health->id;
     set_status(r, m->health->status);
     r->u.health.state = m->health->state;
+    r->u.health.last_reload_unix = m->health->last_reload_unix;
+    r->u.health.last_reload_failed = m->health->last_reload_failed;
+    r->u.health.last_reload_message =
+        m->health->last_reload_message ? m->health->last_reload_message : "";
     break;
   case PLANKTON__RESPONSE__BODY_MODEL_INFO:
     r->kind = PC_CLIENT_RESPONSE_MODEL_INFO;

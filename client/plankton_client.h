@@ -148,6 +148,12 @@ typedef struct pc_client_stats {
   uint64_t batch_failures, batch_failures_in_a_row; /* 3+ in a row: Health "failing" */
   uint64_t receive_buffer_bytes, receive_waits;     /* limits.max_receive_bytes */
   uint64_t requests_cancelled; /* dropped before computing: their connection had closed */
+  uint64_t crops;              /* classify requests computed (`images` counts each TTA view) */
+  /* the last SIGHUP reload: when it ended (0: none since start), whether it
+   * failed (the daemon serves what it had) and why ("" when it did not) */
+  int64_t last_reload_unix;
+  bool last_reload_failed;
+  const char *last_reload_message;
 } pc_client_stats_result;
 
 typedef struct pc_client_model {
@@ -168,7 +174,10 @@ typedef struct pc_client_response {
     pc_client_classify_result classify;
     pc_client_stats_result stats;
     struct {
-      const char *state; /* "serving", "draining" or "failing" */
+      const char *state;               /* "serving", "draining" or "failing" */
+      int64_t last_reload_unix;        /* the last SIGHUP reload ended (0: none since start) */
+      bool last_reload_failed;         /* it failed: the daemon serves what it had */
+      const char *last_reload_message; /* what failed ("" when it did not) */
     } health;
     struct {
       size_t n_models;

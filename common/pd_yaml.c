@@ -275,33 +275,55 @@ static int unknown_key(const pd_yaml_node *map, const yaml_node_t *key, const ch
                       describe(&k, buf, sizeof buf), list);
 }
 
-int pd_yaml_check_keys(const pd_yaml_node *map, const char *const *allowed, pd_error *err) {
+/* The keys' check; with `report`, every problem goes to it and the check
+ * goes on (the first one's code is returned), else the first one ends it. */
+static int check_keys(const pd_yaml_node *map, const char *const *allowed, pd_error *err,
+                      void (*report)(void *ctx, const pd_error *e), void *ctx) {
   int rc = pd_yaml_expect_map(map, err);
-  if (rc != PD_OK) return rc;
+  if (rc != PD_OK) {
+    if (report) report(ctx, err);
+    return rc;
+  }
   yaml_node_pair_t *start = map->node->data.mapping.pairs.start;
-  int n = pd_yaml_map_len(map);
+  int n = pd_yaml_map_len(map), first = PD_OK;
   for (int i = 0; i < n; i++) {
     yaml_node_t *key = yaml_document_get_node(&map->doc->doc, start[i].key);
+    rc = PD_OK;
     if (!key || key->type != YAML_SCALAR_NODE) {
       pd_yaml_node at = *map;
       if (key) at.line = (int)key->start_mark.line + 1;
-      return pd_yaml_fail(&at, err, PD_EINVAL, "mapping keys must be plain strings");
+      rc = pd_yaml_fail(&at, err, PD_EINVAL, "mapping keys must be plain strings");
+    } else if (!key_allowed(key, allowed)) {
+      rc = unknown_key(map, key, allowed, err);
     }
-    if (!key_allowed(key, allowed)) return unknown_key(map, key, allowed, err);
-    for (int j = 0; j < i; j++) {
+    for (int j = 0; rc == PD_OK && key && j < i; j++) {
       yaml_node_t *prev = yaml_document_get_node(&map->doc->doc, start[j].key);
-      if (prev->data.scalar.length == key->data.scalar.length &&
+      if (prev && prev->type == YAML_SCALAR_NODE &&
+          prev->data.scalar.length == key->data.scalar.length &&
           !memcmp(prev->data.scalar.value, key->data.scalar.value, key->data.scalar.length)) {
         pd_yaml_node at = *map;
         at.line = (int)key->start_mark.line + 1;
         pd_yaml_node k = make_node(map->doc, key, at.line);
         char buf[64];
-        return pd_yaml_fail(&at, err, PD_EINVAL, "duplicate key %s (first on line %d)",
-                            describe(&k, buf, sizeof buf), (int)prev->start_mark.line + 1);
+        rc = pd_yaml_fail(&at, err, PD_EINVAL, "duplicate key %s (first on line %d)",
+                          describe(&k, buf, sizeof buf), (int)prev->start_mark.line + 1);
       }
     }
+    if (rc == PD_OK) continue;
+    if (!report) return rc;
+    report(ctx, err);
+    if (first == PD_OK) first = rc;
   }
-  return PD_OK;
+  return first;
+}
+
+int pd_yaml_check_keys(const pd_yaml_node *map, const char *const *allowed, pd_error *err) {
+  return check_keys(map, allowed, err, NULL, NULL);
+}
+
+int pd_yaml_check_keys_all(const pd_yaml_node *map, const char *const *allowed, pd_error *err,
+                           void (*report)(void *ctx, const pd_error *e), void *ctx) {
+  return check_keys(map, allowed, err, report, ctx);
 }
 
 pd_yaml_node pd_yaml_get(const pd_yaml_node *map, const char *key) {

@@ -47,6 +47,10 @@ int pd_yaml_expect_map(const pd_yaml_node *n, pd_error *err);
 /* Checks that every key is a scalar, appears once and is in allowed[]
  * (NULL-terminated); the error for an unknown key lists the allowed ones. */
 int pd_yaml_check_keys(const pd_yaml_node *map, const char *const *allowed, pd_error *err);
+/* The same, telling report() of every bad key (then going on); returns the
+ * first problem's code (err: the last problem), PD_OK when none. */
+int pd_yaml_check_keys_all(const pd_yaml_node *map, const char *const *allowed, pd_error *err,
+                           void (*report)(void *ctx, const pd_error *e), void *ctx);
 /* The value under key (absent node if the key is missing). */
 pd_yaml_node pd_yaml_get(const pd_yaml_node *map, const char *key);
 /* As pd_yaml_get, but a missing key is an error. */

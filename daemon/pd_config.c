@@ -314,39 +314,94 @@ int pd_config_set(pd_config *cfg, const char *key, const char *value, pd_error *
   return PD_OK;
 }
 
+/* ---- every problem at once ---- */
+
+_Static_assert(N_SETTINGS <= PD_CONFIG_MAX_SETTINGS, "PD_CONFIG_MAX_SETTINGS is too small");
+
+void pd_config_check_init(pd_config_check *chk) {
+  memset(chk, 0, sizeof *chk);
+}
+
+void pd_config_problem(pd_config_check *chk, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  chk->n_problems++;
+  size_t left = sizeof chk->text - chk->len;
+  int n = snprintf(chk->text + chk->len, left, "%s\n", line);
+  chk->len +=
+      n > 0 && (size_t)n < left ? (size_t)n : 0; /* a problem that no longer fits is counted only */
+}
+
+static void report_problem(void *ctx, const pd_error *e) {
+  pd_config_problem(ctx, "%s", e->msg);
+}
+
+const char *pd_config_origin(const pd_config_check *chk, const char *name, char *buf, size_t cap) {
+  snprintf(buf, cap, "default");
+  for (size_t i = 0; chk && i < N_SETTINGS; i++) {
+    if (strcmp(settings[i].name, name) != 0) continue;
+    if (chk->flag[i])
+      snprintf(buf, cap, "%s", chk->flag[i]);
+    else if (chk->line[i] > 0)
+      snprintf(buf, cap, "%s:%d", chk->file, chk->line[i]);
+  }
+  return buf;
+}
+
 /* ---- YAML ---- */
 
+/* With chk, each problem is added to it and the reading goes on (the
+ * return code is the first problem's); without, the first one ends it. */
 static int load_section(pd_config *cfg, const pd_yaml_node *map, const char *section,
-                        pd_error *err) {
+                        pd_config_check *chk, pd_error *err) {
   const char *allowed[N_SETTINGS + 1];
   int n = 0;
   for (size_t i = 0; i < N_SETTINGS; i++)
     if (!strcmp(settings[i].section, section)) allowed[n++] = settings[i].key;
   allowed[n] = NULL;
-  int rc = pd_yaml_check_keys(map, allowed, err);
-  if (rc != PD_OK) return rc;
+  int rc = chk ? pd_yaml_check_keys_all(map, allowed, err, report_problem, chk)
+               : pd_yaml_check_keys(map, allowed, err);
+  if (rc != PD_OK && (!chk || pd_yaml_kind_of(map) != PD_YAML_MAP)) return rc;
+  int first = rc;
   for (int i = 0; i < n; i++) {
     pd_yaml_node v = pd_yaml_get(map, allowed[i]);
     if (!pd_yaml_present(&v)) continue;
     const pd_setting *f = find_field(section, strlen(section), allowed[i]);
     char text[PD_PATH_LEN + 8] = "";
+    rc = PD_OK;
     if (!pd_yaml_is_null(&v)) {
       size_t len;
       const char *s = pd_yaml_scalar(&v, &len);
-      if (!s) return pd_yaml_fail(&v, err, PD_EINVAL, "expected a scalar value");
-      if (len >= sizeof text)
-        return pd_yaml_fail(&v, err, PD_ELIMIT, "value longer than %zu bytes", sizeof text - 1);
-      memcpy(text, s, len);
-      text[len] = '\0';
-      if (memchr(s, '\0', len)) return pd_yaml_fail(&v, err, PD_EINVAL, "NUL byte in value");
+      if (!s) {
+        rc = pd_yaml_fail(&v, err, PD_EINVAL, "expected a scalar value");
+      } else if (len >= sizeof text) {
+        rc = pd_yaml_fail(&v, err, PD_ELIMIT, "value longer than %zu bytes", sizeof text - 1);
+      } else if (memchr(s, '\0', len)) {
+        rc = pd_yaml_fail(&v, err, PD_EINVAL, "NUL byte in value");
+      } else {
+        memcpy(text, s, len);
+        text[len] = '\0';
+      }
     } else if (!is_text(f)) {
-      return pd_yaml_fail(&v, err, PD_EINVAL, "a value is required");
+      rc = pd_yaml_fail(&v, err, PD_EINVAL, "a value is required");
     }
-    char why[400];
-    rc = field_from_text(f, cfg, text, pd_yaml_is_plain(&v), why, sizeof why);
-    if (rc != PD_OK) return pd_yaml_fail(&v, err, rc, "%s", why);
+    if (rc == PD_OK) {
+      char why[400];
+      rc = field_from_text(f, cfg, text, pd_yaml_is_plain(&v), why, sizeof why);
+      if (rc != PD_OK) pd_yaml_fail(&v, err, rc, "%s", why);
+    }
+    if (rc == PD_OK) {
+      if (chk) chk->line[f - settings] = pd_yaml_line(&v);
+      continue;
+    }
+    if (!chk) return rc;
+    report_problem(chk, err);
+    if (first == PD_OK) first = rc;
   }
-  return PD_OK;
+  return first;
 }
 
 /* A file of blank and comment lines only: YAML's empty document. */
@@ -368,28 +423,43 @@ static bool only_comments(const char *text, size_t len) {
   return true;
 }
 
-int pd_config_load_mem(pd_config *cfg, const char *text, size_t len, const char *name,
-                       pd_error *err) {
+/* As load_section: with chk, every problem is added and the good settings
+ * still apply. */
+static int load_mem(pd_config *cfg, const char *text, size_t len, const char *name,
+                    pd_config_check *chk, pd_error *err) {
   if (only_comments(text, len)) return PD_OK;
   pd_yaml *y;
   int rc = pd_yaml_load(text, len, name, &y, err);
-  if (rc != PD_OK) return rc;
+  if (rc != PD_OK) {
+    if (chk) report_problem(chk, err);
+    return rc;
+  }
   pd_config tmp = *cfg;
   pd_yaml_node root = pd_yaml_root(y);
   const char *sections[N_SETTINGS + 1];
   section_list(sections, (int)N_SETTINGS + 1);
-  rc = pd_yaml_check_keys(&root, sections, err);
-  for (int i = 0; rc == PD_OK && sections[i]; i++) {
+  rc = chk ? pd_yaml_check_keys_all(&root, sections, err, report_problem, chk)
+           : pd_yaml_check_keys(&root, sections, err);
+  const bool go_on = chk && pd_yaml_kind_of(&root) == PD_YAML_MAP;
+  int first = rc;
+  for (int i = 0; (rc == PD_OK || go_on) && sections[i]; i++) {
     pd_yaml_node sec = pd_yaml_get(&root, sections[i]);
     if (pd_yaml_present(&sec) && !pd_yaml_is_null(&sec))
-      rc = load_section(&tmp, &sec, sections[i], err);
+      rc = load_section(&tmp, &sec, sections[i], chk, err);
+    if (first == PD_OK) first = rc;
   }
   pd_yaml_free(y);
-  if (rc == PD_OK) *cfg = tmp;
-  return rc;
+  if (first == PD_OK || chk) *cfg = tmp;
+  return first;
 }
 
-int pd_config_load_file(pd_config *cfg, const char *path, pd_error *err) {
+int pd_config_load_mem(pd_config *cfg, const char *text, size_t len, const char *name,
+                       pd_error *err) {
+  return load_mem(cfg, text, len, name, NULL, err);
+}
+
+/* The file's bytes (malloc'ed, may be NULL when empty). */
+static int read_file(const char *path, char **out, size_t *out_len, pd_error *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return pd_error_set(err, PD_EIO, "config %s: %s", path, strerror(errno));
   char *buf = NULL;
@@ -417,41 +487,154 @@ int pd_config_load_file(pd_config *cfg, const char *path, pd_error *err) {
     }
   }
   fclose(f);
+  if (rc != PD_OK) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  *out_len = len;
+  return PD_OK;
+}
+
+int pd_config_load_file(pd_config *cfg, const char *path, pd_error *err) {
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = read_file(path, &buf, &len, err);
   if (rc == PD_OK) rc = pd_config_load_mem(cfg, buf ? buf : "", len, path, err);
   free(buf);
   return rc;
 }
 
-int pd_config_validate(const pd_config *cfg, pd_error *err) {
-  if (!cfg->model_dir[0]) return pd_error_set(err, PD_EINVAL, "model.dir: no model folder given");
+void pd_config_check_file(pd_config *cfg, const char *path, pd_config_check *chk) {
+  snprintf(chk->file, sizeof chk->file, "%s", path);
+  char *buf = NULL;
+  size_t len = 0;
+  pd_error err = {0};
+  if (read_file(path, &buf, &len, &err) != PD_OK)
+    pd_config_problem(chk, "%s", err.msg);
+  else
+    load_mem(cfg, buf ? buf : "", len, path, chk, &err);
+  free(buf);
+}
+
+void pd_config_check_set(pd_config *cfg, const char *flag, const char *key, const char *value,
+                         pd_config_check *chk) {
+  pd_error err = {0};
+  if (pd_config_set(cfg, key, value, &err) != PD_OK) {
+    pd_config_problem(chk, "%s: %s", flag, err.msg);
+    return;
+  }
+  for (size_t i = 0; i < N_SETTINGS; i++)
+    if (!strcmp(settings[i].name, key)) chk->flag[i] = flag;
+}
+
+/* Sets err; with chk, adds it too. Returns code. */
+static int check_fail(pd_config_check *chk, pd_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int check_fail(pd_config_check *chk, pd_error *err, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+  err->code = code;
+  if (chk) pd_config_problem(chk, "%s", err->msg);
+  return code;
+}
+
+/* "FILE:LINE: " (or "--flag: ") for the setting a message is about; "" when
+ * its value is the default or there is no record. */
+static const char *lead(const pd_config_check *chk, const char *name, char *buf, size_t cap) {
+  char o[PD_PATH_LEN + 16];
+  pd_config_origin(chk, name, o, sizeof o);
+  if (!chk || !strcmp(o, "default"))
+    buf[0] = '\0';
+  else
+    snprintf(buf, cap, "%s: ", o);
+  return buf;
+}
+
+/* ", FILE:LINE" (or ", --flag", ", default") for the other setting of a
+ * message; "" without a record. */
+static const char *also(const pd_config_check *chk, const char *name, char *buf, size_t cap) {
+  char o[PD_PATH_LEN + 16];
+  if (!chk)
+    buf[0] = '\0';
+  else
+    snprintf(buf, cap, ", %s", pd_config_origin(chk, name, o, sizeof o));
+  return buf;
+}
+
+/* With chk, every check runs and each failure is added; without, the first
+ * failure is the answer. */
+static int validate(const pd_config *cfg, pd_config_check *chk, pd_error *err) {
+  int first = PD_OK, rc;
+  char a[PD_PATH_LEN + 32], b[PD_PATH_LEN + 32];
+#define PD_CHECK_DONE()                                                                            \
+  do {                                                                                             \
+    if (!chk) return rc;                                                                           \
+    if (!first) first = rc;                                                                        \
+  } while (0)
+  if (!cfg->model_dir[0]) {
+    rc = check_fail(chk, err, PD_EINVAL, "%smodel.dir: no model folder given",
+                    lead(chk, "model.dir", a, sizeof a));
+    PD_CHECK_DONE();
+  }
 #ifndef PD_HAVE_KSERVE
-  if (cfg->kserve_grpc[0] || cfg->kserve_http[0])
-    return pd_error_set(err, PD_EUNSUPP,
-                        "kserve.%s: this planktond was built without the kserve feature (gRPC "
-                        "and jansson); rebuild with -Dkserve=enabled or leave it \"\"",
-                        cfg->kserve_grpc[0] ? "grpc_listen" : "http_listen");
+  if (cfg->kserve_grpc[0] || cfg->kserve_http[0]) {
+    const char *key = cfg->kserve_grpc[0] ? "kserve.grpc_listen" : "kserve.http_listen";
+    rc = check_fail(chk, err, PD_EUNSUPP,
+                    "%s%s: this planktond was built without the kserve feature (gRPC "
+                    "and jansson); rebuild with -Dkserve=enabled or leave it \"\"",
+                    lead(chk, key, a, sizeof a), key);
+    PD_CHECK_DONE();
+  }
 #endif
-  if (cfg->max_queue < cfg->max_batch)
-    return pd_error_set(err, PD_EINVAL,
-                        "batching.max_queue (%ld) must be at least batching.max_batch (%ld)",
-                        cfg->max_queue, cfg->max_batch);
-  if (cfg->max_image_pixels > cfg->max_image_width * cfg->max_image_height)
-    return pd_error_set(err, PD_EINVAL,
-                        "limits.max_image_pixels (%ld) exceeds max_image_width x "
-                        "max_image_height (%ld x %ld)",
-                        cfg->max_image_pixels, cfg->max_image_width, cfg->max_image_height);
-  if (cfg->max_receive_bytes < cfg->max_frame_bytes)
-    return pd_error_set(err, PD_EINVAL,
-                        "limits.max_receive_bytes (%ld) must be at least limits.max_frame_bytes "
-                        "(%ld): one frame of the largest size must fit",
-                        cfg->max_receive_bytes, cfg->max_frame_bytes);
-  if (cfg->socket_path[0] && cfg->socket_path[0] != '/')
-    return pd_error_set(err, PD_EINVAL, "listen.socket: '%s' is not an absolute path",
-                        cfg->socket_path);
-  if (strlen(cfg->socket_path) >= 108)
-    return pd_error_set(err, PD_ELIMIT, "listen.socket: '%s' is longer than 107 bytes",
-                        cfg->socket_path);
-  return PD_OK;
+  if (cfg->max_queue < cfg->max_batch) {
+    rc = check_fail(chk, err, PD_EINVAL,
+                    "%sbatching.max_queue (%ld) must be at least batching.max_batch (%ld%s)",
+                    lead(chk, "batching.max_queue", a, sizeof a), cfg->max_queue, cfg->max_batch,
+                    also(chk, "batching.max_batch", b, sizeof b));
+    PD_CHECK_DONE();
+  }
+  if (cfg->max_image_pixels > cfg->max_image_width * cfg->max_image_height) {
+    char c[PD_PATH_LEN + 32];
+    rc = check_fail(chk, err, PD_EINVAL,
+                    "%slimits.max_image_pixels (%ld) exceeds max_image_width x "
+                    "max_image_height (%ld%s x %ld%s)",
+                    lead(chk, "limits.max_image_pixels", a, sizeof a), cfg->max_image_pixels,
+                    cfg->max_image_width, also(chk, "limits.max_image_width", b, sizeof b),
+                    cfg->max_image_height, also(chk, "limits.max_image_height", c, sizeof c));
+    PD_CHECK_DONE();
+  }
+  if (cfg->max_receive_bytes < cfg->max_frame_bytes) {
+    rc = check_fail(chk, err, PD_EINVAL,
+                    "%slimits.max_receive_bytes (%ld) must be at least limits.max_frame_bytes "
+                    "(%ld%s): one frame of the largest size must fit",
+                    lead(chk, "limits.max_receive_bytes", a, sizeof a), cfg->max_receive_bytes,
+                    cfg->max_frame_bytes, also(chk, "limits.max_frame_bytes", b, sizeof b));
+    PD_CHECK_DONE();
+  }
+  if (cfg->socket_path[0] && cfg->socket_path[0] != '/') {
+    rc = check_fail(chk, err, PD_EINVAL, "%slisten.socket: '%s' is not an absolute path",
+                    lead(chk, "listen.socket", a, sizeof a), cfg->socket_path);
+    PD_CHECK_DONE();
+  }
+  if (strlen(cfg->socket_path) >= 108) {
+    rc = check_fail(chk, err, PD_ELIMIT, "%slisten.socket: '%s' is longer than 107 bytes",
+                    lead(chk, "listen.socket", a, sizeof a), cfg->socket_path);
+    PD_CHECK_DONE();
+  }
+#undef PD_CHECK_DONE
+  return first;
+}
+
+int pd_config_validate(const pd_config *cfg, pd_error *err) {
+  return validate(cfg, NULL, err);
+}
+
+void pd_config_check_settings(const pd_config *cfg, pd_config_check *chk) {
+  pd_error err = {0};
+  validate(cfg, chk, &err);
 }
 
 int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {

@@ -123,6 +123,44 @@ int pd_config_set(pd_config *cfg, const char *key, const char *value, pd_error *
 /* Checks the settings together (e.g. at least one listener). */
 int pd_config_validate(const pd_config *cfg, pd_error *err);
 
+/* ---- every problem at once (--check-config, and the messages of start-up
+ * and reload) ---- */
+
+#define PD_CONFIG_MAX_SETTINGS 64
+
+/* Where each setting's value came from and every problem found so far
+ * (one per line, "FILE:LINE: key: what", in the order found). */
+typedef struct pd_config_check {
+  char file[PD_PATH_LEN];           /* the config file; "" when none */
+  int line[PD_CONFIG_MAX_SETTINGS]; /* per table row: its line in the file; 0 if not set there */
+  const char *flag[PD_CONFIG_MAX_SETTINGS]; /* per table row: the option that set it, or NULL */
+  int n_problems;
+  size_t len;
+  char text[16384];
+} pd_config_check;
+
+void pd_config_check_init(pd_config_check *chk);
+/* Adds one problem (a line of its own). */
+void pd_config_problem(pd_config_check *chk, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Reads a YAML file over *cfg as pd_config_load_file does, but keeps going
+ * past each bad key or value (the others still apply) and adds every
+ * problem to chk, with the line each setting came from. */
+void pd_config_check_file(pd_config *cfg, const char *path, pd_config_check *chk);
+/* pd_config_set, its problem added to chk (prefixed with flag) and its
+ * origin kept. */
+void pd_config_check_set(pd_config *cfg, const char *flag, const char *key, const char *value,
+                         pd_config_check *chk);
+/* pd_config_validate's checks, every one, each naming where both of the
+ * settings it involves came from ("FILE:LINE", the option, or "default"). */
+void pd_config_check_settings(const pd_config *cfg, pd_config_check *chk);
+/* What can be checked without starting (pd_config_system.c): the model
+ * folder loads and validates, the socket group exists, the socket's folder
+ * exists or can be created. */
+void pd_config_check_system(const pd_config *cfg, pd_config_check *chk);
+/* Where setting `name` came from, as above, into buf[cap]. */
+const char *pd_config_origin(const pd_config_check *chk, const char *name, char *buf, size_t cap);
+
 /* Writes every setting as YAML (for --print-config and the start-up log). */
 int pd_config_format(const pd_config *cfg, char *buf, size_t cap);
 

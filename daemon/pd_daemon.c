@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -46,6 +47,7 @@ typedef struct pd_daemon {
   pd_config reload_cfg;
   pd_served *reload_model;
   pd_error reload_err;
+  pd_reload_report last_reload; /* Health, Stats and /metrics show it */
   int exit_code;
   /* Connections the open-file limit leaves room for (measured at start), or
    * -1 where there is no limit to speak of. */
@@ -56,17 +58,34 @@ typedef struct pd_daemon {
  * the model files a reload opens, libuv's own, one being accepted. */
 #define PD_FD_RESERVE 24
 
+int pd_settings_check(const pd_settings_source *src, pd_config *out, pd_config_check *chk) {
+  pd_config_check_init(chk);
+  pd_config_defaults(out, src->default_model_dir);
+  if (src->config_path) pd_config_check_file(out, src->config_path, chk);
+  for (int i = 0; i < src->n_overrides; i++) {
+    const pd_override *o = &src->overrides[i];
+    pd_config_check_set(out, o->flag, o->key, o->value, chk);
+  }
+  pd_config_check_settings(out, chk);
+  return chk->n_problems ? PD_EINVAL : PD_OK;
+}
+
 int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *err) {
   pd_config cfg;
-  pd_config_defaults(&cfg, src->default_model_dir);
-  int rc = src->config_path ? pd_config_load_file(&cfg, src->config_path, err) : PD_OK;
-  for (int i = 0; rc == PD_OK && i < src->n_overrides; i++) {
-    const pd_override *o = &src->overrides[i];
-    rc = pd_config_set(&cfg, o->key, o->value, err);
-    if (rc != PD_OK) pd_error_prefix(err, "%s", o->flag);
+  pd_config_check *chk = malloc(sizeof *chk);
+  if (!chk) return pd_error_set(err, PD_ENOMEM, "settings: out of memory");
+  int rc = pd_settings_check(src, &cfg, chk);
+  if (rc == PD_OK) {
+    *out = cfg;
+  } else {
+    size_t first = strcspn(chk->text, "\n");
+    if (chk->n_problems > 1)
+      pd_error_set(err, rc, "%.*s (and %d more: planktond --check-config lists them)", (int)first,
+                   chk->text, chk->n_problems - 1);
+    else
+      pd_error_set(err, rc, "%.*s", (int)first, chk->text);
   }
-  if (rc == PD_OK) rc = pd_config_validate(&cfg, err);
-  if (rc == PD_OK) *out = cfg;
+  free(chk);
   return rc;
 }
 
@@ -167,6 +186,7 @@ static void fill_report(void *ctx, pd_stats_report *r) {
   for (int i = 0; i < d->n_fe; i++)
     if (d->fe[i]->ops->report) d->fe[i]->ops->report(d->fe[i], r);
   r->draining = d->draining;
+  r->last_reload = d->last_reload;
 }
 
 /* What the front ends' drains wait for, all together. */
@@ -188,11 +208,14 @@ static void frontends_close(pd_daemon *d) {
   d->n_fe = 0;
 }
 
-/* READY=1 with a STATUS line naming the model being served. */
+/* READY=1 with a STATUS line naming the model being served (after a failed
+ * reload: what failed first). */
 static void notify_ready(pd_daemon *d) {
-  char status[256];
+  char status[1024], failed[600] = "";
   const pd_served *s = pd_pipeline_model(d->pipeline);
-  snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s %s on %s", s->model->name,
+  if (d->last_reload.failed)
+    snprintf(failed, sizeof failed, "reload failed: %s; still ", d->last_reload.message);
+  snprintf(status, sizeof status, "READY=1\nSTATUS=%sserving %s %s on %s", failed, s->model->name,
            s->model->version, s->backend_name);
   pd_sd_notify(status);
 }
@@ -271,13 +294,27 @@ static void reload_load(uv_work_t *w) {
 
 static void start_reload(pd_daemon *d);
 
+/* Keeps the result of the reload that just ended (message: what failed, or
+ * NULL when it succeeded) and tells systemd it is ready again. */
+static void reload_finished(pd_daemon *d, const char *message) {
+  pd_reload_report *r = &d->last_reload;
+  r->unix_time = (int64_t)time(NULL);
+  r->failed = message != NULL;
+  snprintf(r->message, sizeof r->message, "%s", message ? message : "");
+  for (char *p = r->message; *p; p++) /* one line: a STATUS= notice ends at a newline */
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  if (message) r->failures++;
+  if (!d->draining) notify_ready(d);
+}
+
 static void reload_done(uv_work_t *w, int status) {
   pd_daemon *d = w->data;
   d->reloading = false;
+  const char *failed = NULL;
   if (status != 0 || !d->reload_model) {
     atomic_fetch_add(&d->stats.model_load_failures, 1);
-    pd_logf(&d->log, PD_LOG_ERROR, "reload failed, still serving the previous model: %s",
-            status != 0 ? uv_strerror(status) : d->reload_err.msg);
+    failed = status != 0 ? uv_strerror(status) : d->reload_err.msg;
+    pd_logf(&d->log, PD_LOG_ERROR, "reload failed, still serving the previous model: %s", failed);
   } else if (d->draining) {
     pd_served_unref(d->reload_model);
   } else {
@@ -297,7 +334,7 @@ static void reload_done(uv_work_t *w, int status) {
     log_limits(d, &d->cfg);
   }
   d->reload_model = NULL;
-  if (!d->draining) notify_ready(d);
+  reload_finished(d, failed);
   if (d->draining) {
     check_drained(d);
   } else if (d->reload_again) {
@@ -312,14 +349,22 @@ static void start_reload(pd_daemon *d) {
     d->reload_again = true;
     return;
   }
+  /* RELOADING=1 with the time (systemd's Type=notify-reload wants it); every
+   * reload ends with READY=1 and a STATUS= (reload_finished). */
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  char reloading[80];
+  snprintf(reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
+           (unsigned long long)now.tv_sec * 1000000ull + (unsigned long long)now.tv_nsec / 1000);
+  pd_sd_notify(reloading);
   pd_error err = {0};
   if (pd_settings_build(d->src, &d->reload_cfg, &err) != PD_OK) {
     atomic_fetch_add(&d->stats.model_load_failures, 1);
     pd_logf(&d->log, PD_LOG_ERROR, "reload failed, keeping the current settings and model: %s",
             err.msg);
+    reload_finished(d, err.msg);
     return;
   }
-  pd_sd_notify("RELOADING=1");
   pd_logf(&d->log, PD_LOG_INFO, "SIGHUP: reloading settings%s%s and model %s",
           d->src->config_path ? " from " : "", d->src->config_path ? d->src->config_path : "",
           d->reload_cfg.model_dir);
@@ -329,6 +374,8 @@ static void start_reload(pd_daemon *d) {
   if (rc != 0) {
     d->reloading = false;
     pd_logf(&d->log, PD_LOG_ERROR, "reload failed: cannot queue the load: %s", uv_strerror(rc));
+    snprintf(err.msg, sizeof err.msg, "cannot queue the model load: %s", uv_strerror(rc));
+    reload_finished(d, err.msg);
   }
 }
 

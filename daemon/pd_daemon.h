@@ -30,7 +30,12 @@ typedef struct pd_settings_source {
   int (*wrap_backend)(struct pd_backend **be, pd_error *err);
 } pd_settings_source;
 
-/* Defaults, then the file, then the overrides; then the whole is checked. */
+/* Defaults, then the file, then the overrides; then the whole is checked.
+ * Every problem goes to chk (each with its file:line or option), and the
+ * settings that were good still apply to *out. Returns PD_OK when none. */
+int pd_settings_check(const pd_settings_source *src, pd_config *out, pd_config_check *chk);
+/* The same for start-up and reload: *out only when there is no problem;
+ * err: the first problem (and how many more). */
 int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *err);
 
 /* Runs until drained. Returns the process exit status (0 after a drain). */

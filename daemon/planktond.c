@@ -34,10 +34,14 @@ static void usage(FILE *f) {
           "       planktond --print-config [--config FILE] [OPTION]...\n"
           "\n"
           "Classifies plankton image crops for clients on a Unix socket (and TCP where set).\n"
-          "Settings come from the defaults, then FILE (YAML), then these options:\n"
+          "Settings come from the defaults, then FILE (YAML), then these options.\n"
+          "--check-config lists every problem (file:line), loads the model and checks the\n"
+          "socket group and the socket's folder, and exits 1 if there is any:\n"
           "%s"
           "  --set SECTION.KEY=VALUE  any setting of the YAML file\n"
-          "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads settings and model.\n",
+          "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads settings and model\n"
+          "(Health, Stats and /metrics report the result; `plankton-client reload --pid PID`\n"
+          "waits for it).\n",
           options);
 }
 
@@ -111,11 +115,15 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (check || print) {
+  if (check) { /* every problem, and what can be checked without starting */
     pd_config cfg;
-    pd_error err = {0};
-    if (pd_settings_build(&src, &cfg, &err) != PD_OK) {
-      fprintf(stderr, "planktond: %s\n", err.msg);
+    static pd_config_check chk; /* large; main's only */
+    pd_settings_check(&src, &cfg, &chk);
+    pd_config_check_system(&cfg, &chk);
+    if (chk.n_problems) {
+      fputs(chk.text, stderr);
+      fprintf(stderr, "planktond: %s: %d problem%s\n", check, chk.n_problems,
+              chk.n_problems == 1 ? "" : "s");
       return 1;
     }
     if (print) {
@@ -123,7 +131,20 @@ int main(int argc, char **argv) {
       pd_config_format(&cfg, buf, sizeof buf);
       fputs(buf, stdout);
     }
-    if (check) printf("%s: ok\n", check);
+    printf("%s: ok (settings, model %s, socket folder%s)\n", check, cfg.model_dir,
+           cfg.socket_group[0] ? ", socket group" : "");
+    return 0;
+  }
+  if (print) {
+    pd_config cfg;
+    pd_error err = {0};
+    if (pd_settings_build(&src, &cfg, &err) != PD_OK) {
+      fprintf(stderr, "planktond: %s\n", err.msg);
+      return 1;
+    }
+    char buf[16384];
+    pd_config_format(&cfg, buf, sizeof buf);
+    fputs(buf, stdout);
     return 0;
   }
   /* A client that leaves while its answer is being written must cost an

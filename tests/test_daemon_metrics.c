@@ -7,6 +7,8 @@
  * Also: the protocol over the optional TCP listener, and the Unix socket's
  * mode (0660 by default, --socket-mode otherwise). */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
@@ -118,13 +121,119 @@ static void promtool_check(const char *body, const char *dir) {
 int main(void) {
   if (!pd_td_have_model()) return 77;
   int port = free_port(), api_port = free_port();
+/* Entries of /proc/PID/fd, counted here. */
+static int count_fds(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+  DIR *dir = opendir(path);
+  int n = 0;
+  for (struct dirent *e; dir && (e = readdir(dir));)
+    n += e->d_name[0] != '.';
+  if (dir) closedir(dir);
+  return dir ? n : -1;
+}
+
+/* N classify requests with tta 4: crops +N and images +4N, in Stats and in
+ * /metrics (planktond_inference_crops_total beside ..._count_total). */
+static void test_crops(const pd_td *d, pc_client *c, const char *msock) {
+  enum { N = 6, TTA = 4 };
+  pc_client_response *r = NULL;
+  PD_CHECK_INT(&st, pc_client_stats(c, &r, NULL), PC_CLIENT_OK);
+  uint64_t crops0 = r ? r->u.stats.crops : 0, images0 = r ? r->u.stats.images : 0;
+  pc_client_response_free(r);
+  char *m = pd_td_metrics(msock);
+  double mcrops0 = m ? pd_td_metric(m, "planktond_inference_crops_total") : NAN;
+  double mimages0 = m ? pd_td_metric(m, "planktond_inference_count_total") : NAN;
+  free(m);
+  PD_CHECK(&st, mcrops0 == (double)crops0 && mimages0 == (double)images0);
+  uint8_t *gray = pd_td_crop(11, 48, 36);
+  for (int i = 0; i < N; i++) {
+    pc_client_classify_request rq = {.id = 1000 + (uint64_t)i,
+                                     .format = PC_CLIENT_IMAGE_RAW_GRAY8,
+                                     .data = gray,
+                                     .len = 48 * 36,
+                                     .width = 48,
+                                     .height = 36,
+                                     .tta = TTA};
+    r = NULL;
+    PD_CHECK_INT(&st, pc_client_classify(c, &rq, &r, NULL), PC_CLIENT_OK);
+    PD_CHECK(&st, r && r->status == 0 && r->u.classify.tta == TTA);
+    pc_client_response_free(r);
+  }
+  free(gray);
+  r = NULL;
+  PD_CHECK_INT(&st, pc_client_stats(c, &r, NULL), PC_CLIENT_OK);
+  if (r) {
+    PD_CHECK_INT(&st, r->u.stats.crops - crops0, N);
+    PD_CHECK_INT(&st, r->u.stats.images - images0, N * TTA);
+  }
+  m = pd_td_metrics(msock);
+  PD_CHECK(&st, m != NULL);
+  if (m) {
+    PD_CHECK(&st, pd_td_metric(m, "planktond_inference_crops_total") - mcrops0 == N);
+    PD_CHECK(&st, pd_td_metric(m, "planktond_inference_count_total") - mimages0 == N * TTA);
+    PD_CHECK_CONTAINS(&st, m, "# TYPE planktond_inference_crops_total counter");
+  }
+  printf("crops: %d requests with tta %d: crops +%llu, images +%llu (Stats and /metrics)\n", N, TTA,
+         r ? (unsigned long long)(r->u.stats.crops - crops0) : 0ull,
+         r ? (unsigned long long)(r->u.stats.images - images0) : 0ull);
+  pc_client_response_free(r);
+  free(m);
+  (void)d;
+}
+
+/* process_* as the Prometheus client libraries export them, with values
+ * this test can check itself. started_*: the test's window around start. */
+static void test_process(const pd_td *d, const char *msock, double started_from,
+                         double started_by) {
+  char *m = pd_td_metrics(msock);
+  int fds_here = count_fds(d->pid);
+  PD_CHECK(&st, m != NULL);
+  if (!m) return;
+  const char *types[][2] = {{"process_cpu_seconds_total", "counter"},
+                            {"process_resident_memory_bytes", "gauge"},
+                            {"process_virtual_memory_bytes", "gauge"},
+                            {"process_open_fds", "gauge"},
+                            {"process_max_fds", "gauge"},
+                            {"process_start_time_seconds", "gauge"}};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "# TYPE %s %s\n", types[i][0], types[i][1]);
+    PD_CHECK_CONTAINS(&st, m, line);
+  }
+  double rss = pd_td_metric(m, "process_resident_memory_bytes");
+  double vsz = pd_td_metric(m, "process_virtual_memory_bytes");
+  double cpu = pd_td_metric(m, "process_cpu_seconds_total");
+  double fds = pd_td_metric(m, "process_open_fds");
+  double max_fds = pd_td_metric(m, "process_max_fds");
+  double start = pd_td_metric(m, "process_start_time_seconds");
+  PD_CHECK(&st, rss > 1e6 && vsz >= rss);
+  PD_CHECK(&st, cpu > 0 && cpu < 3600);
+  PD_CHECK(&st, fabs(fds - fds_here) <= 2);
+  PD_CHECK(&st, max_fds >= fds);
+  PD_CHECK(&st, start >= started_from - 1 && start <= started_by + 1);
+  printf("process: rss %.0f bytes, vsz %.0f, cpu %.2f s, fds %.0f (here %d), max %.0f, "
+         "start %.2f (window %.2f..%.2f)\n",
+         rss, vsz, cpu, fds, fds_here, max_fds, start, started_from, started_by);
+  free(m);
+}
+
+static double now_unix(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
   char tcp_metrics[64], tcp_api[64];
   snprintf(tcp_metrics, sizeof tcp_metrics, "127.0.0.1:%d", port);
   snprintf(tcp_api, sizeof tcp_api, "127.0.0.1:%d", api_port);
   pd_td d, d2;
   const char *args[] = {"--metrics", "unix:@DIR@/metrics.sock", NULL};
   const char *args2[] = {"--metrics", tcp_metrics, "--tcp", tcp_api, "--socket-mode", "0600", NULL};
-  if (pd_td_start(&d, args) != 0 || pd_td_start(&d2, args2) != 0) return 1;
+  const double started_from = now_unix();
+  if (pd_td_start(&d, args) != 0) return 1;
+  const double started_by = now_unix();
+  if (pd_td_start(&d2, args2) != 0) return 1;
 
   /* 40 good requests, 5 bad images, 3 unknown models */
   pc_client *c = pd_td_connect(&d, 64);
@@ -161,6 +270,7 @@ int main(void) {
     PD_CHECK(&st, s->batches >= 1 && s->batches <= 40);
     PD_CHECK_INT(&st, s->connections, 1);
     PD_CHECK(&st, s->connections_total >= 2); /* the harness's health check, and us */
+    PD_CHECK_INT(&st, s->crops, 40); /* no TTA: one image per crop */
     PD_CHECK_INT(&st, s->in_flight, 0);
     PD_CHECK_INT(&st, s->queue_depth, 0);
     PD_CHECK(&st, !strcmp(s->model_name, "daemon-tiny") && !strcmp(s->model_version, "1"));
@@ -201,6 +311,7 @@ int main(void) {
   if (s) {
     PD_CHECK_INT(&st, metric(body, "planktond_inference_exec_count_total"), s->batches);
     PD_CHECK_INT(&st, metric(body, "planktond_inference_batch_size_count"), s->batches);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_crops_total"), 40);
   }
   PD_CHECK_INT(&st, metric(body, "planktond_inference_request_duration_seconds_count"), 48);
   PD_CHECK_INT(&st, metric(body, "planktond_inference_queue_duration_seconds_count"), 40);
@@ -273,6 +384,9 @@ int main(void) {
   free(png);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   PD_CHECK_INT(&st, pd_td_stop(&d2, SIGTERM, 30), 0);
+  test_crops(&d, c, msock);
+  test_process(&d, msock, started_from, started_by);
+
   pd_td_cleanup(&d);
   pd_td_cleanup(&d2);
   return pd_test_finish(&st, "daemon_metrics");

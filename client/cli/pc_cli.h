@@ -57,6 +57,7 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_evaluate_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_health_main(const pc_cli_global *g, int argc, char **argv);
+int pc_cli_reload_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv);
 
 /* Each command's --help text. */
@@ -64,6 +65,7 @@ void pc_cli_classify_usage(const char *prog, FILE *f);
 void pc_cli_evaluate_usage(const char *prog, FILE *f);
 void pc_cli_stats_usage(const char *prog, FILE *f);
 void pc_cli_health_usage(const char *prog, FILE *f);
+void pc_cli_reload_usage(const char *prog, FILE *f);
 void pc_cli_models_usage(const char *prog, FILE *f);
 
 #endif

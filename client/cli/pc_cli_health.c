@@ -15,7 +15,9 @@ void pc_cli_health_usage(const char *prog, FILE *f) {
           "usage: %s [GLOBAL OPTIONS] health [-q] [--wait SECONDS]\n"
           "\n"
           "Asks the daemon whether it is serving and prints its state (serving, draining,\n"
-          "or failing: the backend failed its last batches).\n"
+          "or failing: the backend failed its last batches), and \"(last reload failed:\n"
+          "...)\" when the last SIGHUP reload failed (the daemon serves what it had; the\n"
+          "exit code stays 0: `plankton-client reload` is the command that fails then).\n"
           "Use the global --timeout to bound the wait for one answer (e.g. --timeout 2).\n"
           "\n"
           "Options:\n"
@@ -55,7 +57,11 @@ static int ask(const pc_cli_global *g, int timeout_ms, char *line, size_t line_l
                      r->message);
   } else {
     const char *state = r->u.health.state && *r->u.health.state ? r->u.health.state : "unknown";
-    if (r->status == PC_CLIENT_STATUS_OK) {
+    if (r->status == PC_CLIENT_STATUS_OK && r->u.health.last_reload_failed) {
+      /* still serving, on what it had: said, but the exit code stays 0 */
+      snprintf(line, line_len, "%s (last reload failed: %s)", state,
+               r->u.health.last_reload_message);
+    } else if (r->status == PC_CLIENT_STATUS_OK) {
       snprintf(line, line_len, "%s", state);
     } else {
       snprintf(line, line_len, "%s (%s%s%s)", state, pc_client_status_name(r->status),

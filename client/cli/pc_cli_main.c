@@ -29,6 +29,8 @@ static const command commands[] = {
      "score the model on a folder of class-named subfolders"},
     {"stats", pc_cli_stats_main, pc_cli_stats_usage, "the daemon's counters and histograms"},
     {"health", pc_cli_health_main, pc_cli_health_usage, "is the daemon serving? (exit code)"},
+    {"reload", pc_cli_reload_main, pc_cli_reload_usage,
+     "SIGHUP the daemon and wait for the reload's result (exit code)"},
     {"models", pc_cli_models_main, pc_cli_models_usage, "the models served, their classes"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -149,7 +151,8 @@ int main(int argc, char **argv) {
     }
   }
   if (optind == argc) {
-    fprintf(stderr, "%s: no command given (commands: classify, evaluate, stats, health, models)\n",
+    fprintf(stderr,
+            "%s: no command given (commands: classify, evaluate, stats, health, reload, models)\n",
             g.prog);
     pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;
@@ -171,7 +174,7 @@ int main(int argc, char **argv) {
   if (!cmd) {
     fprintf(stderr,
             "%s: unknown command '%s' (commands: classify, evaluate, stats, health, "
-            "models)\n",
+            "reload, models)\n",
             g.prog, name);
     pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;

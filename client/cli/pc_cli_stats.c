@@ -15,8 +15,9 @@ void pc_cli_stats_usage(const char *prog, FILE *f) {
   fprintf(f,
           "usage: %s [GLOBAL OPTIONS] stats [--json]\n"
           "\n"
-          "Prints the daemon's counters: model, backend, uptime, images (views: a crop sent\n"
-          "with --tta N counts N times) and batches computed, the recent rate, requests by\n"
+          "Prints the daemon's counters: model, backend, the last reload's result, uptime,\n"
+          "crops classified, images (views: a crop sent with --tta N counts once in crops\n"
+          "and N times in images) and batches computed, the recent rate, requests by\n"
           "status, queue depth, connections, connections closed by the daemon's limits,\n"
           "receive-buffer memory and waits, failed batches, and the latency and batch-size\n"
           "histograms (count, mean, percentiles as bucket bounds).\n"
@@ -55,7 +56,18 @@ static void print_table(const pc_client_stats_result *s) {
            (unsigned long long)s->model_loads, (unsigned long long)s->model_load_failures);
   }
   printf("%-16s %s\n", "backend", s->backend);
+  if (s->last_reload_unix > 0) {
+    time_t t = (time_t)s->last_reload_unix;
+    struct tm tm;
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", localtime_r(&t, &tm));
+    printf("%-16s %s %s%s%s\n", "last reload", when, s->last_reload_failed ? "FAILED" : "ok",
+           s->last_reload_failed ? ": " : "", s->last_reload_failed ? s->last_reload_message : "");
+  } else {
+    printf("%-16s none since start\n", "last reload");
+  }
   printf("%-16s %.1f s\n", "uptime", s->uptime_seconds);
+  printf("%-16s %llu\n", "crops", (unsigned long long)s->crops);
   printf("%-16s %llu (%.1f/s recently)\n", "images (views)", (unsigned long long)s->images,
          s->images_per_second);
   printf("%-16s %llu", "batches", (unsigned long long)s->batches);
@@ -107,6 +119,10 @@ static void print_json(const pc_client_stats_result *s) {
   fprintf(f, ",\"model_loaded_unix\":%lld,\"model_loads\":%llu,\"model_load_failures\":%llu",
           (long long)s->model_loaded_unix, (unsigned long long)s->model_loads,
           (unsigned long long)s->model_load_failures);
+  fprintf(f, ",\"last_reload_unix\":%lld,\"last_reload_failed\":%s,\"last_reload_message\":",
+          (long long)s->last_reload_unix, s->last_reload_failed ? "true" : "false");
+  pc_cli_json_string(f, s->last_reload_message ? s->last_reload_message : "");
+  fprintf(f, ",\"crops\":%llu", (unsigned long long)s->crops);
   fputs(",\"uptime_seconds\":", f);
   pc_cli_json_double(f, s->uptime_seconds);
   fprintf(f,

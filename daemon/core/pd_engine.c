@@ -35,6 +35,7 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
   atomic_fetch_add(&e->stats->batches, 1);
   if (rc == PD_OK) {
     atomic_fetch_add(&e->stats->images, (uint64_t)images);
+    atomic_fetch_add(&e->stats->crops, (uint64_t)n); /* once per request, whatever its views */
     atomic_store(&e->stats->batch_failures_in_a_row, 0);
   } else {
     atomic_fetch_add(&e->stats->batch_failures, 1);

@@ -68,14 +68,15 @@ void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
     r->requests[i] = atomic_load(&s->requests[i]);
   r->images = atomic_load(&s->images);
   r->batches = atomic_load(&s->batches);
+  r->crops = atomic_load(&s->crops);
   r->connections_total = atomic_load(&s->connections_total);
   r->broken_frames = atomic_load(&s->broken_frames);
   r->model_loads = atomic_load(&s->model_loads);
   r->model_load_failures = atomic_load(&s->model_load_failures);
   r->batch_failures = atomic_load(&s->batch_failures);
   r->batch_failures_in_a_row = atomic_load(&s->batch_failures_in_a_row);
-  r->connections_refused = atomic_load(&s->connections_refused);
   r->requests_cancelled = atomic_load(&s->requests_cancelled);
+  r->connections_refused = atomic_load(&s->connections_refused);
   r->frame_timeouts = atomic_load(&s->frame_timeouts);
   r->idle_timeouts = atomic_load(&s->idle_timeouts);
   r->accept_errors = atomic_load(&s->accept_errors);

@@ -35,16 +35,17 @@ typedef struct pd_histogram {
 typedef struct pd_stats {
   atomic_uint_fast64_t requests[PD_STATUS_COUNT];
   atomic_uint_fast64_t images, batches;
+  atomic_uint_fast64_t crops; /* classify requests computed (images counts their TTA views) */
   atomic_uint_fast64_t connections_total, broken_frames;
   atomic_uint_fast64_t model_loads, model_load_failures;
   atomic_uint_fast64_t batch_failures; /* network runs the backend failed */
   /* failed runs since the last one that succeeded: at PD_HEALTH_FAILING_RUNS
    * or more, Health says "failing" (a device that stays broken) */
   atomic_uint_fast64_t batch_failures_in_a_row;
-  /* connections closed by the daemon's limits: over limits.max_connections,
   /* classify requests dropped before they were computed because their
    * client left (pd_pipeline_cancel); also counted as CANCELLED */
   atomic_uint_fast64_t requests_cancelled;
+  /* connections closed by the daemon's limits: over limits.max_connections,
    * a frame not complete within limits.frame_timeout_ms, silent longer than
    * limits.idle_timeout_s; and accepts that failed (out of descriptors) */
   atomic_uint_fast64_t connections_refused, frame_timeouts, idle_timeouts, accept_errors;
@@ -73,11 +74,21 @@ typedef struct pd_hist_report {
   double sum;
 } pd_hist_report;
 
+/* The last SIGHUP reload's result (kept by whoever reloads). */
+typedef struct pd_reload_report {
+  int64_t unix_time; /* when it finished; 0: none since start */
+  int failed;
+  uint64_t failures; /* reloads that failed since start */
+  char message[512]; /* what failed, naming the file:line or the model; "" when ok */
+} pd_reload_report;
+
 typedef struct pd_stats_report {
   uint64_t requests[PD_STATUS_COUNT];
   uint64_t images, batches, connections_total, broken_frames, model_loads, model_load_failures;
+  uint64_t crops;
   uint64_t batch_failures, connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   uint64_t batch_failures_in_a_row;
+  uint64_t requests_cancelled;
   int64_t connections, in_flight;
   pd_hist_report hist[PD_HIST_COUNT];
   double images_per_second, uptime_seconds;
@@ -87,8 +98,8 @@ typedef struct pd_stats_report {
   char model_name[64], model_version[64], backend[16];
   int64_t model_loaded_unix;
   int draining;
+  pd_reload_report last_reload;
 } pd_stats_report;
-  uint64_t requests_cancelled;
 
 void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r);
 

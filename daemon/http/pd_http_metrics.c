@@ -6,8 +6,11 @@ static void metrics_handler(pd_http_request *req, void *data) {
   const pd_http_metrics_source *src = data;
   pd_stats_report r;
   src->fill(src->ctx, &r);
+  pd_process_stats proc;
+  pd_error err = {0};
+  const bool have_proc = pd_process_sample(&proc, &err) == PD_OK; /* else left out */
   size_t len = 0;
-  char *body = pd_metrics_render(&r, &len);
+  char *body = pd_metrics_render(&r, have_proc ? &proc : NULL, &len);
   if (!body) {
     pd_http_respond_text(req, 500, "out of memory\n", true);
     return;

@@ -83,7 +83,21 @@ static void histogram(text *t, const char *name, const char *help, const pd_hist
   put(t, "%s_count %llu\n", name, (unsigned long long)h->count);
 }
 
-char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
+/* The standard process_* metrics, with the Prometheus client libraries'
+ * names and types. */
+static void process(text *t, const pd_process_stats *p) {
+  head(t, "process_cpu_seconds_total", "counter",
+       "Total user and system CPU time spent in seconds.");
+  put(t, "process_cpu_seconds_total %.17g\n", p->cpu_seconds);
+  gauge(t, "process_open_fds", "Number of open file descriptors.", p->open_fds);
+  gauge(t, "process_max_fds", "Maximum number of open file descriptors.", p->max_fds);
+  gauge(t, "process_virtual_memory_bytes", "Virtual memory size in bytes.", p->virtual_bytes);
+  gauge(t, "process_resident_memory_bytes", "Resident memory size in bytes.", p->resident_bytes);
+  gauge(t, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+        p->start_time_seconds);
+}
+
+char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, size_t *len) {
   text t = {.cap = 8192};
   t.buf = malloc(t.cap);
   if (!t.buf) return NULL;
@@ -107,6 +121,9 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
   counter(&t, "planktond_inference_count_total",
           "Images run through the network (TTA transforms count each).",
           (unsigned long long)r->images);
+  counter(&t, "planktond_inference_crops_total",
+          "Crops classified: classify requests computed, once each whatever their TTA views.",
+          (unsigned long long)r->crops);
   counter(&t, "planktond_inference_exec_count_total",
           "Network executions (batches); average batch = inference_count / exec_count.",
           (unsigned long long)r->batches);
@@ -125,6 +142,10 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
             &r->hist[PD_HIST_BATCH], 1.0);
   gauge(&t, "planktond_inference_pending_requests", "Requests decoded and waiting for the engine.",
         r->queue_depth);
+  counter(&t, "planktond_requests_cancelled_total",
+          "Classify requests dropped before they were computed: their client closed its "
+          "connection (also in request_total{status=\"CANCELLED\"}).",
+          (unsigned long long)r->requests_cancelled);
   gauge(&t, "planktond_inference_in_flight_requests",
         "Classify requests accepted and not yet answered.", (double)r->in_flight);
   gauge(&t, "planktond_connections", "Open client connections.", (double)r->connections);
@@ -142,10 +163,6 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
   put(&t, "planktond_connections_closed_by_limit_total{limit=\"idle_timeout\"} %llu\n",
       (unsigned long long)r->idle_timeouts);
   gauge(&t, "planktond_receive_buffer_bytes",
-  counter(&t, "planktond_requests_cancelled_total",
-          "Classify requests dropped before they were computed: their client closed its "
-          "connection (also in request_total{status=\"CANCELLED\"}).",
-          (unsigned long long)r->requests_cancelled);
         "Receive-buffer bytes beyond each connection's first 256 KiB (bounded by "
         "limits.max_receive_bytes).",
         (double)r->receive_buffer_bytes);
@@ -173,10 +190,20 @@ char *pd_metrics_render(const pd_stats_report *r, size_t *len) {
   counter(&t, "planktond_model_load_failures_total",
           "Model loads that failed (the previous model kept serving).",
           (unsigned long long)r->model_load_failures);
+  gauge(&t, "planktond_last_reload_success",
+        "1 unless the last SIGHUP reload failed (then the previous settings and model serve).",
+        r->last_reload.failed ? 0.0 : 1.0);
+  gauge(&t, "planktond_last_reload_timestamp_seconds",
+        "When the last SIGHUP reload finished, seconds since the epoch (0: none since start).",
+        (double)r->last_reload.unix_time);
+  counter(&t, "planktond_reload_failures_total",
+          "SIGHUP reloads that failed (bad settings or a model that did not load).",
+          (unsigned long long)r->last_reload.failures);
   head(&t, "planktond_backend_info", "gauge", "The compute backend (value 1).");
   put(&t, "planktond_backend_info{backend=\"%s\"} 1\n", backend);
   gauge(&t, "planktond_uptime_seconds", "Seconds since the daemon started.", r->uptime_seconds);
   gauge(&t, "planktond_draining", "1 while shutting down.", r->draining ? 1.0 : 0.0);
+  if (proc) process(&t, proc);
 
   if (t.oom) {
     free(t.buf);

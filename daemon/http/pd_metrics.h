@@ -8,9 +8,11 @@
 
 #include <stddef.h>
 
+#include "pd_process.h"
 #include "pd_stats.h"
 
-/* A malloc'ed text of *len bytes; NULL when out of memory. */
-char *pd_metrics_render(const pd_stats_report *r, size_t *len);
+/* A malloc'ed text of *len bytes; NULL when out of memory. proc: the
+ * process_* figures (NULL: left out, as when /proc could not be read). */
+char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, size_t *len);
 
 #endif

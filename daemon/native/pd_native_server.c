@@ -125,6 +125,16 @@ static void handle_stats(pd_native_server *s, pd_conn *c, uint64_t id) {
   answer(c, frame, len);
 }
 
+/* The report carries the last reload's result (the daemon keeps it). */
+static void handle_health(pd_native_server *s, pd_conn *c, uint64_t id) {
+  pd_stats_report r;
+  pd_stats_report_fill(s->stats, pd_now_ns(), &r);
+  if (s->report) s->report(s->report_ctx, &r);
+  size_t len = 0;
+  uint8_t *frame = pd_wire_health(id, s->draining, r.batch_failures_in_a_row, &r.last_reload, &len);
+  answer(c, frame, len);
+}
+
 /* The drain notice, once, to a connection whose client asked for it (Hello):
  * the frames read so far are all answered, anything later is UNAVAILABLE. */
 static void notify_drain(pd_native_server *s, pd_conn *c) {
@@ -180,9 +190,7 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
     handle_stats(s, c, msg->stats->id);
     break;
   case PLANKTON__REQUEST__BODY_HEALTH:
-    frame = pd_wire_health(msg->health->id, s->draining,
-                           atomic_load(&s->stats->batch_failures_in_a_row), &len);
-    answer(c, frame, len);
+    handle_health(s, c, msg->health->id);
     break;
   case PLANKTON__REQUEST__BODY_HELLO:
     handle_hello(s, c, msg->hello);
@@ -212,14 +220,6 @@ static void on_oversize(pd_conn *c, const char *why, void *ctx) {
   pd_conn_fail(c, frame, len);
 }
 
-static void on_closed(pd_conn *c, void *ctx) {
-  pd_native_server *s = ctx;
-  pd_link_unlink(&s->conns, &c->link);
-  s->n_conns--;
-  atomic_fetch_sub(&s->stats->connections, 1);
-  pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s) closed", (unsigned long long)c->serial,
-          c->peer);
-  if (s->draining && s->n_conns == 0 && s->on_empty) s->on_empty(s->on_empty_data);
 /* The client left: its requests that have not started computing are
  * dropped (each still finishes through classify_done, which unlinks it). */
 static void cancel_requests_of(pd_native_server *s, const pd_conn *c) {
@@ -230,9 +230,17 @@ static void cancel_requests_of(pd_native_server *s, const pd_conn *c) {
   }
 }
 
+static void on_closed(pd_conn *c, void *ctx) {
+  pd_native_server *s = ctx;
+  cancel_requests_of(s, c);
+  pd_link_unlink(&s->conns, &c->link);
+  s->n_conns--;
+  atomic_fetch_sub(&s->stats->connections, 1);
+  pd_logf(s->log, PD_LOG_INFO, "connection %llu (%s) closed", (unsigned long long)c->serial,
+          c->peer);
+  if (s->draining && s->n_conns == 0 && s->on_empty) s->on_empty(s->on_empty_data);
 }
 
-  cancel_requests_of(s, c);
 /* ---- accepting ---- */
 
 static void close_unaccepted(uv_handle_t *h) {

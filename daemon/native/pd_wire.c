@@ -147,7 +147,8 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len) {
   return pack_response(&resp, len);
 }
 
-uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, size_t *len) {
+uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
+                        const pd_reload_report *reload, size_t *len) {
   Plankton__Status st;
   char msg[128];
   const char *state = "serving";
@@ -168,6 +169,11 @@ uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, 
   hr.id = id;
   hr.status = &st;
   hr.state = (char *)state;
+  if (reload) {
+    hr.last_reload_unix = reload->unix_time;
+    hr.last_reload_failed = reload->failed != 0;
+    hr.last_reload_message = (char *)reload->message;
+  }
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_HEALTH;
   resp.health = &hr;
@@ -262,6 +268,10 @@ uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   sr.receive_buffer_bytes = r->receive_buffer_bytes;
   sr.receive_waits = r->receive_waits;
   sr.requests_cancelled = r->requests_cancelled;
+  sr.crops = r->crops;
+  sr.last_reload_unix = r->last_reload.unix_time;
+  sr.last_reload_failed = r->last_reload.failed != 0;
+  sr.last_reload_message = (char *)r->last_reload.message;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_STATS;
   resp.stats = &sr;

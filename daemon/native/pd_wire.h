@@ -30,7 +30,9 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len);
  * (UNAVAILABLE) once the last PD_HEALTH_FAILING_RUNS or more network runs
  * all failed (failures_in_a_row), until one succeeds; else "serving" (OK). */
 #define PD_HEALTH_FAILING_RUNS 3
-uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row, size_t *len);
+/* reload: the last SIGHUP reload's result, carried as it is (NULL: none). */
+uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
+                        const pd_reload_report *reload, size_t *len);
 uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len);
 /* HelloResponse: protocol version 1, this daemon's version and frame limit,
  * and whether it will send this connection a drain notice. */

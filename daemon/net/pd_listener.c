@@ -37,6 +37,21 @@ static int fail_close(pd_listener *l, int rc) {
   return rc;
 }
 
+/* Creates the folders above the socket that are missing (0755, as
+ * mkdir -p; listen.socket's folder need not exist yet). */
+static int make_parents(const char *path, pd_error *err) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  snprintf(dir, sizeof dir, "%s", path);
+  for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+    *p = '\0';
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+      return pd_error_set(err, PD_EIO, "listen %s: cannot create its folder %s: %s", path, dir,
+                          strerror(errno));
+    *p = '/';
+  }
+  return PD_OK;
+}
+
 /* Unlinks a socket file nobody listens on; an error for a live one or a non-socket. */
 static int clear_stale(const char *path, pd_error *err) {
   struct stat st;
@@ -89,6 +104,7 @@ int pd_listener_unix(uv_loop_t *loop, const char *path, int mode, const char *gr
                         path, mode);
   gid_t gid = (gid_t)-1;
   int rc = group && group[0] ? group_id(group, &gid, err) : PD_OK;
+  if (rc == PD_OK && path[0] == '/') rc = make_parents(path, err);
   if (rc != PD_OK) return rc;
   rc = clear_stale(path, err);
   if (rc != PD_OK) return rc;

@@ -25,6 +25,7 @@
  * 0, at least 1), best first, each with the label of its index, and the
  * whole distribution when asked. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,10 +167,14 @@ static int on_frame(const uint8_t *bytes, size_t n, const pd_served *served) {
     check_answer(pd_wire_stats(msg->stats->id, &r, &len), &len);
     break;
   }
-  case PLANKTON__REQUEST__BODY_HEALTH:
-    check_answer(pd_wire_health(msg->health->id, msg->health->id & 1, msg->health->id >> 1, &len),
+  case PLANKTON__REQUEST__BODY_HEALTH: {
+    pd_reload_report reload = {.unix_time = (int64_t)msg->health->id, .failed = 1};
+    snprintf(reload.message, sizeof reload.message, "config x.yaml:%llu: bad",
+             (unsigned long long)msg->health->id);
+    check_answer(pd_wire_health(msg->health->id, msg->health->id & 1, msg->health->id >> 1,
+                                msg->health->id & 2 ? &reload : NULL, &len),
                  &len);
-    break;
+  } break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:
     check_answer(pd_wire_model_info(msg->model_info->id, msg->model_info->model,
                                     msg->model_info->id & 1 ? NULL : served, &len),
