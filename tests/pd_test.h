@@ -11,6 +11,7 @@
 
 typedef struct pd_test_state {
   int checks, failures;
+  int skipped; /* set by pd_test_skip (pd_test_cases.h) */
 } pd_test_state;
 
 #define PD_CHECK(st, cond)                                                                         \

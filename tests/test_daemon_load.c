@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "pd_daemon_test.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 #define N_CROPS 32
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
@@ -292,55 +292,95 @@ static void batch_stats(pd_test_state *st, const pd_td *d, uint64_t *batches, ui
   pc_client_close(c);
 }
 
-int main(void) {
-  pd_test_state st = {0};
-  if (!pd_td_have_model()) return 77;
-  int per_client = getenv("PD_TEST_REQUESTS") ? atoi(getenv("PD_TEST_REQUESTS")) : 1000;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0 || make_crops() != 0) return 1;
+/* ---- the cases (pd_test_cases.h) ---- */
 
+static bool start(pd_test_state *st, pd_td *d, const char *const *args) {
+  if (pd_td_start(d, args) == 0) return true;
+  st->checks++;
+  st->failures++;
+  fprintf(stderr, "planktond did not start\n");
+  pd_td_cleanup(d);
+  return false;
+}
+
+static void stop(pd_test_state *st, pd_td *d) {
+  PD_CHECK_INT(st, pd_td_stop(d, SIGTERM, 30), 0);
+  pd_td_cleanup(d);
+}
+
+static const char *const k_batching_args[] = {"--max-batch", "32", "--max-queue-delay-us", "1000",
+                                              NULL};
+
+static void pipelining(pd_test_state *st) {
   pd_td d;
-  const char *args[] = {"--max-batch", "32", "--max-queue-delay-us", "1000", NULL};
-  if (pd_td_start(&d, args) != 0) {
-    pd_td_cleanup(&d);
-    return 1;
-  }
-  PD_CHECK(&st, d.ready_notified);
-  test_pipelining(&st, &d);
-  test_tta(&st, &d);
+  if (!start(st, &d, k_batching_args)) return;
+  PD_CHECK(st, d.ready_notified);
+  test_pipelining(st, &d);
+  stop(st, &d);
+}
 
+static void tta(pd_test_state *st) {
+  pd_td d;
+  if (!start(st, &d, k_batching_args)) return;
+  test_tta(st, &d);
+  stop(st, &d);
+}
+
+static void clients_64(pd_test_state *st) {
+  int per_client = getenv("PD_TEST_REQUESTS") ? atoi(getenv("PD_TEST_REQUESTS")) : 1000;
+  pd_td d;
+  if (!start(st, &d, k_batching_args)) return;
   double t0 = pd_td_now_ms(), worst = 0;
-  int failures = run_load(&st, &d, 64, per_client, 16, &worst);
+  int failures = run_load(st, &d, 64, per_client, 16, &worst);
   double dt = pd_td_now_ms() - t0;
-  PD_CHECK_INT(&st, failures, 0);
+  PD_CHECK_INT(st, failures, 0);
   printf("64 clients x %d requests: %d failures, %.1f s, %.0f requests/s, max |p - engine| %.2g\n",
          per_client, failures, dt / 1000, 64.0 * per_client / (dt / 1000), worst);
   uint64_t batches, singles;
   double mean;
-  batch_stats(&st, &d, &batches, &singles, &mean);
-  PD_CHECK(&st, batches > 0 && singles < batches); /* some batches > 1 */
-  PD_CHECK(&st, mean > 1.5);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
-  pd_td_cleanup(&d);
+  batch_stats(st, &d, &batches, &singles, &mean);
+  PD_CHECK(st, batches > 0 && singles < batches); /* some batches > 1 */
+  PD_CHECK(st, mean > 1.5);
+  stop(st, &d);
+}
 
-  /* max_batch 1: every batch is a single image. */
+/* max_batch 1: every batch is a single image. */
+static void max_batch_1(pd_test_state *st) {
   const char *args1[] = {"--max-batch", "1", NULL};
-  if (pd_td_start(&d, args1) != 0) {
-    pd_td_cleanup(&d);
-    return 1;
-  }
-  failures = run_load(&st, &d, 8, 50, 8, &worst);
-  PD_CHECK_INT(&st, failures, 0);
-  batch_stats(&st, &d, &batches, &singles, &mean);
-  PD_CHECK_INT(&st, batches, 8 * 50);
-  PD_CHECK_INT(&st, singles, batches);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
-  pd_td_cleanup(&d);
+  pd_td d;
+  if (!start(st, &d, args1)) return;
+  double worst = 0;
+  PD_CHECK_INT(st, run_load(st, &d, 8, 50, 8, &worst), 0);
+  uint64_t batches, singles;
+  double mean;
+  batch_stats(st, &d, &batches, &singles, &mean);
+  PD_CHECK_INT(st, batches, 8 * 50);
+  PD_CHECK_INT(st, singles, batches);
+  stop(st, &d);
+}
 
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  return pd_td_ref_open(&ref, pd_td_model_dir()) != 0 || make_crops() != 0 ? 1 : 0;
+}
+
+static void teardown(void) {
   for (int i = 0; i < N_CROPS; i++) {
     free(crops[i].gray);
     free(crops[i].png);
     free(crops[i].probs);
   }
   pd_td_ref_close(&ref);
-  return pd_test_finish(&st, "daemon_load");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(pipelining),
+    PD_TEST_CASE(tta),
+    PD_TEST_CASE(clients_64),
+    PD_TEST_CASE(max_batch_1),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_load", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
