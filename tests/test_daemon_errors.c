@@ -195,7 +195,7 @@ static void expect_broken(const pd_td *d, const char *what, const uint8_t *bytes
   if (fd < 0) return;
   write_all(fd, bytes, len); /* the daemon may close before taking it all */
   uint8_t *buf = malloc(1 << 20);
-  long n = read_frame(fd, buf, 1 << 20, 10000);
+  long n = read_frame(fd, buf, 1 << 20, pd_td_scaled_ms(10000));
   PD_CHECK(&st, n >= 0);
   Plankton__Response *r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
   PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR);
@@ -253,7 +253,7 @@ static void broken_frames(const pd_td *d) {
   uint8_t empty[4] = {0, 0, 0, 0};
   write_all(fd, empty, 4);
   uint8_t buf[4096];
-  long n = read_frame(fd, buf, sizeof buf, 10000);
+  long n = read_frame(fd, buf, sizeof buf, pd_td_scaled_ms(10000));
   Plankton__Response *r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
   PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR &&
                     r->error->status->code == PLANKTON__STATUS_CODE__UNIMPLEMENTED);
@@ -261,7 +261,7 @@ static void broken_frames(const pd_td *d) {
   size_t flen;
   uint8_t *frame = classify_frame(77, &flen);
   write_all(fd, frame, flen);
-  n = read_frame(fd, buf, sizeof buf, 10000);
+  n = read_frame(fd, buf, sizeof buf, pd_td_scaled_ms(10000));
   r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
   PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 77 &&
                     r->classify->status->code == 0);
@@ -393,7 +393,7 @@ static void queue_full(void) {
   PD_CHECK(&st, exhausted > 0 && ok >= 4);
   printf("%-34s -> %d OK, %d RESOURCE_EXHAUSTED\n", "64 pipelined, max_queue 4", ok, exhausted);
   pc_client_close(c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -445,8 +445,8 @@ int main(void) {
   printf("bystander: %d correct answers, %d failures, %d wrong\n", b.ok, b.failed, b.wrong);
   PD_CHECK_INT(&st, b.failed, 0);
   PD_CHECK_INT(&st, b.wrong, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "closing", 1));
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK(&st, pd_td_wait_log(&d, "closing", pd_td_scaled_s(1)));
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   char *log = pd_td_log(&d);
   if (st.failures && log) fprintf(stderr, "--- daemon log ---\n%s\n", log);
   free(log);

@@ -27,6 +27,7 @@
 
 #include "pd_daemon_test.h"
 #include "pd_td_raw.h"
+#include "pd_td_wait.h"
 #include "pd_test.h"
 
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
@@ -92,7 +93,11 @@ static void load_close(load *l) {
 static void note_failure(load *l, const char *msg) {
   const char *p = strstr(msg, "injected device fault on run ");
   long run = -1, batch = -1;
-  if (!p || sscanf(p, "injected device fault on run %ld (batch of %ld)", &run, &batch) != 2) {
+  static const char head[] = "injected device fault on run ", mid[] = " (batch of ";
+  char *end = NULL;
+  if (p) run = strtol(p + sizeof head - 1, &end, 10);
+  if (end && !strncmp(end, mid, sizeof mid - 1)) batch = strtol(end + sizeof mid - 1, &end, 10);
+  if (!p || run < 0 || batch < 0 || !end || *end != ')') {
     l->other++;
     return;
   }
@@ -205,6 +210,24 @@ static int count_in_log(const pd_td *d, const char *needle) {
   return n;
 }
 
+/* The log line holding the n-th (from 1) `needle` (malloc'ed; "" when none). */
+static char *nth_log_line(const pd_td *d, const char *needle, int n) {
+  char *log = pd_td_log(d);
+  const char *p = log;
+  for (int k = 0; p && k < n; k++) {
+    p = strstr(p, needle);
+    if (p && k < n - 1) p++;
+  }
+  size_t len = p ? strcspn(p, "\n") : 0;
+  char *line = malloc(len + 1);
+  if (line) {
+    if (len) memcpy(line, p, len);
+    line[len] = '\0';
+  }
+  free(log);
+  return line;
+}
+
 /* SIGHUP, keeping the load going until the log shows `needle` `count` times. */
 static bool hup(load *l, const pd_td *d, const char *needle, int count) {
   kill(d->pid, SIGHUP);
@@ -289,6 +312,10 @@ static void broken_reloads(void) {
     failures++;
     bool failed = hup(&l, &d, "reload failed", failures);
     PD_CHECK(&st, failed);
+    /* this reload's own failure line names the file the damage is in */
+    char *why = nth_log_line(&d, "reload failed", failures);
+    PD_CHECK_CONTAINS(&st, why ? why : "", cases[i].names);
+    free(why);
     run_until(&l, 300, 60000);
     printf("%-34s -> reload failed (%s), %ld answers OK so far, all from daemon-tiny: %s\n",
            cases[i].what, failed ? "logged" : "NOT LOGGED", l.ok,
@@ -346,7 +373,7 @@ static void broken_reloads(void) {
   PD_CHECK(&st, l.by_model[0] > 0 && l.by_model[1] > 0);
   PD_CHECK_INT(&st, l.by_model[2], 0);
   load_close(&l);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   if (st.failures) {
     log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
@@ -434,8 +461,8 @@ static void faults_batch_of_one(void) {
   /* one failure at a time (run 30 was one): still "serving" */
   PD_CHECK(&st, health_state_is(c, "serving"));
   pc_client_close(c);
-  PD_CHECK(&st, pd_td_wait_log(&d, "injected device fault", 1));
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK(&st, pd_td_wait_log(&d, "injected device fault", pd_td_scaled_s(1)));
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -493,7 +520,7 @@ static void faults_in_shared_batches(void) {
   if (r) PD_CHECK_INT(&st, r->u.stats.batch_failures, l.n_fail_runs);
   pc_client_response_free(r);
   load_close(&l);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -535,7 +562,7 @@ static void device_stays_broken(void) {
   }
   pc_client_response_free(s);
   pc_client_close(c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -567,7 +594,7 @@ static void device_recovers(void) {
          "in a row, serving after the next success)\n",
          "device fails runs 3-6", right);
   pc_client_close(c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 

@@ -242,7 +242,7 @@ static void slowloris(const pd_td *d) {
       struct pollfd p = {.fd = fds[i], .events = POLLIN};
       if (poll(&p, 1, 0) > 0) {
         closed_ok += error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED,
-                                      "limits.frame_timeout_ms", 10000);
+                                      "limits.frame_timeout_ms", pd_td_scaled_ms(10000));
         done[i] = true;
         continue;
       }
@@ -268,7 +268,7 @@ static void slowloris(const pd_td *d) {
   pd_raw_write(fd, frame, flen / 2);
   usleep(FRAME_TIMEOUT_MS * 1000 / 4);
   pd_raw_write(fd, frame + flen / 2, flen - flen / 2);
-  Plankton__Response *r = pd_raw_read_response(fd, 30000);
+  Plankton__Response *r = pd_raw_read_response(fd, pd_td_scaled_ms(30000));
   PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 1 &&
                     r->classify->status->code == 0);
   if (r) plankton__response__free_unpacked(r, NULL);
@@ -288,7 +288,8 @@ static void huge_headers(const pd_td *d) {
                       (uint8_t)(lengths[i] >> 8), (uint8_t)lengths[i]};
     pd_raw_write(fd, hdr, 4);
     pd_raw_write(fd, png, png_len); /* and some bytes after it */
-    bool ok = error_then_close(fd, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED, "exceeds the limit", 10000);
+    bool ok = error_then_close(fd, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED, "exceeds the limit",
+                               pd_td_scaled_ms(10000));
     PD_CHECK(&st, ok);
     printf("%-40s -> %s\n",
            i == 0   ? "header claiming 4 GiB"
@@ -317,7 +318,8 @@ static void huge_headers(const pd_td *d) {
   long rss1 = pd_raw_rss_kb(d->pid);
   int timed_out = 0;
   for (int i = 0; i < N; i++) {
-    timed_out += error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED, NULL, 30000);
+    timed_out +=
+        error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED, NULL, pd_td_scaled_ms(30000));
     close(fds[i]);
   }
   printf("%-40s -> all %d closed by the frame timeout; daemon RSS %ld -> %ld kB, receive "
@@ -405,7 +407,7 @@ static void reads_late(const pd_td *d) {
   int answers = 0, ok = 0, dup = 0;
   uint8_t *buf = malloc(1 << 16);
   while (answers < N) {
-    long n = pd_raw_read_frame(fd, buf, 1 << 16, 30000);
+    long n = pd_raw_read_frame(fd, buf, 1 << 16, pd_td_scaled_ms(30000));
     if (n < 0) break;
     Plankton__Response *r = plankton__response__unpack(NULL, (size_t)n, buf + 4);
     if (r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id < N) {
@@ -624,14 +626,15 @@ static void idle_timeout(void) {
     pc_client_response_free(r);
     usleep(300000);
   }
-  bool closed = error_then_close(quiet, PC_CLIENT_STATUS_UNAVAILABLE, "idle", 10000);
+  bool closed =
+      error_then_close(quiet, PC_CLIENT_STATUS_UNAVAILABLE, "idle", pd_td_scaled_ms(10000));
   printf("%-40s -> silent one closed (UNAVAILABLE): %s; active one answered %d of 10\n",
          "limits.idle_timeout_s 1", closed ? "yes" : "NO", busy_ok);
   PD_CHECK(&st, closed);
   PD_CHECK_INT(&st, busy_ok, 10);
   close(quiet);
   pc_client_close(busy);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -646,16 +649,16 @@ static int health_or_refused(int fd) {
   uint8_t *f = pd_raw_health_frame(1, &flen);
   pd_raw_write(fd, f, flen); /* may fail: the daemon closed it already */
   free(f);
-  Plankton__Response *r = pd_raw_read_response(fd, 10000);
+  Plankton__Response *r = pd_raw_read_response(fd, pd_td_scaled_ms(10000));
   int rc = -1;
   if (!r) {
-    rc = pd_raw_closed(fd, 10000) ? 2 : -1;
+    rc = pd_raw_closed(fd, pd_td_scaled_ms(10000)) ? 2 : -1;
   } else if (r->body_case == PLANKTON__RESPONSE__BODY_HEALTH) {
     rc = 1;
   } else if (r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status &&
              (int)r->error->status->code == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED &&
              strstr(r->error->status->message, "too many connections")) {
-    rc = pd_raw_closed(fd, 10000) ? 0 : -1;
+    rc = pd_raw_closed(fd, pd_td_scaled_ms(10000)) ? 0 : -1;
   }
   if (r) plankton__response__free_unpacked(r, NULL);
   return rc;
@@ -726,7 +729,7 @@ static void fd_exhaustion(void) {
   for (int i = 0; i < held; i++)
     close(fds[i]);
   bystander_stop(&b, "fd exhaustion");
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   if (st.failures) {
     char *log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log (fd exhaustion) ---\n%s\n", log ? log : "");
@@ -800,7 +803,7 @@ int main(void) {
            s->connections, s->in_flight);
   }
   pc_client_response_free(r);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   if (st.failures) {
     char *log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");

@@ -129,7 +129,7 @@ static void defaults(void) {
   char *log = pd_td_log(&d);
   PD_CHECK(&st, log && !strstr(log, "listening on tcp") && !strstr(log, "metrics: http"));
   free(log);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 
   /* the positive control: --tcp opens exactly that listener */
@@ -152,7 +152,7 @@ static void defaults(void) {
   printf("%-40s -> %d TCP/UDP sockets (%d listening)\n", "--tcp set", inet, listening);
   PD_CHECK_INT(&st, inet, 1);
   PD_CHECK_INT(&st, listening, 1);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -178,7 +178,7 @@ static void modes_and_groups(void) {
   PD_CHECK_INT(&st, sb.st_gid, want_gid);
   printf("%-40s -> mode %04o, gid %d\n", "--socket-mode 0600 --socket-group",
          (unsigned)(sb.st_mode & 0777), (int)sb.st_gid);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 
   const char *bad[] = {"0666", "0662", "0777"};
@@ -343,7 +343,8 @@ static void metrics_limits(void) {
     heard = poll(pf, 8, 50);
   }
   for (int i = 0; i < 8; i++)
-    if (fds[i] >= 0 && !pd_raw_quiet_open(fds[i]) && pd_raw_closed(fds[i], 2000)) refused++;
+    if (fds[i] >= 0 && !pd_raw_quiet_open(fds[i]) && pd_raw_closed(fds[i], pd_td_scaled_ms(2000)))
+      refused++;
   printf("%-40s -> %d of 8 closed at once\n", "metrics.max_connections 4", refused);
   PD_CHECK_INT(&st, refused, 4);
   for (int i = 0; i < 8; i++)
@@ -360,14 +361,14 @@ static void metrics_limits(void) {
   /* a request line dripped, never finished: 408 and a close */
   int slow = pd_raw_connect(m);
   pd_raw_write(slow, "GET /met", 8);
-  int code = http_status(slow, 10000);
+  int code = http_status(slow, pd_td_scaled_ms(10000));
   PD_CHECK_INT(&st, code, 408);
-  PD_CHECK(&st, pd_raw_closed(slow, 5000));
+  PD_CHECK(&st, pd_raw_closed(slow, pd_td_scaled_ms(5000)));
   close(slow);
   /* an idle keep-alive connection: closed after metrics.idle_timeout_s */
   int idle = http_get(m, true);
-  PD_CHECK_INT(&st, http_status(idle, 10000), 200);
-  PD_CHECK(&st, pd_raw_closed(idle, 10000));
+  PD_CHECK_INT(&st, http_status(idle, pd_td_scaled_ms(10000)), 200);
+  PD_CHECK(&st, pd_raw_closed(idle, pd_td_scaled_ms(10000)));
   close(idle);
   printf("%-40s -> slow request 408 and closed; idle keep-alive closed\n", "metrics timeouts");
 
@@ -398,7 +399,7 @@ static void metrics_limits(void) {
   long rss = pd_raw_rss_kb(d.pid);
   /* another scraper is answered meanwhile */
   int other = http_get(m, false);
-  int other_code = http_status(other, 10000);
+  int other_code = http_status(other, pd_td_scaled_ms(10000));
   close(other);
   printf("%-40s -> writes blocked after %ld of 20000 requests; daemon RSS %ld kB; another scrape "
          "-> %d\n",
@@ -406,7 +407,7 @@ static void metrics_limits(void) {
   PD_CHECK(&st, sent < 20000);
   PD_CHECK_INT(&st, other_code, 200);
   close(hog);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   if (st.failures) {
     char *log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
