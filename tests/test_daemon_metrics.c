@@ -118,9 +118,6 @@ static void promtool_check(const char *body, const char *dir) {
   printf("promtool check metrics: %s\n", rc == 0 ? "ok" : "FAILED");
 }
 
-int main(void) {
-  if (!pd_td_have_model()) return 77;
-  int port = free_port(), api_port = free_port();
 /* Entries of /proc/PID/fd, counted here. */
 static int count_fds(pid_t pid) {
   char path[64];
@@ -224,6 +221,9 @@ static double now_unix(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+int main(void) {
+  if (!pd_td_have_model()) return 77;
+  int port = free_port(), api_port = free_port();
   char tcp_metrics[64], tcp_api[64];
   snprintf(tcp_metrics, sizeof tcp_metrics, "127.0.0.1:%d", port);
   snprintf(tcp_api, sizeof tcp_api, "127.0.0.1:%d", api_port);
@@ -267,10 +267,10 @@ static double now_unix(void) {
     PD_CHECK_INT(&st, s->requests_by_status[PC_CLIENT_STATUS_INVALID_ARGUMENT], 5);
     PD_CHECK_INT(&st, s->requests_by_status[PC_CLIENT_STATUS_NOT_FOUND], 3);
     PD_CHECK_INT(&st, s->images, 40);
+    PD_CHECK_INT(&st, s->crops, 40); /* no TTA: one image per crop */
     PD_CHECK(&st, s->batches >= 1 && s->batches <= 40);
     PD_CHECK_INT(&st, s->connections, 1);
     PD_CHECK(&st, s->connections_total >= 2); /* the harness's health check, and us */
-    PD_CHECK_INT(&st, s->crops, 40); /* no TTA: one image per crop */
     PD_CHECK_INT(&st, s->in_flight, 0);
     PD_CHECK_INT(&st, s->queue_depth, 0);
     PD_CHECK(&st, !strcmp(s->model_name, "daemon-tiny") && !strcmp(s->model_version, "1"));
@@ -308,10 +308,10 @@ static double now_unix(void) {
   PD_CHECK_INT(&st, metric(body, "planktond_inference_request_success_total"), 40);
   PD_CHECK_INT(&st, metric(body, "planktond_inference_request_failure_total"), 8);
   PD_CHECK_INT(&st, metric(body, "planktond_inference_count_total"), 40);
+  PD_CHECK_INT(&st, metric(body, "planktond_inference_crops_total"), 40);
   if (s) {
     PD_CHECK_INT(&st, metric(body, "planktond_inference_exec_count_total"), s->batches);
     PD_CHECK_INT(&st, metric(body, "planktond_inference_batch_size_count"), s->batches);
-  PD_CHECK_INT(&st, metric(body, "planktond_inference_crops_total"), 40);
   }
   PD_CHECK_INT(&st, metric(body, "planktond_inference_request_duration_seconds_count"), 48);
   PD_CHECK_INT(&st, metric(body, "planktond_inference_queue_duration_seconds_count"), 40);
@@ -378,15 +378,15 @@ static double now_unix(void) {
   PD_CHECK(&st, stat(d.socket, &sb) == 0 && S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0660);
   PD_CHECK(&st, stat(d2.socket, &sb) == 0 && (sb.st_mode & 0777) == 0600);
 
+  test_crops(&d, c, msock);
+  test_process(&d, msock, started_from, started_by);
+
   pc_client_response_free(r);
   pc_client_close(c);
   free(gray);
   free(png);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   PD_CHECK_INT(&st, pd_td_stop(&d2, SIGTERM, 30), 0);
-  test_crops(&d, c, msock);
-  test_process(&d, msock, started_from, started_by);
-
   pd_td_cleanup(&d);
   pd_td_cleanup(&d2);
   return pd_test_finish(&st, "daemon_metrics");
