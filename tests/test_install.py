@@ -4,7 +4,8 @@ then every path that a unit, the example config or the binary names must exist t
 
   test_install.py BUILD_DIR
 
-- planktond.service: ExecStart's binary and its --config file, the units named by Requires=,
+- planktond.service: ExecStart's binary and its --config file, ExecReload's binary
+  (plankton-client), the units named by Requires=,
   After=, Also= and the sockets' Service=;
 - planktond.socket's SocketGroup= is created by the installed sysusers.d file;
 - the installed example config passes the installed planktond's --check-config, and its
@@ -60,6 +61,11 @@ def main():
         print("ExecStart: %s" % " ".join(exec_start))
         if not os.access(under(dest, binary), os.X_OK):
             failures.append("ExecStart binary %s is not installed" % binary)
+        exec_reload = unit_values(service, "ExecReload")
+        print("ExecReload: %s" % " ".join(exec_reload))
+        reloader = exec_reload[0].lstrip("+") if exec_reload else ""
+        if not reloader or not os.access(under(dest, reloader), os.X_OK):
+            failures.append("ExecReload binary %s is not installed" % reloader)
         config = exec_start[exec_start.index("--config") + 1] if "--config" in exec_start else None
         if not config or not os.path.isfile(under(dest, config)):
             failures.append("ExecStart's --config %s is not installed" % config)
@@ -103,7 +109,10 @@ def main():
                 seen = os.path.join(dest, "check.yaml")
                 with open(seen, "w") as f:
                     f.write(text.replace(model, under(dest, model)))
-                p = subprocess.run([under(dest, binary), "--check-config", seen],
+                # (--check-config also checks the socket's folder on this machine:
+                # one in the test's folder, whoever runs it)
+                p = subprocess.run([under(dest, binary), "--check-config", seen, "--socket",
+                                    os.path.join(dest, "run", "planktond.sock")],
                                    capture_output=True, text=True)
                 print("installed --check-config: exit %d %s" % (p.returncode,
                                                                 (p.stdout + p.stderr).strip()))
