@@ -235,7 +235,7 @@ static void test_warp(pd_test_state *st) {
 }
 
 int main(void) {
-  pd_test_state st = {0, 0};
+  pd_test_state st = {0};
   test_slice(&st);
   test_roll(&st);
   test_maxpool(&st);

@@ -817,7 +817,7 @@ static void test_ndsb(pd_test_state *st) {
 }
 
 int main(void) {
-  pd_test_state st = {0, 0};
+  pd_test_state st = {0};
   test_png_gray(&st);
   test_png_low_depth(&st);
   test_png_gray_alpha(&st);

@@ -429,7 +429,7 @@ static void report_speed(void) {
 }
 
 int main(void) {
-  pd_test_state st = {0, 0};
+  pd_test_state st = {0};
   test_identity_square(&st, 6);
   test_identity_square(&st, 7);
   test_identity_centring(&st);
