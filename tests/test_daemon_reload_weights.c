@@ -29,6 +29,7 @@
 #define N_CLIENTS 4
 #define WINDOW 16
 #define MAX_SENT 20000
+#define MAX_BATCH 4 /* batching.max_batch in the config */
 
 static pd_test_state st;
 
@@ -37,6 +38,7 @@ typedef struct model_ref {
   int k;
   float *probs[N_CROPS];
   long answers;
+  int largest_batch; /* in its answers */
 } model_ref;
 
 static model_ref models[2];
@@ -48,7 +50,7 @@ typedef struct load {
   bool closed[N_CLIENTS];
   uint64_t sent[N_CLIENTS];
   uint8_t *model_of[N_CLIENTS]; /* per id: 0 unanswered, else 1 + the model index (3: failed) */
-  long total, failed, unknown_model, wrong_k, wrong_probs, dup;
+  long total, failed, unknown_model, wrong_k, wrong_probs, dup, bad_batch;
   float max_diff;
 } load;
 
@@ -94,6 +96,8 @@ static void check_answer(load *l, int client, const pc_client_response *r) {
   }
   l->model_of[client][r->id] = (uint8_t)(m + 1);
   models[m].answers++;
+  if (c->batch_size < 1 || c->batch_size > MAX_BATCH) l->bad_batch++;
+  if ((int)c->batch_size > models[m].largest_batch) models[m].largest_batch = (int)c->batch_size;
   if ((int)c->n_distribution != models[m].k) {
     l->wrong_k++;
     return;
@@ -212,8 +216,8 @@ int main(void) {
   PD_CHECK_INT(&st, repoint(link, pd_td_model_dir()), 0);
   snprintf(text, sizeof text,
            "# written by test_daemon_reload_weights\nmodel:\n  dir: %s\nengine:\n  backend: %s\n"
-           "batching:\n  max_batch: 4\n  max_queue_delay_us: 500\n",
-           link, pd_td_backend());
+           "batching:\n  max_batch: %d\n  max_queue_delay_us: 500\n",
+           link, pd_td_backend(), MAX_BATCH);
   FILE *f = fopen(cfg, "w");
   PD_CHECK(&st, f && fputs(text, f) >= 0 && fclose(f) == 0);
 
@@ -272,6 +276,9 @@ int main(void) {
   PD_CHECK_INT(&st, l.unknown_model, 0);
   PD_CHECK_INT(&st, l.wrong_k, 0);
   PD_CHECK_INT(&st, l.wrong_probs, 0);
+  PD_CHECK_INT(&st, l.bad_batch, 0); /* batches within max_batch on both models */
+  /* shared batches on both models: a batch mixing them would show above */
+  PD_CHECK(&st, models[0].largest_batch > 1 && models[1].largest_batch > 1);
   PD_CHECK(&st, a_before > 0 && b_seen > 0 && models[0].answers > a_before);
   PD_CHECK(&st, owed1 > 0 && owed2 > 0); /* requests were in flight across each reload */
   PD_CHECK(&st, max_switches <= 2);
@@ -279,9 +286,10 @@ int main(void) {
   printf("reload to other weights under load: %ld answers, all OK; %ld from daemon-tiny (%d "
          "classes), %ld from reload-b (%d classes); largest difference from the engine %.2g; "
          "%d and %d requests in flight at the two SIGHUPs; at most %d model changes in a "
-         "connection's id order\n",
+         "connection's id order; largest batches %d and %d\n",
          l.total, models[0].answers, models[0].k, models[1].answers, models[1].k,
-         (double)l.max_diff, owed1, owed2, max_switches);
+         (double)l.max_diff, owed1, owed2, max_switches, models[0].largest_batch,
+         models[1].largest_batch);
   for (int i = 0; i < N_CLIENTS; i++) {
     pc_client_close(l.c[i]);
     free(l.model_of[i]);

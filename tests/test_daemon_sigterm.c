@@ -8,9 +8,9 @@
  *    wave on the same connections: every first-wave request is answered OK
  *    with the engine's answer, every second-wave one UNAVAILABLE; a new
  *    connection is refused while the daemon still runs; the daemon exits 0;
- *  - a second signal (SIGINT after SIGTERM) with work left: the owed
- *    connection is closed at once, long before its answers could come, and
- *    the daemon exits 0;
+ *  - a second signal (SIGINT after SIGTERM, SIGTERM after SIGINT) with work
+ *    left: the owed connection is closed at once, long before its answers
+ *    could come, and the daemon exits 0;
  *  - limits.drain_timeout_s 1 (scaled for slow runs) with several seconds
  *    of work owed: answers come until the timeout, then the connection is
  *    closed (about 1 s after the signal, not before), and the daemon exits 0;
@@ -251,7 +251,7 @@ static void drain_waves(void) {
 
 #define OWED 8
 
-static void second_signal(void) {
+static void second_signal(int first, int second) {
   int failures = st.failures;
   pd_td d;
   const char *args[] = {"--max-batch", "1", NULL};
@@ -265,10 +265,16 @@ static void second_signal(void) {
   PD_CHECK(&st, peer_open(&p, &d));
   peer_send(&p, OWED, 0);
   PD_CHECK(&st, wait_read(&d, OWED)); /* 8 x 700 ms of work */
-  PD_CHECK_INT(&st, kill(d.pid, SIGTERM), 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "SIGTERM: draining", pd_td_scaled_s(10)));
+  const char *first_name = first == SIGTERM ? "SIGTERM" : "SIGINT";
+  const char *second_name = second == SIGTERM ? "SIGTERM" : "SIGINT";
+  char draining[64], again[128];
+  snprintf(draining, sizeof draining, "%s: draining", first_name);
+  snprintf(again, sizeof again, "%s again while draining: closing every connection now",
+           second_name);
+  PD_CHECK_INT(&st, kill(d.pid, first), 0);
+  PD_CHECK(&st, pd_td_wait_log(&d, draining, pd_td_scaled_s(10)));
   double t_int = pd_td_now_ms();
-  PD_CHECK_INT(&st, kill(d.pid, SIGINT), 0);
+  PD_CHECK_INT(&st, kill(d.pid, second), 0);
   pump(&p, 1, pd_td_scaled_ms(30000));
   double closed_after = p.closed ? p.closed_ms - t_int : -1;
   PD_CHECK(&st, p.closed);
@@ -277,13 +283,12 @@ static void second_signal(void) {
   PD_CHECK(&st, p.answers < OWED);
   PD_CHECK_INT(&st, p.answers, count_status(&p, 0, OWED, 0)); /* what came was OK */
   PD_CHECK_INT(&st, p.wrong, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "SIGINT again while draining: closing every connection now",
-                               pd_td_scaled_s(5)));
+  PD_CHECK(&st, pd_td_wait_log(&d, again, pd_td_scaled_s(5)));
   int code = pd_td_stop(&d, 0, pd_td_scaled_s(30));
   PD_CHECK_INT(&st, code, 0);
-  printf("second signal: %d owed, %d answered, connection closed %.0f ms after SIGINT (a batch "
-         "takes %d ms); exit %d\n",
-         OWED, p.answers, closed_after, delay, code);
+  printf("%s then %s: %d owed, %d answered, connection closed %.0f ms after the second (a "
+         "batch takes %d ms); exit %d\n",
+         first_name, second_name, OWED, p.answers, closed_after, delay, code);
   pc_client_close(p.c);
   dump_log_on_failure(&d, failures);
   pd_td_cleanup(&d);
@@ -400,7 +405,8 @@ int main(void) {
   pd_td_ref_close(&ref);
   free(probs);
   drain_waves();
-  second_signal();
+  second_signal(SIGTERM, SIGINT);
+  second_signal(SIGINT, SIGTERM);
   drain_timeout();
   queued_deadline();
   free(gray);
