@@ -225,7 +225,7 @@ static int tiff_read_strips(TIFF *tif, tiff_job *job, const tiff_layout *lay) {
   const size_t w = lay->width, h = lay->height, row_bytes = w * (size_t)lay->bytes;
   uint32_t rps = 0;
   TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
-  if (rps == 0 || rps > h) rps = (uint32_t)h;
+  if (rps == 0 || rps > h) rps = h > 0 ? (uint32_t)h : 1; /* h > 0: checked */
   const uint32_t strips = TIFFNumberOfStrips(tif);
   const size_t need = ((size_t)h + rps - 1) / rps;
   if (strips < need)

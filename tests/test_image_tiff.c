@@ -277,7 +277,7 @@ static void test_strips_past_end(pd_test_state *st) {
   memcpy(&n, t + ifd, 2);
   int patched = 0;
   for (uint16_t i = 0; i < n; i++) {
-    uint8_t *e = t + ifd + 2 + 12 * i;
+    uint8_t *e = t + ifd + 2 + (size_t)12 * i;
     uint16_t tag;
     memcpy(&tag, e, 2);
     if (tag == TIFFTAG_STRIPOFFSETS) {
@@ -367,7 +367,7 @@ static int patch_size(uint8_t *t, size_t len, uint32_t w, uint32_t h) {
   memcpy(&n, t + ifd, 2);
   int done = 0;
   for (uint16_t i = 0; i < n && ifd + 2 + 12u * (i + 1) <= len; i++) {
-    uint8_t *e = t + ifd + 2 + 12 * i;
+    uint8_t *e = t + ifd + 2 + (size_t)12 * i;
     uint16_t tag, type;
     memcpy(&tag, e, 2);
     memcpy(&type, e + 2, 2);

@@ -62,7 +62,7 @@ static int tiff_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *h) {
   if (ifd > len - 2) return -1;
   uint32_t n = tiff_u(d + ifd, 2, big);
   *w = *h = 0;
-  for (uint32_t i = 0; i < n && (size_t)ifd + 2 + 12 * (i + 1) <= len; i++) {
+  for (size_t i = 0; i < n && (size_t)ifd + 2 + 12 * (i + 1) <= len; i++) {
     const uint8_t *e = d + ifd + 2 + 12 * i;
     uint32_t tag = tiff_u(e, 2, big), type = tiff_u(e + 2, 2, big);
     uint32_t v = type == 3 ? tiff_u(e + 8, 2, big) : type == 4 ? tiff_u(e + 8, 4, big) : 0;

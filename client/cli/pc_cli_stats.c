@@ -84,6 +84,8 @@ static void print_table(const pc_client_stats_result *s) {
   printf("%s\n", any ? "" : " none");
   printf("%-16s %u\n", "queue depth", s->queue_depth);
   printf("%-16s %u\n", "in flight", s->in_flight);
+  printf("%-16s %llu (dropped before computing: their client had left)\n", "cancelled",
+         (unsigned long long)s->requests_cancelled);
   printf("%-16s %u (%llu since start)\n", "connections", s->connections,
          (unsigned long long)s->connections_total);
   printf("%-16s %llu\n", "broken frames", (unsigned long long)s->broken_frames);
@@ -129,6 +131,7 @@ static void print_json(const pc_client_stats_result *s) {
           ",\"images\":%llu,\"batches\":%llu,\"images_per_second\":", (unsigned long long)s->images,
           (unsigned long long)s->batches);
   pc_cli_json_double(f, s->images_per_second);
+  fprintf(f, ",\"requests_cancelled\":%llu", (unsigned long long)s->requests_cancelled);
   fprintf(f,
           ",\"queue_depth\":%u,\"in_flight\":%u,\"connections\":%u,\"connections_total\":%llu"
           ",\"broken_frames\":%llu,\"connections_refused\":%llu,\"frame_timeouts\":%llu"
