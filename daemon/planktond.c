@@ -131,7 +131,8 @@ int main(int argc, char **argv) {
       pd_config_format(&cfg, buf, sizeof buf);
       fputs(buf, stdout);
     }
-    printf("%s: ok (settings, model %s, socket folder%s)\n", check, cfg.model_dir,
+    printf("%s: ok (settings, model %s%s%s)\n", check, cfg.model_dir,
+           cfg.socket_path[0] ? ", socket folder" : "",
            cfg.socket_group[0] ? ", socket group" : "");
     return 0;
   }
