@@ -610,7 +610,11 @@ static void over_window(const pd_td *d) {
 
 static void idle_timeout(void) {
   pd_td d;
-  const char *args[] = {"--idle-timeout", "1", NULL};
+  /* 1 s, scaled with the busy client's pace for slow runs (ASan, valgrind) */
+  int idle_s = pd_td_scaled_s(1);
+  char idle_arg[16];
+  snprintf(idle_arg, sizeof idle_arg, "%d", idle_s);
+  const char *args[] = {"--idle-timeout", idle_arg, NULL};
   if (pd_td_start(&d, args) != 0) {
     PD_CHECK(&st, 0);
     pd_td_cleanup(&d);
@@ -618,13 +622,14 @@ static void idle_timeout(void) {
   }
   int quiet = pd_raw_connect(d.socket);
   pc_client *busy = pd_td_connect(&d, 2);
-  /* the busy client asks every 300 ms for 3 s: never idle for 1 s */
+  /* the busy client asks every 300 ms (per second of timeout) for 3 s:
+   * never idle for the timeout */
   int busy_ok = 0;
   for (int i = 0; i < 10; i++) {
     pc_client_response *r = NULL;
     if (busy && pc_client_health(busy, &r, NULL) == PC_CLIENT_OK && r->status == 0) busy_ok++;
     pc_client_response_free(r);
-    usleep(300000);
+    usleep((useconds_t)idle_s * 300000);
   }
   bool closed =
       error_then_close(quiet, PC_CLIENT_STATUS_UNAVAILABLE, "idle", pd_td_scaled_ms(10000));
