@@ -2,92 +2,30 @@
  * client library, each keeping `window` requests in flight, driven from one
  * poll() loop, send synthetic crops (raw gray8 or PNG) to a running
  * planktond for a warm-up and then a measured period. Prints one line:
- * requests=N seconds=S rps=R p50_ms=A p99_ms=B errors=E mean_batch=M
- * (latency: send to answer, measured period only). With --polite 1, one
+ * requests=N seconds=S rps=R p50_ms=A p99_ms=B errors=E mean_batch=M answered=T
+ * (latency: send to answer, measured period only; answered: every answer to
+ * the N clients, warm-up and the tail included, for CPU per request). With --polite 1, one
  * more client sends one crop at a time beside them (window 1), counted
  * apart: polite_requests, polite_p50_ms, polite_p99_ms, polite_errors and
  * polite_compute_ms (the median compute time of the batches its requests
  * ran in) are added to the line. */
 #include <math.h>
-#include <png.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench_crops.h"
 #include "plankton_client.h"
 
-#define N_CROPS 64
-
-typedef struct crop {
-  int w, h;
-  uint8_t *gray, *png;
-  size_t png_len;
-} crop;
+#define N_CROPS BENCH_N_CROPS
+typedef bench_crop crop;
 
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t rnd(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
-/* A dark ellipse with noise on white, w x h (NDSB-like sizes). */
-static void make_crop(crop *c, uint64_t seed) {
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
-  c->w = 40 + (int)(rnd(&s) % 160);
-  c->h = 40 + (int)(rnd(&s) % 160);
-  c->gray = malloc((size_t)c->w * c->h);
-  double cx = c->w / 2.0, cy = c->h / 2.0, rx = c->w * 0.35, ry = c->h * 0.3;
-  for (int y = 0; y < c->h; y++)
-    for (int x = 0; x < c->w; x++) {
-      double dx = (x - cx) / rx, dy = (y - cy) / ry;
-      double r = dx * dx + dy * dy;
-      c->gray[(size_t)y * c->w + x] =
-          r < 1 ? (uint8_t)(40 + r * 120 + (double)(rnd(&s) % 30)) : (uint8_t)(245 + rnd(&s) % 11);
-    }
-}
-
-typedef struct mem {
-  uint8_t *buf;
-  size_t len, cap;
-} mem;
-
-static void png_write(png_structp p, png_bytep d, png_size_t n) {
-  mem *m = png_get_io_ptr(p);
-  if (m->len + n > m->cap) {
-    m->cap = (m->cap + n) * 2;
-    m->buf = realloc(m->buf, m->cap);
-  }
-  memcpy(m->buf + m->len, d, n);
-  m->len += n;
-}
-
-static void png_flush(png_structp p) {
-  (void)p;
-}
-
-static void encode_png(crop *c) {
-  mem m = {0};
-  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png_create_info_struct(p);
-  png_set_write_fn(p, &m, png_write, png_flush);
-  png_set_IHDR(p, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_GRAY,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(p, info);
-  for (int y = 0; y < c->h; y++)
-    png_write_row(p, c->gray + (size_t)y * c->w);
-  png_write_end(p, NULL);
-  png_destroy_write_struct(&p, &info);
-  c->png = m.buf;
-  c->png_len = m.len;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -127,8 +65,11 @@ int main(int argc, char **argv) {
   bool png = !strcmp(format, "png");
   crop crops[N_CROPS] = {0};
   for (int i = 0; i < N_CROPS; i++) {
-    make_crop(&crops[i], (uint64_t)i + 1);
-    if (png) encode_png(&crops[i]);
+    if (bench_crop_make(&crops[i], (uint64_t)i + 1) != 0 ||
+        (png && bench_crop_png(&crops[i]) != 0)) {
+      fprintf(stderr, "daemon_load: out of memory for the crops\n");
+      return 1;
+    }
   }
   const int conns = clients + polite; /* the polite client is the last */
   pc_client **cs = calloc((size_t)conns, sizeof *cs);
@@ -149,7 +90,7 @@ int main(int argc, char **argv) {
   size_t lat_cap = 1 << 20, n_lat = 0, p_cap = 1 << 16, n_plat = 0;
   double *lat = malloc(lat_cap * sizeof *lat);
   double *plat = malloc(p_cap * sizeof *plat), *pcompute = malloc(p_cap * sizeof *pcompute);
-  long errors = 0, measured = 0, p_errors = 0;
+  long errors = 0, measured = 0, p_errors = 0, answered = 0;
   double batch_sum = 0;
   double t_start = now_s(), t_measure = t_start + warmup, t_end = t_measure + seconds;
   bool sending = true;
@@ -199,6 +140,7 @@ int main(int argc, char **argv) {
         double t = now_s();
         double t0 = sent_at[i][r->id % (uint64_t)win[i]];
         in_flight_total--;
+        if (i < clients) answered++;
         if (i == clients && t0 >= t_measure && t0 < t_end && n_plat < p_cap) {
           if (r->status != 0) p_errors++;
           pcompute[n_plat] = (double)r->u.classify.compute_us / 1e3;
@@ -220,9 +162,10 @@ int main(int argc, char **argv) {
   qsort(lat, n_lat, sizeof *lat, cmp_double);
   double p50 = n_lat ? lat[n_lat / 2] : 0,
          p99 = n_lat ? lat[(size_t)(0.99 * (double)(n_lat - 1))] : 0;
-  printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld mean_batch=%.2f",
+  printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld mean_batch=%.2f "
+         "answered=%ld",
          measured, seconds, (double)measured / seconds, p50, p99, errors,
-         measured ? batch_sum / (double)measured : 0.0);
+         measured ? batch_sum / (double)measured : 0.0, answered);
   if (polite) {
     qsort(plat, n_plat, sizeof *plat, cmp_double);
     qsort(pcompute, n_plat, sizeof *pcompute, cmp_double);
@@ -237,10 +180,8 @@ int main(int argc, char **argv) {
     pc_client_close(cs[i]);
     free(sent_at[i]);
   }
-  for (int i = 0; i < N_CROPS; i++) {
-    free(crops[i].gray);
-    free(crops[i].png);
-  }
+  for (int i = 0; i < N_CROPS; i++)
+    bench_crop_free(&crops[i]);
   free(cs);
   free(pf);
   free(sent_at);
