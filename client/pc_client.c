@@ -55,25 +55,12 @@ const char *pc_client_strerror(int code) {
   }
 }
 
+/* The names are the wire contract's own (plankton.proto's StatusCode, through
+ * protobuf-c's descriptor), so they are written in one place. */
 const char *pc_client_status_name(int status) {
-  static const char *const names[] = {"OK",
-                                      "CANCELLED",
-                                      "UNKNOWN",
-                                      "INVALID_ARGUMENT",
-                                      "DEADLINE_EXCEEDED",
-                                      "NOT_FOUND",
-                                      "ALREADY_EXISTS",
-                                      "PERMISSION_DENIED",
-                                      "RESOURCE_EXHAUSTED",
-                                      "FAILED_PRECONDITION",
-                                      "ABORTED",
-                                      "OUT_OF_RANGE",
-                                      "UNIMPLEMENTED",
-                                      "INTERNAL",
-                                      "UNAVAILABLE",
-                                      "DATA_LOSS",
-                                      "UNAUTHENTICATED"};
-  return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status] : "UNKNOWN";
+  const ProtobufCEnumValue *v =
+      protobuf_c_enum_descriptor_get_value(&plankton__status_code__descriptor, status);
+  return v ? v->name : "UNKNOWN";
 }
 
 /* ---- connecting ---- */

@@ -1,6 +1,9 @@
 /* pd_frame: frames split across reads at every byte, several frames in one
- * read, a zero-length frame, the limit, and the header encoding. */
+ * read, a zero-length frame, the limit, and the header encoding; and the
+ * core's status names against plankton.proto's StatusCode. */
 #include "pd_frame.h"
+#include "pd_request.h"
+#include "plankton.pb-c.h"
 #include "pd_test.h"
 
 /* Feeds data[len] in chunks of `step` and counts the frames and their bytes. */
@@ -38,6 +41,13 @@ static int feed(pd_framer *f, const uint8_t *data, size_t len, size_t step, size
 
 int main(void) {
   pd_test_state st = {0};
+  /* the core's status names are the wire contract's (plankton.proto StatusCode) */
+  PD_CHECK_INT(&st, plankton__status_code__descriptor.n_values, PD_STATUS_COUNT);
+  for (int c = 0; c < PD_STATUS_COUNT; c++) {
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&plankton__status_code__descriptor, c);
+    PD_CHECK(&st, v && !strcmp(v->name, pd_status_name(c)));
+  }
   /* frames of 0, 1, 5, 300 and 70000 bytes, payload byte i = len + i */
   const size_t sizes[] = {0, 1, 5, 300, 70000};
   size_t total = 0;

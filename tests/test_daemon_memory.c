@@ -27,7 +27,7 @@
 #include "pd_daemon_test.h"
 #include "pd_td_bystander.h"
 #include "pd_td_raw.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 #define MAX_FRAME (4L << 20)
 #define BUDGET (8L << 20)
@@ -39,7 +39,6 @@
 #define BIG_CLIENTS 6
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
-static pd_test_state st;
 static uint8_t *small_png;
 static size_t small_png_len;
 static float *small_probs;
@@ -148,19 +147,15 @@ static double metric_falls(const pd_td *d, const char *name, double at_most) {
   return v;
 }
 
-int main(void) {
-  if (!pd_td_have_model()) return 77;
-  signal(SIGPIPE, SIG_IGN);
-  pd_td_ref ref;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
-  n_classes = ref.model->n_classes;
-  uint8_t *gray = pd_td_crop(3, 60, 44);
-  small_png = pd_td_png(gray, 60, 44, &small_png_len);
-  small_probs = malloc((size_t)n_classes * sizeof(float));
-  PD_CHECK_INT(&st, pd_td_ref_probs(&ref, gray, 60, 44, small_probs), 0);
-  pd_td_ref_close(&ref);
-  free(gray);
+/* ---- the cases (pd_test_cases.h): each on a daemon of its own, with a
+ * bystander client whose answers are checked throughout ---- */
 
+typedef struct fixture {
+  pd_td d;
+  pd_td_bystander b;
+} fixture;
+
+static bool start(pd_test_state *st, fixture *f) {
   char max_frame[32], budget[64], ftimeout[32];
   snprintf(max_frame, sizeof max_frame, "%ld", MAX_FRAME);
   snprintf(budget, sizeof budget, "limits.max_receive_bytes=%ld", BUDGET);
@@ -176,42 +171,65 @@ int main(void) {
                         "--metrics",
                         "unix:@DIR@/metrics.sock",
                         NULL};
-  pd_td d;
-  if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
-    pd_td_cleanup(&d);
-    return pd_test_finish(&st, "daemon_memory");
+  if (pd_td_start(&f->d, args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&f->d);
+    return false;
   }
-  pd_td_bystander b = {.d = &d,
-                       .png = small_png,
-                       .png_len = small_png_len,
-                       .want = small_probs,
-                       .n_classes = n_classes,
-                       .tol = PROB_TOL};
-  pd_td_bystander_start(&b);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  long rss0 = pd_raw_rss_kb(d.pid);
+  f->b = (pd_td_bystander){.d = &f->d,
+                           .png = small_png,
+                           .png_len = small_png_len,
+                           .want = small_probs,
+                           .n_classes = n_classes,
+                           .tol = PROB_TOL};
+  pd_td_bystander_start(&f->b);
+  PD_CHECK(st, pd_td_bystander_progress(&f->b, 5));
+  return true;
+}
 
-  /* 1. hogs: the daemon waits instead of buffering */
+static void stop(pd_test_state *st, fixture *f) {
+  pd_td_bystander_stop(&f->b);
+  printf("bystander: %d correct answers, %d failures, %d wrong\n", f->b.ok, f->b.failed,
+         f->b.wrong);
+  PD_CHECK_INT(st, f->b.failed, 0);
+  PD_CHECK_INT(st, f->b.wrong, 0);
+  PD_CHECK_INT(st, pd_td_stop(&f->d, SIGTERM, 30), 0);
+  if (st->failures) {
+    char *log = pd_td_log(&f->d);
+    fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
+    free(log);
+  }
+  pd_td_cleanup(&f->d);
+}
+
+/* Hogs: the daemon waits instead of buffering; their frames never complete:
+ * DEADLINE_EXCEEDED, memory back. */
+static void hogs_wait(pd_test_state *st) {
+  fixture f;
+  if (!start(st, &f)) return;
+  pd_td *d = &f.d;
+  pd_td_bystander *b = &f.b;
+  long rss0 = pd_raw_rss_kb(d->pid);
+
   static hog hogs[HOGS];
   for (int i = 0; i < HOGS; i++) {
-    hogs[i].d = &d;
+    hogs[i].d = d;
     pthread_create(&hogs[i].t, NULL, hog_main, &hogs[i]);
   }
-  double waits = metric_reaches(&d, "planktond_receive_waits_total", HOGS / 2);
-  double held = metric(&d, "planktond_receive_buffer_bytes");
-  long rss1 = pd_raw_rss_kb(d.pid);
-  PD_CHECK(&st, waits >= HOGS / 2);
+  double waits = metric_reaches(d, "planktond_receive_waits_total", HOGS / 2);
+  double held = metric(d, "planktond_receive_buffer_bytes");
+  long rss1 = pd_raw_rss_kb(d->pid);
+  PD_CHECK(st, waits >= HOGS / 2);
   /* the budget plus one overdrawn frame (and its read-size slack) */
-  PD_CHECK(&st, held >= 0 && held <= (double)(BUDGET + MAX_FRAME + (1 << 20)));
+  PD_CHECK(st, held >= 0 && held <= (double)(BUDGET + MAX_FRAME + (1 << 20)));
   /* The hogs sent ~48 MB (their buffers would double to 64 MiB); the
    * daemon holds the budget, the overdraft and each connection's free
    * 256 KiB. RSS is coarse (allocator slack; ASan's quarantine keeps freed
    * blocks), so the check is only that it grew by well under what was sent:
    * the exact bound is the budgeted-bytes check above. */
   long grown_kb = rss1 - rss0;
-  PD_CHECK(&st, rss0 > 0 && rss1 > 0 && grown_kb < (long)HOGS * HOG_SENDS / 1024 * 3 / 4);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5)); /* small requests pass meanwhile */
+  PD_CHECK(st, rss0 > 0 && rss1 > 0 && grown_kb < (long)HOGS * HOG_SENDS / 1024 * 3 / 4);
+  PD_CHECK(st, pd_td_bystander_progress(b, 5)); /* small requests pass meanwhile */
   printf("%d hogs (4 MB frames, 3 MB sent, then silent) -> %.0f waits, %.1f MiB budgeted "
          "(limit %.0f MiB), RSS +%.1f MiB; bystander served\n",
          HOGS, waits, held / 1048576.0, BUDGET / 1048576.0, grown_kb / 1024.0);
@@ -226,38 +244,44 @@ int main(void) {
     open += hogs[i].outcome < 0;
     if (hogs[i].sent > most) most = hogs[i].sent;
   }
-  double left = metric_falls(&d, "planktond_receive_buffer_bytes", 0);
+  double left = metric_falls(d, "planktond_receive_buffer_bytes", 0);
   printf("hogs closed: %d with DEADLINE_EXCEEDED, %d otherwise, %d not closed (most sent: %zu "
          "bytes); budgeted bytes after: %.0f\n",
          deadline, other, open, most, left);
-  PD_CHECK_INT(&st, deadline, HOGS);
-  PD_CHECK(&st, left == 0);
+  PD_CHECK_INT(st, deadline, HOGS);
+  PD_CHECK(st, left == 0);
   /* the Stats RPC reports the same counters as /metrics */
-  pc_client *sc = pd_td_connect(&d, 2);
+  pc_client *sc = pd_td_connect(d, 2);
   pc_client_response *sr = NULL;
-  PD_CHECK(&st, sc && pc_client_stats(sc, &sr, NULL) == PC_CLIENT_OK && sr);
+  PD_CHECK(st, sc && pc_client_stats(sc, &sr, NULL) == PC_CLIENT_OK && sr);
   if (sr) {
     const pc_client_stats_result *s = &sr->u.stats;
     printf("stats: %llu frame timeouts, %llu receive waits, %llu receive-buffer bytes\n",
            (unsigned long long)s->frame_timeouts, (unsigned long long)s->receive_waits,
            (unsigned long long)s->receive_buffer_bytes);
-    PD_CHECK_INT(
-        &st, s->frame_timeouts,
-        metric(&d, "planktond_connections_closed_by_limit_total{limit=\"frame_timeout\"}"));
-    PD_CHECK(&st, s->frame_timeouts >= HOGS);
-    PD_CHECK_INT(&st, s->receive_waits, metric(&d, "planktond_receive_waits_total"));
-    PD_CHECK(&st, s->receive_waits >= HOGS / 2);
-    PD_CHECK_INT(&st, s->receive_buffer_bytes, 0);
+    PD_CHECK_INT(st, s->frame_timeouts,
+                 metric(d, "planktond_connections_closed_by_limit_total{limit=\"frame_timeout\"}"));
+    PD_CHECK(st, s->frame_timeouts >= HOGS);
+    PD_CHECK_INT(st, s->receive_waits, metric(d, "planktond_receive_waits_total"));
+    PD_CHECK(st, s->receive_waits >= HOGS / 2);
+    PD_CHECK_INT(st, s->receive_buffer_bytes, 0);
   }
   pc_client_response_free(sr);
   pc_client_close(sc);
 
-  /* 3. big complete frames, more than the budget at once: all answered */
+  stop(st, &f);
+}
+
+/* Big complete frames, more than the budget at once: all answered. */
+static void big_frames(pd_test_state *st) {
+  fixture f;
+  if (!start(st, &f)) return;
+  pd_td *d = &f.d;
   uint8_t *big = pd_td_crop(9, BIG_SIDE, BIG_SIDE);
   static big_client bigs[BIG_CLIENTS];
-  double waits_before = metric(&d, "planktond_receive_waits_total");
+  double waits_before = metric(d, "planktond_receive_waits_total");
   for (int i = 0; i < BIG_CLIENTS; i++) {
-    bigs[i].d = &d;
+    bigs[i].d = d;
     bigs[i].gray = big;
     pthread_create(&bigs[i].t, NULL, big_main, &bigs[i]);
   }
@@ -266,24 +290,41 @@ int main(void) {
     pthread_join(bigs[i].t, NULL);
     answered += bigs[i].status == 0;
   }
-  double waits_after = metric(&d, "planktond_receive_waits_total");
+  double waits_after = metric(d, "planktond_receive_waits_total");
   printf("%d clients x 3.5 MB images at once (budget 8 MiB) -> %d answered OK, %.0f more waits\n",
          BIG_CLIENTS, answered, waits_after - waits_before);
-  PD_CHECK_INT(&st, answered, BIG_CLIENTS);
+  PD_CHECK_INT(st, answered, BIG_CLIENTS);
   free(big);
 
-  pd_td_bystander_stop(&b);
-  printf("bystander: %d correct answers, %d failures, %d wrong\n", b.ok, b.failed, b.wrong);
-  PD_CHECK_INT(&st, b.failed, 0);
-  PD_CHECK_INT(&st, b.wrong, 0);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
-  if (st.failures) {
-    char *log = pd_td_log(&d);
-    fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
-    free(log);
-  }
-  pd_td_cleanup(&d);
+  stop(st, &f);
+}
+
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  signal(SIGPIPE, SIG_IGN);
+  pd_td_ref ref;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  n_classes = ref.model->n_classes;
+  uint8_t *gray = pd_td_crop(3, 60, 44);
+  small_png = pd_td_png(gray, 60, 44, &small_png_len);
+  small_probs = malloc((size_t)n_classes * sizeof(float));
+  int rc = pd_td_ref_probs(&ref, gray, 60, 44, small_probs);
+  pd_td_ref_close(&ref);
+  free(gray);
+  return rc == 0 ? 0 : 1;
+}
+
+static void teardown(void) {
   free(small_png);
   free(small_probs);
-  return pd_test_finish(&st, "daemon_memory");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(hogs_wait),
+    PD_TEST_CASE(big_frames),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_memory", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
