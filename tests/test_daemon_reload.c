@@ -8,12 +8,16 @@
  *    still serves the old model;
  *  - a model folder that does not load (bare SIGHUP): failed, naming it;
  *  - a fixed config (another model): `reload` exits 0, Health ok, the new
- *    model answers, /metrics success 1 again. */
+ *    model answers, /metrics success 1 again;
+ *  - each reload's sd_notify notices (the harness's NOTIFY_SOCKET):
+ *    RELOADING=1 with MONOTONIC_USEC, then READY=1 with STATUS= saying
+ *    "reload failed: <message>; still serving ..." or "serving <model>". */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +80,22 @@ static health ask_health(const pd_td *d) {
   pc_client_response_free(r);
   if (c) pc_client_close(c);
   return h;
+}
+
+/* The sd_notify datagrams the daemon sent since the last call (the
+ * harness's NOTIFY_SOCKET), joined with " | ". */
+static void notices(const pd_td *d, char *out, size_t cap) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (char buf[1200];;) {
+    ssize_t got = d->notify_fd >= 0 ? recv(d->notify_fd, buf, sizeof buf - 1, 0) : -1;
+    if (got <= 0) break;
+    buf[got] = '\0';
+    int n = snprintf(out + len, cap - len, "%s%s", len ? " | " : "", buf);
+    if (n < 0 || (size_t)n >= cap - len) break;
+    len += (size_t)n;
+  }
+  printf("notices: %s\n", out);
 }
 
 /* Stats' view of the last reload must be Health's. */
@@ -153,6 +173,8 @@ int main(void) {
   PD_CHECK(&st, !h.failed && !h.message[0]);
   check_stats(&d, &h);
   check_metrics(msock, 1, 0, 0);
+  char sd[4096];
+  notices(&d, sd, sizeof sd); /* what start-up sent */
 
   /* 1: a value out of range, at line 5 of the file */
   const int64_t t0 = (int64_t)time(NULL);
@@ -170,6 +192,12 @@ int main(void) {
   PD_CHECK_CONTAINS(&st, h.message, "max_batch");
   PD_CHECK(&st, h.when >= t0 && h.when <= (int64_t)time(NULL));
   printf("health after a bad config: %s, last reload failed: %s\n", h.state, h.message);
+  /* systemd hears of it: RELOADING=1 with the time, then READY=1 and the failure */
+  notices(&d, sd, sizeof sd);
+  PD_CHECK_CONTAINS(&st, sd, "RELOADING=1\nMONOTONIC_USEC=");
+  PD_CHECK_CONTAINS(&st, sd, "READY=1\nSTATUS=reload failed: ");
+  PD_CHECK_CONTAINS(&st, sd, where);
+  PD_CHECK_CONTAINS(&st, sd, "; still serving daemon-tiny ");
   check_stats(&d, &h);
   check_metrics(msock, 0, 1, h.when);
   check_serves(&d, "daemon-tiny");
@@ -197,6 +225,9 @@ int main(void) {
   PD_CHECK(&st, h.failed);
   PD_CHECK_CONTAINS(&st, h.message, "no-such-model");
   printf("health after a missing model: last reload failed: %s\n", h.message);
+  notices(&d, sd, sizeof sd);
+  PD_CHECK_CONTAINS(&st, sd, "READY=1\nSTATUS=reload failed: ");
+  PD_CHECK_CONTAINS(&st, sd, "no-such-model");
   check_stats(&d, &h);
   check_metrics(msock, 0, 2, h.when);
   check_serves(&d, "daemon-tiny");
@@ -208,6 +239,10 @@ int main(void) {
   h = ask_health(&d);
   PD_CHECK_INT(&st, h.status, 0);
   PD_CHECK(&st, !h.failed && !h.message[0] && h.when > before);
+  notices(&d, sd, sizeof sd);
+  PD_CHECK_CONTAINS(&st, sd, "RELOADING=1\nMONOTONIC_USEC=");
+  PD_CHECK_CONTAINS(&st, sd, "READY=1\nSTATUS=serving daemon-tiny-b ");
+  PD_CHECK(&st, !strstr(sd, "reload failed"));
   check_stats(&d, &h);
   check_metrics(msock, 1, 2, h.when);
   check_serves(&d, "daemon-tiny-b");
