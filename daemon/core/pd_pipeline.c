@@ -95,6 +95,7 @@ static void decode_work(uv_work_t *w) {
                                .len = req->len,
                                .declared = req->format == PD_FORMAT_PNG    ? PD_IMAGE_PNG
                                            : req->format == PD_FORMAT_JPEG ? PD_IMAGE_JPEG
+                                           : req->format == PD_FORMAT_TIFF ? PD_IMAGE_TIFF
                                                                            : PD_IMAGE_UNKNOWN,
                                .raw_width = raw ? req->width : 0,
                                .raw_height = raw ? req->height : 0};
@@ -104,7 +105,6 @@ static void decode_work(uv_work_t *w) {
   }
   req->decode_ns = pd_now_ns() - t0;
 }
-                                           : req->format == PD_FORMAT_TIFF ? PD_IMAGE_TIFF
 
 static void decode_done(uv_work_t *w, int status) {
   pd_request *req = w->data;
