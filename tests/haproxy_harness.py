@@ -42,13 +42,14 @@ class HAProxy:
             self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg],
                                          stdout=log, stderr=subprocess.STDOUT)
 
-    def stat_rows(self):
-        """{server: {column: value}} of `show stat` ({} if not up yet)."""
+    def command(self, line):
+        """One runtime API command on the stats socket: its answer ("" when
+        the socket does not answer yet)."""
         try:
             s = socket.socket(socket.AF_UNIX)
             s.settimeout(2)
             s.connect(self.stats)
-            s.sendall(b"show stat\n")
+            s.sendall(line.encode() + b"\n")
             data = b""
             while True:
                 chunk = s.recv(65536)
@@ -57,8 +58,12 @@ class HAProxy:
                 data += chunk
             s.close()
         except OSError:
-            return {}
-        rows = list(csv.reader(data.decode().lstrip("# ").splitlines()))
+            return ""
+        return data.decode()
+
+    def stat_rows(self):
+        """{server: {column: value}} of `show stat` ({} if not up yet)."""
+        rows = list(csv.reader(self.command("show stat").lstrip("# ").splitlines()))
         if not rows:
             return {}
         head = rows[0]

@@ -164,7 +164,10 @@ static void job_done(pd_kjob *job) {
 
 static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uint8_t *msg,
                          size_t len) {
-  if (k->draining) {
+  /* while draining the transport still hands over the calls gRPC took
+   * before its GOAWAY (streams read nothing more): those are answered;
+   * only a close without a drain refuses what is left */
+  if (k->closing) {
     infer_error(call, stream, PD_STATUS_UNAVAILABLE,
                 "draining: the daemon is shutting down; send it to another server");
     return;

@@ -41,6 +41,14 @@ typedef struct out_msg {
   grpc_byte_buffer *bb;
 } out_msg;
 
+/* Calls requested from gRPC core per method at all times. A call that
+ * arrives finds one of them waiting and is the daemon's at once; one that
+ * arrives while none waits sits in gRPC's own queue until the loop asks
+ * again, and at shutdown gRPC core cancels those (CANCELLED, though the
+ * client sent them before the GOAWAY). So: as many as calls are likely to
+ * arrive in one turn of the loop. */
+#define PD_KGRPC_SLOTS 32
+
 typedef struct req_slot {
   tag t;
   int method; /* index into the method table; -1: the generic slot (unknown methods) */
@@ -87,7 +95,8 @@ struct pd_kgrpc {
   pd_kgrpc_options opt;
   pd_kgrpc_method methods[PD_KGRPC_MAX_METHODS];
   void *registered[PD_KGRPC_MAX_METHODS];
-  req_slot slots[PD_KGRPC_MAX_METHODS + 1]; /* one per method, the last the generic one */
+  /* PD_KGRPC_SLOTS per method, then as many generic ones (unknown methods) */
+  req_slot slots[(PD_KGRPC_MAX_METHODS + 1) * PD_KGRPC_SLOTS];
   int n_slots;
   int slots_armed;
   int ports[PD_KGRPC_MAX_LISTEN];
@@ -649,11 +658,11 @@ int pd_kgrpc_start(uv_loop_t *loop, const pd_kgrpc_options *opt, pd_kgrpc **out,
   }
   s->thread_started = true;
   pthread_setname_np(s->thread, "kserve-cq"); /* for top and bench/kserve's CPU accounting */
-  s->n_slots = opt->n_methods + 1;
+  s->n_slots = (opt->n_methods + 1) * PD_KGRPC_SLOTS;
   for (int i = 0; i < s->n_slots; i++) {
     req_slot *r = &s->slots[i];
     r->t = (tag){TAG_REQUEST, r};
-    r->method = i < opt->n_methods ? i : -1;
+    r->method = i / PD_KGRPC_SLOTS < opt->n_methods ? i / PD_KGRPC_SLOTS : -1;
     arm_slot(s, r);
   }
   *out = s;

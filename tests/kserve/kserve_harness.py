@@ -122,6 +122,7 @@ class Daemon:
     restartable on the same addresses (its log grows across runs)."""
 
     def __init__(self, tmp, grpc_addr, http_addr, extra=(), name="planktond", model_dir=None):
+        self.name = name
         self.sock = os.path.join(tmp, name + ".sock")
         self.grpc_addr, self.http_addr = grpc_addr, http_addr
         self.metrics_port = free_port()
