@@ -130,10 +130,21 @@ static void check_serves(const pd_td *d, const char *model) {
   free(gray);
 }
 
-static void check_metrics(const char *msock, double success, double failures, int64_t when) {
+/* info: the planktond_last_reload_info line expected (its labels). */
+static void check_metrics(const char *msock, double success, double failures, int64_t when,
+                          const char *info) {
   char *m = pd_td_metrics(msock);
   PD_CHECK(&st, m != NULL);
   if (!m) return;
+  PD_CHECK_CONTAINS(&st, m, info);
+  const char *tool = getenv("PROMTOOL"); /* the message as a label value must still parse */
+  if (tool && *tool) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "'%s' check metrics >/dev/null", tool);
+    FILE *p = popen(cmd, "w");
+    if (p) fputs(m, p);
+    PD_CHECK_INT(&st, p ? pclose(p) : -1, 0);
+  }
   PD_CHECK(&st, pd_td_metric(m, "planktond_last_reload_success") == success);
   PD_CHECK(&st, pd_td_metric(m, "planktond_reload_failures_total") == failures);
   PD_CHECK(&st, pd_td_metric(m, "planktond_last_reload_timestamp_seconds") == (double)when);
@@ -172,7 +183,7 @@ int main(void) {
   PD_CHECK_INT(&st, h.when, 0);
   PD_CHECK(&st, !h.failed && !h.message[0]);
   check_stats(&d, &h);
-  check_metrics(msock, 1, 0, 0);
+  check_metrics(msock, 1, 0, 0, "planktond_last_reload_info{result=\"none\",message=\"\"} 1\n");
   char sd[4096];
   notices(&d, sd, sizeof sd); /* what start-up sent */
 
@@ -199,7 +210,10 @@ int main(void) {
   PD_CHECK_CONTAINS(&st, sd, where);
   PD_CHECK_CONTAINS(&st, sd, "; still serving daemon-tiny ");
   check_stats(&d, &h);
-  check_metrics(msock, 0, 1, h.when);
+  char info[800];
+  snprintf(info, sizeof info, "planktond_last_reload_info{result=\"failed\",message=\"%s\"} 1\n",
+           h.message);
+  check_metrics(msock, 0, 1, h.when, info);
   check_serves(&d, "daemon-tiny");
   PD_CHECK_INT(&st, cli(&d, "health", out, sizeof out), 0); /* serving: exit 0, but said */
   PD_CHECK_CONTAINS(&st, out, "serving (last reload failed: ");
@@ -229,7 +243,9 @@ int main(void) {
   PD_CHECK_CONTAINS(&st, sd, "READY=1\nSTATUS=reload failed: ");
   PD_CHECK_CONTAINS(&st, sd, "no-such-model");
   check_stats(&d, &h);
-  check_metrics(msock, 0, 2, h.when);
+  snprintf(info, sizeof info, "planktond_last_reload_info{result=\"failed\",message=\"%s\"} 1\n",
+           h.message);
+  check_metrics(msock, 0, 2, h.when, info);
   check_serves(&d, "daemon-tiny");
 
   /* 3: fixed, with another model */
@@ -244,7 +260,7 @@ int main(void) {
   PD_CHECK_CONTAINS(&st, sd, "READY=1\nSTATUS=serving daemon-tiny-b ");
   PD_CHECK(&st, !strstr(sd, "reload failed"));
   check_stats(&d, &h);
-  check_metrics(msock, 1, 2, h.when);
+  check_metrics(msock, 1, 2, h.when, "planktond_last_reload_info{result=\"ok\",message=\"\"} 1\n");
   check_serves(&d, "daemon-tiny-b");
   PD_CHECK_INT(&st, cli(&d, "health", out, sizeof out), 0);
   PD_CHECK(&st, !strcmp(out, "serving\n"));

@@ -196,6 +196,14 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
   gauge(&t, "planktond_last_reload_timestamp_seconds",
         "When the last SIGHUP reload finished, seconds since the epoch (0: none since start).",
         (double)r->last_reload.unix_time);
+  char why[1100];
+  head(&t, "planktond_last_reload_info", "gauge",
+       "The last SIGHUP reload's result (none, ok or failed) and message (value 1).");
+  put(&t, "planktond_last_reload_info{result=\"%s\",message=\"%s\"} 1\n",
+      !r->last_reload.unix_time ? "none"
+      : r->last_reload.failed   ? "failed"
+                                : "ok",
+      label(r->last_reload.message, why, sizeof why));
   counter(&t, "planktond_reload_failures_total",
           "SIGHUP reloads that failed (bad settings or a model that did not load).",
           (unsigned long long)r->last_reload.failures);
