@@ -389,12 +389,15 @@ def rest_suite(addr, daemon, crops, pngs, labels, ref1, unix):
 
 
 def mixing_test(tmp, crops, labels, ref1):
-    """32 gRPC calls (async_infer, one crop each) and 32 native requests
-    (plankton-client classify -j 32) at once, with a batcher that waits up
-    to 0.5 s for a full batch of 64: a batch of more than 32 images can only
-    hold crops of both front ends. Every answer equals the native reference."""
+    """64 concurrent gRPC calls (async_infer, one crop each) and 64 native
+    requests (plankton-client classify -j 64) at once, with a batcher that
+    waits up to 0.5 s for a full batch of 128: a batch of more than 64
+    images can only hold crops of both front ends. Every answer equals the
+    native reference."""
+    n = 64
     addr = "127.0.0.1:%d" % free_port()
-    d = Daemon(tmp, addr, "127.0.0.1:%d" % free_port(), ["--max-queue-delay-us", "500000"])
+    d = Daemon(tmp, addr, "127.0.0.1:%d" % free_port(),
+               ["--max-batch", str(2 * n), "--max-queue-delay-us", "500000"])
     try:
         c = tg.InferenceServerClient(addr)
         answers, errors = [], []
@@ -404,18 +407,24 @@ def mixing_test(tmp, crops, labels, ref1):
             with lock:
                 (errors if error else answers).append(error or result)
 
-        files = [crops[i % len(crops)][0] for i in range(32)]
+        files = [crops[i % len(crops)][0] for i in range(n)]
         nat = subprocess.Popen([os.environ["PLANKTON_CLIENT"], "--socket", d.sock, "classify", "--probs", "-f",
-                                "json", "--tta", "1", "-j", "32"] + files, stdout=subprocess.PIPE, text=True)
-        for i in range(32):
+                                "json", "--tta", "1", "-j", str(n)] + files, stdout=subprocess.PIPE, text=True)
+        for i in range(n):
             c.async_infer(MODEL, [bytes_input([crops[i % len(crops)][1]])], callback=cb, request_id=str(i),
                           parameters={"tta": 1})
         out, _ = nat.communicate(timeout=120)
         deadline = time.time() + 60
-        while time.time() < deadline and len(answers) + len(errors) < 32:
+        while time.time() < deadline and len(answers) + len(errors) < n:
             time.sleep(0.05)
-        check(nat.returncode == 0 and len(out.splitlines()) == 32, "mixing: native answers")
-        check(len(answers) == 32 and not errors, "mixing: gRPC answers %d, errors %r" % (len(answers), errors[:2]))
+        check(nat.returncode == 0 and len(out.splitlines()) == n, "mixing: native answers")
+        nworst = 0.0
+        for line in out.splitlines():
+            j = json.loads(line)
+            nworst = max(nworst, float(np.max(np.abs(as_vector(j["probabilities"], labels) -
+                                                      as_vector(ref1[j["path"]], labels)))))
+        check(nworst <= 1e-6, "mixing: native answers vs reference: %g" % nworst)
+        check(len(answers) == n and not errors, "mixing: gRPC answers %d, errors %r" % (len(answers), errors[:2]))
         worst = 0.0
         for r in answers:
             i = int(r.get_response().id)
@@ -423,9 +432,10 @@ def mixing_test(tmp, crops, labels, ref1):
             worst = max(worst, float(np.max(np.abs(v - as_vector(ref1[crops[i % len(crops)][0]], labels)))))
         check(worst <= 1e-6, "mixing: gRPC answers vs native: %g" % worst)
         h = batch_hist(d.metrics())
-        mixed = h.get("64", 0) - h.get("32", 0)
-        print("mixing: batch-size histogram %s" % {k: v for k, v in h.items() if v})
-        check(mixed >= 1, "mixing: no batch of 33..64 images (histogram %r)" % h)
+        mixed = h.get(str(2 * n), 0) - h.get(str(n), 0)
+        print("mixing: %d async_infer + %d native at once: batch-size histogram %s" %
+              (n, n, {k: v for k, v in h.items() if v}))
+        check(mixed >= 1, "mixing: no batch of %d..%d images (histogram %r)" % (n + 1, 2 * n, h))
         c.close()
     finally:
         d.stop()
