@@ -471,3 +471,57 @@ void pd_td_ref_close(pd_td_ref *r) {
   pd_model_free(r->model);
   memset(r, 0, sizeof *r);
 }
+
+int pd_td_crops_make(pd_td_crop_ref *c, int n, pd_td_ref *ref, uint64_t seed, int w_min, int w_span,
+                     int h_min, int h_span) {
+  memset(c, 0, (size_t)n * sizeof *c);
+  for (int i = 0; i < n; i++) {
+    c[i].w = w_min + (i * 37) % w_span;
+    c[i].h = h_min + (i * 53) % h_span;
+    c[i].gray = pd_td_crop(seed + (uint64_t)i, c[i].w, c[i].h);
+    c[i].png = c[i].gray ? pd_td_png(c[i].gray, c[i].w, c[i].h, &c[i].png_len) : NULL;
+    c[i].probs = malloc((size_t)ref->model->n_classes * sizeof(float));
+    if (!c[i].png || !c[i].probs ||
+        pd_td_ref_probs(ref, c[i].gray, c[i].w, c[i].h, c[i].probs) != 0) {
+      pd_td_crops_free(c, i + 1);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void pd_td_crops_free(pd_td_crop_ref *c, int n) {
+  for (int i = 0; i < n; i++) {
+    free(c[i].gray);
+    free(c[i].png);
+    free(c[i].probs);
+    c[i].gray = c[i].png = NULL;
+    c[i].probs = NULL;
+  }
+}
+
+double pd_td_crop_diff(const pd_td_crop_ref *c, const pd_td_ref *ref, const float *got, size_t n) {
+  if (n != (size_t)ref->model->n_classes) return 1.0;
+  double worst = 0;
+  for (size_t j = 0; j < n; j++) {
+    double d = fabs((double)got[j] - c->probs[j]);
+    if (d > worst) worst = d;
+  }
+  return worst;
+}
+
+pc_client_classify_request pd_td_crop_request(const pd_td_crop_ref *c, uint64_t id, bool png) {
+  pc_client_classify_request r = {.id = id, .top_k = 3, .full_distribution = true};
+  if (png) {
+    r.format = PC_CLIENT_IMAGE_PNG;
+    r.data = c->png;
+    r.len = c->png_len;
+  } else {
+    r.format = PC_CLIENT_IMAGE_RAW_GRAY8;
+    r.data = c->gray;
+    r.len = (size_t)c->w * c->h;
+    r.width = (uint32_t)c->w;
+    r.height = (uint32_t)c->h;
+  }
+  return r;
+}

@@ -88,6 +88,24 @@ int pd_td_ref_probs(pd_td_ref *r, const uint8_t *gray, int w, int h, float *prob
 int pd_td_ref_probs_tta(pd_td_ref *r, const uint8_t *gray, int w, int h, int n, float *probs);
 void pd_td_ref_close(pd_td_ref *r);
 
+/* The synthetic crops the daemon tests send, each with the engine's own
+ * answer for it (pd_td_ref_probs, no TTA). */
+typedef struct pd_td_crop_ref {
+  int w, h;
+  uint8_t *gray, *png;
+  size_t png_len;
+  float *probs; /* the model's n_classes probabilities */
+} pd_td_crop_ref;
+/* n crops: crop i is w_min + (i * 37) % w_span wide, h_min + (i * 53) % h_span
+ * high, pd_td_crop(seed + i); 0, or -1 (the array is then freed). */
+int pd_td_crops_make(pd_td_crop_ref *c, int n, pd_td_ref *ref, uint64_t seed, int w_min, int w_span,
+                     int h_min, int h_span);
+void pd_td_crops_free(pd_td_crop_ref *c, int n);
+/* max |got[j] - c->probs[j]|; 1 when n is not the model's class count. */
+double pd_td_crop_diff(const pd_td_crop_ref *c, const pd_td_ref *ref, const float *got, size_t n);
+/* A classify request for c (PNG or raw gray8) with top 3 and the full distribution. */
+pc_client_classify_request pd_td_crop_request(const pd_td_crop_ref *c, uint64_t id, bool png);
+
 /* Milliseconds on the monotonic clock. */
 double pd_td_now_ms(void);
 

@@ -33,41 +33,13 @@
 #define FLOOD_WINDOW 256
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
-typedef struct crop {
-  int w, h;
-  uint8_t *gray;
-  uint8_t *png;
-  size_t png_len;
-  float *probs;
-} crop;
-
-static crop crops[N_CROPS];
+static pd_td_crop_ref crops[N_CROPS];
 static pd_td_ref ref;
 static pd_test_state st;
 
-static int make_crops(void) {
-  for (int i = 0; i < N_CROPS; i++) {
-    crop *c = &crops[i];
-    c->w = 24 + (i * 29) % 90;
-    c->h = 20 + (i * 41) % 80;
-    c->gray = pd_td_crop((uint64_t)i + 101, c->w, c->h);
-    c->png = pd_td_png(c->gray, c->w, c->h, &c->png_len);
-    c->probs = malloc((size_t)ref.model->n_classes * sizeof(float));
-    if (!c->gray || !c->png || !c->probs) return -1;
-    if (pd_td_ref_probs(&ref, c->gray, c->w, c->h, c->probs) != 0) return -1;
-  }
-  return 0;
-}
-
 /* Largest |p - engine| over the classes; 1 when the sizes differ. */
 static double worst_diff(const float *got, size_t n, int k) {
-  if (n != (size_t)ref.model->n_classes) return 1.0;
-  double worst = 0;
-  for (size_t j = 0; j < n; j++) {
-    double d = fabs((double)got[j] - crops[k].probs[j]);
-    if (d > worst) worst = d;
-  }
-  return worst;
+  return pd_td_crop_diff(&crops[k], &ref, got, n);
 }
 
 /* ---- raw protocol clients ---- */
@@ -96,7 +68,7 @@ static int write_all(int fd, const uint8_t *p, size_t len) {
 /* Sends a classify request for crop k (raw gray8 or PNG), tta 1, with the
  * full distribution. */
 static int send_classify(int fd, uint64_t id, int k, bool png) {
-  const crop *c = &crops[k];
+  const pd_td_crop_ref *c = &crops[k];
   Plankton__Image img = PLANKTON__IMAGE__INIT;
   if (png) {
     img.format = PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_PNG;
@@ -357,7 +329,9 @@ static void polite(const pd_td *d, int n, polite_result *out) {
 int main(void) {
   if (!pd_td_have_model()) return 77;
   int n_polite = getenv("PD_TEST_POLITE") ? atoi(getenv("PD_TEST_POLITE")) : 50;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0 || make_crops() != 0) return 1;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0 ||
+      pd_td_crops_make(crops, N_CROPS, &ref, 101, 24, 90, 20, 80) != 0)
+    return 1;
 
   pd_td d;
   const char *args[] = {"--max-batch",          "32",   "--max-queue", "1024",
@@ -402,11 +376,7 @@ int main(void) {
          p.compute_p50_ms);
   PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
-  for (int i = 0; i < N_CROPS; i++) {
-    free(crops[i].gray);
-    free(crops[i].png);
-    free(crops[i].probs);
-  }
+  pd_td_crops_free(crops, N_CROPS);
   pd_td_ref_close(&ref);
   return pd_test_finish(&st, "daemon_fair");
 }

@@ -20,46 +20,11 @@
 #define N_CROPS 32
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
-typedef struct crop {
-  int w, h;
-  uint8_t *gray;
-  uint8_t *png;
-  size_t png_len;
-  float *probs;
-} crop;
-
-static crop crops[N_CROPS];
+static pd_td_crop_ref crops[N_CROPS];
 static pd_td_ref ref;
 
-static int make_crops(void) {
-  for (int i = 0; i < N_CROPS; i++) {
-    crop *c = &crops[i];
-    c->w = 20 + (i * 37) % 180;
-    c->h = 16 + (i * 53) % 150;
-    c->gray = pd_td_crop((uint64_t)i + 1, c->w, c->h);
-    c->png = pd_td_png(c->gray, c->w, c->h, &c->png_len);
-    c->probs = malloc((size_t)ref.model->n_classes * sizeof(float));
-    if (!c->gray || !c->png || !c->probs) return -1;
-    if (pd_td_ref_probs(&ref, c->gray, c->w, c->h, c->probs) != 0) return -1;
-  }
-  return 0;
-}
-
 static pc_client_classify_request crop_request(uint64_t id, int k, bool png) {
-  const crop *c = &crops[k];
-  pc_client_classify_request r = {.id = id, .top_k = 3, .full_distribution = true};
-  if (png) {
-    r.format = PC_CLIENT_IMAGE_PNG;
-    r.data = c->png;
-    r.len = c->png_len;
-  } else {
-    r.format = PC_CLIENT_IMAGE_RAW_GRAY8;
-    r.data = c->gray;
-    r.len = (size_t)c->w * c->h;
-    r.width = (uint32_t)c->w;
-    r.height = (uint32_t)c->h;
-  }
-  return r;
+  return pd_td_crop_request(&crops[k], id, png);
 }
 
 /* Checks an OK answer against the engine's probabilities for crop k. */
@@ -75,13 +40,10 @@ static double check_answer(pd_test_state *st, const pc_client_response *r, int k
   PD_CHECK_INT(st, c->n_distribution, K);
   PD_CHECK_INT(st, c->n_top, 3);
   if ((int)c->n_distribution != K || c->n_top != 3) return 1.0;
-  double worst = 0;
+  double worst = pd_td_crop_diff(&crops[k], &ref, c->distribution, c->n_distribution);
   int best = 0;
-  for (int j = 0; j < K; j++) {
-    double d = fabs((double)c->distribution[j] - crops[k].probs[j]);
-    if (d > worst) worst = d;
+  for (int j = 0; j < K; j++)
     if (crops[k].probs[j] > crops[k].probs[best]) best = j;
-  }
   PD_CHECK(st, worst <= PROB_TOL);
   PD_CHECK_INT(st, c->top[0].index, best);
   PD_CHECK(st, !strcmp(c->top[0].label, ref.model->classes[best]));
@@ -148,7 +110,7 @@ static void test_tta(pd_test_state *st, const pd_td *d) {
   float *want = malloc((size_t)K * sizeof(float));
   const int counts[] = {4, 40};
   for (int i = 0; i < 2; i++) {
-    const crop *cr = &crops[i + 3];
+    const pd_td_crop_ref *cr = &crops[i + 3];
     PD_CHECK_INT(st, pd_td_ref_probs_tta(&ref, cr->gray, cr->w, cr->h, counts[i], want), 0);
     pc_client_classify_request rq = crop_request((uint64_t)i, i + 3, true);
     rq.tta = (uint32_t)counts[i];
@@ -361,15 +323,12 @@ static void max_batch_1(pd_test_state *st) {
 
 static int setup(void) {
   if (!pd_td_have_model()) return 77;
-  return pd_td_ref_open(&ref, pd_td_model_dir()) != 0 || make_crops() != 0 ? 1 : 0;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  return pd_td_crops_make(crops, N_CROPS, &ref, 1, 20, 180, 16, 150) != 0 ? 1 : 0;
 }
 
 static void teardown(void) {
-  for (int i = 0; i < N_CROPS; i++) {
-    free(crops[i].gray);
-    free(crops[i].png);
-    free(crops[i].probs);
-  }
+  pd_td_crops_free(crops, N_CROPS);
   pd_td_ref_close(&ref);
 }
 
