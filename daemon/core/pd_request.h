@@ -69,11 +69,11 @@ struct pd_request {
    * by connection. 0 is one shared anonymous client. */
   uint64_t client;
   int client_weight; /* the client's share relative to others; 0 = 1 */
-
   /* Set through pd_pipeline_cancel (loop thread) when no one waits for the
    * answer any more (its connection closed); read by the decode pool and the
    * batcher, which drop the request if it has not been computed yet. */
   atomic_bool cancelled;
+
   /* ---- result: set by the core ---- */
   pd_status status;
   char message[256];
@@ -85,8 +85,8 @@ struct pd_request {
   uint64_t decode_ns, queue_ns, compute_ns;
   int batch_size;     /* images in the batch this request ran in */
   int batches_waited; /* batches formed while it was queued (before its own) */
-  uint64_t t_decoded_ns, t_queued_ns, t_batch_ns;
   bool dropped;       /* cancelled before it was computed (stats: requests_cancelled) */
+  uint64_t t_decoded_ns, t_queued_ns, t_batch_ns;
 
   /* ---- core bookkeeping ---- */
   pd_image_limits limits;            /* the limits at admission (the decode thread reads these) */
@@ -96,8 +96,8 @@ struct pd_request {
   uint64_t batch_seq;                    /* batches formed before it was queued */
   struct pd_pipeline *pipeline;
   uv_work_t work;
-};
   bool decode_queued; /* work is on the thread pool, decode_done not yet run (loop thread) */
+};
 
 /* Monotonic clock in nanoseconds. */
 uint64_t pd_now_ns(void);
