@@ -38,22 +38,28 @@ int main(int argc, char **argv) {
   int clients = 8, window = 1, polite = 0;
   double seconds = 5, warmup = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
+    const char *v = argv[i + 1];
+    char *end = NULL;
     if (!strcmp(argv[i], "--address"))
-      address = argv[i + 1];
+      address = v;
     else if (!strcmp(argv[i], "--clients"))
-      clients = atoi(argv[i + 1]);
+      clients = (int)strtol(v, &end, 10);
     else if (!strcmp(argv[i], "--window"))
-      window = atoi(argv[i + 1]);
+      window = (int)strtol(v, &end, 10);
     else if (!strcmp(argv[i], "--format"))
-      format = argv[i + 1];
+      format = v;
     else if (!strcmp(argv[i], "--seconds"))
-      seconds = atof(argv[i + 1]);
+      seconds = strtod(v, &end);
     else if (!strcmp(argv[i], "--warmup"))
-      warmup = atof(argv[i + 1]);
+      warmup = strtod(v, &end);
     else if (!strcmp(argv[i], "--polite"))
-      polite = atoi(argv[i + 1]) ? 1 : 0;
+      polite = strtol(v, &end, 10) ? 1 : 0;
     else {
       fprintf(stderr, "daemon_load: unknown option %s\n", argv[i]);
+      return 2;
+    }
+    if (end && (end == v || *end)) {
+      fprintf(stderr, "daemon_load: %s \"%s\": want a number\n", argv[i], v);
       return 2;
     }
   }
@@ -72,7 +78,7 @@ int main(int argc, char **argv) {
     }
   }
   const int conns = clients + polite; /* the polite client is the last */
-  pc_client **cs = calloc((size_t)conns, sizeof *cs);
+  pc_client **cs = calloc((size_t)conns, sizeof(pc_client *));
   struct pollfd *pf = calloc((size_t)conns, sizeof *pf);
   double **sent_at = calloc((size_t)conns, sizeof *sent_at); /* ring by id % its window */
   uint64_t *next_id = calloc((size_t)conns, sizeof *next_id);
@@ -150,8 +156,13 @@ int main(int argc, char **argv) {
           if (r->status != 0) errors++;
           batch_sum += r->u.classify.batch_size;
           if (n_lat == lat_cap) {
+            double *grown = realloc(lat, 2 * lat_cap * sizeof *lat);
+            if (!grown) {
+              fprintf(stderr, "daemon_load: out of memory for the latencies\n");
+              return 1;
+            }
+            lat = grown;
             lat_cap *= 2;
-            lat = realloc(lat, lat_cap * sizeof *lat);
           }
           lat[n_lat++] = (t - t0) * 1e3;
         }

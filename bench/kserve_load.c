@@ -504,13 +504,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(o, "--model")) {
       cfg.model = v;
     } else if (!strcmp(o, "--format")) {
-      if (strcmp(v, "raw") && strcmp(v, "png")) {
+      if (strcmp(v, "raw") != 0 && strcmp(v, "png") != 0) {
         fprintf(stderr, "kserve_load: --format \"%s\": want raw or png\n", v);
         return 2;
       }
       format = v;
     } else if (!strcmp(o, "--mode")) {
-      if (strcmp(v, "stream") && strcmp(v, "unary")) {
+      if (strcmp(v, "stream") != 0 && strcmp(v, "unary") != 0) {
         fprintf(stderr, "kserve_load: --mode \"%s\": want stream or unary\n", v);
         return 2;
       }
@@ -558,7 +558,7 @@ int main(int argc, char **argv) {
   for (int t = 0; t < cfg.threads; t++) {
     ws[t].cfg = &cfg;
     ws[t].cq = grpc_completion_queue_create_for_next(NULL);
-    ws[t].cs = calloc((size_t)cfg.clients / (size_t)cfg.threads + 1, sizeof *ws[t].cs);
+    ws[t].cs = calloc((size_t)cfg.clients / (size_t)cfg.threads + 1, sizeof(client *));
     if (!ws[t].cs) {
       fprintf(stderr, "kserve_load: out of memory\n");
       return 1;
@@ -607,12 +607,15 @@ int main(int argc, char **argv) {
               ws[t].first_error);
   }
   double *lat = malloc((n_lat ? n_lat : 1) * sizeof *lat);
+  if (!lat) {
+    fprintf(stderr, "kserve_load: out of memory for the latencies\n");
+    return 1;
+  }
   size_t k = 0;
-  for (int t = 0; t < cfg.threads && lat; t++) {
-    memcpy(lat + k, ws[t].lat, ws[t].n_lat * sizeof *lat);
+  for (int t = 0; t < cfg.threads; t++) {
+    if (ws[t].n_lat) memcpy(lat + k, ws[t].lat, ws[t].n_lat * sizeof *lat);
     k += ws[t].n_lat;
   }
-  if (!lat) n_lat = 0;
   qsort(lat, n_lat, sizeof *lat, cmp_double);
   printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld answered=%ld "
          "mode=%s\n",

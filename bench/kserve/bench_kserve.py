@@ -6,8 +6,8 @@ A random-weight model (default bench/models/seed_c4.yaml) served by one
 planktond with the native socket, --grpc and --http. Closed-loop clients
 (each keeps one request of one crop in flight) at 1, 8 and 64 clients, raw
 gray pixels and PNG: native (bench/daemon_load, the real client library),
-gRPC unary (tritonclient.grpc async_infer), gRPC streaming (one
-tritonclient stream per client) and REST with the binary tensor extension
+gRPC unary (a ModelInfer call per request), gRPC streaming (one
+ModelStreamInfer stream per client) and REST with the binary tensor extension
 (one keep-alive connection per client), all at the model's default TTA
 as bench/daemon_load sends. Crops are synthetic, of the sizes
 bench/daemon_load makes (40..199 px a side). For every run: throughput,
@@ -19,9 +19,18 @@ Prints the table and, last, machine-readable:
   kserve_vs_native=<gRPC streaming / native throughput, 64 clients, raw>
   grpc_overhead_us=<front-end CPU per request, gRPC streaming minus native, 64 clients, raw>
 
-(targets: >= 0.9 and <= 50). The clients are Python (tritonclient): where
-they, not the daemon, are the limit, the ratio says so (the client's own CPU
-is printed as client_cpu_us per request).
+(targets: >= 0.9 and <= 50). The gRPC clients are bench/kserve_load (C,
+gRPC core's C API as a Triton client uses it, a channel per client, the
+same crops as bench/daemon_load) with --grpc-client c, the default where it
+is built; --grpc-client python: tritonclient's (async_infer and one stream
+per client, their own crops), which on a small machine are the limit
+themselves. REST is always Python (http.client). client_cpu_us: the
+clients' own CPU per request (the C tools' from their rusage). The
+daemon's front-end CPU is every thread's but the engine's (pd-*) and the
+decode pool's (libuv's, named planktond): the loop, kserve-cq, gRPC's own;
+each thread's from /proc's schedstat (ns), divided by every answer of
+the run (warm-up included; the C tools count them, the Python clients'
+are estimated from the measured period).
 
 --perf-analyzer: then Triton's own load generator, perf_analyzer (C++, from
 tritonclient 2.48.0's wheel; perf_analyzer_run.py), on the same daemon over
@@ -33,6 +42,7 @@ cannot run, the reason is printed instead.
 
   bench/kserve/bench_kserve.py [--model SPEC] [--seconds 5] [--warmup 1]
                                [--clients 1,8,64] [--threads 2]
+                               [--grpc-client c|python]
                                [--perf-analyzer] [--pa-concurrency 1:64:7]
                                [--only-perf-analyzer]
 """
@@ -84,31 +94,36 @@ def build_dir():
     if not os.path.exists(os.path.join(d, "build.ninja")):
         subprocess.run(["meson", "setup", d, ROOT, "--buildtype=release"], check=True,
                        stdout=subprocess.DEVNULL)
-    subprocess.run(["meson", "compile", "-C", d, "daemon/planktond", "bench/daemon_load"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["meson", "compile", "-C", d, "daemon/planktond", "bench/daemon_load", "bench/kserve_load"],
+                   check=True, stdout=subprocess.DEVNULL)
     return d
 
 
 def thread_cpu(pid):
-    """CPU seconds: (engine, front end: loop + gRPC threads, other: decode pool)."""
-    engine = front = other = 0.0
+    """CPU seconds: (engine, front end, decode pool), from each thread's
+    /proc schedstat (nanoseconds; /proc's stat ticks, 10 ms, are too coarse
+    for tens of microseconds per request). The engine: the pd-* threads; the
+    decode pool: libuv's threads (named planktond, not the main one); the
+    front end: every other thread: the loop, kserve-cq and gRPC's own
+    (event_engine, timer_manager, default-executor, resolver-executor,
+    grpc_global_timer). Threads that exit between two readings lose what they
+    ran in between (gRPC's short-lived executor threads: they run little)."""
+    engine = front = pool = 0.0
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                stat = f.read()
-        except OSError:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                cpu = int(f.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
         if comm.startswith("pd-"):
             engine += cpu
-        elif int(tid) == pid or comm.startswith("kserve-") or comm.startswith("grpc") or \
-                comm.startswith("default-exec") or comm.startswith("resolver"):
-            front += cpu
+        elif comm == "planktond" and int(tid) != pid:
+            pool += cpu
         else:
-            other += cpu
-    return engine, front, other
+            front += cpu
+    return engine, front, pool
 
 
 def crops(n=64, seed=1):
@@ -266,12 +281,33 @@ def run_rest(port, model, cs, fmt, n_clients, seconds, warmup):
             "errors": errors[0], "n": len(lat)}
 
 
-def run_native(load_tool, sock, fmt, n_clients, seconds, warmup):
-    out = sh([load_tool, "--address", "unix:" + sock, "--clients", str(n_clients), "--window", "1",
-              "--format", fmt, "--seconds", str(seconds), "--warmup", str(warmup)])
-    f = lambda name: float(re.search(r"\b%s=([0-9.eE+-]+)" % name, out).group(1))
+def run_tool(cmd):
+    """A C load generator (bench/daemon_load, bench/kserve_load): its line,
+    and its CPU from the children's rusage. Errors are counted, not fatal:
+    the tool exits 1 when it had any, and the row shows them."""
+    import resource
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(cmd, text=True, capture_output=True)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"requests=.*", p.stdout)
+    if not m:
+        raise SystemExit("bench/kserve: %s exited %d without its line: %s" % (cmd[0], p.returncode, p.stderr.strip()))
+    if p.stderr.strip():
+        print("  %s: %s" % (os.path.basename(cmd[0]), p.stderr.strip().splitlines()[-1]), flush=True)
+    f = lambda name: float(re.search(r"\b%s=([0-9.eE+-]+)" % name, m.group(0)).group(1))
     return {"rps": f("rps"), "p50": f("p50_ms"), "p99": f("p99_ms"), "errors": f("errors"),
-            "n": f("requests")}
+            "n": f("requests"), "answered": f("answered"),
+            "client_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)}
+
+
+def run_native(load_tool, sock, fmt, n_clients, seconds, warmup):
+    return run_tool([load_tool, "--address", "unix:" + sock, "--clients", str(n_clients), "--window", "1",
+                     "--format", fmt, "--seconds", str(seconds), "--warmup", str(warmup)])
+
+
+def run_grpc_c(kserve_load, addr, model, mode, fmt, n_clients, seconds, warmup):
+    return run_tool([kserve_load, "--address", addr, "--model", model, "--mode", mode, "--clients", str(n_clients),
+                     "--format", fmt, "--seconds", str(seconds), "--warmup", str(warmup)])
 
 
 def perf_analyzer(tmp, name, gaddr, haddr, cs, a):
@@ -303,12 +339,20 @@ def main():
     ap.add_argument("--perf-analyzer", action="store_true")
     ap.add_argument("--only-perf-analyzer", action="store_true")
     ap.add_argument("--pa-concurrency", default="1:64:7")
+    ap.add_argument("--grpc-client", choices=["c", "python"], default=None,
+                    help="the gRPC rows' clients: c (bench/kserve_load; the default where built) or python (tritonclient)")
     a = ap.parse_args()
     a.perf_analyzer = a.perf_analyzer or a.only_perf_analyzer
     clients = [int(x) for x in a.clients.split(",")]
     bd = build_dir()
     planktond = os.path.join(bd, "daemon", "planktond")
     load_tool = os.path.join(bd, "bench", "daemon_load")
+    kserve_load = os.path.join(bd, "bench", "kserve_load")
+    if a.grpc_client is None:
+        a.grpc_client = "c" if os.path.exists(kserve_load) else "python"
+    elif a.grpc_client == "c" and not os.path.exists(kserve_load):
+        raise SystemExit("bench/kserve: --grpc-client c: %s is not built (the kserve feature)" % kserve_load)
+    print("grpc_client=%s" % a.grpc_client, flush=True)
     cs = crops()
     with tempfile.TemporaryDirectory(prefix="pd-bench-kserve-") as tmp:
         model = os.path.join(tmp, "model")
@@ -328,8 +372,11 @@ def main():
             time.sleep(0.5)
             gaddr = "127.0.0.1:%d" % gport
             kinds = [("native", lambda fmt, c: run_native(load_tool, sock, fmt, c, a.seconds, a.warmup)),
-                     ("grpc", lambda fmt, c: run_grpc_unary(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
-                     ("grpc-stream", lambda fmt, c: run_grpc_stream(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
+                     ("grpc", lambda fmt, c: run_grpc_c(kserve_load, gaddr, name, "unary", fmt, c, a.seconds, a.warmup)
+                      if a.grpc_client == "c" else run_grpc_unary(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
+                     ("grpc-stream", lambda fmt, c: run_grpc_c(kserve_load, gaddr, name, "stream", fmt, c, a.seconds,
+                                                               a.warmup)
+                      if a.grpc_client == "c" else run_grpc_stream(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
                      ("rest-binary", lambda fmt, c: run_rest(hport, name, cs, fmt, c, a.seconds, a.warmup))]
             if a.perf_analyzer:
                 perf_analyzer(tmp, name, gaddr, "127.0.0.1:%d" % hport, cs, a)
@@ -346,9 +393,11 @@ def main():
                         r = fn(fmt, c)
                         me1 = time.process_time()
                         after = thread_cpu(d.pid)
-                        total = r["n"] * (a.seconds + a.warmup) / a.seconds if r["n"] else 0
+                        # every answer of the run: counted by the C tools, estimated for Python's
+                        total = r.get("answered") or (r["n"] * (a.seconds + a.warmup) / a.seconds if r["n"] else 0)
                         r["front_us"] = 1e6 * (after[1] - before[1]) / total if total else 0.0
-                        r["client_us"] = 1e6 * (me1 - me0) / total if total and kind != "native" else 0.0
+                        client_s = r["client_s"] if "client_s" in r else me1 - me0
+                        r["client_us"] = 1e6 * client_s / total if total else 0.0
                         rows.append((kind, fmt, c, r))
                         print("%-12s %-4s %7d %10.1f %9.2f %9.2f %7d %12.1f %13.1f" % (
                             kind, fmt, c, r["rps"], r["p50"], r["p99"], r["errors"], r["front_us"], r["client_us"]),
