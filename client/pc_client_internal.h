@@ -16,6 +16,7 @@ typedef struct pc_client__owed {
   size_t len;
   int state;      /* PC_CLIENT__OWED_* */
   bool was_sent;  /* written on some connection before (a later write is a resend) */
+  bool first;     /* its write on the current connection is its first */
   uint64_t order; /* its write position on the current connection */
 } pc_client__owed;
 

@@ -147,6 +147,7 @@ static int write_entry(pc_client *c, pc_client__owed *e) {
   e->state = PC_CLIENT__OWED_SENT;
   e->order = r->writes++;
   r->n_sent++;
+  e->first = !e->was_sent;
   if (e->was_sent) r->n.resent++;
   e->was_sent = true;
   return PC_CLIENT_OK;
@@ -284,6 +285,28 @@ static void unsend(pc_client__retry *r, pc_client__owed *e) {
   r->n_sent--;
 }
 
+/* The connection takes nothing more (a drain notice, UNAVAILABLE): the
+ * requests whose frames are still wholly in the output queue, at its end,
+ * were never written; they are taken back for the next connection (the
+ * daemon would only answer them UNAVAILABLE). A frame partly written stays. */
+static void take_back_unwritten(pc_client *c) {
+  pc_client__retry *r = &c->retry;
+  for (;;) {
+    pc_client__owed *last = NULL;
+    for (size_t i = 0; i < r->n_owed && r->writes > 0; i++)
+      if (r->owed[i].state == PC_CLIENT__OWED_SENT && r->owed[i].order == r->writes - 1)
+        last = &r->owed[i];
+    if (!last || last->len > c->out_len - c->out_off) return;
+    c->out_len -= last->len;
+    r->writes--;
+    unsend(r, last);
+    if (last->first)
+      last->was_sent = false;
+    else
+      r->n.resent--;
+  }
+}
+
 void pc_client__retry_answer(pc_client *c, pc_client_response *a) {
   pc_client__retry *r = &c->retry;
   if (a->kind == PC_CLIENT__RESPONSE_DRAIN) {
@@ -292,6 +315,7 @@ void pc_client__retry_answer(pc_client *c, pc_client_response *a) {
     r->draining = true;
     r->drain_keep = a->id;
     snprintf(r->conn_reason, sizeof r->conn_reason, "planktond is draining (drain notice)");
+    take_back_unwritten(c);
     for (size_t i = 0; i < r->n_owed; i++)
       if (r->owed[i].state == PC_CLIENT__OWED_SENT && r->owed[i].order >= r->drain_keep)
         unsend(r, &r->owed[i]);
@@ -338,6 +362,7 @@ void pc_client__retry_answer(pc_client *c, pc_client_response *a) {
     r->draining = true;
     note_reason(r, "planktond answered", a);
     unsend(r, e);
+    take_back_unwritten(c);
     pc_client_response_free(a);
     return;
   }
