@@ -199,6 +199,10 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     m = daemon.metrics()
     ok = sum(float(x) for x in re.findall(r'^planktond_inference_request_success_total (\S+)$', m, re.M))
     check(int(st.get("inference_count", 0)) == int(ok), tag + ": inference_count %s vs /metrics OK %s" % (st.get("inference_count"), ok))
+    # crops: one per OK request element, from the KServe front ends as from the native one
+    crops = re.findall(r"^planktond_inference_crops_total (\S+)$", m, re.M)
+    check(bool(crops) and int(float(crops[0])) == int(ok),
+          tag + ": /metrics crops %s vs OK requests %s" % (crops, ok))
     batches = re.findall(r"^planktond_inference_exec_count_total (\S+)$", m, re.M)
     if batches:
         check(int(st.get("execution_count", 0)) == int(float(batches[0])), tag + ": execution_count vs /metrics")
