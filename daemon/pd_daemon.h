@@ -4,7 +4,7 @@
  * /metrics server), the stats, the signals and systemd notices. Start-up loads the model and builds
  * its plan before any listener opens; SIGTERM/SIGINT drain (stop accepting, answer everything
  * accepted, exit 0); SIGHUP reloads settings and model off the loop and swaps them in only if both
- * are good. */
+ * are good, and keeps the result (time, failure, message) for Health, Stats and /metrics. */
 #ifndef PD_DAEMON_H
 #define PD_DAEMON_H
 
