@@ -2,7 +2,9 @@
  * answering another client all along (pd_td_bystander: a thread classifying
  * in a loop that must see only correct answers): truncated and corrupted PNG and JPEG, zero and
  * oversize dimensions, a raw image whose byte count is not width x height,
- * PNG bytes declared JPEG, no image, an unknown model, a TTA count over the
+ * PNG bytes declared JPEG, TIFF crops (8- and 16-bit gray: the PNG's answer
+ * exactly; declared the wrong format either way, RGB: refused), no image, an
+ * unknown model, a TTA count over the
  * limit, a deadline that has passed, a request without a body (answered, the
  * connection lives), an oversize frame and garbage bytes (an error frame,
  * then the connection closes), a client that disconnects with requests in
@@ -22,7 +24,10 @@
 #include "pd_td_bystander.h"
 #include "pd_td_wait.h"
 #include "pd_test.h"
+#include "pd_test_tiff.h"
 #include "plankton.pb-c.h"
+
+#include <tiffio.h>
 
 #define WINDOW 16
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
@@ -61,6 +66,89 @@ static void expect(pc_client *c, const char *what, pc_client_classify_request rq
 static pc_client_classify_request image(pc_client_image_format f, const void *data, size_t len) {
   pc_client_classify_request rq = {.format = f, .data = data, .len = len};
   return rq;
+}
+
+/* The full distribution of one request (NULL when not OK; free it). */
+static float *distribution(pc_client *c, pc_client_classify_request rq, size_t *n) {
+  rq.full_distribution = true;
+  pc_client_response *r = classify(c, rq);
+  float *out = NULL;
+  *n = 0;
+  if (r && r->status == 0 && r->u.classify.n_distribution) {
+    *n = r->u.classify.n_distribution;
+    out = malloc(*n * sizeof *out);
+    memcpy(out, r->u.classify.distribution, *n * sizeof *out);
+  }
+  pc_client_response_free(r);
+  return out;
+}
+
+/* TIFF over the native protocol: declared or sniffed, 8- and 16-bit gray
+ * (values g * 257, which scale back to g exactly) give the PNG's answer to
+ * the last digit; the wrong format declared either way, and RGB, are
+ * refused naming what they are. */
+static void tiff_requests(const pd_td *d) {
+  pc_client *c = pd_td_connect(d, 8);
+  PD_CHECK(&st, c != NULL);
+  if (!c) return;
+  const int INV = PC_CLIENT_STATUS_INVALID_ARGUMENT;
+  size_t t8_len = 0, t16_len = 0, rgb_len = 0;
+  pd_test_tiff sp = {.width = (uint32_t)W,
+                     .height = (uint32_t)H,
+                     .bits = 8,
+                     .samples = 1,
+                     .photometric = PHOTOMETRIC_MINISBLACK,
+                     .rows_per_strip = 5,
+                     .pixels = gray};
+  uint8_t *t8 = pd_test_tiff_write(&sp, &t8_len);
+  uint16_t *g16 = malloc((size_t)W * H * 2);
+  for (int i = 0; i < W * H; i++)
+    g16[i] = (uint16_t)(gray[i] * 257u);
+  sp.bits = 16;
+  sp.pixels = g16;
+  sp.tile_width = sp.tile_height = 16;
+  uint8_t *t16 = pd_test_tiff_write(&sp, &t16_len);
+  uint8_t *rgb_px = malloc((size_t)W * H * 3);
+  memset(rgb_px, 200, (size_t)W * H * 3);
+  pd_test_tiff rgb = {.width = (uint32_t)W,
+                      .height = (uint32_t)H,
+                      .bits = 8,
+                      .samples = 3,
+                      .photometric = PHOTOMETRIC_RGB,
+                      .pixels = rgb_px};
+  uint8_t *trgb = pd_test_tiff_write(&rgb, &rgb_len);
+  PD_CHECK(&st, t8 && t16 && trgb);
+  if (t8 && t16 && trgb) {
+    size_t np = 0, n8 = 0, n8a = 0, n16 = 0;
+    float *p = distribution(c, image(PC_CLIENT_IMAGE_PNG, png, png_len), &np);
+    float *a8 = distribution(c, image(PC_CLIENT_IMAGE_TIFF, t8, t8_len), &n8);
+    float *a8s = distribution(c, image(PC_CLIENT_IMAGE_AUTO, t8, t8_len), &n8a);
+    float *a16 = distribution(c, image(PC_CLIENT_IMAGE_TIFF, t16, t16_len), &n16);
+    PD_CHECK(&st, p && a8 && a8s && a16 && np > 0 && n8 == np && n8a == np && n16 == np);
+    if (p && a8 && a8s && a16 && n8 == np && n8a == np && n16 == np) {
+      PD_CHECK(&st, !memcmp(a8, p, np * sizeof *p));
+      PD_CHECK(&st, !memcmp(a8s, p, np * sizeof *p));
+      PD_CHECK(&st, !memcmp(a16, p, np * sizeof *p));
+      printf("%-34s -> the PNG's distribution, every bit\n", "TIFF 8-bit, 16-bit tiled");
+    }
+    free(p);
+    free(a8);
+    free(a8s);
+    free(a16);
+    expect(c, "PNG bytes declared TIFF", image(PC_CLIENT_IMAGE_TIFF, png, png_len), INV,
+           "declared TIFF but the bytes are PNG");
+    expect(c, "TIFF bytes declared PNG", image(PC_CLIENT_IMAGE_PNG, t8, t8_len), INV,
+           "declared PNG but the bytes are TIFF");
+    expect(c, "RGB TIFF", image(PC_CLIENT_IMAGE_AUTO, trgb, rgb_len), INV,
+           "photometric interpretation RGB (2)");
+    expect(c, "truncated TIFF", image(PC_CLIENT_IMAGE_TIFF, t8, t8_len / 2), INV, "TIFF");
+  }
+  free(t8);
+  free(t16);
+  free(trgb);
+  free(g16);
+  free(rgb_px);
+  pc_client_close(c);
 }
 
 static void bad_requests(const pd_td *d) {
@@ -435,6 +523,7 @@ int main(void) {
   pd_td_bystander_start(&b);
 
   bad_requests(&d);
+  tiff_requests(&d);
   broken_frames(&d);
   disconnect_in_flight(&d);
   never_reads(&d);
