@@ -55,15 +55,16 @@ def write_input(path, blobs):
 
 def run(binary, env, model, protocol, url, input_path, concurrency="1:8:7", batch=1, interval_ms=1000,
         csv_path=None, timeout=300):
-    """One perf_analyzer run (protocol "grpc" or "http"). Stability is not
-    asked for (--stability-percentage 100: a shared machine seldom gives
-    three windows within 10%); each concurrency is measured for up to 5
-    windows. Returns {"rc", "output", "rows": [{concurrency, throughput,
+    """One perf_analyzer run (protocol "grpc" or "http"). Stability is
+    hardly asked for (--stability-percentage 999: three windows within 10x
+    of each other; a shared machine seldom gives three within perf_analyzer's
+    default 10%, and then it gives up); each concurrency is measured for up
+    to 10 windows. Returns {"rc", "output", "rows": [{concurrency, throughput,
     p50_us, p99_us, ...}], "client_requests", "server_inferences"}."""
     csv_path = csv_path or input_path + "." + protocol + ".csv"
     cmd = [binary, "-m", model, "-i", protocol, "-u", url, "--input-data", input_path,
            "--concurrency-range", concurrency, "-b", str(batch), "--measurement-interval", str(interval_ms),
-           "--stability-percentage", "100", "--max-trials", "5", "-f", csv_path]
+           "--stability-percentage", "999", "--max-trials", "10", "-f", csv_path]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         rc, out = p.returncode, p.stdout + p.stderr
