@@ -198,7 +198,9 @@ static void dump_log_on_failure(const pd_td *d, int failures_before) {
 static void drain_waves(void) {
   int failures = st.failures;
   pd_td d;
-  const char *args[] = {"--max-batch", "2", NULL};
+  char patience[16]; /* the drain timeout stays well out of the way */
+  snprintf(patience, sizeof patience, "%d", pd_td_scaled_s(10));
+  const char *args[] = {"--max-batch", "2", "--drain-timeout", patience, NULL};
   if (start_slow(&d, pd_td_scaled_ms(400), args) != 0) {
     PD_CHECK(&st, 0);
     pd_td_cleanup(&d);
@@ -212,11 +214,18 @@ static void drain_waves(void) {
   PD_CHECK(&st, wait_read(&d, 2 * WAVE1));
   PD_CHECK_INT(&st, kill(d.pid, SIGTERM), 0);
   PD_CHECK(&st, pd_td_wait_log(&d, "SIGTERM: draining", pd_td_scaled_s(10)));
+  /* The log line comes just before the front ends are told: a connection
+   * may still land in the listener's backlog for a moment, so connect until
+   * refused (bounded). The native front end marks itself draining before
+   * it closes its listeners: once refused, everything read is "after". */
+  bool refused = false;
+  double refuse_until = pd_td_now_ms() + pd_td_scaled_ms(5000);
+  while (!(refused = connect_refused(&d)) && pd_td_now_ms() < refuse_until)
+    usleep(10000);
+  bool still_alive = alive(d.pid);
   for (int i = 0; i < 2; i++)
     peer_send(&ps[i], WAVE2, 0);
   /* listeners closed, daemon still there, first wave still owed */
-  bool refused = connect_refused(&d);
-  bool still_alive = alive(d.pid);
   pump(ps, 2, 0);
   int owed_at_refusal =
       2 * WAVE1 - count_status(&ps[0], 0, WAVE1, 0) - count_status(&ps[1], 0, WAVE1, 0);
