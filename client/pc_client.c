@@ -429,6 +429,10 @@ static void request_key(const Plankton__Request *rq, pc_client_response_kind *ki
     *kind = PC_CLIENT_RESPONSE_CLASSIFY;
     *id = rq->classify->id;
     break;
+  case PLANKTON__REQUEST__BODY_FRAME:
+    *kind = PC_CLIENT_RESPONSE_FRAME;
+    *id = rq->frame->id;
+    break;
   case PLANKTON__REQUEST__BODY_STATS:
     *kind = PC_CLIENT_RESPONSE_STATS;
     *id = rq->stats->id;
@@ -496,6 +500,48 @@ int pc_client_send_classify(pc_client *c, const pc_client_classify_request *req,
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
   rq.classify = &cr;
+  return pc_client__queue(c, &rq, err);
+}
+
+static void image_msg(const pc_client_image *in, Plankton__Image *out) {
+  plankton__image__init(out);
+  out->format = (Plankton__ImageFormat)in->format;
+  out->data.data = (uint8_t *)in->data;
+  out->data.len = in->len;
+  out->width = in->width;
+  out->height = in->height;
+  out->significant_bits = in->significant_bits;
+}
+
+int pc_client_send_frame(pc_client *c, const pc_client_frame_request *req, pc_client_error *err) {
+  if (!req || (req->image.len && !req->image.data) ||
+      (req->background && req->background->len && !req->background->data))
+    return pc_client__fail(err, PC_CLIENT_EINVAL, "frame: no request or no image bytes");
+  Plankton__Image img = PLANKTON__IMAGE__INIT, bg = PLANKTON__IMAGE__INIT;
+  image_msg(&req->image, &img);
+  if (req->background) image_msg(req->background, &bg);
+  Plankton__SegmentSettings seg = PLANKTON__SEGMENT_SETTINGS__INIT;
+  seg.threshold = req->threshold;
+  seg.min_area = req->min_area;
+  seg.max_area = req->max_area;
+  seg.padding = req->padding;
+  seg.edge_objects = (Plankton__EdgeObjects)req->edge_objects;
+  seg.max_objects = req->max_objects;
+  seg.background = (Plankton__BackgroundMethod)req->background_method;
+  Plankton__FrameRequest fr = PLANKTON__FRAME_REQUEST__INIT;
+  fr.id = req->id;
+  fr.model = (char *)(req->model ? req->model : "");
+  fr.image = &img;
+  fr.background = req->background ? &bg : NULL;
+  fr.segment = &seg;
+  fr.top_k = req->top_k;
+  fr.full_distribution = req->full_distribution;
+  fr.tta = req->tta;
+  fr.deadline_us = req->deadline_us;
+  fr.return_crops = req->return_crops;
+  Plankton__Request rq = PLANKTON__REQUEST__INIT;
+  rq.body_case = PLANKTON__REQUEST__BODY_FRAME;
+  rq.frame = &fr;
   return pc_client__queue(c, &rq, err);
 }
 

@@ -73,6 +73,11 @@ static int send_classify(pc_client *c, const void *arg, uint64_t id, pc_client_e
   return pc_client_send_classify(c, arg, err);
 }
 
+static int send_frame(pc_client *c, const void *arg, uint64_t id, pc_client_error *err) {
+  (void)id;
+  return pc_client_send_frame(c, arg, err);
+}
+
 static int send_stats(pc_client *c, const void *arg, uint64_t id, pc_client_error *err) {
   (void)arg;
   return pc_client_send_stats(c, id, err);
@@ -91,6 +96,12 @@ int pc_client_classify(pc_client *c, const pc_client_classify_request *req,
                        pc_client_response **out, pc_client_error *err) {
   if (!req) return pc_client__fail(err, PC_CLIENT_EINVAL, "no request");
   return call(c, send_classify, req, PC_CLIENT_RESPONSE_CLASSIFY, req->id, out, err);
+}
+
+int pc_client_frame(pc_client *c, const pc_client_frame_request *req, pc_client_response **out,
+                    pc_client_error *err) {
+  if (!req) return pc_client__fail(err, PC_CLIENT_EINVAL, "no request");
+  return call(c, send_frame, req, PC_CLIENT_RESPONSE_FRAME, req->id, out, err);
 }
 
 int pc_client_stats(pc_client *c, pc_client_response **out, pc_client_error *err) {

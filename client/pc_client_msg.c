@@ -68,6 +68,77 @@ static int fill_classify(pc_client_response *r, resp_priv *p, const Plankton__Cl
   return 0;
 }
 
+/* The objects and every object's scores: arrays[0] and arrays[2]. */
+static int fill_frame(pc_client_response *r, resp_priv *p, const Plankton__FrameResponse *m) {
+  r->id = m->id;
+  set_status(r, m->status);
+  pc_client_frame_result *f = &r->u.frame;
+  f->objects_found = m->objects_found;
+  f->width = m->width;
+  f->height = m->height;
+  if (m->dropped) {
+    f->dropped_small = m->dropped->small;
+    f->dropped_large = m->dropped->large;
+    f->dropped_edge = m->dropped->edge;
+    f->dropped_cap = m->dropped->cap;
+    f->absorbed = m->dropped->absorbed;
+  }
+  if (m->timings) {
+    f->decode_us = m->timings->decode_us;
+    f->segment_us = m->timings->segment_us;
+    f->queue_us = m->timings->queue_us;
+    f->compute_us = m->timings->compute_us;
+  }
+  f->model_name = m->model_name ? m->model_name : "";
+  f->model_version = m->model_version ? m->model_version : "";
+  if (!m->n_objects) return 0;
+  size_t n_scores = 0;
+  for (size_t i = 0; i < m->n_objects; i++)
+    n_scores += m->objects[i]->n_top;
+  pc_client_frame_object *objs = calloc(m->n_objects, sizeof *objs);
+  pc_client_class_score *scores = n_scores ? calloc(n_scores, sizeof *scores) : NULL;
+  p->arrays[0] = objs;
+  p->arrays[2] = scores;
+  if (!objs || (n_scores && !scores)) return -1;
+  size_t at = 0;
+  for (size_t i = 0; i < m->n_objects; i++) {
+    const Plankton__FrameObject *o = m->objects[i];
+    pc_client_frame_object *d = &objs[i];
+    d->x = o->x;
+    d->y = o->y;
+    d->width = o->width;
+    d->height = o->height;
+    d->area = o->area;
+    d->centroid_x = o->centroid_x;
+    d->centroid_y = o->centroid_y;
+    d->major_axis = o->major_axis;
+    d->minor_axis = o->minor_axis;
+    d->orientation_deg = o->orientation_deg;
+    d->mean_gray = o->mean_gray;
+    d->min_gray = o->min_gray;
+    d->crop_x = o->crop_x;
+    d->crop_y = o->crop_y;
+    d->crop_width = o->crop_width;
+    d->crop_height = o->crop_height;
+    d->status = o->status ? (int)o->status->code : 0;
+    d->message = o->status && o->status->message ? o->status->message : "";
+    d->top = scores ? scores + at : NULL;
+    d->n_top = o->n_top;
+    for (size_t k = 0; scores && k < o->n_top; k++, at++) {
+      scores[at].index = o->top[k]->index;
+      scores[at].label = o->top[k]->label;
+      scores[at].probability = o->top[k]->probability;
+    }
+    d->n_distribution = o->n_distribution;
+    d->distribution = o->distribution;
+    d->crop = o->crop.len ? o->crop.data : NULL;
+    d->crop_len = o->crop.len;
+  }
+  f->objects = objs;
+  f->n_objects = m->n_objects;
+  return 0;
+}
+
 static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__StatsResponse *m) {
   r->id = m->id;
   set_status(r, m->status);
@@ -189,6 +260,10 @@ pc_client_response *pc_client__decode(const uint8_t *msg, size_t len, int *oom) 
   case PLANKTON__RESPONSE__BODY_CLASSIFY:
     r->kind = PC_CLIENT_RESPONSE_CLASSIFY;
     rc = fill_classify(r, p, m->classify);
+    break;
+  case PLANKTON__RESPONSE__BODY_FRAME:
+    r->kind = PC_CLIENT_RESPONSE_FRAME;
+    rc = fill_frame(r, p, m->frame);
     break;
   case PLANKTON__RESPONSE__BODY_STATS:
     r->kind = PC_CLIENT_RESPONSE_STATS;

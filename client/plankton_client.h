@@ -84,6 +84,7 @@ typedef enum pc_client_image_format {
   PC_CLIENT_IMAGE_JPEG = 2,
   PC_CLIENT_IMAGE_RAW_GRAY8 = 3, /* width * height bytes */
   PC_CLIENT_IMAGE_TIFF = 4,
+  PC_CLIENT_IMAGE_RAW_GRAY16 = 5, /* frames only: width * height 16-bit words, little endian */
 } pc_client_image_format;
 
 typedef struct pc_client_classify_request {
@@ -99,6 +100,34 @@ typedef struct pc_client_classify_request {
   uint64_t deadline_us; /* 0: none */
 } pc_client_classify_request;
 
+/* A whole frame: the daemon segments it and classifies every object
+ * (plankton.proto's FrameRequest; each 0 below means the daemon's default). */
+typedef struct pc_client_image {
+  pc_client_image_format format;
+  const void *data; /* copied by the send call */
+  size_t len;
+  uint32_t width, height;    /* raw formats only */
+  uint32_t significant_bits; /* bits a sample uses (10-12 bit cameras); 0: all */
+} pc_client_image;
+
+typedef struct pc_client_frame_request {
+  uint64_t id;
+  const char *model;
+  pc_client_image image;
+  const pc_client_image *background; /* NULL: estimated from the frame */
+  float threshold;                   /* (0, 1) relative to the background; 0: 0.1 */
+  uint32_t min_area, max_area;       /* pixels; 0: 16 and 4 Mpx */
+  uint32_t padding;                  /* crop margin; 0: 10 */
+  int edge_objects;                  /* 0 default (kept), 1 kept, 2 dropped */
+  uint32_t max_objects;              /* 0: 1000 */
+  int background_method;             /* 0 default, 1 column median, 2 morphological */
+  uint32_t top_k;
+  bool full_distribution;
+  uint32_t tta;
+  uint64_t deadline_us;
+  bool return_crops; /* each object's crop (gray8) comes back */
+} pc_client_frame_request;
+
 /* ---- answers ---- */
 
 typedef enum pc_client_response_kind {
@@ -107,6 +136,7 @@ typedef enum pc_client_response_kind {
   PC_CLIENT_RESPONSE_HEALTH,
   PC_CLIENT_RESPONSE_MODEL_INFO,
   PC_CLIENT_RESPONSE_ERROR, /* the daemon is closing the connection (broken frame) */
+  PC_CLIENT_RESPONSE_FRAME,
 } pc_client_response_kind;
 
 typedef struct pc_client_class_score {
@@ -124,6 +154,32 @@ typedef struct pc_client_classify_result {
   uint64_t queue_us, decode_us, compute_us;
   uint32_t batch_size, tta;
 } pc_client_classify_result;
+
+typedef struct pc_client_frame_object {
+  uint32_t x, y, width, height; /* tight box, frame pixels */
+  uint64_t area;
+  double centroid_x, centroid_y, major_axis, minor_axis, orientation_deg;
+  double mean_gray; /* on the frame's own sample scale */
+  uint32_t min_gray;
+  uint32_t crop_x, crop_y, crop_width, crop_height; /* what the model saw */
+  int status;                                       /* this object's classification */
+  const char *message;
+  size_t n_top;
+  const pc_client_class_score *top;
+  size_t n_distribution;
+  const float *distribution;
+  const uint8_t *crop; /* return_crops: crop_width * crop_height gray8; else NULL */
+  size_t crop_len;
+} pc_client_frame_object;
+
+typedef struct pc_client_frame_result {
+  size_t n_objects;
+  const pc_client_frame_object *objects; /* by box top, then left */
+  uint32_t objects_found, width, height;
+  uint64_t dropped_small, dropped_large, dropped_edge, dropped_cap, absorbed;
+  uint64_t decode_us, segment_us, queue_us, compute_us;
+  const char *model_name, *model_version;
+} pc_client_frame_result;
 
 typedef struct pc_client_histogram {
   const char *name; /* queue_us, decode_us, compute_us, request_us, batch_size */
@@ -172,6 +228,7 @@ typedef struct pc_client_response {
   const char *message; /* "" when OK */
   union {
     pc_client_classify_result classify;
+    pc_client_frame_result frame;
     pc_client_stats_result stats;
     struct {
       const char *state;               /* "serving", "draining" or "failing" */
@@ -204,6 +261,7 @@ int pc_client_process(pc_client *c, short revents, pc_client_error *err);
  * PC_CLIENT_EAGAIN when the window is full: process answers first. */
 int pc_client_send_classify(pc_client *c, const pc_client_classify_request *req,
                             pc_client_error *err);
+int pc_client_send_frame(pc_client *c, const pc_client_frame_request *req, pc_client_error *err);
 int pc_client_send_stats(pc_client *c, uint64_t id, pc_client_error *err);
 int pc_client_send_health(pc_client *c, uint64_t id, pc_client_error *err);
 int pc_client_send_model_info(pc_client *c, uint64_t id, const char *model, pc_client_error *err);
@@ -292,6 +350,9 @@ void pc_client_retry_stats(const pc_client *c, pc_client_retry_counters *out);
  * the daemon's status: check (*out)->status. */
 int pc_client_classify(pc_client *c, const pc_client_classify_request *req,
                        pc_client_response **out, pc_client_error *err);
+/* A frame's answer: (*out)->u.frame (kind PC_CLIENT_RESPONSE_FRAME). */
+int pc_client_frame(pc_client *c, const pc_client_frame_request *req, pc_client_response **out,
+                    pc_client_error *err);
 int pc_client_stats(pc_client *c, pc_client_response **out, pc_client_error *err);
 int pc_client_health(pc_client *c, pc_client_response **out, pc_client_error *err);
 int pc_client_model_info(pc_client *c, const char *model, pc_client_response **out,

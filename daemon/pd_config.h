@@ -48,7 +48,8 @@ typedef struct pd_config {
   long max_frame_bytes;
   long max_receive_bytes; /* receive buffers of all connections, beyond 256 KiB each */
   long max_image_width, max_image_height, max_image_pixels;
-  long max_in_flight; /* per connection */
+  long max_frame_pixels; /* frame requests: width x height */
+  long max_in_flight;    /* per connection */
   long max_connections;
   long frame_timeout_ms; /* a frame begun must be complete within this; 0 = no limit */
   long idle_timeout_s;   /* close a connection silent (nothing owed) this long; 0 = never */

@@ -108,6 +108,7 @@ static pd_pipeline_limits pipeline_limits(const pd_config *c) {
                 .max_height = (int)c->max_image_height,
                 .max_pixels = c->max_image_pixels},
       .max_tta = (int)c->max_tta,
+      .max_frame_pixels = c->max_frame_pixels,
   };
   return l;
 }

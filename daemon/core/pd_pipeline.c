@@ -273,6 +273,23 @@ pd_batcher_counts pd_pipeline_queue(pd_pipeline *p) {
   return pd_batcher_counts_get(p->batcher);
 }
 
+uv_loop_t *pd_pipeline_loop(const pd_pipeline *p) {
+  return p->loop;
+}
+
+const pd_pipeline_limits *pd_pipeline_limits_now(const pd_pipeline *p) {
+  return &p->lim;
+}
+
+void pd_pipeline_hold(pd_pipeline *p) {
+  p->in_flight++;
+}
+
+void pd_pipeline_unhold(pd_pipeline *p) {
+  p->in_flight--;
+  if (p->in_flight == 0 && p->idle_cb) p->idle_cb(p->idle_data);
+}
+
 void pd_pipeline_on_idle(pd_pipeline *p, void (*cb)(void *), void *data) {
   p->idle_cb = cb;
   p->idle_data = data;

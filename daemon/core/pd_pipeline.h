@@ -23,6 +23,7 @@ typedef struct pd_pipeline_limits {
   pd_batcher_limits batch;
   pd_image_limits image;
   int max_tta;
+  long max_frame_pixels; /* frame requests (pd_frame_job.h): width x height */
 } pd_pipeline_limits;
 
 int pd_pipeline_create(uv_loop_t *loop, const pd_pipeline_limits *lim, pd_stats *stats,
@@ -50,6 +51,14 @@ void pd_pipeline_cancel(pd_pipeline *p, pd_request *req);
 /* Requests submitted and not yet done. */
 int pd_pipeline_in_flight(const pd_pipeline *p);
 pd_batcher_counts pd_pipeline_queue(pd_pipeline *p);
+
+/* For work of the core beyond single requests (frames, pd_frame_job.h):
+ * the loop, the limits now, and a hold that counts as one request in
+ * flight (so a drain waits for it) until pd_pipeline_unhold. */
+uv_loop_t *pd_pipeline_loop(const pd_pipeline *p);
+const pd_pipeline_limits *pd_pipeline_limits_now(const pd_pipeline *p);
+void pd_pipeline_hold(pd_pipeline *p);
+void pd_pipeline_unhold(pd_pipeline *p);
 
 /* Called on the loop whenever the in-flight count drops to zero. */
 void pd_pipeline_on_idle(pd_pipeline *p, void (*cb)(void *data), void *data);

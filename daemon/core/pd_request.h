@@ -38,7 +38,8 @@ typedef enum pd_input_format {
   PD_FORMAT_PNG,
   PD_FORMAT_JPEG,
   PD_FORMAT_RAW_GRAY8,
-  PD_FORMAT_TIFF /* the numbers are plankton.proto's ImageFormat */
+  PD_FORMAT_TIFF,      /* the numbers are plankton.proto's ImageFormat */
+  PD_FORMAT_RAW_GRAY16 /* frames only (pd_frame_job.h): 16-bit words, little endian */
 } pd_input_format;
 
 struct pd_served;

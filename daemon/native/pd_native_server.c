@@ -26,6 +26,7 @@ struct pd_native_server {
   pd_link *conns;
   int n_conns;
   pd_link *requests; /* classify requests in the pipeline (srv_request.link) */
+  pd_link *frames;   /* frame requests in the core (srv_frame.link) */
   uint64_t serial;
   uv_timer_t sweep;             /* the timeouts' check */
   uint64_t sweep_period_ms;     /* 0: not running */
@@ -116,6 +117,70 @@ static void handle_classify(pd_native_server *s, pd_conn *c, Plankton__Request *
   pd_pipeline_submit(s->pipeline, &sr->req);
 }
 
+/* A frame request in the core (pd_frame_job.h), as srv_request is for a crop. */
+typedef struct srv_frame {
+  pd_frame_job job;
+  pd_native_server *srv;
+  pd_conn *conn;
+  Plankton__Request *msg;
+  pd_link link; /* in srv->frames until done */
+} srv_frame;
+
+static void frame_done(pd_frame_job *job) {
+  srv_frame *sf = job->owner;
+  pd_conn *c = sf->conn;
+  pd_link_unlink(&sf->srv->frames, &sf->link);
+  if (pd_conn_open(c)) {
+    size_t len = 0;
+    uint8_t *frame = pd_wire_frame_answer(job, &len);
+    answer(c, frame, len);
+  } else {
+    pd_conn_send(c, NULL, 0); /* the client left: drop the answer */
+  }
+  if (job->status == PD_STATUS_INTERNAL)
+    pd_logf(sf->srv->log, PD_LOG_ERROR, "frame %llu from %s: %s", (unsigned long long)job->id,
+            c->peer, job->message);
+  else if (job->status != PD_STATUS_OK)
+    pd_logf(sf->srv->log, PD_LOG_DEBUG, "frame %llu from %s: %s: %s", (unsigned long long)job->id,
+            c->peer, pd_status_name(job->status), job->message);
+  pd_frame_job_dispose(job);
+  pd_wire_free(sf->msg); /* normally freed already by release_input */
+  pd_conn_release(c);
+  free(sf);
+}
+
+static void frame_release_input(pd_frame_job *job) {
+  srv_frame *sf = job->owner;
+  pd_wire_free(sf->msg);
+  sf->msg = NULL;
+}
+
+static void handle_frame(pd_native_server *s, pd_conn *c, Plankton__Request *msg) {
+  const uint64_t id = msg->frame->id;
+  srv_frame *sf = s->draining ? NULL : calloc(1, sizeof *sf);
+  if (!sf) {
+    size_t len = 0;
+    const bool drain = s->draining;
+    pd_wire_free(msg);
+    uint8_t *frame = pd_wire_frame_error(
+        id, drain ? PD_STATUS_UNAVAILABLE : PD_STATUS_RESOURCE_EXHAUSTED,
+        drain ? "draining: the daemon is shutting down" : "out of memory", &len);
+    answer(c, frame, len);
+    return;
+  }
+  sf->srv = s;
+  sf->conn = c;
+  sf->msg = msg;
+  pd_conn_hold(c);
+  pd_wire_frame_input(msg->frame, pd_now_ns(), s->lim.default_top_k, &sf->job);
+  sf->job.release_input = frame_release_input;
+  sf->job.done = frame_done;
+  sf->job.owner = sf;
+  sf->job.client = c->serial; /* its objects share the connection's fair share */
+  pd_link_push(&s->frames, &sf->link);
+  pd_frame_job_submit(s->pipeline, &sf->job);
+}
+
 static void handle_stats(pd_native_server *s, pd_conn *c, uint64_t id) {
   pd_stats_report r;
   pd_stats_report_fill(s->stats, pd_now_ns(), &r);
@@ -186,6 +251,9 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
   case PLANKTON__REQUEST__BODY_CLASSIFY:
     handle_classify(s, c, msg);
     return 0;
+  case PLANKTON__REQUEST__BODY_FRAME:
+    handle_frame(s, c, msg);
+    return 0;
   case PLANKTON__REQUEST__BODY_STATS:
     handle_stats(s, c, msg->stats->id);
     break;
@@ -227,6 +295,11 @@ static void cancel_requests_of(pd_native_server *s, const pd_conn *c) {
     next = l->next;
     srv_request *sr = pd_link_owner(l, srv_request, link);
     if (sr->conn == c) pd_pipeline_cancel(s->pipeline, &sr->req);
+  }
+  for (pd_link *l = s->frames, *next; l; l = next) {
+    next = l->next;
+    srv_frame *sf = pd_link_owner(l, srv_frame, link);
+    if (sf->conn == c) pd_frame_job_cancel(&sf->job);
   }
 }
 

@@ -70,7 +70,7 @@ uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *
 }
 
 /* Indices of the k largest probabilities, best first (ties: lower index first). */
-static void top_indices(const float *p, int n, int k, int *out) {
+void pd_wire_top_indices(const float *p, int n, int k, int *out) {
   for (int i = 0; i < k; i++)
     out[i] = -1;
   for (int c = 0; c < n; c++) {
@@ -96,7 +96,7 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
   Plankton__ClassScore **ptrs = malloc((size_t)k * sizeof *ptrs);
   uint8_t *frame = NULL;
   if (idx && scores && ptrs) {
-    top_indices(req->probs, m->n_classes, k, idx);
+    pd_wire_top_indices(req->probs, m->n_classes, k, idx);
     for (int i = 0; i < k; i++) {
       plankton__class_score__init(&scores[i]);
       scores[i].index = (uint32_t)idx[i];

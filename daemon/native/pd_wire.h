@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "plankton.pb-c.h"
+#include "pd_frame_job.h"
 #include "pd_request.h"
 #include "pd_served.h"
 #include "pd_stats.h"
@@ -22,7 +23,21 @@ void pd_wire_free(Plankton__Request *r);
 void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns, int default_top_k,
                             pd_request *req);
 
+/* Fills job's input fields from f (the image bytes borrow from f). Never
+ * fails: out-of-range values are carried over for the core to refuse with
+ * a message naming them. */
+void pd_wire_frame_input(const Plankton__FrameRequest *f, uint64_t now_ns, int default_top_k,
+                         pd_frame_job *job);
+
+/* out[0..k): the indices of p[0..n)'s k largest values, best first (ties:
+ * the lower index first). */
+void pd_wire_top_indices(const float *p, int n, int k, int *out);
+
 /* Each returns a frame of *len bytes, or NULL when out of memory. */
+/* FrameResponse: the job's objects (with their scores and, when asked,
+ * crops), counts and timings; the status and message of a failed job. */
+uint8_t *pd_wire_frame_answer(const pd_frame_job *job, size_t *len);
+uint8_t *pd_wire_frame_error(uint64_t id, int code, const char *msg, size_t *len);
 uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len);
 uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *len);
 uint8_t *pd_wire_error(int code, const char *msg, size_t *len);

@@ -1,0 +1,506 @@
+/* Frame requests on a real daemon (plankton.proto FrameRequest, through the
+ * client library's pc_client_frame):
+ *  - objects: a made-up 640x480 white frame with 5 pd_td_crop crops pasted
+ *    at known places: 5 objects, each box inside its pasted crop and equal
+ *    to the bounding box of that crop's dark pixels; the crop the daemon cut
+ *    (return_crops) is the frame's pixels there; the object's scores are the
+ *    engine's own answer on that crop, and the same crop sent alone as raw
+ *    gray8 gets the same answer (to 1e-6);
+ *  - gray16: the same frame as raw gray16 with 12 significant bits: the same
+ *    boxes and scores, gray features on the 12-bit scale;
+ *  - empty: a white frame is OK with no object;
+ *  - bad_input: zero size, significant bits that do not fit, a sample
+ *    above them, a background of another size, too few bytes, over
+ *    limits.max_frame_pixels: INVALID_ARGUMENT naming the values;
+ *  - queue_full: a frame with more objects than batching.max_queue places:
+ *    RESOURCE_EXHAUSTED and no object computed;
+ *  - concurrent: frames and single crops from 4 clients at once, every
+ *    answer checked against the engine. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd_daemon_test.h"
+#include "pd_test.h"
+#include "pd_test_cases.h"
+
+#define FW 640
+#define FH 480
+#define N_OBJ 5
+
+static pd_td_ref ref;
+static pthread_mutex_t ref_mu = PTHREAD_MUTEX_INITIALIZER; /* ref is one plan: one user */
+
+typedef struct pasted {
+  int x, y, w, h;
+  int bx, by, bw, bh; /* bounding box of the crop's dark pixels, frame coordinates */
+} pasted;
+
+static const pasted k_places[N_OBJ] = {
+    {.x = 40, .y = 30, .w = 60, .h = 50},   {.x = 300, .y = 40, .w = 80, .h = 64},
+    {.x = 500, .y = 60, .w = 50, .h = 70},  {.x = 80, .y = 280, .w = 90, .h = 72},
+    {.x = 380, .y = 300, .w = 70, .h = 56},
+};
+
+/* The white frame with the crops pasted (their dark-pixel boxes in *p). */
+static uint8_t *make_frame(pasted *p) {
+  uint8_t *f = malloc((size_t)FW * FH);
+  if (!f) return NULL;
+  memset(f, 255, (size_t)FW * FH);
+  for (int i = 0; i < N_OBJ; i++) {
+    p[i] = k_places[i];
+    uint8_t *c = pd_td_crop(100 + (uint64_t)i, p[i].w, p[i].h);
+    int x0 = p[i].w, y0 = p[i].h, x1 = -1, y1 = -1;
+    for (int y = 0; y < p[i].h; y++)
+      for (int x = 0; x < p[i].w; x++) {
+        uint8_t v = c[y * p[i].w + x];
+        f[(size_t)(p[i].y + y) * FW + (size_t)(p[i].x + x)] = v;
+        if (v < 229) { /* dark: below 255 * (1 - 0.1), the default threshold */
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          if (y < y0) y0 = y;
+          if (y > y1) y1 = y;
+        }
+      }
+    p[i].bx = p[i].x + x0;
+    p[i].by = p[i].y + y0;
+    p[i].bw = x1 - x0 + 1;
+    p[i].bh = y1 - y0 + 1;
+    free(c);
+  }
+  return f;
+}
+
+static pc_client_frame_request raw8_request(uint64_t id, const uint8_t *px, int w, int h) {
+  pc_client_frame_request r = {0};
+  r.id = id;
+  r.image.format = PC_CLIENT_IMAGE_RAW_GRAY8;
+  r.image.data = px;
+  r.image.len = (size_t)w * (size_t)h;
+  r.image.width = (uint32_t)w;
+  r.image.height = (uint32_t)h;
+  r.full_distribution = true;
+  r.top_k = 3;
+  r.return_crops = true;
+  return r;
+}
+
+/* The pasted crop object o lies in (-1: none). */
+static int place_of(const pasted *p, const pc_client_frame_object *o) {
+  for (int i = 0; i < N_OBJ; i++)
+    if ((int)o->x >= p[i].x && (int)o->y >= p[i].y && (int)(o->x + o->width) <= p[i].x + p[i].w &&
+        (int)(o->y + o->height) <= p[i].y + p[i].h)
+      return i;
+  return -1;
+}
+
+/* max |a - b| over n floats. */
+static double max_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+    if (d > m) m = d;
+  }
+  return m;
+}
+
+/* Each object of a frame answer against the places, the frame's pixels,
+ * the engine and the same crop sent alone. */
+static void check_objects(pd_test_state *st, pc_client *c, const pc_client_response *r,
+                          const pasted *p, const uint8_t *frame8) {
+  const size_t K = (size_t)ref.model->n_classes;
+  float *want = malloc(K * sizeof *want);
+  const pc_client_frame_result *f = &r->u.frame;
+  PD_CHECK_INT(st, f->n_objects, N_OBJ);
+  PD_CHECK_INT(st, f->width, FW);
+  PD_CHECK_INT(st, f->height, FH);
+  bool seen[N_OBJ] = {0};
+  for (size_t i = 0; i < f->n_objects && want; i++) {
+    const pc_client_frame_object *o = &f->objects[i];
+    int k = place_of(p, o);
+    PD_CHECK(st, k >= 0);
+    if (k < 0) continue;
+    PD_CHECK(st, !seen[k]);
+    seen[k] = true;
+    PD_CHECK_INT(st, o->x, p[k].bx);
+    PD_CHECK_INT(st, o->y, p[k].by);
+    PD_CHECK_INT(st, o->width, p[k].bw);
+    PD_CHECK_INT(st, o->height, p[k].bh);
+    PD_CHECK(st, o->area > 0 && o->area <= (uint64_t)o->width * o->height);
+    PD_CHECK(st, o->centroid_x >= o->x && o->centroid_x < o->x + o->width);
+    PD_CHECK(st, o->major_axis >= o->minor_axis && o->minor_axis > 0);
+    PD_CHECK_INT(st, o->status, PC_CLIENT_STATUS_OK);
+    PD_CHECK_INT(st, o->n_distribution, K);
+    PD_CHECK_INT(st, o->crop_len, (size_t)o->crop_width * o->crop_height);
+    if (!o->crop || o->n_distribution != K) continue;
+    /* the crop: the tight box grown by the margin (10), clipped; its pixels
+     * are the frame's (255 * v / 255 on a white background) */
+    PD_CHECK(st, o->crop_x <= o->x && o->crop_y <= o->y);
+    PD_CHECK(st, o->crop_x + o->crop_width >= o->x + o->width);
+    int off = 0;
+    for (uint32_t y = 0; y < o->crop_height; y++)
+      for (uint32_t x = 0; x < o->crop_width; x++) {
+        int a = o->crop[y * o->crop_width + x];
+        int b = frame8[(size_t)(o->crop_y + y) * FW + o->crop_x + x];
+        if (abs(a - b) > 1) off++;
+      }
+    PD_CHECK_INT(st, off, 0);
+    /* the engine on the crop the daemon cut */
+    pthread_mutex_lock(&ref_mu);
+    PD_CHECK_INT(st, pd_td_ref_probs(&ref, o->crop, (int)o->crop_width, (int)o->crop_height, want),
+                 0);
+    pthread_mutex_unlock(&ref_mu);
+    PD_CHECK(st, max_diff(o->distribution, want, K) <= pd_td_prob_tol());
+    /* the same crop sent alone */
+    pc_client_classify_request cr = {.id = 1000 + i,
+                                     .format = PC_CLIENT_IMAGE_RAW_GRAY8,
+                                     .data = o->crop,
+                                     .len = o->crop_len,
+                                     .width = o->crop_width,
+                                     .height = o->crop_height,
+                                     .full_distribution = true};
+    pc_client_response *alone = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_classify(c, &cr, &alone, &err), PC_CLIENT_OK);
+    if (alone) {
+      PD_CHECK_INT(st, alone->status, PC_CLIENT_STATUS_OK);
+      PD_CHECK_INT(st, alone->u.classify.n_distribution, K);
+      if (alone->u.classify.n_distribution == K)
+        PD_CHECK(st, max_diff(o->distribution, alone->u.classify.distribution, K) <= 1e-6);
+      PD_CHECK(st, o->n_top >= 1 && alone->u.classify.n_top >= 1 &&
+                       o->top[0].index == alone->u.classify.top[0].index);
+    }
+    pc_client_response_free(alone);
+  }
+  free(want);
+}
+
+static bool start(pd_test_state *st, pd_td *d, const char *const *args) {
+  if (pd_td_start(d, args) != 0) {
+    PD_CHECK(st, !"daemon did not start");
+    pd_td_cleanup(d);
+    return false;
+  }
+  return true;
+}
+
+static void stop(pd_test_state *st, pd_td *d) {
+  PD_CHECK_INT(st, pd_td_stop(d, SIGTERM, 30), 0);
+  pd_td_cleanup(d);
+}
+
+static void objects(pd_test_state *st) {
+  pd_td d;
+  if (!start(st, &d, NULL)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && frame);
+  if (c && frame) {
+    pc_client_frame_request rq = raw8_request(7, frame, FW, FH);
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    PD_CHECK(st, r && r->kind == PC_CLIENT_RESPONSE_FRAME);
+    if (r) {
+      PD_CHECK_INT(st, r->id, 7);
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+      PD_CHECK(st, r->u.frame.objects_found >= N_OBJ);
+      PD_CHECK(st, r->u.frame.model_name[0] != '\0');
+      check_objects(st, c, r, p, frame);
+    }
+    pc_client_response_free(r);
+    /* the same frame as PNG: the same objects */
+    size_t png_len = 0;
+    uint8_t *png = pd_td_png(frame, FW, FH, &png_len);
+    rq.image.format = PC_CLIENT_IMAGE_PNG;
+    rq.image.data = png;
+    rq.image.len = png_len;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    if (r) {
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+      check_objects(st, c, r, p, frame);
+    }
+    pc_client_response_free(r);
+    free(png);
+  }
+  pc_client_close(c);
+  free(frame);
+  stop(st, &d);
+}
+
+static void gray16(pd_test_state *st) {
+  pd_td d;
+  if (!start(st, &d, NULL)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  uint8_t *w16 = malloc((size_t)FW * FH * 2);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && frame && w16);
+  if (c && frame && w16) {
+    for (size_t i = 0; i < (size_t)FW * FH; i++) { /* 12 bits, little endian */
+      unsigned v = (unsigned)frame[i] * 16u;
+      w16[2 * i] = (uint8_t)v;
+      w16[2 * i + 1] = (uint8_t)(v >> 8);
+    }
+    pc_client_frame_request rq = raw8_request(9, w16, FW, FH);
+    rq.image.format = PC_CLIENT_IMAGE_RAW_GRAY16;
+    rq.image.len = (size_t)FW * FH * 2;
+    rq.image.significant_bits = 12;
+    pc_client_response *r = NULL, *r8 = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    pc_client_frame_request rq8 = raw8_request(10, frame, FW, FH);
+    PD_CHECK_INT(st, pc_client_frame(c, &rq8, &r8, &err), PC_CLIENT_OK);
+    if (r && r8) {
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+      check_objects(st, c, r, p, frame);
+      PD_CHECK_INT(st, r->u.frame.n_objects, r8->u.frame.n_objects);
+      for (size_t i = 0; i < r->u.frame.n_objects && i < r8->u.frame.n_objects; i++) {
+        const pc_client_frame_object *a = &r->u.frame.objects[i], *b = &r8->u.frame.objects[i];
+        PD_CHECK_NEAR(st, a->mean_gray, 16 * b->mean_gray, 1e-6 * a->mean_gray + 1e-9);
+        PD_CHECK_INT(st, a->min_gray, 16 * b->min_gray);
+      }
+    }
+    pc_client_response_free(r);
+    pc_client_response_free(r8);
+  }
+  pc_client_close(c);
+  free(frame);
+  free(w16);
+  stop(st, &d);
+}
+
+static void empty(pd_test_state *st) {
+  pd_td d;
+  if (!start(st, &d, NULL)) return;
+  uint8_t *white = malloc((size_t)FW * FH);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && white);
+  if (c && white) {
+    memset(white, 250, (size_t)FW * FH);
+    pc_client_frame_request rq = raw8_request(3, white, FW, FH);
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    if (r) {
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+      PD_CHECK_INT(st, r->u.frame.n_objects, 0);
+      PD_CHECK_INT(st, r->u.frame.objects_found, 0);
+      PD_CHECK_INT(st, r->u.frame.width, FW);
+    }
+    pc_client_response_free(r);
+  }
+  pc_client_close(c);
+  free(white);
+  stop(st, &d);
+}
+
+/* One bad frame: INVALID_ARGUMENT with each needle in the message. */
+static void expect_invalid(pd_test_state *st, pc_client *c, const pc_client_frame_request *rq,
+                           const char *n1, const char *n2) {
+  pc_client_response *r = NULL;
+  pc_client_error err;
+  PD_CHECK_INT(st, pc_client_frame(c, rq, &r, &err), PC_CLIENT_OK);
+  PD_CHECK(st, r != NULL);
+  if (!r) return;
+  PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_INVALID_ARGUMENT);
+  PD_CHECK_INT(st, r->u.frame.n_objects, 0);
+  PD_CHECK_CONTAINS(st, r->message, n1);
+  if (n2) PD_CHECK_CONTAINS(st, r->message, n2);
+  pc_client_response_free(r);
+}
+
+static void bad_input(pd_test_state *st) {
+  pd_td d;
+  static const char *const args[] = {"--max-frame-pixels", "200000", NULL};
+  if (!start(st, &d, args)) return;
+  uint8_t *px = calloc((size_t)FW * FH * 2, 1);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && px);
+  if (c && px) {
+    memset(px, 200, (size_t)FW * FH);
+    pc_client_frame_request rq = raw8_request(1, px, 0, 100);
+    rq.image.len = 0;
+    expect_invalid(st, c, &rq, "0x100", "empty");
+    rq = raw8_request(2, px, 400, 400); /* 160,000 pixels */
+    rq.image.significant_bits = 12;
+    expect_invalid(st, c, &rq, "significant_bits 12", "8-bit");
+    rq = raw8_request(3, px, 400, 400);
+    rq.image.len = 1000;
+    expect_invalid(st, c, &rq, "1000 bytes", "160000");
+    rq = raw8_request(4, px, 500, 500); /* 250,000 pixels > 200,000 */
+    expect_invalid(st, c, &rq, "250000", "200000");
+    /* a 16-bit sample above its 10 significant bits (1023) */
+    rq = raw8_request(5, px, 100, 100);
+    rq.image.format = PC_CLIENT_IMAGE_RAW_GRAY16;
+    rq.image.len = (size_t)100 * 100 * 2;
+    rq.image.significant_bits = 10;
+    expect_invalid(st, c, &rq, "10", NULL); /* px[0..1] = 200,200: 51400 > 1023 */
+    /* a background of another size */
+    pc_client_image bg = {.format = PC_CLIENT_IMAGE_RAW_GRAY8,
+                          .data = px,
+                          .len = (size_t)90 * 100,
+                          .width = 90,
+                          .height = 100};
+    rq = raw8_request(6, px, 100, 100);
+    rq.background = &bg;
+    expect_invalid(st, c, &rq, "background: 90x100", "100x100");
+    /* a background of another depth */
+    bg.format = PC_CLIENT_IMAGE_RAW_GRAY16;
+    bg.len = (size_t)100 * 100 * 2;
+    bg.width = 100;
+    expect_invalid(st, c, &rq, "gray16", "gray8");
+    /* not an image */
+    rq = raw8_request(7, px, 0, 0);
+    rq.image.format = PC_CLIENT_IMAGE_PNG;
+    rq.image.len = 64;
+    expect_invalid(st, c, &rq, "frame", NULL);
+    /* a threshold outside (0, 1) */
+    rq = raw8_request(8, px, 100, 100);
+    rq.threshold = 1.5f;
+    expect_invalid(st, c, &rq, "threshold", "1.5");
+    /* the daemon still answers a good frame */
+    memset(px, 255, (size_t)100 * 100);
+    rq = raw8_request(9, px, 100, 100);
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_OK);
+    pc_client_response_free(r);
+  }
+  pc_client_close(c);
+  free(px);
+  stop(st, &d);
+}
+
+static void queue_full(pd_test_state *st) {
+  pd_td d;
+  static const char *const args[] = {"--max-batch", "4", "--max-queue", "4", NULL};
+  if (!start(st, &d, args)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && frame);
+  if (c && frame) {
+    pc_client_frame_request rq = raw8_request(11, frame, FW, FH);
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    if (r) {
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
+      PD_CHECK_CONTAINS(st, r->message, "5 objects");
+      PD_CHECK_CONTAINS(st, r->message, "batching.max_queue");
+    }
+    pc_client_response_free(r);
+    PD_CHECK_INT(st, pc_client_stats(c, &r, &err), PC_CLIENT_OK);
+    if (r) PD_CHECK_INT(st, r->u.stats.crops, 0); /* nothing half-done */
+    pc_client_response_free(r);
+    /* 4 objects fit */
+    rq.max_objects = 4;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    if (r) {
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+      PD_CHECK_INT(st, r->u.frame.n_objects, 4);
+      PD_CHECK_INT(st, r->u.frame.dropped_cap, 1);
+    }
+    pc_client_response_free(r);
+  }
+  pc_client_close(c);
+  free(frame);
+  stop(st, &d);
+}
+
+/* ---- concurrent: frames and crops from 4 clients ---- */
+
+typedef struct worker {
+  const pd_td *d;
+  bool frames;
+  const uint8_t *frame;
+  const pasted *p;
+  pd_td_crop_ref *crops;
+  int n_crops;
+  int failures;
+} worker;
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  pd_test_state local = {0};
+  pc_client *c = pd_td_connect(w->d, 16);
+  if (!c) {
+    w->failures = 1;
+    return NULL;
+  }
+  pc_client_error err;
+  for (int i = 0; i < (w->frames ? 6 : 60); i++) {
+    pc_client_response *r = NULL;
+    if (w->frames) {
+      pc_client_frame_request rq = raw8_request((uint64_t)i, w->frame, FW, FH);
+      if (pc_client_frame(c, &rq, &r, &err) != PC_CLIENT_OK || !r ||
+          r->status != PC_CLIENT_STATUS_OK) {
+        local.failures++;
+      } else {
+        check_objects(&local, c, r, w->p, w->frame);
+      }
+    } else {
+      const pd_td_crop_ref *cr = &w->crops[i % w->n_crops];
+      pc_client_classify_request rq = pd_td_crop_request(cr, (uint64_t)i, i % 2 == 0);
+      if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK || !r ||
+          r->status != PC_CLIENT_STATUS_OK ||
+          pd_td_crop_diff(cr, &ref, r->u.classify.distribution, r->u.classify.n_distribution) >
+              pd_td_prob_tol())
+        local.failures++;
+    }
+    pc_client_response_free(r);
+  }
+  pc_client_close(c);
+  w->failures = local.failures;
+  return NULL;
+}
+
+static void concurrent(pd_test_state *st) {
+  pd_td d;
+  static const char *const args[] = {"--max-batch", "16", "--max-queue-delay-us", "3000", NULL};
+  if (!start(st, &d, args)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  pd_td_crop_ref crops[8];
+  bool have = frame && pd_td_crops_make(crops, 8, &ref, 5, 30, 60, 30, 60) == 0;
+  PD_CHECK(st, have);
+  if (have) {
+    worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+      w[i] =
+          (worker){.d = &d, .frames = i < 2, .frame = frame, .p = p, .crops = crops, .n_crops = 8};
+      PD_CHECK_INT(st, pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+      pthread_join(t[i], NULL);
+      PD_CHECK_INT(st, w[i].failures, 0);
+    }
+    pd_td_crops_free(crops, 8);
+  }
+  free(frame);
+  stop(st, &d);
+}
+
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  return pd_td_ref_open(&ref, pd_td_model_dir()) != 0 ? 1 : 0;
+}
+
+static void teardown(void) {
+  pd_td_ref_close(&ref);
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(objects),   PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
+    PD_TEST_CASE(bad_input), PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
+};
+
+int main(int argc, char **argv) {
+  return pd_test_cases_main(
+      argc, argv, &(pd_test_suite){"daemon_frames", setup, teardown, k_cases, PD_TEST_N(k_cases)});
+}
