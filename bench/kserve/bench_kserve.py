@@ -24,7 +24,11 @@ gRPC core's C API as a Triton client uses it, a channel per client, the
 same crops as bench/daemon_load) with --grpc-client c, the default where it
 is built; --grpc-client python: tritonclient's (async_infer and one stream
 per client, their own crops), which on a small machine are the limit
-themselves. REST is always Python (http.client). client_cpu_us: the
+themselves. --transport: the native protocol and gRPC both over TCP
+loopback (default; as remote clients connect) or both on Unix sockets
+(the comparison on one transport; before, native was on the Unix socket
+and gRPC on TCP). REST is always Python (http.client) over TCP.
+client_cpu_us: the
 clients' own CPU per request (the C tools' from their rusage). The
 daemon's front-end CPU is every thread's but the engine's (pd-*) and the
 decode pool's (libuv's, named planktond): the loop, kserve-cq, gRPC's own;
@@ -42,7 +46,7 @@ cannot run, the reason is printed instead.
 
   bench/kserve/bench_kserve.py [--model SPEC] [--seconds 5] [--warmup 1]
                                [--clients 1,8,64] [--threads 2]
-                               [--grpc-client c|python]
+                               [--grpc-client c|python] [--transport tcp|unix]
                                [--perf-analyzer] [--pa-concurrency 1:64:7]
                                [--only-perf-analyzer]
 """
@@ -300,8 +304,8 @@ def run_tool(cmd):
             "client_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)}
 
 
-def run_native(load_tool, sock, fmt, n_clients, seconds, warmup):
-    return run_tool([load_tool, "--address", "unix:" + sock, "--clients", str(n_clients), "--window", "1",
+def run_native(load_tool, address, fmt, n_clients, seconds, warmup):
+    return run_tool([load_tool, "--address", address, "--clients", str(n_clients), "--window", "1",
                      "--format", fmt, "--seconds", str(seconds), "--warmup", str(warmup)])
 
 
@@ -339,6 +343,8 @@ def main():
     ap.add_argument("--perf-analyzer", action="store_true")
     ap.add_argument("--only-perf-analyzer", action="store_true")
     ap.add_argument("--pa-concurrency", default="1:64:7")
+    ap.add_argument("--transport", choices=["tcp", "unix"], default="tcp",
+                    help="the native protocol's and gRPC's: both over TCP loopback (default) or both on Unix sockets")
     ap.add_argument("--grpc-client", choices=["c", "python"], default=None,
                     help="the gRPC rows' clients: c (bench/kserve_load; the default where built) or python (tritonclient)")
     a = ap.parse_args()
@@ -360,18 +366,27 @@ def main():
             "--seed", "1"], env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "train")))
         name = re.search(r"^name:\s*(\S+)", open(os.path.join(model, "model.yaml")).read(), re.M).group(1)
         sock = os.path.join(tmp, "n.sock")
-        gport, hport = free_port(), free_port()
+        gport, hport, nport = free_port(), free_port(), free_port()
+        # the native protocol and gRPC on the same transport: TCP loopback
+        # (as remote clients connect), or both on Unix sockets
+        if a.transport == "tcp":
+            naddr, gaddr, extra = "tcp:127.0.0.1:%d" % nport, "127.0.0.1:%d" % gport, ["--tcp", "127.0.0.1:%d" % nport]
+        else:
+            naddr, gaddr, extra = "unix:" + sock, "unix:" + os.path.join(tmp, "g.sock"), []
+        print("transport=%s native=%s grpc=%s rest=127.0.0.1:%d" % (a.transport, naddr, gaddr, hport), flush=True)
         log = open(os.path.join(tmp, "d.log"), "w")
         d = subprocess.Popen([planktond, "--socket", sock, "--model", model, "--threads", str(a.threads),
-                              "--grpc", "127.0.0.1:%d" % gport, "--http", "127.0.0.1:%d" % hport],
+                              "--grpc", gaddr, "--http", "127.0.0.1:%d" % hport] + extra,
                              stdout=log, stderr=log)
         try:
             deadline = time.time() + 120
-            while not os.path.exists(sock) and time.time() < deadline and d.poll() is None:
+            # "ready": every listener is up (the log says so after the last)
+            while time.time() < deadline and d.poll() is None and \
+                    not re.search(r" info: ready$", open(log.name).read(), re.M):
                 time.sleep(0.1)
-            time.sleep(0.5)
-            gaddr = "127.0.0.1:%d" % gport
-            kinds = [("native", lambda fmt, c: run_native(load_tool, sock, fmt, c, a.seconds, a.warmup)),
+            if d.poll() is not None or time.time() >= deadline:
+                raise SystemExit("bench/kserve: planktond did not start: " + open(log.name).read()[-2000:])
+            kinds = [("native", lambda fmt, c: run_native(load_tool, naddr, fmt, c, a.seconds, a.warmup)),
                      ("grpc", lambda fmt, c: run_grpc_c(kserve_load, gaddr, name, "unary", fmt, c, a.seconds, a.warmup)
                       if a.grpc_client == "c" else run_grpc_unary(gaddr, name, cs, fmt, c, a.seconds, a.warmup)),
                      ("grpc-stream", lambda fmt, c: run_grpc_c(kserve_load, gaddr, name, "stream", fmt, c, a.seconds,
