@@ -45,6 +45,9 @@ static void field_text(const pd_setting *f, const pd_config *c, char *out, size_
   case PD_SET_LEVEL:
     snprintf(out, cap, "%s", f->choices[*(const pd_log_level *)base]);
     break;
+  case PD_SET_BOOL:
+    snprintf(out, cap, "%s", *(const long *)base ? "true" : "false");
+    break;
   default:
     snprintf(out, cap, "%s", base);
     break;
@@ -62,6 +65,9 @@ static const char *other_value(const pd_setting *f, char *buf, size_t cap) {
     break;
   case PD_SET_LEVEL:
     snprintf(buf, cap, "%s", f->choices[f->def ? 0 : 1]);
+    break;
+  case PD_SET_BOOL:
+    snprintf(buf, cap, "%s", f->def ? "false" : "true");
     break;
   case PD_SET_CHOICE:
     snprintf(buf, cap, "%s", !strcmp(f->def_text, "cpu") ? "auto" : "cpu");
@@ -105,7 +111,8 @@ static void table_rows(pd_test_state *st) {
     PD_CHECK(st, f->help && f->help[0]);
     /* the default: in pd_config, in the example and in --help */
     field_text(f, &def, got, sizeof got);
-    if (f->type == PD_SET_INT || f->type == PD_SET_MODE || f->type == PD_SET_LEVEL)
+    if (f->type == PD_SET_INT || f->type == PD_SET_MODE || f->type == PD_SET_LEVEL ||
+        f->type == PD_SET_BOOL)
       snprintf(want, sizeof want, "%s", got);
     else
       snprintf(want, sizeof want, "%s", f->def_text ? f->def_text : "/models/default");

@@ -30,6 +30,7 @@ struct pd_batcher {
   int queued, reserved;
   int stopping;
   uint64_t batches; /* batches formed */
+  uint64_t compute_avg_ns; /* pd_batcher_computed */
   /* clients holding places: a hash table by key */
   client **buckets;
   size_t n_buckets; /* a power of two */
@@ -400,6 +401,26 @@ void pd_batcher_stop(pd_batcher *b) {
   b->stopping = 1;
   pthread_cond_broadcast(&b->cond);
   pthread_mutex_unlock(&b->mu);
+}
+
+void pd_batcher_computed(pd_batcher *b, uint64_t ns) {
+  pthread_mutex_lock(&b->mu);
+  if (b->compute_avg_ns == 0)
+    b->compute_avg_ns = ns ? ns : 1;
+  else /* avg += (ns - avg) / 8, in signed arithmetic */
+    b->compute_avg_ns = (uint64_t)((int64_t)b->compute_avg_ns +
+                                   ((int64_t)ns - (int64_t)b->compute_avg_ns) / 8);
+  pthread_mutex_unlock(&b->mu);
+}
+
+pd_batcher_load pd_batcher_load_get(pd_batcher *b, uint64_t now_ns) {
+  pthread_mutex_lock(&b->mu);
+  pd_batcher_load l = {.compute_avg_ns = b->compute_avg_ns};
+  /* the head was queued first: the oldest waiting (decodes take about as
+   * long for every crop, so it is also about the oldest received) */
+  if (b->head && now_ns > b->head->t_recv_ns) l.oldest_wait_ns = now_ns - b->head->t_recv_ns;
+  pthread_mutex_unlock(&b->mu);
+  return l;
 }
 
 pd_batcher_counts pd_batcher_counts_get(pd_batcher *b) {

@@ -85,4 +85,15 @@ typedef struct pd_batcher_counts {
 
 pd_batcher_counts pd_batcher_counts_get(pd_batcher *b);
 
+/* Engine side: a batch took ns to compute (kept as a moving average, 1/8
+ * weight to each new batch, for the adaptive TTA bound, pd_adaptive.h). */
+void pd_batcher_computed(pd_batcher *b, uint64_t ns);
+
+typedef struct pd_batcher_load {
+  uint64_t oldest_wait_ns; /* now minus the receipt of the oldest queued request; 0: none */
+  uint64_t compute_avg_ns; /* the moving average of a batch's compute; 0: none yet */
+} pd_batcher_load;
+
+pd_batcher_load pd_batcher_load_get(pd_batcher *b, uint64_t now_ns);
+
 #endif

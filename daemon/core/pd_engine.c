@@ -30,6 +30,7 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
   pd_error err = {0};
   int rc = pd_servable_run(s->servable, e->items, n, &err);
   uint64_t t1 = pd_now_ns();
+  pd_batcher_computed(e->batcher, t1 - t0);
   pd_stats_observe(e->stats, PD_HIST_BATCH, (uint64_t)images);
   pd_stats_observe(e->stats, PD_HIST_COMPUTE, (t1 - t0) / 1000);
   atomic_fetch_add(&e->stats->batches, 1);

@@ -76,6 +76,9 @@ void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
   r->batch_failures = atomic_load(&s->batch_failures);
   r->batch_failures_in_a_row = atomic_load(&s->batch_failures_in_a_row);
   r->requests_cancelled = atomic_load(&s->requests_cancelled);
+  r->tta_adaptive_requests = atomic_load(&s->tta_adaptive_requests);
+  r->tta_views = atomic_load(&s->tta_views);
+  r->tta_reduced = atomic_load(&s->tta_reduced);
   r->connections_refused = atomic_load(&s->connections_refused);
   r->frame_timeouts = atomic_load(&s->frame_timeouts);
   r->idle_timeouts = atomic_load(&s->idle_timeouts);

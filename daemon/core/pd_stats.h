@@ -45,6 +45,9 @@ typedef struct pd_stats {
   /* classify requests dropped before they were computed because their
    * client left (pd_pipeline_cancel); also counted as CANCELLED */
   atomic_uint_fast64_t requests_cancelled;
+  /* batching.adaptive_tta: requests answered whose views it chose, their
+   * views, and those of them that got fewer than the model's default */
+  atomic_uint_fast64_t tta_adaptive_requests, tta_views, tta_reduced;
   /* connections closed by the daemon's limits: over limits.max_connections,
    * a frame not complete within limits.frame_timeout_ms, silent longer than
    * limits.idle_timeout_s; and accepts that failed (out of descriptors) */
@@ -89,6 +92,7 @@ typedef struct pd_stats_report {
   uint64_t batch_failures, connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   uint64_t batch_failures_in_a_row;
   uint64_t requests_cancelled;
+  uint64_t tta_adaptive_requests, tta_views, tta_reduced;
   int64_t connections, in_flight;
   pd_hist_report hist[PD_HIST_COUNT];
   double images_per_second, uptime_seconds;

@@ -146,6 +146,18 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
           "Classify requests dropped before they were computed: their client closed its "
           "connection (also in request_total{status=\"CANCELLED\"}).",
           (unsigned long long)r->requests_cancelled);
+  counter(&t, "planktond_tta_adaptive_requests_total",
+          "Classify requests answered OK whose TTA views batching.adaptive_tta chose (they "
+          "gave no tta of their own).",
+          (unsigned long long)r->tta_adaptive_requests);
+  counter(&t, "planktond_tta_views_total",
+          "TTA views computed for those requests; mean views = this / "
+          "tta_adaptive_requests_total.",
+          (unsigned long long)r->tta_views);
+  counter(&t, "planktond_tta_reduced_total",
+          "Of those requests, the ones given fewer views than the model's default (the queue "
+          "was behind).",
+          (unsigned long long)r->tta_reduced);
   gauge(&t, "planktond_inference_in_flight_requests",
         "Classify requests accepted and not yet answered.", (double)r->in_flight);
   gauge(&t, "planktond_connections", "Open client connections.", (double)r->connections);
