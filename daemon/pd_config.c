@@ -73,6 +73,14 @@ static const pd_setting settings[] = {
     {FIELD("batching", "max_queue", max_queue), .type = PD_SET_INT, .lo = 1, .hi = 1000000,
      .def = 4096, .flag = "--max-queue", .arg = "N", .reloadable = RELOAD,
      .help = "requests decoding or waiting; beyond: RESOURCE_EXHAUSTED"},
+    {FIELD("batching", "adaptive_tta", adaptive_tta), .type = PD_SET_BOOL, .def = 0,
+     .reloadable = RELOAD,
+     .help = "requests without their own tta get fewer views while the queue is behind"},
+    {FIELD("batching", "min_tta", min_tta), .type = PD_SET_INT, .lo = 1, .hi = 1024, .def = 1,
+     .reloadable = RELOAD, .help = "the fewest TTA views adaptive_tta goes down to"},
+    {FIELD("batching", "adaptive_tta_wait_us", adaptive_tta_wait_us), .type = PD_SET_INT, .lo = 0,
+     .hi = 60000000, .def = 0, .reloadable = RELOAD,
+     .help = "halve the views per this wait of the oldest queued request; 0 = 2 batch computes"},
     {FIELD("limits", "max_frame_bytes", max_frame_bytes), .type = PD_SET_INT, .lo = 1024,
      .hi = 256L << 20, .def = 16L << 20, .flag = "--max-frame-bytes", .arg = "N",
      .reloadable = RELOAD, .help = "one request message; a longer frame closes the connection"},
@@ -156,6 +164,7 @@ void pd_config_defaults(pd_config *cfg, const char *default_model_dir) {
     switch (f->type) {
     case PD_SET_INT:
     case PD_SET_MODE:
+    case PD_SET_BOOL:
       *(long *)base = f->def;
       break;
     case PD_SET_LEVEL:
@@ -228,6 +237,13 @@ static int field_from_text(const pd_setting *f, pd_config *cfg, const char *text
     *(long *)base = v;
     return PD_OK;
   }
+  case PD_SET_BOOL:
+    if (!plain || (strcmp(text, "true") != 0 && strcmp(text, "false") != 0)) {
+      snprintf(why, why_len, "expected true or false, got '%s'", text);
+      return PD_EINVAL;
+    }
+    *(long *)base = !strcmp(text, "true");
+    return PD_OK;
   case PD_SET_LEVEL:
   case PD_SET_CHOICE: {
     int n = 0;
@@ -663,6 +679,9 @@ int pd_config_format(const pd_config *cfg, char *buf, size_t cap) {
     case PD_SET_LEVEL:
       n = snprintf(at, left, "  %s: %s\n", f->key, pd_log_level_name(*(const pd_log_level *)base));
       break;
+    case PD_SET_BOOL:
+      n = snprintf(at, left, "  %s: %s\n", f->key, *(const long *)base ? "true" : "false");
+      break;
     default:
       n = snprintf(at, left, "  %s: \"%s\"\n", f->key, base);
       break;
@@ -679,6 +698,7 @@ static bool same_value(const pd_setting *f, const pd_config *a, const pd_config 
   switch (f->type) {
   case PD_SET_INT:
   case PD_SET_MODE:
+  case PD_SET_BOOL:
     return *(const long *)x == *(const long *)y;
   case PD_SET_LEVEL:
     return *(const pd_log_level *)x == *(const pd_log_level *)y;
@@ -695,7 +715,8 @@ int pd_config_keep_restart_only(pd_config *next, const pd_config *running, char 
   for (size_t i = 0; i < N_SETTINGS; i++) {
     const pd_setting *f = &settings[i];
     if (f->reloadable || same_value(f, next, running)) continue;
-    size_t size = f->type == PD_SET_INT || f->type == PD_SET_MODE ? sizeof(long)
+    size_t size = f->type == PD_SET_INT || f->type == PD_SET_MODE || f->type == PD_SET_BOOL
+                      ? sizeof(long)
                   : f->type == PD_SET_LEVEL                       ? sizeof(pd_log_level)
                                                                   : f->cap;
     memcpy((char *)next + f->off, (const char *)running + f->off, size);
@@ -719,6 +740,9 @@ static void default_text(const pd_setting *f, const char *model_dir, char *out, 
     break;
   case PD_SET_LEVEL:
     snprintf(out, cap, "%s", f->choices[f->def]);
+    break;
+  case PD_SET_BOOL:
+    snprintf(out, cap, "%s", f->def ? "true" : "false");
     break;
   default: {
     const char *t = f->def_text ? f->def_text : model_dir ? model_dir : "";

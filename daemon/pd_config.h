@@ -44,6 +44,9 @@ typedef struct pd_config {
   long max_batch;
   long max_queue_delay_us;
   long max_queue;
+  long adaptive_tta;         /* 0/1: fewer TTA views while the queue is behind */
+  long min_tta;              /* the fewest views adaptive TTA goes down to */
+  long adaptive_tta_wait_us; /* the wait bound; 0 = two batch computes (moving average) */
   /* limits */
   long max_frame_bytes;
   long max_receive_bytes; /* receive buffers of all connections, beyond 256 KiB each */
@@ -71,6 +74,7 @@ typedef enum pd_setting_type {
   PD_SET_LISTEN, /* HOST:PORT or unix:PATH ("" = off) */
   PD_SET_CHOICE, /* one of `choices`, kept as text */
   PD_SET_LEVEL,  /* one of `choices`, kept as a pd_log_level */
+  PD_SET_BOOL,   /* true or false, kept as a long 1 or 0 */
 } pd_setting_type;
 
 typedef struct pd_setting {

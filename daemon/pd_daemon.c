@@ -109,6 +109,9 @@ static pd_pipeline_limits pipeline_limits(const pd_config *c) {
                 .max_pixels = c->max_image_pixels},
       .max_tta = (int)c->max_tta,
       .max_frame_pixels = c->max_frame_pixels,
+      .adaptive = {.on = c->adaptive_tta != 0,
+                   .min_views = (int)c->min_tta,
+                   .wait_ns = (uint64_t)c->adaptive_tta_wait_us * 1000},
   };
   return l;
 }

@@ -29,6 +29,11 @@ struct pd_pipeline {
 static void finish(pd_pipeline *p, pd_request *req) {
   pd_stats_request_done(p->stats, req, pd_now_ns());
   if (req->dropped) atomic_fetch_add(&p->stats->requests_cancelled, 1);
+  if (req->tta_adaptive && req->status == PD_STATUS_OK) {
+    atomic_fetch_add(&p->stats->tta_adaptive_requests, 1);
+    atomic_fetch_add(&p->stats->tta_views, (uint64_t)req->views);
+    if (req->views < req->tta_full) atomic_fetch_add(&p->stats->tta_reduced, 1);
+  }
   p->in_flight--;
   atomic_fetch_sub(&p->stats->in_flight, 1);
   req->done(req);
@@ -187,8 +192,25 @@ static bool admit(pd_pipeline *p, pd_request *req) {
   return true;
 }
 
+/* The request's own tta, or the model's default -- fewer while the queue
+ * is behind, with batching.adaptive_tta (pd_adaptive.h). */
+static void choose_views(pd_pipeline *p, pd_request *req) {
+  const int full = pd_tta_default_count(&p->current->model->tta);
+  req->tta_full = full;
+  req->tta_adaptive = req->tta == 0 && p->lim.adaptive.on;
+  if (req->tta > 0) {
+    req->views = req->tta;
+  } else if (req->tta_adaptive) {
+    pd_batcher_load l = pd_batcher_load_get(p->batcher, pd_now_ns());
+    req->views = pd_adaptive_views(&p->lim.adaptive, full, l.oldest_wait_ns, l.compute_avg_ns);
+  } else {
+    req->views = full;
+  }
+}
+
 void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
   req->pipeline = p;
+  req->tta_adaptive = false;
   req->status = PD_STATUS_OK;
   req->message[0] = '\0';
   p->in_flight++;
@@ -200,7 +222,7 @@ void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
   }
   req->served = pd_served_ref(p->current);
   req->limits = p->lim.image;
-  req->views = req->tta > 0 ? req->tta : pd_tta_default_count(&p->current->model->tta);
+  choose_views(p, req);
   req->work.data = req;
   int rc = uv_queue_work(p->loop, &req->work, decode_work, decode_done);
   req->decode_queued = rc == 0;

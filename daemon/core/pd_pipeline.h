@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "pd_adaptive.h"
 #include "pd_batcher.h"
 #include "pd_image.h"
 #include "pd_request.h"
@@ -23,7 +24,8 @@ typedef struct pd_pipeline_limits {
   pd_batcher_limits batch;
   pd_image_limits image;
   int max_tta;
-  long max_frame_pixels; /* frame requests (pd_frame_job.h): width x height */
+  pd_adaptive_tta adaptive; /* views for requests without a tta of their own */
+  long max_frame_pixels;    /* frame requests (pd_frame_job.h): width x height */
 } pd_pipeline_limits;
 
 int pd_pipeline_create(uv_loop_t *loop, const pd_pipeline_limits *lim, pd_stats *stats,

@@ -80,6 +80,8 @@ struct pd_request {
   char message[256];
   struct pd_served *served; /* the model this request runs on (a reference) */
   int views;                /* images: TTA transforms, 1 without TTA */
+  bool tta_adaptive;        /* views chosen by batching.adaptive_tta (no tta of its own) */
+  int tta_full;             /* then: the model's default views (views may be fewer) */
   float *input;             /* branch-major: branch b holds `views` consecutive slots */
   float *rows;              /* views x n_classes engine outputs (NULL when views is 1) */
   float *probs;             /* n_classes: the mean over the views, when status is OK */

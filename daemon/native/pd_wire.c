@@ -269,6 +269,9 @@ uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   sr.receive_waits = r->receive_waits;
   sr.requests_cancelled = r->requests_cancelled;
   sr.crops = r->crops;
+  sr.tta_adaptive_requests = r->tta_adaptive_requests;
+  sr.tta_views = r->tta_views;
+  sr.tta_reduced = r->tta_reduced;
   sr.last_reload_unix = r->last_reload.unix_time;
   sr.last_reload_failed = r->last_reload.failed != 0;
   sr.last_reload_message = (char *)r->last_reload.message;
