@@ -25,6 +25,8 @@ typedef struct command {
 static const command commands[] = {
     {"classify", pc_cli_classify_main, pc_cli_classify_usage,
      "classify image files, folders, or a path list on stdin"},
+    {"segment", pc_cli_segment_main, pc_cli_segment_usage,
+     "find and classify every organism in whole camera frames"},
     {"evaluate", pc_cli_evaluate_main, pc_cli_evaluate_usage,
      "score the model on a folder of class-named subfolders"},
     {"stats", pc_cli_stats_main, pc_cli_stats_usage, "the daemon's counters and histograms"},
@@ -152,7 +154,8 @@ int main(int argc, char **argv) {
   }
   if (optind == argc) {
     fprintf(stderr,
-            "%s: no command given (commands: classify, evaluate, stats, health, reload, models)\n",
+            "%s: no command given (commands: classify, segment, evaluate, stats, health, reload, "
+            "models)\n",
             g.prog);
     pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;
@@ -173,7 +176,7 @@ int main(int argc, char **argv) {
   const command *cmd = find_command(name);
   if (!cmd) {
     fprintf(stderr,
-            "%s: unknown command '%s' (commands: classify, evaluate, stats, health, "
+            "%s: unknown command '%s' (commands: classify, segment, evaluate, stats, health, "
             "reload, models)\n",
             g.prog, name);
     pc_cli_try_help(g.prog, NULL);

@@ -26,7 +26,7 @@ int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
 }
 
 /* TSV has no quoting: tab, line breaks and backslash become \t \n \r \\. */
-static void tsv_field(FILE *f, const char *s) {
+void pc_cli_out_tsv_field(FILE *f, const char *s) {
   for (; *s; s++) {
     switch (*s) {
     case '\t':
@@ -51,7 +51,7 @@ static void field(const pc_cli_out *o, const char *s) {
   if (o->format == PC_CLI_FORMAT_CSV)
     pd_csv_field(o->f, s);
   else
-    tsv_field(o->f, s);
+    pc_cli_out_tsv_field(o->f, s);
 }
 
 void pc_cli_out_header(const pc_cli_out *o) {

@@ -44,6 +44,9 @@ typedef struct pc_cli_out {
   pc_cli_ecotaxa *eco; /* the ecotaxa writer (format ecotaxa) */
 } pc_cli_out;
 
+/* One tsv field: tab, line breaks and backslash written as \t \n \r \\. */
+void pc_cli_out_tsv_field(FILE *f, const char *s);
+
 /* The header row(s) of the format (none for table and json). */
 void pc_cli_out_header(const pc_cli_out *o);
 /* One classified image. Fails (nothing written) when the answer's

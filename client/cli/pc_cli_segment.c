@@ -1,0 +1,519 @@
+/* pc_cli_segment: the `segment` command: whole camera frames (files,
+ * folders, `-` for paths on stdin, as classify takes them) sent one at a
+ * time as FrameRequests; one row per object found (its box, area, shape and
+ * gray features, its best classes) in table, csv, tsv or json; --save-crops
+ * writes the crop each object was classified on as PNG; errors per frame on
+ * stderr, the progress line, classify's exit codes. */
+#include <errno.h>
+#include <getopt.h>
+#include <png.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pc_cli_args.h"
+#include "pc_cli_json.h"
+#include "pc_cli_out.h"
+#include "pc_cli_progress.h"
+#include "pc_cli_retry.h"
+#include "pc_cli_walk.h"
+#include "pd_csv.h"
+
+#define DEFAULT_MAX_FILE ((16u << 20) - 1024u) /* the daemon's default frame limit */
+
+void pc_cli_segment_usage(const char *prog, FILE *f) {
+  fprintf(f,
+          "usage: %s [GLOBAL OPTIONS] segment [OPTIONS] FRAME...\n"
+          "\n"
+          "Sends whole camera frames (PNG, JPEG or TIFF; 8-bit gray, 16-bit read as 8) to\n"
+          "planktond, which finds every organism in each, cuts its crop and classifies it;\n"
+          "writes one line per object. FRAME is a file, a directory (walked as classify walks\n"
+          "it) or - to read one path per line from standard input.\n"
+          "\n"
+          "Options:\n"
+          "  -k, --top N             classes per object, best first (default 1)\n"
+          "      --tta N             test-time augmentation transforms (default: the model's)\n"
+          "      --model NAME        a model the daemon serves (default: its default model)\n"
+          "  -f, --format FMT        table (default), csv, tsv or json (JSON Lines)\n"
+          "  -o, --output FILE       write there instead of standard output\n"
+          "      --save-crops DIR    write each object's crop (what the model saw) as\n"
+          "                          DIR/FRAMENAME_OBJECT.png (DIR is created)\n"
+          "      --threshold T       darker than background x (1 - T) is an object (default 0.1)\n"
+          "      --min-area N        smaller objects dropped (pixels, default 16)\n"
+          "      --max-area N        larger objects dropped (pixels, default 4194304)\n"
+          "      --padding N         crop margin around the object (pixels, default 10)\n"
+          "      --max-objects N     the largest N kept per frame (default 1000)\n"
+          "      --drop-edge         drop objects touching the frame's edge (default: kept)\n"
+          "      --background M      column-median (default; line-scan shadowgraphs) or morph\n"
+          "      --max-file-size N   larger files fail without being sent (default 16M-1K)\n"
+          "      --progress, --no-progress\n"
+          "                          progress line on stderr (default: when stderr is a terminal)\n"
+          "      --retry-for SEC     on a lost connection, reconnect and resend (default 30)\n"
+          "  -h, --help              this help\n"
+          "\n"
+          "csv/tsv write a header: frame,object,x,y,width,height,area,centroid_x,centroid_y,\n"
+          "major_axis,minor_axis,orientation,mean_gray,min_gray,label,probability (k = 1) or\n"
+          "label_1,probability_1,...,label_k,probability_k (k > 1); x,y,width,height is the\n"
+          "object's tight box in frame pixels. A frame with no object writes no line.\n"
+          "A frame that fails gets its message on stderr and the run goes on.\n"
+          "Exit: 0 all frames answered, 1 some failed, 2 usage, 3 daemon unreachable or lost.\n",
+          prog);
+}
+
+typedef struct seg_ctx {
+  const char *prog;
+  FILE *f;
+  pc_cli_format format;
+  unsigned top_k;
+  const char *crops_dir;
+  long frames_ok, frames_failed, objects;
+} seg_ctx;
+
+static void field(const seg_ctx *x, const char *s) {
+  if (x->format == PC_CLI_FORMAT_CSV)
+    pd_csv_field(x->f, s);
+  else
+    pc_cli_out_tsv_field(x->f, s);
+}
+
+static void header(const seg_ctx *x) {
+  if (x->format != PC_CLI_FORMAT_CSV && x->format != PC_CLI_FORMAT_TSV) return;
+  const char sep = x->format == PC_CLI_FORMAT_CSV ? ',' : '\t';
+  static const char *const cols[] = {"frame",      "object",     "x",          "y",
+                                     "width",      "height",     "area",       "centroid_x",
+                                     "centroid_y", "major_axis", "minor_axis", "orientation",
+                                     "mean_gray",  "min_gray"};
+  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+    fprintf(x->f, "%s%s", i ? (sep == ',' ? "," : "\t") : "", cols[i]);
+  if (x->top_k <= 1)
+    fprintf(x->f, "%clabel%cprobability", sep, sep);
+  else
+    for (unsigned k = 1; k <= x->top_k; k++)
+      fprintf(x->f, "%clabel_%u%cprobability_%u", sep, k, sep, k);
+  fputc('\n', x->f);
+}
+
+static void row(const seg_ctx *x, const char *path, size_t i, const pc_client_frame_object *o) {
+  FILE *f = x->f;
+  switch (x->format) {
+  case PC_CLI_FORMAT_TABLE:
+    fprintf(f, "%s  %zu  %u,%u %ux%u  area %llu", path, i, o->x, o->y, o->width, o->height,
+            (unsigned long long)o->area);
+    for (size_t k = 0; k < o->n_top && k < x->top_k; k++)
+      fprintf(f, "  %s %.4f", o->top[k].label, (double)o->top[k].probability);
+    fputc('\n', f);
+    break;
+  case PC_CLI_FORMAT_CSV:
+  case PC_CLI_FORMAT_TSV: {
+    const char sep = x->format == PC_CLI_FORMAT_CSV ? ',' : '\t';
+    field(x, path);
+    fprintf(f, "%c%zu%c%u%c%u%c%u%c%u%c%llu%c%.6g%c%.6g%c%.6g%c%.6g%c%.6g%c%.6g%c%u", sep, i, sep,
+            o->x, sep, o->y, sep, o->width, sep, o->height, sep, (unsigned long long)o->area, sep,
+            o->centroid_x, sep, o->centroid_y, sep, o->major_axis, sep, o->minor_axis, sep,
+            o->orientation_deg, sep, o->mean_gray, sep, o->min_gray);
+    for (size_t k = 0; k < x->top_k; k++) {
+      fputc(sep, f);
+      if (k < o->n_top) {
+        field(x, o->top[k].label);
+        fprintf(f, "%c%.9g", sep, (double)o->top[k].probability);
+      } else {
+        fputc(sep, f);
+      }
+    }
+    fputc('\n', f);
+    break;
+  }
+  default: /* json */
+    fputs("{\"frame\":", f);
+    pc_cli_json_string(f, path);
+    fprintf(f,
+            ",\"object\":%zu,\"x\":%u,\"y\":%u,\"width\":%u,\"height\":%u,\"area\":%llu,"
+            "\"centroid_x\":",
+            i, o->x, o->y, o->width, o->height, (unsigned long long)o->area);
+    pc_cli_json_double(f, o->centroid_x);
+    fputs(",\"centroid_y\":", f);
+    pc_cli_json_double(f, o->centroid_y);
+    fputs(",\"major_axis\":", f);
+    pc_cli_json_double(f, o->major_axis);
+    fputs(",\"minor_axis\":", f);
+    pc_cli_json_double(f, o->minor_axis);
+    fputs(",\"orientation\":", f);
+    pc_cli_json_double(f, o->orientation_deg);
+    fputs(",\"mean_gray\":", f);
+    pc_cli_json_double(f, o->mean_gray);
+    fprintf(f, ",\"min_gray\":%u", o->min_gray);
+    if (o->n_top) {
+      fputs(",\"label\":", f);
+      pc_cli_json_string(f, o->top[0].label);
+      fputs(",\"probability\":", f);
+      pc_cli_json_float(f, o->top[0].probability);
+    }
+    fputs(",\"top\":[", f);
+    for (size_t k = 0; k < o->n_top && k < x->top_k; k++) {
+      fputs(k ? ",{\"label\":" : "{\"label\":", f);
+      pc_cli_json_string(f, o->top[k].label);
+      fprintf(f, ",\"index\":%u,\"probability\":", o->top[k].index);
+      pc_cli_json_float(f, o->top[k].probability);
+      fputc('}', f);
+    }
+    fputs("]}\n", f);
+    break;
+  }
+}
+
+/* DIR/NAME_OBJECT.png, NAME the frame's file name without its extension. */
+static int save_crop(const seg_ctx *x, const char *path, size_t i, const pc_client_frame_object *o,
+                     pc_cli_error *err) {
+  if (!o->crop || o->crop_len != (size_t)o->crop_width * o->crop_height)
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: object %zu: the answer has no crop", path, i);
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  const char *dot = strrchr(base, '.');
+  int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+  char out[4096];
+  int n = snprintf(out, sizeof out, "%s/%.*s_%zu.png", x->crops_dir, stem, base, i);
+  if (n < 0 || (size_t)n >= sizeof out)
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: crop path too long", path);
+  png_image img;
+  memset(&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  img.width = o->crop_width;
+  img.height = o->crop_height;
+  img.format = PNG_FORMAT_GRAY;
+  if (!png_image_write_to_file(&img, out, 0, o->crop, (png_int_32)o->crop_width, NULL))
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "--save-crops: %s: %s", out, img.message);
+  return PC_CLI_EXIT_OK;
+}
+
+static int read_file(const char *path, uint64_t max, uint8_t **data, size_t *len,
+                     pc_cli_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    fclose(f);
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: not a regular file", path);
+  }
+  if ((uint64_t)sb.st_size > max) {
+    fclose(f);
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: %lld bytes, over --max-file-size %llu", path,
+                       (long long)sb.st_size, (unsigned long long)max);
+  }
+  *len = (size_t)sb.st_size;
+  *data = malloc(*len ? *len : 1);
+  if (!*data || fread(*data, 1, *len, f) != *len) {
+    free(*data);
+    *data = NULL;
+    fclose(f);
+    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: cannot read it", path);
+  }
+  fclose(f);
+  return PC_CLI_EXIT_OK;
+}
+
+/* One frame: sent, answered, its rows written. EXIT_DAEMON ends the run. */
+static int one_frame(seg_ctx *x, pc_client *c, pc_client_frame_request *rq, const char *path,
+                     uint64_t max_file, pc_cli_error *err) {
+  uint8_t *data = NULL;
+  size_t len = 0;
+  int rc = read_file(path, max_file, &data, &len, err);
+  if (rc != PC_CLI_EXIT_OK) return rc;
+  rq->image.data = data;
+  rq->image.len = len;
+  pc_client_response *r = NULL;
+  pc_client_error ce;
+  int crc = pc_client_frame(c, rq, &r, &ce);
+  free(data);
+  if (crc != PC_CLIENT_OK) return pc_cli_fail(err, PC_CLI_EXIT_DAEMON, "%s", ce.message);
+  if (r->kind == PC_CLIENT_RESPONSE_ERROR || r->status != PC_CLIENT_STATUS_OK) {
+    rc = pc_cli_fail(err,
+                     r->kind == PC_CLIENT_RESPONSE_ERROR ? PC_CLI_EXIT_DAEMON : PC_CLI_EXIT_FAILED,
+                     "%s: %s", path, r->message);
+    pc_client_response_free(r);
+    return rc;
+  }
+  const pc_client_frame_result *fr = &r->u.frame;
+  for (size_t i = 0; i < fr->n_objects && rc == PC_CLI_EXIT_OK; i++) {
+    row(x, path, i, &fr->objects[i]);
+    if (x->crops_dir) rc = save_crop(x, path, i, &fr->objects[i], err);
+  }
+  x->objects += (long)fr->n_objects;
+  pc_client_response_free(r);
+  return rc;
+}
+
+enum {
+  OPT_TTA = 256,
+  OPT_MODEL,
+  OPT_SAVE_CROPS,
+  OPT_THRESHOLD,
+  OPT_MIN_AREA,
+  OPT_MAX_AREA,
+  OPT_PADDING,
+  OPT_MAX_OBJECTS,
+  OPT_DROP_EDGE,
+  OPT_BACKGROUND,
+  OPT_MAX_FILE,
+  OPT_PROGRESS,
+  OPT_NO_PROGRESS,
+  OPT_RETRY_FOR
+};
+
+static const struct option k_longs[] = {{"top", required_argument, NULL, 'k'},
+                                        {"tta", required_argument, NULL, OPT_TTA},
+                                        {"model", required_argument, NULL, OPT_MODEL},
+                                        {"format", required_argument, NULL, 'f'},
+                                        {"output", required_argument, NULL, 'o'},
+                                        {"save-crops", required_argument, NULL, OPT_SAVE_CROPS},
+                                        {"threshold", required_argument, NULL, OPT_THRESHOLD},
+                                        {"min-area", required_argument, NULL, OPT_MIN_AREA},
+                                        {"max-area", required_argument, NULL, OPT_MAX_AREA},
+                                        {"padding", required_argument, NULL, OPT_PADDING},
+                                        {"max-objects", required_argument, NULL, OPT_MAX_OBJECTS},
+                                        {"drop-edge", no_argument, NULL, OPT_DROP_EDGE},
+                                        {"background", required_argument, NULL, OPT_BACKGROUND},
+                                        {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
+                                        {"progress", no_argument, NULL, OPT_PROGRESS},
+                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                        {"retry-for", required_argument, NULL, OPT_RETRY_FOR},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {0, 0, 0, 0}};
+
+typedef struct seg_opts {
+  long top, tta, min_area, max_area, padding, max_objects;
+  double threshold, retry_for;
+  int progress, background;
+  bool drop_edge;
+  const char *model, *output, *crops_dir;
+  uint64_t max_file;
+  pc_cli_format format;
+} seg_opts;
+
+static int parse_threshold(const char *s, double *out, pc_cli_error *err) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v > 0 && v < 1))
+    return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--threshold: '%s' is not a number in (0, 1)", s);
+  *out = v;
+  return PC_CLI_EXIT_OK;
+}
+
+static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o,
+                      pc_cli_error *err) {
+  int rc = PC_CLI_EXIT_OK, c;
+  optind = 0;
+  opterr = 0;
+  while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, ":k:f:o:h", k_longs, NULL)) != -1) {
+    switch (c) {
+    case 'k':
+      rc = pc_cli_parse_int("--top", optarg, 1, 100000, &o->top, err);
+      break;
+    case OPT_TTA:
+      rc = pc_cli_parse_int("--tta", optarg, 0, 100000, &o->tta, err);
+      break;
+    case OPT_MODEL:
+      o->model = optarg;
+      break;
+    case 'f':
+      rc = pc_cli_format_parse(optarg, &o->format, err);
+      if (rc == PC_CLI_EXIT_OK && o->format == PC_CLI_FORMAT_ECOTAXA)
+        rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE,
+                         "--format: ecotaxa is not written by segment yet (table, csv, tsv, json)");
+      break;
+    case 'o':
+      o->output = optarg;
+      break;
+    case OPT_SAVE_CROPS:
+      o->crops_dir = optarg;
+      break;
+    case OPT_THRESHOLD:
+      rc = parse_threshold(optarg, &o->threshold, err);
+      break;
+    case OPT_MIN_AREA:
+      rc = pc_cli_parse_int("--min-area", optarg, 1, 1L << 31, &o->min_area, err);
+      break;
+    case OPT_MAX_AREA:
+      rc = pc_cli_parse_int("--max-area", optarg, 1, 1L << 31, &o->max_area, err);
+      break;
+    case OPT_PADDING:
+      rc = pc_cli_parse_int("--padding", optarg, 1, 1024, &o->padding, err);
+      break;
+    case OPT_MAX_OBJECTS:
+      rc = pc_cli_parse_int("--max-objects", optarg, 1, 1000000, &o->max_objects, err);
+      break;
+    case OPT_DROP_EDGE:
+      o->drop_edge = true;
+      break;
+    case OPT_BACKGROUND:
+      if (!strcmp(optarg, "column-median"))
+        o->background = 1;
+      else if (!strcmp(optarg, "morph"))
+        o->background = 2;
+      else
+        rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--background: '%s' is not column-median or morph",
+                         optarg);
+      break;
+    case OPT_MAX_FILE:
+      rc = pc_cli_parse_bytes("--max-file-size", optarg, &o->max_file, err);
+      break;
+    case OPT_PROGRESS:
+      o->progress = 1;
+      break;
+    case OPT_NO_PROGRESS:
+      o->progress = 0;
+      break;
+    case OPT_RETRY_FOR:
+      rc = pc_cli_retry_parse(optarg, &o->retry_for, err);
+      break;
+    case 'h':
+      pc_cli_segment_usage(g->prog, stdout);
+      return -1;
+    default:
+      return -2 - pc_cli_bad_option(g->prog, "segment", c, argv);
+    }
+  }
+  return rc;
+}
+
+/* Waits for the next path of the walk (a `-` list may be slow to come). */
+static int next_path(pc_cli_walk *w, const char **path, pc_cli_error *err) {
+  for (;;) {
+    int rc = pc_cli_walk_next(w, path, err);
+    if (rc != PC_CLI_WALK_WAIT) return rc;
+    struct pollfd p = {.fd = pc_cli_walk_wait_fd(w), .events = POLLIN};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR)
+      return pc_cli_fail(err, -1, "waiting for paths: %s", strerror(errno));
+  }
+}
+
+static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_paths, seg_ctx *x,
+               pc_client *client, pc_cli_error *err) {
+  pc_client_frame_request rq = {.model = o->model,
+                                .image = {.format = PC_CLIENT_IMAGE_AUTO},
+                                .threshold = (float)o->threshold,
+                                .min_area = (uint32_t)o->min_area,
+                                .max_area = (uint32_t)o->max_area,
+                                .padding = (uint32_t)o->padding,
+                                .edge_objects = o->drop_edge ? 2 : 0,
+                                .max_objects = (uint32_t)o->max_objects,
+                                .background_method = o->background,
+                                .top_k = (uint32_t)o->top,
+                                .tta = (uint32_t)o->tta,
+                                .return_crops = o->crops_dir != NULL};
+  pc_cli_progress progress;
+  bool show = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress == 1;
+  pc_cli_progress_init(&progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
+  pc_cli_walk *walk = NULL;
+  int rc = pc_cli_walk_open(paths, n_paths, STDIN_FILENO, &walk, err);
+  uint64_t id = 1;
+  while (rc == PC_CLI_EXIT_OK) {
+    const char *path = NULL;
+    int w = next_path(walk, &path, err);
+    if (w == PC_CLI_WALK_END) break;
+    if (w < 0) {
+      rc = PC_CLI_EXIT_FAILED;
+      break;
+    }
+    int frc = PC_CLI_EXIT_FAILED;
+    if (w == PC_CLI_WALK_PATH) {
+      rq.id = id++;
+      frc = one_frame(x, client, &rq, path, o->max_file, err);
+    }
+    if (frc == PC_CLI_EXIT_DAEMON) {
+      rc = frc;
+      break;
+    }
+    if (frc != PC_CLI_EXIT_OK) {
+      pc_cli_progress_clear(&progress);
+      fprintf(stderr, "%s: %s\n", g->prog, err->msg);
+      x->frames_failed++;
+    } else {
+      x->frames_ok++;
+    }
+    fflush(x->f);
+    pc_cli_progress_count(&progress, frc != PC_CLI_EXIT_OK);
+    pc_cli_progress_draw(&progress);
+  }
+  pc_cli_progress_finish(&progress);
+  pc_cli_walk_free(walk);
+  return rc;
+}
+
+int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
+  seg_opts o = {.top = 1,
+                .retry_for = PC_CLI_RETRY_DEFAULT_S,
+                .progress = -1,
+                .max_file = DEFAULT_MAX_FILE,
+                .format = PC_CLI_FORMAT_TABLE};
+  pc_cli_error err;
+  int rc = parse_opts(g, argc, argv, &o, &err);
+  if (rc == -1) return PC_CLI_EXIT_OK;
+  if (rc < -1) return -2 - rc;
+  if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: segment: %s\n", g->prog, err.msg);
+    return rc;
+  }
+  char **paths = argv + optind;
+  int n_paths = argc - optind;
+  if (n_paths == 0) {
+    fprintf(stderr, "%s: segment: no FRAME given (use - to read paths from standard input)\n",
+            g->prog);
+    pc_cli_try_help(g->prog, "segment");
+    return PC_CLI_EXIT_USAGE;
+  }
+  if (o.crops_dir && mkdir(o.crops_dir, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "%s: --save-crops %s: %s\n", g->prog, o.crops_dir, strerror(errno));
+    return PC_CLI_EXIT_USAGE;
+  }
+  pc_client *client = NULL;
+  rc = pc_cli_connect(g, 4, &client, &err);
+  if (rc == PC_CLI_EXIT_OK && (rc = pc_cli_retry_apply(client, o.retry_for, &err)) != 0) {
+    pc_client_close(client);
+    client = NULL;
+  }
+  if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    return rc;
+  }
+  FILE *out = stdout;
+  if (o.output && !(out = fopen(o.output, "w"))) {
+    fprintf(stderr, "%s: --output %s: %s\n", g->prog, o.output, strerror(errno));
+    pc_client_close(client);
+    return PC_CLI_EXIT_USAGE;
+  }
+  seg_ctx x = {.prog = g->prog,
+               .f = out,
+               .format = o.format,
+               .top_k = (unsigned)o.top,
+               .crops_dir = o.crops_dir};
+  header(&x);
+  rc = run(g, &o, paths, n_paths, &x, client, &err);
+  int werr = ferror(out) || fflush(out) != 0 ? (errno ? errno : EIO) : 0;
+  if (out != stdout && fclose(out) != 0 && !werr) werr = errno ? errno : EIO;
+  long total = x.frames_ok + x.frames_failed;
+  if (werr) {
+    fprintf(stderr, "%s: segment: writing %s: %s\n", g->prog,
+            o.output ? o.output : "standard output", strerror(werr));
+    rc = PC_CLI_EXIT_FAILED;
+  } else if (rc == PC_CLI_EXIT_DAEMON) {
+    pc_cli_explain(g, &err);
+    fprintf(stderr, "%s: %s; %ld frames answered, the rest not sent\n", g->prog, err.msg,
+            x.frames_ok);
+  } else if (rc != PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    rc = PC_CLI_EXIT_FAILED;
+  } else if (total == 0) {
+    fprintf(stderr, "%s: segment: no image files found in the given paths\n", g->prog);
+    rc = PC_CLI_EXIT_FAILED;
+  } else if (x.frames_failed) {
+    fprintf(stderr, "%s: %ld of %ld frame%s failed\n", g->prog, x.frames_failed, total,
+            total == 1 ? "" : "s");
+    rc = PC_CLI_EXIT_FAILED;
+  }
+  pc_cli_retry_report(g->prog, client, stderr);
+  pc_client_close(client);
+  return rc;
+}

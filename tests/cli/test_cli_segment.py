@@ -1,0 +1,126 @@
+"""plankton-client segment against a real planktond (tiny random-weight
+model): made-up frames (dark ellipses of known boxes on a white 8-bit gray
+PNG, written here with zlib):
+- csv: one row per ellipse, each box the ellipse's own box (to 1 pixel),
+  the header's columns; a white frame writes no row and exits 0;
+- --save-crops DIR: one PNG per object, and `classify --probs` of that crop
+  gives the segment row's label and probability (the crop is what the model
+  saw: the same answer to 1e-6);
+- json and tsv carry the same objects;
+- exit codes as classify's: a file that is not an image fails (1) naming
+  it while the other frames are answered, no daemon is 3, no FRAME is 2."""
+import csv
+import io
+import json
+import os
+import struct
+import sys
+import tempfile
+import zlib
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_harness as h  # noqa: E402
+
+W, H = 400, 300
+ELLIPSES = [  # centre x, centre y, semi-axis a (x), b (y)
+    (60, 60, 25, 15),
+    (250, 80, 18, 30),
+    (120, 200, 35, 20),
+    (320, 220, 22, 22),
+]
+
+
+def write_png(path, gray):
+    h_, w_ = gray.shape
+    raw = b"".join(b"\0" + gray[y].tobytes() for y in range(h_))
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n")
+        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w_, h_, 8, 0, 0, 0, 0)))
+        fh.write(chunk(b"IDAT", zlib.compress(raw, 6)))
+        fh.write(chunk(b"IEND", b""))
+
+
+def make_frame():
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.full((H, W), 255, np.uint8)
+    boxes = []
+    for cx, cy, a, b in ELLIPSES:
+        inside = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1.0
+        img[inside] = 60
+        ys, xs = np.nonzero(inside)
+        boxes.append((xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+    return img, boxes
+
+
+def main():
+    f = h.Failures("cli_segment")
+    img, boxes = make_frame()
+    with tempfile.TemporaryDirectory(prefix="pc-cli-segment-") as tmp:
+        frame = os.path.join(tmp, "frame1.png")
+        write_png(frame, img)
+        white = os.path.join(tmp, "white.png")
+        write_png(white, np.full((64, 64), 255, np.uint8))
+        bad = os.path.join(tmp, "bad.png")
+        with open(bad, "wb") as fh:
+            fh.write(b"not a frame at all\n")
+        crops = os.path.join(tmp, "crops")
+
+        with h.Daemon() as d:
+            r = h.run_cli(["segment", "-f", "csv", "--save-crops", crops, frame], socket=d.socket)
+            f.check(r.rc == 0, "segment csv: %r" % r)
+            rows = list(csv.reader(io.StringIO(r.out)))
+            f.check(rows and rows[0][:7] == ["frame", "object", "x", "y", "width", "height",
+                                              "area"] and rows[0][-2:] == ["label", "probability"],
+                    "header: %r" % (rows[:1],))
+            objs = rows[1:]
+            f.check(len(objs) == len(ELLIPSES), "%d rows for %d ellipses: %r"
+                    % (len(objs), len(ELLIPSES), r))
+            found = sorted((int(o[2]), int(o[3]), int(o[4]), int(o[5])) for o in objs)
+            for want, got in zip(sorted(boxes), found):
+                f.check(all(abs(int(a) - int(b)) <= 1 for a, b in zip(want, got)),
+                        "box %r, want %r" % (got, want))
+            # each saved crop, classified alone: the row's answer
+            for o in objs:
+                crop = os.path.join(crops, "frame1_%s.png" % o[1])
+                if not f.check(os.path.isfile(crop), "crop %s written" % crop):
+                    continue
+                c = h.run_cli(["classify", "-f", "csv", crop], socket=d.socket)
+                crow = list(csv.reader(io.StringIO(c.out)))
+                f.check(c.rc == 0 and len(crow) == 2, "classify %s: %r" % (crop, c))
+                if len(crow) == 2:
+                    f.check(crow[1][1] == o[-2] and abs(float(crow[1][2]) - float(o[-1])) <= 1e-6,
+                            "crop %s alone: %r, in the frame: %r" % (crop, crow[1], o))
+            # json and tsv: the same objects
+            rj = h.run_cli(["segment", "-f", "json", "-k", "2", frame], socket=d.socket)
+            js = [json.loads(line) for line in rj.out.splitlines()]
+            f.check(rj.rc == 0 and len(js) == len(ELLIPSES), "json: %r" % rj)
+            f.check(sorted((j["x"], j["y"], j["width"], j["height"]) for j in js) == found,
+                    "json boxes %r" % js)
+            f.check(all(len(j["top"]) == 2 and j["label"] == j["top"][0]["label"] for j in js),
+                    "json top 2: %r" % js)
+            rt = h.run_cli(["segment", "-f", "tsv", frame], socket=d.socket)
+            f.check(rt.rc == 0 and len(rt.out.splitlines()) == 1 + len(ELLIPSES), "tsv: %r" % rt)
+            # no object: no row, exit 0
+            rw = h.run_cli(["segment", "-f", "csv", white], socket=d.socket)
+            f.check(rw.rc == 0 and len(rw.out.splitlines()) == 1, "white frame: %r" % rw)
+            # a bad file among good ones: exit 1, named, the others answered
+            rb = h.run_cli(["segment", "-f", "csv", frame, bad, white], socket=d.socket)
+            f.check(rb.rc == 1 and "bad.png" in rb.err and
+                    len(rb.out.splitlines()) == 1 + len(ELLIPSES), "bad frame: %r" % rb)
+            ru = h.run_cli(["segment"], socket=d.socket)
+            f.check(ru.rc == 2, "no FRAME: %r" % ru)
+            sock = d.socket
+        rd = h.run_cli(["--timeout", "2", "segment", frame], socket=sock)
+        f.check(rd.rc == 3, "no daemon: %r" % rd)
+    f.finish()
+
+
+if __name__ == "__main__":
+    main()
