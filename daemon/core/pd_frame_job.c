@@ -98,6 +98,16 @@ static bool admit(pd_pipeline *p, pd_frame_job *job) {
              job->model, s->model->name);
     return false;
   }
+  if (!pd_frame_job_check(job, lim)) return false;
+  if (job->deadline_ns && pd_now_ns() >= job->deadline_ns) {
+    job_fail(job, PD_STATUS_DEADLINE_EXCEEDED, "deadline passed before the frame was read");
+    return false;
+  }
+  return true;
+}
+
+bool pd_frame_job_check(pd_frame_job *job, const pd_pipeline_limits *lim) {
+  job->status = PD_STATUS_OK;
   if (job->tta < 0 || job->tta > lim->max_tta || job->tta > PD_TTA_MAX) {
     job_fail(job, PD_STATUS_INVALID_ARGUMENT, "tta %d is out of range 0..%d (limits.max_tta)",
              job->tta, lim->max_tta);
@@ -131,10 +141,6 @@ static bool admit(pd_pipeline *p, pd_frame_job *job) {
   pd_error err = {0};
   if (pd_segment_settings_check(&st, &err) != PD_OK) {
     job_fail(job, PD_STATUS_INVALID_ARGUMENT, "segment: %s", err.msg);
-    return false;
-  }
-  if (job->deadline_ns && pd_now_ns() >= job->deadline_ns) {
-    job_fail(job, PD_STATUS_DEADLINE_EXCEEDED, "deadline passed before the frame was read");
     return false;
   }
   job->settings = st;
@@ -205,6 +211,10 @@ static pd_status status_of(int rc) {
 static void segment_work(uv_work_t *w) {
   pd_frame_job *job = w->data;
   if (atomic_load(&job->cancelled)) return;
+  pd_frame_job_segment(job);
+}
+
+void pd_frame_job_segment(pd_frame_job *job) {
   const long max_pixels = job->settings.max_frame_pixels;
   uint64_t t0 = pd_now_ns();
   decoded fr = {0}, bg = {0};

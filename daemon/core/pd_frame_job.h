@@ -97,6 +97,13 @@ void pd_frame_job_submit(pd_pipeline *p, pd_frame_job *job);
  * done still runs once. */
 void pd_frame_job_cancel(pd_frame_job *job);
 
+/* The steps of pd_frame_job_submit that need no pipeline, for the fuzz
+ * target (tests/fuzz/fuzz_frame_request.c): check sets job->settings from
+ * the options, or fails the job naming the value (false); segment decodes
+ * and segments on the calling thread, filling job->seg (or failing it). */
+bool pd_frame_job_check(pd_frame_job *job, const pd_pipeline_limits *lim);
+void pd_frame_job_segment(pd_frame_job *job);
+
 /* Frees what the core attached (crops, the objects' requests, the model
  * reference). The front end calls it from (or after) its done callback. */
 void pd_frame_job_dispose(pd_frame_job *job);
