@@ -43,7 +43,7 @@ MODELS = [("c4-f32", "parity_c4.yaml", "f32", 31),
           # the seed-sized benchmark model: deep 3x3 stacks (Winograd), 95x95 and 47x47 maps
           ("seed-c4-f32", "../../bench/models/seed_c4.yaml", "f32", 34)]
 # Per model: (max |C - torch|, max |log C - log torch| over probabilities >= 1e-30), about
-# five times what was measured (2 cores of an AMD EPYC, AVX2 + FMA, 2026-12-02: c4-f32
+# five times what was measured (2 cores of an AMD EPYC, Zen 4, AVX-512, 2026-12-02: c4-f32
 # 1.8e-6 / 1.1e-5, d4-f32 8.0e-7 / 9.0e-6, c4-f16 1.8e-6 / 1.3e-5, seed-c4-f32 2.4e-5 /
 # 2.1e-4: float32 error grows with depth, and Winograd adds its own).
 TOLS = {"c4-f32": (1e-5, 6e-5), "d4-f32": (5e-6, 5e-5), "c4-f16": (1e-5, 6e-5),
