@@ -14,7 +14,9 @@
  *              the flood the full 8 again; /metrics' planktond_tta_*
  *              counters equal the sums over the answers.
  *   off:       the same flood with adaptive_tta off (the default): never
- *              reduced, and the queue (max_queue 64) overflows. */
+ *              reduced, and the queue (max_queue 64) overflows.
+ *   reload:    off in a settings file, then on by a SIGHUP reload of it:
+ *              the flood is reduced, without RESOURCE_EXHAUSTED. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -172,7 +174,9 @@ static void print_stream(const char *what, const stream *s) {
          s->explicit_reduced, s->worst_ms);
 }
 
-static bool start(pd_test_state *st, pd_td *d, bool adaptive) {
+/* adaptive: batching.adaptive_tta by --set; config: a settings file instead
+ * (the model and adaptive_tta come from it), or NULL. */
+static bool start(pd_test_state *st, pd_td *d, bool adaptive, const char *config) {
   const char *bin = getenv("PLANKTOND_FAULTINJECT");
   if (!bin || !*bin) {
     pd_test_skip(st, "PLANKTOND_FAULTINJECT is not set");
@@ -192,9 +196,11 @@ static bool start(pd_test_state *st, pd_td *d, bool adaptive) {
                         "--metrics",
                         "unix:@DIR@/metrics.sock",
                         "--set",
-                        adaptive ? "batching.adaptive_tta=true" : "batching.adaptive_tta=false",
-                        "--set",
                         "batching.min_tta=2",
+                        config ? "--config" : "--set",
+                        config     ? config
+                        : adaptive ? "batching.adaptive_tta=true"
+                                   : "batching.adaptive_tta=false",
                         NULL};
   pd_td_opts o = {.binary = bin, .env = env};
   if (pd_td_start_opts(d, &o, args) == 0) return true;
@@ -224,7 +230,7 @@ static void stop(pd_test_state *st, pd_td *d) {
 
 static void low_rate(pd_test_state *st) {
   pd_td d;
-  if (!start(st, &d, true)) return;
+  if (!start(st, &d, true, NULL)) return;
   stream s;
   run_stream(st, &d, 5, 2, 0, &s);
   print_stream("low rate", &s);
@@ -241,7 +247,7 @@ static void low_rate(pd_test_state *st) {
 
 static void overload(pd_test_state *st) {
   pd_td d;
-  if (!start(st, &d, true)) return;
+  if (!start(st, &d, true, NULL)) return;
   stream s, after;
   run_stream(st, &d, 100, 3, 10, &s);
   print_stream("overload, adaptive", &s);
@@ -272,7 +278,7 @@ static void overload(pd_test_state *st) {
 
 static void off(pd_test_state *st) {
   pd_td d;
-  if (!start(st, &d, false)) return;
+  if (!start(st, &d, false, NULL)) return;
   stream s;
   run_stream(st, &d, 100, 3, 0, &s);
   print_stream("overload, adaptive off", &s);
@@ -286,6 +292,39 @@ static void off(pd_test_state *st) {
   PD_CHECK_NEAR(st, views, 0, 0);
   PD_CHECK_NEAR(st, reduced, 0, 0);
   stop(st, &d);
+}
+
+/* A settings file naming the model and batching.adaptive_tta. */
+static bool write_config(const char *path, bool adaptive) {
+  FILE *f = fopen(path, "w");
+  if (!f) return false;
+  fprintf(f, "model:\n  dir: %s\nbatching:\n  adaptive_tta: %s\n", model_dir,
+          adaptive ? "true" : "false");
+  return fclose(f) == 0;
+}
+
+/* adaptive_tta turned on by a SIGHUP reload of the settings file. */
+static void reload(pd_test_state *st) {
+  char cfg[400];
+  snprintf(cfg, sizeof cfg, "%s/planktond.yaml", model_dir);
+  PD_CHECK(st, write_config(cfg, false));
+  pd_td d;
+  if (!start(st, &d, false, cfg)) return;
+  stream s;
+  run_stream(st, &d, 100, 1.5, 0, &s);
+  print_stream("overload, adaptive off in the file", &s);
+  PD_CHECK_INT(st, s.adaptive_reduced, 0);
+  PD_CHECK_INT(st, s.min_seen, FULL_VIEWS);
+  PD_CHECK(st, write_config(cfg, true));
+  kill(d.pid, SIGHUP);
+  PD_CHECK(st, pd_td_wait_log(&d, "reloaded:", pd_td_scaled_s(30)));
+  run_stream(st, &d, 100, 3, 0, &s);
+  print_stream("overload, adaptive on after SIGHUP", &s);
+  PD_CHECK_INT(st, s.exhausted, 0);
+  PD_CHECK(st, s.adaptive_reduced > 0);
+  PD_CHECK(st, s.min_seen >= MIN_VIEWS);
+  stop(st, &d);
+  unlink(cfg);
 }
 
 /* The test model with a default of FULL_VIEWS TTA views: its model.yaml
@@ -353,6 +392,7 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(low_rate),
     PD_TEST_CASE(overload),
     PD_TEST_CASE(off),
+    PD_TEST_CASE(reload),
 };
 
 int main(int argc, char **argv) {

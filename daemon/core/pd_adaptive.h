@@ -4,10 +4,12 @@
  * pipeline can decide a request's views before its decode makes them.
  *
  * A request that asked for its own tta keeps it; the others get the
- * model's default count `full` while the oldest request waiting in the
- * batcher has waited at most the bound (batching.adaptive_tta_wait_us, or,
+ * model's default count `full` while the wait -- how long the oldest
+ * request waiting in the batcher has been in the daemon, or, when longer
+ * and other requests are in flight, how long the last request decoded
+ * waited for a decode thread -- is at most the bound (batching.adaptive_tta_wait_us, or,
  * when that is 0, twice the moving average of a batch's compute time), and
- * half of it for each whole bound it has waited beyond that: waited more
+ * half of it for each whole bound the wait is beyond that: more
  * than 1 and up to 2 bounds: full / 2, more than 2 and up to 3: full / 4,
  * and so on, never fewer than min_views (nor more than full). Before any
  * batch was computed the automatic bound is unknown and nothing is

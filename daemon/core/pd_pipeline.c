@@ -20,6 +20,7 @@ struct pd_pipeline {
   pthread_mutex_t done_mu;
   pd_request *done_head, *done_tail; /* finished on the engine thread */
   int in_flight;
+  uint64_t decode_wait_ns; /* the last decoded request's wait for a decode thread */
   void (*idle_cb)(void *);
   void *idle_data;
 };
@@ -37,6 +38,7 @@ static void finish(pd_pipeline *p, pd_request *req) {
   p->in_flight--;
   atomic_fetch_sub(&p->stats->in_flight, 1);
   req->done(req);
+  if (p->in_flight == 0) p->decode_wait_ns = 0;
   if (p->in_flight == 0 && p->idle_cb) p->idle_cb(p->idle_data);
 }
 
@@ -118,6 +120,8 @@ static void decode_done(uv_work_t *w, int status) {
   release_input(req);
   uint64_t now = pd_now_ns();
   req->t_decoded_ns = now;
+  if (status == 0 && now > req->t_recv_ns + req->decode_ns)
+    p->decode_wait_ns = now - req->decode_ns - req->t_recv_ns;
   if (atomic_load(&req->cancelled) && req->status == PD_STATUS_OK)
     drop_cancelled(req, status != 0 ? "before its decode" : "after its decode");
   if (status != 0 && req->status == PD_STATUS_OK)
@@ -202,7 +206,11 @@ static void choose_views(pd_pipeline *p, pd_request *req) {
     req->views = req->tta;
   } else if (req->tta_adaptive) {
     pd_batcher_load l = pd_batcher_load_get(p->batcher, pd_now_ns());
-    req->views = pd_adaptive_views(&p->lim.adaptive, full, l.oldest_wait_ns, l.compute_avg_ns);
+    /* requests waiting for a decode thread wait too: as long as the last
+     * one decoded did, while others are in flight (this one counts) */
+    uint64_t wait = l.oldest_wait_ns;
+    if (p->in_flight > 1 && p->decode_wait_ns > wait) wait = p->decode_wait_ns;
+    req->views = pd_adaptive_views(&p->lim.adaptive, full, wait, l.compute_avg_ns);
   } else {
     req->views = full;
   }
