@@ -72,6 +72,28 @@ const char *pd_td_backend(void) {
   return b && *b ? b : "cpu";
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define PD_TD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PD_TD_ASAN 1
+#endif
+#endif
+#ifndef PD_TD_ASAN
+#define PD_TD_ASAN 0
+#endif
+
+double pd_td_timeout_scale(void) {
+  const char *s = getenv("PD_TEST_TIMEOUT_SCALE");
+  if (s && *s) {
+    double v = strtod(s, NULL);
+    return v >= 1 ? v : 1;
+  }
+  const char *w = getenv("PD_DAEMON_WRAPPER");
+  if (w && *w) return 20;
+  return PD_TD_ASAN ? 3 : 1;
+}
+
 double pd_td_prob_tol(void) {
   return strcmp(pd_td_backend(), "cpu") == 0 ? 2e-6 : 1e-4;
 }
@@ -105,7 +127,7 @@ static int notify_socket(pd_td *d) {
 }
 
 static bool health_ok(const pd_td *d) {
-  pc_client_options o = {.window = 4, .timeout_ms = 2000};
+  pc_client_options o = {.window = 4, .timeout_ms = (int)(2000 * pd_td_timeout_scale())};
   pc_client *c;
   char addr[400];
   snprintf(addr, sizeof addr, "unix:%s", d->socket);
@@ -195,7 +217,7 @@ int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args) {
   close(logfd);
   unsetenv("NOTIFY_SOCKET");
   if (d->pid < 0) return -1;
-  double until = pd_td_now_ms() + (wrap_env ? 600000 : 60000); /* valgrind is slow */
+  double until = pd_td_now_ms() + 60000 * pd_td_timeout_scale(); /* valgrind is slow */
   while (pd_td_now_ms() < until) {
     char buf[512];
     ssize_t got = d->notify_fd >= 0 ? recv(d->notify_fd, buf, sizeof buf - 1, 0) : -1;
@@ -216,11 +238,12 @@ int pd_td_start_opts(pd_td *d, const pd_td_opts *o, const char *const *args) {
       return 0; /* built without libsystemd: no READY=1 */
     usleep(20000);
   }
-  fprintf(stderr, "planktond not ready after %d s\n", wrap_env ? 600 : 60);
+  fprintf(stderr, "planktond not ready after %.0f s\n", 60 * pd_td_timeout_scale());
   return -1;
 }
 
 int pd_td_stop(pd_td *d, int sig, int timeout_s) {
+  timeout_s = (int)(timeout_s * pd_td_timeout_scale());
   if (d->pid <= 0) return -1;
   kill(d->pid, sig);
   double until = pd_td_now_ms() + timeout_s * 1000.0;
@@ -269,7 +292,7 @@ char *pd_td_log(const pd_td *d) {
 }
 
 bool pd_td_wait_log(const pd_td *d, const char *needle, int timeout_s) {
-  double until = pd_td_now_ms() + timeout_s * 1000.0;
+  double until = pd_td_now_ms() + timeout_s * 1000.0 * pd_td_timeout_scale();
   do {
     char *log = pd_td_log(d);
     bool found = log && strstr(log, needle);
@@ -281,7 +304,7 @@ bool pd_td_wait_log(const pd_td *d, const char *needle, int timeout_s) {
 }
 
 pc_client *pd_td_connect(const pd_td *d, int window) {
-  pc_client_options o = {.window = window, .timeout_ms = 60000};
+  pc_client_options o = {.window = window, .timeout_ms = (int)(60000 * pd_td_timeout_scale())};
   pc_client *c = NULL;
   pc_client_error err;
   char addr[400];

@@ -66,6 +66,11 @@ const char *pd_td_backend(void);
  * the per-layer kernel choice (measured 0 to 2.7e-7), so 2e-6; another
  * backend against the CPU reference: 1e-4. */
 double pd_td_prob_tol(void);
+/* The factor every timeout of the tests is multiplied by: $PD_TEST_TIMEOUT_SCALE
+ * when set (a number >= 1), else 20 when the daemon runs under a wrapper
+ * ($PD_DAEMON_WRAPPER: valgrind), else 3 in a build with AddressSanitizer,
+ * else 1. The harness's own waits (start, connect, stop, logs) use it. */
+double pd_td_timeout_scale(void);
 
 /* A deterministic crop w x h: a dark blob and strands on white. */
 uint8_t *pd_td_crop(uint64_t seed, int w, int h);

@@ -3,28 +3,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define PD_TD_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PD_TD_ASAN 1
-#endif
-#endif
-#ifndef PD_TD_ASAN
-#define PD_TD_ASAN 0
-#endif
-
-double pd_td_timeout_scale(void) {
-  const char *s = getenv("PD_TEST_TIMEOUT_SCALE");
-  if (s && *s) {
-    double v = strtod(s, NULL);
-    return v >= 1 ? v : 1;
-  }
-  const char *w = getenv("PD_DAEMON_WRAPPER");
-  if (w && *w) return 20;
-  return PD_TD_ASAN ? 3 : 1;
-}
-
 int pd_td_scaled_ms(double ms) {
   return (int)(ms * pd_td_timeout_scale());
 }

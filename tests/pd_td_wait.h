@@ -2,9 +2,7 @@
  * (valgrind, sanitizers) and polls of the daemon's Stats until a condition
  * holds, in place of fixed sleeps.
  *
- * The scale is $PD_TEST_TIMEOUT_SCALE when set (a number >= 1), else 20
- * when the daemon runs under a wrapper ($PD_DAEMON_WRAPPER: valgrind), else
- * 3 in a build with AddressSanitizer, else 1. */
+ * The scale: pd_td_timeout_scale() (pd_daemon_test.h). */
 #ifndef PD_TD_WAIT_H
 #define PD_TD_WAIT_H
 
@@ -12,8 +10,7 @@
 
 #include "pd_daemon_test.h"
 
-double pd_td_timeout_scale(void);
-/* ms (or s) times the scale. */
+/* pd_td_timeout_scale() is the harness's (pd_daemon_test.h). ms (or s) times the scale. */
 int pd_td_scaled_ms(double ms);
 int pd_td_scaled_s(double s);
 

@@ -42,6 +42,7 @@
 static uint8_t *small_png;
 static size_t small_png_len;
 static float *small_probs;
+static float *big_probs; /* the engine's answer for the big crop */
 static int n_classes;
 
 /* ---- hogs: most of a big frame, then silence ---- */
@@ -87,12 +88,14 @@ typedef struct big_client {
   const pd_td *d;
   pthread_t t;
   const uint8_t *gray;
-  int status; /* the answer's status, or -1 */
+  int status;   /* the answer's status, or -1 */
+  double worst; /* max |p - engine| of its answer (1: none or the wrong size) */
 } big_client;
 
 static void *big_main(void *arg) {
   big_client *b = arg;
   b->status = -1;
+  b->worst = 1;
   pc_client *c = pd_td_connect(b->d, 1);
   if (!c) return NULL;
   pc_client_classify_request rq = {.id = 7,
@@ -100,11 +103,20 @@ static void *big_main(void *arg) {
                                    .data = b->gray,
                                    .len = (size_t)BIG_SIDE * BIG_SIDE,
                                    .width = BIG_SIDE,
-                                   .height = BIG_SIDE};
+                                   .height = BIG_SIDE,
+                                   .full_distribution = true};
   pc_client_response *r = NULL;
   pc_client_error err;
   if (pc_client_classify(c, &rq, &r, &err) == PC_CLIENT_OK) {
     b->status = r->status;
+    const pc_client_classify_result *cr = &r->u.classify;
+    if (r->status == 0 && cr->n_distribution == (size_t)n_classes) {
+      b->worst = 0;
+      for (int j = 0; j < n_classes; j++) {
+        double dj = fabs((double)cr->distribution[j] - big_probs[j]);
+        if (dj > b->worst) b->worst = dj;
+      }
+    }
     if (r->status != 0)
       fprintf(stderr, "big image: %s: %s\n", pc_client_status_name(r->status), r->message);
   } else {
@@ -286,14 +298,21 @@ static void big_frames(pd_test_state *st) {
     pthread_create(&bigs[i].t, NULL, big_main, &bigs[i]);
   }
   int answered = 0;
+  double worst = 0;
   for (int i = 0; i < BIG_CLIENTS; i++) {
     pthread_join(bigs[i].t, NULL);
     answered += bigs[i].status == 0;
+    if (bigs[i].worst > worst) worst = bigs[i].worst;
   }
   double waits_after = metric(d, "planktond_receive_waits_total");
-  printf("%d clients x 3.5 MB images at once (budget 8 MiB) -> %d answered OK, %.0f more waits\n",
-         BIG_CLIENTS, answered, waits_after - waits_before);
+  /* The waits depend on how the clients' sends interleave with the daemon's
+   * reads, so they are reported; what is asserted is that every big image is
+   * answered, with the engine's answer for it. */
+  printf("%d clients x 3.5 MB images at once (budget 8 MiB) -> %d answered OK, %.0f more waits, "
+         "max |p - engine| %.2g\n",
+         BIG_CLIENTS, answered, waits_after - waits_before, worst);
   PD_CHECK_INT(st, answered, BIG_CLIENTS);
+  PD_CHECK(st, worst <= PROB_TOL);
   free(big);
 
   stop(st, &f);
@@ -309,6 +328,11 @@ static int setup(void) {
   small_png = pd_td_png(gray, 60, 44, &small_png_len);
   small_probs = malloc((size_t)n_classes * sizeof(float));
   int rc = pd_td_ref_probs(&ref, gray, 60, 44, small_probs);
+  uint8_t *big = pd_td_crop(9, BIG_SIDE, BIG_SIDE);
+  big_probs = malloc((size_t)n_classes * sizeof(float));
+  if (rc == 0)
+    rc = big && big_probs ? pd_td_ref_probs(&ref, big, BIG_SIDE, BIG_SIDE, big_probs) : -1;
+  free(big);
   pd_td_ref_close(&ref);
   free(gray);
   return rc == 0 ? 0 : 1;
@@ -317,6 +341,7 @@ static int setup(void) {
 static void teardown(void) {
   free(small_png);
   free(small_probs);
+  free(big_probs);
 }
 
 static const pd_test_case k_cases[] = {
