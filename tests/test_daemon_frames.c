@@ -15,13 +15,17 @@
  *  - queue_full: a frame with more objects than batching.max_queue places:
  *    RESOURCE_EXHAUSTED and no object computed;
  *  - concurrent: frames and single crops from 4 clients at once, every
- *    answer checked against the engine. */
+ *    answer checked against the engine;
+ *  - cancel_on_close: 20 frames sent and the connection closed unread:
+ *    every object request finishes (in_flight back to 0), the next client
+ *    is answered, the daemon drains and exits 0. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_wait.h"
 #include "pd_test.h"
 #include "pd_test_cases.h"
 
@@ -412,6 +416,47 @@ static void queue_full(pd_test_state *st) {
   stop(st, &d);
 }
 
+static bool nothing_in_flight(const pc_client_stats_result *s, void *ctx) {
+  (void)ctx;
+  return s->in_flight == 0 && s->queue_depth == 0;
+}
+
+/* A client that sends frames and leaves at once: every object request is
+ * finished (in_flight back to 0), the daemon answers the next client and
+ * drains cleanly. */
+static void cancel_on_close(pd_test_state *st) {
+  pd_td d;
+  static const char *const args[] = {"--max-batch", "4", NULL};
+  if (!start(st, &d, args)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  pc_client *c = pd_td_connect(&d, 32);
+  PD_CHECK(st, c && frame);
+  if (c && frame) {
+    pc_client_error err;
+    for (int i = 0; i < 20; i++) {
+      pc_client_frame_request rq = raw8_request((uint64_t)i, frame, FW, FH);
+      PD_CHECK_INT(st, pc_client_send_frame(c, &rq, &err), PC_CLIENT_OK);
+    }
+    pc_client_close(c); /* nothing read */
+    pc_client_response *last = NULL;
+    PD_CHECK(st, pd_td_poll_stats(&d, nothing_in_flight, NULL, 20000, &last));
+    pc_client_response_free(last);
+    c = pd_td_connect(&d, 8);
+    PD_CHECK(st, c != NULL);
+    pc_client_frame_request rq = raw8_request(99, frame, FW, FH);
+    pc_client_response *r = NULL;
+    if (c) {
+      PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+      PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_OK && r->u.frame.n_objects == N_OBJ);
+    }
+    pc_client_response_free(r);
+  }
+  pc_client_close(c);
+  free(frame);
+  stop(st, &d);
+}
+
 /* ---- concurrent: frames and crops from 4 clients ---- */
 
 typedef struct worker {
@@ -496,8 +541,9 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(objects),   PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
-    PD_TEST_CASE(bad_input), PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
+    PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
+    PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
+    PD_TEST_CASE(cancel_on_close),
 };
 
 int main(int argc, char **argv) {
