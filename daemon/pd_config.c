@@ -193,13 +193,13 @@ static bool parse_long(const char *s, int base, long *out) {
   return true;
 }
 
-/* "host:port" or "[v6]:port", port 1..65535. */
+/* "host:port" or "[v6]:port", port 0..65535 (0: any free port; the listener logs the one bound). */
 static bool valid_host_port(const char *s) {
   const char *colon = strrchr(s, ':');
   if (!colon || colon == s) return false;
   if (s[0] == '[' && colon[-1] != ']') return false;
   long port;
-  return parse_long(colon + 1, 10, &port) && port >= 1 && port <= 65535;
+  return parse_long(colon + 1, 10, &port) && port >= 0 && port <= 65535;
 }
 
 /* Sets field f from text; on failure writes the reason to why. `plain` is
@@ -289,7 +289,7 @@ static int field_from_text(const pd_setting *f, pd_config *cfg, const char *text
     if (len && (f->type == PD_SET_TCP || f->type == PD_SET_LISTEN) && !unix_addr &&
         !valid_host_port(text)) {
       snprintf(why, why_len, "expected %s, got '%s'",
-               f->type == PD_SET_TCP ? "HOST:PORT (port 1..65535)" : "HOST:PORT or unix:PATH",
+               f->type == PD_SET_TCP ? "HOST:PORT (port 0..65535)" : "HOST:PORT or unix:PATH",
                text);
       return PD_EINVAL;
     }
@@ -717,8 +717,8 @@ int pd_config_keep_restart_only(pd_config *next, const pd_config *running, char 
     if (f->reloadable || same_value(f, next, running)) continue;
     size_t size = f->type == PD_SET_INT || f->type == PD_SET_MODE || f->type == PD_SET_BOOL
                       ? sizeof(long)
-                  : f->type == PD_SET_LEVEL                       ? sizeof(pd_log_level)
-                                                                  : f->cap;
+                  : f->type == PD_SET_LEVEL ? sizeof(pd_log_level)
+                                            : f->cap;
     memcpy((char *)next + f->off, (const char *)running + f->off, size);
     if (used < cap)
       used += (size_t)snprintf(names + used, cap - used, "%s%s", n ? ", " : "", f->name);

@@ -171,6 +171,14 @@ int pd_listener_tcp(uv_loop_t *loop, const char *host_port, pd_listener_cb cb, v
   if (uv != 0)
     return fail_close(l,
                       pd_error_set(err, PD_EIO, "listen tcp '%s': %s", host_port, uv_strerror(uv)));
+  /* the name carries the port bound, so that port 0 (any free port) is logged as the real one */
+  struct sockaddr_storage ss = {0};
+  int sl = (int)sizeof ss;
+  if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    snprintf(l->name, sizeof l->name, "tcp:%.*s:%d", (int)(colon - host_port), host_port, port);
+  }
   *out = l;
   return PD_OK;
 }
