@@ -10,6 +10,7 @@ and computes the engine's own probabilities for images with
 lines against. Exit code 77 (meson's "skipped") when the data is absent.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,20 @@ class Daemon:
             time.sleep(0.1)
         self.close()
         raise SystemExit("planktond not ready after 60 s")
+
+    def logged_port(self, needle, timeout=10):
+        """The port after `needle` (e.g. "listening on tcp:127.0.0.1:") in the daemon's log:
+        what a listener given port 0 bound."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = open(self.log_path, errors="replace").read()
+            at = text.find(needle)
+            if at >= 0:
+                digits = re.match(r"\d+", text[at + len(needle):])
+                if digits:
+                    return int(digits.group(0))
+            time.sleep(0.05)
+        raise SystemExit("FAIL: %r not in the daemon's log:\n%s" % (needle, text[-2000:]))
 
     def stop(self):
         """SIGTERM, then waits (30 s, then SIGKILL). Returns None when the daemon drained and

@@ -40,14 +40,6 @@ def good_images(tmp):
     return out
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def check_unreadable(f, d, tmp, good):
     """A file the user may not read. As root, run the CLI as nobody."""
     bad = os.path.join(tmp, "secret.png")
@@ -271,17 +263,9 @@ def main():
             r = h.run_cli(["health"], env_extra={"PLANKTON_SOCKET": d.socket})
             f.check(r.rc == 0, "PLANKTON_SOCKET: %r" % r)
 
-        # over TCP (the daemon takes no port 0: a free port, another one if
-        # some other process took it before the daemon bound it)
-        for attempt in range(3):
-            port = free_port()
-            try:
-                d = h.Daemon(["--tcp", "127.0.0.1:%d" % port])
-                break
-            except SystemExit as e:
-                if attempt == 2 or "address already in use" not in str(e):
-                    raise
-        with d:
+        # over TCP: port 0, the daemon binds a free one and logs it
+        with h.Daemon(["--tcp", "127.0.0.1:0", "--log-level", "info"]) as d:
+            port = d.logged_port("listening on tcp:127.0.0.1:")
             r = h.run_cli(["--tcp", "127.0.0.1:%d" % port, "classify", "-f", "csv", good[0]])
             f.check(r.rc == 0 and r.out.startswith("path,label,probability\n%s," % good[0]),
                     "--tcp classify: %r" % r)
