@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "pd_daemon.h"
+#include "pd_log.h"
+#include "pd_segment.h"
 #ifdef PD_FAULT_INJECTION
 #include "pd_fault.h"
 #endif
@@ -23,6 +25,17 @@ static const char *default_model_dir(void) {
   const size_t root = strlen(PD_BUILD_ROOT);
   if (strncmp(exe, PD_BUILD_ROOT, root) == 0 && exe[root] == '/') return PD_SOURCE_MODEL_DIR;
   return PD_INSTALLED_MODEL_DIR;
+}
+
+/* Leptonica's messages (frame segmentation, pd_segment.h) in the daemon's
+ * log as warnings, its trailing newline dropped. */
+static void leptonica_log(const char *msg) {
+  pd_log lg;
+  pd_log_init(&lg, PD_LOG_WARNING);
+  size_t n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+    n--;
+  pd_logf(&lg, PD_LOG_WARNING, "leptonica: %.*s", (int)n, msg);
 }
 
 static void usage(FILE *f) {
@@ -47,6 +60,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   pd_settings_source src = {.default_model_dir = default_model_dir()};
+  pd_segment_set_log(leptonica_log);
 #ifdef PD_FAULT_INJECTION /* planktond-faultinject, the tests' binary */
   src.wrap_backend = pd_fault_wrap;
 #endif
