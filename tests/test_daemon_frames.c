@@ -8,6 +8,9 @@
  *    gray8 gets the same answer (to 1e-6);
  *  - gray16: the same frame as raw gray16 with 12 significant bits: the same
  *    boxes and scores, gray features on the 12-bit scale;
+ *  - png_16bit: the same 12-bit frame as a 16-bit gray PNG: decoded at full
+ *    depth (the same objects and gray features as raw gray16); 12 bits
+ *    declared on an 8-bit PNG refused;
  *  - empty: a white frame is OK with no object;
  *  - bad_input: zero size, significant bits that do not fit, a sample
  *    above them, a background of another size, too few bytes, over
@@ -19,6 +22,7 @@
  *  - cancel_on_close: 20 frames sent and the connection closed unread:
  *    every object request finishes (in_flight back to 0), the next client
  *    is answered, the daemon drains and exits 0. */
+#include <png.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -273,6 +277,81 @@ static void gray16(pd_test_state *st) {
   pc_client_close(c);
   free(frame);
   free(w16);
+  stop(st, &d);
+}
+
+static void expect_invalid(pd_test_state *st, pc_client *c, const pc_client_frame_request *rq,
+                           const char *n1, const char *n2);
+
+/* w x h host-order 16-bit samples as a 16-bit gray PNG (malloc'ed). */
+static uint8_t *png16(const uint16_t *px, int w, int h, size_t *len) {
+  png_image img;
+  memset(&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  img.width = (png_uint_32)w;
+  img.height = (png_uint_32)h;
+  img.format = PNG_FORMAT_LINEAR_Y;
+  png_alloc_size_t n = 0;
+  if (!png_image_write_to_memory(&img, NULL, &n, 0, px, w, NULL)) return NULL;
+  uint8_t *out = malloc(n);
+  if (out && !png_image_write_to_memory(&img, out, &n, 0, px, w, NULL)) {
+    free(out);
+    return NULL;
+  }
+  *len = n;
+  return out;
+}
+
+/* The 12-bit frame as a 16-bit gray PNG: decoded at full depth, the same
+ * objects and gray features as the raw gray16 frame. */
+static void png_16bit(pd_test_state *st) {
+  pd_td d;
+  if (!start(st, &d, NULL)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  uint16_t *s16 = malloc((size_t)FW * FH * sizeof *s16);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && frame && s16);
+  if (c && frame && s16) {
+    for (size_t i = 0; i < (size_t)FW * FH; i++)
+      s16[i] = (uint16_t)(frame[i] * 16u);
+    size_t len = 0;
+    uint8_t *png = png16(s16, FW, FH, &len);
+    PD_CHECK(st, png != NULL);
+    pc_client_frame_request rq = raw8_request(21, png, FW, FH);
+    rq.image.format = PC_CLIENT_IMAGE_PNG;
+    rq.image.len = len;
+    rq.image.width = rq.image.height = 0;
+    rq.image.significant_bits = 12;
+    pc_client_frame_request rq8 = raw8_request(22, frame, FW, FH);
+    pc_client_response *r = NULL, *r8 = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+    PD_CHECK_INT(st, pc_client_frame(c, &rq8, &r8, &err), PC_CLIENT_OK);
+    if (r && r8) {
+      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+      check_objects(st, c, r, p, frame);
+      PD_CHECK_INT(st, r->u.frame.n_objects, r8->u.frame.n_objects);
+      for (size_t i = 0; i < r->u.frame.n_objects && i < r8->u.frame.n_objects; i++) {
+        const pc_client_frame_object *a = &r->u.frame.objects[i], *b = &r8->u.frame.objects[i];
+        PD_CHECK_NEAR(st, a->mean_gray, 16 * b->mean_gray, 1e-6 * a->mean_gray + 1e-9);
+        PD_CHECK_INT(st, a->min_gray, 16 * b->min_gray);
+      }
+    }
+    pc_client_response_free(r);
+    pc_client_response_free(r8);
+    /* 12 significant bits declared on an 8-bit PNG: refused, naming both */
+    size_t len8 = 0;
+    uint8_t *png8 = pd_td_png(frame, FW, FH, &len8);
+    rq.image.data = png8;
+    rq.image.len = len8;
+    expect_invalid(st, c, &rq, "significant_bits 12", "8-bit");
+    free(png8);
+    free(png);
+  }
+  pc_client_close(c);
+  free(frame);
+  free(s16);
   stop(st, &d);
 }
 
@@ -543,7 +622,7 @@ static void teardown(void) {
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
     PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
-    PD_TEST_CASE(cancel_on_close),
+    PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),
 };
 
 int main(int argc, char **argv) {

@@ -27,8 +27,9 @@ void pc_cli_segment_usage(const char *prog, FILE *f) {
   fprintf(f,
           "usage: %s [GLOBAL OPTIONS] segment [OPTIONS] FRAME...\n"
           "\n"
-          "Sends whole camera frames (PNG, JPEG or TIFF; 8-bit gray, 16-bit read as 8) to\n"
-          "planktond, which finds every organism in each, cuts its crop and classifies it;\n"
+          "Sends whole camera frames (PNG, JPEG or TIFF; a 16-bit gray PNG keeps its\n"
+          "depth) to planktond, which finds every organism in each, cuts its crop and\n"
+          "classifies it;\n"
           "writes one line per object. FRAME is a file, a directory (walked as classify walks\n"
           "it) or - to read one path per line from standard input.\n"
           "\n"
@@ -45,6 +46,7 @@ void pc_cli_segment_usage(const char *prog, FILE *f) {
           "      --max-area N        larger objects dropped (pixels, default 4194304)\n"
           "      --padding N         crop margin around the object (pixels, default 10)\n"
           "      --max-objects N     the largest N kept per frame (default 1000)\n"
+          "      --bits N            significant bits of 16-bit PNG frames (default 16)\n"
           "      --drop-edge         drop objects touching the frame's edge (default: kept)\n"
           "      --background M      column-median (default; line-scan shadowgraphs) or morph\n"
           "      --max-file-size N   larger files fail without being sent (default 16M-1K)\n"
@@ -254,6 +256,7 @@ enum {
   OPT_PADDING,
   OPT_MAX_OBJECTS,
   OPT_DROP_EDGE,
+  OPT_BITS,
   OPT_BACKGROUND,
   OPT_MAX_FILE,
   OPT_PROGRESS,
@@ -273,6 +276,7 @@ static const struct option k_longs[] = {{"top", required_argument, NULL, 'k'},
                                         {"padding", required_argument, NULL, OPT_PADDING},
                                         {"max-objects", required_argument, NULL, OPT_MAX_OBJECTS},
                                         {"drop-edge", no_argument, NULL, OPT_DROP_EDGE},
+                                        {"bits", required_argument, NULL, OPT_BITS},
                                         {"background", required_argument, NULL, OPT_BACKGROUND},
                                         {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
                                         {"progress", no_argument, NULL, OPT_PROGRESS},
@@ -282,7 +286,7 @@ static const struct option k_longs[] = {{"top", required_argument, NULL, 'k'},
                                         {0, 0, 0, 0}};
 
 typedef struct seg_opts {
-  long top, tta, min_area, max_area, padding, max_objects;
+  long top, tta, min_area, max_area, padding, max_objects, bits;
   double threshold, retry_for;
   int progress, background;
   bool drop_edge;
@@ -347,6 +351,9 @@ static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o
     case OPT_DROP_EDGE:
       o->drop_edge = true;
       break;
+    case OPT_BITS:
+      rc = pc_cli_parse_int("--bits", optarg, 1, 16, &o->bits, err);
+      break;
     case OPT_BACKGROUND:
       if (!strcmp(optarg, "column-median"))
         o->background = 1;
@@ -391,18 +398,19 @@ static int next_path(pc_cli_walk *w, const char **path, pc_cli_error *err) {
 
 static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_paths, seg_ctx *x,
                pc_client *client, pc_cli_error *err) {
-  pc_client_frame_request rq = {.model = o->model,
-                                .image = {.format = PC_CLIENT_IMAGE_AUTO},
-                                .threshold = (float)o->threshold,
-                                .min_area = (uint32_t)o->min_area,
-                                .max_area = (uint32_t)o->max_area,
-                                .padding = (uint32_t)o->padding,
-                                .edge_objects = o->drop_edge ? 2 : 0,
-                                .max_objects = (uint32_t)o->max_objects,
-                                .background_method = o->background,
-                                .top_k = (uint32_t)o->top,
-                                .tta = (uint32_t)o->tta,
-                                .return_crops = o->crops_dir != NULL};
+  pc_client_frame_request rq = {
+      .model = o->model,
+      .image = {.format = PC_CLIENT_IMAGE_AUTO, .significant_bits = (uint32_t)o->bits},
+      .threshold = (float)o->threshold,
+      .min_area = (uint32_t)o->min_area,
+      .max_area = (uint32_t)o->max_area,
+      .padding = (uint32_t)o->padding,
+      .edge_objects = o->drop_edge ? 2 : 0,
+      .max_objects = (uint32_t)o->max_objects,
+      .background_method = o->background,
+      .top_k = (uint32_t)o->top,
+      .tta = (uint32_t)o->tta,
+      .return_crops = o->crops_dir != NULL};
   pc_cli_progress progress;
   bool show = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress == 1;
   pc_cli_progress_init(&progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pd_image.h"
+#include "pd_image16.h"
 #include "pd_served.h"
 #include "pd_tta.h"
 
@@ -70,12 +71,12 @@ static bool check_image(pd_frame_job *job, const pd_frame_image *im, const char 
     job_fail(job, PD_STATUS_INVALID_ARGUMENT, "%s: unknown format %d", what, (int)im->format);
     return false;
   }
-  const int storage = im->format == PD_FORMAT_RAW_GRAY16 ? 16 : 8;
+  /* encoded frames: up to 16 here, their depth checked once decoded */
+  const int storage = im->format == PD_FORMAT_RAW_GRAY8 ? 8 : 16;
   if (im->significant_bits < 0 || im->significant_bits > storage) {
     job_fail(job, PD_STATUS_INVALID_ARGUMENT,
-             "%s: significant_bits %d does not fit its %d-bit samples%s", what,
-             im->significant_bits, storage,
-             is_raw(im->format) ? "" : " (PNG, JPEG and TIFF frames are read as 8-bit)");
+             "%s: significant_bits %d does not fit its %d-bit samples", what, im->significant_bits,
+             storage);
     return false;
   }
   if (is_raw(im->format)) return check_raw(job, im, what, max_pixels);
@@ -181,6 +182,30 @@ static int decode_image(const pd_frame_image *im, long max_pixels, const char *w
     return PD_OK;
   }
   const pd_image_limits lim = {.max_width = 65535, .max_height = 65535, .max_pixels = max_pixels};
+  if (pd_image_sniff(im->data, im->len) == PD_IMAGE_PNG) { /* 16-bit gray: at full depth */
+    pd_gray16_image g16 = {0};
+    int rc = pd_image_decode_png16(im->data, im->len, &lim, &g16, err);
+    if (rc == PD_OK) {
+      out->owned = g16.pixels;
+      out->f =
+          (pd_segment_frame){.width = g16.width,
+                             .height = g16.height,
+                             .bytes_per_pixel = 2,
+                             .significant_bits = im->significant_bits ? im->significant_bits : 16,
+                             .pixels = g16.pixels};
+      return PD_OK;
+    }
+    if (rc != PD_EUNSUPP) {
+      char m[sizeof err->msg];
+      snprintf(m, sizeof m, "%s", err->msg);
+      return pd_error_set(err, rc, "%s: %s (limits.max_frame_pixels %ld)", what, m, max_pixels);
+    }
+  }
+  if (im->significant_bits > 8)
+    return pd_error_set(err, PD_EINVAL,
+                        "%s: significant_bits %d, but it is an 8-bit image (16 bits: gray PNG "
+                        "or raw gray16)",
+                        what, im->significant_bits);
   pd_gray_image g = {0};
   int rc = pd_image_decode(im->data, im->len, &lim, &g, err);
   if (rc != PD_OK) {

@@ -76,6 +76,18 @@ def png8(w, h, px):
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def png16(w, h, samples):
+    raw = b"".join(b"\0" + b"".join(struct.pack(">H", v) for v in samples[y * w:(y + 1) * w])
+                   for y in range(h))
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus",
                                                              "frame_request")
@@ -89,6 +101,7 @@ def main():
                                           bg=image(5, struct.pack("<H", 4080) * (64 * 48), 64, 48,
                                                    12)),
         "png_objects": request(3, image(1, png8(64, 48, g8)), top_k=3, full=True),
+        "png16_12bit": request(8, image(1, png16(64, 48, [v * 16 for v in g8]), bits=12)),
         "settings": request(4, image(3, g8, 64, 48),
                             seg=f_float(1, 0.3) + f_varint(2, 20) + f_varint(3, 90)
                             + f_varint(4, 3) + f_varint(5, 2) + f_varint(6, 2) + f_varint(7, 2)),
