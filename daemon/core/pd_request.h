@@ -66,8 +66,9 @@ struct pd_request {
   pd_request_done_fn done;
   void *owner; /* the front end's */
   /* Who sent it, for fair batching and admission (pd_batcher.h): requests
-   * with the same key share one client's share; the native front end keys
-   * by connection. 0 is one shared anonymous client. */
+   * with the same key share one client's share; the native and KServe
+   * front ends key by connection (each in a range of its own). 0 is one
+   * shared anonymous client. */
   uint64_t client;
   int client_weight; /* the client's share relative to others; 0 = 1 */
   /* Set through pd_pipeline_cancel (loop thread) when no one waits for the
