@@ -72,6 +72,17 @@ def run_cli(args, socket=None, stdin=None, env_extra=None, timeout=300, cwd=None
     return Result(p.returncode, p.stdout, p.stderr)
 
 
+def free_port():
+    """A loopback TCP port nothing listened on a moment ago (for "nothing answers there"
+    cases; a daemon that needs a port takes port 0 and Daemon.logged_port)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Daemon:
     """planktond on DIR/planktond.sock with the test model."""
 

@@ -28,7 +28,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as h  # noqa: E402
-from test_cli_errors import free_port, good_images  # noqa: E402
+from test_cli_errors import good_images  # noqa: E402
 
 def _sanitized(binary):
     """An AddressSanitizer build cannot run under valgrind (the sanitizer build is checked by
@@ -175,7 +175,7 @@ def check_addresses(f, d, tmp, good):
         srv.shutdown()
         srv.server_close()
     # a port where nothing listens: the library's message, not an HTTP claim
-    r = h.run_cli(["--tcp", "127.0.0.1:%d" % free_port(), "stats"])
+    r = h.run_cli(["--tcp", "127.0.0.1:%d" % h.free_port(), "stats"])
     f.check(r.rc == 3 and "HTTP" not in r.err and "refused" in r.err, "closed port: %r" % r)
 
 
