@@ -42,7 +42,11 @@ from test_cli_errors import pb_field, pb_fields  # noqa: E402 (the protobuf wire
 WINDOW = 256
 N_POLITE = 40
 N_CROPS = 16
-TOL = 1e-6
+# The shipped model through the same daemon, alone (the reference) and in the
+# flood's batches: 1.6e-6 apart in an ASan build, where the per-layer kernel
+# choice picks oneDNN for some layers and oneDNN's blocking depends on the
+# batch; 1e-5 keeps a wrong crop's answer (differences of 1e-2 and more) out.
+TOL = 1e-5
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
