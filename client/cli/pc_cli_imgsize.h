@@ -1,6 +1,6 @@
 /* pc_cli_imgsize: an image's width and height read from its header bytes
- * (PNG IHDR, JPEG SOF marker, TIFF ImageWidth/ImageLength), without decoding it, for the size columns of
- * the EcoTaxa output. Owns nothing. */
+ * (PNG IHDR, JPEG SOF marker, TIFF ImageWidth/ImageLength), without decoding it, for the size
+ * columns of the EcoTaxa output. Owns nothing. */
 #ifndef PC_CLI_IMGSIZE_H
 #define PC_CLI_IMGSIZE_H
 

@@ -29,7 +29,7 @@ struct pd_batcher {
   pd_request *head, *tail; /* every queued request, oldest first */
   int queued, reserved;
   int stopping;
-  uint64_t batches; /* batches formed */
+  uint64_t batches;        /* batches formed */
   uint64_t compute_avg_ns; /* pd_batcher_computed */
   /* clients holding places: a hash table by key */
   client **buckets;
@@ -408,8 +408,8 @@ void pd_batcher_computed(pd_batcher *b, uint64_t ns) {
   if (b->compute_avg_ns == 0)
     b->compute_avg_ns = ns ? ns : 1;
   else /* avg += (ns - avg) / 8, in signed arithmetic */
-    b->compute_avg_ns = (uint64_t)((int64_t)b->compute_avg_ns +
-                                   ((int64_t)ns - (int64_t)b->compute_avg_ns) / 8);
+    b->compute_avg_ns =
+        (uint64_t)((int64_t)b->compute_avg_ns + ((int64_t)ns - (int64_t)b->compute_avg_ns) / 8);
   pthread_mutex_unlock(&b->mu);
 }
 
