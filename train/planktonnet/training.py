@@ -8,6 +8,7 @@ caller owns the net, the optimizer and the TrainState.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -75,6 +76,8 @@ class TrainConfig:
     threads: int = 2
     eval_batch_size: int = 128
     channels_last: bool = True                # NHWC maps: faster convolutions on CPU (oneDNN)
+    precision: str = "fp32"                   # fp32 | bf16 (autocast; fp32 master weights, loss
+                                              # and softmax) | auto (bf16 where it is faster)
     log_every: int = 0                        # a progress line every N steps (0 = per epoch only)
     keep_checkpoints: int = 2                 # epoch_NNN.pt files kept besides last.pt
     export_dtype: str = "f16"
@@ -178,6 +181,81 @@ def _to(batch, device, channels_last: bool = False):
 # prediction
 
 
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def autocast(precision: str, device: torch.device):
+    """The forward pass's autocast context: bf16 on the device's type, or none (fp32)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError("precision %r: a run trains in fp32 or bf16 (auto is resolved before "
+                         "training by resolve_precision)" % precision)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> List[str]:
+    """The bf16 instruction sets this CPU reports (avx512_bf16, amx_bf16), [] if none."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [x for x in ("avx512_bf16", "amx_bf16") if x in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _step_seconds(net: PlanktonNet, inputs, y, precision: str, device: torch.device,
+                  steps: int) -> float:
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    times = []
+    for _ in range(steps + 1):
+        t = time.time()
+        with autocast(precision, device):
+            logits = net(inputs, logits=True)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.time() - t)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def resolve_precision(cfg: "TrainConfig", net: PlanktonNet, device: torch.device,
+                      log: Callable[[str], None], steps: int = 3) -> str:
+    """cfg.precision with auto resolved: fp32 where the CPU has no bf16 instructions, else the
+    faster of fp32 and bf16 in a few timed training steps of a copy of net on random inputs of
+    one batch (the run's weights are not touched). Logs what was found and chosen."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError("precision %r: choose one of %s" % (cfg.precision, ", ".join(PRECISIONS)))
+    if cfg.precision != "auto":
+        return cfg.precision
+    if device.type == "cpu":
+        flags = cpu_bf16_flags()
+        if not flags:
+            log("precision auto: this CPU has no bf16 instructions (avx512_bf16, amx_bf16): fp32")
+            return "fp32"
+    else:
+        flags = [device.type]
+    probe = copy.deepcopy(net)
+    probe.train()
+    n = cfg.batch_size
+    inputs = []
+    for bs in net.spec.branches:
+        if bs.input.kind == "image":
+            x = torch.rand(n, 1, bs.input.size, bs.input.size, device=device)
+            inputs.append(x.contiguous(memory_format=torch.channels_last)
+                          if cfg.channels_last else x)
+        else:
+            inputs.append(torch.randn(n, len(bs.input.features), device=device))
+    y = torch.randint(0, net.spec.n_classes, (n,), device=device)
+    t = {p: _step_seconds(probe, inputs, y, p, device, steps) for p in ("fp32", "bf16")}
+    choice = "bf16" if t["bf16"] < t["fp32"] else "fp32"
+    log("precision auto (%s): a training step of batch %d takes %.3f s in fp32, %.3f s in bf16 "
+        "(%.2fx): %s" % (" ".join(flags), n, t["fp32"], t["bf16"], t["fp32"] / t["bf16"], choice))
+    return choice
+
+
 @torch.no_grad()
 def predict(net: PlanktonNet, loader, device: torch.device,
             channels_last: bool = False) -> Tuple[np.ndarray, np.ndarray]:
@@ -225,7 +303,8 @@ def train_epoch(net: PlanktonNet, opt: torch.optim.Optimizer, loader, sampler: E
         for g in opt.param_groups:
             g["lr"] = lr
         inputs, y = _to(batch, device, cfg.channels_last)
-        logits = net(inputs, logits=True)
+        with autocast(cfg.precision, device):
+            logits = net(inputs, logits=True)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         if not torch.isfinite(loss):
             raise FloatingPointError("loss is %s at step %d (lr %.3g)" % (float(loss), state.step,
