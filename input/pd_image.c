@@ -6,6 +6,7 @@
  * print. */
 #include "pd_image.h"
 #include "pd_image_internal.h"
+#include "pd_png_io.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -22,7 +23,6 @@
 #include <jerror.h>
 
 #define PD_IMAGE_MAX_FILE_BYTES (64L * 1024 * 1024)
-#define PD_PNG_CHUNK_MALLOC_MAX (8L * 1024 * 1024)
 #define PD_JPEG_MAX_SCANS 1000
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -111,73 +111,36 @@ static void row_to_gray(const uint8_t *in, int channels, size_t w, uint8_t *out)
 /* ---- PNG ---- */
 
 typedef struct png_job {
-  const uint8_t *data;
-  size_t len, pos;
-  const pd_image_limits *limits;
-  pd_error *err;
-  png_structp png;
-  png_infop info;
+  pd_png_reader r;
   uint8_t *rowbuf; /* one row, or the whole image when interlaced */
   png_bytep *rows;
   uint8_t *pixels;
   png_uint_32 width, height;
 } png_job;
 
-static void png_on_error(png_structp png, png_const_charp msg) {
-  png_job *job = png_get_error_ptr(png);
-  pd_error_set(job->err, PD_EFORMAT, "PNG: %s", msg);
-  png_longjmp(png, 1);
-}
-
-static void png_on_warning(png_structp png, png_const_charp msg) {
-  (void)png;
-  (void)msg;
-}
-
-static void png_read_mem(png_structp png, png_bytep out, size_t n) {
-  png_job *job = png_get_io_ptr(png);
-  if (n > job->len - job->pos) {
-    pd_error_set(job->err, PD_EFORMAT, "PNG: truncated (needs %zu bytes at offset %zu of %zu)", n,
-                 job->pos, job->len);
-    png_longjmp(png, 1);
-  }
-  memcpy(out, job->data + job->pos, n);
-  job->pos += n;
-}
-
-static uint32_t be32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Reads IHDR's size straight from the bytes so an oversized or empty image is
  * refused before libpng runs at all; malformed headers are left to libpng. */
 static int png_precheck(const uint8_t *d, size_t len, const pd_image_limits *lim, pd_error *err) {
   if (len < 24 || memcmp(d + 12, "IHDR", 4) != 0) return PD_OK;
-  return pd_image_check_dims("PNG", be32(d + 16), be32(d + 20), lim, err);
-}
-
-static png_uint_32 clamp_user_limit(long v) {
-  if (v < 1) return 1;
-  if (v > 0x7fffffffL) return 0x7fffffffu;
-  return (png_uint_32)v;
+  return pd_image_check_dims("PNG", pd_png_be32(d + 16), pd_png_be32(d + 20), lim, err);
 }
 
 /* After png_read_info: expand everything to 8-bit G/GA/RGB/RGBA. */
 static int png_setup_transforms(png_job *job, int *channels) {
-  png_structp png = job->png;
+  png_structp png = job->r.png;
   int depth, ctype, interlace;
-  png_get_IHDR(png, job->info, &job->width, &job->height, &depth, &ctype, &interlace, NULL, NULL);
-  int rc = pd_image_check_dims("PNG", job->width, job->height, job->limits, job->err);
+  png_get_IHDR(png, job->r.info, &job->width, &job->height, &depth, &ctype, &interlace, NULL, NULL);
+  int rc = pd_image_check_dims("PNG", job->width, job->height, job->r.limits, job->r.err);
   if (rc) return rc;
   png_set_expand(png); /* palette -> RGB, gray < 8 bits -> 8, tRNS -> alpha */
   if (depth == 16) png_set_scale_16(png);
   int passes = png_set_interlace_handling(png);
-  png_read_update_info(png, job->info);
-  *channels = png_get_channels(png, job->info);
-  size_t rowbytes = png_get_rowbytes(png, job->info);
-  if (png_get_bit_depth(png, job->info) != 8 || *channels < 1 || *channels > 4 ||
+  png_read_update_info(png, job->r.info);
+  *channels = png_get_channels(png, job->r.info);
+  size_t rowbytes = png_get_rowbytes(png, job->r.info);
+  if (png_get_bit_depth(png, job->r.info) != 8 || *channels < 1 || *channels > 4 ||
       rowbytes != (size_t)job->width * (size_t)*channels)
-    return pd_error_set(job->err, PD_EINTERNAL,
+    return pd_error_set(job->r.err, PD_EINTERNAL,
                         "PNG: unexpected layout after transforms (%d channels, %zu bytes/row)",
                         *channels, rowbytes);
   return passes;
@@ -186,12 +149,12 @@ static int png_setup_transforms(png_job *job, int *channels) {
 static int png_read_pixels(png_job *job, int channels, int passes) {
   size_t w = job->width, h = job->height, ch = (size_t)channels;
   job->pixels = pd_image_alloc_pixels(w, h, 1);
-  if (!job->pixels) return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for %zux%zu", w, h);
+  if (!job->pixels) return pd_error_set(job->r.err, PD_ENOMEM, "PNG: no memory for %zux%zu", w, h);
   if (passes <= 1) {
     job->rowbuf = pd_image_alloc_pixels(w, 1, ch);
-    if (!job->rowbuf) return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for a row");
+    if (!job->rowbuf) return pd_error_set(job->r.err, PD_ENOMEM, "PNG: no memory for a row");
     for (size_t y = 0; y < h; y++) {
-      png_read_row(job->png, job->rowbuf, NULL);
+      png_read_row(job->r.png, job->rowbuf, NULL);
       row_to_gray(job->rowbuf, channels, w, job->pixels + y * w);
     }
     return PD_OK;
@@ -199,10 +162,10 @@ static int png_read_pixels(png_job *job, int channels, int passes) {
   job->rowbuf = pd_image_alloc_pixels(w, h, ch);
   job->rows = job->rowbuf ? malloc(h * sizeof *job->rows) : NULL;
   if (!job->rows)
-    return pd_error_set(job->err, PD_ENOMEM, "PNG: no memory for interlaced %zux%zu", w, h);
+    return pd_error_set(job->r.err, PD_ENOMEM, "PNG: no memory for interlaced %zux%zu", w, h);
   for (size_t y = 0; y < h; y++)
     job->rows[y] = job->rowbuf + y * w * ch;
-  png_read_image(job->png, job->rows);
+  png_read_image(job->r.png, job->rows);
   for (size_t y = 0; y < h; y++)
     row_to_gray(job->rows[y], channels, w, job->pixels + y * w);
   return PD_OK;
@@ -210,23 +173,15 @@ static int png_read_pixels(png_job *job, int channels, int passes) {
 
 /* The only function that calls setjmp; all state lives in *job. */
 static int png_decode_job(png_job *job) {
-  if (setjmp(png_jmpbuf(job->png))) return job->err->code ? job->err->code : PD_EFORMAT;
-  png_set_read_fn(job->png, job, png_read_mem);
-  png_set_user_limits(job->png, clamp_user_limit(job->limits->max_width),
-                      clamp_user_limit(job->limits->max_height));
-  png_set_chunk_malloc_max(job->png, PD_PNG_CHUNK_MALLOC_MAX);
-  /* Skip every ancillary chunk but tRNS unread: the decoder uses none of
-   * them, and for a known one (zTXt, iCCP, ...) libpng only warns when its
-   * length exceeds the chunk limit above, then allocates that length (up to
-   * 2 GiB) before finding the data is not there. */
-  png_set_keep_unknown_chunks(job->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
-  png_read_info(job->png, job->info);
+  if (setjmp(png_jmpbuf(job->r.png))) return job->r.err->code ? job->r.err->code : PD_EFORMAT;
+  pd_png_reader_start(&job->r);
+  png_read_info(job->r.png, job->r.info);
   int channels = 0;
   int passes = png_setup_transforms(job, &channels);
   if (passes < 0) return passes;
   int rc = png_read_pixels(job, channels, passes);
   if (rc) return rc;
-  png_read_end(job->png, NULL);
+  png_read_end(job->r.png, NULL);
   return PD_OK;
 }
 
@@ -234,15 +189,10 @@ static int decode_png(const uint8_t *data, size_t len, const pd_image_limits *li
                       pd_gray_image *out, pd_error *err) {
   int rc = png_precheck(data, len, lim, err);
   if (rc) return rc;
-  png_job job = {.data = data, .len = len, .limits = lim, .err = err};
-  err->code = PD_OK;
-  job.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &job, png_on_error, png_on_warning);
-  job.info = job.png ? png_create_info_struct(job.png) : NULL;
-  if (!job.info)
-    rc = pd_error_set(err, PD_ENOMEM, "PNG: cannot create the decoder");
-  else
-    rc = png_decode_job(&job);
-  png_destroy_read_struct(&job.png, &job.info, NULL);
+  png_job job = {0};
+  rc = pd_png_reader_open(&job.r, data, len, lim, err);
+  if (!rc) rc = png_decode_job(&job);
+  pd_png_reader_close(&job.r);
   free(job.rows);
   free(job.rowbuf);
   if (rc) {
