@@ -54,23 +54,27 @@ static void answer(pd_conn *c, uint8_t *frame, size_t len) {
   pd_conn_send(c, frame, len);
 }
 
+/* The answer to a request the core finished: sent (frame NULL when the
+ * client left, or when packing ran out of memory: nothing is sent), and a
+ * failure logged, INTERNAL as an error and the others at debug level. */
+static void answer_logged(pd_native_server *s, pd_conn *c, uint8_t *frame, size_t len,
+                          const char *what, uint64_t id, int status, const char *message) {
+  answer(c, frame, len);
+  if (status == PD_STATUS_INTERNAL)
+    pd_logf(s->log, PD_LOG_ERROR, "%s %llu from %s: %s", what, (unsigned long long)id, c->peer,
+            message);
+  else if (status != PD_STATUS_OK)
+    pd_logf(s->log, PD_LOG_DEBUG, "%s %llu from %s: %s: %s", what, (unsigned long long)id, c->peer,
+            pd_status_name(status), message);
+}
+
 static void classify_done(pd_request *req) {
   srv_request *sr = (srv_request *)req;
   pd_conn *c = sr->conn;
   pd_link_unlink(&sr->srv->requests, &sr->link);
-  if (pd_conn_open(c)) {
-    size_t len = 0;
-    uint8_t *frame = pd_wire_classify_answer(req, &len);
-    answer(c, frame, len);
-  } else {
-    pd_conn_send(c, NULL, 0); /* the client left: drop the answer */
-  }
-  if (req->status == PD_STATUS_INTERNAL)
-    pd_logf(sr->srv->log, PD_LOG_ERROR, "request %llu from %s: %s", (unsigned long long)req->id,
-            c->peer, req->message);
-  else if (req->status != PD_STATUS_OK)
-    pd_logf(sr->srv->log, PD_LOG_DEBUG, "request %llu from %s: %s: %s", (unsigned long long)req->id,
-            c->peer, pd_status_name(req->status), req->message);
+  size_t len = 0;
+  uint8_t *frame = pd_conn_open(c) ? pd_wire_classify_answer(req, &len) : NULL;
+  answer_logged(sr->srv, c, frame, len, "request", req->id, req->status, req->message);
   pd_request_dispose(req);
   pd_wire_free(sr->msg); /* normally freed already by release_input */
   pd_conn_release(c);
@@ -130,19 +134,9 @@ static void frame_done(pd_frame_job *job) {
   srv_frame *sf = job->owner;
   pd_conn *c = sf->conn;
   pd_link_unlink(&sf->srv->frames, &sf->link);
-  if (pd_conn_open(c)) {
-    size_t len = 0;
-    uint8_t *frame = pd_wire_frame_answer(job, &len);
-    answer(c, frame, len);
-  } else {
-    pd_conn_send(c, NULL, 0); /* the client left: drop the answer */
-  }
-  if (job->status == PD_STATUS_INTERNAL)
-    pd_logf(sf->srv->log, PD_LOG_ERROR, "frame %llu from %s: %s", (unsigned long long)job->id,
-            c->peer, job->message);
-  else if (job->status != PD_STATUS_OK)
-    pd_logf(sf->srv->log, PD_LOG_DEBUG, "frame %llu from %s: %s: %s", (unsigned long long)job->id,
-            c->peer, pd_status_name(job->status), job->message);
+  size_t len = 0;
+  uint8_t *frame = pd_conn_open(c) ? pd_wire_frame_answer(job, &len) : NULL;
+  answer_logged(sf->srv, c, frame, len, "frame", job->id, job->status, job->message);
   pd_frame_job_dispose(job);
   pd_wire_free(sf->msg); /* normally freed already by release_input */
   pd_conn_release(c);

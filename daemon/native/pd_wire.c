@@ -35,13 +35,17 @@ void pd_wire_classify_input(const Plankton__ClassifyRequest *c, uint64_t now_ns,
   req->full_distribution = c->full_distribution;
   req->tta = c->tta > INT_MAX ? INT_MAX : (int)c->tta;
   req->t_recv_ns = now_ns;
+  req->deadline_ns = pd_wire_deadline_ns(now_ns, c->deadline_us);
+}
+
+uint64_t pd_wire_deadline_ns(uint64_t now_ns, uint64_t deadline_us) {
   const uint64_t max_us = UINT64_C(1) << 40; /* ~12 days: beyond that, no deadline */
-  req->deadline_ns = c->deadline_us && c->deadline_us < max_us ? now_ns + c->deadline_us * 1000 : 0;
+  return deadline_us && deadline_us < max_us ? now_ns + deadline_us * 1000 : 0;
 }
 
 /* ---- packing ---- */
 
-static uint8_t *pack_response(const Plankton__Response *resp, size_t *len) {
+uint8_t *pd_wire_pack_response(const Plankton__Response *resp, size_t *len) {
   size_t body = plankton__response__get_packed_size(resp);
   uint8_t *frame = malloc(PD_FRAME_HEADER + body);
   if (!frame) return NULL;
@@ -51,7 +55,7 @@ static uint8_t *pack_response(const Plankton__Response *resp, size_t *len) {
   return frame;
 }
 
-static void set_status(Plankton__Status *st, int code, const char *msg) {
+void pd_wire_status(Plankton__Status *st, int code, const char *msg) {
   plankton__status__init(st);
   st->code = (Plankton__StatusCode)code;
   st->message = (char *)(msg ? msg : "");
@@ -59,14 +63,14 @@ static void set_status(Plankton__Status *st, int code, const char *msg) {
 
 uint8_t *pd_wire_classify_error(uint64_t id, int code, const char *msg, size_t *len) {
   Plankton__Status st;
-  set_status(&st, code, msg);
+  pd_wire_status(&st, code, msg);
   Plankton__ClassifyResponse cr = PLANKTON__CLASSIFY_RESPONSE__INIT;
   cr.id = id;
   cr.status = &st;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_CLASSIFY;
   resp.classify = &cr;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 /* Indices of the k largest probabilities, best first (ties: lower index first). */
@@ -105,7 +109,7 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
       ptrs[i] = &scores[i];
     }
     Plankton__Status st;
-    set_status(&st, PD_STATUS_OK, "");
+    pd_wire_status(&st, PD_STATUS_OK, "");
     Plankton__Timings tm = PLANKTON__TIMINGS__INIT;
     tm.queue_us = req->queue_ns / 1000;
     tm.decode_us = req->decode_ns / 1000;
@@ -128,7 +132,7 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
     Plankton__Response resp = PLANKTON__RESPONSE__INIT;
     resp.body_case = PLANKTON__RESPONSE__BODY_CLASSIFY;
     resp.classify = &cr;
-    frame = pack_response(&resp, len);
+    frame = pd_wire_pack_response(&resp, len);
   }
   free(idx);
   free(scores);
@@ -138,13 +142,13 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
 
 uint8_t *pd_wire_error(int code, const char *msg, size_t *len) {
   Plankton__Status st;
-  set_status(&st, code, msg);
+  pd_wire_status(&st, code, msg);
   Plankton__ErrorResponse er = PLANKTON__ERROR_RESPONSE__INIT;
   er.status = &st;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_ERROR;
   resp.error = &er;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
@@ -154,16 +158,16 @@ uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
   const char *state = "serving";
   if (draining) {
     state = "draining";
-    set_status(&st, PD_STATUS_UNAVAILABLE, "draining: shutting down");
+    pd_wire_status(&st, PD_STATUS_UNAVAILABLE, "draining: shutting down");
   } else if (failures_in_a_row >= PD_HEALTH_FAILING_RUNS) {
     state = "failing";
     snprintf(msg, sizeof msg,
              "the backend failed the last %llu batches (see the log); serving again once one "
              "succeeds",
              (unsigned long long)failures_in_a_row);
-    set_status(&st, PD_STATUS_UNAVAILABLE, msg);
+    pd_wire_status(&st, PD_STATUS_UNAVAILABLE, msg);
   } else {
-    set_status(&st, PD_STATUS_OK, "");
+    pd_wire_status(&st, PD_STATUS_OK, "");
   }
   Plankton__HealthResponse hr = PLANKTON__HEALTH_RESPONSE__INIT;
   hr.id = id;
@@ -177,13 +181,13 @@ uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_HEALTH;
   resp.health = &hr;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_frame_bytes,
                        bool drain_notices, size_t *len) {
   Plankton__Status st;
-  set_status(&st, PD_STATUS_OK, "");
+  pd_wire_status(&st, PD_STATUS_OK, "");
   Plankton__HelloResponse hr = PLANKTON__HELLO_RESPONSE__INIT;
   hr.id = id;
   hr.status = &st;
@@ -194,7 +198,7 @@ uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_fra
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_HELLO;
   resp.hello = &hr;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *len) {
@@ -204,12 +208,12 @@ uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *l
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_DRAIN;
   resp.drain = &dn;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   Plankton__Status st;
-  set_status(&st, PD_STATUS_OK, "");
+  pd_wire_status(&st, PD_STATUS_OK, "");
   Plankton__StatusCount counts[PD_STATUS_COUNT], *count_ptrs[PD_STATUS_COUNT];
   size_t n_counts = 0;
   for (int c = 0; c < PD_STATUS_COUNT; c++) {
@@ -278,7 +282,7 @@ uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_STATS;
   resp.stats = &sr;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len) {
@@ -291,17 +295,17 @@ uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s,
   resp.model_info = &mr;
   char msg[256];
   if (!s) {
-    set_status(&st, PD_STATUS_UNAVAILABLE, "no model is loaded");
-    return pack_response(&resp, len);
+    pd_wire_status(&st, PD_STATUS_UNAVAILABLE, "no model is loaded");
+    return pd_wire_pack_response(&resp, len);
   }
   const pd_model *m = s->model;
   if (filter && filter[0] && strcmp(filter, m->name) != 0) {
     snprintf(msg, sizeof msg, "model '%.60s' is not served (this daemon serves '%s')", filter,
              m->name);
-    set_status(&st, PD_STATUS_NOT_FOUND, msg);
-    return pack_response(&resp, len);
+    pd_wire_status(&st, PD_STATUS_NOT_FOUND, msg);
+    return pd_wire_pack_response(&resp, len);
   }
-  set_status(&st, PD_STATUS_OK, "");
+  pd_wire_status(&st, PD_STATUS_OK, "");
   static const char *const sym[] = {"none", "c4", "d4"};
   Plankton__BranchInfo branches[PD_MAX_BRANCHES], *bptrs[PD_MAX_BRANCHES];
   for (int b = 0; b < m->n_branches; b++) {
@@ -327,5 +331,5 @@ uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s,
   Plankton__ModelInfo *mptr = &mi;
   mr.n_models = 1;
   mr.models = &mptr;
-  return pack_response(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }

@@ -33,6 +33,14 @@ void pd_wire_frame_input(const Plankton__FrameRequest *f, uint64_t now_ns, int d
  * the lower index first). */
 void pd_wire_top_indices(const float *p, int n, int k, int *out);
 
+/* The pieces every packer of this front end shares: resp packed into a
+ * malloc'ed frame with its 4-byte header (NULL when out of memory), a
+ * Status with code and message (msg borrowed; NULL is ""), and a request's
+ * deadline_us as an absolute time (0: none, also beyond ~12 days). */
+uint8_t *pd_wire_pack_response(const Plankton__Response *resp, size_t *len);
+void pd_wire_status(Plankton__Status *st, int code, const char *msg);
+uint64_t pd_wire_deadline_ns(uint64_t now_ns, uint64_t deadline_us);
+
 /* Each returns a frame of *len bytes, or NULL when out of memory. */
 /* FrameResponse: the job's objects (with their scores and, when asked,
  * crops), counts and timings; the status and message of a failed job. */

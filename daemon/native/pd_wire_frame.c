@@ -56,38 +56,21 @@ void pd_wire_frame_input(const Plankton__FrameRequest *f, uint64_t now_ns, int d
   job->full_distribution = f->full_distribution;
   job->tta = clamp_int(f->tta);
   job->t_recv_ns = now_ns;
-  const uint64_t max_us = UINT64_C(1) << 40; /* ~12 days: beyond that, no deadline */
-  job->deadline_ns = f->deadline_us && f->deadline_us < max_us ? now_ns + f->deadline_us * 1000 : 0;
+  job->deadline_ns = pd_wire_deadline_ns(now_ns, f->deadline_us);
 }
 
 /* ---- packing ---- */
 
-static uint8_t *pack(const Plankton__Response *resp, size_t *len) {
-  size_t body = plankton__response__get_packed_size(resp);
-  uint8_t *frame = malloc(PD_FRAME_HEADER + body);
-  if (!frame) return NULL;
-  pd_frame_header(frame, (uint32_t)body);
-  plankton__response__pack(resp, frame + PD_FRAME_HEADER);
-  *len = PD_FRAME_HEADER + body;
-  return frame;
-}
-
-static void status_init(Plankton__Status *st, int code, const char *msg) {
-  plankton__status__init(st);
-  st->code = (Plankton__StatusCode)code;
-  st->message = (char *)(msg ? msg : "");
-}
-
 uint8_t *pd_wire_frame_error(uint64_t id, int code, const char *msg, size_t *len) {
   Plankton__Status st;
-  status_init(&st, code, msg);
+  pd_wire_status(&st, code, msg);
   Plankton__FrameResponse fr = PLANKTON__FRAME_RESPONSE__INIT;
   fr.id = id;
   fr.status = &st;
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_FRAME;
   resp.frame = &fr;
-  return pack(&resp, len);
+  return pd_wire_pack_response(&resp, len);
 }
 
 /* What one object's message points into (freed after packing). */
@@ -124,7 +107,7 @@ static bool fill_object(const pd_frame_job *job, int i, object_parts *op) {
     fo->crop.data = (uint8_t *)o->crop;
     fo->crop.len = (size_t)o->crop_width * (size_t)o->crop_height;
   }
-  status_init(&op->st, r->status, r->message);
+  pd_wire_status(&op->st, r->status, r->message);
   fo->status = &op->st;
   if (r->status != PD_STATUS_OK || !r->served || !r->probs) return true;
   const pd_model *m = r->served->model;
@@ -168,7 +151,7 @@ uint8_t *pd_wire_frame_answer(const pd_frame_job *job, size_t *len) {
   uint8_t *frame = NULL;
   if (ok) {
     Plankton__Status st;
-    status_init(&st, job->status, job->message);
+    pd_wire_status(&st, job->status, job->message);
     const pd_segment_stats *ss = &job->seg.stats;
     Plankton__FrameDropped dr = PLANKTON__FRAME_DROPPED__INIT;
     dr.small = (uint64_t)ss->dropped_small;
@@ -198,7 +181,7 @@ uint8_t *pd_wire_frame_answer(const pd_frame_job *job, size_t *len) {
     Plankton__Response resp = PLANKTON__RESPONSE__INIT;
     resp.body_case = PLANKTON__RESPONSE__BODY_FRAME;
     resp.frame = &fr;
-    frame = pack(&resp, len);
+    frame = pd_wire_pack_response(&resp, len);
   }
   for (int i = 0; parts && i < n; i++) {
     free(parts[i].idx);
