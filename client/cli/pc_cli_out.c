@@ -26,6 +26,24 @@ int pc_cli_format_parse(const char *s, pc_cli_format *out, pc_cli_error *err) {
 }
 
 /* TSV has no quoting: tab, line breaks and backslash become \t \n \r \\. */
+void pc_cli_out_json_top(FILE *f, const pc_client_class_score *top, size_t n_top, size_t top_k) {
+  if (n_top) {
+    fputs(",\"label\":", f);
+    pc_cli_json_string(f, top[0].label);
+    fputs(",\"probability\":", f);
+    pc_cli_json_float(f, top[0].probability);
+  }
+  fputs(",\"top\":[", f);
+  for (size_t i = 0; i < n_top && i < top_k; i++) {
+    fputs(i ? ",{\"label\":" : "{\"label\":", f);
+    pc_cli_json_string(f, top[i].label);
+    fprintf(f, ",\"index\":%u,\"probability\":", top[i].index);
+    pc_cli_json_float(f, top[i].probability);
+    fputc('}', f);
+  }
+  fputc(']', f);
+}
+
 void pc_cli_out_tsv_field(FILE *f, const char *s) {
   for (; *s; s++) {
     switch (*s) {
@@ -85,21 +103,7 @@ static void row_json(const pc_cli_out *o, const pc_cli_result *r) {
     fputs(",\"path_bytes\":", f);
     pc_cli_json_bytes(f, r->path);
   }
-  if (c->n_top) {
-    fputs(",\"label\":", f);
-    pc_cli_json_string(f, c->top[0].label);
-    fputs(",\"probability\":", f);
-    pc_cli_json_float(f, c->top[0].probability);
-  }
-  fputs(",\"top\":[", f);
-  for (size_t i = 0; i < c->n_top && i < o->top_k; i++) {
-    fputs(i ? ",{\"label\":" : "{\"label\":", f);
-    pc_cli_json_string(f, c->top[i].label);
-    fprintf(f, ",\"index\":%u,\"probability\":", c->top[i].index);
-    pc_cli_json_float(f, c->top[i].probability);
-    fputc('}', f);
-  }
-  fputc(']', f);
+  pc_cli_out_json_top(f, c->top, c->n_top, o->top_k);
   if (o->probs) {
     fputs(",\"probabilities\":{", f);
     for (size_t i = 0; i < o->n_labels; i++) {

@@ -46,6 +46,10 @@ typedef struct pc_cli_out {
 
 /* One tsv field: tab, line breaks and backslash written as \t \n \r \\. */
 void pc_cli_out_tsv_field(FILE *f, const char *s);
+/* A JSON object's classification members, each after a comma: "label" and
+ * "probability" of the best class (when there is one), then "top": the
+ * first top_k of top[0..n_top) with label, index and probability. */
+void pc_cli_out_json_top(FILE *f, const pc_client_class_score *top, size_t n_top, size_t top_k);
 
 /* The header row(s) of the format (none for table and json). */
 void pc_cli_out_header(const pc_cli_out *o);

@@ -146,21 +146,8 @@ static void row(const seg_ctx *x, const char *path, size_t i, const pc_client_fr
     fputs(",\"mean_gray\":", f);
     pc_cli_json_double(f, o->mean_gray);
     fprintf(f, ",\"min_gray\":%u", o->min_gray);
-    if (o->n_top) {
-      fputs(",\"label\":", f);
-      pc_cli_json_string(f, o->top[0].label);
-      fputs(",\"probability\":", f);
-      pc_cli_json_float(f, o->top[0].probability);
-    }
-    fputs(",\"top\":[", f);
-    for (size_t k = 0; k < o->n_top && k < x->top_k; k++) {
-      fputs(k ? ",{\"label\":" : "{\"label\":", f);
-      pc_cli_json_string(f, o->top[k].label);
-      fprintf(f, ",\"index\":%u,\"probability\":", o->top[k].index);
-      pc_cli_json_float(f, o->top[k].probability);
-      fputc('}', f);
-    }
-    fputs("]}\n", f);
+    pc_cli_out_json_top(f, o->top, o->n_top, x->top_k);
+    fputs("}\n", f);
     break;
   }
 }
