@@ -171,6 +171,9 @@ static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__Stats
   s->receive_waits = m->receive_waits;
   s->requests_cancelled = m->requests_cancelled;
   s->crops = m->crops;
+  s->tta_adaptive_requests = m->tta_adaptive_requests;
+  s->tta_views = m->tta_views;
+  s->tta_reduced = m->tta_reduced;
   s->last_reload_unix = m->last_reload_unix;
   s->last_reload_failed = m->last_reload_failed;
   s->last_reload_message = m->last_reload_message ? m->last_reload_message : "";

@@ -210,6 +210,11 @@ typedef struct pc_client_stats {
   int64_t last_reload_unix;
   bool last_reload_failed;
   const char *last_reload_message;
+  /* batching.adaptive_tta: requests answered with views the daemon chose
+   * (they asked for no tta of their own), the views computed for them (mean
+   * = tta_views / tta_adaptive_requests), and how many got fewer views
+   * than the model's default */
+  uint64_t tta_adaptive_requests, tta_views, tta_reduced;
 } pc_client_stats_result;
 
 typedef struct pc_client_model {

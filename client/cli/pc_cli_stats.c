@@ -19,7 +19,8 @@ void pc_cli_stats_usage(const char *prog, FILE *f) {
           "crops classified, images (views: a crop sent with --tta N counts once in crops\n"
           "and N times in images) and batches computed, the recent rate, requests by\n"
           "status, queue depth, connections, connections closed by the daemon's limits,\n"
-          "receive-buffer memory and waits, failed batches, and the latency and batch-size\n"
+          "receive-buffer memory and waits, failed batches, the adaptive TTA's requests and\n"
+          "views (batching.adaptive_tta), and the latency and batch-size\n"
           "histograms (count, mean, percentiles as bucket bounds).\n"
           "\n"
           "Options:\n"
@@ -84,6 +85,16 @@ static void print_table(const pc_client_stats_result *s) {
   printf("%s\n", any ? "" : " none");
   printf("%-16s %u\n", "queue depth", s->queue_depth);
   printf("%-16s %u\n", "in flight", s->in_flight);
+  if (s->tta_adaptive_requests)
+    printf("%-16s %llu requests, %.2f views each on average, %llu given fewer than the "
+           "default\n",
+           "adaptive tta", (unsigned long long)s->tta_adaptive_requests,
+           (double)s->tta_views / (double)s->tta_adaptive_requests,
+           (unsigned long long)s->tta_reduced);
+  else
+    printf("%-16s none (no request left its views to the daemon, or batching.adaptive_tta is "
+           "off)\n",
+           "adaptive tta");
   printf("%-16s %llu (dropped before computing: their client had left)\n", "cancelled",
          (unsigned long long)s->requests_cancelled);
   printf("%-16s %u (%llu since start)\n", "connections", s->connections,
@@ -132,6 +143,9 @@ static void print_json(const pc_client_stats_result *s) {
           (unsigned long long)s->batches);
   pc_cli_json_double(f, s->images_per_second);
   fprintf(f, ",\"requests_cancelled\":%llu", (unsigned long long)s->requests_cancelled);
+  fprintf(f, ",\"tta_adaptive_requests\":%llu,\"tta_views\":%llu,\"tta_reduced\":%llu",
+          (unsigned long long)s->tta_adaptive_requests, (unsigned long long)s->tta_views,
+          (unsigned long long)s->tta_reduced);
   fprintf(f,
           ",\"queue_depth\":%u,\"in_flight\":%u,\"connections\":%u,\"connections_total\":%llu"
           ",\"broken_frames\":%llu,\"connections_refused\":%llu,\"frame_timeouts\":%llu"
