@@ -11,7 +11,7 @@
  *           with transparency, interlaced) and JPEGs (libjpeg: gray, YCbCr
  *           4:2:0 and 4:4:4, RGB, progressive, restart markers, arithmetic)
  *   model/  model.yaml NUL weights.safetensors, three tiny models that use
- *           every layer type, weights from tests/pd_test_model.h
+ *           every layer type, weights from tests/support/pd_test_model.h
  *   config/ a few daemon configs (the example file is added by the script)
  */
 #include <errno.h>

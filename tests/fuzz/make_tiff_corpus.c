@@ -1,5 +1,5 @@
 /* make_tiff_corpus DIR: writes the tiff target's seeds into DIR, tiny real
- * files from libtiff's writer (tests/pd_test_tiff.c): 8- and 16-bit gray in
+ * files from libtiff's writer (tests/support/pd_test_tiff.c): 8- and 16-bit gray in
  * both byte orders, MinIsWhite, several strips, tiles, each compression
  * this libtiff writes, and the refused kinds (RGB, palette, float, two
  * samples). Deterministic. */
