@@ -22,8 +22,9 @@
 
 #include "pd_daemon_test.h"
 #include "pd_td_bystander.h"
+#include "pd_td_raw.h"
 #include "pd_td_wait.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 #include "pd_test_tiff.h"
 #include "plankton.pb-c.h"
 
@@ -32,7 +33,6 @@
 #define WINDOW 16
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
-static pd_test_state st;
 static uint8_t *gray, *png, *jpeg;
 static size_t png_len, jpeg_len;
 static const int W = 64, H = 48;
@@ -49,16 +49,16 @@ static pc_client_response *classify(pc_client *c, pc_client_classify_request rq)
   return r;
 }
 
-static void expect(pc_client *c, const char *what, pc_client_classify_request rq, int status,
-                   const char *needle) {
+static void expect(pd_test_state *st, pc_client *c, const char *what, pc_client_classify_request rq,
+                   int status, const char *needle) {
   static uint64_t id = 1000;
   rq.id = ++id;
   pc_client_response *r = classify(c, rq);
-  PD_CHECK(&st, r != NULL);
+  PD_CHECK(st, r != NULL);
   if (!r) return;
-  PD_CHECK_INT(&st, r->id, id);
-  PD_CHECK_INT(&st, r->status, status);
-  if (needle) PD_CHECK_CONTAINS(&st, r->message, needle);
+  PD_CHECK_INT(st, r->id, id);
+  PD_CHECK_INT(st, r->status, status);
+  if (needle) PD_CHECK_CONTAINS(st, r->message, needle);
   printf("%-34s -> %s: %s\n", what, pc_client_status_name(r->status), r->message);
   pc_client_response_free(r);
 }
@@ -87,9 +87,9 @@ static float *distribution(pc_client *c, pc_client_classify_request rq, size_t *
  * (values g * 257, which scale back to g exactly) give the PNG's answer to
  * the last digit; the wrong format declared either way, and RGB, are
  * refused naming what they are. */
-static void tiff_requests(const pd_td *d) {
+static void tiff_requests_on(pd_test_state *st, const pd_td *d) {
   pc_client *c = pd_td_connect(d, 8);
-  PD_CHECK(&st, c != NULL);
+  PD_CHECK(st, c != NULL);
   if (!c) return;
   const int INV = PC_CLIENT_STATUS_INVALID_ARGUMENT;
   size_t t8_len = 0, t16_len = 0, rgb_len = 0;
@@ -117,31 +117,31 @@ static void tiff_requests(const pd_td *d) {
                       .photometric = PHOTOMETRIC_RGB,
                       .pixels = rgb_px};
   uint8_t *trgb = pd_test_tiff_write(&rgb, &rgb_len);
-  PD_CHECK(&st, t8 && t16 && trgb);
+  PD_CHECK(st, t8 && t16 && trgb);
   if (t8 && t16 && trgb) {
     size_t np = 0, n8 = 0, n8a = 0, n16 = 0;
     float *p = distribution(c, image(PC_CLIENT_IMAGE_PNG, png, png_len), &np);
     float *a8 = distribution(c, image(PC_CLIENT_IMAGE_TIFF, t8, t8_len), &n8);
     float *a8s = distribution(c, image(PC_CLIENT_IMAGE_AUTO, t8, t8_len), &n8a);
     float *a16 = distribution(c, image(PC_CLIENT_IMAGE_TIFF, t16, t16_len), &n16);
-    PD_CHECK(&st, p && a8 && a8s && a16 && np > 0 && n8 == np && n8a == np && n16 == np);
+    PD_CHECK(st, p && a8 && a8s && a16 && np > 0 && n8 == np && n8a == np && n16 == np);
     if (p && a8 && a8s && a16 && n8 == np && n8a == np && n16 == np) {
-      PD_CHECK(&st, !memcmp(a8, p, np * sizeof *p));
-      PD_CHECK(&st, !memcmp(a8s, p, np * sizeof *p));
-      PD_CHECK(&st, !memcmp(a16, p, np * sizeof *p));
+      PD_CHECK(st, !memcmp(a8, p, np * sizeof *p));
+      PD_CHECK(st, !memcmp(a8s, p, np * sizeof *p));
+      PD_CHECK(st, !memcmp(a16, p, np * sizeof *p));
       printf("%-34s -> the PNG's distribution, every bit\n", "TIFF 8-bit, 16-bit tiled");
     }
     free(p);
     free(a8);
     free(a8s);
     free(a16);
-    expect(c, "PNG bytes declared TIFF", image(PC_CLIENT_IMAGE_TIFF, png, png_len), INV,
+    expect(st, c, "PNG bytes declared TIFF", image(PC_CLIENT_IMAGE_TIFF, png, png_len), INV,
            "declared TIFF but the bytes are PNG");
-    expect(c, "TIFF bytes declared PNG", image(PC_CLIENT_IMAGE_PNG, t8, t8_len), INV,
+    expect(st, c, "TIFF bytes declared PNG", image(PC_CLIENT_IMAGE_PNG, t8, t8_len), INV,
            "declared PNG but the bytes are TIFF");
-    expect(c, "RGB TIFF", image(PC_CLIENT_IMAGE_AUTO, trgb, rgb_len), INV,
+    expect(st, c, "RGB TIFF", image(PC_CLIENT_IMAGE_AUTO, trgb, rgb_len), INV,
            "photometric interpretation RGB (2)");
-    expect(c, "truncated TIFF", image(PC_CLIENT_IMAGE_TIFF, t8, t8_len / 2), INV, "TIFF");
+    expect(st, c, "truncated TIFF", image(PC_CLIENT_IMAGE_TIFF, t8, t8_len / 2), INV, "TIFF");
   }
   free(t8);
   free(t16);
@@ -151,44 +151,44 @@ static void tiff_requests(const pd_td *d) {
   pc_client_close(c);
 }
 
-static void bad_requests(const pd_td *d) {
+static void bad_requests_on(pd_test_state *st, const pd_td *d) {
   pc_client *c = pd_td_connect(d, 8);
-  PD_CHECK(&st, c != NULL);
+  PD_CHECK(st, c != NULL);
   if (!c) return;
   const int INV = PC_CLIENT_STATUS_INVALID_ARGUMENT;
   uint8_t *bad = malloc(png_len + jpeg_len + 1000);
 
-  expect(c, "good PNG", image(PC_CLIENT_IMAGE_PNG, png, png_len), 0, NULL);
-  expect(c, "good JPEG", image(PC_CLIENT_IMAGE_JPEG, jpeg, jpeg_len), 0, NULL);
-  expect(c, "truncated PNG", image(PC_CLIENT_IMAGE_PNG, png, png_len / 2), INV, "image");
-  expect(c, "PNG cut in its header", image(PC_CLIENT_IMAGE_AUTO, png, 20), INV, "image");
+  expect(st, c, "good PNG", image(PC_CLIENT_IMAGE_PNG, png, png_len), 0, NULL);
+  expect(st, c, "good JPEG", image(PC_CLIENT_IMAGE_JPEG, jpeg, jpeg_len), 0, NULL);
+  expect(st, c, "truncated PNG", image(PC_CLIENT_IMAGE_PNG, png, png_len / 2), INV, "image");
+  expect(st, c, "PNG cut in its header", image(PC_CLIENT_IMAGE_AUTO, png, 20), INV, "image");
   memcpy(bad, png, png_len);
   for (size_t i = 40; i < png_len; i += 7)
     bad[i] ^= 0x5a;
-  expect(c, "corrupted PNG", image(PC_CLIENT_IMAGE_PNG, bad, png_len), INV, "image");
-  expect(c, "truncated JPEG", image(PC_CLIENT_IMAGE_JPEG, jpeg, jpeg_len / 3), INV, "image");
+  expect(st, c, "corrupted PNG", image(PC_CLIENT_IMAGE_PNG, bad, png_len), INV, "image");
+  expect(st, c, "truncated JPEG", image(PC_CLIENT_IMAGE_JPEG, jpeg, jpeg_len / 3), INV, "image");
   memcpy(bad, jpeg, jpeg_len);
   for (size_t i = 2; i < jpeg_len; i += 5)
     bad[i] ^= 0xa5;
-  expect(c, "corrupted JPEG", image(PC_CLIENT_IMAGE_JPEG, bad, jpeg_len), INV, "image");
-  expect(c, "PNG bytes declared JPEG", image(PC_CLIENT_IMAGE_JPEG, png, png_len), INV,
+  expect(st, c, "corrupted JPEG", image(PC_CLIENT_IMAGE_JPEG, bad, jpeg_len), INV, "image");
+  expect(st, c, "PNG bytes declared JPEG", image(PC_CLIENT_IMAGE_JPEG, png, png_len), INV,
          "declared JPEG");
   memset(bad, 0x37, 1000);
-  expect(c, "not an image", image(PC_CLIENT_IMAGE_AUTO, bad, 1000), INV, "image");
-  expect(c, "no image", image(PC_CLIENT_IMAGE_AUTO, NULL, 0), INV, "no bytes");
+  expect(st, c, "not an image", image(PC_CLIENT_IMAGE_AUTO, bad, 1000), INV, "image");
+  expect(st, c, "no image", image(PC_CLIENT_IMAGE_AUTO, NULL, 0), INV, "no bytes");
 
   pc_client_classify_request raw = image(PC_CLIENT_IMAGE_RAW_GRAY8, gray, (size_t)W * H);
   raw.width = W;
   raw.height = H;
-  expect(c, "good raw", raw, 0, NULL);
+  expect(st, c, "good raw", raw, 0, NULL);
   pc_client_classify_request r2 = raw;
   r2.len = (size_t)W * H - 1;
-  expect(c, "raw: bytes != width x height", r2, INV, "needs 3072");
+  expect(st, c, "raw: bytes != width x height", r2, INV, "needs 3072");
   r2 = raw;
   r2.width = 0;
   r2.height = 0;
   r2.len = 0;
-  expect(c, "raw: zero size", r2, INV, "0x0");
+  expect(st, c, "raw: zero size", r2, INV, "0x0");
   r2 = raw;
   r2.width = 1001; /* limits.max_image_width 1000 */
   r2.height = 1;
@@ -196,12 +196,12 @@ static void bad_requests(const pd_td *d) {
   uint8_t *wide = malloc(1001);
   memset(wide, 200, 1001);
   r2.data = wide;
-  expect(c, "raw: wider than the limit", r2, INV, "1001x1");
+  expect(st, c, "raw: wider than the limit", r2, INV, "1001x1");
   /* a PNG whose header declares 2000 x 2000 (over the limit) */
   size_t big_len;
   uint8_t *big_gray = calloc((size_t)2000 * 2000, 1);
   uint8_t *big_png = pd_td_png(big_gray, 2000, 2000, &big_len);
-  expect(c, "PNG: 2000x2000 over the limit", image(PC_CLIENT_IMAGE_PNG, big_png, big_len), INV,
+  expect(st, c, "PNG: 2000x2000 over the limit", image(PC_CLIENT_IMAGE_PNG, big_png, big_len), INV,
          "2000");
   free(big_gray);
   free(big_png);
@@ -209,124 +209,51 @@ static void bad_requests(const pd_td *d) {
 
   pc_client_classify_request m = image(PC_CLIENT_IMAGE_PNG, png, png_len);
   m.model = "copepod-9000";
-  expect(c, "unknown model", m, PC_CLIENT_STATUS_NOT_FOUND, "copepod-9000");
+  expect(st, c, "unknown model", m, PC_CLIENT_STATUS_NOT_FOUND, "copepod-9000");
   m = image(PC_CLIENT_IMAGE_PNG, png, png_len);
   m.tta = 65; /* limits.max_tta 64 */
-  expect(c, "TTA over the limit", m, INV, "tta 65");
+  expect(st, c, "TTA over the limit", m, INV, "tta 65");
   m = image(PC_CLIENT_IMAGE_PNG, png, png_len);
   m.deadline_us = 1;
-  expect(c, "deadline already passed", m, PC_CLIENT_STATUS_DEADLINE_EXCEEDED, "deadline");
-  expect(c, "good PNG after all that", image(PC_CLIENT_IMAGE_PNG, png, png_len), 0, NULL);
+  expect(st, c, "deadline already passed", m, PC_CLIENT_STATUS_DEADLINE_EXCEEDED, "deadline");
+  expect(st, c, "good PNG after all that", image(PC_CLIENT_IMAGE_PNG, png, png_len), 0, NULL);
   free(bad);
   pc_client_close(c);
 }
 
-/* ---- raw sockets ---- */
-
-static int raw_connect(const pd_td *d) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  memcpy(sa.sun_path, d->socket, strlen(d->socket) + 1);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-static int write_all(int fd, const void *buf, size_t len) {
-  const uint8_t *p = buf;
-  while (len > 0) {
-    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-    if (n <= 0) return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* Reads one frame (up to 1 MiB) with a timeout; returns its body length or -1. */
-static long read_frame(int fd, uint8_t *buf, size_t cap, int timeout_ms) {
-  size_t have = 0, want = 4;
-  while (have < want) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) <= 0) return -1;
-    ssize_t n = recv(fd, buf + have, want - have, 0);
-    if (n <= 0) return -1;
-    have += (size_t)n;
-    if (have == 4 && want == 4) {
-      want = 4 + ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]);
-      if (want > cap) return -1;
-    }
-  }
-  return (long)(want - 4);
-}
-
-/* True when the peer closes within timeout_ms (reads and drops what comes). */
-static bool closed_by_peer(int fd, int timeout_ms) {
-  uint8_t buf[4096];
-  double until = pd_td_now_ms() + timeout_ms;
-  while (pd_td_now_ms() < until) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 100) <= 0) continue;
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return true;
-  }
-  return false;
-}
+/* ---- raw sockets (pd_td_raw.h) ---- */
 
 /* Sends bytes, expects one error frame with `status`, then the close. */
-static void expect_broken(const pd_td *d, const char *what, const uint8_t *bytes, size_t len,
-                          int status) {
-  int fd = raw_connect(d);
-  PD_CHECK(&st, fd >= 0);
+static void expect_broken(pd_test_state *st, const pd_td *d, const char *what, const uint8_t *bytes,
+                          size_t len, int status) {
+  int fd = pd_raw_connect(d->socket);
+  PD_CHECK(st, fd >= 0);
   if (fd < 0) return;
-  write_all(fd, bytes, len); /* the daemon may close before taking it all */
-  uint8_t *buf = malloc(1 << 20);
-  long n = read_frame(fd, buf, 1 << 20, pd_td_scaled_ms(10000));
-  PD_CHECK(&st, n >= 0);
-  Plankton__Response *r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
-  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR);
+  pd_raw_write(fd, bytes, len); /* the daemon may close before taking it all */
+  Plankton__Response *r = pd_raw_read_response(fd, pd_td_scaled_ms(10000));
+  PD_CHECK(st, r != NULL);
+  PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR);
   if (r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR) {
-    PD_CHECK_INT(&st, r->error->status->code, status);
+    PD_CHECK_INT(st, r->error->status->code, status);
     printf("%-34s -> error frame %s: %s\n", what, pc_client_status_name(r->error->status->code),
            r->error->status->message);
   }
   if (r) plankton__response__free_unpacked(r, NULL);
-  PD_CHECK(&st, closed_by_peer(fd, 10000));
-  free(buf);
+  PD_CHECK(st, pd_raw_closed(fd, 10000));
   close(fd);
 }
 
 static uint8_t *classify_frame(uint64_t id, size_t *len) {
-  Plankton__Image img = PLANKTON__IMAGE__INIT;
-  img.format = PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_PNG;
-  img.data.data = png;
-  img.data.len = png_len;
-  Plankton__ClassifyRequest cr = PLANKTON__CLASSIFY_REQUEST__INIT;
-  cr.id = id;
-  cr.image = &img;
-  Plankton__Request rq = PLANKTON__REQUEST__INIT;
-  rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
-  rq.classify = &cr;
-  size_t body = plankton__request__get_packed_size(&rq);
-  uint8_t *f = malloc(4 + body);
-  f[0] = (uint8_t)(body >> 24);
-  f[1] = (uint8_t)(body >> 16);
-  f[2] = (uint8_t)(body >> 8);
-  f[3] = (uint8_t)body;
-  plankton__request__pack(&rq, f + 4);
-  *len = 4 + body;
-  return f;
+  return pd_raw_classify_frame(id, PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_PNG, png, png_len, len);
 }
 
-static void broken_frames(const pd_td *d) {
+static void broken_frames_on(pd_test_state *st, const pd_td *d) {
   /* over limits.max_frame_bytes (65536): refused at the header */
   uint8_t hdr[4] = {0, 2, 0, 0}; /* 131072 */
-  expect_broken(d, "oversize frame (128 KiB)", hdr, 4, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
+  expect_broken(st, d, "oversize frame (128 KiB)", hdr, 4, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
   /* garbage: "GET / HTTP/1.1" reads as a ~1.2 GB length */
   const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  expect_broken(d, "garbage (an HTTP request)", (const uint8_t *)http, strlen(http),
+  expect_broken(st, d, "garbage (an HTTP request)", (const uint8_t *)http, strlen(http),
                 PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
   /* a frame of the right length whose bytes are not a Request */
   uint8_t junk[4 + 64];
@@ -334,30 +261,29 @@ static void broken_frames(const pd_td *d) {
   junk[3] = 64;
   for (int i = 0; i < 64; i++)
     junk[4 + i] = (uint8_t)(0xff - i);
-  expect_broken(d, "undecodable frame", junk, sizeof junk, PC_CLIENT_STATUS_INVALID_ARGUMENT);
+  expect_broken(st, d, "undecodable frame", junk, sizeof junk, PC_CLIENT_STATUS_INVALID_ARGUMENT);
 
   /* a request without a body is answered, and the connection lives */
-  int fd = raw_connect(d);
+  int fd = pd_raw_connect(d->socket);
   uint8_t empty[4] = {0, 0, 0, 0};
-  write_all(fd, empty, 4);
-  uint8_t buf[4096];
-  long n = read_frame(fd, buf, sizeof buf, pd_td_scaled_ms(10000));
-  Plankton__Response *r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
-  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR &&
-                    r->error->status->code == PLANKTON__STATUS_CODE__UNIMPLEMENTED);
+  pd_raw_write(fd, empty, 4);
+  Plankton__Response *r = pd_raw_read_response(fd, pd_td_scaled_ms(10000));
+  PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR &&
+                   r->error->status->code == PLANKTON__STATUS_CODE__UNIMPLEMENTED);
   if (r) plankton__response__free_unpacked(r, NULL);
   size_t flen;
   uint8_t *frame = classify_frame(77, &flen);
-  write_all(fd, frame, flen);
-  n = read_frame(fd, buf, sizeof buf, pd_td_scaled_ms(10000));
-  r = n >= 0 ? plankton__response__unpack(NULL, (size_t)n, buf + 4) : NULL;
-  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 77 &&
-                    r->classify->status->code == 0);
+  pd_raw_write(fd, frame, flen);
+  r = pd_raw_read_response(fd, pd_td_scaled_ms(10000));
+  PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 77 &&
+                   r->classify->status->code == 0);
   printf("%-34s -> UNIMPLEMENTED, then the connection still classifies\n",
          "request without a body");
   if (r) plankton__response__free_unpacked(r, NULL);
   free(frame);
   close(fd);
+  /* the broken connections are logged as closed */
+  PD_CHECK(st, pd_td_wait_log(d, "closing", pd_td_scaled_s(1)));
 }
 
 /* Stats shows only the bystander (one connection, at most one request in
@@ -370,9 +296,9 @@ static bool only_bystander(const pc_client_stats_result *s, void *ctx) {
 /* Clients that send 50 requests each and leave at once: afterwards the
  * daemon's connections and requests in flight are back where they were
  * (polled, with a bounded wait), and it still serves. */
-static void disconnect_in_flight(const pd_td *d) {
+static void disconnect_in_flight_on(pd_test_state *st, const pd_td *d) {
   pc_client_response *before = NULL, *after = NULL;
-  PD_CHECK(&st, pd_td_poll_stats(d, only_bystander, NULL, 10000, &before));
+  PD_CHECK(st, pd_td_poll_stats(d, only_bystander, NULL, 10000, &before));
   for (int k = 0; k < 3; k++) {
     pc_client *c = pd_td_connect(d, 64);
     for (int i = 0; c && i < 50; i++) {
@@ -383,12 +309,12 @@ static void disconnect_in_flight(const pd_td *d) {
     pc_client_close(c);
   }
   bool settled = pd_td_poll_stats(d, only_bystander, NULL, 10000, &after);
-  PD_CHECK(&st, settled);
-  PD_CHECK(&st, before && after);
+  PD_CHECK(st, settled);
+  PD_CHECK(st, before && after);
   if (before && after) {
     const pc_client_stats_result *a = &after->u.stats, *b = &before->u.stats;
-    PD_CHECK(&st, a->connections_total >= b->connections_total + 3); /* the storm came */
-    PD_CHECK(&st, a->connections <= b->connections);
+    PD_CHECK(st, a->connections_total >= b->connections_total + 3); /* the storm came */
+    PD_CHECK(st, a->connections <= b->connections);
     printf("%-34s -> connections %u (before %u), in flight %u (before %u)\n",
            "3 clients leave with 50 in flight", a->connections, b->connections, a->in_flight,
            b->in_flight);
@@ -409,8 +335,8 @@ static uint32_t stats_in_flight(const pd_td *d) {
 
 /* A client that writes requests and never reads: the daemon stops reading
  * it once WINDOW answers are owed, so its writes block. */
-static void never_reads(const pd_td *d) {
-  int fd = raw_connect(d);
+static void never_reads_on(pd_test_state *st, const pd_td *d) {
+  int fd = pd_raw_connect(d->socket);
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -436,67 +362,30 @@ static void never_reads(const pd_td *d) {
       usleep(10000);
     }
   }
-  PD_CHECK(&st, pd_td_now_ms() < until); /* the writes did block */
+  PD_CHECK(st, pd_td_now_ms() < until); /* the writes did block */
   uint32_t in_flight = stats_in_flight(d);
   /* owed answers on that connection are capped by the window: the daemon
    * holds at most WINDOW of them, whatever the client keeps sending */
-  PD_CHECK(&st, in_flight <= WINDOW);
+  PD_CHECK(st, in_flight <= WINDOW);
   printf("%-34s -> daemon stopped reading after %ld frames (window %d, in flight %u)\n",
          "a client that never reads", sent, WINDOW, in_flight);
   free(frame);
   close(fd);
 }
 
-static void queue_full(void) {
-  pd_td d;
-  const char *args[] = {"--max-batch", "4",         "--max-queue", "4", "--max-queue-delay-us",
-                        "200000",      "--threads", "1",           NULL};
-  if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
-    pd_td_cleanup(&d);
-    return;
-  }
-  pc_client *c = pd_td_connect(&d, 64);
-  enum { N = 64 };
-  for (int i = 0; i < N; i++) {
-    pc_client_classify_request rq = image(PC_CLIENT_IMAGE_PNG, png, png_len);
-    rq.id = (uint64_t)i;
-    PD_CHECK_INT(&st, pc_client_send_classify(c, &rq, NULL), PC_CLIENT_OK);
-  }
-  int answered = 0, ok = 0, exhausted = 0;
-  pc_client_error err;
-  while (answered < N && pc_client_wait(c, 10000, &err) == PC_CLIENT_OK) {
-    pc_client_response *r;
-    while (pc_client_next_response(c, &r) == PC_CLIENT_OK) {
-      answered++;
-      ok += r->status == 0;
-      exhausted += r->status == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED;
-      if (r->status == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED)
-        PD_CHECK_CONTAINS(&st, r->message, "max_queue");
-      pc_client_response_free(r);
-    }
-  }
-  PD_CHECK_INT(&st, answered, N);
-  PD_CHECK_INT(&st, ok + exhausted, N);
-  PD_CHECK(&st, exhausted > 0 && ok >= 4);
-  printf("%-34s -> %d OK, %d RESOURCE_EXHAUSTED\n", "64 pipelined, max_queue 4", ok, exhausted);
-  pc_client_close(c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  pd_td_cleanup(&d);
-}
+/* ---- the cases (pd_test_cases.h): each on a daemon of its own with the
+ * limits below and a bystander client, which must still be served, with
+ * only correct answers, when the case is done ---- */
 
-int main(void) {
-  if (!pd_td_have_model()) return 77;
-  gray = pd_td_crop(5, W, H);
-  png = pd_td_png(gray, W, H, &png_len);
-  jpeg = pd_td_jpeg(gray, W, H, &jpeg_len);
-  pd_td_ref ref;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
-  int n_classes = ref.model->n_classes;
-  float *want_probs = malloc((size_t)n_classes * sizeof(float));
-  PD_CHECK_INT(&st, pd_td_ref_probs(&ref, gray, W, H, want_probs), 0);
-  pd_td_ref_close(&ref);
+static float *want_probs;
+static int n_classes;
+
+typedef struct fixture {
   pd_td d;
+  pd_td_bystander b;
+} fixture;
+
+static bool start(pd_test_state *st, fixture *f) {
   const char *args[] = {"--max-in-flight",
                         "16",
                         "--max-frame-bytes",
@@ -510,41 +399,116 @@ int main(void) {
                         "--log-level",
                         "debug",
                         NULL};
-  if (pd_td_start(&d, args) != 0) {
-    pd_td_cleanup(&d);
-    return 1;
+  if (pd_td_start(&f->d, args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&f->d);
+    return false;
   }
-  pd_td_bystander b = {.d = &d,
-                       .png = png,
-                       .png_len = png_len,
-                       .want = want_probs,
-                       .n_classes = n_classes,
-                       .tol = PROB_TOL};
-  pd_td_bystander_start(&b);
+  f->b = (pd_td_bystander){.d = &f->d,
+                           .png = png,
+                           .png_len = png_len,
+                           .want = want_probs,
+                           .n_classes = n_classes,
+                           .tol = PROB_TOL};
+  pd_td_bystander_start(&f->b);
+  return true;
+}
 
-  bad_requests(&d);
-  tiff_requests(&d);
-  broken_frames(&d);
-  disconnect_in_flight(&d);
-  never_reads(&d);
-
+static void stop(pd_test_state *st, fixture *f) {
   /* and the bystander is still served */
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 20));
-  pd_td_bystander_stop(&b);
-  printf("bystander: %d correct answers, %d failures, %d wrong\n", b.ok, b.failed, b.wrong);
-  PD_CHECK_INT(&st, b.failed, 0);
-  PD_CHECK_INT(&st, b.wrong, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "closing", pd_td_scaled_s(1)));
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  char *log = pd_td_log(&d);
-  if (st.failures && log) fprintf(stderr, "--- daemon log ---\n%s\n", log);
+  PD_CHECK(st, pd_td_bystander_progress(&f->b, 20));
+  pd_td_bystander_stop(&f->b);
+  printf("bystander: %d correct answers, %d failures, %d wrong\n", f->b.ok, f->b.failed,
+         f->b.wrong);
+  PD_CHECK_INT(st, f->b.failed, 0);
+  PD_CHECK_INT(st, f->b.wrong, 0);
+  PD_CHECK_INT(st, pd_td_stop(&f->d, SIGTERM, pd_td_scaled_s(30)), 0);
+  char *log = pd_td_log(&f->d);
+  if (st->failures && log) fprintf(stderr, "--- daemon log ---\n%s\n", log);
   free(log);
-  pd_td_cleanup(&d);
+  pd_td_cleanup(&f->d);
+}
 
-  queue_full();
+/* One case on the shared daemon shape: start, the scenario, stop. */
+#define ON_DAEMON(name)                                                                            \
+  static void name(pd_test_state *st) {                                                            \
+    fixture f;                                                                                     \
+    if (!start(st, &f)) return;                                                                    \
+    name##_on(st, &f.d);                                                                           \
+    stop(st, &f);                                                                                  \
+  }
+/* A full queue, on a daemon of its own with a tiny queue: RESOURCE_EXHAUSTED. */
+static void queue_full(pd_test_state *st) {
+  pd_td d;
+  const char *args[] = {"--max-batch", "4",         "--max-queue", "4", "--max-queue-delay-us",
+                        "200000",      "--threads", "1",           NULL};
+  if (pd_td_start(&d, args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  pc_client *c = pd_td_connect(&d, 64);
+  enum { N = 64 };
+  for (int i = 0; i < N; i++) {
+    pc_client_classify_request rq = image(PC_CLIENT_IMAGE_PNG, png, png_len);
+    rq.id = (uint64_t)i;
+    PD_CHECK_INT(st, pc_client_send_classify(c, &rq, NULL), PC_CLIENT_OK);
+  }
+  int answered = 0, ok = 0, exhausted = 0;
+  pc_client_error err;
+  while (answered < N && pc_client_wait(c, 10000, &err) == PC_CLIENT_OK) {
+    pc_client_response *r;
+    while (pc_client_next_response(c, &r) == PC_CLIENT_OK) {
+      answered++;
+      ok += r->status == 0;
+      exhausted += r->status == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED;
+      if (r->status == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED)
+        PD_CHECK_CONTAINS(st, r->message, "max_queue");
+      pc_client_response_free(r);
+    }
+  }
+  PD_CHECK_INT(st, answered, N);
+  PD_CHECK_INT(st, ok + exhausted, N);
+  PD_CHECK(st, exhausted > 0 && ok >= 4);
+  printf("%-34s -> %d OK, %d RESOURCE_EXHAUSTED\n", "64 pipelined, max_queue 4", ok, exhausted);
+  pc_client_close(c);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  pd_td_cleanup(&d);
+}
+
+ON_DAEMON(bad_requests)
+ON_DAEMON(tiff_requests)
+ON_DAEMON(broken_frames)
+ON_DAEMON(disconnect_in_flight)
+ON_DAEMON(never_reads)
+
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  gray = pd_td_crop(5, W, H);
+  png = pd_td_png(gray, W, H, &png_len);
+  jpeg = pd_td_jpeg(gray, W, H, &jpeg_len);
+  pd_td_ref ref;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  n_classes = ref.model->n_classes;
+  want_probs = malloc((size_t)n_classes * sizeof(float));
+  int rc = pd_td_ref_probs(&ref, gray, W, H, want_probs);
+  pd_td_ref_close(&ref);
+  return rc == 0 ? 0 : 1;
+}
+
+static void teardown(void) {
   free(gray);
   free(png);
   free(jpeg);
   free(want_probs);
-  return pd_test_finish(&st, "daemon_errors");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(bad_requests),         PD_TEST_CASE(tiff_requests), PD_TEST_CASE(broken_frames),
+    PD_TEST_CASE(disconnect_in_flight), PD_TEST_CASE(never_reads),   PD_TEST_CASE(queue_full),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_errors", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
