@@ -1,9 +1,9 @@
 /* Signals under load, through the real client library:
- *  - SIGTERM: 16 clients pipelining; the clients stop sending when the
+ *  - sigterm: 16 clients pipelining; the clients stop sending when the
  *    signal goes; every request sent gets exactly one answer (OK, or
  *    UNAVAILABLE for one the daemon read after the drain began), new
  *    connections are refused, and the daemon exits 0;
- *  - SIGHUP: 16 clients pipelining without pause while the config file
+ *  - sighup: 16 clients pipelining without pause while the config file
  *    switches the model (to a copy under another name), then points at a
  *    missing model and then holds an unknown key (both reloads fail and the
  *    previous model keeps serving), then switches back with other batching
@@ -16,9 +16,8 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
-static pd_test_state st;
 static uint8_t *png;
 static size_t png_len;
 
@@ -126,15 +125,15 @@ static void run_until(load *l, long answers, double max_ms) {
 
 /* ---- SIGTERM ---- */
 
-static void test_sigterm(void) {
+static void sigterm(pd_test_state *st) {
   pd_td d;
   if (pd_td_start(&d, NULL) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   load l;
-  PD_CHECK_INT(&st, load_open(&l, &d), 0);
+  PD_CHECK_INT(st, load_open(&l, &d), 0);
   run_until(&l, 2000, 30000);
   l.sending = false;
   kill(d.pid, SIGTERM);
@@ -142,29 +141,29 @@ static void test_sigterm(void) {
   long left;
   while ((left = unanswered(&l)) > 0 && pd_td_now_ms() < until)
     if (load_step(&l, 100) == 0) break;
-  PD_CHECK(&st, pd_td_wait_log(&d, "draining", 10));
+  PD_CHECK(st, pd_td_wait_log(&d, "draining", 10));
   pc_client *late = NULL;
   pc_client_options o = {.timeout_ms = 1000};
   char addr[400];
   snprintf(addr, sizeof addr, "unix:%s", d.socket);
-  PD_CHECK(&st, pc_client_connect(addr, &o, &late, NULL) != PC_CLIENT_OK); /* no new connections */
+  PD_CHECK(st, pc_client_connect(addr, &o, &late, NULL) != PC_CLIENT_OK); /* no new connections */
   pc_client_close(late);
   long sent = 0;
   for (int i = 0; i < N_CLIENTS; i++)
     sent += (long)l.sent[i];
-  PD_CHECK_INT(&st, left, 0);
-  PD_CHECK_INT(&st, l.dup, 0);
-  PD_CHECK_INT(&st, l.other, 0);
-  PD_CHECK_INT(&st, l.ok + l.unavailable, sent);
+  PD_CHECK_INT(st, left, 0);
+  PD_CHECK_INT(st, l.dup, 0);
+  PD_CHECK_INT(st, l.other, 0);
+  PD_CHECK_INT(st, l.ok + l.unavailable, sent);
   /* Already exiting: wait for it without a second signal (which could land
    * after the daemon has closed its signal handlers and kill it). */
   int code = pd_td_stop(&d, 0, 30);
-  PD_CHECK_INT(&st, code, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "drained", 1));
+  PD_CHECK_INT(st, code, 0);
+  PD_CHECK(st, pd_td_wait_log(&d, "drained", 1));
   printf("SIGTERM under load: %ld sent, %ld OK, %ld UNAVAILABLE, %ld unanswered, exit %d\n", sent,
          l.ok, l.unavailable, left, code);
   load_close(&l);
-  if (st.failures) {
+  if (st->failures) {
     char *log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log ---\n%s", log ? log : "");
     free(log);
@@ -181,13 +180,14 @@ static int write_file(const char *path, const char *text) {
   return fclose(f);
 }
 
-static void write_config(const char *path, const char *model_dir, int max_batch, bool bad_key) {
+static void write_config(pd_test_state *st, const char *path, const char *model_dir, int max_batch,
+                         bool bad_key) {
   char text[2048];
   snprintf(text, sizeof text,
            "# written by test_daemon_signals\nmodel:\n  dir: %s\nbatching:\n  max_batch: %d\n"
            "  max_queue_delay_us: 500\n%s",
            model_dir, max_batch, bad_key ? "limits:\n  max_batchh: 3\n" : "");
-  PD_CHECK_INT(&st, write_file(path, text), 0);
+  PD_CHECK_INT(st, write_file(path, text), 0);
 }
 
 /* Sends SIGHUP and waits for the log to show the outcome (count-th time). */
@@ -206,7 +206,7 @@ static bool hup(load *l, const pd_td *d, const char *needle, int count) {
   return false;
 }
 
-static void test_sighup(void) {
+static void sighup(pd_test_state *st) {
   char tmp[] = "/tmp/pd-sighup-XXXXXX";
   if (!mkdtemp(tmp)) return;
   char model_b[300], cfg[300], cmd[1200];
@@ -217,72 +217,85 @@ static void test_sighup(void) {
            "mkdir -p '%s' && cp '%s/weights.safetensors' '%s/' && "
            "sed 's/^name: daemon-tiny$/name: daemon-tiny-b/' '%s/model.yaml' > '%s/model.yaml'",
            model_b, pd_td_model_dir(), model_b, pd_td_model_dir(), model_b);
-  PD_CHECK_INT(&st, system(cmd), 0);
-  write_config(cfg, pd_td_model_dir(), 16, false);
+  PD_CHECK_INT(st, system(cmd), 0);
+  write_config(st, cfg, pd_td_model_dir(), 16, false);
   pd_td d;
   const char *args[] = {"--config", cfg, NULL};
   if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   load l;
-  PD_CHECK_INT(&st, load_open(&l, &d), 0);
+  PD_CHECK_INT(st, load_open(&l, &d), 0);
   run_until(&l, 1000, 30000);
-  PD_CHECK(&st, !strcmp(l.last_model, "daemon-tiny"));
+  PD_CHECK(st, !strcmp(l.last_model, "daemon-tiny"));
 
-  write_config(cfg, model_b, 16, false); /* 1: switch to model B */
-  PD_CHECK(&st, hup(&l, &d, "reloaded: model daemon-tiny-b", 1));
+  write_config(st, cfg, model_b, 16, false); /* 1: switch to model B */
+  PD_CHECK(st, hup(&l, &d, "reloaded: model daemon-tiny-b", 1));
   run_until(&l, 1000, 30000);
-  PD_CHECK(&st, !strcmp(l.last_model, "daemon-tiny-b"));
+  PD_CHECK(st, !strcmp(l.last_model, "daemon-tiny-b"));
 
   char missing[400];
   snprintf(missing, sizeof missing, "%s/no-such-model", tmp);
-  write_config(cfg, missing, 16, false); /* 2: a model that does not load */
-  PD_CHECK(&st, hup(&l, &d, "reload failed", 1));
-  write_config(cfg, model_b, 16, true); /* 3: a config with an unknown key */
-  PD_CHECK(&st, hup(&l, &d, "reload failed", 2));
+  write_config(st, cfg, missing, 16, false); /* 2: a model that does not load */
+  PD_CHECK(st, hup(&l, &d, "reload failed", 1));
+  write_config(st, cfg, model_b, 16, true); /* 3: a config with an unknown key */
+  PD_CHECK(st, hup(&l, &d, "reload failed", 2));
   run_until(&l, 1000, 30000);
-  PD_CHECK(&st, !strcmp(l.last_model, "daemon-tiny-b")); /* B kept serving */
+  PD_CHECK(st, !strcmp(l.last_model, "daemon-tiny-b")); /* B kept serving */
 
-  write_config(cfg, pd_td_model_dir(), 4, false); /* 4: back to A, smaller batches */
-  PD_CHECK(&st, hup(&l, &d, "reloaded: model daemon-tiny ", 1));
+  write_config(st, cfg, pd_td_model_dir(), 4, false); /* 4: back to A, smaller batches */
+  PD_CHECK(st, hup(&l, &d, "reloaded: model daemon-tiny ", 1));
   run_until(&l, 1000, 30000);
-  PD_CHECK(&st, !strcmp(l.last_model, "daemon-tiny"));
+  PD_CHECK(st, !strcmp(l.last_model, "daemon-tiny"));
 
   l.sending = false;
   double until = pd_td_now_ms() + 30000;
   while (unanswered(&l) > 0 && pd_td_now_ms() < until)
     load_step(&l, 100);
-  PD_CHECK_INT(&st, unanswered(&l), 0);
-  PD_CHECK_INT(&st, l.dup, 0);
-  PD_CHECK_INT(&st, l.other, 0);
-  PD_CHECK_INT(&st, l.unavailable, 0);
-  PD_CHECK(&st, l.by_model[0] > 0 && l.by_model[1] > 0);
-  PD_CHECK_INT(&st, l.by_model[2], 0);
+  PD_CHECK_INT(st, unanswered(&l), 0);
+  PD_CHECK_INT(st, l.dup, 0);
+  PD_CHECK_INT(st, l.other, 0);
+  PD_CHECK_INT(st, l.unavailable, 0);
+  PD_CHECK(st, l.by_model[0] > 0 && l.by_model[1] > 0);
+  PD_CHECK_INT(st, l.by_model[2], 0);
   printf("SIGHUP under load: %ld answers, all OK: %ld from daemon-tiny, %ld from daemon-tiny-b; "
          "%d model switches seen by the clients\n",
          l.total, l.by_model[0], l.by_model[1], l.model_switches);
   char *log = pd_td_log(&d);
-  PD_CHECK_CONTAINS(&st, log ? log : "", "no-such-model");
-  PD_CHECK_CONTAINS(&st, log ? log : "", "max_batchh");
-  PD_CHECK_CONTAINS(&st, log ? log : "", "max_batch 4,");
-  if (st.failures) fprintf(stderr, "--- daemon log ---\n%s", log ? log : "");
+  PD_CHECK_CONTAINS(st, log ? log : "", "no-such-model");
+  PD_CHECK_CONTAINS(st, log ? log : "", "max_batchh");
+  PD_CHECK_CONTAINS(st, log ? log : "", "max_batch 4,");
+  if (st->failures) fprintf(stderr, "--- daemon log ---\n%s", log ? log : "");
   free(log);
   load_close(&l);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-  PD_CHECK_INT(&st, system(cmd), 0);
+  PD_CHECK_INT(st, system(cmd), 0);
 }
 
-int main(void) {
+static uint8_t *gray;
+
+static int setup(void) {
   if (!pd_td_have_model()) return 77;
-  uint8_t *gray = pd_td_crop(9, 80, 60);
+  gray = pd_td_crop(9, 80, 60);
   png = pd_td_png(gray, 80, 60, &png_len);
-  test_sigterm();
-  test_sighup();
+  return png ? 0 : 1;
+}
+
+static void teardown(void) {
   free(gray);
   free(png);
-  return pd_test_finish(&st, "daemon_signals");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(sigterm),
+    PD_TEST_CASE(sighup),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_signals", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
