@@ -12,7 +12,8 @@
  *  - every flood request is answered exactly once, OK with the engine's
  *    probabilities or RESOURCE_EXHAUSTED naming its share of max_queue.
  * The polite client's latency and the floods' throughput are reported,
- * never compared with thresholds (bench/daemon measures them). */
+ * never compared with thresholds (bench/daemon measures them). One case,
+ * polite_first (meson test daemon_fair_polite_first). */
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +26,8 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
-#include "pd_test.h"
+#include "pd_td_raw.h"
+#include "pd_test_cases.h"
 #include "plankton.pb-c.h"
 
 #define N_CROPS 16
@@ -35,7 +37,6 @@
 
 static pd_td_crop_ref crops[N_CROPS];
 static pd_td_ref ref;
-static pd_test_state st;
 
 /* Largest |p - engine| over the classes; 1 when the sizes differ. */
 static double worst_diff(const float *got, size_t n, int k) {
@@ -43,27 +44,6 @@ static double worst_diff(const float *got, size_t n, int k) {
 }
 
 /* ---- raw protocol clients ---- */
-
-static int raw_connect(const pd_td *d) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  memcpy(sa.sun_path, d->socket, strlen(d->socket) + 1);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len) {
-  while (len > 0) {
-    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-    if (n <= 0) return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
 
 /* Sends a classify request for crop k (raw gray8 or PNG), tta 1, with the
  * full distribution. */
@@ -90,15 +70,10 @@ static int send_classify(int fd, uint64_t id, int k, bool png) {
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
   rq.classify = &cr;
-  size_t body = plankton__request__get_packed_size(&rq);
-  uint8_t *f = malloc(4 + body);
+  size_t len;
+  uint8_t *f = pd_raw_request_frame(&rq, &len);
   if (!f) return -1;
-  f[0] = (uint8_t)(body >> 24);
-  f[1] = (uint8_t)(body >> 16);
-  f[2] = (uint8_t)(body >> 8);
-  f[3] = (uint8_t)body;
-  plankton__request__pack(&rq, f + 4);
-  int rc = write_all(fd, f, 4 + body);
+  int rc = pd_raw_write(fd, f, len);
   free(f);
   return rc;
 }
@@ -182,7 +157,7 @@ static void *flood_main(void *arg) {
   long seq[FLOODS] = {0}, owed[FLOODS] = {0}, answered = 0;
   memset(in, 0, sizeof in);
   for (int i = 0; i < FLOODS; i++)
-    if ((fd[i] = raw_connect(f->d)) < 0) {
+    if ((fd[i] = pd_raw_connect(f->d->socket)) < 0) {
       f->failures++;
       return NULL;
     }
@@ -265,10 +240,10 @@ typedef struct polite_result {
   double p50_ms, p99_ms, max_ms, queue_p50_ms, compute_p50_ms;
 } polite_result;
 
-static void polite(const pd_td *d, int n, polite_result *out) {
+static void polite(pd_test_state *st, const pd_td *d, int n, polite_result *out) {
   memset(out, 0, sizeof *out);
-  int fd = raw_connect(d);
-  PD_CHECK(&st, fd >= 0);
+  int fd = pd_raw_connect(d->socket);
+  PD_CHECK(st, fd >= 0);
   if (fd < 0) return;
   rx in = {0};
   double *lat = calloc((size_t)n, sizeof *lat), *queue = calloc((size_t)n, sizeof *queue),
@@ -276,28 +251,28 @@ static void polite(const pd_td *d, int n, polite_result *out) {
   for (int i = 0; i < n; i++) {
     int k = i % N_CROPS;
     double t0 = pd_td_now_ms();
-    PD_CHECK_INT(&st, send_classify(fd, (uint64_t)i, k, true), 0);
+    PD_CHECK_INT(st, send_classify(fd, (uint64_t)i, k, true), 0);
     Plankton__Response *r = read_response(fd, &in, 60000);
     lat[out->answered] = pd_td_now_ms() - t0;
-    PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY);
+    PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY);
     if (!r || r->body_case != PLANKTON__RESPONSE__BODY_CLASSIFY) {
       if (r) plankton__response__free_unpacked(r, NULL);
       break;
     }
     const Plankton__ClassifyResponse *cr = r->classify;
     int code = cr->status ? (int)cr->status->code : 0;
-    PD_CHECK_INT(&st, cr->id, i);
-    PD_CHECK_INT(&st, code, 0);
+    PD_CHECK_INT(st, cr->id, i);
+    PD_CHECK_INT(st, code, 0);
     out->refused += code == PC_CLIENT_STATUS_RESOURCE_EXHAUSTED;
     if (code != 0) {
       fprintf(stderr, "polite %d: %s: %s\n", i, pc_client_status_name(code),
               cr->status ? cr->status->message : "");
     } else {
       double w = worst_diff(cr->distribution, cr->n_distribution, k);
-      PD_CHECK(&st, w <= PROB_TOL);
-      PD_CHECK(&st, cr->timings != NULL);
+      PD_CHECK(st, w <= PROB_TOL);
+      PD_CHECK(st, cr->timings != NULL);
       if (cr->timings) {
-        PD_CHECK_INT(&st, cr->timings->batches_waited, 0);
+        PD_CHECK_INT(st, cr->timings->batches_waited, 0);
         out->first_batch += cr->timings->batches_waited == 0;
         queue[out->ok] = (double)cr->timings->queue_us / 1000;
         compute[out->ok] = (double)cr->timings->compute_us / 1000;
@@ -326,23 +301,21 @@ static void polite(const pd_td *d, int n, polite_result *out) {
   free(compute);
 }
 
-int main(void) {
-  if (!pd_td_have_model()) return 77;
-  int n_polite = getenv("PD_TEST_POLITE") ? atoi(getenv("PD_TEST_POLITE")) : 50;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0 ||
-      pd_td_crops_make(crops, N_CROPS, &ref, 101, 24, 90, 20, 80) != 0)
-    return 1;
+/* ---- the case (pd_test_cases.h) ---- */
 
+static void polite_first(pd_test_state *st) {
+  int n_polite = getenv("PD_TEST_POLITE") ? atoi(getenv("PD_TEST_POLITE")) : 50;
   pd_td d;
   const char *args[] = {"--max-batch",          "32",   "--max-queue", "1024",
                         "--max-queue-delay-us", "2000", NULL};
   if (pd_td_start(&d, args) != 0) {
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
-    return 1;
+    return;
   }
   flood f = {.d = &d};
   pthread_t t;
-  PD_CHECK_INT(&st, pthread_create(&t, NULL, flood_main, &f), 0);
+  PD_CHECK_INT(st, pthread_create(&t, NULL, flood_main, &f), 0);
   /* the polite client starts once the floods have kept the daemon busy
    * for a while (their first full windows answered) */
   double until = pd_td_now_ms() + 60000;
@@ -351,18 +324,18 @@ int main(void) {
   long before = atomic_load(&f.answered);
   double t0 = pd_td_now_ms();
   polite_result p;
-  polite(&d, n_polite, &p);
+  polite(st, &d, n_polite, &p);
   double dt = (pd_td_now_ms() - t0) / 1000;
   long during = atomic_load(&f.answered) - before;
   atomic_store(&f.stop, true);
   pthread_join(t, NULL);
 
-  PD_CHECK_INT(&st, p.answered, n_polite);
-  PD_CHECK_INT(&st, p.ok, n_polite);
-  PD_CHECK_INT(&st, p.refused, 0);
-  PD_CHECK_INT(&st, p.first_batch, n_polite);
-  PD_CHECK_INT(&st, f.failures, 0);
-  PD_CHECK(&st, f.ok > 0);
+  PD_CHECK_INT(st, p.answered, n_polite);
+  PD_CHECK_INT(st, p.ok, n_polite);
+  PD_CHECK_INT(st, p.refused, 0);
+  PD_CHECK_INT(st, p.first_batch, n_polite);
+  PD_CHECK_INT(st, f.failures, 0);
+  PD_CHECK(st, f.ok > 0);
   double flood_waited = f.ok ? (double)f.waited_sum / (double)f.ok : 0;
   printf("floods: %d x %d in flight: %ld sent, %ld OK, %ld RESOURCE_EXHAUSTED, "
          "batches waited mean %.1f max %ld, max |p - engine| %.2g, %.0f answers/s while the "
@@ -374,9 +347,26 @@ int main(void) {
          "%.2f ms, max_queue_delay 2 ms)\n",
          p.answered, p.ok, p.refused, p.first_batch, p.p50_ms, p.p99_ms, p.max_ms, p.queue_p50_ms,
          p.compute_p50_ms);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
+}
+
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  return pd_td_crops_make(crops, N_CROPS, &ref, 101, 24, 90, 20, 80) != 0 ? 1 : 0;
+}
+
+static void teardown(void) {
   pd_td_crops_free(crops, N_CROPS);
   pd_td_ref_close(&ref);
-  return pd_test_finish(&st, "daemon_fair");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(polite_first),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_fair", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }

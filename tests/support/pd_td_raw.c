@@ -95,7 +95,7 @@ bool pd_raw_quiet_open(int fd) {
   return poll(&p, 1, 0) == 0;
 }
 
-static uint8_t *frame_of(const Plankton__Request *rq, size_t *len) {
+uint8_t *pd_raw_request_frame(const Plankton__Request *rq, size_t *len) {
   size_t body = plankton__request__get_packed_size(rq);
   uint8_t *f = malloc(4 + body);
   if (!f) return NULL;
@@ -119,7 +119,7 @@ uint8_t *pd_raw_classify_frame(uint64_t id, int format, const void *data, size_t
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
   rq.classify = &cr;
-  return frame_of(&rq, len);
+  return pd_raw_request_frame(&rq, len);
 }
 
 uint8_t *pd_raw_health_frame(uint64_t id, size_t *len) {
@@ -128,7 +128,7 @@ uint8_t *pd_raw_health_frame(uint64_t id, size_t *len) {
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_HEALTH;
   rq.health = &hr;
-  return frame_of(&rq, len);
+  return pd_raw_request_frame(&rq, len);
 }
 
 long pd_raw_rss_kb(pid_t pid) {

@@ -29,7 +29,9 @@ bool pd_raw_closed(int fd, int timeout_ms);
 /* True when nothing arrives and the peer has not closed (a quick poll). */
 bool pd_raw_quiet_open(int fd);
 
-/* Frames (4-byte header included; malloc'ed, *len bytes). */
+/* Frames (4-byte header included; malloc'ed, *len bytes): any request, a
+ * Classify of n bytes in `format` (a Plankton__ImageFormat), a Health. */
+uint8_t *pd_raw_request_frame(const Plankton__Request *rq, size_t *len);
 uint8_t *pd_raw_classify_frame(uint64_t id, int format, const void *data, size_t n, size_t *len);
 uint8_t *pd_raw_health_frame(uint64_t id, size_t *len);
 
