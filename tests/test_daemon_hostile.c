@@ -24,7 +24,10 @@
  *    start), refuses the rest with RESOURCE_EXHAUSTED and a close, keeps
  *    serving the connections it holds, and accepts again once they close.
  * Nothing here measures time: every wait has a generous bound that only
- * turns a hang into a failure. */
+ * turns a hang into a failure. Each is a case of its own (pd_test_cases.h):
+ * idle_connections, slowloris, huge_headers, never_reads, reads_late,
+ * storms, bombs, over_window (on a daemon with the limits in on_daemon and
+ * a bystander), idle_timeout and fd_exhaustion (daemons of their own). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -39,7 +42,7 @@
 #include "pd_td_bystander.h"
 #include "pd_td_raw.h"
 #include "pd_td_wait.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 #define WINDOW 16
 #define MAX_FRAME (1 << 20)
@@ -47,33 +50,11 @@
 #define FRAME_TIMEOUT_MS 2000
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
-static pd_test_state st;
 static uint8_t *gray, *png;
 static size_t png_len;
 static const int W = 64, H = 48;
 static float *want_probs;
 static int n_classes;
-
-/* ---- the client that must keep getting correct answers ---- */
-
-static void bystander_start(pd_td_bystander *b, const pd_td *d) {
-  *b = (pd_td_bystander){.d = d,
-                         .png = png,
-                         .png_len = png_len,
-                         .want = want_probs,
-                         .n_classes = n_classes,
-                         .tol = PROB_TOL};
-  pd_td_bystander_start(b);
-}
-
-static void bystander_stop(pd_td_bystander *b, const char *where) {
-  pd_td_bystander_stop(b);
-  printf("%s: bystander got %d correct answers, %d failures, %d wrong\n", where, b->ok, b->failed,
-         b->wrong);
-  PD_CHECK(&st, b->ok > 0);
-  PD_CHECK_INT(&st, b->failed, 0);
-  PD_CHECK_INT(&st, b->wrong, 0);
-}
 
 /* ---- helpers ---- */
 
@@ -124,26 +105,9 @@ static bool settles(const pd_td *d, int n) {
   return false;
 }
 
-/* Expects one ErrorResponse with `status` and then the close. */
-static bool error_then_close(int fd, int status, const char *needle, int timeout_ms) {
-  Plankton__Response *r = pd_raw_read_response(fd, timeout_ms);
-  bool ok = r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status &&
-            (int)r->error->status->code == status &&
-            (!needle || strstr(r->error->status->message, needle));
-  if (!ok)
-    fprintf(stderr, "  expected an error frame %s (%s), got %s\n", pc_client_status_name(status),
-            needle ? needle : "",
-            r ? (r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status
-                     ? r->error->status->message
-                     : "another answer")
-              : "nothing");
-  if (r) plankton__response__free_unpacked(r, NULL);
-  return ok && pd_raw_closed(fd, timeout_ms);
-}
-
 /* ---- 1. idle connections and the global connection limit ---- */
 
-static void idle_connections(const pd_td *d) {
+static void idle_connections_on(pd_test_state *st, const pd_td *d) {
   enum { IDLE = 1000, EXTRA = 150 };
   static int fds[IDLE + EXTRA];
   int held = 0;
@@ -151,7 +115,7 @@ static void idle_connections(const pd_td *d) {
     fds[i] = pd_raw_connect(d->socket);
     if (fds[i] >= 0) held++;
   }
-  PD_CHECK_INT(&st, held, IDLE);
+  PD_CHECK_INT(st, held, IDLE);
   /* the daemon accepted them all (Stats sees them) and keeps serving */
   double until = pd_td_now_ms() + 60000;
   int seen = 0;
@@ -162,11 +126,11 @@ static void idle_connections(const pd_td *d) {
     if (seen >= IDLE + 1) break;
     usleep(50000);
   }
-  PD_CHECK(&st, seen >= IDLE + 1);
+  PD_CHECK(st, seen >= IDLE + 1);
   int open = 0;
   for (int i = 0; i < IDLE; i++)
     open += fds[i] >= 0 && pd_raw_quiet_open(fds[i]);
-  PD_CHECK_INT(&st, open, IDLE);
+  PD_CHECK_INT(st, open, IDLE);
 
   /* past limits.max_connections: each extra one is answered
    * RESOURCE_EXHAUSTED and closed, or held (while under the limit) */
@@ -186,7 +150,7 @@ static void idle_connections(const pd_td *d) {
       pf[i] = (struct pollfd){.fd = fds[IDLE + i], .events = POLLIN};
     heard = poll(pf, EXTRA, 50);
   }
-  PD_CHECK(&st, heard >= must_refuse);
+  PD_CHECK(st, heard >= must_refuse);
   for (int i = IDLE; i < IDLE + EXTRA; i++) {
     if (fds[i] < 0) {
       bad++;
@@ -194,8 +158,8 @@ static void idle_connections(const pd_td *d) {
     }
     struct pollfd p = {.fd = fds[i], .events = POLLIN};
     if (poll(&p, 1, 0) > 0) {
-      if (error_then_close(fds[i], PC_CLIENT_STATUS_RESOURCE_EXHAUSTED, "too many connections",
-                           10000))
+      if (pd_raw_error_then_close(fds[i], PC_CLIENT_STATUS_RESOURCE_EXHAUSTED,
+                                  "too many connections", 10000))
         refused++;
       else
         bad++;
@@ -207,17 +171,17 @@ static void idle_connections(const pd_td *d) {
   }
   printf("%-40s -> %d held; %d more: %d held, %d refused (RESOURCE_EXHAUSTED), %d other\n",
          "1,000 idle connections", open, EXTRA, kept, refused, bad);
-  PD_CHECK_INT(&st, bad, 0);
-  PD_CHECK(&st, refused >= must_refuse);
-  PD_CHECK(&st, kept + IDLE + 1 <= MAX_CONNECTIONS);
+  PD_CHECK_INT(st, bad, 0);
+  PD_CHECK(st, refused >= must_refuse);
+  PD_CHECK(st, kept + IDLE + 1 <= MAX_CONNECTIONS);
   for (int i = 0; i < IDLE + EXTRA; i++)
     if (fds[i] >= 0) close(fds[i]);
-  PD_CHECK(&st, settles(d, 1));
+  PD_CHECK(st, settles(d, 1));
 }
 
 /* ---- 2. slowloris ---- */
 
-static void slowloris(const pd_td *d) {
+static void slowloris_on(pd_test_state *st, const pd_td *d) {
   enum { N = 12 };
   size_t flen;
   uint8_t *frame =
@@ -241,8 +205,8 @@ static void slowloris(const pd_td *d) {
       left++;
       struct pollfd p = {.fd = fds[i], .events = POLLIN};
       if (poll(&p, 1, 0) > 0) {
-        closed_ok += error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED,
-                                      "limits.frame_timeout_ms", pd_td_scaled_ms(10000));
+        closed_ok += pd_raw_error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED,
+                                             "limits.frame_timeout_ms", pd_td_scaled_ms(10000));
         done[i] = true;
         continue;
       }
@@ -260,8 +224,8 @@ static void slowloris(const pd_td *d) {
   }
   printf("%-40s -> %d of %d closed with DEADLINE_EXCEEDED after at most %zu of %zu bytes\n",
          "slowloris (a byte per second)", closed_ok, N, most, flen);
-  PD_CHECK_INT(&st, closed_ok, N);
-  PD_CHECK(&st, most < flen);
+  PD_CHECK_INT(st, closed_ok, N);
+  PD_CHECK(st, most < flen);
 
   /* a slow but whole frame: two halves a while apart, well within the limit */
   int fd = pd_raw_connect(d->socket);
@@ -269,8 +233,8 @@ static void slowloris(const pd_td *d) {
   usleep(FRAME_TIMEOUT_MS * 1000 / 4);
   pd_raw_write(fd, frame + flen / 2, flen - flen / 2);
   Plankton__Response *r = pd_raw_read_response(fd, pd_td_scaled_ms(30000));
-  PD_CHECK(&st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 1 &&
-                    r->classify->status->code == 0);
+  PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY && r->classify->id == 1 &&
+                   r->classify->status->code == 0);
   if (r) plankton__response__free_unpacked(r, NULL);
   printf("%-40s -> answered OK\n", "a frame in two halves");
   close(fd);
@@ -279,7 +243,7 @@ static void slowloris(const pd_td *d) {
 
 /* ---- 3. frame headers claiming far too much ---- */
 
-static void huge_headers(const pd_td *d) {
+static void huge_headers_on(pd_test_state *st, const pd_td *d) {
   const uint32_t lengths[] = {0xffffffffu, 0x80000000u, MAX_FRAME + 1};
   long rss0 = pd_raw_rss_kb(d->pid);
   for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
@@ -288,9 +252,9 @@ static void huge_headers(const pd_td *d) {
                       (uint8_t)(lengths[i] >> 8), (uint8_t)lengths[i]};
     pd_raw_write(fd, hdr, 4);
     pd_raw_write(fd, png, png_len); /* and some bytes after it */
-    bool ok = error_then_close(fd, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED, "exceeds the limit",
-                               pd_td_scaled_ms(10000));
-    PD_CHECK(&st, ok);
+    bool ok = pd_raw_error_then_close(fd, PC_CLIENT_STATUS_RESOURCE_EXHAUSTED, "exceeds the limit",
+                                      pd_td_scaled_ms(10000));
+    PD_CHECK(st, ok);
     printf("%-40s -> %s\n",
            i == 0   ? "header claiming 4 GiB"
            : i == 1 ? "header claiming 2 GiB"
@@ -312,66 +276,49 @@ static void huge_headers(const pd_td *d) {
    * besides), then the daemon's memory is measured while they wait */
   int want_conns = N + 2;
   pc_client_response *sr = NULL;
-  PD_CHECK(&st, pd_td_poll_stats(d, at_least_connections, &want_conns, 10000, &sr));
+  PD_CHECK(st, pd_td_poll_stats(d, at_least_connections, &want_conns, 10000, &sr));
   uint64_t rx_bytes = sr ? sr->u.stats.receive_buffer_bytes : UINT64_MAX;
   pc_client_response_free(sr);
   long rss1 = pd_raw_rss_kb(d->pid);
   int timed_out = 0;
   for (int i = 0; i < N; i++) {
-    timed_out +=
-        error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED, NULL, pd_td_scaled_ms(30000));
+    timed_out += pd_raw_error_then_close(fds[i], PC_CLIENT_STATUS_DEADLINE_EXCEEDED, NULL,
+                                         pd_td_scaled_ms(30000));
     close(fds[i]);
   }
   printf("%-40s -> all %d closed by the frame timeout; daemon RSS %ld -> %ld kB, receive "
          "buffers %llu bytes from the shared budget\n",
          "64 headers of 1 MiB frames, no body", timed_out, rss0, rss1,
          (unsigned long long)rx_bytes);
-  PD_CHECK_INT(&st, timed_out, N);
+  PD_CHECK_INT(st, timed_out, N);
   /* 64 MiB if each header reserved its frame: a quarter of that at most
    * (the connections' own state), and nothing taken from the budget */
-  PD_CHECK(&st, rss0 > 0 && rss1 > 0 && rss1 - rss0 < N * 1024 / 4);
-  PD_CHECK(&st, rx_bytes < (1u << 20));
+  PD_CHECK(st, rss0 > 0 && rss1 > 0 && rss1 - rss0 < N * 1024 / 4);
+  PD_CHECK(st, rx_bytes < (1u << 20));
 }
 
 /* ---- 4. pipelining without reading ---- */
 
-static void never_reads(const pd_td *d) {
+static void never_reads_on(pd_test_state *st, const pd_td *d) {
   int fd = pd_raw_connect(d->socket);
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   size_t flen;
   uint8_t *frame =
       pd_raw_classify_frame(1, PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_PNG, png, png_len, &flen);
-  long sent = 0;
-  size_t off = 0;
-  double until = pd_td_now_ms() + 60000, quiet_since = pd_td_now_ms();
-  while (sent < 5000 && pd_td_now_ms() < until && pd_td_now_ms() - quiet_since < 1500) {
-    ssize_t n = send(fd, frame + off, flen - off, MSG_NOSIGNAL);
-    if (n > 0) {
-      off += (size_t)n;
-      if (off == flen) {
-        off = 0;
-        sent++;
-      }
-      quiet_since = pd_td_now_ms();
-    } else if (n < 0 && errno != EAGAIN) {
-      break;
-    } else {
-      usleep(5000);
-    }
-  }
+  bool blocked;
+  long sent = pd_raw_fill(fd, frame, flen, 5000, 1500, 60000, &blocked);
   pc_client_response *r = get_stats(d);
   uint32_t in_flight = r ? stats_of(r)->in_flight : 99999;
   pc_client_response_free(r);
   printf("%-40s -> blocked after %ld of 5000 frames; daemon holds %u in flight (window %d)\n",
          "pipelining 5000 requests, never reading", sent, in_flight, WINDOW);
-  PD_CHECK(&st, sent < 5000);
-  PD_CHECK(&st, in_flight <= WINDOW);
+  PD_CHECK(st, sent < 5000);
+  PD_CHECK(st, in_flight <= WINDOW);
   close(fd);
   free(frame);
-  PD_CHECK(&st, settles(d, 1));
+  PD_CHECK(st, settles(d, 1));
 }
 
 typedef struct writer_arg {
@@ -395,7 +342,7 @@ static void *writer_main(void *arg) {
 }
 
 /* Thousands pipelined, read only after a pause: every one answered once. */
-static void reads_late(const pd_td *d) {
+static void reads_late_on(pd_test_state *st, const pd_td *d) {
   enum { N = 3000 };
   int fd = pd_raw_connect(d->socket);
   writer_arg w = {.fd = fd, .n = N};
@@ -420,10 +367,10 @@ static void reads_late(const pd_td *d) {
   pthread_join(t, NULL);
   printf("%-40s -> %d written, %d answered (%d OK), %d duplicates\n",
          "3000 pipelined, read after a pause", w.written, answers, ok, dup);
-  PD_CHECK_INT(&st, w.written, N);
-  PD_CHECK_INT(&st, answers, N);
-  PD_CHECK_INT(&st, ok, N);
-  PD_CHECK_INT(&st, dup, 0);
+  PD_CHECK_INT(st, w.written, N);
+  PD_CHECK_INT(st, answers, N);
+  PD_CHECK_INT(st, ok, N);
+  PD_CHECK_INT(st, dup, 0);
   free(buf);
   close(fd);
 }
@@ -470,7 +417,7 @@ static void *storm_main(void *arg) {
   return NULL;
 }
 
-static void storms(const pd_td *d) {
+static void storms_on(pd_test_state *st, const pd_td *d) {
   enum { THREADS = 4, EACH = 500 };
   storm_arg a[THREADS];
   pthread_t t[THREADS];
@@ -486,14 +433,14 @@ static void storms(const pd_td *d) {
     pthread_join(t[i], NULL);
     done += a[i].done;
   }
-  PD_CHECK(&st, settles(d, 1));
+  PD_CHECK(st, settles(d, 1));
   r = get_stats(d);
   uint64_t after = r ? stats_of(r)->connections_total : 0;
   pc_client_response_free(r);
   printf("%-40s -> %d done, %llu connections accepted, daemon settled\n",
          "connect-send-close storm (4 x 500)", done, (unsigned long long)(after - before));
-  PD_CHECK_INT(&st, done, THREADS * EACH);
-  PD_CHECK(&st, after - before >= (uint64_t)done);
+  PD_CHECK_INT(st, done, THREADS * EACH);
+  PD_CHECK(st, after - before >= (uint64_t)done);
 }
 
 /* ---- 6. decompression bombs ---- */
@@ -527,9 +474,9 @@ static pc_client_response *classify_bytes(pc_client *c, uint64_t id, pc_client_i
   return r;
 }
 
-static void bombs(const pd_td *d) {
+static void bombs_on(pd_test_state *st, const pd_td *d) {
   pc_client *c = pd_td_connect(d, 4);
-  PD_CHECK(&st, c != NULL);
+  PD_CHECK(st, c != NULL);
   if (!c) return;
   /* a PNG whose IHDR declares 60000 x 60000 (CRC fixed up) */
   uint8_t *bomb = malloc(png_len);
@@ -540,8 +487,8 @@ static void bombs(const pd_td *d) {
   pc_client_image_format fmts[] = {PC_CLIENT_IMAGE_PNG, PC_CLIENT_IMAGE_AUTO};
   for (int i = 0; i < 2; i++) {
     pc_client_response *r = classify_bytes(c, 100 + (uint64_t)i, fmts[i], bomb, png_len);
-    PD_CHECK(&st, r && r->status == PC_CLIENT_STATUS_INVALID_ARGUMENT);
-    if (r) PD_CHECK_CONTAINS(&st, r->message, "60000");
+    PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_INVALID_ARGUMENT);
+    if (r) PD_CHECK_CONTAINS(st, r->message, "60000");
     printf("%-40s -> %s: %s\n", i ? "PNG bomb 60000x60000 (format auto)" : "PNG bomb 60000x60000",
            r ? pc_client_status_name(r->status) : "-", r ? r->message : "");
     pc_client_response_free(r);
@@ -559,8 +506,8 @@ static void bombs(const pd_td *d) {
       break;
     }
   pc_client_response *r = classify_bytes(c, 102, PC_CLIENT_IMAGE_JPEG, jpeg, jlen);
-  PD_CHECK(&st, r && r->status == PC_CLIENT_STATUS_INVALID_ARGUMENT);
-  if (r) PD_CHECK_CONTAINS(&st, r->message, "60000");
+  PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_INVALID_ARGUMENT);
+  if (r) PD_CHECK_CONTAINS(st, r->message, "60000");
   printf("%-40s -> %s: %s\n", "JPEG bomb 60000x60000", r ? pc_client_status_name(r->status) : "-",
          r ? r->message : "");
   pc_client_response_free(r);
@@ -570,7 +517,7 @@ static void bombs(const pd_td *d) {
   size_t blen;
   uint8_t *bpng = pd_td_png(black, 4096, 4096, &blen);
   r = classify_bytes(c, 103, PC_CLIENT_IMAGE_PNG, bpng, blen);
-  PD_CHECK(&st, r && r->status == 0);
+  PD_CHECK(st, r && r->status == 0);
   printf("%-40s -> %s (%zu bytes -> 16 MiB of pixels, within limits)\n", "PNG 4096x4096 black",
          r ? pc_client_status_name(r->status) : "-", blen);
   pc_client_response_free(r);
@@ -581,7 +528,7 @@ static void bombs(const pd_td *d) {
 
 /* ---- 7. the per-connection window ---- */
 
-static void over_window(const pd_td *d) {
+static void over_window_on(pd_test_state *st, const pd_td *d) {
   enum { N = 200 };
   pc_client *c = pd_td_connect(d, N); /* the client allows 200; the daemon reads 16 at a time */
   int answered = 0, ok = 0;
@@ -589,7 +536,7 @@ static void over_window(const pd_td *d) {
   for (int i = 0; i < N; i++) {
     pc_client_classify_request rq = {
         .id = (uint64_t)i, .format = PC_CLIENT_IMAGE_PNG, .data = png, .len = png_len};
-    PD_CHECK_INT(&st, pc_client_send_classify(c, &rq, &err), PC_CLIENT_OK);
+    PD_CHECK_INT(st, pc_client_send_classify(c, &rq, &err), PC_CLIENT_OK);
   }
   double until = pd_td_now_ms() + 120000;
   while (answered < N && pd_td_now_ms() < until && pc_client_wait(c, 1000, &err) == PC_CLIENT_OK) {
@@ -601,14 +548,14 @@ static void over_window(const pd_td *d) {
     }
   }
   printf("%-40s -> %d of %d answered OK\n", "200 pipelined over a window of 16", ok, N);
-  PD_CHECK_INT(&st, answered, N);
-  PD_CHECK_INT(&st, ok, N);
+  PD_CHECK_INT(st, answered, N);
+  PD_CHECK_INT(st, ok, N);
   pc_client_close(c);
 }
 
 /* ---- 8. limits.idle_timeout_s ---- */
 
-static void idle_timeout(void) {
+static void idle_timeout(pd_test_state *st) {
   pd_td d;
   /* 1 s, scaled with the busy client's pace for slow runs (ASan, valgrind) */
   int idle_s = pd_td_scaled_s(1);
@@ -616,7 +563,7 @@ static void idle_timeout(void) {
   snprintf(idle_arg, sizeof idle_arg, "%d", idle_s);
   const char *args[] = {"--idle-timeout", idle_arg, NULL};
   if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
@@ -632,14 +579,14 @@ static void idle_timeout(void) {
     usleep((useconds_t)idle_s * 300000);
   }
   bool closed =
-      error_then_close(quiet, PC_CLIENT_STATUS_UNAVAILABLE, "idle", pd_td_scaled_ms(10000));
+      pd_raw_error_then_close(quiet, PC_CLIENT_STATUS_UNAVAILABLE, "idle", pd_td_scaled_ms(10000));
   printf("%-40s -> silent one closed (UNAVAILABLE): %s; active one answered %d of 10\n",
          "limits.idle_timeout_s 1", closed ? "yes" : "NO", busy_ok);
-  PD_CHECK(&st, closed);
-  PD_CHECK_INT(&st, busy_ok, 10);
+  PD_CHECK(st, closed);
+  PD_CHECK_INT(st, busy_ok, 10);
   close(quiet);
   pc_client_close(busy);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
@@ -669,19 +616,24 @@ static int health_or_refused(int fd) {
   return rc;
 }
 
-static void fd_exhaustion(void) {
+static void fd_exhaustion(pd_test_state *st) {
   pd_td d;
   pd_td_opts o = {.nofile = 64};
   const char *args[] = {"--threads", "1", "--decode-threads", "2", NULL};
   if (pd_td_start_opts(&d, &o, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   int base_fds = pd_raw_open_fds(d.pid);
-  pd_td_bystander b;
-  bystander_start(&b, &d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
+  pd_td_bystander b = {.d = &d,
+                       .png = png,
+                       .png_len = png_len,
+                       .want = want_probs,
+                       .n_classes = n_classes,
+                       .tol = PROB_TOL};
+  pd_td_bystander_start(&b);
+  PD_CHECK(st, pd_td_bystander_progress(&b, 5));
   enum { MAX = 200 };
   int fds[MAX], held = 0, refused = 0, dropped = 0, hung = 0;
   for (int i = 0; i < MAX && refused + dropped < 20; i++) {
@@ -701,23 +653,23 @@ static void fd_exhaustion(void) {
     }
   }
   int peak_fds = pd_raw_open_fds(d.pid);
-  PD_CHECK_INT(&st, refused, 20); /* told, not dropped: the cap keeps descriptors free */
-  PD_CHECK_INT(&st, dropped, 0);
-  PD_CHECK_INT(&st, hung, 0);
-  PD_CHECK(&st, held > 0 && held < MAX);
+  PD_CHECK_INT(st, refused, 20); /* told, not dropped: the cap keeps descriptors free */
+  PD_CHECK_INT(st, dropped, 0);
+  PD_CHECK_INT(st, hung, 0);
+  PD_CHECK(st, held > 0 && held < MAX);
   /* the connections it holds are still served, the bystander too */
   int served = 0;
   for (int i = 0; i < held; i++)
     served += health_or_refused(fds[i]) == 1;
-  PD_CHECK_INT(&st, served, held);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
+  PD_CHECK_INT(st, served, held);
+  PD_CHECK(st, pd_td_bystander_progress(&b, 5));
   /* descriptors free again: new connections are accepted */
   for (int i = 0; i < 10 && held > 0; i++)
     close(fds[--held]);
   /* polled: Stats answers (a descriptor was free for it) and shows the
    * closes (the held ones, the bystander and Stats itself) */
   int want_conns = held + 2;
-  PD_CHECK(&st, pd_td_poll_stats(&d, at_most_connections, &want_conns, 10000, NULL));
+  PD_CHECK(st, pd_td_poll_stats(&d, at_most_connections, &want_conns, 10000, NULL));
   int again = 0;
   for (int i = 0; i < 5; i++) {
     int fd = pd_raw_connect(d.socket);
@@ -727,15 +679,20 @@ static void fd_exhaustion(void) {
   printf("%-40s -> %d fds at start, %d at the limit; %d connections held, %d refused "
          "(RESOURCE_EXHAUSTED), %d dropped, %d hung; after freeing 10: %d of 5 new ones served\n",
          "RLIMIT_NOFILE 64", base_fds, peak_fds, held + 10, refused, dropped, hung, again);
-  PD_CHECK_INT(&st, again, 5);
+  PD_CHECK_INT(st, again, 5);
   char *log = pd_td_log(&d);
-  PD_CHECK(&st, log && strstr(log, "lowered to") && strstr(log, "RLIMIT_NOFILE 64"));
+  PD_CHECK(st, log && strstr(log, "lowered to") && strstr(log, "RLIMIT_NOFILE 64"));
   free(log);
   for (int i = 0; i < held; i++)
     close(fds[i]);
-  bystander_stop(&b, "fd exhaustion");
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  if (st.failures) {
+  pd_td_bystander_stop(&b);
+  printf("fd exhaustion: bystander got %d correct answers, %d failures, %d wrong\n", b.ok, b.failed,
+         b.wrong);
+  PD_CHECK(st, b.ok > 0);
+  PD_CHECK_INT(st, b.failed, 0);
+  PD_CHECK_INT(st, b.wrong, 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  if (st->failures) {
     char *log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log (fd exhaustion) ---\n%s\n", log ? log : "");
     free(log);
@@ -743,22 +700,13 @@ static void fd_exhaustion(void) {
   pd_td_cleanup(&d);
 }
 
-int main(void) {
-  if (!pd_td_have_model()) return 77;
-  if (pd_raw_raise_nofile(4096) < 2048) {
-    fprintf(stderr, "skipped: cannot raise RLIMIT_NOFILE to 2048 for 1,000 connections\n");
-    return 77;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  gray = pd_td_crop(11, W, H);
-  png = pd_td_png(gray, W, H, &png_len);
-  pd_td_ref ref;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
-  n_classes = ref.model->n_classes;
-  want_probs = malloc((size_t)n_classes * sizeof(float));
-  PD_CHECK_INT(&st, pd_td_ref_probs(&ref, gray, W, H, want_probs), 0);
-  pd_td_ref_close(&ref);
+/* ---- the cases (pd_test_cases.h): each on a daemon of its own with the
+ * limits below and a bystander client that must be served correctly
+ * before, during and after it ---- */
 
+/* One scenario on a daemon with the program's limits: the bystander is
+ * served before and after it. */
+static void on_daemon(pd_test_state *st, void (*scenario)(pd_test_state *, const pd_td *)) {
   char window[16], frame[16], conns[16], ftimeout[16];
   snprintf(window, sizeof window, "%d", WINDOW);
   snprintf(frame, sizeof frame, "%d", MAX_FRAME);
@@ -775,32 +723,14 @@ int main(void) {
                         "--log-level",
                         "warning",
                         NULL};
-  pd_td d;
-  if (pd_td_start(&d, args) != 0) {
-    pd_td_cleanup(&d);
-    return 1;
-  }
-  pd_td_bystander b;
-  bystander_start(&b, &d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-
-  idle_connections(&d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  slowloris(&d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  huge_headers(&d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  never_reads(&d);
-  reads_late(&d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  storms(&d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  bombs(&d);
-  over_window(&d);
-  PD_CHECK(&st, pd_td_bystander_progress(&b, 5));
-  bystander_stop(&b, "hostile clients");
-
-  pc_client_response *r = get_stats(&d);
+  pd_td_guarded g;
+  const pd_td_bystander by = {
+      .png = png, .png_len = png_len, .want = want_probs, .n_classes = n_classes, .tol = PROB_TOL};
+  if (!pd_td_guarded_start(st, &g, args, &by)) return;
+  PD_CHECK(st, pd_td_bystander_progress(&g.b, 5));
+  scenario(st, &g.d);
+  PD_CHECK(st, pd_td_bystander_progress(&g.b, 5));
+  pc_client_response *r = get_stats(&g.d);
   if (r) {
     const pc_client_stats_result *s = stats_of(r);
     printf("daemon: %llu connections in all, %llu broken frames, %u open now, %u in flight\n",
@@ -808,18 +738,60 @@ int main(void) {
            s->connections, s->in_flight);
   }
   pc_client_response_free(r);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  if (st.failures) {
-    char *log = pd_td_log(&d);
-    fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
-    free(log);
-  }
-  pd_td_cleanup(&d);
+  pd_td_guarded_stop(st, &g);
+}
 
-  idle_timeout();
-  fd_exhaustion();
+#define ON_DAEMON(name)                                                                            \
+  static void name(pd_test_state *st) {                                                            \
+    on_daemon(st, name##_on);                                                                      \
+  }
+ON_DAEMON(idle_connections)
+ON_DAEMON(slowloris)
+ON_DAEMON(huge_headers)
+ON_DAEMON(never_reads)
+ON_DAEMON(reads_late)
+ON_DAEMON(storms)
+ON_DAEMON(bombs)
+ON_DAEMON(over_window)
+
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  if (pd_raw_raise_nofile(4096) < 2048) {
+    fprintf(stderr, "skipped: cannot raise RLIMIT_NOFILE to 2048 for 1,000 connections\n");
+    return 77;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  gray = pd_td_crop(11, W, H);
+  png = pd_td_png(gray, W, H, &png_len);
+  pd_td_ref ref;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  n_classes = ref.model->n_classes;
+  want_probs = malloc((size_t)n_classes * sizeof(float));
+  int rc = pd_td_ref_probs(&ref, gray, W, H, want_probs);
+  pd_td_ref_close(&ref);
+  return rc == 0 ? 0 : 1;
+}
+
+static void teardown(void) {
   free(want_probs);
   free(gray);
   free(png);
-  return pd_test_finish(&st, "daemon_hostile");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(idle_connections),
+    PD_TEST_CASE(slowloris),
+    PD_TEST_CASE(huge_headers),
+    PD_TEST_CASE(never_reads),
+    PD_TEST_CASE(reads_late),
+    PD_TEST_CASE(storms),
+    PD_TEST_CASE(bombs),
+    PD_TEST_CASE(over_window),
+    PD_TEST_CASE(idle_timeout),
+    PD_TEST_CASE(fd_exhaustion),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_hostile", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }

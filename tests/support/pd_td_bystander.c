@@ -2,8 +2,12 @@
 #include "pd_td_bystander.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include "pd_td_wait.h"
 
 static void *bystander_main(void *arg) {
   pd_td_bystander *b = arg;
@@ -64,4 +68,37 @@ bool pd_td_bystander_progress(pd_td_bystander *b, int more) {
 void pd_td_bystander_stop(pd_td_bystander *b) {
   atomic_store(&b->stop, 1);
   pthread_join(b->t, NULL);
+}
+
+bool pd_td_guarded_start(pd_test_state *st, pd_td_guarded *g, const char *const *args,
+                         const pd_td_bystander *proto) {
+  if (pd_td_start(&g->d, args) != 0) {
+    PD_CHECK(st, !"planktond started");
+    pd_td_cleanup(&g->d);
+    return false;
+  }
+  g->b = (pd_td_bystander){.d = &g->d,
+                           .png = proto->png,
+                           .png_len = proto->png_len,
+                           .want = proto->want,
+                           .n_classes = proto->n_classes,
+                           .tol = proto->tol};
+  pd_td_bystander_start(&g->b);
+  return true;
+}
+
+void pd_td_guarded_stop(pd_test_state *st, pd_td_guarded *g) {
+  pd_td_bystander_stop(&g->b);
+  printf("bystander: %d correct answers, %d failures, %d wrong\n", g->b.ok, g->b.failed,
+         g->b.wrong);
+  PD_CHECK(st, g->b.ok > 0);
+  PD_CHECK_INT(st, g->b.failed, 0);
+  PD_CHECK_INT(st, g->b.wrong, 0);
+  PD_CHECK_INT(st, pd_td_stop(&g->d, SIGTERM, pd_td_scaled_s(30)), 0);
+  if (st->failures) {
+    char *log = pd_td_log(&g->d);
+    fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
+    free(log);
+  }
+  pd_td_cleanup(&g->d);
 }

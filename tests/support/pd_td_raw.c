@@ -1,5 +1,7 @@
 #include "pd_td_raw.h"
 
+#include "plankton_client.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
@@ -93,6 +95,51 @@ bool pd_raw_closed(int fd, int timeout_ms) {
 bool pd_raw_quiet_open(int fd) {
   struct pollfd p = {.fd = fd, .events = POLLIN};
   return poll(&p, 1, 0) == 0;
+}
+
+bool pd_raw_error_then_close(int fd, int status, const char *needle, int timeout_ms) {
+  Plankton__Response *r = pd_raw_read_response(fd, timeout_ms);
+  bool ok = r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status &&
+            (int)r->error->status->code == status &&
+            (!needle || strstr(r->error->status->message, needle));
+  if (!ok)
+    fprintf(stderr, "  expected an error frame %s (%s), got %s\n", pc_client_status_name(status),
+            needle ? needle : "",
+            r ? (r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status
+                     ? r->error->status->message
+                     : "another answer")
+              : "nothing");
+  if (r) plankton__response__free_unpacked(r, NULL);
+  return ok && pd_raw_closed(fd, timeout_ms);
+}
+
+long pd_raw_fill(int fd, const void *msg, size_t len, long max, int quiet_ms, int bound_ms,
+                 bool *blocked) {
+  const uint8_t *p = msg;
+  long sent = 0;
+  size_t off = 0;
+  double until = now_ms() + bound_ms, quiet_since = now_ms();
+  *blocked = false;
+  while ((max == 0 || sent < max) && now_ms() < until) {
+    if (now_ms() - quiet_since >= quiet_ms) {
+      *blocked = true;
+      break;
+    }
+    ssize_t n = send(fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += (size_t)n;
+      if (off == len) {
+        off = 0;
+        sent++;
+      }
+      quiet_since = now_ms();
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      break;
+    } else {
+      usleep(5000);
+    }
+  }
+  return sent;
 }
 
 uint8_t *pd_raw_request_frame(const Plankton__Request *rq, size_t *len) {

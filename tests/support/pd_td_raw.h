@@ -28,6 +28,16 @@ Plankton__Response *pd_raw_read_response(int fd, int timeout_ms);
 bool pd_raw_closed(int fd, int timeout_ms);
 /* True when nothing arrives and the peer has not closed (a quick poll). */
 bool pd_raw_quiet_open(int fd);
+/* One answer, then the close: true when the answer is an ErrorResponse with
+ * `status` (and `needle` in its message unless NULL) and the peer closes,
+ * each within timeout_ms; else says on stderr what came instead. */
+bool pd_raw_error_then_close(int fd, int status, const char *needle, int timeout_ms);
+/* Sends msg (len bytes) again and again without blocking until the socket
+ * stays full for quiet_ms (the peer stopped reading: *blocked true), `max`
+ * whole messages went (0: no cap), bound_ms passed or a send failed.
+ * Returns the whole messages sent. */
+long pd_raw_fill(int fd, const void *msg, size_t len, long max, int quiet_ms, int bound_ms,
+                 bool *blocked);
 
 /* Frames (4-byte header included; malloc'ed, *len bytes): any request, a
  * Classify of n bytes in `format` (a Plankton__ImageFormat), a Health. */
