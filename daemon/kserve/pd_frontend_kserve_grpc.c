@@ -66,7 +66,30 @@ typedef struct kgrpc_job {
   pd_kgrpc_call *call;
   int stream;
   Inference__ModelInferRequest *req; /* holds the crops' bytes */
+  struct kgrpc_job *prev, *next;     /* the call's jobs (a stream has several) */
 } kgrpc_job;
+
+/* The jobs of a call, listed from its user pointer, so that a call whose
+ * client went away drops what it has not computed yet. */
+static void call_link(kgrpc_job *j) {
+  j->next = pd_kgrpc_user(j->call);
+  if (j->next) j->next->prev = j;
+  pd_kgrpc_set_user(j->call, j);
+}
+
+static void call_unlink(kgrpc_job *j) {
+  if (j->prev)
+    j->prev->next = j->next;
+  else
+    pd_kgrpc_set_user(j->call, j->next);
+  if (j->next) j->next->prev = j->prev;
+}
+
+static void on_cancel(pd_kgrpc_call *call, void *data) {
+  (void)data;
+  for (kgrpc_job *j = pd_kgrpc_user(call); j; j = j->next)
+    pd_kjob_cancel(&j->job);
+}
 
 static void maybe_empty(kgrpc_fe *k);
 
@@ -138,6 +161,7 @@ static void bad_request(pd_kgrpc_call *call, const char *what) {
 static void job_done(pd_kjob *job) {
   kgrpc_job *j = job->owner;
   kgrpc_fe *k = j->k;
+  call_unlink(j);
   if (job->status != 0) {
     infer_error(j->call, j->stream, job->status, job->message);
   } else {
@@ -219,6 +243,7 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uin
     if (!deadline || t < deadline) deadline = t;
   }
   k->jobs++;
+  call_link(j);
   pd_kjob_submit(&j->job, k->env.pipeline, req->model_name, deadline);
 }
 
@@ -541,6 +566,7 @@ static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds, bool activat
       .max_stream_in_flight = (int)k->cfg.max_in_flight,
       .idle_timeout_ms = k->cfg.idle_timeout_s * 1000,
       .on_request = on_request,
+      .on_cancel = on_cancel,
       .data = k,
   };
   int rc = pd_kgrpc_start(k->env.loop, &o, &k->grpc, err);

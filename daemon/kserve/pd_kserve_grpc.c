@@ -453,7 +453,11 @@ static void on_event(pd_kgrpc *s, void *t, int ok) {
   }
   case TAG_CLOSE: {
     pd_kgrpc_call *c = tg->owner;
-    if (c->close_cancelled) c->dead = true;
+    if (c->close_cancelled) {
+      c->dead = true;
+      /* refs beyond this batch's own: answers the handler still owes */
+      if (c->refs > 1 && !c->finishing && s->opt.on_cancel) s->opt.on_cancel(c, s->opt.data);
+    }
     call_unref(c);
     break;
   }

@@ -44,6 +44,12 @@ typedef struct pd_kgrpc_method {
 typedef void (*pd_kgrpc_request_fn)(pd_kgrpc_call *call, int method, const uint8_t *msg, size_t len,
                                     void *data);
 
+/* The client of a call went away (it cancelled, its deadline passed, or its
+ * connection broke), on the loop thread, once per call, while the handler
+ * still owes it answers: work for the call can be dropped (any answer
+ * given later is dropped harmlessly; each is still owed). */
+typedef void (*pd_kgrpc_cancel_fn)(pd_kgrpc_call *call, void *data);
+
 typedef struct pd_kgrpc_options {
   const pd_kgrpc_method *methods;
   int n_methods;
@@ -55,6 +61,7 @@ typedef struct pd_kgrpc_options {
   int max_stream_in_flight;   /* a stream stops reading while it owes this many answers */
   long idle_timeout_ms;       /* close a connection without calls this long; 0 = never */
   pd_kgrpc_request_fn on_request;
+  pd_kgrpc_cancel_fn on_cancel; /* optional */
   void *data;
 } pd_kgrpc_options;
 

@@ -35,6 +35,7 @@ static void crop_done(pd_request *req) {
       memcpy(job->probs + (size_t)i * (size_t)nc, req->probs, (size_t)nc * sizeof *req->probs);
   }
   pd_request_dispose(req);
+  req->done = NULL; /* answered: pd_kjob_cancel leaves it alone */
   if (--job->pending == 0) job->done(job);
 }
 
@@ -53,6 +54,7 @@ void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t de
     return;
   }
   uint64_t now = pd_now_ns();
+  job->pipeline = p;
   /* held while submitting, so a crop refused at once cannot end the job
    * before the others are in */
   job->pending = job->kr.n + 1;
@@ -78,6 +80,11 @@ void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t de
     pd_pipeline_submit(p, r);
   }
   if (--job->pending == 0) job->done(job);
+}
+
+void pd_kjob_cancel(pd_kjob *job) {
+  for (int i = 0; job->reqs && i < job->kr.n; i++)
+    if (job->reqs[i].done) pd_pipeline_cancel(job->pipeline, &job->reqs[i]);
 }
 
 void pd_kjob_dispose(pd_kjob *job) {

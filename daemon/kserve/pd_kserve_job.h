@@ -36,7 +36,8 @@ struct pd_kjob {
   int n_classes;
   float *probs; /* n x n_classes when status is 0 */
   /* ---- private ---- */
-  pd_request *reqs;
+  pd_request *reqs; /* a crop's done is cleared once it is answered */
+  pd_pipeline *pipeline;
   int pending;
   int failed_index;
 };
@@ -46,6 +47,12 @@ struct pd_kjob {
  * exactly once (possibly before this returns, when every crop is refused
  * up front). */
 void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t deadline_ns);
+
+/* No one waits for the answer any more (the client went away): every crop
+ * not answered yet is dropped before it is computed (CANCELLED, counted in
+ * requests_cancelled; one already in a batch finishes). job->done still
+ * runs exactly once, later, on the loop. */
+void pd_kjob_cancel(pd_kjob *job);
 
 /* Frees what the job holds (not the job itself). */
 void pd_kjob_dispose(pd_kjob *job);

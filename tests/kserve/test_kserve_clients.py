@@ -31,8 +31,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kserve_harness import (  # noqa: E402 (re-executes under the venv's python where needed)
-    CHECKS, FAILS, MODEL, Daemon, Image, as_vector, batch_hist, bytes_input, check, free_port, grpc,
-    native, need_env, np, pb, real_crops, tg, th)
+    CHECKS, FAILS, MODEL, Daemon, Image, as_vector, batch_hist, bytes_input, channel, check,
+    free_port, grpc, infer_request_bytes, native, need_env, np, pb, real_crops, tg, th)
 
 
 def status_of(e):
@@ -504,6 +504,73 @@ def drain_test(addr, daemon, crops):
     c.close()
 
 
+def gauge(daemon, name):
+    m = re.search(r"^%s (\S+)$" % name, daemon.metrics(), re.M)
+    return float(m.group(1)) if m else -1.0
+
+
+def requests_cancelled(daemon):
+    return gauge(daemon, "planktond_requests_cancelled_total")
+
+
+def settle(daemon):
+    """Waits until the daemon holds no request (at most 30 s)."""
+    deadline = time.time() + 30
+    while time.time() < deadline and gauge(daemon, "planktond_inference_in_flight_requests") != 0:
+        time.sleep(0.1)
+
+
+def cancel_test(tmp, crops):
+    """Clients that go away mid-call (unary calls cancelled, then a stream
+    cancelled): the crops of their calls not computed yet are dropped, not
+    computed for no one (requests_cancelled grows by most of them), and the
+    daemon answers the next call. The engine is slowed (PD_FAULT_INJECT: 150
+    ms a batch of 2, the most crops a call may carry then; the daemon is
+    planktond-faultinject) so that the calls wait in the queue."""
+    addr = "127.0.0.1:%d" % free_port()
+    faulty = os.environ.get("PLANKTOND_FAULTINJECT")
+    check(bool(faulty), "PLANKTOND_FAULTINJECT names planktond-faultinject (meson sets it)")
+    if not faulty:
+        return
+    plain = os.environ["PLANKTOND"]
+    os.environ.update(PD_FAULT_INJECT="delay_ms=150", PLANKTOND=faulty)
+    try:
+        d = Daemon(tmp, addr, None, ["--max-batch", "2", "--threads", "1"], name="planktond-cancel")
+    finally:
+        del os.environ["PD_FAULT_INJECT"]
+        os.environ["PLANKTOND"] = plain
+    try:
+        n = 16  # calls of 2 crops
+        ch = channel(addr)
+        call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        futs = [call.future(infer_request_bytes([crops[0][1]] * 2, tta=1)) for _ in range(n)]
+        time.sleep(0.5)  # a few batches are computed
+        for f in futs:
+            f.cancel()
+        settle(d)
+        got = requests_cancelled(d)
+        check(n <= got < 2 * n, "cancelled unary calls: %d of their %d crops dropped (want %d..%d)"
+              % (got, 2 * n, n, 2 * n - 1))
+        # a stream cancelled with its messages queued
+        stream = ch.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        msgs = [infer_request_bytes([crops[1][1]] * 2, tta=1, request_id=str(i)) for i in range(n)]
+        it = stream(iter(msgs))
+        time.sleep(0.5)
+        it.cancel()
+        before = got
+        settle(d)
+        got = requests_cancelled(d)
+        check(got - before >= n, "cancelled stream: %d of its %d crops dropped (want >= %d)"
+              % (got - before, 2 * n, n))
+        ok = call(infer_request_bytes([crops[2][1]], tta=1), timeout=60)
+        r = pb.ModelInferResponse.FromString(ok)
+        check(len(r.raw_output_contents) >= 1 and r.outputs[0].shape[0] == 1,
+              "a call after the cancels is answered: %r" % r.outputs)
+        ch.close()
+    finally:
+        d.stop()
+
+
 def main():
     need_env()
     crops = real_crops(6)
@@ -528,6 +595,7 @@ def main():
             if d.p.poll() is None:
                 d.stop()
     mixing_test(tmp, crops, labels, ref1)
+    cancel_test(tmp, crops)
     reload_test(tmp, crops)
     if not FAILS:
         shutil.rmtree(tmp, ignore_errors=True)  # kept, with the daemons' logs, when something failed
