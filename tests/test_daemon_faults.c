@@ -28,7 +28,7 @@
 #include "pd_daemon_test.h"
 #include "pd_td_raw.h"
 #include "pd_td_wait.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 #define N_CROPS 8
@@ -36,16 +36,10 @@
 #define WINDOW 8
 #define MAX_SENT 100000
 
-static pd_test_state st;
 static pd_td_ref ref;
 static int K;
 
-typedef struct crop {
-  int w, h;
-  uint8_t *gray, *png;
-  size_t png_len;
-  float *probs;
-} crop;
+typedef pd_td_crop_ref crop;
 static crop crops[N_CROPS];
 
 static bool right_answer(const pc_client_response *r, int k) {
@@ -249,7 +243,7 @@ static pc_client_response *get_stats(const pd_td *d) {
 
 /* ---- 1. reloads of broken models under load ---- */
 
-static void broken_reloads(void) {
+static void broken_reloads(pd_test_state *st) {
   char tmp[] = "/tmp/pd-faults-XXXXXX";
   if (!mkdtemp(tmp)) return;
   char live[300], good[300], cfg[300], missing[300];
@@ -258,7 +252,7 @@ static void broken_reloads(void) {
   snprintf(cfg, sizeof cfg, "%s/planktond.yaml", tmp);
   snprintf(missing, sizeof missing, "%s/no-such-model", tmp);
   PD_CHECK_INT(
-      &st,
+      st,
       sh("cp -r '%s' '%s' && cp -r '%s' '%s'", pd_td_model_dir(), live, pd_td_model_dir(), good),
       0);
   FILE *f = fopen(cfg, "w");
@@ -267,12 +261,12 @@ static void broken_reloads(void) {
   pd_td d;
   const char *args[] = {"--config", cfg, "--metrics", "unix:@DIR@/metrics.sock", NULL};
   if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   load l;
-  PD_CHECK_INT(&st, load_open(&l, &d, N_CLIENTS), 0);
+  PD_CHECK_INT(st, load_open(&l, &d, N_CLIENTS), 0);
   run_until(&l, 500, 60000);
 
   struct {
@@ -308,48 +302,48 @@ static void broken_reloads(void) {
     } else {
       snprintf(cmd, sizeof cmd, cases[i].damage, live);
     }
-    PD_CHECK_INT(&st, sh("%s", cmd), 0);
+    PD_CHECK_INT(st, sh("%s", cmd), 0);
     failures++;
     bool failed = hup(&l, &d, "reload failed", failures);
-    PD_CHECK(&st, failed);
+    PD_CHECK(st, failed);
     /* this reload's own failure line names the file the damage is in */
     char *why = nth_log_line(&d, "reload failed", failures);
-    PD_CHECK_CONTAINS(&st, why ? why : "", cases[i].names);
+    PD_CHECK_CONTAINS(st, why ? why : "", cases[i].names);
     free(why);
     run_until(&l, 300, 60000);
     printf("%-34s -> reload failed (%s), %ld answers OK so far, all from daemon-tiny: %s\n",
            cases[i].what, failed ? "logged" : "NOT LOGGED", l.ok,
            l.by_model[1] + l.by_model[2] == 0 ? "yes" : "no");
-    PD_CHECK_INT(&st, sh("cp '%s'/* '%s'/", good, live), 0); /* repaired, not reloaded */
+    PD_CHECK_INT(st, sh("cp '%s'/* '%s'/", good, live), 0); /* repaired, not reloaded */
   }
   /* the config pointing at a folder that does not exist */
   f = fopen(cfg, "w");
   fprintf(f, "model:\n  dir: %s\n", missing);
   fclose(f);
   failures++;
-  PD_CHECK(&st, hup(&l, &d, "reload failed", failures));
+  PD_CHECK(st, hup(&l, &d, "reload failed", failures));
   run_until(&l, 300, 60000);
 
   char *log = pd_td_log(&d);
-  PD_CHECK_CONTAINS(&st, log ? log : "", "weights.safetensors");
-  PD_CHECK_CONTAINS(&st, log ? log : "", "model.yaml");
-  PD_CHECK_CONTAINS(&st, log ? log : "", "no-such-model");
+  PD_CHECK_CONTAINS(st, log ? log : "", "weights.safetensors");
+  PD_CHECK_CONTAINS(st, log ? log : "", "model.yaml");
+  PD_CHECK_CONTAINS(st, log ? log : "", "no-such-model");
   free(log);
   pc_client_response *r = get_stats(&d);
-  PD_CHECK(&st, r != NULL);
+  PD_CHECK(st, r != NULL);
   if (r) {
-    PD_CHECK_INT(&st, r->u.stats.model_load_failures, failures);
-    PD_CHECK_INT(&st, r->u.stats.model_loads, 1);
-    PD_CHECK(&st, !strcmp(r->u.stats.model_name, "daemon-tiny"));
+    PD_CHECK_INT(st, r->u.stats.model_load_failures, failures);
+    PD_CHECK_INT(st, r->u.stats.model_loads, 1);
+    PD_CHECK(st, !strcmp(r->u.stats.model_name, "daemon-tiny"));
   }
   pc_client_response_free(r);
   char mpath[400];
   snprintf(mpath, sizeof mpath, "%s/metrics.sock", d.dir);
   char *metrics = pd_raw_metrics(mpath);
-  PD_CHECK(&st, metrics != NULL);
+  PD_CHECK(st, metrics != NULL);
   if (metrics) {
-    PD_CHECK_INT(&st, pd_raw_metric(metrics, "planktond_model_load_failures_total"), failures);
-    PD_CHECK_INT(&st, pd_raw_metric(metrics, "planktond_model_loads_total"), 1);
+    PD_CHECK_INT(st, pd_raw_metric(metrics, "planktond_model_load_failures_total"), failures);
+    PD_CHECK_INT(st, pd_raw_metric(metrics, "planktond_model_loads_total"), 1);
   }
   free(metrics);
 
@@ -357,24 +351,24 @@ static void broken_reloads(void) {
   f = fopen(cfg, "w");
   fprintf(f, "model:\n  dir: %s\nbatching:\n  max_batch: 8\n  max_queue_delay_us: 500\n", live);
   fclose(f);
-  PD_CHECK_INT(&st, sh("sed -i 's/^name: daemon-tiny$/name: daemon-tiny-b/' '%s/model.yaml'", live),
+  PD_CHECK_INT(st, sh("sed -i 's/^name: daemon-tiny$/name: daemon-tiny-b/' '%s/model.yaml'", live),
                0);
-  PD_CHECK(&st, hup(&l, &d, "reloaded: model daemon-tiny-b", 1));
+  PD_CHECK(st, hup(&l, &d, "reloaded: model daemon-tiny-b", 1));
   run_until(&l, 500, 60000);
   drain_load(&l);
   printf("%-34s -> %ld answers: %ld OK (%ld daemon-tiny, %ld daemon-tiny-b), %ld wrong, "
          "%ld other, %ld duplicates, %ld unanswered\n",
          "good reload after 6 failures", l.total, l.ok, l.by_model[0], l.by_model[1], l.wrong,
          l.other + l.internal, l.dup, unanswered(&l));
-  PD_CHECK_INT(&st, unanswered(&l), 0);
-  PD_CHECK_INT(&st, l.ok, l.total);
-  PD_CHECK_INT(&st, l.wrong, 0);
-  PD_CHECK_INT(&st, l.dup, 0);
-  PD_CHECK(&st, l.by_model[0] > 0 && l.by_model[1] > 0);
-  PD_CHECK_INT(&st, l.by_model[2], 0);
+  PD_CHECK_INT(st, unanswered(&l), 0);
+  PD_CHECK_INT(st, l.ok, l.total);
+  PD_CHECK_INT(st, l.wrong, 0);
+  PD_CHECK_INT(st, l.dup, 0);
+  PD_CHECK(st, l.by_model[0] > 0 && l.by_model[1] > 0);
+  PD_CHECK_INT(st, l.by_model[2], 0);
   load_close(&l);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  if (st.failures) {
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  if (st->failures) {
     log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
     free(log);
@@ -426,11 +420,11 @@ static bool health_state_is(pc_client *c, const char *want) {
   return ok;
 }
 
-static void faults_batch_of_one(void) {
+static void faults_batch_of_one(pd_test_state *st) {
   pd_td d;
   const char *args[] = {"--max-batch", "1", "--threads", "1", NULL};
   if (start_faulty(&d, "every=3", args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
@@ -439,9 +433,9 @@ static void faults_batch_of_one(void) {
   for (int i = 1; i <= 30; i++) {
     pc_client_response *r = classify(c, (uint64_t)i, i % N_CROPS);
     bool should_fail = i % 3 == 0;
-    PD_CHECK(&st, r != NULL);
+    PD_CHECK(st, r != NULL);
     if (!r) break;
-    PD_CHECK_INT(&st, r->status, should_fail ? PC_CLIENT_STATUS_INTERNAL : 0);
+    PD_CHECK_INT(st, r->status, should_fail ? PC_CLIENT_STATUS_INTERNAL : 0);
     if (r->status == 0) {
       ok++;
       wrong += !right_answer(r, i % N_CROPS);
@@ -449,34 +443,34 @@ static void faults_batch_of_one(void) {
       internal++;
       char want[64];
       snprintf(want, sizeof want, "injected device fault on run %d ", i);
-      PD_CHECK_CONTAINS(&st, r->message, want);
+      PD_CHECK_CONTAINS(st, r->message, want);
     }
     pc_client_response_free(r);
   }
   printf("%-34s -> %d OK (%d wrong), %d INTERNAL: exactly runs 3, 6, ... 30\n",
          "device error every 3rd batch of 1", ok, wrong, internal);
-  PD_CHECK_INT(&st, ok, 20);
-  PD_CHECK_INT(&st, internal, 10);
-  PD_CHECK_INT(&st, wrong, 0);
+  PD_CHECK_INT(st, ok, 20);
+  PD_CHECK_INT(st, internal, 10);
+  PD_CHECK_INT(st, wrong, 0);
   /* one failure at a time (run 30 was one): still "serving" */
-  PD_CHECK(&st, health_state_is(c, "serving"));
+  PD_CHECK(st, health_state_is(c, "serving"));
   pc_client_close(c);
-  PD_CHECK(&st, pd_td_wait_log(&d, "injected device fault", pd_td_scaled_s(1)));
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK(st, pd_td_wait_log(&d, "injected device fault", pd_td_scaled_s(1)));
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
-static void faults_in_shared_batches(void) {
+static void faults_in_shared_batches(pd_test_state *st) {
   pd_td d;
   const char *args[] = {"--max-batch", "8",         "--max-queue-delay-us",    "3000", "--threads",
                         "1",           "--metrics", "unix:@DIR@/metrics.sock", NULL};
   if (start_faulty(&d, "every=4", args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   load l;
-  PD_CHECK_INT(&st, load_open(&l, &d, N_CLIENTS), 0);
+  PD_CHECK_INT(st, load_open(&l, &d, N_CLIENTS), 0);
   run_until(&l, 3000, 120000);
   drain_load(&l);
   long exact = 0, failed_requests = 0, multi = 0;
@@ -490,45 +484,45 @@ static void faults_in_shared_batches(void) {
          "requests: %s\n",
          "device error every 4th batch", l.total, l.ok, l.wrong, l.internal, l.n_fail_runs, multi,
          exact == l.n_fail_runs ? "yes" : "NO");
-  PD_CHECK_INT(&st, unanswered(&l), 0);
-  PD_CHECK_INT(&st, l.dup, 0);
-  PD_CHECK_INT(&st, l.other, 0);
-  PD_CHECK_INT(&st, l.wrong, 0);
-  PD_CHECK(&st, l.n_fail_runs > 0 && l.ok > 0);
-  PD_CHECK_INT(&st, exact, l.n_fail_runs);
-  PD_CHECK_INT(&st, failed_requests, l.internal);
-  PD_CHECK_INT(&st, l.ok + l.internal, l.total);
+  PD_CHECK_INT(st, unanswered(&l), 0);
+  PD_CHECK_INT(st, l.dup, 0);
+  PD_CHECK_INT(st, l.other, 0);
+  PD_CHECK_INT(st, l.wrong, 0);
+  PD_CHECK(st, l.n_fail_runs > 0 && l.ok > 0);
+  PD_CHECK_INT(st, exact, l.n_fail_runs);
+  PD_CHECK_INT(st, failed_requests, l.internal);
+  PD_CHECK_INT(st, l.ok + l.internal, l.total);
   /* every 4th run failed: failed runs are 4, 8, 12, ... */
   for (int i = 0; i < l.n_fail_runs; i++)
-    PD_CHECK_INT(&st, l.fail_run[i] % 4, 0);
+    PD_CHECK_INT(st, l.fail_run[i] % 4, 0);
   char mpath[400];
   snprintf(mpath, sizeof mpath, "%s/metrics.sock", d.dir);
   char *metrics = pd_raw_metrics(mpath);
-  PD_CHECK(&st, metrics != NULL);
+  PD_CHECK(st, metrics != NULL);
   if (metrics) {
     double fails = pd_raw_metric(metrics, "planktond_inference_exec_failure_total");
     double execs = pd_raw_metric(metrics, "planktond_inference_exec_count_total");
-    PD_CHECK_INT(&st, fails, l.n_fail_runs);
-    PD_CHECK_INT(&st, execs / 4, l.n_fail_runs); /* every 4th of all runs */
-    PD_CHECK_INT(&st,
+    PD_CHECK_INT(st, fails, l.n_fail_runs);
+    PD_CHECK_INT(st, execs / 4, l.n_fail_runs); /* every 4th of all runs */
+    PD_CHECK_INT(st,
                  pd_raw_metric(metrics, "planktond_inference_request_total{status=\"INTERNAL\"}"),
                  l.internal);
   }
   free(metrics);
   pc_client_response *r = get_stats(&d);
-  PD_CHECK(&st, r != NULL);
-  if (r) PD_CHECK_INT(&st, r->u.stats.batch_failures, l.n_fail_runs);
+  PD_CHECK(st, r != NULL);
+  if (r) PD_CHECK_INT(st, r->u.stats.batch_failures, l.n_fail_runs);
   pc_client_response_free(r);
   load_close(&l);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
-static void device_stays_broken(void) {
+static void device_stays_broken(pd_test_state *st) {
   pd_td d;
   const char *args[] = {"--max-batch", "1", "--threads", "1", NULL};
   if (start_faulty(&d, "after=5", args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
@@ -543,36 +537,36 @@ static void device_stays_broken(void) {
   }
   /* answering, but Health says the device is failing (and /metrics why) */
   pc_client_response *h = NULL;
-  PD_CHECK(&st, pc_client_health(c, &h, NULL) == PC_CLIENT_OK &&
-                    h->status == PC_CLIENT_STATUS_UNAVAILABLE && h->u.health.state &&
-                    strcmp(h->u.health.state, "failing") == 0 &&
-                    strstr(h->message, "failed the last 15 batches"));
+  PD_CHECK(st, pc_client_health(c, &h, NULL) == PC_CLIENT_OK &&
+                   h->status == PC_CLIENT_STATUS_UNAVAILABLE && h->u.health.state &&
+                   strcmp(h->u.health.state, "failing") == 0 &&
+                   strstr(h->message, "failed the last 15 batches"));
   char state[32];
   snprintf(state, sizeof state, "%s", h && h->u.health.state ? h->u.health.state : "?");
   pc_client_response_free(h);
   printf("%-34s -> %d OK, then %d INTERNAL; still answering, Health says %s\n",
          "device broken after run 5", ok, internal, state);
-  PD_CHECK_INT(&st, ok, 5);
-  PD_CHECK_INT(&st, internal, 15);
+  PD_CHECK_INT(st, ok, 5);
+  PD_CHECK_INT(st, internal, 15);
   pc_client_response *s = NULL;
-  PD_CHECK(&st, pc_client_stats(c, &s, NULL) == PC_CLIENT_OK && s);
+  PD_CHECK(st, pc_client_stats(c, &s, NULL) == PC_CLIENT_OK && s);
   if (s) {
-    PD_CHECK_INT(&st, s->u.stats.batch_failures, 15);
-    PD_CHECK_INT(&st, s->u.stats.batch_failures_in_a_row, 15);
+    PD_CHECK_INT(st, s->u.stats.batch_failures, 15);
+    PD_CHECK_INT(st, s->u.stats.batch_failures_in_a_row, 15);
   }
   pc_client_response_free(s);
   pc_client_close(c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
 /* Runs 3 to 6 fail: "failing" from the third failure in a row, "serving"
  * again after the next success. */
-static void device_recovers(void) {
+static void device_recovers(pd_test_state *st) {
   pd_td d;
   const char *args[] = {"--max-batch", "1", "--threads", "1", NULL};
   if (start_faulty(&d, "runs=3:6", args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
@@ -582,23 +576,23 @@ static void device_recovers(void) {
   int right = 0;
   for (int i = 1; i <= 8; i++) {
     pc_client_response *r = classify(c, (uint64_t)i, i % N_CROPS);
-    PD_CHECK(&st, r != NULL);
+    PD_CHECK(st, r != NULL);
     if (!r) break;
-    PD_CHECK_INT(&st, r->status, i >= 3 && i <= 6 ? PC_CLIENT_STATUS_INTERNAL : 0);
+    PD_CHECK_INT(st, r->status, i >= 3 && i <= 6 ? PC_CLIENT_STATUS_INTERNAL : 0);
     pc_client_response_free(r);
     bool ok = health_state_is(c, want[i]);
-    PD_CHECK(&st, ok);
+    PD_CHECK(st, ok);
     right += ok;
   }
   printf("%-34s -> Health after each of 8 runs as expected %d/8 (failing after the 3rd failure "
          "in a row, serving after the next success)\n",
          "device fails runs 3-6", right);
   pc_client_close(c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
-int main(void) {
+static int setup(void) {
   if (!pd_td_have_model()) return 77;
   if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
   K = ref.model->n_classes;
@@ -609,18 +603,23 @@ int main(void) {
     c->gray = pd_td_crop((uint64_t)i + 40, c->w, c->h);
     c->png = pd_td_png(c->gray, c->w, c->h, &c->png_len);
     c->probs = malloc((size_t)K * sizeof(float));
-    PD_CHECK_INT(&st, pd_td_ref_probs(&ref, c->gray, c->w, c->h, c->probs), 0);
+    if (!c->png || !c->probs || pd_td_ref_probs(&ref, c->gray, c->w, c->h, c->probs) != 0) return 1;
   }
-  broken_reloads();
-  device_recovers();
-  faults_batch_of_one();
-  faults_in_shared_batches();
-  device_stays_broken();
-  for (int i = 0; i < N_CROPS; i++) {
-    free(crops[i].gray);
-    free(crops[i].png);
-    free(crops[i].probs);
-  }
+  return 0;
+}
+
+static void teardown(void) {
+  pd_td_crops_free(crops, N_CROPS);
   pd_td_ref_close(&ref);
-  return pd_test_finish(&st, "daemon_faults");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(broken_reloads),      PD_TEST_CASE(device_recovers),
+    PD_TEST_CASE(faults_batch_of_one), PD_TEST_CASE(faults_in_shared_batches),
+    PD_TEST_CASE(device_stays_broken),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_faults", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
