@@ -12,7 +12,10 @@
  *    keep-alive connection is closed after metrics.idle_timeout_s, and a
  *    client that pipelines hundreds of GETs without reading is not read
  *    further (it cannot make the daemon buffer answers without bound),
- *    while other scrapes are answered all along. */
+ *    while other scrapes are answered all along.
+ * Cases (pd_test_cases.h): defaults, modes_and_groups,
+ * inherited_world_writable (skipped where planktond has no socket
+ * activation), metrics_limits. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,9 +34,7 @@
 #include "pd_daemon_test.h"
 #include "pd_td_raw.h"
 #include "pd_td_wait.h"
-#include "pd_test.h"
-
-static pd_test_state st;
+#include "pd_test_cases.h"
 
 /* ---- descriptors that are Internet sockets ---- */
 
@@ -111,25 +112,25 @@ static int free_port(void) {
 
 /* ---- 1. defaults: mode 0660, no Internet sockets ---- */
 
-static void defaults(void) {
+static void defaults(pd_test_state *st) {
   pd_td d;
   if (pd_td_start(&d, NULL) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   struct stat sb;
-  PD_CHECK(&st, stat(d.socket, &sb) == 0 && S_ISSOCK(sb.st_mode));
-  PD_CHECK_INT(&st, sb.st_mode & 0777, 0660);
-  PD_CHECK_INT(&st, sb.st_gid, getegid());
+  PD_CHECK(st, stat(d.socket, &sb) == 0 && S_ISSOCK(sb.st_mode));
+  PD_CHECK_INT(st, sb.st_mode & 0777, 0660);
+  PD_CHECK_INT(st, sb.st_gid, getegid());
   int listening = 0, inet = all_inet(d.pid, &listening);
   printf("%-40s -> socket mode %04o, gid %d; %d TCP/UDP sockets (%d listening)\n", "defaults",
          (unsigned)(sb.st_mode & 0777), (int)sb.st_gid, inet, listening);
-  PD_CHECK_INT(&st, inet, 0);
+  PD_CHECK_INT(st, inet, 0);
   char *log = pd_td_log(&d);
-  PD_CHECK(&st, log && !strstr(log, "listening on tcp") && !strstr(log, "metrics: http"));
+  PD_CHECK(st, log && !strstr(log, "listening on tcp") && !strstr(log, "metrics: http"));
   free(log);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 
   /* the positive control: --tcp opens exactly that listener */
@@ -144,21 +145,21 @@ static void defaults(void) {
     started = pd_td_start(&d, args);
   }
   if (started != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   inet = all_inet(d.pid, &listening);
   printf("%-40s -> %d TCP/UDP sockets (%d listening)\n", "--tcp set", inet, listening);
-  PD_CHECK_INT(&st, inet, 1);
-  PD_CHECK_INT(&st, listening, 1);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, inet, 1);
+  PD_CHECK_INT(st, listening, 1);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 }
 
 /* ---- 2. the configured mode and group; world-writable refused ---- */
 
-static void modes_and_groups(void) {
+static void modes_and_groups(pd_test_state *st) {
   pd_td d;
   struct group *g = getgrnam("daemon");
   gid_t want_gid = g ? g->gr_gid : getegid();
@@ -168,17 +169,17 @@ static void modes_and_groups(void) {
   const char *args[] = {"--socket-mode", "0600", "--socket-group",
                         geteuid() == 0 ? group : gid_text, NULL};
   if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   struct stat sb;
-  PD_CHECK(&st, stat(d.socket, &sb) == 0);
-  PD_CHECK_INT(&st, sb.st_mode & 0777, 0600);
-  PD_CHECK_INT(&st, sb.st_gid, want_gid);
+  PD_CHECK(st, stat(d.socket, &sb) == 0);
+  PD_CHECK_INT(st, sb.st_mode & 0777, 0600);
+  PD_CHECK_INT(st, sb.st_gid, want_gid);
   printf("%-40s -> mode %04o, gid %d\n", "--socket-mode 0600 --socket-group",
          (unsigned)(sb.st_mode & 0777), (int)sb.st_gid);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
   pd_td_cleanup(&d);
 
   const char *bad[] = {"0666", "0662", "0777"};
@@ -186,9 +187,9 @@ static void modes_and_groups(void) {
     const char *a[] = {"--socket-mode", bad[i], NULL};
     int rc = pd_td_start(&d, a);
     char *log = pd_td_log(&d);
-    PD_CHECK(&st, rc != 0);
-    PD_CHECK_CONTAINS(&st, log ? log : "", "world-writable");
-    PD_CHECK(&st, access(d.socket, F_OK) != 0); /* no socket was made */
+    PD_CHECK(st, rc != 0);
+    PD_CHECK_CONTAINS(st, log ? log : "", "world-writable");
+    PD_CHECK(st, access(d.socket, F_OK) != 0); /* no socket was made */
     printf("%-40s -> refused at start-up\n", i == 0   ? "--socket-mode 0666"
                                              : i == 1 ? "--socket-mode 0662"
                                                       : "--socket-mode 0777");
@@ -204,10 +205,10 @@ static void modes_and_groups(void) {
     fprintf(f, "model:\n  dir: %s\nlisten:\n  socket_mode: 0666\n", pd_td_model_dir());
     fclose(f);
     const char *a[] = {"--config", cfg, NULL};
-    PD_CHECK(&st, pd_td_start(&d, a) != 0);
+    PD_CHECK(st, pd_td_start(&d, a) != 0);
     char *log = pd_td_log(&d);
-    PD_CHECK_CONTAINS(&st, log ? log : "", "planktond.yaml:4");
-    PD_CHECK_CONTAINS(&st, log ? log : "", "world-writable");
+    PD_CHECK_CONTAINS(st, log ? log : "", "planktond.yaml:4");
+    PD_CHECK_CONTAINS(st, log ? log : "", "world-writable");
     free(log);
     pd_td_cleanup(&d);
     unlink(cfg);
@@ -215,16 +216,16 @@ static void modes_and_groups(void) {
   }
   /* an unknown group */
   const char *a[] = {"--socket-group", "no-such-group-xyz", NULL};
-  PD_CHECK(&st, pd_td_start(&d, a) != 0);
+  PD_CHECK(st, pd_td_start(&d, a) != 0);
   char *log = pd_td_log(&d);
-  PD_CHECK_CONTAINS(&st, log ? log : "", "no-such-group-xyz");
+  PD_CHECK_CONTAINS(st, log ? log : "", "no-such-group-xyz");
   free(log);
   pd_td_cleanup(&d);
 }
 
 /* ---- 3. a world-writable inherited socket ---- */
 
-static void inherited_world_writable(void) {
+static void inherited_world_writable(pd_test_state *st) {
   char tmp[] = "/tmp/pd-sec-XXXXXX";
   if (!mkdtemp(tmp)) return;
   char path[300], logp[300];
@@ -234,7 +235,7 @@ static void inherited_world_writable(void) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path) return;
   memcpy(sa.sun_path, path, strlen(path) + 1);
-  PD_CHECK(&st, bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 16) == 0);
+  PD_CHECK(st, bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 16) == 0);
   chmod(path, 0666);
   pid_t pid = fork();
   if (pid == 0) {
@@ -267,10 +268,11 @@ static void inherited_world_writable(void) {
     fclose(f);
   }
   if (strstr(log, "nothing to listen on")) {
-    printf("%-40s -> skipped (built without libsystemd)\n", "inherited world-writable socket");
+    pd_test_skip(st, "inherited world-writable socket: planktond is built without libsystemd "
+                     "(no socket activation)");
   } else {
-    PD_CHECK(&st, done == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0);
-    PD_CHECK_CONTAINS(&st, log, "world-writable");
+    PD_CHECK(st, done == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    PD_CHECK_CONTAINS(st, log, "world-writable");
     printf("%-40s -> refused at start-up (exit %d)\n", "inherited world-writable socket",
            WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   }
@@ -308,7 +310,7 @@ static int http_status(int fd, int timeout_ms) {
   return -1;
 }
 
-static void metrics_limits(void) {
+static void metrics_limits(pd_test_state *st) {
   pd_td d;
   const char *args[] = {"--metrics",
                         "unix:@DIR@/m.sock",
@@ -320,7 +322,7 @@ static void metrics_limits(void) {
                         "1500",
                         NULL};
   if (pd_td_start(&d, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
@@ -346,7 +348,7 @@ static void metrics_limits(void) {
     if (fds[i] >= 0 && !pd_raw_quiet_open(fds[i]) && pd_raw_closed(fds[i], pd_td_scaled_ms(2000)))
       refused++;
   printf("%-40s -> %d of 8 closed at once\n", "metrics.max_connections 4", refused);
-  PD_CHECK_INT(&st, refused, 4);
+  PD_CHECK_INT(st, refused, 4);
   for (int i = 0; i < 8; i++)
     if (fds[i] >= 0) close(fds[i]);
   /* polled, not slept: a scrape gets a slot again once the closes are seen
@@ -355,20 +357,20 @@ static void metrics_limits(void) {
   char *scrape = NULL;
   while (!(scrape = pd_td_metrics(m)) && pd_td_now_ms() < free_until)
     usleep(20000);
-  PD_CHECK(&st, scrape != NULL);
+  PD_CHECK(st, scrape != NULL);
   free(scrape);
 
   /* a request line dripped, never finished: 408 and a close */
   int slow = pd_raw_connect(m);
   pd_raw_write(slow, "GET /met", 8);
   int code = http_status(slow, pd_td_scaled_ms(10000));
-  PD_CHECK_INT(&st, code, 408);
-  PD_CHECK(&st, pd_raw_closed(slow, pd_td_scaled_ms(5000)));
+  PD_CHECK_INT(st, code, 408);
+  PD_CHECK(st, pd_raw_closed(slow, pd_td_scaled_ms(5000)));
   close(slow);
   /* an idle keep-alive connection: closed after metrics.idle_timeout_s */
   int idle = http_get(m, true);
-  PD_CHECK_INT(&st, http_status(idle, pd_td_scaled_ms(10000)), 200);
-  PD_CHECK(&st, pd_raw_closed(idle, pd_td_scaled_ms(10000)));
+  PD_CHECK_INT(st, http_status(idle, pd_td_scaled_ms(10000)), 200);
+  PD_CHECK(st, pd_raw_closed(idle, pd_td_scaled_ms(10000)));
   close(idle);
   printf("%-40s -> slow request 408 and closed; idle keep-alive closed\n", "metrics timeouts");
 
@@ -376,26 +378,9 @@ static void metrics_limits(void) {
   int hog = pd_raw_connect(m);
   int small = 4096;
   setsockopt(hog, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  fcntl(hog, F_SETFL, fcntl(hog, F_GETFL) | O_NONBLOCK);
   const char *req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
-  size_t rlen = strlen(req), off = 0;
-  long sent = 0;
-  double until = pd_td_now_ms() + 30000, quiet = pd_td_now_ms();
-  while (sent < 20000 && pd_td_now_ms() < until && pd_td_now_ms() - quiet < 1500) {
-    ssize_t n = send(hog, req + off, rlen - off, MSG_NOSIGNAL);
-    if (n > 0) {
-      off += (size_t)n;
-      if (off == rlen) {
-        off = 0;
-        sent++;
-      }
-      quiet = pd_td_now_ms();
-    } else if (n < 0 && errno != EAGAIN) {
-      break;
-    } else {
-      usleep(5000);
-    }
-  }
+  bool blocked;
+  long sent = pd_raw_fill(hog, req, strlen(req), 20000, 1500, 30000, &blocked);
   long rss = pd_raw_rss_kb(d.pid);
   /* another scraper is answered meanwhile */
   int other = http_get(m, false);
@@ -404,11 +389,11 @@ static void metrics_limits(void) {
   printf("%-40s -> writes blocked after %ld of 20000 requests; daemon RSS %ld kB; another scrape "
          "-> %d\n",
          "pipelined GETs, never read", sent, rss, other_code);
-  PD_CHECK(&st, sent < 20000);
-  PD_CHECK_INT(&st, other_code, 200);
+  PD_CHECK(st, sent < 20000);
+  PD_CHECK_INT(st, other_code, 200);
   close(hog);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  if (st.failures) {
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  if (st->failures) {
     char *log = pd_td_log(&d);
     fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
     free(log);
@@ -416,12 +401,20 @@ static void metrics_limits(void) {
   pd_td_cleanup(&d);
 }
 
-int main(void) {
+static int setup(void) {
   if (!pd_td_have_model()) return 77;
   signal(SIGPIPE, SIG_IGN);
-  defaults();
-  modes_and_groups();
-  inherited_world_writable();
-  metrics_limits();
-  return pd_test_finish(&st, "daemon_security");
+  return 0;
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(defaults),
+    PD_TEST_CASE(modes_and_groups),
+    PD_TEST_CASE(inherited_world_writable),
+    PD_TEST_CASE(metrics_limits),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_security", setup, NULL, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
