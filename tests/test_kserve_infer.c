@@ -4,8 +4,9 @@
  * bytes_contents, UINT8 pixels both ways, [N] / [N,1] / [N,H,W,1] shapes,
  * the parameters, the requested outputs and the classification strings in
  * Triton's format; and every refusal names what is wrong (the element by
- * index). `test_kserve_infer corpus DIR` writes the fuzz seed corpus
- * (tests/fuzz/corpus/kserve_infer) from the same requests. */
+ * index). Cases (pd_test_cases.h): bytes, uint8, refusals, answer.
+ * `test_kserve_infer corpus DIR` runs them all and writes the fuzz seed
+ * corpus (tests/fuzz/corpus/kserve_infer) from the same requests. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "pd_kserve_infer.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 /* A request under construction: one input, optional outputs and params. */
 typedef struct builder {
@@ -135,7 +136,7 @@ static void done(pd_kinfer_request *r, Inference__ModelInferRequest *wire) {
   inference__model_infer_request__free_unpacked(wire, NULL);
 }
 
-static void test_bytes(pd_test_state *st) {
+static void bytes(pd_test_state *st) {
   builder b;
   pd_kinfer_request r;
   Inference__ModelInferRequest *w;
@@ -184,7 +185,7 @@ static void test_bytes(pd_test_state *st) {
   done(&r, w);
 }
 
-static void test_uint8(pd_test_state *st) {
+static void uint8(pd_test_state *st) {
   builder b;
   pd_kinfer_request r;
   Inference__ModelInferRequest *w;
@@ -242,7 +243,7 @@ static void expect_refusal(pd_test_state *st, builder *b, int max_crops, const c
   done(&r, w);
 }
 
-static void test_refusals(pd_test_state *st) {
+static void refusals(pd_test_state *st) {
   builder b;
   const char *el[] = {"aaaa", "bbbb"};
   int64_t s1[] = {2};
@@ -314,7 +315,7 @@ static void test_refusals(pd_test_state *st) {
   expect_refusal(st, &b, 64, "height and width");
 }
 
-static void test_answer(pd_test_state *st) {
+static void answer(pd_test_state *st) {
   pd_kinfer_request r = {.n = 2, .want_probs = 1, .class_count = 0};
   float probs[2 * 4] = {0.1f, 0.6f, 0.2f, 0.1f, 0.25f, 0.25f, 0.05f, 0.45f};
   const char *labels[4] = {"copepod", "diatom", "", "chaetognath"};
@@ -372,13 +373,20 @@ static void test_answer(pd_test_state *st) {
   free(buf);
 }
 
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(bytes),
+    PD_TEST_CASE(uint8),
+    PD_TEST_CASE(refusals),
+    PD_TEST_CASE(answer),
+};
+
 int main(int argc, char **argv) {
-  pd_test_state st = {0};
-  if (argc == 3 && strcmp(argv[1], "corpus") == 0) g_corpus = argv[2];
-  test_bytes(&st);
-  test_uint8(&st);
-  test_refusals(&st);
-  test_answer(&st);
-  if (g_corpus) printf("wrote %d seeds to %s\n", g_seeds, g_corpus);
-  return pd_test_finish(&st, "kserve_infer");
+  const pd_test_suite suite = {"kserve_infer", NULL, NULL, k_cases, PD_TEST_N(k_cases)};
+  if (argc == 3 && strcmp(argv[1], "corpus") == 0) { /* every case, each request a seed */
+    g_corpus = argv[2];
+    int rc = pd_test_cases_main(1, argv, &suite);
+    printf("wrote %d seeds to %s\n", g_seeds, g_corpus);
+    return rc;
+  }
+  return pd_test_cases_main(argc, argv, &suite);
 }
