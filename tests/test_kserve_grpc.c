@@ -4,8 +4,11 @@
  * an unknown method, a message over the size limit, the deadline, a
  * bidirectional stream answered in order, and the drain (calls held by the
  * handler when it starts are still answered; an open stream answers what it
- * owes and ends UNAVAILABLE; new calls are refused). */
+ * owes and ends UNAVAILABLE; new calls are refused). Cases
+ * (pd_test_cases.h): refusals, unary_answers, message_limit, streams, drain,
+ * each on a server of its own. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,7 @@
 #include <uv.h>
 
 #include "pd_kserve_grpc.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 enum { M_UNARY, M_STREAM, M_COUNT };
 static const pd_kgrpc_method methods[M_COUNT] = {
@@ -288,11 +291,17 @@ static answer stream(grpc_channel *ch, const char *const *msgs, int n, int close
   return a;
 }
 
-typedef struct client_side {
+typedef struct client_side client_side;
+/* A case's calls, on a TCP and a Unix channel to the server. */
+typedef void (*client_calls)(pd_test_state *st, client_side *cs, grpc_channel *tcp,
+                             grpc_channel *ux);
+struct client_side {
   server_side *ss;
   char tcp[64], unix_target[300];
   pd_test_state *st;
-} client_side;
+  client_calls calls;
+  bool drains; /* the calls start the drain themselves */
+};
 
 typedef struct later_call {
   grpc_channel *ch;
@@ -313,11 +322,21 @@ static void start_drain(void *arg) {
 
 static void *client_main(void *arg) {
   client_side *cs = arg;
-  pd_test_state *st = cs->st;
   grpc_channel_credentials *cc = grpc_insecure_credentials_create();
   grpc_channel *tcp = grpc_channel_create(cs->tcp, cc, NULL);
   grpc_channel *ux = grpc_channel_create(cs->unix_target, cc, NULL);
+  if (cs->calls) cs->calls(cs->st, cs, tcp, ux);
+  if (!cs->drains) start_drain(cs->ss); /* the server ends, and with it the loop */
+  grpc_channel_destroy(tcp);
+  grpc_channel_destroy(ux);
+  grpc_channel_credentials_release(cc);
+  return NULL;
+}
 
+/* Unary calls over TCP and the Unix socket: answers, a status with its
+ * details, an unknown method, the deadline the handler sees. */
+static void unary_calls(pd_test_state *st, client_side *cs, grpc_channel *tcp, grpc_channel *ux) {
+  (void)cs;
   answer a = unary(tcp, "/t.Echo/Unary", "hello", 5, 5000);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_OK);
   PD_CHECK(st, strcmp(a.body, "echo:hello") == 0);
@@ -337,12 +356,17 @@ static void *client_main(void *arg) {
   a = unary(tcp, "/t.Echo/Unary", "deadline", 8, 5000);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_OK);
   PD_CHECK(st, strcmp(a.body, "ok") == 0);
+}
 
+static void message_limit_calls(pd_test_state *st, client_side *cs, grpc_channel *tcp,
+                                grpc_channel *ux) {
+  (void)cs;
+  (void)ux;
   /* the limit is 64 KiB: 60 KiB passes, 100 KiB is refused by gRPC */
   size_t big = 60 * 1024;
   char *buf = calloc(1, 100 * 1024);
   memset(buf, 'x', 100 * 1024);
-  a = unary(tcp, "/t.Echo/Unary", buf, big, 5000);
+  answer a = unary(tcp, "/t.Echo/Unary", buf, big, 5000);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_OK);
   PD_CHECK(st, strcmp(a.body, "big:61440") == 0);
   a = unary(tcp, "/t.Echo/Unary", buf, 100 * 1024, 5000);
@@ -351,9 +375,13 @@ static void *client_main(void *arg) {
   /* and the connection still serves */
   a = unary(tcp, "/t.Echo/Unary", "after", 5, 5000);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_OK);
+}
 
+/* Bidirectional streams answered in the order answered. */
+static void stream_calls(pd_test_state *st, client_side *cs, grpc_channel *tcp, grpc_channel *ux) {
+  (void)cs;
   const char *msgs[] = {"a", "later1", "b", "c", "d"};
-  a = stream(tcp, msgs, 5, 1, NULL, NULL);
+  answer a = stream(tcp, msgs, 5, 1, NULL, NULL);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_OK);
   /* in the order answered: the held one comes last */
   PD_CHECK(st, strcmp(a.body, "echo:a|echo:b|echo:c|echo:d|late:later1") == 0);
@@ -362,7 +390,9 @@ static void *client_main(void *arg) {
   a = stream(ux, msgs, 1, 1, NULL, NULL);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_OK);
   PD_CHECK(st, strcmp(a.body, "echo:a") == 0);
+}
 
+static void drain_calls(pd_test_state *st, client_side *cs, grpc_channel *tcp, grpc_channel *ux) {
   /* the drain: three held unary calls, and a stream that owes a held answer
    * when the drain starts (started from the stream's first answer) */
   later_call l[3];
@@ -374,7 +404,7 @@ static void *client_main(void *arg) {
   }
   usleep(100000); /* they are in (held for 300 ms) */
   const char *dmsgs[] = {"later-s", "first"};
-  a = stream(tcp, dmsgs, 2, 0, start_drain, cs->ss);
+  answer a = stream(tcp, dmsgs, 2, 0, start_drain, cs->ss);
   PD_CHECK_INT(st, a.status, GRPC_STATUS_UNAVAILABLE);
   PD_CHECK(st, strcmp(a.body, "echo:first|late:later-s") == 0);
   if (strcmp(a.body, "echo:first|late:later-s") != 0) fprintf(stderr, "got \"%s\"\n", a.body);
@@ -389,23 +419,25 @@ static void *client_main(void *arg) {
   /* a new call after the drain began: refused */
   a = unary(tcp, "/t.Echo/Unary", "too late", 8, 2000);
   PD_CHECK(st, a.status != GRPC_STATUS_OK);
-
-  grpc_channel_destroy(tcp);
-  grpc_channel_destroy(ux);
-  grpc_channel_credentials_release(cc);
-  return NULL;
 }
 
-int main(void) {
-  pd_test_state st = {0};
+/* ---- the cases (pd_test_cases.h): each on a server of its own, drained at
+ * the end ---- */
+
+/* Runs a server on a loop of its own, `calls` against it from a client
+ * thread, then the drain; with `refusals`, the bad start-ups first. */
+static void serve(pd_test_state *st, client_calls calls, bool drains, bool refusals) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   char dir[] = "/tmp/pd-kgrpc-XXXXXX";
-  if (!mkdtemp(dir)) return 1;
+  if (!mkdtemp(dir)) {
+    PD_CHECK(st, !"mkdtemp");
+    return;
+  }
   char unix_addr[300];
   snprintf(unix_addr, sizeof unix_addr, "unix:%s/g.sock", dir);
 
-  server_side ss = {.loop = &loop, .st = &st};
+  server_side ss = {.loop = &loop, .st = st};
   pd_kgrpc_options opt = {
       .methods = methods,
       .n_methods = M_COUNT,
@@ -419,45 +451,83 @@ int main(void) {
   };
   pd_error err = {0};
 
-  /* bad addresses are refused with their name */
-  pd_kgrpc_options bad = opt;
-  bad.listen[0] = "no-port-here";
-  bad.n_listen = 1;
   pd_kgrpc *none = NULL;
-  PD_CHECK(&st, pd_kgrpc_start(&loop, &bad, &none, &err) != 0);
-  PD_CHECK_CONTAINS(&st, err.msg, "no-port-here");
-  bad.listen[0] = "unix:/tmp/x.sock";
-  bad.socket_mode = 0666;
-  PD_CHECK(&st, pd_kgrpc_start(&loop, &bad, &none, &err) != 0);
-  PD_CHECK_CONTAINS(&st, err.msg, "world-writable");
-
+  if (refusals) {
+    /* bad addresses are refused with their name */
+    pd_kgrpc_options bad = opt;
+    bad.listen[0] = "no-port-here";
+    bad.n_listen = 1;
+    PD_CHECK(st, pd_kgrpc_start(&loop, &bad, &none, &err) != 0);
+    PD_CHECK_CONTAINS(st, err.msg, "no-port-here");
+    bad.listen[0] = "unix:/tmp/x.sock";
+    bad.socket_mode = 0666;
+    PD_CHECK(st, pd_kgrpc_start(&loop, &bad, &none, &err) != 0);
+    PD_CHECK_CONTAINS(st, err.msg, "world-writable");
+  }
   if (pd_kgrpc_start(&loop, &opt, &ss.srv, &err) != 0) {
     fprintf(stderr, "start: %s\n", err.msg);
-    return 1;
+    PD_CHECK(st, !"the server started");
+    return;
   }
-  PD_CHECK(&st, pd_kgrpc_port(ss.srv, 0) > 0);
-  /* a second server on the same Unix path is refused while the first lives */
-  pd_kgrpc_options dup = opt;
-  dup.listen[0] = unix_addr;
-  dup.n_listen = 1;
-  PD_CHECK(&st, pd_kgrpc_start(&loop, &dup, &none, &err) != 0);
-  PD_CHECK_CONTAINS(&st, err.msg, "already listening");
-
+  PD_CHECK(st, pd_kgrpc_port(ss.srv, 0) > 0);
+  if (refusals) {
+    /* a second server on the same Unix path is refused while the first lives */
+    pd_kgrpc_options dup = opt;
+    dup.listen[0] = unix_addr;
+    dup.n_listen = 1;
+    PD_CHECK(st, pd_kgrpc_start(&loop, &dup, &none, &err) != 0);
+    PD_CHECK_CONTAINS(st, err.msg, "already listening");
+  }
   uv_async_init(&loop, &ss.drain, on_drain);
   ss.drain.data = &ss;
-  client_side cs = {.ss = &ss, .st = &st};
+  client_side cs = {.ss = &ss, .st = st, .calls = calls, .drains = drains};
   snprintf(cs.tcp, sizeof cs.tcp, "127.0.0.1:%d", pd_kgrpc_port(ss.srv, 0));
   snprintf(cs.unix_target, sizeof cs.unix_target, "%s", unix_addr);
   pthread_t client;
   pthread_create(&client, NULL, client_main, &cs);
   uv_run(&loop, UV_RUN_DEFAULT); /* ends when the server is gone */
   pthread_join(client, NULL);
-  PD_CHECK_INT(&st, ss.drained, 1);
-  PD_CHECK_INT(&st, ss.held, 0);
-  PD_CHECK_INT(&st, uv_loop_close(&loop), 0);
+  PD_CHECK_INT(st, ss.drained, 1);
+  PD_CHECK_INT(st, ss.held, 0);
+  PD_CHECK_INT(st, uv_loop_close(&loop), 0);
   char path[320];
   snprintf(path, sizeof path, "%s/g.sock", dir);
   unlink(path);
   rmdir(dir);
-  return pd_test_finish(&st, "kserve_grpc");
+}
+
+/* Bad addresses are refused with their name, a world-writable socket mode
+ * too, and a second server on a live server's Unix path. */
+static void refusals(pd_test_state *st) {
+  serve(st, NULL, false, true);
+}
+
+static void unary_answers(pd_test_state *st) {
+  serve(st, unary_calls, false, false);
+}
+
+/* The limit is 64 KiB: 60 KiB passes, 100 KiB is refused by gRPC, and the
+ * connection still serves. */
+static void message_limit(pd_test_state *st) {
+  serve(st, message_limit_calls, false, false);
+}
+
+static void streams(pd_test_state *st) {
+  serve(st, stream_calls, false, false);
+}
+
+/* The drain: held calls are still answered, an open stream answers what it
+ * owes and ends UNAVAILABLE, a new call is refused. */
+static void drain(pd_test_state *st) {
+  serve(st, drain_calls, true, false);
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(refusals), PD_TEST_CASE(unary_answers), PD_TEST_CASE(message_limit),
+    PD_TEST_CASE(streams),  PD_TEST_CASE(drain),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"kserve_grpc", NULL, NULL, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
