@@ -11,13 +11,10 @@
  * flight, a client that never reads its answers (the daemon stops reading it
  * at the window and keeps its memory bounded), and a full queue
  * (RESOURCE_EXHAUSTED, on a second daemon with a tiny queue). */
-#include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
@@ -230,16 +227,9 @@ static void expect_broken(pd_test_state *st, const pd_td *d, const char *what, c
   PD_CHECK(st, fd >= 0);
   if (fd < 0) return;
   pd_raw_write(fd, bytes, len); /* the daemon may close before taking it all */
-  Plankton__Response *r = pd_raw_read_response(fd, pd_td_scaled_ms(10000));
-  PD_CHECK(st, r != NULL);
-  PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR);
-  if (r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR) {
-    PD_CHECK_INT(st, r->error->status->code, status);
-    printf("%-34s -> error frame %s: %s\n", what, pc_client_status_name(r->error->status->code),
-           r->error->status->message);
-  }
-  if (r) plankton__response__free_unpacked(r, NULL);
-  PD_CHECK(st, pd_raw_closed(fd, 10000));
+  bool ok = pd_raw_error_then_close(fd, status, NULL, pd_td_scaled_ms(10000));
+  PD_CHECK(st, ok);
+  printf("%-34s -> %s\n", what, ok ? "an error frame with its status, then the close" : "NOT SO");
   close(fd);
 }
 
@@ -342,27 +332,10 @@ static void never_reads_on(pd_test_state *st, const pd_td *d) {
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   size_t flen;
   uint8_t *frame = classify_frame(1, &flen);
-  long sent = 0;
-  double until = pd_td_now_ms() + 20000;
   /* write until the socket stays full for a second */
-  double quiet_since = pd_td_now_ms();
-  size_t off = 0;
-  while (pd_td_now_ms() < until && pd_td_now_ms() - quiet_since < 1000) {
-    ssize_t n = send(fd, frame + off, flen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += (size_t)n;
-      if (off == flen) {
-        off = 0;
-        sent++;
-      }
-      quiet_since = pd_td_now_ms();
-    } else if (n < 0 && errno != EAGAIN) {
-      break;
-    } else {
-      usleep(10000);
-    }
-  }
-  PD_CHECK(st, pd_td_now_ms() < until); /* the writes did block */
+  bool blocked;
+  long sent = pd_raw_fill(fd, frame, flen, 0, 1000, 20000, &blocked);
+  PD_CHECK(st, blocked); /* the writes did block */
   uint32_t in_flight = stats_in_flight(d);
   /* owed answers on that connection are capped by the window: the daemon
    * holds at most WINDOW of them, whatever the client keeps sending */
@@ -380,12 +353,7 @@ static void never_reads_on(pd_test_state *st, const pd_td *d) {
 static float *want_probs;
 static int n_classes;
 
-typedef struct fixture {
-  pd_td d;
-  pd_td_bystander b;
-} fixture;
-
-static bool start(pd_test_state *st, fixture *f) {
+static bool start(pd_test_state *st, pd_td_guarded *g) {
   const char *args[] = {"--max-in-flight",
                         "16",
                         "--max-frame-bytes",
@@ -399,40 +367,21 @@ static bool start(pd_test_state *st, fixture *f) {
                         "--log-level",
                         "debug",
                         NULL};
-  if (pd_td_start(&f->d, args) != 0) {
-    PD_CHECK(st, 0);
-    pd_td_cleanup(&f->d);
-    return false;
-  }
-  f->b = (pd_td_bystander){.d = &f->d,
-                           .png = png,
-                           .png_len = png_len,
-                           .want = want_probs,
-                           .n_classes = n_classes,
-                           .tol = PROB_TOL};
-  pd_td_bystander_start(&f->b);
-  return true;
+  const pd_td_bystander by = {
+      .png = png, .png_len = png_len, .want = want_probs, .n_classes = n_classes, .tol = PROB_TOL};
+  return pd_td_guarded_start(st, g, args, &by);
 }
 
-static void stop(pd_test_state *st, fixture *f) {
+static void stop(pd_test_state *st, pd_td_guarded *g) {
   /* and the bystander is still served */
-  PD_CHECK(st, pd_td_bystander_progress(&f->b, 20));
-  pd_td_bystander_stop(&f->b);
-  printf("bystander: %d correct answers, %d failures, %d wrong\n", f->b.ok, f->b.failed,
-         f->b.wrong);
-  PD_CHECK_INT(st, f->b.failed, 0);
-  PD_CHECK_INT(st, f->b.wrong, 0);
-  PD_CHECK_INT(st, pd_td_stop(&f->d, SIGTERM, pd_td_scaled_s(30)), 0);
-  char *log = pd_td_log(&f->d);
-  if (st->failures && log) fprintf(stderr, "--- daemon log ---\n%s\n", log);
-  free(log);
-  pd_td_cleanup(&f->d);
+  PD_CHECK(st, pd_td_bystander_progress(&g->b, 20));
+  pd_td_guarded_stop(st, g);
 }
 
 /* One case on the shared daemon shape: start, the scenario, stop. */
 #define ON_DAEMON(name)                                                                            \
   static void name(pd_test_state *st) {                                                            \
-    fixture f;                                                                                     \
+    pd_td_guarded f;                                                                               \
     if (!start(st, &f)) return;                                                                    \
     name##_on(st, &f.d);                                                                           \
     stop(st, &f);                                                                                  \
