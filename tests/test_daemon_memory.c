@@ -51,12 +51,12 @@ typedef struct hog {
   const pd_td *d;
   pthread_t t;
   size_t sent;
-  int outcome; /* 1: DEADLINE_EXCEEDED then closed; 0: closed otherwise; -1: not closed */
+  bool outcome; /* DEADLINE_EXCEEDED, then closed */
 } hog;
 
 static void *hog_main(void *arg) {
   hog *h = arg;
-  h->outcome = -1;
+  h->outcome = false;
   int fd = pd_raw_connect(h->d->socket);
   if (fd < 0) return NULL;
   uint8_t *buf = calloc(1, 4 + HOG_SENDS);
@@ -72,12 +72,7 @@ static void *hog_main(void *arg) {
     h->sent = at + n;
   }
   free(buf);
-  Plankton__Response *r = pd_raw_read_response(fd, 60000);
-  bool deadline = r && r->body_case == PLANKTON__RESPONSE__BODY_ERROR && r->error->status &&
-                  r->error->status->code == PLANKTON__STATUS_CODE__DEADLINE_EXCEEDED;
-  if (r) plankton__response__free_unpacked(r, NULL);
-  bool closed = pd_raw_closed(fd, 60000);
-  h->outcome = closed ? (deadline ? 1 : 0) : -1;
+  h->outcome = pd_raw_error_then_close(fd, PLANKTON__STATUS_CODE__DEADLINE_EXCEEDED, NULL, 60000);
   close(fd);
   return NULL;
 }
@@ -162,12 +157,7 @@ static double metric_falls(const pd_td *d, const char *name, double at_most) {
 /* ---- the cases (pd_test_cases.h): each on a daemon of its own, with a
  * bystander client whose answers are checked throughout ---- */
 
-typedef struct fixture {
-  pd_td d;
-  pd_td_bystander b;
-} fixture;
-
-static bool start(pd_test_state *st, fixture *f) {
+static bool start(pd_test_state *st, pd_td_guarded *f) {
   char max_frame[32], budget[64], ftimeout[32];
   snprintf(max_frame, sizeof max_frame, "%ld", MAX_FRAME);
   snprintf(budget, sizeof budget, "limits.max_receive_bytes=%ld", BUDGET);
@@ -183,41 +173,20 @@ static bool start(pd_test_state *st, fixture *f) {
                         "--metrics",
                         "unix:@DIR@/metrics.sock",
                         NULL};
-  if (pd_td_start(&f->d, args) != 0) {
-    PD_CHECK(st, 0);
-    pd_td_cleanup(&f->d);
-    return false;
-  }
-  f->b = (pd_td_bystander){.d = &f->d,
-                           .png = small_png,
-                           .png_len = small_png_len,
-                           .want = small_probs,
-                           .n_classes = n_classes,
-                           .tol = PROB_TOL};
-  pd_td_bystander_start(&f->b);
+  const pd_td_bystander by = {.png = small_png,
+                              .png_len = small_png_len,
+                              .want = small_probs,
+                              .n_classes = n_classes,
+                              .tol = PROB_TOL};
+  if (!pd_td_guarded_start(st, f, args, &by)) return false;
   PD_CHECK(st, pd_td_bystander_progress(&f->b, 5));
   return true;
-}
-
-static void stop(pd_test_state *st, fixture *f) {
-  pd_td_bystander_stop(&f->b);
-  printf("bystander: %d correct answers, %d failures, %d wrong\n", f->b.ok, f->b.failed,
-         f->b.wrong);
-  PD_CHECK_INT(st, f->b.failed, 0);
-  PD_CHECK_INT(st, f->b.wrong, 0);
-  PD_CHECK_INT(st, pd_td_stop(&f->d, SIGTERM, 30), 0);
-  if (st->failures) {
-    char *log = pd_td_log(&f->d);
-    fprintf(stderr, "--- daemon log ---\n%s\n", log ? log : "");
-    free(log);
-  }
-  pd_td_cleanup(&f->d);
 }
 
 /* Hogs: the daemon waits instead of buffering; their frames never complete:
  * DEADLINE_EXCEEDED, memory back. */
 static void hogs_wait(pd_test_state *st) {
-  fixture f;
+  pd_td_guarded f;
   if (!start(st, &f)) return;
   pd_td *d = &f.d;
   pd_td_bystander *b = &f.b;
@@ -247,19 +216,17 @@ static void hogs_wait(pd_test_state *st) {
          HOGS, waits, held / 1048576.0, BUDGET / 1048576.0, grown_kb / 1024.0);
 
   /* 2. their frames never complete: DEADLINE_EXCEEDED, memory back */
-  int deadline = 0, other = 0, open = 0;
+  int deadline = 0;
   size_t most = 0;
   for (int i = 0; i < HOGS; i++) {
     pthread_join(hogs[i].t, NULL);
-    deadline += hogs[i].outcome == 1;
-    other += hogs[i].outcome == 0;
-    open += hogs[i].outcome < 0;
+    deadline += hogs[i].outcome;
     if (hogs[i].sent > most) most = hogs[i].sent;
   }
   double left = metric_falls(d, "planktond_receive_buffer_bytes", 0);
-  printf("hogs closed: %d with DEADLINE_EXCEEDED, %d otherwise, %d not closed (most sent: %zu "
+  printf("hogs closed: %d of %d with DEADLINE_EXCEEDED (most sent: %zu "
          "bytes); budgeted bytes after: %.0f\n",
-         deadline, other, open, most, left);
+         deadline, HOGS, most, left);
   PD_CHECK_INT(st, deadline, HOGS);
   PD_CHECK(st, left == 0);
   /* the Stats RPC reports the same counters as /metrics */
@@ -281,12 +248,12 @@ static void hogs_wait(pd_test_state *st) {
   pc_client_response_free(sr);
   pc_client_close(sc);
 
-  stop(st, &f);
+  pd_td_guarded_stop(st, &f);
 }
 
 /* Big complete frames, more than the budget at once: all answered. */
 static void big_frames(pd_test_state *st) {
-  fixture f;
+  pd_td_guarded f;
   if (!start(st, &f)) return;
   pd_td *d = &f.d;
   uint8_t *big = pd_td_crop(9, BIG_SIDE, BIG_SIDE);
@@ -315,7 +282,7 @@ static void big_frames(pd_test_state *st) {
   PD_CHECK(st, worst <= PROB_TOL);
   free(big);
 
-  stop(st, &f);
+  pd_td_guarded_stop(st, &f);
 }
 
 static int setup(void) {
