@@ -5,7 +5,8 @@
  * and reports the ensemble's name; for N_CROPS crops sent as PNG (its
  * default TTA, and 1 and 5 transforms per request) every probability equals
  * what `planktond-model run` ($PLANKTOND_MODEL_TOOL) gives for the same PNG
- * files to 1e-6, crop by crop. Exit 77 (skipped) without the test model. */
+ * files to 1e-6, crop by crop: one case each (tta_default, tta_1, tta_5), on
+ * a daemon of its own. Exit 77 (skipped) without the test model. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,15 +16,11 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 #define N_CROPS 12
 #define N_CLASSES 12
 #define PROB_TOL 1e-6
-
-/* TTA transforms per request (0: the folder's default). */
-static const int k_ttas[] = {0, 1, 5};
-#define N_TTAS (sizeof k_ttas / sizeof k_ttas[0])
 
 typedef struct crop {
   int w, h;
@@ -140,38 +137,67 @@ static void compare(pd_test_state *st, const pd_td *d, int tta, const float *wan
   pc_client_close(c);
 }
 
-int main(void) {
+/* ---- the cases (pd_test_cases.h) ---- */
+
+static char dir[] = "/tmp/pd-test-ensemble-XXXXXX";
+
+/* The daemon on the ensemble against the tool, `tta` transforms per
+ * request (0: the folder's default). */
+static void ensemble_at(pd_test_state *st, int tta) {
+  pd_td d;
+  const char *args[] = {"--max-batch", "4", NULL};
+  int started = pd_td_start(&d, args);
+  PD_CHECK_INT(st, started, 0);
+  if (started == 0) {
+    PD_CHECK(st, pd_td_wait_log(&d, "daemon-ensemble", 10));
+    static float want[N_CROPS * N_CLASSES];
+    int rc = tool_probs(dir, tta, want);
+    PD_CHECK_INT(st, rc, 0);
+    if (rc == 0) compare(st, &d, tta, want);
+    PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  }
+  pd_td_cleanup(&d);
+  char probs[512];
+  snprintf(probs, sizeof probs, "%s/probs-%d.f32", dir, tta);
+  unlink(probs);
+}
+
+static void tta_default(pd_test_state *st) {
+  ensemble_at(st, 0);
+}
+
+static void tta_1(pd_test_state *st) {
+  ensemble_at(st, 1);
+}
+
+static void tta_5(pd_test_state *st) {
+  ensemble_at(st, 5);
+}
+
+static int setup(void) {
   if (!pd_td_have_model()) return 77;
-  pd_test_state st = {0};
-  char dir[] = "/tmp/pd-test-ensemble-XXXXXX";
   if (!mkdtemp(dir) || write_crops(dir) != 0) {
     fprintf(stderr, "cannot write the crops: %s\n", strerror(errno));
     return 1;
   }
-  pd_td d;
-  const char *args[] = {"--max-batch", "4", NULL};
-  int started = pd_td_start(&d, args);
-  PD_CHECK_INT(&st, started, 0);
-  if (started == 0) {
-    PD_CHECK(&st, pd_td_wait_log(&d, "daemon-ensemble", 10));
-    for (size_t t = 0; t < N_TTAS; t++) {
-      static float want[N_CROPS * N_CLASSES];
-      int rc = tool_probs(dir, k_ttas[t], want);
-      PD_CHECK_INT(&st, rc, 0);
-      if (rc == 0) compare(&st, &d, k_ttas[t], want);
-    }
-    PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, 30), 0);
-  }
-  pd_td_cleanup(&d);
+  return 0;
+}
+
+static void teardown(void) {
   for (int i = 0; i < N_CROPS; i++) {
     unlink(crops[i].path);
     free(crops[i].png);
   }
-  for (size_t t = 0; t < N_TTAS; t++) {
-    char probs[512];
-    snprintf(probs, sizeof probs, "%s/probs-%d.f32", dir, k_ttas[t]);
-    unlink(probs);
-  }
   if (rmdir(dir) != 0) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
-  return pd_test_finish(&st, "test_daemon_ensemble");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(tta_default),
+    PD_TEST_CASE(tta_1),
+    PD_TEST_CASE(tta_5),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_ensemble", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
