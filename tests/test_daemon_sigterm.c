@@ -17,7 +17,9 @@
  *  - a deadline that passes while the request is queued behind a slow batch
  *    (200 ms from receipt, not past on arrival) is answered
  *    DEADLINE_EXCEEDED and never computed (Stats counts one batch and one
- *    crop fewer than requests), while its neighbours are answered OK. */
+ *    crop fewer than requests), while its neighbours are answered OK.
+ * Cases (pd_test_cases.h): drain_waves, second_signal, drain_timeout,
+ * queued_deadline. */
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,13 +31,12 @@
 
 #include "pd_daemon_test.h"
 #include "pd_td_wait.h"
-#include "pd_test.h"
+#include "pd_test_cases.h"
 
 #define PROB_TOL 1e-5
 #define MAX_IDS 64
 #define NO_ANSWER (-1)
 
-static pd_test_state st;
 static uint8_t *png;
 static size_t png_len;
 static float ref_top_prob;
@@ -74,7 +75,7 @@ static bool peer_open(peer *p, const pd_td *d) {
 }
 
 /* Sends n classify requests (the next ids) and writes them all out. */
-static void peer_send(peer *p, int n, uint64_t deadline_us) {
+static void peer_send(pd_test_state *st, peer *p, int n, uint64_t deadline_us) {
   pc_client_error err;
   for (int k = 0; k < n && p->sent < MAX_IDS; k++) {
     pc_client_classify_request rq = {.id = (uint64_t)p->sent,
@@ -82,13 +83,13 @@ static void peer_send(peer *p, int n, uint64_t deadline_us) {
                                      .data = png,
                                      .len = png_len,
                                      .deadline_us = deadline_us};
-    PD_CHECK_INT(&st, pc_client_send_classify(p->c, &rq, &err), PC_CLIENT_OK);
+    PD_CHECK_INT(st, pc_client_send_classify(p->c, &rq, &err), PC_CLIENT_OK);
     p->sent++;
   }
   double until = pd_td_now_ms() + pd_td_scaled_ms(5000);
   while (pc_client_unsent(p->c) > 0 && pd_td_now_ms() < until)
     if (pc_client_wait(p->c, 50, &err) != PC_CLIENT_OK) break;
-  PD_CHECK_INT(&st, pc_client_unsent(p->c), 0);
+  PD_CHECK_INT(st, pc_client_unsent(p->c), 0);
 }
 
 static void take_answers(peer *p) {
@@ -183,8 +184,8 @@ static bool connect_refused(const pd_td *d) {
   return refused;
 }
 
-static void dump_log_on_failure(const pd_td *d, int failures_before) {
-  if (st.failures == failures_before) return;
+static void dump_log_on_failure(pd_test_state *st, const pd_td *d, int failures_before) {
+  if (st->failures == failures_before) return;
   char *log = pd_td_log(d);
   fprintf(stderr, "--- daemon log ---\n%s", log ? log : "");
   free(log);
@@ -195,25 +196,25 @@ static void dump_log_on_failure(const pd_td *d, int failures_before) {
 #define WAVE1 4
 #define WAVE2 3
 
-static void drain_waves(void) {
-  int failures = st.failures;
+static void drain_waves(pd_test_state *st) {
+  int failures = st->failures;
   pd_td d;
   char patience[16]; /* the drain timeout stays well out of the way */
   snprintf(patience, sizeof patience, "%d", pd_td_scaled_s(10));
   const char *args[] = {"--max-batch", "2", "--drain-timeout", patience, NULL};
   if (start_slow(&d, pd_td_scaled_ms(400), args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   peer ps[2];
-  PD_CHECK(&st, peer_open(&ps[0], &d) && peer_open(&ps[1], &d));
+  PD_CHECK(st, peer_open(&ps[0], &d) && peer_open(&ps[1], &d));
   for (int i = 0; i < 2; i++)
-    peer_send(&ps[i], WAVE1, 0);
+    peer_send(st, &ps[i], WAVE1, 0);
   /* 8 requests at 2 a batch and 400 ms a batch: 1.6 s of work */
-  PD_CHECK(&st, wait_read(&d, 2 * WAVE1));
-  PD_CHECK_INT(&st, kill(d.pid, SIGTERM), 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "SIGTERM: draining", pd_td_scaled_s(10)));
+  PD_CHECK(st, wait_read(&d, 2 * WAVE1));
+  PD_CHECK_INT(st, kill(d.pid, SIGTERM), 0);
+  PD_CHECK(st, pd_td_wait_log(&d, "SIGTERM: draining", pd_td_scaled_s(10)));
   /* The log line comes just before the front ends are told: a connection
    * may still land in the listener's backlog for a moment, so connect until
    * refused (bounded). The native front end marks itself draining before
@@ -224,35 +225,35 @@ static void drain_waves(void) {
     usleep(10000);
   bool still_alive = alive(d.pid);
   for (int i = 0; i < 2; i++)
-    peer_send(&ps[i], WAVE2, 0);
+    peer_send(st, &ps[i], WAVE2, 0);
   /* listeners closed, daemon still there, first wave still owed */
   pump(ps, 2, 0);
   int owed_at_refusal =
       2 * WAVE1 - count_status(&ps[0], 0, WAVE1, 0) - count_status(&ps[1], 0, WAVE1, 0);
-  PD_CHECK(&st, refused);
-  PD_CHECK(&st, still_alive);
-  PD_CHECK(&st, owed_at_refusal > 0);
+  PD_CHECK(st, refused);
+  PD_CHECK(st, still_alive);
+  PD_CHECK(st, owed_at_refusal > 0);
   pump(ps, 2, pd_td_scaled_ms(30000));
   int ok = 0, unavailable = 0;
   for (int i = 0; i < 2; i++) {
-    PD_CHECK_INT(&st, ps[i].answers, WAVE1 + WAVE2);
-    PD_CHECK_INT(&st, ps[i].dup, 0);
-    PD_CHECK_INT(&st, ps[i].wrong, 0);
-    PD_CHECK_INT(&st, count_status(&ps[i], 0, WAVE1, 0), WAVE1);
-    PD_CHECK_INT(&st, count_status(&ps[i], WAVE1, WAVE1 + WAVE2, PC_CLIENT_STATUS_UNAVAILABLE),
+    PD_CHECK_INT(st, ps[i].answers, WAVE1 + WAVE2);
+    PD_CHECK_INT(st, ps[i].dup, 0);
+    PD_CHECK_INT(st, ps[i].wrong, 0);
+    PD_CHECK_INT(st, count_status(&ps[i], 0, WAVE1, 0), WAVE1);
+    PD_CHECK_INT(st, count_status(&ps[i], WAVE1, WAVE1 + WAVE2, PC_CLIENT_STATUS_UNAVAILABLE),
                  WAVE2);
     ok += count_status(&ps[i], 0, WAVE1 + WAVE2, 0);
     unavailable += count_status(&ps[i], 0, WAVE1 + WAVE2, PC_CLIENT_STATUS_UNAVAILABLE);
   }
   int code = pd_td_stop(&d, 0, pd_td_scaled_s(30));
-  PD_CHECK_INT(&st, code, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, "drained", 1));
+  PD_CHECK_INT(st, code, 0);
+  PD_CHECK(st, pd_td_wait_log(&d, "drained", 1));
   printf("drain: first wave %d read before SIGTERM, second wave %d after: %d OK, %d UNAVAILABLE; "
          "a new connection refused with %d still owed; exit %d\n",
          2 * WAVE1, 2 * WAVE2, ok, unavailable, owed_at_refusal, code);
   for (int i = 0; i < 2; i++)
     pc_client_close(ps[i].c);
-  dump_log_on_failure(&d, failures);
+  dump_log_on_failure(st, &d, failures);
   pd_td_cleanup(&d);
 }
 
@@ -260,53 +261,53 @@ static void drain_waves(void) {
 
 #define OWED 8
 
-static void second_signal(int first, int second) {
-  int failures = st.failures;
+static void signal_then(pd_test_state *st, int first, int second) {
+  int failures = st->failures;
   pd_td d;
   const char *args[] = {"--max-batch", "1", NULL};
   int delay = pd_td_scaled_ms(700);
   if (start_slow(&d, delay, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   peer p;
-  PD_CHECK(&st, peer_open(&p, &d));
-  peer_send(&p, OWED, 0);
-  PD_CHECK(&st, wait_read(&d, OWED)); /* 8 x 700 ms of work */
+  PD_CHECK(st, peer_open(&p, &d));
+  peer_send(st, &p, OWED, 0);
+  PD_CHECK(st, wait_read(&d, OWED)); /* 8 x 700 ms of work */
   const char *first_name = first == SIGTERM ? "SIGTERM" : "SIGINT";
   const char *second_name = second == SIGTERM ? "SIGTERM" : "SIGINT";
   char draining[64], again[128];
   snprintf(draining, sizeof draining, "%s: draining", first_name);
   snprintf(again, sizeof again, "%s again while draining: closing every connection now",
            second_name);
-  PD_CHECK_INT(&st, kill(d.pid, first), 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, draining, pd_td_scaled_s(10)));
+  PD_CHECK_INT(st, kill(d.pid, first), 0);
+  PD_CHECK(st, pd_td_wait_log(&d, draining, pd_td_scaled_s(10)));
   double t_int = pd_td_now_ms();
-  PD_CHECK_INT(&st, kill(d.pid, second), 0);
+  PD_CHECK_INT(st, kill(d.pid, second), 0);
   pump(&p, 1, pd_td_scaled_ms(30000));
   double closed_after = p.closed ? p.closed_ms - t_int : -1;
-  PD_CHECK(&st, p.closed);
+  PD_CHECK(st, p.closed);
   /* "at once": well before the next answer could come */
-  PD_CHECK(&st, closed_after >= 0 && closed_after < delay / 2.0);
-  PD_CHECK(&st, p.answers < OWED);
-  PD_CHECK_INT(&st, p.answers, count_status(&p, 0, OWED, 0)); /* what came was OK */
-  PD_CHECK_INT(&st, p.wrong, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, again, pd_td_scaled_s(5)));
+  PD_CHECK(st, closed_after >= 0 && closed_after < delay / 2.0);
+  PD_CHECK(st, p.answers < OWED);
+  PD_CHECK_INT(st, p.answers, count_status(&p, 0, OWED, 0)); /* what came was OK */
+  PD_CHECK_INT(st, p.wrong, 0);
+  PD_CHECK(st, pd_td_wait_log(&d, again, pd_td_scaled_s(5)));
   int code = pd_td_stop(&d, 0, pd_td_scaled_s(30));
-  PD_CHECK_INT(&st, code, 0);
+  PD_CHECK_INT(st, code, 0);
   printf("%s then %s: %d owed, %d answered, connection closed %.0f ms after the second (a "
          "batch takes %d ms); exit %d\n",
          first_name, second_name, OWED, p.answers, closed_after, delay, code);
   pc_client_close(p.c);
-  dump_log_on_failure(&d, failures);
+  dump_log_on_failure(st, &d, failures);
   pd_td_cleanup(&d);
 }
 
 /* ---- 3. limits.drain_timeout_s ---- */
 
-static void drain_timeout(void) {
-  int failures = st.failures;
+static void drain_timeout(pd_test_state *st) {
+  int failures = st->failures;
   pd_td d;
   /* 1 s (scaled) of patience, batches of one at 300 ms (scaled) each: a
    * few answers come, then the connection is closed with most still owed */
@@ -316,75 +317,75 @@ static void drain_timeout(void) {
   snprintf(logged, sizeof logged, "drain timeout (%d s): closing 1 connections", timeout_s);
   const char *args[] = {"--max-batch", "1", "--drain-timeout", timeout_arg, NULL};
   if (start_slow(&d, delay, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   peer p;
-  PD_CHECK(&st, peer_open(&p, &d));
-  peer_send(&p, 3 * OWED, 0); /* 24 x 300 ms: 7.2 s of work */
-  PD_CHECK(&st, wait_read(&d, 3 * OWED));
+  PD_CHECK(st, peer_open(&p, &d));
+  peer_send(st, &p, 3 * OWED, 0); /* 24 x 300 ms: 7.2 s of work */
+  PD_CHECK(st, wait_read(&d, 3 * OWED));
   double t_term = pd_td_now_ms();
-  PD_CHECK_INT(&st, kill(d.pid, SIGTERM), 0);
+  PD_CHECK_INT(st, kill(d.pid, SIGTERM), 0);
   pump(&p, 1, pd_td_scaled_ms(30000));
   double closed_after = p.closed ? p.closed_ms - t_term : -1;
-  PD_CHECK(&st, p.closed);
-  PD_CHECK(&st, closed_after >= timeout_s * 1000 - 50 &&
-                    closed_after < timeout_s * 1000 + pd_td_scaled_ms(1500));
-  PD_CHECK(&st, p.answers >= 1 && p.answers < 3 * OWED); /* some came meanwhile */
-  PD_CHECK_INT(&st, p.answers, count_status(&p, 0, 3 * OWED, 0));
-  PD_CHECK_INT(&st, p.wrong, 0);
-  PD_CHECK(&st, pd_td_wait_log(&d, logged, pd_td_scaled_s(5)));
+  PD_CHECK(st, p.closed);
+  PD_CHECK(st, closed_after >= timeout_s * 1000 - 50 &&
+                   closed_after < timeout_s * 1000 + pd_td_scaled_ms(1500));
+  PD_CHECK(st, p.answers >= 1 && p.answers < 3 * OWED); /* some came meanwhile */
+  PD_CHECK_INT(st, p.answers, count_status(&p, 0, 3 * OWED, 0));
+  PD_CHECK_INT(st, p.wrong, 0);
+  PD_CHECK(st, pd_td_wait_log(&d, logged, pd_td_scaled_s(5)));
   int code = pd_td_stop(&d, 0, pd_td_scaled_s(30));
-  PD_CHECK_INT(&st, code, 0);
+  PD_CHECK_INT(st, code, 0);
   printf("drain_timeout_s %d: %d owed, %d answered OK, connection closed %.0f ms after SIGTERM; "
          "exit %d\n",
          timeout_s, 3 * OWED, p.answers, closed_after, code);
   pc_client_close(p.c);
-  dump_log_on_failure(&d, failures);
+  dump_log_on_failure(st, &d, failures);
   pd_td_cleanup(&d);
 }
 
 /* ---- 4. a deadline that passes while queued ---- */
 
-static void queued_deadline(void) {
-  int failures = st.failures;
+static void queued_deadline(pd_test_state *st) {
+  int failures = st->failures;
   pd_td d;
   /* one decode thread: the requests reach the queue in the order sent (a
    * valgrind run decoded 1 before 0 with the default pool and ran it first) */
   const char *args[] = {"--max-batch", "1", "--decode-threads", "1", NULL};
   int delay = pd_td_scaled_ms(600);
   if (start_slow(&d, delay, args) != 0) {
-    PD_CHECK(&st, 0);
+    PD_CHECK(st, 0);
     pd_td_cleanup(&d);
     return;
   }
   pc_client_response *before = pd_td_get_stats(&d);
   peer p;
-  PD_CHECK(&st, before && peer_open(&p, &d));
+  PD_CHECK(st, before && peer_open(&p, &d));
   if (!before || !p.c) {
     pc_client_response_free(before);
     pd_td_cleanup(&d);
     return;
   }
-  peer_send(&p, 1, 0); /* 0: runs first, for `delay` ms */
+  peer_send(st, &p, 1, 0); /* 0: runs first, for `delay` ms */
   /* 1: 200 ms (scaled) from receipt, queued behind 0; 2: plenty of time */
-  peer_send(&p, 1, (uint64_t)pd_td_scaled_ms(200) * 1000);
-  peer_send(&p, 1, (uint64_t)pd_td_scaled_ms(60000) * 1000);
+  peer_send(st, &p, 1, (uint64_t)pd_td_scaled_ms(200) * 1000);
+  peer_send(st, &p, 1, (uint64_t)pd_td_scaled_ms(60000) * 1000);
   pump(&p, 1, pd_td_scaled_ms(30000));
-  PD_CHECK_INT(&st, p.answers, 3);
-  PD_CHECK_INT(&st, p.status[0], 0);
-  PD_CHECK_INT(&st, p.status[1], PC_CLIENT_STATUS_DEADLINE_EXCEEDED);
-  PD_CHECK_INT(&st, p.status[2], 0);
-  PD_CHECK_INT(&st, p.wrong, 0);
+  PD_CHECK_INT(st, p.answers, 3);
+  PD_CHECK_INT(st, p.status[0], 0);
+  PD_CHECK_INT(st, p.status[1], PC_CLIENT_STATUS_DEADLINE_EXCEEDED);
+  PD_CHECK_INT(st, p.status[2], 0);
+  PD_CHECK_INT(st, p.wrong, 0);
   pc_client_response *after = pd_td_get_stats(&d);
-  PD_CHECK(&st, after != NULL);
+  PD_CHECK(st, after != NULL);
   if (after) {
     const pc_client_stats_result *a = &after->u.stats, *b = &before->u.stats;
-    PD_CHECK_INT(&st, a->batches - b->batches, 2); /* 1 was never computed */
-    PD_CHECK_INT(&st, a->images - b->images, 2);
-    PD_CHECK_INT(&st, a->crops - b->crops, 2);
-    PD_CHECK_INT(&st,
+    PD_CHECK_INT(st, a->batches - b->batches, 2); /* 1 was never computed */
+    PD_CHECK_INT(st, a->images - b->images, 2);
+    PD_CHECK_INT(st, a->crops - b->crops, 2);
+    PD_CHECK_INT(st,
                  a->requests_by_status[PC_CLIENT_STATUS_DEADLINE_EXCEEDED] -
                      b->requests_by_status[PC_CLIENT_STATUS_DEADLINE_EXCEEDED],
                  1);
@@ -394,42 +395,50 @@ static void queued_deadline(void) {
   pc_client_response_free(before);
   pc_client_response_free(after);
   pc_client_close(p.c);
-  PD_CHECK_INT(&st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
-  dump_log_on_failure(&d, failures);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  dump_log_on_failure(st, &d, failures);
   pd_td_cleanup(&d);
 }
 
-/* No argument: every case; else only the cases named (e.g. queued_deadline). */
-static bool wanted(int argc, char **argv, const char *name) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], name)) return true;
-  return argc < 2;
+static void second_signal(pd_test_state *st) {
+  signal_then(st, SIGTERM, SIGINT);
+  signal_then(st, SIGINT, SIGTERM);
 }
 
-int main(int argc, char **argv) {
+static uint8_t *gray;
+
+static int setup(void) {
   if (!pd_td_have_model()) return 77;
-  uint8_t *gray = pd_td_crop(11, 80, 60);
+  gray = pd_td_crop(11, 80, 60);
   png = pd_td_png(gray, 80, 60, &png_len);
   pd_td_ref ref;
   if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
   int K = ref.model->n_classes;
   float *probs = malloc((size_t)K * sizeof *probs);
-  PD_CHECK_INT(&st, pd_td_ref_probs(&ref, gray, 80, 60, probs), 0);
-  for (int k = 0; k < K; k++)
+  int rc = probs ? pd_td_ref_probs(&ref, gray, 80, 60, probs) : -1;
+  for (int k = 0; rc == 0 && k < K; k++)
     if (k == 0 || probs[k] > ref_top_prob) {
       ref_top = k;
       ref_top_prob = probs[k];
     }
   pd_td_ref_close(&ref);
   free(probs);
-  if (wanted(argc, argv, "drain_waves")) drain_waves();
-  if (wanted(argc, argv, "second_signal")) {
-    second_signal(SIGTERM, SIGINT);
-    second_signal(SIGINT, SIGTERM);
-  }
-  if (wanted(argc, argv, "drain_timeout")) drain_timeout();
-  if (wanted(argc, argv, "queued_deadline")) queued_deadline();
+  return rc == 0 ? 0 : 1;
+}
+
+static void teardown(void) {
   free(gray);
   free(png);
-  return pd_test_finish(&st, "daemon_sigterm");
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(drain_waves),
+    PD_TEST_CASE(second_signal),
+    PD_TEST_CASE(drain_timeout),
+    PD_TEST_CASE(queued_deadline),
+};
+
+int main(int argc, char **argv) {
+  const pd_test_suite suite = {"daemon_sigterm", setup, teardown, k_cases, PD_TEST_N(k_cases)};
+  return pd_test_cases_main(argc, argv, &suite);
 }
