@@ -4,18 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rnd(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
 int bench_crop_make(bench_crop *c, uint64_t seed) {
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
   memset(c, 0, sizeof *c);
-  c->w = 40 + (int)(rnd(&s) % 160);
-  c->h = 40 + (int)(rnd(&s) % 160);
+  c->w = 40 + (int)(bench_xorshift(&s) % 160);
+  c->h = 40 + (int)(bench_xorshift(&s) % 160);
   c->gray = malloc((size_t)c->w * (size_t)c->h);
   if (!c->gray) return -1;
   double cx = c->w / 2.0, cy = c->h / 2.0, rx = c->w * 0.35, ry = c->h * 0.3;
@@ -24,7 +17,8 @@ int bench_crop_make(bench_crop *c, uint64_t seed) {
       double dx = (x - cx) / rx, dy = (y - cy) / ry;
       double r = dx * dx + dy * dy;
       c->gray[(size_t)y * (size_t)c->w + (size_t)x] =
-          r < 1 ? (uint8_t)(40 + r * 120 + (double)(rnd(&s) % 30)) : (uint8_t)(245 + rnd(&s) % 11);
+          r < 1 ? (uint8_t)(40 + r * 120 + (double)(bench_xorshift(&s) % 30))
+                : (uint8_t)(245 + bench_xorshift(&s) % 11);
     }
   return 0;
 }
@@ -56,31 +50,35 @@ static void png_flush(png_structp p) {
   (void)p;
 }
 
-int bench_crop_png(bench_crop *c) {
+uint8_t *bench_png_gray8(const uint8_t *gray, int w, int h, size_t *len) {
   mem m = {0};
   png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  if (!p) return -1;
+  if (!p) return NULL;
   png_infop info = png_create_info_struct(p);
   if (!info || setjmp(png_jmpbuf(p))) {
     png_destroy_write_struct(&p, &info);
     free(m.buf);
-    return -1;
+    return NULL;
   }
   png_set_write_fn(p, &m, png_write, png_flush);
-  png_set_IHDR(p, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_GRAY,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(p, info);
-  for (int y = 0; y < c->h; y++)
-    png_write_row(p, c->gray + (size_t)y * (size_t)c->w);
+  for (int y = 0; y < h; y++)
+    png_write_row(p, gray + (size_t)y * (size_t)w);
   png_write_end(p, NULL);
   png_destroy_write_struct(&p, &info);
   if (m.failed) {
     free(m.buf);
-    return -1;
+    return NULL;
   }
-  c->png = m.buf;
-  c->png_len = m.len;
-  return 0;
+  *len = m.len;
+  return m.buf;
+}
+
+int bench_crop_png(bench_crop *c) {
+  c->png = bench_png_gray8(c->gray, c->w, c->h, &c->png_len);
+  return c->png ? 0 : -1;
 }
 
 void bench_crop_free(bench_crop *c) {

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <jpeglib.h>
 #include <signal.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_crops.h"
 #include "pd_cpu_backend.h"
 #include "pd_tta.h"
 #include "pd_warp.h"
@@ -318,33 +318,26 @@ pc_client *pd_td_connect(const pd_td *d, int window) {
 
 /* ---- crops ---- */
 
-static uint64_t next_rand(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
 uint8_t *pd_td_crop(uint64_t seed, int w, int h) {
   uint8_t *g = malloc((size_t)w * h);
   if (!g) return NULL;
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
   memset(g, 255, (size_t)w * h);
-  double cx = w * (0.3 + 0.4 * (double)(next_rand(&s) % 1000) / 1000.0);
-  double cy = h * (0.3 + 0.4 * (double)(next_rand(&s) % 1000) / 1000.0);
-  double rx = w * (0.1 + 0.3 * (double)(next_rand(&s) % 1000) / 1000.0);
-  double ry = h * (0.1 + 0.3 * (double)(next_rand(&s) % 1000) / 1000.0);
-  int dark = 20 + (int)(next_rand(&s) % 120);
+  double cx = w * (0.3 + 0.4 * (double)(bench_xorshift(&s) % 1000) / 1000.0);
+  double cy = h * (0.3 + 0.4 * (double)(bench_xorshift(&s) % 1000) / 1000.0);
+  double rx = w * (0.1 + 0.3 * (double)(bench_xorshift(&s) % 1000) / 1000.0);
+  double ry = h * (0.1 + 0.3 * (double)(bench_xorshift(&s) % 1000) / 1000.0);
+  int dark = 20 + (int)(bench_xorshift(&s) % 120);
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
       double dx = (x - cx) / rx, dy = (y - cy) / ry;
       double r = dx * dx + dy * dy;
       if (r < 1.0)
-        g[(size_t)y * w + x] = (uint8_t)(dark + (int)(r * 100) + (int)(next_rand(&s) % 20));
+        g[(size_t)y * w + x] = (uint8_t)(dark + (int)(r * 100) + (int)(bench_xorshift(&s) % 20));
     }
-  int strands = 1 + (int)(next_rand(&s) % 4);
+  int strands = 1 + (int)(bench_xorshift(&s) % 4);
   for (int k = 0; k < strands; k++) {
-    double a = (double)(next_rand(&s) % 6283) / 1000.0;
+    double a = (double)(bench_xorshift(&s) % 6283) / 1000.0;
     double len = (w > h ? w : h) * 0.45;
     for (double t = 0; t < len; t += 0.5) {
       int x = (int)(cx + t * cos(a)), y = (int)(cy + t * sin(a));
@@ -354,47 +347,8 @@ uint8_t *pd_td_crop(uint64_t seed, int w, int h) {
   return g;
 }
 
-typedef struct png_mem {
-  uint8_t *buf;
-  size_t len, cap;
-} png_mem;
-
-static void png_write_mem(png_structp p, png_bytep data, png_size_t n) {
-  png_mem *m = png_get_io_ptr(p);
-  if (m->len + n > m->cap) {
-    size_t cap = (m->cap + n) * 2;
-    uint8_t *nb = realloc(m->buf, cap);
-    if (!nb) png_error(p, "out of memory");
-    m->buf = nb;
-    m->cap = cap;
-  }
-  memcpy(m->buf + m->len, data, n);
-  m->len += n;
-}
-
-static void png_flush_mem(png_structp p) {
-  (void)p;
-}
-
 uint8_t *pd_td_png(const uint8_t *gray, int w, int h, size_t *len) {
-  png_mem m = {0};
-  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = p ? png_create_info_struct(p) : NULL;
-  if (!info || setjmp(png_jmpbuf(p))) {
-    png_destroy_write_struct(&p, &info);
-    free(m.buf);
-    return NULL;
-  }
-  png_set_write_fn(p, &m, png_write_mem, png_flush_mem);
-  png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(p, info);
-  for (int y = 0; y < h; y++)
-    png_write_row(p, (png_const_bytep)(gray + (size_t)y * w));
-  png_write_end(p, NULL);
-  png_destroy_write_struct(&p, &info);
-  *len = m.len;
-  return m.buf;
+  return bench_png_gray8(gray, w, h, len);
 }
 
 uint8_t *pd_td_jpeg(const uint8_t *gray, int w, int h, size_t *len) {
