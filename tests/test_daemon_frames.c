@@ -238,6 +238,30 @@ static void objects(pd_test_state *st) {
   stop(st, &d);
 }
 
+/* A frame of the 8-bit frame's values x 16 (12 significant bits, in rq)
+ * gives its objects, with gray features 16 times the 8-bit frame's (sent
+ * as raw gray8, id8). */
+static void deep_matches_8bit(pd_test_state *st, pc_client *c, const pc_client_frame_request *rq,
+                              uint64_t id8, const pasted *p, const uint8_t *frame) {
+  pc_client_frame_request rq8 = raw8_request(id8, frame, FW, FH);
+  pc_client_response *r = NULL, *r8 = NULL;
+  pc_client_error err;
+  PD_CHECK_INT(st, pc_client_frame(c, rq, &r, &err), PC_CLIENT_OK);
+  PD_CHECK_INT(st, pc_client_frame(c, &rq8, &r8, &err), PC_CLIENT_OK);
+  if (r && r8) {
+    PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+    check_objects(st, c, r, p, frame);
+    PD_CHECK_INT(st, r->u.frame.n_objects, r8->u.frame.n_objects);
+    for (size_t i = 0; i < r->u.frame.n_objects && i < r8->u.frame.n_objects; i++) {
+      const pc_client_frame_object *a = &r->u.frame.objects[i], *b = &r8->u.frame.objects[i];
+      PD_CHECK_NEAR(st, a->mean_gray, 16 * b->mean_gray, 1e-6 * a->mean_gray + 1e-9);
+      PD_CHECK_INT(st, a->min_gray, 16 * b->min_gray);
+    }
+  }
+  pc_client_response_free(r);
+  pc_client_response_free(r8);
+}
+
 static void gray16(pd_test_state *st) {
   pd_td d;
   if (!start(st, &d, NULL)) return;
@@ -256,23 +280,7 @@ static void gray16(pd_test_state *st) {
     rq.image.format = PC_CLIENT_IMAGE_RAW_GRAY16;
     rq.image.len = (size_t)FW * FH * 2;
     rq.image.significant_bits = 12;
-    pc_client_response *r = NULL, *r8 = NULL;
-    pc_client_error err;
-    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
-    pc_client_frame_request rq8 = raw8_request(10, frame, FW, FH);
-    PD_CHECK_INT(st, pc_client_frame(c, &rq8, &r8, &err), PC_CLIENT_OK);
-    if (r && r8) {
-      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
-      check_objects(st, c, r, p, frame);
-      PD_CHECK_INT(st, r->u.frame.n_objects, r8->u.frame.n_objects);
-      for (size_t i = 0; i < r->u.frame.n_objects && i < r8->u.frame.n_objects; i++) {
-        const pc_client_frame_object *a = &r->u.frame.objects[i], *b = &r8->u.frame.objects[i];
-        PD_CHECK_NEAR(st, a->mean_gray, 16 * b->mean_gray, 1e-6 * a->mean_gray + 1e-9);
-        PD_CHECK_INT(st, a->min_gray, 16 * b->min_gray);
-      }
-    }
-    pc_client_response_free(r);
-    pc_client_response_free(r8);
+    deep_matches_8bit(st, c, &rq, 10, p, frame);
   }
   pc_client_close(c);
   free(frame);
@@ -323,23 +331,7 @@ static void png_16bit(pd_test_state *st) {
     rq.image.len = len;
     rq.image.width = rq.image.height = 0;
     rq.image.significant_bits = 12;
-    pc_client_frame_request rq8 = raw8_request(22, frame, FW, FH);
-    pc_client_response *r = NULL, *r8 = NULL;
-    pc_client_error err;
-    PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
-    PD_CHECK_INT(st, pc_client_frame(c, &rq8, &r8, &err), PC_CLIENT_OK);
-    if (r && r8) {
-      PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
-      check_objects(st, c, r, p, frame);
-      PD_CHECK_INT(st, r->u.frame.n_objects, r8->u.frame.n_objects);
-      for (size_t i = 0; i < r->u.frame.n_objects && i < r8->u.frame.n_objects; i++) {
-        const pc_client_frame_object *a = &r->u.frame.objects[i], *b = &r8->u.frame.objects[i];
-        PD_CHECK_NEAR(st, a->mean_gray, 16 * b->mean_gray, 1e-6 * a->mean_gray + 1e-9);
-        PD_CHECK_INT(st, a->min_gray, 16 * b->min_gray);
-      }
-    }
-    pc_client_response_free(r);
-    pc_client_response_free(r8);
+    deep_matches_8bit(st, c, &rq, 22, p, frame);
     /* 12 significant bits declared on an 8-bit PNG: refused, naming both */
     size_t len8 = 0;
     uint8_t *png8 = pd_td_png(frame, FW, FH, &len8);
@@ -395,6 +387,30 @@ static void expect_invalid(pd_test_state *st, pc_client *c, const pc_client_fram
   pc_client_response_free(r);
 }
 
+/* The bad frames of bad_input: each INVALID_ARGUMENT naming n1 (and n2). */
+typedef struct bad_frame {
+  int w, h;
+  pc_client_image_format format; /* 0: raw gray8 */
+  long len;                      /* -1: w x h */
+  int bits;                      /* significant bits; 0: not given */
+  float threshold;               /* 0: not given */
+  int background;                /* 0: none; 1: gray8 90x100; 2: gray16 100x100 */
+  const char *n1, *n2;
+} bad_frame;
+
+static const bad_frame k_bad_frames[] = {
+    {0, 100, 0, 0, 0, 0, 0, "0x100", "empty"},
+    {400, 400, 0, -1, 12, 0, 0, "significant_bits 12", "8-bit"}, /* 160,000 pixels */
+    {400, 400, 0, 1000, 0, 0, 0, "1000 bytes", "160000"},
+    {500, 500, 0, -1, 0, 0, 0, "250000", "200000"}, /* over --max-frame-pixels */
+    /* a 16-bit sample above its 10 significant bits: 200,200 is 51400 > 1023 */
+    {100, 100, PC_CLIENT_IMAGE_RAW_GRAY16, 100 * 100 * 2, 10, 0, 0, "10", NULL},
+    {100, 100, 0, -1, 0, 0, 1, "background: 90x100", "100x100"}, /* another size */
+    {100, 100, 0, -1, 0, 0, 2, "gray16", "gray8"},               /* another depth */
+    {0, 0, PC_CLIENT_IMAGE_PNG, 64, 0, 0, 0, "frame", NULL},     /* not an image */
+    {100, 100, 0, -1, 0, 1.5f, 0, "threshold", "1.5"},           /* outside (0, 1) */
+};
+
 static void bad_input(pd_test_state *st) {
   pd_td d;
   static const char *const args[] = {"--max-frame-pixels", "200000", NULL};
@@ -404,49 +420,25 @@ static void bad_input(pd_test_state *st) {
   PD_CHECK(st, c && px);
   if (c && px) {
     memset(px, 200, (size_t)FW * FH);
-    pc_client_frame_request rq = raw8_request(1, px, 0, 100);
-    rq.image.len = 0;
-    expect_invalid(st, c, &rq, "0x100", "empty");
-    rq = raw8_request(2, px, 400, 400); /* 160,000 pixels */
-    rq.image.significant_bits = 12;
-    expect_invalid(st, c, &rq, "significant_bits 12", "8-bit");
-    rq = raw8_request(3, px, 400, 400);
-    rq.image.len = 1000;
-    expect_invalid(st, c, &rq, "1000 bytes", "160000");
-    rq = raw8_request(4, px, 500, 500); /* 250,000 pixels > 200,000 */
-    expect_invalid(st, c, &rq, "250000", "200000");
-    /* a 16-bit sample above its 10 significant bits (1023) */
-    rq = raw8_request(5, px, 100, 100);
-    rq.image.format = PC_CLIENT_IMAGE_RAW_GRAY16;
-    rq.image.len = (size_t)100 * 100 * 2;
-    rq.image.significant_bits = 10;
-    expect_invalid(st, c, &rq, "10", NULL); /* px[0..1] = 200,200: 51400 > 1023 */
-    /* a background of another size */
-    pc_client_image bg = {.format = PC_CLIENT_IMAGE_RAW_GRAY8,
-                          .data = px,
-                          .len = (size_t)90 * 100,
-                          .width = 90,
-                          .height = 100};
-    rq = raw8_request(6, px, 100, 100);
-    rq.background = &bg;
-    expect_invalid(st, c, &rq, "background: 90x100", "100x100");
-    /* a background of another depth */
-    bg.format = PC_CLIENT_IMAGE_RAW_GRAY16;
-    bg.len = (size_t)100 * 100 * 2;
-    bg.width = 100;
-    expect_invalid(st, c, &rq, "gray16", "gray8");
-    /* not an image */
-    rq = raw8_request(7, px, 0, 0);
-    rq.image.format = PC_CLIENT_IMAGE_PNG;
-    rq.image.len = 64;
-    expect_invalid(st, c, &rq, "frame", NULL);
-    /* a threshold outside (0, 1) */
-    rq = raw8_request(8, px, 100, 100);
-    rq.threshold = 1.5f;
-    expect_invalid(st, c, &rq, "threshold", "1.5");
+    for (size_t i = 0; i < sizeof k_bad_frames / sizeof k_bad_frames[0]; i++) {
+      const bad_frame *b = &k_bad_frames[i];
+      pc_client_frame_request rq = raw8_request(1 + i, px, b->w, b->h);
+      if (b->format) rq.image.format = b->format;
+      if (b->len >= 0) rq.image.len = (size_t)b->len;
+      rq.image.significant_bits = (uint32_t)b->bits;
+      rq.threshold = b->threshold;
+      pc_client_image bg = {.format = b->background == 2 ? PC_CLIENT_IMAGE_RAW_GRAY16
+                                                         : PC_CLIENT_IMAGE_RAW_GRAY8,
+                            .data = px,
+                            .len = b->background == 2 ? (size_t)100 * 100 * 2 : (size_t)90 * 100,
+                            .width = b->background == 2 ? 100 : 90,
+                            .height = 100};
+      if (b->background) rq.background = &bg;
+      expect_invalid(st, c, &rq, b->n1, b->n2);
+    }
     /* the daemon still answers a good frame */
     memset(px, 255, (size_t)100 * 100);
-    rq = raw8_request(9, px, 100, 100);
+    pc_client_frame_request rq = raw8_request(99, px, 100, 100);
     pc_client_response *r = NULL;
     pc_client_error err;
     PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
