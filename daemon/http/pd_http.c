@@ -66,6 +66,8 @@ struct pd_http_request {
   char hbuf[PD_HTTP_HEADER_BYTES];
   uint8_t *body;
   size_t body_len, body_cap;
+  void (*on_gone)(pd_http_request *r, void *data);
+  void *on_gone_data;
 };
 
 struct http_conn {
@@ -116,9 +118,11 @@ static void conn_closed(uv_handle_t *h) {
   pd_http *s = c->srv;
   pd_link_unlink(&s->conns, &c->link);
   s->n_conns--;
-  if (c->req && c->req->dispatched)
-    c->req->conn = NULL; /* its handler still answers it */
-  else if (c->req)
+  if (c->req && c->req->dispatched) {
+    pd_http_request *r = c->req;
+    r->conn = NULL; /* its handler still answers it */
+    if (r->on_gone) r->on_gone(r, r->on_gone_data);
+  } else if (c->req)
     request_free(c->req);
   free(c);
   maybe_free_server(s);
@@ -738,6 +742,12 @@ const char *pd_http_request_header(const pd_http_request *r, const char *name) {
 const uint8_t *pd_http_request_body(const pd_http_request *r, size_t *len) {
   *len = r->body_len;
   return r->body;
+}
+
+void pd_http_request_on_gone(pd_http_request *r, void (*fn)(pd_http_request *r, void *data),
+                             void *data) {
+  r->on_gone = fn;
+  r->on_gone_data = data;
 }
 
 bool pd_http_request_gone(const pd_http_request *r) {

@@ -94,6 +94,11 @@ const char *pd_http_request_header(const pd_http_request *r, const char *name);
 const uint8_t *pd_http_request_body(const pd_http_request *r, size_t *len);
 /* The client closed its connection: the answer will be dropped. */
 bool pd_http_request_gone(const pd_http_request *r);
+/* fn(r, data) runs once, on the loop, if the request's connection closes
+ * before it is answered (the handler still answers it; that answer is
+ * dropped): work for it can be dropped. Set by the handler; NULL: none. */
+void pd_http_request_on_gone(pd_http_request *r, void (*fn)(pd_http_request *r, void *data),
+                             void *data);
 /* The request's connection: 1, 2, ... in accept order on this server (a
  * key per connection, e.g. for fair shares); 0 once it is gone. */
 uint64_t pd_http_request_conn(const pd_http_request *r);

@@ -192,6 +192,7 @@ static void model_stats(khttp_fe *k, pd_http_request *r, const pd_served *s) {
 
 static void infer_done(pd_kjob *job) {
   khttp_job *j = job->owner;
+  pd_http_request_on_gone(j->hr, NULL, NULL);
   if (job->status != 0) {
     respond_error(j->hr, job->status, job->message);
   } else {
@@ -217,6 +218,13 @@ static void infer_done(pd_kjob *job) {
   pd_kjob_dispose(job);
   pd_krest_request_free(&j->rest);
   free(j);
+}
+
+/* The client closed its connection: its crops not computed yet are dropped. */
+static void infer_gone(pd_http_request *r, void *data) {
+  (void)r;
+  khttp_job *j = data;
+  pd_kjob_cancel(&j->job);
 }
 
 static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, const char *name) {
@@ -264,6 +272,7 @@ static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, con
   /* one fair share per connection, as the native front end's */
   j->job.client = PD_KJOB_CLIENT_REST | pd_http_request_conn(r);
   uint64_t deadline = j->job.kr.timeout_us ? pd_now_ns() + j->job.kr.timeout_us * 1000u : 0;
+  pd_http_request_on_gone(r, infer_gone, j);
   pd_kjob_submit(&j->job, k->env.pipeline, name, deadline);
 }
 

@@ -521,8 +521,8 @@ def settle(daemon):
 
 
 def cancel_test(tmp, crops):
-    """Clients that go away mid-call (unary calls cancelled, then a stream
-    cancelled): the crops of their calls not computed yet are dropped, not
+    """Clients that go away mid-call (unary calls cancelled, a stream
+    cancelled, REST connections closed): the crops of their calls not computed yet are dropped, not
     computed for no one (requests_cancelled grows by most of them), and the
     daemon answers the next call. The engine is slowed (PD_FAULT_INJECT: 150
     ms a batch of 2, the most crops a call may carry then; the daemon is
@@ -535,7 +535,9 @@ def cancel_test(tmp, crops):
     plain = os.environ["PLANKTOND"]
     os.environ.update(PD_FAULT_INJECT="delay_ms=150", PLANKTOND=faulty)
     try:
-        d = Daemon(tmp, addr, None, ["--max-batch", "2", "--threads", "1"], name="planktond-cancel")
+        http_addr = "127.0.0.1:%d" % free_port()
+        d = Daemon(tmp, addr, http_addr, ["--max-batch", "2", "--threads", "1"],
+                   name="planktond-cancel")
     finally:
         del os.environ["PD_FAULT_INJECT"]
         os.environ["PLANKTOND"] = plain
@@ -561,6 +563,26 @@ def cancel_test(tmp, crops):
         settle(d)
         got = requests_cancelled(d)
         check(got - before >= n, "cancelled stream: %d of its %d crops dropped (want >= %d)"
+              % (got - before, 2 * n, n))
+        # REST clients that close their connections with requests unanswered
+        j, raw = binary_infer_body([crops[2][1]] * 2)
+        path = "/v2/models/%s/infer" % MODEL
+        req = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+               str(len(j) + len(raw)).encode() + b"\r\nInference-Header-Content-Length: " +
+               str(len(j)).encode() + b"\r\n\r\n" + j + raw)
+        host, port = http_addr.rsplit(":", 1)
+        socks = []
+        for _ in range(n):
+            sk = socket.create_connection((host, int(port)), timeout=10)
+            sk.sendall(req)
+            socks.append(sk)
+        time.sleep(0.5)
+        for sk in socks:
+            sk.close()
+        before = got
+        settle(d)
+        got = requests_cancelled(d)
+        check(got - before >= n, "REST connections closed: %d of their %d crops dropped (want >= %d)"
               % (got - before, 2 * n, n))
         ok = call(infer_request_bytes([crops[2][1]], tta=1), timeout=60)
         r = pb.ModelInferResponse.FromString(ok)
