@@ -26,21 +26,16 @@ static int cpu_create(const pd_backend_request *req, pd_backend **out, pd_error 
 
 static const pd_backend_entry k_cpu = {"cpu", cpu_create, NULL};
 
-#ifdef PD_HAVE_CUDA
+/* A module loaded at run time (pd_cuda_loader.c): always registered; not
+ * built and not found are one case, the loader's error naming the paths. */
 static int cuda_create(const pd_backend_request *req, pd_backend **out, pd_error *err) {
   return pd_cuda_backend_create(&req->cuda, out, err);
 }
 
 static const pd_backend_entry k_cuda = {"cuda", cuda_create, pd_cuda_backend_describe};
-#endif
 
 /* The backends this build registers. */
-static const pd_backend_entry *const k_registered[] = {
-    &k_cpu,
-#ifdef PD_HAVE_CUDA
-    &k_cuda,
-#endif
-};
+static const pd_backend_entry *const k_registered[] = {&k_cpu, &k_cuda};
 
 const pd_backend_entry *pd_backend_find(const char *name) {
   for (size_t i = 0; name && i < sizeof k_registered / sizeof k_registered[0]; i++)
@@ -127,6 +122,26 @@ int pd_backend_create_request(const pd_backend_request *req, pd_backend **out,
     set_reason(reason, name, "requested; %s", desc);
   else
     set_reason(reason, name, "requested");
+  return PD_OK;
+}
+
+int pd_backend_fall_back(const pd_backend_request *req, const pd_backend_reason *chosen,
+                         const pd_error *plan_err, pd_backend **out, pd_backend_reason *reason,
+                         pd_error *err) {
+  if (reason) memset(reason, 0, sizeof *reason);
+  if (!req || !chosen || !plan_err || !out)
+    return pd_error_set(err, PD_EINVAL, "backend fallback: null argument");
+  *out = NULL;
+  if (!req->name || strcmp(req->name, "auto") != 0 || strcmp(chosen->name, "cpu") == 0)
+    return pd_error_set(err, plan_err->code, "%s", plan_err->msg);
+  char desc[512];
+  int rc = make("cpu", req, out, desc, sizeof desc, err);
+  if (rc != PD_OK) {
+    pd_error_prefix(err, "backend cpu");
+    pd_error_prefix(err, "auto: %s plan failed (%s), and", chosen->name, plan_err->msg);
+    return rc;
+  }
+  set_reason(reason, "cpu", "%s plan failed: %s", chosen->name, plan_err->msg);
   return PD_OK;
 }
 

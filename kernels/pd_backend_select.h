@@ -10,16 +10,18 @@
  *         why CUDA was not used, e.g. "cpu: cuda unavailable:
  *         cudaGetDeviceCount: cudaErrorInsufficientDriver (CUDA driver
  *         version is insufficient for CUDA runtime version)" or
- *         "cpu: cuda unavailable: cuda support not built (...)".
+ *         "cpu: cuda unavailable: cuda support not built or not found
+ *         (tried ...)" (the CUDA backend is a module, pd_cuda_module.h).
+ *         A plan that then fails on CUDA falls back too: pd_backend_fall_back.
  *   cpu   the CPU backend ("cpu: requested").
  *   cuda  the CUDA backend or an error saying why not (never the CPU).
  *
  * Registry: each backend this build has is one pd_backend_entry (its name,
  * how to make it from a pd_backend_request, how to describe what it made),
  * listed in pd_backend_select.c, the one place a backend hooks in; lookups
- * go through pd_backend_find(). A known backend this build does not have
- * (or, for one loaded at run time, whose module is not found) is one case
- * with one message: "<name> support not built (...)" (pd_backend_unavailable). */
+ * go through pd_backend_find(). A backend loaded at run time (cuda) is
+ * always registered: its loader answers "not built or not found" as one case,
+ * naming the paths it tried and dlerror(). */
 #ifndef PD_BACKEND_SELECT_H
 #define PD_BACKEND_SELECT_H
 
@@ -56,14 +58,22 @@ const pd_backend_entry *pd_backend_find(const char *name);
 /* Whether `name` is a backend this project has (built here or not). */
 int pd_backend_known(const char *name);
 
-/* Why `name` cannot be made here: a known backend not in this build (or
- * whose module is not found): PD_EUNSUPP, "<name> support not built
- * (configure with -D<name>=enabled and <what it needs>)"; an unknown name:
- * PD_EINVAL, "unknown backend '<name>' (auto, cpu or cuda)". */
+/* Why `name` cannot be made here: a known backend not in this build: PD_EUNSUPP, "<name> support
+ * not built (configure with -D<name>=enabled and <what it needs>)"; an unknown name: PD_EINVAL,
+ * "unknown backend '<name>' (auto, cpu or cuda)". */
 int pd_backend_unavailable(const char *name, pd_error *err);
 
 int pd_backend_create_request(const pd_backend_request *req, pd_backend **out,
                               pd_backend_reason *reason, pd_error *err);
+
+/* After a plan failed (plan_err) on the backend `chosen` made for req: under
+ * "auto", when chosen is not the CPU, makes the CPU backend instead, reason
+ * "cpu: <chosen> plan failed: <plan_err>". Otherwise (or if the CPU fails
+ * too) an error: plan_err as it was, so `cuda` stays an error that names
+ * the failed step. */
+int pd_backend_fall_back(const pd_backend_request *req, const pd_backend_reason *chosen,
+                         const pd_error *plan_err, pd_backend **out, pd_backend_reason *reason,
+                         pd_error *err);
 
 /* The common case: name, CUDA device index, CPU worker threads (0 = online CPUs). */
 int pd_backend_create_by_name(const char *name, int device, int cpu_threads, pd_backend **out,

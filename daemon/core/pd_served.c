@@ -47,7 +47,11 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
     return rc;
   }
   pd_backend_reason reason = {0};
-  rc = pd_backend_create_by_name(opt->backend, opt->device, threads, &s->backend, &reason, err);
+  pd_backend_request req = pd_backend_request_default();
+  req.name = opt->backend;
+  req.cuda.device = opt->device;
+  req.cpu.threads = threads;
+  rc = pd_backend_create_request(&req, &s->backend, &reason, err);
   if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
   /* Threads the plan starts inherit this thread's name: "pd-plan" tells them
    * apart in top and in bench/daemon's CPU accounting. */
@@ -55,6 +59,16 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   pthread_getname_np(pthread_self(), name, sizeof name);
   pthread_setname_np(pthread_self(), "pd-plan");
   if (rc == PD_OK) rc = pd_servable_create(s->backend, e, opt->max_batch, &s->servable, err);
+  if (rc != PD_OK && s->backend) {
+    /* Under auto, a plan that failed on the GPU is made on the CPU instead. */
+    const pd_error plan_err = *err;
+    const pd_backend_reason chosen = reason;
+    pd_backend_destroy(s->backend);
+    s->backend = NULL;
+    rc = pd_backend_fall_back(&req, &chosen, &plan_err, &s->backend, &reason, err);
+    if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
+    if (rc == PD_OK) rc = pd_servable_create(s->backend, e, opt->max_batch, &s->servable, err);
+  }
   pthread_setname_np(pthread_self(), name);
   if (rc != PD_OK) {
     pd_error_prefix(err, "model %s", opt->dir);

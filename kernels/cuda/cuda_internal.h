@@ -7,6 +7,7 @@
 #define PD_CUDA_INTERNAL_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -24,7 +25,6 @@
 #define BLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 #define ALIGN_FLOATS 64                         /* 256-byte alignment of each weight tensor */
 
-/* Where a call failed: a plan step, or a layer at a batch bucket. */
 /* Where a call failed: a plan step, or a layer at a batch bucket. */
 typedef struct where {
   const char *step;
@@ -57,9 +57,30 @@ int pd_cuda__blas_fail(pd_error *err, const where *w, const char *call, cublasSt
 /* For our kernel launchers (they return the launch's cudaError_t). */
 #define KERN(w, fn, args) CU(w, fn, args)
 
+/* Fault injection for the fallback tests: $PD_CUDA_FAULT_INJECT names one
+ * stage (PD_CUDA_FAULT_STAGES), whose first call then fails with the status
+ * a real failure there gives, marked "(injected)". Read once at backend
+ * creation (an unknown name is an error naming it); stages past the device
+ * check need a device to be reached. */
+#define PD_CUDA_FAULT_ENV "PD_CUDA_FAULT_INJECT"
+#define PD_CUDA_FAULT_STAGES                                                                       \
+  "probe, handles, weights, buffers, descriptors, algorithms, workspace, warm-up, graphs"
+int pd_cuda__fault_parse(const char *spec, char *out, size_t cap, pd_error *err);
+#define FAULT_CU(fault, stage, w, call, code)                                                      \
+  do {                                                                                             \
+    if (strcmp((fault), (stage)) == 0)                                                             \
+      return pd_cuda__cu_fail(err, (w), call " (injected)", code);                                 \
+  } while (0)
+#define FAULT_DNN(fault, stage, w, call, code)                                                     \
+  do {                                                                                             \
+    if (strcmp((fault), (stage)) == 0)                                                             \
+      return pd_cuda__dnn_fail(err, (w), call " (injected)", code);                                \
+  } while (0)
+
 typedef struct cuda_backend {
   pd_backend base;
   pd_cuda_options opt;
+  char fault[16]; /* the injected stage, "" for none */
   char describe[512];
 } cuda_backend;
 
@@ -85,6 +106,7 @@ typedef struct cuda_plan {
   struct pd_plan_base base;
   int device;
   pd_cuda_options opt;
+  char fault[16]; /* the backend's injected stage */
   cudaStream_t stream;
   cudnnHandle_t dnn;
   cublasHandle_t blas;

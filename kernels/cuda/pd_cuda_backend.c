@@ -68,6 +68,21 @@ int pd_cuda__blas_fail(pd_error *err, const where *w, const char *call, cublasSt
                       cublasGetStatusString(s));
 }
 
+int pd_cuda__fault_parse(const char *spec, char *out, size_t cap, pd_error *err) {
+  out[0] = '\0';
+  if (!spec || !*spec) return PD_OK;
+  static const char *const stages[] = {"probe",     "handles",     "weights",
+                                       "buffers",   "descriptors", "algorithms",
+                                       "workspace", "warm-up",     "graphs"};
+  for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
+    if (strcmp(spec, stages[i]) == 0) {
+      snprintf(out, cap, "%s", stages[i]);
+      return PD_OK;
+    }
+  return pd_error_set(err, PD_EINVAL, "%s '%.64s': unknown stage (%s)", PD_CUDA_FAULT_ENV, spec,
+                      PD_CUDA_FAULT_STAGES);
+}
+
 pd_cuda_options pd_cuda_options_default(void) {
   pd_cuda_options o = {.device = 0, .precision = PD_CUDA_FP32};
   return o;
@@ -189,7 +204,7 @@ void pd_cuda_backend_describe(const pd_backend *be, char *buf, size_t len) {
 }
 
 /* Checks the device can run us: kernel image, cuDNN and cuBLAS. */
-static int probe_device(const pd_cuda_options *o, const char *dev, pd_error *err) {
+static int probe_device(const char *fault, const char *dev, pd_error *err) {
   cudaError_t e = pd_cuda_kernels_probe();
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
@@ -203,9 +218,11 @@ static int probe_device(const pd_cuda_options *o, const char *dev, pd_error *err
     return pd_error_set(err, PD_EUNSUPP, "%s: cuDNN %zu loaded, this build needs major version %d",
                         dev, v, CUDNN_MAJOR);
   cudnnHandle_t h = NULL;
-  cudnnStatus_t s = cudnnCreate(&h);
+  cudnnStatus_t s =
+      strcmp(fault, "probe") == 0 ? CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED : cudnnCreate(&h);
   if (s != CUDNN_STATUS_SUCCESS)
-    return pd_error_set(err, PD_EUNSUPP, "%s: cudnnCreate: %s", dev, cudnnGetErrorString(s));
+    return pd_error_set(err, PD_EUNSUPP, "%s: probe: cudnnCreate%s: %s", dev,
+                        strcmp(fault, "probe") == 0 ? " (injected)" : "", cudnnGetErrorString(s));
   cudnnDestroy(h);
   cublasHandle_t bh = NULL;
   cublasStatus_t bs = cublasCreate(&bh);
@@ -213,7 +230,6 @@ static int probe_device(const pd_cuda_options *o, const char *dev, pd_error *err
     return pd_error_set(err, PD_EUNSUPP, "%s: cublasCreate: %s (%s)", dev, cublasGetStatusName(bs),
                         cublasGetStatusString(bs));
   cublasDestroy(bh);
-  (void)o;
   return PD_OK;
 }
 
@@ -223,8 +239,11 @@ int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_erro
   if (o.precision != PD_CUDA_FP32 && o.precision != PD_CUDA_TF32)
     return pd_error_set(err, PD_EINVAL, "cuda backend: unknown precision %d", (int)o.precision);
   if (o.device < 0) return pd_error_set(err, PD_EINVAL, "cuda backend: device %d < 0", o.device);
+  char fault[16];
+  int rc = pd_cuda__fault_parse(getenv(PD_CUDA_FAULT_ENV), fault, sizeof fault, err);
+  if (rc != PD_OK) return rc;
   int count = 0;
-  int rc = pd_cuda_device_count(&count, err);
+  rc = pd_cuda_device_count(&count, err);
   if (rc != PD_OK) return rc;
   if (o.device >= count)
     return pd_error_set(err, PD_EINVAL, "device %d requested, but only %d CUDA device%s present",
@@ -236,7 +255,7 @@ int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_erro
   char dev[320];
   snprintf(dev, sizeof dev, "device %d (%.200s, compute %d.%d)", o.device, prop.name, prop.major,
            prop.minor);
-  rc = probe_device(&o, dev, err);
+  rc = probe_device(fault, dev, err);
   if (rc != PD_OK) return rc;
   int driver = 0, runtime = 0;
   CU(&w, cudaDriverGetVersion, (&driver));
@@ -246,6 +265,7 @@ int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_erro
   if (!cb) return pd_error_set(err, PD_ENOMEM, "cuda backend: out of memory");
   cb->base.ops = &pd_cuda__ops;
   cb->opt = o;
+  snprintf(cb->fault, sizeof cb->fault, "%s", fault);
   snprintf(cb->describe, sizeof cb->describe,
            "device %d: %.200s (compute %d.%d, %.1f GiB, %d SMs), driver %d.%d, runtime %d.%d, "
            "cuDNN %zu, %s%s%s",

@@ -1,8 +1,10 @@
 /* pd_cuda_backend: the GPU implementation of pd_backend (kernels/pd_backend.h)
  * on one CUDA device, with cuDNN 9 (legacy convolution API), cuBLAS and our
  * own kernels (pd_cuda_kernels.h). This header is plain C and names no CUDA
- * type, so it compiles where CUDA is not built (pd_cuda_stub.c then answers
- * every call with "cuda support not built").
+ * type. The backend is a module loaded at run time (planktond-cuda.so,
+ * pd_cuda_module.h): every build has these calls through pd_cuda_loader.c,
+ * which loads the module or answers "cuda support not built or not found"
+ * with the paths it tried.
  *
  * Ownership, as in the CPU backend:
  *  - the backend owns the device choice (index, properties) and nothing on
@@ -80,13 +82,17 @@ typedef struct pd_cuda_options {
 /* Options with every field at its default (device 0, FP32, measured algorithms, no graphs). */
 pd_cuda_options pd_cuda_options_default(void);
 
-/* Whether this build has CUDA support (0: pd_cuda_stub.c). */
+/* Whether the CUDA module loads here (built, found, same backend interface). */
 int pd_cuda_built(void);
+
+/* The module's path and build ("/x/planktond-cuda.so (CUDA runtime 13000,
+ * cuDNN 9.19.0, sm_80 ...)"), or why it does not load. */
+int pd_cuda_module_path(char *buf, size_t len, pd_error *err);
 
 /* Number of CUDA devices. On failure the message says why, naming the call:
  * "cudaGetDeviceCount: cudaErrorInsufficientDriver (CUDA driver version is
  * insufficient for CUDA runtime version)", "no CUDA device present", or
- * "cuda support not built". */
+ * "cuda support not built or not found (tried ...)". */
 int pd_cuda_device_count(int *count, pd_error *err);
 
 /* Creates the backend on opt->device (NULL: defaults). Checks the device

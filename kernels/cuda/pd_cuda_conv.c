@@ -92,6 +92,7 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
   DNN(&w, cudnnCreateTensorDescriptor, (&cb->x));
   DNN(&w, cudnnCreateTensorDescriptor, (&cb->y));
   DNN(&w, cudnnCreateConvolutionDescriptor, (&cb->conv));
+  FAULT_DNN(p->fault, "descriptors", &w, "cudnnSetTensor4dDescriptor", CUDNN_STATUS_BAD_PARAM);
   DNN(&w, cudnnSetTensor4dDescriptor,
       (cb->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n_in, l->in.c, l->in.h, l->in.w));
   DNN(&w, cudnnSetTensor4dDescriptor,
@@ -114,6 +115,11 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT * 2];
   int returned = 0, rc;
   cudnnStatus_t find = CUDNN_STATUS_SUCCESS, heur;
+  const int injected = strcmp(p->fault, "algorithms") == 0;
+  if (injected) {
+    find = heur = CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED;
+    goto none;
+  }
   if (!p->opt.heuristic_algos) {
     find = cudnnFindConvolutionForwardAlgorithmEx(
         p->dnn, cb->x, p->act[0], d->filt, d->w, cb->conv, cb->y, p->act[1],
@@ -138,15 +144,16 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
                                                 strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH};
   if ((rc = choose_algo(p, d, cb, &fallback, 1, search_bytes, 0, &w, err)) != 0)
     return rc > 0 ? PD_OK : rc;
+none:
   return pd_error_set(err, PD_EUNSUPP,
                       "layer '%s' (conv %dx%d/%d, %d -> %d channels, batch bucket %d): "
                       "cuDNN offers no forward algorithm for NHWC %s within %zu workspace bytes "
                       "(cudnnFindConvolutionForwardAlgorithmEx: %s; "
-                      "cudnnGetConvolutionForwardAlgorithm_v7: %s)",
+                      "cudnnGetConvolutionForwardAlgorithm_v7: %s)%s",
                       l->name, l->kernel, l->kernel, l->stride, l->in.c, l->filters, nb,
                       strict ? "FP32 (FMA)" : "FP32/TF32", search_bytes,
                       p->opt.heuristic_algos ? "not used" : cudnnGetErrorString(find),
-                      cudnnGetErrorString(heur));
+                      cudnnGetErrorString(heur), injected ? " (injected)" : "");
 }
 
 /* Descriptors and an algorithm per conv layer and bucket, then the one workspace. */
@@ -191,7 +198,9 @@ int pd_cuda__plan_convs(cuda_plan *p, pd_error *err) {
   }
   (void)cudaFree(search);
   if (rc != PD_OK) return rc;
-  if (p->ws_bytes > 0) CU(&w, cudaMalloc, (&p->ws, p->ws_bytes));
+  const where wws = {.step = "plan: convolution workspace"};
+  FAULT_CU(p->fault, "workspace", &wws, "cudaMalloc", cudaErrorMemoryAllocation);
+  if (p->ws_bytes > 0) CU(&wws, cudaMalloc, (&p->ws, p->ws_bytes));
   return PD_OK;
 }
 

@@ -57,6 +57,7 @@ static int plan_device(cuda_plan *p, pd_error *err) {
 static int plan_handles(cuda_plan *p, pd_error *err) {
   const where w = {.step = "plan: stream and handles"};
   CU(&w, cudaStreamCreateWithFlags, (&p->stream, cudaStreamNonBlocking));
+  FAULT_DNN(p->fault, "handles", &w, "cudnnCreate", CUDNN_STATUS_NOT_INITIALIZED);
   DNN(&w, cudnnCreate, (&p->dnn));
   DNN(&w, cudnnSetStream, (p->dnn, p->stream));
   BLAS(&w, cublasCreate, (&p->blas));
@@ -80,6 +81,7 @@ static int plan_weights(cuda_plan *p, pd_error *err) {
       if (l->weight) total += align_floats(l->weight_len);
       if (l->bias) total += align_floats(l->bias_len);
     }
+  FAULT_CU(p->fault, "weights", &w, "cudaMalloc", cudaErrorMemoryAllocation);
   if (total == 0) return PD_OK;
   CU(&w, cudaMalloc, ((void **)&p->weights, total * sizeof(float)));
   size_t at = 0;
@@ -126,6 +128,7 @@ static int plan_buffers(cuda_plan *p, pd_error *err) {
   if ((rc = dev_alloc_zero(&p->act[1], p->act_floats, &wa, err)) != PD_OK) return rc;
   if ((rc = dev_alloc_zero(&p->head_in, B * m->head_in, &wa, err)) != PD_OK) return rc;
   const where wi = {.step = "plan: input and output buffers"};
+  FAULT_CU(p->fault, "buffers", &wi, "cudaHostAlloc", cudaErrorMemoryAllocation);
   for (int b = 0; b < m->n_branches; b++) {
     const size_t floats = max_sz(B * pd_graph_branch_input_len(m, b), 1);
     if ((rc = dev_alloc_zero(&p->in[b], floats, &wi, err)) != PD_OK) return rc;
@@ -142,6 +145,7 @@ static int plan_buffers(cuda_plan *p, pd_error *err) {
 static int plan_warm_up(cuda_plan *p, pd_error *err) {
   for (int k = 0; k < p->n_buckets; k++) {
     const where w = {.step = "plan: warm-up run"};
+    FAULT_CU(p->fault, "warm-up", &w, "cudaStreamSynchronize", cudaErrorLaunchFailure);
     int rc = pd_cuda__enqueue(p, k, &p->result, NULL, err);
     if (rc != PD_OK) return rc;
     CU(&w, cudaStreamSynchronize, (p->stream));
@@ -149,6 +153,7 @@ static int plan_warm_up(cuda_plan *p, pd_error *err) {
   if (!p->opt.graphs) return PD_OK;
   for (int k = 0; k < p->n_buckets; k++) {
     const where w = {.step = "plan: graph capture"};
+    FAULT_CU(p->fault, "graphs", &w, "cudaStreamBeginCapture", cudaErrorStreamCaptureUnsupported);
     CU(&w, cudaStreamBeginCapture, (p->stream, cudaStreamCaptureModeRelaxed));
     const float *result = NULL;
     int rc = pd_cuda__enqueue(p, k, &result, NULL, err);
@@ -198,6 +203,7 @@ int pd_cuda__plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_pl
   p->base.max_batch = max_batch;
   p->device = cb->opt.device;
   p->opt = cb->opt;
+  memcpy(p->fault, cb->fault, sizeof p->fault);
   for (int a = 0; a < 8; a++) {
     p->d4.inv[a] = pd_d4_inv(a);
     for (int b = 0; b < 8; b++)

@@ -1,7 +1,7 @@
 /* pd_cuda_test: hooks into the CUDA backend for tests/ and tools/ only
  * (parity checks and debugging); the daemon never calls them. Plain C like
- * pd_cuda_backend.h; without CUDA, pd_cuda_stub.c answers "cuda support not
- * built". */
+ * pd_cuda_backend.h; without the module, pd_cuda_loader.c answers "cuda
+ * support not built or not found". */
 #ifndef PD_CUDA_TEST_H
 #define PD_CUDA_TEST_H
 

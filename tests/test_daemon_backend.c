@@ -1,0 +1,275 @@
+/* test_daemon_backend: the real planktond choosing its backend with the CUDA
+ * module (planktond-cuda.so) missing, present, unloadable or built for
+ * another backend interface, on this machine (no GPU needed: each case
+ * checks what the machine has). `auto` must serve on the CPU and log why;
+ * `cuda` must fail at start with an error naming the step. The module's
+ * folder is chosen with PLANKTOND_MODULE_DIR. With a GPU, plan_faults
+ * injects a failure at each plan stage (PD_CUDA_FAULT_INJECT): `auto` must
+ * serve on the CPU, `cuda` must fail naming the stage; it skips without one.
+ *
+ * $PD_CUDA_MODULE: the built module ("" where nvcc was not found);
+ * $PD_FAKE_CUDA_MODULE: a module reporting another backend interface. */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cuda/pd_cuda_backend.h"
+#include "pd_daemon_test.h"
+#include "pd_test_cases.h"
+
+static pd_td_ref ref;
+static pd_td_crop_ref crop;
+static char scratch[] = "/tmp/pd-backend-XXXXXX";
+
+static const char *real_module(void) {
+  const char *m = getenv("PD_CUDA_MODULE");
+  return m && *m && access(m, R_OK) == 0 ? m : NULL;
+}
+
+/* DIR under the scratch folder, made empty. */
+static void subdir(char *out, size_t cap, const char *name) {
+  snprintf(out, cap, "%s/%s", scratch, name);
+  mkdir(out, 0755);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = n > 0 ? malloc((size_t)n) : NULL;
+  *len = buf ? fread(buf, 1, (size_t)n, f) : 0;
+  fclose(f);
+  return buf;
+}
+
+/* Copies src to dir/planktond-cuda.so, with the first `from` in it (a
+ * needed library's name) replaced by `to` (as long); 0 on success. */
+static int copy_module(const char *src, const char *dir, const char *from, const char *to) {
+  size_t len = 0;
+  char *buf = slurp(src, &len);
+  if (!buf) return -1;
+  if (from) {
+    const size_t n = strlen(from);
+    char *at = NULL;
+    for (size_t i = 0; i + n <= len && !at; i++)
+      if (!memcmp(buf + i, from, n)) at = buf + i;
+    if (!at || strlen(to) != n) {
+      fprintf(stderr, "%s: no '%s' to replace\n", src, from);
+      free(buf);
+      return -1;
+    }
+    memcpy(at, to, n);
+  }
+  char path[512];
+  snprintf(path, sizeof path, "%s/planktond-cuda.so", dir);
+  FILE *f = fopen(path, "wb");
+  const int ok = f && fwrite(buf, 1, len, f) == len;
+  if (f) fclose(f);
+  free(buf);
+  return ok ? 0 : -1;
+}
+
+/* One crop through the daemon: its probabilities are the CPU engine's. */
+static void check_serves(pd_test_state *st, const pd_td *d) {
+  pc_client *c = pd_td_connect(d, 1);
+  PD_CHECK(st, c != NULL);
+  if (!c) return;
+  pc_client_classify_request rq = pd_td_crop_request(&crop, 1, true);
+  pc_client_response *r = NULL;
+  PD_CHECK(st, pc_client_classify(c, &rq, &r, NULL) == PC_CLIENT_OK);
+  PD_CHECK(st, r && r->status == 0);
+  if (r && r->status == 0)
+    PD_CHECK(st, pd_td_crop_diff(&crop, &ref, r->u.classify.distribution,
+                                 r->u.classify.n_distribution) <= pd_td_prob_tol());
+  pc_client_response_free(r);
+  pc_client_close(c);
+}
+
+/* Starts the daemon with `backend` and the module folder `dir` (NULL: the
+ * default search) and extra_env ("NAME=VALUE" or NULL); with `want_start`
+ * it must serve and its log contain `want` (and want2), else it must fail at
+ * start with them in its log. */
+static void run_daemon2(pd_test_state *st, const char *backend, const char *dir, bool want_start,
+                        const char *want, const char *want2, const char *extra_env) {
+  char env_dir[600];
+  snprintf(env_dir, sizeof env_dir, "PLANKTOND_MODULE_DIR=%s", dir ? dir : "");
+  const char *env[] = {env_dir, extra_env, NULL};
+  const char *args[] = {"--backend", backend, NULL};
+  pd_td_opts o = {.env = dir ? env : extra_env ? env + 1 : NULL};
+  pd_td d = {0};
+  const int started = pd_td_start_opts(&d, &o, args) == 0;
+  PD_CHECK(st, started == want_start);
+  if (started) {
+    check_serves(st, &d);
+    PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  }
+  char *log = pd_td_log(&d);
+  PD_CHECK_CONTAINS(st, log ? log : "", want);
+  if (want2) PD_CHECK_CONTAINS(st, log ? log : "", want2);
+  if (!want_start) PD_CHECK_CONTAINS(st, log ? log : "", "start-up failed");
+  free(log);
+  pd_td_cleanup(&d);
+}
+
+static void run_daemon(pd_test_state *st, const char *backend, const char *dir, bool want_start,
+                       const char *want, const char *extra_env) {
+  run_daemon2(st, backend, dir, want_start, want, NULL, extra_env);
+}
+
+/* Whether the module in dir finds a device (in this process, as the daemon would). */
+static bool has_device(const char *dir) {
+  setenv("PLANKTOND_MODULE_DIR", dir, 1);
+  int count = 0;
+  pd_error err = {0};
+  const bool yes = pd_cuda_device_count(&count, &err) == PD_OK && count > 0;
+  unsetenv("PLANKTOND_MODULE_DIR");
+  return yes;
+}
+
+static void module_missing(pd_test_state *st) {
+  char dir[400], want[600];
+  subdir(dir, sizeof dir, "empty");
+  snprintf(want, sizeof want,
+           "cuda support not built or not found (tried %s/planktond-cuda.so: cannot open shared "
+           "object file",
+           dir);
+  char line[700];
+  snprintf(line, sizeof line, "backend cpu: cuda unavailable: %s", want);
+  run_daemon(st, "auto", dir, true, line, NULL);
+  snprintf(line, sizeof line, "backend cuda unavailable: %s", want);
+  run_daemon(st, "cuda", dir, false, line, NULL);
+}
+
+/* The built module next to no device; in a build without it, the default
+ * search must say it found none. */
+static void module_no_device(pd_test_state *st) {
+  const char *m = real_module();
+  if (!m) {
+    run_daemon(st, "auto", NULL, true,
+               "backend cpu: cuda unavailable: cuda support not built or not found (tried ", NULL);
+    return;
+  }
+  char dir[400];
+  subdir(dir, sizeof dir, "real");
+  PD_CHECK_INT(st, copy_module(m, dir, NULL, NULL), 0);
+  if (has_device(dir)) {
+    run_daemon(st, "auto", dir, true, "backend cuda: auto found a working CUDA device", NULL);
+    run_daemon(st, "cuda", dir, true, "backend cuda: requested", NULL);
+    return;
+  }
+  /* no driver: the device count fails; a driver without a GPU: none present */
+  setenv("PLANKTOND_MODULE_DIR", dir, 1);
+  int count = 0;
+  pd_error why = {0};
+  pd_cuda_device_count(&count, &why);
+  unsetenv("PLANKTOND_MODULE_DIR");
+  PD_CHECK(st, strstr(why.msg, "cudaGetDeviceCount: cuda") || strstr(why.msg, "no CUDA device"));
+  char line[700];
+  snprintf(line, sizeof line, "backend cpu: cuda unavailable: %.500s", why.msg);
+  run_daemon(st, "auto", dir, true, line, NULL);
+  snprintf(line, sizeof line, "backend cuda unavailable: %.500s", why.msg);
+  run_daemon(st, "cuda", dir, false, line, NULL);
+  /* the fault-injection setting is checked before the device */
+  run_daemon(st, "cuda", dir, false, "PD_CUDA_FAULT_INJECT 'nowhere': unknown stage (probe, ",
+             "PD_CUDA_FAULT_INJECT=nowhere");
+}
+
+/* A module whose needed library is not on this host (the CUDA libraries
+ * missing): dlerror() names it; the real module when built (cuDNN), else
+ * the test module (libm). */
+static void module_unloadable(pd_test_state *st) {
+  const char *m = real_module();
+  const char *src = m ? m : getenv("PD_FAKE_CUDA_MODULE");
+  const char *from = m ? "libcudnn.so.9" : "libm.so.6", *to = m ? "libcudnX.so.9" : "libq.so.6";
+  char dir[400], want[700];
+  subdir(dir, sizeof dir, "unloadable");
+  PD_CHECK_INT(st, copy_module(src, dir, from, to), 0);
+  snprintf(want, sizeof want, "cuda module not loadable: %s: cannot open shared object file", to);
+  char line[800];
+  snprintf(line, sizeof line, "backend cpu: cuda unavailable: %s", want);
+  run_daemon(st, "auto", dir, true, line, NULL);
+  run_daemon(st, "cuda", dir, false, want, NULL);
+}
+
+static void module_other_abi(pd_test_state *st) {
+  char dir[400], want[700];
+  subdir(dir, sizeof dir, "abi");
+  PD_CHECK_INT(st, copy_module(getenv("PD_FAKE_CUDA_MODULE"), dir, NULL, NULL), 0);
+  snprintf(want, sizeof want,
+           "cuda module %s/planktond-cuda.so was built for backend interface %d, this program "
+           "has %d (rebuild the module with this planktond)",
+           dir, PD_BACKEND_ABI + 1, PD_BACKEND_ABI);
+  char line[800];
+  snprintf(line, sizeof line, "backend cpu: cuda unavailable: %s", want);
+  run_daemon(st, "auto", dir, true, line, NULL);
+  run_daemon(st, "cuda", dir, false, want, NULL);
+}
+
+/* Each plan stage failing on a device: needs a GPU. */
+static void plan_faults(pd_test_state *st) {
+  const char *m = real_module();
+  char dir[400];
+  subdir(dir, sizeof dir, "faults");
+  if (!m || copy_module(m, dir, NULL, NULL) != 0 || !has_device(dir)) {
+    pd_test_skip(st, "no CUDA module or no CUDA device (scripts/gpu-check runs this on a GPU)");
+    return;
+  }
+  static const struct {
+    const char *stage, *step;
+  } k[] = {
+      {"probe", "probe: cudnnCreate (injected): "},
+      {"handles", "plan: stream and handles: cudnnCreate (injected)"},
+      {"weights", "plan: weights: cudaMalloc (injected): cudaErrorMemoryAllocation"},
+      {"buffers", "plan: input and output buffers: cudaHostAlloc (injected)"},
+      {"descriptors", "cudnnSetTensor4dDescriptor (injected): CUDNN_STATUS_BAD_PARAM"},
+      {"algorithms", "cuDNN offers no forward algorithm"},
+      {"workspace", "plan: convolution workspace: cudaMalloc (injected)"},
+      {"warm-up", "plan: warm-up run: cudaStreamSynchronize (injected): cudaErrorLaunchFailure"},
+  };
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+    char env[64], line[400];
+    snprintf(env, sizeof env, "PD_CUDA_FAULT_INJECT=%s", k[i].stage);
+    snprintf(line, sizeof line, "backend cpu: cuda %s", i == 0 ? "unavailable: " : "plan failed: ");
+    run_daemon2(st, "auto", dir, true, line, k[i].step, env);
+    run_daemon(st, "cuda", dir, false, k[i].step, env);
+  }
+}
+
+static int setup(void) {
+  if (!pd_td_have_model()) return 77;
+  if (!mkdtemp(scratch)) {
+    fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+    return 1;
+  }
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
+  return pd_td_crops_make(&crop, 1, &ref, 7, 60, 1, 50, 1) != 0 ? 1 : 0;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+static void teardown(void) {
+  pd_td_crops_free(&crop, 1);
+  pd_td_ref_close(&ref);
+  if (nftw(scratch, remove_one, 8, FTW_DEPTH | FTW_PHYS) != 0)
+    fprintf(stderr, "cannot remove %s\n", scratch);
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(module_missing),   PD_TEST_CASE(module_no_device), PD_TEST_CASE(module_unloadable),
+    PD_TEST_CASE(module_other_abi), PD_TEST_CASE(plan_faults),
+};
+
+int main(int argc, char **argv) {
+  return pd_test_cases_main(
+      argc, argv, &(pd_test_suite){"daemon_backend", setup, teardown, k_cases, PD_TEST_N(k_cases)});
+}
