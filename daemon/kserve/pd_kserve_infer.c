@@ -401,6 +401,18 @@ int pd_kinfer_pack_response(const pd_kinfer_request *rq, const char *model, cons
   resp.model_name = (char *)(model ? model : "");
   resp.model_version = (char *)(version ? version : "");
   resp.id = (char *)(id ? id : "");
+  Inference__InferParameter views = INFERENCE__INFER_PARAMETER__INIT;
+  Inference__ModelInferResponse__ParametersEntry views_entry =
+      INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
+  Inference__ModelInferResponse__ParametersEntry *params[1] = {&views_entry};
+  if (rq->views > 0) {
+    views.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    views.int64_param = rq->views;
+    views_entry.key = (char *)PD_KINFER_VIEWS_PARAM;
+    views_entry.value = &views;
+    resp.n_parameters = 1;
+    resp.parameters = params;
+  }
   uint8_t *strings = NULL;
   if (rq->want_probs) {
     t.name = (char *)PD_KINFER_OUTPUT;

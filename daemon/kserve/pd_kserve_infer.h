@@ -42,7 +42,14 @@ typedef struct pd_kinfer_request {
   int want_probs;        /* PROBABILITIES is answered */
   int class_count;       /* > 0: PROBABILITIES answered as the top class_count strings */
   int probs_binary;      /* REST: binary_data asked for the output */
+  /* set by the caller before packing the answer: the fewest TTA views any
+   * crop got (fewer than asked under batching.adaptive_tta), reported as
+   * the response parameter "tta"; 0: not reported */
+  int views;
 } pd_kinfer_request;
+
+/* PD_KINFER_VIEWS_PARAM: the answer's parameter with the views. */
+#define PD_KINFER_VIEWS_PARAM "tta"
 
 /* Checks `req` and fills `out` (free with pd_kinfer_request_free, also
  * after a failure). `max_crops` bounds N, `n_classes` bounds class_count.

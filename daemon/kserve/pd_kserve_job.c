@@ -20,6 +20,7 @@ static void crop_done(pd_request *req) {
   if (req->status != PD_STATUS_OK) {
     job_fail(job, i, (int)req->status, req->message);
   } else if (req->served && req->probs) {
+    if (job->kr.views == 0 || req->views < job->kr.views) job->kr.views = req->views;
     int nc = req->served->model->n_classes;
     if (!job->served) {
       job->served = pd_served_ref(req->served);
@@ -46,6 +47,7 @@ void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t de
   job->probs = NULL;
   job->n_classes = 0;
   job->failed_index = -1;
+  job->kr.views = 0;
   job->reqs = calloc((size_t)job->kr.n, sizeof *job->reqs);
   if (!job->reqs || job->kr.n < 1) {
     job_fail(job, -1, job->reqs ? PD_STATUS_INVALID_ARGUMENT : PD_STATUS_RESOURCE_EXHAUSTED,

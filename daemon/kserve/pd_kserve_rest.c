@@ -345,6 +345,9 @@ int pd_krest_response(const pd_kinfer_request *rq, int binary, const char *model
   json_object_set_new(root, "model_name", json_string(model ? model : ""));
   json_object_set_new(root, "model_version", json_string(version ? version : ""));
   if (id && *id) json_object_set_new(root, "id", json_string(id));
+  if (rq->views > 0)
+    json_object_set_new(root, "parameters",
+                        json_pack("{s:I}", PD_KINFER_VIEWS_PARAM, (json_int_t)rq->views));
   json_t *outs = json_array();
   uint8_t *bin = NULL;
   size_t bin_len = 0;

@@ -35,6 +35,17 @@ from kserve_harness import (  # noqa: E402 (re-executes under the venv's python 
     free_port, grpc, infer_request_bytes, native, need_env, np, pb, real_crops, tg, th)
 
 
+def model_default_tta():
+    """tta.count of the served model.yaml (0 and 1 both mean one view)."""
+    import yaml
+    with open(os.path.join(os.environ.get("PD_KSERVE_MODEL", ""), "model.yaml")) as fh:
+        count = (yaml.safe_load(fh).get("tta") or {}).get("count", 0)
+    return max(1, int(count))
+
+
+DEFAULT_TTA = model_default_tta()
+
+
 def status_of(e):
     return e.status() if hasattr(e, "status") else None
 
@@ -93,6 +104,17 @@ def run_suite(addr, daemon, crops, pngs, labels, unix):
     worst = max(float(np.max(np.abs(got[i] - as_vector(ref1[p], labels)))) for i, (p, _) in enumerate(crops))
     check(worst <= 1e-6, tag + ": JPEG BYTES vs native: max diff %g" % worst)
     print("%s: JPEG BYTES [%d]: max |diff| vs native %.3g" % (tag, len(crops), worst))
+
+    # the views each answer reports (response parameter tta): as asked, or the model's default
+    views = r.get_response().parameters["tta"].int64_param
+    check(views == 1, tag + ": answer reports tta %r for tta 1" % views)
+    r3 = c.infer(MODEL, [bytes_input([crops[0][1]])], parameters={"tta": 3})
+    views = r3.get_response().parameters["tta"].int64_param
+    check(views == 3, tag + ": answer reports tta %r for tta 3" % views)
+    r0 = c.infer(MODEL, [bytes_input([crops[0][1]])])
+    views = r0.get_response().parameters["tta"].int64_param
+    check(views == DEFAULT_TTA, tag + ": answer without tta reports %r, the model's default %d"
+          % (views, DEFAULT_TTA))
 
     # PNG BYTES [N,1]
     r = c.infer(MODEL, [bytes_input([b for _, b in pngs], [len(pngs), 1])], parameters={"tta": 1})
@@ -344,6 +366,8 @@ def rest_suite(addr, daemon, crops, pngs, labels, ref1, unix):
     check(st == 200, tag + ": binary infer %d %r" % (st, b[:200]))
     if st == 200:
         res = json.loads(b)
+        check(res.get("parameters", {}).get("tta") == 1,
+              tag + ": REST answer reports tta 1: %r" % res.get("parameters"))
         v = np.array(res["outputs"][0]["data"], dtype=np.float64).reshape(2, len(labels))
         d = max(float(np.max(np.abs(v[i] - as_vector(ref1[crops[i][0]], labels)))) for i in range(2))
         check(d <= 1e-6, tag + ": JSON answer vs native: %g" % d)
