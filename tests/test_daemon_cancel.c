@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_raw.h"
 #include "pd_test.h"
 #include "plankton.pb-c.h"
 
@@ -46,29 +47,15 @@ static uint8_t *classify_frame(uint64_t id, const uint8_t *png, size_t png_len, 
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
   rq.classify = &cr;
-  size_t body = plankton__request__get_packed_size(&rq);
-  uint8_t *f = malloc(4 + body);
-  if (!f) return NULL;
-  f[0] = (uint8_t)(body >> 24);
-  f[1] = (uint8_t)(body >> 16);
-  f[2] = (uint8_t)(body >> 8);
-  f[3] = (uint8_t)body;
-  plankton__request__pack(&rq, f + 4);
-  *len = 4 + body;
-  return f;
+  return pd_raw_request_frame(&rq, len);
 }
 
 /* Writes the frames on a fresh connection as fast as the daemon takes them
  * (at most 5 s), then closes it without reading: how many were written
  * whole. */
 static int flood_and_leave(const pd_td *d, const uint8_t *png, size_t png_len) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  memcpy(sa.sun_path, d->socket, strlen(d->socket) + 1);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
+  int fd = pd_raw_connect(d->socket);
+  if (fd < 0) return -1;
   size_t flen = 0;
   uint8_t *frame = classify_frame(1, png, png_len, &flen);
   size_t total = flen * N_REQUESTS, sent = 0;

@@ -36,21 +36,11 @@ static const int W = 64, H = 48;
 
 /* ---- requests with a bad input: answered with a status, connection lives ---- */
 
-static pc_client_response *classify(pc_client *c, pc_client_classify_request rq) {
-  pc_client_response *r = NULL;
-  pc_client_error err;
-  if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
-    fprintf(stderr, "classify: %s\n", err.message);
-    return NULL;
-  }
-  return r;
-}
-
 static void expect(pd_test_state *st, pc_client *c, const char *what, pc_client_classify_request rq,
                    int status, const char *needle) {
   static uint64_t id = 1000;
   rq.id = ++id;
-  pc_client_response *r = classify(c, rq);
+  pc_client_response *r = pd_td_classify(c, &rq);
   PD_CHECK(st, r != NULL);
   if (!r) return;
   PD_CHECK_INT(st, r->id, id);
@@ -68,7 +58,7 @@ static pc_client_classify_request image(pc_client_image_format f, const void *da
 /* The full distribution of one request (NULL when not OK; free it). */
 static float *distribution(pc_client *c, pc_client_classify_request rq, size_t *n) {
   rq.full_distribution = true;
-  pc_client_response *r = classify(c, rq);
+  pc_client_response *r = pd_td_classify(c, &rq);
   float *out = NULL;
   *n = 0;
   if (r && r->status == 0 && r->u.classify.n_distribution) {
@@ -350,6 +340,7 @@ static void never_reads_on(pd_test_state *st, const pd_td *d) {
  * limits below and a bystander client, which must still be served, with
  * only correct answers, when the case is done ---- */
 
+static pd_td_crop_ref crop; /* gray, png and want_probs are its */
 static float *want_probs;
 static int n_classes;
 
@@ -433,23 +424,18 @@ ON_DAEMON(never_reads)
 
 static int setup(void) {
   if (!pd_td_have_model()) return 77;
-  gray = pd_td_crop(5, W, H);
-  png = pd_td_png(gray, W, H, &png_len);
+  if (pd_td_crop_one(&crop, 5, W, H, &n_classes) != 0) return 1;
+  gray = crop.gray;
+  png = crop.png;
+  png_len = crop.png_len;
+  want_probs = crop.probs;
   jpeg = pd_td_jpeg(gray, W, H, &jpeg_len);
-  pd_td_ref ref;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
-  n_classes = ref.model->n_classes;
-  want_probs = malloc((size_t)n_classes * sizeof(float));
-  int rc = pd_td_ref_probs(&ref, gray, W, H, want_probs);
-  pd_td_ref_close(&ref);
-  return rc == 0 ? 0 : 1;
+  return jpeg ? 0 : 1;
 }
 
 static void teardown(void) {
-  free(gray);
-  free(png);
+  pd_td_crops_free(&crop, 1);
   free(jpeg);
-  free(want_probs);
 }
 
 static const pd_test_case k_cases[] = {

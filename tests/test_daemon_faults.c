@@ -195,15 +195,6 @@ static int sh(const char *fmt, ...) {
   return rc;
 }
 
-static int count_in_log(const pd_td *d, const char *needle) {
-  char *log = pd_td_log(d);
-  int n = 0;
-  for (const char *p = log; p && (p = strstr(p, needle)); p++)
-    n++;
-  free(log);
-  return n;
-}
-
 /* The log line holding the n-th (from 1) `needle` (malloc'ed; "" when none). */
 static char *nth_log_line(const pd_td *d, const char *needle, int n) {
   char *log = pd_td_log(d);
@@ -228,7 +219,7 @@ static bool hup(load *l, const pd_td *d, const char *needle, int count) {
   double until = pd_td_now_ms() + 60000;
   while (pd_td_now_ms() < until) {
     run_until(l, 100, 500);
-    if (count_in_log(d, needle) >= count) return true;
+    if (pd_td_log_count(d, needle) >= count) return true;
   }
   return false;
 }
@@ -398,13 +389,7 @@ static pc_client_response *classify(pc_client *c, uint64_t id, int k) {
                                    .data = crops[k].png,
                                    .len = crops[k].png_len,
                                    .full_distribution = true};
-  pc_client_response *r = NULL;
-  pc_client_error err;
-  if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
-    fprintf(stderr, "classify: %s\n", err.message);
-    return NULL;
-  }
-  return r;
+  return pd_td_classify(c, &rq);
 }
 
 /* Health's state is `want` (OK for serving, UNAVAILABLE otherwise). */

@@ -53,6 +53,7 @@
 static uint8_t *gray, *png;
 static size_t png_len;
 static const int W = 64, H = 48;
+static pd_td_crop_ref crop; /* gray, png and want_probs are its */
 static float *want_probs;
 static int n_classes;
 
@@ -465,13 +466,7 @@ static void put_be32(uint8_t *p, uint32_t v) {
 static pc_client_response *classify_bytes(pc_client *c, uint64_t id, pc_client_image_format f,
                                           const void *data, size_t len) {
   pc_client_classify_request rq = {.id = id, .format = f, .data = data, .len = len};
-  pc_client_response *r = NULL;
-  pc_client_error err;
-  if (pc_client_classify(c, &rq, &r, &err) != PC_CLIENT_OK) {
-    fprintf(stderr, "classify: %s\n", err.message);
-    return NULL;
-  }
-  return r;
+  return pd_td_classify(c, &rq);
 }
 
 static void bombs_on(pd_test_state *st, const pd_td *d) {
@@ -761,21 +756,16 @@ static int setup(void) {
     return 77;
   }
   signal(SIGPIPE, SIG_IGN);
-  gray = pd_td_crop(11, W, H);
-  png = pd_td_png(gray, W, H, &png_len);
-  pd_td_ref ref;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
-  n_classes = ref.model->n_classes;
-  want_probs = malloc((size_t)n_classes * sizeof(float));
-  int rc = pd_td_ref_probs(&ref, gray, W, H, want_probs);
-  pd_td_ref_close(&ref);
-  return rc == 0 ? 0 : 1;
+  if (pd_td_crop_one(&crop, 11, W, H, &n_classes) != 0) return 1;
+  gray = crop.gray;
+  png = crop.png;
+  png_len = crop.png_len;
+  want_probs = crop.probs;
+  return 0;
 }
 
 static void teardown(void) {
-  free(want_probs);
-  free(gray);
-  free(png);
+  pd_td_crops_free(&crop, 1);
 }
 
 static const pd_test_case k_cases[] = {

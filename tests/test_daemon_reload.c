@@ -164,11 +164,7 @@ int main(void) {
   snprintf(model_b, sizeof model_b, "%s/model-b", tmp);
   snprintf(missing, sizeof missing, "%s/no-such-model", tmp);
   snprintf(cfg, sizeof cfg, "%s/planktond.yaml", tmp);
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p '%s' && cp '%s/weights.safetensors' '%s/' && "
-           "sed 's/^name: daemon-tiny$/name: daemon-tiny-b/' '%s/model.yaml' > '%s/model.yaml'",
-           model_b, pd_td_model_dir(), model_b, pd_td_model_dir(), model_b);
-  PD_CHECK_INT(&st, system(cmd), 0);
+  PD_CHECK_INT(&st, pd_td_model_renamed(model_b, "daemon-tiny-b"), 0);
   write_config(cfg, pd_td_model_dir(), "16");
   pd_td d;
   const char *args[] = {"--config", cfg, "--metrics", "unix:@DIR@/metrics.sock", NULL};

@@ -161,15 +161,6 @@ static int in_flight(const load *l) {
   return n;
 }
 
-static int count_log(const pd_td *d, const char *needle) {
-  char *log = pd_td_log(d);
-  int n = 0;
-  for (const char *p = log; p && (p = strstr(p, needle)); p++)
-    n++;
-  free(log);
-  return n;
-}
-
 /* Points `link` at `target` atomically (a new symlink renamed over it). */
 static int repoint(const char *link, const char *target) {
   char tmp[600];
@@ -188,9 +179,9 @@ static int reload_to(load *l, const pd_td *d, const char *link, const char *targ
   int owed = in_flight(l);
   PD_CHECK_INT(&st, kill(d->pid, SIGHUP), 0);
   double until = pd_td_now_ms() + pd_td_scaled_ms(30000);
-  while (count_log(d, needle) < count && pd_td_now_ms() < until)
+  while (pd_td_log_count(d, needle) < count && pd_td_now_ms() < until)
     run_answers(l, 20);
-  PD_CHECK_INT(&st, count_log(d, needle), count);
+  PD_CHECK_INT(&st, pd_td_log_count(d, needle), count);
   return owed;
 }
 

@@ -196,12 +196,7 @@ static bool hup(load *l, const pd_td *d, const char *needle, int count) {
   double until = pd_td_now_ms() + 30000;
   while (pd_td_now_ms() < until) {
     run_until(l, 200, 1000);
-    char *log = pd_td_log(d);
-    int n = 0;
-    for (const char *p = log; p && (p = strstr(p, needle)); p++)
-      n++;
-    free(log);
-    if (n >= count) return true;
+    if (pd_td_log_count(d, needle) >= count) return true;
   }
   return false;
 }
@@ -213,11 +208,7 @@ static void sighup(pd_test_state *st) {
   snprintf(model_b, sizeof model_b, "%s/model-b", tmp);
   snprintf(cfg, sizeof cfg, "%s/planktond.yaml", tmp);
   /* model B: the same weights under another name */
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p '%s' && cp '%s/weights.safetensors' '%s/' && "
-           "sed 's/^name: daemon-tiny$/name: daemon-tiny-b/' '%s/model.yaml' > '%s/model.yaml'",
-           model_b, pd_td_model_dir(), model_b, pd_td_model_dir(), model_b);
-  PD_CHECK_INT(st, system(cmd), 0);
+  PD_CHECK_INT(st, pd_td_model_renamed(model_b, "daemon-tiny-b"), 0);
   write_config(st, cfg, pd_td_model_dir(), 16, false);
   pd_td d;
   const char *args[] = {"--config", cfg, NULL};

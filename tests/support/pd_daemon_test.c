@@ -303,6 +303,38 @@ bool pd_td_wait_log(const pd_td *d, const char *needle, int timeout_s) {
   return false;
 }
 
+int pd_td_log_count(const pd_td *d, const char *needle) {
+  char *log = pd_td_log(d);
+  int n = 0;
+  for (const char *p = log; p && (p = strstr(p, needle)); p++)
+    n++;
+  free(log);
+  return n;
+}
+
+pc_client_response *pd_td_classify(pc_client *c, const pc_client_classify_request *rq) {
+  pc_client_response *r = NULL;
+  pc_client_error err;
+  if (pc_client_classify(c, rq, &r, &err) != PC_CLIENT_OK) {
+    fprintf(stderr, "classify: %s\n", err.message);
+    return NULL;
+  }
+  return r;
+}
+
+int pd_td_model_renamed(const char *to, const char *name) {
+  const char *from = pd_td_model_dir();
+  char cmd[2048];
+  int n = snprintf(cmd, sizeof cmd,
+                   "mkdir -p '%s' && cp '%s/weights.safetensors' '%s/' && "
+                   "sed 's/^name: .*$/name: %s/' '%s/model.yaml' > '%s/model.yaml'",
+                   to, from, to, name, from, to);
+  if (n < 0 || (size_t)n >= sizeof cmd) return -1;
+  int rc = system(cmd);
+  if (rc != 0) fprintf(stderr, "could not copy the test model to %s (%d): %s\n", to, rc, cmd);
+  return rc == 0 ? 0 : -1;
+}
+
 pc_client *pd_td_connect(const pd_td *d, int window) {
   pc_client_options o = {.window = window, .timeout_ms = (int)(60000 * pd_td_timeout_scale())};
   pc_client *c = NULL;
@@ -465,6 +497,15 @@ int pd_td_crops_make(pd_td_crop_ref *c, int n, pd_td_ref *ref, uint64_t seed, in
     }
   }
   return 0;
+}
+
+int pd_td_crop_one(pd_td_crop_ref *c, uint64_t seed, int w, int h, int *n_classes) {
+  pd_td_ref ref;
+  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return -1;
+  int rc = pd_td_crops_make(c, 1, &ref, seed, w, 1, h, 1);
+  if (n_classes) *n_classes = ref.model->n_classes;
+  pd_td_ref_close(&ref);
+  return rc;
 }
 
 void pd_td_crops_free(pd_td_crop_ref *c, int n) {

@@ -53,8 +53,15 @@ void pd_td_cleanup(pd_td *d);
 char *pd_td_log(const pd_td *d);
 /* Waits until the log contains `needle` (up to timeout_s). */
 bool pd_td_wait_log(const pd_td *d, const char *needle, int timeout_s);
+/* How many times the log holds `needle` so far. */
+int pd_td_log_count(const pd_td *d, const char *needle);
 pc_client *pd_td_connect(const pd_td *d, int window);
+/* One classify answer (free it), or NULL after saying why on stderr. */
+pc_client_response *pd_td_classify(pc_client *c, const pc_client_classify_request *rq);
 const char *pd_td_model_dir(void);
+/* A copy of the test model in folder `to` (made) under the name `name`: the
+ * same weights, another model for a reload to switch to. 0 or -1. */
+int pd_td_model_renamed(const char *to, const char *name);
 /* False (after saying why) when the test model could not be made: the
  * test should exit 77 (skipped). */
 bool pd_td_have_model(void);
@@ -106,6 +113,10 @@ typedef struct pd_td_crop_ref {
 int pd_td_crops_make(pd_td_crop_ref *c, int n, pd_td_ref *ref, uint64_t seed, int w_min, int w_span,
                      int h_min, int h_span);
 void pd_td_crops_free(pd_td_crop_ref *c, int n);
+/* One crop pd_td_crop(seed, w, h) with the test model's answer for it (the
+ * engine opened and closed here); *n_classes (may be NULL) the model's
+ * class count. 0, or -1 (nothing to free). */
+int pd_td_crop_one(pd_td_crop_ref *c, uint64_t seed, int w, int h, int *n_classes);
 /* max |got[j] - c->probs[j]|; 1 when n is not the model's class count. */
 double pd_td_crop_diff(const pd_td_crop_ref *c, const pd_td_ref *ref, const float *got, size_t n);
 /* A classify request for c (PNG or raw gray8) with top 3 and the full distribution. */
