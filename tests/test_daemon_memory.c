@@ -39,6 +39,7 @@
 #define BIG_CLIENTS 6
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
+static pd_td_crop_ref small, big; /* the crops below are theirs */
 static uint8_t *small_png;
 static size_t small_png_len;
 static float *small_probs;
@@ -288,27 +289,19 @@ static void big_frames(pd_test_state *st) {
 static int setup(void) {
   if (!pd_td_have_model()) return 77;
   signal(SIGPIPE, SIG_IGN);
-  pd_td_ref ref;
-  if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
-  n_classes = ref.model->n_classes;
-  uint8_t *gray = pd_td_crop(3, 60, 44);
-  small_png = pd_td_png(gray, 60, 44, &small_png_len);
-  small_probs = malloc((size_t)n_classes * sizeof(float));
-  int rc = pd_td_ref_probs(&ref, gray, 60, 44, small_probs);
-  uint8_t *big = pd_td_crop(9, BIG_SIDE, BIG_SIDE);
-  big_probs = malloc((size_t)n_classes * sizeof(float));
-  if (rc == 0)
-    rc = big && big_probs ? pd_td_ref_probs(&ref, big, BIG_SIDE, BIG_SIDE, big_probs) : -1;
-  free(big);
-  pd_td_ref_close(&ref);
-  free(gray);
-  return rc == 0 ? 0 : 1;
+  if (pd_td_crop_one(&small, 3, 60, 44, &n_classes) != 0 ||
+      pd_td_crop_one(&big, 9, BIG_SIDE, BIG_SIDE, NULL) != 0)
+    return 1;
+  small_png = small.png;
+  small_png_len = small.png_len;
+  small_probs = small.probs;
+  big_probs = big.probs;
+  return 0;
 }
 
 static void teardown(void) {
-  free(small_png);
-  free(small_probs);
-  free(big_probs);
+  pd_td_crops_free(&small, 1);
+  pd_td_crops_free(&big, 1);
 }
 
 static const pd_test_case k_cases[] = {
