@@ -443,7 +443,4 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(disconnect_in_flight), PD_TEST_CASE(never_reads),   PD_TEST_CASE(queue_full),
 };
 
-int main(int argc, char **argv) {
-  const pd_test_suite suite = {"daemon_errors", setup, teardown, k_cases, PD_TEST_N(k_cases)};
-  return pd_test_cases_main(argc, argv, &suite);
-}
+PD_TEST_MAIN("daemon_errors", setup, teardown, k_cases)

@@ -366,7 +366,4 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(polite_first),
 };
 
-int main(int argc, char **argv) {
-  const pd_test_suite suite = {"daemon_fair", setup, teardown, k_cases, PD_TEST_N(k_cases)};
-  return pd_test_cases_main(argc, argv, &suite);
-}
+PD_TEST_MAIN("daemon_fair", setup, teardown, k_cases)

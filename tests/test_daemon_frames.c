@@ -617,7 +617,4 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),
 };
 
-int main(int argc, char **argv) {
-  return pd_test_cases_main(
-      argc, argv, &(pd_test_suite){"daemon_frames", setup, teardown, k_cases, PD_TEST_N(k_cases)});
-}
+PD_TEST_MAIN("daemon_frames", setup, teardown, k_cases)

@@ -450,7 +450,4 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(crops),  PD_TEST_CASE(process),
 };
 
-int main(int argc, char **argv) {
-  const pd_test_suite suite = {"daemon_metrics", setup, teardown, k_cases, PD_TEST_N(k_cases)};
-  return pd_test_cases_main(argc, argv, &suite);
-}
+PD_TEST_MAIN("daemon_metrics", setup, teardown, k_cases)

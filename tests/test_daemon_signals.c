@@ -286,7 +286,4 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(sighup),
 };
 
-int main(int argc, char **argv) {
-  const pd_test_suite suite = {"daemon_signals", setup, teardown, k_cases, PD_TEST_N(k_cases)};
-  return pd_test_cases_main(argc, argv, &suite);
-}
+PD_TEST_MAIN("daemon_signals", setup, teardown, k_cases)

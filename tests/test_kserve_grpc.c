@@ -527,7 +527,4 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(streams),  PD_TEST_CASE(drain),
 };
 
-int main(int argc, char **argv) {
-  const pd_test_suite suite = {"kserve_grpc", NULL, NULL, k_cases, PD_TEST_N(k_cases)};
-  return pd_test_cases_main(argc, argv, &suite);
-}
+PD_TEST_MAIN("kserve_grpc", NULL, NULL, k_cases)

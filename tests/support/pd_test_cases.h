@@ -5,10 +5,7 @@
  *       PD_TEST_CASE(pipelining),
  *       PD_TEST_CASE(tta),
  *   };
- *   int main(int argc, char **argv) {
- *     return pd_test_cases_main(argc, argv, &(pd_test_suite){"daemon_load", setup, teardown,
- *                               k_cases, PD_TEST_N(k_cases)});
- *   }
+ *   PD_TEST_MAIN("daemon_load", setup, teardown, k_cases)
  *
  * and each case is `static void pipelining(pd_test_state *st)`. The program
  * runs every case with no argument, the named ones with names, and prints
@@ -42,6 +39,13 @@ typedef struct pd_test_suite {
 #define PD_TEST_CASE(fn)                                                                           \
   { #fn, fn }
 #define PD_TEST_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+/* The program's main: runs the cases of `cases` (an array of pd_test_case)
+ * as pd_test_cases_main says; setup and teardown may be NULL. */
+#define PD_TEST_MAIN(name, setup, teardown, cases)                                                 \
+  int main(int argc, char **argv) {                                                                \
+    const pd_test_suite suite_ = {name, setup, teardown, cases, PD_TEST_N(cases)};                 \
+    return pd_test_cases_main(argc, argv, &suite_);                                                \
+  }
 
 /* Marks the running case skipped (the reason is printed). */
 static inline void pd_test_skip(pd_test_state *st, const char *why) {
