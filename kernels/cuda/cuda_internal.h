@@ -54,8 +54,18 @@ int pd_cuda__blas_fail(pd_error *err, const where *w, const char *call, cublasSt
     cublasStatus_t s_ = fn args;                                                                   \
     if (s_ != CUBLAS_STATUS_SUCCESS) return pd_cuda__blas_fail(err, (w), #fn, s_);                 \
   } while (0)
-/* For our kernel launchers (they return the launch's cudaError_t). */
-#define KERN(w, fn, args) CU(w, fn, args)
+/* For our kernel launchers (they return the launch's cudaError_t). A launch
+ * fails by itself only for its configuration; a sticky fault of earlier
+ * device work also surfaces at the next launch, and pd_cuda__kern_fail says
+ * so instead of blaming this layer (PD_CUDA_SYNC_LAYERS=1 names the layer). */
+int pd_cuda__kern_fail(pd_error *err, const where *w, const char *call, cudaError_t e);
+#define KERN(w, fn, args)                                                                          \
+  do {                                                                                             \
+    cudaError_t e_ = fn args;                                                                      \
+    if (e_ != cudaSuccess) return pd_cuda__kern_fail(err, (w), #fn, e_);                           \
+  } while (0)
+/* Whether e leaves the context unusable (every later call fails). */
+int pd_cuda__sticky(cudaError_t e);
 
 /* Fault injection for the fallback tests: $PD_CUDA_FAULT_INJECT names one
  * stage (PD_CUDA_FAULT_STAGES), whose first call then fails with the status
@@ -80,7 +90,8 @@ int pd_cuda__fault_parse(const char *spec, char *out, size_t cap, pd_error *err)
 typedef struct cuda_backend {
   pd_backend base;
   pd_cuda_options opt;
-  char fault[16]; /* the injected stage, "" for none */
+  char fault[16];  /* the injected stage, "" for none */
+  int sync_layers; /* $PD_CUDA_SYNC_LAYERS=1: wait after every layer (no graphs) */
   char describe[512];
 } cuda_backend;
 
@@ -107,6 +118,7 @@ typedef struct cuda_plan {
   int device;
   pd_cuda_options opt;
   char fault[16]; /* the backend's injected stage */
+  int sync_layers;
   cudaStream_t stream;
   cudnnHandle_t dnn;
   cublasHandle_t blas;

@@ -50,6 +50,34 @@ int pd_cuda__cu_fail(pd_error *err, const where *w, const char *call, cudaError_
                       cudaGetErrorString(e));
 }
 
+int pd_cuda__sticky(cudaError_t e) {
+  switch (e) {
+  case cudaErrorIllegalAddress:
+  case cudaErrorLaunchFailure:
+  case cudaErrorHardwareStackError:
+  case cudaErrorIllegalInstruction:
+  case cudaErrorMisalignedAddress:
+  case cudaErrorInvalidAddressSpace:
+  case cudaErrorInvalidPc:
+  case cudaErrorAssert:
+  case cudaErrorECCUncorrectable:
+  case cudaErrorLaunchTimeout:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+int pd_cuda__kern_fail(pd_error *err, const where *w, const char *call, cudaError_t e) {
+  if (!pd_cuda__sticky(e)) return pd_cuda__cu_fail(err, w, call, e);
+  char at[192];
+  where_text(w, at, sizeof at);
+  return pd_error_set(err, PD_EINTERNAL,
+                      "%s: %s: %s (%s), a device fault of earlier work seen at this launch "
+                      "(PD_CUDA_SYNC_LAYERS=1 names the layer)",
+                      at, call, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
 int pd_cuda__dnn_fail(pd_error *err, const where *w, const char *call, cudnnStatus_t s) {
   char at[192], detail[256];
   where_text(w, at, sizeof at);
@@ -206,6 +234,12 @@ void pd_cuda_backend_describe(const pd_backend *be, char *buf, size_t len) {
 /* Checks the device can run us: kernel image, cuDNN and cuBLAS. */
 static int probe_device(const char *fault, const char *dev, pd_error *err) {
   cudaError_t e = pd_cuda_kernels_probe();
+  if (e != cudaSuccess && e != cudaErrorNoKernelImageForDevice &&
+      e != cudaErrorInvalidDeviceFunction) {
+    (void)cudaGetLastError(); /* e.g. a sticky error, or a GPU in exclusive-process use */
+    return pd_error_set(err, PD_EUNSUPP, "%s: probe: cudaFuncGetAttributes: %s (%s)", dev,
+                        cudaGetErrorName(e), cudaGetErrorString(e));
+  }
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
     return pd_error_set(err, PD_EUNSUPP,
@@ -266,6 +300,9 @@ int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_erro
   cb->base.ops = &pd_cuda__ops;
   cb->opt = o;
   snprintf(cb->fault, sizeof cb->fault, "%s", fault);
+  const char *sync = getenv("PD_CUDA_SYNC_LAYERS");
+  cb->sync_layers = sync && strcmp(sync, "1") == 0;
+  if (cb->sync_layers) cb->opt.graphs = 0; /* a wait cannot be captured */
   snprintf(cb->describe, sizeof cb->describe,
            "device %d: %.200s (compute %d.%d, %.1f GiB, %d SMs), driver %d.%d, runtime %d.%d, "
            "cuDNN %zu, %s%s%s",

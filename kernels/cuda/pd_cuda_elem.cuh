@@ -79,9 +79,15 @@ PD_HD void elem_d4_src(int v, int n, int y, int x, int *sy, int *sx) {
   *sx = x;
 }
 
+/* Indices: every tensor a plan touches has fewer than 2^31 elements
+ * (pd_cuda_plan.c's check_sizes, and the launchers refuse more), so the
+ * index math below is unsigned 32-bit: 64-bit division and remainder are
+ * emulated on the device at some 40-100 instructions each. */
+typedef unsigned int pd_idx;
+
 /* pd_cpu_bias_act on element i of rows x cols. */
-PD_HD float elem_bias_act(float x, size_t i, int cols, const float *bias, int leaky, float slope) {
-  float v = x + bias[i % (size_t)cols];
+PD_HD float elem_bias_act(float x, pd_idx i, int cols, const float *bias, int leaky, float slope) {
+  float v = x + bias[i % (pd_idx)cols];
   if (leaky) v = v > 0.0f ? v : rn_fmul(v, slope);
   return v;
 }
@@ -91,69 +97,72 @@ PD_HD float elem_leaky(float v, float slope) {
 }
 
 /* pd_cpu_maxpool: out[m][oy][ox][c]. */
-PD_HD float elem_maxpool(const float *in, size_t i, int h, int w, int c, int oh, int ow, int size,
+PD_HD float elem_maxpool(const float *in, pd_idx i, int h, int w, int c, int oh, int ow, int size,
                          int stride) {
-  size_t t = i;
-  const int ch = (int)(t % (size_t)c);
-  t /= (size_t)c;
-  const int ox = (int)(t % (size_t)ow);
-  t /= (size_t)ow;
-  const int oy = (int)(t % (size_t)oh);
-  const size_t m = t / (size_t)oh;
-  const float *src = in + m * (size_t)h * w * c + ch;
-  const int y0 = oy * stride, x0 = ox * stride;
-  float o = src[((size_t)y0 * w + x0) * c];
-  for (int ky = 0; ky < size; ky++)
-    for (int kx = 0; kx < size; kx++) {
-      float p = src[((size_t)(y0 + ky) * w + (x0 + kx)) * c];
+  pd_idx t = i;
+  const pd_idx ch = t % (pd_idx)c;
+  t /= (pd_idx)c;
+  const pd_idx ox = t % (pd_idx)ow;
+  t /= (pd_idx)ow;
+  const pd_idx oy = t % (pd_idx)oh;
+  const pd_idx m = t / (pd_idx)oh;
+  const float *src = in + m * (pd_idx)h * (pd_idx)w * (pd_idx)c + ch;
+  const pd_idx y0 = oy * (pd_idx)stride, x0 = ox * (pd_idx)stride;
+  float o = src[(y0 * (pd_idx)w + x0) * (pd_idx)c];
+  for (pd_idx ky = 0; ky < (pd_idx)size; ky++)
+    for (pd_idx kx = 0; kx < (pd_idx)size; kx++) {
+      float p = src[((y0 + ky) * (pd_idx)w + (x0 + kx)) * (pd_idx)c];
       o = p > o ? p : o;
     }
   return o;
 }
 
 /* pd_cpu_cyclic_slice: out[img][v][y][x][c] = in[img][src(v, y, x)][c]. */
-PD_HD float elem_cyclic_slice(const float *in, size_t i, int views, int n, int c) {
-  size_t t = i;
-  const int ch = (int)(t % (size_t)c);
-  t /= (size_t)c;
-  const int x = (int)(t % (size_t)n);
-  t /= (size_t)n;
-  const int y = (int)(t % (size_t)n);
-  t /= (size_t)n;
-  const int v = (int)(t % (size_t)views);
-  const size_t img = t / (size_t)views;
+PD_HD float elem_cyclic_slice(const float *in, pd_idx i, int views, int n, int c) {
+  pd_idx t = i;
+  const pd_idx ch = t % (pd_idx)c;
+  t /= (pd_idx)c;
+  const int x = (int)(t % (pd_idx)n);
+  t /= (pd_idx)n;
+  const int y = (int)(t % (pd_idx)n);
+  t /= (pd_idx)n;
+  const int v = (int)(t % (pd_idx)views);
+  const pd_idx img = t / (pd_idx)views;
   int sy, sx;
   elem_d4_src(v, n, y, x, &sy, &sx);
-  return in[img * (size_t)n * n * c + ((size_t)sy * n + sx) * c + ch];
+  return in[img * (pd_idx)n * (pd_idx)n * (pd_idx)c +
+            ((pd_idx)sy * (pd_idx)n + (pd_idx)sx) * (pd_idx)c + ch];
 }
 
 /* pd_cpu_cyclic_roll: out[img][view][y][x][s][c] = T_s^-1 of in[img][mul(s, view)]. */
-PD_HD float elem_cyclic_roll(const float *in, size_t i, int views, int h, int w, int c,
+PD_HD float elem_cyclic_roll(const float *in, pd_idx i, int views, int h, int w, int c,
                              const pd_cuda_d4 *g) {
-  size_t t = i;
-  const int ch = (int)(t % (size_t)c);
-  t /= (size_t)c;
-  const int s = (int)(t % (size_t)views);
-  t /= (size_t)views;
-  const int x = (int)(t % (size_t)w);
-  t /= (size_t)w;
-  const int y = (int)(t % (size_t)h);
-  t /= (size_t)h;
-  const int view = (int)(t % (size_t)views);
-  const size_t img = t / (size_t)views;
-  const int j = g->mul[s][view];
+  pd_idx t = i;
+  const pd_idx ch = t % (pd_idx)c;
+  t /= (pd_idx)c;
+  const int s = (int)(t % (pd_idx)views);
+  t /= (pd_idx)views;
+  const int x = (int)(t % (pd_idx)w);
+  t /= (pd_idx)w;
+  const int y = (int)(t % (pd_idx)h);
+  t /= (pd_idx)h;
+  const int view = (int)(t % (pd_idx)views);
+  const pd_idx img = t / (pd_idx)views;
+  const pd_idx j = (pd_idx)g->mul[s][view];
   int sy = y, sx = x;
   if (h > 1 || w > 1) elem_d4_src(g->inv[s], h, y, x, &sy, &sx);
-  return in[(((img * views + j) * h + sy) * (size_t)w + sx) * c + ch];
+  return in[(((img * (pd_idx)views + j) * (pd_idx)h + (pd_idx)sy) * (pd_idx)w + (pd_idx)sx) *
+                (pd_idx)c +
+            ch];
 }
 
 /* pd_cpu_cyclic_pool: out[img][k] over in[img][v][k]. */
-PD_HD float elem_cyclic_pool(const float *in, size_t i, int views, size_t len, int mode) {
-  const size_t img = i / len, k = i % len;
-  const float *src = in + img * views * len + k;
+PD_HD float elem_cyclic_pool(const float *in, pd_idx i, int views, pd_idx len, int mode) {
+  const pd_idx img = i / len, k = i % len;
+  const float *src = in + img * (pd_idx)views * len + k;
   float acc = mode == PD_CUDA_CPOOL_MAX ? -FLT_MAX : 0.0f;
   for (int v = 0; v < views; v++) {
-    float x = src[(size_t)v * len];
+    float x = src[(pd_idx)v * len];
     if (mode == PD_CUDA_CPOOL_MAX)
       acc = x > acc ? x : acc;
     else if (mode == PD_CUDA_CPOOL_RMS)
@@ -167,11 +176,11 @@ PD_HD float elem_cyclic_pool(const float *in, size_t i, int views, size_t len, i
 }
 
 /* pd_cpu_maxout: out[r][j] = max in[r][j * pieces .. + pieces - 1]. */
-PD_HD float elem_maxout(const float *in, size_t i, int c, int pieces) {
-  const int oc = c / pieces;
-  const size_t r = i / (size_t)oc;
-  const int j = (int)(i % (size_t)oc);
-  const float *src = in + r * c + (size_t)j * pieces;
+PD_HD float elem_maxout(const float *in, pd_idx i, int c, int pieces) {
+  const pd_idx oc = (pd_idx)(c / pieces);
+  const pd_idx r = i / oc;
+  const pd_idx j = i % oc;
+  const float *src = in + r * (pd_idx)c + j * (pd_idx)pieces;
   float m = src[0];
   for (int q = 1; q < pieces; q++)
     m = src[q] > m ? src[q] : m;
@@ -179,13 +188,13 @@ PD_HD float elem_maxout(const float *in, size_t i, int c, int pieces) {
 }
 
 /* pd_cpu_global_avg_pool: out[m][c] = sum over pixels / p. */
-PD_HD float elem_global_avg_pool(const float *in, size_t i, int p, int c) {
-  const size_t m = i / (size_t)c;
-  const int ch = (int)(i % (size_t)c);
-  const float *src = in + m * (size_t)p * c + ch;
+PD_HD float elem_global_avg_pool(const float *in, pd_idx i, int p, int c) {
+  const pd_idx m = i / (pd_idx)c;
+  const pd_idx ch = i % (pd_idx)c;
+  const float *src = in + m * (pd_idx)p * (pd_idx)c + ch;
   float acc = 0.0f;
   for (int k = 0; k < p; k++)
-    acc += src[(size_t)k * c];
+    acc += src[(pd_idx)k * (pd_idx)c];
   return acc / (float)p;
 }
 

@@ -1,5 +1,6 @@
 /* pd_cuda_kernels: the kernels behind pd_cuda_kernels.h. Simple, one thread
- * per output element with grid-stride loops and 64-bit indices over the
+ * per output element with grid-stride loops and 32-bit indices (pd_idx: a launcher
+ * refuses 2^31 elements or more) over the
  * per-element functions of pd_cuda_elem.cuh (each mirrors its pd_cpu_*
  * function operation for operation, and is checked against it on the host by
  * tests/test_cuda_kernels.cu); softmax is one block per row. Nothing here
@@ -7,6 +8,7 @@
 #include "pd_cuda_kernels.h"
 
 #include <float.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include <cuda_runtime.h>
@@ -25,54 +27,62 @@ unsigned blocks_for(size_t n) {
   return (unsigned)b;
 }
 
-__device__ __forceinline__ size_t thread_index() {
-  return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+/* < 2^20 blocks of 256 threads: both fit 32 bits, and i + stride stays
+ * below 2^32 for every i < 2^31. */
+__device__ __forceinline__ pd_idx thread_index() {
+  return blockIdx.x * blockDim.x + threadIdx.x;
 }
-__device__ __forceinline__ size_t thread_stride() {
-  return (size_t)gridDim.x * blockDim.x;
+__device__ __forceinline__ pd_idx thread_stride() {
+  return gridDim.x * blockDim.x;
 }
 
-__global__ void k_bias_act(float *x, size_t total, int cols, const float *bias, int leaky,
+/* Whether n elements can be indexed with pd_idx (the plan checks this; a
+ * launcher refuses more rather than index wrongly). */
+bool fits(size_t n) {
+  return n <= (size_t)INT_MAX;
+}
+
+__global__ void k_bias_act(float *x, pd_idx total, int cols, const float *bias, int leaky,
                            float slope) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     x[i] = elem_bias_act(x[i], i, cols, bias, leaky, slope);
 }
 
-__global__ void k_leaky_relu(float *x, size_t n, float slope) {
-  for (size_t i = thread_index(); i < n; i += thread_stride())
+__global__ void k_leaky_relu(float *x, pd_idx n, float slope) {
+  for (pd_idx i = thread_index(); i < n; i += thread_stride())
     x[i] = elem_leaky(x[i], slope);
 }
 
-__global__ void k_maxpool(const float *in, float *out, size_t total, int h, int w, int c, int oh,
+__global__ void k_maxpool(const float *in, float *out, pd_idx total, int h, int w, int c, int oh,
                           int ow, int size, int stride) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_maxpool(in, i, h, w, c, oh, ow, size, stride);
 }
 
-__global__ void k_cyclic_slice(const float *in, float *out, size_t total, int views, int n, int c) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+__global__ void k_cyclic_slice(const float *in, float *out, pd_idx total, int views, int n, int c) {
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_cyclic_slice(in, i, views, n, c);
 }
 
-__global__ void k_cyclic_roll(const float *in, float *out, size_t total, int views, int h, int w,
+__global__ void k_cyclic_roll(const float *in, float *out, pd_idx total, int views, int h, int w,
                               int c, const __grid_constant__ pd_cuda_d4 g) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_cyclic_roll(in, i, views, h, w, c, &g);
 }
 
-__global__ void k_cyclic_pool(const float *in, float *out, size_t total, int views, size_t len,
+__global__ void k_cyclic_pool(const float *in, float *out, pd_idx total, int views, pd_idx len,
                               int mode) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_cyclic_pool(in, i, views, len, mode);
 }
 
-__global__ void k_maxout(const float *in, float *out, size_t total, int c, int pieces) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+__global__ void k_maxout(const float *in, float *out, pd_idx total, int c, int pieces) {
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_maxout(in, i, c, pieces);
 }
 
-__global__ void k_global_avg_pool(const float *in, float *out, size_t total, int p, int c) {
-  for (size_t i = thread_index(); i < total; i += thread_stride())
+__global__ void k_global_avg_pool(const float *in, float *out, pd_idx total, int p, int c) {
+  for (pd_idx i = thread_index(); i < total; i += thread_stride())
     out[i] = elem_global_avg_pool(in, i, p, c);
 }
 
@@ -131,8 +141,8 @@ __global__ void k_warp(const unsigned char *pixels, const long long *offset, con
                        const int *hv, const double *affine, int count,
                        const __grid_constant__ pd_cuda_warp_params prm, float *out,
                        size_t out_stride) {
-  const size_t plane = (size_t)prm.size * prm.size, total = plane * (size_t)count;
-  for (size_t i = thread_index(); i < total; i += thread_stride()) {
+  const pd_idx plane = (pd_idx)prm.size * (pd_idx)prm.size, total = plane * (pd_idx)count;
+  for (pd_idx i = thread_index(); i < total; i += thread_stride()) {
     const int k = (int)(i / plane);
     const int pix = (int)(i % plane);
     const long long off = offset[k];
@@ -150,12 +160,14 @@ cudaError_t pd_cuda_bias_act(cudaStream_t s, float *x, size_t rows, int cols, co
                              int leaky, float slope) {
   const size_t total = rows * (size_t)cols;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_bias_act<<<blocks_for(total), kThreads, 0, s>>>(x, total, cols, bias, leaky, slope);
   return cudaGetLastError();
 }
 
 cudaError_t pd_cuda_leaky_relu(cudaStream_t s, float *x, size_t n, float slope) {
   if (n == 0) return cudaSuccess;
+  if (!fits(n)) return cudaErrorInvalidValue;
   k_leaky_relu<<<blocks_for(n), kThreads, 0, s>>>(x, n, slope);
   return cudaGetLastError();
 }
@@ -164,6 +176,7 @@ cudaError_t pd_cuda_maxpool(cudaStream_t s, const float *in, float *out, size_t 
                             int c, int oh, int ow, int size, int stride) {
   const size_t total = maps * (size_t)oh * ow * c;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_maxpool<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, h, w, c, oh, ow, size, stride);
   return cudaGetLastError();
 }
@@ -172,6 +185,7 @@ cudaError_t pd_cuda_cyclic_slice(cudaStream_t s, const float *in, float *out, in
                                  int n, int c) {
   const size_t total = (size_t)images * views * n * n * c;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_cyclic_slice<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, views, n, c);
   return cudaGetLastError();
 }
@@ -180,6 +194,7 @@ cudaError_t pd_cuda_cyclic_roll(cudaStream_t s, const float *in, float *out, int
                                 int h, int w, int c, pd_cuda_d4 group) {
   const size_t total = (size_t)images * views * h * w * views * c;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_cyclic_roll<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, views, h, w, c, group);
   return cudaGetLastError();
 }
@@ -188,6 +203,7 @@ cudaError_t pd_cuda_cyclic_pool(cudaStream_t s, const float *in, float *out, int
                                 size_t len, int mode) {
   const size_t total = (size_t)images * len;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_cyclic_pool<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, views, len, mode);
   return cudaGetLastError();
 }
@@ -196,6 +212,7 @@ cudaError_t pd_cuda_maxout(cudaStream_t s, const float *in, float *out, size_t r
                            int pieces) {
   const size_t total = rows * (size_t)(c / pieces);
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_maxout<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, c, pieces);
   return cudaGetLastError();
 }
@@ -204,6 +221,7 @@ cudaError_t pd_cuda_global_avg_pool(cudaStream_t s, const float *in, float *out,
                                     int c) {
   const size_t total = maps * (size_t)c;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_global_avg_pool<<<blocks_for(total), kThreads, 0, s>>>(in, out, total, p, c);
   return cudaGetLastError();
 }
@@ -220,6 +238,7 @@ cudaError_t pd_cuda_warp(cudaStream_t s, const unsigned char *pixels, const long
                          pd_cuda_warp_params params, float *out, size_t out_stride) {
   const size_t total = (size_t)params.size * params.size * (size_t)count;
   if (total == 0) return cudaSuccess;
+  if (!fits(total)) return cudaErrorInvalidValue;
   k_warp<<<blocks_for(total), kThreads, 0, s>>>(pixels, offset, w, h, affine, count, params, out,
                                                 out_stride);
   return cudaGetLastError();

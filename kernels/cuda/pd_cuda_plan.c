@@ -204,6 +204,7 @@ int pd_cuda__plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_pl
   p->device = cb->opt.device;
   p->opt = cb->opt;
   memcpy(p->fault, cb->fault, sizeof p->fault);
+  p->sync_layers = cb->sync_layers;
   for (int a = 0; a < 8; a++) {
     p->d4.inv[a] = pd_d4_inv(a);
     for (int b = 0; b < 8; b++)

@@ -84,6 +84,7 @@ static int run_layer(cuda_plan *p, const dev_layer *d, int k, float **cur, pd_er
   case PD_LAYER_KIND_COUNT:
     return pd_error_set(err, PD_EINTERNAL, "layer '%s': unknown kind", l->name);
   }
+  if (p->sync_layers) CU(&w, cudaStreamSynchronize, (s));
   if (!in_place) *cur = out;
   return PD_OK;
 }
