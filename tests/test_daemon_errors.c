@@ -360,7 +360,11 @@ static bool start(pd_test_state *st, pd_td_guarded *g) {
                         NULL};
   const pd_td_bystander by = {
       .png = png, .png_len = png_len, .want = want_probs, .n_classes = n_classes, .tol = PROB_TOL};
-  return pd_td_guarded_start(st, g, args, &by);
+  if (!pd_td_guarded_start(st, g, args, &by)) return false;
+  /* the bystander is connected and served before the case begins (the
+   * connection counts of disconnect_in_flight include it) */
+  PD_CHECK(st, pd_td_bystander_progress(&g->b, 5));
+  return true;
 }
 
 static void stop(pd_test_state *st, pd_td_guarded *g) {
