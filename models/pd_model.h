@@ -14,6 +14,16 @@
 #include "pd_graph.h"
 #include "pd_input.h"
 
+/* A recorded bf16-vs-fp32 comparison on validation crops (FORMAT.md
+ * "Precision"; written by planktond-model precision-check --write). */
+typedef struct pd_precision_record {
+  bool present;
+  char weights_sha256[65]; /* of weights.safetensors when measured */
+  int crops;               /* compared */
+  double top1_same;        /* fraction of crops with the same top-1 class as fp32 */
+  double log_loss_fp32, log_loss_bf16;
+} pd_precision_record;
+
 typedef struct pd_model {
   char dir[4096];
   char name[PD_NAME_LEN];
@@ -26,8 +36,9 @@ typedef struct pd_model {
   int n_branches;
   pd_input_branch branches[PD_MAX_BRANCHES]; /* each branch's input */
   pd_tta_spec tta;
-  float temperature; /* calibration (FORMAT.md): p = softmax(ln p_tta / T); 1 = none */
-  pd_graph graph;    /* what a backend plans: the layers, their shapes and weights */
+  float temperature;        /* calibration (FORMAT.md): p = softmax(ln p_tta / T); 1 = none */
+  pd_precision_record bf16; /* precision.bf16, if recorded */
+  pd_graph graph;           /* what a backend plans: the layers, their shapes and weights */
   size_t n_params;
 
   float *weights; /* one allocation behind every layer's weight/bias */

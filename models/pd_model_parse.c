@@ -434,6 +434,39 @@ static int parse_calibration(load_ctx *c, const pd_yaml_node *root) {
   return pd_yaml_opt_float(&n, "temperature", 0.05, 20.0, &c->m->temperature, c->err);
 }
 
+/* precision: {bf16: {weights_sha256, crops, top1_same, log_loss_fp32,
+ * log_loss_bf16}} (FORMAT.md "Precision"); absent: no record. */
+static int parse_precision(load_ctx *c, const pd_yaml_node *root) {
+  static const char *const keys[] = {"bf16", NULL};
+  static const char *const rec_keys[] = {"weights_sha256", "crops",         "top1_same",
+                                         "log_loss_fp32",  "log_loss_bf16", NULL};
+  pd_precision_record *r = &c->m->bf16;
+  pd_yaml_node n = pd_yaml_get(root, "precision");
+  if (!pd_yaml_present(&n)) return PD_OK;
+  PD_TRY(pd_yaml_expect_map(&n, c->err));
+  PD_TRY(pd_yaml_check_keys(&n, keys, c->err));
+  pd_yaml_node b = pd_yaml_get(&n, "bf16");
+  if (!pd_yaml_present(&b)) return PD_OK;
+  PD_TRY(pd_yaml_expect_map(&b, c->err));
+  PD_TRY(pd_yaml_check_keys(&b, rec_keys, c->err));
+  pd_yaml_node v;
+  const char *hex = NULL;
+  PD_TRY(pd_yaml_require(&b, "weights_sha256", &v, c->err));
+  PD_TRY(pd_yaml_string(&v, 64, &hex, c->err));
+  snprintf(r->weights_sha256, sizeof r->weights_sha256, "%.64s", hex);
+  if (strlen(r->weights_sha256) != 64 || strspn(r->weights_sha256, "0123456789abcdef") != 64)
+    return pd_yaml_fail(&v, c->err, PD_EINVAL, "weights_sha256 must be 64 lowercase hex digits");
+  PD_TRY(pd_yaml_req_int(&b, "crops", 1, 100000000, &r->crops, c->err));
+  const char *fkeys[] = {"top1_same", "log_loss_fp32", "log_loss_bf16"};
+  double *fout[] = {&r->top1_same, &r->log_loss_fp32, &r->log_loss_bf16};
+  for (int i = 0; i < 3; i++) {
+    PD_TRY(pd_yaml_require(&b, fkeys[i], &v, c->err));
+    PD_TRY(pd_yaml_float(&v, 0.0, i == 0 ? 1.0 : 1000.0, fout[i], c->err));
+  }
+  r->present = true;
+  return PD_OK;
+}
+
 /* An ensemble folder (models/FORMAT.md "Ensembles") is not one model. */
 int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
   pd_yaml_node ens = pd_yaml_get(root, "ensemble");
@@ -444,9 +477,9 @@ int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
 }
 
 int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
-  static const char *const keys[] = {"format",   "name",        "version",  "classes",
-                                     "symmetry", "input",       "branches", "head",
-                                     "tta",      "calibration", NULL};
+  static const char *const keys[] = {"format",   "name",        "version",   "classes",
+                                     "symmetry", "input",       "branches",  "head",
+                                     "tta",      "calibration", "precision", NULL};
   pd_model *m = c->m;
   int sym = PD_SYM_NONE;
   PD_TRY(pd_model__refuse_ensemble(root, c->err));
@@ -462,5 +495,6 @@ int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
   PD_TRY(parse_branches(c, root));
   PD_TRY(parse_head(c, root));
   PD_TRY(parse_tta(c, root));
+  PD_TRY(parse_precision(c, root));
   return parse_calibration(c, root);
 }

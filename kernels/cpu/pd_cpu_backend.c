@@ -28,6 +28,7 @@ typedef struct cpu_backend {
   int threads;
   int profile;
   pd_cpu_kernels kernels;
+  pd_precision precision;
 } cpu_backend;
 
 typedef struct cpu_workspace {
@@ -46,6 +47,7 @@ typedef struct cpu_plan {
   struct pd_plan_base base;
   int threads, chunk; /* chunk: most images one worker gets */
   int profile;
+  pd_precision precision;
   int split[PD_MAX_BRANCHES]; /* branch layers [0, split) run image by image */
   size_t col_cap;
   /* pd_conv3x3's prepared weights of each 3x3 stride-1 conv, per layer list
@@ -406,6 +408,7 @@ static int cpu_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_
   p->threads = cb->threads;
   p->chunk = (max_batch + p->threads - 1) / p->threads;
   p->profile = cb->profile;
+  p->precision = cb->precision;
   pthread_barrier_init(&p->barrier, NULL, (unsigned)p->threads);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->start, NULL);
@@ -422,7 +425,8 @@ static int cpu_plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_
                         "cpu backend: out of memory for the Winograd weights of model '%s'",
                         m->name);
   }
-  pd_cpu_choice_plan cp = {m, p->threads, p->chunk, p->split, p->wino_kern, p->wino_u, p->col_cap};
+  pd_cpu_choice_plan cp = {m,         p->threads, p->chunk,    p->split, p->wino_kern,
+                           p->wino_u, p->col_cap, p->precision};
   int rc = pd_cpu_choice_create(&cp, cb->kernels, &p->choice, err);
   if (rc != PD_OK) {
     cpu_plan_destroy((pd_plan *)p);
@@ -462,6 +466,37 @@ static const pd_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
 };
 
+/* PD_OK for a precision this build and CPU run, else why not and what they run. */
+static int check_precision(const pd_cpu_options *opt, pd_error *err) {
+  const pd_precision p = opt ? opt->precision : PD_PRECISION_FP32;
+  char can[32], cpu[160];
+  pd_cpu_precisions(can, sizeof can);
+  if (p == PD_PRECISION_FP32) return PD_OK;
+  if (p == PD_PRECISION_AUTO)
+    return pd_error_set(err, PD_EINVAL,
+                        "cpu backend: precision auto is resolved per model folder before the "
+                        "backend is made; this CPU runs: %s",
+                        can);
+  if (p == PD_PRECISION_INT8)
+    return pd_error_set(err, PD_EUNSUPP,
+                        "cpu backend: precision int8 is not implemented; this CPU runs: %s", can);
+  if (p != PD_PRECISION_BF16)
+    return pd_error_set(err, PD_EINVAL, "cpu backend: precision %d out of range", (int)p);
+  if (opt->kernels == PD_CPU_KERNELS_OURS)
+    return pd_error_set(err, PD_EINVAL,
+                        "cpu backend: precision bf16 runs through oneDNN, which kernels 'ours' "
+                        "excludes");
+  if (pd_cpu_precision_available(p)) return PD_OK;
+  pd_cpu_features_describe(cpu, sizeof cpu);
+#ifdef PD_HAVE_ONEDNN
+  const char *why = "needs AVX-512 BF16 or AMX, which this CPU lacks";
+#else
+  const char *why = "needs oneDNN, which this build lacks (configure with -Donednn=enabled)";
+#endif
+  return pd_error_set(err, PD_EUNSUPP, "cpu backend: precision bf16 %s (%s); it runs: %s", why, cpu,
+                      can);
+}
+
 int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error *err) {
   int threads = opt ? opt->threads : 0;
   if (threads < 0 || threads > 256)
@@ -470,12 +505,14 @@ int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error 
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     threads = n > 0 ? (int)n : 1;
   }
+  PD_TRY(check_precision(opt, err));
   cpu_backend *cb = calloc(1, sizeof *cb);
   if (!cb) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory");
   cb->base.ops = &cpu_ops;
   cb->threads = threads;
   cb->profile = opt ? opt->profile : 0;
   cb->kernels = opt ? (pd_cpu_kernels)opt->kernels : PD_CPU_KERNELS_AUTO;
+  cb->precision = opt ? opt->precision : PD_PRECISION_FP32;
   if (cb->kernels < PD_CPU_KERNELS_AUTO || cb->kernels > PD_CPU_KERNELS_ONEDNN) {
     free(cb);
     return pd_error_set(err, PD_EINVAL, "cpu backend: kernels %d out of range (auto, ours, onednn)",
@@ -500,7 +537,22 @@ void pd_cpu_plan_layer_seconds(const pd_plan *plan, double *seconds) {
 
 void pd_cpu_plan_describe(const pd_plan *plan, char *buf, size_t len) {
   const cpu_plan *p = (const cpu_plan *)plan;
-  int n = snprintf(buf, len, "cpu plan: %d worker(s), up to %d image(s) each; 3x3 kernels %s; ",
-                   p->threads, p->chunk, p->wino_kern->name);
+  int timed, dnn, bf16;
+  char cpu[160];
+  pd_cpu_choice_counts(p->choice, &timed, &dnn, &bf16);
+  pd_cpu_features_describe(cpu, sizeof cpu);
+  int n = snprintf(
+      buf, len,
+      "cpu plan: precision %s (%d of %d timed layers in bf16); %s; %d worker(s), up to "
+      "%d image(s) each; 3x3 kernels %s; ",
+      pd_precision_name(p->precision), bf16, timed, cpu, p->threads, p->chunk, p->wino_kern->name);
   if (n > 0 && (size_t)n < len) pd_cpu_choice_describe(p->choice, buf + n, len - (size_t)n);
+}
+
+pd_precision pd_cpu_plan_precision(const pd_plan *plan) {
+  return ((const cpu_plan *)plan)->precision;
+}
+
+void pd_cpu_plan_kernels(const pd_plan *plan, char *buf, size_t len) {
+  pd_cpu_choice_kernels(((const cpu_plan *)plan)->choice, buf, len);
 }

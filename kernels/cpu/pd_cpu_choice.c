@@ -8,7 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "pd_cpu_backend.h"
 #include "pd_cpu_ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #ifdef PD_HAVE_ONEDNN
 #include "pd_onednn.h"
@@ -24,11 +29,54 @@ struct pd_cpu_choice {
   pd_onednn *dnn;
   pd_onednn_op *op[PD_CPU_CHOICE_LISTS][PD_MAX_LAYERS];
 #endif
-  int timed, to_onednn;
+  pd_precision precision;
+  const pd_graph *graph;
+  unsigned char bf16[PD_CPU_CHOICE_LISTS][PD_MAX_LAYERS]; /* the oneDNN op is bf16 */
+  int timed, to_onednn, to_bf16;
   double ours_s, chosen_s; /* summed over timed layers: ours only, and the choice */
   char text[PD_CPU_CHOICE_TEXT];
   size_t used;
 };
+
+/* ---- precisions and CPU features ---- */
+
+int pd_cpu_precision_available(pd_precision p) {
+  if (p == PD_PRECISION_FP32) return 1;
+#ifdef PD_HAVE_ONEDNN
+  if (p == PD_PRECISION_BF16) return pd_onednn_precision_available(PD_ONEDNN_BF16);
+#endif
+  return 0;
+}
+
+void pd_cpu_precisions(char *buf, size_t len) {
+  snprintf(buf, len, "%s", pd_cpu_precision_available(PD_PRECISION_BF16) ? "fp32, bf16" : "fp32");
+}
+
+void pd_cpu_features_describe(char *buf, size_t len) {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned r[12] = {0}, a, b, cx, d;
+  for (unsigned i = 0; i < 3; i++)
+    if (!__get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]))
+      r[4 * i] = 0;
+  char brand[49];
+  memcpy(brand, r, 48);
+  brand[48] = '\0';
+  const char *name = brand;
+  while (*name == ' ')
+    name++;
+  int f512 = 0, bf16 = 0, amx_bf16 = 0, amx_tile = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &cx, &d)) {
+    f512 = (b >> 16) & 1;
+    amx_bf16 = (d >> 22) & 1;
+    amx_tile = (d >> 24) & 1;
+  }
+  if (__get_cpuid_count(7, 1, &a, &b, &cx, &d)) bf16 = (a >> 5) & 1;
+  snprintf(buf, len, "%s; avx512f %s, avx512_bf16 %s, amx %s", name[0] ? name : "unknown CPU",
+           f512 ? "yes" : "no", bf16 ? "yes" : "no", amx_bf16 && amx_tile ? "yes" : "no");
+#else
+  snprintf(buf, len, "not x86: avx512_bf16 no, amx no");
+#endif
+}
 
 void pd_cpu_blas_describe(char *buf, size_t len) {
   const char *core = openblas_get_corename();
@@ -51,6 +99,35 @@ void pd_cpu_choice_describe(const pd_cpu_choice *c, char *buf, size_t len) {
   char blas[160];
   pd_cpu_blas_describe(blas, sizeof blas);
   snprintf(buf, len, "%s%s", blas, c ? c->text : "\n");
+}
+
+void pd_cpu_choice_counts(const pd_cpu_choice *c, int *timed, int *onednn, int *bf16) {
+  *timed = c ? c->timed : 0;
+  *onednn = c ? c->to_onednn : 0;
+  *bf16 = c ? c->to_bf16 : 0;
+}
+
+static void kernels_list(const pd_cpu_choice *c, int list, const pd_layer *layers, int n, char *buf,
+                         size_t len, size_t *used) {
+  for (int i = 0; i < n && *used < len; i++) {
+    if (layers[i].kind != PD_LAYER_CONV && layers[i].kind != PD_LAYER_DENSE) continue;
+    const char *k = !pd_cpu_choice_onednn(c, list, i) ? "ours"
+                    : c->bf16[list][i]                ? "onednn-bf16"
+                                                      : "onednn";
+    int w = snprintf(buf + *used, len - *used, "%s%s:%s", *used ? " " : "", layers[i].name, k);
+    if (w > 0) *used += (size_t)w;
+  }
+}
+
+void pd_cpu_choice_kernels(const pd_cpu_choice *c, char *buf, size_t len) {
+  size_t used = 0;
+  if (!len) return;
+  buf[0] = '\0';
+  if (!c || !c->graph) return;
+  const pd_graph *g = c->graph;
+  for (int b = 0; b < g->n_branches; b++)
+    kernels_list(c, b, g->branches[b].layers, g->branches[b].n_layers, buf, len, &used);
+  kernels_list(c, PD_CPU_CHOICE_HEAD, g->head, g->n_head, buf, len, &used);
 }
 
 int pd_cpu_choice_onednn(const pd_cpu_choice *c, int list, int layer) {
@@ -135,13 +212,12 @@ static double best_of(const trial *t, pd_onednn_op *op) {
 /* Creates the oneDNN op of a layer (conv: one image's views; dense: rows
  * given at run time). PD_EUNSUPP-type failures leave the layer ours. */
 static int make_op(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, const pd_layer *l,
-                   pd_onednn_op **op, pd_error *err) {
+                   pd_onednn_precision prec, pd_onednn_op **op, pd_error *err) {
   pd_onednn_act act = {l->activation == PD_ACT_LEAKY_RELU, l->slope};
   if (l->kind == PD_LAYER_CONV) {
     pd_onednn_conv_shape s = {l->in.views, l->in.h,   l->in.w,   l->in.c,
                               l->filters,  l->kernel, l->stride, l->pad};
-    return pd_onednn_conv_create(c->dnn, &s, l->weight, l->bias, act, PD_ONEDNN_FP32, plan->threads,
-                                 op, err);
+    return pd_onednn_conv_create(c->dnn, &s, l->weight, l->bias, act, prec, plan->threads, op, err);
   }
   return pd_onednn_dense_create(c->dnn, l->in.h * l->in.w * l->in.c, l->units, l->weight, l->bias,
                                 act, PD_ONEDNN_FP32, plan->threads, op, err);
@@ -168,7 +244,7 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
   if (conv && !image_by_image) return PD_OK;
   pd_onednn_op *op = NULL;
   pd_error oerr = {0};
-  if (make_op(c, plan, l, &op, &oerr) != PD_OK) {
+  if (make_op(c, plan, l, PD_ONEDNN_FP32, &op, &oerr) != PD_OK) {
     if (oerr.code == PD_ENOMEM) return pd_error_set(err, PD_ENOMEM, "%s", oerr.msg);
     say(c, "\n  %s: ours (oneDNN cannot run it: %s)", l->name, oerr.msg);
     return PD_OK;
@@ -180,16 +256,28 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
   t.in = rand_buf(pd_shape_len(l->in) * per);
   t.out = malloc((pd_shape_len(l->out) * per + 1) * sizeof(float));
   t.scratch = malloc((scratch + 1) * sizeof(float));
-  double ours = -1, dnn = -1;
+  /* bf16: oneDNN's bf16 convolution as a third candidate. */
+  pd_onednn_op *op16 = NULL;
+  if (conv && c->precision == PD_PRECISION_BF16 &&
+      make_op(c, plan, l, PD_ONEDNN_BF16, &op16, &oerr) != PD_OK) {
+    if (oerr.code == PD_ENOMEM) {
+      pd_onednn_op_destroy(op);
+      return pd_error_set(err, PD_ENOMEM, "%s", oerr.msg);
+    }
+    op16 = NULL;
+  }
+  double ours = -1, dnn = -1, dnn16 = -1;
   if (t.in && t.out && t.scratch) {
     if (c->mode == PD_CPU_KERNELS_AUTO) ours = best_of(&t, NULL);
     dnn = best_of(&t, op);
+    if (op16) dnn16 = best_of(&t, op16);
   }
   free(t.in);
   free(t.out);
   free(t.scratch);
   if (dnn < 0) {
     pd_onednn_op_destroy(op);
+    pd_onednn_op_destroy(op16);
     if (!t.in || !t.out || !t.scratch)
       return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory timing layer %s", l->name);
     say(c, "\n  %s: ours (oneDNN failed to run it)", l->name);
@@ -197,7 +285,9 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
   }
   const char *our_name =
       plan->wino_u[list][layer] ? plan->wino->name : (conv ? "im2col+sgemm" : "sgemm");
-  const int take = c->mode == PD_CPU_KERNELS_ONEDNN || dnn < ours;
+  const int use16 = dnn16 >= 0 && dnn16 < dnn;
+  const double best_dnn = use16 ? dnn16 : dnn;
+  const int take = c->mode == PD_CPU_KERNELS_ONEDNN || best_dnn < ours;
   if (conv)
     say(c, "\n  %s: conv %dx%d/%d %dx%dx%d -> %d, %d views:", l->name, l->kernel, l->kernel,
         l->stride, l->in.h, l->in.w, l->in.c, l->filters, l->in.views);
@@ -205,17 +295,23 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
     say(c, "\n  %s: dense %d -> %d, %d rows:", l->name, l->in.h * l->in.w * l->in.c, l->units,
         t.rows);
   if (ours >= 0) say(c, " ours %.3f ms [%s],", ours * 1e3, our_name);
-  say(c, " oneDNN %.3f ms [%s] -> %s", dnn * 1e3, pd_onednn_op_impl(op), take ? "oneDNN" : "ours");
+  say(c, " oneDNN %.3f ms [%s]", dnn * 1e3, pd_onednn_op_impl(op));
+  if (dnn16 >= 0) say(c, ", oneDNN bf16 %.3f ms [%s]", dnn16 * 1e3, pd_onednn_op_impl(op16));
+  say(c, " -> %s", !take ? "ours" : use16 ? "oneDNN bf16" : "oneDNN");
   c->timed++;
   if (ours >= 0) {
     c->ours_s += ours;
-    c->chosen_s += take ? dnn : ours;
+    c->chosen_s += take ? best_dnn : ours;
   }
   if (take) {
-    c->op[list][layer] = op;
+    c->op[list][layer] = use16 ? op16 : op;
+    pd_onednn_op_destroy(use16 ? op : op16);
     c->to_onednn++;
+    c->to_bf16 += use16;
+    c->bf16[list][layer] = (unsigned char)use16;
   } else {
     pd_onednn_op_destroy(op);
+    pd_onednn_op_destroy(op16);
   }
   return PD_OK;
 }
@@ -237,6 +333,8 @@ int pd_cpu_choice_create(const pd_cpu_choice_plan *plan, pd_cpu_kernels mode, pd
   pd_cpu_choice *c = calloc(1, sizeof *c);
   if (!c) return pd_error_set(err, PD_ENOMEM, "cpu backend: out of memory for the kernel choice");
   c->mode = mode;
+  c->precision = plan->precision;
+  c->graph = plan->graph;
   c->text[0] = '\0';
 #ifdef PD_HAVE_ONEDNN
   char info[128];
@@ -251,8 +349,9 @@ int pd_cpu_choice_create(const pd_cpu_choice_plan *plan, pd_cpu_kernels mode, pd
     free(c);
     return rc;
   }
-  say(c, "; %s; per layer, timed at %d image(s) per worker, %s:", info, plan->chunk,
-      mode == PD_CPU_KERNELS_AUTO ? "faster kept" : "oneDNN wherever it runs");
+  say(c, "; %s; per layer, timed at %d image(s) per worker, %s%s:", info, plan->chunk,
+      mode == PD_CPU_KERNELS_AUTO ? "fastest kept" : "oneDNN wherever it runs",
+      plan->precision == PD_PRECISION_BF16 ? ", bf16 convolutions timed too" : "");
   pd_cpu_choice_thread_init(1);
   const pd_graph *g = plan->graph;
   for (int b = 0; rc == PD_OK && b < g->n_branches; b++)
@@ -266,11 +365,11 @@ int pd_cpu_choice_create(const pd_cpu_choice_plan *plan, pd_cpu_kernels mode, pd
   }
   if (c->ours_s > 0)
     say(c,
-        "\n  %d of %d layers through oneDNN; timed layers %.3f ms per worker load (ours only "
-        "%.3f ms)\n",
-        c->to_onednn, c->timed, c->chosen_s * 1e3, c->ours_s * 1e3);
+        "\n  %d of %d layers through oneDNN (%d in bf16); timed layers %.3f ms per worker load "
+        "(ours only %.3f ms)\n",
+        c->to_onednn, c->timed, c->to_bf16, c->chosen_s * 1e3, c->ours_s * 1e3);
   else
-    say(c, "\n  %d of %d layers through oneDNN\n", c->to_onednn, c->timed);
+    say(c, "\n  %d of %d layers through oneDNN (%d in bf16)\n", c->to_onednn, c->timed, c->to_bf16);
 #else
   (void)plan;
   say(c, "; oneDNN: not built (every layer ours)\n");

@@ -4,7 +4,9 @@
  * both on the layer's shape at the plan's per-worker load (one image's
  * views through a spatial convolution; the most rows a worker gets through
  * a dense layer), single-threaded as the workers run them; the faster one
- * is kept (as cuDNN's algorithm search does). Owns the oneDNN engine and
+ * is kept (as cuDNN's algorithm search does). With precision bf16 a
+ * convolution's candidates also include oneDNN's bf16 convolution (its
+ * weights converted once here), kept only where it is the fastest. Owns the oneDNN engine and
  * ops of the plan and the record of the choices and their timings. Without
  * oneDNN (not built, or -Donednn=disabled) every layer is ours. */
 #ifndef PD_CPU_CHOICE_H
@@ -15,6 +17,7 @@
 #include "pd_conv3x3.h"
 #include "pd_error.h"
 #include "pd_graph.h"
+#include "pd_precision.h"
 
 /* Layer lists of a plan: the branches 0..n_branches-1, then the head. */
 #define PD_CPU_CHOICE_LISTS (PD_MAX_BRANCHES + 1)
@@ -37,11 +40,19 @@ typedef struct pd_cpu_choice_plan {
   const pd_conv3x3_kernels *wino;
   float *const (*wino_u)[PD_MAX_LAYERS]; /* [list][layer]: pd_conv3x3 weights or NULL */
   size_t col_cap;                        /* im2col block floats */
+  pd_precision precision;                /* fp32, or bf16 (also timed where oneDNN has it) */
 } pd_cpu_choice_plan;
 
 int pd_cpu_choice_create(const pd_cpu_choice_plan *plan, pd_cpu_kernels mode, pd_cpu_choice **out,
                          pd_error *err);
 void pd_cpu_choice_destroy(pd_cpu_choice *c);
+
+/* Layers timed, run through oneDNN, and of those in bf16. */
+void pd_cpu_choice_counts(const pd_cpu_choice *c, int *timed, int *onednn, int *bf16);
+
+/* One line: every conv and dense layer with what runs it ("a.1:ours
+ * a.4:onednn a.5:onednn-bf16 ..."), cut at len. */
+void pd_cpu_choice_kernels(const pd_cpu_choice *c, char *buf, size_t len);
 
 /* Whether layer `layer` of list `list` runs through oneDNN. */
 int pd_cpu_choice_onednn(const pd_cpu_choice *c, int list, int layer);

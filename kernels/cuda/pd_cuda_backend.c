@@ -270,6 +270,10 @@ static int probe_device(const char *fault, const char *dev, pd_error *err) {
 int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_error *err) {
   pd_cuda_options o = opt ? *opt : pd_cuda_options_default();
   if (!out) return pd_error_set(err, PD_EINVAL, "cuda backend: null argument");
+  if (o.precision == PD_CUDA_BF16 || o.precision == PD_CUDA_INT8)
+    return pd_error_set(err, PD_EUNSUPP,
+                        "cuda backend: precision %s is not implemented; it runs: fp32",
+                        o.precision == PD_CUDA_BF16 ? "bf16" : "int8");
   if (o.precision != PD_CUDA_FP32 && o.precision != PD_CUDA_TF32)
     return pd_error_set(err, PD_EINVAL, "cuda backend: unknown precision %d", (int)o.precision);
   if (o.device < 0) return pd_error_set(err, PD_EINVAL, "cuda backend: device %d < 0", o.device);

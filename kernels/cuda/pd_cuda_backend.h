@@ -69,6 +69,8 @@
 typedef enum {
   PD_CUDA_FP32 = 0, /* exact FP32 arithmetic (FMA kernels only) */
   PD_CUDA_TF32,     /* TF32 tensor cores for convolutions and dense layers */
+  PD_CUDA_BF16,     /* engine precisions not implemented here yet: create refuses them */
+  PD_CUDA_INT8,
 } pd_cuda_precision;
 
 typedef struct pd_cuda_options {

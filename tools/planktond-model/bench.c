@@ -52,9 +52,17 @@ int pdm_cmd_bench(int argc, char **argv) {
   if (pdm_inputs_alloc(m, o.batch, &in) != 0 || !probs || !times) goto out;
   for (int b = 0; b < m->n_branches; b++)
     fill_normal(in.branch[b], (size_t)o.batch * pd_model_branch_input_len(m, b), &rng);
-  for (int pass = 0; pass < 2; pass++) {
-    /* Pass 0 times the plain engine; pass 1 profiles the layers. */
-    if (pdm_make_engine(m, o.threads, pass, o.batch, &be, &plan) != 0) goto out;
+  pd_precision prec;
+  if (pdm_resolve_precision(&o, &prec) != 0) goto out;
+  /* Passes: time each precision (fp32 first, the reference), then profile the last. */
+  pd_precision precs[3] = {PD_PRECISION_FP32, prec, prec};
+  const int n_time = prec == PD_PRECISION_FP32 ? 1 : 2;
+  double ips_of[2] = {0, 0};
+  for (int k = 0; k <= n_time; k++) {
+    const int pass = k == n_time;
+    if (!pass) printf("precision %s\n", pd_precision_name(precs[k]));
+    if (pdm_make_engine(m, o.threads, pass, o.batch, precs[pass ? 2 : k], &be, &plan) != 0)
+      goto out;
     for (int i = 0; i < (pass ? 1 : o.warmup); i++)
       if (pdm_run_all(m, plan, o.batch, &in, probs) != 0) goto out;
     int iters = pass ? (o.iters + 1) / 2 : o.iters;
@@ -73,6 +81,7 @@ int pdm_cmd_bench(int argc, char **argv) {
              "%.2f GFLOP/s (%.3f GFLOP/image)\n",
              o.batch, iters, times[iters / 2] * 1e3, ips, ips * flops / 1e9, flops / 1e9);
       printf("images_per_s=%.3f gflops=%.3f\n", ips, ips * flops / 1e9);
+      ips_of[k] = ips;
       char desc[8192];
       pd_cpu_plan_describe(plan, desc, sizeof desc);
       printf("%s", desc);
@@ -103,6 +112,13 @@ int pdm_cmd_bench(int argc, char **argv) {
       printf("conv_gflops=%.3f conv_time_fraction=%.3f threads=%d peak_rss_mib=%.1f\n", conv_gflops,
              sec[PD_LAYER_CONV] / sum, threads, ru.ru_maxrss / 1024.0);
       (void)t_total;
+      if (n_time == 2) {
+        char cpu[160];
+        pd_cpu_features_describe(cpu, sizeof cpu);
+        printf("cpu: %s\n%s_images_per_s=%.3f fp32_images_per_s=%.3f ratio_%s_vs_fp32=%.3f\n", cpu,
+               pd_precision_name(prec), ips_of[1], ips_of[0], pd_precision_name(prec),
+               ips_of[1] / ips_of[0]);
+      }
     }
     pd_plan_destroy(plan);
     pd_backend_destroy(be);

@@ -5,17 +5,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "pd_precision_pick.h"
 #include "pd_tta.h"
 #include "pdm.h"
 
 void pdm_usage(FILE *f) {
   fputs("usage: planktond-model check DIR\n"
-        "       planktond-model run DIR [--threads N] [--batch N] [--probs FILE]\n"
+        "       planktond-model run DIR [--threads N] [--batch N] [--precision P] [--probs FILE]\n"
         "                               [--dump-inputs FILE] [--dump-gray FILE] IMAGE...\n"
         "       planktond-model run DIR --inputs FILE --count N [--probs FILE]\n"
         "       planktond-model eval DIR DATA_ROOT [--split FILE [--subset NAME]] [--tta N]\n"
         "                            [--batch N] [--threads N] [--confusion FILE.csv] [--limit N]\n"
+        "                            [--precision P]\n"
         "       planktond-model bench DIR [--batch N] [--threads N] [--iters N] [--warmup N]\n"
+        "                            [--precision P] (not fp32: fp32 timed too, and the ratio)\n"
+        "       planktond-model precision-check DIR DATA_ROOT [--split FILE [--subset NAME]]\n"
+        "                            [--limit N] [--batch N] [--threads N] [--write]\n"
+        "  P: auto, fp32 (default), bf16 or int8\n"
         "       planktond-model sgemm [--threads N] [--size N]\n",
         f);
 }
@@ -76,7 +82,13 @@ int pdm_parse_options(int argc, char **argv, int need_dir, pdm_options *o) {
       ip = &o->tta, lo = 0, hi = PD_TTA_MAX;
     else if (!strcmp(a, "--limit"))
       ip = &o->limit, lo = 1, hi = 100000000;
-    else if (!strcmp(a, "--split"))
+    else if (!strcmp(a, "--precision"))
+      sp = &o->precision;
+    else if (!strcmp(a, "--write")) {
+      o->write = 1;
+      i++;
+      continue;
+    } else if (!strcmp(a, "--split"))
       sp = &o->split;
     else if (!strcmp(a, "--subset"))
       sp = &o->subset;
@@ -153,10 +165,43 @@ int pdm_run_all(const pd_model *m, pd_plan *plan, int max_batch, const pdm_input
   return 0;
 }
 
-int pdm_make_engine(const pd_model *m, int threads, int profile, int batch, pd_backend **be,
-                    pd_plan **plan) {
+int pdm_resolve_precision(const pdm_options *o, pd_precision *out) {
   pd_error err = {0};
-  pd_cpu_options opt = {.threads = threads, .profile = profile};
+  pd_precision asked = PD_PRECISION_FP32;
+  *out = asked;
+  if (o->precision && pd_precision_parse(o->precision, &asked, &err) != PD_OK) {
+    fprintf(stderr, "planktond-model: --precision: %s\n", err.msg);
+    return -1;
+  }
+  *out = asked;
+  if (asked != PD_PRECISION_AUTO) {
+    /* A precision the CPU backend refuses is refused before anything runs. */
+    pd_backend *be = NULL;
+    pd_cpu_options opt = {.threads = 1, .precision = asked};
+    if (pd_cpu_backend_create(&opt, &be, &err) != PD_OK) {
+      fprintf(stderr, "planktond-model: %s\n", err.msg);
+      return -1;
+    }
+    pd_backend_destroy(be);
+    return 0;
+  }
+  pd_ensemble *e = pdm_load_or_report(o->model_dir);
+  if (!e) return -1;
+  char why[640];
+  int rc = pd_precision_pick(e, asked, out, why, sizeof why, &err);
+  pd_ensemble_free(e);
+  if (rc != PD_OK) {
+    fprintf(stderr, "planktond-model: %s\n", err.msg);
+    return -1;
+  }
+  fprintf(stderr, "precision %s\n", why);
+  return 0;
+}
+
+int pdm_make_engine(const pd_model *m, int threads, int profile, int batch, pd_precision prec,
+                    pd_backend **be, pd_plan **plan) {
+  pd_error err = {0};
+  pd_cpu_options opt = {.threads = threads, .profile = profile, .precision = prec};
   if (pd_cpu_backend_create(&opt, be, &err) != 0 ||
       pd_plan_create(*be, &m->graph, batch, plan, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
@@ -165,10 +210,10 @@ int pdm_make_engine(const pd_model *m, int threads, int profile, int batch, pd_b
   return 0;
 }
 
-int pdm_make_servable(const pd_ensemble *e, int threads, int batch, pd_backend **be,
-                      pd_servable **plan) {
+int pdm_make_servable(const pd_ensemble *e, int threads, int batch, pd_precision prec,
+                      pd_backend **be, pd_servable **plan) {
   pd_error err = {0};
-  pd_cpu_options opt = {.threads = threads};
+  pd_cpu_options opt = {.threads = threads, .precision = prec};
   if (pd_cpu_backend_create(&opt, be, &err) != 0 ||
       pd_servable_create(*be, e, batch, plan, &err) != 0) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);

@@ -210,9 +210,13 @@ int pdm_cmd_eval(int argc, char **argv) {
       goto out;
     }
   }
-  if (pdm_make_servable(e, o.threads, o.batch, &be, &plan) != 0) goto out;
-  fprintf(stderr, "eval: %d images, model %s (%d member%s), tta %d, batch %d\n", ds.n, e->name,
-          e->n_members, e->n_members == 1 ? "" : "s", p.tta, o.batch);
+  pd_precision prec;
+  if (pdm_resolve_precision(&o, &prec) != 0 ||
+      pdm_make_servable(e, o.threads, o.batch, prec, &be, &plan) != 0)
+    goto out;
+  fprintf(stderr, "eval: %d images, model %s (%d member%s), tta %d, batch %d, precision %s\n", ds.n,
+          e->name, e->n_members, e->n_members == 1 ? "" : "s", p.tta, o.batch,
+          pd_precision_name(prec));
   double t0 = pdm_now_seconds();
   if (eval_run(&p, plan, ev, probs) != 0) goto out;
   double secs = pdm_now_seconds() - t0;

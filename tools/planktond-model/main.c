@@ -37,6 +37,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "eval")) return pdm_cmd_eval(argc, argv);
   if (!strcmp(argv[1], "bench")) return pdm_cmd_bench(argc, argv);
   if (!strcmp(argv[1], "sgemm")) return pdm_cmd_sgemm(argc, argv);
+  if (!strcmp(argv[1], "precision-check")) return pdm_cmd_precision_check(argc, argv);
   fprintf(stderr, "planktond-model: unknown command '%s'\n", argv[1]);
   pdm_usage(stderr);
   return 2;

@@ -1,5 +1,6 @@
 /* pdm: what the planktond-model commands share (tools/planktond-model/,
- * one file per command: check.c, run.c, eval.c, bench.c; main.c picks one).
+ * one file per command: check.c, run.c, eval.c, bench.c, precision.c;
+ * main.c picks one).
  * Options parsing, loading a folder with its message, the CPU engine and the
  * servable the commands run on. Nothing here is a library: it prints to
  * stderr and returns exit codes. */
@@ -22,6 +23,8 @@ typedef struct pdm_options {
   int tta, limit; /* tta: -1 = the model's default */
   const char *probs, *dump_inputs, *dump_gray, *inputs;
   const char *split, *subset, *confusion;
+  const char *precision; /* --precision: auto, fp32 (default), bf16 or int8 */
+  int write;             /* precision-check --write */
   int n_images;
   char **images;
 } pdm_options;
@@ -46,12 +49,15 @@ pd_ensemble *pdm_load_or_report(const char *dir);
 /* Runs all n images through the plan in batches of at most max_batch. */
 int pdm_run_all(const pd_model *m, pd_plan *plan, int max_batch, const pdm_inputs *in,
                 float *probs);
-/* The CPU backend and a plan of m for batch images. */
-int pdm_make_engine(const pd_model *m, int threads, int profile, int batch, pd_backend **be,
-                    pd_plan **plan);
-/* The CPU backend and a servable of e for batch slots. */
-int pdm_make_servable(const pd_ensemble *e, int threads, int batch, pd_backend **be,
-                      pd_servable **plan);
+/* --precision for the folder o->model_dir (auto: pd_precision_pick, its
+ * reason on stderr); 0 or -1 after the message. */
+int pdm_resolve_precision(const pdm_options *o, pd_precision *out);
+/* The CPU backend at precision prec and a plan of m for batch images. */
+int pdm_make_engine(const pd_model *m, int threads, int profile, int batch, pd_precision prec,
+                    pd_backend **be, pd_plan **plan);
+/* The CPU backend at precision prec and a servable of e for batch slots. */
+int pdm_make_servable(const pd_ensemble *e, int threads, int batch, pd_precision prec,
+                      pd_backend **be, pd_servable **plan);
 /* --tta N, or the folder's default. */
 int pdm_resolve_tta(const pdm_options *o, const pd_ensemble *e);
 
@@ -60,5 +66,6 @@ int pdm_cmd_run(int argc, char **argv);
 int pdm_cmd_eval(int argc, char **argv);
 int pdm_cmd_bench(int argc, char **argv);
 int pdm_cmd_sgemm(int argc, char **argv);
+int pdm_cmd_precision_check(int argc, char **argv);
 
 #endif

@@ -108,7 +108,10 @@ static int run_ensemble(const pdm_options *o) {
     fprintf(stderr, "planktond-model: %s\n", err.msg);
     goto out;
   }
-  if (pdm_make_servable(e, o->threads, o->batch, &be, &plan) != 0) goto out;
+  pd_precision prec;
+  if (pdm_resolve_precision(o, &prec) != 0 ||
+      pdm_make_servable(e, o->threads, o->batch, prec, &be, &plan) != 0)
+    goto out;
   for (int first = 0; first < n; first += group) {
     int k = n - first < group ? n - first : group;
     for (int i = 0; i < k; i++) {
@@ -196,7 +199,10 @@ int pdm_cmd_run(int argc, char **argv) {
     fprintf(stderr, "planktond-model: cannot write %s\n", o.dump_inputs);
     goto out;
   }
-  if (pdm_make_engine(m, o.threads, 0, o.batch, &be, &plan) != 0) goto out;
+  pd_precision prec;
+  if (pdm_resolve_precision(&o, &prec) != 0 ||
+      pdm_make_engine(m, o.threads, 0, o.batch, prec, &be, &plan) != 0)
+    goto out;
   if (pdm_run_all(m, plan, o.batch, &in, probs) != 0) goto out;
   if (o.probs) {
     FILE *f = fopen(o.probs, "wb");
