@@ -11,6 +11,7 @@
 
 static const char *const level_names[] = {"error", "warning", "info", "debug", NULL};
 static const char *const backend_names[] = {"auto", "cpu", "cuda", NULL};
+static const char *const precision_names[] = {"auto", "fp32", "bf16", "int8", NULL};
 
 /* (sec and k are string literals, joined: they cannot be parenthesized) */
 /* NOLINTNEXTLINE(bugprone-macro-parentheses) */
@@ -56,6 +57,10 @@ static const pd_setting settings[] = {
     {FIELD("engine", "backend", backend), TEXT(backend), .type = PD_SET_CHOICE, .def_text = "auto",
      .choices = backend_names, .flag = "--backend", .arg = "NAME", .reloadable = RELOAD,
      .help = "auto (CUDA when usable, else CPU), cpu or cuda"},
+    {FIELD("engine", "precision", precision), TEXT(precision), .type = PD_SET_CHOICE,
+     .def_text = "fp32", .choices = precision_names, .flag = "--precision", .arg = "NAME",
+     .reloadable = RELOAD,
+     .help = "auto (bf16 if the CPU runs it and the model records parity), fp32, bf16 or int8"},
     {FIELD("engine", "device", device), .type = PD_SET_INT, .lo = 0, .hi = 64, .def = 0,
      .flag = "--device", .arg = "N", .reloadable = RELOAD, .help = "CUDA device index"},
     {FIELD("engine", "threads", threads), .type = PD_SET_INT, .lo = 0, .hi = 256, .def = 0,

@@ -37,6 +37,7 @@ typedef struct pd_config {
   char model_dir[PD_PATH_LEN];
   /* engine */
   char backend[16];    /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
+  char precision[8];   /* "auto", "fp32", "bf16" or "int8" (pd_precision.h) */
   long device;         /* CUDA device index */
   long threads;        /* CPU engine threads; 0 = online CPUs */
   long decode_threads; /* libuv thread pool size; 0 = libuv's default */

@@ -95,6 +95,7 @@ static pd_served_options served_options(const pd_daemon *d, const pd_config *c) 
                          .backend = c->backend,
                          .device = (int)c->device,
                          .threads = (int)c->threads,
+                         .precision = c->precision,
                          .max_batch = (int)c->max_batch};
   return o;
 }
@@ -159,9 +160,11 @@ static void log_model(pd_daemon *d, const char *what, const pd_served *s) {
   const pd_model *m = s->model;
   pd_logf(&d->log, PD_LOG_INFO,
           "%s model %s version %s from %s: %d classes, %d branches, %zu parameters, %.1f MFLOP "
-          "per image; backend %s; plan for batches up to %d (%.2f s)",
+          "per image; backend %s; precision %s: %s; CPU %s; plan for batches up to %d (%.2f s)",
           what, m->name, m->version, m->dir, m->n_classes, m->n_branches, m->n_params,
-          pd_model_flops_per_image(m) * 1e-6, s->backend_reason, s->max_batch, s->load_seconds);
+          pd_model_flops_per_image(m) * 1e-6, s->backend_reason, s->precision, s->precision_reason,
+          s->cpu_features, s->max_batch, s->load_seconds);
+  if (s->kernels[0]) pd_logf(&d->log, PD_LOG_INFO, "kernels per layer: %s", s->kernels);
 }
 
 static void log_limits(pd_daemon *d, const pd_config *c) {
@@ -184,6 +187,9 @@ static void fill_report(void *ctx, pd_stats_report *r) {
     snprintf(r->model_name, sizeof r->model_name, "%s", s->model->name);
     snprintf(r->model_version, sizeof r->model_version, "%s", s->model->version);
     snprintf(r->backend, sizeof r->backend, "%s", s->backend_name);
+    snprintf(r->precision, sizeof r->precision, "%s", s->precision);
+    snprintf(r->cpu_features, sizeof r->cpu_features, "%s", s->cpu_features);
+    snprintf(r->kernels, sizeof r->kernels, "%s", s->kernels);
     r->model_loaded_unix = (int64_t)s->loaded_at;
   }
   r->queue_depth = pd_pipeline_queue(d->pipeline).queued;

@@ -69,8 +69,8 @@ static const char *other_value(const pd_setting *f, char *buf, size_t cap) {
   case PD_SET_BOOL:
     snprintf(buf, cap, "%s", f->def ? "false" : "true");
     break;
-  case PD_SET_CHOICE:
-    snprintf(buf, cap, "%s", !strcmp(f->def_text, "cpu") ? "auto" : "cpu");
+  case PD_SET_CHOICE: /* a choice of the row's own other than its default */
+    snprintf(buf, cap, "%s", !strcmp(f->def_text, f->choices[0]) ? f->choices[1] : f->choices[0]);
     break;
   case PD_SET_GROUP:
     snprintf(buf, cap, "plankton");

@@ -8,6 +8,7 @@
 
 #include "pd_backend_select.h"
 #include "pd_clock.h"
+#include "pd_precision_pick.h"
 
 static void served_free(pd_served *s) {
   pd_servable_free(s->servable);
@@ -29,6 +30,20 @@ static void describe(pd_served *s) {
   s->model = &s->info;
 }
 
+/* The precision, CPU features and per-layer kernels of what was planned. */
+static void describe_engine(pd_served *s, pd_precision prec) {
+  pd_cpu_features_describe(s->cpu_features, sizeof s->cpu_features);
+  const pd_plan *plan = s->servable->plans[0];
+  const int cpu = plan && strcmp(((const struct pd_plan_base *)plan)->ops->name, "cpu") == 0;
+  if (cpu) pd_cpu_plan_kernels(plan, s->kernels, sizeof s->kernels);
+  snprintf(s->precision, sizeof s->precision, "%s",
+           cpu ? pd_precision_name(pd_cpu_plan_precision(plan))
+               : pd_precision_name(prec == PD_PRECISION_BF16 ? PD_PRECISION_FP32 : prec));
+  if (!cpu && prec != PD_PRECISION_FP32)
+    snprintf(s->precision_reason, sizeof s->precision_reason, "fp32 (%s runs fp32 only)",
+             s->backend_name);
+}
+
 int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err) {
   uint64_t t0 = pd_now_ns();
   pd_served *s = calloc(1, sizeof *s);
@@ -46,11 +61,27 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
     free(s);
     return rc;
   }
+  pd_precision asked = PD_PRECISION_FP32, prec = PD_PRECISION_FP32;
+  if (opt->precision) rc = pd_precision_parse(opt->precision, &asked, err);
+  if (rc == PD_OK)
+    rc = pd_precision_pick(e, asked, &prec, s->precision_reason, sizeof s->precision_reason, err);
+  if (rc != PD_OK) {
+    pd_error_prefix(err, "model %s", opt->dir);
+    pd_ensemble_free(e);
+    free(s);
+    return rc;
+  }
   pd_backend_reason reason = {0};
   pd_backend_request req = pd_backend_request_default();
   req.name = opt->backend;
   req.cuda.device = opt->device;
   req.cpu.threads = threads;
+  req.cpu.precision = prec;
+  /* CUDA runs fp32 only for now: auto means fp32 there, a named precision is passed on to be
+   * refused. */
+  req.cuda.precision = asked == PD_PRECISION_BF16   ? PD_CUDA_BF16
+                       : asked == PD_PRECISION_INT8 ? PD_CUDA_INT8
+                                                    : PD_CUDA_FP32;
   rc = pd_backend_create_request(&req, &s->backend, &reason, err);
   if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
   /* Threads the plan starts inherit this thread's name: "pd-plan" tells them
@@ -81,6 +112,7 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   snprintf(s->backend_name, sizeof s->backend_name, "%s", reason.name);
   snprintf(s->backend_reason, sizeof s->backend_reason, "%s", reason.text);
   s->threads = strcmp(reason.name, "cpu") ? 0 : threads < opt->max_batch ? threads : opt->max_batch;
+  describe_engine(s, prec);
   s->loaded_at = time(NULL);
   s->load_seconds = (double)(pd_now_ns() - t0) * 1e-9;
   *out = s;

@@ -20,10 +20,11 @@
 
 typedef struct pd_served_options {
   const char *dir;
-  const char *backend; /* "auto", "cpu" or "cuda" (pd_backend_select) */
-  int device;          /* CUDA device index */
-  int threads;         /* CPU backend threads; 0 = online CPUs */
-  int max_batch;       /* plan size, in images (TTA transforms count each) */
+  const char *backend;   /* "auto", "cpu" or "cuda" (pd_backend_select) */
+  int device;            /* CUDA device index */
+  int threads;           /* CPU backend threads; 0 = online CPUs */
+  const char *precision; /* "auto", "fp32", "bf16" or "int8" (pd_precision_pick.h); NULL: fp32 */
+  int max_batch;         /* plan size, in images (TTA transforms count each) */
   /* Called with the backend before anything is planned on it; may replace
    * it with a wrapper that owns it (planktond-faultinject's fault-injecting
    * backend, pd_fault.h). NULL: the backend as made. */
@@ -41,9 +42,13 @@ typedef struct pd_served {
   char backend_name[16];    /* "cpu" or "cuda" */
   char backend_reason[768]; /* which backend and why (pd_backend_select) */
   int max_batch;
-  int threads;         /* CPU backend threads (0 for other backends) */
-  time_t loaded_at;    /* wall clock */
-  double load_seconds; /* model load + plan build */
+  int threads;                /* CPU backend threads (0 for other backends) */
+  char precision[8];          /* the precision planned: "fp32" or "bf16" */
+  char precision_reason[640]; /* why: "fp32 (requested)", "auto: fp32 (no record ...)" */
+  char cpu_features[160];     /* CPU model, avx512_bf16, amx (pd_cpu_features_describe) */
+  char kernels[1024];         /* CPU: what runs each conv/dense layer of member 0 ("" for CUDA) */
+  time_t loaded_at;           /* wall clock */
+  double load_seconds;        /* model load + plan build */
   atomic_int refs;
 } pd_served;
 

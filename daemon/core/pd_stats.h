@@ -100,6 +100,7 @@ typedef struct pd_stats_report {
   int queue_depth;
   uint64_t receive_buffer_bytes, receive_waits; /* limits.max_receive_bytes (pd_conn.h) */
   char model_name[64], model_version[64], backend[16];
+  char precision[8], cpu_features[160], kernels[1024]; /* of the plan (pd_served.h) */
   int64_t model_loaded_unix;
   int draining;
   pd_reload_report last_reload;

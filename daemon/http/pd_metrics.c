@@ -219,8 +219,13 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
   counter(&t, "planktond_reload_failures_total",
           "SIGHUP reloads that failed (bad settings or a model that did not load).",
           (unsigned long long)r->last_reload.failures);
-  head(&t, "planktond_backend_info", "gauge", "The compute backend (value 1).");
-  put(&t, "planktond_backend_info{backend=\"%s\"} 1\n", backend);
+  head(&t, "planktond_backend_info", "gauge",
+       "The compute backend, its precision, the CPU and its features, and what runs each conv "
+       "and dense layer (value 1).");
+  char cpu[400], kernels[2100];
+  put(&t, "planktond_backend_info{backend=\"%s\",precision=\"%s\",cpu=\"%s\",kernels=\"%s\"} 1\n",
+      backend, r->precision[0] ? r->precision : "none", label(r->cpu_features, cpu, sizeof cpu),
+      label(r->kernels, kernels, sizeof kernels));
   gauge(&t, "planktond_uptime_seconds", "Seconds since the daemon started.", r->uptime_seconds);
   gauge(&t, "planktond_draining", "1 while shutting down.", r->draining ? 1.0 : 0.0);
   if (proc) process(&t, proc);
