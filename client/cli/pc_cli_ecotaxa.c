@@ -47,7 +47,7 @@ static bool has_control(const char *s) {
   return false;
 }
 
-static bool ecotaxa_name(const char *path) {
+bool pc_cli_ecotaxa_name_ok(const char *path) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   size_t n = strlen(base);
@@ -63,7 +63,7 @@ static char *folder_of(const char *path) {
 }
 
 static int output_folder(pc_cli_ecotaxa *e, const char *output, pc_cli_error *err) {
-  if (!ecotaxa_name(output))
+  if (!pc_cli_ecotaxa_name_ok(output))
     return pc_cli_fail(err, PC_CLI_EXIT_USAGE,
                        "-o %s: EcoTaxa imports only files named ecotaxa*.tsv: write the TSV as "
                        "DIR/ecotaxa_NAME.tsv (the crops go into DIR beside it)",
@@ -95,23 +95,30 @@ static int id_root(pc_cli_ecotaxa *e, const pc_cli_ecotaxa_options *o, pc_cli_er
     e->root = pc_cli_path_abs(o->id_root, cwd);
     return e->root ? PC_CLI_EXIT_OK : pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
   }
-  for (int i = 0; i < o->n_args; i++) {
-    const char *a = o->args[i];
+  e->root = pc_cli_ecotaxa_args_root(o->args, o->n_args, cwd);
+  return e->root ? PC_CLI_EXIT_OK : pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
+}
+
+char *pc_cli_ecotaxa_args_root(char *const *args, int n_args, const char *cwd) {
+  char *root = NULL;
+  for (int i = 0; i < n_args; i++) {
+    const char *a = args[i];
     const bool list = strcmp(a, "-") == 0;
     char *abs = list ? strdup(cwd) : pc_cli_path_abs(a, cwd);
-    if (!abs) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
+    if (!abs) {
+      free(root);
+      return NULL;
+    }
     struct stat st;
     if (!list && !(stat(a, &st) == 0 && S_ISDIR(st.st_mode))) pc_cli_path_parent(abs);
-    if (!e->root) {
-      e->root = abs;
+    if (!root) {
+      root = abs;
     } else {
-      pc_cli_path_common(e->root, abs);
+      pc_cli_path_common(root, abs);
       free(abs);
     }
   }
-  if (!e->root && !(e->root = strdup(cwd)))
-    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");
-  return PC_CLI_EXIT_OK;
+  return root ? root : strdup(cwd);
 }
 
 int pc_cli_ecotaxa_open(const pc_cli_ecotaxa_options *o, pc_cli_ecotaxa **out, pc_cli_error *err) {
@@ -206,7 +213,7 @@ int pc_cli_ecotaxa_columns(pc_cli_ecotaxa *e, unsigned top_k, bool probs, size_t
 
 /* A value: as it is, or between quotes with '"' doubled when it holds one
  * (EcoTaxa reads the TSV with Python's csv module, quote character '"'). */
-static void field(FILE *f, const char *s) {
+void pc_cli_ecotaxa_field(FILE *f, const char *s) {
   if (!strchr(s, '"')) {
     fputs(s, f);
     return;
@@ -397,11 +404,11 @@ int pc_cli_ecotaxa_row(pc_cli_ecotaxa *e, FILE *f, const pc_cli_result *r, pc_cl
   else if (rc == PC_CLI_EXIT_OK && !rel)
     rc = place(e, path, id, err);
   if (rc == PC_CLI_EXIT_OK) {
-    field(f, rel ? rel : id);
+    pc_cli_ecotaxa_field(f, rel ? rel : id);
     fputc('\t', f);
-    field(f, id);
+    pc_cli_ecotaxa_field(f, id);
     fputc('\t', f);
-    field(f, c->top[0].label);
+    pc_cli_ecotaxa_field(f, c->top[0].label);
     fputs("\tpredicted\t", f);
     if (r->width && r->height)
       fprintf(f, "%u\t%u", r->width, r->height);
@@ -411,7 +418,7 @@ int pc_cli_ecotaxa_row(pc_cli_ecotaxa *e, FILE *f, const pc_cli_result *r, pc_cl
     for (size_t k = 1; k < e->top_k; k++) {
       fputc('\t', f);
       if (k < c->n_top) {
-        field(f, c->top[k].label);
+        pc_cli_ecotaxa_field(f, c->top[k].label);
         fprintf(f, "\t%.9g", (double)c->top[k].probability);
       } else {
         fputc('\t', f); /* fewer classes than k: empty cells */
@@ -422,7 +429,7 @@ int pc_cli_ecotaxa_row(pc_cli_ecotaxa *e, FILE *f, const pc_cli_result *r, pc_cl
     for (size_t i = 0; e->has_meta && i < e->meta.n_cols; i++) {
       if ((long)i == e->meta.object_id) continue;
       fputc('\t', f);
-      field(f, pc_cli_meta_cell(&e->meta, row, i));
+      pc_cli_ecotaxa_field(f, pc_cli_meta_cell(&e->meta, row, i));
     }
     fputc('\n', f);
   }

@@ -60,4 +60,15 @@ int pc_cli_ecotaxa_row(pc_cli_ecotaxa *e, FILE *f, const pc_cli_result *r, pc_cl
 void pc_cli_ecotaxa_counts(const pc_cli_ecotaxa *e, unsigned long *linked, unsigned long *copied);
 void pc_cli_ecotaxa_free(pc_cli_ecotaxa *e);
 
+/* What the segment command's EcoTaxa writer (pc_cli_segment_ecotaxa.h)
+ * shares: whether a TSV's file name is one EcoTaxa imports (ecotaxa*.tsv),
+ * and a value written as EcoTaxa's reader wants it (between quotes, '"'
+ * doubled, when it holds a '"'). */
+bool pc_cli_ecotaxa_name_ok(const char *path);
+/* The id root of these arguments: the deepest folder holding every one (a
+ * folder argument itself, a file's folder, cwd for `-`); cwd when there
+ * are none. Normalised absolute, malloc'ed; NULL: out of memory. */
+char *pc_cli_ecotaxa_args_root(char *const *args, int n_args, const char *cwd);
+void pc_cli_ecotaxa_field(FILE *f, const char *s);
+
 #endif

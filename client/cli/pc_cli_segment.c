@@ -16,8 +16,10 @@
 #include "pc_cli_args.h"
 #include "pc_cli_json.h"
 #include "pc_cli_out.h"
+#include "pc_cli_png.h"
 #include "pc_cli_progress.h"
 #include "pc_cli_retry.h"
+#include "pc_cli_segment_ecotaxa.h"
 #include "pc_cli_walk.h"
 #include "pd_csv.h"
 
@@ -37,8 +39,9 @@ void pc_cli_segment_usage(const char *prog, FILE *f) {
           "  -k, --top N             classes per object, best first (default 1)\n"
           "      --tta N             test-time augmentation transforms (default: the model's)\n"
           "      --model NAME        a model the daemon serves (default: its default model)\n"
-          "  -f, --format FMT        table (default), csv, tsv or json (JSON Lines)\n"
-          "  -o, --output FILE       write there instead of standard output\n"
+          "  -f, --format FMT        table (default), csv, tsv, json (JSON Lines) or ecotaxa\n"
+          "  -o, --output FILE       write there instead of standard output (ecotaxa:\n"
+          "                          DIR/ecotaxa_NAME.tsv, with the crops beside it)\n"
           "      --save-crops DIR    write each object's crop (what the model saw) as\n"
           "                          DIR/FRAMENAME_OBJECT.png (DIR is created)\n"
           "      --threshold T       darker than background x (1 - T) is an object (default 0.1)\n"
@@ -59,6 +62,12 @@ void pc_cli_segment_usage(const char *prog, FILE *f) {
           "major_axis,minor_axis,orientation,mean_gray,min_gray,label,probability (k = 1) or\n"
           "label_1,probability_1,...,label_k,probability_k (k > 1); x,y,width,height is the\n"
           "object's tight box in frame pixels. A frame with no object writes no line.\n"
+          "ecotaxa: EcoTaxa's import TSV (BOM, header and type rows) with one row per\n"
+          "object: img_file_name (its crop, written as OBJECT_ID.png beside the TSV),\n"
+          "object_id (the frame's path below the folder holding every FRAME, '/' as __,\n"
+          "then _INDEX), object_frame, the top\n"
+          "class as object_annotation_category (status predicted) and object_score, and\n"
+          "the box, area, centroid, axes, angle, mean and min gray as [f] columns.\n"
           "A frame that fails gets its message on stderr and the run goes on.\n"
           "Exit: 0 all frames answered, 1 some failed, 2 usage, 3 daemon unreachable or lost.\n",
           prog);
@@ -70,6 +79,7 @@ typedef struct seg_ctx {
   pc_cli_format format;
   unsigned top_k;
   const char *crops_dir;
+  pc_cli_segeco *eco; /* format ecotaxa */
   long frames_ok, frames_failed, objects;
 } seg_ctx;
 
@@ -165,14 +175,8 @@ static int save_crop(const seg_ctx *x, const char *path, size_t i, const pc_clie
   int n = snprintf(out, sizeof out, "%s/%.*s_%zu.png", x->crops_dir, stem, base, i);
   if (n < 0 || (size_t)n >= sizeof out)
     return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: crop path too long", path);
-  png_image img;
-  memset(&img, 0, sizeof img);
-  img.version = PNG_IMAGE_VERSION;
-  img.width = o->crop_width;
-  img.height = o->crop_height;
-  img.format = PNG_FORMAT_GRAY;
-  if (!png_image_write_to_file(&img, out, 0, o->crop, (png_int_32)o->crop_width, NULL))
-    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "--save-crops: %s: %s", out, img.message);
+  int rc = pc_cli_png_write_gray(out, o->crop_width, o->crop_height, o->crop, err);
+  if (rc != PC_CLI_EXIT_OK) return pc_cli_fail(err, rc, "--save-crops: %s", err->msg);
   return PC_CLI_EXIT_OK;
 }
 
@@ -224,8 +228,9 @@ static int one_frame(seg_ctx *x, pc_client *c, pc_client_frame_request *rq, cons
     return rc;
   }
   const pc_client_frame_result *fr = &r->u.frame;
+  if (x->eco) rc = pc_cli_segeco_frame(x->eco, x->f, path, fr, err);
   for (size_t i = 0; i < fr->n_objects && rc == PC_CLI_EXIT_OK; i++) {
-    row(x, path, i, &fr->objects[i]);
+    if (!x->eco) row(x, path, i, &fr->objects[i]);
     if (x->crops_dir) rc = save_crop(x, path, i, &fr->objects[i], err);
   }
   x->objects += (long)fr->n_objects;
@@ -310,9 +315,6 @@ static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o
       break;
     case 'f':
       rc = pc_cli_format_parse(optarg, &o->format, err);
-      if (rc == PC_CLI_EXIT_OK && o->format == PC_CLI_FORMAT_ECOTAXA)
-        rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE,
-                         "--format: ecotaxa is not written by segment yet (table, csv, tsv, json)");
       break;
     case 'o':
       o->output = optarg;
@@ -397,7 +399,7 @@ static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_pa
       .background_method = o->background,
       .top_k = (uint32_t)o->top,
       .tta = (uint32_t)o->tta,
-      .return_crops = o->crops_dir != NULL};
+      .return_crops = o->crops_dir != NULL || o->format == PC_CLI_FORMAT_ECOTAXA};
   pc_cli_progress progress;
   bool show = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress == 1;
   pc_cli_progress_init(&progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
@@ -463,6 +465,13 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
     fprintf(stderr, "%s: --save-crops %s: %s\n", g->prog, o.crops_dir, strerror(errno));
     return PC_CLI_EXIT_USAGE;
   }
+  pc_cli_segeco *eco = NULL;
+  if (o.format == PC_CLI_FORMAT_ECOTAXA &&
+      (rc = pc_cli_segeco_open(o.output, paths, n_paths, (unsigned)o.top, &eco, &err)) !=
+          PC_CLI_EXIT_OK) {
+    fprintf(stderr, "%s: segment: %s\n", g->prog, err.msg);
+    return rc;
+  }
   pc_client *client = NULL;
   rc = pc_cli_connect(g, 4, &client, &err);
   if (rc == PC_CLI_EXIT_OK && (rc = pc_cli_retry_apply(client, o.retry_for, &err)) != 0) {
@@ -471,20 +480,26 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
   }
   if (rc != PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    pc_cli_segeco_free(eco);
     return rc;
   }
   FILE *out = stdout;
   if (o.output && !(out = fopen(o.output, "w"))) {
     fprintf(stderr, "%s: --output %s: %s\n", g->prog, o.output, strerror(errno));
     pc_client_close(client);
+    pc_cli_segeco_free(eco);
     return PC_CLI_EXIT_USAGE;
   }
   seg_ctx x = {.prog = g->prog,
                .f = out,
                .format = o.format,
                .top_k = (unsigned)o.top,
-               .crops_dir = o.crops_dir};
-  header(&x);
+               .crops_dir = o.crops_dir,
+               .eco = eco};
+  if (eco)
+    pc_cli_segeco_header(eco, out);
+  else
+    header(&x);
   rc = run(g, &o, paths, n_paths, &x, client, &err);
   int werr = ferror(out) || fflush(out) != 0 ? (errno ? errno : EIO) : 0;
   if (out != stdout && fclose(out) != 0 && !werr) werr = errno ? errno : EIO;
@@ -510,5 +525,6 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
   }
   pc_cli_retry_report(g->prog, client, stderr);
   pc_client_close(client);
+  pc_cli_segeco_free(eco);
   return rc;
 }

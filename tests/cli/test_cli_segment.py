@@ -6,7 +6,10 @@ PNG, written here with zlib):
 - --save-crops DIR: one PNG per object, and `classify --probs` of that crop
   gives the segment row's label and probability (the crop is what the model
   saw: the same answer to 1e-6);
-- json and tsv carry the same objects;
+- json and tsv carry the same objects; ecotaxa: EcoTaxa's TSV (BOM, header,
+  type row) with the csv rows' boxes, areas and classes, each object's crop
+  beside it (the --save-crops crop, byte for byte), unique object ids (a
+  frame given twice fails) and -o named ecotaxa*.tsv;
 - exit codes as classify's: a file that is not an image fails (1) naming
   it while the other frames are answered, no daemon is 3, no FRAME is 2."""
 import csv
@@ -107,6 +110,54 @@ def main():
                     "json top 2: %r" % js)
             rt = h.run_cli(["segment", "-f", "tsv", frame], socket=d.socket)
             f.check(rt.rc == 0 and len(rt.out.splitlines()) == 1 + len(ELLIPSES), "tsv: %r" % rt)
+            # ecotaxa: the TSV EcoTaxa imports and each object's crop beside it
+            bundle = os.path.join(tmp, "bundle")
+            tsv = os.path.join(bundle, "ecotaxa_frames.tsv")
+            re_ = h.run_cli(["segment", "-f", "ecotaxa", "-k", "2", "-o", tsv, frame],
+                            socket=d.socket)
+            f.check(re_.rc == 0, "segment ecotaxa: %r" % re_)
+            raw = open(tsv, "rb").read() if os.path.exists(tsv) else b""
+            f.check(raw.startswith(b"\xef\xbb\xbf"), "ecotaxa TSV starts with a UTF-8 BOM")
+            lines = raw[3:].decode("utf-8").splitlines()
+            head = lines[0].split("\t") if lines else []
+            want_cols = ["img_file_name", "object_id", "object_frame", "object_annotation_category",
+                         "object_annotation_status", "object_score", "object_bbox_x",
+                         "object_bbox_y", "object_width", "object_height", "object_area",
+                         "object_centroid_x", "object_centroid_y", "object_major", "object_minor",
+                         "object_angle", "object_mean", "object_min", "object_category_2",
+                         "object_score_2"]
+            f.check(head == want_cols, "ecotaxa header: %r" % head)
+            f.check(len(lines) > 1 and lines[1].split("\t") ==
+                    ["[t]"] * 5 + ["[f]"] * 13 + ["[t]", "[f]"], "ecotaxa type row: %r" % lines[1:2])
+            erows = [dict(zip(head, ln.split("\t"))) for ln in lines[2:]]
+            f.check(len(erows) == len(ELLIPSES), "ecotaxa: %d rows for %d ellipses"
+                    % (len(erows), len(ELLIPSES)))
+            by_box = {(int(o[2]), int(o[3]), int(o[4]), int(o[5])): o for o in objs}
+            for e in erows:
+                box = tuple(int(e[k]) for k in ("object_bbox_x", "object_bbox_y", "object_width",
+                                                "object_height"))
+                o = by_box.get(box)
+                if not f.check(o is not None, "ecotaxa row's box %r is a csv row's" % (box,)):
+                    continue
+                f.check(e["object_id"] == "frame1_%s" % o[1] and
+                        e["img_file_name"] == e["object_id"] + ".png" and
+                        e["object_frame"] == frame and e["object_annotation_status"] == "predicted"
+                        and e["object_annotation_category"] == o[-2]
+                        and abs(float(e["object_score"]) - float(o[-1])) <= 1e-6
+                        and int(e["object_area"]) == int(o[6]), "ecotaxa row %r vs csv %r" % (e, o))
+                crop = os.path.join(bundle, e["img_file_name"])
+                same = (os.path.isfile(crop) and
+                        open(crop, "rb").read() == open(os.path.join(crops, "frame1_%s.png" % o[1]),
+                                                        "rb").read())
+                f.check(same, "ecotaxa crop %s is the --save-crops crop of object %s" % (crop, o[1]))
+            # the same frame twice: its ids are taken, that frame fails (exit 1), the TSV keeps one set
+            rr = h.run_cli(["segment", "-f", "ecotaxa", "-o", tsv, frame, frame], socket=d.socket)
+            n_rows = len(open(tsv, encoding="utf-8-sig").read().splitlines()) - 2
+            f.check(rr.rc == 1 and "frame given twice" in rr.err and n_rows == len(ELLIPSES),
+                    "frame twice in one TSV: %r, %d rows" % (rr, n_rows))
+            rn = h.run_cli(["segment", "-f", "ecotaxa", "-o", os.path.join(tmp, "objects.tsv"),
+                            frame], socket=d.socket)
+            f.check(rn.rc == 2 and "ecotaxa*.tsv" in rn.err, "-o not named ecotaxa*.tsv: %r" % rn)
             # no object: no row, exit 0
             rw = h.run_cli(["segment", "-f", "csv", white], socket=d.socket)
             f.check(rw.rc == 0 and len(rw.out.splitlines()) == 1, "white frame: %r" % rw)
