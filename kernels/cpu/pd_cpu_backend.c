@@ -20,6 +20,10 @@
 #include "pd_cpu_ops.h"
 #include "pd_conv3x3.h"
 
+#ifdef PD_HAVE_ONEDNN
+#include "pd_onednn.h"
+#endif
+
 /* im2col blocks up to this size: a block and the layer's weights stay in L2. */
 #define PD_CPU_COL_BLOCK_BYTES (1u << 20)
 
@@ -489,12 +493,18 @@ static int check_precision(const pd_cpu_options *opt, pd_error *err) {
   if (pd_cpu_precision_available(p)) return PD_OK;
   pd_cpu_features_describe(cpu, sizeof cpu);
 #ifdef PD_HAVE_ONEDNN
-  const char *why = "needs AVX-512 BF16 or AMX, which this CPU lacks";
+  char dnn[96];
+  pd_onednn_describe(dnn, sizeof dnn);
+  return pd_error_set(err, PD_EUNSUPP,
+                      "cpu backend: precision bf16 needs oneDNN on AVX-512 BF16 or AMX; here %s "
+                      "on %s; it runs: %s",
+                      dnn, cpu, can);
 #else
-  const char *why = "needs oneDNN, which this build lacks (configure with -Donednn=enabled)";
-#endif
-  return pd_error_set(err, PD_EUNSUPP, "cpu backend: precision bf16 %s (%s); it runs: %s", why, cpu,
+  return pd_error_set(err, PD_EUNSUPP,
+                      "cpu backend: precision bf16 needs oneDNN, which this build lacks (configure "
+                      "with -Donednn=enabled); it runs: %s",
                       can);
+#endif
 }
 
 int pd_cpu_backend_create(const pd_cpu_options *opt, pd_backend **out, pd_error *err) {
