@@ -6,9 +6,11 @@
  * folder is chosen with PLANKTOND_MODULE_DIR. With a GPU, plan_faults
  * injects a failure at each plan stage (PD_CUDA_FAULT_INJECT): `auto` must
  * serve on the CPU, `cuda` must fail naming the stage; it skips without one.
+ * links_no_cuda reads planktond's DT_NEEDED entries: no CUDA library.
  *
  * $PD_CUDA_MODULE: the built module ("" where nvcc was not found);
  * $PD_FAKE_CUDA_MODULE: a module reporting another backend interface. */
+#include <elf.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -121,6 +123,57 @@ static void run_daemon2(pd_test_state *st, const char *backend, const char *dir,
 static void run_daemon(pd_test_state *st, const char *backend, const char *dir, bool want_start,
                        const char *want, const char *extra_env) {
   run_daemon2(st, backend, dir, want_start, want, NULL, extra_env);
+}
+
+/* The DT_NEEDED names of the ELF file at path, "name\n" each, into out; 0 on success. */
+static int needed_libs(const char *path, char *out, size_t cap) {
+  size_t len = 0;
+  char *f = path ? slurp(path, &len) : NULL;
+  out[0] = '\0';
+  if (!f || len < sizeof(Elf64_Ehdr) || memcmp(f, ELFMAG, SELFMAG) != 0 ||
+      f[EI_CLASS] != ELFCLASS64) {
+    free(f);
+    return -1;
+  }
+  const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f;
+  const Elf64_Phdr *ph = (const Elf64_Phdr *)(f + eh->e_phoff);
+  const Elf64_Dyn *dyn = NULL;
+  size_t n_dyn = 0;
+  for (int i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_DYNAMIC && ph[i].p_offset + ph[i].p_filesz <= len) {
+      dyn = (const Elf64_Dyn *)(f + ph[i].p_offset);
+      n_dyn = ph[i].p_filesz / sizeof *dyn;
+    }
+  Elf64_Addr strtab = 0;
+  for (size_t i = 0; i < n_dyn; i++)
+    if (dyn[i].d_tag == DT_STRTAB) strtab = dyn[i].d_un.d_ptr;
+  size_t str_off = 0; /* the string table's file offset, through the segment that maps it */
+  for (int i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD && strtab >= ph[i].p_vaddr &&
+        strtab < ph[i].p_vaddr + ph[i].p_filesz)
+      str_off = ph[i].p_offset + (strtab - ph[i].p_vaddr);
+  size_t used = 0;
+  for (size_t i = 0; i < n_dyn && str_off; i++)
+    if (dyn[i].d_tag == DT_NEEDED && str_off + dyn[i].d_un.d_val < len) {
+      int k = snprintf(out + used, cap - used, "%.200s\n", f + str_off + dyn[i].d_un.d_val);
+      if (k > 0 && (size_t)k < cap - used) used += (size_t)k;
+    }
+  free(f);
+  return dyn && str_off ? 0 : -1;
+}
+
+/* planktond links no CUDA library (the module does, when built). */
+static void links_no_cuda(pd_test_state *st) {
+  char libs[4096];
+  PD_CHECK_INT(st, needed_libs(getenv("PLANKTOND"), libs, sizeof libs), 0);
+  printf("planktond needs:\n%s", libs);
+  PD_CHECK_CONTAINS(st, libs, "libc.so.6"); /* the reader works */
+  PD_CHECK(st, !strstr(libs, "libcuda") && !strstr(libs, "libcudnn") && !strstr(libs, "libcublas"));
+  const char *m = real_module();
+  if (m) {
+    PD_CHECK_INT(st, needed_libs(m, libs, sizeof libs), 0);
+    PD_CHECK_CONTAINS(st, libs, "libcudnn.so");
+  }
 }
 
 /* Whether the module in dir finds a device (in this process, as the daemon would). */
@@ -266,7 +319,7 @@ static void teardown(void) {
 
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(module_missing),   PD_TEST_CASE(module_no_device), PD_TEST_CASE(module_unloadable),
-    PD_TEST_CASE(module_other_abi), PD_TEST_CASE(plan_faults),
+    PD_TEST_CASE(module_other_abi), PD_TEST_CASE(plan_faults),      PD_TEST_CASE(links_no_cuda),
 };
 
 int main(int argc, char **argv) {
