@@ -28,7 +28,7 @@ static uint32_t ror(uint32_t x, int n) {
 
 static void compress(sha256 *s, const uint8_t *p) {
   uint32_t w[64];
-  for (int i = 0; i < 16; i++)
+  for (size_t i = 0; i < 16; i++)
     w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
            p[4 * i + 3];
   for (int i = 16; i < 64; i++) {
@@ -91,7 +91,7 @@ static void finish(sha256 *s, char hex[PD_SHA256_HEX_LEN + 1]) {
   for (int i = 0; i < 8; i++)
     pad[npad + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
   update(s, pad, npad + 8);
-  for (int i = 0; i < 8; i++)
+  for (size_t i = 0; i < 8; i++)
     snprintf(hex + 8 * i, 9, "%08x", s->h[i]);
 }
 

@@ -55,8 +55,9 @@ void pd_cpu_precisions(char *buf, size_t len) {
 void pd_cpu_features_describe(char *buf, size_t len) {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned r[12] = {0}, a, b, cx, d;
-  for (unsigned i = 0; i < 3; i++)
-    if (!__get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]))
+  for (size_t i = 0; i < 3; i++)
+    if (!__get_cpuid(0x80000002u + (unsigned)i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2],
+                     &r[4 * i + 3]))
       r[4 * i] = 0;
   char brand[49];
   memcpy(brand, r, 48);
@@ -249,13 +250,6 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
     say(c, "\n  %s: ours (oneDNN cannot run it: %s)", l->name, oerr.msg);
     return PD_OK;
   }
-  trial t = {plan, l,    list, layer, conv ? l->in.views : plan->chunk * l->in.views,
-             NULL, NULL, NULL};
-  const size_t per = conv ? 1 : (size_t)plan->chunk;
-  const size_t scratch = plan->wino_u[list][layer] ? pd_conv3x3_scratch_floats(l) : plan->col_cap;
-  t.in = rand_buf(pd_shape_len(l->in) * per);
-  t.out = malloc((pd_shape_len(l->out) * per + 1) * sizeof(float));
-  t.scratch = malloc((scratch + 1) * sizeof(float));
   /* bf16: oneDNN's bf16 convolution as a third candidate. */
   pd_onednn_op *op16 = NULL;
   if (conv && c->precision == PD_PRECISION_BF16 &&
@@ -266,6 +260,13 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
     }
     op16 = NULL;
   }
+  trial t = {plan, l,    list, layer, conv ? l->in.views : plan->chunk * l->in.views,
+             NULL, NULL, NULL};
+  const size_t per = conv ? 1 : (size_t)plan->chunk;
+  const size_t scratch = plan->wino_u[list][layer] ? pd_conv3x3_scratch_floats(l) : plan->col_cap;
+  t.in = rand_buf(pd_shape_len(l->in) * per);
+  t.out = malloc((pd_shape_len(l->out) * per + 1) * sizeof(float));
+  t.scratch = malloc((scratch + 1) * sizeof(float));
   double ours = -1, dnn = -1, dnn16 = -1;
   if (t.in && t.out && t.scratch) {
     if (c->mode == PD_CPU_KERNELS_AUTO) ours = best_of(&t, NULL);
