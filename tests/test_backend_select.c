@@ -170,6 +170,30 @@ int main(void) {
     PD_CHECK_CONTAINS(&st, err.msg, "device -1");
   }
 
+  /* A plan that failed on CUDA: auto falls back to the CPU saying why; a
+   * requested backend, or a failure on the CPU itself, stays the error. */
+  const pd_error plan_err = {PD_ENOMEM, "cuda backend: plan: weights: cudaMalloc: "
+                                        "cudaErrorMemoryAllocation (out of memory)"};
+  const pd_backend_reason on_cuda = {"cuda", "cuda: auto found a working CUDA device"};
+  const pd_backend_reason on_cpu = {"cpu", "cpu: cuda unavailable: no CUDA device present"};
+  pd_backend_request req = pd_backend_request_default();
+  req.cpu.threads = 1;
+  PD_CHECK_INT(&st, pd_backend_fall_back(&req, &on_cuda, &plan_err, &be, &why, &err), PD_OK);
+  PD_CHECK(&st, be && strcmp(be->ops->name, "cpu") == 0);
+  PD_CHECK(&st, strcmp(why.name, "cpu") == 0);
+  PD_CHECK(&st, strcmp(why.text, "cpu: cuda plan failed: cuda backend: plan: weights: cudaMalloc: "
+                                 "cudaErrorMemoryAllocation (out of memory)") == 0);
+  if (be) run_model(&st, be, m, got);
+  for (int k = 0; be && k < N_IMG * 4; k++)
+    PD_CHECK_NEAR(&st, got[k], ref[k], 1e-4);
+  pd_backend_destroy(be);
+  be = NULL;
+  PD_CHECK_INT(&st, pd_backend_fall_back(&req, &on_cpu, &plan_err, &be, &why, &err), PD_ENOMEM);
+  PD_CHECK(&st, be == NULL && why.name[0] == '\0' && strcmp(err.msg, plan_err.msg) == 0);
+  req.name = "cuda";
+  PD_CHECK_INT(&st, pd_backend_fall_back(&req, &on_cuda, &plan_err, &be, &why, &err), PD_ENOMEM);
+  PD_CHECK(&st, be == NULL && strcmp(err.msg, plan_err.msg) == 0);
+
   pd_model_free(m);
   return pd_test_finish(&st, "test_backend_select");
 }
