@@ -168,6 +168,28 @@ def main():
         out = r.run("--out", os.path.join(tmp, "g"), "--init", missing, expect=1)
         check(missing in out, "--init names a missing checkpoint: " + out.strip().splitlines()[-1])
 
+        # precision: auto is resolved before training and stored in the run's config (a
+        # resumed run keeps it); bf16 under --init --lr 0 keeps the weights bit for bit (the
+        # master weights stay fp32); a bad value is refused naming the choices
+        run_p = os.path.join(tmp, "p")
+        out = r.run("--out", run_p, "--init", ck_a, "--lr", "0", "--epochs", "1",
+                    "--precision", "auto")
+        with open(os.path.join(run_p, "config.yaml"), encoding="utf-8") as f:
+            chosen = yaml.safe_load(f)["precision"]
+        check(chosen in ("fp32", "bf16") and ("precision auto" in out),
+              "precision auto is resolved (%s) and logged" % chosen)
+        run_q = os.path.join(tmp, "q")
+        r.run("--out", run_q, "--init", ck_a, "--lr", "0", "--epochs", "1", "--precision", "bf16")
+        d = max_diff(weights(run_a), weights(run_q))
+        check(d == 0.0, "bf16 autocast keeps fp32 master weights (--lr 0: max |diff| %g)" % d)
+        bad = os.path.join(tmp, "bad_precision.yaml")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("precision: fp8\n")
+        out = r.run("--config", bad, "--out", os.path.join(tmp, "r"), "--max-train", "16",
+                    expect=1, base=False)
+        check("fp8" in out and "fp32, bf16, auto" in out,
+              "an unknown precision is refused naming the choices: " + out.strip().splitlines()[-1])
+
         configs = os.path.join(ROOT, "train", "configs")
         refine = TrainConfig.from_file(os.path.join(configs, "cpu-refine.yaml")).to_dict()
         stage1 = TrainConfig.from_file(os.path.join(configs, "cpu.yaml")).to_dict()

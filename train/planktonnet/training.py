@@ -91,6 +91,9 @@ class TrainConfig:
             raise ValueError("config: unknown key(s) %s (known: %s)" % (
                 ", ".join(unknown), ", ".join(sorted(names))))
         d = dict(d)
+        if d.get("precision", "fp32") not in PRECISIONS:
+            raise ValueError("config: precision %r: choose one of %s" % (
+                d["precision"], ", ".join(PRECISIONS)))
         if "augment" in d:
             d["augment"] = AugmentConfig.from_dict(d["augment"] or {})
         return cls(**d)
