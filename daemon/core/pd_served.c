@@ -30,15 +30,16 @@ static void describe(pd_served *s) {
   s->model = &s->info;
 }
 
-/* The precision, CPU features and per-layer kernels of what was planned. */
+/* The precision, CPU features and per-layer kernels of what was planned
+ * (a wrapped CPU backend, planktond-faultinject's, runs what was asked). */
 static void describe_engine(pd_served *s, pd_precision prec) {
   pd_cpu_features_describe(s->cpu_features, sizeof s->cpu_features);
   const pd_plan *plan = s->servable->plans[0];
-  const int cpu = plan && strcmp(((const struct pd_plan_base *)plan)->ops->name, "cpu") == 0;
-  if (cpu) pd_cpu_plan_kernels(plan, s->kernels, sizeof s->kernels);
-  snprintf(s->precision, sizeof s->precision, "%s",
-           cpu ? pd_precision_name(pd_cpu_plan_precision(plan))
-               : pd_precision_name(prec == PD_PRECISION_BF16 ? PD_PRECISION_FP32 : prec));
+  const int cpu_plan = plan && strcmp(((const struct pd_plan_base *)plan)->ops->name, "cpu") == 0;
+  const int cpu = strcmp(s->backend_name, "cpu") == 0;
+  if (cpu_plan) pd_cpu_plan_kernels(plan, s->kernels, sizeof s->kernels);
+  const pd_precision ran = cpu_plan ? pd_cpu_plan_precision(plan) : cpu ? prec : PD_PRECISION_FP32;
+  snprintf(s->precision, sizeof s->precision, "%s", pd_precision_name(ran));
   if (!cpu && prec != PD_PRECISION_FP32)
     snprintf(s->precision_reason, sizeof s->precision_reason, "fp32 (%s runs fp32 only)",
              s->backend_name);
