@@ -32,7 +32,7 @@
 #include "pd_test_cases.h"
 
 #define MAX_CROPS 40
-#define BF16_TOL 0.05 /* measured: 0.008 on these crops, 0.023 over all 2583 val crops */
+#define BF16_TOL 0.05 /* measured 0.008 here; 0.029 over 2583 val crops, every conv bf16 */
 
 typedef struct crop {
   unsigned char *jpeg;

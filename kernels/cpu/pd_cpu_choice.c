@@ -286,7 +286,8 @@ static int choose_layer(pd_cpu_choice *c, const pd_cpu_choice_plan *plan, int li
   }
   const char *our_name =
       plan->wino_u[list][layer] ? plan->wino->name : (conv ? "im2col+sgemm" : "sgemm");
-  const int use16 = dnn16 >= 0 && dnn16 < dnn;
+  /* kernels onednn: bf16 wherever oneDNN has it (the most bf16 a plan can have) */
+  const int use16 = dnn16 >= 0 && (c->mode == PD_CPU_KERNELS_ONEDNN || dnn16 < dnn);
   const double best_dnn = use16 ? dnn16 : dnn;
   const int take = c->mode == PD_CPU_KERNELS_ONEDNN || best_dnn < ours;
   if (conv)

@@ -26,7 +26,7 @@
 typedef enum pd_cpu_kernels {
   PD_CPU_KERNELS_AUTO = 0, /* time both per layer, keep the faster */
   PD_CPU_KERNELS_OURS,     /* never oneDNN */
-  PD_CPU_KERNELS_ONEDNN,   /* oneDNN wherever it applies */
+  PD_CPU_KERNELS_ONEDNN,   /* oneDNN wherever it applies (with bf16: in bf16 wherever it can) */
 } pd_cpu_kernels;
 
 typedef struct pd_cpu_choice pd_cpu_choice;
