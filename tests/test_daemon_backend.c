@@ -5,7 +5,8 @@
  * `cuda` must fail at start with an error naming the step. The module's
  * folder is chosen with PLANKTOND_MODULE_DIR. With a GPU, plan_faults
  * injects a failure at each plan stage (PD_CUDA_FAULT_INJECT): `auto` must
- * serve on the CPU, `cuda` must fail naming the stage; it skips without one.
+ * serve on the CPU, `cuda` must fail naming the stage; then a sticky error
+ * injected in a run must put the plan out of service; it skips without one.
  * links_no_cuda reads planktond's DT_NEEDED entries: no CUDA library.
  *
  * $PD_CUDA_MODULE: the built module ("" where nvcc was not found);
@@ -265,6 +266,30 @@ static void module_other_abi(pd_test_state *st) {
   run_daemon(st, "cuda", dir, false, want, NULL);
 }
 
+/* A sticky device error in a run (injected): that batch fails INTERNAL,
+ * and so does every later one, at once, naming the first error. */
+static void run_sticky(pd_test_state *st, const char *dir) {
+  char env_dir[600];
+  snprintf(env_dir, sizeof env_dir, "PLANKTOND_MODULE_DIR=%s", dir);
+  const char *env[] = {env_dir, "PD_CUDA_FAULT_INJECT=run", NULL};
+  const char *args[] = {"--backend", "cuda", NULL};
+  pd_td_opts o = {.env = env};
+  pd_td d = {0};
+  PD_CHECK(st, pd_td_start_opts(&d, &o, args) == 0);
+  pc_client *c = d.pid > 0 ? pd_td_connect(&d, 1) : NULL;
+  for (int k = 0; c && k < 2; k++) {
+    pc_client_classify_request rq = pd_td_crop_request(&crop, (uint64_t)k + 1, true);
+    pc_client_response *r = NULL;
+    PD_CHECK(st, pc_client_classify(c, &rq, &r, NULL) == PC_CLIENT_OK);
+    PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_INTERNAL);
+    if (r) PD_CHECK_CONTAINS(st, r->message, "cudaErrorIllegalAddress");
+    if (r && k == 1) PD_CHECK_CONTAINS(st, r->message, "plan out of service since a sticky");
+    pc_client_response_free(r);
+  }
+  if (c) pc_client_close(c);
+  pd_td_cleanup(&d);
+}
+
 /* Each plan stage failing on a device: needs a GPU. */
 static void plan_faults(pd_test_state *st) {
   const char *m = real_module();
@@ -293,6 +318,7 @@ static void plan_faults(pd_test_state *st) {
     run_daemon2(st, "auto", dir, true, line, k[i].step, env);
     run_daemon(st, "cuda", dir, false, k[i].step, env);
   }
+  run_sticky(st, dir);
 }
 
 static int setup(void) {

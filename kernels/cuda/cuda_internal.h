@@ -74,7 +74,7 @@ int pd_cuda__sticky(cudaError_t e);
  * check need a device to be reached. */
 #define PD_CUDA_FAULT_ENV "PD_CUDA_FAULT_INJECT"
 #define PD_CUDA_FAULT_STAGES                                                                       \
-  "probe, handles, weights, buffers, descriptors, algorithms, workspace, warm-up, graphs"
+  "probe, handles, weights, buffers, descriptors, algorithms, workspace, warm-up, graphs, run"
 int pd_cuda__fault_parse(const char *spec, char *out, size_t cap, pd_error *err);
 #define FAULT_CU(fault, stage, w, call, code)                                                      \
   do {                                                                                             \
@@ -119,6 +119,8 @@ typedef struct cuda_plan {
   pd_cuda_options opt;
   char fault[16]; /* the backend's injected stage */
   int sync_layers;
+  int dead;           /* a sticky device error: every later run fails at once */
+  char dead_why[320]; /* that error */
   cudaStream_t stream;
   cudnnHandle_t dnn;
   cublasHandle_t blas;

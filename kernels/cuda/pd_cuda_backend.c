@@ -99,9 +99,9 @@ int pd_cuda__blas_fail(pd_error *err, const where *w, const char *call, cublasSt
 int pd_cuda__fault_parse(const char *spec, char *out, size_t cap, pd_error *err) {
   out[0] = '\0';
   if (!spec || !*spec) return PD_OK;
-  static const char *const stages[] = {"probe",     "handles",     "weights",
-                                       "buffers",   "descriptors", "algorithms",
-                                       "workspace", "warm-up",     "graphs"};
+  static const char *const stages[] = {"probe",       "handles",    "weights",   "buffers",
+                                       "descriptors", "algorithms", "workspace", "warm-up",
+                                       "graphs",      "run"};
   for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
     if (strcmp(spec, stages[i]) == 0) {
       snprintf(out, cap, "%s", stages[i]);

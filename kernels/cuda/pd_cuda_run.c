@@ -176,11 +176,25 @@ static int run_batch(cuda_plan *p, const pd_batch *in, float *probs, pd_error *e
 int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
   cuda_plan *p = (cuda_plan *)plan;
   if (in->n == 0) return PD_OK;
+  if (p->dead)
+    return pd_error_set(err, PD_EINTERNAL,
+                        "cuda backend: plan out of service since a sticky device error (%s); "
+                        "a reload makes a new plan",
+                        p->dead_why);
   const where w = {.step = "run"};
   CU(&w, cudaSetDevice, (p->device));
-  int rc = run_batch(p, in, probs, err);
+  const int injected = strcmp(p->fault, "run") == 0;
+  int rc = injected ? pd_cuda__cu_fail(err, &w, "cudaStreamSynchronize (injected)",
+                                       cudaErrorIllegalAddress)
+                    : run_batch(p, in, probs, err);
   if (rc != PD_OK) {
     pd_cuda__drain(p);
+    /* a sticky error stays: every later call on the context returns it */
+    const cudaError_t e = injected ? cudaErrorIllegalAddress : cudaStreamQuery(p->stream);
+    if (pd_cuda__sticky(e)) {
+      p->dead = 1;
+      snprintf(p->dead_why, sizeof p->dead_why, "%.300s", err->msg);
+    }
     pd_error_prefix(err, "cuda backend");
   }
   return rc;
