@@ -51,8 +51,13 @@
  * the call, its error name and text, and the layer (or the plan step), e.g.
  * "cuda backend: layer 'a.1' (conv, batch bucket 64): cudnnConvolutionForward:
  * CUDNN_STATUS_EXECUTION_FAILED". A failed run fails only that batch; after
- * a sticky device error (an illegal address, a lost device) the plan and
- * backend should be destroyed and recreated (or the CPU used).
+ * a sticky device error (an illegal address, a lost device) the plan is out
+ * of service: every later run fails at once naming that error, and the plan
+ * and backend must be destroyed and recreated (or the CPU used). Under
+ * `auto` a plan that fails to be made falls back to the CPU
+ * (pd_backend_fall_back). $PD_CUDA_FAULT_INJECT=<stage> makes a stage fail
+ * for the tests; $PD_CUDA_SYNC_LAYERS=1 waits after each layer so an
+ * asynchronous fault names its layer.
  *
  * Thread use: one run at a time per plan (pd_backend.h); every entry point
  * makes the backend's device current on the calling thread first, so plans
