@@ -1,6 +1,8 @@
-/* pd_image16: 16-bit gray PNG decoded at full depth, for whole camera
- * frames (a 10-12 bit camera's frame keeps its values; pd_image.h's crop
- * decoder brings every PNG down to 8 bits). Owns the pixel buffer it
+/* pd_image16: 16-bit gray PNG and TIFF decoded at full depth, for whole
+ * camera frames (a 10-12 bit camera's frame keeps its values; pd_image.h's
+ * crop decoder brings every 16-bit image down to 8 bits). The TIFF reader
+ * is pd_image_tiff.c's, with its rules (first directory, strips or tiles,
+ * MinIsWhite inverted). Owns the pixel buffer it
  * returns. Dimensions are checked against the caller's limits from the
  * header, before any pixel buffer is allocated; libpng's messages never
  * reach stderr (errors come back as pd_error messages). */
@@ -25,5 +27,12 @@ typedef struct pd_gray16_image {
  * (zero size, over the limits), PD_ENOMEM. */
 int pd_image_decode_png16(const uint8_t *data, size_t len, const pd_image_limits *limits,
                           pd_gray16_image *out, pd_error *err);
+
+/* A 16-bit gray TIFF, as pd_image_decode_png16 for PNG: PD_EUNSUPP
+ * (nothing allocated) when the bytes are an 8-bit TIFF or not a TIFF;
+ * the kinds pd_image_decode refuses (RGB, floats, ...) fail the same way
+ * here, with its message. */
+int pd_image_decode_tiff16(const uint8_t *data, size_t len, const pd_image_limits *limits,
+                           pd_gray16_image *out, pd_error *err);
 
 #endif

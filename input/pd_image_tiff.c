@@ -26,6 +26,7 @@
 
 #include <tiffio.h>
 
+#include "pd_image16.h"
 #include "pd_image_internal.h"
 
 /* The most libtiff may allocate at once (strip buffers, tag arrays): a
@@ -42,6 +43,7 @@ typedef struct tiff_job {
   char msg[200]; /* libtiff's first error ("" if none) */
   uint8_t *buf;  /* one strip or tile */
   uint8_t *pixels;
+  bool keep16; /* 16-bit samples kept at full depth (pd_image_decode_tiff16) */
 } tiff_job;
 
 /* ---- I/O over the bytes ---- */
@@ -206,8 +208,19 @@ static int tiff_check_kind(TIFF *tif, const pd_image_limits *lim, tiff_layout *l
 
 /* ---- pixels ---- */
 
-/* n samples of one row (native byte order: libtiff swaps) to gray8. */
-static void samples_to_gray(const uint8_t *in, const tiff_layout *lay, size_t n, uint8_t *out) {
+/* n samples of one row (native byte order: libtiff swaps) to gray8, or
+ * with keep16 to gray16 in host order (out then holds 2 bytes a sample). */
+static void samples_to_gray(const uint8_t *in, const tiff_layout *lay, size_t n, uint8_t *out,
+                            bool keep16) {
+  if (keep16) {
+    for (size_t i = 0; i < n; i++) {
+      uint16_t v;
+      memcpy(&v, in + 2 * i, 2);
+      if (lay->invert) v = (uint16_t)(65535u - v);
+      memcpy(out + 2 * i, &v, 2);
+    }
+    return;
+  }
   if (lay->bytes == 1) {
     for (size_t i = 0; i < n; i++)
       out[i] = lay->invert ? (uint8_t)(255u - in[i]) : in[i];
@@ -219,6 +232,10 @@ static void samples_to_gray(const uint8_t *in, const tiff_layout *lay, size_t n,
     if (lay->invert) v = (uint16_t)(65535u - v);
     out[i] = (uint8_t)(((uint32_t)v * 255u + 32767u) / 65535u);
   }
+}
+
+static size_t out_bytes(const tiff_job *job) {
+  return job->keep16 ? 2 : 1;
 }
 
 static int tiff_read_strips(TIFF *tif, tiff_job *job, const tiff_layout *lay) {
@@ -247,7 +264,8 @@ static int tiff_read_strips(TIFF *tif, tiff_job *job, const tiff_layout *lay) {
                           "TIFF: strip %zu of %zu holds %lld bytes, %zu rows need %zu", s + 1, need,
                           (long long)got, rows, rows * row_bytes);
     for (size_t r = 0; r < rows; r++)
-      samples_to_gray(job->buf + r * row_bytes, lay, w, job->pixels + (y0 + r) * w);
+      samples_to_gray(job->buf + r * row_bytes, lay, w, job->pixels + (y0 + r) * w * out_bytes(job),
+                      job->keep16);
   }
   return PD_OK;
 }
@@ -282,7 +300,8 @@ static int tiff_read_tiles(TIFF *tif, tiff_job *job, const tiff_layout *lay,
                             y0, (long long)got, tw, th, tile_row * th);
       const size_t cols = w - x0 < tw ? w - x0 : tw, rows = h - y0 < th ? h - y0 : th;
       for (size_t r = 0; r < rows; r++)
-        samples_to_gray(job->buf + r * tile_row, lay, cols, job->pixels + (y0 + r) * w + x0);
+        samples_to_gray(job->buf + r * tile_row, lay, cols,
+                        job->pixels + ((y0 + r) * w + x0) * out_bytes(job), job->keep16);
     }
   return PD_OK;
 }
@@ -292,15 +311,18 @@ static int tiff_decode_open(TIFF *tif, tiff_job *job, const pd_image_limits *lim
   if (job->msg[0]) return tiff_fail(job, "first directory");
   int rc = tiff_check_kind(tif, lim, lay, job->err);
   if (rc) return rc;
-  job->pixels = pd_image_alloc_pixels(lay->width, lay->height, 1);
+  if (job->keep16 && lay->bytes != 2) return PD_EUNSUPP; /* 8-bit: pd_image_decode's */
+  job->pixels = pd_image_alloc_pixels(lay->width, lay->height, out_bytes(job));
   if (!job->pixels)
     return pd_error_set(job->err, PD_ENOMEM, "TIFF: no memory for %ux%u", lay->width, lay->height);
   return TIFFIsTiled(tif) ? tiff_read_tiles(tif, job, lay, lim) : tiff_read_strips(tif, job, lay);
 }
 
-int pd_image_decode_tiff(const uint8_t *data, size_t len, const pd_image_limits *lim,
-                         pd_gray_image *out, pd_error *err) {
-  tiff_job job = {.data = data, .len = len, .err = err};
+/* The one decode: *pixels (malloc'ed) of lay's size, gray8 or, with keep16,
+ * gray16. */
+static int decode(const uint8_t *data, size_t len, const pd_image_limits *lim, bool keep16,
+                  tiff_layout *out_lay, uint8_t **pixels, pd_error *err) {
+  tiff_job job = {.data = data, .len = len, .err = err, .keep16 = keep16};
   TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
   if (!opts) return pd_error_set(err, PD_ENOMEM, "TIFF: cannot create the decoder");
   TIFFOpenOptionsSetMaxSingleMemAlloc(opts, PD_TIFF_MAX_SINGLE_ALLOC);
@@ -323,8 +345,32 @@ int pd_image_decode_tiff(const uint8_t *data, size_t len, const pd_image_limits 
     free(job.pixels);
     return rc;
   }
+  *out_lay = lay;
+  *pixels = job.pixels;
+  return PD_OK;
+}
+
+int pd_image_decode_tiff(const uint8_t *data, size_t len, const pd_image_limits *lim,
+                         pd_gray_image *out, pd_error *err) {
+  tiff_layout lay = {0};
+  uint8_t *pixels = NULL;
+  int rc = decode(data, len, lim, false, &lay, &pixels, err);
+  if (rc) return rc;
   out->width = (int)lay.width;
   out->height = (int)lay.height;
-  out->pixels = job.pixels;
+  out->pixels = pixels;
+  return PD_OK;
+}
+
+int pd_image_decode_tiff16(const uint8_t *data, size_t len, const pd_image_limits *lim,
+                           pd_gray16_image *out, pd_error *err) {
+  if (pd_image_sniff(data, len) != PD_IMAGE_TIFF) return PD_EUNSUPP;
+  tiff_layout lay = {0};
+  uint8_t *pixels = NULL;
+  int rc = decode(data, len, lim, true, &lay, &pixels, err);
+  if (rc) return rc;
+  out->width = (int)lay.width;
+  out->height = (int)lay.height;
+  out->pixels = (uint16_t *)(void *)pixels;
   return PD_OK;
 }

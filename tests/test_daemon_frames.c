@@ -11,6 +11,8 @@
  *  - png_16bit: the same 12-bit frame as a 16-bit gray PNG: decoded at full
  *    depth (the same objects and gray features as raw gray16); 12 bits
  *    declared on an 8-bit PNG refused;
+ *  - tiff_16bit: the same as 16-bit gray TIFFs (LZW strips; MinIsWhite
+ *    big-endian tiles): at full depth too; 12 bits on an 8-bit TIFF refused;
  *  - empty: a white frame is OK with no object;
  *  - bad_input: zero size, significant bits that do not fit, a sample
  *    above them, a background of another size, too few bytes, over
@@ -28,10 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tiffio.h>
+
 #include "pd_daemon_test.h"
 #include "pd_td_wait.h"
 #include "pd_test.h"
 #include "pd_test_cases.h"
+#include "pd_test_tiff.h"
 
 #define FW 640
 #define FH 480
@@ -347,6 +352,81 @@ static void png_16bit(pd_test_state *st) {
   stop(st, &d);
 }
 
+/* The 12-bit frame as a 16-bit gray TIFF (LZW strips, then MinIsWhite
+ * tiles): decoded at full depth, the same objects and gray features as the
+ * raw gray16 frame; 12 bits declared on an 8-bit TIFF refused. */
+static void tiff_16bit(pd_test_state *st) {
+  pd_td d;
+  if (!start(st, &d, NULL)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  uint16_t *s16 = malloc((size_t)FW * FH * sizeof *s16);
+  uint16_t *inv = malloc((size_t)FW * FH * sizeof *inv);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, c && frame && s16 && inv);
+  if (c && frame && s16 && inv) {
+    for (size_t i = 0; i < (size_t)FW * FH; i++) {
+      s16[i] = (uint16_t)(frame[i] * 16u);
+      inv[i] = (uint16_t)(65535u - s16[i]);
+    }
+    const pd_test_tiff kinds[] = {
+        {.width = FW,
+         .height = FH,
+         .bits = 16,
+         .samples = 1,
+         .photometric = PHOTOMETRIC_MINISBLACK,
+         .compression = COMPRESSION_LZW,
+         .rows_per_strip = 37,
+         .pixels = s16},
+        {.width = FW,
+         .height = FH,
+         .bits = 16,
+         .samples = 1,
+         .photometric = PHOTOMETRIC_MINISWHITE,
+         .tile_width = 128,
+         .tile_height = 64,
+         .big_endian = 1,
+         .pixels = inv},
+    };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+      size_t len = 0;
+      uint8_t *tif = pd_test_tiff_write(&kinds[k], &len);
+      PD_CHECK(st, tif != NULL);
+      if (!tif) continue;
+      pc_client_frame_request rq = raw8_request(31 + 2 * k, tif, FW, FH);
+      rq.image.format = PC_CLIENT_IMAGE_TIFF;
+      rq.image.len = len;
+      rq.image.width = rq.image.height = 0;
+      rq.image.significant_bits = 12;
+      deep_matches_8bit(st, c, &rq, 32 + 2 * k, p, frame);
+      free(tif);
+    }
+    const pd_test_tiff t8 = {.width = FW,
+                             .height = FH,
+                             .bits = 8,
+                             .samples = 1,
+                             .photometric = PHOTOMETRIC_MINISBLACK,
+                             .pixels = frame};
+    size_t len8 = 0;
+    uint8_t *tif8 = pd_test_tiff_write(&t8, &len8);
+    PD_CHECK(st, tif8 != NULL);
+    if (tif8) {
+      pc_client_frame_request rq = raw8_request(39, tif8, FW, FH);
+      rq.image.format = PC_CLIENT_IMAGE_TIFF;
+      rq.image.len = len8;
+      rq.image.width = rq.image.height = 0;
+      rq.image.significant_bits = 12;
+      expect_invalid(st, c, &rq, "significant_bits 12", "8-bit");
+    }
+    free(tif8);
+  }
+  pc_client_close(c);
+  free(frame);
+  free(s16);
+  free(inv);
+  stop(st, &d);
+}
+
 static void empty(pd_test_state *st) {
   pd_td d;
   if (!start(st, &d, NULL)) return;
@@ -614,7 +694,7 @@ static void teardown(void) {
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
     PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
-    PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),
+    PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),  PD_TEST_CASE(tiff_16bit),
 };
 
 PD_TEST_MAIN("daemon_frames", setup, teardown, k_cases)

@@ -182,9 +182,11 @@ static int decode_image(const pd_frame_image *im, long max_pixels, const char *w
     return PD_OK;
   }
   const pd_image_limits lim = {.max_width = 65535, .max_height = 65535, .max_pixels = max_pixels};
-  if (pd_image_sniff(im->data, im->len) == PD_IMAGE_PNG) { /* 16-bit gray: at full depth */
+  const pd_image_format kind = pd_image_sniff(im->data, im->len);
+  if (kind == PD_IMAGE_PNG || kind == PD_IMAGE_TIFF) { /* 16-bit gray: at full depth */
     pd_gray16_image g16 = {0};
-    int rc = pd_image_decode_png16(im->data, im->len, &lim, &g16, err);
+    int rc = kind == PD_IMAGE_PNG ? pd_image_decode_png16(im->data, im->len, &lim, &g16, err)
+                                  : pd_image_decode_tiff16(im->data, im->len, &lim, &g16, err);
     if (rc == PD_OK) {
       out->owned = g16.pixels;
       out->f =
@@ -203,8 +205,8 @@ static int decode_image(const pd_frame_image *im, long max_pixels, const char *w
   }
   if (im->significant_bits > 8)
     return pd_error_set(err, PD_EINVAL,
-                        "%s: significant_bits %d, but it is an 8-bit image (16 bits: gray PNG "
-                        "or raw gray16)",
+                        "%s: significant_bits %d, but it is an 8-bit image (16 bits: gray PNG, "
+                        "gray TIFF or raw gray16)",
                         what, im->significant_bits);
   pd_gray_image g = {0};
   int rc = pd_image_decode(im->data, im->len, &lim, &g, err);
