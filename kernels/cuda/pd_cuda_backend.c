@@ -231,7 +231,38 @@ void pd_cuda_backend_describe(const pd_backend *be, char *buf, size_t len) {
     snprintf(buf, len, "%s", ((const cuda_backend *)be)->describe);
 }
 
-/* Checks the device can run us: kernel image, cuDNN and cuBLAS. */
+/* cuDNN loads its sub-libraries (cnn, engines) only when first used: one
+ * small convolution's descriptors and a heuristic algorithm query load
+ * them, so a partial install fails here, not at plan time. */
+static cudnnStatus_t probe_conv(cudnnHandle_t h) {
+  cudnnTensorDescriptor_t x = NULL, y = NULL;
+  cudnnFilterDescriptor_t f = NULL;
+  cudnnConvolutionDescriptor_t c = NULL;
+  cudnnStatus_t s = cudnnCreateTensorDescriptor(&x);
+  if (s == CUDNN_STATUS_SUCCESS) s = cudnnCreateTensorDescriptor(&y);
+  if (s == CUDNN_STATUS_SUCCESS) s = cudnnCreateFilterDescriptor(&f);
+  if (s == CUDNN_STATUS_SUCCESS) s = cudnnCreateConvolutionDescriptor(&c);
+  if (s == CUDNN_STATUS_SUCCESS)
+    s = cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 8, 8, 8);
+  if (s == CUDNN_STATUS_SUCCESS)
+    s = cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 8, 8, 8);
+  if (s == CUDNN_STATUS_SUCCESS)
+    s = cudnnSetFilter4dDescriptor(f, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 8, 8, 3, 3);
+  if (s == CUDNN_STATUS_SUCCESS)
+    s = cudnnSetConvolution2dDescriptor(c, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
+                                        CUDNN_DATA_FLOAT);
+  cudnnConvolutionFwdAlgoPerf_t perf[1];
+  int n = 0;
+  if (s == CUDNN_STATUS_SUCCESS)
+    s = cudnnGetConvolutionForwardAlgorithm_v7(h, x, f, c, y, 1, &n, perf);
+  if (c) cudnnDestroyConvolutionDescriptor(c);
+  if (f) cudnnDestroyFilterDescriptor(f);
+  if (y) cudnnDestroyTensorDescriptor(y);
+  if (x) cudnnDestroyTensorDescriptor(x);
+  return s;
+}
+
+/* Checks the device can run us: kernel image, cuDNN (with a convolution) and cuBLAS. */
 static int probe_device(const char *fault, const char *dev, pd_error *err) {
   cudaError_t e = pd_cuda_kernels_probe();
   if (e != cudaSuccess && e != cudaErrorNoKernelImageForDevice &&
@@ -257,7 +288,13 @@ static int probe_device(const char *fault, const char *dev, pd_error *err) {
   if (s != CUDNN_STATUS_SUCCESS)
     return pd_error_set(err, PD_EUNSUPP, "%s: probe: cudnnCreate%s: %s", dev,
                         strcmp(fault, "probe") == 0 ? " (injected)" : "", cudnnGetErrorString(s));
+  s = probe_conv(h);
   cudnnDestroy(h);
+  if (s != CUDNN_STATUS_SUCCESS)
+    return pd_error_set(err, PD_EUNSUPP,
+                        "%s: probe: a 3x3 NHWC FP32 convolution's descriptors and algorithm "
+                        "(cuDNN's cnn sub-library): %s",
+                        dev, cudnnGetErrorString(s));
   cublasHandle_t bh = NULL;
   cublasStatus_t bs = cublasCreate(&bh);
   if (bs != CUBLAS_STATUS_SUCCESS)
