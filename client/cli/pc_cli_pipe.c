@@ -195,7 +195,16 @@ static int take_one(pipe_state *p, const pc_cli_source *src, pc_cli_error *err) 
                                    .tta = o->tta};
   pc_client_error e;
   s->state = SLOT_IN_FLIGHT;
-  int sr = pc_client_send_classify(p->c, &rq, &e);
+  int sr;
+  if (o->frame) {
+    pc_client_frame_request fr = *o->frame;
+    fr.id = seq;
+    fr.image.data = p->buf;
+    fr.image.len = len;
+    sr = pc_client_send_frame(p->c, &fr, &e);
+  } else {
+    sr = pc_client_send_classify(p->c, &rq, &e);
+  }
   if (sr == PC_CLIENT_OK) return 1;
   if (sr == PC_CLIENT_EAGAIN) { /* cannot happen: the caller checked the window */
     s->state = SLOT_DONE;
@@ -215,9 +224,10 @@ static void collect(pipe_state *p, char *closing, size_t closing_len, double *la
       pc_client_response_free(r);
       continue;
     }
-    slot *s = r->kind == PC_CLIENT_RESPONSE_CLASSIFY && r->id >= p->head && r->id < p->next
-                  ? &p->ring[r->id % p->cap]
-                  : NULL;
+    const pc_client_response_kind want =
+        p->o->frame ? PC_CLIENT_RESPONSE_FRAME : PC_CLIENT_RESPONSE_CLASSIFY;
+    slot *s =
+        r->kind == want && r->id >= p->head && r->id < p->next ? &p->ring[r->id % p->cap] : NULL;
     if (!s || s->state != SLOT_IN_FLIGHT) { /* not ours: ignore */
       pc_client_response_free(r);
       continue;

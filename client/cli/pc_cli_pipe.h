@@ -4,7 +4,8 @@
  * flight), sends it with pc_client_send_classify, waits with poll() on the
  * client's descriptor, pops answers as they complete and hands every input
  * to a callback exactly once: in input order (a reorder ring of 4 x window
- * slots) or in completion order. Files that cannot be read and answers
+ * slots) or in completion order. With a frame template each file goes as
+ * a FrameRequest (segment) instead of a ClassifyRequest. Files that cannot be read and answers
  * with a non-OK status are results with an error; the run goes on. Owns
  * the ring, the answers not yet handed out and the file buffer. */
 #ifndef PC_CLI_PIPE_H
@@ -37,7 +38,7 @@ typedef struct pc_cli_result {
   const char *path;
   long tag;
   const char *error;              /* NULL when classified; else "PATH: why" */
-  const pc_client_response *resp; /* the classify answer (status OK) when error is NULL */
+  const pc_client_response *resp; /* the answer (status OK) when error is NULL */
   uint32_t width, height;         /* from the file's header; 0 when unknown */
 } pc_cli_result;
 
@@ -50,6 +51,11 @@ typedef struct pc_cli_pipe_options {
   uint32_t top_k;
   bool full_distribution;
   uint32_t tta;
+  /* non-NULL: each file is sent as a FrameRequest with these settings (the
+   * id and the image's bytes are the pipe's; the image's format and
+   * significant bits are the template's) and results carry the frame
+   * answer; model, top_k, full_distribution and tta above are then unused */
+  const pc_client_frame_request *frame;
   void (*on_result)(void *ctx, const pc_cli_result *r);
   void (*before_wait)(
       void *ctx); /* before each blocking wait (flush output, progress); may be NULL */

@@ -16,6 +16,7 @@
 #include "pc_cli_args.h"
 #include "pc_cli_json.h"
 #include "pc_cli_out.h"
+#include "pc_cli_pipe.h"
 #include "pc_cli_png.h"
 #include "pc_cli_progress.h"
 #include "pc_cli_retry.h"
@@ -36,6 +37,9 @@ void pc_cli_segment_usage(const char *prog, FILE *f) {
           "it) or - to read one path per line from standard input.\n"
           "\n"
           "Options:\n"
+          "  -j, --jobs N            frames in flight on the connection (default 2)\n"
+          "  -u, --completion-order  write a frame's lines as its answer arrives (default:\n"
+          "                          in input order)\n"
           "  -k, --top N             classes per object, best first (default 1)\n"
           "      --tta N             test-time augmentation transforms (default: the model's)\n"
           "      --model NAME        a model the daemon serves (default: its default model)\n"
@@ -80,6 +84,8 @@ typedef struct seg_ctx {
   unsigned top_k;
   const char *crops_dir;
   pc_cli_segeco *eco; /* format ecotaxa */
+  pc_cli_progress progress;
+  bool unflushed;
   long frames_ok, frames_failed, objects;
 } seg_ctx;
 
@@ -180,62 +186,51 @@ static int save_crop(const seg_ctx *x, const char *path, size_t i, const pc_clie
   return PC_CLI_EXIT_OK;
 }
 
-static int read_file(const char *path, uint64_t max, uint8_t **data, size_t *len,
-                     pc_cli_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: not a regular file", path);
+/* One frame's result from the pipe: its rows (and crops) written, or its
+ * error on stderr; counted either way. */
+static void on_result(void *arg, const pc_cli_result *r) {
+  seg_ctx *x = arg;
+  pc_cli_error err;
+  const char *msg = r->error;
+  int rc = PC_CLI_EXIT_OK;
+  if (!msg) {
+    const pc_client_frame_result *fr = &r->resp->u.frame;
+    if (x->eco) rc = pc_cli_segeco_frame(x->eco, x->f, r->path, fr, &err);
+    for (size_t i = 0; i < fr->n_objects && rc == PC_CLI_EXIT_OK; i++) {
+      if (!x->eco) row(x, r->path, i, &fr->objects[i]);
+      if (x->crops_dir) rc = save_crop(x, r->path, i, &fr->objects[i], &err);
+    }
+    if (rc != PC_CLI_EXIT_OK) msg = err.msg;
+    x->objects += (long)fr->n_objects;
   }
-  if ((uint64_t)sb.st_size > max) {
-    fclose(f);
-    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: %lld bytes, over --max-file-size %llu", path,
-                       (long long)sb.st_size, (unsigned long long)max);
+  if (msg) {
+    pc_cli_progress_clear(&x->progress);
+    fprintf(stderr, "%s: %s\n", x->prog, msg);
+    x->frames_failed++;
+  } else {
+    x->frames_ok++;
+    x->unflushed = true;
   }
-  *len = (size_t)sb.st_size;
-  *data = malloc(*len ? *len : 1);
-  if (!*data || fread(*data, 1, *len, f) != *len) {
-    free(*data);
-    *data = NULL;
-    fclose(f);
-    return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: cannot read it", path);
-  }
-  fclose(f);
-  return PC_CLI_EXIT_OK;
+  pc_cli_progress_count(&x->progress, msg != NULL);
+  pc_cli_progress_draw(&x->progress);
 }
 
-/* One frame: sent, answered, its rows written. EXIT_DAEMON ends the run. */
-static int one_frame(seg_ctx *x, pc_client *c, pc_client_frame_request *rq, const char *path,
-                     uint64_t max_file, pc_cli_error *err) {
-  uint8_t *data = NULL;
-  size_t len = 0;
-  int rc = read_file(path, max_file, &data, &len, err);
-  if (rc != PC_CLI_EXIT_OK) return rc;
-  rq->image.data = data;
-  rq->image.len = len;
-  pc_client_response *r = NULL;
-  pc_client_error ce;
-  int crc = pc_client_frame(c, rq, &r, &ce);
-  free(data);
-  if (crc != PC_CLIENT_OK) return pc_cli_fail(err, PC_CLI_EXIT_DAEMON, "%s", ce.message);
-  if (r->kind == PC_CLIENT_RESPONSE_ERROR || r->status != PC_CLIENT_STATUS_OK) {
-    rc = pc_cli_fail(err,
-                     r->kind == PC_CLIENT_RESPONSE_ERROR ? PC_CLI_EXIT_DAEMON : PC_CLI_EXIT_FAILED,
-                     "%s: %s", path, r->message);
-    pc_client_response_free(r);
-    return rc;
-  }
-  const pc_client_frame_result *fr = &r->u.frame;
-  if (x->eco) rc = pc_cli_segeco_frame(x->eco, x->f, path, fr, err);
-  for (size_t i = 0; i < fr->n_objects && rc == PC_CLI_EXIT_OK; i++) {
-    if (!x->eco) row(x, path, i, &fr->objects[i]);
-    if (x->crops_dir) rc = save_crop(x, path, i, &fr->objects[i], err);
-  }
-  x->objects += (long)fr->n_objects;
-  pc_client_response_free(r);
-  return rc;
+static void before_wait(void *arg) {
+  seg_ctx *x = arg;
+  if (x->unflushed) fflush(x->f);
+  x->unflushed = false;
+  pc_cli_progress_draw(&x->progress);
+}
+
+/* The frames: the walk's paths. */
+static int walk_next(void *ctx, const char **path, long *tag, pc_cli_error *err) {
+  *tag = 0;
+  int rc = pc_cli_walk_next(ctx, path, err);
+  return rc == PC_CLI_WALK_WAIT ? PC_CLI_SOURCE_WAIT : rc;
+}
+
+static int walk_wait_fd(void *ctx) {
+  return pc_cli_walk_wait_fd(ctx);
 }
 
 enum {
@@ -256,7 +251,9 @@ enum {
   OPT_RETRY_FOR
 };
 
-static const struct option k_longs[] = {{"top", required_argument, NULL, 'k'},
+static const struct option k_longs[] = {{"jobs", required_argument, NULL, 'j'},
+                                        {"completion-order", no_argument, NULL, 'u'},
+                                        {"top", required_argument, NULL, 'k'},
                                         {"tta", required_argument, NULL, OPT_TTA},
                                         {"model", required_argument, NULL, OPT_MODEL},
                                         {"format", required_argument, NULL, 'f'},
@@ -278,7 +275,8 @@ static const struct option k_longs[] = {{"top", required_argument, NULL, 'k'},
                                         {0, 0, 0, 0}};
 
 typedef struct seg_opts {
-  long top, tta, min_area, max_area, padding, max_objects, bits;
+  long jobs, top, tta, min_area, max_area, padding, max_objects, bits;
+  bool completion;
   double threshold, retry_for;
   int progress, background;
   bool drop_edge;
@@ -302,8 +300,15 @@ static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o
   int rc = PC_CLI_EXIT_OK, c;
   optind = 0;
   opterr = 0;
-  while (rc == PC_CLI_EXIT_OK && (c = getopt_long(argc, argv, ":k:f:o:h", k_longs, NULL)) != -1) {
+  while (rc == PC_CLI_EXIT_OK &&
+         (c = getopt_long(argc, argv, ":j:uk:f:o:h", k_longs, NULL)) != -1) {
     switch (c) {
+    case 'j':
+      rc = pc_cli_parse_int("--jobs", optarg, 1, 1024, &o->jobs, err);
+      break;
+    case 'u':
+      o->completion = true;
+      break;
     case 'k':
       rc = pc_cli_parse_int("--top", optarg, 1, 100000, &o->top, err);
       break;
@@ -374,17 +379,6 @@ static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o
   return rc;
 }
 
-/* Waits for the next path of the walk (a `-` list may be slow to come). */
-static int next_path(pc_cli_walk *w, const char **path, pc_cli_error *err) {
-  for (;;) {
-    int rc = pc_cli_walk_next(w, path, err);
-    if (rc != PC_CLI_WALK_WAIT) return rc;
-    struct pollfd p = {.fd = pc_cli_walk_wait_fd(w), .events = POLLIN};
-    if (poll(&p, 1, -1) < 0 && errno != EINTR)
-      return pc_cli_fail(err, -1, "waiting for paths: %s", strerror(errno));
-  }
-}
-
 static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_paths, seg_ctx *x,
                pc_client *client, pc_cli_error *err) {
   pc_client_frame_request rq = {
@@ -400,47 +394,32 @@ static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_pa
       .top_k = (uint32_t)o->top,
       .tta = (uint32_t)o->tta,
       .return_crops = o->crops_dir != NULL || o->format == PC_CLI_FORMAT_ECOTAXA};
-  pc_cli_progress progress;
   bool show = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress == 1;
-  pc_cli_progress_init(&progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
+  pc_cli_progress_init(&x->progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
   pc_cli_walk *walk = NULL;
   int rc = pc_cli_walk_open(paths, n_paths, STDIN_FILENO, &walk, err);
-  uint64_t id = 1;
-  while (rc == PC_CLI_EXIT_OK) {
-    const char *path = NULL;
-    int w = next_path(walk, &path, err);
-    if (w == PC_CLI_WALK_END) break;
-    if (w < 0) {
-      rc = PC_CLI_EXIT_FAILED;
-      break;
-    }
-    int frc = PC_CLI_EXIT_FAILED;
-    if (w == PC_CLI_WALK_PATH) {
-      rq.id = id++;
-      frc = one_frame(x, client, &rq, path, o->max_file, err);
-    }
-    if (frc == PC_CLI_EXIT_DAEMON) {
-      rc = frc;
-      break;
-    }
-    if (frc != PC_CLI_EXIT_OK) {
-      pc_cli_progress_clear(&progress);
-      fprintf(stderr, "%s: %s\n", g->prog, err->msg);
-      x->frames_failed++;
-    } else {
-      x->frames_ok++;
-    }
-    fflush(x->f);
-    pc_cli_progress_count(&progress, frc != PC_CLI_EXIT_OK);
-    pc_cli_progress_draw(&progress);
+  if (rc == PC_CLI_EXIT_OK) {
+    pc_cli_source src = {.ctx = walk, .next = walk_next, .wait_fd = walk_wait_fd};
+    pc_cli_pipe_options po = {.window = (int)o->jobs,
+                              .completion_order = o->completion,
+                              .timeout_ms = g->timeout_ms,
+                              .max_file_bytes = o->max_file,
+                              .frame = &rq,
+                              .on_result = on_result,
+                              .before_wait = before_wait,
+                              .ctx = x};
+    pc_cli_pipe_counts counts = {0};
+    rc = pc_cli_pipe_run(client, &po, &src, &counts, err);
+    if (rc < 0) rc = PC_CLI_EXIT_FAILED;
   }
-  pc_cli_progress_finish(&progress);
+  pc_cli_progress_finish(&x->progress);
   pc_cli_walk_free(walk);
   return rc;
 }
 
 int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
-  seg_opts o = {.top = 1,
+  seg_opts o = {.jobs = 2,
+                .top = 1,
                 .retry_for = PC_CLI_RETRY_DEFAULT_S,
                 .progress = -1,
                 .max_file = DEFAULT_MAX_FILE,
@@ -473,7 +452,7 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
     return rc;
   }
   pc_client *client = NULL;
-  rc = pc_cli_connect(g, 4, &client, &err);
+  rc = pc_cli_connect(g, (int)o.jobs, &client, &err);
   if (rc == PC_CLI_EXIT_OK && (rc = pc_cli_retry_apply(client, o.retry_for, &err)) != 0) {
     pc_client_close(client);
     client = NULL;

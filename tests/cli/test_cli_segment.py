@@ -10,6 +10,8 @@ PNG, written here with zlib):
   type row) with the csv rows' boxes, areas and classes, each object's crop
   beside it (the --save-crops crop, byte for byte), unique object ids (a
   frame given twice fails) and -o named ecotaxa*.tsv;
+- -j 4 (frames in flight) writes -j 1's lines in input order, -u the same
+  lines as they come; -j 0 is refused;
 - exit codes as classify's: a file that is not an image fails (1) naming
   it while the other frames are answered, no daemon is 3, no FRAME is 2."""
 import csv
@@ -158,6 +160,25 @@ def main():
             rn = h.run_cli(["segment", "-f", "ecotaxa", "-o", os.path.join(tmp, "objects.tsv"),
                             frame], socket=d.socket)
             f.check(rn.rc == 2 and "ecotaxa*.tsv" in rn.err, "-o not named ecotaxa*.tsv: %r" % rn)
+            # -j: frames in flight at once; rows still in input order (-u: as they come)
+            many = []
+            for k in range(6):
+                q = os.path.join(tmp, "many", "f%d.png" % k)
+                os.makedirs(os.path.dirname(q), exist_ok=True)
+                write_png(q, img if k % 3 else np.full((64, 64), 255, np.uint8))
+                many.append(q)
+            r1 = h.run_cli(["segment", "-f", "csv", "-j", "1"] + many, socket=d.socket)
+            r4 = h.run_cli(["segment", "-f", "csv", "-j", "4"] + many, socket=d.socket)
+            ru4 = h.run_cli(["segment", "-f", "csv", "-j", "4", "-u"] + many, socket=d.socket)
+            f.check(r1.rc == 0 and r4.rc == 0 and ru4.rc == 0, "-j 1 / 4 / 4 -u: %r %r %r"
+                    % (r1, r4, ru4))
+            f.check(len(r1.out.splitlines()) == 1 + 4 * len(ELLIPSES),
+                    "-j 1: four frames with objects: %r" % r1.out[:200])
+            f.check(r4.out == r1.out, "-j 4 writes -j 1's lines in the same (input) order")
+            f.check(sorted(ru4.out.splitlines()) == sorted(r1.out.splitlines()),
+                    "-j 4 -u writes the same lines")
+            rj0 = h.run_cli(["segment", "-j", "0", frame], socket=d.socket)
+            f.check(rj0.rc == 2 and "--jobs" in rj0.err, "-j 0 refused: %r" % rj0)
             # no object: no row, exit 0
             rw = h.run_cli(["segment", "-f", "csv", white], socket=d.socket)
             f.check(rw.rc == 0 and len(rw.out.splitlines()) == 1, "white frame: %r" % rw)
