@@ -215,6 +215,9 @@ static int fill_models(pc_client_response *r, resp_priv *p, const Plankton__Mode
     models[i].max_batch = src->max_batch;
     models[i].parameters = src->parameters;
     models[i].is_default = src->is_default;
+    models[i].ready = src->ready;
+    models[i].error = src->error;
+    models[i].latest = src->latest;
   }
   r->u.model_info.models = models;
   r->u.model_info.n_models = m->n_models;

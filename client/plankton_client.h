@@ -224,6 +224,9 @@ typedef struct pc_client_model {
   uint32_t default_tta, max_batch;
   uint64_t parameters;
   bool is_default;
+  bool ready;        /* loaded and serving; false: error says why */
+  const char *error; /* why it did not load ("" when ready) */
+  bool latest;       /* the highest version of its name */
 } pc_client_model;
 
 typedef struct pc_client_response {

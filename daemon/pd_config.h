@@ -35,6 +35,9 @@ typedef struct pd_config {
   char kserve_http[PD_ADDR_LEN]; /* REST: "host:port" or "unix:PATH" */
   /* model */
   char model_dir[PD_PATH_LEN];
+  char model_repository[PD_PATH_LEN]; /* "" = serve model_dir alone */
+  char model_default[64];             /* repository: the name unnamed requests get */
+  long model_max_loaded;              /* repository: versions loaded at once */
   /* engine */
   char backend[16];    /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
   char precision[8];   /* "auto", "fp32", "bf16" or "int8" (pd_precision.h) */

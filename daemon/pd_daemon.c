@@ -45,7 +45,7 @@ typedef struct pd_daemon {
   bool reloading, reload_again;
   uv_work_t reload_work;
   pd_config reload_cfg;
-  pd_served *reload_model;
+  pd_repo *reload_repo;
   pd_error reload_err;
   pd_reload_report last_reload; /* Health, Stats and /metrics show it */
   int exit_code;
@@ -179,6 +179,33 @@ static void log_limits(pd_daemon *d, const pd_config *c) {
           c->frame_timeout_ms, c->idle_timeout_s);
 }
 
+/* Every model of r: loaded, or why not (naming its folder). */
+static void log_repo(pd_daemon *d, const char *what, const pd_repo *r) {
+  for (int i = 0; i < r->n; i++) {
+    const pd_repo_entry *e = &r->e[i];
+    if (e->warning[0]) pd_logf(&d->log, PD_LOG_WARNING, "%s", e->warning);
+    if (e->error[0])
+      pd_logf(&d->log, PD_LOG_ERROR, "model folder %s (model '%s'): %s", e->dir, e->name, e->error);
+    if (e->served && !e->error[0]) log_model(d, what, e->served);
+  }
+}
+
+/* The models c names: model.repository, or model.dir alone. Blocking. */
+static int load_models(const pd_daemon *d, const pd_config *c, pd_repo **out, pd_error *err) {
+  pd_served_options o = served_options(d, c);
+  if (c->model_repository[0])
+    return pd_repo_load(c->model_repository, &o, c->model_default, (int)c->model_max_loaded, out,
+                        err);
+  pd_served *s = NULL;
+  int rc = pd_served_load(&o, &s, err);
+  return rc == PD_OK ? pd_repo_single(s, out, err) : rc;
+}
+
+static void count_loads(pd_daemon *d, const pd_repo *r) {
+  for (int i = 0; i < r->n; i++)
+    atomic_fetch_add(r->e[i].error[0] ? &d->stats.model_load_failures : &d->stats.model_loads, 1);
+}
+
 /* Fills the parts of a stats report the stats module does not own. */
 static void fill_report(void *ctx, pd_stats_report *r) {
   pd_daemon *d = ctx;
@@ -223,10 +250,15 @@ static void frontends_close(pd_daemon *d) {
 static void notify_ready(pd_daemon *d) {
   char status[1024], failed[600] = "";
   const pd_served *s = pd_pipeline_model(d->pipeline);
+  const pd_repo *r = pd_pipeline_repo(d->pipeline);
   if (d->last_reload.failed)
     snprintf(failed, sizeof failed, "reload failed: %s; still ", d->last_reload.message);
-  snprintf(status, sizeof status, "READY=1\nSTATUS=%sserving %s %s on %s", failed, s->model->name,
-           s->model->version, s->backend_name);
+  if (s && r->n == 1)
+    snprintf(status, sizeof status, "READY=1\nSTATUS=%sserving %s %s on %s", failed, s->model->name,
+             s->model->version, s->backend_name);
+  else
+    snprintf(status, sizeof status, "READY=1\nSTATUS=%sserving %d model versions, default %s",
+             failed, r->n, s ? s->model->name : "(not loaded)");
   pd_sd_notify(status);
 }
 
@@ -297,9 +329,9 @@ static void drain(pd_daemon *d, const char *why) {
 
 static void reload_load(uv_work_t *w) {
   pd_daemon *d = w->data;
-  pd_served_options o = served_options(d, &d->reload_cfg);
-  d->reload_model = NULL;
-  if (pd_served_load(&o, &d->reload_model, &d->reload_err) != PD_OK) d->reload_model = NULL;
+  d->reload_repo = NULL;
+  if (load_models(d, &d->reload_cfg, &d->reload_repo, &d->reload_err) != PD_OK)
+    d->reload_repo = NULL;
 }
 
 static void start_reload(pd_daemon *d);
@@ -321,12 +353,12 @@ static void reload_done(uv_work_t *w, int status) {
   pd_daemon *d = w->data;
   d->reloading = false;
   const char *failed = NULL;
-  if (status != 0 || !d->reload_model) {
+  if (status != 0 || !d->reload_repo) {
     atomic_fetch_add(&d->stats.model_load_failures, 1);
     failed = status != 0 ? uv_strerror(status) : d->reload_err.msg;
     pd_logf(&d->log, PD_LOG_ERROR, "reload failed, still serving the previous model: %s", failed);
   } else if (d->draining) {
-    pd_served_unref(d->reload_model);
+    pd_repo_free(d->reload_repo);
   } else {
     char names[1024];
     if (pd_config_keep_restart_only(&d->reload_cfg, &d->cfg, names, sizeof names) > 0)
@@ -338,12 +370,13 @@ static void reload_done(uv_work_t *w, int status) {
     pd_pipeline_set_limits(d->pipeline, &pl);
     for (int i = 0; i < d->n_fe; i++)
       d->fe[i]->ops->set_limits(d->fe[i], &d->cfg);
-    pd_pipeline_set_model(d->pipeline, d->reload_model);
-    atomic_fetch_add(&d->stats.model_loads, 1);
-    log_model(d, "reloaded:", d->reload_model);
+    count_loads(d, d->reload_repo);
+    pd_repo_keep_failed(d->reload_repo, pd_pipeline_repo(d->pipeline));
+    log_repo(d, "reloaded:", d->reload_repo);
+    pd_pipeline_set_repo(d->pipeline, d->reload_repo);
     log_limits(d, &d->cfg);
   }
-  d->reload_model = NULL;
+  d->reload_repo = NULL;
   reload_finished(d, failed);
   if (d->draining) {
     check_drained(d);
@@ -375,9 +408,11 @@ static void start_reload(pd_daemon *d) {
     reload_finished(d, err.msg);
     return;
   }
-  pd_logf(&d->log, PD_LOG_INFO, "SIGHUP: reloading settings%s%s and model %s",
+  pd_logf(&d->log, PD_LOG_INFO, "SIGHUP: reloading settings%s%s and %s %s",
           d->src->config_path ? " from " : "", d->src->config_path ? d->src->config_path : "",
-          d->reload_cfg.model_dir);
+          d->reload_cfg.model_repository[0] ? "the models of repository" : "model",
+          d->reload_cfg.model_repository[0] ? d->reload_cfg.model_repository
+                                            : d->reload_cfg.model_dir);
   d->reloading = true;
   d->reload_work.data = d;
   int rc = uv_queue_work(&d->loop, &d->reload_work, reload_load, reload_done);
@@ -429,20 +464,19 @@ static int open_listeners(pd_daemon *d, pd_error *err) {
 }
 
 static int start(pd_daemon *d, pd_error *err) {
-  pd_served *model = NULL;
-  pd_served_options so = served_options(d, &d->cfg);
-  int rc = pd_served_load(&so, &model, err);
+  pd_repo *models = NULL;
+  int rc = load_models(d, &d->cfg, &models, err);
   if (rc != PD_OK) return rc;
-  atomic_fetch_add(&d->stats.model_loads, 1);
-  log_model(d, "loaded", model);
+  count_loads(d, models);
+  log_repo(d, "loaded", models);
   log_limits(d, &d->cfg);
   pd_pipeline_limits pl = pipeline_limits(&d->cfg);
   rc = pd_pipeline_create(&d->loop, &pl, &d->stats, &d->pipeline, err);
   if (rc != PD_OK) {
-    pd_served_unref(model);
+    pd_repo_free(models);
     return rc;
   }
-  pd_pipeline_set_model(d->pipeline, model);
+  pd_pipeline_set_repo(d->pipeline, models);
   long nofile = -1, raised_from = -1;
   int open_now = 0;
   d->fd_connection_cap = fd_connection_cap(&d->cfg, &nofile, &open_now, &raised_from);

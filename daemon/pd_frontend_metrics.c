@@ -99,6 +99,7 @@ int pd_frontend_metrics_create(const pd_frontend_env *env, const pd_config *cfg,
   m->env = *env;
   m->src.fill = fill;
   m->src.ctx = m;
+  m->src.pipeline = env->pipeline;
   m->lim = metrics_limits(cfg);
   snprintf(m->address, sizeof m->address, "%s", cfg->metrics);
   *out = &m->fe;

@@ -87,16 +87,13 @@ static bool check_image(pd_frame_job *job, const pd_frame_image *im, const char 
   return true;
 }
 
-static bool admit(pd_pipeline *p, pd_frame_job *job) {
+static bool admit(pd_pipeline *p, pd_frame_job *job, pd_served **model) {
   const pd_pipeline_limits *lim = pd_pipeline_limits_now(p);
-  pd_served *s = pd_pipeline_model(p);
-  if (!s) {
-    job_fail(job, PD_STATUS_UNAVAILABLE, "no model is loaded");
-    return false;
-  }
-  if (job->model[0] && strcmp(job->model, s->model->name) != 0) {
-    job_fail(job, PD_STATUS_NOT_FOUND, "model '%s' is not served (this daemon serves '%s')",
-             job->model, s->model->name);
+  pd_status code;
+  char why[sizeof job->message];
+  *model = pd_pipeline_find(p, job->model, NULL, &code, why, sizeof why);
+  if (!*model) {
+    job_fail(job, code, "%s", why);
     return false;
   }
   if (!pd_frame_job_check(job, lim)) return false;
@@ -364,11 +361,12 @@ void pd_frame_job_submit(pd_pipeline *p, pd_frame_job *job) {
   job->served = NULL;
   job->pending = 0;
   pd_pipeline_hold(p);
-  if (!admit(p, job)) {
+  pd_served *model = NULL;
+  if (!admit(p, job, &model)) {
     job_finish(job);
     return;
   }
-  job->served = pd_served_ref(pd_pipeline_model(p));
+  job->served = pd_served_ref(model);
   job->work.data = job;
   int rc = uv_queue_work(pd_pipeline_loop(p), &job->work, segment_work, segment_done);
   job->work_queued = rc == 0;

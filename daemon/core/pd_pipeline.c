@@ -13,7 +13,9 @@ struct pd_pipeline {
   uv_loop_t *loop;
   pd_pipeline_limits lim;
   pd_stats *stats;
-  pd_served *current;
+  pd_repo *repo;
+  pd_model_counts counts[PD_REPO_MAX]; /* per model name and version, kept across reloads */
+  int n_counts;
   pd_batcher *batcher;
   pd_engine *engine;
   uv_async_t async;
@@ -27,8 +29,34 @@ struct pd_pipeline {
 
 /* ---- finishing (loop thread) ---- */
 
+/* The counters of s's name and version (a new row the first time). */
+static int counts_slot(pd_pipeline *p, const pd_served *s) {
+  const pd_model *m = s->model;
+  for (int i = 0; i < p->n_counts; i++)
+    if (!strcmp(p->counts[i].name, m->name) && !strcmp(p->counts[i].version, m->version)) return i;
+  if (p->n_counts == PD_REPO_MAX) return -1; /* counted in the totals only */
+  pd_model_counts *c = &p->counts[p->n_counts];
+  snprintf(c->name, sizeof c->name, "%s", m->name);
+  snprintf(c->version, sizeof c->version, "%s", m->version);
+  return p->n_counts++;
+}
+
+static void count_model(pd_pipeline *p, const pd_request *req, uint64_t now) {
+  if (req->model_slot < 0 || req->model_slot >= p->n_counts) return;
+  pd_model_counts *c = &p->counts[req->model_slot];
+  c->requests[req->status >= 0 && req->status < PD_STATUS_COUNT ? req->status
+                                                                : PD_STATUS_UNKNOWN]++;
+  if (req->status != PD_STATUS_OK) return;
+  c->latency_us += (now - req->t_recv_ns) / 1000;
+  c->queue_us += req->queue_ns / 1000;
+  c->compute_us += req->compute_ns / 1000;
+  c->images += (uint64_t)req->views;
+}
+
 static void finish(pd_pipeline *p, pd_request *req) {
-  pd_stats_request_done(p->stats, req, pd_now_ns());
+  const uint64_t now = pd_now_ns();
+  pd_stats_request_done(p->stats, req, now);
+  count_model(p, req, now);
   if (req->dropped) atomic_fetch_add(&p->stats->requests_cancelled, 1);
   if (req->tta_adaptive && req->status == PD_STATUS_OK) {
     atomic_fetch_add(&p->stats->tta_adaptive_requests, 1);
@@ -141,17 +169,15 @@ static void decode_done(uv_work_t *w, int status) {
 /* ---- admission (loop thread) ---- */
 
 /* Cheap checks before any work; false when the request was refused. */
-static bool admit(pd_pipeline *p, pd_request *req) {
-  const pd_served *s = p->current;
+static bool admit(pd_pipeline *p, pd_request *req, pd_served **model) {
+  pd_status code;
+  char why[sizeof req->message];
+  pd_served *s = pd_repo_served(p->repo, req->model, NULL, &code, why, sizeof why);
   if (!s) {
-    pd_request_fail(req, PD_STATUS_UNAVAILABLE, "no model is loaded");
+    pd_request_fail(req, code, "%s", why);
     return false;
   }
-  if (req->model[0] && strcmp(req->model, s->model->name) != 0) {
-    pd_request_fail(req, PD_STATUS_NOT_FOUND, "model '%s' is not served (this daemon serves '%s')",
-                    req->model, s->model->name);
-    return false;
-  }
+  *model = s;
   if (req->tta < 0 || req->tta > p->lim.max_tta || req->tta > PD_TTA_MAX) {
     pd_request_fail(req, PD_STATUS_INVALID_ARGUMENT,
                     "tta %d is out of range 0..%d (limits.max_tta)", req->tta, p->lim.max_tta);
@@ -199,7 +225,7 @@ static bool admit(pd_pipeline *p, pd_request *req) {
 /* The request's own tta, or the model's default -- fewer while the queue
  * is behind, with batching.adaptive_tta (pd_adaptive.h). */
 static void choose_views(pd_pipeline *p, pd_request *req) {
-  const int full = pd_tta_default_count(&p->current->model->tta);
+  const int full = pd_tta_default_count(&req->served->model->tta);
   req->tta_full = full;
   req->tta_adaptive = req->tta == 0 && p->lim.adaptive.on;
   if (req->tta > 0) {
@@ -221,14 +247,18 @@ void pd_pipeline_submit(pd_pipeline *p, pd_request *req) {
   req->tta_adaptive = false;
   req->status = PD_STATUS_OK;
   req->message[0] = '\0';
+  req->model_slot = -1;
   p->in_flight++;
   atomic_fetch_add(&p->stats->in_flight, 1);
-  if (!admit(p, req)) {
+  pd_served *model = NULL;
+  if (!admit(p, req, &model)) {
+    if (model) req->model_slot = counts_slot(p, model);
     release_input(req);
     finish(p, req);
     return;
   }
-  req->served = pd_served_ref(p->current);
+  req->served = pd_served_ref(model);
+  req->model_slot = counts_slot(p, model);
   req->limits = p->lim.image;
   choose_views(p, req);
   req->work.data = req;
@@ -286,13 +316,34 @@ void pd_pipeline_set_limits(pd_pipeline *p, const pd_pipeline_limits *lim) {
 }
 
 void pd_pipeline_set_model(pd_pipeline *p, pd_served *s) {
-  pd_served *old = p->current;
-  p->current = s;
-  pd_served_unref(old);
+  pd_repo *r = NULL;
+  pd_error err = {0};
+  if (s && pd_repo_single(s, &r, &err) != PD_OK) return; /* out of memory: the old one stays */
+  pd_pipeline_set_repo(p, r);
+}
+
+void pd_pipeline_set_repo(pd_pipeline *p, pd_repo *r) {
+  pd_repo *old = p->repo;
+  p->repo = r;
+  pd_repo_free(old);
+}
+
+const pd_repo *pd_pipeline_repo(const pd_pipeline *p) {
+  return p->repo;
 }
 
 pd_served *pd_pipeline_model(const pd_pipeline *p) {
-  return p->current;
+  return pd_repo_default(p->repo);
+}
+
+pd_served *pd_pipeline_find(const pd_pipeline *p, const char *model, const char *version,
+                            pd_status *code, char *why, size_t cap) {
+  return pd_repo_served(p->repo, model, version, code, why, cap);
+}
+
+const pd_model_counts *pd_pipeline_model_counts(const pd_pipeline *p, int *n) {
+  *n = p->n_counts;
+  return p->counts;
 }
 
 int pd_pipeline_in_flight(const pd_pipeline *p) {

@@ -14,6 +14,7 @@
 #include "pd_adaptive.h"
 #include "pd_batcher.h"
 #include "pd_image.h"
+#include "pd_repo.h"
 #include "pd_request.h"
 #include "pd_served.h"
 #include "pd_stats.h"
@@ -32,11 +33,30 @@ int pd_pipeline_create(uv_loop_t *loop, const pd_pipeline_limits *lim, pd_stats 
                        pd_pipeline **out, pd_error *err);
 void pd_pipeline_set_limits(pd_pipeline *p, const pd_pipeline_limits *lim);
 
-/* Makes `s` the model new requests run on, taking over the caller's
- * reference; requests already accepted finish on the model they started on. */
+/* Makes `s` the one model new requests run on (a repository of one),
+ * taking over the caller's reference; requests already accepted finish on
+ * the model they started on. */
 void pd_pipeline_set_model(pd_pipeline *p, pd_served *s);
-/* The current model (borrowed; NULL before the first set_model). */
+/* Makes `r` the models new requests run on, taking it over (the old one is
+ * freed; its models live on while requests hold them). */
+void pd_pipeline_set_repo(pd_pipeline *p, pd_repo *r);
+const pd_repo *pd_pipeline_repo(const pd_pipeline *p);
+/* The default model (borrowed; NULL before the first set_model or when it
+ * did not load). */
 pd_served *pd_pipeline_model(const pd_pipeline *p);
+/* The model a request names (pd_repo_served: "", "name", "name:version"). */
+pd_served *pd_pipeline_find(const pd_pipeline *p, const char *model, const char *version,
+                            pd_status *code, char *why, size_t cap);
+
+/* Requests finished per model name and version (loop thread; rows are
+ * never removed, so counters survive reloads). */
+typedef struct pd_model_counts {
+  char name[64], version[64];
+  uint64_t requests[PD_STATUS_COUNT];        /* by status */
+  uint64_t latency_us, queue_us, compute_us; /* sums over the OK ones */
+  uint64_t images;                           /* views computed for the OK ones */
+} pd_model_counts;
+const pd_model_counts *pd_pipeline_model_counts(const pd_pipeline *p, int *n);
 
 /* Takes the request; req->done runs later (or now, for a request refused up
  * front) on the loop thread. */

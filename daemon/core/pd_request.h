@@ -99,6 +99,7 @@ struct pd_request {
   pd_request *client_next, *client_prev; /* that client's queue */
   uint64_t batch_seq;                    /* batches formed before it was queued */
   struct pd_pipeline *pipeline;
+  int model_slot; /* the pipeline's per-model counters row; -1: none */
   uv_work_t work;
   bool decode_queued; /* work is on the thread pool, decode_done not yet run (loop thread) */
 };

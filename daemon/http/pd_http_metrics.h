@@ -11,6 +11,8 @@
 typedef struct pd_http_metrics_source {
   void (*fill)(void *ctx, pd_stats_report *r);
   void *ctx;
+  /* the per-model figures of this pipeline follow (pd_metrics_models); NULL: none */
+  const struct pd_pipeline *pipeline;
 } pd_http_metrics_source;
 
 /* Registers GET (and HEAD) `path` ("/metrics") on `h`. */

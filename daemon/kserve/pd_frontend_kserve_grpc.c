@@ -127,21 +127,16 @@ static pd_served *model_now(const kgrpc_fe *k) {
   return pd_pipeline_model(k->env.pipeline);
 }
 
-/* Whether name/version name the served model ("" version: any). */
-static bool model_matches(const pd_served *s, const char *name, const char *version) {
-  return s && name && strcmp(name, s->model->name) == 0 &&
-         (!version || !*version || strcmp(version, s->model->version) == 0);
-}
-
-static int not_found(pd_kgrpc_call *call, const pd_served *s, const char *name,
-                     const char *version) {
-  char msg[400];
-  snprintf(msg, sizeof msg,
-           "unknown model \"%.64s\" version \"%.32s\": this server serves \"%s\" version \"%s\"",
-           name ? name : "", version ? version : "", s ? s->model->name : "(none)",
-           s ? s->model->version : "");
-  pd_kgrpc_finish(call, PD_STATUS_NOT_FOUND, msg, NULL, 0);
-  return 0;
+/* The model name/version name; NULL when none, answering the call (if
+ * any) with NOT_FOUND (naming the models served) or UNAVAILABLE (its load
+ * error). */
+static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call, const char *name,
+                              const char *version) {
+  char key[64], msg[400];
+  pd_status code;
+  pd_served *s = pd_kjob_model(k->env.pipeline, name, version, key, &code, msg, sizeof msg);
+  if (!s && call) pd_kgrpc_finish(call, code, msg, NULL, 0);
+  return s;
 }
 
 static bool ready(const kgrpc_fe *k) {
@@ -202,14 +197,12 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uin
                 "the ModelInferRequest message does not parse");
     return;
   }
-  pd_served *s = model_now(k);
-  if (!model_matches(s, req->model_name, req->model_version)) {
-    char m[400];
-    snprintf(m, sizeof m,
-             "unknown model \"%.64s\" version \"%.32s\": this server serves \"%s\" version \"%s\"",
-             req->model_name, req->model_version, s ? s->model->name : "(none)",
-             s ? s->model->version : "");
-    infer_error(call, stream, PD_STATUS_NOT_FOUND, m);
+  char key[64], m[400];
+  pd_status code;
+  pd_served *s =
+      pd_kjob_model(k->env.pipeline, req->model_name, req->model_version, key, &code, m, sizeof m);
+  if (!s) {
+    infer_error(call, stream, code, m);
     inference__model_infer_request__free_unpacked(req, NULL);
     return;
   }
@@ -244,7 +237,7 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uin
   }
   k->jobs++;
   call_link(j);
-  pd_kjob_submit(&j->job, k->env.pipeline, req->model_name, deadline);
+  pd_kjob_submit(&j->job, k->env.pipeline, key, deadline);
 }
 
 /* ---- the other RPCs ---- */
@@ -256,10 +249,8 @@ static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_
     bad_request(call, "ModelMetadataRequest");
     return;
   }
-  pd_served *s = model_now(k);
-  if (!model_matches(s, rq->name, rq->version)) {
-    not_found(call, s, rq->name, rq->version);
-  } else {
+  pd_served *s = model_named(k, call, rq->name, rq->version);
+  if (s) {
     Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
     Inference__ModelMetadataResponse__TensorMetadata in =
         INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
@@ -295,10 +286,8 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
     bad_request(call, "ModelConfigRequest");
     return;
   }
-  pd_served *s = model_now(k);
-  if (!model_matches(s, rq->name, rq->version)) {
-    not_found(call, s, rq->name, rq->version);
-  } else {
+  pd_served *s = model_named(k, call, rq->name, rq->version);
+  if (s) {
     Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
     Inference__ModelInput in = INFERENCE__MODEL_INPUT__INIT;
     Inference__ModelOutput out = INFERENCE__MODEL_OUTPUT__INIT;
@@ -359,9 +348,8 @@ static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call, const uint
     bad_request(call, "ModelStatisticsRequest");
     return;
   }
-  pd_served *s = model_now(k);
-  if (rq->name[0] && !model_matches(s, rq->name, rq->version)) {
-    not_found(call, s, rq->name, rq->version);
+  pd_served *s = rq->name[0] ? model_named(k, call, rq->name, rq->version) : model_now(k);
+  if (rq->name[0] && !s) {
     inference__model_statistics_request__free_unpacked(rq, NULL);
     return;
   }
@@ -466,7 +454,7 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
       return;
     }
     Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
-    r.ready = ready(k) && model_matches(model_now(k), rq->name, rq->version);
+    r.ready = ready(k) && model_named(k, NULL, rq->name, rq->version);
     finish_msg(call, &r.base);
     inference__model_ready_request__free_unpacked(rq, NULL);
     return;
@@ -498,18 +486,21 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
     handle_model_statistics(k, call, msg, len);
     return;
   case M_REPOSITORY_INDEX: {
-    pd_served *s = model_now(k);
+    const pd_repo *repo = pd_pipeline_repo(k->env.pipeline);
     Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
-    Inference__RepositoryIndexResponse__ModelIndex mi =
-        INFERENCE__REPOSITORY_INDEX_RESPONSE__MODEL_INDEX__INIT;
-    Inference__RepositoryIndexResponse__ModelIndex *mis[1] = {&mi};
-    if (s) {
-      mi.name = (char *)s->model->name;
-      mi.version = (char *)s->model->version;
-      mi.state = (char *)(ready(k) ? "READY" : "UNAVAILABLE");
-      r.models = mis;
-      r.n_models = 1;
+    Inference__RepositoryIndexResponse__ModelIndex mi[PD_REPO_MAX];
+    Inference__RepositoryIndexResponse__ModelIndex *mis[PD_REPO_MAX];
+    for (int i = 0; repo && i < repo->n; i++) {
+      const pd_repo_entry *e = &repo->e[i];
+      inference__repository_index_response__model_index__init(&mi[i]);
+      mi[i].name = (char *)e->name;
+      mi[i].version = (char *)e->version;
+      mi[i].state = (char *)(e->served && ready(k) ? "READY" : "UNAVAILABLE");
+      mi[i].reason = (char *)e->error;
+      mis[i] = &mi[i];
     }
+    r.models = mis;
+    r.n_models = repo ? (size_t)repo->n : 0;
     finish_msg(call, &r.base);
     return;
   }

@@ -332,15 +332,14 @@ static void on_models(pd_http_request *r, void *data) {
                     body, len, false);
     return;
   }
-  pd_served *s = model_now(k);
-  bool match = s && (!*model || strcmp(model, s->model->name) == 0) &&
-               (!*version || strcmp(version, s->model->version) == 0);
-  if (!match) {
-    char m[400];
-    snprintf(m, sizeof m,
-             "unknown model \"%.64s\" version \"%.32s\": this server serves \"%s\" version \"%s\"",
-             model, version, s ? s->model->name : "(none)", s ? s->model->version : "");
-    respond_error(r, PD_STATUS_NOT_FOUND, m);
+  char key[64], m[400];
+  pd_status code;
+  pd_served *s = pd_kjob_model(k->env.pipeline, model, version, key, &code, m, sizeof m);
+  if (!s) {
+    if (strcmp(what, "ready") == 0 && code == PD_STATUS_UNAVAILABLE)
+      pd_http_respond(r, 503, NULL, NULL, 0, false); /* there, not loaded */
+    else
+      respond_error(r, code, m);
     return;
   }
   if (!*what)
@@ -352,7 +351,7 @@ static void on_models(pd_http_request *r, void *data) {
   else if (strcmp(what, "stats") == 0)
     model_stats(k, r, s);
   else if (is_infer)
-    model_infer(k, r, s, s->model->name);
+    model_infer(k, r, s, key);
   else
     respond_error(r, PD_STATUS_NOT_FOUND, "no such path: ready, config, stats or infer");
 }

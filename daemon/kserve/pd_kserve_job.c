@@ -98,3 +98,17 @@ void pd_kjob_dispose(pd_kjob *job) {
   job->reqs = NULL;
   pd_kinfer_request_free(&job->kr);
 }
+
+pd_served *pd_kjob_model(const pd_pipeline *p, const char *name, const char *version, char key[64],
+                         pd_status *code, char *why, size_t cap) {
+  name = name ? name : "";
+  version = version ? version : "";
+  int n = *version ? snprintf(key, 64, "%s:%s", name, version) : snprintf(key, 64, "%s", name);
+  if (n < 0 || n >= 64 || strchr(name, ':')) {
+    *code = PD_STATUS_NOT_FOUND;
+    snprintf(why, cap, "unknown model \"%.64s\" version \"%.32s\"", name, version);
+    key[0] = '\0';
+    return NULL;
+  }
+  return pd_pipeline_find(p, name, version, code, why, cap);
+}

@@ -54,6 +54,13 @@ void pd_kjob_submit(pd_kjob *job, pd_pipeline *p, const char *model, uint64_t de
  * runs exactly once, later, on the loop. */
 void pd_kjob_cancel(pd_kjob *job);
 
+/* The model a KServe request's model_name and model_version name (""
+ * version: the highest), or NULL with *code (NOT_FOUND naming the models
+ * served, UNAVAILABLE for one that did not load) and why. key gets the
+ * name pd_kjob_submit wants for it ("name" or "name:version"). */
+pd_served *pd_kjob_model(const pd_pipeline *p, const char *name, const char *version, char key[64],
+                         pd_status *code, char *why, size_t cap);
+
 /* Frees what the job holds (not the job itself). */
 void pd_kjob_dispose(pd_kjob *job);
 

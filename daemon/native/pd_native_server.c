@@ -258,8 +258,8 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
     handle_hello(s, c, msg->hello);
     break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:
-    frame = pd_wire_model_info(msg->model_info->id, msg->model_info->model,
-                               pd_pipeline_model(s->pipeline), &len);
+    frame = pd_wire_model_info_repo(msg->model_info->id, msg->model_info->model,
+                                    pd_pipeline_repo(s->pipeline), &len);
     answer(c, frame, len);
     break;
   default:

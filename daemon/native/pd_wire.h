@@ -11,6 +11,7 @@
 
 #include "plankton.pb-c.h"
 #include "pd_frame_job.h"
+#include "pd_repo.h"
 #include "pd_request.h"
 #include "pd_served.h"
 #include "pd_stats.h"
@@ -64,7 +65,11 @@ uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_fra
 /* DrainNotice (not an answer): requests_read requests read on the
  * connection, each still answered. */
 uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *len);
-/* filter: "" for every model; s may be NULL (no model loaded). */
+/* filter: "" for every model, "name" or "name:version"; s may be NULL (no
+ * model loaded). */
 uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len);
+/* The same for every model of a repository (r may be NULL): each with
+ * ready and the error of one that did not load. */
+uint8_t *pd_wire_model_info_repo(uint64_t id, const char *filter, const pd_repo *r, size_t *len);
 
 #endif

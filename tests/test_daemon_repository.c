@@ -1,0 +1,377 @@
+/* The daemon serves a model repository (model.repository): $PD_TEST_REPO
+ * (tests/make_repository.sh) holds tiny/1 and tiny/2 (the same spec, other
+ * weights), other (another spec, unversioned, its model.yaml naming it
+ * otherwise) and broken (weights cut short). planktond --repository on it
+ * starts, logs the broken folder's error and the name warning, and serves
+ * the rest: each model's answers, by name, by name:version and by default,
+ * equal `planktond-model run` on its folder ($PLANKTOND_MODEL_TOOL) to
+ * 1e-5, crop by crop; unknown names and versions get NOT_FOUND naming what
+ * there is, the broken one UNAVAILABLE with its error; ModelInfo lists
+ * every version with ready and error; /metrics counts each model's
+ * requests under a model label; the KServe REST front end routes
+ * /v2/models/NAME[/versions/V] to it. Without model.default the daemon
+ * refuses to start naming the choices; past model.max_loaded too. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pd_daemon_test.h"
+#include "pd_test_cases.h"
+
+#define N_CROPS 6
+#define MAX_CLASSES 64
+#define PROB_TOL 1e-5
+
+typedef struct crop {
+  int w, h;
+  uint8_t *png;
+  size_t png_len;
+  char path[512];
+} crop;
+
+static crop crops[N_CROPS];
+static char dir[] = "/tmp/pd-test-repo-XXXXXX";
+
+static const char *repo(void) {
+  const char *r = getenv("PD_TEST_REPO");
+  return r ? r : "";
+}
+
+static int write_crops(void) {
+  for (int i = 0; i < N_CROPS; i++) {
+    crop *c = &crops[i];
+    c->w = 20 + (i * 41) % 120;
+    c->h = 17 + (i * 29) % 110;
+    uint8_t *gray = pd_td_crop((uint64_t)i + 300, c->w, c->h);
+    c->png = gray ? pd_td_png(gray, c->w, c->h, &c->png_len) : NULL;
+    free(gray);
+    if (!c->png) return -1;
+    snprintf(c->path, sizeof c->path, "%s/crop%02d.png", dir, i);
+    FILE *f = fopen(c->path, "wb");
+    if (!f) return -1;
+    size_t put = fwrite(c->png, 1, c->png_len, f);
+    if (fclose(f) != 0 || put != c->png_len) return -1;
+  }
+  return 0;
+}
+
+/* planktond-model run REPO/SUB --tta 1 --probs FILE crops...: *n_classes
+ * probabilities per crop, or -1. */
+static int tool_probs(const char *sub, float *probs, int n_classes) {
+  const char *tool = getenv("PLANKTOND_MODEL_TOOL");
+  if (!tool) return -1;
+  char model[1024], out[512];
+  snprintf(model, sizeof model, "%s/%s", repo(), sub);
+  snprintf(out, sizeof out, "%s/probs.f32", dir);
+  const char *argv[10 + N_CROPS];
+  int n = 0;
+  argv[n++] = tool;
+  argv[n++] = "run";
+  argv[n++] = model;
+  argv[n++] = "--probs";
+  argv[n++] = out;
+  argv[n++] = "--tta";
+  argv[n++] = "1";
+  for (int i = 0; i < N_CROPS; i++)
+    argv[n++] = crops[i].path;
+  argv[n] = NULL;
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (!freopen("/dev/null", "w", stdout)) _exit(127);
+    execv(tool, (char *const *)argv);
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  FILE *f = fopen(out, "rb");
+  if (!f) return -1;
+  size_t got = fread(probs, sizeof(float), (size_t)N_CROPS * (size_t)n_classes, f);
+  fclose(f);
+  unlink(out);
+  return got == (size_t)N_CROPS * (size_t)n_classes ? 0 : -1;
+}
+
+/* One classify of crop i naming `model`, with tta 1 and the full distribution. */
+static pc_client_response *classify(pc_client *c, const char *model, int i) {
+  pc_client_classify_request r = {.id = (uint64_t)i,
+                                  .model = model,
+                                  .top_k = 1,
+                                  .full_distribution = true,
+                                  .format = PC_CLIENT_IMAGE_PNG,
+                                  .data = crops[i].png,
+                                  .len = crops[i].png_len,
+                                  .tta = 1};
+  return pd_td_classify(c, &r);
+}
+
+/* Every crop naming `model` answers as the tool on folder `sub`, from
+ * model `name` version `version`. */
+static void answers_as(pd_test_state *st, pc_client *c, const char *model, const char *sub,
+                       const char *name, const char *version) {
+  static float want[N_CROPS * MAX_CLASSES];
+  int n_classes = 0;
+  double worst = 0;
+  for (int i = 0; i < N_CROPS; i++) {
+    pc_client_response *r = classify(c, model, i);
+    PD_CHECK(st, r != NULL);
+    if (!r) return;
+    PD_CHECK_INT(st, r->status, 0);
+    const pc_client_classify_result *cr = &r->u.classify;
+    if (r->status == 0) {
+      PD_CHECK(st, !strcmp(cr->model_name, name));
+      PD_CHECK(st, !strcmp(cr->model_version, version));
+      if (i == 0) {
+        n_classes = (int)cr->n_distribution;
+        PD_CHECK(st, n_classes > 0 && n_classes <= MAX_CLASSES);
+        int rc = n_classes > 0 && n_classes <= MAX_CLASSES ? tool_probs(sub, want, n_classes) : -1;
+        PD_CHECK_INT(st, rc, 0);
+        if (rc != 0) n_classes = 0;
+      }
+      for (int k = 0; k < n_classes && k < (int)cr->n_distribution; k++) {
+        double d = fabs((double)cr->distribution[k] - want[i * n_classes + k]);
+        if (d > worst) worst = d;
+      }
+    } else {
+      fprintf(stderr, "'%s' crop %d: %s\n", model, i, r->message);
+    }
+    pc_client_response_free(r);
+  }
+  printf("model '%s' (%s %s): %d crops, largest difference from planktond-model run on %s: %.3g\n",
+         model, name, version, N_CROPS, sub, worst);
+  PD_CHECK(st, n_classes > 0 && worst <= PROB_TOL);
+}
+
+/* One request naming `model`: its status, and its message holding each of
+ * the NULL-terminated needles. */
+static void refused(pd_test_state *st, pc_client *c, const char *model, int status,
+                    const char *const *needles) {
+  pc_client_response *r = classify(c, model, 0);
+  PD_CHECK(st, r != NULL);
+  if (!r) return;
+  PD_CHECK_INT(st, r->status, status);
+  printf("'%s': %s\n", model, r->message);
+  for (int i = 0; needles[i]; i++)
+    PD_CHECK(st, strstr(r->message, needles[i]) != NULL);
+  pc_client_response_free(r);
+}
+
+static int start_repo(pd_td *d, const char *const *extra) {
+  const char *args[16] = {"--repository", repo(), "--max-batch", "4"};
+  int n = 4;
+  for (int i = 0; extra && extra[i] && n < 15; i++)
+    args[n++] = extra[i];
+  args[n] = NULL;
+  return pd_td_start(d, args);
+}
+
+static const char *const k_serving[] = {"--default-model", "other", "--metrics",
+                                        "unix:@DIR@/metrics.sock", NULL};
+
+/* ---- the cases (pd_test_cases.h) ---- */
+
+static void answers(pd_test_state *st) {
+  pd_td d;
+  int started = start_repo(&d, k_serving);
+  PD_CHECK_INT(st, started, 0);
+  pc_client *c = started == 0 ? pd_td_connect(&d, 4) : NULL;
+  PD_CHECK(st, c != NULL);
+  if (c) {
+    answers_as(st, c, "tiny", "tiny/2", "tiny", "2");
+    answers_as(st, c, "tiny:1", "tiny/1", "tiny", "1");
+    answers_as(st, c, "tiny:2", "tiny/2", "tiny", "2");
+    answers_as(st, c, "other", "other", "other", "2");
+    answers_as(st, c, "", "other", "other", "2");
+    pc_client_close(c);
+    char sock[400];
+    snprintf(sock, sizeof sock, "%s/metrics.sock", d.dir);
+    char *m = pd_td_metrics(sock);
+    PD_CHECK(st, m != NULL);
+    if (m) {
+      const double tiny2 = pd_td_metric(
+          m, "planktond_model_inference_request_total{model=\"tiny\",version=\"2\",status=\"OK\"}");
+      const double tiny1 = pd_td_metric(
+          m, "planktond_model_inference_request_total{model=\"tiny\",version=\"1\",status=\"OK\"}");
+      const double other = pd_td_metric(
+          m,
+          "planktond_model_inference_request_total{model=\"other\",version=\"2\",status=\"OK\"}");
+      const double total = pd_td_metric(m, "planktond_inference_request_success_total");
+      printf("/metrics: tiny 2 %g, tiny 1 %g, other %g OK requests; %g in all\n", tiny2, tiny1,
+             other, total);
+      PD_CHECK(st, tiny2 == 2 * N_CROPS && tiny1 == N_CROPS && other == 2 * N_CROPS);
+      PD_CHECK(st, total == 5 * N_CROPS);
+      PD_CHECK(st, pd_td_metric(m, "planktond_model_ready{model=\"broken\",version=\"\"}") == 0);
+      PD_CHECK(st, pd_td_metric(m, "planktond_model_ready{model=\"tiny\",version=\"1\"}") == 1);
+      PD_CHECK(st, pd_td_metric(m, "planktond_model_inference_request_duration_seconds_count{"
+                                   "model=\"tiny\",version=\"1\"}") == N_CROPS);
+      free(m);
+    }
+  }
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
+static void errors(pd_test_state *st) {
+  pd_td d;
+  int started = start_repo(&d, k_serving);
+  PD_CHECK_INT(st, started, 0);
+  pc_client *c = started == 0 ? pd_td_connect(&d, 4) : NULL;
+  PD_CHECK(st, c != NULL);
+  if (c) {
+    refused(st, c, "nope", 5, (const char *const[]){"'nope'", "'tiny'", "'other'", NULL});
+    refused(st, c, "tiny:9", 5, (const char *const[]){"'9'", "'1'", "'2'", NULL});
+    refused(st, c, "broken", 14, (const char *const[]){"did not load", "broken", NULL});
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_model_info(c, NULL, &r, &err), PC_CLIENT_OK);
+    if (r) {
+      PD_CHECK_INT(st, r->status, 0);
+      PD_CHECK_INT(st, (int)r->u.model_info.n_models, 4);
+      for (size_t i = 0; i < r->u.model_info.n_models; i++) {
+        const pc_client_model *m = &r->u.model_info.models[i];
+        printf("ModelInfo: %s %s ready %d latest %d default %d %s\n", m->name, m->version, m->ready,
+               m->latest, m->is_default, m->error);
+        const bool broken = !strcmp(m->name, "broken");
+        PD_CHECK(st, m->ready == !broken);
+        PD_CHECK(st, broken ? strstr(m->error, "weights") != NULL : m->error[0] == '\0');
+        PD_CHECK(st, m->is_default == !strcmp(m->name, "other"));
+        PD_CHECK(st, m->latest == (strcmp(m->version, "1") != 0));
+      }
+      pc_client_response_free(r);
+    }
+    r = NULL;
+    PD_CHECK_INT(st, pc_client_model_info(c, "tiny:1", &r, &err), PC_CLIENT_OK);
+    if (r) {
+      PD_CHECK(st, r->status == 0 && r->u.model_info.n_models == 1 &&
+                       !strcmp(r->u.model_info.models[0].version, "1"));
+      pc_client_response_free(r);
+    }
+    pc_client_close(c);
+  }
+  PD_CHECK(st, pd_td_log_count(&d, "/broken (model 'broken'): ") == 1);
+  PD_CHECK(st, pd_td_log_count(&d, "names it 'ensemble-b': served as 'other'") == 1);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
+/* GET path over the Unix socket sock: the whole answer (malloc'ed) or NULL. */
+static char *http_get(const char *sock, const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char req[512];
+  int n =
+      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+  size_t cap = 65536, len = 0;
+  char *buf = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? malloc(cap) : NULL;
+  for (ssize_t got = 1; buf && got > 0 && len < cap - 1; len += (size_t)(got > 0 ? got : 0))
+    got = recv(fd, buf + len, cap - 1 - len, 0);
+  close(fd);
+  if (buf) buf[len] = '\0';
+  return buf;
+}
+
+/* GET path: the answer starts with status line `want` and holds `needle` (may be NULL). */
+static void get_is(pd_test_state *st, const char *sock, const char *path, const char *want,
+                   const char *needle) {
+  char *a = http_get(sock, path);
+  PD_CHECK(st, a != NULL);
+  if (!a) return;
+  const char *body = strstr(a, "\r\n\r\n");
+  printf("GET %s: %.*s %s\n", path, (int)strcspn(a, "\r"), a, body ? body + 4 : "");
+  PD_CHECK(st, strncmp(a, want, strlen(want)) == 0);
+  if (needle) PD_CHECK(st, body && strstr(body, needle) != NULL);
+  free(a);
+}
+
+static void kserve_routes(pd_test_state *st) {
+  if (getenv("PD_HAVE_KSERVE") && !strcmp(getenv("PD_HAVE_KSERVE"), "0")) {
+    printf("built without the kserve feature: nothing to check\n");
+    return;
+  }
+  pd_td d;
+  const char *const extra[] = {"--default-model", "tiny", "--http", "unix:@DIR@/kserve.sock", NULL};
+  int started = start_repo(&d, extra);
+  PD_CHECK_INT(st, started, 0);
+  if (started == 0) {
+    char sock[400];
+    snprintf(sock, sizeof sock, "%s/kserve.sock", d.dir);
+    get_is(st, sock, "/v2/models/tiny/versions/1/ready", "HTTP/1.1 200", NULL);
+    get_is(st, sock, "/v2/models/other/ready", "HTTP/1.1 200", NULL);
+    get_is(st, sock, "/v2/models/broken/ready", "HTTP/1.1 503", NULL);
+    get_is(st, sock, "/v2/models/tiny/versions/1", "HTTP/1.1 200", "\"1\"");
+    get_is(st, sock, "/v2/models/tiny", "HTTP/1.1 200", "\"2\"");
+    get_is(st, sock, "/v2/models/nope", "HTTP/1.1 404", "'other'");
+    get_is(st, sock, "/v2/models/tiny/versions/7", "HTTP/1.1 404", "its versions are '1', '2'");
+  }
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
+/* A start the settings refuse, with `needle` in the log. */
+static void refuses_to_start(pd_test_state *st, const char *const *extra, const char *needle) {
+  pd_td d;
+  int started = start_repo(&d, extra);
+  PD_CHECK(st, started != 0);
+  PD_CHECK(st, pd_td_log_count(&d, needle) >= 1);
+  if (pd_td_log_count(&d, needle) < 1) {
+    char *log = pd_td_log(&d);
+    fprintf(stderr, "log:\n%s\n", log ? log : "");
+    free(log);
+  }
+  pd_td_cleanup(&d);
+}
+
+static void default_required(pd_test_state *st) {
+  refuses_to_start(st, NULL, "several models ('broken', 'other', 'tiny')");
+}
+
+static void default_unknown(pd_test_state *st) {
+  refuses_to_start(st, (const char *const[]){"--default-model", "nope", NULL},
+                   "model.default 'nope' is not in the repository");
+}
+
+static void max_loaded(pd_test_state *st) {
+  refuses_to_start(
+      st, (const char *const[]){"--default-model", "tiny", "--set", "model.max_loaded=2", NULL},
+      "more than model.max_loaded 2 model versions");
+}
+
+static int setup(void) {
+  if (!pd_td_have_model() || !*repo()) return 77;
+  if (!mkdtemp(dir) || write_crops() != 0) {
+    fprintf(stderr, "cannot write the crops: %s\n", strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+static void teardown(void) {
+  for (int i = 0; i < N_CROPS; i++) {
+    unlink(crops[i].path);
+    free(crops[i].png);
+  }
+  if (rmdir(dir) != 0) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
+}
+
+static const pd_test_case k_cases[] = {
+    PD_TEST_CASE(answers),          PD_TEST_CASE(errors),          PD_TEST_CASE(kserve_routes),
+    PD_TEST_CASE(default_required), PD_TEST_CASE(default_unknown), PD_TEST_CASE(max_loaded),
+};
+
+PD_TEST_MAIN("daemon_repository", setup, teardown, k_cases)
