@@ -11,7 +11,8 @@
 
 typedef struct fault_rules {
   long every, from, to, after;
-  long delay_ms; /* every run sleeps this long first (a slow device) */
+  long delay_ms;   /* every run sleeps this long first (a slow device) */
+  long leak_bytes; /* every run loses this many bytes per image (a leak, for the soak) */
 } fault_rules;
 
 typedef struct fault_backend {
@@ -20,10 +21,17 @@ typedef struct fault_backend {
   fault_rules rules;
 } fault_backend;
 
+/* leak_bytes: what the runs took, held until the plan is destroyed (the
+ * daemon's memory grows as a leak's would, and nothing is lost for good) */
+typedef struct leak_block {
+  struct leak_block *next;
+} leak_block;
+
 typedef struct fault_plan {
   struct pd_plan_base base; /* first: pd_plan_run finds the ops here */
   pd_plan *inner;
   const fault_backend *be;
+  leak_block *leaked;
 } fault_plan;
 
 static atomic_long runs; /* over the process, every plan */
@@ -40,13 +48,15 @@ static int parse_rules(const char *spec, fault_rules *r, pd_error *err) {
       r->after = strtol(p + 6, &end, 10);
     } else if (!strncmp(p, "delay_ms=", 9)) {
       r->delay_ms = strtol(p + 9, &end, 10);
+    } else if (!strncmp(p, "leak_bytes=", 11)) {
+      r->leak_bytes = strtol(p + 11, &end, 10);
     } else if (!strncmp(p, "runs=", 5)) {
       r->from = r->to = strtol(p + 5, &end, 10);
       if (*end == ':') r->to = strtol(end + 1, &end, 10);
     } else {
       return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': unknown rule at '%s'", spec, p);
     }
-    if ((*end && *end != ',') || r->delay_ms < 0)
+    if ((*end && *end != ',') || r->delay_ms < 0 || r->leak_bytes < 0)
       return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': bad number at '%s'", spec, p);
     p = *end ? end + 1 : end;
   }
@@ -67,6 +77,15 @@ static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
       continue; /* interrupted: sleep what is left */
   }
+  if (fp->be->rules.leak_bytes > 0) { /* written, so that it counts in the RSS */
+    size_t n = (size_t)fp->be->rules.leak_bytes * (size_t)in->n;
+    leak_block *b = malloc(sizeof *b + n);
+    if (b) {
+      memset(b + 1, 0x5a, n);
+      b->next = fp->leaked; /* one engine thread runs a plan */
+      fp->leaked = b;
+    }
+  }
   if (should_fail(&fp->be->rules, run)) {
     /* what a device failure leaves behind: garbage where the answers go */
     size_t n = (size_t)in->n * (size_t)fp->base.graph->n_classes;
@@ -80,6 +99,11 @@ static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *
 
 static void fault_plan_destroy(pd_plan *plan) {
   fault_plan *fp = (fault_plan *)plan;
+  while (fp->leaked) {
+    leak_block *next = fp->leaked->next;
+    free(fp->leaked);
+    fp->leaked = next;
+  }
   pd_plan_destroy(fp->inner);
   free(fp);
 }

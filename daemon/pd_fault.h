@@ -13,6 +13,9 @@
  *   after=N     every run after the Nth fails (a device that stays broken)
  *   delay_ms=N  every run first sleeps N ms (a slow device: requests stay
  *               queued and in flight long enough for a test to act meanwhile)
+ *   leak_bytes=N every run takes N bytes per image (malloc'ed and written),
+ *               held until its plan is destroyed: a leak as the soak sees one,
+ *               for showing that its RSS bound fails
  * Unset or empty: the wrapper passes every run through. */
 #ifndef PD_FAULT_H
 #define PD_FAULT_H
