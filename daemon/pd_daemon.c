@@ -186,16 +186,23 @@ static void log_repo(pd_daemon *d, const char *what, const pd_repo *r) {
     if (e->warning[0]) pd_logf(&d->log, PD_LOG_WARNING, "%s", e->warning);
     if (e->error[0])
       pd_logf(&d->log, PD_LOG_ERROR, "model folder %s (model '%s'): %s", e->dir, e->name, e->error);
-    if (e->served && !e->error[0]) log_model(d, what, e->served);
+    if (e->kept)
+      pd_logf(&d->log, PD_LOG_INFO, "kept model %s version %s from %s: unchanged", e->name,
+              e->version, e->dir);
+    else if (e->served && !e->error[0])
+      log_model(d, what, e->served);
   }
 }
 
-/* The models c names: model.repository, or model.dir alone. Blocking. */
+/* The models c names: model.repository, or model.dir alone. Blocking. On a
+ * reload, the repository's unchanged models are kept (read off the loop:
+ * the current table is not freed while a reload runs). */
 static int load_models(const pd_daemon *d, const pd_config *c, pd_repo **out, pd_error *err) {
   pd_served_options o = served_options(d, c);
+  const pd_repo *now = d->pipeline ? pd_pipeline_repo(d->pipeline) : NULL;
   if (c->model_repository[0])
-    return pd_repo_load(c->model_repository, &o, c->model_default, (int)c->model_max_loaded, out,
-                        err);
+    return pd_repo_load(c->model_repository, &o, c->model_default, (int)c->model_max_loaded, now,
+                        out, err);
   pd_served *s = NULL;
   int rc = pd_served_load(&o, &s, err);
   return rc == PD_OK ? pd_repo_single(s, out, err) : rc;
@@ -203,7 +210,8 @@ static int load_models(const pd_daemon *d, const pd_config *c, pd_repo **out, pd
 
 static void count_loads(pd_daemon *d, const pd_repo *r) {
   for (int i = 0; i < r->n; i++)
-    atomic_fetch_add(r->e[i].error[0] ? &d->stats.model_load_failures : &d->stats.model_loads, 1);
+    if (!r->e[i].kept)
+      atomic_fetch_add(r->e[i].error[0] ? &d->stats.model_load_failures : &d->stats.model_loads, 1);
 }
 
 /* Fills the parts of a stats report the stats module does not own. */

@@ -10,11 +10,15 @@
  * every version with ready and error; /metrics counts each model's
  * requests under a model label; the KServe REST front end routes
  * /v2/models/NAME[/versions/V] to it. Without model.default the daemon
- * refuses to start naming the choices; past model.max_loaded too. */
+ * refuses to start naming the choices; past model.max_loaded too. SIGHUP
+ * rescans a copy of the repository: new, removed, fixed, newly broken and
+ * unchanged folders. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -352,6 +356,65 @@ static void max_loaded(pd_test_state *st) {
       "more than model.max_loaded 2 model versions");
 }
 
+/* A shell command; 0 when it succeeded. */
+__attribute__((format(printf, 1, 2))) static int sh(const char *fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* SIGHUP rescans: a new folder is loaded, a removed version unloaded, a
+ * fixed folder loaded, a folder broken since keeps its previous load, an
+ * unchanged one is kept as it is. */
+static void rescan(pd_test_state *st) {
+  char copy[600];
+  snprintf(copy, sizeof copy, "%s/repo", dir);
+  PD_CHECK_INT(st, sh("cp -r '%s' '%s'", repo(), copy), 0);
+  pd_td d;
+  const char *args[] = {"--repository", copy, "--default-model", "other", NULL};
+  int started = pd_td_start(&d, args);
+  PD_CHECK_INT(st, started, 0);
+  pc_client *c = started == 0 ? pd_td_connect(&d, 4) : NULL;
+  PD_CHECK(st, c != NULL);
+  if (c) {
+    answers_as(st, c, "tiny:1", "tiny/1", "tiny", "1");
+    PD_CHECK_INT(st, sh("cp -r '%s/tiny/1' '%s/third'", repo(), copy), 0);
+    PD_CHECK_INT(st, sh("rm -r '%s/tiny/1' && cp '%s'/tiny/2/* '%s/broken'", copy, repo(), copy),
+                 0);
+    PD_CHECK_INT(st,
+                 sh("head -c 300 '%s/tiny/2/weights.safetensors' > '%s/w' && mv '%s/w' "
+                    "'%s/tiny/2/weights.safetensors'",
+                    copy, copy, copy, copy),
+                 0);
+    kill(d.pid, SIGHUP);
+    PD_CHECK(st, pd_td_wait_log(&d, "kept model other version 2", 30));
+    PD_CHECK(st, pd_td_wait_log(&d, "reloaded: model third", 30));
+    answers_as(st, c, "third", "tiny/1", "third", "1");
+    answers_as(st, c, "broken", "tiny/2", "broken", "1");
+    answers_as(st, c, "tiny", "tiny/2", "tiny", "2"); /* its previous load */
+    answers_as(st, c, "", "other", "other", "2");
+    refused(st, c, "tiny:1", 5, (const char *const[]){"its versions are '2'", NULL});
+    pc_client_response *r = NULL;
+    pc_client_error err;
+    PD_CHECK_INT(st, pc_client_model_info(c, "tiny", &r, &err), PC_CLIENT_OK);
+    if (r && r->status == 0 && r->u.model_info.n_models == 1) {
+      const pc_client_model *m = &r->u.model_info.models[0];
+      printf("after the rescan: tiny %s ready %d: %s\n", m->version, m->ready, m->error);
+      PD_CHECK(st, m->ready && strstr(m->error, "previous load still serves") != NULL);
+    } else {
+      PD_CHECK(st, false);
+    }
+    pc_client_response_free(r);
+    pc_client_close(c);
+  }
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+  PD_CHECK_INT(st, sh("rm -r '%s'", copy), 0);
+}
+
 static int setup(void) {
   if (!pd_td_have_model() || !*repo()) return 77;
   if (!mkdtemp(dir) || write_crops() != 0) {
@@ -372,6 +435,7 @@ static void teardown(void) {
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(answers),          PD_TEST_CASE(errors),          PD_TEST_CASE(kserve_routes),
     PD_TEST_CASE(default_required), PD_TEST_CASE(default_unknown), PD_TEST_CASE(max_loaded),
+    PD_TEST_CASE(rescan),
 };
 
 PD_TEST_MAIN("daemon_repository", setup, teardown, k_cases)

@@ -127,10 +127,30 @@ static int scan_model(pd_repo *r, const char *root, const char *name, int max_lo
   return PD_OK;
 }
 
-static void load_entry(pd_repo_entry *e, const pd_served_options *base) {
+/* The entry of previous loaded from the same folder, unchanged, or NULL. */
+static const pd_repo_entry *unchanged(const pd_repo *previous, const pd_repo_entry *e) {
+  for (int i = 0; previous && i < previous->n; i++) {
+    const pd_repo_entry *o = &previous->e[i];
+    if (o->served && !strcmp(o->name, e->name) && !strcmp(o->dir, e->dir) &&
+        pd_repo_stamp_same(&o->stamp, &e->stamp))
+      return o;
+  }
+  return NULL;
+}
+
+static void load_entry(pd_repo_entry *e, const pd_served_options *base, const pd_repo *previous) {
   if (e->error[0]) return;
   pd_served_options o = *base;
   o.dir = e->dir;
+  pd_repo_stamp_make(e->dir, &o, &e->stamp);
+  const pd_repo_entry *same = unchanged(previous, e);
+  if (same) {
+    e->served = pd_served_ref(same->served);
+    memcpy(e->version, same->version, sizeof e->version);
+    memcpy(e->warning, same->warning, sizeof e->warning);
+    e->kept = true;
+    return;
+  }
   pd_error err = {0};
   if (pd_served_load(&o, &e->served, &err) != PD_OK) {
     e->served = NULL;
@@ -172,7 +192,7 @@ static int choose_default(pd_repo *r, const char *want, pd_error *err) {
 }
 
 int pd_repo_load(const char *dir, const pd_served_options *base, const char *default_name,
-                 int max_loaded, pd_repo **out, pd_error *err) {
+                 int max_loaded, const pd_repo *previous, pd_repo **out, pd_error *err) {
   pd_repo *r = calloc(1, sizeof *r);
   if (!r) return pd_error_set(err, PD_ENOMEM, "model.repository: out of memory");
   r->default_entry = -1;
@@ -186,7 +206,7 @@ int pd_repo_load(const char *dir, const pd_served_options *base, const char *def
     rc = pd_error_set(err, PD_EINVAL, "model.repository %s holds no model folder", dir);
   if (rc == PD_OK) rc = choose_default(r, default_name, err);
   for (int i = 0; i < r->n && rc == PD_OK; i++)
-    load_entry(&r->e[i], base);
+    load_entry(&r->e[i], base, previous);
   if (rc != PD_OK) {
     pd_repo_free(r);
     return rc;

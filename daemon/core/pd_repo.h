@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "pd_repo_stamp.h"
 #include "pd_request.h"
 #include "pd_served.h"
 
@@ -22,10 +23,12 @@ typedef struct pd_repo_entry {
   char name[64];    /* folder name (model.yaml's for a lone model.dir) */
   char version[64]; /* version folder name, or model.yaml's version */
   char dir[4096];
-  pd_served *served; /* a reference; NULL when the load failed */
-  char error[640];   /* why it did not load */
-  char warning[256]; /* a model.yaml name that differs from the folder's */
-  bool latest;       /* the highest version of its name */
+  pd_served *served;   /* a reference; NULL when the load failed */
+  char error[640];     /* why it did not load */
+  char warning[256];   /* a model.yaml name that differs from the folder's */
+  bool latest;         /* the highest version of its name */
+  pd_repo_stamp stamp; /* what it was loaded from */
+  bool kept;           /* unchanged since the previous load: its model was kept */
 } pd_repo_entry;
 
 typedef struct pd_repo {
@@ -35,13 +38,15 @@ typedef struct pd_repo {
 } pd_repo;
 
 /* Lists and loads every model of folder `dir` with `base` (its dir
- * replaced). A model that fails is kept with its error; the result fails
+ * replaced). An entry of `previous` (a rescan; may be NULL) with the same
+ * name, folder and stamp (pd_repo_stamp.h) is not loaded again: its model
+ * is shared (kept set). A model that fails is kept with its error; the result fails
  * only when the folder cannot be read, it holds no model folder, more
  * versions than max_loaded, or the default cannot be chosen (default_name
  * "" with several names, or a name not there): the messages name the
  * choices. */
 int pd_repo_load(const char *dir, const pd_served_options *base, const char *default_name,
-                 int max_loaded, pd_repo **out, pd_error *err);
+                 int max_loaded, const pd_repo *previous, pd_repo **out, pd_error *err);
 /* A repository of one loaded model (model.dir), named as its model.yaml;
  * takes the reference. */
 int pd_repo_single(pd_served *s, pd_repo **out, pd_error *err);
