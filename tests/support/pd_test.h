@@ -47,11 +47,12 @@ typedef struct pd_test_state {
 /* Checks that `msg` contains `needle` (for error messages that must name things). */
 #define PD_CHECK_CONTAINS(st, msg, needle)                                                         \
   do {                                                                                             \
+    const char *pd_m_ = (msg); /* NULL (no message at all) fails the check */                      \
     (st)->checks++;                                                                                \
-    if (!strstr((msg), (needle))) {                                                                \
+    if (!pd_m_ || !strstr(pd_m_, (needle))) {                                                      \
       (st)->failures++;                                                                            \
-      fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, (msg),           \
-              (needle));                                                                           \
+      fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__,                  \
+              pd_m_ ? pd_m_ : "(none)", (needle));                                                 \
     }                                                                                              \
   } while (0)
 
