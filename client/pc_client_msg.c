@@ -193,6 +193,25 @@ static int fill_stats(pc_client_response *r, resp_priv *p, const Plankton__Stats
     s->histograms = h;
     s->n_histograms = m->n_histograms;
   }
+  if (m->n_models) {
+    pc_client_model_stats *ms = calloc(m->n_models, sizeof *ms);
+    if (!ms) return -1;
+    for (size_t i = 0; i < m->n_models; i++) {
+      const Plankton__ModelStats *src = m->models[i];
+      ms[i].name = src->name;
+      ms[i].version = src->version;
+      for (size_t k = 0; k < src->n_requests; k++)
+        if ((unsigned)src->requests[k]->code < 17)
+          ms[i].requests_by_status[src->requests[k]->code] = src->requests[k]->count;
+      ms[i].images = src->images;
+      ms[i].request_seconds = src->request_seconds;
+      ms[i].queue_seconds = src->queue_seconds;
+      ms[i].compute_seconds = src->compute_seconds;
+    }
+    p->arrays[1] = ms;
+    s->models = ms;
+    s->n_models = m->n_models;
+  }
   return 0;
 }
 

@@ -190,6 +190,14 @@ typedef struct pc_client_histogram {
   uint64_t count;
 } pc_client_histogram;
 
+/* One model version's figures (the daemon's per-model rows). */
+typedef struct pc_client_model_stats {
+  const char *name, *version;
+  uint64_t requests_by_status[17];                        /* index: status code */
+  uint64_t images;                                        /* images computed for the OK ones */
+  double request_seconds, queue_seconds, compute_seconds; /* sums over the OK ones */
+} pc_client_model_stats;
+
 typedef struct pc_client_stats {
   uint64_t requests_by_status[17]; /* index: status code */
   uint64_t images, batches, connections_total, broken_frames, model_loads, model_load_failures;
@@ -197,6 +205,8 @@ typedef struct pc_client_stats {
   uint32_t queue_depth, in_flight, connections;
   size_t n_histograms;
   const pc_client_histogram *histograms;
+  size_t n_models; /* per model; the other fields are the totals */
+  const pc_client_model_stats *models;
   const char *model_name, *model_version, *backend;
   int64_t model_loaded_unix;
   /* the daemon's limits at work (the counters of the same names in /metrics) */

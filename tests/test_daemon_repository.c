@@ -7,8 +7,8 @@
  * equal `planktond-model run` on its folder ($PLANKTOND_MODEL_TOOL) to
  * 1e-5, crop by crop; unknown names and versions get NOT_FOUND naming what
  * there is, the broken one UNAVAILABLE with its error; ModelInfo lists
- * every version with ready and error; /metrics counts each model's
- * requests under a model label; the KServe REST front end routes
+ * every version with ready and error; Stats and /metrics count each
+ * model's requests (a model label in /metrics); the KServe REST front end routes
  * /v2/models/NAME[/versions/V] to it. Without model.default the daemon
  * refuses to start naming the choices; past model.max_loaded too. SIGHUP
  * rescans a copy of the repository: new, removed, fixed, newly broken and
@@ -178,6 +178,31 @@ static int start_repo(pd_td *d, const char *const *extra) {
   return pd_td_start(d, args);
 }
 
+/* Stats after answers(): a row per model version, the totals beside. */
+static void stats_per_model(pd_test_state *st, pc_client *c) {
+  pc_client_response *r = NULL;
+  pc_client_error err;
+  PD_CHECK_INT(st, pc_client_stats(c, &r, &err), PC_CLIENT_OK);
+  if (!r) return;
+  const pc_client_stats_result *s = &r->u.stats;
+  PD_CHECK_INT(st, (int)s->n_models, 3);
+  uint64_t ok = 0;
+  for (size_t i = 0; i < s->n_models; i++) {
+    const pc_client_model_stats *m = &s->models[i];
+    printf("Stats: %s %s: %llu OK, %llu images, %.6f s in all\n", m->name, m->version,
+           (unsigned long long)m->requests_by_status[0], (unsigned long long)m->images,
+           m->request_seconds);
+    const bool tiny1 = !strcmp(m->name, "tiny") && !strcmp(m->version, "1");
+    PD_CHECK(st, m->requests_by_status[0] == (tiny1 ? N_CROPS : 2 * N_CROPS));
+    PD_CHECK(st, m->images == m->requests_by_status[0] && m->request_seconds > 0);
+    if (!strcmp(m->name, "tiny") && !strcmp(m->version, "2")) /* tiny:9 counts nowhere */
+      PD_CHECK(st, m->requests_by_status[5] == 0);
+    ok += m->requests_by_status[0];
+  }
+  PD_CHECK(st, ok == s->requests_by_status[0] && s->requests_by_status[5] == 1);
+  pc_client_response_free(r);
+}
+
 static const char *const k_serving[] = {"--default-model", "other", "--metrics",
                                         "unix:@DIR@/metrics.sock", NULL};
 
@@ -195,6 +220,8 @@ static void answers(pd_test_state *st) {
     answers_as(st, c, "tiny:2", "tiny/2", "tiny", "2");
     answers_as(st, c, "other", "other", "other", "2");
     answers_as(st, c, "", "other", "other", "2");
+    refused(st, c, "tiny:9", 5, (const char *const[]){"'9'", NULL});
+    stats_per_model(st, c);
     pc_client_close(c);
     char sock[400];
     snprintf(sock, sizeof sock, "%s/metrics.sock", d.dir);

@@ -180,7 +180,9 @@ static void handle_stats(pd_native_server *s, pd_conn *c, uint64_t id) {
   pd_stats_report_fill(s->stats, pd_now_ns(), &r);
   if (s->report) s->report(s->report_ctx, &r);
   size_t len = 0;
-  uint8_t *frame = pd_wire_stats(id, &r, &len);
+  int n_models = 0;
+  const pd_model_counts *models = pd_pipeline_model_counts(s->pipeline, &n_models);
+  uint8_t *frame = pd_wire_stats(id, &r, models, n_models, &len);
   answer(c, frame, len);
 }
 

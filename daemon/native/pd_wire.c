@@ -211,7 +211,8 @@ uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *l
   return pd_wire_pack_response(&resp, len);
 }
 
-uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
+uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, const pd_model_counts *models,
+                       int n_models, size_t *len) {
   Plankton__Status st;
   pd_wire_status(&st, PD_STATUS_OK, "");
   Plankton__StatusCount counts[PD_STATUS_COUNT], *count_ptrs[PD_STATUS_COUNT];
@@ -279,8 +280,11 @@ uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len) {
   sr.last_reload_unix = r->last_reload.unix_time;
   sr.last_reload_failed = r->last_reload.failed != 0;
   sr.last_reload_message = (char *)r->last_reload.message;
+  sr.n_models = pd_wire_model_stats(models, n_models, &sr.models);
   Plankton__Response resp = PLANKTON__RESPONSE__INIT;
   resp.body_case = PLANKTON__RESPONSE__BODY_STATS;
   resp.stats = &sr;
-  return pd_wire_pack_response(&resp, len);
+  uint8_t *out = pd_wire_pack_response(&resp, len);
+  free(sr.models);
+  return out;
 }

@@ -11,6 +11,7 @@
 
 #include "plankton.pb-c.h"
 #include "pd_frame_job.h"
+#include "pd_pipeline.h"
 #include "pd_repo.h"
 #include "pd_request.h"
 #include "pd_served.h"
@@ -57,7 +58,12 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len);
 /* reload: the last SIGHUP reload's result, carried as it is (NULL: none). */
 uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
                         const pd_reload_report *reload, size_t *len);
-uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, size_t *len);
+/* models[0..n_models): the per-model rows (pd_pipeline_model_counts; may be NULL). */
+uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, const pd_model_counts *models,
+                       int n_models, size_t *len);
+/* The ModelStats rows of c[0..n) (malloc'ed, one block: free(*out)); the
+ * count, 0 when none or out of memory. */
+size_t pd_wire_model_stats(const pd_model_counts *c, int n, Plankton__ModelStats ***out);
 /* HelloResponse: protocol version 1, this daemon's version and frame limit,
  * and whether it will send this connection a drain notice. */
 uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_frame_bytes,

@@ -104,3 +104,42 @@ uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s,
   free(r);
   return out;
 }
+
+size_t pd_wire_model_stats(const pd_model_counts *c, int n, Plankton__ModelStats ***out) {
+  *out = NULL;
+  if (!c || n <= 0) return 0;
+  /* one block: the pointers, the rows, each row's status counts and their pointers */
+  typedef struct row {
+    Plankton__ModelStats m;
+    Plankton__StatusCount counts[PD_STATUS_COUNT];
+    Plankton__StatusCount *ptrs[PD_STATUS_COUNT];
+  } row;
+  void *block = malloc((size_t)n * (sizeof(Plankton__ModelStats *) + sizeof(row)));
+  if (!block) return 0;
+  Plankton__ModelStats **ptrs = block;
+  row *rows = (row *)(ptrs + n);
+  for (int i = 0; i < n; i++) {
+    row *w = &rows[i];
+    plankton__model_stats__init(&w->m);
+    w->m.name = (char *)c[i].name;
+    w->m.version = (char *)c[i].version;
+    w->m.images = c[i].images;
+    w->m.request_seconds = (double)c[i].latency_us * 1e-6;
+    w->m.queue_seconds = (double)c[i].queue_us * 1e-6;
+    w->m.compute_seconds = (double)c[i].compute_us * 1e-6;
+    size_t k = 0;
+    for (int s = 0; s < PD_STATUS_COUNT; s++) {
+      if (!c[i].requests[s] && s != PD_STATUS_OK) continue;
+      plankton__status_count__init(&w->counts[k]);
+      w->counts[k].code = (Plankton__StatusCode)s;
+      w->counts[k].count = c[i].requests[s];
+      w->ptrs[k] = &w->counts[k];
+      k++;
+    }
+    w->m.n_requests = k;
+    w->m.requests = w->ptrs;
+    ptrs[i] = &w->m;
+  }
+  *out = ptrs;
+  return (size_t)n;
+}

@@ -164,7 +164,7 @@ static int on_frame(const uint8_t *bytes, size_t n, const pd_served *served) {
     pd_stats_init(&stats);
     pd_stats_report r;
     pd_stats_report_fill(&stats, pd_now_ns(), &r);
-    check_answer(pd_wire_stats(msg->stats->id, &r, &len), &len);
+    check_answer(pd_wire_stats(msg->stats->id, &r, NULL, 0, &len), &len);
     break;
   }
   case PLANKTON__REQUEST__BODY_HEALTH: {
