@@ -1,7 +1,7 @@
 /* The daemon serves a model repository (model.repository): $PD_TEST_REPO
  * (tests/make_repository.sh) holds tiny/1 and tiny/2 (the same spec, other
  * weights), other (another spec, unversioned, its model.yaml naming it
- * otherwise) and broken (weights cut short). planktond --repository on it
+ * otherwise), ens (an ensemble folder) and broken (weights cut short). planktond --repository on it
  * starts, logs the broken folder's error and the name warning, and serves
  * the rest: each model's answers, by name, by name:version and by default,
  * equal `planktond-model run` on its folder ($PLANKTOND_MODEL_TOOL) to
@@ -185,15 +185,16 @@ static void stats_per_model(pd_test_state *st, pc_client *c) {
   PD_CHECK_INT(st, pc_client_stats(c, &r, &err), PC_CLIENT_OK);
   if (!r) return;
   const pc_client_stats_result *s = &r->u.stats;
-  PD_CHECK_INT(st, (int)s->n_models, 3);
+  PD_CHECK_INT(st, (int)s->n_models, 4);
   uint64_t ok = 0;
   for (size_t i = 0; i < s->n_models; i++) {
     const pc_client_model_stats *m = &s->models[i];
     printf("Stats: %s %s: %llu OK, %llu images, %.6f s in all\n", m->name, m->version,
            (unsigned long long)m->requests_by_status[0], (unsigned long long)m->images,
            m->request_seconds);
-    const bool tiny1 = !strcmp(m->name, "tiny") && !strcmp(m->version, "1");
-    PD_CHECK(st, m->requests_by_status[0] == (tiny1 ? N_CROPS : 2 * N_CROPS));
+    const bool once =
+        !strcmp(m->name, "ens") || (!strcmp(m->name, "tiny") && !strcmp(m->version, "1"));
+    PD_CHECK(st, m->requests_by_status[0] == (once ? N_CROPS : 2 * N_CROPS));
     PD_CHECK(st, m->images == m->requests_by_status[0] && m->request_seconds > 0);
     if (!strcmp(m->name, "tiny") && !strcmp(m->version, "2")) /* tiny:9 counts nowhere */
       PD_CHECK(st, m->requests_by_status[5] == 0);
@@ -220,6 +221,7 @@ static void answers(pd_test_state *st) {
     answers_as(st, c, "tiny:2", "tiny/2", "tiny", "2");
     answers_as(st, c, "other", "other", "other", "2");
     answers_as(st, c, "", "other", "other", "2");
+    answers_as(st, c, "ens", "ens", "ens", "1");
     refused(st, c, "tiny:9", 5, (const char *const[]){"'9'", NULL});
     stats_per_model(st, c);
     pc_client_close(c);
@@ -239,7 +241,7 @@ static void answers(pd_test_state *st) {
       printf("/metrics: tiny 2 %g, tiny 1 %g, other %g OK requests; %g in all\n", tiny2, tiny1,
              other, total);
       PD_CHECK(st, tiny2 == 2 * N_CROPS && tiny1 == N_CROPS && other == 2 * N_CROPS);
-      PD_CHECK(st, total == 5 * N_CROPS);
+      PD_CHECK(st, total == 6 * N_CROPS);
       PD_CHECK(st, pd_td_metric(m, "planktond_model_ready{model=\"broken\",version=\"\"}") == 0);
       PD_CHECK(st, pd_td_metric(m, "planktond_model_ready{model=\"tiny\",version=\"1\"}") == 1);
       PD_CHECK(st, pd_td_metric(m, "planktond_model_inference_request_duration_seconds_count{"
@@ -266,7 +268,7 @@ static void errors(pd_test_state *st) {
     PD_CHECK_INT(st, pc_client_model_info(c, NULL, &r, &err), PC_CLIENT_OK);
     if (r) {
       PD_CHECK_INT(st, r->status, 0);
-      PD_CHECK_INT(st, (int)r->u.model_info.n_models, 4);
+      PD_CHECK_INT(st, (int)r->u.model_info.n_models, 5);
       for (size_t i = 0; i < r->u.model_info.n_models; i++) {
         const pc_client_model *m = &r->u.model_info.models[i];
         printf("ModelInfo: %s %s ready %d latest %d default %d %s\n", m->name, m->version, m->ready,
@@ -275,7 +277,7 @@ static void errors(pd_test_state *st) {
         PD_CHECK(st, m->ready == !broken);
         PD_CHECK(st, broken ? strstr(m->error, "weights") != NULL : m->error[0] == '\0');
         PD_CHECK(st, m->is_default == !strcmp(m->name, "other"));
-        PD_CHECK(st, m->latest == (strcmp(m->version, "1") != 0));
+        PD_CHECK(st, m->latest == !(!strcmp(m->name, "tiny") && !strcmp(m->version, "1")));
       }
       pc_client_response_free(r);
     }
@@ -369,7 +371,7 @@ static void refuses_to_start(pd_test_state *st, const char *const *extra, const 
 }
 
 static void default_required(pd_test_state *st) {
-  refuses_to_start(st, NULL, "several models ('broken', 'other', 'tiny')");
+  refuses_to_start(st, NULL, "several models ('broken', 'ens', 'other', 'tiny')");
 }
 
 static void default_unknown(pd_test_state *st) {
