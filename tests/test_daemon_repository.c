@@ -9,7 +9,8 @@
  * there is, the broken one UNAVAILABLE with its error; ModelInfo lists
  * every version with ready and error; Stats and /metrics count each
  * model's requests (a model label in /metrics); the KServe REST front end routes
- * /v2/models/NAME[/versions/V] to it. Without model.default the daemon
+ * /v2/models/NAME[/versions/V] (ready, metadata, infer: the same answers)
+ * to it. Without model.default the daemon
  * refuses to start naming the choices; past model.max_loaded too. SIGHUP
  * rescans a copy of the repository: new, removed, fixed, newly broken and
  * unchanged folders. */
@@ -34,7 +35,7 @@
 
 typedef struct crop {
   int w, h;
-  uint8_t *png;
+  uint8_t *png, *gray;
   size_t png_len;
   char path[512];
 } crop;
@@ -54,7 +55,7 @@ static int write_crops(void) {
     c->h = 17 + (i * 29) % 110;
     uint8_t *gray = pd_td_crop((uint64_t)i + 300, c->w, c->h);
     c->png = gray ? pd_td_png(gray, c->w, c->h, &c->png_len) : NULL;
-    free(gray);
+    c->gray = gray;
     if (!c->png) return -1;
     snprintf(c->path, sizeof c->path, "%s/crop%02d.png", dir, i);
     FILE *f = fopen(c->path, "wb");
@@ -296,8 +297,9 @@ static void errors(pd_test_state *st) {
   pd_td_cleanup(&d);
 }
 
-/* GET path over the Unix socket sock: the whole answer (malloc'ed) or NULL. */
-static char *http_get(const char *sock, const char *path) {
+/* METHOD path (with body, may be NULL) over the Unix socket sock: the whole
+ * answer (malloc'ed) or NULL. */
+static char *http_req(const char *sock, const char *method, const char *path, const char *body) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
@@ -307,11 +309,16 @@ static char *http_get(const char *sock, const char *path) {
   }
   struct timeval tv = {.tv_sec = 10};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char req[512];
-  int n =
-      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-  size_t cap = 65536, len = 0;
-  char *buf = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? malloc(cap) : NULL;
+  char head[512];
+  const size_t blen = body ? strlen(body) : 0;
+  int n = snprintf(head, sizeof head,
+                   "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: "
+                   "application/json\r\nContent-Length: %zu\r\n\r\n",
+                   method, path, blen);
+  size_t cap = 1 << 20, len = 0;
+  bool sent = send(fd, head, (size_t)n, MSG_NOSIGNAL) == n &&
+              (!blen || send(fd, body, blen, MSG_NOSIGNAL) == (ssize_t)blen);
+  char *buf = sent ? malloc(cap) : NULL;
   for (ssize_t got = 1; buf && got > 0 && len < cap - 1; len += (size_t)(got > 0 ? got : 0))
     got = recv(fd, buf + len, cap - 1 - len, 0);
   close(fd);
@@ -322,7 +329,7 @@ static char *http_get(const char *sock, const char *path) {
 /* GET path: the answer starts with status line `want` and holds `needle` (may be NULL). */
 static void get_is(pd_test_state *st, const char *sock, const char *path, const char *want,
                    const char *needle) {
-  char *a = http_get(sock, path);
+  char *a = http_req(sock, "GET", path, NULL);
   PD_CHECK(st, a != NULL);
   if (!a) return;
   const char *body = strstr(a, "\r\n\r\n");
@@ -330,6 +337,60 @@ static void get_is(pd_test_state *st, const char *sock, const char *path, const 
   PD_CHECK(st, strncmp(a, want, strlen(want)) == 0);
   if (needle) PD_CHECK(st, body && strstr(body, needle) != NULL);
   free(a);
+}
+
+/* POST /v2/models/PATH/infer for every crop as UINT8 [1,H,W] with tta 1:
+ * the probabilities equal the tool's on folder sub. */
+static void kserve_infer_as(pd_test_state *st, const char *sock, const char *path,
+                            const char *sub) {
+  static float want[N_CROPS * MAX_CLASSES];
+  int n_classes = 0;
+  double worst = 0;
+  for (int i = 0; i < N_CROPS; i++) {
+    const crop *c = &crops[i];
+    size_t cap = (size_t)c->w * (size_t)c->h * 4 + 256, o = 0;
+    char *body = malloc(cap);
+    if (!body) return;
+    o += (size_t)snprintf(body, cap,
+                          "{\"parameters\":{\"tta\":1},\"inputs\":[{\"name\":\"IMAGE\","
+                          "\"datatype\":\"UINT8\",\"shape\":[1,%d,%d],\"data\":[",
+                          c->h, c->w);
+    for (int k = 0; k < c->w * c->h; k++)
+      o += (size_t)snprintf(body + o, cap - o, "%s%u", k ? "," : "", c->gray[k]);
+    snprintf(body + o, cap - o, "]}]}");
+    char url[200];
+    snprintf(url, sizeof url, "/v2/models/%s/infer", path);
+    char *a = http_req(sock, "POST", url, body);
+    free(body);
+    const char *data = a ? strstr(a, "\"data\":[") : NULL;
+    PD_CHECK(st, a && !strncmp(a, "HTTP/1.1 200", 12) && data);
+    if (!data) {
+      fprintf(stderr, "POST %s: %s\n", url, a ? a : "(no answer)");
+      free(a);
+      return;
+    }
+    float got[MAX_CLASSES];
+    int n = 0;
+    for (char *p = (char *)data + 8, *end; n < MAX_CLASSES && *p != ']'; p = end + (*end == ',')) {
+      got[n++] = strtof(p, &end);
+      if (end == p) break;
+    }
+    free(a);
+    if (i == 0) {
+      n_classes = n;
+      int rc = tool_probs(sub, want, n_classes);
+      PD_CHECK_INT(st, rc, 0);
+      if (rc != 0) return;
+    }
+    PD_CHECK_INT(st, n, n_classes);
+    for (int k = 0; k < n && k < n_classes; k++) {
+      double d = fabs((double)got[k] - want[i * n_classes + k]);
+      if (d > worst) worst = d;
+    }
+  }
+  printf("KServe REST %s: %d crops, largest difference from planktond-model run on %s: %.3g\n",
+         path, N_CROPS, sub, worst);
+  PD_CHECK(st, n_classes > 0 && worst <= PROB_TOL);
 }
 
 static void kserve_routes(pd_test_state *st) {
@@ -351,6 +412,9 @@ static void kserve_routes(pd_test_state *st) {
     get_is(st, sock, "/v2/models/tiny", "HTTP/1.1 200", "\"2\"");
     get_is(st, sock, "/v2/models/nope", "HTTP/1.1 404", "'other'");
     get_is(st, sock, "/v2/models/tiny/versions/7", "HTTP/1.1 404", "its versions are '1', '2'");
+    kserve_infer_as(st, sock, "tiny/versions/1", "tiny/1");
+    kserve_infer_as(st, sock, "tiny", "tiny/2");
+    kserve_infer_as(st, sock, "ens", "ens");
   }
   PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
@@ -457,6 +521,7 @@ static void teardown(void) {
   for (int i = 0; i < N_CROPS; i++) {
     unlink(crops[i].path);
     free(crops[i].png);
+    free(crops[i].gray);
   }
   if (rmdir(dir) != 0) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
 }
