@@ -14,8 +14,9 @@
 /* The version of this interface (this header, pd_graph.h, pd_error.h and the
  * options of a backend loaded at run time): a backend module reports the one
  * it was built with and the loader refuses any other. Bump it with every
- * change to those structs or to the meaning of their fields. */
-#define PD_BACKEND_ABI 1
+ * change to those structs or to the meaning of their fields (2: the CUDA
+ * options' precision names bf16 and int8, which the module refuses). */
+#define PD_BACKEND_ABI 2
 
 typedef struct pd_backend pd_backend;
 typedef struct pd_plan pd_plan;
