@@ -10,7 +10,7 @@
  * every version with ready and error; Stats and /metrics count each
  * model's requests (a model label in /metrics); the KServe REST front end routes
  * /v2/models/NAME[/versions/V] (ready, metadata, infer: the same answers)
- * to it. Without model.default the daemon
+ * to it; so does plankton-client --model NAME[:VERSION]. Without model.default the daemon
  * refuses to start naming the choices; past model.max_loaded too. SIGHUP
  * rescans a copy of the repository: new, removed, fixed, newly broken and
  * unchanged folders. */
@@ -32,6 +32,7 @@
 #define N_CROPS 6
 #define MAX_CLASSES 64
 #define PROB_TOL 1e-5
+#define CLI_TOL 1e-4 /* the CSV's printed digits */
 
 typedef struct crop {
   int w, h;
@@ -508,6 +509,62 @@ static void rescan(pd_test_state *st) {
   PD_CHECK_INT(st, sh("rm -r '%s'", copy), 0);
 }
 
+/* plankton-client --socket S classify -f csv --probs --tta 1 --model MODEL
+ * crops... -o FILE: its exit status; the probabilities in probs. */
+static int cli_classify(const pd_td *d, const char *model, float *probs, int n_classes) {
+  const char *cli = getenv("PLANKTON_CLIENT");
+  char out[600], cmd[8192];
+  snprintf(out, sizeof out, "%s/cli.csv", dir);
+  int o = snprintf(cmd, sizeof cmd,
+                   "'%s' --socket '%s' classify -f csv --probs --tta 1 --model '%s' -o '%s'",
+                   cli ? cli : "plankton-client", d->socket, model, out);
+  for (int i = 0; i < N_CROPS && o > 0 && (size_t)o < sizeof cmd; i++)
+    o += snprintf(cmd + o, sizeof cmd - (size_t)o, " '%s'", crops[i].path);
+  int status = system(cmd);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  FILE *f = code == 0 ? fopen(out, "r") : NULL;
+  char line[8192];
+  int row = -1; /* the header first */
+  while (f && fgets(line, sizeof line, f) && row < N_CROPS) {
+    if (row >= 0) {
+      char *p = strchr(line, ',');
+      for (int k = 0; k < n_classes && p; k++, p = strchr(p + 1, ','))
+        probs[row * n_classes + k] = strtof(p + 1, NULL);
+    }
+    row++;
+  }
+  if (f) fclose(f);
+  unlink(out);
+  return code == 0 && row != N_CROPS ? -1 : code;
+}
+
+/* The command-line client names repository models as the protocol does. */
+static void cli(pd_test_state *st) {
+  pd_td d;
+  const char *const extra[] = {"--default-model", "other", NULL};
+  int started = start_repo(&d, extra);
+  PD_CHECK_INT(st, started, 0);
+  if (started == 0) {
+    static float got[N_CROPS * MAX_CLASSES], want[N_CROPS * MAX_CLASSES];
+    const int nc = 12; /* the tiny spec's classes */
+    const char *const models[][2] = {{"tiny:1", "tiny/1"}, {"tiny", "tiny/2"}};
+    for (int m = 0; m < 2; m++) {
+      PD_CHECK_INT(st, cli_classify(&d, models[m][0], got, nc), 0);
+      PD_CHECK_INT(st, tool_probs(models[m][1], want, nc), 0);
+      double worst = 0;
+      for (int i = 0; i < N_CROPS * nc; i++)
+        if (fabs((double)got[i] - want[i]) > worst) worst = fabs((double)got[i] - want[i]);
+      printf("plankton-client --model %s: largest difference from planktond-model run on %s: "
+             "%.3g\n",
+             models[m][0], models[m][1], worst);
+      PD_CHECK(st, worst <= CLI_TOL);
+    }
+    PD_CHECK_INT(st, cli_classify(&d, "nope", got, nc), 2); /* usage: it names the models */
+  }
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
 static int setup(void) {
   if (!pd_td_have_model() || !*repo()) return 77;
   if (!mkdtemp(dir) || write_crops() != 0) {
@@ -527,9 +584,10 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(answers),          PD_TEST_CASE(errors),          PD_TEST_CASE(kserve_routes),
-    PD_TEST_CASE(default_required), PD_TEST_CASE(default_unknown), PD_TEST_CASE(max_loaded),
-    PD_TEST_CASE(rescan),
+    PD_TEST_CASE(answers),         PD_TEST_CASE(errors),
+    PD_TEST_CASE(kserve_routes),   PD_TEST_CASE(default_required),
+    PD_TEST_CASE(default_unknown), PD_TEST_CASE(max_loaded),
+    PD_TEST_CASE(rescan),          PD_TEST_CASE(cli),
 };
 
 PD_TEST_MAIN("daemon_repository", setup, teardown, k_cases)

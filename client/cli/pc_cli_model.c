@@ -47,8 +47,10 @@ static void list_models(pc_client *c, char *buf, size_t n) {
     return;
   }
   size_t used = 0;
+  const pc_client_model *ms = r->u.model_info.models;
   for (size_t i = 0; i < r->u.model_info.n_models && used < n; i++) {
-    int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", r->u.model_info.models[i].name);
+    if (i > 0 && !strcmp(ms[i].name, ms[i - 1].name)) continue; /* versions of one model */
+    int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", ms[i].name);
     if (w < 0) break;
     used += (size_t)w;
   }

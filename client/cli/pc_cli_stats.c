@@ -108,6 +108,18 @@ static void print_table(const pc_client_stats_result *s) {
          (unsigned long long)s->receive_buffer_bytes, (unsigned long long)s->receive_waits);
   printf("%-16s %llu (%llu in a row)\n", "failed batches", (unsigned long long)s->batch_failures,
          (unsigned long long)s->batch_failures_in_a_row);
+  for (size_t i = 0; i < s->n_models; i++) {
+    const pc_client_model_stats *m = &s->models[i];
+    unsigned long long ok = m->requests_by_status[0], failed = 0;
+    for (int c = 1; c < 17; c++)
+      failed += m->requests_by_status[c];
+    char name[160];
+    snprintf(name, sizeof name, "model %s:%s", m->name, m->version);
+    printf("%-16s %llu OK, %llu failed, %.2f ms per OK request (%.2f queued, %.2f computing)\n",
+           name, ok, failed, ok ? m->request_seconds * 1e3 / (double)ok : 0.0,
+           ok ? m->queue_seconds * 1e3 / (double)ok : 0.0,
+           ok ? m->compute_seconds * 1e3 / (double)ok : 0.0);
+  }
   if (!s->n_histograms) return;
   printf("\n%-12s %10s %12s %12s %12s %12s\n", "histogram", "count", "mean", "p50", "p90", "p99");
   for (size_t i = 0; i < s->n_histograms; i++) {
@@ -165,7 +177,29 @@ static void print_json(const pc_client_stats_result *s) {
               (unsigned long long)s->requests_by_status[i]);
       any = 1;
     }
-  fputs("},\"histograms\":{", f);
+  fputs("},\"models\":[", f);
+  for (size_t i = 0; i < s->n_models; i++) {
+    const pc_client_model_stats *m = &s->models[i];
+    fputs(i ? ",{\"name\":" : "{\"name\":", f);
+    pc_cli_json_string(f, m->name);
+    fputs(",\"version\":", f);
+    pc_cli_json_string(f, m->version);
+    fputs(",\"requests\":{", f);
+    for (int c = 0, first = 1; c < 17; c++)
+      if (m->requests_by_status[c]) {
+        fprintf(f, "%s\"%s\":%llu", first ? "" : ",", pc_client_status_name(c),
+                (unsigned long long)m->requests_by_status[c]);
+        first = 0;
+      }
+    fprintf(f, "},\"images\":%llu,\"request_seconds\":", (unsigned long long)m->images);
+    pc_cli_json_double(f, m->request_seconds);
+    fputs(",\"queue_seconds\":", f);
+    pc_cli_json_double(f, m->queue_seconds);
+    fputs(",\"compute_seconds\":", f);
+    pc_cli_json_double(f, m->compute_seconds);
+    fputc('}', f);
+  }
+  fputs("],\"histograms\":{", f);
   for (size_t i = 0; i < s->n_histograms; i++) {
     const pc_client_histogram *h = &s->histograms[i];
     if (i) fputc(',', f);
