@@ -64,9 +64,10 @@ static int candidates(char dirs[MAX_CANDIDATES][PATH_MAX]) {
   }
   snprintf(dirs[n++], PATH_MAX, "%s", PD_CUDA_MODULE_INSTALL_DIR);
   const size_t root = strlen(PD_BUILD_ROOT);
-  if (len > 0 && root > 0 && PD_CUDA_MODULE_BUILD_DIR[0] &&
-      strncmp(exe, PD_BUILD_ROOT, root) == 0 && (exe[root] == '/' || exe[root] == '\0'))
-    snprintf(dirs[n++], PATH_MAX, "%s", PD_CUDA_MODULE_BUILD_DIR);
+  const char *build_dir = PD_CUDA_MODULE_BUILD_DIR; /* "" where the module is not built */
+  if (len > 0 && root > 0 && build_dir[0] != '\0' && strncmp(exe, PD_BUILD_ROOT, root) == 0 &&
+      (exe[root] == '/' || exe[root] == '\0'))
+    snprintf(dirs[n++], PATH_MAX, "%s", build_dir);
   return n;
 }
 
