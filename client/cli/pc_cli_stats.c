@@ -133,6 +133,17 @@ static void print_table(const pc_client_stats_result *s) {
   }
 }
 
+/* The members of a "requests" object: "STATUS":count for each status with
+ * a count (the braces are the caller's). */
+static void json_requests(FILE *f, const uint64_t counts[17]) {
+  for (int i = 0, any = 0; i < 17; i++)
+    if (counts[i]) {
+      fprintf(f, "%s\"%s\":%llu", any ? "," : "", pc_client_status_name(i),
+              (unsigned long long)counts[i]);
+      any = 1;
+    }
+}
+
 static void print_json(const pc_client_stats_result *s) {
   FILE *f = stdout;
   fputs("{\"model\":", f);
@@ -170,13 +181,7 @@ static void print_json(const pc_client_stats_result *s) {
           (unsigned long long)s->accept_errors, (unsigned long long)s->batch_failures,
           (unsigned long long)s->batch_failures_in_a_row,
           (unsigned long long)s->receive_buffer_bytes, (unsigned long long)s->receive_waits);
-  int any = 0;
-  for (int i = 0; i < 17; i++)
-    if (s->requests_by_status[i]) {
-      fprintf(f, "%s\"%s\":%llu", any ? "," : "", pc_client_status_name(i),
-              (unsigned long long)s->requests_by_status[i]);
-      any = 1;
-    }
+  json_requests(f, s->requests_by_status);
   fputs("},\"models\":[", f);
   for (size_t i = 0; i < s->n_models; i++) {
     const pc_client_model_stats *m = &s->models[i];
@@ -185,12 +190,7 @@ static void print_json(const pc_client_stats_result *s) {
     fputs(",\"version\":", f);
     pc_cli_json_string(f, m->version);
     fputs(",\"requests\":{", f);
-    for (int c = 0, first = 1; c < 17; c++)
-      if (m->requests_by_status[c]) {
-        fprintf(f, "%s\"%s\":%llu", first ? "" : ",", pc_client_status_name(c),
-                (unsigned long long)m->requests_by_status[c]);
-        first = 0;
-      }
+    json_requests(f, m->requests_by_status);
     fprintf(f, "},\"images\":%llu,\"request_seconds\":", (unsigned long long)m->images);
     pc_cli_json_double(f, m->request_seconds);
     fputs(",\"queue_seconds\":", f);
