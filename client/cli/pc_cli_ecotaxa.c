@@ -41,7 +41,7 @@ static const char fixed_types[] = "tttt"
                                   "fff";
 #define N_FIXED (sizeof fixed_columns / sizeof fixed_columns[0])
 
-static bool has_control(const char *s) {
+bool pc_cli_ecotaxa_has_control(const char *s) {
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
     if (*p < 0x20 || *p == 0x7f) return true;
   return false;
@@ -156,7 +156,7 @@ int pc_cli_ecotaxa_columns(pc_cli_ecotaxa *e, unsigned top_k, bool probs, size_t
   e->probs = probs;
   e->n_labels = n_labels;
   for (size_t i = 0; i < n_labels; i++)
-    if (has_control(labels[i]))
+    if (pc_cli_ecotaxa_has_control(labels[i]))
       return pc_cli_fail(err, PC_CLI_EXIT_FAILED,
                          "the model's label %zu holds a tab, line break or control byte: EcoTaxa's "
                          "TSV cannot hold it",
@@ -354,13 +354,13 @@ static int relative_name(const pc_cli_ecotaxa *e, const char *path, char **real,
 int pc_cli_ecotaxa_row(pc_cli_ecotaxa *e, FILE *f, const pc_cli_result *r, pc_cli_error *err) {
   const char *path = r->path;
   const pc_client_classify_result *c = &r->resp->u.classify;
-  if (has_control(path))
+  if (pc_cli_ecotaxa_has_control(path))
     return pc_cli_fail(err, PC_CLI_EXIT_FAILED,
                        "%s: the file name holds a tab, line break or control byte, which EcoTaxa's "
                        "TSV cannot hold: rename the file",
                        path);
   for (size_t i = 0; i < c->n_top && i < e->top_k; i++)
-    if (has_control(c->top[i].label))
+    if (pc_cli_ecotaxa_has_control(c->top[i].label))
       return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: the label holds a tab or line break", path);
   char *abs = pc_cli_path_abs(path, e->cwd);
   if (!abs) return pc_cli_fail(err, PC_CLI_EXIT_FAILED, "out of memory");

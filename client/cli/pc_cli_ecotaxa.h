@@ -65,6 +65,8 @@ void pc_cli_ecotaxa_free(pc_cli_ecotaxa *e);
  * and a value written as EcoTaxa's reader wants it (between quotes, '"'
  * doubled, when it holds a '"'). */
 bool pc_cli_ecotaxa_name_ok(const char *path);
+/* A tab, line break or other control byte: EcoTaxa's reader would split the row. */
+bool pc_cli_ecotaxa_has_control(const char *s);
 /* The id root of these arguments: the deepest folder holding every one (a
  * folder argument itself, a file's folder, cwd for `-`); cwd when there
  * are none. Normalised absolute, malloc'ed; NULL: out of memory. */

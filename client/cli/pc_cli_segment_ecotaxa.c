@@ -91,12 +91,6 @@ void pc_cli_segeco_header(const pc_cli_segeco *e, FILE *f) {
   fputc('\n', f);
 }
 
-static bool has_control(const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if (*p < 0x20 || *p == 0x7f) return true;
-  return false;
-}
-
 /* The frame's id stem: its path below the current folder without the
  * extension, as classify writes ids (malloc'ed; NULL: out of memory). */
 static char *frame_stem(const pc_cli_segeco *e, const char *frame) {
@@ -136,7 +130,7 @@ static void row(const pc_cli_segeco *e, FILE *f, const char *frame, const char *
 
 int pc_cli_segeco_frame(pc_cli_segeco *e, FILE *f, const char *frame,
                         const pc_client_frame_result *fr, pc_cli_error *err) {
-  if (has_control(frame))
+  if (pc_cli_ecotaxa_has_control(frame))
     return pc_cli_fail(err, PC_CLI_EXIT_FAILED,
                        "%s: a tab, line break or control byte in the name: EcoTaxa's reader "
                        "would split the row (rename the frame)",
