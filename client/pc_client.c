@@ -441,6 +441,10 @@ static void request_key(const Plankton__Request *rq, pc_client_response_kind *ki
     *kind = PC_CLIENT_RESPONSE_HEALTH;
     *id = rq->health->id;
     break;
+  case PLANKTON__REQUEST__BODY_MODEL_CONTROL:
+    *kind = PC_CLIENT_RESPONSE_MODEL_CONTROL;
+    *id = rq->model_control->id;
+    break;
   default:
     *kind = PC_CLIENT_RESPONSE_MODEL_INFO;
     *id = rq->model_info->id;
@@ -570,6 +574,18 @@ int pc_client_send_model_info(pc_client *c, uint64_t id, const char *model, pc_c
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_MODEL_INFO;
   rq.model_info = &mr;
+  return pc_client__queue(c, &rq, err);
+}
+
+int pc_client_send_model_control(pc_client *c, uint64_t id, pc_client_model_op op,
+                                 const char *model, pc_client_error *err) {
+  Plankton__ModelControlRequest mr = PLANKTON__MODEL_CONTROL_REQUEST__INIT;
+  mr.id = id;
+  mr.op = (Plankton__ModelControlOp)op;
+  mr.model = (char *)(model ? model : "");
+  Plankton__Request rq = PLANKTON__REQUEST__INIT;
+  rq.body_case = PLANKTON__REQUEST__BODY_MODEL_CONTROL;
+  rq.model_control = &mr;
   return pc_client__queue(c, &rq, err);
 }
 

@@ -92,6 +92,16 @@ static int send_model_info(pc_client *c, const void *arg, uint64_t id, pc_client
   return pc_client_send_model_info(c, id, arg, err);
 }
 
+typedef struct control_arg {
+  pc_client_model_op op;
+  const char *model;
+} control_arg;
+
+static int send_model_control(pc_client *c, const void *arg, uint64_t id, pc_client_error *err) {
+  const control_arg *a = arg;
+  return pc_client_send_model_control(c, id, a->op, a->model, err);
+}
+
 int pc_client_classify(pc_client *c, const pc_client_classify_request *req,
                        pc_client_response **out, pc_client_error *err) {
   if (!req) return pc_client__fail(err, PC_CLIENT_EINVAL, "no request");
@@ -116,4 +126,11 @@ int pc_client_model_info(pc_client *c, const char *model, pc_client_response **o
                          pc_client_error *err) {
   return call(c, send_model_info, model, PC_CLIENT_RESPONSE_MODEL_INFO, c ? c->next_id++ : 0, out,
               err);
+}
+
+int pc_client_model_control(pc_client *c, pc_client_model_op op, const char *model,
+                            pc_client_response **out, pc_client_error *err) {
+  const control_arg a = {.op = op, .model = model};
+  return call(c, send_model_control, &a, PC_CLIENT_RESPONSE_MODEL_CONTROL, c ? c->next_id++ : 0,
+              out, err);
 }

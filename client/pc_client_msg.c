@@ -308,6 +308,14 @@ pc_client_response *pc_client__decode(const uint8_t *msg, size_t len, int *oom) 
     r->kind = PC_CLIENT_RESPONSE_MODEL_INFO;
     rc = fill_models(r, p, m->model_info);
     break;
+  case PLANKTON__RESPONSE__BODY_MODEL_CONTROL:
+    r->kind = PC_CLIENT_RESPONSE_MODEL_CONTROL;
+    r->id = m->model_control->id;
+    set_status(r, m->model_control->status);
+    r->u.model_control.model = m->model_control->model ? m->model_control->model : "";
+    r->u.model_control.n_versions = m->model_control->n_versions;
+    r->u.model_control.versions = (const char *const *)m->model_control->versions;
+    break;
   case PLANKTON__RESPONSE__BODY_ERROR:
     r->kind = PC_CLIENT_RESPONSE_ERROR;
     r->id = m->error->id;

@@ -137,6 +137,7 @@ typedef enum pc_client_response_kind {
   PC_CLIENT_RESPONSE_MODEL_INFO,
   PC_CLIENT_RESPONSE_ERROR, /* the daemon is closing the connection (broken frame) */
   PC_CLIENT_RESPONSE_FRAME,
+  PC_CLIENT_RESPONSE_MODEL_CONTROL,
 } pc_client_response_kind;
 
 typedef struct pc_client_class_score {
@@ -258,6 +259,11 @@ typedef struct pc_client_response {
       size_t n_models;
       const pc_client_model *models;
     } model_info;
+    struct {
+      const char *model;
+      size_t n_versions; /* the versions of model serving after the change */
+      const char *const *versions;
+    } model_control;
   } u;
   void *priv_; /* the library's */
 } pc_client_response;
@@ -283,6 +289,15 @@ int pc_client_send_frame(pc_client *c, const pc_client_frame_request *req, pc_cl
 int pc_client_send_stats(pc_client *c, uint64_t id, pc_client_error *err);
 int pc_client_send_health(pc_client *c, uint64_t id, pc_client_error *err);
 int pc_client_send_model_info(pc_client *c, uint64_t id, const char *model, pc_client_error *err);
+/* Run-time model control (the daemon's model.control): load, unload or
+ * reload every version of repository model `model`. */
+typedef enum pc_client_model_op {
+  PC_CLIENT_MODEL_LOAD = 1,
+  PC_CLIENT_MODEL_UNLOAD = 2,
+  PC_CLIENT_MODEL_RELOAD = 3,
+} pc_client_model_op;
+int pc_client_send_model_control(pc_client *c, uint64_t id, pc_client_model_op op,
+                                 const char *model, pc_client_error *err);
 /* Pops the oldest decoded answer: PC_CLIENT_OK with *out (free it with
  * pc_client_response_free), or PC_CLIENT_EAGAIN when none is ready. */
 int pc_client_next_response(pc_client *c, pc_client_response **out);
@@ -375,6 +390,10 @@ int pc_client_stats(pc_client *c, pc_client_response **out, pc_client_error *err
 int pc_client_health(pc_client *c, pc_client_response **out, pc_client_error *err);
 int pc_client_model_info(pc_client *c, const char *model, pc_client_response **out,
                          pc_client_error *err);
+/* Answered once the change took effect or failed ((*out)->status and
+ * message: PERMISSION_DENIED, NOT_FOUND, ...); u.model_control. */
+int pc_client_model_control(pc_client *c, pc_client_model_op op, const char *model,
+                            pc_client_response **out, pc_client_error *err);
 
 #ifdef __cplusplus
 }

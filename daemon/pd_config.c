@@ -63,6 +63,9 @@ static const pd_setting settings[] = {
     {FIELD("model", "max_loaded", model_max_loaded), .type = PD_SET_INT, .lo = 1, .hi = 64,
      .def = 16, .reloadable = RELOAD,
      .help = "most model versions loaded at once; a repository needing more fails to start"},
+    {FIELD("model", "control", model_control), .type = PD_SET_BOOL, .def = 0, .reloadable = RELOAD,
+     .help = "allow load/unload/reload at run time (ModelControl from the daemon's uid or root; "
+             "KServe only on loopback)"},
     {FIELD("engine", "backend", backend), TEXT(backend), .type = PD_SET_CHOICE, .def_text = "auto",
      .choices = backend_names, .flag = "--backend", .arg = "NAME", .reloadable = RELOAD,
      .help = "auto (CUDA when usable, else CPU), cpu or cuda"},

@@ -38,6 +38,7 @@ typedef struct pd_config {
   char model_repository[PD_PATH_LEN]; /* "" = serve model_dir alone */
   char model_default[64];             /* repository: the name unnamed requests get */
   long model_max_loaded;              /* repository: versions loaded at once */
+  long model_control;                 /* 0/1: run-time load/unload/reload (pd_control.h) */
   /* engine */
   char backend[16];    /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
   char precision[8];   /* "auto", "fp32", "bf16" or "int8" (pd_precision.h) */

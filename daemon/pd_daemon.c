@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "pd_control.h"
 #include "pd_frontends.h"
 #include "pd_log.h"
 #include "pd_pipeline.h"
@@ -48,6 +49,12 @@ typedef struct pd_daemon {
   pd_repo *reload_repo;
   pd_error reload_err;
   pd_reload_report last_reload; /* Health, Stats and /metrics show it */
+  /* run-time model changes (pd_model_control.h): one at a time, not beside a reload */
+  pd_model_control *control_head, *control_tail; /* waiting */
+  pd_model_control *control_now;                 /* off the loop */
+  uv_work_t control_work;
+  pd_repo *control_repo;
+  pd_error control_err;
   int exit_code;
   /* Connections the open-file limit leaves room for (measured at start), or
    * -1 where there is no limit to speak of. */
@@ -343,6 +350,7 @@ static void reload_load(uv_work_t *w) {
 }
 
 static void start_reload(pd_daemon *d);
+static void next_control(pd_daemon *d);
 
 /* Keeps the result of the reload that just ended (message: what failed, or
  * NULL when it succeeded) and tells systemd it is ready again. */
@@ -386,7 +394,9 @@ static void reload_done(uv_work_t *w, int status) {
   }
   d->reload_repo = NULL;
   reload_finished(d, failed);
-  if (d->draining) {
+  if (d->control_head) {
+    next_control(d); /* then a reload that waited */
+  } else if (d->draining) {
     check_drained(d);
   } else if (d->reload_again) {
     d->reload_again = false;
@@ -396,7 +406,7 @@ static void reload_done(uv_work_t *w, int status) {
 
 static void start_reload(pd_daemon *d) {
   if (d->draining) return;
-  if (d->reloading) {
+  if (d->reloading || d->control_now) {
     d->reload_again = true;
     return;
   }
@@ -430,6 +440,128 @@ static void start_reload(pd_daemon *d) {
     snprintf(err.msg, sizeof err.msg, "cannot queue the model load: %s", uv_strerror(rc));
     reload_finished(d, err.msg);
   }
+}
+
+/* ---- run-time model changes ---- */
+
+static const char *op_name(pd_repo_op op) {
+  return op == PD_REPO_LOAD ? "load" : op == PD_REPO_UNLOAD ? "unload" : "reload";
+}
+
+/* Answers mc (its status and message set) and lets the drain go on. */
+static void control_answer(pd_daemon *d, pd_model_control *mc) {
+  mc->n_versions = 0;
+  const pd_repo *r = pd_pipeline_repo(d->pipeline);
+  for (int i = 0; r && i < r->n && mc->n_versions < PD_MODEL_CONTROL_VERSIONS; i++)
+    if (r->e[i].served && !strcmp(r->e[i].name, mc->name))
+      snprintf(mc->versions[mc->n_versions++], sizeof mc->versions[0], "%s", r->e[i].version);
+  mc->done(mc);
+  pd_pipeline_unhold(d->pipeline);
+}
+
+static void control_work(uv_work_t *w) {
+  pd_daemon *d = w->data;
+  pd_model_control *mc = d->control_now;
+  pd_served_options o = served_options(d, &d->cfg);
+  pd_repo_op op = mc->op;
+  const pd_repo *now = pd_pipeline_repo(d->pipeline);
+  if (mc->load_or_reload && op == PD_REPO_LOAD && pd_repo_loaded(now, mc->name))
+    op = PD_REPO_RELOAD;
+  d->control_repo = NULL;
+  d->control_err.msg[0] = '\0';
+  if (pd_repo_change(now, d->cfg.model_repository, op, mc->name, &o, (int)d->cfg.model_max_loaded,
+                     &d->control_repo, &mc->status, &d->control_err) != PD_OK)
+    d->control_repo = NULL;
+}
+
+static void control_done(uv_work_t *w, int status) {
+  pd_daemon *d = w->data;
+  pd_model_control *mc = d->control_now;
+  d->control_now = NULL;
+  pd_repo *r = d->control_repo;
+  d->control_repo = NULL;
+  if (status != 0 || !r) {
+    if (status != 0) mc->status = PD_STATUS_INTERNAL;
+    snprintf(mc->message, sizeof mc->message, "%s",
+             status != 0 ? uv_strerror(status) : d->control_err.msg);
+    if (mc->status == PD_STATUS_UNAVAILABLE) atomic_fetch_add(&d->stats.model_load_failures, 1);
+    pd_logf(&d->log, PD_LOG_WARNING, "model control (%s from %s): %s '%s' failed: %s", mc->via,
+            mc->peer, op_name(mc->op), mc->name, mc->message);
+  } else {
+    for (int i = 0; i < r->n; i++) /* the name's models: each loaded just now */
+      if (r->e[i].served && !strcmp(r->e[i].name, mc->name)) {
+        atomic_fetch_add(&d->stats.model_loads, 1);
+        log_model(d, "model control: loaded", r->e[i].served);
+      }
+    pd_pipeline_set_repo(d->pipeline, r);
+    mc->status = PD_STATUS_OK;
+    snprintf(mc->message, sizeof mc->message, "%s '%s': done", op_name(mc->op), mc->name);
+    pd_logf(&d->log, PD_LOG_INFO, "model control (%s from %s): %s '%s' done", mc->via, mc->peer,
+            op_name(mc->op), mc->name);
+  }
+  control_answer(d, mc);
+  next_control(d);
+}
+
+/* Starts the next waiting change, unless a change or reload runs; then a
+ * reload that waited for it. */
+static void next_control(pd_daemon *d) {
+  while (!d->control_now && !d->reloading && d->control_head) {
+    pd_model_control *mc = d->control_head;
+    d->control_head = mc->next;
+    if (!d->control_head) d->control_tail = NULL;
+    mc->next = NULL;
+    if (d->draining) {
+      mc->status = PD_STATUS_UNAVAILABLE;
+      snprintf(mc->message, sizeof mc->message, "draining: the daemon is shutting down");
+      control_answer(d, mc);
+      continue;
+    }
+    d->control_now = mc;
+    d->control_work.data = d;
+    int rc = uv_queue_work(&d->loop, &d->control_work, control_work, control_done);
+    if (rc != 0) {
+      d->control_now = NULL;
+      mc->status = PD_STATUS_INTERNAL;
+      snprintf(mc->message, sizeof mc->message, "cannot queue the change: %s", uv_strerror(rc));
+      control_answer(d, mc);
+    }
+  }
+  if (!d->control_now && !d->reloading && d->reload_again && !d->draining) {
+    d->reload_again = false;
+    start_reload(d);
+  }
+  if (!d->control_now && d->draining) check_drained(d);
+}
+
+/* The front ends' pd_model_control_fn. */
+static void control_submit(void *ctx, pd_model_control *mc) {
+  pd_daemon *d = ctx;
+  char why[sizeof mc->message];
+  mc->status = pd_control_allowed(&d->cfg, mc, why, sizeof why);
+  mc->next = NULL;
+  pd_pipeline_hold(d->pipeline);
+  if (mc->status == PD_STATUS_OK && d->draining) {
+    mc->status = PD_STATUS_UNAVAILABLE;
+    snprintf(why, sizeof why, "draining: the daemon is shutting down");
+  } else if (mc->status == PD_STATUS_OK && !d->cfg.model_repository[0]) {
+    mc->status = PD_STATUS_FAILED_PRECONDITION;
+    snprintf(why, sizeof why,
+             "model control needs model.repository (model.dir alone is a repository of one)");
+  }
+  if (mc->status != PD_STATUS_OK) {
+    snprintf(mc->message, sizeof mc->message, "%s", why);
+    pd_logf(&d->log, PD_LOG_WARNING, "model control (%s from %s): %s '%s': %s", mc->via, mc->peer,
+            op_name(mc->op), mc->name, why);
+    control_answer(d, mc);
+    return;
+  }
+  if (d->control_tail)
+    d->control_tail->next = mc;
+  else
+    d->control_head = mc;
+  d->control_tail = mc;
+  next_control(d);
 }
 
 /* ---- signals and timers ---- */
@@ -503,7 +635,9 @@ static int start(pd_daemon *d, pd_error *err) {
                              .log = &d->log,
                              .report = fill_report,
                              .report_ctx = d,
-                             .connection_cap = d->fd_connection_cap};
+                             .connection_cap = d->fd_connection_cap,
+                             .control = control_submit,
+                             .control_ctx = d};
   for (int i = 0; i < PD_N_FRONTENDS && rc == PD_OK; i++) {
     rc = frontend_list[i](&d->env, &d->cfg, &d->fe[d->n_fe], err);
     if (rc == PD_OK) d->n_fe++;

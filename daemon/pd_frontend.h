@@ -22,6 +22,7 @@
 #include "pd_config.h"
 #include "pd_error.h"
 #include "pd_log.h"
+#include "pd_model_control.h"
 #include "pd_pipeline.h"
 #include "pd_stats.h"
 
@@ -38,6 +39,9 @@ typedef struct pd_frontend_env {
   void *report_ctx;
   /* Client connections the open-file limit leaves room for; -1: no cap. */
   int connection_cap;
+  /* Run-time model changes (pd_model_control.h): the daemon checks who asks. */
+  pd_model_control_fn control;
+  void *control_ctx;
 } pd_frontend_env;
 
 typedef struct pd_frontend pd_frontend;

@@ -98,6 +98,7 @@ int pd_frontend_native_create(const pd_frontend_env *env, const pd_config *cfg, 
     free(n);
     return rc;
   }
+  if (env->control) pd_native_server_set_control(n->server, env->control, env->control_ctx);
   *out = &n->fe;
   return PD_OK;
 }

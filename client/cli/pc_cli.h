@@ -59,6 +59,7 @@ int pc_cli_stats_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_health_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_reload_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_models_main(const pc_cli_global *g, int argc, char **argv);
+int pc_cli_model_control_main(const pc_cli_global *g, int argc, char **argv);
 int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv);
 
 /* Each command's --help text. */
@@ -68,6 +69,7 @@ void pc_cli_stats_usage(const char *prog, FILE *f);
 void pc_cli_health_usage(const char *prog, FILE *f);
 void pc_cli_reload_usage(const char *prog, FILE *f);
 void pc_cli_models_usage(const char *prog, FILE *f);
+void pc_cli_model_control_usage(const char *prog, FILE *f);
 void pc_cli_segment_usage(const char *prog, FILE *f);
 
 #endif

@@ -34,6 +34,8 @@ static const command commands[] = {
     {"reload", pc_cli_reload_main, pc_cli_reload_usage,
      "SIGHUP the daemon and wait for the reload's result (exit code)"},
     {"models", pc_cli_models_main, pc_cli_models_usage, "the models served, their classes"},
+    {"model", pc_cli_model_control_main, pc_cli_model_control_usage,
+     "load, unload or reload one repository model at run time"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -155,7 +157,7 @@ int main(int argc, char **argv) {
   if (optind == argc) {
     fprintf(stderr,
             "%s: no command given (commands: classify, segment, evaluate, stats, health, reload, "
-            "models)\n",
+            "models, model)\n",
             g.prog);
     pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;
@@ -177,7 +179,7 @@ int main(int argc, char **argv) {
   if (!cmd) {
     fprintf(stderr,
             "%s: unknown command '%s' (commands: classify, segment, evaluate, stats, health, "
-            "reload, models)\n",
+            "reload, models, model)\n",
             g.prog, name);
     pc_cli_try_help(g.prog, NULL);
     return PC_CLI_EXIT_USAGE;

@@ -131,8 +131,10 @@ static int scan_model(pd_repo *r, const char *root, const char *name, int max_lo
 static const pd_repo_entry *unchanged(const pd_repo *previous, const pd_repo_entry *e) {
   for (int i = 0; previous && i < previous->n; i++) {
     const pd_repo_entry *o = &previous->e[i];
+    /* a model a device error took off its plan gets a new one */
     if (o->served && !strcmp(o->name, e->name) && !strcmp(o->dir, e->dir) &&
-        pd_repo_stamp_same(&o->stamp, &e->stamp))
+        pd_repo_stamp_same(&o->stamp, &e->stamp) &&
+        pd_served_device_state(o->served) == PD_DEVICE_OK)
       return o;
   }
   return NULL;
@@ -322,6 +324,12 @@ const pd_repo_entry *pd_repo_find(const pd_repo *r, const char *model, const cha
 pd_served *pd_repo_served(const pd_repo *r, const char *model, const char *version, pd_status *code,
                           char *why, size_t cap) {
   const pd_repo_entry *e = pd_repo_find(r, model, version, code, why, cap);
+  if (e && !e->served && e->unloaded) {
+    *code = PD_STATUS_UNAVAILABLE;
+    snprintf(why, cap, "model '%s'%s%s is unloaded (model control): load it again to serve it",
+             e->name, e->version[0] ? " version " : "", e->version);
+    return NULL;
+  }
   if (e && !e->served) {
     *code = PD_STATUS_UNAVAILABLE;
     snprintf(why, cap, "model '%s'%s%s did not load: %s", e->name, e->version[0] ? " version " : "",
@@ -333,4 +341,155 @@ pd_served *pd_repo_served(const pd_repo *r, const char *model, const char *versi
 
 pd_served *pd_repo_default(const pd_repo *r) {
   return r && r->default_entry >= 0 ? r->e[r->default_entry].served : NULL;
+}
+
+/* ---- run-time changes ---- */
+
+bool pd_repo_loaded(const pd_repo *r, const char *name) {
+  for (int i = 0; r && i < r->n; i++)
+    if (r->e[i].served && !strcmp(r->e[i].name, name)) return true;
+  return false;
+}
+
+int pd_repo_count_loaded(const pd_repo *r) {
+  int n = 0;
+  for (int i = 0; r && i < r->n; i++)
+    n += r->e[i].served != NULL;
+  return n;
+}
+
+static bool valid_name(const char *name) {
+  size_t n = strlen(name);
+  return n > 0 && n < sizeof((pd_repo_entry *)0)->name && name[0] != '.' && !strchr(name, '/');
+}
+
+/* Copies e into r (its model a new reference). */
+static void copy_entry(pd_repo *r, const pd_repo_entry *e) {
+  pd_repo_entry *c = &r->e[r->n++];
+  *c = *e;
+  pd_served_ref(c->served);
+}
+
+/* now without `name`'s entries, with `fresh`'s in their place (in name
+ * order); the default follows its name. */
+static pd_repo *merged(const pd_repo *now, const char *name, const pd_repo *fresh) {
+  pd_repo *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->default_entry = -1;
+  const char *def = now->default_entry >= 0 ? now->e[now->default_entry].name : NULL;
+  bool placed = false;
+  for (int i = 0; i <= now->n; i++) {
+    const pd_repo_entry *e = i < now->n ? &now->e[i] : NULL;
+    if (!placed && (!e || strcmp(e->name, name) >= 0)) {
+      for (int j = 0; j < fresh->n; j++)
+        copy_entry(r, &fresh->e[j]);
+      placed = true;
+    }
+    if (e && strcmp(e->name, name) != 0) copy_entry(r, e);
+  }
+  for (int i = 0; def && i < r->n; i++)
+    if (r->e[i].latest && !strcmp(r->e[i].name, def)) r->default_entry = i;
+  return r;
+}
+
+/* A refusal: its status and message. */
+#define FAIL(c, rc, ...) (set_code(code, (c)), pd_error_set(err, (rc), __VA_ARGS__))
+static int set_code(pd_status *code, pd_status c) {
+  *code = c;
+  return 0;
+}
+
+/* now's entries of name, each unloaded. */
+static int unload(const pd_repo *now, const char *name, pd_repo **out) {
+  pd_repo *fresh = calloc(1, sizeof *fresh);
+  if (!fresh) return PD_ENOMEM;
+  for (int i = 0; i < now->n; i++) {
+    if (strcmp(now->e[i].name, name) != 0) continue;
+    pd_repo_entry *e = &fresh->e[fresh->n++];
+    *e = now->e[i];
+    e->served = NULL;
+    e->unloaded = true;
+    e->kept = false;
+    snprintf(e->error, sizeof e->error, "unloaded (model control); load it again to serve it");
+  }
+  *out = merged(now, name, fresh);
+  free(fresh);
+  return *out ? PD_OK : PD_ENOMEM;
+}
+
+int pd_repo_change(const pd_repo *now, const char *root, pd_repo_op op, const char *name,
+                   const pd_served_options *base, int max_loaded, pd_repo **out, pd_status *code,
+                   pd_error *err) {
+  *out = NULL;
+  *code = PD_STATUS_OK;
+  if (!valid_name(name))
+    return FAIL(PD_STATUS_INVALID_ARGUMENT, PD_EINVAL,
+                "model name '%.80s'%s: not a folder name of model.repository", name,
+                *name ? "" : " (empty)");
+  if (!now || !root || !*root)
+    return FAIL(PD_STATUS_FAILED_PRECONDITION, PD_EINVAL,
+                "model control needs model.repository (model.dir is a repository of one)");
+  char names[1024];
+  pd_repo_names(now, names, sizeof names);
+  const bool loaded = pd_repo_loaded(now, name);
+  if (op == PD_REPO_UNLOAD) {
+    if (!loaded)
+      return FAIL(PD_STATUS_NOT_FOUND, PD_EINVAL,
+                  "model '%s' is not loaded (the repository's models: %s)", name, names);
+    int rc = unload(now, name, out);
+    if (rc != PD_OK) *code = PD_STATUS_RESOURCE_EXHAUSTED;
+    return rc == PD_OK ? PD_OK : pd_error_set(err, rc, "model control: out of memory");
+  }
+  if (op != PD_REPO_LOAD && op != PD_REPO_RELOAD)
+    return FAIL(PD_STATUS_INVALID_ARGUMENT, PD_EINVAL,
+                "model control of '%s': no operation (load, unload or reload)", name);
+  if (op == PD_REPO_LOAD && loaded)
+    return FAIL(PD_STATUS_ALREADY_EXISTS, PD_EINVAL,
+                "model '%s' is already loaded: reload it to load its folder again", name);
+  if (op == PD_REPO_RELOAD && !loaded)
+    return FAIL(PD_STATUS_NOT_FOUND, PD_EINVAL,
+                "model '%s' is not loaded (the repository's models: %s): load it", name, names);
+  char dir[4096];
+  if (!join(dir, sizeof dir, root, name) || !is_dir(dir))
+    return FAIL(PD_STATUS_NOT_FOUND, PD_EINVAL, "model.repository %.300s has no folder '%s'", root,
+                name);
+  pd_repo *fresh = calloc(1, sizeof *fresh);
+  if (!fresh) return FAIL(PD_STATUS_RESOURCE_EXHAUSTED, PD_ENOMEM, "model control: out of memory");
+  fresh->default_entry = -1;
+  int rc = scan_model(fresh, root, name, PD_REPO_MAX, err);
+  int others = 0, entries = 0;
+  for (int i = 0; i < now->n; i++)
+    if (strcmp(now->e[i].name, name) != 0) {
+      others += now->e[i].served != NULL;
+      entries++;
+    }
+  if (rc == PD_OK && (others + fresh->n > max_loaded || entries + fresh->n > PD_REPO_MAX)) {
+    *code = PD_STATUS_RESOURCE_EXHAUSTED;
+    rc = pd_error_set(err, PD_ELIMIT,
+                      "model.max_loaded %d: %s '%s' (%d versions) would make %d model versions "
+                      "loaded; unload one first",
+                      max_loaded < PD_REPO_MAX ? max_loaded : PD_REPO_MAX,
+                      op == PD_REPO_LOAD ? "loading" : "reloading", name, fresh->n,
+                      others + fresh->n);
+  } else if (rc != PD_OK) {
+    *code = PD_STATUS_INVALID_ARGUMENT;
+  }
+  for (int i = 0; i < fresh->n && rc == PD_OK; i++) {
+    pd_repo_entry *e = &fresh->e[i];
+    load_entry(e, base, NULL);
+    if (!e->served) {
+      *code = PD_STATUS_UNAVAILABLE;
+      rc = pd_error_set(err, PD_EINVAL, "model '%s'%s%s did not load, nothing changed: %s", e->name,
+                        e->version[0] ? " version " : "", e->version, e->error);
+    }
+  }
+  if (rc == PD_OK) {
+    *out = merged(now, name, fresh);
+    if (!*out) {
+      *code = PD_STATUS_RESOURCE_EXHAUSTED;
+      rc = pd_error_set(err, PD_ENOMEM, "model control: out of memory");
+    }
+  }
+  pd_repo_free(fresh);
+  return rc;
 }

@@ -29,6 +29,7 @@ typedef struct pd_repo_entry {
   bool latest;         /* the highest version of its name */
   pd_repo_stamp stamp; /* what it was loaded from */
   bool kept;           /* unchanged since the previous load: its model was kept */
+  bool unloaded;       /* unloaded at run time (pd_repo_change); error says so */
 } pd_repo_entry;
 
 typedef struct pd_repo {
@@ -55,6 +56,27 @@ void pd_repo_free(pd_repo *r);
  * name and version loaded keeps serving the old load (a reference; its
  * error says so). Returns how many. */
 int pd_repo_keep_failed(pd_repo *fresh, const pd_repo *old);
+
+/* A run-time change of one model name (ModelControl, KServe's repository
+ * extension): load a folder of repository `root` not loaded now (every
+ * version in it), unload every version of a loaded name (kept as entries
+ * with unloaded set and no model, so requests naming it get UNAVAILABLE
+ * saying so), or reload one: its folder loaded again, ignoring the stamps.
+ * Blocking (run it off the loop, while nothing else changes `now`). *out: a
+ * new table sharing now's other models (references), to swap in whole; the
+ * model's requests in flight finish on what they started on. Atomic: when a
+ * version fails to load, nothing changes and the result says why. Errors
+ * set *code (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, RESOURCE_EXHAUSTED
+ * past max_loaded, UNAVAILABLE for a load that failed) and err naming the
+ * model, the folder or the setting. */
+typedef enum pd_repo_op { PD_REPO_LOAD = 1, PD_REPO_UNLOAD = 2, PD_REPO_RELOAD = 3 } pd_repo_op;
+int pd_repo_change(const pd_repo *now, const char *root, pd_repo_op op, const char *name,
+                   const pd_served_options *base, int max_loaded, pd_repo **out, pd_status *code,
+                   pd_error *err);
+/* Whether some version of `name` is loaded (serving). */
+bool pd_repo_loaded(const pd_repo *r, const char *name);
+/* Model versions loaded (serving) in r. */
+int pd_repo_count_loaded(const pd_repo *r);
 
 /* The entry `model` names ("" the default, "name" the latest version,
  * "name:version"; version, if not NULL or "", overrides the one after a

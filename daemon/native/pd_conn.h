@@ -77,7 +77,8 @@ struct pd_conn {
   /* the owner's: the client asked for a drain notice (Hello), and got it */
   bool drain_notices, drain_noticed;
   char peer[96];
-  pd_link link; /* in the owner's list */
+  long peer_uid; /* a Unix-socket peer's uid (SO_PEERCRED); -1: TCP or unknown */
+  pd_link link;  /* in the owner's list */
 };
 
 /* Takes an accepted, initialised stream: c->h must already be set up (see

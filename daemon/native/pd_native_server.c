@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "pd_conn.h"
 #include "pd_wire.h"
@@ -36,6 +37,8 @@ struct pd_native_server {
   void (*on_empty)(void *);
   void *on_empty_data;
   pd_conn_handler handler;
+  pd_model_control_fn control;
+  void *control_ctx;
 };
 
 /* A classify request in the pipeline: the core's part, the connection it
@@ -192,8 +195,66 @@ static void handle_health(pd_native_server *s, pd_conn *c, uint64_t id) {
   pd_stats_report_fill(s->stats, pd_now_ns(), &r);
   if (s->report) s->report(s->report_ctx, &r);
   size_t len = 0;
-  uint8_t *frame = pd_wire_health(id, s->draining, r.batch_failures_in_a_row, &r.last_reload, &len);
+  uint8_t *frame = pd_wire_health(id, s->draining || r.draining, r.batch_failures_in_a_row,
+                                  &r.last_reload, &len);
   answer(c, frame, len);
+}
+
+/* A ModelControl request with the daemon: answered once it took effect. */
+typedef struct srv_control {
+  pd_model_control mc;
+  pd_native_server *srv;
+  pd_conn *conn;
+  uint64_t id;
+} srv_control;
+
+static void control_done(pd_model_control *mc) {
+  srv_control *sc = mc->owner;
+  pd_conn *c = sc->conn;
+  size_t len = 0;
+  uint8_t *frame =
+      pd_conn_open(c) ? pd_wire_model_control(sc->id, mc->name, mc->status, mc->message,
+                                              (const char(*)[64])mc->versions, mc->n_versions, &len)
+                      : NULL;
+  answer_logged(sc->srv, c, frame, len, "model control", sc->id, mc->status, mc->message);
+  pd_conn_release(c);
+  free(sc);
+}
+
+static void handle_model_control(pd_native_server *s, pd_conn *c,
+                                 const Plankton__ModelControlRequest *m) {
+  srv_control *sc = calloc(1, sizeof *sc);
+  if (!sc) {
+    size_t len = 0;
+    uint8_t *frame = pd_wire_model_control(m->id, m->model, PD_STATUS_RESOURCE_EXHAUSTED,
+                                           "out of memory", NULL, 0, &len);
+    answer(c, frame, len);
+    return;
+  }
+  sc->srv = s;
+  sc->conn = c;
+  sc->id = m->id;
+  pd_model_control *mc = &sc->mc;
+  mc->op = m->op == PLANKTON__MODEL_CONTROL_OP__MODEL_CONTROL_LOAD     ? PD_REPO_LOAD
+           : m->op == PLANKTON__MODEL_CONTROL_OP__MODEL_CONTROL_UNLOAD ? PD_REPO_UNLOAD
+           : m->op == PLANKTON__MODEL_CONTROL_OP__MODEL_CONTROL_RELOAD ? PD_REPO_RELOAD
+                                                                       : (pd_repo_op)0;
+  snprintf(mc->name, sizeof mc->name, "%s", m->model ? m->model : "");
+  mc->via = "ModelControl";
+  mc->peer_uid = c->peer_uid;
+  snprintf(mc->peer, sizeof mc->peer, "%s", c->peer);
+  mc->done = control_done;
+  mc->owner = sc;
+  pd_conn_hold(c);
+  if (!mc->op || !s->control) {
+    mc->status = mc->op ? PD_STATUS_UNIMPLEMENTED : PD_STATUS_INVALID_ARGUMENT;
+    snprintf(mc->message, sizeof mc->message, "%s",
+             mc->op ? "model control is not available here"
+                    : "ModelControlRequest.op: none given (load, unload or reload)");
+    control_done(mc);
+    return;
+  }
+  s->control(s->control_ctx, mc);
 }
 
 /* The drain notice, once, to a connection whose client asked for it (Hello):
@@ -259,6 +320,9 @@ static int on_frame(pd_conn *c, const uint8_t *bytes, size_t n, void *ctx) {
   case PLANKTON__REQUEST__BODY_HELLO:
     handle_hello(s, c, msg->hello);
     break;
+  case PLANKTON__REQUEST__BODY_MODEL_CONTROL:
+    handle_model_control(s, c, msg->model_control);
+    break;
   case PLANKTON__REQUEST__BODY_MODEL_INFO:
     frame = pd_wire_model_info_repo(msg->model_info->id, msg->model_info->model,
                                     pd_pipeline_repo(s->pipeline), &len);
@@ -316,6 +380,17 @@ static void close_unaccepted(uv_handle_t *h) {
   free(h->data);
 }
 
+/* A Unix-socket peer's uid (SO_PEERCRED), or -1 (TCP, or not known). */
+static long peer_uid(const pd_listener *l, pd_conn *c) {
+  uv_os_fd_t fd;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (!l->is_unix || uv_fileno(&c->h.handle, &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return -1;
+  return (long)cred.uid;
+}
+
 static void on_connection(pd_listener *l, int status, void *data) {
   pd_native_server *s = data;
   if (status < 0) {
@@ -338,6 +413,7 @@ static void on_connection(pd_listener *l, int status, void *data) {
     return;
   }
   snprintf(c->peer, sizeof c->peer, "%s", peer);
+  c->peer_uid = peer_uid(l, c);
   pd_link_push(&s->conns, &c->link);
   s->n_conns++;
   atomic_fetch_add(&s->stats->connections, 1);
@@ -472,6 +548,11 @@ int pd_native_server_create(uv_loop_t *loop, const pd_native_server_limits *lim,
   sweep_schedule(s);
   *out = s;
   return PD_OK;
+}
+
+void pd_native_server_set_control(pd_native_server *s, pd_model_control_fn fn, void *ctx) {
+  s->control = fn;
+  s->control_ctx = ctx;
 }
 
 void pd_native_server_set_limits(pd_native_server *s, const pd_native_server_limits *lim) {

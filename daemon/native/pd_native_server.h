@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "pd_log.h"
+#include "pd_model_control.h"
 #include "pd_pipeline.h"
 #include "pd_stats.h"
 
@@ -44,6 +45,9 @@ int pd_native_server_create(uv_loop_t *loop, const pd_native_server_limits *lim,
                             pd_pipeline *pipeline, pd_stats *stats, const pd_log *log,
                             pd_native_server_report_fn report, void *report_ctx,
                             pd_native_server **out, pd_error *err);
+/* Where ModelControl requests go (the daemon checks who asks: each carries
+ * its connection's peer uid, -1 for TCP); without one they are refused. */
+void pd_native_server_set_control(pd_native_server *s, pd_model_control_fn fn, void *ctx);
 /* New limits apply to connections accepted from now on (top_k and the
  * timeouts to all). */
 void pd_native_server_set_limits(pd_native_server *s, const pd_native_server_limits *lim);

@@ -71,6 +71,10 @@ uint8_t *pd_wire_hello(uint64_t id, const char *daemon_version, uint32_t max_fra
 /* DrainNotice (not an answer): requests_read requests read on the
  * connection, each still answered. */
 uint8_t *pd_wire_drain_notice(uint64_t requests_read, const char *msg, size_t *len);
+/* ModelControlResponse: the status and message, and the versions of model
+ * serving now (versions may be NULL when n is 0). */
+uint8_t *pd_wire_model_control(uint64_t id, const char *model, int code, const char *msg,
+                               const char (*versions)[64], int n, size_t *len);
 /* filter: "" for every model, "name" or "name:version"; s may be NULL (no
  * model loaded). */
 uint8_t *pd_wire_model_info(uint64_t id, const char *filter, const pd_served *s, size_t *len);

@@ -143,3 +143,23 @@ size_t pd_wire_model_stats(const pd_model_counts *c, int n, Plankton__ModelStats
   *out = ptrs;
   return (size_t)n;
 }
+
+uint8_t *pd_wire_model_control(uint64_t id, const char *model, int code, const char *msg,
+                               const char (*versions)[64], int n, size_t *len) {
+  Plankton__Response resp = PLANKTON__RESPONSE__INIT;
+  Plankton__ModelControlResponse mr = PLANKTON__MODEL_CONTROL_RESPONSE__INIT;
+  Plankton__Status st = PLANKTON__STATUS__INIT;
+  char *ptrs[16];
+  if (n > 16) n = 16;
+  for (int i = 0; i < n; i++)
+    ptrs[i] = (char *)versions[i];
+  resp.body_case = PLANKTON__RESPONSE__BODY_MODEL_CONTROL;
+  resp.model_control = &mr;
+  mr.id = id;
+  mr.status = &st;
+  mr.model = (char *)(model ? model : "");
+  mr.n_versions = (size_t)(n > 0 ? n : 0);
+  mr.versions = ptrs;
+  pd_wire_status(&st, code, msg);
+  return pd_wire_pack_response(&resp, len);
+}
