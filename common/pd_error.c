@@ -47,6 +47,8 @@ const char *pd_error_code_name(int code) {
     return "unsupported";
   case PD_EINTERNAL:
     return "internal error";
+  case PD_EDEVICE:
+    return "device error";
   default:
     return "unknown error";
   }

@@ -16,6 +16,7 @@ enum {
   PD_EFORMAT = -5,   /* file is not in the expected format (corrupt, truncated) */
   PD_EUNSUPP = -6,   /* valid but unsupported (e.g. an unknown image type) */
   PD_EINTERNAL = -7, /* a bug or a backend/device failure */
+  PD_EDEVICE = -8,   /* a sticky device error: the plan is out of service for good */
 };
 
 typedef struct pd_error {

@@ -12,6 +12,7 @@
 static const char *const level_names[] = {"error", "warning", "info", "debug", NULL};
 static const char *const backend_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const precision_names[] = {"auto", "fp32", "bf16", "int8", NULL};
+static const char *const on_device_error_names[] = {"auto", "cpu", "fail", NULL};
 
 /* (sec and k are string literals, joined: they cannot be parenthesized) */
 /* NOLINTNEXTLINE(bugprone-macro-parentheses) */
@@ -78,6 +79,11 @@ static const pd_setting settings[] = {
     {FIELD("engine", "threads", threads), .type = PD_SET_INT, .lo = 0, .hi = 256, .def = 0,
      .flag = "--threads", .arg = "N", .reloadable = RELOAD,
      .help = "CPU engine threads; 0 = every online CPU"},
+    {FIELD("engine", "on_device_error", on_device_error), TEXT(on_device_error),
+     .type = PD_SET_CHOICE, .def_text = "auto", .choices = on_device_error_names,
+     .flag = "--on-device-error", .arg = "WHAT", .reloadable = RELOAD,
+     .help = "after a sticky device error: cpu (rebuild the plan on the CPU), fail (stay failing), "
+             "auto (fail under backend cuda, else cpu)"},
     {FIELD("engine", "decode_threads", decode_threads), .type = PD_SET_INT, .lo = 0, .hi = 1024,
      .def = 0, .flag = "--decode-threads", .arg = "N", .reloadable = RESTART,
      .help = "image decode threads (libuv pool); 0 = 4"},

@@ -40,11 +40,12 @@ typedef struct pd_config {
   long model_max_loaded;              /* repository: versions loaded at once */
   long model_control;                 /* 0/1: run-time load/unload/reload (pd_control.h) */
   /* engine */
-  char backend[16];    /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
-  char precision[8];   /* "auto", "fp32", "bf16" or "int8" (pd_precision.h) */
-  long device;         /* CUDA device index */
-  long threads;        /* CPU engine threads; 0 = online CPUs */
-  long decode_threads; /* libuv thread pool size; 0 = libuv's default */
+  char backend[16];        /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
+  char precision[8];       /* "auto", "fp32", "bf16" or "int8" (pd_precision.h) */
+  long device;             /* CUDA device index */
+  long threads;            /* CPU engine threads; 0 = online CPUs */
+  char on_device_error[8]; /* "auto", "cpu" or "fail" (pd_served.h) */
+  long decode_threads;     /* libuv thread pool size; 0 = libuv's default */
   /* batching */
   long max_batch;
   long max_queue_delay_us;

@@ -96,8 +96,16 @@ int pd_settings_build(const pd_settings_source *src, pd_config *out, pd_error *e
   return rc;
 }
 
+/* A model's device-error lines (pd_served.h), from the engine thread. */
+static void served_log(const void *ctx, int level, const char *line) {
+  pd_logf(ctx, (pd_log_level)level, "%s", line);
+}
+
 static pd_served_options served_options(const pd_daemon *d, const pd_config *c) {
   pd_served_options o = {.wrap_backend = d->src->wrap_backend,
+                         .on_device_error = c->on_device_error,
+                         .log = served_log,
+                         .log_ctx = &d->log,
                          .dir = c->model_dir,
                          .backend = c->backend,
                          .device = (int)c->device,
@@ -228,7 +236,9 @@ static void fill_report(void *ctx, pd_stats_report *r) {
   if (s) {
     snprintf(r->model_name, sizeof r->model_name, "%s", s->model->name);
     snprintf(r->model_version, sizeof r->model_version, "%s", s->model->version);
-    snprintf(r->backend, sizeof r->backend, "%s", s->backend_name);
+    snprintf(r->backend, sizeof r->backend, "%s", pd_served_backend_now(s));
+    snprintf(r->on_device_error, sizeof r->on_device_error, "%s", pd_served_on_device_error(s));
+    snprintf(r->device_state, sizeof r->device_state, "%s", pd_served_device_state_name(s));
     snprintf(r->precision, sizeof r->precision, "%s", s->precision);
     snprintf(r->cpu_features, sizeof r->cpu_features, "%s", s->cpu_features);
     snprintf(r->kernels, sizeof r->kernels, "%s", s->kernels);

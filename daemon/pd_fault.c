@@ -5,14 +5,16 @@
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 typedef struct fault_rules {
   long every, from, to, after;
-  long delay_ms;   /* every run sleeps this long first (a slow device) */
-  long leak_bytes; /* every run loses this many bytes per image (a leak, for the soak) */
+  long delay_ms;     /* every run sleeps this long first (a slow device) */
+  long leak_bytes;   /* every run loses this many bytes per image (a leak, for the soak) */
+  long device_error; /* this run is a sticky device error: its plan is dead from then on */
 } fault_rules;
 
 typedef struct fault_backend {
@@ -32,6 +34,7 @@ typedef struct fault_plan {
   pd_plan *inner;
   const fault_backend *be;
   leak_block *leaked;
+  char dead_why[200]; /* after device_error: the error every later run names */
 } fault_plan;
 
 static atomic_long runs; /* over the process, every plan */
@@ -48,6 +51,8 @@ static int parse_rules(const char *spec, fault_rules *r, pd_error *err) {
       r->after = strtol(p + 6, &end, 10);
     } else if (!strncmp(p, "delay_ms=", 9)) {
       r->delay_ms = strtol(p + 9, &end, 10);
+    } else if (!strncmp(p, "device_error=", 13)) {
+      r->device_error = strtol(p + 13, &end, 10);
     } else if (!strncmp(p, "leak_bytes=", 11)) {
       r->leak_bytes = strtol(p + 11, &end, 10);
     } else if (!strncmp(p, "runs=", 5)) {
@@ -56,7 +61,7 @@ static int parse_rules(const char *spec, fault_rules *r, pd_error *err) {
     } else {
       return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': unknown rule at '%s'", spec, p);
     }
-    if ((*end && *end != ',') || r->delay_ms < 0 || r->leak_bytes < 0)
+    if ((*end && *end != ',') || r->delay_ms < 0 || r->leak_bytes < 0 || r->device_error < 0)
       return pd_error_set(err, PD_EINVAL, "PD_FAULT_INJECT '%s': bad number at '%s'", spec, p);
     p = *end ? end + 1 : end;
   }
@@ -86,9 +91,22 @@ static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *
       fp->leaked = b;
     }
   }
+  /* what a device failure leaves behind: garbage where the answers go */
+  const size_t n = (size_t)in->n * (size_t)fp->base.graph->n_classes;
+  if (fp->dead_why[0] || run == fp->be->rules.device_error) {
+    for (size_t i = 0; i < n; i++)
+      probs[i] = NAN;
+    if (fp->dead_why[0]) /* as the CUDA plan answers once out of service */
+      return pd_error_set(err, PD_EDEVICE,
+                          "plan out of service since a sticky device error (%s); a reload makes a "
+                          "new plan",
+                          fp->dead_why);
+    snprintf(fp->dead_why, sizeof fp->dead_why,
+             "injected sticky device error on run %ld (batch of %d): cudaErrorIllegalAddress", run,
+             in->n);
+    return pd_error_set(err, PD_EDEVICE, "%s", fp->dead_why);
+  }
   if (should_fail(&fp->be->rules, run)) {
-    /* what a device failure leaves behind: garbage where the answers go */
-    size_t n = (size_t)in->n * (size_t)fp->base.graph->n_classes;
     for (size_t i = 0; i < n; i++)
       probs[i] = NAN;
     return pd_error_set(err, PD_EINTERNAL, "injected device fault on run %ld (batch of %d)", run,

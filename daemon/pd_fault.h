@@ -16,6 +16,11 @@
  *   leak_bytes=N every run takes N bytes per image (malloc'ed and written),
  *               held until its plan is destroyed: a leak as the soak sees one,
  *               for showing that its RSS bound fails
+ *   device_error=N run N is a sticky device error (PD_EDEVICE, as the CUDA
+ *               plan returns after an illegal address): that plan fails
+ *               every later run too, naming it, so the engine's
+ *               engine.on_device_error (rebuild on the CPU, or fail) runs
+ *               without a GPU
  * Unset or empty: the wrapper passes every run through. */
 #ifndef PD_FAULT_H
 #define PD_FAULT_H

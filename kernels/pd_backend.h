@@ -15,8 +15,9 @@
  * options of a backend loaded at run time): a backend module reports the one
  * it was built with and the loader refuses any other. Bump it with every
  * change to those structs or to the meaning of their fields (2: the CUDA
- * options' precision names bf16 and int8, which the module refuses). */
-#define PD_BACKEND_ABI 2
+ * options' precision names bf16 and int8, which the module refuses; 3: a
+ * sticky device error is PD_EDEVICE, after which the plan only fails). */
+#define PD_BACKEND_ABI 3
 
 typedef struct pd_backend pd_backend;
 typedef struct pd_plan pd_plan;
@@ -32,7 +33,9 @@ typedef struct pd_backend_ops {
   const char *name;
   int (*plan_create)(pd_backend *be, const pd_graph *g, int max_batch, pd_plan **out,
                      pd_error *err);
-  /* probs: in->n * g->n_classes floats, row per image. */
+  /* probs: in->n * g->n_classes floats, row per image. PD_EDEVICE: a sticky
+   * device error; this and every later run of the plan fail, and the caller
+   * may make a new plan (on another backend: pd_served.h). */
   int (*run)(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
   void (*plan_destroy)(pd_plan *plan);
   void (*destroy)(pd_backend *be);

@@ -113,6 +113,26 @@ int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_s
   return PD_OK;
 }
 
+int pd_servable_replan(pd_servable *s, pd_backend *be, pd_error *err) {
+  if (!s || !be) return pd_error_set(err, PD_EINVAL, "servable replan: null argument");
+  const pd_ensemble *e = s->e;
+  pd_plan *plans[PD_MAX_MEMBERS] = {0};
+  int rc = PD_OK;
+  for (int m = 0; rc == PD_OK && m < e->n_members; m++) {
+    rc = pd_plan_create(be, &e->members[m]->graph, s->max_batch, &plans[m], err);
+    if (rc != PD_OK && e->is_ensemble) {
+      char desc[4300];
+      pd_error_prefix(err, "%s", pd_ensemble_member_desc(e, m, desc, sizeof desc));
+    }
+  }
+  for (int m = 0; m < e->n_members; m++) {
+    pd_plan *drop = rc == PD_OK ? s->plans[m] : plans[m];
+    if (drop) pd_plan_destroy(drop);
+    if (rc == PD_OK) s->plans[m] = plans[m];
+  }
+  return rc;
+}
+
 int pd_servable_load(const char *dir, pd_backend *be, int max_batch, pd_servable **out,
                      pd_error *err) {
   *out = NULL;

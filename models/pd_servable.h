@@ -70,6 +70,12 @@ int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_s
 
 void pd_servable_free(pd_servable *s);
 
+/* Plans every member again on `be` (same max_batch), e.g. on the CPU after
+ * a sticky device error; the old plans are destroyed only once every new
+ * one is made (on failure they stay, and the error names the member). Not
+ * during a run. */
+int pd_servable_replan(pd_servable *s, pd_backend *be, pd_error *err);
+
 /* Floats of one image's input with `views` views. */
 size_t pd_servable_input_floats(const pd_servable *s, int views);
 

@@ -8,6 +8,12 @@
  * serve on the CPU, `cuda` must fail naming the stage; then a sticky error
  * injected in a run must put the plan out of service; it skips without one.
  * links_no_cuda reads planktond's DT_NEEDED entries: no CUDA library.
+ * device_error_cpu and device_error_fail run the engine's handling of a
+ * sticky device error without a GPU: planktond-faultinject
+ * (PD_FAULT_INJECT=device_error=N makes run N return PD_EDEVICE, as the CUDA
+ * plan does after an illegal address) under engine.on_device_error cpu (the
+ * plan rebuilt on the CPU, every later request answered once and right) and
+ * fail (every later one INTERNAL naming the error; KServe ready 503).
  *
  * $PD_CUDA_MODULE: the built module ("" where nvcc was not found);
  * $PD_FAKE_CUDA_MODULE: a module reporting another backend interface. */
@@ -18,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cuda/pd_cuda_backend.h"
@@ -321,6 +329,161 @@ static void plan_faults(pd_test_state *st) {
   run_sticky(st, dir);
 }
 
+/* The HTTP status of GET `path` on the Unix socket at unix_path; -1: no answer. */
+static int http_status(const char *unix_path, const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", unix_path);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  char req[512], buf[64] = "";
+  const int n =
+      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ssize_t got = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? recv(fd, buf, sizeof buf - 1, 0) : -1;
+  close(fd);
+  int status = -1;
+  if (got > 0) buf[got] = '\0', sscanf(buf, "HTTP/1.1 %d", &status);
+  return status;
+}
+
+/* One classify answer for id (NULL after saying why). */
+static pc_client_response *classify_one(pc_client *c, uint64_t id) {
+  pc_client_classify_request rq = pd_td_crop_request(&crop, id, true);
+  return pd_td_classify(c, &rq);
+}
+
+/* planktond-faultinject on the CPU with run `bad` a sticky device error and
+ * engine.on_device_error `action`; KServe REST and /metrics on Unix sockets. */
+static bool start_device_error(pd_test_state *st, pd_td *d, const char *action, int bad) {
+  char rule[64];
+  snprintf(rule, sizeof rule, "PD_FAULT_INJECT=device_error=%d", bad);
+  const char *env[] = {rule, NULL};
+  const char *args[] = {"--backend",
+                        "cpu",
+                        "--on-device-error",
+                        action,
+                        "--http",
+                        "unix:@DIR@/kserve.sock",
+                        "--metrics",
+                        "unix:@DIR@/metrics.sock",
+                        NULL};
+  pd_td_opts o = {.binary = getenv("PLANKTOND_FAULTINJECT"), .env = env};
+  const bool ok = o.binary && pd_td_start_opts(d, &o, args) == 0;
+  PD_CHECK(st, ok);
+  return ok;
+}
+
+static void check_ok(pd_test_state *st, const pc_client_response *r) {
+  PD_CHECK(st, r && r->status == 0);
+  if (r && r->status == 0)
+    PD_CHECK(st, pd_td_crop_diff(&crop, &ref, r->u.classify.distribution,
+                                 r->u.classify.n_distribution) <= pd_td_prob_tol());
+}
+
+/* on_device_error cpu: run 2's batch fails INTERNAL naming the error, the
+ * plan is rebuilt on the CPU, and the requests sent with it and after it
+ * are each answered once, right; metrics and the log say what happened. */
+static void device_error_cpu(pd_test_state *st) {
+  pd_td d = {0};
+  if (!start_device_error(st, &d, "cpu", 2)) return;
+  char ks[400], ms[400], path[300];
+  snprintf(ks, sizeof ks, "%s/kserve.sock", d.dir);
+  snprintf(ms, sizeof ms, "%s/metrics.sock", d.dir);
+  pc_client *c = pd_td_connect(&d, 16);
+  PD_CHECK(st, c != NULL);
+  pc_client_response *r = c ? classify_one(c, 1) : NULL; /* run 1 */
+  check_ok(st, r);
+  pc_client_response_free(r);
+  /* ids 2..10 at once: the first batch they make is run 2 */
+  enum { FIRST = 2, LAST = 10 };
+  int answers[LAST + 1] = {0}, failed = 0, got = 0;
+  for (uint64_t id = FIRST; c && id <= LAST; id++) {
+    pc_client_classify_request rq = pd_td_crop_request(&crop, id, true);
+    PD_CHECK_INT(st, pc_client_send_classify(c, &rq, NULL), PC_CLIENT_OK);
+  }
+  const double t_end = pd_td_now_ms() + 30000 * pd_td_timeout_scale();
+  while (c && got < LAST - FIRST + 1 && pd_td_now_ms() < t_end) {
+    if (pc_client_wait(c, 1000, NULL) != PC_CLIENT_OK) break;
+    while (pc_client_next_response(c, &r) == PC_CLIENT_OK) {
+      got++;
+      const uint64_t id = r->id;
+      if (id >= FIRST && id <= LAST) answers[id]++;
+      if (r->status == PC_CLIENT_STATUS_INTERNAL) {
+        failed++;
+        PD_CHECK_CONTAINS(st, r->message, "injected sticky device error on run 2");
+      } else {
+        check_ok(st, r);
+      }
+      pc_client_response_free(r);
+    }
+  }
+  for (int id = FIRST; id <= LAST; id++)
+    PD_CHECK_INT(st, answers[id], 1);
+  PD_CHECK(st, failed >= 1 && failed <= LAST - FIRST + 1);
+  for (uint64_t id = 11; c && id <= 13; id++) { /* after the rebuild */
+    r = classify_one(c, id);
+    check_ok(st, r);
+    pc_client_response_free(r);
+  }
+  PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
+  snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
+  PD_CHECK_INT(st, http_status(ks, path), 200);
+  char *m = pd_td_metrics(ms);
+  PD_CHECK(st, m != NULL);
+  PD_CHECK(st, pd_td_metric(m, "planktond_device_errors_total") == 1.0);
+  PD_CHECK_CONTAINS(st, m, "planktond_backend_info{backend=\"cpu\"");
+  PD_CHECK_CONTAINS(st, m, "on_device_error=\"cpu\",device_state=\"rebuilt_on_cpu\"} 1");
+  free(m);
+  if (c) pc_client_close(c);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  char *log = pd_td_log(&d);
+  PD_CHECK_CONTAINS(st, log ? log : "",
+                    "sticky device error on backend cpu: injected sticky device error on run 2");
+  PD_CHECK_CONTAINS(st, log ? log : "",
+                    "engine.on_device_error cpu: rebuilding its plan on the CPU");
+  PD_CHECK_CONTAINS(st, log ? log : "", "rebuilt on the CPU in ");
+  free(log);
+  pd_td_cleanup(&d);
+}
+
+/* on_device_error fail: run 1 fails, then every request INTERNAL naming it
+ * without reaching the backend; KServe says not ready; metrics say failing. */
+static void device_error_fail(pd_test_state *st) {
+  pd_td d = {0};
+  if (!start_device_error(st, &d, "fail", 1)) return;
+  char ks[400], ms[400], path[300];
+  snprintf(ks, sizeof ks, "%s/kserve.sock", d.dir);
+  snprintf(ms, sizeof ms, "%s/metrics.sock", d.dir);
+  PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
+  pc_client *c = pd_td_connect(&d, 1);
+  PD_CHECK(st, c != NULL);
+  for (uint64_t id = 1; c && id <= 3; id++) {
+    pc_client_response *r = classify_one(c, id);
+    PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_INTERNAL);
+    if (r) PD_CHECK_CONTAINS(st, r->message, "injected sticky device error on run 1");
+    if (r && id > 1) PD_CHECK_CONTAINS(st, r->message, "model out of service since a sticky");
+    pc_client_response_free(r);
+  }
+  PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 503);
+  snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
+  PD_CHECK_INT(st, http_status(ks, path), 503);
+  char *m = pd_td_metrics(ms);
+  PD_CHECK(st, m != NULL);
+  PD_CHECK(st, pd_td_metric(m, "planktond_device_errors_total") == 1.0);
+  PD_CHECK_CONTAINS(st, m, "on_device_error=\"fail\",device_state=\"failing\"} 1");
+  free(m);
+  if (c) pc_client_close(c);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  char *log = pd_td_log(&d);
+  PD_CHECK_CONTAINS(st, log ? log : "", "engine.on_device_error fail: out of service");
+  free(log);
+  pd_td_cleanup(&d);
+}
+
 static int setup(void) {
   if (!pd_td_have_model()) return 77;
   if (!mkdtemp(scratch)) {
@@ -344,8 +507,10 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(module_missing),   PD_TEST_CASE(module_no_device), PD_TEST_CASE(module_unloadable),
-    PD_TEST_CASE(module_other_abi), PD_TEST_CASE(plan_faults),      PD_TEST_CASE(links_no_cuda),
+    PD_TEST_CASE(module_missing),    PD_TEST_CASE(module_no_device),
+    PD_TEST_CASE(module_unloadable), PD_TEST_CASE(module_other_abi),
+    PD_TEST_CASE(plan_faults),       PD_TEST_CASE(links_no_cuda),
+    PD_TEST_CASE(device_error_cpu),  PD_TEST_CASE(device_error_fail),
 };
 
 int main(int argc, char **argv) {

@@ -28,7 +28,17 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
     e->items[i] = (pd_servable_item){
         .input = batch[i]->input, .views = batch[i]->views, .probs = batch[i]->probs};
   pd_error err = {0};
-  int rc = pd_servable_run(s->servable, e->items, n, &err);
+  int rc;
+  if (pd_served_device_state(s) == PD_DEVICE_FAILING)
+    rc = pd_error_set(&err, PD_EDEVICE,
+                      "model out of service since a sticky device error (%s); a reload (SIGHUP) "
+                      "makes a new plan",
+                      s->device_error);
+  else
+    rc = pd_servable_run(s->servable, e->items, n, &err);
+  /* a device error the backend reported now (not the out-of-service answer) */
+  const bool device_error = rc == PD_EDEVICE && pd_served_device_state(s) != PD_DEVICE_FAILING;
+  if (device_error) atomic_fetch_add(&e->stats->device_errors, 1);
   uint64_t t1 = pd_now_ns();
   pd_batcher_computed(e->batcher, t1 - t0);
   pd_stats_observe(e->stats, PD_HIST_BATCH, (uint64_t)images);
@@ -51,14 +61,21 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
     r->queue_ns = waited > r->decode_ns ? waited - r->decode_ns : 0;
     if (rc != PD_OK)
       pd_request_fail(r, PD_STATUS_INTERNAL, "backend %s failed on a batch of %d: %s",
-                      s->backend_name, images, err.msg);
+                      pd_served_backend_now(s), images, err.msg);
     else
       r->status = PD_STATUS_OK;
   }
   /* The batch's last request may hold the last reference to the model:
-   * nothing here touches `s` once the requests are handed over. */
+   * nothing here touches `s` once the requests are handed over, but after a
+   * device error, answered first, its own reference for the rebuild
+   * (meanwhile the next batches wait in the queue). */
+  if (device_error) pd_served_ref(s);
   for (int i = 0; i < n; i++)
     e->sink(batch[i], e->ctx);
+  if (device_error) {
+    pd_served_device_error(s, &err);
+    pd_served_unref(s);
+  }
 }
 
 static void *engine_main(void *arg) {

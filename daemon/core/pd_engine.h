@@ -4,7 +4,9 @@
  * max_batch; a request with more TTA views than that runs in several runs),
  * average TTA views (pd_tta_average), time it, and hand every request (computed,
  * failed or expired) to the sink. Never touches sockets; a backend error
- * fails only the requests of that batch. */
+ * fails only the requests of that batch. After a sticky device error
+ * (PD_EDEVICE) it answers that batch, then has the model rebuilt on the CPU
+ * or put out of service (pd_served_device_error) before the next batch. */
 #ifndef PD_ENGINE_H
 #define PD_ENGINE_H
 

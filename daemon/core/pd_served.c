@@ -1,6 +1,7 @@
 #include "pd_served.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,8 +117,94 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   describe_engine(s, prec);
   s->loaded_at = time(NULL);
   s->load_seconds = (double)(pd_now_ns() - t0) * 1e-9;
+  const char *act = opt->on_device_error ? opt->on_device_error : "auto";
+  s->rebuild_on_cpu = strcmp(act, "cpu") == 0 || (strcmp(act, "auto") == 0 &&
+                                                  !(opt->backend && !strcmp(opt->backend, "cuda")));
+  s->cpu = req.cpu;
+  s->wrap_backend = opt->wrap_backend;
+  s->log = opt->log;
+  s->log_ctx = opt->log_ctx;
   *out = s;
   return PD_OK;
+}
+
+/* ---- sticky device errors (engine thread) ---- */
+
+__attribute__((format(printf, 3, 4))) static void say(const pd_served *s, int level,
+                                                      const char *fmt, ...) {
+  if (!s->log) return;
+  char line[1600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  s->log(s->log_ctx, level, line);
+}
+
+/* The new plans on the CPU; the old backend goes once its plans are gone. */
+static int rebuild_on_cpu(pd_served *s, pd_error *err) {
+  pd_backend *be = NULL;
+  int rc = pd_cpu_backend_create(&s->cpu, &be, err);
+  if (rc == PD_OK && s->wrap_backend) rc = s->wrap_backend(&be, err);
+  if (rc == PD_OK) rc = pd_servable_replan(s->servable, be, err);
+  if (rc != PD_OK) {
+    if (be) pd_backend_destroy(be);
+    return rc;
+  }
+  pd_backend *old = s->backend;
+  s->backend = be;
+  if (old) pd_backend_destroy(old);
+  return PD_OK;
+}
+
+void pd_served_device_error(pd_served *s, const pd_error *e) {
+  const int state = atomic_load_explicit(&s->device_state, memory_order_acquire);
+  if (state == PD_DEVICE_FAILING) return;
+  if (state == PD_DEVICE_OK) snprintf(s->device_error, sizeof s->device_error, "%s", e->msg);
+  const char *name = s->model->name, *version = s->model->version;
+  const char *now = pd_served_backend_now(s);
+  if (!s->rebuild_on_cpu || state == PD_DEVICE_ON_CPU) {
+    atomic_store_explicit(&s->device_state, PD_DEVICE_FAILING, memory_order_release);
+    say(s, 0,
+        "model %s version %s: sticky device error on backend %s: %s; engine.on_device_error %s: "
+        "out of service, every batch fails INTERNAL until a reload (SIGHUP) makes a new plan",
+        name, version, now, e->msg, state == PD_DEVICE_ON_CPU ? "cpu (already rebuilt)" : "fail");
+    return;
+  }
+  say(s, 1,
+      "model %s version %s: sticky device error on backend %s: %s; engine.on_device_error cpu: "
+      "rebuilding its plan on the CPU (requests wait in the queue)",
+      name, version, now, e->msg);
+  const uint64_t t0 = pd_now_ns();
+  pd_error err = {0};
+  if (rebuild_on_cpu(s, &err) != PD_OK) {
+    atomic_store_explicit(&s->device_state, PD_DEVICE_FAILING, memory_order_release);
+    say(s, 0,
+        "model %s version %s: cannot rebuild on the CPU: %s; out of service, every batch fails "
+        "INTERNAL until a reload (SIGHUP) makes a new plan",
+        name, version, err.msg);
+    return;
+  }
+  atomic_store_explicit(&s->device_state, PD_DEVICE_ON_CPU, memory_order_release);
+  say(s, 2, "model %s version %s: rebuilt on the CPU in %.2f s; serving on cpu", name, version,
+      (double)(pd_now_ns() - t0) * 1e-9);
+}
+
+int pd_served_device_state(const pd_served *s) {
+  return atomic_load_explicit(&s->device_state, memory_order_acquire);
+}
+
+const char *pd_served_backend_now(const pd_served *s) {
+  return pd_served_device_state(s) == PD_DEVICE_ON_CPU ? "cpu" : s->backend_name;
+}
+
+const char *pd_served_on_device_error(const pd_served *s) {
+  return s->rebuild_on_cpu ? "cpu" : "fail";
+}
+
+const char *pd_served_device_state_name(const pd_served *s) {
+  static const char *const names[] = {"ok", "rebuilt_on_cpu", "failing"};
+  return names[pd_served_device_state(s)];
 }
 
 pd_served *pd_served_ref(pd_served *s) {

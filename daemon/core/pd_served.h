@@ -6,7 +6,19 @@
  * so after a reload in-flight requests finish on the old model and the last
  * reference frees it. References are taken and dropped on the loop thread
  * (the count is atomic anyway); the engine thread only uses a model through
- * the requests it is running. */
+ * the requests it is running.
+ *
+ * A sticky device error (a plan run returning PD_EDEVICE: an illegal
+ * address, a lost GPU) is handled on the engine thread, between batches
+ * (pd_served_device_error), per engine.on_device_error: `cpu` makes a CPU
+ * backend and new plans for every member in place (the ensemble and the
+ * input layout stay, so requests already preprocessed run on; those queued
+ * meanwhile wait), `fail` leaves the model out of service: every later
+ * batch fails INTERNAL naming the error, Health and KServe readiness say
+ * not serving, until a reload makes a new plan. `auto`: fail under backend
+ * cuda (it asked for the GPU and nothing else, as at start-up), cpu under
+ * auto and cpu. A device error on the rebuilt CPU plan too leaves it out of
+ * service. */
 #ifndef PD_SERVED_H
 #define PD_SERVED_H
 
@@ -15,6 +27,7 @@
 #include <time.h>
 
 #include "pd_backend.h"
+#include "pd_cpu_backend.h"
 #include "pd_model.h"
 #include "pd_servable.h"
 
@@ -29,7 +42,15 @@ typedef struct pd_served_options {
    * it with a wrapper that owns it (planktond-faultinject's fault-injecting
    * backend, pd_fault.h). NULL: the backend as made. */
   int (*wrap_backend)(pd_backend **be, pd_error *err);
+  const char *on_device_error; /* "auto", "cpu" or "fail" (above); NULL: auto */
+  /* Where the device-error handling reports, one line each (level: a
+   * pd_log_level, 0 error .. 2 info), from the engine thread. NULL: nowhere. */
+  void (*log)(const void *ctx, int level, const char *line);
+  const void *log_ctx;
 } pd_served_options;
+
+/* pd_served.device_state */
+enum { PD_DEVICE_OK = 0, PD_DEVICE_ON_CPU, PD_DEVICE_FAILING };
 
 typedef struct pd_served {
   pd_servable *servable;
@@ -50,11 +71,35 @@ typedef struct pd_served {
   time_t loaded_at;           /* wall clock */
   double load_seconds;        /* model load + plan build */
   atomic_int refs;
+  /* Device errors (engine thread): the action, the state (read anywhere,
+   * acquire), the first error (written before the state leaves OK), and
+   * what a rebuild on the CPU needs. */
+  bool rebuild_on_cpu;
+  atomic_int device_state;
+  char device_error[512];
+  pd_cpu_options cpu;
+  int (*wrap_backend)(pd_backend **be, pd_error *err);
+  void (*log)(const void *ctx, int level, const char *line);
+  const void *log_ctx;
 } pd_served;
 
 /* Loads the model, creates the backend and its plan. Blocking (run it off
  * the loop); errors name the folder. The result holds one reference. */
 int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err);
+
+/* After a run failed with PD_EDEVICE (e): rebuilds on the CPU or puts the
+ * model out of service (above), logging the error and the action. Engine
+ * thread only, with a reference held, no run in progress. */
+void pd_served_device_error(pd_served *s, const pd_error *e);
+
+/* PD_DEVICE_OK, PD_DEVICE_ON_CPU or PD_DEVICE_FAILING (any thread). */
+int pd_served_device_state(const pd_served *s);
+/* The backend serving now: "cpu" once rebuilt there, else backend_name. */
+const char *pd_served_backend_now(const pd_served *s);
+/* "cpu" or "fail": what a device error does. */
+const char *pd_served_on_device_error(const pd_served *s);
+/* "ok", "rebuilt_on_cpu" or "failing". */
+const char *pd_served_device_state_name(const pd_served *s);
 
 pd_served *pd_served_ref(pd_served *s);
 void pd_served_unref(pd_served *s);

@@ -39,6 +39,7 @@ typedef struct pd_stats {
   atomic_uint_fast64_t connections_total, broken_frames;
   atomic_uint_fast64_t model_loads, model_load_failures;
   atomic_uint_fast64_t batch_failures; /* network runs the backend failed */
+  atomic_uint_fast64_t device_errors;  /* of them, sticky device errors (PD_EDEVICE) */
   /* failed runs since the last one that succeeded: at PD_HEALTH_FAILING_RUNS
    * or more, Health says "failing" (a device that stays broken) */
   atomic_uint_fast64_t batch_failures_in_a_row;
@@ -91,6 +92,7 @@ typedef struct pd_stats_report {
   uint64_t crops;
   uint64_t batch_failures, connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   uint64_t batch_failures_in_a_row;
+  uint64_t device_errors;
   uint64_t requests_cancelled;
   uint64_t tta_adaptive_requests, tta_views, tta_reduced;
   int64_t connections, in_flight;
@@ -101,6 +103,7 @@ typedef struct pd_stats_report {
   uint64_t receive_buffer_bytes, receive_waits; /* limits.max_receive_bytes (pd_conn.h) */
   char model_name[64], model_version[64], backend[16];
   char precision[8], cpu_features[160], kernels[1024]; /* of the plan (pd_served.h) */
+  char on_device_error[8], device_state[16]; /* pd_served_on_device_error, _device_state_name */
   int64_t model_loaded_unix;
   int draining;
   pd_reload_report last_reload;

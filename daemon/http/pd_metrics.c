@@ -187,6 +187,9 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
   counter(&t, "planktond_inference_exec_failure_total",
           "Network executions (batches) the backend failed; their requests got INTERNAL.",
           (unsigned long long)r->batch_failures);
+  counter(&t, "planktond_device_errors_total",
+          "Sticky device errors the backend reported (engine.on_device_error says what followed).",
+          (unsigned long long)r->device_errors);
   gauge(&t, "planktond_inference_failures_in_a_row",
         "Batches failed since the last one that succeeded (3 or more: Health says failing).",
         (double)r->batch_failures_in_a_row);
@@ -220,12 +223,17 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
           "SIGHUP reloads that failed (bad settings or a model that did not load).",
           (unsigned long long)r->last_reload.failures);
   head(&t, "planktond_backend_info", "gauge",
-       "The compute backend, its precision, the CPU and its features, and what runs each conv "
-       "and dense layer (value 1).");
+       "The compute backend serving now, its precision, the CPU and its features, what runs each "
+       "conv and dense layer, what a sticky device error does (on_device_error: cpu or fail) and "
+       "whether one did (device_state: ok, rebuilt_on_cpu or failing) (value 1).");
   char cpu[400], kernels[2100];
-  put(&t, "planktond_backend_info{backend=\"%s\",precision=\"%s\",cpu=\"%s\",kernels=\"%s\"} 1\n",
+  put(&t,
+      "planktond_backend_info{backend=\"%s\",precision=\"%s\",cpu=\"%s\",kernels=\"%s\","
+      "on_device_error=\"%s\",device_state=\"%s\"} 1\n",
       backend, r->precision[0] ? r->precision : "none", label(r->cpu_features, cpu, sizeof cpu),
-      label(r->kernels, kernels, sizeof kernels));
+      label(r->kernels, kernels, sizeof kernels),
+      r->on_device_error[0] ? r->on_device_error : "none",
+      r->device_state[0] ? r->device_state : "none");
   gauge(&t, "planktond_uptime_seconds", "Seconds since the daemon started.", r->uptime_seconds);
   gauge(&t, "planktond_draining", "1 while shutting down.", r->draining ? 1.0 : 0.0);
   if (proc) process(&t, proc);

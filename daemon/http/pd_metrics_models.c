@@ -74,11 +74,13 @@ char *pd_metrics_models_render(const pd_pipeline *p, size_t *len) {
             offsetof(pd_model_counts, compute_us));
   const pd_repo *r = pd_pipeline_repo(p);
   head(f, "planktond_model_ready", "gauge",
-       "1 for each model version loaded and serving, 0 for one that did not load.");
+       "1 for each model version loaded and serving, 0 for one that did not load or that a "
+       "sticky device error put out of service.");
   for (int i = 0; r && i < r->n; i++) {
     fputs("planktond_model_ready", f);
     labels(f, r->e[i].name, r->e[i].version);
-    fprintf(f, "} %d\n", r->e[i].served != NULL);
+    const pd_served *s = r->e[i].served;
+    fprintf(f, "} %d\n", s && pd_served_device_state(s) != PD_DEVICE_FAILING);
   }
   if (fclose(f) != 0) {
     free(buf);

@@ -139,7 +139,13 @@ static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call, const char
   return s;
 }
 
+/* Not while a sticky device error has the model out of service (pd_served.h). */
+static bool serving(const pd_served *s) {
+  return s && pd_served_device_state(s) != PD_DEVICE_FAILING;
+}
+
 static bool ready(const kgrpc_fe *k) {
+  if (!serving(model_now(k))) return false;
   pd_stats_report r;
   pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
   return !k->draining && model_now(k) && r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
@@ -454,7 +460,7 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
       return;
     }
     Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
-    r.ready = ready(k) && model_named(k, NULL, rq->name, rq->version);
+    r.ready = ready(k) && serving(model_named(k, NULL, rq->name, rq->version));
     finish_msg(call, &r.base);
     inference__model_ready_request__free_unpacked(rq, NULL);
     return;
@@ -495,7 +501,7 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
       inference__repository_index_response__model_index__init(&mi[i]);
       mi[i].name = (char *)e->name;
       mi[i].version = (char *)e->version;
-      mi[i].state = (char *)(e->served && ready(k) ? "READY" : "UNAVAILABLE");
+      mi[i].state = (char *)(serving(e->served) && ready(k) ? "READY" : "UNAVAILABLE");
       mi[i].reason = (char *)e->error;
       mis[i] = &mi[i];
     }

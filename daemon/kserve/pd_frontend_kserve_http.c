@@ -63,7 +63,13 @@ static pd_served *model_now(const khttp_fe *k) {
   return pd_pipeline_model(k->env.pipeline);
 }
 
+/* Not while a sticky device error has the model out of service (pd_served.h). */
+static bool serving(const pd_served *s) {
+  return s && pd_served_device_state(s) != PD_DEVICE_FAILING;
+}
+
 static bool ready(const khttp_fe *k) {
+  if (!serving(model_now(k))) return false;
   pd_stats_report r;
   pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
   return !k->draining && model_now(k) && r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
@@ -345,7 +351,7 @@ static void on_models(pd_http_request *r, void *data) {
   if (!*what)
     model_metadata(k, r, s);
   else if (strcmp(what, "ready") == 0)
-    pd_http_respond(r, ready(k) ? 200 : 503, NULL, NULL, 0, false);
+    pd_http_respond(r, ready(k) && serving(s) ? 200 : 503, NULL, NULL, 0, false);
   else if (strcmp(what, "config") == 0)
     model_config(k, r, s);
   else if (strcmp(what, "stats") == 0)

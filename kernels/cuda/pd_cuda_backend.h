@@ -52,8 +52,9 @@
  * "cuda backend: layer 'a.1' (conv, batch bucket 64): cudnnConvolutionForward:
  * CUDNN_STATUS_EXECUTION_FAILED". A failed run fails only that batch; after
  * a sticky device error (an illegal address, a lost device) the plan is out
- * of service: every later run fails at once naming that error, and the plan
- * and backend must be destroyed and recreated (or the CPU used). Under
+ * of service: that run and every later one fail with PD_EDEVICE at once
+ * naming that error, and the plan and backend must be destroyed and
+ * recreated (or the CPU used: engine.on_device_error, pd_served.h). Under
  * `auto` a plan that fails to be made falls back to the CPU
  * (pd_backend_fall_back). $PD_CUDA_FAULT_INJECT=<stage> makes a stage fail
  * for the tests; $PD_CUDA_SYNC_LAYERS=1 waits after each layer so an

@@ -177,7 +177,7 @@ int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err)
   cuda_plan *p = (cuda_plan *)plan;
   if (in->n == 0) return PD_OK;
   if (p->dead)
-    return pd_error_set(err, PD_EINTERNAL,
+    return pd_error_set(err, PD_EDEVICE,
                         "cuda backend: plan out of service since a sticky device error (%s); "
                         "a reload makes a new plan",
                         p->dead_why);
@@ -194,6 +194,7 @@ int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err)
     if (pd_cuda__sticky(e)) {
       p->dead = 1;
       snprintf(p->dead_why, sizeof p->dead_why, "%.300s", err->msg);
+      rc = err->code = PD_EDEVICE; /* the caller may rebuild elsewhere (pd_backend.h) */
     }
     pd_error_prefix(err, "cuda backend");
   }
