@@ -140,6 +140,10 @@ static const pd_setting settings[] = {
     {FIELD("limits", "drain_timeout_s", drain_timeout_s), .type = PD_SET_INT, .lo = 0, .hi = 86400,
      .def = 30, .flag = "--drain-timeout", .arg = "S", .reloadable = RELOAD,
      .help = "SIGTERM: close connections still owed answers after this"},
+    {FIELD("limits", "drain_grace_ms", drain_grace_ms), .type = PD_SET_INT, .lo = 0, .hi = 600000,
+     .def = 0, .flag = "--drain-grace-ms", .arg = "MS", .reloadable = RELOAD,
+     .help = "SIGTERM: first report not ready and serve on this long, so a balancer's health "
+             "check sees it before the drain; 0 = drain at once"},
     {FIELD("log", "level", log_level), .type = PD_SET_LEVEL, .def = PD_LOG_INFO,
      .choices = level_names, .flag = "--log-level", .arg = "LEVEL", .reloadable = RELOAD,
      .help = "error, warning, info or debug"},

@@ -65,6 +65,7 @@ typedef struct pd_config {
   long max_tta;
   long default_top_k;
   long drain_timeout_s;
+  long drain_grace_ms;
   /* log */
   pd_log_level log_level;
 } pd_config;

@@ -40,8 +40,10 @@ typedef struct pd_daemon {
   int n_fe;
   bool starting_drain; /* the drain is being handed to the front ends */
   uv_signal_t sig_term, sig_int, sig_hup;
-  uv_timer_t tick, drain_timer;
+  uv_timer_t tick, drain_timer, grace_timer;
   bool draining, finished;
+  /* SIGTERM's grace (limits.drain_grace_ms): not ready, still serving */
+  bool in_grace;
   /* reload in progress (off the loop) */
   bool reloading, reload_again;
   uv_work_t reload_work;
@@ -187,11 +189,12 @@ static void log_limits(pd_daemon *d, const pd_config *c) {
           "limits: max_batch %ld, max_queue_delay_us %ld, max_queue %ld, max_frame_bytes %ld, "
           "max_receive_bytes %ld, "
           "image %ldx%ld (%ld pixels), in-flight per connection %ld, connections %ld, tta %ld, "
-          "default top_k %ld, drain timeout %ld s, frame timeout %ld ms, idle timeout %ld s",
+          "default top_k %ld, drain grace %ld ms, drain timeout %ld s, frame timeout %ld ms, idle "
+          "timeout %ld s",
           c->max_batch, c->max_queue_delay_us, c->max_queue, c->max_frame_bytes,
           c->max_receive_bytes, c->max_image_width, c->max_image_height, c->max_image_pixels,
-          c->max_in_flight, c->max_connections, c->max_tta, c->default_top_k, c->drain_timeout_s,
-          c->frame_timeout_ms, c->idle_timeout_s);
+          c->max_in_flight, c->max_connections, c->max_tta, c->default_top_k, c->drain_grace_ms,
+          c->drain_timeout_s, c->frame_timeout_ms, c->idle_timeout_s);
 }
 
 /* Every model of r: loaded, or why not (naming its folder). */
@@ -247,7 +250,7 @@ static void fill_report(void *ctx, pd_stats_report *r) {
   r->queue_depth = pd_pipeline_queue(d->pipeline).queued;
   for (int i = 0; i < d->n_fe; i++)
     if (d->fe[i]->ops->report) d->fe[i]->ops->report(d->fe[i], r);
-  r->draining = d->draining;
+  r->draining = d->draining || d->in_grace;
   r->last_reload = d->last_reload;
 }
 
@@ -310,6 +313,7 @@ static void finish(pd_daemon *d) {
   signal(SIGHUP, SIG_IGN);
   close_handle((uv_handle_t *)&d->tick);
   close_handle((uv_handle_t *)&d->drain_timer);
+  close_handle((uv_handle_t *)&d->grace_timer);
   pd_logf(&d->log, PD_LOG_INFO, "drained: %llu requests answered OK in all; exiting",
           (unsigned long long)atomic_load(&d->stats.requests[PD_STATUS_OK]));
 }
@@ -335,8 +339,10 @@ static void drain(pd_daemon *d, const char *why) {
     frontends_close_all(d);
     return;
   }
+  if (!d->in_grace) pd_sd_notify("STOPPING=1");
+  d->in_grace = false;
+  uv_timer_stop(&d->grace_timer);
   d->draining = true;
-  pd_sd_notify("STOPPING=1");
   pd_logf(&d->log, PD_LOG_INFO,
           "%s: draining: no new connections; answering %d requests in flight on %d connections",
           why, pd_pipeline_in_flight(d->pipeline), frontends_busy(d));
@@ -348,6 +354,35 @@ static void drain(pd_daemon *d, const char *why) {
     d->fe[i]->ops->drain(d->fe[i], check_drained, d);
   d->starting_drain = false;
   check_drained(d);
+}
+
+static void on_grace_end(uv_timer_t *t) {
+  pd_daemon *d = t->data;
+  drain(d, "drain grace over");
+}
+
+/* SIGTERM with limits.drain_grace_ms: Health, /v2/health/ready, ServerReady
+ * and grpc.health.v1 say not ready (and /metrics planktond_draining 1) while
+ * every listener stays open and every request is served as before, so a load
+ * balancer that checks readiness stops sending here before the drain's
+ * GOAWAY and closed listeners; gRPC core cancels the calls that reach it
+ * between its shutdown and the client's reading of the GOAWAY, which a
+ * balancer that no longer sends has none of. A second signal drains at once. */
+static void stop(pd_daemon *d, const char *why) {
+  if (d->in_grace) {
+    pd_logf(&d->log, PD_LOG_WARNING, "%s during the drain grace: draining now", why);
+    drain(d, why);
+  } else if (d->draining || d->cfg.drain_grace_ms <= 0) {
+    drain(d, why);
+  } else {
+    d->in_grace = true;
+    pd_sd_notify("STOPPING=1");
+    pd_logf(&d->log, PD_LOG_INFO,
+            "%s: not ready; serving on for the drain grace (%ld ms) so load balancers see it, "
+            "then draining",
+            why, d->cfg.drain_grace_ms);
+    uv_timer_start(&d->grace_timer, on_grace_end, (uint64_t)d->cfg.drain_grace_ms, 0);
+  }
 }
 
 /* ---- reload ---- */
@@ -415,7 +450,7 @@ static void reload_done(uv_work_t *w, int status) {
 }
 
 static void start_reload(pd_daemon *d) {
-  if (d->draining) return;
+  if (d->draining || d->in_grace) return;
   if (d->reloading || d->control_now) {
     d->reload_again = true;
     return;
@@ -581,7 +616,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (signum == SIGHUP)
     start_reload(d);
   else
-    drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -663,7 +698,8 @@ static int start(pd_daemon *d, pd_error *err) {
   uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
   uv_timer_init(&d->loop, &d->tick);
   uv_timer_init(&d->loop, &d->drain_timer);
-  d->tick.data = d->drain_timer.data = d;
+  uv_timer_init(&d->loop, &d->grace_timer);
+  d->tick.data = d->drain_timer.data = d->grace_timer.data = d;
   uv_timer_start(&d->tick, on_tick, 1000, 1000);
   return PD_OK;
 }

@@ -18,8 +18,14 @@
  *    (200 ms from receipt, not past on arrival) is answered
  *    DEADLINE_EXCEEDED and never computed (Stats counts one batch and one
  *    crop fewer than requests), while its neighbours are answered OK.
+ *  - limits.drain_grace_ms: after SIGTERM, for the grace, Health says
+ *    "draining" and /metrics planktond_draining 1 while the daemon serves on
+ *    as before (a request on an open connection and one on a connection
+ *    made after the signal are answered OK); the drain itself (listeners
+ *    closed) begins no sooner than the grace after the signal, and the
+ *    daemon exits 0; a second SIGTERM during a long grace drains at once.
  * Cases (pd_test_cases.h): drain_waves, second_signal, drain_timeout,
- * queued_deadline. */
+ * queued_deadline, drain_grace, grace_second_signal. */
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -405,6 +411,120 @@ static void second_signal(pd_test_state *st) {
   signal_then(st, SIGINT, SIGTERM);
 }
 
+/* ---- 5. limits.drain_grace_ms ---- */
+
+static const char *health_state(pc_client *c, int *status) {
+  static char state[32];
+  pc_client_response *r = NULL;
+  state[0] = '\0';
+  *status = -1;
+  if (pc_client_health(c, &r, NULL) == PC_CLIENT_OK && r) {
+    *status = r->status;
+    snprintf(state, sizeof state, "%s", r->u.health.state);
+  }
+  pc_client_response_free(r);
+  return state;
+}
+
+static bool classify_ok(pd_test_state *st, pc_client *c, uint64_t id) {
+  pc_client_classify_request rq = {
+      .id = id, .format = PC_CLIENT_IMAGE_PNG, .data = png, .len = png_len};
+  pc_client_response *r = c ? pd_td_classify(c, &rq) : NULL;
+  bool ok = r && r->status == 0 && r->u.classify.n_top >= 1 &&
+            (int)r->u.classify.top[0].index == ref_top &&
+            fabsf(r->u.classify.top[0].probability - ref_top_prob) <= PROB_TOL;
+  if (r && r->status != 0)
+    fprintf(stderr, "  request %llu: %s: %s\n", (unsigned long long)id,
+            pc_client_status_name(r->status), r->message);
+  pc_client_response_free(r);
+  PD_CHECK(st, ok);
+  return ok;
+}
+
+static double draining_metric(const pd_td *d) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/metrics.sock", d->dir);
+  char *m = pd_td_metrics(path);
+  double v = m ? pd_td_metric(m, "planktond_draining") : NAN;
+  free(m);
+  return v;
+}
+
+static void drain_grace(pd_test_state *st) {
+  int failures = st->failures;
+  pd_td d;
+  int grace = pd_td_scaled_ms(3000);
+  char grace_arg[16];
+  snprintf(grace_arg, sizeof grace_arg, "%d", grace);
+  const char *args[] = {"--drain-grace-ms", grace_arg, "--metrics", "unix:@DIR@/metrics.sock",
+                        NULL};
+  if (start_slow(&d, 0, args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  pc_client *open = pd_td_connect(&d, 8);
+  int status;
+  PD_CHECK(st, !strcmp(health_state(open, &status), "serving"));
+  PD_CHECK(st, draining_metric(&d) == 0.0);
+  double t_term = pd_td_now_ms();
+  PD_CHECK_INT(st, kill(d.pid, SIGTERM), 0);
+  PD_CHECK(st, pd_td_wait_log(&d, "SIGTERM: not ready; serving on for the drain grace",
+                              pd_td_scaled_s(5)));
+  /* in the grace: not ready, and serving everyone as before */
+  PD_CHECK(st, !strcmp(health_state(open, &status), "draining"));
+  PD_CHECK(st, draining_metric(&d) == 1.0);
+  pc_client *late = pd_td_connect(&d, 8); /* a connection made after the signal */
+  PD_CHECK(st, late != NULL);
+  classify_ok(st, open, 1);
+  classify_ok(st, late, 2);
+  double served_by = pd_td_now_ms() - t_term;
+  PD_CHECK(st, served_by < grace); /* all of it inside the grace */
+  PD_CHECK_INT(st, pd_td_log_count(&d, "draining: no new connections"), 0);
+  /* then the drain: not before the grace has passed */
+  bool refused = false;
+  double until = pd_td_now_ms() + 2.0 * grace + pd_td_scaled_ms(5000);
+  while (!(refused = connect_refused(&d)) && pd_td_now_ms() < until)
+    usleep(20000);
+  double refused_after = pd_td_now_ms() - t_term;
+  PD_CHECK(st, refused);
+  PD_CHECK(st, refused_after >= grace - 50);
+  PD_CHECK(st, pd_td_wait_log(&d, "drain grace over: draining", 1));
+  pc_client_close(open);
+  pc_client_close(late);
+  int code = pd_td_stop(&d, 0, pd_td_scaled_s(30));
+  PD_CHECK_INT(st, code, 0);
+  printf("drain grace %d ms: health draining and 2 requests served %.0f ms into it (one on a "
+         "connection made after SIGTERM); new connections refused %.0f ms after SIGTERM; exit "
+         "%d\n",
+         grace, served_by, refused_after, code);
+  dump_log_on_failure(st, &d, failures);
+  pd_td_cleanup(&d);
+}
+
+static void grace_second_signal(pd_test_state *st) {
+  int failures = st->failures;
+  pd_td d;
+  const char *args[] = {"--drain-grace-ms", "600000", NULL};
+  if (start_slow(&d, 0, args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  PD_CHECK_INT(st, kill(d.pid, SIGTERM), 0);
+  PD_CHECK(st, pd_td_wait_log(&d, "drain grace (600000 ms)", pd_td_scaled_s(5)));
+  double t = pd_td_now_ms();
+  PD_CHECK_INT(st, kill(d.pid, SIGTERM), 0);
+  PD_CHECK(st,
+           pd_td_wait_log(&d, "SIGTERM during the drain grace: draining now", pd_td_scaled_s(5)));
+  int code = pd_td_stop(&d, 0, pd_td_scaled_s(30));
+  PD_CHECK_INT(st, code, 0);
+  printf("drain grace 600 s, a second SIGTERM: drained and exited %d %.0f ms after it\n", code,
+         pd_td_now_ms() - t);
+  dump_log_on_failure(st, &d, failures);
+  pd_td_cleanup(&d);
+}
+
 static uint8_t *gray;
 
 static int setup(void) {
@@ -432,10 +552,8 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(drain_waves),
-    PD_TEST_CASE(second_signal),
-    PD_TEST_CASE(drain_timeout),
-    PD_TEST_CASE(queued_deadline),
+    PD_TEST_CASE(drain_waves),     PD_TEST_CASE(second_signal), PD_TEST_CASE(drain_timeout),
+    PD_TEST_CASE(queued_deadline), PD_TEST_CASE(drain_grace),   PD_TEST_CASE(grace_second_signal),
 };
 
 PD_TEST_MAIN("daemon_sigterm", setup, teardown, k_cases)

@@ -148,7 +148,9 @@ static bool ready(const kgrpc_fe *k) {
   if (!serving(model_now(k))) return false;
   pd_stats_report r;
   pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
-  return !k->draining && model_now(k) && r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
+  if (k->env.report) k->env.report(k->env.report_ctx, &r); /* r.draining: a SIGTERM's grace */
+  return !k->draining && !r.draining && model_now(k) &&
+         r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
 }
 
 static void bad_request(pd_kgrpc_call *call, const char *what) {

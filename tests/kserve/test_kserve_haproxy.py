@@ -21,12 +21,18 @@ and real NDSB crops:
                    runtime API `set server planktond/X state drain`, its
                    requests finish, then SIGTERM (and `state ready` after
                    the restart);
-      sigterm      SIGTERM alone (HAProxy's check sees the listener gone).
-                   Known to fail now: about 1 call in 2,000 through such a
-                   drain ends UNKNOWN ("Data frame with END_STREAM flag
-                   received"; HAProxy logs SD--: the daemon's gRPC
-                   connection closed before that answer's trailers, at the
-                   moment of the SIGTERM); not in meson's list until fixed.
+      sigterm      (meson's kserve_haproxy_sigterm) SIGTERM alone, the way
+                   systemd or Kubernetes stops a service: HAProxy checks
+                   each daemon's readiness (`option httpchk` on its REST
+                   listener's GET /v2/health/ready), the daemons run with
+                   limits.drain_grace_ms, so a SIGTERM first turns ready
+                   to 503 while the daemon serves on, HAProxy's check takes
+                   it out, and the drain (GOAWAY) comes after HAProxy has
+                   stopped sending. Without the grace (or with a TCP-only
+                   check, which sees nothing until the listener closes) a
+                   few calls in a thousand end CANCELLED: gRPC core cancels
+                   those that reach it between its shutdown and HAProxy's
+                   reading of the GOAWAY, and the daemon never sees them.
 Retries and how the failures went are printed (HAProxy's own counts too).
 
 env: as kserve_harness.
@@ -49,6 +55,7 @@ import haproxy_harness  # noqa: E402
 N_SPREAD = 400
 N_DRAIN = 800   # calls at least, in the drain part
 N_BEFORE = 200  # answers before each SIGTERM
+GRACE_MS = 1000  # sigterm: limits.drain_grace_ms, five of HAProxy's check intervals
 N_AFTER = 200   # answers after the last restart
 DRAIN_JOBS = 16
 RETRIES = 20
@@ -112,14 +119,26 @@ def main():
     proxy = None
     try:
         for name in ("a", "b"):
-            daemons.append(Daemon(tmp, "127.0.0.1:%d" % free_port(), None, name=name))
+            if scenario == "sigterm":
+                daemons.append(Daemon(tmp, "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port(),
+                                      extra=["--drain-grace-ms", str(GRACE_MS)], name=name))
+            else:
+                daemons.append(Daemon(tmp, "127.0.0.1:%d" % free_port(), None, name=name))
         paths = [p for p, _ in crops]
         ref = native(daemons[0], paths, 1)
         labels = list(ref[paths[0]].keys())
         want = [as_vector(ref[p], labels) for p in paths]
         port = free_port()
-        servers = "".join("  server %s %s proto h2 check inter 200ms fall 1 rise 1\n" % (d.name, d.grpc_addr)
-                          for d in daemons)
+        # sigterm: HAProxy's check asks each daemon's REST listener whether
+        # it is ready (HTTP/1.1), not whether its gRPC port takes a connection
+        check_on = {d.name: " port %s check-proto h1" % d.http_addr.rsplit(":", 1)[1] if scenario == "sigterm" else ""
+                    for d in daemons}
+        servers = "".join("  server %s %s proto h2 check%s inter 200ms fall 1 rise 1\n"
+                          % (d.name, d.grpc_addr, check_on[d.name]) for d in daemons)
+        if scenario == "sigterm":
+            servers = ("  option httpchk\n"
+                       "  http-check send meth GET uri /v2/health/ready ver HTTP/1.1 hdr Host planktond\n"
+                       "  http-check expect status 200\n") + servers
         proxy = haproxy_harness.HAProxy(
             tmp, ["a", "b"],
             "frontend grpc_in\n"
