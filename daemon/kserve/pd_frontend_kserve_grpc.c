@@ -12,6 +12,7 @@
 #include "pd_kserve_grpc.h"
 #include "pd_kserve_infer.h"
 #include "pd_kserve_job.h"
+#include "pd_listener.h"
 
 /* Health says NOT_SERVING after this many failed network runs in a row,
  * as the native Health does. */
@@ -28,6 +29,8 @@ enum {
   M_MODEL_CONFIG,
   M_MODEL_STATISTICS,
   M_REPOSITORY_INDEX,
+  M_REPOSITORY_MODEL_LOAD,
+  M_REPOSITORY_MODEL_UNLOAD,
   M_HEALTH_CHECK,
   M_COUNT
 };
@@ -44,6 +47,8 @@ static const pd_kgrpc_method k_methods[M_COUNT] = {
     [M_MODEL_CONFIG] = {SVC "ModelConfig", PD_KGRPC_UNARY},
     [M_MODEL_STATISTICS] = {SVC "ModelStatistics", PD_KGRPC_UNARY},
     [M_REPOSITORY_INDEX] = {SVC "RepositoryIndex", PD_KGRPC_UNARY},
+    [M_REPOSITORY_MODEL_LOAD] = {SVC "RepositoryModelLoad", PD_KGRPC_UNARY},
+    [M_REPOSITORY_MODEL_UNLOAD] = {SVC "RepositoryModelUnload", PD_KGRPC_UNARY},
     [M_HEALTH_CHECK] = {"/grpc.health.v1.Health/Check", PD_KGRPC_UNARY},
 };
 
@@ -52,6 +57,7 @@ typedef struct kgrpc_fe {
   pd_frontend_env env;
   pd_config cfg; /* the listen address (restart-only) */
   long max_crops, max_queue_delay_us;
+  bool control_on; /* model.control, and the listener reaches this host only */
   pd_kgrpc *grpc;
   bool draining, closing;
   int jobs; /* inference requests in the pipeline */
@@ -439,6 +445,95 @@ static void handle_health(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg, 
   grpc__health__v1__health_check_request__free_unpacked(rq, NULL);
 }
 
+/* ---- RepositoryModelLoad / RepositoryModelUnload (model.control) ---- */
+
+typedef struct kgrpc_control {
+  pd_model_control mc;
+  kgrpc_fe *k;
+  pd_kgrpc_call *call;
+  bool load;
+} kgrpc_control;
+
+static void control_done(pd_model_control *mc) {
+  kgrpc_control *c = mc->owner;
+  kgrpc_fe *k = c->k;
+  if (mc->status != PD_STATUS_OK) {
+    pd_kgrpc_finish(c->call, mc->status, mc->message, NULL, 0);
+  } else if (c->load) {
+    Inference__RepositoryModelLoadResponse r = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
+    finish_msg(c->call, &r.base);
+  } else {
+    Inference__RepositoryModelUnloadResponse r = INFERENCE__REPOSITORY_MODEL_UNLOAD_RESPONSE__INIT;
+    finish_msg(c->call, &r.base);
+  }
+  k->jobs--;
+  free(c);
+  maybe_empty(k);
+}
+
+/* Load (or reload, as Triton's RepositoryModelLoad of a loaded model) or
+ * unload, by the daemon (pd_model_control.h); repository_name is not
+ * looked at (there is one repository), a load's parameters (Triton's
+ * "config", "file:...") are refused. */
+static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call, bool load,
+                                      const uint8_t *msg, size_t len) {
+  char name[64] = "", param[64] = "";
+  size_t n_params = 0;
+  if (load) {
+    Inference__RepositoryModelLoadRequest *rq =
+        inference__repository_model_load_request__unpack(NULL, len, msg);
+    if (!rq) {
+      bad_request(call, "RepositoryModelLoadRequest");
+      return;
+    }
+    snprintf(name, sizeof name, "%s", rq->model_name ? rq->model_name : "");
+    n_params = rq->n_parameters;
+    snprintf(param, sizeof param, "%s", n_params ? rq->parameters[0]->key : "");
+    inference__repository_model_load_request__free_unpacked(rq, NULL);
+  } else {
+    Inference__RepositoryModelUnloadRequest *rq =
+        inference__repository_model_unload_request__unpack(NULL, len, msg);
+    if (!rq) {
+      bad_request(call, "RepositoryModelUnloadRequest");
+      return;
+    }
+    snprintf(name, sizeof name, "%s", rq->model_name ? rq->model_name : "");
+    inference__repository_model_unload_request__free_unpacked(rq, NULL);
+  }
+  char why[200];
+  if (n_params) {
+    snprintf(why, sizeof why,
+             "RepositoryModelLoad parameter '%.60s' is not supported: the model loads from its "
+             "repository folder as it is",
+             param);
+    pd_kgrpc_finish(call, PD_STATUS_INVALID_ARGUMENT, why, NULL, 0);
+    return;
+  }
+  kgrpc_control *c = k->env.control && !k->draining ? calloc(1, sizeof *c) : NULL;
+  if (!c) {
+    pd_kgrpc_finish(call, k->draining ? PD_STATUS_UNAVAILABLE : PD_STATUS_UNIMPLEMENTED,
+                    k->draining ? "draining: the daemon is shutting down"
+                                : "model control is not available here",
+                    NULL, 0);
+    return;
+  }
+  c->k = k;
+  c->call = call;
+  c->load = load;
+  pd_model_control *mc = &c->mc;
+  mc->op = load ? PD_REPO_LOAD : PD_REPO_UNLOAD;
+  mc->load_or_reload = load;
+  snprintf(mc->name, sizeof mc->name, "%s", name);
+  mc->via = load ? "KServe gRPC RepositoryModelLoad" : "KServe gRPC RepositoryModelUnload";
+  mc->peer_uid = -1; /* gRPC core does not tell a Unix peer's uid */
+  mc->loopback = pd_listener_address_local(k->cfg.kserve_grpc);
+  snprintf(mc->peer, sizeof mc->peer, "a client of %.80s", k->cfg.kserve_grpc);
+  mc->done = control_done;
+  mc->owner = c;
+  k->jobs++;
+  k->env.control(k->env.control_ctx, mc);
+}
+
 static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size_t len,
                        void *data) {
   kgrpc_fe *k = data;
@@ -469,12 +564,14 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
   }
   case M_SERVER_METADATA: {
     static char *const ext[] = {(char *)"classification", (char *)"model_configuration",
-                                (char *)"statistics", (char *)"binary_tensor_data"};
+                                (char *)"statistics", (char *)"binary_tensor_data",
+                                (char *)"model_repository"};
     Inference__ServerMetadataResponse r = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
     r.name = (char *)"planktond";
     r.version = (char *)PD_VERSION;
     r.extensions = (char **)ext;
-    r.n_extensions = sizeof ext / sizeof ext[0];
+    /* model_repository (load and unload) only where model control is on */
+    r.n_extensions = sizeof ext / sizeof ext[0] - (k->control_on ? 0 : 1);
     finish_msg(call, &r.base);
     return;
   }
@@ -512,6 +609,10 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
     finish_msg(call, &r.base);
     return;
   }
+  case M_REPOSITORY_MODEL_LOAD:
+  case M_REPOSITORY_MODEL_UNLOAD:
+    handle_repository_control(k, call, method == M_REPOSITORY_MODEL_LOAD, msg, len);
+    return;
   case M_HEALTH_CHECK:
     handle_health(k, call, msg, len);
     return;
@@ -542,6 +643,7 @@ static void maybe_empty(kgrpc_fe *k) {
 static void kgrpc_limits(kgrpc_fe *k, const pd_config *c) {
   k->max_crops = c->max_batch;
   k->max_queue_delay_us = c->max_queue_delay_us;
+  k->control_on = c->model_control && pd_listener_address_local(k->cfg.kserve_grpc);
 }
 
 static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds, bool activated, pd_error *err) {

@@ -14,6 +14,7 @@
 #include "pd_kserve_infer.h"
 #include "pd_kserve_job.h"
 #include "pd_kserve_rest.h"
+#include "pd_listener.h"
 
 /* as the native Health and the gRPC front end */
 #define KSERVE_FAILING_RUNS 3
@@ -27,6 +28,8 @@ typedef struct khttp_fe {
   pd_http_metrics_source metrics;
   long max_crops, max_queue_delay_us;
   bool draining;
+  bool local;      /* every listener reaches this host only (pd_listener_address_local) */
+  bool control_on; /* model.control, and local */
 } khttp_fe;
 
 typedef struct khttp_job {
@@ -80,13 +83,14 @@ static bool ready(const khttp_fe *k) {
 /* ---- /v2, /v2/health/... ---- */
 
 static void on_server_metadata(pd_http_request *r, void *data) {
-  (void)data;
   json_t *o = json_object(), *ext = json_array();
   json_object_set_new(o, "name", json_string("planktond"));
   json_object_set_new(o, "version", json_string(PD_VERSION));
+  const khttp_fe *k = data;
   const char *const names[] = {"classification", "model_configuration", "statistics",
-                               "binary_tensor_data"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+                               "binary_tensor_data", "model_repository"};
+  /* model_repository (load and unload) only where model control is on */
+  for (size_t i = 0; i < sizeof names / sizeof names[0] - (k->control_on ? 0 : 1); i++)
     json_array_append_new(ext, json_string(names[i]));
   json_object_set_new(o, "extensions", ext);
   respond_json(r, 200, o);
@@ -284,6 +288,121 @@ static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, con
   pd_kjob_submit(&j->job, k->env.pipeline, name, deadline);
 }
 
+/* ---- /v2/repository/... (Triton's model repository extension) ---- */
+
+typedef struct khttp_control {
+  pd_model_control mc;
+  pd_http_request *hr;
+} khttp_control;
+
+static void control_done(pd_model_control *mc) {
+  khttp_control *c = mc->owner;
+  if (mc->status != PD_STATUS_OK)
+    respond_error(c->hr, mc->status, mc->message);
+  else
+    pd_http_respond(c->hr, 200, NULL, NULL, 0, false);
+  free(c);
+}
+
+/* POST /v2/repository/index: every model version, its state and reason. */
+static void repository_index(khttp_fe *k, pd_http_request *r) {
+  size_t len = 0;
+  const uint8_t *body = pd_http_request_body(r, &len);
+  json_error_t jerr;
+  json_t *in = len ? json_loadb((const char *)body, len, 0, &jerr) : NULL;
+  const bool only_ready = in && json_is_true(json_object_get(in, "ready"));
+  json_decref(in);
+  const pd_repo *repo = pd_pipeline_repo(k->env.pipeline);
+  json_t *a = json_array();
+  for (int i = 0; repo && i < repo->n; i++) {
+    const pd_repo_entry *e = &repo->e[i];
+    const bool up = serving(e->served) && ready(k);
+    if (only_ready && !up) continue;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(e->name));
+    json_object_set_new(o, "version", json_string(e->version));
+    json_object_set_new(o, "state", json_string(up ? "READY" : "UNAVAILABLE"));
+    json_object_set_new(o, "reason", json_string(e->error));
+    json_array_append_new(a, o);
+  }
+  respond_json(r, 200, a);
+}
+
+/* POST /v2/repository/models/{m}/load (a loaded one is reloaded, as in
+ * Triton) and /unload, by the daemon (pd_model_control.h); a load's
+ * parameters (Triton's "config", "file:...") are refused. */
+static void repository_control(khttp_fe *k, pd_http_request *r, const char *name, bool load) {
+  size_t len = 0;
+  const uint8_t *body = pd_http_request_body(r, &len);
+  json_error_t jerr;
+  json_t *in = len ? json_loadb((const char *)body, len, 0, &jerr) : NULL;
+  if (len && !in) {
+    char why[300];
+    snprintf(why, sizeof why, "the request body is not JSON: %s", jerr.text);
+    respond_error(r, PD_STATUS_INVALID_ARGUMENT, why);
+    return;
+  }
+  json_t *params = in ? json_object_get(in, "parameters") : NULL;
+  if (load && json_is_object(params) && json_object_size(params) > 0) {
+    char why[200];
+    snprintf(why, sizeof why,
+             "load parameter '%.60s' is not supported: the model loads from its repository "
+             "folder as it is",
+             json_object_iter_key(json_object_iter(params)));
+    json_decref(in);
+    respond_error(r, PD_STATUS_INVALID_ARGUMENT, why);
+    return;
+  }
+  json_decref(in);
+  khttp_control *c = k->env.control && !k->draining ? calloc(1, sizeof *c) : NULL;
+  if (!c) {
+    respond_error(r, k->draining ? PD_STATUS_UNAVAILABLE : PD_STATUS_UNIMPLEMENTED,
+                  k->draining ? "draining: the daemon is shutting down"
+                              : "model control is not available here");
+    return;
+  }
+  c->hr = r;
+  pd_model_control *mc = &c->mc;
+  mc->op = load ? PD_REPO_LOAD : PD_REPO_UNLOAD;
+  mc->load_or_reload = load;
+  snprintf(mc->name, sizeof mc->name, "%s", name);
+  mc->via = load ? "KServe REST load" : "KServe REST unload";
+  mc->peer_uid = -1;
+  mc->loopback = k->local;
+  snprintf(mc->peer, sizeof mc->peer, "a client of %.80s", pd_http_name(k->http));
+  mc->done = control_done;
+  mc->owner = c;
+  k->env.control(k->env.control_ctx, mc);
+}
+
+static void on_repository(pd_http_request *r, void *data) {
+  khttp_fe *k = data;
+  const char *path = pd_http_request_path(r) + strlen("/v2/repository/");
+  if (strcmp(pd_http_request_method(r), "POST") != 0) {
+    pd_http_respond(r, 405, "Content-Type: application/json\r\nAllow: POST\r\n",
+                    strdup("{\"error\":\"/v2/repository/... takes POST\"}"),
+                    strlen("{\"error\":\"/v2/repository/... takes POST\"}"), false);
+    return;
+  }
+  if (!strcmp(path, "index")) {
+    repository_index(k, r);
+    return;
+  }
+  const char *slash = !strncmp(path, "models/", 7) ? strchr(path + 7, '/') : NULL;
+  char name[128] = "";
+  if (slash && (size_t)(slash - (path + 7)) < sizeof name)
+    memcpy(name, path + 7, (size_t)(slash - (path + 7)));
+  if (!name[0] || (strcmp(slash, "/load") != 0 && strcmp(slash, "/unload") != 0)) {
+    char why[300];
+    snprintf(why, sizeof why,
+             "no such route '/v2/repository/%.120s': index, models/NAME/load, models/NAME/unload",
+             path);
+    respond_error(r, PD_STATUS_NOT_FOUND, why);
+    return;
+  }
+  repository_control(k, r, name, !strcmp(slash, "/load"));
+}
+
 /* /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer], and
  * /v2/models/stats (every model's). */
 static void on_models(pd_http_request *r, void *data) {
@@ -389,10 +508,15 @@ static int khttp_listen(pd_frontend *fe, const int *fds, int n_fds, bool activat
   if (rc == PD_OK) rc = pd_http_route(k->http, "GET", "/v2/health/live", on_live, k, err);
   if (rc == PD_OK) rc = pd_http_route(k->http, "GET", "/v2/health/ready", on_ready, k, err);
   if (rc == PD_OK) rc = pd_http_route(k->http, NULL, "/v2/models/*", on_models, k, err);
+  if (rc == PD_OK) rc = pd_http_route(k->http, NULL, "/v2/repository/*", on_repository, k, err);
   if (rc == PD_OK) rc = pd_http_metrics_route(k->http, "/metrics", &k->metrics, err);
   for (int i = 0; i < n_fds && rc == PD_OK; i++)
     rc = pd_http_listen(k->http, "", fds[i], err);
   if (rc == PD_OK && n_fds == 0) rc = pd_http_listen(k->http, k->address, -1, err);
+  k->local = n_fds > 0 || pd_listener_address_local(k->address);
+  for (int i = 0; i < n_fds; i++)
+    k->local = k->local && pd_listener_fd_local(fds[i]);
+  k->control_on = k->control_on && k->local;
   if (rc != PD_OK) return pd_error_prefix(err, "kserve.http_listen");
   pd_logf(k->env.log, PD_LOG_INFO, "KServe REST listening on http %s /v2", pd_http_name(k->http));
   return PD_OK;
@@ -403,6 +527,7 @@ static void khttp_set_limits(pd_frontend *fe, const pd_config *cfg) {
   k->lim = khttp_limits(cfg);
   k->max_crops = cfg->max_batch;
   k->max_queue_delay_us = cfg->max_queue_delay_us;
+  k->control_on = cfg->model_control && (k->local || !k->http); /* listen ANDs local in */
   if (k->http) pd_http_set_limits(k->http, &k->lim);
 }
 

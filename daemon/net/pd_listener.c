@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,4 +272,25 @@ void pd_listener_close(pd_listener *l) {
   if (!l) return;
   if (l->unlink_path[0]) unlink(l->unlink_path);
   uv_close(&l->h.handle, free_on_close);
+}
+
+bool pd_listener_address_local(const char *address) {
+  if (!address) return false;
+  if (!strncmp(address, "unix:", 5)) return true;
+  return !strncmp(address, "127.", 4) || !strncmp(address, "localhost:", 10) ||
+         !strncmp(address, "[::1]:", 6);
+}
+
+bool pd_listener_fd_local(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return false;
+  if (ss.ss_family == AF_UNIX) return true;
+  if (ss.ss_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+  if (ss.ss_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
 }

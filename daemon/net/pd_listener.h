@@ -8,6 +8,8 @@
 #ifndef PD_LISTENER_H
 #define PD_LISTENER_H
 
+#include <stdbool.h>
+
 #include <uv.h>
 
 #include "pd_error.h"
@@ -48,6 +50,14 @@ int pd_listener_fd(uv_loop_t *loop, int fd, pd_listener_cb cb, void *data, pd_li
 /* Opens "unix:PATH" (mode 0660) or "HOST:PORT". */
 int pd_listener_address(uv_loop_t *loop, const char *address, pd_listener_cb cb, void *data,
                         pd_listener **out, pd_error *err);
+
+/* Whether a listen address reaches this host only: "unix:PATH", or a TCP
+ * host of 127.0.0.0/8, [::1] or localhost (a loopback port every local user
+ * can connect to; a Unix socket only those its file mode lets in). */
+bool pd_listener_address_local(const char *address);
+/* The same for a listening socket (socket activation): AF_UNIX or bound
+ * to a loopback address. */
+bool pd_listener_fd_local(int fd);
 
 /* Initialises `s` for this listener's kind and accepts into it. `s` is
  * initialised whatever the result: the caller closes it on failure. The
