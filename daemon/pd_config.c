@@ -11,7 +11,7 @@
 
 static const char *const level_names[] = {"error", "warning", "info", "debug", NULL};
 static const char *const backend_names[] = {"auto", "cpu", "cuda", NULL};
-static const char *const precision_names[] = {"auto", "fp32", "bf16", "int8", NULL};
+static const char *const precision_names[] = {"auto", "fp32", "bf16", "int8", "tf32", "fp16", NULL};
 static const char *const on_device_error_names[] = {"auto", "cpu", "fail", NULL};
 
 /* (sec and k are string literals, joined: they cannot be parenthesized) */
@@ -73,9 +73,16 @@ static const pd_setting settings[] = {
     {FIELD("engine", "precision", precision), TEXT(precision), .type = PD_SET_CHOICE,
      .def_text = "fp32", .choices = precision_names, .flag = "--precision", .arg = "NAME",
      .reloadable = RELOAD,
-     .help = "auto (bf16 if the CPU runs it and the model records parity), fp32, bf16 or int8"},
+     .help = "auto (bf16 if the CPU runs it and the model records parity), fp32, bf16, int8; "
+             "tf32 or fp16 (CUDA only)"},
     {FIELD("engine", "device", device), .type = PD_SET_INT, .lo = 0, .hi = 64, .def = 0,
      .flag = "--device", .arg = "N", .reloadable = RELOAD, .help = "CUDA device index"},
+    {FIELD("engine", "cuda_graphs", cuda_graphs), .type = PD_SET_BOOL, .def = 0,
+     .flag = "--cuda-graphs", .arg = "BOOL", .reloadable = RELOAD,
+     .help = "CUDA: run each batch size as a CUDA graph captured at plan time"},
+    {FIELD("engine", "cuda_workspace_mb", cuda_workspace_mb), .type = PD_SET_INT, .lo = 1,
+     .hi = 1L << 20, .def = 256, .flag = "--cuda-workspace-mb", .arg = "MIB", .reloadable = RELOAD,
+     .help = "CUDA: most cuDNN workspace one convolution may use, MiB"},
     {FIELD("engine", "threads", threads), .type = PD_SET_INT, .lo = 0, .hi = 256, .def = 0,
      .flag = "--threads", .arg = "N", .reloadable = RELOAD,
      .help = "CPU engine threads; 0 = every online CPU"},
@@ -658,6 +665,15 @@ static int validate(const pd_config *cfg, pd_config_check *chk, pd_error *err) {
                     "(%ld%s): one frame of the largest size must fit",
                     lead(chk, "limits.max_receive_bytes", a, sizeof a), cfg->max_receive_bytes,
                     cfg->max_frame_bytes, also(chk, "limits.max_frame_bytes", b, sizeof b));
+    PD_CHECK_DONE();
+  }
+  if (!strcmp(cfg->backend, "cpu") &&
+      (!strcmp(cfg->precision, "tf32") || !strcmp(cfg->precision, "fp16"))) {
+    rc = check_fail(chk, err, PD_EINVAL,
+                    "%sengine.precision %s runs on the CUDA backend only, and engine.backend is "
+                    "cpu%s (the CPU runs fp32 or bf16)",
+                    lead(chk, "engine.precision", a, sizeof a), cfg->precision,
+                    also(chk, "engine.backend", b, sizeof b));
     PD_CHECK_DONE();
   }
   if (cfg->socket_path[0] && cfg->socket_path[0] != '/') {

@@ -106,6 +106,8 @@ static void served_log(const void *ctx, int level, const char *line) {
 static pd_served_options served_options(const pd_daemon *d, const pd_config *c) {
   pd_served_options o = {.wrap_backend = d->src->wrap_backend,
                          .on_device_error = c->on_device_error,
+                         .cuda_graphs = c->cuda_graphs != 0,
+                         .cuda_workspace_mb = c->cuda_workspace_mb,
                          .log = served_log,
                          .log_ctx = &d->log,
                          .dir = c->model_dir,
@@ -177,10 +179,12 @@ static void log_model(pd_daemon *d, const char *what, const pd_served *s) {
   const pd_model *m = s->model;
   pd_logf(&d->log, PD_LOG_INFO,
           "%s model %s version %s from %s: %d classes, %d branches, %zu parameters, %.1f MFLOP "
-          "per image; backend %s; precision %s: %s; CPU %s; plan for batches up to %d (%.2f s)",
+          "per image; backend %s; precision %s: %s; CUDA %s%s; on device error %s; CPU %s; plan "
+          "for batches up to %d (%.2f s)",
           what, m->name, m->version, m->dir, m->n_classes, m->n_branches, m->n_params,
           pd_model_flops_per_image(m) * 1e-6, s->backend_reason, s->precision, s->precision_reason,
-          s->cpu_features, s->max_batch, s->load_seconds);
+          s->cuda_options, strcmp(s->backend_name, "cuda") ? " (unused)" : "",
+          pd_served_on_device_error(s), s->cpu_features, s->max_batch, s->load_seconds);
   if (s->kernels[0]) pd_logf(&d->log, PD_LOG_INFO, "kernels per layer: %s", s->kernels);
 }
 
@@ -242,6 +246,7 @@ static void fill_report(void *ctx, pd_stats_report *r) {
     snprintf(r->backend, sizeof r->backend, "%s", pd_served_backend_now(s));
     snprintf(r->on_device_error, sizeof r->on_device_error, "%s", pd_served_on_device_error(s));
     snprintf(r->device_state, sizeof r->device_state, "%s", pd_served_device_state_name(s));
+    snprintf(r->cuda_options, sizeof r->cuda_options, "%s", s->cuda_options);
     snprintf(r->precision, sizeof r->precision, "%s", s->precision);
     snprintf(r->cpu_features, sizeof r->cpu_features, "%s", s->cpu_features);
     snprintf(r->kernels, sizeof r->kernels, "%s", s->kernels);

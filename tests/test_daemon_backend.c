@@ -14,6 +14,9 @@
  * plan does after an illegal address) under engine.on_device_error cpu (the
  * plan rebuilt on the CPU, every later request answered once and right) and
  * fail (every later one INTERNAL naming the error; KServe ready 503).
+ * cuda_settings_shown: engine.cuda_graphs and engine.cuda_workspace_mb
+ * from flags and from planktond.yaml appear in the start-up log line and in
+ * /metrics' backend info (also where the CPU serves: "(unused)").
  *
  * $PD_CUDA_MODULE: the built module ("" where nvcc was not found);
  * $PD_FAKE_CUDA_MODULE: a module reporting another backend interface. */
@@ -436,7 +439,7 @@ static void device_error_cpu(pd_test_state *st) {
   PD_CHECK(st, m != NULL);
   PD_CHECK(st, pd_td_metric(m, "planktond_device_errors_total") == 1.0);
   PD_CHECK_CONTAINS(st, m, "planktond_backend_info{backend=\"cpu\"");
-  PD_CHECK_CONTAINS(st, m, "on_device_error=\"cpu\",device_state=\"rebuilt_on_cpu\"} 1");
+  PD_CHECK_CONTAINS(st, m, "on_device_error=\"cpu\",device_state=\"rebuilt_on_cpu\"");
   free(m);
   if (c) pc_client_close(c);
   PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
@@ -474,7 +477,7 @@ static void device_error_fail(pd_test_state *st) {
   char *m = pd_td_metrics(ms);
   PD_CHECK(st, m != NULL);
   PD_CHECK(st, pd_td_metric(m, "planktond_device_errors_total") == 1.0);
-  PD_CHECK_CONTAINS(st, m, "on_device_error=\"fail\",device_state=\"failing\"} 1");
+  PD_CHECK_CONTAINS(st, m, "on_device_error=\"fail\",device_state=\"failing\"");
   free(m);
   if (c) pc_client_close(c);
   PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
@@ -482,6 +485,57 @@ static void device_error_fail(pd_test_state *st) {
   PD_CHECK_CONTAINS(st, log ? log : "", "engine.on_device_error fail: out of service");
   free(log);
   pd_td_cleanup(&d);
+}
+
+/* Starts the daemon with args (NULL-terminated, --metrics added); its log
+ * must hold want_log and /metrics want_metric. */
+static void settings_shown(pd_test_state *st, const char *const *args, const char *want_log,
+                           const char *want_metric) {
+  const char *all[16];
+  int n = 0;
+  for (; n < 12 && args[n]; n++)
+    all[n] = args[n];
+  all[n++] = "--metrics";
+  all[n++] = "unix:@DIR@/metrics.sock";
+  all[n] = NULL;
+  pd_td d = {0};
+  PD_CHECK_INT(st, pd_td_start(&d, all), 0);
+  char ms[400];
+  snprintf(ms, sizeof ms, "%s/metrics.sock", d.dir);
+  char *m = d.pid > 0 ? pd_td_metrics(ms) : NULL;
+  PD_CHECK(st, m != NULL);
+  PD_CHECK_CONTAINS(st, m ? m : "", want_metric);
+  free(m);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  char *log = pd_td_log(&d);
+  PD_CHECK_CONTAINS(st, log ? log : "", want_log);
+  free(log);
+  pd_td_cleanup(&d);
+}
+
+static void cuda_settings_shown(pd_test_state *st) {
+  settings_shown(st, (const char *const[]){"--backend", "cpu", NULL},
+                 "CUDA graphs off, workspace 256 MiB (unused); on device error cpu;",
+                 "cuda=\"graphs off, workspace 256 MiB\"} 1");
+  const char *flags[] = {
+      "--backend", "cpu", "--cuda-graphs", "true", "--cuda-workspace-mb", "64", "--on-device-error",
+      "fail",      NULL};
+  settings_shown(st, flags, "CUDA graphs on, workspace 64 MiB (unused); on device error fail;",
+                 "on_device_error=\"fail\",device_state=\"ok\",cuda=\"graphs on, workspace 64 "
+                 "MiB\"} 1");
+  char cfg[400];
+  snprintf(cfg, sizeof cfg, "%s/engine.yaml", scratch);
+  FILE *f = fopen(cfg, "w");
+  PD_CHECK(st, f != NULL);
+  if (!f) return;
+  fprintf(f,
+          "model: {dir: %s}\n"
+          "engine: {backend: cpu, cuda_graphs: true, cuda_workspace_mb: 2048}\n",
+          pd_td_model_dir());
+  PD_CHECK(st, fclose(f) == 0);
+  settings_shown(st, (const char *const[]){"--config", cfg, NULL},
+                 "CUDA graphs on, workspace 2048 MiB (unused)",
+                 "cuda=\"graphs on, workspace 2048 MiB\"} 1");
 }
 
 static int setup(void) {
@@ -507,10 +561,11 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(module_missing),    PD_TEST_CASE(module_no_device),
-    PD_TEST_CASE(module_unloadable), PD_TEST_CASE(module_other_abi),
-    PD_TEST_CASE(plan_faults),       PD_TEST_CASE(links_no_cuda),
-    PD_TEST_CASE(device_error_cpu),  PD_TEST_CASE(device_error_fail),
+    PD_TEST_CASE(module_missing),      PD_TEST_CASE(module_no_device),
+    PD_TEST_CASE(module_unloadable),   PD_TEST_CASE(module_other_abi),
+    PD_TEST_CASE(plan_faults),         PD_TEST_CASE(links_no_cuda),
+    PD_TEST_CASE(device_error_cpu),    PD_TEST_CASE(device_error_fail),
+    PD_TEST_CASE(cuda_settings_shown),
 };
 
 int main(int argc, char **argv) {

@@ -22,6 +22,73 @@ static int load(pd_config *c, const char *text, pd_error *err) {
 
 #define EXAMPLE_MODEL_DIR "/usr/local/share/planktond/models/ndsb-seed"
 
+/* The engine settings the CUDA backend and the device-error handling read:
+ * good values land in their fields, bad ones are refused naming the key and
+ * the value, and a GPU precision with backend cpu is refused across settings. */
+static void engine_keys(pd_test_state *st) {
+  pd_config c;
+  pd_error err = {0};
+  PD_CHECK_INT(st, load(&c, "", &err), 0);
+  PD_CHECK_INT(st, c.cuda_graphs, 0);
+  PD_CHECK_INT(st, c.cuda_workspace_mb, 256);
+  PD_CHECK(st, !strcmp(c.on_device_error, "auto"));
+  PD_CHECK_INT(st,
+               load(&c,
+                    "engine: {backend: cuda, precision: fp16, cuda_graphs: true, "
+                    "cuda_workspace_mb: 1024, on_device_error: fail}\n",
+                    &err),
+               0);
+  PD_CHECK_INT(st, c.cuda_graphs, 1);
+  PD_CHECK_INT(st, c.cuda_workspace_mb, 1024);
+  PD_CHECK(st, !strcmp(c.precision, "fp16"));
+  PD_CHECK(st, !strcmp(c.on_device_error, "fail"));
+  PD_CHECK_INT(st, pd_config_validate(&c, &err), 0);
+  PD_CHECK_INT(st, load(&c, "engine: {precision: tf32, on_device_error: cpu}\n", &err), 0);
+  PD_CHECK(st, !strcmp(c.precision, "tf32"));
+  PD_CHECK_INT(st, pd_config_validate(&c, &err), 0); /* backend auto: the GPU may run it */
+  struct {
+    const char *yaml, *needles[3];
+  } bad[] = {
+      {"engine:\n  cuda_graphs: yes please\n", {"test.yaml:2", "cuda_graphs", "yes please"}},
+      {"engine:\n  cuda_workspace_mb: 0\n",
+       {"test.yaml:2", "cuda_workspace_mb", "0 is out of range 1..1048576"}},
+      {"engine:\n  cuda_workspace_mb: lots\n", {"test.yaml:2", "cuda_workspace_mb", "lots"}},
+      {"engine:\n  precision: fp8\n", {"test.yaml:2", "precision", "fp8"}},
+      {"engine:\n  on_device_error: retry\n",
+       {"test.yaml:2", "on_device_error", "expected auto, cpu or fail, got 'retry'"}},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    memset(&err, 0, sizeof err);
+    const int rc = load(&c, bad[i].yaml, &err);
+    PD_CHECK(st, rc != 0);
+    for (int k = 0; k < 3; k++)
+      PD_CHECK_CONTAINS(st, err.msg, bad[i].needles[k]);
+  }
+  for (int gpu = 0; gpu < 2; gpu++) {
+    const char *p = gpu ? "fp16" : "tf32";
+    char yaml[80], want[120];
+    snprintf(yaml, sizeof yaml, "engine: {backend: cpu, precision: %s}\n", p);
+    PD_CHECK_INT(st, load(&c, yaml, &err), 0);
+    PD_CHECK(st, pd_config_validate(&c, &err) != 0);
+    snprintf(want, sizeof want, "engine.precision %s runs on the CUDA backend only", p);
+    PD_CHECK_CONTAINS(st, err.msg, want);
+    PD_CHECK_CONTAINS(st, err.msg, "engine.backend is cpu");
+  }
+  /* flags: --set and the flag reach the same fields */
+  pd_config_defaults(&c, "/m");
+  PD_CHECK_INT(st, pd_config_set(&c, "engine.cuda_graphs", "true", &err), 0);
+  PD_CHECK_INT(st, c.cuda_graphs, 1);
+  PD_CHECK(st, pd_config_set(&c, "engine.cuda_workspace_mb", "-5", &err) != 0);
+  PD_CHECK_CONTAINS(st, err.msg, "engine.cuda_workspace_mb: -5 is out of range");
+  size_t n = strlen("--cuda-workspace-mb");
+  const pd_setting *f = pd_config_flag("--cuda-workspace-mb", n);
+  PD_CHECK(st, f && !strcmp(f->name, "engine.cuda_workspace_mb"));
+  f = pd_config_flag("--cuda-graphs", strlen("--cuda-graphs"));
+  PD_CHECK(st, f && !strcmp(f->name, "engine.cuda_graphs"));
+  f = pd_config_flag("--on-device-error", strlen("--on-device-error"));
+  PD_CHECK(st, f && !strcmp(f->name, "engine.on_device_error"));
+}
+
 static char *read_all(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -330,5 +397,6 @@ int main(int argc, char **argv) {
     free(have);
   }
   table_rows(&st);
+  engine_keys(&st);
   return pd_test_finish(&st, "daemon_config");
 }

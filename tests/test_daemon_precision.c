@@ -9,7 +9,10 @@
  *    precision-check --write` records parity in a copy and auto picks bf16
  *    there. Skipped (exit 77) only where the CPU or build lacks bf16;
  *  - int8_refused, unknown_refused: --precision int8 and a config with
- *    engine.precision fp16 are refused, naming what runs / what is accepted;
+ *    engine.precision fp8 are refused, naming what runs / what is accepted;
+ *  - gpu_precision_refused: tf32 and fp16 (CUDA precisions) with backend
+ *    cpu are refused by the settings check, and under auto without a GPU by
+ *    the CPU backend, naming what the CPU runs;
  *  - auto_no_record, auto_stale_record, auto_with_record: auto without a
  *    record, with one measured on other weights (sha256 differs), and with a
  *    passing one: fp32, fp32 ("stale"), and bf16 where the CPU runs it
@@ -233,18 +236,42 @@ static void unknown_refused(pd_test_state *st) {
   FILE *f = fopen(cfg, "w");
   PD_CHECK(st, f != NULL);
   if (!f) return;
-  fprintf(f, "model: {dir: %s}\nengine: {precision: fp16}\n", pd_td_model_dir());
+  fprintf(f, "model: {dir: %s}\nengine: {precision: fp8}\n", pd_td_model_dir());
   PD_CHECK(st, fclose(f) == 0);
   const char *args[] = {"--config", cfg, NULL};
   pd_td d = {0};
   PD_CHECK(st, pd_td_start(&d, args) != 0);
   char *log = pd_td_log(&d);
   PD_CHECK_CONTAINS(st, log ? log : "", "engine.precision");
-  PD_CHECK_CONTAINS(st, log ? log : "", "fp16");
-  PD_CHECK_CONTAINS(st, log ? log : "", "expected auto, fp32, bf16 or int8, got 'fp16'");
+  PD_CHECK_CONTAINS(st, log ? log : "", "fp8");
+  PD_CHECK_CONTAINS(st, log ? log : "", "expected auto, fp32, bf16, int8, tf32 or fp16, got 'fp8'");
   free(log);
   pd_td_cleanup(&d);
   unlink(cfg);
+}
+
+static void gpu_precision_refused(pd_test_state *st) {
+  for (int gpu = 0; gpu < 2; gpu++) {
+    const char *p = gpu ? "fp16" : "tf32";
+    char want[160];
+    snprintf(want, sizeof want,
+             "engine.precision %s runs on the CUDA backend only, and engine.backend is cpu", p);
+    expect_start(st, NULL, p, false, want); /* the harness's backend: cpu */
+    const char *args[] = {"--backend", "auto", "--precision", p, "--max-batch", "8", NULL};
+    pd_td d = {0};
+    const bool started = pd_td_start(&d, args) == 0;
+    if (started) PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+    char *log = pd_td_log(&d);
+    if (started) { /* a GPU here: the CUDA backend runs it */
+      snprintf(want, sizeof want, "precision %s", p);
+    } else {
+      snprintf(want, sizeof want,
+               "cpu backend: precision %s runs on the CUDA backend only; this CPU runs: fp32", p);
+    }
+    PD_CHECK_CONTAINS(st, log ? log : "", want);
+    free(log);
+    pd_td_cleanup(&d);
+  }
 }
 
 static void auto_no_record(pd_test_state *st) {
@@ -346,9 +373,10 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(bf16_parity),    PD_TEST_CASE(int8_refused),      PD_TEST_CASE(unknown_refused),
-    PD_TEST_CASE(auto_no_record), PD_TEST_CASE(auto_stale_record), PD_TEST_CASE(auto_with_record),
-    PD_TEST_CASE(bf16_capped),
+    PD_TEST_CASE(bf16_parity),       PD_TEST_CASE(int8_refused),
+    PD_TEST_CASE(unknown_refused),   PD_TEST_CASE(auto_no_record),
+    PD_TEST_CASE(auto_stale_record), PD_TEST_CASE(auto_with_record),
+    PD_TEST_CASE(bf16_capped),       PD_TEST_CASE(gpu_precision_refused),
 };
 
 PD_TEST_MAIN("daemon_precision", setup, teardown, k_cases)

@@ -2,7 +2,8 @@
  * SHA-256 against the FIPS 180-4 examples, the precision.bf16 record in a
  * model.yaml (a copy of $PD_TEST_MODEL, the shipped model, with the record
  * replaced): parsed, and refused with the line and key when malformed; the
- * parity bounds; and the CPU backend's refusals (int8 always, auto). */
+ * parity bounds; and the CPU backend's refusals (int8 always, tf32 and fp16:
+ * CUDA only, auto). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,12 @@ static void names(void) {
   PD_CHECK_INT(&st, pd_precision_parse("bf16", &p, &err), PD_OK);
   PD_CHECK_INT(&st, p, PD_PRECISION_BF16);
   PD_CHECK_INT(&st, pd_precision_parse("int8", &p, &err), PD_OK);
-  PD_CHECK_INT(&st, pd_precision_parse("fp16", &p, &err), PD_EINVAL);
-  PD_CHECK_CONTAINS(&st, err.msg, "unknown precision 'fp16' (auto, fp32, bf16 or int8)");
+  PD_CHECK_INT(&st, pd_precision_parse("tf32", &p, &err), PD_OK);
+  PD_CHECK_INT(&st, p, PD_PRECISION_TF32);
+  PD_CHECK_INT(&st, pd_precision_parse("fp16", &p, &err), PD_OK);
+  PD_CHECK_INT(&st, p, PD_PRECISION_FP16);
+  PD_CHECK_INT(&st, pd_precision_parse("fp8", &p, &err), PD_EINVAL);
+  PD_CHECK_CONTAINS(&st, err.msg, "unknown precision 'fp8' (auto, fp32, bf16, int8, tf32 or fp16)");
   PD_CHECK(&st, !strcmp(pd_precision_name(PD_PRECISION_AUTO), "auto"));
 }
 
@@ -127,6 +132,14 @@ static void backend_refusals(void) {
   pd_cpu_options o = {.threads = 1, .precision = PD_PRECISION_INT8};
   PD_CHECK_INT(&st, pd_cpu_backend_create(&o, &be, &err), PD_EUNSUPP);
   PD_CHECK_CONTAINS(&st, err.msg, "precision int8 is not implemented; this CPU runs: fp32");
+  o.precision = PD_PRECISION_TF32;
+  PD_CHECK_INT(&st, pd_cpu_backend_create(&o, &be, &err), PD_EUNSUPP);
+  PD_CHECK_CONTAINS(&st, err.msg,
+                    "precision tf32 runs on the CUDA backend only; this CPU runs: fp32");
+  o.precision = PD_PRECISION_FP16;
+  PD_CHECK_INT(&st, pd_cpu_backend_create(&o, &be, &err), PD_EUNSUPP);
+  PD_CHECK_CONTAINS(&st, err.msg,
+                    "precision fp16 runs on the CUDA backend only; this CPU runs: fp32");
   o.precision = PD_PRECISION_AUTO;
   PD_CHECK_INT(&st, pd_cpu_backend_create(&o, &be, &err), PD_EINVAL);
   o.precision = PD_PRECISION_BF16;

@@ -39,10 +39,15 @@ static void describe_engine(pd_served *s, pd_precision prec) {
   const int cpu_plan = plan && strcmp(((const struct pd_plan_base *)plan)->ops->name, "cpu") == 0;
   const int cpu = strcmp(s->backend_name, "cpu") == 0;
   if (cpu_plan) pd_cpu_plan_kernels(plan, s->kernels, sizeof s->kernels);
-  const pd_precision ran = cpu_plan ? pd_cpu_plan_precision(plan) : cpu ? prec : PD_PRECISION_FP32;
+  /* CUDA runs fp32, tf32 and fp16 (the others it refuses: not here); auto is fp32 there */
+  const bool gpu_named = prec == PD_PRECISION_TF32 || prec == PD_PRECISION_FP16;
+  const pd_precision ran = cpu_plan    ? pd_cpu_plan_precision(plan)
+                           : cpu       ? prec
+                           : gpu_named ? prec
+                                       : PD_PRECISION_FP32;
   snprintf(s->precision, sizeof s->precision, "%s", pd_precision_name(ran));
-  if (!cpu && prec != PD_PRECISION_FP32)
-    snprintf(s->precision_reason, sizeof s->precision_reason, "fp32 (%s runs fp32 only)",
+  if (!cpu && ran != prec)
+    snprintf(s->precision_reason, sizeof s->precision_reason, "fp32 (%s runs fp32, tf32, fp16)",
              s->backend_name);
 }
 
@@ -79,11 +84,19 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   req.cuda.device = opt->device;
   req.cpu.threads = threads;
   req.cpu.precision = prec;
-  /* CUDA runs fp32 only for now: auto means fp32 there, a named precision is passed on to be
-   * refused. */
+  /* CUDA: auto means fp32 there; a precision it does not run is passed on to be refused. */
   req.cuda.precision = asked == PD_PRECISION_BF16   ? PD_CUDA_BF16
                        : asked == PD_PRECISION_INT8 ? PD_CUDA_INT8
+                       : asked == PD_PRECISION_TF32 ? PD_CUDA_TF32
+                       /* PD_CUDA_FP16 once the FP16 path is in: until then the module
+                        * refuses this value as an unknown precision */
+                       : asked == PD_PRECISION_FP16 ? (pd_cuda_precision)(PD_CUDA_INT8 + 1)
                                                     : PD_CUDA_FP32;
+  req.cuda.graphs = opt->cuda_graphs;
+  const long ws_mb = opt->cuda_workspace_mb > 0 ? opt->cuda_workspace_mb : 256;
+  req.cuda.workspace_limit = (size_t)ws_mb << 20;
+  snprintf(s->cuda_options, sizeof s->cuda_options, "graphs %s, workspace %ld MiB",
+           opt->cuda_graphs ? "on" : "off", ws_mb);
   rc = pd_backend_create_request(&req, &s->backend, &reason, err);
   if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
   /* Threads the plan starts inherit this thread's name: "pd-plan" tells them

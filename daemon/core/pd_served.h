@@ -36,13 +36,15 @@ typedef struct pd_served_options {
   const char *backend;   /* "auto", "cpu" or "cuda" (pd_backend_select) */
   int device;            /* CUDA device index */
   int threads;           /* CPU backend threads; 0 = online CPUs */
-  const char *precision; /* "auto", "fp32", "bf16" or "int8" (pd_precision_pick.h); NULL: fp32 */
+  const char *precision; /* "auto", "fp32", "bf16", "int8", "tf32" or "fp16"; NULL: fp32 */
   int max_batch;         /* plan size, in images (TTA transforms count each) */
   /* Called with the backend before anything is planned on it; may replace
    * it with a wrapper that owns it (planktond-faultinject's fault-injecting
    * backend, pd_fault.h). NULL: the backend as made. */
   int (*wrap_backend)(pd_backend **be, pd_error *err);
   const char *on_device_error; /* "auto", "cpu" or "fail" (above); NULL: auto */
+  bool cuda_graphs;            /* CUDA: a graph per batch bucket (pd_cuda_options.graphs) */
+  long cuda_workspace_mb;      /* CUDA: most cuDNN workspace per convolution; 0: 256 */
   /* Where the device-error handling reports, one line each (level: a
    * pd_log_level, 0 error .. 2 info), from the engine thread. NULL: nowhere. */
   void (*log)(const void *ctx, int level, const char *line);
@@ -64,7 +66,8 @@ typedef struct pd_served {
   char backend_reason[768]; /* which backend and why (pd_backend_select) */
   int max_batch;
   int threads;                /* CPU backend threads (0 for other backends) */
-  char precision[8];          /* the precision planned: "fp32" or "bf16" */
+  char precision[8];          /* the precision planned: "fp32", "bf16", "tf32" or "fp16" */
+  char cuda_options[64];      /* "graphs off, workspace 256 MiB": what the CUDA plan is given */
   char precision_reason[640]; /* why: "fp32 (requested)", "auto: fp32 (no record ...)" */
   char cpu_features[160];     /* CPU model, avx512_bf16, amx (pd_cpu_features_describe) */
   char kernels[1024];         /* CPU: what runs each conv/dense layer of member 0 ("" for CUDA) */

@@ -225,15 +225,16 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
   head(&t, "planktond_backend_info", "gauge",
        "The compute backend serving now, its precision, the CPU and its features, what runs each "
        "conv and dense layer, what a sticky device error does (on_device_error: cpu or fail) and "
-       "whether one did (device_state: ok, rebuilt_on_cpu or failing) (value 1).");
-  char cpu[400], kernels[2100];
+       "whether one did (device_state: ok, rebuilt_on_cpu or failing), and the CUDA plan's "
+       "settings (cuda: graphs, workspace) (value 1).");
+  char cpu[400], kernels[2100], cuda[160];
   put(&t,
       "planktond_backend_info{backend=\"%s\",precision=\"%s\",cpu=\"%s\",kernels=\"%s\","
-      "on_device_error=\"%s\",device_state=\"%s\"} 1\n",
+      "on_device_error=\"%s\",device_state=\"%s\",cuda=\"%s\"} 1\n",
       backend, r->precision[0] ? r->precision : "none", label(r->cpu_features, cpu, sizeof cpu),
       label(r->kernels, kernels, sizeof kernels),
       r->on_device_error[0] ? r->on_device_error : "none",
-      r->device_state[0] ? r->device_state : "none");
+      r->device_state[0] ? r->device_state : "none", label(r->cuda_options, cuda, sizeof cuda));
   gauge(&t, "planktond_uptime_seconds", "Seconds since the daemon started.", r->uptime_seconds);
   gauge(&t, "planktond_draining", "1 while shutting down.", r->draining ? 1.0 : 0.0);
   if (proc) process(&t, proc);

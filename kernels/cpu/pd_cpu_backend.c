@@ -484,6 +484,11 @@ static int check_precision(const pd_cpu_options *opt, pd_error *err) {
   if (p == PD_PRECISION_INT8)
     return pd_error_set(err, PD_EUNSUPP,
                         "cpu backend: precision int8 is not implemented; this CPU runs: %s", can);
+  if (p == PD_PRECISION_TF32 || p == PD_PRECISION_FP16)
+    return pd_error_set(
+        err, PD_EUNSUPP,
+        "cpu backend: precision %s runs on the CUDA backend only; this CPU runs: %s",
+        pd_precision_name(p), can);
   if (p != PD_PRECISION_BF16)
     return pd_error_set(err, PD_EINVAL, "cpu backend: precision %d out of range", (int)p);
   if (opt->kernels == PD_CPU_KERNELS_OURS)

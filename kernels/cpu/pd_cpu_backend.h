@@ -20,7 +20,7 @@ typedef struct pd_cpu_options {
   int threads; /* worker threads; 0 = number of online CPUs */
   int profile; /* time every layer (for bench/); costs two clock reads per layer */
   int kernels; /* pd_cpu_kernels (pd_cpu_choice.h): 0 = auto, time ours and oneDNN per layer */
-  pd_precision precision; /* fp32 (default) or bf16; int8 and auto are refused */
+  pd_precision precision; /* fp32 (default) or bf16; int8, tf32, fp16 and auto are refused */
 } pd_cpu_options;
 
 /* Whether this build and CPU run precision p; the ones they run ("fp32" or
