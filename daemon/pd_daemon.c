@@ -516,7 +516,7 @@ static void control_work(uv_work_t *w) {
   pd_repo_op op = mc->op;
   const pd_repo *now = pd_pipeline_repo(d->pipeline);
   if (mc->load_or_reload && op == PD_REPO_LOAD && pd_repo_loaded(now, mc->name))
-    op = PD_REPO_RELOAD;
+    op = mc->op = PD_REPO_RELOAD; /* the loop does not touch mc until control_done */
   d->control_repo = NULL;
   d->control_err.msg[0] = '\0';
   if (pd_repo_change(now, d->cfg.model_repository, op, mc->name, &o, (int)d->cfg.model_max_loaded,
