@@ -435,6 +435,10 @@ static void device_error_cpu(pd_test_state *st) {
   PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
   snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
   PD_CHECK_INT(st, http_status(ks, path), 200);
+  pc_client_response *h = NULL;
+  PD_CHECK(st, c && pc_client_health(c, &h, NULL) == PC_CLIENT_OK);
+  PD_CHECK(st, h && h->u.health.state && !strcmp(h->u.health.state, "serving"));
+  pc_client_response_free(h);
   char *m = pd_td_metrics(ms);
   PD_CHECK(st, m != NULL);
   PD_CHECK(st, pd_td_metric(m, "planktond_device_errors_total") == 1.0);
@@ -474,6 +478,11 @@ static void device_error_fail(pd_test_state *st) {
   PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 503);
   snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
   PD_CHECK_INT(st, http_status(ks, path), 503);
+  pc_client_response *h = NULL; /* the native Health too */
+  PD_CHECK(st, c && pc_client_health(c, &h, NULL) == PC_CLIENT_OK);
+  PD_CHECK(st, h && h->u.health.state && !strcmp(h->u.health.state, "failing"));
+  if (h) PD_CHECK_CONTAINS(st, h->message, "out of service since a sticky device error (injected");
+  pc_client_response_free(h);
   char *m = pd_td_metrics(ms);
   PD_CHECK(st, m != NULL);
   PD_CHECK(st, pd_td_metric(m, "planktond_device_errors_total") == 1.0);

@@ -195,7 +195,9 @@ static void handle_health(pd_native_server *s, pd_conn *c, uint64_t id) {
   pd_stats_report_fill(s->stats, pd_now_ns(), &r);
   if (s->report) s->report(s->report_ctx, &r);
   size_t len = 0;
-  uint8_t *frame = pd_wire_health(id, s->draining || r.draining, r.batch_failures_in_a_row,
+  const pd_served *m = pd_pipeline_model(s->pipeline);
+  const char *oos = m && pd_served_device_state(m) == PD_DEVICE_FAILING ? m->device_error : NULL;
+  uint8_t *frame = pd_wire_health(id, s->draining || r.draining, r.batch_failures_in_a_row, oos,
                                   &r.last_reload, &len);
   answer(c, frame, len);
 }

@@ -152,13 +152,20 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len) {
 }
 
 uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
-                        const pd_reload_report *reload, size_t *len) {
+                        const char *out_of_service, const pd_reload_report *reload, size_t *len) {
   Plankton__Status st;
-  char msg[128];
+  char msg[700];
   const char *state = "serving";
   if (draining) {
     state = "draining";
     pd_wire_status(&st, PD_STATUS_UNAVAILABLE, "draining: shutting down");
+  } else if (out_of_service) {
+    state = "failing";
+    snprintf(msg, sizeof msg,
+             "model out of service since a sticky device error (%.500s); a reload (SIGHUP) makes a "
+             "new plan",
+             out_of_service);
+    pd_wire_status(&st, PD_STATUS_UNAVAILABLE, msg);
   } else if (failures_in_a_row >= PD_HEALTH_FAILING_RUNS) {
     state = "failing";
     snprintf(msg, sizeof msg,

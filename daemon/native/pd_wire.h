@@ -55,9 +55,12 @@ uint8_t *pd_wire_error(int code, const char *msg, size_t *len);
  * (UNAVAILABLE) once the last PD_HEALTH_FAILING_RUNS or more network runs
  * all failed (failures_in_a_row), until one succeeds; else "serving" (OK). */
 #define PD_HEALTH_FAILING_RUNS 3
-/* reload: the last SIGHUP reload's result, carried as it is (NULL: none). */
+/* out_of_service: the sticky device error that put the model out of
+ * service (engine.on_device_error fail, pd_served.h), NULL if none: then
+ * "failing" (UNAVAILABLE) naming it, until a reload. reload: the last SIGHUP
+ * reload's result, carried as it is (NULL: none). */
 uint8_t *pd_wire_health(uint64_t id, bool draining, uint64_t failures_in_a_row,
-                        const pd_reload_report *reload, size_t *len);
+                        const char *out_of_service, const pd_reload_report *reload, size_t *len);
 /* models[0..n_models): the per-model rows (pd_pipeline_model_counts; may be NULL). */
 uint8_t *pd_wire_stats(uint64_t id, const pd_stats_report *r, const pd_model_counts *models,
                        int n_models, size_t *len);

@@ -172,6 +172,7 @@ static int on_frame(const uint8_t *bytes, size_t n, const pd_served *served) {
     snprintf(reload.message, sizeof reload.message, "config x.yaml:%llu: bad",
              (unsigned long long)msg->health->id);
     check_answer(pd_wire_health(msg->health->id, msg->health->id & 1, msg->health->id >> 1,
+                                msg->health->id & 4 ? reload.message : NULL,
                                 msg->health->id & 2 ? &reload : NULL, &len),
                  &len);
   } break;
