@@ -361,9 +361,10 @@ static pc_client_response *classify_one(pc_client *c, uint64_t id) {
 
 /* planktond-faultinject on the CPU with run `bad` a sticky device error and
  * engine.on_device_error `action`; KServe REST and /metrics on Unix sockets. */
-static bool start_device_error(pd_test_state *st, pd_td *d, const char *action, int bad) {
-  char rule[64];
-  snprintf(rule, sizeof rule, "PD_FAULT_INJECT=device_error=%d", bad);
+static bool start_device_error(pd_test_state *st, pd_td *d, const char *action, int bad,
+                               const char *more) {
+  char rule[96];
+  snprintf(rule, sizeof rule, "PD_FAULT_INJECT=device_error=%d%s", bad, more);
   const char *env[] = {rule, NULL};
   const char *args[] = {"--backend",
                         "cpu",
@@ -392,7 +393,9 @@ static void check_ok(pd_test_state *st, const pc_client_response *r) {
  * are each answered once, right; metrics and the log say what happened. */
 static void device_error_cpu(pd_test_state *st) {
   pd_td d = {0};
-  if (!start_device_error(st, &d, "cpu", 2)) return;
+  /* every run takes 200 ms: what is sent during run 2 waits in the queue
+   * through it and the rebuild */
+  if (!start_device_error(st, &d, "cpu", 2, ",delay_ms=200")) return;
   char ks[400], ms[400], path[300];
   snprintf(ks, sizeof ks, "%s/kserve.sock", d.dir);
   snprintf(ms, sizeof ms, "%s/metrics.sock", d.dir);
@@ -401,12 +404,14 @@ static void device_error_cpu(pd_test_state *st) {
   pc_client_response *r = c ? classify_one(c, 1) : NULL; /* run 1 */
   check_ok(st, r);
   pc_client_response_free(r);
-  /* ids 2..10 at once: the first batch they make is run 2 */
+  /* id 2, then ids 3..10 while it runs: run 2 is id 2's batch (and any that
+   * came in time), the rest wait for the rebuild */
   enum { FIRST = 2, LAST = 10 };
   int answers[LAST + 1] = {0}, failed = 0, got = 0;
   for (uint64_t id = FIRST; c && id <= LAST; id++) {
     pc_client_classify_request rq = pd_td_crop_request(&crop, id, true);
     PD_CHECK_INT(st, pc_client_send_classify(c, &rq, NULL), PC_CLIENT_OK);
+    if (id == FIRST) usleep(50 * 1000);
   }
   const double t_end = pd_td_now_ms() + 30000 * pd_td_timeout_scale();
   while (c && got < LAST - FIRST + 1 && pd_td_now_ms() < t_end) {
@@ -415,6 +420,7 @@ static void device_error_cpu(pd_test_state *st) {
       got++;
       const uint64_t id = r->id;
       if (id >= FIRST && id <= LAST) answers[id]++;
+      if (id == FIRST) PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_INTERNAL);
       if (r->status == PC_CLIENT_STATUS_INTERNAL) {
         failed++;
         PD_CHECK_CONTAINS(st, r->message, "injected sticky device error on run 2");
@@ -427,6 +433,9 @@ static void device_error_cpu(pd_test_state *st) {
   for (int id = FIRST; id <= LAST; id++)
     PD_CHECK_INT(st, answers[id], 1);
   PD_CHECK(st, failed >= 1 && failed <= LAST - FIRST + 1);
+  printf("device error on run 2: %d of %d requests failed with it, the rest answered after the "
+         "rebuild\n",
+         failed, LAST - FIRST + 1);
   for (uint64_t id = 11; c && id <= 13; id++) { /* after the rebuild */
     r = classify_one(c, id);
     check_ok(st, r);
@@ -461,7 +470,7 @@ static void device_error_cpu(pd_test_state *st) {
  * without reaching the backend; KServe says not ready; metrics say failing. */
 static void device_error_fail(pd_test_state *st) {
   pd_td d = {0};
-  if (!start_device_error(st, &d, "fail", 1)) return;
+  if (!start_device_error(st, &d, "fail", 1, "")) return;
   char ks[400], ms[400], path[300];
   snprintf(ks, sizeof ks, "%s/kserve.sock", d.dir);
   snprintf(ms, sizeof ms, "%s/metrics.sock", d.dir);
