@@ -3,7 +3,7 @@
  * its model, backend, plan and inputs for one process run.
  *
  *   planktond-cuda-bench MODEL_DIR [--batch 64] [--iters 20] [--warmup 3]
- *       [--device 0] [--precision fp32|tf32] [--graphs] [--heuristic]
+ *       [--device 0] [--precision fp32|tf32|fp16] [--graphs] [--heuristic]
  *       [--check] [--describe]
  *   planktond-cuda-bench --probe [--device 0]
  *
@@ -62,10 +62,11 @@ static int parse_int(const char *s, long lo, long hi, int *out) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: planktond-cuda-bench MODEL_DIR [--batch N] [--iters N] [--warmup N] "
-          "[--device N] [--precision fp32|tf32] [--graphs] [--heuristic] [--check] [--describe]\n"
-          "       planktond-cuda-bench --probe [--device N]\n");
+  fprintf(
+      stderr,
+      "usage: planktond-cuda-bench MODEL_DIR [--batch N] [--iters N] [--warmup N] "
+      "[--device N] [--precision fp32|tf32|fp16] [--graphs] [--heuristic] [--check] [--describe]\n"
+      "       planktond-cuda-bench --probe [--device N]\n");
   return 2;
 }
 
@@ -100,6 +101,8 @@ int main(int argc, char **argv) {
         opt.precision = PD_CUDA_FP32;
       else if (strcmp(v, "tf32") == 0)
         opt.precision = PD_CUDA_TF32;
+      else if (strcmp(v, "fp16") == 0)
+        opt.precision = PD_CUDA_FP16;
       else
         return usage();
     } else if (a[0] != '-' && !dir)
@@ -183,8 +186,11 @@ int main(int argc, char **argv) {
     const double gflop = pd_model_flops_per_image(m) * 1e-9;
     printf("model %s, batch %d, %s, plan %.2f s; median %.5f s/batch (min %.5f, max %.5f) over %d "
            "iters; %.1f images/s, %.2f TFLOP/s\n",
-           m->name, batch, opt.precision == PD_CUDA_TF32 ? "tf32" : "fp32", plan_s, med, times[0],
-           times[iters - 1], iters, batch / med, gflop * batch / med * 1e-3);
+           m->name, batch,
+           opt.precision == PD_CUDA_TF32   ? "tf32"
+           : opt.precision == PD_CUDA_FP16 ? "fp16"
+                                           : "fp32",
+           plan_s, med, times[0], times[iters - 1], iters, batch / med, gflop * batch / med * 1e-3);
     char extra[64] = "";
     if (check) {
       pd_backend *cpu = NULL;

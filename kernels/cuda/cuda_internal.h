@@ -14,6 +14,7 @@
 #include <cudnn.h>
 
 #include "pd_cuda_backend.h"
+#include "pd_cuda_half.h"
 #include "pd_cuda_kernels.h"
 
 #ifndef PD_CUDA_ARCHS
@@ -106,7 +107,10 @@ typedef struct conv_bucket {
 
 typedef struct dev_layer {
   const pd_layer *l;
-  const float *w, *b;           /* device weights, NULL for layers without */
+  const float *w, *b;           /* device weights, NULL for layers without (fp16: w NULL) */
+  const void *wh;               /* fp16 plans: the weights as half (biases stay float) */
+  int out_float;                /* fp16 plans: the layer writes float (it feeds a softmax or
+                                 * ends the head), not half */
   cudnnFilterDescriptor_t filt; /* conv */
   conv_bucket *cb;              /* conv: one per bucket */
 } dev_layer;
@@ -126,11 +130,12 @@ typedef struct cuda_plan {
   cublasHandle_t blas;
   void *blas_ws;
   float *weights;
+  void *weights_h;                 /* fp16 plans: every conv and dense weight as half */
   float *in[PD_MAX_BRANCHES];      /* device inputs, max_batch rows per branch */
   float *host_in[PD_MAX_BRANCHES]; /* pinned staging */
-  float *act[2];                   /* ping-pong activations */
+  float *act[2];                   /* ping-pong activations (fp16: half or float tensors) */
   size_t act_floats;
-  float *head_in;      /* max_batch x head_in */
+  float *head_in;      /* max_batch x head_in (fp16: halves) */
   float *host_probs;   /* pinned, max_batch x n_classes */
   const float *result; /* where the network leaves the probabilities */
   void *ws;
@@ -147,6 +152,10 @@ extern const pd_backend_ops pd_cuda__ops;
 
 static inline const pd_layer *list_layers(const pd_graph *m, int list) {
   return list == HEAD ? m->head : m->branches[list].layers;
+}
+
+static inline const char *pd_cuda__precision_name(pd_cuda_precision x) {
+  return x == PD_CUDA_TF32 ? "tf32" : x == PD_CUDA_FP16 ? "fp16" : "fp32";
 }
 
 static inline size_t max_sz(size_t a, size_t b) {
@@ -188,8 +197,22 @@ const char *pd_cuda__math_name(cudnnMathType_t t);
 typedef struct trace trace;
 /* Queues bucket k's network on the plan's stream; *result: the probabilities on the device. */
 int pd_cuda__enqueue(cuda_plan *p, int k, const float **result, trace *t, pd_error *err);
+/* After layer i of a list: hands its output (n images; half or float) to
+ * the trace, converted to float; a no-op without a trace. */
+int pd_cuda__trace_layer(cuda_plan *p, trace *t, int list, int i, const void *cur, int half,
+                         pd_error *err);
+int pd_cuda__trace_stopped(const trace *t);
 /* Waits for the plan's stream, ignoring errors (before freeing). */
 void pd_cuda__drain(cuda_plan *p);
 int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
+
+/* pd_cuda_run_fp16.c: pd_cuda__enqueue for PD_CUDA_FP16 plans. */
+int pd_cuda__enqueue_fp16(cuda_plan *p, int k, const float **result, trace *t, pd_error *err);
+/* Which layers of an fp16 plan write float (dev_layer.out_float). */
+void pd_cuda__fp16_mark_outputs(cuda_plan *p);
+/* Elements of half weights one tensor of n takes (256-byte aligned). */
+static inline size_t align_halves(size_t n) {
+  return (n + 2 * ALIGN_FLOATS - 1) / (2 * ALIGN_FLOATS) * (2 * ALIGN_FLOATS);
+}
 
 #endif

@@ -309,9 +309,9 @@ int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_erro
   if (!out) return pd_error_set(err, PD_EINVAL, "cuda backend: null argument");
   if (o.precision == PD_CUDA_BF16 || o.precision == PD_CUDA_INT8)
     return pd_error_set(err, PD_EUNSUPP,
-                        "cuda backend: precision %s is not implemented; it runs: fp32",
+                        "cuda backend: precision %s is not implemented; it runs: fp32, tf32, fp16",
                         o.precision == PD_CUDA_BF16 ? "bf16" : "int8");
-  if (o.precision != PD_CUDA_FP32 && o.precision != PD_CUDA_TF32)
+  if (o.precision != PD_CUDA_FP32 && o.precision != PD_CUDA_TF32 && o.precision != PD_CUDA_FP16)
     return pd_error_set(err, PD_EINVAL, "cuda backend: unknown precision %d", (int)o.precision);
   if (o.device < 0) return pd_error_set(err, PD_EINVAL, "cuda backend: device %d < 0", o.device);
   char fault[16];
@@ -350,7 +350,7 @@ int pd_cuda_backend_create(const pd_cuda_options *opt, pd_backend **out, pd_erro
            o.device, prop.name, prop.major, prop.minor,
            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), prop.multiProcessorCount,
            driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10,
-           cudnnGetVersion(), o.precision == PD_CUDA_TF32 ? "tf32" : "fp32",
+           cudnnGetVersion(), pd_cuda__precision_name(o.precision),
            o.heuristic_algos ? ", heuristic algorithms" : "", o.graphs ? ", graphs" : "");
   *out = &cb->base;
   return PD_OK;

@@ -46,6 +46,14 @@
  * Precision: PD_CUDA_FP32 keeps convolutions on FMA kernels
  * (CUDNN_FMA_MATH: no TF32 tensor cores) and cuBLAS in CUBLAS_DEFAULT_MATH
  * (no TF32); PD_CUDA_TF32 lets cuDNN and cuBLAS use TF32 tensor cores.
+ * PD_CUDA_FP16 (pd_cuda_run_fp16.c): conv and dense weights converted to
+ * half once at plan time (biases stay float), activations half between
+ * layers, cuDNN convolutions on CUDNN_DATA_HALF tensors with FP32 compute
+ * under CUDNN_TENSOR_OP_MATH, dense layers through cublasGemmEx (CUDA_R_16F
+ * in, CUBLAS_COMPUTE_32F), bias + leaky ReLU and the other element kernels
+ * on half maps with float arithmetic (pd_cuda_half.h); the layer before a
+ * softmax writes float, so softmax and the probabilities are FP32, and
+ * cyclic and global pooling sum in float.
  *
  * Errors: every CUDA, cuDNN and cuBLAS call is checked; the message names
  * the call, its error name and text, and the layer (or the plan step), e.g.
@@ -77,6 +85,7 @@ typedef enum {
   PD_CUDA_TF32,     /* TF32 tensor cores for convolutions and dense layers */
   PD_CUDA_BF16,     /* engine precisions not implemented here yet: create refuses them */
   PD_CUDA_INT8,
+  PD_CUDA_FP16, /* half weights and activations, FP32 accumulation, tensor cores */
 } pd_cuda_precision;
 
 typedef struct pd_cuda_options {

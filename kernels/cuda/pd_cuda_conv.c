@@ -1,7 +1,8 @@
 /* The CUDA backend: the convolutions of a plan, per batch bucket: cuDNN
- * descriptors (NHWC), the math type for the precision, and the algorithm,
- * measured (cudnnFindConvolutionForwardAlgorithmEx) or from cuDNN's
- * heuristics, within the workspace limit. */
+ * descriptors (NHWC; FLOAT tensors, or HALF tensors with FLOAT compute in an
+ * fp16 plan), the math type for the precision, and the algorithm, measured
+ * (cudnnFindConvolutionForwardAlgorithmEx) or from cuDNN's heuristics,
+ * within the workspace limit. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,19 +49,24 @@ const char *pd_cuda__math_name(cudnnMathType_t t) {
 }
 
 /* Tries the candidates in order: the first whose algorithm, under the math
- * type the precision allows, cuDNN accepts with a workspace within limit.
- * Returns 1 when one is chosen, 0 when none fits, a PD_E* code on error. */
+ * type the precision allows, cuDNN accepts with a workspace within limit
+ * (fp16: any math type cuDNN reports; the data are half already, so
+ * ALLOW_CONVERSION converts nothing). Returns 1 when one is chosen, 0 when
+ * none fits, a PD_E* code on error. */
 static int choose_algo(cuda_plan *p, const dev_layer *d, conv_bucket *cb,
                        const cudnnConvolutionFwdAlgoPerf_t *perf, int n, size_t limit, int measured,
                        const where *w, pd_error *err) {
   const int strict = p->opt.precision == PD_CUDA_FP32;
+  const int half = p->opt.precision == PD_CUDA_FP16;
   /* FP32: FMA results first; results reported under the default math type
    * are tried with FMA forced (cuDNN refuses the pair if it cannot). */
   for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < n; i++) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
       cudnnMathType_t math = perf[i].mathType;
-      if (strict) {
+      if (half) {
+        if (pass == 1) continue;
+      } else if (strict) {
         if (pass == 0 && math != CUDNN_FMA_MATH) continue;
         if (pass == 1 && math != CUDNN_DEFAULT_MATH) continue;
         math = CUDNN_FMA_MATH;
@@ -89,19 +95,25 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
   const where w = {.layer = l, .bucket = nb};
   conv_bucket *cb = &d->cb[k];
   const int n_in = nb * l->in.views;
+  const int half = p->opt.precision == PD_CUDA_FP16;
+  const cudnnDataType_t dt = half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
   DNN(&w, cudnnCreateTensorDescriptor, (&cb->x));
   DNN(&w, cudnnCreateTensorDescriptor, (&cb->y));
   DNN(&w, cudnnCreateConvolutionDescriptor, (&cb->conv));
   FAULT_DNN(p->fault, "descriptors", &w, "cudnnSetTensor4dDescriptor", CUDNN_STATUS_BAD_PARAM);
   DNN(&w, cudnnSetTensor4dDescriptor,
-      (cb->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n_in, l->in.c, l->in.h, l->in.w));
+      (cb->x, CUDNN_TENSOR_NHWC, dt, n_in, l->in.c, l->in.h, l->in.w));
   DNN(&w, cudnnSetTensor4dDescriptor,
-      (cb->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n_in, l->out.c, l->out.h, l->out.w));
+      (cb->y, CUDNN_TENSOR_NHWC, dt, n_in, l->out.c, l->out.h, l->out.w));
+  /* The compute type is FLOAT in every precision: fp16 accumulates in FP32. */
   DNN(&w, cudnnSetConvolution2dDescriptor,
       (cb->conv, l->pad, l->pad, l->stride, l->stride, 1, 1, CUDNN_CROSS_CORRELATION,
        CUDNN_DATA_FLOAT));
   const int strict = p->opt.precision == PD_CUDA_FP32;
-  DNN(&w, cudnnSetConvolutionMathType, (cb->conv, strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
+  const cudnnMathType_t math0 = strict ? CUDNN_FMA_MATH
+                                : half ? CUDNN_TENSOR_OP_MATH
+                                       : CUDNN_DEFAULT_MATH;
+  DNN(&w, cudnnSetConvolutionMathType, (cb->conv, math0));
   int on, oc, oh, ow;
   DNN(&w, cudnnGetConvolution2dForwardOutputDim, (cb->conv, cb->x, d->filt, &on, &oc, &oh, &ow));
   if (on != n_in || oc != l->out.c || oh != l->out.h || ow != l->out.w)
@@ -122,8 +134,8 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
   }
   if (!p->opt.heuristic_algos) {
     find = cudnnFindConvolutionForwardAlgorithmEx(
-        p->dnn, cb->x, p->act[0], d->filt, d->w, cb->conv, cb->y, p->act[1],
-        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, search_ws, search_bytes);
+        p->dnn, cb->x, p->act[0], d->filt, half ? d->wh : (const void *)d->w, cb->conv, cb->y,
+        p->act[1], CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, search_ws, search_bytes);
     if (find == CUDNN_STATUS_SUCCESS &&
         (rc = choose_algo(p, d, cb, perf, returned, search_bytes, 1, &w, err)) != 0)
       return rc > 0 ? PD_OK : rc;
@@ -137,11 +149,11 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
   if (heur == CUDNN_STATUS_SUCCESS &&
       (rc = choose_algo(p, d, cb, perf, returned, search_bytes, 0, &w, err)) != 0)
     return rc > 0 ? PD_OK : rc;
-  /* Implicit GEMM needs no workspace and supports every NHWC FP32 case. */
+  /* Implicit GEMM needs no workspace and supports every NHWC FP32 case
+   * (fp16: cuDNN says whether it takes the half tensors). */
   cudnnConvolutionFwdAlgoPerf_t fallback = {.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
                                             .status = CUDNN_STATUS_SUCCESS,
-                                            .mathType =
-                                                strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH};
+                                            .mathType = math0};
   if ((rc = choose_algo(p, d, cb, &fallback, 1, search_bytes, 0, &w, err)) != 0)
     return rc > 0 ? PD_OK : rc;
 none:
@@ -151,8 +163,10 @@ none:
                       "(cudnnFindConvolutionForwardAlgorithmEx: %s; "
                       "cudnnGetConvolutionForwardAlgorithm_v7: %s)%s",
                       l->name, l->kernel, l->kernel, l->stride, l->in.c, l->filters, nb,
-                      strict ? "FP32 (FMA)" : "FP32/TF32", search_bytes,
-                      p->opt.heuristic_algos ? "not used" : cudnnGetErrorString(find),
+                      strict ? "FP32 (FMA)"
+                      : half ? "FP16 (FP32 compute, tensor op)"
+                             : "FP32/TF32",
+                      search_bytes, p->opt.heuristic_algos ? "not used" : cudnnGetErrorString(find),
                       cudnnGetErrorString(heur), injected ? " (injected)" : "");
 }
 
@@ -179,8 +193,9 @@ int pd_cuda__plan_convs(cuda_plan *p, pd_error *err) {
       const where wl = {.layer = l};
       cudnnStatus_t s = cudnnCreateFilterDescriptor(&d->filt);
       if (s == CUDNN_STATUS_SUCCESS)
-        s = cudnnSetFilter4dDescriptor(d->filt, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, l->filters,
-                                       l->in.c, l->kernel, l->kernel);
+        s = cudnnSetFilter4dDescriptor(
+            d->filt, p->opt.precision == PD_CUDA_FP16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT,
+            CUDNN_TENSOR_NHWC, l->filters, l->in.c, l->kernel, l->kernel);
       if (s != CUDNN_STATUS_SUCCESS) {
         rc = pd_cuda__dnn_fail(err, &wl, "cudnnSetFilter4dDescriptor", s);
         break;

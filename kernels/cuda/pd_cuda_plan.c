@@ -3,6 +3,7 @@
  * optional graphs), each freeing nothing on failure: the destroy frees
  * whatever a partial plan holds. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ void pd_cuda__plan_destroy(pd_plan *plan) {
   if (p->blas) cublasDestroy(p->blas);
   (void)cudaFree(p->blas_ws);
   (void)cudaFree(p->weights);
+  (void)cudaFree(p->weights_h);
   for (int b = 0; b < PD_MAX_BRANCHES; b++) {
     (void)cudaFree(p->in[b]);
     (void)cudaFreeHost(p->host_in[b]);
@@ -71,17 +73,73 @@ static int plan_handles(cuda_plan *p, pd_error *err) {
   return PD_OK;
 }
 
-/* Every layer's weights and bias in one device allocation (256-byte aligned each). */
+/* fp16: every conv and dense weight rounded to half (pd_f2h, as the
+ * device rounds) in one device allocation, 256-byte aligned each. */
+static int plan_weights_half(cuda_plan *p, pd_error *err) {
+  const where w = {.step = "plan: half weights"};
+  size_t total = 0, biggest = 0;
+  for (int list = 0; list <= HEAD; list++)
+    for (int i = 0; i < p->n_layers[list]; i++) {
+      const pd_layer *l = p->layers[list][i].l;
+      if (!l->weight) continue;
+      total += align_halves(l->weight_len);
+      biggest = max_sz(biggest, l->weight_len);
+    }
+  if (total == 0) return PD_OK;
+  pd_half *host = malloc(biggest * sizeof *host);
+  if (!host) return pd_error_set(err, PD_ENOMEM, "plan: half weights: out of memory");
+  cudaError_t e = cudaMalloc(&p->weights_h, total * sizeof(pd_half));
+  if (e != cudaSuccess) {
+    free(host);
+    return pd_cuda__cu_fail(err, &w, "cudaMalloc", e);
+  }
+  size_t at = 0;
+  for (int list = 0; list <= HEAD; list++)
+    for (int i = 0; i < p->n_layers[list]; i++) {
+      dev_layer *d = &p->layers[list][i];
+      const pd_layer *l = d->l;
+      if (!l->weight) continue;
+      for (size_t k = 0; k < l->weight_len; k++) {
+        host[k] = pd_f2h_host(l->weight[k]);
+        if ((host[k] & 0x7c00u) == 0x7c00u && isfinite(l->weight[k])) {
+          free(host);
+          return pd_error_set(err, PD_EUNSUPP,
+                              "layer '%s': weight %zu (%g) is beyond half's range (65504); "
+                              "fp16 cannot run this model",
+                              l->name, k, (double)l->weight[k]);
+        }
+      }
+      pd_half *dst = (pd_half *)p->weights_h + at;
+      e = cudaMemcpy(dst, host, l->weight_len * sizeof *host, cudaMemcpyHostToDevice);
+      if (e != cudaSuccess) {
+        free(host);
+        const where wl = {.layer = l};
+        return pd_cuda__cu_fail(err, &wl, "cudaMemcpy", e);
+      }
+      d->wh = dst;
+      at += align_halves(l->weight_len);
+    }
+  free(host);
+  return PD_OK;
+}
+
+/* Every layer's weights and bias in one device allocation (256-byte aligned
+ * each); fp16 plans keep only the biases here (plan_weights_half). */
 static int plan_weights(cuda_plan *p, pd_error *err) {
   const where w = {.step = "plan: weights"};
+  const int half = p->opt.precision == PD_CUDA_FP16;
   size_t total = 0;
   for (int list = 0; list <= HEAD; list++)
     for (int i = 0; i < p->n_layers[list]; i++) {
       const pd_layer *l = p->layers[list][i].l;
-      if (l->weight) total += align_floats(l->weight_len);
+      if (l->weight && !half) total += align_floats(l->weight_len);
       if (l->bias) total += align_floats(l->bias_len);
     }
   FAULT_CU(p->fault, "weights", &w, "cudaMalloc", cudaErrorMemoryAllocation);
+  if (half) {
+    int rc = plan_weights_half(p, err);
+    if (rc != PD_OK) return rc;
+  }
   if (total == 0) return PD_OK;
   CU(&w, cudaMalloc, ((void **)&p->weights, total * sizeof(float)));
   size_t at = 0;
@@ -90,7 +148,7 @@ static int plan_weights(cuda_plan *p, pd_error *err) {
       dev_layer *d = &p->layers[list][i];
       const pd_layer *l = d->l;
       const where wl = {.layer = l};
-      if (l->weight) {
+      if (l->weight && !half) {
         CU(&wl, cudaMemcpy,
            (p->weights + at, l->weight, l->weight_len * sizeof(float), cudaMemcpyHostToDevice));
         d->w = p->weights + at;
@@ -218,6 +276,7 @@ int pd_cuda__plan_create(pd_backend *be, const pd_graph *m, int max_batch, pd_pl
       p->layers[list][i].l = &list_layers(m, list)[i];
   }
   make_buckets(p, max_batch);
+  if (p->opt.precision == PD_CUDA_FP16) pd_cuda__fp16_mark_outputs(p);
 
   int rc = check_sizes(m, max_batch, err);
   if (rc == PD_OK) rc = plan_device(p, err);
@@ -255,7 +314,7 @@ void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len) {
   } while (0)
   PUT("cuda plan: model '%s', max_batch %d, %d buckets, workspace %zu bytes, %s%s\n",
       base->graph->name, base->max_batch, p->n_buckets, p->ws_bytes,
-      p->opt.precision == PD_CUDA_TF32 ? "tf32" : "fp32", p->opt.graphs ? ", graphs" : "");
+      pd_cuda__precision_name(p->opt.precision), p->opt.graphs ? ", graphs" : "");
   for (int list = 0; list <= HEAD; list++)
     for (int i = 0; i < p->n_layers[list]; i++) {
       const dev_layer *d = &p->layers[list][i];

@@ -1,6 +1,7 @@
 /* The CUDA backend: running a batch (upload into pinned staging, the
  * network or the bucket's CUDA graph on the plan's stream, download), and
- * the per-layer trace of pd_cuda_test.h. */
+ * the per-layer trace of pd_cuda_test.h. The FP32/TF32 network is here; an
+ * fp16 plan's is pd_cuda_run_fp16.c. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +13,9 @@
 struct trace {
   pd_cuda_trace_fn fn;
   void *user;
-  int n;      /* real images */
-  float *buf; /* host copy of one layer's output */
+  int n;         /* real images */
+  float *buf;    /* host copy of one layer's output, as float */
+  pd_half *hbuf; /* fp16 plans: the same as half, before conversion */
   int stop;
 };
 
@@ -89,14 +91,27 @@ static int run_layer(cuda_plan *p, const dev_layer *d, int k, float **cur, pd_er
   return PD_OK;
 }
 
-static int trace_layer(cuda_plan *p, trace *t, int list, int i, const float *cur, pd_error *err) {
+int pd_cuda__trace_layer(cuda_plan *p, trace *t, int list, int i, const void *cur, int half,
+                         pd_error *err) {
+  if (!t) return PD_OK;
   const pd_layer *l = p->layers[list][i].l;
   const where w = {.layer = l, .bucket = 0};
   const size_t floats = (size_t)t->n * pd_shape_len(l->out);
   CU(&w, cudaStreamSynchronize, (p->stream));
-  CU(&w, cudaMemcpy, (t->buf, cur, floats * sizeof(float), cudaMemcpyDeviceToHost));
+  if (half) {
+    if (!t->hbuf) return pd_error_set(err, PD_EINTERNAL, "cuda layer trace: no half buffer");
+    CU(&w, cudaMemcpy, (t->hbuf, cur, floats * sizeof(pd_half), cudaMemcpyDeviceToHost));
+    for (size_t k = 0; k < floats; k++)
+      t->buf[k] = pd_h2f_host(t->hbuf[k]);
+  } else {
+    CU(&w, cudaMemcpy, (t->buf, cur, floats * sizeof(float), cudaMemcpyDeviceToHost));
+  }
   if (t->fn(t->user, list, i, t->buf, floats)) t->stop = 1;
   return PD_OK;
+}
+
+int pd_cuda__trace_stopped(const trace *t) {
+  return t && t->stop;
 }
 
 static int run_list(cuda_plan *p, int list, int k, float **cur, trace *t, pd_error *err) {
@@ -104,7 +119,7 @@ static int run_list(cuda_plan *p, int list, int k, float **cur, trace *t, pd_err
     int rc = run_layer(p, &p->layers[list][i], k, cur, err);
     if (rc != PD_OK) return rc;
     if (t) {
-      rc = trace_layer(p, t, list, i, *cur, err);
+      rc = pd_cuda__trace_layer(p, t, list, i, *cur, 0, err);
       if (rc != PD_OK || t->stop) return rc;
     }
   }
@@ -114,6 +129,7 @@ static int run_list(cuda_plan *p, int list, int k, float **cur, trace *t, pd_err
 /* Enqueues the whole network for bucket k on the plan's stream (inputs
  * already in p->in); *result gets where the probabilities will be. */
 int pd_cuda__enqueue(cuda_plan *p, int k, const float **result, trace *t, pd_error *err) {
+  if (p->opt.precision == PD_CUDA_FP16) return pd_cuda__enqueue_fp16(p, k, result, t, err);
   const pd_graph *m = p->base.graph;
   const int nb = p->buckets[k];
   size_t offset = 0;
@@ -214,11 +230,17 @@ int pd_cuda_plan_trace(pd_plan *plan, const pd_batch *in, pd_cuda_trace_fn fn, v
   CU(&w, cudaSetDevice, (p->device));
   trace t = {.fn = fn, .user = user, .n = in->n};
   t.buf = malloc(p->act_floats * sizeof(float));
-  if (!t.buf) return pd_error_set(err, PD_ENOMEM, "cuda layer trace: out of memory");
+  if (p->opt.precision == PD_CUDA_FP16) t.hbuf = malloc(p->act_floats * sizeof(pd_half));
+  if (!t.buf || (p->opt.precision == PD_CUDA_FP16 && !t.hbuf)) {
+    free(t.buf);
+    free(t.hbuf);
+    return pd_error_set(err, PD_ENOMEM, "cuda layer trace: out of memory");
+  }
   const float *result;
   int rc = upload_inputs(p, in, err);
   if (rc == PD_OK) rc = pd_cuda__enqueue(p, bucket_for(p, in->n), &result, &t, err);
   if (rc != PD_OK) pd_cuda__drain(p);
   free(t.buf);
+  free(t.hbuf);
   return rc;
 }
