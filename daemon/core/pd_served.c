@@ -88,9 +88,7 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   req.cuda.precision = asked == PD_PRECISION_BF16   ? PD_CUDA_BF16
                        : asked == PD_PRECISION_INT8 ? PD_CUDA_INT8
                        : asked == PD_PRECISION_TF32 ? PD_CUDA_TF32
-                       /* PD_CUDA_FP16 once the FP16 path is in: until then the module
-                        * refuses this value as an unknown precision */
-                       : asked == PD_PRECISION_FP16 ? (pd_cuda_precision)(PD_CUDA_INT8 + 1)
+                       : asked == PD_PRECISION_FP16 ? PD_CUDA_FP16
                                                     : PD_CUDA_FP32;
   req.cuda.graphs = opt->cuda_graphs;
   const long ws_mb = opt->cuda_workspace_mb > 0 ? opt->cuda_workspace_mb : 256;
