@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "pd_file.h"
+#include "pd_model_internal.h"
 #include "pd_tta.h"
 #include "pd_yaml.h"
 
@@ -162,7 +163,8 @@ typedef struct ens_desc {
 
 static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_desc *d,
                                pd_error *err) {
-  static const char *const keys[] = {"format", "name", "version", "ensemble", "tta", NULL};
+  static const char *const keys[] = {"format", "name",    "version", "ensemble",
+                                     "tta",    "serving", NULL};
   static const char *const ens_keys[] = {"members", "weights", NULL};
   static const char *const tta_keys[] = {"count", NULL};
   PD_TRY(pd_yaml_expect_map(root, err));
@@ -214,7 +216,7 @@ static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_des
     PD_TRY(pd_yaml_opt_int(&tta, "count", 0, PD_TTA_MAX, &d->tta_count, err));
     if (d->tta_count == 0) d->tta_count = 1; /* explicit 0: off */
   }
-  return PD_OK;
+  return pd_model__parse_serving(root, &e->serving, err);
 }
 
 static int load_ensemble_folder(pd_ensemble *e, const pd_yaml_node *root, const char *yaml_path,
@@ -273,6 +275,7 @@ int pd_ensemble_load(const char *dir, pd_ensemble **out, pd_error *err) {
       snprintf(e->name, sizeof e->name, "%s", e->members[0]->name);
       snprintf(e->version, sizeof e->version, "%s", e->members[0]->version);
       snprintf(e->member_dir[0], sizeof e->member_dir[0], "%s", dir);
+      e->serving = e->members[0]->serving;
       rc = finish(e, NULL, yaml_path, err);
     }
   }

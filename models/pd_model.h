@@ -24,6 +24,15 @@ typedef struct pd_precision_record {
   double log_loss_fp32, log_loss_bf16;
 } pd_precision_record;
 
+/* serving: {max_batch, max_queue_delay_us} (FORMAT.md "Serving"): the
+ * daemon's batching for this model folder, in place of batching.max_batch
+ * and batching.max_queue_delay_us; all zero: nothing given (the daemon's). */
+typedef struct pd_serving {
+  int max_batch;            /* images per batch (TTA views count each); 0: not given */
+  bool has_max_queue_delay; /* max_queue_delay_us was given */
+  int max_queue_delay_us;
+} pd_serving;
+
 typedef struct pd_model {
   char dir[4096];
   char name[PD_NAME_LEN];
@@ -38,6 +47,7 @@ typedef struct pd_model {
   pd_tta_spec tta;
   float temperature;        /* calibration (FORMAT.md): p = softmax(ln p_tta / T); 1 = none */
   pd_precision_record bf16; /* precision.bf16, if recorded */
+  pd_serving serving;       /* serving:, if given */
   pd_graph graph;           /* what a backend plans: the layers, their shapes and weights */
   size_t n_params;
 

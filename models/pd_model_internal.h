@@ -50,6 +50,9 @@ int pd_model__layer_fail(const load_ctx *c, const pd_layer *l, int code, const c
 int pd_model__parse(load_ctx *c, const pd_yaml_node *root);
 /* PD_EUNSUPP naming the line when root describes an ensemble folder. */
 int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err);
+/* serving: {max_batch: 1..4096, max_queue_delay_us: 0..10000000} of a model
+ * or ensemble model.yaml; absent keys stay 0 (not given). */
+int pd_model__parse_serving(const pd_yaml_node *root, pd_serving *out, pd_error *err);
 /* Stage 2 (pd_model_shape.c): every layer's shapes, the symmetry rules, the graph's totals. */
 int pd_model__infer(load_ctx *c);
 /* Stage 3 (pd_model_weights.c): the tensors checked against the layers and converted. */

@@ -467,6 +467,19 @@ static int parse_precision(load_ctx *c, const pd_yaml_node *root) {
   return PD_OK;
 }
 
+int pd_model__parse_serving(const pd_yaml_node *root, pd_serving *out, pd_error *err) {
+  static const char *const keys[] = {"max_batch", "max_queue_delay_us", NULL};
+  *out = (pd_serving){0};
+  pd_yaml_node n = pd_yaml_get(root, "serving");
+  if (!pd_yaml_present(&n)) return PD_OK;
+  PD_TRY(pd_yaml_expect_map(&n, err));
+  PD_TRY(pd_yaml_check_keys(&n, keys, err));
+  PD_TRY(pd_yaml_opt_int(&n, "max_batch", 1, 4096, &out->max_batch, err));
+  pd_yaml_node d = pd_yaml_get(&n, "max_queue_delay_us");
+  out->has_max_queue_delay = pd_yaml_present(&d);
+  return pd_yaml_opt_int(&n, "max_queue_delay_us", 0, 10000000, &out->max_queue_delay_us, err);
+}
+
 /* An ensemble folder (models/FORMAT.md "Ensembles") is not one model. */
 int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
   pd_yaml_node ens = pd_yaml_get(root, "ensemble");
@@ -477,9 +490,9 @@ int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
 }
 
 int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
-  static const char *const keys[] = {"format",   "name",        "version",   "classes",
-                                     "symmetry", "input",       "branches",  "head",
-                                     "tta",      "calibration", "precision", NULL};
+  static const char *const keys[] = {"format",    "name",     "version", "classes", "symmetry",
+                                     "input",     "branches", "head",    "tta",     "calibration",
+                                     "precision", "serving",  NULL};
   pd_model *m = c->m;
   int sym = PD_SYM_NONE;
   PD_TRY(pd_model__refuse_ensemble(root, c->err));
@@ -496,5 +509,6 @@ int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
   PD_TRY(parse_head(c, root));
   PD_TRY(parse_tta(c, root));
   PD_TRY(parse_precision(c, root));
+  PD_TRY(pd_model__parse_serving(root, &m->serving, c->err));
   return parse_calibration(c, root);
 }

@@ -367,9 +367,35 @@ static void admission(void) {
   pd_batcher_destroy(b);
 }
 
+/* ---- a model's own serving: settings (model.yaml) ---- */
+
+/* With the daemon's max_batch 4 and a delay of an hour: a model with its
+ * own max_batch 8 gets batches of 8 (one of the same plan size without, of
+ * 4), and a lone request of a model with its own delay 0 is batched at once
+ * (were the daemon's hour used, pd_batcher_next would wait it out and the
+ * test would time out). */
+static void own_serving(void) {
+  pd_batcher *b = make(4, HOUR_NS, 64);
+  if (!b) return;
+  pd_served own = {.max_batch = 8, .own_max_batch = true, .own_max_queue_delay = true};
+  pd_served plain = {.max_batch = 8};
+  for (int i = 0; i < 8; i++)
+    submit(b, i, &own, 1);
+  EXPECT(b, "own max_batch 8", 0, 1, 2, 3, 4, 5, 6, 7);
+  for (int i = 8; i < 16; i++)
+    submit(b, i, &plain, 1);
+  EXPECT(b, "the daemon's max_batch 4", 8, 9, 10, 11);
+  EXPECT(b, "the daemon's max_batch 4, again", 12, 13, 14, 15);
+  submit(b, 16, &own, 1);
+  EXPECT(b, "own delay 0: a lone request at once", 16);
+  expect_empty(b);
+  pd_batcher_destroy(b);
+}
+
 int main(void) {
   one_client();
   round_robin();
   admission();
+  own_serving();
   return pd_test_finish(&st, "daemon_batcher");
 }

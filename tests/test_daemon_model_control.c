@@ -557,6 +557,92 @@ static void cli(pd_test_state *st) {
   pd_td_cleanup(&d);
 }
 
+/* ModelInfo max_batch of name version (-1: none). */
+static int info_max_batch(const pd_td *d, const char *name, const char *version) {
+  pc_client *c = pd_td_connect(d, 1);
+  pc_client_response *r = NULL;
+  pc_client_error err;
+  int mb = -1;
+  if (c && pc_client_model_info(c, NULL, &r, &err) == PC_CLIENT_OK && r->status == 0)
+    for (size_t i = 0; i < r->u.model_info.n_models; i++) {
+      const pc_client_model *m = &r->u.model_info.models[i];
+      if (!strcmp(m->name, name) && !strcmp(m->version, version)) mb = (int)m->max_batch;
+    }
+  pc_client_response_free(r);
+  pc_client_close(c);
+  return mb;
+}
+
+/* n requests to model pipelined on one connection: the largest batch_size
+ * among the answers (-1 when one failed). */
+static int largest_batch(const pd_td *d, const char *model, int n) {
+  pc_client *c = pd_td_connect(d, n);
+  if (!c) return -1;
+  int largest = 0, answered = 0;
+  pc_client_error e;
+  for (int i = 0; i < n; i++) {
+    pc_client_classify_request rq = {.id = (uint64_t)i + 1,
+                                     .model = model,
+                                     .format = PC_CLIENT_IMAGE_PNG,
+                                     .data = png,
+                                     .len = png_len,
+                                     .top_k = 1,
+                                     .tta = 1};
+    if (pc_client_send_classify(c, &rq, &e) != PC_CLIENT_OK) largest = -1;
+  }
+  while (largest >= 0 && answered < n) {
+    if (pc_client_wait(c, 10000, &e) != PC_CLIENT_OK) {
+      largest = -1;
+      break;
+    }
+    pc_client_response *r = NULL;
+    while (pc_client_next_response(c, &r) == PC_CLIENT_OK) {
+      answered++;
+      if (r->status != 0) {
+        fprintf(stderr, "%s: %s\n", model, r->message);
+        largest = -1;
+      } else if (largest >= 0 && (int)r->u.classify.batch_size > largest) {
+        largest = (int)r->u.classify.batch_size;
+      }
+      pc_client_response_free(r);
+    }
+  }
+  pc_client_close(c);
+  printf("%d requests to %s: largest batch %d\n", n, model, largest);
+  return largest;
+}
+
+/* model.yaml serving: max_batch: tiny 2's own batch size (ModelInfo, the
+ * answers' batch_size) beside tiny 1 at the daemon's; changed and applied
+ * by a ModelControl reload; a bad value is refused naming it. */
+static void serving_settings(pd_test_state *st) {
+  PD_CHECK_INT(st, fresh_copy(), 0);
+  PD_CHECK_INT(st, sh("printf 'serving:\\n  max_batch: 2\\n' >> '%s/tiny/2/model.yaml'", copy), 0);
+  pd_td d;
+  const char *const extra[] = {"--max-batch", "8", "--max-queue-delay-us", "200000", NULL};
+  int started = start(&d, extra);
+  PD_CHECK_INT(st, started, 0);
+  if (started == 0) {
+    PD_CHECK_INT(st, info_max_batch(&d, "tiny", "2"), 2);
+    PD_CHECK_INT(st, info_max_batch(&d, "tiny", "1"), 8);
+    int own = largest_batch(&d, "tiny:2", 16);
+    PD_CHECK(st, own >= 1 && own <= 2);
+    PD_CHECK(st, largest_batch(&d, "tiny:1", 16) >= 1);
+    PD_CHECK_INT(st, sh("sed -i 's/^  max_batch: 2$/  max_batch: 3/' '%s/tiny/2/model.yaml'", copy),
+                 0);
+    control_is(st, &d, PC_CLIENT_MODEL_RELOAD, "tiny", 0, NULL);
+    PD_CHECK_INT(st, info_max_batch(&d, "tiny", "2"), 3);
+    own = largest_batch(&d, "tiny:2", 16);
+    PD_CHECK(st, own >= 1 && own <= 3);
+    PD_CHECK_INT(st, sh("sed -i 's/^  max_batch: 3$/  max_batch: 0/' '%s/tiny/2/model.yaml'", copy),
+                 0);
+    control_is(st, &d, PC_CLIENT_MODEL_RELOAD, "tiny", 14, "max_batch");
+    PD_CHECK_INT(st, info_max_batch(&d, "tiny", "2"), 3); /* nothing changed */
+  }
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+}
+
 static int setup(void) {
   if (!pd_td_have_model() || !*repo()) return 77;
   if (!mkdtemp(dir)) {
@@ -578,8 +664,10 @@ static void teardown(void) {
 }
 
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(load_fourth), PD_TEST_CASE(unload_under_load), PD_TEST_CASE(reload_under_load),
-    PD_TEST_CASE(max_loaded),  PD_TEST_CASE(refused),           PD_TEST_CASE(cli),
+    PD_TEST_CASE(load_fourth),       PD_TEST_CASE(unload_under_load),
+    PD_TEST_CASE(reload_under_load), PD_TEST_CASE(max_loaded),
+    PD_TEST_CASE(refused),           PD_TEST_CASE(cli),
+    PD_TEST_CASE(serving_settings),
 };
 
 PD_TEST_MAIN("daemon_model_control", setup, teardown, k_cases)

@@ -279,9 +279,16 @@ static void take_expired(pd_batcher *b, uint64_t now, pd_request **expired) {
   }
 }
 
-/* Images a batch of `model` may hold. */
+/* Images a batch of `model` may hold: its own max_batch (model.yaml
+ * serving:), else the daemon's within its plan. */
 static int batch_limit(const pd_batcher *b, const pd_served *model) {
+  if (model->own_max_batch) return model->max_batch;
   return b->lim.max_batch < model->max_batch ? b->lim.max_batch : model->max_batch;
+}
+
+/* How long the oldest request of `model` may wait for its batch to fill. */
+static uint64_t queue_delay(const pd_batcher *b, const pd_served *model) {
+  return model->own_max_queue_delay ? model->max_queue_delay_ns : b->lim.max_queue_delay_ns;
 }
 
 /* True when the queued requests of the oldest one's model fill its batch
@@ -372,7 +379,7 @@ int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_reque
       pthread_cond_wait(&b->cond, &b->mu);
       continue;
     }
-    uint64_t close_at = b->head->t_queued_ns + b->lim.max_queue_delay_ns;
+    uint64_t close_at = b->head->t_queued_ns + queue_delay(b, b->head->served);
     if (b->stopping || now >= close_at || head_batch_full(b, cap)) {
       take_batch(b, batch, cap, n);
       break;

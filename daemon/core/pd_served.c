@@ -68,6 +68,11 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
     free(s);
     return rc;
   }
+  /* the folder's serving: settings, in place of the daemon's */
+  s->own_max_batch = e->serving.max_batch > 0;
+  if (s->own_max_batch) s->max_batch = e->serving.max_batch;
+  s->own_max_queue_delay = e->serving.has_max_queue_delay;
+  s->max_queue_delay_ns = (uint64_t)e->serving.max_queue_delay_us * 1000u;
   pd_precision asked = PD_PRECISION_FP32, prec = PD_PRECISION_FP32;
   if (opt->precision) rc = pd_precision_parse(opt->precision, &asked, err);
   if (rc == PD_OK)
@@ -102,7 +107,7 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   char name[16] = "";
   pthread_getname_np(pthread_self(), name, sizeof name);
   pthread_setname_np(pthread_self(), "pd-plan");
-  if (rc == PD_OK) rc = pd_servable_create(s->backend, e, opt->max_batch, &s->servable, err);
+  if (rc == PD_OK) rc = pd_servable_create(s->backend, e, s->max_batch, &s->servable, err);
   if (rc != PD_OK && s->backend) {
     /* Under auto, a plan that failed on the GPU is made on the CPU instead. */
     const pd_error plan_err = *err;
@@ -111,7 +116,7 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
     s->backend = NULL;
     rc = pd_backend_fall_back(&req, &chosen, &plan_err, &s->backend, &reason, err);
     if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
-    if (rc == PD_OK) rc = pd_servable_create(s->backend, e, opt->max_batch, &s->servable, err);
+    if (rc == PD_OK) rc = pd_servable_create(s->backend, e, s->max_batch, &s->servable, err);
   }
   pthread_setname_np(pthread_self(), name);
   if (rc != PD_OK) {
@@ -124,7 +129,7 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   describe(s);
   snprintf(s->backend_name, sizeof s->backend_name, "%s", reason.name);
   snprintf(s->backend_reason, sizeof s->backend_reason, "%s", reason.text);
-  s->threads = strcmp(reason.name, "cpu") ? 0 : threads < opt->max_batch ? threads : opt->max_batch;
+  s->threads = strcmp(reason.name, "cpu") ? 0 : threads < s->max_batch ? threads : s->max_batch;
   describe_engine(s, prec);
   s->loaded_at = time(NULL);
   s->load_seconds = (double)(pd_now_ns() - t0) * 1e-9;

@@ -65,6 +65,10 @@ typedef struct pd_served {
   char backend_name[16];    /* "cpu" or "cuda" */
   char backend_reason[768]; /* which backend and why (pd_backend_select) */
   int max_batch;
+  /* model.yaml serving: (pd_model.h): its own max_batch (the plan size, in
+   * place of batching.max_batch) and max_queue_delay (the batcher's for it) */
+  bool own_max_batch, own_max_queue_delay;
+  uint64_t max_queue_delay_ns;
   int threads;                /* CPU backend threads (0 for other backends) */
   char precision[8];          /* the precision planned: "fp32", "bf16", "tf32" or "fp16" */
   char cuda_options[64];      /* "graphs off, workspace 256 MiB": what the CUDA plan is given */

@@ -314,7 +314,7 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
     c.name = (char *)s->model->name;
     c.platform = (char *)"planktond";
     c.backend = s->backend_name;
-    c.max_batch_size = (int32_t)k->max_crops;
+    c.max_batch_size = (int32_t)(s->own_max_batch ? s->max_batch : k->max_crops);
     in.name = (char *)PD_KINFER_INPUT;
     in.data_type = INFERENCE__DATA_TYPE__TYPE_STRING;
     in.dims = in_dims;
@@ -327,7 +327,8 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
     c.n_input = 1;
     c.output = outs;
     c.n_output = 1;
-    db.max_queue_delay_microseconds = (uint64_t)k->max_queue_delay_us;
+    db.max_queue_delay_microseconds =
+        s->own_max_queue_delay ? s->max_queue_delay_ns / 1000 : (uint64_t)k->max_queue_delay_us;
     c.scheduling_choice_case = INFERENCE__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING;
     c.dynamic_batching = &db;
     ig.name = s->backend_name;

@@ -137,7 +137,8 @@ static void model_config(khttp_fe *k, pd_http_request *r, const pd_served *s) {
   json_object_set_new(o, "name", json_string(s->model->name));
   json_object_set_new(o, "platform", json_string("planktond"));
   json_object_set_new(o, "backend", json_string(s->backend_name));
-  json_object_set_new(o, "max_batch_size", json_integer(k->max_crops));
+  json_object_set_new(o, "max_batch_size",
+                      json_integer(s->own_max_batch ? s->max_batch : k->max_crops));
   json_object_set_new(in, "name", json_string(PD_KINFER_INPUT));
   json_object_set_new(in, "data_type", json_string("TYPE_STRING"));
   json_object_set_new(in, "dims", json_pack("[i]", 1));
@@ -146,7 +147,10 @@ static void model_config(khttp_fe *k, pd_http_request *r, const pd_served *s) {
   json_object_set_new(out, "dims", json_pack("[i]", s->model->n_classes));
   json_object_set_new(o, "input", json_pack("[o]", in));
   json_object_set_new(o, "output", json_pack("[o]", out));
-  json_object_set_new(db, "max_queue_delay_microseconds", json_integer(k->max_queue_delay_us));
+  json_object_set_new(db, "max_queue_delay_microseconds",
+                      json_integer(s->own_max_queue_delay
+                                       ? (json_int_t)(s->max_queue_delay_ns / 1000)
+                                       : k->max_queue_delay_us));
   json_object_set_new(o, "dynamic_batching", db);
   json_object_set_new(ig, "name", json_string(s->backend_name));
   json_object_set_new(ig, "count", json_integer(1));
