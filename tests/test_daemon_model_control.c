@@ -434,7 +434,8 @@ static void max_loaded(pd_test_state *st) {
     PD_CHECK_INT(st, sh("mv '%s/third-later' '%s/third'", dir, copy), 0);
     control_is(st, &d, PC_CLIENT_MODEL_LOAD, "third", 8, "model.max_loaded 4");
     info_is(st, &d, "third", -1, NULL); /* not known: NOT_FOUND */
-    control_is(st, &d, PC_CLIENT_MODEL_UNLOAD, "other", 0, NULL);
+    control_is(st, &d, PC_CLIENT_MODEL_UNLOAD, "other", 9, "is model.default");
+    control_is(st, &d, PC_CLIENT_MODEL_UNLOAD, "tiny", 0, NULL);
     control_is(st, &d, PC_CLIENT_MODEL_LOAD, "third", 0, NULL);
     info_is(st, &d, "third", 2, NULL);
   }

@@ -436,6 +436,11 @@ int pd_repo_change(const pd_repo *now, const char *root, pd_repo_op op, const ch
     if (!loaded)
       return FAIL(PD_STATUS_NOT_FOUND, PD_EINVAL,
                   "model '%s' is not loaded (the repository's models: %s)", name, names);
+    if (now->default_entry >= 0 && !strcmp(now->e[now->default_entry].name, name))
+      return FAIL(PD_STATUS_FAILED_PRECONDITION, PD_EINVAL,
+                  "model '%s' is model.default (what requests without a model name get): set "
+                  "another model.default and reload (SIGHUP) before unloading it",
+                  name);
     int rc = unload(now, name, out);
     if (rc != PD_OK) *code = PD_STATUS_RESOURCE_EXHAUSTED;
     return rc == PD_OK ? PD_OK : pd_error_set(err, rc, "model control: out of memory");

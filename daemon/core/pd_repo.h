@@ -68,7 +68,8 @@ int pd_repo_keep_failed(pd_repo *fresh, const pd_repo *old);
  * version fails to load, nothing changes and the result says why. Errors
  * set *code (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, RESOURCE_EXHAUSTED
  * past max_loaded, UNAVAILABLE for a load that failed) and err naming the
- * model, the folder or the setting. */
+ * model, the folder or the setting; FAILED_PRECONDITION for an unload of
+ * the default model. */
 typedef enum pd_repo_op { PD_REPO_LOAD = 1, PD_REPO_UNLOAD = 2, PD_REPO_RELOAD = 3 } pd_repo_op;
 int pd_repo_change(const pd_repo *now, const char *root, pd_repo_op op, const char *name,
                    const pd_served_options *base, int max_loaded, pd_repo **out, pd_status *code,
