@@ -282,7 +282,7 @@ bool pd_listener_address_local(const char *address) {
 }
 
 bool pd_listener_fd_local(int fd) {
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   socklen_t len = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return false;
   if (ss.ss_family == AF_UNIX) return true;
