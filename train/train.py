@@ -25,6 +25,7 @@ Run from the repository root (relative paths in configs are relative to it).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -72,6 +73,19 @@ def _check_split(source: str, old: TrainConfig, cfg: TrainConfig) -> None:
     if not same or (old.seed, old.val_fraction) != (cfg.seed, cfg.val_fraction):
         raise ValueError("%s: trained on split %s (seed %d), this run uses %s (seed %d)" % (
             source, old.split_path(), old.seed, cfg.split_path(), cfg.seed))
+
+
+def init_stream(init: "str | None") -> int:
+    """The random stream of a run from `init` (TrainConfig.stream): 0 without one, else 40 bits
+    of the sha256 of its weights (a model folder's weights.safetensors or a checkpoint)."""
+    if not init:
+        return 0
+    path = os.path.join(init, WEIGHTS_NAME) if os.path.isdir(init) else init
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return int.from_bytes(h.digest()[:5], "big") or 1
 
 
 def warm_start(net: PlanktonNet, cfg: TrainConfig, spec_text: str) -> None:
@@ -175,10 +189,19 @@ def main(argv=None) -> int:
     train_rows = spread(split.train, cfg.max_train)
     val_rows = spread(split.val, cfg.max_val)
 
+    if cfg.stream is None:   # resolved once: a resumed run keeps its checkpoint's
+        try:
+            cfg.stream = init_stream(cfg.init)
+        except OSError as e:
+            print("train: init: %s" % e, file=sys.stderr)
+            return 1
+    if cfg.stream:
+        log("random stream %d (from the init weights: augmentations none of their training saw)"
+            % cfg.stream)
     train_ds = CropDataset(cfg.data, train_rows, spec, index, Augmenter(cfg.augment, spec.symmetry),
-                           cfg.seed)
+                           cfg.seed, cfg.stream)
     val_ds = CropDataset(cfg.data, val_rows, spec, index, None, cfg.seed)
-    sampler = EpochSampler(train_ds.labels, cfg.seed, cfg.balance_power)
+    sampler = EpochSampler(train_ds.labels, cfg.seed, cfg.balance_power, cfg.stream)
     train_loader = make_loader(train_ds, cfg.batch_size, cfg.workers, sampler, device,
                                drop_last=True)
     val_loader = make_loader(val_ds, cfg.eval_batch_size, cfg.workers, None, device)

@@ -5,7 +5,10 @@
   weights of an uninterrupted one;
 - --init starts from a checkpoint's weights: with --lr 0 the weights come out
   bit-identical to the checkpoint's (so they were loaded, and nothing else
-  was re-initialised over them); with a learning rate they move;
+  was re-initialised over them); with a learning rate they move; a warm
+  start's random stream (augmentation, order, dropout) is its own (from the
+  init weights) where a cold start's is 0, and the stream changes the
+  epoch's order;
 - --init refuses a checkpoint of another model, of another split (its
   validation crops would be trained on), and a missing file, each with exit
   status 1 and a message that names the problem;
@@ -26,10 +29,12 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import torch
 import yaml
 
 from planktonnet import PlanktonNet, load_model, parse_spec
+from planktonnet.data import EpochSampler
 from planktonnet.training import TrainConfig
 
 ROOT = os.environ.get("PLANKTON_SOURCE_ROOT") or os.path.abspath(
@@ -146,6 +151,19 @@ def main():
         d = max_diff(weights(run_a), weights(run_c))
         print("  --init --lr 0 vs the checkpoint: max |diff| = %g" % d)
         check(d == 0.0, "--init loads the checkpoint's weights (lr 0 keeps them bit for bit)")
+        # a warm start draws a random stream of its own from the init weights (so it does not
+        # repeat the augmentations, order and dropout its init was trained on), a cold start 0
+        streams = []
+        for run_dir in (run_a, run_c):
+            with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+                streams.append(yaml.safe_load(f)["stream"])
+        check(streams[0] == 0 and streams[1] not in (0, None)
+              and "random stream %d" % streams[1] in out,
+              "a warm start has its own random stream (cold %r, warm %r)" % tuple(streams))
+        labels = np.arange(64) % 4
+        orders = [list(EpochSampler(labels, 1, 0.0, st)) for st in (0, streams[1], streams[1])]
+        check(orders[0] != orders[1] and orders[1] == orders[2],
+              "the stream changes the epoch's order, and the same stream repeats it")
 
         run_d = os.path.join(tmp, "d")
         r.run("--out", run_d, "--init", ck_a, "--lr", "0.001", "--epochs", "1")

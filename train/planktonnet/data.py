@@ -170,7 +170,7 @@ class CropDataset:
 
     `augment(rng) -> Augment` draws one random transform per crop (shared by
     every branch); None means the identity (validation, serving). The random
-    stream of item k in epoch e depends only on (seed, e, k), so results do
+    stream of item k in epoch e depends only on (seed, stream, e, k), so results do
     not depend on the number of workers. The epoch travels in the index (item
     `e * len(ds) + k` is crop k in epoch e; see EpochSampler), so persistent
     worker processes need no shared state.
@@ -178,8 +178,9 @@ class CropDataset:
 
     def __init__(self, root: str, rows: Sequence[Tuple[str, str]], spec: ModelSpec,
                  index: Dict[str, int], augment: Optional[Callable[[np.random.Generator], Augment]]
-                 = None, seed: int = 0):
+                 = None, seed: int = 0, stream: int = 0):
         self.root, self.rows, self.spec = root, list(rows), spec
+        self.stream = stream
         self.labels = np.array([index[lab] for _, lab in self.rows], dtype=np.int64)
         self.augment, self.seed = augment, seed
 
@@ -192,7 +193,8 @@ class CropDataset:
         gray = read_gray(path)
         aug = None
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, epoch, k])
+            key = [self.seed, epoch, k] if not self.stream else [self.seed, self.stream, epoch, k]
+            rng = np.random.default_rng(key)
             aug = self.augment(rng)
         slots = preprocess(self.spec, gray, aug)
         out = [s[None] if b.input.kind == "image" else s for s, b in zip(slots, self.spec.branches)]
@@ -201,14 +203,16 @@ class CropDataset:
 
 class EpochSampler:
     """Indices of one epoch for CropDataset: `epoch * n + k` for a shuffled (or
-    class-balanced) order of k, reproducible from (seed, epoch).
+    class-balanced) order of k, reproducible from (seed, epoch, stream).
 
     balanced: draw n crops with probability proportional to 1 / (class count)
     ** power (power 1 = every class equally often, 0 = the natural mix).
     """
 
-    def __init__(self, labels: np.ndarray, seed: int, balance_power: float = 0.0):
+    def __init__(self, labels: np.ndarray, seed: int, balance_power: float = 0.0,
+                 stream: int = 0):
         self.labels, self.seed, self.power = np.asarray(labels), seed, balance_power
+        self.stream = stream
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -219,7 +223,8 @@ class EpochSampler:
 
     def __iter__(self):
         n = len(self.labels)
-        rng = np.random.default_rng([self.seed, 1_000_003, self.epoch])
+        key = [self.seed, 1_000_003, self.epoch] + ([self.stream] if self.stream else [])
+        rng = np.random.default_rng(key)
         if self.power > 0:
             counts = np.bincount(self.labels)
             w = 1.0 / counts[self.labels].astype(np.float64) ** self.power

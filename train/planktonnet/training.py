@@ -60,6 +60,13 @@ class TrainConfig:
     max_val: Optional[int] = None             # (smoke tests; None = all)
     init: Optional[str] = None                # start from this checkpoint's weights (warm restart:
                                               # fresh optimizer and schedule, same split and model)
+    # The random stream of the crops' augmentation, the sample order and dropout, beside seed.
+    # None: 0 for a cold start, and for a warm start a number taken from the init weights'
+    # sha256, so each cycle of a lineage draws augmentations the earlier cycles never saw (with
+    # 0 every cycle repeated its predecessors' epochs crop for crop: the weights had learnt
+    # those very crops, so the training loss started low and rose epoch after epoch while the
+    # validation loss fell). Resolved once and kept in the run's config.yaml and checkpoints.
+    stream: Optional[int] = None
     epochs: int = 30
     time_budget_min: Optional[float] = None   # anneal and stop by this much training time
     batch_size: int = 64
@@ -294,9 +301,9 @@ def train_epoch(net: PlanktonNet, opt: torch.optim.Optimizer, loader, sampler: E
     budget = cfg.time_budget_min * 60.0 if cfg.time_budget_min else None
     loss_sum, n_seen, lr = 0.0, 0, cfg.lr
     batches = iter(loader)
-    # The dropout stream depends only on (seed, epoch), so a resumed run repeats an
+    # The dropout stream depends only on (seed, stream, epoch), so a resumed run repeats an
     # uninterrupted one (seeded after iter(): a fresh loader iterator draws a seed).
-    torch.manual_seed(cfg.seed * 1_000_003 + state.epoch)
+    torch.manual_seed(cfg.seed * 1_000_003 + state.epoch + ((cfg.stream or 0) << 20))
     for k, batch in enumerate(batches):
         p = progress(state.step, total_steps, base_elapsed + time.time() - t0, budget)
         if p >= 1.0:
