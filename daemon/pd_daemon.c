@@ -288,7 +288,7 @@ static void notify_ready(pd_daemon *d) {
     snprintf(failed, sizeof failed, "reload failed: %s; still ", d->last_reload.message);
   if (s && r->n == 1)
     snprintf(status, sizeof status, "READY=1\nSTATUS=%sserving %s %s on %s", failed, s->model->name,
-             s->model->version, s->backend_name);
+             s->model->version, pd_served_backend_now(s));
   else
     snprintf(status, sizeof status, "READY=1\nSTATUS=%sserving %d model versions, default %s",
              failed, r->n, s ? s->model->name : "(not loaded)");

@@ -313,7 +313,7 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
     int64_t in_dims[1] = {1}, out_dims[1] = {s->model->n_classes};
     c.name = (char *)s->model->name;
     c.platform = (char *)"planktond";
-    c.backend = s->backend_name;
+    c.backend = (char *)pd_served_backend_now(s);
     c.max_batch_size = (int32_t)(s->own_max_batch ? s->max_batch : k->max_crops);
     in.name = (char *)PD_KINFER_INPUT;
     in.data_type = INFERENCE__DATA_TYPE__TYPE_STRING;
@@ -331,9 +331,9 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
         s->own_max_queue_delay ? s->max_queue_delay_ns / 1000 : (uint64_t)k->max_queue_delay_us;
     c.scheduling_choice_case = INFERENCE__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING;
     c.dynamic_batching = &db;
-    ig.name = s->backend_name;
+    ig.name = (char *)pd_served_backend_now(s);
     ig.count = 1;
-    ig.kind = strcmp(s->backend_name, "cuda") == 0
+    ig.kind = strcmp(pd_served_backend_now(s), "cuda") == 0
                   ? INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_GPU
                   : INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_CPU;
     c.instance_group = igs;

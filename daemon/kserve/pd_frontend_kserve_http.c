@@ -136,7 +136,7 @@ static void model_config(khttp_fe *k, pd_http_request *r, const pd_served *s) {
          *ig = json_object();
   json_object_set_new(o, "name", json_string(s->model->name));
   json_object_set_new(o, "platform", json_string("planktond"));
-  json_object_set_new(o, "backend", json_string(s->backend_name));
+  json_object_set_new(o, "backend", json_string(pd_served_backend_now(s)));
   json_object_set_new(o, "max_batch_size",
                       json_integer(s->own_max_batch ? s->max_batch : k->max_crops));
   json_object_set_new(in, "name", json_string(PD_KINFER_INPUT));
@@ -152,10 +152,11 @@ static void model_config(khttp_fe *k, pd_http_request *r, const pd_served *s) {
                                        ? (json_int_t)(s->max_queue_delay_ns / 1000)
                                        : k->max_queue_delay_us));
   json_object_set_new(o, "dynamic_batching", db);
-  json_object_set_new(ig, "name", json_string(s->backend_name));
+  json_object_set_new(ig, "name", json_string(pd_served_backend_now(s)));
   json_object_set_new(ig, "count", json_integer(1));
-  json_object_set_new(ig, "kind",
-                      json_string(strcmp(s->backend_name, "cuda") == 0 ? "KIND_GPU" : "KIND_CPU"));
+  json_object_set_new(
+      ig, "kind",
+      json_string(strcmp(pd_served_backend_now(s), "cuda") == 0 ? "KIND_GPU" : "KIND_CPU"));
   json_object_set_new(o, "instance_group", json_pack("[o]", ig));
   respond_json(r, 200, o);
 }
