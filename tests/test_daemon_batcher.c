@@ -371,9 +371,10 @@ static void admission(void) {
 
 /* With the daemon's max_batch 4 and a delay of an hour: a model with its
  * own max_batch 8 gets batches of 8 (one of the same plan size without, of
- * 4), and a lone request of a model with its own delay 0 is batched at once
- * (were the daemon's hour used, pd_batcher_next would wait it out and the
- * test would time out). */
+ * 4), and a lone request of a model with its own delay 0 is batched at once,
+ * also behind an older request of a model waiting on the daemon's hour
+ * (were that hour used, pd_batcher_next would wait it out and the test would
+ * time out). */
 static void own_serving(void) {
   pd_batcher *b = make(4, HOUR_NS, 64);
   if (!b) return;
@@ -388,6 +389,13 @@ static void own_serving(void) {
   EXPECT(b, "the daemon's max_batch 4, again", 12, 13, 14, 15);
   submit(b, 16, &own, 1);
   EXPECT(b, "own delay 0: a lone request at once", 16);
+  /* behind an older request of a model on the daemon's hour, on another
+   * client: its own delay closes its batch, the older one waits on */
+  submit_c(b, 17, 1, 1, &plain, 1);
+  submit_c(b, 18, 2, 1, &own, 1);
+  EXPECT(b, "own delay 0 behind a waiting model", 18);
+  pd_batcher_stop(b);
+  EXPECT(b, "the waiting model's, at the stop", 17);
   expect_empty(b);
   pd_batcher_destroy(b);
 }

@@ -291,10 +291,9 @@ static uint64_t queue_delay(const pd_batcher *b, const pd_served *model) {
   return model->own_max_queue_delay ? model->max_queue_delay_ns : b->lim.max_queue_delay_ns;
 }
 
-/* True when the queued requests of the oldest one's model fill its batch
- * (by images or by count), or the next of them would not fit. */
-static bool head_batch_full(const pd_batcher *b, int cap) {
-  const pd_served *model = b->head->served;
+/* True when the queued requests of `model` fill its batch (by images or by
+ * count), or the next of them would not fit. */
+static bool batch_full(const pd_batcher *b, const pd_served *model, int cap) {
   int limit = batch_limit(b, model);
   int images = 0, count = 0;
   for (const pd_request *r = b->head; r && count < cap; r = r->next) {
@@ -312,10 +311,9 @@ static long cost_of(const pd_request *r, int limit) {
   return r->views < limit ? r->views : limit;
 }
 
-/* Fills a batch of the oldest request's model by deficit round robin over
- * the clients' queues, starting with the client whose turn it is. */
-static void take_batch(pd_batcher *b, pd_request **batch, int cap, int *n) {
-  const pd_served *model = b->head->served;
+/* Fills a batch of `model` by deficit round robin over the clients'
+ * queues, starting with the client whose turn it is. */
+static void take_batch(pd_batcher *b, const pd_served *model, pd_request **batch, int cap, int *n) {
   const int limit = batch_limit(b, model);
   int images = 0, idle_visits = 0;
   *n = 0;
@@ -358,6 +356,28 @@ static void take_batch(pd_batcher *b, pd_request **batch, int cap, int *n) {
   b->batches++;
 }
 
+/* The model whose batch closes now: of the models queued, oldest request
+ * first, the first whose batch is full or whose oldest request waited its
+ * model's delay (each model its own, model.yaml serving:), or any when
+ * stopping; NULL when none yet, with *wake the earliest close time. */
+static const pd_served *closing_model(const pd_batcher *b, uint64_t now, int cap, uint64_t *wake) {
+  const pd_served *seen[64];
+  int n_seen = 0;
+  *wake = UINT64_MAX;
+  for (const pd_request *r = b->head; r; r = r->next) {
+    bool known = false;
+    for (int i = 0; i < n_seen && !known; i++)
+      known = seen[i] == r->served;
+    if (known) continue;
+    const uint64_t close_at = r->t_queued_ns + queue_delay(b, r->served);
+    if (b->stopping || now >= close_at || batch_full(b, r->served, cap)) return r->served;
+    if (close_at < *wake) *wake = close_at;
+    if (n_seen == (int)(sizeof seen / sizeof seen[0])) break; /* the rest wait their turn */
+    seen[n_seen++] = r->served;
+  }
+  return NULL;
+}
+
 static void deadline_to_timespec(uint64_t ns, struct timespec *ts) {
   ts->tv_sec = (time_t)(ns / 1000000000u);
   ts->tv_nsec = (long)(ns % 1000000000u);
@@ -379,14 +399,17 @@ int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_reque
       pthread_cond_wait(&b->cond, &b->mu);
       continue;
     }
-    uint64_t close_at = b->head->t_queued_ns + queue_delay(b, b->head->served);
-    if (b->stopping || now >= close_at || head_batch_full(b, cap)) {
-      take_batch(b, batch, cap, n);
+    uint64_t wake = 0;
+    const pd_served *model = closing_model(b, now, cap, &wake);
+    if (model) {
+      take_batch(b, model, batch, cap, n);
+      /* its requests all behind another model's in their clients' queues
+       * (each client's own order stands): the oldest request's model then */
+      if (*n == 0 && model != b->head->served) take_batch(b, b->head->served, batch, cap, n);
       break;
     }
     if (*expired) break; /* hand those back now; the batch keeps filling */
-    /* Wake at the close time or at the earliest deadline, whichever is first. */
-    uint64_t wake = close_at;
+    /* Wake at the earliest close time or deadline. */
     for (const pd_request *r = b->head; r; r = r->next)
       if (r->deadline_ns && r->deadline_ns < wake) wake = r->deadline_ns;
     struct timespec ts;
