@@ -50,8 +50,10 @@
  * half once at plan time (biases stay float), activations half between
  * layers, cuDNN convolutions on CUDNN_DATA_HALF tensors with FP32 compute
  * under CUDNN_TENSOR_OP_MATH, dense layers through cublasGemmEx (CUDA_R_16F
- * in, CUBLAS_COMPUTE_32F), bias + leaky ReLU and the other element kernels
- * on half maps with float arithmetic (pd_cuda_half.h); the layer before a
+ * in, CUBLAS_COMPUTE_32F), a convolution's output filled with its bias and
+ * cuDNN adding its sums to it (beta 1, one rounding), bias + leaky ReLU and
+ * the other element kernels on half maps with float arithmetic
+ * (pd_cuda_half.h); the layer before a
  * softmax writes float, so softmax and the probabilities are FP32, and
  * cyclic and global pooling sum in float.
  *

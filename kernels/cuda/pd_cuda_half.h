@@ -122,6 +122,13 @@ PD_HH float elem_h_bias_act(float x, pd_hidx i, int cols, const float *bias, int
   return v;
 }
 
+/* Element i of rows x cols: the bias of its column as half (a convolution's
+ * output is first filled with it; cuDNN then adds its FP32 sums to it,
+ * beta = 1, and rounds once). */
+PD_HH pd_half elem_h_bias_fill(pd_hidx i, int cols, const float *bias) {
+  return pd_f2h(bias[i % (pd_hidx)cols]);
+}
+
 PD_HH float elem_h_leaky(pd_half h, float slope) {
   const float v = pd_h2f(h);
   return v > 0.0f ? v : pd_h_fmul(v, slope);

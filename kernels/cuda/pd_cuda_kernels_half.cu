@@ -58,6 +58,11 @@ __global__ void k_h_bias_act(pd_half *x, pd_hidx total, int cols, const float *b
     x[i] = pd_f2h(elem_h_bias_act(pd_h2f(x[i]), i, cols, bias, leaky, slope));
 }
 
+__global__ void k_h_fill_bias(pd_half *y, pd_hidx total, int cols, const float *bias) {
+  for (pd_hidx i = thread_index(); i < total; i += thread_stride())
+    y[i] = elem_h_bias_fill(i, cols, bias);
+}
+
 __global__ void k_h_leaky(pd_half *x, pd_hidx n, float slope) {
   for (pd_hidx i = thread_index(); i < n; i += thread_stride())
     x[i] = pd_f2h(elem_h_leaky(x[i], slope));
@@ -122,6 +127,12 @@ cudaError_t pd_cuda_h_bias_act(cudaStream_t s, pd_cuda_half_t *x, size_t rows, i
                                const float *bias, int leaky, float slope) {
   const size_t total = rows * (size_t)cols;
   PD_H_LAUNCH(total, k_h_bias_act, x, (pd_hidx)total, cols, bias, leaky, slope);
+}
+
+cudaError_t pd_cuda_h_fill_bias(cudaStream_t s, pd_cuda_half_t *y, size_t rows, int cols,
+                                const float *bias) {
+  const size_t total = rows * (size_t)cols;
+  PD_H_LAUNCH(total, k_h_fill_bias, y, (pd_hidx)total, cols, bias);
 }
 
 cudaError_t pd_cuda_h_leaky_relu(cudaStream_t s, pd_cuda_half_t *x, size_t n, float slope) {

@@ -32,6 +32,10 @@ cudaError_t pd_cuda_h_to_f(cudaStream_t s, const pd_cuda_half_t *in, float *out,
 cudaError_t pd_cuda_h_bias_act(cudaStream_t s, pd_cuda_half_t *x, size_t rows, int cols,
                                const float *bias, int leaky, float slope);
 
+/* y[r][c] = half(bias[c]): a convolution's output before cuDNN adds its sums (beta 1). */
+cudaError_t pd_cuda_h_fill_bias(cudaStream_t s, pd_cuda_half_t *y, size_t rows, int cols,
+                                const float *bias);
+
 /* x = half(x > 0 ? x : x * slope), in place, n elements. */
 cudaError_t pd_cuda_h_leaky_relu(cudaStream_t s, pd_cuda_half_t *x, size_t n, float slope);
 

@@ -17,12 +17,13 @@
  * does not say (or computes something else).
  *
  * Recorded (test_cuda_fp16_host, gcc 12 -O3, OpenBLAS 0.3.21): the shipped
- * model misses the issue's bound: 2.73e-3 on these inputs, 2.53e-3 on 400
- * real val crops (same top-1 on all 400). The emulation with the bias added
- * to the convolution's FP32 sums before the one rounding (a fused epilogue:
- * the cuDNN graph API's conv + bias + activation) gives 1.93e-3 and 1.70e-3:
- * the rounding of each convolution's output before the bias is what costs
- * the bound. Header only. */
+ * model meets the issue's bound with no margin: 1.98e-3 on these inputs,
+ * 1.91e-3 on 400 real val crops (same top-1 on all 400). Rounding each
+ * convolution's FP32 sums to half before our kernel added the bias gave
+ * 2.73e-3 and 2.53e-3 (what cancels between sum and bias was lost), hence
+ * the bias filled in first and added by cuDNN (beta 1); every bias and
+ * activation fused into its GEMM's epilogue (the cuDNN graph API) gives
+ * 1.92e-3 and 1.70e-3. Header only. */
 #ifndef PD_FP16_EXPECT_H
 #define PD_FP16_EXPECT_H
 
@@ -34,7 +35,7 @@
 #define PD_FP16_CASE_IMAGES(i) ((i) < 2 ? 16 : 64)
 
 typedef struct pd_fp16_expect {
-  const char *model;
+  const char *model; /* the model's name (or a case of test_cuda_fp16_host) */
   double emulated;
   double gpu_bound;
   int meets_issue_bound; /* emulated <= PD_FP16_ISSUE_BOUND */
@@ -42,10 +43,12 @@ typedef struct pd_fp16_expect {
 
 static inline const pd_fp16_expect *pd_fp16_expect_for(const char *model) {
   static const pd_fp16_expect k[] = {
-      {"parity-c4", 1.14e-4, 3.4e-4, 1},
-      {"parity-d4", 4.02e-4, 1.2e-3, 1},
-      {"seed-c4", 1.02e-5, 2e-4, 1},
-      {"ndsb-fast", 2.73e-3, 4.1e-3, 0},
+      {"parity-c4", 2.15e-4, 6.5e-4, 1},
+      {"parity-d4", 3.66e-4, 1.1e-3, 1},
+      {"seed-c4", 1.10e-5, 2e-4, 1},
+      {"ndsb-fast", 1.98e-3, 2e-3, 1},
+      /* test_cuda_fp16_host alone: 400 real val crops (test_cuda has none) */
+      {"ndsb-fast val crops", 1.91e-3, 2e-3, 1},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
     if (strcmp(k[i].model, model) == 0) return &k[i];
