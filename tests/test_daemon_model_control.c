@@ -448,7 +448,8 @@ static void max_loaded(pd_test_state *st) {
   pd_td_cleanup(&d);
 }
 
-/* model.control off; then on, from another uid, and over TCP. */
+/* model.control off; on without a repository; on, from another uid, and
+ * over TCP. */
 static void refused(pd_test_state *st) {
   PD_CHECK_INT(st, fresh_copy(), 0);
   pd_td d;
@@ -459,6 +460,14 @@ static void refused(pd_test_state *st) {
     control_is(st, &d, PC_CLIENT_MODEL_UNLOAD, "tiny", 7, "model.control: true");
     info_is(st, &d, "tiny", 2, NULL);
   }
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+
+  /* model.dir alone (a repository of one): nothing to load from */
+  const char *const single[] = {"--set", "model.control=true", NULL};
+  started = pd_td_start(&d, single);
+  PD_CHECK_INT(st, started, 0);
+  if (started == 0) control_is(st, &d, PC_CLIENT_MODEL_RELOAD, "tiny", 9, "needs model.repository");
   PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
   pd_td_cleanup(&d);
 
