@@ -698,10 +698,10 @@ static void check_real_crops(pd_test_state *st, const pd_model *m, const char *r
   char train[4200];
   snprintf(train, sizeof train, "%s/train", data ? data : "");
   struct stat sb;
-  if (!data || stat(train, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    printf("fp16 host emulation: no real crops (no folder %s; PLANKTON_DATA names the data): "
-           "synthetic crops only\n",
-           data ? train : "$PLANKTON_DATA/train");
+  if (!data || stat(train, &sb) != 0 || !S_ISDIR(sb.st_mode) || stat(split, &sb) != 0) {
+    printf("fp16 host emulation: no real crops (no folder %s or no split %s; PLANKTON_DATA "
+           "names the data): synthetic crops only\n",
+           data ? train : "$PLANKTON_DATA/train", split);
     return;
   }
   if (pd_dataset_read_split(train, split, "val", &ds, &err) != PD_OK) {
