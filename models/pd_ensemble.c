@@ -163,8 +163,8 @@ typedef struct ens_desc {
 
 static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_desc *d,
                                pd_error *err) {
-  static const char *const keys[] = {"format", "name",    "version", "ensemble",
-                                     "tta",    "serving", NULL};
+  static const char *const keys[] = {"format", "name",    "version",      "ensemble",
+                                     "tta",    "serving", "segmentation", NULL};
   static const char *const ens_keys[] = {"members", "weights", NULL};
   static const char *const tta_keys[] = {"count", NULL};
   PD_TRY(pd_yaml_expect_map(root, err));
@@ -216,7 +216,8 @@ static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_des
     PD_TRY(pd_yaml_opt_int(&tta, "count", 0, PD_TTA_MAX, &d->tta_count, err));
     if (d->tta_count == 0) d->tta_count = 1; /* explicit 0: off */
   }
-  return pd_model__parse_serving(root, &e->serving, err);
+  PD_TRY(pd_model__parse_serving(root, &e->serving, err));
+  return pd_model__parse_segmentation(root, &e->segmentation, err);
 }
 
 static int load_ensemble_folder(pd_ensemble *e, const pd_yaml_node *root, const char *yaml_path,
@@ -276,6 +277,7 @@ int pd_ensemble_load(const char *dir, pd_ensemble **out, pd_error *err) {
       snprintf(e->version, sizeof e->version, "%s", e->members[0]->version);
       snprintf(e->member_dir[0], sizeof e->member_dir[0], "%s", dir);
       e->serving = e->members[0]->serving;
+      e->segmentation = e->members[0]->segmentation;
       rc = finish(e, NULL, yaml_path, err);
     }
   }

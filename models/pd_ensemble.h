@@ -30,9 +30,10 @@ typedef struct pd_ensemble {
   pd_model *members[PD_MAX_MEMBERS];     /* owned */
   char member_dir[PD_MAX_MEMBERS][4096]; /* as resolved (ensemble dir + relative path) */
   double weights[PD_MAX_MEMBERS];        /* normalised to sum 1 */
-  int *perm[PD_MAX_MEMBERS]; /* member class c is answer class perm[m][c]; NULL = same order */
-  int tta_count;             /* default transforms per image, >= 1 */
-  pd_serving serving;        /* serving: of the folder's model.yaml (pd_model.h) */
+  int *perm[PD_MAX_MEMBERS];    /* member class c is answer class perm[m][c]; NULL = same order */
+  int tta_count;                /* default transforms per image, >= 1 */
+  pd_serving serving;           /* serving: of the folder's model.yaml (pd_model.h) */
+  pd_segmentation segmentation; /* segmentation: of the folder's model.yaml (pd_model.h) */
 } pd_ensemble;
 
 /* Loads a model folder: an ensemble folder (model.yaml with `ensemble:`) or

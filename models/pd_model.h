@@ -13,6 +13,7 @@
 #include "pd_error.h"
 #include "pd_graph.h"
 #include "pd_input.h"
+#include "pd_segment.h"
 
 /* A recorded bf16-vs-fp32 comparison on validation crops (FORMAT.md
  * "Precision"; written by planktond-model precision-check --write). */
@@ -33,6 +34,14 @@ typedef struct pd_serving {
   int max_queue_delay_us;
 } pd_serving;
 
+/* segmentation: of a model.yaml (models/FORMAT.md "Segmentation"): how the
+ * frame path cuts crops for this model, over pd_segment_settings_default;
+ * a frame request's own choices go over these. */
+typedef struct pd_segmentation {
+  bool present;          /* the block was given */
+  pd_segment_settings s; /* the defaults with its keys applied (checked) */
+} pd_segmentation;
+
 typedef struct pd_model {
   char dir[4096];
   char name[PD_NAME_LEN];
@@ -45,10 +54,11 @@ typedef struct pd_model {
   int n_branches;
   pd_input_branch branches[PD_MAX_BRANCHES]; /* each branch's input */
   pd_tta_spec tta;
-  float temperature;        /* calibration (FORMAT.md): p = softmax(ln p_tta / T); 1 = none */
-  pd_precision_record bf16; /* precision.bf16, if recorded */
-  pd_serving serving;       /* serving:, if given */
-  pd_graph graph;           /* what a backend plans: the layers, their shapes and weights */
+  float temperature;            /* calibration (FORMAT.md): p = softmax(ln p_tta / T); 1 = none */
+  pd_precision_record bf16;     /* precision.bf16, if recorded */
+  pd_serving serving;           /* serving:, if given */
+  pd_segmentation segmentation; /* segmentation:, if given */
+  pd_graph graph;               /* what a backend plans: the layers, their shapes and weights */
   size_t n_params;
 
   float *weights; /* one allocation behind every layer's weight/bias */

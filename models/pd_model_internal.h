@@ -53,6 +53,10 @@ int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err);
 /* serving: {max_batch: 1..4096, max_queue_delay_us: 0..10000000} of a model
  * or ensemble model.yaml; absent keys stay 0 (not given). */
 int pd_model__parse_serving(const pd_yaml_node *root, pd_serving *out, pd_error *err);
+/* segmentation: {background, threshold, min_area, max_area, connectivity,
+ * max_objects, keep_edge, margin, merge_gap, satellite_area} of a model or
+ * an ensemble (models/FORMAT.md "Segmentation"); checked as a whole. */
+int pd_model__parse_segmentation(const pd_yaml_node *root, pd_segmentation *out, pd_error *err);
 /* Stage 2 (pd_model_shape.c): every layer's shapes, the symmetry rules, the graph's totals. */
 int pd_model__infer(load_ctx *c);
 /* Stage 3 (pd_model_weights.c): the tensors checked against the layers and converted. */

@@ -3,6 +3,7 @@
  * and parameters, no shapes yet) and TTA spec. Stops at the first error,
  * naming the file, the line and the rule. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -480,6 +481,46 @@ int pd_model__parse_serving(const pd_yaml_node *root, pd_serving *out, pd_error 
   return pd_yaml_opt_int(&n, "max_queue_delay_us", 0, 10000000, &out->max_queue_delay_us, err);
 }
 
+int pd_model__parse_segmentation(const pd_yaml_node *root, pd_segmentation *out, pd_error *err) {
+  static const char *const keys[] = {"background",   "threshold",      "min_area",  "max_area",
+                                     "connectivity", "max_objects",    "keep_edge", "margin",
+                                     "merge_gap",    "satellite_area", NULL};
+  static const char *const backgrounds[] = {"column_median", "morph"};
+  out->present = false;
+  out->s = pd_segment_settings_default();
+  pd_yaml_node n = pd_yaml_get(root, "segmentation");
+  if (!pd_yaml_present(&n)) return PD_OK;
+  PD_TRY(pd_yaml_expect_map(&n, err));
+  PD_TRY(pd_yaml_check_keys(&n, keys, err));
+  pd_segment_settings *s = &out->s;
+  int bg = (int)s->background, keep = s->keep_edge, min_area = (int)s->min_area;
+  int max_area = (int)(s->max_area > INT32_MAX ? INT32_MAX : s->max_area);
+  float threshold = (float)s->threshold, satellite = (float)s->satellite_area;
+  PD_TRY(pd_yaml_opt_enum(&n, "background", backgrounds, 2, &bg, err));
+  PD_TRY(pd_yaml_opt_float(&n, "threshold", 0.0, 1.0, &threshold, err));
+  PD_TRY(pd_yaml_opt_int(&n, "min_area", 1, INT32_MAX, &min_area, err));
+  PD_TRY(pd_yaml_opt_int(&n, "max_area", 1, INT32_MAX, &max_area, err));
+  PD_TRY(pd_yaml_opt_int(&n, "connectivity", 4, 8, &s->connectivity, err));
+  PD_TRY(pd_yaml_opt_int(&n, "max_objects", 1, PD_SEGMENT_MAX_OBJECTS, &s->max_objects, err));
+  bool keep_edge = keep != 0;
+  PD_TRY(pd_yaml_opt_bool(&n, "keep_edge", &keep_edge, err));
+  PD_TRY(pd_yaml_opt_int(&n, "margin", 0, PD_SEGMENT_MAX_MARGIN, &s->margin, err));
+  PD_TRY(pd_yaml_opt_int(&n, "merge_gap", 0, PD_SEGMENT_MAX_MERGE_GAP, &s->merge_gap, err));
+  PD_TRY(pd_yaml_opt_float(&n, "satellite_area", 0.0, 1.0, &satellite, err));
+  s->background = (pd_segment_background)bg;
+  s->threshold = threshold;
+  s->min_area = min_area;
+  s->max_area = max_area;
+  s->keep_edge = keep_edge ? 1 : 0;
+  s->satellite_area = satellite;
+  pd_error why = {0};
+  if (pd_segment_settings_check(s, &why) != PD_OK) /* "segment: what": the key names the block */
+    return pd_yaml_fail(&n, err, PD_EINVAL, "%s",
+                        strncmp(why.msg, "segment: ", 9) == 0 ? why.msg + 9 : why.msg);
+  out->present = true;
+  return PD_OK;
+}
+
 /* An ensemble folder (models/FORMAT.md "Ensembles") is not one model. */
 int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
   pd_yaml_node ens = pd_yaml_get(root, "ensemble");
@@ -490,9 +531,9 @@ int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
 }
 
 int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
-  static const char *const keys[] = {"format",    "name",     "version", "classes", "symmetry",
-                                     "input",     "branches", "head",    "tta",     "calibration",
-                                     "precision", "serving",  NULL};
+  static const char *const keys[] = {
+      "format", "name", "version",     "classes",   "symmetry", "input",        "branches",
+      "head",   "tta",  "calibration", "precision", "serving",  "segmentation", NULL};
   pd_model *m = c->m;
   int sym = PD_SYM_NONE;
   PD_TRY(pd_model__refuse_ensemble(root, c->err));
@@ -510,5 +551,6 @@ int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
   PD_TRY(parse_tta(c, root));
   PD_TRY(parse_precision(c, root));
   PD_TRY(pd_model__parse_serving(root, &m->serving, c->err));
+  PD_TRY(pd_model__parse_segmentation(root, &m->segmentation, c->err));
   return parse_calibration(c, root);
 }

@@ -23,7 +23,12 @@
  *    answer checked against the engine;
  *  - cancel_on_close: 20 frames sent and the connection closed unread:
  *    every object request finishes (in_flight back to 0), the next client
- *    is answered, the daemon drains and exits 0. */
+ *    is answered, the daemon drains and exits 0;
+ *  - model_defaults: a model whose model.yaml has segmentation:
+ *    {max_objects: 2, margin: 4} gives the 2 largest objects (3 dropped by
+ *    the cap) with 4-pixel margins; a request's max_objects 5 and padding 7
+ *    go over them; a model.yaml with segmentation threshold 0 does not load,
+ *    the daemon's log naming the setting. */
 #include <png.h>
 #include <pthread.h>
 #include <signal.h>
@@ -691,10 +696,121 @@ static void teardown(void) {
   pd_td_ref_close(&ref);
 }
 
+/* A copy of the test model in a temporary folder with `block` appended to
+ * its model.yaml; the folder (malloc'ed) or NULL. */
+static char *model_with(const char *block) {
+  char tmpl[] = "/tmp/pd-test-segdef-XXXXXX";
+  if (!mkdtemp(tmpl)) return NULL;
+  char *dir = malloc(strlen(tmpl) + 8);
+  if (!dir) return NULL;
+  sprintf(dir, "%s/model", tmpl);
+  char yaml[600];
+  snprintf(yaml, sizeof yaml, "%s/model.yaml", dir);
+  FILE *f = pd_td_model_renamed(dir, "segdef") == 0 ? fopen(yaml, "a") : NULL;
+  if (!f || fputs(block, f) < 0) {
+    if (f) fclose(f);
+    free(dir);
+    return NULL;
+  }
+  fclose(f);
+  return dir;
+}
+
+static void remove_model(char *dir) {
+  if (!dir) return;
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(dir) - strlen("/model")), dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  free(dir);
+}
+
+/* Each object's crop is its box grown by `margin` on every side (the frame
+ * is large enough here that none is clipped). */
+static int margins_off(const pc_client_frame_result *f, uint32_t margin) {
+  int off = 0;
+  for (size_t i = 0; i < f->n_objects; i++) {
+    const pc_client_frame_object *o = &f->objects[i];
+    off += o->crop_x + margin != o->x || o->crop_y + margin != o->y ||
+           o->crop_width != o->width + 2 * margin || o->crop_height != o->height + 2 * margin;
+  }
+  return off;
+}
+
+static void model_defaults(pd_test_state *st) {
+  char *dir = model_with("segmentation:\n  max_objects: 2\n  margin: 4\n");
+  PD_CHECK(st, dir != NULL);
+  if (!dir) return;
+  const char *args[] = {"--model", dir, NULL};
+  pd_td d;
+  if (!start(st, &d, args)) {
+    remove_model(dir);
+    return;
+  }
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, frame && c);
+  pc_client_frame_request rq = raw8_request(1, frame, FW, FH);
+  pc_client_response *r = NULL;
+  pc_client_error err;
+  PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+  if (r) {
+    PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+    PD_CHECK_INT(st, r->u.frame.objects_found, N_OBJ);
+    PD_CHECK_INT(st, r->u.frame.n_objects, 2);
+    PD_CHECK_INT(st, r->u.frame.dropped_cap, N_OBJ - 2);
+    PD_CHECK_INT(st, margins_off(&r->u.frame, 4), 0);
+    /* the two kept are the two largest of the five */
+    uint64_t kept_min = UINT64_MAX;
+    for (size_t i = 0; i < r->u.frame.n_objects; i++)
+      if (r->u.frame.objects[i].area < kept_min) kept_min = r->u.frame.objects[i].area;
+    printf("model_defaults: model.yaml max_objects 2, margin 4: %zu of %u objects kept "
+           "(smallest kept area %llu), %llu dropped by the cap\n",
+           r->u.frame.n_objects, r->u.frame.objects_found, (unsigned long long)kept_min,
+           (unsigned long long)r->u.frame.dropped_cap);
+  }
+  pc_client_response_free(r);
+  r = NULL;
+  rq.id = 2;
+  rq.max_objects = N_OBJ; /* the request's own choices over the model's */
+  rq.padding = 7;
+  PD_CHECK_INT(st, pc_client_frame(c, &rq, &r, &err), PC_CLIENT_OK);
+  if (r) {
+    PD_CHECK_INT(st, r->status, PC_CLIENT_STATUS_OK);
+    PD_CHECK_INT(st, r->u.frame.n_objects, N_OBJ);
+    PD_CHECK_INT(st, r->u.frame.dropped_cap, 0);
+    PD_CHECK_INT(st, margins_off(&r->u.frame, 7), 0);
+  }
+  pc_client_response_free(r);
+  pc_client_close(c);
+  free(frame);
+  stop(st, &d);
+  remove_model(dir);
+
+  /* a bad value: the model does not load, and the log says which */
+  dir = model_with("segmentation:\n  threshold: 0\n");
+  PD_CHECK(st, dir != NULL);
+  if (!dir) return;
+  const char *bad[] = {"--model", dir, NULL};
+  pd_td b;
+  PD_CHECK(st, pd_td_start(&b, bad) != 0);
+  char *log = pd_td_log(&b);
+  PD_CHECK(st, log && strstr(log, "segmentation: threshold"));
+  if (log) {
+    const char *at = strstr(log, "segmentation:");
+    printf("model_defaults: threshold 0 refused: %.*s\n", at ? (int)strcspn(at, "\n") : 0,
+           at ? at : "");
+  }
+  free(log);
+  pd_td_cleanup(&b);
+  remove_model(dir);
+}
+
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
     PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
     PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),  PD_TEST_CASE(tiff_16bit),
+    PD_TEST_CASE(model_defaults),
 };
 
 PD_TEST_MAIN("daemon_frames", setup, teardown, k_cases)

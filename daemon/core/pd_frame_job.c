@@ -96,6 +96,8 @@ static bool admit(pd_pipeline *p, pd_frame_job *job, pd_served **model) {
     job_fail(job, code, "%s", why);
     return false;
   }
+  const pd_segmentation *seg = &(*model)->servable->e->segmentation;
+  job->defaults = seg->present ? &seg->s : NULL;
   if (!pd_frame_job_check(job, lim)) return false;
   if (job->deadline_ns && pd_now_ns() >= job->deadline_ns) {
     job_fail(job, PD_STATUS_DEADLINE_EXCEEDED, "deadline passed before the frame was read");
@@ -124,8 +126,9 @@ bool pd_frame_job_check(pd_frame_job *job, const pd_pipeline_limits *lim) {
       return false;
     }
   }
-  /* the request's segmentation choices over the defaults, checked */
-  pd_segment_settings st = pd_segment_settings_default();
+  /* the request's segmentation choices over the model's (or the built-in)
+   * defaults, checked */
+  pd_segment_settings st = job->defaults ? *job->defaults : pd_segment_settings_default();
   const pd_frame_options *o = &job->opt;
   if (o->threshold != 0) st.threshold = o->threshold;
   if (o->min_area > 0) st.min_area = o->min_area;

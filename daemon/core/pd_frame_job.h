@@ -59,6 +59,9 @@ struct pd_frame_job {
   bool has_background;
   pd_frame_image background;
   pd_frame_options opt;
+  /* the model's segmentation defaults (its model.yaml segmentation:), under
+   * opt; NULL: pd_segment_settings_default. Set by pd_frame_job_submit. */
+  const pd_segment_settings *defaults;
   int top_k, tta;
   bool full_distribution;
   uint64_t t_recv_ns, deadline_ns; /* deadline: monotonic, 0 = none */
