@@ -33,6 +33,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifdef PD_TD_GRPC
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#endif
+
 #include "cuda/pd_cuda_backend.h"
 #include "pd_daemon_test.h"
 #include "pd_test_cases.h"
@@ -370,6 +379,85 @@ static int http_status(const char *unix_path, const char *path) {
   return status;
 }
 
+/* Whether the daemon has the KServe front ends ($PD_HAVE_KSERVE). */
+static bool have_kserve(void) {
+  const char *k = getenv("PD_HAVE_KSERVE");
+  return !k || strcmp(k, "0") != 0;
+}
+
+/* grpc.health.v1 Health/Check on the Unix socket at path, through gRPC's own
+ * client: 1 SERVING, 2 NOT_SERVING, 0 another answer, -1 none (or no gRPC
+ * client in this build). */
+static int grpc_health(const char *path) {
+#ifdef PD_TD_GRPC
+  char target[600];
+  snprintf(target, sizeof target, "unix:%s", path);
+  grpc_init();
+  grpc_channel_credentials *cred = grpc_insecure_credentials_create();
+  grpc_channel *ch = grpc_channel_create(target, cred, NULL);
+  grpc_channel_credentials_release(cred);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  const gpr_timespec deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(10000, GPR_TIMESPAN));
+  grpc_slice method = grpc_slice_from_static_string("/grpc.health.v1.Health/Check");
+  grpc_call *call =
+      grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline, NULL);
+  grpc_slice empty = grpc_empty_slice(); /* HealthCheckRequest{}: no bytes */
+  grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&empty, 1);
+  grpc_byte_buffer *recv = NULL;
+  grpc_metadata_array md0, md1;
+  grpc_metadata_array_init(&md0);
+  grpc_metadata_array_init(&md1);
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  grpc_slice details = grpc_empty_slice();
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &md0;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &md1;
+  ops[5].data.recv_status_on_client.status = &status;
+  ops[5].data.recv_status_on_client.status_details = &details;
+  int answer = -1;
+  if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) == GRPC_CALL_OK &&
+      grpc_completion_queue_pluck(cq, (void *)1, deadline, NULL).type == GRPC_OP_COMPLETE) {
+    answer = 0;
+    if (status == GRPC_STATUS_OK && recv) {
+      grpc_byte_buffer_reader rd;
+      grpc_byte_buffer_reader_init(&rd, recv);
+      grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
+      const uint8_t *b = GRPC_SLICE_START_PTR(sl);
+      /* HealthCheckResponse{status: 1 SERVING or 2 NOT_SERVING}: field 1, a varint */
+      if (GRPC_SLICE_LENGTH(sl) == 2 && b[0] == 0x08 && (b[1] == 1 || b[1] == 2)) answer = b[1];
+      grpc_slice_unref(sl);
+      grpc_byte_buffer_reader_destroy(&rd);
+    }
+  }
+  grpc_slice_unref(details);
+  if (recv) grpc_byte_buffer_destroy(recv);
+  grpc_byte_buffer_destroy(send);
+  grpc_metadata_array_destroy(&md0);
+  grpc_metadata_array_destroy(&md1);
+  grpc_call_unref(call);
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_pluck(cq, NULL, deadline, NULL).type != GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+  grpc_channel_destroy(ch);
+  grpc_shutdown();
+  return answer;
+#else
+  (void)path;
+  return -1;
+#endif
+}
+
 /* One classify answer for id (NULL after saying why). */
 static pc_client_response *classify_one(pc_client *c, uint64_t id) {
   pc_client_classify_request rq = pd_td_crop_request(&crop, id, true);
@@ -383,14 +471,17 @@ static bool start_device_error(pd_test_state *st, pd_td *d, const char *action, 
   char rule[96];
   snprintf(rule, sizeof rule, "PD_FAULT_INJECT=device_error=%d%s", bad, more);
   const char *env[] = {rule, NULL};
+  /* KServe REST and gRPC only where the daemon has them */
   const char *args[] = {"--backend",
                         "cpu",
                         "--on-device-error",
                         action,
-                        "--http",
-                        "unix:@DIR@/kserve.sock",
                         "--metrics",
                         "unix:@DIR@/metrics.sock",
+                        have_kserve() ? "--http" : NULL,
+                        "unix:@DIR@/kserve.sock",
+                        "--grpc",
+                        "unix:@DIR@/grpc.sock",
                         NULL};
   pd_td_opts o = {.binary = getenv("PLANKTOND_FAULTINJECT"), .env = env};
   const bool ok = o.binary && pd_td_start_opts(d, &o, args) == 0;
@@ -458,9 +549,15 @@ static void device_error_cpu(pd_test_state *st) {
     check_ok(st, r);
     pc_client_response_free(r);
   }
-  PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
+  char gs[400];
+  snprintf(gs, sizeof gs, "%s/grpc.sock", d.dir);
   snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
-  PD_CHECK_INT(st, http_status(ks, path), 200);
+  if (have_kserve()) {
+    PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
+    PD_CHECK_INT(st, http_status(ks, path), 200);
+    const int g = grpc_health(gs);
+    if (g != -1) PD_CHECK_INT(st, g, 1); /* SERVING */
+  }
   pc_client_response *h = NULL;
   PD_CHECK(st, c && pc_client_health(c, &h, NULL) == PC_CLIENT_OK);
   PD_CHECK(st, h && h->u.health.state && !strcmp(h->u.health.state, "serving"));
@@ -491,19 +588,29 @@ static void device_error_fail(pd_test_state *st) {
   char ks[400], ms[400], path[300];
   snprintf(ks, sizeof ks, "%s/kserve.sock", d.dir);
   snprintf(ms, sizeof ms, "%s/metrics.sock", d.dir);
-  PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
+  char gs[400];
+  snprintf(gs, sizeof gs, "%s/grpc.sock", d.dir);
+  const bool grpc = have_kserve() && grpc_health(gs) != -1;
+  if (have_kserve()) PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 200);
+  if (grpc) PD_CHECK_INT(st, grpc_health(gs), 1); /* SERVING */
   pc_client *c = pd_td_connect(&d, 1);
   PD_CHECK(st, c != NULL);
+  /* after the one failed batch (fewer than the 3 in a row that make Health
+   * failing by themselves), and after two more */
+  snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
   for (uint64_t id = 1; c && id <= 3; id++) {
     pc_client_response *r = classify_one(c, id);
     PD_CHECK(st, r && r->status == PC_CLIENT_STATUS_INTERNAL);
     if (r) PD_CHECK_CONTAINS(st, r->message, "injected sticky device error on run 1");
     if (r && id > 1) PD_CHECK_CONTAINS(st, r->message, "model out of service since a sticky");
     pc_client_response_free(r);
+    if (id == 2) continue;
+    if (have_kserve()) {
+      PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 503);
+      PD_CHECK_INT(st, http_status(ks, path), 503);
+    }
+    if (grpc) PD_CHECK_INT(st, grpc_health(gs), 2); /* NOT_SERVING */
   }
-  PD_CHECK_INT(st, http_status(ks, "/v2/health/ready"), 503);
-  snprintf(path, sizeof path, "/v2/models/%s/ready", ref.model->name);
-  PD_CHECK_INT(st, http_status(ks, path), 503);
   pc_client_response *h = NULL; /* the native Health too */
   PD_CHECK(st, c && pc_client_health(c, &h, NULL) == PC_CLIENT_OK);
   PD_CHECK(st, h && h->u.health.state && !strcmp(h->u.health.state, "failing"));
