@@ -16,8 +16,10 @@
  * it was built with and the loader refuses any other. Bump it with every
  * change to those structs or to the meaning of their fields (2: the CUDA
  * options' precision names bf16 and int8, which the module refuses; 3: a
- * sticky device error is PD_EDEVICE, after which the plan only fails). */
-#define PD_BACKEND_ABI 3
+ * sticky device error is PD_EDEVICE, after which the plan only fails; 4: the
+ * CUDA options' precision PD_CUDA_FP16, which a module before 4 refused as
+ * unknown). */
+#define PD_BACKEND_ABI 4
 
 typedef struct pd_backend pd_backend;
 typedef struct pd_plan pd_plan;
