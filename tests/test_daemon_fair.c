@@ -11,9 +11,19 @@
  *    several: what the batcher did, not a timing;
  *  - every flood request is answered exactly once, OK with the engine's
  *    probabilities or RESOURCE_EXHAUSTED naming its share of max_queue.
+ * two_models: across models, the same way: a repository of two models
+ * (copies of the test model, so the engine's answers hold for both), 64
+ * connections with 32 crops in flight each flooding the default one, and a
+ * polite client sending one crop at a time to the other:
+ *  - every polite request is answered OK by the model it named, with the
+ *    engine's probabilities, none refused; none waited for more than one
+ *    batch of the flooded model (its model's delay is 0, so it is ready
+ *    when queued: batches_waited <= 1), though the flood's backlog is
+ *    older;
+ *  - every flood request is answered exactly once, as above.
  * The polite client's latency and the floods' throughput are reported,
- * never compared with thresholds (bench/daemon measures them). One case,
- * polite_first (meson test daemon_fair_polite_first). */
+ * never compared with thresholds (bench/daemon measures them). Cases
+ * (pd_test_cases.h): polite_first, two_models. */
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,6 +43,7 @@
 #define N_CROPS 16
 #define FLOODS 8
 #define FLOOD_WINDOW 256
+#define MAX_FLOODS 64
 #define PROB_TOL pd_td_prob_tol() /* pd_daemon_test.h */
 
 static pd_td_crop_ref crops[N_CROPS];
@@ -47,7 +58,7 @@ static double worst_diff(const float *got, size_t n, int k) {
 
 /* Sends a classify request for crop k (raw gray8 or PNG), tta 1, with the
  * full distribution. */
-static int send_classify(int fd, uint64_t id, int k, bool png) {
+static int send_classify(int fd, uint64_t id, int k, bool png, const char *model) {
   const pd_td_crop_ref *c = &crops[k];
   Plankton__Image img = PLANKTON__IMAGE__INIT;
   if (png) {
@@ -67,6 +78,7 @@ static int send_classify(int fd, uint64_t id, int k, bool png) {
   cr.top_k = 1;
   cr.full_distribution = true;
   cr.tta = 1;
+  if (model) cr.model = (char *)model;
   Plankton__Request rq = PLANKTON__REQUEST__INIT;
   rq.body_case = PLANKTON__REQUEST__BODY_CLASSIFY;
   rq.classify = &cr;
@@ -116,6 +128,7 @@ static Plankton__Response *rx_next(rx *r, bool *bad) {
 
 typedef struct flood {
   const pd_td *d;
+  int conns, window; /* 0: FLOODS, FLOOD_WINDOW */
   atomic_bool stop;
   atomic_long answered; /* all connections, while running */
   long sent, ok, refused, failures;
@@ -151,12 +164,13 @@ static void flood_answer(flood *f, const Plankton__ClassifyResponse *cr) {
 
 static void *flood_main(void *arg) {
   flood *f = arg;
-  int fd[FLOODS];
-  rx in[FLOODS];
-  struct pollfd pf[FLOODS];
-  long seq[FLOODS] = {0}, owed[FLOODS] = {0}, answered = 0;
+  const int nf = f->conns ? f->conns : FLOODS, window = f->window ? f->window : FLOOD_WINDOW;
+  int fd[MAX_FLOODS];
+  rx in[MAX_FLOODS];
+  struct pollfd pf[MAX_FLOODS];
+  long seq[MAX_FLOODS] = {0}, owed[MAX_FLOODS] = {0}, answered = 0;
   memset(in, 0, sizeof in);
-  for (int i = 0; i < FLOODS; i++)
+  for (int i = 0; i < nf; i++)
     if ((fd[i] = pd_raw_connect(f->d->socket)) < 0) {
       f->failures++;
       return NULL;
@@ -164,12 +178,12 @@ static void *flood_main(void *arg) {
   for (;;) {
     bool stopping = atomic_load(&f->stop);
     long total_owed = 0;
-    for (int i = 0; i < FLOODS; i++) {
-      while (!stopping && owed[i] < FLOOD_WINDOW) {
+    for (int i = 0; i < nf; i++) {
+      while (!stopping && owed[i] < window) {
         long s = seq[i]++;
         int k = (int)((s + i) % N_CROPS);
         if (send_classify(fd[i], (uint64_t)i << 40 | ((uint64_t)s * N_CROPS + (uint64_t)k), k,
-                          false) != 0) {
+                          false, NULL) != 0) {
           fprintf(stderr, "flood %d: send failed\n", i);
           f->failures++;
           return NULL;
@@ -181,12 +195,12 @@ static void *flood_main(void *arg) {
       pf[i] = (struct pollfd){.fd = fd[i], .events = POLLIN};
     }
     if (stopping && total_owed == 0) break;
-    if (poll(pf, FLOODS, 30000) <= 0) {
+    if (poll(pf, (nfds_t)nf, 30000) <= 0) {
       fprintf(stderr, "flood: no progress for 30 s\n");
       f->failures++;
       break;
     }
-    for (int i = 0; i < FLOODS; i++) {
+    for (int i = 0; i < nf; i++) {
       if (!pf[i].revents) continue;
       if (rx_read(&in[i], fd[i]) != 0) {
         fprintf(stderr, "flood %d: the daemon closed the connection\n", i);
@@ -210,7 +224,7 @@ static void *flood_main(void *arg) {
     }
     atomic_store(&f->answered, answered);
   }
-  for (int i = 0; i < FLOODS; i++) {
+  for (int i = 0; i < nf; i++) {
     close(fd[i]);
     free(in[i].buf);
   }
@@ -236,11 +250,14 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 typedef struct polite_result {
-  int answered, ok, refused, first_batch;
+  int answered, ok, refused, first_batch, max_waited;
   double p50_ms, p99_ms, max_ms, queue_p50_ms, compute_p50_ms;
 } polite_result;
 
-static void polite(pd_test_state *st, const pd_td *d, int n, polite_result *out) {
+/* n requests one at a time to `model` (NULL: the default); each must have
+ * waited for at most max_waited batches. */
+static void polite(pd_test_state *st, const pd_td *d, int n, const char *model, int max_waited,
+                   polite_result *out) {
   memset(out, 0, sizeof *out);
   int fd = pd_raw_connect(d->socket);
   PD_CHECK(st, fd >= 0);
@@ -251,7 +268,7 @@ static void polite(pd_test_state *st, const pd_td *d, int n, polite_result *out)
   for (int i = 0; i < n; i++) {
     int k = i % N_CROPS;
     double t0 = pd_td_now_ms();
-    PD_CHECK_INT(st, send_classify(fd, (uint64_t)i, k, true), 0);
+    PD_CHECK_INT(st, send_classify(fd, (uint64_t)i, k, true, model), 0);
     Plankton__Response *r = read_response(fd, &in, 60000);
     lat[out->answered] = pd_td_now_ms() - t0;
     PD_CHECK(st, r && r->body_case == PLANKTON__RESPONSE__BODY_CLASSIFY);
@@ -271,8 +288,11 @@ static void polite(pd_test_state *st, const pd_td *d, int n, polite_result *out)
       double w = worst_diff(cr->distribution, cr->n_distribution, k);
       PD_CHECK(st, w <= PROB_TOL);
       PD_CHECK(st, cr->timings != NULL);
+      if (model) PD_CHECK(st, cr->model_name && !strcmp(cr->model_name, model));
       if (cr->timings) {
-        PD_CHECK_INT(st, cr->timings->batches_waited, 0);
+        PD_CHECK(st, (int)cr->timings->batches_waited <= max_waited);
+        if ((int)cr->timings->batches_waited > out->max_waited)
+          out->max_waited = (int)cr->timings->batches_waited;
         out->first_batch += cr->timings->batches_waited == 0;
         queue[out->ok] = (double)cr->timings->queue_us / 1000;
         compute[out->ok] = (double)cr->timings->compute_us / 1000;
@@ -324,7 +344,7 @@ static void polite_first(pd_test_state *st) {
   long before = atomic_load(&f.answered);
   double t0 = pd_td_now_ms();
   polite_result p;
-  polite(st, &d, n_polite, &p);
+  polite(st, &d, n_polite, NULL, 0, &p);
   double dt = (pd_td_now_ms() - t0) / 1000;
   long during = atomic_load(&f.answered) - before;
   atomic_store(&f.stop, true);
@@ -351,6 +371,72 @@ static void polite_first(pd_test_state *st) {
   pd_td_cleanup(&d);
 }
 
+/* ---- two models: the flood on one, the polite client on the other ---- */
+
+static void two_models(pd_test_state *st) {
+  int n_polite = getenv("PD_TEST_POLITE") ? atoi(getenv("PD_TEST_POLITE")) : 50;
+  char repo[] = "/tmp/pd-test-two-XXXXXX", dir[600];
+  PD_CHECK(st, mkdtemp(repo) != NULL);
+  bool made = true;
+  const char *names[] = {"flooded", "quiet"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(dir, sizeof dir, "%s/%s", repo, names[i]);
+    made &= pd_td_model_renamed(dir, names[i]) == 0;
+  }
+  /* the quiet model's own delay 0 (model.yaml serving:): each of its
+   * requests is ready when queued, so what it waits for is the batcher's
+   * choice alone: at most the one other batch it may be passed over for */
+  snprintf(dir, sizeof dir, "%s/quiet/model.yaml", repo);
+  FILE *y = made ? fopen(dir, "a") : NULL;
+  made &= y && fputs("serving:\n  max_queue_delay_us: 0\n", y) >= 0;
+  if (y) fclose(y);
+  PD_CHECK(st, made);
+  pd_td d;
+  const char *args[] = {
+      "--repository", repo,   "--default-model",      "flooded", "--max-batch", "32",
+      "--max-queue",  "1024", "--max-queue-delay-us", "2000",    NULL};
+  if (!made || pd_td_start(&d, args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  flood f = {.d = &d, .conns = MAX_FLOODS, .window = 32};
+  pthread_t t;
+  PD_CHECK_INT(st, pthread_create(&t, NULL, flood_main, &f), 0);
+  double until = pd_td_now_ms() + 60000;
+  while (atomic_load(&f.answered) < 2 * MAX_FLOODS * 32 && pd_td_now_ms() < until)
+    usleep(10000);
+  long before = atomic_load(&f.answered);
+  double t0 = pd_td_now_ms();
+  polite_result p;
+  polite(st, &d, n_polite, "quiet", 1, &p);
+  double dt = (pd_td_now_ms() - t0) / 1000;
+  long during = atomic_load(&f.answered) - before;
+  atomic_store(&f.stop, true);
+  pthread_join(t, NULL);
+
+  PD_CHECK_INT(st, p.answered, n_polite);
+  PD_CHECK_INT(st, p.ok, n_polite);
+  PD_CHECK_INT(st, p.refused, 0);
+  PD_CHECK_INT(st, f.failures, 0);
+  PD_CHECK(st, f.ok > 0);
+  printf("two models: %d connections x 32 in flight on 'flooded': %ld sent, %ld OK, %ld "
+         "RESOURCE_EXHAUSTED, batches waited mean %.1f max %ld, max |p - engine| %.2g, %.0f "
+         "answers/s while the polite client ran\n",
+         MAX_FLOODS, f.sent, f.ok, f.refused, f.ok ? (double)f.waited_sum / (double)f.ok : 0,
+         f.waited_max, f.worst, dt > 0 ? (double)during / dt : 0);
+  printf("two models: polite client on 'quiet': %d requests, %d OK, %d refused, %d in the first "
+         "batch after they were queued, at most %d batch waited; latency p50 %.2f ms, p99 %.2f "
+         "ms, max %.2f ms (queue p50 %.2f ms, batch compute p50 %.2f ms, max_queue_delay 2 ms)\n",
+         p.answered, p.ok, p.refused, p.first_batch, p.max_waited, p.p50_ms, p.p99_ms, p.max_ms,
+         p.queue_p50_ms, p.compute_p50_ms);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
+  pd_td_cleanup(&d);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", repo);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", repo);
+}
+
 static int setup(void) {
   if (!pd_td_have_model()) return 77;
   if (pd_td_ref_open(&ref, pd_td_model_dir()) != 0) return 1;
@@ -364,6 +450,7 @@ static void teardown(void) {
 
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(polite_first),
+    PD_TEST_CASE(two_models),
 };
 
 PD_TEST_MAIN("daemon_fair", setup, teardown, k_cases)

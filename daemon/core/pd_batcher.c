@@ -6,6 +6,9 @@
 
 #include "pd_served.h"
 
+/* Models a batch close looks at (the rest wait their turn). */
+#define PD_BATCHER_MODELS 64
+
 /* One client holding places: its FIFO queue (linked through client_next /
  * client_prev), its place in the round-robin ring (only while it has
  * requests queued) and its deficit in images. Freed when it holds no
@@ -40,6 +43,10 @@ struct pd_batcher {
   client *cursor;  /* whose turn it is (NULL: none queued) */
   bool turn_paid;  /* the cursor's weight was added for this turn */
   int ring_length; /* clients in the ring */
+  /* models whose batch was ready when another model's closed (their
+   * delay had passed or their batch was full): the next batch is theirs */
+  const pd_served *passed_over[PD_BATCHER_MODELS];
+  int n_passed_over;
 };
 
 int pd_batcher_create(const pd_batcher_limits *lim, pd_batcher **out, pd_error *err) {
@@ -356,26 +363,50 @@ static void take_batch(pd_batcher *b, const pd_served *model, pd_request **batch
   b->batches++;
 }
 
-/* The model whose batch closes now: of the models queued, oldest request
- * first, the first whose batch is full or whose oldest request waited its
- * model's delay (each model its own, model.yaml serving:), or any when
- * stopping; NULL when none yet, with *wake the earliest close time. */
-static const pd_served *closing_model(const pd_batcher *b, uint64_t now, int cap, uint64_t *wake) {
-  const pd_served *seen[64];
-  int n_seen = 0;
+static bool was_passed_over(const pd_batcher *b, const pd_served *m) {
+  for (int i = 0; i < b->n_passed_over; i++)
+    if (b->passed_over[i] == m) return true;
+  return false;
+}
+
+/* The model whose batch closes now, of those whose batch is ready (full, or
+ * its oldest request waited its model's delay: each model its own,
+ * model.yaml serving:; any when stopping): one that was ready when another
+ * model's batch closed, else the one with the oldest request. So a model
+ * with a backlog (its oldest request always the oldest of all) gets most
+ * batches, and a ready model waits for at most one batch of others (with
+ * many models ready at once, for the ones passed over before it). The
+ * other ready models are remembered as passed over. NULL when none is ready
+ * yet, with *wake the earliest close time. */
+static const pd_served *closing_model(pd_batcher *b, uint64_t now, int cap, uint64_t *wake) {
+  const pd_served *seen[PD_BATCHER_MODELS], *ready[PD_BATCHER_MODELS];
+  int n_seen = 0, n_ready = 0;
   *wake = UINT64_MAX;
-  for (const pd_request *r = b->head; r; r = r->next) {
+  for (const pd_request *r = b->head; r && n_seen < PD_BATCHER_MODELS; r = r->next) {
     bool known = false;
     for (int i = 0; i < n_seen && !known; i++)
       known = seen[i] == r->served;
     if (known) continue;
-    const uint64_t close_at = r->t_queued_ns + queue_delay(b, r->served);
-    if (b->stopping || now >= close_at || batch_full(b, r->served, cap)) return r->served;
-    if (close_at < *wake) *wake = close_at;
-    if (n_seen == (int)(sizeof seen / sizeof seen[0])) break; /* the rest wait their turn */
     seen[n_seen++] = r->served;
+    const uint64_t close_at = r->t_queued_ns + queue_delay(b, r->served);
+    if (b->stopping || now >= close_at || batch_full(b, r->served, cap))
+      ready[n_ready++] = r->served; /* oldest request first */
+    else if (close_at < *wake)
+      *wake = close_at;
   }
-  return NULL;
+  if (n_ready == 0) return NULL;
+  const pd_served *pick = ready[0];
+  for (int i = 0; i < n_ready; i++)
+    if (was_passed_over(b, ready[i])) {
+      pick = ready[i];
+      break;
+    }
+  /* passed over now: every other ready model (kept while it stays ready) */
+  int n = 0;
+  for (int i = 0; i < n_ready; i++)
+    if (ready[i] != pick) b->passed_over[n++] = ready[i];
+  b->n_passed_over = n;
+  return pick;
 }
 
 static void deadline_to_timespec(uint64_t ns, struct timespec *ts) {

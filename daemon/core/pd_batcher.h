@@ -14,10 +14,13 @@
  * its oldest requests while their images fit the deficit -- so a client
  * with one request waiting gets it into the next batch whatever others have
  * queued (when fewer clients wait than a batch holds images). A batch runs
- * one model: of the models queued, oldest request first, the first whose
- * batch is full or whose oldest request waited its model's delay (a model's
- * own max_batch and delay, model.yaml serving:, else the limits'); a client
- * whose oldest request is of another model sits that batch out. When a client has earned its next
+ * one model. A model's batch is ready when it is full or its oldest request
+ * waited its model's delay (a model's own max_batch and delay, model.yaml
+ * serving:, else the limits'); of the ready models, one that was ready when
+ * another's batch closed goes first, else the one with the oldest request:
+ * a flooded model (its backlog always the oldest) gets most batches, and a
+ * ready model waits for at most one batch of another; a client whose oldest
+ * request is of another model sits that batch out. When a client has earned its next
  * request but the batch has no room left for it, the batch closes and the
  * next one starts with that client.
  *
