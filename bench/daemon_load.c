@@ -3,12 +3,15 @@
  * poll() loop, send synthetic crops (raw gray8 or PNG) to a running
  * planktond for a warm-up and then a measured period. Prints one line:
  * requests=N seconds=S rps=R p50_ms=A p99_ms=B errors=E mean_batch=M answered=T
+ * mean_compute_ms=C (the mean compute time of the batches the N clients' requests ran in)
  * (latency: send to answer, measured period only; answered: every answer to
  * the N clients, warm-up and the tail included, for CPU per request). With --polite 1, one
  * more client sends one crop at a time beside them (window 1), counted
  * apart: polite_requests, polite_p50_ms, polite_p99_ms, polite_errors and
  * polite_compute_ms (the median compute time of the batches its requests
- * ran in) are added to the line. */
+ * ran in) are added to the line. --model NAME and --polite-model NAME name
+ * the model the N clients and the polite one ask for (a repository's; none:
+ * the daemon's default). */
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -34,7 +37,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  const char *address = NULL, *format = "raw";
+  const char *address = NULL, *format = "raw", *model = NULL, *polite_model = NULL;
   int clients = 8, window = 1, polite = 0;
   double seconds = 5, warmup = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -54,6 +57,10 @@ int main(int argc, char **argv) {
       warmup = strtod(v, &end);
     else if (!strcmp(argv[i], "--polite"))
       polite = strtol(v, &end, 10) ? 1 : 0;
+    else if (!strcmp(argv[i], "--model"))
+      model = v;
+    else if (!strcmp(argv[i], "--polite-model"))
+      polite_model = v;
     else {
       fprintf(stderr, "daemon_load: unknown option %s\n", argv[i]);
       return 2;
@@ -65,7 +72,8 @@ int main(int argc, char **argv) {
   }
   if (!address || clients < 1 || window < 1) {
     fprintf(stderr, "usage: daemon_load --address ADDR [--clients N] [--window W] "
-                    "[--format raw|png] [--seconds S] [--warmup S] [--polite 0|1]\n");
+                    "[--format raw|png] [--seconds S] [--warmup S] [--polite 0|1] "
+                    "[--model NAME] [--polite-model NAME]\n");
     return 2;
   }
   bool png = !strcmp(format, "png");
@@ -97,7 +105,7 @@ int main(int argc, char **argv) {
   double *lat = malloc(lat_cap * sizeof *lat);
   double *plat = malloc(p_cap * sizeof *plat), *pcompute = malloc(p_cap * sizeof *pcompute);
   long errors = 0, measured = 0, p_errors = 0, answered = 0;
-  double batch_sum = 0;
+  double batch_sum = 0, compute_sum = 0;
   double t_start = now_s(), t_measure = t_start + warmup, t_end = t_measure + seconds;
   bool sending = true;
   int in_flight_total = 0;
@@ -109,7 +117,8 @@ int main(int argc, char **argv) {
       while (sending) {
         uint64_t id = next_id[i];
         const crop *c = &crops[(id * 7 + (uint64_t)i) % N_CROPS];
-        pc_client_classify_request rq = {.id = id, .top_k = 5};
+        pc_client_classify_request rq = {
+            .id = id, .top_k = 5, .model = i < clients ? model : polite_model};
         if (png) {
           rq.format = PC_CLIENT_IMAGE_PNG;
           rq.data = c->png;
@@ -155,6 +164,7 @@ int main(int argc, char **argv) {
           measured++;
           if (r->status != 0) errors++;
           batch_sum += r->u.classify.batch_size;
+          compute_sum += (double)r->u.classify.compute_us / 1e3;
           if (n_lat == lat_cap) {
             double *grown = realloc(lat, 2 * lat_cap * sizeof *lat);
             if (!grown) {
@@ -174,9 +184,10 @@ int main(int argc, char **argv) {
   double p50 = n_lat ? lat[n_lat / 2] : 0,
          p99 = n_lat ? lat[(size_t)(0.99 * (double)(n_lat - 1))] : 0;
   printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld mean_batch=%.2f "
-         "answered=%ld",
+         "answered=%ld mean_compute_ms=%.3f",
          measured, seconds, (double)measured / seconds, p50, p99, errors,
-         measured ? batch_sum / (double)measured : 0.0, answered);
+         measured ? batch_sum / (double)measured : 0.0, answered,
+         measured ? compute_sum / (double)measured : 0.0);
   if (polite) {
     qsort(plat, n_plat, sizeof *plat, cmp_double);
     qsort(pcompute, n_plat, sizeof *pcompute, cmp_double);

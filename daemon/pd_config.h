@@ -40,11 +40,13 @@ typedef struct pd_config {
   long model_max_loaded;              /* repository: versions loaded at once */
   long model_control;                 /* 0/1: run-time load/unload/reload (pd_control.h) */
   /* engine */
-  char backend[16];        /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
-  char precision[8];       /* "auto", "fp32", "bf16", "int8", "tf32", "fp16" (pd_precision.h) */
-  long device;             /* CUDA device index */
-  long cuda_graphs;        /* 0/1: CUDA graphs per batch bucket (pd_cuda_options.graphs) */
-  long cuda_workspace_mb;  /* most cuDNN workspace per convolution, MiB */
+  char backend[16];       /* "auto" (CUDA when usable, else CPU), "cpu" or "cuda" */
+  char precision[8];      /* "auto", "fp32", "bf16", "int8", "tf32", "fp16" (pd_precision.h) */
+  long device;            /* CUDA device index */
+  long cuda_graphs;       /* 0/1: CUDA graphs per batch bucket (pd_cuda_options.graphs) */
+  long cuda_workspace_mb; /* most cuDNN workspace per convolution, MiB */
+  /* where CUDA plans keep their algorithm choices (pd_algo_cache.h); "": off */
+  char cuda_algo_cache_dir[256];
   long threads;            /* CPU engine threads; 0 = online CPUs */
   char on_device_error[8]; /* "auto", "cpu" or "fail" (pd_served.h) */
   long decode_threads;     /* libuv thread pool size; 0 = libuv's default */

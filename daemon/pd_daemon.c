@@ -108,6 +108,7 @@ static pd_served_options served_options(const pd_daemon *d, const pd_config *c) 
                          .on_device_error = c->on_device_error,
                          .cuda_graphs = c->cuda_graphs != 0,
                          .cuda_workspace_mb = c->cuda_workspace_mb,
+                         .cuda_algo_cache_dir = c->cuda_algo_cache_dir,
                          .log = served_log,
                          .log_ctx = &d->log,
                          .dir = c->model_dir,

@@ -18,8 +18,8 @@
  * options' precision names bf16 and int8, which the module refuses; 3: a
  * sticky device error is PD_EDEVICE, after which the plan only fails; 4: the
  * CUDA options' precision PD_CUDA_FP16, which a module before 4 refused as
- * unknown). */
-#define PD_BACKEND_ABI 4
+ * unknown; 5: the CUDA options' algo_cache_dir). */
+#define PD_BACKEND_ABI 5
 
 typedef struct pd_backend pd_backend;
 typedef struct pd_plan pd_plan;

@@ -21,6 +21,10 @@
  *  - a repeated batch gives bit-identical probabilities, also after a larger
  *    batch ran in between (padding rows never leak into real ones);
  *  - heuristic algorithms + CUDA graphs and TF32 plans;
+ *  - the algorithm cache (algo_cache_dir): a first plan writes its choices,
+ *    a second takes all of them from the file, a corrupt file is ignored
+ *    and rewritten (each said in pd_cuda_plan_describe), and a plan from
+ *    the cache answers within the FP32 bound;
  *  - fp16 plans (`test_cuda fp16` runs only these, `test_cuda fp32` all
  *    but these; no argument runs both) on the three models and the shipped
  *    models/ndsb-fast: max |dp| against the CPU backend within the bound
@@ -37,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pd_backend.h"
 #include "pd_cpu_backend.h"
@@ -406,6 +411,54 @@ static void check_warp(pd_test_state *st, pd_backend *gpu, const pd_model *m) {
     free(px[k]);
 }
 
+/* The algorithm cache over three plans of m in a fresh folder: written,
+ * read, corrupt (then rewritten); then parity with a plan from it. */
+static void check_algo_cache(pd_test_state *st, pd_backend *cpu, const pd_model *m) {
+  char dir[] = "/tmp/pd-cuda-algo-XXXXXX";
+  PD_CHECK(st, mkdtemp(dir) != NULL);
+  pd_cuda_options o = pd_cuda_options_default();
+  snprintf(o.algo_cache_dir, sizeof o.algo_cache_dir, "%s", dir);
+  pd_backend *gpu = NULL;
+  pd_error err = {0};
+  PD_CHECK_INT(st, pd_cuda_backend_create(&o, &gpu, &err), PD_OK);
+  static char text[1 << 16];
+  char file[600] = "";
+  static const char *const want[] = {"choices from it, written",
+                                     "algorithm cache /tmp/pd-cuda-algo-", "corrupt"};
+  for (int round = 0; gpu && round < 3; round++) {
+    if (round == 2 && file[0]) { /* a changed byte */
+      FILE *f = fopen(file, "r+b");
+      PD_CHECK(st, f && fseek(f, 30, SEEK_SET) == 0 && fputc('#', f) != EOF);
+      if (f) fclose(f);
+    }
+    pd_plan *plan = NULL;
+    PD_CHECK_INT(st, pd_plan_create(gpu, &m->graph, 16, &plan, &err), PD_OK);
+    if (!plan) break;
+    pd_cuda_plan_describe(plan, text, sizeof text);
+    char *first = strchr(text, '\n'), *second = first ? strchr(first + 1, '\n') : NULL;
+    if (second) *second = '\0';
+    printf("algorithm cache, plan %d: %s\n", round + 1, first ? first + 1 : "");
+    PD_CHECK_CONTAINS(st, first ? first + 1 : "", want[round]);
+    if (round == 1) PD_CHECK_CONTAINS(st, first ? first + 1 : "", ": all ");
+    if (round == 2) PD_CHECK_CONTAINS(st, first ? first + 1 : "", "written");
+    const char *at = first ? strstr(first + 1, dir) : NULL;
+    if (round == 0 && at) sscanf(at, "%599[^:]", file);
+    pd_plan_destroy(plan);
+  }
+  if (gpu) {
+    parity_case pc = {.label = "seed-c4 fp32 from the algorithm cache",
+                      .opt = o,
+                      .tol = 1e-4,
+                      .max_batch = 16,
+                      .sizes = {16, 5},
+                      .n_sizes = 2};
+    check_parity(st, gpu, cpu, m, &pc);
+    pd_backend_destroy(gpu);
+  }
+  if (file[0]) PD_CHECK(st, remove(file) == 0);
+  PD_CHECK(st, rmdir(dir) == 0);
+}
+
 /* FP32 (and TF32) plans: the trace, parity, graphs, the warp, errors. */
 static void fp32_cases(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, pd_model *const *models,
                        int count) {
@@ -466,6 +519,8 @@ static void fp32_cases(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, pd_m
     check_parity(st, gpu_tf32, cpu, models[2], &pc);
     pd_backend_destroy(gpu_tf32);
   }
+
+  check_algo_cache(st, cpu, models[2]);
 
   for (int i = 0; i < 3; i++)
     check_warp(st, gpu, models[i]);

@@ -17,7 +17,8 @@
  * fail (every later one INTERNAL naming the error; KServe ready 503).
  * cuda_settings_shown: engine.cuda_graphs and engine.cuda_workspace_mb
  * from flags and from planktond.yaml appear in the start-up log line and in
- * /metrics' backend info (also where the CPU serves: "(unused)").
+ * /metrics' backend info (also where the CPU serves: "(unused)"), and so
+ * does engine.cuda_algo_cache_dir.
  *
  * $PD_CUDA_MODULE: the built module ("" where nvcc was not found);
  * $PD_FAKE_CUDA_MODULE: a module reporting another backend interface. */
@@ -657,14 +658,26 @@ static void settings_shown(pd_test_state *st, const char *const *args, const cha
 
 static void cuda_settings_shown(pd_test_state *st) {
   settings_shown(st, (const char *const[]){"--backend", "cpu", NULL},
-                 "CUDA graphs off, workspace 256 MiB (unused); on device error cpu;",
-                 "cuda=\"graphs off, workspace 256 MiB\"} 1");
-  const char *flags[] = {
-      "--backend", "cpu", "--cuda-graphs", "true", "--cuda-workspace-mb", "64", "--on-device-error",
-      "fail",      NULL};
-  settings_shown(st, flags, "CUDA graphs on, workspace 64 MiB (unused); on device error fail;",
-                 "on_device_error=\"fail\",device_state=\"ok\",cuda=\"graphs on, workspace 64 "
-                 "MiB\"} 1");
+                 "CUDA graphs off, workspace 256 MiB, no algorithm cache (unused); on device error "
+                 "cpu;",
+                 "cuda=\"graphs off, workspace 256 MiB, no algorithm cache\"} 1");
+  const char *flags[] = {"--backend",
+                         "cpu",
+                         "--cuda-graphs",
+                         "true",
+                         "--cuda-workspace-mb",
+                         "64",
+                         "--on-device-error",
+                         "fail",
+                         "--cuda-algo-cache",
+                         "/var/cache/pd-algo",
+                         NULL};
+  settings_shown(
+      st, flags,
+      "CUDA graphs on, workspace 64 MiB, algorithm cache /var/cache/pd-algo (unused); on "
+      "device error fail;",
+      "on_device_error=\"fail\",device_state=\"ok\",cuda=\"graphs on, workspace 64 "
+      "MiB, algorithm cache /var/cache/pd-algo\"} 1");
   char cfg[400];
   snprintf(cfg, sizeof cfg, "%s/engine.yaml", scratch);
   FILE *f = fopen(cfg, "w");
@@ -672,12 +685,13 @@ static void cuda_settings_shown(pd_test_state *st) {
   if (!f) return;
   fprintf(f,
           "model: {dir: %s}\n"
-          "engine: {backend: cpu, cuda_graphs: true, cuda_workspace_mb: 2048}\n",
+          "engine: {backend: cpu, cuda_graphs: true, cuda_workspace_mb: 2048, "
+          "cuda_algo_cache_dir: /tmp/algo}\n",
           pd_td_model_dir());
   PD_CHECK(st, fclose(f) == 0);
   settings_shown(st, (const char *const[]){"--config", cfg, NULL},
-                 "CUDA graphs on, workspace 2048 MiB (unused)",
-                 "cuda=\"graphs on, workspace 2048 MiB\"} 1");
+                 "CUDA graphs on, workspace 2048 MiB, algorithm cache /tmp/algo (unused)",
+                 "cuda=\"graphs on, workspace 2048 MiB, algorithm cache /tmp/algo\"} 1");
 }
 
 static int setup(void) {

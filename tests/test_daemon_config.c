@@ -32,16 +32,19 @@ static void engine_keys(pd_test_state *st) {
   PD_CHECK_INT(st, c.cuda_graphs, 0);
   PD_CHECK_INT(st, c.cuda_workspace_mb, 256);
   PD_CHECK(st, !strcmp(c.on_device_error, "auto"));
+  PD_CHECK(st, c.cuda_algo_cache_dir[0] == '\0');
   PD_CHECK_INT(st,
                load(&c,
                     "engine: {backend: cuda, precision: fp16, cuda_graphs: true, "
-                    "cuda_workspace_mb: 1024, on_device_error: fail}\n",
+                    "cuda_workspace_mb: 1024, on_device_error: fail, cuda_algo_cache_dir: "
+                    "/var/cache/planktond}\n",
                     &err),
                0);
   PD_CHECK_INT(st, c.cuda_graphs, 1);
   PD_CHECK_INT(st, c.cuda_workspace_mb, 1024);
   PD_CHECK(st, !strcmp(c.precision, "fp16"));
   PD_CHECK(st, !strcmp(c.on_device_error, "fail"));
+  PD_CHECK(st, !strcmp(c.cuda_algo_cache_dir, "/var/cache/planktond"));
   PD_CHECK_INT(st, pd_config_validate(&c, &err), 0);
   PD_CHECK_INT(st, load(&c, "engine: {precision: tf32, on_device_error: cpu}\n", &err), 0);
   PD_CHECK(st, !strcmp(c.precision, "tf32"));
@@ -85,6 +88,8 @@ static void engine_keys(pd_test_state *st) {
   PD_CHECK(st, f && !strcmp(f->name, "engine.cuda_workspace_mb"));
   f = pd_config_flag("--cuda-graphs", strlen("--cuda-graphs"));
   PD_CHECK(st, f && !strcmp(f->name, "engine.cuda_graphs"));
+  f = pd_config_flag("--cuda-algo-cache", strlen("--cuda-algo-cache"));
+  PD_CHECK(st, f && !strcmp(f->name, "engine.cuda_algo_cache_dir"));
   f = pd_config_flag("--on-device-error", strlen("--on-device-error"));
   PD_CHECK(st, f && !strcmp(f->name, "engine.on_device_error"));
 }

@@ -52,10 +52,10 @@ void pd_repo_stamp_make(const char *dir, const pd_served_options *o, pd_repo_sta
   struct stat st;
   walk(dir, STAMP_DEPTH, &h);
   out->files = stat(dir, &st) == 0 ? (h ? h : 1) : 0;
-  snprintf(out->options, sizeof out->options, "%s|%d|%d|%s|%d|%s|%d|%ld",
+  snprintf(out->options, sizeof out->options, "%s|%d|%d|%s|%d|%s|%d|%ld|%.255s",
            o->backend ? o->backend : "", o->device, o->threads, o->precision ? o->precision : "",
            o->max_batch, o->on_device_error ? o->on_device_error : "", o->cuda_graphs,
-           o->cuda_workspace_mb);
+           o->cuda_workspace_mb, o->cuda_algo_cache_dir ? o->cuda_algo_cache_dir : "");
 }
 
 bool pd_repo_stamp_same(const pd_repo_stamp *a, const pd_repo_stamp *b) {

@@ -13,7 +13,7 @@
 
 typedef struct pd_repo_stamp {
   uint64_t files; /* the hash; 0: the folder could not be read */
-  char options[200];
+  char options[480];
 } pd_repo_stamp;
 
 void pd_repo_stamp_make(const char *dir, const pd_served_options *o, pd_repo_stamp *out);

@@ -39,6 +39,18 @@ static void describe_engine(pd_served *s, pd_precision prec) {
   const int cpu_plan = plan && strcmp(((const struct pd_plan_base *)plan)->ops->name, "cpu") == 0;
   const int cpu = strcmp(s->backend_name, "cpu") == 0;
   if (cpu_plan) pd_cpu_plan_kernels(plan, s->kernels, sizeof s->kernels);
+  if (plan && strcmp(((const struct pd_plan_base *)plan)->ops->name, "cuda") == 0) {
+    /* the plan's summary and what the algorithm cache did: its first lines */
+    char text[2048];
+    pd_cuda_plan_describe(plan, text, sizeof text);
+    char *second = strchr(text, '\n');
+    if (second && strncmp(second + 1, "algorithm cache", 15) == 0)
+      second = strchr(second + 1, '\n');
+    if (second) *second = '\0';
+    for (char *q = text; (q = strchr(q, '\n'));)
+      *q = ';';
+    snprintf(s->kernels, sizeof s->kernels, "%.1000s", text);
+  }
   /* CUDA runs fp32, tf32 and fp16 (the others it refuses: not here); auto is fp32 there */
   const bool gpu_named = prec == PD_PRECISION_TF32 || prec == PD_PRECISION_FP16;
   const pd_precision ran = cpu_plan    ? pd_cpu_plan_precision(plan)
@@ -98,8 +110,11 @@ int pd_served_load(const pd_served_options *opt, pd_served **out, pd_error *err)
   req.cuda.graphs = opt->cuda_graphs;
   const long ws_mb = opt->cuda_workspace_mb > 0 ? opt->cuda_workspace_mb : 256;
   req.cuda.workspace_limit = (size_t)ws_mb << 20;
-  snprintf(s->cuda_options, sizeof s->cuda_options, "graphs %s, workspace %ld MiB",
-           opt->cuda_graphs ? "on" : "off", ws_mb);
+  const char *cache = opt->cuda_algo_cache_dir ? opt->cuda_algo_cache_dir : "";
+  snprintf(req.cuda.algo_cache_dir, sizeof req.cuda.algo_cache_dir, "%s", cache);
+  snprintf(s->cuda_options, sizeof s->cuda_options, "graphs %s, workspace %ld MiB, %s%.255s",
+           opt->cuda_graphs ? "on" : "off", ws_mb,
+           cache[0] ? "algorithm cache " : "no algorithm cache", cache);
   rc = pd_backend_create_request(&req, &s->backend, &reason, err);
   if (rc == PD_OK && opt->wrap_backend) rc = opt->wrap_backend(&s->backend, err);
   /* Threads the plan starts inherit this thread's name: "pd-plan" tells them

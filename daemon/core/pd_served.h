@@ -42,9 +42,10 @@ typedef struct pd_served_options {
    * it with a wrapper that owns it (planktond-faultinject's fault-injecting
    * backend, pd_fault.h). NULL: the backend as made. */
   int (*wrap_backend)(pd_backend **be, pd_error *err);
-  const char *on_device_error; /* "auto", "cpu" or "fail" (above); NULL: auto */
-  bool cuda_graphs;            /* CUDA: a graph per batch bucket (pd_cuda_options.graphs) */
-  long cuda_workspace_mb;      /* CUDA: most cuDNN workspace per convolution; 0: 256 */
+  const char *on_device_error;     /* "auto", "cpu" or "fail" (above); NULL: auto */
+  bool cuda_graphs;                /* CUDA: a graph per batch bucket (pd_cuda_options.graphs) */
+  long cuda_workspace_mb;          /* CUDA: most cuDNN workspace per convolution; 0: 256 */
+  const char *cuda_algo_cache_dir; /* CUDA: algorithm choices kept there; NULL or "": off */
   /* Where the device-error handling reports, one line each (level: a
    * pd_log_level, 0 error .. 2 info), from the engine thread. NULL: nowhere. */
   void (*log)(const void *ctx, int level, const char *line);
@@ -69,9 +70,9 @@ typedef struct pd_served {
    * place of batching.max_batch) and max_queue_delay (the batcher's for it) */
   bool own_max_batch, own_max_queue_delay;
   uint64_t max_queue_delay_ns;
-  int threads;                /* CPU backend threads (0 for other backends) */
-  char precision[8];          /* the precision planned: "fp32", "bf16", "tf32" or "fp16" */
-  char cuda_options[64];      /* "graphs off, workspace 256 MiB": what the CUDA plan is given */
+  int threads;            /* CPU backend threads (0 for other backends) */
+  char precision[8];      /* the precision planned: "fp32", "bf16", "tf32" or "fp16" */
+  char cuda_options[384]; /* "graphs off, workspace 256 MiB, algorithm cache DIR": what CUDA gets */
   char precision_reason[640]; /* why: "fp32 (requested)", "auto: fp32 (no record ...)" */
   char cpu_features[160];     /* CPU model, avx512_bf16, amx (pd_cpu_features_describe) */
   char kernels[1024];         /* CPU: what runs each conv/dense layer of member 0 ("" for CUDA) */

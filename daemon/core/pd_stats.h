@@ -104,7 +104,7 @@ typedef struct pd_stats_report {
   char model_name[64], model_version[64], backend[16];
   char precision[8], cpu_features[160], kernels[1024]; /* of the plan (pd_served.h) */
   char on_device_error[8], device_state[16]; /* pd_served_on_device_error, _device_state_name */
-  char cuda_options[64];                     /* pd_served.cuda_options */
+  char cuda_options[384];                    /* pd_served.cuda_options */
   int64_t model_loaded_unix;
   int draining;
   pd_reload_report last_reload;

@@ -227,7 +227,7 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
        "conv and dense layer, what a sticky device error does (on_device_error: cpu or fail) and "
        "whether one did (device_state: ok, rebuilt_on_cpu or failing), and the CUDA plan's "
        "settings (cuda: graphs, workspace) (value 1).");
-  char cpu[400], kernels[2100], cuda[160];
+  char cpu[400], kernels[2100], cuda[800];
   put(&t,
       "planktond_backend_info{backend=\"%s\",precision=\"%s\",cpu=\"%s\",kernels=\"%s\","
       "on_device_error=\"%s\",device_state=\"%s\",cuda=\"%s\"} 1\n",

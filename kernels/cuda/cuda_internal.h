@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
+#include "pd_algo_cache.h"
 #include "pd_cuda_backend.h"
 #include "pd_cuda_half.h"
 #include "pd_cuda_kernels.h"
@@ -146,6 +147,11 @@ typedef struct cuda_plan {
   pd_cuda_d4 d4;
   int n_layers[PD_MAX_BRANCHES + 1];
   dev_layer layers[PD_MAX_BRANCHES + 1][PD_MAX_LAYERS];
+  /* the algorithm cache (pd_cuda_algo.c), while the convolutions are planned */
+  pd_algo_cache *algo_cache;
+  int algo_hits, algo_tried;
+  char algo_path[4200];
+  char algo_note[700]; /* what it did, for pd_cuda_plan_describe */
 } cuda_plan;
 
 extern const pd_backend_ops pd_cuda__ops;
@@ -190,6 +196,15 @@ void pd_cuda__plan_destroy(pd_plan *plan);
 
 /* pd_cuda_conv.c: per bucket, each conv layer's descriptors and algorithm. */
 int pd_cuda__plan_convs(cuda_plan *p, pd_error *err);
+
+/* pd_cuda_algo.c: open loads the cache file for this plan (if the options
+ * name a folder), cached gives a choice to try for a conv layer's bucket,
+ * close writes the choices back (planned: the convolutions all succeeded)
+ * and frees it. None of them fails the plan; algo_note says what happened. */
+void pd_cuda__algo_open(cuda_plan *p);
+const pd_algo_choice *pd_cuda__algo_cached(cuda_plan *p, const dev_layer *d, int bucket);
+void pd_cuda__algo_close(cuda_plan *p, int planned);
+int pd_cuda__algo_index(const cuda_plan *p, const dev_layer *d);
 const char *pd_cuda__algo_name(cudnnConvolutionFwdAlgo_t a);
 const char *pd_cuda__math_name(cudnnMathType_t t);
 

@@ -96,6 +96,7 @@ typedef struct pd_cuda_options {
   int heuristic_algos;         /* 1: cuDNN heuristics (fast plan); 0: measure (FindEx) */
   int graphs;                  /* 1: run each bucket as a CUDA graph captured at plan time */
   size_t workspace_limit;      /* most cuDNN workspace bytes one conv may use; 0 = 256 MiB */
+  char algo_cache_dir[256];    /* where plans keep algorithm choices (pd_cuda_algo.c); "": off */
 } pd_cuda_options;
 
 /* Options with every field at its default (device 0, FP32, measured algorithms, no graphs). */

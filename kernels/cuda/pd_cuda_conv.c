@@ -122,10 +122,23 @@ static int plan_conv_bucket(cuda_plan *p, dev_layer *d, int k, void *search_ws, 
                         "%dx%dx%dx%d",
                         l->name, on, oh, ow, oc, n_in, l->out.h, l->out.w, l->out.c);
 
-  /* Measured choice first (unless heuristics were asked for), then cuDNN's
-   * heuristics, then implicit GEMM; a search that fails is not fatal. */
+  /* The cached choice if cuDNN still takes it, then the measured choice
+   * (unless heuristics were asked for), then cuDNN's heuristics, then
+   * implicit GEMM; a search that fails is not fatal. */
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT * 2];
   int returned = 0, rc;
+  const pd_algo_choice *hit = pd_cuda__algo_cached(p, d, nb);
+  if (hit) {
+    perf[0] = (cudnnConvolutionFwdAlgoPerf_t){.algo = (cudnnConvolutionFwdAlgo_t)hit->algo,
+                                              .status = CUDNN_STATUS_SUCCESS,
+                                              .mathType = (cudnnMathType_t)hit->math,
+                                              .time = hit->ms};
+    if ((rc = choose_algo(p, d, cb, perf, 1, search_bytes, hit->ms >= 0, &w, err)) < 0) return rc;
+    if (rc > 0) {
+      p->algo_hits++;
+      return PD_OK;
+    }
+  }
   cudnnStatus_t find = CUDNN_STATUS_SUCCESS, heur;
   const int injected = strcmp(p->fault, "algorithms") == 0;
   if (injected) {
@@ -184,6 +197,7 @@ int pd_cuda__plan_convs(cuda_plan *p, pd_error *err) {
     search = NULL;
     search_bytes = search_bytes >= ((size_t)1 << 20) ? search_bytes / 2 : 0;
   }
+  pd_cuda__algo_open(p);
   int rc = PD_OK;
   for (int list = 0; list <= HEAD && rc == PD_OK; list++) {
     for (int i = 0; i < p->n_layers[list] && rc == PD_OK; i++) {
@@ -212,6 +226,7 @@ int pd_cuda__plan_convs(cuda_plan *p, pd_error *err) {
     }
   }
   (void)cudaFree(search);
+  pd_cuda__algo_close(p, rc == PD_OK);
   if (rc != PD_OK) return rc;
   const where wws = {.step = "plan: convolution workspace"};
   FAULT_CU(p->fault, "workspace", &wws, "cudaMalloc", cudaErrorMemoryAllocation);

@@ -315,6 +315,7 @@ void pd_cuda_plan_describe(const pd_plan *plan, char *buf, size_t len) {
   PUT("cuda plan: model '%s', max_batch %d, %d buckets, workspace %zu bytes, %s%s\n",
       base->graph->name, base->max_batch, p->n_buckets, p->ws_bytes,
       pd_cuda__precision_name(p->opt.precision), p->opt.graphs ? ", graphs" : "");
+  if (p->algo_note[0]) PUT("%s\n", p->algo_note);
   for (int list = 0; list <= HEAD; list++)
     for (int i = 0; i < p->n_layers[list]; i++) {
       const dev_layer *d = &p->layers[list][i];
