@@ -321,6 +321,34 @@ static void polite(pd_test_state *st, const pd_td *d, int n, const char *model, 
   free(compute);
 }
 
+/* The floods (f, set up by the caller) on a thread; once their first
+ * windows were answered twice over, the polite client's n requests to
+ * `model`; then the floods stop. Checks what both cases share: every polite
+ * request answered OK, none refused, no flood failure. Returns the floods'
+ * answers per second while the polite client ran. */
+static double flood_and_polite(pd_test_state *st, const pd_td *d, flood *f, int n,
+                               const char *model, int max_waited, polite_result *p) {
+  pthread_t t;
+  PD_CHECK_INT(st, pthread_create(&t, NULL, flood_main, f), 0);
+  const long warm = 2L * (f->conns ? f->conns : FLOODS) * (f->window ? f->window : FLOOD_WINDOW);
+  double until = pd_td_now_ms() + 60000;
+  while (atomic_load(&f->answered) < warm && pd_td_now_ms() < until)
+    usleep(10000);
+  long before = atomic_load(&f->answered);
+  double t0 = pd_td_now_ms();
+  polite(st, d, n, model, max_waited, p);
+  double dt = (pd_td_now_ms() - t0) / 1000;
+  long during = atomic_load(&f->answered) - before;
+  atomic_store(&f->stop, true);
+  pthread_join(t, NULL);
+  PD_CHECK_INT(st, p->answered, n);
+  PD_CHECK_INT(st, p->ok, n);
+  PD_CHECK_INT(st, p->refused, 0);
+  PD_CHECK_INT(st, f->failures, 0);
+  PD_CHECK(st, f->ok > 0);
+  return dt > 0 ? (double)during / dt : 0;
+}
+
 /* ---- the case (pd_test_cases.h) ---- */
 
 static void polite_first(pd_test_state *st) {
@@ -334,34 +362,16 @@ static void polite_first(pd_test_state *st) {
     return;
   }
   flood f = {.d = &d};
-  pthread_t t;
-  PD_CHECK_INT(st, pthread_create(&t, NULL, flood_main, &f), 0);
+  polite_result p;
   /* the polite client starts once the floods have kept the daemon busy
    * for a while (their first full windows answered) */
-  double until = pd_td_now_ms() + 60000;
-  while (atomic_load(&f.answered) < 2 * FLOODS * FLOOD_WINDOW && pd_td_now_ms() < until)
-    usleep(10000);
-  long before = atomic_load(&f.answered);
-  double t0 = pd_td_now_ms();
-  polite_result p;
-  polite(st, &d, n_polite, NULL, 0, &p);
-  double dt = (pd_td_now_ms() - t0) / 1000;
-  long during = atomic_load(&f.answered) - before;
-  atomic_store(&f.stop, true);
-  pthread_join(t, NULL);
-
-  PD_CHECK_INT(st, p.answered, n_polite);
-  PD_CHECK_INT(st, p.ok, n_polite);
-  PD_CHECK_INT(st, p.refused, 0);
+  double rate = flood_and_polite(st, &d, &f, n_polite, NULL, 0, &p);
   PD_CHECK_INT(st, p.first_batch, n_polite);
-  PD_CHECK_INT(st, f.failures, 0);
-  PD_CHECK(st, f.ok > 0);
   double flood_waited = f.ok ? (double)f.waited_sum / (double)f.ok : 0;
   printf("floods: %d x %d in flight: %ld sent, %ld OK, %ld RESOURCE_EXHAUSTED, "
          "batches waited mean %.1f max %ld, max |p - engine| %.2g, %.0f answers/s while the "
          "polite client ran\n",
-         FLOODS, FLOOD_WINDOW, f.sent, f.ok, f.refused, flood_waited, f.waited_max, f.worst,
-         dt > 0 ? (double)during / dt : 0);
+         FLOODS, FLOOD_WINDOW, f.sent, f.ok, f.refused, flood_waited, f.waited_max, f.worst, rate);
   printf("polite: %d requests, %d OK, %d refused, %d in the first batch after they were queued; "
          "latency p50 %.2f ms, p99 %.2f ms, max %.2f ms (queue p50 %.2f ms, batch compute p50 "
          "%.2f ms, max_queue_delay 2 ms)\n",
@@ -401,30 +411,13 @@ static void two_models(pd_test_state *st) {
     return;
   }
   flood f = {.d = &d, .conns = MAX_FLOODS, .window = 32};
-  pthread_t t;
-  PD_CHECK_INT(st, pthread_create(&t, NULL, flood_main, &f), 0);
-  double until = pd_td_now_ms() + 60000;
-  while (atomic_load(&f.answered) < 2 * MAX_FLOODS * 32 && pd_td_now_ms() < until)
-    usleep(10000);
-  long before = atomic_load(&f.answered);
-  double t0 = pd_td_now_ms();
   polite_result p;
-  polite(st, &d, n_polite, "quiet", 1, &p);
-  double dt = (pd_td_now_ms() - t0) / 1000;
-  long during = atomic_load(&f.answered) - before;
-  atomic_store(&f.stop, true);
-  pthread_join(t, NULL);
-
-  PD_CHECK_INT(st, p.answered, n_polite);
-  PD_CHECK_INT(st, p.ok, n_polite);
-  PD_CHECK_INT(st, p.refused, 0);
-  PD_CHECK_INT(st, f.failures, 0);
-  PD_CHECK(st, f.ok > 0);
+  double rate = flood_and_polite(st, &d, &f, n_polite, "quiet", 1, &p);
   printf("two models: %d connections x 32 in flight on 'flooded': %ld sent, %ld OK, %ld "
          "RESOURCE_EXHAUSTED, batches waited mean %.1f max %ld, max |p - engine| %.2g, %.0f "
          "answers/s while the polite client ran\n",
          MAX_FLOODS, f.sent, f.ok, f.refused, f.ok ? (double)f.waited_sum / (double)f.ok : 0,
-         f.waited_max, f.worst, dt > 0 ? (double)during / dt : 0);
+         f.waited_max, f.worst, rate);
   printf("two models: polite client on 'quiet': %d requests, %d OK, %d refused, %d in the first "
          "batch after they were queued, at most %d batch waited; latency p50 %.2f ms, p99 %.2f "
          "ms, max %.2f ms (queue p50 %.2f ms, batch compute p50 %.2f ms, max_queue_delay 2 ms)\n",
