@@ -9,6 +9,7 @@
 #include "health.pb-c.h"
 #include "model_config.pb-c.h"
 #include "pd_kserve.h"
+#include "pd_kserve_frame.h"
 #include "pd_kserve_grpc.h"
 #include "pd_kserve_infer.h"
 #include "pd_kserve_job.h"
@@ -65,9 +66,14 @@ typedef struct kgrpc_fe {
   void *on_empty_data;
 } kgrpc_fe;
 
-/* One ModelInfer (or one message of a stream) in the pipeline. */
+/* One ModelInfer (or one message of a stream) in the pipeline: N crops
+ * (job) or, for a frames model, one frame (frame). */
 typedef struct kgrpc_job {
   pd_kjob job;
+  bool is_frame;
+  pd_frame_job frame;
+  pd_kframe_request kf;
+  char frames_name[80]; /* the name it answers as ("M.frames") */
   kgrpc_fe *k;
   pd_kgrpc_call *call;
   int stream;
@@ -94,7 +100,10 @@ static void call_unlink(kgrpc_job *j) {
 static void on_cancel(pd_kgrpc_call *call, void *data) {
   (void)data;
   for (kgrpc_job *j = pd_kgrpc_user(call); j; j = j->next)
-    pd_kjob_cancel(&j->job);
+    if (j->is_frame)
+      pd_frame_job_cancel(&j->frame);
+    else
+      pd_kjob_cancel(&j->job);
 }
 
 static void maybe_empty(kgrpc_fe *k);
@@ -138,8 +147,9 @@ static pd_served *model_now(const kgrpc_fe *k) {
  * error). */
 static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call, const char *name,
                               const char *version) {
-  char key[64], msg[400];
+  char key[64], msg[400], base[64];
   pd_status code;
+  if (pd_kframe_base_name(name, base, sizeof base)) name = base; /* its frames variant */
   pd_served *s = pd_kjob_model(k->env.pipeline, name, version, key, &code, msg, sizeof msg);
   if (!s && call) pd_kgrpc_finish(call, code, msg, NULL, 0);
   return s;
@@ -195,6 +205,88 @@ static void job_done(pd_kjob *job) {
   maybe_empty(k);
 }
 
+/* ---- frames ("M.frames": one frame per request, pd_frame_job) ---- */
+
+static void frame_done(pd_frame_job *fj) {
+  kgrpc_job *j = fj->owner;
+  kgrpc_fe *k = j->k;
+  call_unlink(j);
+  const int bad = fj->status == PD_STATUS_OK ? pd_kframe_failed_object(fj) : -1;
+  if (fj->status != PD_STATUS_OK) {
+    infer_error(j->call, j->stream, fj->status, fj->message);
+  } else if (bad >= 0) {
+    char m[400];
+    snprintf(m, sizeof m, "object %d: %s", bad, fj->objects[bad].message);
+    infer_error(j->call, j->stream,
+                fj->objects[bad].status ? (int)fj->objects[bad].status : PD_STATUS_INTERNAL, m);
+  } else {
+    const pd_model *m = fj->served->model;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc =
+        pd_kframe_pack_response(&j->kf, fj, j->frames_name, m->version, j->req->id, m->n_classes,
+                                (const char *const *)m->classes, j->stream, &buf, &len);
+    if (rc != 0)
+      infer_error(j->call, j->stream, rc, "out of memory for the answer");
+    else if (j->stream)
+      pd_kgrpc_stream_reply(j->call, buf, len);
+    else
+      pd_kgrpc_finish(j->call, 0, NULL, buf, len);
+    free(buf);
+  }
+  pd_frame_job_dispose(fj);
+  pd_kframe_request_free(&j->kf);
+  inference__model_infer_request__free_unpacked(j->req, NULL);
+  free(j);
+  k->jobs--;
+  maybe_empty(k);
+}
+
+/* Takes req. base: the model's own name. */
+static void handle_frame(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
+                         Inference__ModelInferRequest *req, const char *base) {
+  char key[64], m[400];
+  pd_status code;
+  pd_served *s = pd_kjob_model(k->env.pipeline, base, req->model_version, key, &code, m, sizeof m);
+  kgrpc_job *j = s ? calloc(1, sizeof *j) : NULL;
+  if (!j) {
+    infer_error(call, stream, s ? PD_STATUS_RESOURCE_EXHAUSTED : (int)code,
+                s ? "out of memory" : m);
+    inference__model_infer_request__free_unpacked(req, NULL);
+    return;
+  }
+  int rc = pd_kframe_parse(req, s->model->n_classes, &j->kf, &j->frame, m, sizeof m);
+  if (rc != 0) {
+    infer_error(call, stream, rc, m);
+    pd_kframe_request_free(&j->kf);
+    inference__model_infer_request__free_unpacked(req, NULL);
+    free(j);
+    return;
+  }
+  j->is_frame = true;
+  j->k = k;
+  j->call = call;
+  j->stream = stream;
+  j->req = req;
+  snprintf(j->frames_name, sizeof j->frames_name, "%s" PD_KFRAME_SUFFIX, s->model->name);
+  pd_frame_job *fj = &j->frame;
+  snprintf(fj->model, sizeof fj->model, "%s", key);
+  fj->t_recv_ns = pd_now_ns();
+  uint64_t deadline = pd_kgrpc_deadline_ns(call);
+  if (j->kf.timeout_us) {
+    uint64_t t = fj->t_recv_ns + j->kf.timeout_us * 1000u;
+    if (!deadline || t < deadline) deadline = t;
+  }
+  fj->deadline_ns = deadline;
+  /* its objects share the connection's fair share, as its crops would */
+  fj->client = PD_KJOB_CLIENT_GRPC | pd_kgrpc_conn_key(call);
+  fj->done = frame_done;
+  fj->owner = j;
+  k->jobs++;
+  call_link(j);
+  pd_frame_job_submit(k->env.pipeline, fj);
+}
+
 static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uint8_t *msg,
                          size_t len) {
   /* while draining the transport still hands over the calls gRPC took
@@ -211,7 +303,11 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uin
                 "the ModelInferRequest message does not parse");
     return;
   }
-  char key[64], m[400];
+  char key[64], m[400], base[64];
+  if (pd_kframe_base_name(req->model_name, base, sizeof base)) {
+    handle_frame(k, call, stream, req, base);
+    return;
+  }
   pd_status code;
   pd_served *s =
       pd_kjob_model(k->env.pipeline, req->model_name, req->model_version, key, &code, m, sizeof m);
@@ -256,6 +352,93 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uin
 
 /* ---- the other RPCs ---- */
 
+/* The frames variant's metadata: FRAME and BACKGROUND (BYTES [1] as
+ * declared; UINT8 / UINT16 [H,W] pixels are taken too), BOXES, AREAS and
+ * PROBABILITIES for n objects. */
+static void frames_metadata(pd_kgrpc_call *call, const pd_served *s) {
+  Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
+  Inference__ModelMetadataResponse__TensorMetadata t[5];
+  Inference__ModelMetadataResponse__TensorMetadata *ins[2] = {&t[0], &t[1]},
+                                                   *outs[3] = {&t[2], &t[3], &t[4]};
+  static const char *const names[5] = {PD_KFRAME_INPUT, PD_KFRAME_BACKGROUND, PD_KFRAME_BOXES,
+                                       PD_KFRAME_AREAS, PD_KFRAME_PROBS};
+  static const char *const types[5] = {"BYTES", "BYTES", "INT32", "INT32", "FP32"};
+  int64_t shapes[5][2] = {{1, 0}, {1, 0}, {-1, 4}, {-1, 0}, {-1, s->model->n_classes}};
+  const size_t dims[5] = {1, 1, 2, 1, 2};
+  for (int i = 0; i < 5; i++) {
+    inference__model_metadata_response__tensor_metadata__init(&t[i]);
+    t[i].name = (char *)names[i];
+    t[i].datatype = (char *)types[i];
+    t[i].shape = shapes[i];
+    t[i].n_shape = dims[i];
+  }
+  char name[80];
+  snprintf(name, sizeof name, "%s" PD_KFRAME_SUFFIX, s->model->name);
+  char *versions[1] = {(char *)s->model->version};
+  r.name = name;
+  r.versions = versions;
+  r.n_versions = 1;
+  r.platform = (char *)"planktond";
+  r.inputs = ins;
+  r.n_inputs = 2;
+  r.outputs = outs;
+  r.n_outputs = 3;
+  finish_msg(call, &r.base);
+}
+
+/* The frames variant's config: one frame per request (max_batch_size 0, no
+ * dynamic batching of its own: its objects join the model's batches). */
+static void frames_config(kgrpc_fe *k, pd_kgrpc_call *call, const pd_served *s) {
+  (void)k;
+  Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
+  Inference__ModelInput in[2];
+  Inference__ModelOutput out[3];
+  Inference__ModelInput *ins[2] = {&in[0], &in[1]};
+  Inference__ModelOutput *outs[3] = {&out[0], &out[1], &out[2]};
+  Inference__ModelInstanceGroup ig = INFERENCE__MODEL_INSTANCE_GROUP__INIT;
+  Inference__ModelInstanceGroup *igs[1] = {&ig};
+  int64_t in_dims[1] = {1}, box_dims[2] = {-1, 4}, area_dims[1] = {-1},
+          prob_dims[2] = {-1, s->model->n_classes};
+  char name[80];
+  snprintf(name, sizeof name, "%s" PD_KFRAME_SUFFIX, s->model->name);
+  c.name = name;
+  c.platform = (char *)"planktond";
+  c.backend = (char *)pd_served_backend_now(s);
+  c.max_batch_size = 0;
+  for (int i = 0; i < 2; i++) {
+    inference__model_input__init(&in[i]);
+    in[i].name = (char *)(i ? PD_KFRAME_BACKGROUND : PD_KFRAME_INPUT);
+    in[i].data_type = INFERENCE__DATA_TYPE__TYPE_STRING;
+    in[i].dims = in_dims;
+    in[i].n_dims = 1;
+    in[i].optional = i == 1;
+  }
+  const char *onames[3] = {PD_KFRAME_BOXES, PD_KFRAME_AREAS, PD_KFRAME_PROBS};
+  int64_t *odims[3] = {box_dims, area_dims, prob_dims};
+  const size_t on[3] = {2, 1, 2};
+  for (int i = 0; i < 3; i++) {
+    inference__model_output__init(&out[i]);
+    out[i].name = (char *)onames[i];
+    out[i].data_type = i == 2 ? INFERENCE__DATA_TYPE__TYPE_FP32 : INFERENCE__DATA_TYPE__TYPE_INT32;
+    out[i].dims = odims[i];
+    out[i].n_dims = on[i];
+  }
+  c.input = ins;
+  c.n_input = 2;
+  c.output = outs;
+  c.n_output = 3;
+  ig.name = (char *)pd_served_backend_now(s);
+  ig.count = 1;
+  ig.kind = strcmp(pd_served_backend_now(s), "cuda") == 0
+                ? INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_GPU
+                : INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_CPU;
+  c.instance_group = igs;
+  c.n_instance_group = 1;
+  Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
+  r.config = &c;
+  finish_msg(call, &r.base);
+}
+
 static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
                                   size_t len) {
   Inference__ModelMetadataRequest *rq = inference__model_metadata_request__unpack(NULL, len, msg);
@@ -263,8 +446,11 @@ static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_
     bad_request(call, "ModelMetadataRequest");
     return;
   }
+  char base[64];
   pd_served *s = model_named(k, call, rq->name, rq->version);
-  if (s) {
+  if (s && pd_kframe_base_name(rq->name, base, sizeof base)) {
+    frames_metadata(call, s);
+  } else if (s) {
     Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
     Inference__ModelMetadataResponse__TensorMetadata in =
         INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
@@ -300,8 +486,11 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
     bad_request(call, "ModelConfigRequest");
     return;
   }
+  char base[64];
   pd_served *s = model_named(k, call, rq->name, rq->version);
-  if (s) {
+  if (s && pd_kframe_base_name(rq->name, base, sizeof base)) {
+    frames_config(k, call, s);
+  } else if (s) {
     Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
     Inference__ModelInput in = INFERENCE__MODEL_INPUT__INIT;
     Inference__ModelOutput out = INFERENCE__MODEL_OUTPUT__INIT;
@@ -594,19 +783,22 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size
   case M_REPOSITORY_INDEX: {
     const pd_repo *repo = pd_pipeline_repo(k->env.pipeline);
     Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
-    Inference__RepositoryIndexResponse__ModelIndex mi[PD_REPO_MAX];
-    Inference__RepositoryIndexResponse__ModelIndex *mis[PD_REPO_MAX];
-    for (int i = 0; repo && i < repo->n; i++) {
-      const pd_repo_entry *e = &repo->e[i];
+    /* every model version, then its frames variant ("M.frames") */
+    Inference__RepositoryIndexResponse__ModelIndex mi[2 * PD_REPO_MAX];
+    Inference__RepositoryIndexResponse__ModelIndex *mis[2 * PD_REPO_MAX];
+    char fnames[PD_REPO_MAX][80];
+    for (int i = 0; repo && i < 2 * repo->n; i++) {
+      const pd_repo_entry *e = &repo->e[i / 2];
       inference__repository_index_response__model_index__init(&mi[i]);
-      mi[i].name = (char *)e->name;
+      if (i % 2) snprintf(fnames[i / 2], sizeof fnames[0], "%s" PD_KFRAME_SUFFIX, e->name);
+      mi[i].name = (char *)(i % 2 ? fnames[i / 2] : e->name);
       mi[i].version = (char *)e->version;
       mi[i].state = (char *)(serving(e->served) && ready(k) ? "READY" : "UNAVAILABLE");
       mi[i].reason = (char *)e->error;
       mis[i] = &mi[i];
     }
     r.models = mis;
-    r.n_models = repo ? (size_t)repo->n : 0;
+    r.n_models = repo ? 2 * (size_t)repo->n : 0;
     finish_msg(call, &r.base);
     return;
   }

@@ -11,6 +11,7 @@
 #include "pd_http.h"
 #include "pd_http_metrics.h"
 #include "pd_kserve.h"
+#include "pd_kserve_frame.h"
 #include "pd_kserve_infer.h"
 #include "pd_kserve_job.h"
 #include "pd_kserve_rest.h"
@@ -32,8 +33,14 @@ typedef struct khttp_fe {
   bool control_on; /* model.control, and local */
 } khttp_fe;
 
+/* One POST .../infer in the pipeline: N crops (job) or, for a frames
+ * model, one frame (frame). */
 typedef struct khttp_job {
   pd_kjob job;
+  bool is_frame;
+  pd_frame_job frame;
+  pd_kframe_request kf;
+  char frames_name[80]; /* the name it answers as ("M.frames") */
   khttp_fe *k;
   pd_http_request *hr;
   pd_krest_request rest; /* points into the HTTP body, alive until the answer */
@@ -241,10 +248,18 @@ static void infer_done(pd_kjob *job) {
 static void infer_gone(pd_http_request *r, void *data) {
   (void)r;
   khttp_job *j = data;
-  pd_kjob_cancel(&j->job);
+  if (j->is_frame)
+    pd_frame_job_cancel(&j->frame);
+  else
+    pd_kjob_cancel(&j->job);
 }
 
-static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, const char *name) {
+static void frame_infer(khttp_fe *k, pd_http_request *r, khttp_job *j, const pd_served *s,
+                        const char *key);
+
+/* frames: the request is for the model's frames variant */
+static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, const char *name,
+                        bool frames) {
   if (k->draining) {
     respond_error(r, PD_STATUS_UNAVAILABLE,
                   "draining: the daemon is shutting down; send it to another server");
@@ -270,6 +285,10 @@ static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, con
   const uint8_t *body = pd_http_request_body(r, &len);
   char why[400];
   int rc = pd_krest_parse(body, len, hl, &j->rest, why, sizeof why);
+  if (rc == 0 && frames) {
+    frame_infer(k, r, j, s, name);
+    return;
+  }
   if (rc == 0) {
     j->rest.req.model_name = (char *)name;
     rc = pd_kinfer_parse(&j->rest.req, (int)k->max_crops, s->model->n_classes, &j->job.kr, why,
@@ -291,6 +310,118 @@ static void model_infer(khttp_fe *k, pd_http_request *r, const pd_served *s, con
   uint64_t deadline = j->job.kr.timeout_us ? pd_now_ns() + j->job.kr.timeout_us * 1000u : 0;
   pd_http_request_on_gone(r, infer_gone, j);
   pd_kjob_submit(&j->job, k->env.pipeline, name, deadline);
+}
+
+/* ---- frames ("M.frames": one frame per request, pd_frame_job) ---- */
+
+static void frames_metadata(pd_http_request *r, const pd_served *s) {
+  json_t *o = json_object(), *v = json_array(), *ins = json_array(), *outs = json_array();
+  char name[80];
+  snprintf(name, sizeof name, "%s" PD_KFRAME_SUFFIX, s->model->name);
+  json_object_set_new(o, "name", json_string(name));
+  json_array_append_new(v, json_string(s->model->version));
+  json_object_set_new(o, "versions", v);
+  json_object_set_new(o, "platform", json_string("planktond"));
+  json_array_append_new(
+      ins, json_pack("{s:s,s:s,s:[i]}", "name", PD_KFRAME_INPUT, "datatype", "BYTES", "shape", 1));
+  json_array_append_new(ins, json_pack("{s:s,s:s,s:[i]}", "name", PD_KFRAME_BACKGROUND, "datatype",
+                                       "BYTES", "shape", 1));
+  json_array_append_new(outs, tensor_meta(PD_KFRAME_BOXES, "INT32", -1, 4));
+  json_array_append_new(outs, json_pack("{s:s,s:s,s:[i]}", "name", PD_KFRAME_AREAS, "datatype",
+                                        "INT32", "shape", -1));
+  json_array_append_new(outs, tensor_meta(PD_KFRAME_PROBS, "FP32", -1, s->model->n_classes));
+  json_object_set_new(o, "inputs", ins);
+  json_object_set_new(o, "outputs", outs);
+  respond_json(r, 200, o);
+}
+
+static void frames_config(pd_http_request *r, const pd_served *s) {
+  json_t *o = json_object(), *ig = json_object();
+  char name[80];
+  snprintf(name, sizeof name, "%s" PD_KFRAME_SUFFIX, s->model->name);
+  json_object_set_new(o, "name", json_string(name));
+  json_object_set_new(o, "platform", json_string("planktond"));
+  json_object_set_new(o, "backend", json_string(pd_served_backend_now(s)));
+  json_object_set_new(o, "max_batch_size", json_integer(0));
+  json_object_set_new(o, "input",
+                      json_pack("[{s:s,s:s,s:[i]},{s:s,s:s,s:[i],s:b}]", "name", PD_KFRAME_INPUT,
+                                "data_type", "TYPE_STRING", "dims", 1, "name", PD_KFRAME_BACKGROUND,
+                                "data_type", "TYPE_STRING", "dims", 1, "optional", 1));
+  json_object_set_new(o, "output",
+                      json_pack("[{s:s,s:s,s:[i,i]},{s:s,s:s,s:[i]},{s:s,s:s,s:[i,i]}]", "name",
+                                PD_KFRAME_BOXES, "data_type", "TYPE_INT32", "dims", -1, 4, "name",
+                                PD_KFRAME_AREAS, "data_type", "TYPE_INT32", "dims", -1, "name",
+                                PD_KFRAME_PROBS, "data_type", "TYPE_FP32", "dims", -1,
+                                s->model->n_classes));
+  json_object_set_new(ig, "name", json_string(pd_served_backend_now(s)));
+  json_object_set_new(ig, "count", json_integer(1));
+  json_object_set_new(
+      ig, "kind",
+      json_string(strcmp(pd_served_backend_now(s), "cuda") == 0 ? "KIND_GPU" : "KIND_CPU"));
+  json_object_set_new(o, "instance_group", json_pack("[o]", ig));
+  respond_json(r, 200, o);
+}
+
+static void frame_done(pd_frame_job *fj) {
+  khttp_job *j = fj->owner;
+  pd_http_request_on_gone(j->hr, NULL, NULL);
+  const int bad = fj->status == PD_STATUS_OK ? pd_kframe_failed_object(fj) : -1;
+  if (fj->status != PD_STATUS_OK) {
+    respond_error(j->hr, fj->status, fj->message);
+  } else if (bad >= 0) {
+    char m[400];
+    snprintf(m, sizeof m, "object %d: %s", bad, fj->objects[bad].message);
+    respond_error(j->hr, fj->objects[bad].status ? (int)fj->objects[bad].status : 13, m);
+  } else {
+    const pd_model *m = fj->served->model;
+    char *body = NULL;
+    size_t len = 0, jlen = 0;
+    int rc = pd_kframe_rest_response(&j->kf, fj, j->rest.binary_output, j->frames_name, m->version,
+                                     j->rest.req.id, m->n_classes, (const char *const *)m->classes,
+                                     &body, &len, &jlen);
+    if (rc != 0) {
+      respond_error(j->hr, rc, "out of memory for the answer");
+    } else if (jlen) {
+      char headers[160];
+      snprintf(headers, sizeof headers,
+               "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %zu\r\n",
+               jlen);
+      pd_http_respond(j->hr, 200, headers, body, len, false);
+    } else {
+      pd_http_respond(j->hr, 200, k_json, body, len, false);
+    }
+  }
+  pd_frame_job_dispose(fj);
+  pd_kframe_request_free(&j->kf);
+  pd_krest_request_free(&j->rest);
+  free(j);
+}
+
+/* j->rest parsed: the frame on the core. */
+static void frame_infer(khttp_fe *k, pd_http_request *r, khttp_job *j, const pd_served *s,
+                        const char *key) {
+  char why[400];
+  int rc = pd_kframe_parse(&j->rest.req, s->model->n_classes, &j->kf, &j->frame, why, sizeof why);
+  if (rc != 0) {
+    respond_error(r, rc, why);
+    pd_kframe_request_free(&j->kf);
+    pd_krest_request_free(&j->rest);
+    free(j);
+    return;
+  }
+  j->is_frame = true;
+  j->k = k;
+  j->hr = r;
+  snprintf(j->frames_name, sizeof j->frames_name, "%s" PD_KFRAME_SUFFIX, s->model->name);
+  pd_frame_job *fj = &j->frame;
+  snprintf(fj->model, sizeof fj->model, "%s", key);
+  fj->t_recv_ns = pd_now_ns();
+  fj->deadline_ns = j->kf.timeout_us ? fj->t_recv_ns + j->kf.timeout_us * 1000u : 0;
+  fj->client = PD_KJOB_CLIENT_REST | pd_http_request_conn(r);
+  fj->done = frame_done;
+  fj->owner = j;
+  pd_http_request_on_gone(r, infer_gone, j);
+  pd_frame_job_submit(k->env.pipeline, fj);
 }
 
 /* ---- /v2/repository/... (Triton's model repository extension) ---- */
@@ -323,12 +454,16 @@ static void repository_index(khttp_fe *k, pd_http_request *r) {
     const pd_repo_entry *e = &repo->e[i];
     const bool up = serving(e->served) && ready(k);
     if (only_ready && !up) continue;
-    json_t *o = json_object();
-    json_object_set_new(o, "name", json_string(e->name));
-    json_object_set_new(o, "version", json_string(e->version));
-    json_object_set_new(o, "state", json_string(up ? "READY" : "UNAVAILABLE"));
-    json_object_set_new(o, "reason", json_string(e->error));
-    json_array_append_new(a, o);
+    for (int f = 0; f < 2; f++) { /* the model, then its frames variant */
+      char name[80];
+      snprintf(name, sizeof name, "%s%s", e->name, f ? PD_KFRAME_SUFFIX : "");
+      json_t *o = json_object();
+      json_object_set_new(o, "name", json_string(name));
+      json_object_set_new(o, "version", json_string(e->version));
+      json_object_set_new(o, "state", json_string(up ? "READY" : "UNAVAILABLE"));
+      json_object_set_new(o, "reason", json_string(e->error));
+      json_array_append_new(a, o);
+    }
   }
   respond_json(r, 200, a);
 }
@@ -464,9 +599,11 @@ static void on_models(pd_http_request *r, void *data) {
                     body, len, false);
     return;
   }
-  char key[64], m[400];
+  char key[64], m[400], base[64];
   pd_status code;
-  pd_served *s = pd_kjob_model(k->env.pipeline, model, version, key, &code, m, sizeof m);
+  const bool frames = pd_kframe_base_name(model, base, sizeof base);
+  pd_served *s =
+      pd_kjob_model(k->env.pipeline, frames ? base : model, version, key, &code, m, sizeof m);
   if (!s) {
     if (strcmp(what, "ready") == 0 && code == PD_STATUS_UNAVAILABLE)
       pd_http_respond(r, 503, NULL, NULL, 0, false); /* there, not loaded */
@@ -474,16 +611,20 @@ static void on_models(pd_http_request *r, void *data) {
       respond_error(r, code, m);
     return;
   }
-  if (!*what)
+  if (!*what && frames)
+    frames_metadata(r, s);
+  else if (!*what)
     model_metadata(k, r, s);
   else if (strcmp(what, "ready") == 0)
     pd_http_respond(r, ready(k) && serving(s) ? 200 : 503, NULL, NULL, 0, false);
+  else if (strcmp(what, "config") == 0 && frames)
+    frames_config(r, s);
   else if (strcmp(what, "config") == 0)
     model_config(k, r, s);
   else if (strcmp(what, "stats") == 0)
     model_stats(k, r, s);
   else if (is_infer)
-    model_infer(k, r, s, key);
+    model_infer(k, r, s, key, frames);
   else
     respond_error(r, PD_STATUS_NOT_FOUND, "no such path: ready, config, stats or infer");
 }
