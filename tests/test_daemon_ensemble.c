@@ -16,84 +16,14 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_files.h"
 #include "pd_test_cases.h"
 
 #define N_CROPS 12
 #define N_CLASSES 12
 #define PROB_TOL 1e-6
 
-typedef struct crop {
-  int w, h;
-  uint8_t *png;
-  size_t png_len;
-  char path[512];
-} crop;
-
-static crop crops[N_CROPS];
-
-static int write_crops(const char *dir) {
-  for (int i = 0; i < N_CROPS; i++) {
-    crop *c = &crops[i];
-    c->w = 18 + (i * 41) % 150;
-    c->h = 15 + (i * 29) % 130;
-    uint8_t *gray = pd_td_crop((uint64_t)i + 100, c->w, c->h);
-    c->png = gray ? pd_td_png(gray, c->w, c->h, &c->png_len) : NULL;
-    free(gray);
-    if (!c->png) return -1;
-    snprintf(c->path, sizeof c->path, "%s/crop%02d.png", dir, i);
-    FILE *f = fopen(c->path, "wb");
-    if (!f) return -1;
-    size_t put = fwrite(c->png, 1, c->png_len, f);
-    if (fclose(f) != 0 || put != c->png_len) return -1;
-  }
-  return 0;
-}
-
-/* planktond-model run MODEL --tta T --probs FILE crops...: probs[N_CROPS][N_CLASSES]. */
-static int tool_probs(const char *dir, int tta, float *probs) {
-  const char *tool = getenv("PLANKTOND_MODEL_TOOL");
-  if (!tool) {
-    fprintf(stderr, "set PLANKTOND_MODEL_TOOL\n");
-    return -1;
-  }
-  char out[512], tta_s[16];
-  snprintf(out, sizeof out, "%s/probs-%d.f32", dir, tta);
-  snprintf(tta_s, sizeof tta_s, "%d", tta);
-  const char *argv[8 + N_CROPS];
-  int n = 0;
-  argv[n++] = tool;
-  argv[n++] = "run";
-  argv[n++] = pd_td_model_dir();
-  argv[n++] = "--probs";
-  argv[n++] = out;
-  if (tta > 0) {
-    argv[n++] = "--tta";
-    argv[n++] = tta_s;
-  }
-  for (int i = 0; i < N_CROPS; i++)
-    argv[n++] = crops[i].path;
-  argv[n] = NULL;
-  fflush(stdout); /* or the child would print it again */
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout)) _exit(127);
-    execv(tool, (char *const *)argv);
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    fprintf(stderr, "%s run failed (status %d)\n", tool, status);
-    return -1;
-  }
-  FILE *f = fopen(out, "rb");
-  if (!f) return -1;
-  size_t got = fread(probs, sizeof(float), (size_t)N_CROPS * N_CLASSES, f);
-  fclose(f);
-  return got == (size_t)N_CROPS * N_CLASSES ? 0 : -1;
-}
+static pd_td_crop_files files;
 
 /* Every crop through the daemon with `tta` transforms (0: its default). */
 static void compare(pd_test_state *st, const pd_td *d, int tta, const float *want) {
@@ -106,8 +36,8 @@ static void compare(pd_test_state *st, const pd_td *d, int tta, const float *wan
                                     .top_k = 1,
                                     .full_distribution = true,
                                     .format = PC_CLIENT_IMAGE_PNG,
-                                    .data = crops[i].png,
-                                    .len = crops[i].png_len,
+                                    .data = files.c[i].png,
+                                    .len = files.c[i].png_len,
                                     .tta = (uint32_t)tta};
     pc_client_response *resp = NULL;
     pc_client_error err;
@@ -139,8 +69,6 @@ static void compare(pd_test_state *st, const pd_td *d, int tta, const float *wan
 
 /* ---- the cases (pd_test_cases.h) ---- */
 
-static char dir[] = "/tmp/pd-test-ensemble-XXXXXX";
-
 /* The daemon on the ensemble against the tool, `tta` transforms per
  * request (0: the folder's default). */
 static void ensemble_at(pd_test_state *st, int tta) {
@@ -151,15 +79,12 @@ static void ensemble_at(pd_test_state *st, int tta) {
   if (started == 0) {
     PD_CHECK(st, pd_td_wait_log(&d, "daemon-ensemble", 10));
     static float want[N_CROPS * N_CLASSES];
-    int rc = tool_probs(dir, tta, want);
+    int rc = pd_td_tool_probs(&files, pd_td_model_dir(), tta, want, N_CLASSES);
     PD_CHECK_INT(st, rc, 0);
     if (rc == 0) compare(st, &d, tta, want);
     PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, 30), 0);
   }
   pd_td_cleanup(&d);
-  char probs[512];
-  snprintf(probs, sizeof probs, "%s/probs-%d.f32", dir, tta);
-  unlink(probs);
 }
 
 static void tta_default(pd_test_state *st) {
@@ -176,19 +101,11 @@ static void tta_5(pd_test_state *st) {
 
 static int setup(void) {
   if (!pd_td_have_model()) return 77;
-  if (!mkdtemp(dir) || write_crops(dir) != 0) {
-    fprintf(stderr, "cannot write the crops: %s\n", strerror(errno));
-    return 1;
-  }
-  return 0;
+  return pd_td_crop_files_make(&files, N_CROPS, 100, 18, 150, 15, 130) == 0 ? 0 : 1;
 }
 
 static void teardown(void) {
-  for (int i = 0; i < N_CROPS; i++) {
-    unlink(crops[i].path);
-    free(crops[i].png);
-  }
-  if (rmdir(dir) != 0) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
+  pd_td_crop_files_free(&files);
 }
 
 static const pd_test_case k_cases[] = {

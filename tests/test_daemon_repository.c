@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "pd_daemon_test.h"
+#include "pd_td_files.h"
 #include "pd_test_cases.h"
 
 #define N_CROPS 6
@@ -34,77 +35,19 @@
 #define PROB_TOL 1e-5
 #define CLI_TOL 1e-4 /* the CSV's printed digits */
 
-typedef struct crop {
-  int w, h;
-  uint8_t *png, *gray;
-  size_t png_len;
-  char path[512];
-} crop;
-
-static crop crops[N_CROPS];
-static char dir[] = "/tmp/pd-test-repo-XXXXXX";
+static pd_td_crop_files files;
+static char dir[] = "/tmp/pd-test-repo-XXXXXX"; /* the rescan's copy, the CLI's output */
 
 static const char *repo(void) {
   const char *r = getenv("PD_TEST_REPO");
   return r ? r : "";
 }
 
-static int write_crops(void) {
-  for (int i = 0; i < N_CROPS; i++) {
-    crop *c = &crops[i];
-    c->w = 20 + (i * 41) % 120;
-    c->h = 17 + (i * 29) % 110;
-    uint8_t *gray = pd_td_crop((uint64_t)i + 300, c->w, c->h);
-    c->png = gray ? pd_td_png(gray, c->w, c->h, &c->png_len) : NULL;
-    c->gray = gray;
-    if (!c->png) return -1;
-    snprintf(c->path, sizeof c->path, "%s/crop%02d.png", dir, i);
-    FILE *f = fopen(c->path, "wb");
-    if (!f) return -1;
-    size_t put = fwrite(c->png, 1, c->png_len, f);
-    if (fclose(f) != 0 || put != c->png_len) return -1;
-  }
-  return 0;
-}
-
-/* planktond-model run REPO/SUB --tta 1 --probs FILE crops...: *n_classes
- * probabilities per crop, or -1. */
+/* The engine on REPO/SUB with tta 1: n_classes probabilities per crop. */
 static int tool_probs(const char *sub, float *probs, int n_classes) {
-  const char *tool = getenv("PLANKTOND_MODEL_TOOL");
-  if (!tool) return -1;
-  char model[1024], out[512];
+  char model[1024];
   snprintf(model, sizeof model, "%s/%s", repo(), sub);
-  snprintf(out, sizeof out, "%s/probs.f32", dir);
-  const char *argv[10 + N_CROPS];
-  int n = 0;
-  argv[n++] = tool;
-  argv[n++] = "run";
-  argv[n++] = model;
-  argv[n++] = "--probs";
-  argv[n++] = out;
-  argv[n++] = "--tta";
-  argv[n++] = "1";
-  for (int i = 0; i < N_CROPS; i++)
-    argv[n++] = crops[i].path;
-  argv[n] = NULL;
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout)) _exit(127);
-    execv(tool, (char *const *)argv);
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
-  FILE *f = fopen(out, "rb");
-  if (!f) return -1;
-  size_t got = fread(probs, sizeof(float), (size_t)N_CROPS * (size_t)n_classes, f);
-  fclose(f);
-  unlink(out);
-  return got == (size_t)N_CROPS * (size_t)n_classes ? 0 : -1;
+  return pd_td_tool_probs(&files, model, 1, probs, n_classes);
 }
 
 /* One classify of crop i naming `model`, with tta 1 and the full distribution. */
@@ -114,8 +57,8 @@ static pc_client_response *classify(pc_client *c, const char *model, int i) {
                                   .top_k = 1,
                                   .full_distribution = true,
                                   .format = PC_CLIENT_IMAGE_PNG,
-                                  .data = crops[i].png,
-                                  .len = crops[i].png_len,
+                                  .data = files.c[i].png,
+                                  .len = files.c[i].png_len,
                                   .tta = 1};
   return pd_td_classify(c, &r);
 }
@@ -348,7 +291,7 @@ static void kserve_infer_as(pd_test_state *st, const char *sock, const char *pat
   int n_classes = 0;
   double worst = 0;
   for (int i = 0; i < N_CROPS; i++) {
-    const crop *c = &crops[i];
+    const pd_td_file_crop *c = &files.c[i];
     size_t cap = (size_t)c->w * (size_t)c->h * 4 + 256, o = 0;
     char *body = malloc(cap);
     if (!body) return;
@@ -519,7 +462,7 @@ static int cli_classify(const pd_td *d, const char *model, float *probs, int n_c
                    "'%s' --socket '%s' classify -f csv --probs --tta 1 --model '%s' -o '%s'",
                    cli ? cli : "plankton-client", d->socket, model, out);
   for (int i = 0; i < N_CROPS && o > 0 && (size_t)o < sizeof cmd; i++)
-    o += snprintf(cmd + o, sizeof cmd - (size_t)o, " '%s'", crops[i].path);
+    o += snprintf(cmd + o, sizeof cmd - (size_t)o, " '%s'", files.c[i].path);
   int status = system(cmd);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   FILE *f = code == 0 ? fopen(out, "r") : NULL;
@@ -567,19 +510,15 @@ static void cli(pd_test_state *st) {
 
 static int setup(void) {
   if (!pd_td_have_model() || !*repo()) return 77;
-  if (!mkdtemp(dir) || write_crops() != 0) {
-    fprintf(stderr, "cannot write the crops: %s\n", strerror(errno));
+  if (!mkdtemp(dir)) {
+    fprintf(stderr, "cannot make %s: %s\n", dir, strerror(errno));
     return 1;
   }
-  return 0;
+  return pd_td_crop_files_make(&files, N_CROPS, 300, 20, 120, 17, 110) == 0 ? 0 : 1;
 }
 
 static void teardown(void) {
-  for (int i = 0; i < N_CROPS; i++) {
-    unlink(crops[i].path);
-    free(crops[i].png);
-    free(crops[i].gray);
-  }
+  pd_td_crop_files_free(&files);
   if (rmdir(dir) != 0) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
 }
 
