@@ -149,8 +149,10 @@ static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call, const char
                               const char *version) {
   char key[64], msg[400], base[64];
   pd_status code;
-  if (pd_kframe_base_name(name, base, sizeof base)) name = base; /* its frames variant */
-  pd_served *s = pd_kjob_model(k->env.pipeline, name, version, key, &code, msg, sizeof msg);
+  const bool frames = pd_kframe_base_name(name, base, sizeof base); /* its frames variant */
+  pd_served *s =
+      pd_kjob_model(k->env.pipeline, frames ? base : name, version, key, &code, msg, sizeof msg);
+  if (!s && frames) pd_kframe_not_found(name, base, msg, sizeof msg);
   if (!s && call) pd_kgrpc_finish(call, code, msg, NULL, 0);
   return s;
 }
@@ -248,6 +250,7 @@ static void handle_frame(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
   char key[64], m[400];
   pd_status code;
   pd_served *s = pd_kjob_model(k->env.pipeline, base, req->model_version, key, &code, m, sizeof m);
+  if (!s) pd_kframe_not_found(req->model_name, base, m, sizeof m);
   kgrpc_job *j = s ? calloc(1, sizeof *j) : NULL;
   if (!j) {
     infer_error(call, stream, s ? PD_STATUS_RESOURCE_EXHAUSTED : (int)code,

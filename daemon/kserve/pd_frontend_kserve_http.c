@@ -604,6 +604,7 @@ static void on_models(pd_http_request *r, void *data) {
   const bool frames = pd_kframe_base_name(model, base, sizeof base);
   pd_served *s =
       pd_kjob_model(k->env.pipeline, frames ? base : model, version, key, &code, m, sizeof m);
+  if (!s && frames) pd_kframe_not_found(model, base, m, sizeof m);
   if (!s) {
     if (strcmp(what, "ready") == 0 && code == PD_STATUS_UNAVAILABLE)
       pd_http_respond(r, 503, NULL, NULL, 0, false); /* there, not loaded */

@@ -36,6 +36,12 @@ int pd_kframe_base_name(const char *name, char *base, size_t cap) {
   return 1;
 }
 
+void pd_kframe_not_found(const char *name, const char *base, char *msg, size_t cap) {
+  char why[400];
+  snprintf(why, sizeof why, "%s", msg);
+  snprintf(msg, cap, "'%.80s' (the frames variant of '%.64s'): %s", name, base, why);
+}
+
 /* ---- parameters ---- */
 
 /* The value as text, for messages. */
@@ -456,7 +462,7 @@ typedef struct ktensor {
   int which;
 } ktensor;
 
-#define N_PARAMS 8
+#define N_PARAMS 13
 typedef struct kanswer {
   ktensor t[PD_KFRAME_OUTS];
   int n;
@@ -485,10 +491,33 @@ static int answer_build(const pd_kframe_request *rq, const pd_frame_job *job, in
   int views = 0;
   for (int i = 0; i < n; i++)
     if (views == 0 || job->objects[i].views < views) views = job->objects[i].views;
-  const char *keys[] = {"frame_width",   "frame_height", "objects_found", "dropped_small",
-                        "dropped_large", "dropped_edge", "dropped_cap",   "tta"};
-  const int64_t vals[] = {job->width,        job->height,      ss->found,       ss->dropped_small,
-                          ss->dropped_large, ss->dropped_edge, ss->dropped_cap, views};
+  /* the native FrameResponse's per-frame numbers; tta last, only with objects */
+  const char *keys[N_PARAMS] = {"frame_width",
+                                "frame_height",
+                                "objects_found",
+                                "dropped_small",
+                                "dropped_large",
+                                "dropped_edge",
+                                "dropped_cap",
+                                "absorbed",
+                                "decode_us",
+                                "segment_us",
+                                "queue_us",
+                                "compute_us",
+                                "tta"};
+  const int64_t vals[N_PARAMS] = {job->width,
+                                  job->height,
+                                  ss->found,
+                                  ss->dropped_small,
+                                  ss->dropped_large,
+                                  ss->dropped_edge,
+                                  ss->dropped_cap,
+                                  ss->absorbed,
+                                  (int64_t)(job->decode_ns / 1000),
+                                  (int64_t)(job->segment_ns / 1000),
+                                  (int64_t)(job->queue_ns / 1000),
+                                  (int64_t)(job->compute_ns / 1000),
+                                  views};
   for (int i = 0; i < N_PARAMS; i++) {
     if (i == N_PARAMS - 1 && views == 0) break;
     a->keys[a->n_params] = keys[i];

@@ -14,9 +14,10 @@
  *   AREAS         INT32 [n]          each object's own pixels
  *   PROBABILITIES FP32  [n,classes]  or, with class_count, BYTES [n,k] of
  *                                    "<probability>:<index>:<label>"
- * and the response parameters frame_width, frame_height, objects_found,
- * dropped_small, dropped_large, dropped_edge, dropped_cap (int64) and tta
- * (the fewest views any object got; absent for no object).
+ * and the response parameters (int64) frame_width, frame_height,
+ * objects_found, dropped_small, dropped_large, dropped_edge, dropped_cap,
+ * absorbed, decode_us, segment_us, queue_us, compute_us and tta (the
+ * fewest views any object got; absent for no object).
  * Errors are gRPC status codes with a message that names the input or the
  * parameter and the value. */
 #ifndef PD_KSERVE_FRAME_H
@@ -48,6 +49,10 @@ typedef struct pd_kframe_request {
 /* 1 when `name` is a frames name ("M.frames" with M not empty), with M
  * copied into base[cap]; 0 otherwise (base untouched). */
 int pd_kframe_base_name(const char *name, char *base, size_t cap);
+
+/* Rewrites msg[cap], why the model `base` was not found, as the answer for
+ * its frames name `name` ("'M.frames' (the frames variant of 'M'): ..."). */
+void pd_kframe_not_found(const char *name, const char *base, char *msg, size_t cap);
 
 /* Checks `req` and sets the inputs of `job` (frame, background, options,
  * tta, top_k, full_distribution; not model, client, deadline or the

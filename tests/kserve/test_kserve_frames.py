@@ -155,7 +155,9 @@ def metadata_tests(g, hc, n_classes):
     check(hc.is_model_ready(FRAMES), "REST ready %s" % FRAMES)
     check(FRAMES in [m["name"] for m in hc.get_model_repository_index()], "REST repository index")
     expect_error("gRPC metadata of an unknown frames model", lambda: g.get_model_metadata("nosuch.frames"),
-                 "NOT_FOUND", "nosuch")
+                 "NOT_FOUND", "nosuch.frames", "frames variant")
+    expect_error("REST infer of an unknown frames model",
+                 lambda: hc.infer("nosuch.frames", [frame_input(th, b"x")]), "404", "nosuch.frames")
 
 
 def answer_tests(d, g, hc, frame, frame_png_path, labels):
@@ -169,6 +171,9 @@ def answer_tests(d, g, hc, frame, frame_png_path, labels):
     check(p["frame_width"].int64_param == W and p["frame_height"].int64_param == H,
           "gRPC parameters frame size %s" % p)
     check(p["objects_found"].int64_param >= len(ref[0]), "gRPC objects_found %s" % p["objects_found"])
+    check(all(k in p for k in ("dropped_small", "dropped_cap", "absorbed", "decode_us", "segment_us",
+                               "queue_us", "compute_us", "tta")), "gRPC response parameters %s" % sorted(p))
+    check(p["compute_us"].int64_param > 0, "gRPC compute_us %s" % p["compute_us"])
     check(r.get_response().model_name == FRAMES, "gRPC answer's model name %r" % r.get_response().model_name)
     same("gRPC UINT8", result(g.infer(FRAMES, [frame_input(tg, frame)])), ref)
     f16 = frame.astype(np.uint16) << 4
