@@ -128,6 +128,13 @@ static void row(const pc_cli_segeco *e, FILE *f, const char *frame, const char *
   fputc('\n', f);
 }
 
+/* The first of an object's labels with a control byte, or -1. */
+static int bad_label(const pc_client_frame_object *o) {
+  for (size_t k = 0; k < o->n_top; k++)
+    if (pc_cli_ecotaxa_has_control(o->top[k].label)) return (int)k;
+  return -1;
+}
+
 int pc_cli_segeco_frame(pc_cli_segeco *e, FILE *f, const char *frame,
                         const pc_client_frame_result *fr, pc_cli_error *err) {
   if (pc_cli_ecotaxa_has_control(frame))
@@ -164,6 +171,11 @@ int pc_cli_segeco_frame(pc_cli_segeco *e, FILE *f, const char *frame,
     } else if (!o->crop) {
       rc = pc_cli_fail(err, PC_CLI_EXIT_FAILED, "%s: the daemon sent no crop for object %zu", frame,
                        i);
+    } else if (bad_label(o) >= 0) {
+      rc = pc_cli_fail(err, PC_CLI_EXIT_FAILED,
+                       "%s: object %zu: the model's label \"%s\" holds a tab, line break or "
+                       "control byte: EcoTaxa's reader would split the row",
+                       frame, i, o->top[bad_label(o)].label);
     } else {
       size_t n = strlen(e->dir) + strlen(ids[i]) + 8;
       char *path = malloc(n);
