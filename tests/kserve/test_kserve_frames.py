@@ -5,10 +5,13 @@ Triton's own clients (tritonclient 2.48.0) against the real planktond:
   BOXES, AREAS, PROBABILITIES) over gRPC and REST;
 - a frame made of real NDSB crops pasted onto a white field, sent as PNG
   BYTES over gRPC (unary and stream) and REST, and as UINT8 and UINT16
-  (12 significant bits) pixels over gRPC, gives the native protocol's
+  (12 significant bits) pixels over gRPC, and as UINT8 JSON data over
+  REST, gives the native protocol's
   boxes, areas and probabilities (plankton-client segment, every class) to
   1e-6; the classification extension's strings on PROBABILITIES; the
-  response parameters (frame size, objects found, dropped counts);
+  response parameters (frame size, objects found, dropped counts,
+  timings); with a white BACKGROUND (flat field) the same boxes; a stream
+  of frame, bad frame, frame; a white frame answered with no object;
 - errors over both: a frame over limits.max_frame_pixels, zero-size, bit
   depth that does not match, a background of another size, bad
   segmentation parameters (INVALID_ARGUMENT naming the values), more
@@ -183,6 +186,12 @@ def answer_tests(d, g, hc, frame, frame_png_path, labels):
     same("REST UINT8 JSON", result(hc.infer(FRAMES, [_json_u8(frame)],
                                             outputs=[th.InferRequestedOutput(x, binary_data=False)
                                                      for x in ("BOXES", "AREAS", "PROBABILITIES")])), ref)
+    # a flat field (white, as the frame's columns are) sent with the frame: the same objects
+    white = np.full(frame.shape, 255, np.uint8)
+    for tag, mod, cl in (("gRPC", tg, g), ("REST", th, hc)):
+        rb = cl.infer(FRAMES, [frame_input(mod, frame), frame_input(mod, white, "BACKGROUND")])
+        check((rb.as_numpy("BOXES") == ref[0]).all() if rb.as_numpy("BOXES").shape == ref[0].shape else False,
+              "%s with a white BACKGROUND: boxes %s" % (tag, rb.as_numpy("BOXES").tolist()))
     # the classification extension: the best 3, as Triton formats them
     rc = g.infer(FRAMES, [frame_input(tg, fpng)], outputs=[tg.InferRequestedOutput("PROBABILITIES", class_count=3)])
     s = rc.as_numpy("PROBABILITIES")
