@@ -34,8 +34,6 @@ from kserve_harness import (MODEL, Daemon, Image, channel, check, finish, free_p
                             need_env, np, pb, real_crops, tg, th)
 import subprocess  # noqa: E402
 
-import grpc  # noqa: E402
-
 FRAMES = MODEL + ".frames"
 W, H = 640, 360
 
