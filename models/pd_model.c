@@ -138,6 +138,10 @@ void pd_model_free(pd_model *m) {
   for (int i = 0; m->classes && i < m->n_classes; i++)
     free(m->classes[i]);
   free(m->classes);
+  for (int i = 0; m->lineage && i < m->n_classes; i++)
+    free(m->lineage[i]);
+  free(m->lineage);
+  free(m->thresholds);
   free(m->weights);
   free(m);
 }

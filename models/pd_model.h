@@ -58,6 +58,8 @@ typedef struct pd_model {
   pd_precision_record bf16;     /* precision.bf16, if recorded */
   pd_serving serving;           /* serving:, if given */
   pd_segmentation segmentation; /* segmentation:, if given */
+  float *thresholds;            /* thresholds: per class (0: none for it); NULL: not given */
+  char **lineage;               /* lineage: per class, "Root>...>Taxon"; NULL: not given */
   pd_graph graph;               /* what a backend plans: the layers, their shapes and weights */
   size_t n_params;
 

@@ -15,6 +15,8 @@
 #define PD_MAX_WIDTH 65536 /* conv filters, dense units */
 #define PD_MAX_CLASSES 10000
 #define PD_MAX_LABEL_LEN 127
+#define PD_MAX_LINEAGE_LEN 1023 /* bytes of one class's "A>B>C" */
+#define PD_MAX_LINEAGE_DEPTH 32
 #define PD_MAX_KERNEL 64 /* conv kernel and pad, pool size and stride */
 #define PD_MAX_CHANNELS (1 << 20)
 #define PD_MAX_ACTIVATION ((uint64_t)1 << 28) /* floats of one image's activation */
@@ -57,6 +59,8 @@ int pd_model__parse_serving(const pd_yaml_node *root, pd_serving *out, pd_error 
  * max_objects, keep_edge, margin, merge_gap, satellite_area} of a model or
  * an ensemble (models/FORMAT.md "Segmentation"); checked as a whole. */
 int pd_model__parse_segmentation(const pd_yaml_node *root, pd_segmentation *out, pd_error *err);
+/* thresholds: and lineage: (pd_model_outputs.c), after the classes. */
+int pd_model__parse_outputs(load_ctx *c, const pd_yaml_node *root);
 /* Stage 2 (pd_model_shape.c): every layer's shapes, the symmetry rules, the graph's totals. */
 int pd_model__infer(load_ctx *c);
 /* Stage 3 (pd_model_weights.c): the tensors checked against the layers and converted. */

@@ -531,9 +531,10 @@ int pd_model__refuse_ensemble(const pd_yaml_node *root, pd_error *err) {
 }
 
 int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
-  static const char *const keys[] = {
-      "format", "name", "version",     "classes",   "symmetry", "input",        "branches",
-      "head",   "tta",  "calibration", "precision", "serving",  "segmentation", NULL};
+  static const char *const keys[] = {"format",       "name",        "version",   "classes",
+                                     "symmetry",     "input",       "branches",  "head",
+                                     "tta",          "calibration", "precision", "serving",
+                                     "segmentation", "thresholds",  "lineage",   NULL};
   pd_model *m = c->m;
   int sym = PD_SYM_NONE;
   PD_TRY(pd_model__refuse_ensemble(root, c->err));
@@ -552,5 +553,6 @@ int pd_model__parse(load_ctx *c, const pd_yaml_node *root) {
   PD_TRY(parse_precision(c, root));
   PD_TRY(pd_model__parse_serving(root, &m->serving, c->err));
   PD_TRY(pd_model__parse_segmentation(root, &m->segmentation, c->err));
+  PD_TRY(pd_model__parse_outputs(c, root));
   return parse_calibration(c, root);
 }

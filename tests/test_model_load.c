@@ -733,6 +733,63 @@ static void test_directory(pd_test_state *st) {
   free(w);
 }
 
+/* thresholds: and lineage: (FORMAT.md "Thresholds", "Lineage"). */
+static void test_outputs(pd_test_state *st) {
+  const char *flip = "  flip: false\n";
+  char *yaml = yaml_with(flip, "  flip: false\n"
+                               "thresholds: {alpha: 0.5, gamma: 0.875}\n"
+                               "lineage:\n"
+                               "  alpha: Eukaryota>Copepoda>Calanoida\n"
+                               "  beta: \"Eukaryota>Copepoda\"\n"
+                               "  gamma: detritus\n");
+  pd_model *m = NULL;
+  pd_error err = {0};
+  PD_CHECK_INT(st, load(yaml, k_tensors, N_TENSORS, &m, &err), PD_OK);
+  if (m) {
+    PD_CHECK(st, m->thresholds != NULL && m->lineage != NULL);
+    if (m->thresholds) {
+      PD_CHECK(st, m->thresholds[0] == 0.5f);
+      PD_CHECK(st, m->thresholds[1] == 0.0f); /* not listed: none */
+      PD_CHECK(st, m->thresholds[2] == 0.875f);
+    }
+    if (m->lineage) {
+      PD_CHECK(st, !strcmp(m->lineage[0], "Eukaryota>Copepoda>Calanoida"));
+      PD_CHECK(st, !strcmp(m->lineage[1], "Eukaryota>Copepoda"));
+      PD_CHECK(st, !strcmp(m->lineage[2], "detritus"));
+    }
+    pd_model_free(m);
+  } else {
+    fprintf(stderr, "  outputs: %s\n", err.msg);
+  }
+  free(yaml);
+  m = NULL; /* absent: nothing */
+  PD_CHECK_INT(st, load(k_yaml, k_tensors, N_TENSORS, &m, &err), PD_OK);
+  if (m) PD_CHECK(st, m->thresholds == NULL && m->lineage == NULL);
+  pd_model_free(m);
+
+  char line[64];
+  const char *to = "  flip: false\nthresholds: {alpha: 0.5, delta: 0.2}\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, at_line(line, sizeof line, flip, to, "thresholds"),
+                    "thresholds.delta", "'delta' is not one of the model's classes");
+  to = "  flip: false\nthresholds:\n  alpha: 1.5\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, at_line(line, sizeof line, flip, to, "alpha: 1.5"),
+                    "thresholds.alpha", "1.5");
+  to = "  flip: false\nthresholds: [0.5, 0.5, 0.5]\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, "thresholds", "expected a mapping", NULL);
+  to = "  flip: false\nlineage:\n  alpha: A>B\n  gamma: A>C\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, at_line(line, sizeof line, flip, to, "alpha: A>B"),
+                    "class 'beta' has no lineage", "every class needs one");
+  to = "  flip: false\nlineage:\n  alpha: A>B\n  beta: A>>C\n  gamma: A\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, at_line(line, sizeof line, flip, to, "beta: A>>C"),
+                    "lineage of class 'beta'", "empty or space-padded name at depth 2");
+  to = "  flip: false\nlineage:\n  alpha: A>B\n  beta: A>C\n  gamma: A\n  omega: A\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, at_line(line, sizeof line, flip, to, "omega"),
+                    "lineage.omega", "'omega' is not one of the model's classes");
+  to = "  flip: false\nlineage:\n  alpha: A>B\n  beta: A> C\n  gamma: A\n";
+  expect_yaml_error(st, flip, to, PD_EINVAL, at_line(line, sizeof line, flip, to, "beta: A> C"),
+                    "lineage.beta", "'A> C' has an empty or space-padded name at depth 2");
+}
+
 int main(void) {
   pd_test_state st = {0};
   test_valid_model(&st);
@@ -744,5 +801,6 @@ int main(void) {
   test_truncated_weights(&st);
   test_corrupted(&st);
   test_directory(&st);
+  test_outputs(&st);
   return pd_test_finish(&st, "model_load");
 }
