@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "pd_kserve_infer.h"
+#include "pd_kserve_param.h"
 
 /* gRPC status codes used here (google.rpc.Code) */
 enum { ST_OK = 0, ST_INVALID_ARGUMENT = 3, ST_RESOURCE_EXHAUSTED = 8 };
@@ -18,15 +19,6 @@ enum { ST_OK = 0, ST_INVALID_ARGUMENT = 3, ST_RESOURCE_EXHAUSTED = 8 };
 /* the largest side of a raw frame the protocol layer lets through (the
  * core applies limits.max_frame_pixels after, naming the sizes) */
 #define PD_KFRAME_MAX_SIDE (1 << 20)
-
-__attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t cap, int code,
-                                                      const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (cap) vsnprintf(msg, cap, fmt, ap);
-  va_end(ap);
-  return code;
-}
 
 int pd_kframe_base_name(const char *name, char *base, size_t cap) {
   const size_t n = name ? strlen(name) : 0, s = strlen(PD_KFRAME_SUFFIX);
@@ -44,103 +36,14 @@ void pd_kframe_not_found(const char *name, const char *base, char *msg, size_t c
 
 /* ---- parameters ---- */
 
-/* The value as text, for messages. */
-static void param_text(const Inference__InferParameter *p, char *buf, size_t cap) {
-  switch (p ? p->parameter_choice_case : 0) {
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM:
-    snprintf(buf, cap, "%s", p->bool_param ? "true" : "false");
-    break;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
-    snprintf(buf, cap, "%lld", (long long)p->int64_param);
-    break;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
-    snprintf(buf, cap, "%llu", (unsigned long long)p->uint64_param);
-    break;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM:
-    snprintf(buf, cap, "%g", p->double_param);
-    break;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
-    snprintf(buf, cap, "\"%.40s\"", p->string_param ? p->string_param : "");
-    break;
-  default:
-    snprintf(buf, cap, "(no value)");
-  }
-}
-
-/* An integer: int64, uint64, an integral double or a decimal string. */
-static int param_int(const Inference__InferParameter *p, long long *v) {
-  if (!p) return -1;
-  switch (p->parameter_choice_case) {
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
-    *v = p->int64_param;
-    return 0;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
-    if (p->uint64_param > (uint64_t)LLONG_MAX) return -1;
-    *v = (long long)p->uint64_param;
-    return 0;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM:
-    if (!(p->double_param >= -9e18 && p->double_param <= 9e18)) return -1;
-    if ((double)(long long)p->double_param != p->double_param) return -1;
-    *v = (long long)p->double_param;
-    return 0;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM: {
-    if (!p->string_param || !*p->string_param) return -1;
-    char *end;
-    errno = 0;
-    long long x = strtoll(p->string_param, &end, 10);
-    if (errno || *end) return -1;
-    *v = x;
-    return 0;
-  }
-  default:
-    return -1;
-  }
-}
-
-static int param_double(const Inference__InferParameter *p, double *v) {
-  if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM) {
-    *v = p->double_param;
-    return isfinite(*v) ? 0 : -1;
-  }
-  if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
-      p->string_param && *p->string_param) {
-    char *end;
-    errno = 0;
-    *v = strtod(p->string_param, &end);
-    return errno || *end || !isfinite(*v) ? -1 : 0;
-  }
-  long long x;
-  if (param_int(p, &x) != 0) return -1;
-  *v = (double)x;
-  return 0;
-}
-
-static int param_bool(const Inference__InferParameter *p, int *v) {
-  if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM) {
-    *v = p->bool_param ? 1 : 0;
-    return 0;
-  }
-  if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
-      p->string_param && (!strcmp(p->string_param, "true") || !strcmp(p->string_param, "false"))) {
-    *v = !strcmp(p->string_param, "true");
-    return 0;
-  }
-  long long x;
-  if (param_int(p, &x) == 0 && (x == 0 || x == 1)) {
-    *v = (int)x;
-    return 0;
-  }
-  return -1;
-}
-
 /* An integer parameter in lo..hi, or INVALID_ARGUMENT naming it and its value. */
 static int int_in(const Inference__InferParameter *p, const char *key, long long lo, long long hi,
                   long long *v, char *msg, size_t cap) {
-  if (param_int(p, v) == 0 && *v >= lo && *v <= hi) return ST_OK;
+  if (pd_kparam_int(p, v) == 0 && *v >= lo && *v <= hi) return ST_OK;
   char t[64];
-  param_text(p, t, sizeof t);
-  return fail(msg, cap, ST_INVALID_ARGUMENT, "parameter \"%s\" is %s: want an integer %lld..%lld",
-              key, t, lo, hi);
+  pd_kparam_text(p, t, sizeof t);
+  return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                  "parameter \"%s\" is %s: want an integer %lld..%lld", key, t, lo, hi);
 }
 
 static int parse_params(const Inference__ModelInferRequest *req, pd_kframe_request *out,
@@ -156,12 +59,12 @@ static int parse_params(const Inference__ModelInferRequest *req, pd_kframe_reque
     char t[64];
     if (!strcmp(k, "threshold")) {
       double d;
-      if (param_double(p, &d) != 0 || !(d > 0 && d < 1)) {
-        param_text(p, t, sizeof t);
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "parameter \"threshold\" is %s: want a number between 0 and 1 (exclusive; "
-                    "dark = below background x (1 - threshold))",
-                    t);
+      if (pd_kparam_double(p, &d) != 0 || !(d > 0 && d < 1)) {
+        pd_kparam_text(p, t, sizeof t);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "parameter \"threshold\" is %s: want a number between 0 and 1 (exclusive; "
+                        "dark = below background x (1 - threshold))",
+                        t);
       }
       o->threshold = d;
     } else if (!strcmp(k, "min_area")) {
@@ -190,10 +93,10 @@ static int parse_params(const Inference__ModelInferRequest *req, pd_kframe_reque
       *sig_bits = (int)v;
     } else if (!strcmp(k, "keep_edge")) {
       int b;
-      if (param_bool(p, &b) != 0) {
-        param_text(p, t, sizeof t);
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "parameter \"keep_edge\" is %s: want true or false", t);
+      if (pd_kparam_bool(p, &b) != 0) {
+        pd_kparam_text(p, t, sizeof t);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "parameter \"keep_edge\" is %s: want true or false", t);
       }
       o->keep_edge = b;
     } else if (!strcmp(k, "background")) {
@@ -206,9 +109,9 @@ static int parse_params(const Inference__ModelInferRequest *req, pd_kframe_reque
       else if (s && !strcmp(s, "morph"))
         o->background = PD_SEGMENT_BG_MORPH;
       else {
-        param_text(p, t, sizeof t);
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "parameter \"background\" is %s: want \"column_median\" or \"morph\"", t);
+        pd_kparam_text(p, t, sizeof t);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "parameter \"background\" is %s: want \"column_median\" or \"morph\"", t);
       }
     }
     /* other parameters (priority, binary_data_output, a client's own) are
@@ -233,12 +136,12 @@ static int parse_outputs(const Inference__ModelInferRequest *req, int n_classes,
     for (int j = 0; j < PD_KFRAME_OUTS; j++)
       if (!strcmp(name, names[j])) w = j;
     if (w < 0)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "unknown output \"%.64s\": the frames model answers " PD_KFRAME_BOXES
-                  ", " PD_KFRAME_AREAS " and " PD_KFRAME_PROBS,
-                  name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "unknown output \"%.64s\": the frames model answers " PD_KFRAME_BOXES
+                      ", " PD_KFRAME_AREAS " and " PD_KFRAME_PROBS,
+                      name);
     if (out->want[w])
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "output %s is requested more than once", name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "output %s is requested more than once", name);
     out->want[w] = 1;
     for (size_t j = 0; j < o->n_parameters; j++) {
       const Inference__ModelInferRequest__InferRequestedOutputTensor__ParametersEntry *e =
@@ -246,16 +149,16 @@ static int parse_outputs(const Inference__ModelInferRequest *req, int n_classes,
       if (!e || !e->key) continue;
       if (!strcmp(e->key, "classification") || !strcmp(e->key, "class_count")) {
         long long k;
-        if (w != PD_KFRAME_OUT_PROBS || param_int(e->value, &k) != 0 || k < 0)
-          return fail(msg, cap, ST_INVALID_ARGUMENT,
-                      "output %s parameter \"%s\": want a class count >= 0 on " PD_KFRAME_PROBS,
-                      name, e->key);
+        if (w != PD_KFRAME_OUT_PROBS || pd_kparam_int(e->value, &k) != 0 || k < 0)
+          return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                          "output %s parameter \"%s\": want a class count >= 0 on " PD_KFRAME_PROBS,
+                          name, e->key);
         if (k > 0) out->class_count = (int)k;
       } else if (!strcmp(e->key, "binary_data")) {
         int b;
-        if (param_bool(e->value, &b) != 0)
-          return fail(msg, cap, ST_INVALID_ARGUMENT,
-                      "output %s parameter \"binary_data\": want true or false", name);
+        if (pd_kparam_bool(e->value, &b) != 0)
+          return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                          "output %s parameter \"binary_data\": want true or false", name);
         out->binary[w] = b;
       }
     }
@@ -273,10 +176,6 @@ static void shape_text(const int64_t *s, size_t n, char *buf, size_t cap) {
   if (used < cap) snprintf(buf + used, cap - used, "]");
 }
 
-static uint32_t le32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* One image input (FRAME or BACKGROUND) into im; raw is its raw contents
  * or NULL (then its typed contents). */
 static int parse_image(const Inference__ModelInferRequest__InferInputTensor *in,
@@ -289,51 +188,52 @@ static int parse_image(const Inference__ModelInferRequest__InferInputTensor *in,
   const int bytes = !strcmp(dt, "BYTES"), u8 = !strcmp(dt, "UINT8"), u16 = !strcmp(dt, "UINT16");
   memset(im, 0, sizeof *im);
   if (!bytes && !u8 && !u16)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input %s has datatype \"%.32s\": want BYTES [1] (PNG/JPEG/TIFF), UINT8 [H,W] or "
-                "UINT16 [H,W] (gray pixels)",
-                name, dt);
+    return pd_kfail(
+        msg, cap, ST_INVALID_ARGUMENT,
+        "input %s has datatype \"%.32s\": want BYTES [1] (PNG/JPEG/TIFF), UINT8 [H,W] or "
+        "UINT16 [H,W] (gray pixels)",
+        name, dt);
   if (bytes) {
     if (!((in->n_shape == 1 && in->shape[0] == 1) ||
           (in->n_shape == 2 && in->shape[0] == 1 && in->shape[1] == 1)))
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input %s BYTES shape %s: want [1] (one frame per request)", name, shp);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input %s BYTES shape %s: want [1] (one frame per request)", name, shp);
     im->format = PD_FORMAT_AUTO;
     im->significant_bits = sig_bits;
     if (raw) {
-      if (raw->len < 4 || le32(raw->data) != raw->len - 4)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input %s: raw contents of %zu bytes are not one element (a 4-byte "
-                    "little-endian length, then that many bytes)",
-                    name, raw->len);
+      if (raw->len < 4 || pd_kle32(raw->data) != raw->len - 4)
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input %s: raw contents of %zu bytes are not one element (a 4-byte "
+                        "little-endian length, then that many bytes)",
+                        name, raw->len);
       im->data = raw->data + 4;
       im->len = raw->len - 4;
     } else {
       const Inference__InferTensorContents *c = in->contents;
       if (!c || c->n_bytes_contents != 1)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input %s: shape [1] but bytes_contents has %zu elements", name,
-                    c ? c->n_bytes_contents : 0);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input %s: shape [1] but bytes_contents has %zu elements", name,
+                        c ? c->n_bytes_contents : 0);
       im->data = c->bytes_contents[0].data;
       im->len = c->bytes_contents[0].len;
     }
     if (im->len == 0)
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "input %s is empty (want PNG, JPEG or TIFF bytes)",
-                  name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input %s is empty (want PNG, JPEG or TIFF bytes)", name);
     return ST_OK;
   }
   if (!(in->n_shape == 2 || (in->n_shape == 3 && in->shape[2] == 1)))
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "input %s %s shape %s: want [H,W] or [H,W,1]", name,
-                dt, shp);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "input %s %s shape %s: want [H,W] or [H,W,1]",
+                    name, dt, shp);
   if (in->shape[0] < 0 || in->shape[0] > PD_KFRAME_MAX_SIDE || in->shape[1] < 0 ||
       in->shape[1] > PD_KFRAME_MAX_SIDE)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input %s %s shape %s: height and width must be 0..%d", name, dt, shp,
-                PD_KFRAME_MAX_SIDE);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input %s %s shape %s: height and width must be 0..%d", name, dt, shp,
+                    PD_KFRAME_MAX_SIDE);
   if (u8 && sig_bits > 8)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "parameter \"significant_bits\" is %d, but input %s is UINT8 (8-bit samples)",
-                sig_bits, name);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "parameter \"significant_bits\" is %d, but input %s is UINT8 (8-bit samples)",
+                    sig_bits, name);
   im->format = u8 ? PD_FORMAT_RAW_GRAY8 : PD_FORMAT_RAW_GRAY16;
   im->height = (int)in->shape[0];
   im->width = (int)in->shape[1];
@@ -346,18 +246,18 @@ static int parse_image(const Inference__ModelInferRequest__InferInputTensor *in,
   const Inference__InferTensorContents *c = in->contents;
   const size_t n = c ? c->n_uint_contents : 0, px = (size_t)im->width * (size_t)im->height;
   if (n != px)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input %s: %s %s needs %zu values, uint_contents "
-                "has %zu",
-                name, dt, shp, px, n);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input %s: %s %s needs %zu values, uint_contents "
+                    "has %zu",
+                    name, dt, shp, px, n);
   const unsigned max = u8 ? 255u : 65535u;
   *owned = malloc(n * (u8 ? 1 : 2) + 1);
-  if (!*owned) return fail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory for %zu pixels", n);
+  if (!*owned) return pd_kfail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory for %zu pixels", n);
   for (size_t i = 0; i < n; i++) {
     const uint32_t v = c->uint_contents[i];
     if (v > max)
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "input %s: pixel %zu is %u (%s is 0..%u)", name, i,
-                  v, dt, max);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "input %s: pixel %zu is %u (%s is 0..%u)",
+                      name, i, v, dt, max);
     if (u8) {
       (*owned)[i] = (uint8_t)v;
     } else { /* little endian, as raw contents are */
@@ -368,12 +268,6 @@ static int parse_image(const Inference__ModelInferRequest__InferInputTensor *in,
   im->data = *owned;
   im->len = n * (u8 ? 1 : 2);
   return ST_OK;
-}
-
-static int has_typed_contents(const Inference__InferTensorContents *c) {
-  return c &&
-         (c->n_bool_contents || c->n_int_contents || c->n_int64_contents || c->n_uint_contents ||
-          c->n_uint64_contents || c->n_fp32_contents || c->n_fp64_contents || c->n_bytes_contents);
 }
 
 int pd_kframe_parse(const Inference__ModelInferRequest *req, int n_classes, pd_kframe_request *out,
@@ -395,9 +289,9 @@ int pd_kframe_parse(const Inference__ModelInferRequest *req, int n_classes, pd_k
   job->top_k = out->class_count > 0 ? out->class_count : 1;
   job->full_distribution = true;
   if (req->n_raw_input_contents && req->n_raw_input_contents != req->n_inputs)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "%zu raw_input_contents for %zu inputs (want one per input, or none)",
-                req->n_raw_input_contents, req->n_inputs);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "%zu raw_input_contents for %zu inputs (want one per input, or none)",
+                    req->n_raw_input_contents, req->n_inputs);
   int have_frame = 0;
   for (size_t i = 0; i < req->n_inputs; i++) {
     const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[i];
@@ -405,16 +299,16 @@ int pd_kframe_parse(const Inference__ModelInferRequest *req, int n_classes, pd_k
     const int is_frame = !strcmp(name, PD_KFRAME_INPUT),
               is_bg = !strcmp(name, PD_KFRAME_BACKGROUND);
     if (!is_frame && !is_bg)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "unknown input \"%.64s\": the frames model takes " PD_KFRAME_INPUT
-                  " and optionally " PD_KFRAME_BACKGROUND,
-                  name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "unknown input \"%.64s\": the frames model takes " PD_KFRAME_INPUT
+                      " and optionally " PD_KFRAME_BACKGROUND,
+                      name);
     if ((is_frame && have_frame) || (is_bg && job->has_background))
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "input %s is given more than once", name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "input %s is given more than once", name);
     const ProtobufCBinaryData *raw = req->n_raw_input_contents ? &req->raw_input_contents[i] : NULL;
-    if (raw && has_typed_contents(in->contents))
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input %s has both raw_input_contents and contents; send one", name);
+    if (raw && pd_khas_typed_contents(in->contents))
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input %s has both raw_input_contents and contents; send one", name);
     rc = parse_image(in, raw, sig_bits, is_frame ? &job->frame : &job->background,
                      &out->owned[is_frame ? 0 : 1], msg, cap);
     if (rc) return rc;
@@ -424,16 +318,16 @@ int pd_kframe_parse(const Inference__ModelInferRequest *req, int n_classes, pd_k
       job->has_background = true;
   }
   if (!have_frame)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "no input " PD_KFRAME_INPUT
-                ": send the frame as BYTES [1] (PNG/JPEG/TIFF), UINT8 [H,W] or UINT16 [H,W]");
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "no input " PD_KFRAME_INPUT
+                    ": send the frame as BYTES [1] (PNG/JPEG/TIFF), UINT8 [H,W] or UINT16 [H,W]");
   if (job->has_background && job->background.format != job->frame.format &&
       (job->frame.format != PD_FORMAT_AUTO) != (job->background.format != PD_FORMAT_AUTO))
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KFRAME_BACKGROUND " is %s but " PD_KFRAME_INPUT
-                " is %s: send both encoded or both as pixels of one type",
-                job->background.format == PD_FORMAT_AUTO ? "encoded" : "pixels",
-                job->frame.format == PD_FORMAT_AUTO ? "encoded" : "pixels");
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KFRAME_BACKGROUND " is %s but " PD_KFRAME_INPUT
+                    " is %s: send both encoded or both as pixels of one type",
+                    job->background.format == PD_FORMAT_AUTO ? "encoded" : "pixels",
+                    job->frame.format == PD_FORMAT_AUTO ? "encoded" : "pixels");
   return ST_OK;
 }
 
@@ -584,16 +478,6 @@ static int answer_build(const pd_kframe_request *rq, const pd_frame_job *job, in
   return ST_OK;
 }
 
-static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len) {
-  size_t n = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = malloc(n ? n : 1);
-  if (!buf) return ST_RESOURCE_EXHAUSTED;
-  protobuf_c_message_pack(m, buf);
-  *out = buf;
-  *len = n;
-  return ST_OK;
-}
-
 int pd_kframe_pack_response(const pd_kframe_request *rq, const pd_frame_job *job, const char *model,
                             const char *version, const char *id, int n_classes,
                             const char *const *labels, int stream, uint8_t **out, size_t *len) {
@@ -638,9 +522,9 @@ int pd_kframe_pack_response(const pd_kframe_request *rq, const pd_frame_job *job
   if (stream) {
     Inference__ModelStreamInferResponse s = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
     s.infer_response = &resp;
-    rc = pack(&s.base, out, len);
+    rc = pd_kpack(&s.base, out, len);
   } else {
-    rc = pack(&resp.base, out, len);
+    rc = pd_kpack(&resp.base, out, len);
   }
   answer_free(&a);
   return rc;
@@ -663,7 +547,7 @@ static json_t *json_data(const ktensor *t) {
     }
   } else {
     for (size_t i = 0; i + 4 <= t->len;) {
-      const uint32_t l = le32(t->raw + i);
+      const uint32_t l = pd_kle32(t->raw + i);
       json_array_append_new(d, json_stringn((const char *)t->raw + i + 4, l));
       i += 4 + l;
     }

@@ -1,4 +1,5 @@
 #include "pd_kserve_infer.h"
+#include "pd_kserve_param.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,59 +15,6 @@ enum { ST_OK = 0, ST_INVALID_ARGUMENT = 3, ST_RESOURCE_EXHAUSTED = 8, ST_INTERNA
  * pipeline applies the configured image limits after) */
 #define PD_KINFER_MAX_SIDE 65535
 
-__attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t cap, int code,
-                                                      const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (cap) vsnprintf(msg, cap, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-/* An integer parameter: int64, uint64, an integral double or a decimal
- * string (REST clients send what JSON gives them). */
-static int param_int(const Inference__InferParameter *p, long long *v) {
-  if (!p) return -1;
-  switch (p->parameter_choice_case) {
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
-    *v = p->int64_param;
-    return 0;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
-    if (p->uint64_param > (uint64_t)LLONG_MAX) return -1;
-    *v = (long long)p->uint64_param;
-    return 0;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM:
-    if (!(p->double_param >= -9e18 && p->double_param <= 9e18)) return -1;
-    if ((double)(long long)p->double_param != p->double_param) return -1;
-    *v = (long long)p->double_param;
-    return 0;
-  case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM: {
-    if (!p->string_param || !*p->string_param) return -1;
-    char *end;
-    errno = 0;
-    long long x = strtoll(p->string_param, &end, 10);
-    if (errno || *end) return -1;
-    *v = x;
-    return 0;
-  }
-  default:
-    return -1;
-  }
-}
-
-static int param_bool(const Inference__InferParameter *p, int *v) {
-  if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM) {
-    *v = p->bool_param ? 1 : 0;
-    return 0;
-  }
-  long long x;
-  if (param_int(p, &x) == 0 && (x == 0 || x == 1)) {
-    *v = (int)x;
-    return 0;
-  }
-  return -1;
-}
-
 static int parse_request_params(const Inference__ModelInferRequest *req, pd_kinfer_request *out,
                                 char *msg, size_t cap) {
   for (size_t i = 0; i < req->n_parameters; i++) {
@@ -74,14 +22,14 @@ static int parse_request_params(const Inference__ModelInferRequest *req, pd_kinf
     if (!e || !e->key) continue;
     long long v;
     if (strcmp(e->key, "tta") == 0) {
-      if (param_int(e->value, &v) != 0 || v < 0 || v > 1024)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "parameter \"tta\": want an integer from 0 (the model's default) to 1024");
+      if (pd_kparam_int(e->value, &v) != 0 || v < 0 || v > 1024)
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "parameter \"tta\": want an integer from 0 (the model's default) to 1024");
       out->tta = (long)v;
     } else if (strcmp(e->key, "timeout") == 0) {
-      if (param_int(e->value, &v) != 0 || v < 0)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "parameter \"timeout\": want a whole number of microseconds >= 0");
+      if (pd_kparam_int(e->value, &v) != 0 || v < 0)
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "parameter \"timeout\": want a whole number of microseconds >= 0");
       out->timeout_us = (uint64_t)v;
     }
     /* other parameters (priority, sequence ids, binary_data_output, a
@@ -100,11 +48,11 @@ static int parse_outputs(const Inference__ModelInferRequest *req, int n_classes,
     const Inference__ModelInferRequest__InferRequestedOutputTensor *o = req->outputs[i];
     const char *name = o && o->name ? o->name : "";
     if (strcmp(name, PD_KINFER_OUTPUT) != 0)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "unknown output \"%.64s\": this model answers " PD_KINFER_OUTPUT, name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "unknown output \"%.64s\": this model answers " PD_KINFER_OUTPUT, name);
     if (out->want_probs)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "output " PD_KINFER_OUTPUT " is requested more than once");
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "output " PD_KINFER_OUTPUT " is requested more than once");
     out->want_probs = 1;
     for (size_t j = 0; j < o->n_parameters; j++) {
       const Inference__ModelInferRequest__InferRequestedOutputTensor__ParametersEntry *e =
@@ -112,25 +60,22 @@ static int parse_outputs(const Inference__ModelInferRequest *req, int n_classes,
       if (!e || !e->key) continue;
       if (strcmp(e->key, "classification") == 0 || strcmp(e->key, "class_count") == 0) {
         long long k;
-        if (param_int(e->value, &k) != 0 || k < 0)
-          return fail(msg, cap, ST_INVALID_ARGUMENT,
-                      "output " PD_KINFER_OUTPUT " parameter \"%s\": want a class count >= 0",
-                      e->key);
+        if (pd_kparam_int(e->value, &k) != 0 || k < 0)
+          return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                          "output " PD_KINFER_OUTPUT " parameter \"%s\": want a class count >= 0",
+                          e->key);
         out->class_count = (int)(k > n_classes ? n_classes : k);
       } else if (strcmp(e->key, "binary_data") == 0) {
         int b;
-        if (param_bool(e->value, &b) != 0)
-          return fail(msg, cap, ST_INVALID_ARGUMENT,
-                      "output " PD_KINFER_OUTPUT " parameter \"binary_data\": want true or false");
+        if (pd_kparam_bool(e->value, &b) != 0)
+          return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                          "output " PD_KINFER_OUTPUT
+                          " parameter \"binary_data\": want true or false");
         out->probs_binary = b;
       }
     }
   }
   return ST_OK;
-}
-
-static uint32_t le32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static int parse_bytes(const Inference__ModelInferRequest__InferInputTensor *in,
@@ -140,42 +85,42 @@ static int parse_bytes(const Inference__ModelInferRequest__InferInputTensor *in,
     size_t off = 0;
     for (int i = 0; i < n; i++) {
       if (raw->len - off < 4)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input " PD_KINFER_INPUT " element %d: the raw contents end before its "
-                    "4-byte length (%zu bytes for %d elements)",
-                    i, raw->len, n);
-      uint32_t len = le32(raw->data + off);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input " PD_KINFER_INPUT " element %d: the raw contents end before its "
+                        "4-byte length (%zu bytes for %d elements)",
+                        i, raw->len, n);
+      uint32_t len = pd_kle32(raw->data + off);
       off += 4;
       if (len > raw->len - off)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input " PD_KINFER_INPUT " element %d: length %u runs past the end of the "
-                    "raw contents (%zu bytes left)",
-                    i, len, raw->len - off);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input " PD_KINFER_INPUT " element %d: length %u runs past the end of the "
+                        "raw contents (%zu bytes left)",
+                        i, len, raw->len - off);
       if (len == 0)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input " PD_KINFER_INPUT " element %d is empty (want PNG, JPEG or TIFF bytes)",
-                    i);
+        return pd_kfail(
+            msg, cap, ST_INVALID_ARGUMENT,
+            "input " PD_KINFER_INPUT " element %d is empty (want PNG, JPEG or TIFF bytes)", i);
       out->crops[i].data = raw->data + off;
       out->crops[i].len = len;
       off += len;
     }
     if (off != raw->len)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input " PD_KINFER_INPUT ": %zu bytes of raw contents after its %d elements",
-                  raw->len - off, n);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input " PD_KINFER_INPUT ": %zu bytes of raw contents after its %d elements",
+                      raw->len - off, n);
     return ST_OK;
   }
   const Inference__InferTensorContents *c = in->contents;
   size_t have = c ? c->n_bytes_contents : 0;
   if (have != (size_t)n)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT ": shape says %d elements, bytes_contents has %zu", n,
-                have);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KINFER_INPUT ": shape says %d elements, bytes_contents has %zu", n,
+                    have);
   for (int i = 0; i < n; i++) {
     if (c->bytes_contents[i].len == 0)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input " PD_KINFER_INPUT " element %d is empty (want PNG, JPEG or TIFF bytes)",
-                  i);
+      return pd_kfail(
+          msg, cap, ST_INVALID_ARGUMENT,
+          "input " PD_KINFER_INPUT " element %d is empty (want PNG, JPEG or TIFF bytes)", i);
     out->crops[i].data = c->bytes_contents[i].data;
     out->crops[i].len = c->bytes_contents[i].len;
   }
@@ -190,27 +135,28 @@ static int parse_uint8(const Inference__ModelInferRequest__InferInputTensor *in,
   const uint8_t *px;
   if (raw) {
     if (raw->len != total)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input " PD_KINFER_INPUT ": UINT8 [%d,%d,%d] needs %zu bytes, the raw contents "
-                  "have %zu",
-                  n, h, w, total, raw->len);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input " PD_KINFER_INPUT
+                      ": UINT8 [%d,%d,%d] needs %zu bytes, the raw contents "
+                      "have %zu",
+                      n, h, w, total, raw->len);
     px = raw->data;
   } else {
     const Inference__InferTensorContents *c = in->contents;
     size_t have = c ? c->n_uint_contents : 0;
     if (have != total)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input " PD_KINFER_INPUT ": UINT8 [%d,%d,%d] needs %zu values, uint_contents "
-                  "has %zu",
-                  n, h, w, total, have);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input " PD_KINFER_INPUT ": UINT8 [%d,%d,%d] needs %zu values, uint_contents "
+                      "has %zu",
+                      n, h, w, total, have);
     out->owned = malloc(total ? total : 1);
     if (!out->owned)
-      return fail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory for %zu pixels", total);
+      return pd_kfail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory for %zu pixels", total);
     for (size_t i = 0; i < total; i++) {
       if (c->uint_contents[i] > 255)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input " PD_KINFER_INPUT " element %zu: pixel %zu is %u (UINT8 is 0..255)",
-                    i / one, i % one, c->uint_contents[i]);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input " PD_KINFER_INPUT " element %zu: pixel %zu is %u (UINT8 is 0..255)",
+                        i / one, i % one, c->uint_contents[i]);
       out->owned[i] = (uint8_t)c->uint_contents[i];
     }
     px = out->owned;
@@ -223,12 +169,6 @@ static int parse_uint8(const Inference__ModelInferRequest__InferInputTensor *in,
     out->crops[i].height = h;
   }
   return ST_OK;
-}
-
-static int has_typed_contents(const Inference__InferTensorContents *c) {
-  return c &&
-         (c->n_bool_contents || c->n_int_contents || c->n_int64_contents || c->n_uint_contents ||
-          c->n_uint64_contents || c->n_fp32_contents || c->n_fp64_contents || c->n_bytes_contents);
 }
 
 static void shape_text(const int64_t *s, size_t n, char *buf, size_t cap) {
@@ -249,59 +189,59 @@ int pd_kinfer_parse(const Inference__ModelInferRequest *req, int max_crops, int 
   rc = parse_outputs(req, n_classes, out, msg, cap);
   if (rc) return rc;
   if (req->n_inputs != 1)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "%zu inputs: this model takes one, " PD_KINFER_INPUT
-                " (BYTES [N] of PNG/JPEG/TIFF or UINT8 [N,H,W] of gray pixels)",
-                req->n_inputs);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "%zu inputs: this model takes one, " PD_KINFER_INPUT
+                    " (BYTES [N] of PNG/JPEG/TIFF or UINT8 [N,H,W] of gray pixels)",
+                    req->n_inputs);
   const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[0];
   const char *name = in && in->name ? in->name : "";
   if (strcmp(name, PD_KINFER_INPUT) != 0)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "unknown input \"%.64s\": this model takes " PD_KINFER_INPUT, name);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "unknown input \"%.64s\": this model takes " PD_KINFER_INPUT, name);
   if (req->n_raw_input_contents > 1)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "%zu raw_input_contents for 1 input (want one per input)",
-                req->n_raw_input_contents);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "%zu raw_input_contents for 1 input (want one per input)",
+                    req->n_raw_input_contents);
   const ProtobufCBinaryData *raw = req->n_raw_input_contents ? &req->raw_input_contents[0] : NULL;
-  if (raw && has_typed_contents(in->contents))
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT " has both raw_input_contents and contents; send one");
+  if (raw && pd_khas_typed_contents(in->contents))
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KINFER_INPUT " has both raw_input_contents and contents; send one");
   char shp[96];
   shape_text(in->shape, in->n_shape, shp, sizeof shp);
   const char *dt = in->datatype ? in->datatype : "";
   int bytes = strcmp(dt, "BYTES") == 0;
   int u8 = strcmp(dt, "UINT8") == 0;
   if (!bytes && !u8)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT
-                " has datatype \"%.32s\": want BYTES (PNG/JPEG/TIFF) or UINT8 "
-                "(gray pixels)",
-                dt);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KINFER_INPUT
+                    " has datatype \"%.32s\": want BYTES (PNG/JPEG/TIFF) or UINT8 "
+                    "(gray pixels)",
+                    dt);
   if (bytes && !(in->n_shape == 1 || (in->n_shape == 2 && in->shape[1] == 1)))
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT " BYTES shape %s: want [N] or [N,1]", shp);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KINFER_INPUT " BYTES shape %s: want [N] or [N,1]", shp);
   if (u8 && !(in->n_shape == 3 || (in->n_shape == 4 && in->shape[3] == 1)))
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT " UINT8 shape %s: want [N,H,W] or [N,H,W,1]", shp);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KINFER_INPUT " UINT8 shape %s: want [N,H,W] or [N,H,W,1]", shp);
   int64_t n = in->shape[0];
   if (n < 1 || n > max_crops)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "input " PD_KINFER_INPUT " shape %s: batch size %lld is outside 1..%d", shp,
-                (long long)n, max_crops);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "input " PD_KINFER_INPUT " shape %s: batch size %lld is outside 1..%d", shp,
+                    (long long)n, max_crops);
   int h = 0, w = 0;
   if (u8) {
     if (in->shape[1] < 1 || in->shape[1] > PD_KINFER_MAX_SIDE || in->shape[2] < 1 ||
         in->shape[2] > PD_KINFER_MAX_SIDE)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input " PD_KINFER_INPUT " UINT8 shape %s: height and width must be 1..%d", shp,
-                  PD_KINFER_MAX_SIDE);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input " PD_KINFER_INPUT " UINT8 shape %s: height and width must be 1..%d",
+                      shp, PD_KINFER_MAX_SIDE);
     h = (int)in->shape[1];
     w = (int)in->shape[2];
   }
   out->n = (int)n;
   out->crops = calloc((size_t)n, sizeof *out->crops);
   if (!out->crops)
-    return fail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory for %d crops", out->n);
+    return pd_kfail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory for %d crops", out->n);
   rc = bytes ? parse_bytes(in, raw, out->n, out, msg, cap)
              : parse_uint8(in, raw, out->n, h, w, out, msg, cap);
   return rc;
@@ -339,16 +279,6 @@ int pd_kinfer_top_k(const float *probs, int n, int k, int *idx) {
     idx[j] = best;
   }
   return k;
-}
-
-static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len) {
-  size_t n = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = malloc(n ? n : 1);
-  if (!buf) return ST_RESOURCE_EXHAUSTED;
-  protobuf_c_message_pack(m, buf);
-  *out = buf;
-  *len = n;
-  return ST_OK;
 }
 
 /* The classification strings of every crop, BYTES-framed (4-byte length,
@@ -440,9 +370,9 @@ int pd_kinfer_pack_response(const pd_kinfer_request *rq, const char *model, cons
   if (stream) {
     Inference__ModelStreamInferResponse s = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
     s.infer_response = &resp;
-    rc = pack(&s.base, out, len);
+    rc = pd_kpack(&s.base, out, len);
   } else {
-    rc = pack(&resp.base, out, len);
+    rc = pd_kpack(&resp.base, out, len);
   }
   free(strings);
   return rc;
@@ -451,5 +381,5 @@ int pd_kinfer_pack_response(const pd_kinfer_request *rq, const char *model, cons
 int pd_kinfer_pack_stream_error(const char *message, uint8_t **out, size_t *len) {
   Inference__ModelStreamInferResponse s = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
   s.error_message = (char *)(message && *message ? message : "error");
-  return pack(&s.base, out, len);
+  return pd_kpack(&s.base, out, len);
 }

@@ -1,4 +1,5 @@
 #include "pd_kserve_rest.h"
+#include "pd_kserve_param.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,16 +25,7 @@ static void *arena_alloc(pd_krest_request *r, size_t n) {
   return b->data;
 }
 
-__attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t cap, int code,
-                                                      const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (cap) vsnprintf(msg, cap, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-#define OOM(msg, cap) fail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory reading the request")
+#define OOM(msg, cap) pd_kfail(msg, cap, ST_RESOURCE_EXHAUSTED, "out of memory reading the request")
 
 /* A JSON parameter value as an InferParameter. */
 static int param_value(pd_krest_request *r, json_t *v, Inference__InferParameter **out) {
@@ -71,7 +63,7 @@ static int params(pd_krest_request *r, json_t *obj, const ProtobufCMessageDescri
   *out = NULL;
   if (!obj) return ST_OK;
   if (!json_is_object(obj))
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "%s \"parameters\" is not an object", where);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "%s \"parameters\" is not an object", where);
   size_t n = json_object_size(obj);
   void **arr = arena_alloc(r, n * sizeof *arr);
   if (!arr) return OOM(msg, cap);
@@ -146,7 +138,7 @@ static int parse_input(pd_krest_request *r, json_t *jin, int idx,
                        size_t bin_len, size_t *bin_off, ProtobufCBinaryData *raw, int *has_raw,
                        char *msg, size_t cap) {
   if (!json_is_object(jin))
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "inputs[%d] is not an object", idx);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "inputs[%d] is not an object", idx);
   Inference__ModelInferRequest__InferInputTensor *t = arena_alloc(r, sizeof *t);
   if (!t) return OOM(msg, cap);
   inference__model_infer_request__infer_input_tensor__init(t);
@@ -154,46 +146,47 @@ static int parse_input(pd_krest_request *r, json_t *jin, int idx,
          *shape = json_object_get(jin, "shape"), *data = json_object_get(jin, "data"),
          *jp = json_object_get(jin, "parameters");
   if (!json_is_string(name) || !json_is_string(dt) || !json_is_array(shape))
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "inputs[%d] needs \"name\", \"datatype\" (strings) and \"shape\" (an array)", idx);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "inputs[%d] needs \"name\", \"datatype\" (strings) and \"shape\" (an array)",
+                    idx);
   t->name = (char *)json_string_value(name);
   t->datatype = (char *)json_string_value(dt);
   size_t ns = json_array_size(shape);
   if (ns > 8)
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "input \"%.64s\": %zu dimensions", t->name, ns);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "input \"%.64s\": %zu dimensions", t->name, ns);
   t->shape = arena_alloc(r, ns * sizeof *t->shape);
   if (!t->shape) return OOM(msg, cap);
   for (size_t i = 0; i < ns; i++) {
     json_t *d = json_array_get(shape, i);
     if (!json_is_integer(d))
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "input \"%.64s\": shape[%zu] is not an integer",
-                  t->name, i);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input \"%.64s\": shape[%zu] is not an integer", t->name, i);
     t->shape[i] = (int64_t)json_integer_value(d);
   }
   t->n_shape = ns;
   json_t *bsz = param_get(jp, "binary_data_size");
   if (bsz) {
     if (!json_is_integer(bsz) || json_integer_value(bsz) < 0)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input \"%.64s\": binary_data_size must be a whole number of bytes", t->name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input \"%.64s\": binary_data_size must be a whole number of bytes", t->name);
     json_int_t want = json_integer_value(bsz);
     size_t left = bin_len - *bin_off;
     if ((unsigned long long)want > left)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input \"%.64s\": binary_data_size %lld runs past the end of the body (%zu "
-                  "bytes of binary data left)",
-                  t->name, (long long)want, left);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input \"%.64s\": binary_data_size %lld runs past the end of the body (%zu "
+                      "bytes of binary data left)",
+                      t->name, (long long)want, left);
     if (data)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "input \"%.64s\" has both \"data\" and binary_data_size; send one", t->name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "input \"%.64s\" has both \"data\" and binary_data_size; send one", t->name);
     raw->data = (uint8_t *)bin + *bin_off;
     raw->len = (size_t)want;
     *bin_off += (size_t)want;
     *has_raw = 1;
   } else if (data) {
     if (!json_is_array(data))
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "input \"%.64s\": \"data\" is not an array",
-                  t->name);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "input \"%.64s\": \"data\" is not an array",
+                      t->name);
     Inference__InferTensorContents *c = arena_alloc(r, sizeof *c);
     if (!c) return OOM(msg, cap);
     inference__infer_tensor_contents__init(c);
@@ -202,16 +195,16 @@ static int parse_input(pd_krest_request *r, json_t *jin, int idx,
       c->bytes_contents = arena_alloc(r, n * sizeof *c->bytes_contents);
       if (!c->bytes_contents) return OOM(msg, cap);
       if (flatten_strings(data, c->bytes_contents, n, &c->n_bytes_contents, 0) != 0)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input \"%.64s\": BYTES \"data\" must be strings (send images as binary "
-                    "data)",
-                    t->name);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input \"%.64s\": BYTES \"data\" must be strings (send images as binary "
+                        "data)",
+                        t->name);
     } else {
       c->uint_contents = arena_alloc(r, n * sizeof *c->uint_contents);
       if (!c->uint_contents) return OOM(msg, cap);
       if (flatten_ints(data, c->uint_contents, n, &c->n_uint_contents, 0) != 0)
-        return fail(msg, cap, ST_INVALID_ARGUMENT,
-                    "input \"%.64s\": \"data\" must be integers 0..255 for UINT8", t->name);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                        "input \"%.64s\": \"data\" must be integers 0..255 for UINT8", t->name);
     }
     t->contents = c;
   }
@@ -227,9 +220,9 @@ int pd_krest_parse(const uint8_t *body, size_t len, long long header_len, pd_kre
   size_t jlen = len;
   if (header_len >= 0) {
     if ((unsigned long long)header_len > len)
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "Inference-Header-Content-Length %lld is more than the body's %zu bytes",
-                  header_len, len);
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "Inference-Header-Content-Length %lld is more than the body's %zu bytes",
+                      header_len, len);
     jlen = (size_t)header_len;
   }
   const uint8_t *bin = body + jlen;
@@ -237,15 +230,15 @@ int pd_krest_parse(const uint8_t *body, size_t len, long long header_len, pd_kre
   json_error_t je;
   json_t *root = json_loadb((const char *)body, jlen, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
   if (!root)
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "the request's JSON does not parse: %s at byte %d",
-                je.text, je.position);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "the request's JSON does not parse: %s at byte %d", je.text, je.position);
   out->json = root;
   if (!json_is_object(root))
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "the request's JSON is not an object");
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "the request's JSON is not an object");
   Inference__ModelInferRequest *q = &out->req;
   json_t *id = json_object_get(root, "id");
   if (id && !json_is_string(id))
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "\"id\" must be a string");
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "\"id\" must be a string");
   q->id = (char *)(id ? json_string_value(id) : "");
   json_t *jp = json_object_get(root, "parameters");
   int rc = params(out, jp, &inference__model_infer_request__parameters_entry__descriptor,
@@ -254,15 +247,15 @@ int pd_krest_parse(const uint8_t *body, size_t len, long long header_len, pd_kre
   json_t *bo = param_get(jp, "binary_data_output");
   if (bo) {
     if (!json_is_boolean(bo))
-      return fail(msg, cap, ST_INVALID_ARGUMENT,
-                  "parameter \"binary_data_output\" must be true or false");
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                      "parameter \"binary_data_output\" must be true or false");
     out->binary_output = json_is_true(bo);
   }
   json_t *ins = json_object_get(root, "inputs");
   if (!json_is_array(ins))
-    return fail(msg, cap, ST_INVALID_ARGUMENT, "\"inputs\" must be an array");
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "\"inputs\" must be an array");
   size_t ni = json_array_size(ins);
-  if (ni > 16) return fail(msg, cap, ST_INVALID_ARGUMENT, "%zu inputs", ni);
+  if (ni > 16) return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "%zu inputs", ni);
   q->inputs = arena_alloc(out, ni * sizeof(Inference__ModelInferRequest__InferInputTensor *));
   ProtobufCBinaryData *raw = arena_alloc(out, ni * sizeof *raw);
   if (!q->inputs || !raw) return OOM(msg, cap);
@@ -276,29 +269,29 @@ int pd_krest_parse(const uint8_t *body, size_t len, long long header_len, pd_kre
     q->n_inputs = i + 1;
   }
   if (n_raw && n_raw != ni)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "inputs mix binary data and JSON data; send all as one or the other");
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "inputs mix binary data and JSON data; send all as one or the other");
   if (n_raw) {
     q->raw_input_contents = raw;
     q->n_raw_input_contents = ni;
   }
   if (bin_off != bin_len)
-    return fail(msg, cap, ST_INVALID_ARGUMENT,
-                "%zu bytes of binary data after the inputs' binary_data_size (%zu bytes)",
-                bin_len - bin_off, bin_off);
+    return pd_kfail(msg, cap, ST_INVALID_ARGUMENT,
+                    "%zu bytes of binary data after the inputs' binary_data_size (%zu bytes)",
+                    bin_len - bin_off, bin_off);
   json_t *outs = json_object_get(root, "outputs");
   if (outs) {
     if (!json_is_array(outs))
-      return fail(msg, cap, ST_INVALID_ARGUMENT, "\"outputs\" must be an array");
+      return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "\"outputs\" must be an array");
     size_t no = json_array_size(outs);
-    if (no > 16) return fail(msg, cap, ST_INVALID_ARGUMENT, "%zu outputs requested", no);
+    if (no > 16) return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "%zu outputs requested", no);
     q->outputs =
         arena_alloc(out, no * sizeof(Inference__ModelInferRequest__InferRequestedOutputTensor *));
     if (!q->outputs) return OOM(msg, cap);
     for (size_t i = 0; i < no; i++) {
       json_t *jo = json_array_get(outs, i), *name = json_object_get(jo, "name");
       if (!json_is_object(jo) || !json_is_string(name))
-        return fail(msg, cap, ST_INVALID_ARGUMENT, "outputs[%zu] needs a \"name\"", i);
+        return pd_kfail(msg, cap, ST_INVALID_ARGUMENT, "outputs[%zu] needs a \"name\"", i);
       Inference__ModelInferRequest__InferRequestedOutputTensor *o = arena_alloc(out, sizeof *o);
       if (!o) return OOM(msg, cap);
       inference__model_infer_request__infer_requested_output_tensor__init(o);
