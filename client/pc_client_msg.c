@@ -58,6 +58,8 @@ static int fill_classify(pc_client_response *r, resp_priv *p, const Plankton__Cl
   c->distribution = m->distribution;
   c->model_name = m->model_name;
   c->model_version = m->model_version;
+  c->unclassified = m->unclassified;
+  c->threshold = m->threshold;
   if (m->timings) {
     c->queue_us = m->timings->queue_us;
     c->decode_us = m->timings->decode_us;
@@ -237,6 +239,10 @@ static int fill_models(pc_client_response *r, resp_priv *p, const Plankton__Mode
     models[i].ready = src->ready;
     models[i].error = src->error;
     models[i].latest = src->latest;
+    models[i].n_thresholds = src->n_thresholds == src->n_classes ? src->n_thresholds : 0;
+    models[i].thresholds = src->thresholds;
+    models[i].n_lineage = src->n_lineage == src->n_classes ? src->n_lineage : 0;
+    models[i].lineage = (const char *const *)src->lineage;
   }
   r->u.model_info.models = models;
   r->u.model_info.n_models = m->n_models;

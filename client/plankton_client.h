@@ -154,6 +154,10 @@ typedef struct pc_client_classify_result {
   const char *model_name, *model_version;
   uint64_t queue_us, decode_us, compute_us;
   uint32_t batch_size, tta;
+  /* the model's thresholds: the top class is below its threshold (the
+   * scores above are the raw ones); always false without thresholds */
+  bool unclassified;
+  float threshold; /* the top class's threshold (0: none) */
 } pc_client_classify_result;
 
 typedef struct pc_client_frame_object {
@@ -238,6 +242,12 @@ typedef struct pc_client_model {
   bool ready;        /* loaded and serving; false: error says why */
   const char *error; /* why it did not load ("" when ready) */
   bool latest;       /* the highest version of its name */
+  /* n_thresholds and n_lineage: n_classes when the model has them, else 0;
+   * thresholds per class (0: none), lineage per class "Root>...>Taxon" */
+  size_t n_thresholds;
+  const float *thresholds;
+  size_t n_lineage;
+  const char *const *lineage;
 } pc_client_model;
 
 typedef struct pc_client_response {

@@ -14,6 +14,7 @@
 #include "pc_cli_pipe.h"
 #include "pc_cli_progress.h"
 #include "pc_cli_retry.h"
+#include "pc_cli_rollup.h"
 #include "pc_cli_walk.h"
 
 #define DEFAULT_MAX_FILE                                                                           \
@@ -36,6 +37,8 @@ void pc_cli_classify_usage(const char *prog, FILE *f) {
           "      --probs             the full distribution over the model's classes\n"
           "      --tta N             test-time augmentation transforms (default: the model's)\n"
           "      --model NAME        a model the daemon serves (default: its default model)\n"
+          "      --rollup LEVEL      probabilities summed to depth LEVEL of the model's lineage\n"
+          "                          (1: its first name); the groups replace the classes\n"
           "  -f, --format FMT        table (default), csv, tsv, json (JSON Lines) or ecotaxa\n"
           "  -o, --output FILE       write there instead of standard output (ecotaxa: a bundle,\n"
           "                          DIR/ecotaxa_NAME.tsv, crops outside DIR linked into it)\n"
@@ -58,6 +61,8 @@ void pc_cli_classify_usage(const char *prog, FILE *f) {
           "path,<label 1>,...,<label N> in the model's class order. ecotaxa writes EcoTaxa's\n"
           "import TSV (UTF-8 with BOM, header row, type row, unique object_id,\n"
           "img_file_name relative to the TSV's folder, object_annotation_status=predicted).\n"
+          "A model with thresholds adds `unclassified` to table rows below them, a\n"
+          "classification column to csv/tsv, unclassified and threshold to json.\n"
           "A file that fails gets its message on stderr and the run goes on.\n"
           "Exit: 0 all classified, 1 some failed, 2 usage, 3 daemon unreachable or lost.\n",
           prog, prog);
@@ -67,6 +72,7 @@ typedef struct run_ctx {
   const char *prog;
   const char *out_name; /* for messages: the -o file or "standard output" */
   pc_cli_out out;
+  pc_cli_rollup *rollup; /* --rollup: the groups the rows show */
   pc_cli_progress progress;
   long rows_unflushed;
   long bad_rows;
@@ -82,6 +88,11 @@ static void on_result(void *arg, const pc_cli_result *r) {
   run_ctx *x = arg;
   pc_cli_error err;
   const char *msg = r->error;
+  pc_cli_result rolled;
+  if (!msg && x->rollup && pc_cli_rollup_apply(x->rollup, r, &rolled, &err) == PC_CLI_EXIT_OK)
+    r = &rolled;
+  else if (!msg && x->rollup)
+    msg = err.msg;
   if (!msg && pc_cli_out_row(&x->out, r, &err) != PC_CLI_EXIT_OK) {
     msg = err.msg;
     x->bad_rows++;
@@ -134,7 +145,8 @@ enum {
   OPT_NO_PROGRESS,
   OPT_METADATA,
   OPT_ID_ROOT,
-  OPT_RETRY_FOR
+  OPT_RETRY_FOR,
+  OPT_ROLLUP
 };
 
 int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
@@ -152,13 +164,14 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
                                         {"metadata", required_argument, NULL, OPT_METADATA},
                                         {"id-root", required_argument, NULL, OPT_ID_ROOT},
                                         {"retry-for", required_argument, NULL, OPT_RETRY_FOR},
+                                        {"rollup", required_argument, NULL, OPT_ROLLUP},
                                         {"help", no_argument, NULL, 'h'},
                                         {0, 0, 0, 0}};
   long jobs = 64, top = 1, tta = 0;
   double retry_for = PC_CLI_RETRY_DEFAULT_S;
   int progress = -1;
   bool probs = false, completion = false;
-  const char *model = NULL, *output = NULL, *metadata = NULL, *id_root = NULL;
+  const char *model = NULL, *output = NULL, *metadata = NULL, *id_root = NULL, *rollup = NULL;
   uint64_t max_file = DEFAULT_MAX_FILE;
   pc_cli_format format = PC_CLI_FORMAT_TABLE;
   pc_cli_error err;
@@ -208,6 +221,9 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
       break;
     case OPT_RETRY_FOR:
       rc = pc_cli_retry_parse(optarg, &retry_for, &err);
+      break;
+    case OPT_ROLLUP:
+      rollup = optarg;
       break;
     case 'h':
       pc_cli_classify_usage(g->prog, stdout);
@@ -259,13 +275,21 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
     return rc;
   }
   pc_cli_model m = {0};
+  pc_cli_rollup groups = {0};
   rc = pc_cli_model_fetch(client, model, &m, &err);
   if (rc == PC_CLI_EXIT_DAEMON) pc_cli_explain(g, &err);
-  if (rc == PC_CLI_EXIT_OK && eco)
-    rc = pc_cli_ecotaxa_columns(eco, (unsigned)top, probs, m.n_classes,
-                                (const char *const *)m.labels, &err);
+  if (rc == PC_CLI_EXIT_OK && rollup) rc = pc_cli_rollup_init(&groups, &m, rollup, &err);
+  /* what the rows show: the model's classes, or with --rollup its groups (no thresholds) */
+  size_t n_shown = rollup ? groups.n_groups : m.n_classes;
+  const char *const *shown = (const char *const *)(rollup ? groups.labels : m.labels);
+  if (rc == PC_CLI_EXIT_OK && eco) {
+    pc_cli_ecotaxa_outputs(eco, rollup ? shown : (const char *const *)m.lineage,
+                           m.has_thresholds && !rollup);
+    rc = pc_cli_ecotaxa_columns(eco, (unsigned)top, probs, n_shown, shown, &err);
+  }
   if (rc != PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: %s\n", g->prog, err.msg);
+    pc_cli_rollup_free(&groups);
     pc_cli_model_free(&m);
     pc_cli_ecotaxa_free(eco);
     pc_client_close(client);
@@ -274,23 +298,27 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   FILE *out = stdout;
   if (output && !(out = fopen(output, "w"))) {
     fprintf(stderr, "%s: --output %s: %s\n", g->prog, output, strerror(errno));
+    pc_cli_rollup_free(&groups);
     pc_cli_model_free(&m);
     pc_cli_ecotaxa_free(eco);
     pc_client_close(client);
     return PC_CLI_EXIT_USAGE;
   }
 
-  run_ctx x = {.prog = g->prog, .out_name = output ? output : "standard output"};
+  run_ctx x = {.prog = g->prog,
+               .out_name = output ? output : "standard output",
+               .rollup = rollup ? &groups : NULL};
   x.out = (pc_cli_out){.f = out,
                        .format = format,
                        .probs = probs,
                        .top_k = (unsigned)top,
-                       .n_labels = m.n_classes,
-                       .labels = (const char *const *)m.labels,
-                       .eco = eco};
+                       .n_labels = n_shown,
+                       .labels = shown,
+                       .eco = eco,
+                       .thresholds = m.has_thresholds && !rollup};
   if (format == PC_CLI_FORMAT_TABLE && probs) { /* every class, best first */
     x.out.probs = false;
-    x.out.top_k = (unsigned)m.n_classes;
+    x.out.top_k = (unsigned)n_shown;
   }
   bool show = progress < 0 ? isatty(STDERR_FILENO) : progress == 1;
   pc_cli_progress_init(&x.progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
@@ -307,8 +335,8 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
                               .timeout_ms = g->timeout_ms,
                               .max_file_bytes = max_file,
                               .model = model,
-                              .top_k = x.out.top_k,
-                              .full_distribution = probs,
+                              .top_k = rollup ? 1 : x.out.top_k,
+                              .full_distribution = probs || rollup,
                               .tta = (uint32_t)tta,
                               .on_result = on_result,
                               .before_wait = before_wait,
@@ -356,6 +384,7 @@ int pc_cli_classify_main(const pc_cli_global *g, int argc, char **argv) {
   }
   pc_cli_retry_report(g->prog, client, stderr);
   pc_cli_ecotaxa_free(eco);
+  pc_cli_rollup_free(&groups);
   pc_cli_model_free(&m);
   pc_client_close(client);
   return rc;

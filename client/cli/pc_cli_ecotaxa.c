@@ -25,7 +25,9 @@ struct pc_cli_ecotaxa {
   unsigned top_k;
   bool probs;
   size_t n_labels;
-  char **p_cols; /* [n_labels] the object_p_ column names */
+  char **p_cols;              /* [n_labels] the object_p_ column names */
+  const char *const *lineage; /* [n_labels] borrowed; NULL: no hierarchy column */
+  bool thresholds;            /* the object_unclassified and object_threshold columns */
   pc_cli_strmap ids;
   unsigned long linked, copied;
 };
@@ -150,6 +152,11 @@ int pc_cli_ecotaxa_open(const pc_cli_ecotaxa_options *o, pc_cli_ecotaxa **out, p
   return PC_CLI_EXIT_OK;
 }
 
+void pc_cli_ecotaxa_outputs(pc_cli_ecotaxa *e, const char *const *lineage, bool thresholds) {
+  e->lineage = lineage;
+  e->thresholds = thresholds;
+}
+
 int pc_cli_ecotaxa_columns(pc_cli_ecotaxa *e, unsigned top_k, bool probs, size_t n_labels,
                            const char *const *labels, pc_cli_error *err) {
   e->top_k = top_k ? top_k : 1;
@@ -198,6 +205,10 @@ int pc_cli_ecotaxa_columns(pc_cli_ecotaxa *e, unsigned top_k, bool probs, size_t
     e->p_cols[i] = c;
     if (!c || added < 0) rc = -1;
   }
+  if (e->lineage && pc_cli_strmap_add(&names, "object_annotation_hierarchy", 0, NULL) < 0) rc = -1;
+  if (e->thresholds && (pc_cli_strmap_add(&names, "object_unclassified", 0, NULL) < 0 ||
+                        pc_cli_strmap_add(&names, "object_threshold", 0, NULL) < 0))
+    rc = -1;
   for (size_t i = 0; rc == PC_CLI_EXIT_OK && e->has_meta && i < e->meta.n_cols; i++) {
     if ((long)i == e->meta.object_id) continue;
     int added = pc_cli_strmap_add(&names, e->meta.names[i], 0, NULL);
@@ -232,6 +243,8 @@ void pc_cli_ecotaxa_header(const pc_cli_ecotaxa *e, FILE *f) {
     fprintf(f, "%s%s", i ? "\t" : "", fixed_columns[i]);
   for (unsigned k = 2; k <= e->top_k; k++)
     fprintf(f, "\tobject_category_%u\tobject_score_%u", k, k);
+  if (e->lineage) fputs("\tobject_annotation_hierarchy", f);
+  if (e->thresholds) fputs("\tobject_unclassified\tobject_threshold", f);
   for (size_t i = 0; e->probs && i < e->n_labels; i++)
     fprintf(f, "\t%s", e->p_cols[i]);
   for (size_t i = 0; e->has_meta && i < e->meta.n_cols; i++)
@@ -241,6 +254,8 @@ void pc_cli_ecotaxa_header(const pc_cli_ecotaxa *e, FILE *f) {
     fprintf(f, "%s[%c]", i ? "\t" : "", fixed_types[i]);
   for (unsigned k = 2; k <= e->top_k; k++)
     fputs("\t[t]\t[f]", f);
+  if (e->lineage) fputs("\t[t]", f);
+  if (e->thresholds) fputs("\t[f]\t[f]", f);
   for (size_t i = 0; e->probs && i < e->n_labels; i++)
     fputs("\t[f]", f);
   for (size_t i = 0; e->has_meta && i < e->meta.n_cols; i++)
@@ -424,6 +439,11 @@ int pc_cli_ecotaxa_row(pc_cli_ecotaxa *e, FILE *f, const pc_cli_result *r, pc_cl
         fputc('\t', f); /* fewer classes than k: empty cells */
       }
     }
+    if (e->lineage) {
+      fputc('\t', f);
+      if (c->top[0].index < e->n_labels) pc_cli_ecotaxa_field(f, e->lineage[c->top[0].index]);
+    }
+    if (e->thresholds) fprintf(f, "\t%d\t%.9g", c->unclassified ? 1 : 0, (double)c->threshold);
     for (size_t i = 0; e->probs && i < e->n_labels; i++)
       fprintf(f, "\t%.9g", (double)c->distribution[i]);
     for (size_t i = 0; e->has_meta && i < e->meta.n_cols; i++) {

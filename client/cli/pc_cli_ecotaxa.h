@@ -8,8 +8,13 @@
  *    probability); with -k K > 1, object_category_2, object_score_2, ...
  *    object_category_K, object_score_K; with --probs one object_p_<label>
  *    column per class (the label in lower case, other bytes '_'; a name
- *    that is taken gets _<class index> appended until it is unique); then
- *    the --metadata columns (pc_cli_meta.h);
+ *    that is taken gets _<class index> appended until it is unique); when
+ *    the model carries a lineage, object_annotation_hierarchy (the top
+ *    class's "Root>...>Taxon"); when it has thresholds, object_unclassified
+ *    (1: the top class is below its threshold; the category and scores
+ *    stay the raw top class, EcoTaxa having no "unclassified" taxon) and
+ *    object_threshold (the top class's threshold, 0: none); then the
+ *    --metadata columns (pc_cli_meta.h);
  *  - object_id: the --metadata object_id when given, else derived from the
  *    crop's path below the id root (pc_cli_path_object_id: '/' as "__").
  *    The id root is --id-root, else the deepest folder holding every
@@ -49,6 +54,9 @@ typedef struct pc_cli_ecotaxa_options {
 /* Checks -o's name (ecotaxa*.tsv) and makes its folder, finds the id root
  * and reads the metadata. Errors are usage errors (PC_CLI_EXIT_USAGE). */
 int pc_cli_ecotaxa_open(const pc_cli_ecotaxa_options *o, pc_cli_ecotaxa **out, pc_cli_error *err);
+/* Before pc_cli_ecotaxa_columns: the lineage per label (borrowed; NULL:
+ * none) and whether the model has thresholds (the columns they add). */
+void pc_cli_ecotaxa_outputs(pc_cli_ecotaxa *e, const char *const *lineage, bool thresholds);
 /* The model's columns (the labels stay the caller's). Fails when a
  * metadata column has the name of one of them. */
 int pc_cli_ecotaxa_columns(pc_cli_ecotaxa *e, unsigned top_k, bool probs, size_t n_labels,

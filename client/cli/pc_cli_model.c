@@ -9,6 +9,9 @@ void pc_cli_model_free(pc_cli_model *m) {
   for (size_t i = 0; m->labels && i < m->n_classes; i++)
     free(m->labels[i]);
   free(m->labels);
+  for (size_t i = 0; m->lineage && i < m->n_classes; i++)
+    free(m->lineage[i]);
+  free(m->lineage);
   free(m->name);
   free(m->version);
   memset(m, 0, sizeof *m);
@@ -26,6 +29,13 @@ static int copy_model(const pc_client_model *src, pc_cli_model *out, pc_cli_erro
       ok = 0;
     else
       out->n_classes = i + 1;
+  }
+  out->has_thresholds = src->n_thresholds > 0;
+  if (ok && src->n_lineage == src->n_classes && src->n_lineage > 0) {
+    out->lineage = calloc(src->n_classes, sizeof *out->lineage);
+    ok = out->lineage != NULL;
+    for (size_t i = 0; ok && i < src->n_classes; i++)
+      ok = (out->lineage[i] = strdup(src->lineage[i])) != NULL;
   }
   if (!ok) {
     pc_cli_model_free(out);

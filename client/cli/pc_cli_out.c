@@ -88,6 +88,7 @@ void pc_cli_out_header(const pc_cli_out *o) {
       for (unsigned k = 1; k <= o->top_k; k++)
         fprintf(f, "%clabel_%u%cprobability_%u", sep, k, sep, k);
     }
+    if (o->thresholds) fprintf(f, "%cclassification", sep);
     fputc('\n', f);
   } else if (o->format == PC_CLI_FORMAT_ECOTAXA) {
     pc_cli_ecotaxa_header(o->eco, f);
@@ -104,6 +105,10 @@ static void row_json(const pc_cli_out *o, const pc_cli_result *r) {
     pc_cli_json_bytes(f, r->path);
   }
   pc_cli_out_json_top(f, c->top, c->n_top, o->top_k);
+  if (o->thresholds) {
+    fprintf(f, ",\"unclassified\":%s,\"threshold\":", c->unclassified ? "true" : "false");
+    pc_cli_json_float(f, c->threshold);
+  }
   if (o->probs) {
     fputs(",\"probabilities\":{", f);
     for (size_t i = 0; i < o->n_labels; i++) {
@@ -137,6 +142,7 @@ int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *er
     fputs(r->path, f);
     for (size_t i = 0; i < c->n_top && i < o->top_k; i++)
       fprintf(f, "  %s %.4f", c->top[i].label, (double)c->top[i].probability);
+    if (o->thresholds && c->unclassified) fputs("  unclassified", f);
     fputc('\n', f);
     break;
   case PC_CLI_FORMAT_CSV:
@@ -156,6 +162,10 @@ int pc_cli_out_row(const pc_cli_out *o, const pc_cli_result *r, pc_cli_error *er
           fputc(sep, f); /* fewer classes than k: empty cells keep the columns */
         }
       }
+    }
+    if (o->thresholds) {
+      fputc(sep, f);
+      field(o, c->unclassified ? "unclassified" : c->top[0].label);
     }
     fputc('\n', f);
     break;

@@ -13,6 +13,11 @@
  *    U+FFFD, and such a path also gets `path_bytes`, the name with those
  *    bytes and '%' as %XX (pc_cli_json_bytes);
  *  - ecotaxa: EcoTaxa's import TSV, written by pc_cli_ecotaxa (see there).
+ * When the model has thresholds (models/FORMAT.md "Thresholds"): table rows
+ * end with `  unclassified` for a crop below its top class's threshold;
+ * csv / tsv get a last column `classification` (the top label, or
+ * `unclassified`); json objects get "unclassified" (true/false) and
+ * "threshold" (the top class's; 0: none). The scores stay the raw ones.
  * Owns nothing; the caller owns the FILE and the labels. */
 #ifndef PC_CLI_OUT_H
 #define PC_CLI_OUT_H
@@ -42,6 +47,7 @@ typedef struct pc_cli_out {
   size_t n_labels; /* the model's classes (needed with probs) */
   const char *const *labels;
   pc_cli_ecotaxa *eco; /* the ecotaxa writer (format ecotaxa) */
+  bool thresholds;     /* the model has thresholds: the unclassified column */
 } pc_cli_out;
 
 /* One tsv field: tab, line breaks and backslash written as \t \n \r \\. */

@@ -129,6 +129,10 @@ uint8_t *pd_wire_classify_answer(const pd_request *req, size_t *len) {
     cr.model_name = (char *)m->name;
     cr.model_version = (char *)m->version;
     cr.timings = &tm;
+    if (m->thresholds) { /* below its class's threshold: unclassified, the scores as they are */
+      cr.threshold = m->thresholds[idx[0]];
+      cr.unclassified = req->probs[idx[0]] < cr.threshold;
+    }
     Plankton__Response resp = PLANKTON__RESPONSE__INIT;
     resp.body_case = PLANKTON__RESPONSE__BODY_CLASSIFY;
     resp.classify = &cr;

@@ -42,6 +42,14 @@ static void fill_info(info_buf *b, const pd_repo_entry *e, bool is_default) {
   mi->n_branches = (size_t)m->n_branches;
   mi->branches = b->bptrs;
   mi->parameters = m->n_params;
+  if (m->thresholds) {
+    mi->n_thresholds = (size_t)m->n_classes;
+    mi->thresholds = m->thresholds;
+  }
+  if (m->lineage) {
+    mi->n_lineage = (size_t)m->n_classes;
+    mi->lineage = m->lineage;
+  }
 }
 
 uint8_t *pd_wire_model_info_repo(uint64_t id, const char *filter, const pd_repo *r, size_t *len) {

@@ -21,7 +21,10 @@ void pdm_usage(FILE *f) {
         "                            [--precision P] (not fp32: fp32 timed too, and the ratio)\n"
         "       planktond-model precision-check DIR DATA_ROOT [--split FILE [--subset NAME]]\n"
         "                            [--limit N] [--batch N] [--threads N] [--write]\n"
-        "  P: auto, fp32 (default), bf16 or int8\n"
+        "       planktond-model fit-thresholds DIR DATA_ROOT --target-precision Q\n"
+        "                            [--split FILE [--subset NAME]] [--tta N] [--limit N]\n"
+        "                            [--batch N] [--threads N] [--write]\n"
+        "  P: auto, fp32 (default), bf16 or int8; Q: a precision in (0, 1]\n"
         "       planktond-model sgemm [--threads N] [--size N]\n",
         f);
 }
@@ -92,6 +95,8 @@ int pdm_parse_options(int argc, char **argv, int need_dir, pdm_options *o) {
       sp = &o->split;
     else if (!strcmp(a, "--subset"))
       sp = &o->subset;
+    else if (!strcmp(a, "--target-precision"))
+      sp = &o->target;
     else if (!strcmp(a, "--confusion"))
       sp = &o->confusion;
     else if (!strcmp(a, "--probs"))

@@ -1,5 +1,7 @@
 /* planktond-model eval: accuracy, log loss and the confusion matrix of a
- * folder on a labelled dataset (models/FORMAT.md "Evaluation"). */
+ * folder on a labelled dataset (models/FORMAT.md "Evaluation"); the same
+ * run hands each scored crop's probabilities to another command
+ * (pdm_eval_run: fit-thresholds). */
 #include <pthread.h>
 #include <errno.h>
 #include <math.h>
@@ -32,6 +34,7 @@ typedef struct eval_pipe {
   const pd_ensemble *e;
   const pd_dataset *ds;
   const int *label_of; /* per sample: class index or -1 */
+  const pdm_eval_hook *hook;
   int tta, per_step, n_steps;
   eval_buf buf[2];
   pthread_mutex_t mu;
@@ -125,9 +128,13 @@ static int eval_run(eval_pipe *p, pd_servable *plan, pd_eval *ev, float *probs) 
       if (b->what[i] == SAMPLE_UNKNOWN && pd_eval_add_unknown(ev, smp->label, &err) != 0)
         status = -1;
       if (b->what[i] != SAMPLE_RUN) continue;
-      if (pd_eval_add(ev, probs + (size_t)r++ * p->e->n_classes, p->label_of[first + i], &err)) {
+      const float *pr = probs + (size_t)r++ * p->e->n_classes;
+      if (pd_eval_add(ev, pr, p->label_of[first + i], &err)) {
         status = -1;
         pd_error_prefix(&err, "%s", smp->path);
+      } else if (p->hook && p->hook->on_crop(p->hook->ctx, pr, p->label_of[first + i]) != 0) {
+        status = -1;
+        pd_error_set(&err, PD_ENOMEM, "%s: out of memory", smp->path);
       }
       if (status) fprintf(stderr, "planktond-model eval: %s\n", err.msg);
     }
@@ -167,6 +174,11 @@ int pdm_cmd_eval(int argc, char **argv) {
     fprintf(stderr, "planktond-model eval: --subset needs --split FILE\n");
     return 2;
   }
+  return pdm_eval_run(&o, NULL);
+}
+
+int pdm_eval_run(const pdm_options *opt, const pdm_eval_hook *hook) {
+  const pdm_options o = *opt;
   pd_dataset ds = {0};
   if (load_dataset(&o, &ds) != 0) return 1;
   pd_ensemble *e = pdm_load_or_report(o.model_dir);
@@ -179,7 +191,7 @@ int pdm_cmd_eval(int argc, char **argv) {
   pd_backend *be = NULL;
   pd_servable *plan = NULL;
   pd_eval *ev = NULL;
-  eval_pipe p = {.e = e, .ds = &ds, .tta = pdm_resolve_tta(&o, e)};
+  eval_pipe p = {.e = e, .ds = &ds, .tta = pdm_resolve_tta(&o, e), .hook = hook};
   /* About 4 engine batches of inputs per step (at least one image), so that
    * the partial last batch of a step costs little. */
   long target = 4L * o.batch > p.tta ? 4L * o.batch : p.tta;
@@ -240,6 +252,7 @@ int pdm_cmd_eval(int argc, char **argv) {
   }
   status = s.n > 0 ? 0 : 1;
   if (s.n == 0) fprintf(stderr, "planktond-model eval: no image was scored\n");
+  if (status == 0 && hook && hook->on_done(hook->ctx, e) != 0) status = 1;
 out:
   pd_servable_free(plan);
   pd_backend_destroy(be);

@@ -9,6 +9,8 @@
  *                        [--batch N] [--threads N] [--confusion FILE.csv] [--limit N]
  *   planktond-model bench DIR [--batch N] [--threads N] [--iters N] [--warmup N]
  *   planktond-model sgemm [--threads N] [--size N]
+ *   planktond-model fit-thresholds DIR DATA_ROOT --target-precision Q [--split FILE
+ *                        [--subset NAME]] [--tta N] [--write]
  *
  * File layouts (raw little-endian): inputs are float32, for each branch in
  * model order all images' slots one after another; probs are float32
@@ -38,6 +40,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "bench")) return pdm_cmd_bench(argc, argv);
   if (!strcmp(argv[1], "sgemm")) return pdm_cmd_sgemm(argc, argv);
   if (!strcmp(argv[1], "precision-check")) return pdm_cmd_precision_check(argc, argv);
+  if (!strcmp(argv[1], "fit-thresholds")) return pdm_cmd_fit_thresholds(argc, argv);
   fprintf(stderr, "planktond-model: unknown command '%s'\n", argv[1]);
   pdm_usage(stderr);
   return 2;

@@ -1,5 +1,6 @@
 /* pdm: what the planktond-model commands share (tools/planktond-model/,
- * one file per command: check.c, run.c, eval.c, bench.c, precision.c;
+ * one file per command: check.c, run.c, eval.c, bench.c, precision.c,
+ * thresholds.c;
  * main.c picks one).
  * Options parsing, loading a folder with its message, the CPU engine and the
  * servable the commands run on. Nothing here is a library: it prints to
@@ -24,7 +25,8 @@ typedef struct pdm_options {
   const char *probs, *dump_inputs, *dump_gray, *inputs;
   const char *split, *subset, *confusion;
   const char *precision; /* --precision: auto, fp32 (default), bf16 or int8 */
-  int write;             /* precision-check --write */
+  int write;             /* precision-check and fit-thresholds --write */
+  const char *target;    /* fit-thresholds --target-precision */
   int n_images;
   char **images;
 } pdm_options;
@@ -61,11 +63,23 @@ int pdm_make_servable(const pd_ensemble *e, int threads, int batch, pd_precision
 /* --tta N, or the folder's default. */
 int pdm_resolve_tta(const pdm_options *o, const pd_ensemble *e);
 
+/* What eval's run hands on: each scored crop's probabilities (the engine's,
+ * as eval scores them) with its class index, then the loaded folder once
+ * every crop is scored. Nonzero from either stops the run (status 1). */
+typedef struct pdm_eval_hook {
+  int (*on_crop)(void *ctx, const float *probs, int label);
+  int (*on_done)(void *ctx, const pd_ensemble *e);
+  void *ctx;
+} pdm_eval_hook;
+/* eval on o's dataset (its report on stdout), with hook (NULL: none). */
+int pdm_eval_run(const pdm_options *o, const pdm_eval_hook *hook);
+
 int pdm_cmd_check(int argc, char **argv);
 int pdm_cmd_run(int argc, char **argv);
 int pdm_cmd_eval(int argc, char **argv);
 int pdm_cmd_bench(int argc, char **argv);
 int pdm_cmd_sgemm(int argc, char **argv);
 int pdm_cmd_precision_check(int argc, char **argv);
+int pdm_cmd_fit_thresholds(int argc, char **argv);
 
 #endif
