@@ -34,7 +34,10 @@ typedef struct fault_plan {
   pd_plan *inner;
   const fault_backend *be;
   leak_block *leaked;
-  char dead_why[200]; /* after device_error: the error every later run names */
+  char dead_why[200];       /* after device_error: the error every later run names */
+  struct timespec t_submit; /* the batch in flight: when it was submitted */
+  int held_rc;              /* and its injected fault, for wait */
+  pd_error held_err;
 } fault_plan;
 
 static atomic_long runs; /* over the process, every plan */
@@ -73,15 +76,22 @@ static bool should_fail(const fault_rules *r, long run) {
          (r->after > 0 && run > r->after);
 }
 
-static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
-  fault_plan *fp = (fault_plan *)plan;
-  long run = atomic_fetch_add(&runs, 1) + 1;
-  if (fp->be->rules.delay_ms > 0) {
-    struct timespec ts = {.tv_sec = fp->be->rules.delay_ms / 1000,
-                          .tv_nsec = fp->be->rules.delay_ms % 1000 * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-      continue; /* interrupted: sleep what is left */
+/* Sleeps until `ms` after t0 (CLOCK_MONOTONIC): a device that takes that long per batch. */
+static void sleep_until(const struct timespec *t0, long ms) {
+  if (ms <= 0) return;
+  struct timespec end = *t0;
+  end.tv_sec += ms / 1000;
+  end.tv_nsec += ms % 1000 * 1000000L;
+  if (end.tv_nsec >= 1000000000L) {
+    end.tv_sec++;
+    end.tv_nsec -= 1000000000L;
   }
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL) == EINTR)
+    continue; /* interrupted: sleep what is left */
+}
+
+/* The injected faults of run number `run`: PD_OK when it is to compute. */
+static int inject(fault_plan *fp, long run, const pd_batch *in, float *probs, pd_error *err) {
   if (fp->be->rules.leak_bytes > 0) { /* written, so that it counts in the RSS */
     size_t n = (size_t)fp->be->rules.leak_bytes * (size_t)in->n;
     leak_block *b = malloc(sizeof *b + n);
@@ -112,7 +122,47 @@ static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *
     return pd_error_set(err, PD_EINTERNAL, "injected device fault on run %ld (batch of %d)", run,
                         in->n);
   }
+  return PD_OK;
+}
+
+static int fault_run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
+  fault_plan *fp = (fault_plan *)plan;
+  long run = atomic_fetch_add(&runs, 1) + 1;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  sleep_until(&t0, fp->be->rules.delay_ms);
+  PD_TRY(inject(fp, run, in, probs, err));
   return pd_plan_run(fp->inner, in, probs, err);
+}
+
+/* submit/wait: the faults are decided at submit and reported by wait (as a
+ * device reports at its synchronisation); delay_ms counts from submit, so
+ * the caller's work between the two overlaps it. */
+static int fault_submit(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
+  fault_plan *fp = (fault_plan *)plan;
+  long run = atomic_fetch_add(&runs, 1) + 1;
+  clock_gettime(CLOCK_MONOTONIC, &fp->t_submit);
+  fp->held_err = (pd_error){0};
+  fp->held_rc = inject(fp, run, in, probs, &fp->held_err);
+  return fp->held_rc == PD_OK ? pd_plan_submit(fp->inner, in, probs, err) : PD_OK;
+}
+
+static int fault_wait(pd_plan *plan, pd_error *err) {
+  fault_plan *fp = (fault_plan *)plan;
+  sleep_until(&fp->t_submit, fp->be->rules.delay_ms);
+  if (fp->held_rc != PD_OK) {
+    if (err) *err = fp->held_err;
+    return fp->held_rc;
+  }
+  return pd_plan_wait(fp->inner, err);
+}
+
+static void *fault_host_alloc(pd_plan *plan, size_t bytes) {
+  return pd_plan_host_alloc(((fault_plan *)plan)->inner, bytes);
+}
+
+static void fault_host_free(pd_plan *plan, void *p) {
+  pd_plan_host_free(((fault_plan *)plan)->inner, p);
 }
 
 static void fault_plan_destroy(pd_plan *plan) {
@@ -139,6 +189,10 @@ static const pd_backend_ops fault_ops = {
     .name = "fault-injecting",
     .plan_create = fault_plan_create,
     .run = fault_run,
+    .submit = fault_submit,
+    .wait = fault_wait,
+    .host_alloc = fault_host_alloc,
+    .host_free = fault_host_free,
     .plan_destroy = fault_plan_destroy,
     .destroy = fault_destroy,
 };

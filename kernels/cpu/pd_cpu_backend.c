@@ -466,6 +466,8 @@ static const pd_backend_ops cpu_ops = {
     .name = "cpu",
     .plan_create = cpu_plan_create,
     .run = cpu_run,
+    .submit = pd_plan_sync_submit, /* the batch computes in submit, on these threads */
+    .wait = pd_plan_sync_wait,
     .plan_destroy = cpu_plan_destroy,
     .destroy = cpu_destroy,
 };

@@ -139,6 +139,9 @@ typedef struct cuda_plan {
   float *head_in;      /* max_batch x head_in (fp16: halves) */
   float *host_probs;   /* pinned, max_batch x n_classes */
   const float *result; /* where the network leaves the probabilities */
+  int pending_n;        /* the batch in flight (submit .. wait): its images, */
+  float *pending_probs; /* where its probabilities go, */
+  int pending_injected; /* and an injected run fault that wait reports */
   void *ws;
   size_t ws_bytes;
   int n_buckets;
@@ -220,6 +223,10 @@ int pd_cuda__trace_stopped(const trace *t);
 /* Waits for the plan's stream, ignoring errors (before freeing). */
 void pd_cuda__drain(cuda_plan *p);
 int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
+int pd_cuda__submit(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err);
+int pd_cuda__wait(pd_plan *plan, pd_error *err);
+void *pd_cuda__host_alloc(pd_plan *plan, size_t bytes);
+void pd_cuda__host_free(pd_plan *plan, void *h);
 
 /* pd_cuda_run_fp16.c: pd_cuda__enqueue for PD_CUDA_FP16 plans. */
 int pd_cuda__enqueue_fp16(cuda_plan *p, int k, const float **result, trace *t, pd_error *err);

@@ -219,6 +219,10 @@ const pd_backend_ops pd_cuda__ops = {
     .name = "cuda",
     .plan_create = pd_cuda__plan_create,
     .run = pd_cuda__run,
+    .submit = pd_cuda__submit,
+    .wait = pd_cuda__wait,
+    .host_alloc = pd_cuda__host_alloc,
+    .host_free = pd_cuda__host_free,
     .plan_destroy = pd_cuda__plan_destroy,
     .destroy = cuda_destroy,
 };

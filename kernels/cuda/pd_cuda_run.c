@@ -1,5 +1,9 @@
-/* The CUDA backend: running a batch (upload into pinned staging, the
- * network or the bucket's CUDA graph on the plan's stream, download), and
+/* The CUDA backend: running a batch (submit: the upload, straight from the
+ * caller's buffer when it is pinned (pd_plan_host_alloc) else through the
+ * plan's pinned staging, the network or the bucket's CUDA graph and the
+ * download, all queued on the plan's stream; wait: the synchronisation, the
+ * copy out and the error's attribution; run is the two), the input slots'
+ * pinned memory, and
  * the per-layer trace of pd_cuda_test.h. The FP32/TF32 network is here; an
  * fp16 plan's is pd_cuda_run_fp16.c. */
 #include <limits.h>
@@ -162,13 +166,20 @@ static int upload_inputs(cuda_plan *p, const pd_batch *in, pd_error *err) {
   const where w = {.step = "input upload"};
   for (int b = 0; b < m->n_branches; b++) {
     const size_t bytes = (size_t)in->n * pd_graph_branch_input_len(m, b) * sizeof(float);
-    memcpy(p->host_in[b], in->branch[b], bytes);
-    CU(&w, cudaMemcpyAsync, (p->in[b], p->host_in[b], bytes, cudaMemcpyHostToDevice, p->stream));
+    const float *src = in->branch[b];
+    struct cudaPointerAttributes at;
+    if (cudaPointerGetAttributes(&at, src) != cudaSuccess || at.type != cudaMemoryTypeHost) {
+      (void)cudaGetLastError(); /* pageable memory: not an error */
+      memcpy(p->host_in[b], src, bytes);
+      src = p->host_in[b];
+    }
+    CU(&w, cudaMemcpyAsync, (p->in[b], src, bytes, cudaMemcpyHostToDevice, p->stream));
   }
   return PD_OK;
 }
 
-static int run_batch(cuda_plan *p, const pd_batch *in, float *probs, pd_error *err) {
+/* Queues the batch; the probabilities land in host_probs. */
+static int enqueue_batch(cuda_plan *p, const pd_batch *in, pd_error *err) {
   const pd_graph *m = p->base.graph;
   const int k = bucket_for(p, in->n);
   const where w = {.step = "run"};
@@ -184,37 +195,81 @@ static int run_batch(cuda_plan *p, const pd_batch *in, float *probs, pd_error *e
   }
   const size_t bytes = (size_t)in->n * m->n_classes * sizeof(float);
   CU(&w, cudaMemcpyAsync, (p->host_probs, result, bytes, cudaMemcpyDeviceToHost, p->stream));
-  CU(&w, cudaStreamSynchronize, (p->stream));
-  memcpy(probs, p->host_probs, bytes);
+  return PD_OK;
+}
+
+/* After a failed call: the stream drained, a sticky error marks the plan dead. */
+static int failed(cuda_plan *p, int rc, int injected, pd_error *err) {
+  pd_cuda__drain(p);
+  /* a sticky error stays: every later call on the context returns it */
+  const cudaError_t e = injected ? cudaErrorIllegalAddress : cudaStreamQuery(p->stream);
+  if (pd_cuda__sticky(e)) {
+    p->dead = 1;
+    snprintf(p->dead_why, sizeof p->dead_why, "%.300s", err->msg);
+    rc = err->code = PD_EDEVICE; /* the caller may rebuild elsewhere (pd_backend.h) */
+  }
+  pd_error_prefix(err, "cuda backend");
+  return rc;
+}
+
+static int dead(const cuda_plan *p, pd_error *err) {
+  return pd_error_set(err, PD_EDEVICE,
+                      "cuda backend: plan out of service since a sticky device error (%s); "
+                      "a reload makes a new plan",
+                      p->dead_why);
+}
+
+int pd_cuda__submit(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
+  cuda_plan *p = (cuda_plan *)plan;
+  p->pending_n = in->n;
+  p->pending_probs = probs;
+  p->pending_injected = 0;
+  if (in->n == 0) return PD_OK;
+  if (p->dead) return dead(p, err);
+  const where w = {.step = "run"};
+  CU(&w, cudaSetDevice, (p->device));
+  if (strcmp(p->fault, "run") == 0) { /* reported by wait, as a real fault would be */
+    p->pending_injected = 1;
+    return PD_OK;
+  }
+  int rc = enqueue_batch(p, in, err);
+  return rc == PD_OK ? PD_OK : failed(p, rc, 0, err);
+}
+
+int pd_cuda__wait(pd_plan *plan, pd_error *err) {
+  cuda_plan *p = (cuda_plan *)plan;
+  if (p->pending_n == 0) return PD_OK;
+  const where w = {.step = "run"};
+  const int injected = p->pending_injected;
+  const cudaError_t e = injected ? cudaErrorIllegalAddress : cudaStreamSynchronize(p->stream);
+  if (e != cudaSuccess) {
+    int rc = pd_cuda__cu_fail(
+        err, &w, injected ? "cudaStreamSynchronize (injected)" : "cudaStreamSynchronize", e);
+    return failed(p, rc, injected, err);
+  }
+  memcpy(p->pending_probs, p->host_probs,
+         (size_t)p->pending_n * p->base.graph->n_classes * sizeof(float));
   return PD_OK;
 }
 
 int pd_cuda__run(pd_plan *plan, const pd_batch *in, float *probs, pd_error *err) {
-  cuda_plan *p = (cuda_plan *)plan;
-  if (in->n == 0) return PD_OK;
-  if (p->dead)
-    return pd_error_set(err, PD_EDEVICE,
-                        "cuda backend: plan out of service since a sticky device error (%s); "
-                        "a reload makes a new plan",
-                        p->dead_why);
-  const where w = {.step = "run"};
-  CU(&w, cudaSetDevice, (p->device));
-  const int injected = strcmp(p->fault, "run") == 0;
-  int rc = injected ? pd_cuda__cu_fail(err, &w, "cudaStreamSynchronize (injected)",
-                                       cudaErrorIllegalAddress)
-                    : run_batch(p, in, probs, err);
-  if (rc != PD_OK) {
-    pd_cuda__drain(p);
-    /* a sticky error stays: every later call on the context returns it */
-    const cudaError_t e = injected ? cudaErrorIllegalAddress : cudaStreamQuery(p->stream);
-    if (pd_cuda__sticky(e)) {
-      p->dead = 1;
-      snprintf(p->dead_why, sizeof p->dead_why, "%.300s", err->msg);
-      rc = err->code = PD_EDEVICE; /* the caller may rebuild elsewhere (pd_backend.h) */
-    }
-    pd_error_prefix(err, "cuda backend");
+  PD_TRY(pd_cuda__submit(plan, in, probs, err));
+  return pd_cuda__wait(plan, err);
+}
+
+void *pd_cuda__host_alloc(pd_plan *plan, size_t bytes) {
+  (void)plan;
+  void *h = NULL; /* portable: pinned for every context, whichever device the plan is on */
+  if (cudaHostAlloc(&h, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return NULL;
   }
-  return rc;
+  return h;
+}
+
+void pd_cuda__host_free(pd_plan *plan, void *h) {
+  (void)plan;
+  (void)cudaFreeHost(h);
 }
 
 int pd_cuda_plan_trace(pd_plan *plan, const pd_batch *in, pd_cuda_trace_fn fn, void *user,
