@@ -1,3 +1,7 @@
+/* pd_servable: layout and filling of an image's input, planning (the
+ * members' plans and their input slots), running (gather, the members'
+ * plans, TTA and ensemble averaging), one batch at a time or staged into
+ * the free slot while another is in flight, and a block of slots. */
 #include "pd_servable.h"
 
 #include <math.h>
@@ -59,13 +63,44 @@ int pd_servable_prepare(const pd_servable *s, const pd_input_bytes *in,
 
 /* ---- planning ---- */
 
+typedef float *slot_set[2][PD_MAX_MEMBERS][PD_MAX_BRANCHES];
+
+static void free_slots(pd_plan *const *plans, slot_set slots) {
+  for (int k = 0; k < 2; k++)
+    for (int m = 0; m < PD_MAX_MEMBERS; m++)
+      for (int b = 0; b < PD_MAX_BRANCHES; b++) {
+        if (slots[k][m][b]) pd_plan_host_free(plans[m], slots[k][m][b]);
+        slots[k][m][b] = NULL;
+      }
+}
+
+/* Both input slots of every member's branches, from the member's plan. */
+static int alloc_slots(const pd_ensemble *e, int max_batch, pd_plan *const *plans, slot_set slots,
+                       pd_error *err) {
+  for (int k = 0; k < 2; k++)
+    for (int m = 0; m < e->n_members; m++)
+      for (int b = 0; b < e->members[m]->n_branches; b++) {
+        const size_t len = pd_model_branch_input_len(e->members[m], b);
+        slots[k][m][b] = pd_plan_host_alloc(plans[m], (size_t)max_batch * len * sizeof(float));
+        if (!slots[k][m][b]) {
+          free_slots(plans, slots);
+          return pd_error_set(err, PD_ENOMEM,
+                              "model %s: out of host memory for two input slots of %d views",
+                              e->name, max_batch);
+        }
+      }
+  return PD_OK;
+}
+
 void pd_servable_free(pd_servable *s) {
   if (!s) return;
-  for (int m = 0; m < PD_MAX_MEMBERS; m++) {
-    pd_plan_destroy(s->plans[m]);
-    for (int b = 0; b < PD_MAX_BRANCHES; b++)
-      free(s->batch_in[m][b]);
+  if (s->flight >= 0) { /* finished (its answers are nobody's now) before its buffers go */
+    for (int m = 0; m < PD_MAX_MEMBERS; m++)
+      if (pd_plan_in_flight(s->plans[m])) pd_plan_wait(s->plans[m], NULL);
   }
+  free_slots(s->plans, s->slot_in);
+  for (int m = 0; m < PD_MAX_MEMBERS; m++)
+    pd_plan_destroy(s->plans[m]);
   free(s->rows);
   free(s->acc);
   if (s->owns) pd_ensemble_free((pd_ensemble *)s->e);
@@ -82,17 +117,12 @@ int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_s
   if (!s) return pd_error_set(err, PD_ENOMEM, "out of memory serving model %s", e->name);
   s->e = e;
   s->max_batch = max_batch;
+  s->flight = -1;
   pd_servable_layout_of(e, &s->layout);
   const size_t cells = (size_t)max_batch * (size_t)e->n_classes;
-  s->rows = malloc(cells * sizeof *s->rows);
+  s->rows = malloc(cells * (size_t)e->n_members * sizeof *s->rows);
   s->acc = calloc(cells * (size_t)e->n_members, sizeof *s->acc);
   int rc = s->rows && s->acc ? PD_OK : PD_ENOMEM;
-  for (int m = 0; rc == PD_OK && m < e->n_members; m++)
-    for (int b = 0; rc == PD_OK && b < e->members[m]->n_branches; b++) {
-      const size_t len = pd_model_branch_input_len(e->members[m], b);
-      s->batch_in[m][b] = malloc((size_t)max_batch * len * sizeof(float) + sizeof(float));
-      if (!s->batch_in[m][b]) rc = PD_ENOMEM;
-    }
   if (rc != PD_OK) {
     pd_servable_free(s);
     return pd_error_set(err, PD_ENOMEM, "model %s: out of memory for batches of %d", e->name,
@@ -105,6 +135,7 @@ int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_s
       pd_error_prefix(err, "%s", pd_ensemble_member_desc(e, m, desc, sizeof desc));
     }
   }
+  if (rc == PD_OK) rc = alloc_slots(e, max_batch, s->plans, s->slot_in, err);
   if (rc != PD_OK) {
     pd_servable_free(s);
     return rc;
@@ -115,8 +146,11 @@ int pd_servable_create(pd_backend *be, const pd_ensemble *e, int max_batch, pd_s
 
 int pd_servable_replan(pd_servable *s, pd_backend *be, pd_error *err) {
   if (!s || !be) return pd_error_set(err, PD_EINVAL, "servable replan: null argument");
+  if (s->flight >= 0)
+    return pd_error_set(err, PD_EINVAL, "servable replan: a batch of %s is in flight", s->e->name);
   const pd_ensemble *e = s->e;
   pd_plan *plans[PD_MAX_MEMBERS] = {0};
+  slot_set slots = {0};
   int rc = PD_OK;
   for (int m = 0; rc == PD_OK && m < e->n_members; m++) {
     rc = pd_plan_create(be, &e->members[m]->graph, s->max_batch, &plans[m], err);
@@ -124,6 +158,13 @@ int pd_servable_replan(pd_servable *s, pd_backend *be, pd_error *err) {
       char desc[4300];
       pd_error_prefix(err, "%s", pd_ensemble_member_desc(e, m, desc, sizeof desc));
     }
+  }
+  if (rc == PD_OK) rc = alloc_slots(e, s->max_batch, plans, slots, err);
+  /* the new slots or the old go with their plans; a staged batch is gone */
+  free_slots(rc == PD_OK ? s->plans : plans, rc == PD_OK ? s->slot_in : slots);
+  if (rc == PD_OK) {
+    memcpy(s->slot_in, slots, sizeof slots);
+    s->staged = false;
   }
   for (int m = 0; m < e->n_members; m++) {
     pd_plan *drop = rc == PD_OK ? s->plans[m] : plans[m];
@@ -156,6 +197,11 @@ static double *member_acc(const pd_servable *s, int m) {
   return s->acc + (size_t)m * (size_t)s->max_batch * (size_t)s->e->n_classes;
 }
 
+/* Member m's output rows (max_batch x n_classes). */
+static float *member_rows(const pd_servable *s, int m) {
+  return s->rows + (size_t)m * (size_t)s->max_batch * (size_t)s->e->n_classes;
+}
+
 /* Adds member m's rows for the `count` slots from (i, v) on into member m's
  * accumulator rows of their images (row 0 = image img_lo). */
 static void accumulate(pd_servable *s, int m, const pd_servable_item *items, int i, int v,
@@ -164,8 +210,9 @@ static void accumulate(pd_servable *s, int m, const pd_servable_item *items, int
   const int nc = e->n_classes;
   const int *perm = e->perm[m];
   double *base = member_acc(s, m);
+  const float *rows = member_rows(s, m);
   for (int k = 0; k < count; k++) {
-    const float *row = s->rows + (size_t)k * nc;
+    const float *row = rows + (size_t)k * nc;
     double *acc = base + (size_t)(i - img_lo) * nc;
     if (perm)
       for (int c = 0; c < nc; c++)
@@ -180,8 +227,9 @@ static void accumulate(pd_servable *s, int m, const pd_servable_item *items, int
   }
 }
 
-/* Copies the `count` slots from (i, v) on into the members' batch buffers. */
-static void gather(pd_servable *s, const pd_servable_item *items, int i, int v, int count) {
+/* Copies the `count` slots from (i, v) on into the members' input slot `slot`. */
+static void gather(pd_servable *s, int slot, const pd_servable_item *items, int i, int v,
+                   int count) {
   const pd_ensemble *e = s->e;
   const pd_servable_layout *l = &s->layout;
   for (int k = 0; k < count; k++) {
@@ -189,8 +237,8 @@ static void gather(pd_servable *s, const pd_servable_item *items, int i, int v, 
     for (int m = 0; m < e->n_members; m++)
       for (int b = 0; b < e->members[m]->n_branches; b++) {
         const size_t len = pd_model_branch_input_len(e->members[m], b);
-        memcpy(s->batch_in[m][b] + (size_t)k * len, view + l->member_off[m] + l->branch_off[m][b],
-               len * sizeof(float));
+        memcpy(s->slot_in[slot][m][b] + (size_t)k * len,
+               view + l->member_off[m] + l->branch_off[m][b], len * sizeof(float));
       }
     if (++v == items[i].views) {
       v = 0;
@@ -231,6 +279,8 @@ static void finish(const pd_servable *s, int row, int views, float *probs) {
 
 int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_error *err) {
   if (!s || (n > 0 && !items)) return pd_error_set(err, PD_EINVAL, "servable run: null argument");
+  if (s->flight >= 0)
+    return pd_error_set(err, PD_EINVAL, "servable run: a batch of %s is in flight", s->e->name);
   const pd_ensemble *e = s->e;
   for (int k = 0; k < n; k++)
     if (items[k].views < 1 || items[k].views > PD_TTA_MAX || !items[k].input || !items[k].probs)
@@ -253,12 +303,13 @@ int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_err
     for (int m = 0; m < e->n_members; m++)
       memset(member_acc(s, m) + (size_t)keep * nc, 0,
              (size_t)(touched - keep) * nc * sizeof *s->acc);
-    gather(s, items, i, v, count);
+    s->staged = false; /* the slot is this run's now */
+    gather(s, s->fill, items, i, v, count);
     for (int m = 0; m < e->n_members; m++) {
       pd_batch batch = {.n = count};
       for (int b = 0; b < e->members[m]->n_branches; b++)
-        batch.branch[b] = s->batch_in[m][b];
-      int rc = pd_plan_run(s->plans[m], &batch, s->rows, err);
+        batch.branch[b] = s->slot_in[s->fill][m][b];
+      int rc = pd_plan_run(s->plans[m], &batch, member_rows(s, m), err);
       if (rc != PD_OK) {
         if (e->is_ensemble) {
           char desc[4300];
@@ -278,6 +329,97 @@ int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_err
     i = ci;
     v = cv;
   }
+  return PD_OK;
+}
+
+/* ---- two batches in flight ---- */
+
+bool pd_servable_fits(const pd_servable *s, const pd_servable_item *items, int n) {
+  if (!s || n < 1 || !items) return false;
+  long views = 0;
+  for (int k = 0; k < n; k++) {
+    if (items[k].views < 1 || items[k].views > PD_TTA_MAX || !items[k].input || !items[k].probs)
+      return false;
+    views += items[k].views;
+  }
+  return views <= s->max_batch;
+}
+
+static void member_error(const pd_servable *s, int m, pd_error *err) {
+  if (!s->e->is_ensemble) return;
+  char desc[4300];
+  pd_error_prefix(err, "%s", pd_ensemble_member_desc(s->e, m, desc, sizeof desc));
+}
+
+int pd_servable_stage(pd_servable *s, const pd_servable_item *items, int n, pd_error *err) {
+  if (!pd_servable_fits(s, items, n))
+    return pd_error_set(err, PD_EINVAL,
+                        "servable stage: %d images do not fit one batch of %d views of %s", n,
+                        s ? s->max_batch : 0, s ? s->e->name : "(none)");
+  if (s->flight == s->fill) s->fill = 1 - s->fill;
+  int count = 0;
+  for (int k = 0; k < n; k++)
+    count += items[k].views;
+  gather(s, s->fill, items, 0, 0, count);
+  s->staged = true;
+  s->staged_n = count;
+  return PD_OK;
+}
+
+int pd_servable_submit(pd_servable *s, pd_error *err) {
+  if (!s || !s->staged || s->flight >= 0)
+    return pd_error_set(err, PD_EINVAL, "servable submit: %s",
+                        !s               ? "null argument"
+                        : s->flight >= 0 ? "a batch is in flight"
+                                         : "nothing staged");
+  const pd_ensemble *e = s->e;
+  for (int m = 0; m < e->n_members; m++) {
+    pd_batch batch = {.n = s->staged_n};
+    for (int b = 0; b < e->members[m]->n_branches; b++)
+      batch.branch[b] = s->slot_in[s->fill][m][b];
+    int rc = pd_plan_submit(s->plans[m], &batch, member_rows(s, m), err);
+    if (rc != PD_OK) {
+      member_error(s, m, err);
+      for (int j = 0; j < m; j++) /* nothing stays in flight */
+        pd_plan_wait(s->plans[j], NULL);
+      return rc;
+    }
+  }
+  s->flight = s->fill;
+  s->fill = 1 - s->fill;
+  s->staged = false;
+  return PD_OK;
+}
+
+bool pd_servable_in_flight(const pd_servable *s) {
+  return s && s->flight >= 0;
+}
+
+int pd_servable_wait(pd_servable *s, const pd_servable_item *items, int n, pd_error *err) {
+  if (!s || s->flight < 0) return pd_error_set(err, PD_EINVAL, "servable wait: no batch in flight");
+  const pd_ensemble *e = s->e;
+  int rc = PD_OK;
+  for (int m = 0; m < e->n_members; m++) {
+    pd_error merr = {0};
+    int r = pd_plan_wait(s->plans[m], &merr);
+    if (r != PD_OK && rc == PD_OK) {
+      rc = r;
+      member_error(s, m, &merr);
+      if (err) *err = merr;
+    }
+  }
+  s->flight = -1;
+  if (rc != PD_OK) return rc;
+  const int nc = e->n_classes;
+  int count = 0;
+  for (int k = 0; k < n; k++)
+    count += items[k].views;
+  for (int m = 0; m < e->n_members; m++) {
+    memset(member_acc(s, m), 0, (size_t)n * nc * sizeof *s->acc);
+    accumulate(s, m, items, 0, 0, count, 0);
+  }
+  for (int k = 0; k < n; k++)
+    finish(s, k, items[k].views, items[k].probs);
   return PD_OK;
 }
 

@@ -17,7 +17,13 @@
  * gathers the views of any number of images into engine batches of at most
  * max_batch slots per member, runs each member's plan and accumulates in
  * double; everything it needs is allocated when planned, so a run allocates
- * nothing. One run at a time per servable (like pd_plan). */
+ * nothing. One run at a time per servable (like pd_plan).
+ *
+ * Two batches in flight (the engine): each member's plan has two input
+ * slots (pd_plan_host_alloc: pinned on a device). pd_servable_stage gathers
+ * a batch of at most max_batch views into the free slot while the batch in
+ * the other one computes; pd_servable_submit starts it on every member,
+ * pd_servable_wait finishes it and writes its answers. */
 #ifndef PD_SERVABLE_H
 #define PD_SERVABLE_H
 
@@ -45,8 +51,14 @@ typedef struct pd_servable {
   int max_batch;        /* 0 until planned */
   pd_servable_layout layout;
   pd_plan *plans[PD_MAX_MEMBERS];
-  float *batch_in[PD_MAX_MEMBERS][PD_MAX_BRANCHES]; /* max_batch slots each */
-  float *rows; /* max_batch x n_classes: one member's output for a chunk */
+  /* two input slots per member and branch, max_batch views each, from
+   * plans[m]'s pd_plan_host_alloc */
+  float *slot_in[2][PD_MAX_MEMBERS][PD_MAX_BRANCHES];
+  int fill;    /* the slot pd_servable_stage fills next */
+  bool staged; /* slot `fill` holds a staged batch of staged_n views */
+  int staged_n;
+  int flight;  /* the slot in flight, -1: none */
+  float *rows; /* per member, max_batch x n_classes: its output for a chunk */
   double *acc; /* per member, max_batch x n_classes: the chunk's images, being summed */
 } pd_servable;
 
@@ -91,6 +103,26 @@ int pd_servable_prepare(const pd_servable *s, const pd_input_bytes *in,
 /* Runs n images and writes each one's averaged distribution to its probs.
  * A member's failure names the member. */
 int pd_servable_run(pd_servable *s, const pd_servable_item *items, int n, pd_error *err);
+
+/* ---- two batches in flight ---- */
+
+/* Whether n images fit one staged batch: 1..PD_TTA_MAX views each, at
+ * most max_batch views in all (else pd_servable_run, which chunks). */
+bool pd_servable_fits(const pd_servable *s, const pd_servable_item *items, int n);
+
+/* Gathers the images into the free input slot (while another batch may be
+ * in flight). PD_EINVAL unless they fit. Staging again replaces it. */
+int pd_servable_stage(pd_servable *s, const pd_servable_item *items, int n, pd_error *err);
+
+/* Starts the staged batch on every member; PD_EINVAL with one in flight
+ * already or nothing staged. A failure leaves nothing in flight. */
+int pd_servable_submit(pd_servable *s, pd_error *err);
+
+/* Waits for the batch in flight and writes the answers of `items` (the
+ * ones it was staged from). A member's failure names the member. */
+int pd_servable_wait(pd_servable *s, const pd_servable_item *items, int n, pd_error *err);
+
+bool pd_servable_in_flight(const pd_servable *s);
 
 /* ---- a block of slots (evaluation, tests) ---- */
 

@@ -21,6 +21,9 @@
  *  - a repeated batch gives bit-identical probabilities, also after a larger
  *    batch ran in between (padding rows never leak into real ones);
  *  - heuristic algorithms + CUDA graphs and TF32 plans;
+ *  - submit/wait: batches back to back on one plan, each written into the
+ *    other pinned slot while the previous one is in flight, bit-identical
+ *    to pd_plan_run (also with CUDA graphs); a second submit is refused;
  *  - the algorithm cache (algo_cache_dir): a first plan writes its choices,
  *    a second takes all of them from the file, a corrupt file is ignored
  *    and rewritten (each said in pd_cuda_plan_describe), and a plan from
@@ -50,6 +53,7 @@
 #include "pd_test.h"
 #include "pd_cuda_test_models.h"
 #include "pd_fp16_expect.h"
+#include "pd_split_check.h"
 #include "pd_test_model.h"
 #include "pd_tta.h"
 #include "pd_warp.h"
@@ -486,6 +490,13 @@ static void fp32_cases(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, pd_m
     }
     check_parity(st, gpu, cpu, models[i], &pc);
   }
+  /* Two batches back to back on one plan (submit, the next written into
+   * the other pinned slot while the first is in flight, wait), each
+   * bit-identical to its run. */
+  const int split_sizes[] = {64, 7, 64, 1, 33};
+  pd_split_check(st, gpu, models[2], 64, split_sizes, 5, "seed-c4 fp32 submit/wait");
+  const int split_small[] = {16, 5, 16, 3};
+  pd_split_check(st, gpu, models[1], 16, split_small, 4, "parity-d4 fp32 submit/wait");
 
   /* Other options: heuristics + graphs (FP32), and TF32. */
   pd_cuda_options graphs = fp32;
@@ -503,6 +514,9 @@ static void fp32_cases(pd_test_state *st, pd_backend *gpu, pd_backend *cpu, pd_m
     check_parity(st, gpu_graphs, cpu, models[1], &pc);
     pc.label = "seed-c4 fp32 heuristic+graphs";
     check_parity(st, gpu_graphs, cpu, models[2], &pc);
+    const int graph_sizes[] = {12, 5, 12, 1};
+    pd_split_check(st, gpu_graphs, models[2], 12, graph_sizes, 4,
+                   "seed-c4 fp32 graphs submit/wait");
     pd_backend_destroy(gpu_graphs);
   }
   pd_cuda_options tf32 = fp32;

@@ -15,7 +15,13 @@
  *    (the messages name the run and its batch size) and every other answer
  *    is the engine's, bit for bit within tolerance; a device that stays
  *    broken fails every later request with INTERNAL and the daemon keeps
- *    answering, reports itself healthy and exits 0 on SIGTERM. */
+ *    answering, reports itself healthy and exits 0 on SIGTERM;
+ *  - a slow device (delay_ms: each batch takes that long from its submit)
+ *    under 8 pipelining clients: the engine gathers the next batch into the
+ *    free input slot while one is in flight (planktond_batches_overlapped_total
+ *    counts them), every request is answered once with the engine's answer,
+ *    and a sticky device error in the middle fails exactly its own batch
+ *    while the next one, already staged, is answered on the rebuilt plan. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,11 +91,14 @@ static void load_close(load *l) {
 }
 
 static void note_failure(load *l, const char *msg) {
-  const char *p = strstr(msg, "injected device fault on run ");
-  long run = -1, batch = -1;
   static const char head[] = "injected device fault on run ", mid[] = " (batch of ";
+  static const char sticky[] = "injected sticky device error on run ";
+  const char *p = strstr(msg, head);
+  size_t skip = sizeof head - 1;
+  if (!p && (p = strstr(msg, sticky))) skip = sizeof sticky - 1;
+  long run = -1, batch = -1;
   char *end = NULL;
-  if (p) run = strtol(p + sizeof head - 1, &end, 10);
+  if (p) run = strtol(p + skip, &end, 10);
   if (end && !strncmp(end, mid, sizeof mid - 1)) batch = strtol(end + sizeof mid - 1, &end, 10);
   if (!p || run < 0 || batch < 0 || !end || *end != ')') {
     l->other++;
@@ -503,6 +512,54 @@ static void faults_in_shared_batches(pd_test_state *st) {
   pd_td_cleanup(&d);
 }
 
+static void slow_device_overlaps(pd_test_state *st) {
+  pd_td d;
+  const char *args[] = {"--max-batch", "8",         "--max-queue-delay-us",    "3000", "--threads",
+                        "1",           "--metrics", "unix:@DIR@/metrics.sock", NULL};
+  if (start_faulty(&d, "delay_ms=20,device_error=10", args) != 0) {
+    PD_CHECK(st, 0);
+    pd_td_cleanup(&d);
+    return;
+  }
+  load l;
+  PD_CHECK_INT(st, load_open(&l, &d, N_CLIENTS), 0);
+  run_until(&l, 400, 120000);
+  drain_load(&l);
+  char mpath[400];
+  snprintf(mpath, sizeof mpath, "%s/metrics.sock", d.dir);
+  char *metrics = pd_raw_metrics(mpath);
+  PD_CHECK(st, metrics != NULL);
+  double overlapped = -1, execs = -1;
+  if (metrics) {
+    overlapped = pd_raw_metric(metrics, "planktond_batches_overlapped_total");
+    execs = pd_raw_metric(metrics, "planktond_inference_exec_count_total");
+  }
+  free(metrics);
+  printf("%-34s -> %ld answers: %ld OK (%ld wrong), %ld INTERNAL (run %ld, batch of %ld); "
+         "%.0f of %.0f batches gathered while the previous one was in flight\n",
+         "slow device (20 ms a batch)", l.total, l.ok, l.wrong, l.internal,
+         l.n_fail_runs ? l.fail_run[0] : -1, l.n_fail_runs ? l.fail_batch[0] : -1, overlapped,
+         execs);
+  PD_CHECK_INT(st, unanswered(&l), 0);
+  PD_CHECK_INT(st, l.dup, 0);
+  PD_CHECK_INT(st, l.other, 0);
+  PD_CHECK_INT(st, l.wrong, 0);
+  PD_CHECK_INT(st, l.ok + l.internal, l.total);
+  /* the sticky error of run 10: exactly its own batch, once */
+  PD_CHECK_INT(st, l.n_fail_runs, 1);
+  if (l.n_fail_runs == 1) {
+    PD_CHECK_INT(st, l.fail_run[0], 10);
+    PD_CHECK_INT(st, l.fail_count[0], l.fail_batch[0]);
+    PD_CHECK_INT(st, l.internal, l.fail_batch[0]);
+  }
+  /* 64 requests outstanding, batches of 8: a next batch is ready while
+   * almost every one computes */
+  PD_CHECK(st, overlapped > 0 && overlapped < execs);
+  load_close(&l);
+  PD_CHECK_INT(st, pd_td_stop(&d, SIGTERM, pd_td_scaled_s(30)), 0);
+  pd_td_cleanup(&d);
+}
+
 static void device_stays_broken(pd_test_state *st) {
   pd_td d;
   const char *args[] = {"--max-batch", "1", "--threads", "1", NULL};
@@ -601,7 +658,7 @@ static void teardown(void) {
 static const pd_test_case k_cases[] = {
     PD_TEST_CASE(broken_reloads),      PD_TEST_CASE(device_recovers),
     PD_TEST_CASE(faults_batch_of_one), PD_TEST_CASE(faults_in_shared_batches),
-    PD_TEST_CASE(device_stays_broken),
+    PD_TEST_CASE(device_stays_broken), PD_TEST_CASE(slow_device_overlaps),
 };
 
 PD_TEST_MAIN("daemon_faults", setup, teardown, k_cases)

@@ -414,7 +414,8 @@ static void deadline_to_timespec(uint64_t ns, struct timespec *ts) {
   ts->tv_nsec = (long)(ns % 1000000000u);
 }
 
-int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired) {
+static int next_batch(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired,
+                      bool block) {
   *n = 0;
   *expired = NULL;
   pthread_mutex_lock(&b->mu);
@@ -423,10 +424,11 @@ int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_reque
     take_expired(b, now, expired);
     if (!b->head) {
       if (*expired) break;
-      if (b->stopping) {
+      if (b->stopping && block) {
         pthread_mutex_unlock(&b->mu);
         return PD_BATCHER_STOPPED;
       }
+      if (!block) break;
       pthread_cond_wait(&b->cond, &b->mu);
       continue;
     }
@@ -439,7 +441,7 @@ int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_reque
       if (*n == 0 && model != b->head->served) take_batch(b, b->head->served, batch, cap, n);
       break;
     }
-    if (*expired) break; /* hand those back now; the batch keeps filling */
+    if (*expired || !block) break; /* hand those back now; the batch keeps filling */
     /* Wake at the earliest close time or deadline. */
     for (const pd_request *r = b->head; r; r = r->next)
       if (r->deadline_ns && r->deadline_ns < wake) wake = r->deadline_ns;
@@ -449,6 +451,14 @@ int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_reque
   }
   pthread_mutex_unlock(&b->mu);
   return PD_OK;
+}
+
+int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired) {
+  return next_batch(b, batch, cap, n, expired, true);
+}
+
+int pd_batcher_try_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired) {
+  return next_batch(b, batch, cap, n, expired, false);
 }
 
 void pd_batcher_poke(pd_batcher *b) {

@@ -73,6 +73,9 @@ void pd_batcher_submit(pd_batcher *b, pd_request *req, uint64_t now_ns);
  * whose deadline passed or that were cancelled. Returns
  * PD_OK, or PD_BATCHER_STOPPED once stopped and empty. */
 int pd_batcher_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired);
+/* The same without blocking: a batch only if one closes now, else *n == 0
+ * (never PD_BATCHER_STOPPED). The engine asks while a batch is in flight. */
+int pd_batcher_try_next(pd_batcher *b, pd_request **batch, int cap, int *n, pd_request **expired);
 
 /* Wakes the engine side: requests were cancelled (req->cancelled), and
  * pd_batcher_next hands them back like expired ones, never batched. */

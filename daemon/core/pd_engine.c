@@ -1,3 +1,6 @@
+/* pd_engine: the engine thread. It takes batches from the batcher, gathers
+ * each into its servable's free input slot while the previous one computes
+ * (two in flight), waits, counts and answers every request once. */
 #include "pd_engine.h"
 
 #include <pthread.h>
@@ -8,34 +11,79 @@
 
 #define PD_ENGINE_MAX_REQUESTS 4096 /* >= the largest max_batch the config allows */
 
+/* One batch: its requests, their items, and where it stands. */
+typedef struct eng_batch {
+  pd_request *req[PD_ENGINE_MAX_REQUESTS];
+  pd_servable_item items[PD_ENGINE_MAX_REQUESTS];
+  int n, images;
+  pd_served *s;
+  bool staged;    /* gathered into the servable's free input slot */
+  bool in_flight; /* submitted, to be waited for */
+  int rc;         /* a failure before it was in flight */
+  pd_error err;
+  uint64_t t0;
+} eng_batch;
+
 struct pd_engine {
   pd_batcher *batcher;
   pd_stats *stats;
   pd_engine_sink sink;
   void *ctx;
   pthread_t tid;
-  pd_request *batch[PD_ENGINE_MAX_REQUESTS];
-  pd_servable_item items[PD_ENGINE_MAX_REQUESTS];
+  eng_batch b[2]; /* the batch in flight and the next */
 };
 
-static void run_batch(pd_engine *e, pd_request **batch, int n) {
-  pd_served *s = batch[0]->served;
-  uint64_t t0 = pd_now_ns();
-  int images = 0;
-  for (int i = 0; i < n; i++)
-    images += batch[i]->views;
-  for (int i = 0; i < n; i++)
-    e->items[i] = (pd_servable_item){
-        .input = batch[i]->input, .views = batch[i]->views, .probs = batch[i]->probs};
-  pd_error err = {0};
-  int rc;
-  if (pd_served_device_state(s) == PD_DEVICE_FAILING)
-    rc = pd_error_set(&err, PD_EDEVICE,
-                      "model out of service since a sticky device error (%s); a reload (SIGHUP) "
-                      "makes a new plan",
-                      s->device_error);
-  else
-    rc = pd_servable_run(s->servable, e->items, n, &err);
+/* The batch's items, gathered into its servable's free input slot when it
+ * fits one (another batch may be computing meanwhile). */
+static void prepare(eng_batch *B, int n) {
+  B->n = n;
+  B->s = B->req[0]->served;
+  B->images = 0;
+  B->staged = B->in_flight = false;
+  B->rc = PD_OK;
+  B->err = (pd_error){0};
+  for (int i = 0; i < n; i++) {
+    B->images += B->req[i]->views;
+    B->items[i] = (pd_servable_item){
+        .input = B->req[i]->input, .views = B->req[i]->views, .probs = B->req[i]->probs};
+  }
+  if (pd_served_device_state(B->s) != PD_DEVICE_FAILING &&
+      pd_servable_fits(B->s->servable, B->items, n))
+    B->staged = pd_servable_stage(B->s->servable, B->items, n, &B->err) == PD_OK;
+}
+
+/* Starts the batch: submitted (in flight), or run at once when it does not
+ * fit one slot, or failed. */
+static void start(eng_batch *B) {
+  pd_served *s = B->s;
+  B->t0 = pd_now_ns();
+  if (pd_served_device_state(s) == PD_DEVICE_FAILING) {
+    B->rc = pd_error_set(&B->err, PD_EDEVICE,
+                         "model out of service since a sticky device error (%s); a reload "
+                         "(SIGHUP) makes a new plan",
+                         s->device_error);
+    return;
+  }
+  /* its slot went with the plans of a rebuild (pd_servable_replan): again */
+  if (B->staged && !s->servable->staged)
+    B->staged = pd_servable_stage(s->servable, B->items, B->n, &B->err) == PD_OK;
+  if (!B->staged) {
+    B->rc = pd_servable_run(s->servable, B->items, B->n, &B->err);
+    return;
+  }
+  B->rc = pd_servable_submit(s->servable, &B->err);
+  B->in_flight = B->rc == PD_OK;
+}
+
+/* Waits for the batch (if in flight), counts it and answers its requests. */
+static void finish(pd_engine *e, eng_batch *B) {
+  pd_served *s = B->s;
+  pd_error err = B->err;
+  int rc = B->rc;
+  if (B->in_flight) rc = pd_servable_wait(s->servable, B->items, B->n, &err);
+  B->in_flight = false;
+  const int n = B->n, images = B->images;
+  const uint64_t t0 = B->t0;
   /* a device error the backend reported now (not the out-of-service answer) */
   const bool device_error = rc == PD_EDEVICE && pd_served_device_state(s) != PD_DEVICE_FAILING;
   if (device_error) atomic_fetch_add(&e->stats->device_errors, 1);
@@ -53,7 +101,7 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
     atomic_fetch_add(&e->stats->batch_failures_in_a_row, 1);
   }
   for (int i = 0; i < n; i++) {
-    pd_request *r = batch[i];
+    pd_request *r = B->req[i];
     r->t_batch_ns = t0;
     r->compute_ns = t1 - t0;
     r->batch_size = images;
@@ -68,40 +116,68 @@ static void run_batch(pd_engine *e, pd_request **batch, int n) {
   /* The batch's last request may hold the last reference to the model:
    * nothing here touches `s` once the requests are handed over, but after a
    * device error, answered first, its own reference for the rebuild
-   * (meanwhile the next batches wait in the queue). */
+   * (meanwhile the next batches wait in the queue, or staged: start stages
+   * them again when the rebuild took their slot). */
   if (device_error) pd_served_ref(s);
   for (int i = 0; i < n; i++)
-    e->sink(batch[i], e->ctx);
+    e->sink(B->req[i], e->ctx);
   if (device_error) {
     pd_served_device_error(s, &err);
     pd_served_unref(s);
   }
 }
 
+static void answer_expired(pd_engine *e, pd_request *expired) {
+  while (expired) {
+    pd_request *r = expired;
+    expired = r->next;
+    r->next = NULL;
+    if (atomic_load(&r->cancelled)) {
+      r->dropped = true;
+      pd_request_fail(r, PD_STATUS_CANCELLED,
+                      "cancelled in the queue: the client closed its connection before it was "
+                      "computed");
+    } else {
+      pd_request_fail(r, PD_STATUS_DEADLINE_EXCEEDED,
+                      "deadline passed after %.3f ms in the queue, before a batch ran it",
+                      (double)(pd_now_ns() - r->t_recv_ns) * 1e-6);
+    }
+    e->sink(r, e->ctx);
+  }
+}
+
+/* Two batches in flight: while batch k computes, batch k+1 (if one is
+ * ready, else k is waited for and answered at once) is gathered into the
+ * free slot; then k is answered and k+1 submitted. */
 static void *engine_main(void *arg) {
   pd_engine *e = arg;
+  eng_batch *cur = NULL; /* in flight */
   for (;;) {
+    eng_batch *next = cur == &e->b[0] ? &e->b[1] : &e->b[0];
     int n;
     pd_request *expired;
-    if (pd_batcher_next(e->batcher, e->batch, PD_ENGINE_MAX_REQUESTS, &n, &expired) != PD_OK) break;
-    while (expired) {
-      pd_request *r = expired;
-      expired = r->next;
-      r->next = NULL;
-      if (atomic_load(&r->cancelled)) {
-        r->dropped = true;
-        pd_request_fail(r, PD_STATUS_CANCELLED,
-                        "cancelled in the queue: the client closed its connection before it was "
-                        "computed");
-      } else {
-        pd_request_fail(r, PD_STATUS_DEADLINE_EXCEEDED,
-                        "deadline passed after %.3f ms in the queue, before a batch ran it",
-                        (double)(pd_now_ns() - r->t_recv_ns) * 1e-6);
-      }
-      e->sink(r, e->ctx);
+    int rc = cur ? pd_batcher_try_next(e->batcher, next->req, PD_ENGINE_MAX_REQUESTS, &n, &expired)
+                 : pd_batcher_next(e->batcher, next->req, PD_ENGINE_MAX_REQUESTS, &n, &expired);
+    if (rc != PD_OK) break;
+    answer_expired(e, expired);
+    if (n == 0) {
+      if (cur) finish(e, cur);
+      cur = NULL;
+      continue;
     }
-    if (n > 0) run_batch(e, e->batch, n);
+    prepare(next, n);
+    if (cur) {
+      if (next->staged) atomic_fetch_add(&e->stats->batches_overlapped, 1);
+      finish(e, cur);
+    }
+    start(next);
+    cur = next;
+    if (!cur->in_flight) {
+      finish(e, cur);
+      cur = NULL;
+    }
   }
+  if (cur) finish(e, cur);
   return NULL;
 }
 

@@ -1,7 +1,10 @@
 /* pd_engine: the engine thread. Owns that thread and its loop: take the
  * next batch from the batcher, gather the requests' input slots into the
- * model's batch buffers, run the plan (pd_plan_run: any n <= the plan's
- * max_batch; a request with more TTA views than that runs in several runs),
+ * model's free input slot (pd_servable_stage) while the previous batch
+ * computes, when one is ready (else that one is waited for and answered at
+ * once), then wait for the previous, answer it and submit this one
+ * (pd_servable_submit: two batches in flight; a batch with more views than
+ * max_batch runs synchronously in several runs, pd_servable_run),
  * average TTA views (pd_tta_average), time it, and hand every request (computed,
  * failed or expired) to the sink. Never touches sockets; a backend error
  * fails only the requests of that batch. After a sticky device error

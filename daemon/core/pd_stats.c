@@ -76,6 +76,7 @@ void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
   r->batch_failures = atomic_load(&s->batch_failures);
   r->batch_failures_in_a_row = atomic_load(&s->batch_failures_in_a_row);
   r->device_errors = atomic_load(&s->device_errors);
+  r->batches_overlapped = atomic_load(&s->batches_overlapped);
   r->requests_cancelled = atomic_load(&s->requests_cancelled);
   r->tta_adaptive_requests = atomic_load(&s->tta_adaptive_requests);
   r->tta_views = atomic_load(&s->tta_views);

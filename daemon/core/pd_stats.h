@@ -40,6 +40,8 @@ typedef struct pd_stats {
   atomic_uint_fast64_t model_loads, model_load_failures;
   atomic_uint_fast64_t batch_failures; /* network runs the backend failed */
   atomic_uint_fast64_t device_errors;  /* of them, sticky device errors (PD_EDEVICE) */
+  /* batches staged into the free input slot while another was in flight */
+  atomic_uint_fast64_t batches_overlapped;
   /* failed runs since the last one that succeeded: at PD_HEALTH_FAILING_RUNS
    * or more, Health says "failing" (a device that stays broken) */
   atomic_uint_fast64_t batch_failures_in_a_row;
@@ -93,6 +95,7 @@ typedef struct pd_stats_report {
   uint64_t batch_failures, connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   uint64_t batch_failures_in_a_row;
   uint64_t device_errors;
+  uint64_t batches_overlapped;
   uint64_t requests_cancelled;
   uint64_t tta_adaptive_requests, tta_views, tta_reduced;
   int64_t connections, in_flight;

@@ -190,6 +190,9 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
   counter(&t, "planktond_device_errors_total",
           "Sticky device errors the backend reported (engine.on_device_error says what followed).",
           (unsigned long long)r->device_errors);
+  counter(&t, "planktond_batches_overlapped_total",
+          "Batches gathered into the free input slot while the previous batch computed.",
+          (unsigned long long)r->batches_overlapped);
   gauge(&t, "planktond_inference_failures_in_a_row",
         "Batches failed since the last one that succeeded (3 or more: Health says failing).",
         (double)r->batch_failures_in_a_row);
