@@ -138,6 +138,12 @@ int pd_ensemble_from_models(pd_model *const *models, const double *weights, int 
 
 void pd_ensemble_free(pd_ensemble *e) {
   if (!e) return;
+  if (e->is_ensemble) {
+    for (int c = 0; e->lineage && c < e->n_classes; c++)
+      free(e->lineage[c]);
+    free(e->lineage);
+    free(e->thresholds);
+  }
   for (int i = 0; i < PD_MAX_MEMBERS; i++) {
     pd_model_free(e->members[i]);
     free(e->perm[i]);
@@ -163,8 +169,8 @@ typedef struct ens_desc {
 
 static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_desc *d,
                                pd_error *err) {
-  static const char *const keys[] = {"format", "name",    "version",      "ensemble",
-                                     "tta",    "serving", "segmentation", NULL};
+  static const char *const keys[] = {"format",  "name",         "version",    "ensemble", "tta",
+                                     "serving", "segmentation", "thresholds", "lineage",  NULL};
   static const char *const ens_keys[] = {"members", "weights", NULL};
   static const char *const tta_keys[] = {"count", NULL};
   PD_TRY(pd_yaml_expect_map(root, err));
@@ -220,6 +226,21 @@ static int parse_ensemble_yaml(pd_ensemble *e, const pd_yaml_node *root, ens_des
   return pd_model__parse_segmentation(root, &e->segmentation, err);
 }
 
+/* thresholds: and lineage: against the answer's classes (member 0's). */
+static int parse_outputs(pd_ensemble *e, const pd_yaml_node *root, const char *yaml_path,
+                         pd_error *err) {
+  pd_model *classes = calloc(1, sizeof *classes);
+  if (!classes) return pd_error_set(err, PD_ENOMEM, "%s: out of memory", yaml_path);
+  classes->n_classes = e->n_classes;
+  classes->classes = e->classes;
+  load_ctx c = {.m = classes, .yaml_name = yaml_path, .err = err};
+  int rc = pd_model__parse_outputs(&c, root);
+  e->thresholds = classes->thresholds; /* freed with e, whatever rc */
+  e->lineage = classes->lineage;
+  free(classes);
+  return rc;
+}
+
 static int load_ensemble_folder(pd_ensemble *e, const pd_yaml_node *root, const char *yaml_path,
                                 pd_error *err) {
   ens_desc *d = calloc(1, sizeof *d);
@@ -241,7 +262,7 @@ static int load_ensemble_folder(pd_ensemble *e, const pd_yaml_node *root, const 
     rc = finish(e, d->weights, yaml_path, err);
   }
   free(d);
-  return rc;
+  return rc == PD_OK ? parse_outputs(e, root, yaml_path, err) : rc;
 }
 
 int pd_ensemble_load(const char *dir, pd_ensemble **out, pd_error *err) {
@@ -278,6 +299,8 @@ int pd_ensemble_load(const char *dir, pd_ensemble **out, pd_error *err) {
       snprintf(e->member_dir[0], sizeof e->member_dir[0], "%s", dir);
       e->serving = e->members[0]->serving;
       e->segmentation = e->members[0]->segmentation;
+      e->thresholds = e->members[0]->thresholds;
+      e->lineage = e->members[0]->lineage;
       rc = finish(e, NULL, yaml_path, err);
     }
   }

@@ -34,6 +34,11 @@ typedef struct pd_ensemble {
   int tta_count;                /* default transforms per image, >= 1 */
   pd_serving serving;           /* serving: of the folder's model.yaml (pd_model.h) */
   pd_segmentation segmentation; /* segmentation: of the folder's model.yaml (pd_model.h) */
+  /* thresholds: and lineage: of the folder's model.yaml (pd_model.h), per
+   * answer class; NULL: not given. An ensemble's own (owned), never its
+   * members'; a plain folder's are its model's (borrowed). */
+  float *thresholds;
+  char **lineage;
 } pd_ensemble;
 
 /* Loads a model folder: an ensemble folder (model.yaml with `ensemble:`) or

@@ -25,6 +25,8 @@ static void describe(pd_served *s) {
   snprintf(s->info.name, sizeof s->info.name, "%s", e->name);
   snprintf(s->info.version, sizeof s->info.version, "%s", e->version);
   s->info.tta.count = e->tta_count;
+  s->info.thresholds = e->thresholds; /* the folder's, not member 0's */
+  s->info.lineage = e->lineage;
   s->info.n_params = 0;
   for (int m = 0; m < e->n_members; m++)
     s->info.n_params += e->members[m]->n_params;

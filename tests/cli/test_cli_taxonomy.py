@@ -191,6 +191,29 @@ def main():
                                        "lineages (a number from 1 to 4" % level) in r.err,
                         "--rollup %r refused: %r" % (level, r))
 
+        # ---- an ensemble's own blocks, never its member 0's ----
+        ens = os.path.join(tmp, "ensemble")
+        os.makedirs(ens)
+        shutil.copytree(original, os.path.join(tmp, "plain"))
+        with open(os.path.join(ens, "model.yaml"), "w") as fh:
+            fh.write("format: 1\nname: ens\nversion: \"1\"\nensemble:\n  members: [../model, "
+                     "../plain]\nthresholds: {copepod_calanoid: 1}\nlineage:\n"
+                     + "".join("  %s: \"E>%s\"\n" % (c, c) for c in labels))
+        os.environ["PD_TEST_MODEL"] = ens
+        with h.Daemon() as d:
+            r = h.run_cli(["classify", "-f", "json", tree], socket=d.socket)
+            rows = [json.loads(ln) for ln in r.out.splitlines()]
+            f.check(r.rc == 0 and len(rows) == len(paths) and all(
+                x["threshold"] == (1.0 if x["label"] == "copepod_calanoid" else 0.0)
+                and x["unclassified"] == (x["label"] == "copepod_calanoid") for x in rows),
+                "ensemble: its own thresholds, not member 0's: %r" % rows[:3])
+            r = h.run_cli(["classify", "--rollup", "1", "-f", "csv", "--probs", tree],
+                          socket=d.socket)
+            rrows = list(csv.reader(io.StringIO(r.out)))
+            f.check(r.rc == 0 and rrows[0] == ["path", "E"] and all(
+                abs(float(row[1]) - 1) < 1e-5 for row in rrows[1:]),
+                "ensemble: its own lineage (one root E): %r" % rrows[:2])
+
         # ---- a model without the blocks: as before ----
         os.environ["PD_TEST_MODEL"] = original
         with h.Daemon() as d:
