@@ -28,7 +28,16 @@
  *    {max_objects: 2, margin: 4} gives the 2 largest objects (3 dropped by
  *    the cap) with 4-pixel margins; a request's max_objects 5 and padding 7
  *    go over them; a model.yaml with segmentation threshold 0 does not load,
- *    the daemon's log naming the setting. */
+ *    the daemon's log naming the setting;
+ *  - kept_background (raw protocol: FrameRequest.background_id): a frame
+ *    sent with a flat field (darker on the right half, so it changes which
+ *    pixels are dark) and background_id "cam", then the same frame with
+ *    only the id: the same objects as the first, and not those of the frame
+ *    without a background; an unknown id, and "cam" on another connection,
+ *    INVALID_ARGUMENT naming it; a fifth name RESOURCE_EXHAUSTED naming the
+ *    four kept; a daemon whose limits.max_receive_bytes has no room for the
+ *    flat field beside the request that carries it refuses to keep it,
+ *    naming the limit, and serves on. */
 #include <png.h>
 #include <pthread.h>
 #include <signal.h>
@@ -42,6 +51,7 @@
 #include "pd_test.h"
 #include "pd_test_cases.h"
 #include "pd_test_tiff.h"
+#include "pd_td_raw.h"
 
 #define FW 640
 #define FH 480
@@ -806,11 +816,145 @@ static void model_defaults(pd_test_state *st) {
   remove_model(dir);
 }
 
+/* ---- kept backgrounds, over the raw protocol ---- */
+
+/* One FrameRequest (raw gray8 FW x FH; bg NULL: none) and its answer. */
+static Plankton__Response *raw_frame(int fd, uint64_t id, const uint8_t *px, const uint8_t *bg,
+                                     const char *bg_id) {
+  Plankton__Image img = PLANKTON__IMAGE__INIT, bimg = PLANKTON__IMAGE__INIT;
+  img.format = bimg.format = PLANKTON__IMAGE_FORMAT__IMAGE_FORMAT_RAW_GRAY8;
+  img.data.data = (uint8_t *)px;
+  img.data.len = bimg.data.len = (size_t)FW * FH;
+  img.width = bimg.width = FW;
+  img.height = bimg.height = FH;
+  bimg.data.data = (uint8_t *)bg;
+  Plankton__FrameRequest fr = PLANKTON__FRAME_REQUEST__INIT;
+  fr.id = id;
+  fr.image = &img;
+  fr.background = bg ? &bimg : NULL;
+  fr.background_id = (char *)(bg_id ? bg_id : "");
+  fr.top_k = 1;
+  Plankton__Request rq = PLANKTON__REQUEST__INIT;
+  rq.body_case = PLANKTON__REQUEST__BODY_FRAME;
+  rq.frame = &fr;
+  size_t len = 0;
+  uint8_t *f = pd_raw_request_frame(&rq, &len);
+  int rc = f ? pd_raw_write(fd, f, len) : -1;
+  free(f);
+  Plankton__Response *r = rc == 0 ? pd_raw_read_response(fd, 30000) : NULL;
+  if (r && r->body_case != PLANKTON__RESPONSE__BODY_FRAME) {
+    plankton__response__free_unpacked(r, NULL);
+    r = NULL;
+  }
+  return r;
+}
+
+static int frame_code(const Plankton__Response *r) {
+  return !r ? -1 : r->frame->status ? (int)r->frame->status->code : 0;
+}
+
+static const char *frame_msg(const Plankton__Response *r) {
+  return r && r->frame->status && r->frame->status->message ? r->frame->status->message : "";
+}
+
+/* The two answers list the same boxes and top classes. */
+static bool same_objects(const Plankton__Response *a, const Plankton__Response *b) {
+  if (!a || !b || a->frame->n_objects != b->frame->n_objects) return false;
+  for (size_t i = 0; i < a->frame->n_objects; i++) {
+    const Plankton__FrameObject *x = a->frame->objects[i], *y = b->frame->objects[i];
+    if (x->x != y->x || x->y != y->y || x->width != y->width || x->height != y->height ||
+        x->n_top != y->n_top || (x->n_top && x->top[0]->index != y->top[0]->index))
+      return false;
+  }
+  return true;
+}
+
+static void kept_background(pd_test_state *st) {
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p), *bg = malloc((size_t)FW * FH);
+  PD_CHECK(st, frame && bg);
+  if (!frame || !bg) {
+    free(frame);
+    free(bg);
+    return;
+  }
+  for (int y = 0; y < FH; y++) /* a flat field darker on the right half */
+    for (int x = 0; x < FW; x++)
+      bg[(size_t)y * FW + x] = x < FW / 2 ? 255 : 140;
+  pd_td d;
+  if (!start(st, &d, NULL)) {
+    free(frame);
+    free(bg);
+    return;
+  }
+  int a = pd_raw_connect(d.socket), b = pd_raw_connect(d.socket);
+  PD_CHECK(st, a >= 0 && b >= 0);
+  Plankton__Response *with = raw_frame(a, 1, frame, bg, "cam");
+  Plankton__Response *named = raw_frame(a, 2, frame, NULL, "cam");
+  Plankton__Response *none = raw_frame(a, 3, frame, NULL, NULL);
+  PD_CHECK_INT(st, frame_code(with), 0);
+  PD_CHECK_INT(st, frame_code(named), 0);
+  PD_CHECK_INT(st, frame_code(none), 0);
+  PD_CHECK(st, same_objects(with, named));
+  PD_CHECK(st, !same_objects(with, none)); /* the flat field changed what is dark */
+  if (with && none)
+    printf("kept_background: with the flat field %zu objects, with its name only the same %zu, "
+           "without it %zu\n",
+           with->frame->n_objects, named ? named->frame->n_objects : 0, none->frame->n_objects);
+  Plankton__Response *unknown = raw_frame(a, 4, frame, NULL, "nope");
+  PD_CHECK_INT(st, frame_code(unknown), PC_CLIENT_STATUS_INVALID_ARGUMENT);
+  PD_CHECK(st, strstr(frame_msg(unknown), "\"nope\"") && strstr(frame_msg(unknown), "\"cam\""));
+  printf("kept_background: unknown name: %s\n", frame_msg(unknown));
+  Plankton__Response *other = raw_frame(b, 5, frame, NULL, "cam"); /* kept per connection */
+  PD_CHECK_INT(st, frame_code(other), PC_CLIENT_STATUS_INVALID_ARGUMENT);
+  Plankton__Response *more[4] = {0};
+  const char *names[4] = {"b1", "b2", "b3", "b4"}; /* "cam" and 3 more fit, the 4th does not */
+  for (int i = 0; i < 4; i++)
+    more[i] = raw_frame(a, 10 + (uint64_t)i, frame, bg, names[i]);
+  for (int i = 0; i < 3; i++)
+    PD_CHECK_INT(st, frame_code(more[i]), 0);
+  PD_CHECK_INT(st, frame_code(more[3]), PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
+  PD_CHECK(st, strstr(frame_msg(more[3]), "keeps 4 backgrounds") != NULL);
+  Plankton__Response *again = raw_frame(a, 20, frame, NULL, "cam"); /* still there */
+  PD_CHECK(st, same_objects(with, again));
+  Plankton__Response *rs[] = {with,    named,   none,    unknown, other,
+                              more[0], more[1], more[2], more[3], again};
+  for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++)
+    if (rs[i]) plankton__response__free_unpacked(rs[i], NULL);
+  close(a);
+  close(b);
+  stop(st, &d);
+
+  /* a receive budget below the flat field: not kept, named; the daemon serves on */
+  /* (the receive budget may not be below one request: 700 kB, the frame
+   * and its flat field, read while the budget holds them) */
+  const char *tight[] = {"--set", "limits.max_frame_bytes=700000", "--set",
+                         "limits.max_receive_bytes=700000", NULL};
+  if (!start(st, &d, tight)) {
+    free(frame);
+    free(bg);
+    return;
+  }
+  a = pd_raw_connect(d.socket);
+  Plankton__Response *refused = raw_frame(a, 30, frame, bg, "cam");
+  PD_CHECK_INT(st, frame_code(refused), PC_CLIENT_STATUS_RESOURCE_EXHAUSTED);
+  PD_CHECK(st, strstr(frame_msg(refused), "limits.max_receive_bytes") != NULL);
+  printf("kept_background: budget: %s\n", frame_msg(refused));
+  Plankton__Response *plain = raw_frame(a, 31, frame, NULL, NULL);
+  PD_CHECK_INT(st, frame_code(plain), 0);
+  if (refused) plankton__response__free_unpacked(refused, NULL);
+  if (plain) plankton__response__free_unpacked(plain, NULL);
+  close(a);
+  stop(st, &d);
+  free(frame);
+  free(bg);
+}
+
 static const pd_test_case k_cases[] = {
-    PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),     PD_TEST_CASE(empty),
-    PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full), PD_TEST_CASE(concurrent),
-    PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),  PD_TEST_CASE(tiff_16bit),
-    PD_TEST_CASE(model_defaults),
+    PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),          PD_TEST_CASE(empty),
+    PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full),      PD_TEST_CASE(concurrent),
+    PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),       PD_TEST_CASE(tiff_16bit),
+    PD_TEST_CASE(model_defaults),  PD_TEST_CASE(kept_background),
 };
 
 PD_TEST_MAIN("daemon_frames", setup, teardown, k_cases)

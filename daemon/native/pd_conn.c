@@ -53,6 +53,17 @@ void pd_rx_budget_set_limit(pd_rx_budget *b, size_t limit) {
   budget_wake(b);
 }
 
+bool pd_rx_budget_take(pd_rx_budget *b, size_t n) {
+  if (n > b->limit || b->used > b->limit - n) return false;
+  b->used += n;
+  return true;
+}
+
+void pd_rx_budget_give(pd_rx_budget *b, size_t n) {
+  b->used = n < b->used ? b->used - n : 0;
+  if (n && b->wait_head) budget_wake(b);
+}
+
 /* Brings c's charge in line with its buffer; wakes the waiters when memory
  * was given back. */
 static void budget_update(pd_conn *c) {

@@ -42,6 +42,11 @@ typedef struct pd_rx_budget {
 void pd_rx_budget_init(pd_rx_budget *b, size_t limit);
 /* A new limit; waiting connections try again. */
 void pd_rx_budget_set_limit(pd_rx_budget *b, size_t limit);
+/* Memory an owner keeps beyond a connection's buffers (pd_kept.h) counted
+ * in the budget: take refuses (false) what would pass the limit; give hands
+ * bytes back and wakes the waiters. */
+bool pd_rx_budget_take(pd_rx_budget *b, size_t n);
+void pd_rx_budget_give(pd_rx_budget *b, size_t n);
 typedef struct pd_conn_handler {
   /* One complete frame. Returns 0 when the frame owes an answer (the handler
    * counted it with pd_conn_expect and will pd_conn_send it, now or later);
@@ -76,6 +81,7 @@ struct pd_conn {
   uint64_t frames_read; /* frames handed to on_frame (each owes an answer) */
   /* the owner's: the client asked for a drain notice (Hello), and got it */
   bool drain_notices, drain_noticed;
+  struct pd_kept_set *kept; /* the owner's: backgrounds kept by name (pd_kept.h); NULL: none */
   char peer[96];
   long peer_uid; /* a Unix-socket peer's uid (SO_PEERCRED); -1: TCP or unknown */
   pd_link link;  /* in the owner's list */

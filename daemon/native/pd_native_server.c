@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include "pd_conn.h"
+#include "pd_kept.h"
 #include "pd_wire.h"
 
 #define PD_NATIVE_SERVER_MAX_LISTENERS 16
@@ -130,7 +131,8 @@ typedef struct srv_frame {
   pd_native_server *srv;
   pd_conn *conn;
   Plankton__Request *msg;
-  pd_link link; /* in srv->frames until done */
+  pd_kept_bg *kept; /* the kept background the frame uses (a reference), or NULL */
+  pd_link link;     /* in srv->frames until done */
 } srv_frame;
 
 static void frame_done(pd_frame_job *job) {
@@ -142,6 +144,7 @@ static void frame_done(pd_frame_job *job) {
   answer_logged(sf->srv, c, frame, len, "frame", job->id, job->status, job->message);
   pd_frame_job_dispose(job);
   pd_wire_free(sf->msg); /* normally freed already by release_input */
+  pd_kept_unref(sf->kept);
   pd_conn_release(c);
   free(sf);
 }
@@ -150,6 +153,64 @@ static void frame_release_input(pd_frame_job *job) {
   srv_frame *sf = job->owner;
   pd_wire_free(sf->msg);
   sf->msg = NULL;
+  pd_kept_unref(sf->kept);
+  sf->kept = NULL;
+}
+
+/* FrameRequest.background_id: the frame's background kept under the name
+ * (sent with it), or the one kept before taken (sent without). 0, or a
+ * status with why[] naming the name and the reason. */
+static pd_status kept_background(pd_native_server *s, pd_conn *c, srv_frame *sf,
+                                 const Plankton__FrameRequest *f, char *why, size_t cap) {
+  const char *id = f->background_id;
+  if (strlen(id) >= PD_KEPT_ID_LEN) {
+    snprintf(why, cap, "background_id of %zu bytes: at most %d", strlen(id), PD_KEPT_ID_LEN - 1);
+    return PD_STATUS_INVALID_ARGUMENT;
+  }
+  if (!c->kept && !(c->kept = calloc(1, sizeof *c->kept))) {
+    snprintf(why, cap, "out of memory keeping background \"%s\"", id);
+    return PD_STATUS_RESOURCE_EXHAUSTED;
+  }
+  char names[PD_KEPT_MAX * (PD_KEPT_ID_LEN + 4)];
+  if (!sf->job.has_background) {
+    if (!(sf->kept = pd_kept_get(c->kept, id))) {
+      pd_kept_names(c->kept, names, sizeof names);
+      snprintf(why, cap,
+               "background_id \"%s\": no background kept under it on this connection (kept: %s); "
+               "send it once with a frame, background and background_id together",
+               id, names);
+      return PD_STATUS_INVALID_ARGUMENT;
+    }
+    sf->job.has_background = true;
+    sf->job.background = sf->kept->image;
+    return PD_STATUS_OK;
+  }
+  pd_kept_bg *old = pd_kept_get(c->kept, id);
+  size_t old_len = old ? old->len : 0, len = sf->job.background.len;
+  pd_kept_unref(old);
+  if (len > old_len && !pd_rx_budget_take(&s->rx_budget, len - old_len)) {
+    snprintf(why, cap,
+             "keeping background \"%s\" (%zu bytes) would pass limits.max_receive_bytes (%zu)", id,
+             len, s->rx_budget.limit);
+    return PD_STATUS_RESOURCE_EXHAUSTED;
+  }
+  long long delta = 0;
+  int rc = pd_kept_put(c->kept, id, &sf->job.background, &delta);
+  if (len > old_len && rc != 0) pd_rx_budget_give(&s->rx_budget, len - old_len);
+  if (rc == 0 && delta < 0) pd_rx_budget_give(&s->rx_budget, (size_t)-delta);
+  if (rc == -2) {
+    pd_kept_names(c->kept, names, sizeof names);
+    snprintf(why, cap,
+             "background_id \"%s\": this connection keeps %d backgrounds already (%s); reuse a "
+             "name",
+             id, PD_KEPT_MAX, names);
+    return PD_STATUS_RESOURCE_EXHAUSTED;
+  }
+  if (rc != 0) {
+    snprintf(why, cap, "out of memory keeping background \"%s\"", id);
+    return PD_STATUS_RESOURCE_EXHAUSTED;
+  }
+  return PD_STATUS_OK;
 }
 
 static void handle_frame(pd_native_server *s, pd_conn *c, Plankton__Request *msg) {
@@ -170,6 +231,20 @@ static void handle_frame(pd_native_server *s, pd_conn *c, Plankton__Request *msg
   sf->msg = msg;
   pd_conn_hold(c);
   pd_wire_frame_input(msg->frame, pd_now_ns(), s->lim.default_top_k, &sf->job);
+  if (msg->frame->background_id && msg->frame->background_id[0]) {
+    char why[1024];
+    pd_status st = kept_background(s, c, sf, msg->frame, why, sizeof why);
+    if (st != PD_STATUS_OK) {
+      size_t len = 0;
+      pd_wire_free(msg);
+      pd_kept_unref(sf->kept);
+      free(sf);
+      uint8_t *frame = pd_wire_frame_error(id, st, why, &len);
+      answer(c, frame, len);
+      pd_conn_release(c);
+      return;
+    }
+  }
   sf->job.release_input = frame_release_input;
   sf->job.done = frame_done;
   sf->job.owner = sf;
@@ -368,6 +443,11 @@ static void cancel_requests_of(pd_native_server *s, const pd_conn *c) {
 static void on_closed(pd_conn *c, void *ctx) {
   pd_native_server *s = ctx;
   cancel_requests_of(s, c);
+  if (c->kept) { /* frames in the core keep their own references */
+    pd_rx_budget_give(&s->rx_budget, pd_kept_clear(c->kept));
+    free(c->kept);
+    c->kept = NULL;
+  }
   pd_link_unlink(&s->conns, &c->link);
   s->n_conns--;
   atomic_fetch_sub(&s->stats->connections, 1);
