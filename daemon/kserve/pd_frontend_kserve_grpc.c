@@ -78,15 +78,14 @@ typedef struct kgrpc_job {
   pd_kgrpc_call *call;
   int stream;
   Inference__ModelInferRequest *req; /* holds the crops' bytes */
-  struct kgrpc_job *prev, *next; /* the call's jobs (a stream has several) */
+  struct kgrpc_job *prev, *next;     /* the call's jobs (a stream has several) */
 } kgrpc_job;
 
 /* The jobs of a call, listed from its user pointer, so that a call whose
  * client went away drops what it has not computed yet. */
 static void call_link(kgrpc_job *j) {
   j->next = pd_kgrpc_user(j->call);
-  if (j->next)
-    j->next->prev = j;
+  if (j->next) j->next->prev = j;
   pd_kgrpc_set_user(j->call, j);
 }
 
@@ -95,8 +94,7 @@ static void call_unlink(kgrpc_job *j) {
     j->prev->next = j->next;
   else
     pd_kgrpc_set_user(j->call, j->next);
-  if (j->next)
-    j->next->prev = j->prev;
+  if (j->next) j->next->prev = j->prev;
 }
 
 static void on_cancel(pd_kgrpc_call *call, void *data) {
@@ -116,8 +114,7 @@ static void finish_msg(pd_kgrpc_call *call, const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) {
-    pd_kgrpc_finish(call, PD_STATUS_RESOURCE_EXHAUSTED,
-                    "out of memory for the answer", NULL, 0);
+    pd_kgrpc_finish(call, PD_STATUS_RESOURCE_EXHAUSTED, "out of memory for the answer", NULL, 0);
     return;
   }
   protobuf_c_message_pack(m, buf);
@@ -127,8 +124,7 @@ static void finish_msg(pd_kgrpc_call *call, const ProtobufCMessage *m) {
 
 /* An inference error: the RPC's status (unary), or one stream answer
  * carrying the message (the stream lives on). */
-static void infer_error(pd_kgrpc_call *call, int stream, int status,
-                        const char *message) {
+static void infer_error(pd_kgrpc_call *call, int stream, int status, const char *message) {
   if (!stream) {
     pd_kgrpc_finish(call, status, message, NULL, 0);
     return;
@@ -137,8 +133,7 @@ static void infer_error(pd_kgrpc_call *call, int stream, int status,
   snprintf(text, sizeof text, "%s: %s", pd_status_name(status), message);
   uint8_t *buf = NULL;
   size_t len = 0;
-  if (pd_kinfer_pack_stream_error(text, &buf, &len) != 0)
-    buf = NULL, len = 0;
+  if (pd_kinfer_pack_stream_error(text, &buf, &len) != 0) buf = NULL, len = 0;
   pd_kgrpc_stream_reply(call, buf, len);
   free(buf);
 }
@@ -150,18 +145,15 @@ static pd_served *model_now(const kgrpc_fe *k) {
 /* The model name/version name; NULL when none, answering the call (if
  * any) with NOT_FOUND (naming the models served) or UNAVAILABLE (its load
  * error). */
-static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call,
-                              const char *name, const char *version) {
+static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call, const char *name,
+                              const char *version) {
   char key[64], msg[400], base[64];
   pd_status code;
-  const bool frames =
-      pd_kframe_base_name(name, base, sizeof base); /* its frames variant */
-  pd_served *s = pd_kjob_model(k->env.pipeline, frames ? base : name, version,
-                               key, &code, msg, sizeof msg);
-  if (!s && frames)
-    pd_kframe_not_found(name, base, msg, sizeof msg);
-  if (!s && call)
-    pd_kgrpc_finish(call, code, msg, NULL, 0);
+  const bool frames = pd_kframe_base_name(name, base, sizeof base); /* its frames variant */
+  pd_served *s =
+      pd_kjob_model(k->env.pipeline, frames ? base : name, version, key, &code, msg, sizeof msg);
+  if (!s && frames) pd_kframe_not_found(name, base, msg, sizeof msg);
+  if (!s && call) pd_kgrpc_finish(call, code, msg, NULL, 0);
   return s;
 }
 
@@ -172,12 +164,10 @@ static bool serving(const pd_served *s) {
 }
 
 static bool ready(const kgrpc_fe *k) {
-  if (!serving(model_now(k)))
-    return false;
+  if (!serving(model_now(k))) return false;
   pd_stats_report r;
   pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
-  if (k->env.report)
-    k->env.report(k->env.report_ctx, &r); /* r.draining: a SIGTERM's grace */
+  if (k->env.report) k->env.report(k->env.report_ctx, &r); /* r.draining: a SIGTERM's grace */
   return !k->draining && !r.draining && model_now(k) &&
          r.batch_failures_in_a_row < KSERVE_FAILING_RUNS;
 }
@@ -209,9 +199,9 @@ static void job_done(pd_kjob *job) {
     const pd_model *m = job->served->model;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = pd_kinfer_pack_response(
-        &job->kr, m->name, m->version, j->req->id, job->n_classes, job->probs,
-        (const char *const *)m->classes, j->stream, &buf, &len);
+    int rc =
+        pd_kinfer_pack_response(&job->kr, m->name, m->version, j->req->id, job->n_classes,
+                                job->probs, (const char *const *)m->classes, j->stream, &buf, &len);
     if (rc != 0)
       infer_error(j->call, j->stream, rc, "out of memory for the answer");
     else if (j->stream)
@@ -240,16 +230,14 @@ static void frame_done(pd_frame_job *fj) {
     char m[400];
     snprintf(m, sizeof m, "object %d: %s", bad, fj->objects[bad].message);
     infer_error(j->call, j->stream,
-                fj->objects[bad].status ? (int)fj->objects[bad].status
-                                        : PD_STATUS_INTERNAL,
-                m);
+                fj->objects[bad].status ? (int)fj->objects[bad].status : PD_STATUS_INTERNAL, m);
   } else {
     const pd_model *m = fj->served->model;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = pd_kframe_pack_response(
-        &j->kf, fj, j->frames_name, m->version, j->req->id, m->n_classes,
-        (const char *const *)m->classes, j->stream, &buf, &len);
+    int rc =
+        pd_kframe_pack_response(&j->kf, fj, j->frames_name, m->version, j->req->id, m->n_classes,
+                                (const char *const *)m->classes, j->stream, &buf, &len);
     if (rc != 0)
       infer_error(j->call, j->stream, rc, "out of memory for the answer");
     else if (j->stream)
@@ -271,10 +259,8 @@ static void handle_frame(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
                          Inference__ModelInferRequest *req, const char *base) {
   char key[64], m[400];
   pd_status code;
-  pd_served *s = pd_kjob_model(k->env.pipeline, base, req->model_version, key,
-                               &code, m, sizeof m);
-  if (!s)
-    pd_kframe_not_found(req->model_name, base, m, sizeof m);
+  pd_served *s = pd_kjob_model(k->env.pipeline, base, req->model_version, key, &code, m, sizeof m);
+  if (!s) pd_kframe_not_found(req->model_name, base, m, sizeof m);
   kgrpc_job *j = s ? calloc(1, sizeof *j) : NULL;
   if (!j) {
     infer_error(call, stream, s ? PD_STATUS_RESOURCE_EXHAUSTED : (int)code,
@@ -282,8 +268,7 @@ static void handle_frame(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
     inference__model_infer_request__free_unpacked(req, NULL);
     return;
   }
-  int rc =
-      pd_kframe_parse(req, s->model->n_classes, &j->kf, &j->frame, m, sizeof m);
+  int rc = pd_kframe_parse(req, s->model->n_classes, &j->kf, &j->frame, m, sizeof m);
   if (rc != 0) {
     infer_error(call, stream, rc, m);
     pd_kframe_request_free(&j->kf);
@@ -296,16 +281,14 @@ static void handle_frame(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
   j->call = call;
   j->stream = stream;
   j->req = req;
-  snprintf(j->frames_name, sizeof j->frames_name, "%s" PD_KFRAME_SUFFIX,
-           s->model->name);
+  snprintf(j->frames_name, sizeof j->frames_name, "%s" PD_KFRAME_SUFFIX, s->model->name);
   pd_frame_job *fj = &j->frame;
   snprintf(fj->model, sizeof fj->model, "%s", key);
   fj->t_recv_ns = pd_now_ns();
   uint64_t deadline = pd_kgrpc_deadline_ns(call);
   if (j->kf.timeout_us) {
     uint64_t t = fj->t_recv_ns + j->kf.timeout_us * 1000u;
-    if (!deadline || t < deadline)
-      deadline = t;
+    if (!deadline || t < deadline) deadline = t;
   }
   fj->deadline_ns = deadline;
   /* its objects share the connection's fair share, as its crops would */
@@ -317,19 +300,17 @@ static void handle_frame(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
   pd_frame_job_submit(k->env.pipeline, fj);
 }
 
-static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
-                         const uint8_t *msg, size_t len) {
+static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream, const uint8_t *msg,
+                         size_t len) {
   /* while draining the transport still hands over the calls gRPC took
    * before its GOAWAY (streams read nothing more): those are answered;
    * only a close without a drain refuses what is left */
   if (k->closing) {
-    infer_error(
-        call, stream, PD_STATUS_UNAVAILABLE,
-        "draining: the daemon is shutting down; send it to another server");
+    infer_error(call, stream, PD_STATUS_UNAVAILABLE,
+                "draining: the daemon is shutting down; send it to another server");
     return;
   }
-  Inference__ModelInferRequest *req =
-      inference__model_infer_request__unpack(NULL, len, msg);
+  Inference__ModelInferRequest *req = inference__model_infer_request__unpack(NULL, len, msg);
   if (!req) {
     infer_error(call, stream, PD_STATUS_INVALID_ARGUMENT,
                 "the ModelInferRequest message does not parse");
@@ -341,8 +322,8 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
     return;
   }
   pd_status code;
-  pd_served *s = pd_kjob_model(k->env.pipeline, req->model_name,
-                               req->model_version, key, &code, m, sizeof m);
+  pd_served *s =
+      pd_kjob_model(k->env.pipeline, req->model_name, req->model_version, key, &code, m, sizeof m);
   if (!s) {
     infer_error(call, stream, code, m);
     inference__model_infer_request__free_unpacked(req, NULL);
@@ -355,8 +336,8 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
     return;
   }
   char why[400];
-  int rc = pd_kinfer_parse(req, (int)k->max_crops, s->model->n_classes,
-                           &j->job.kr, why, sizeof why);
+  int rc =
+      pd_kinfer_parse(req, (int)k->max_crops, s->model->n_classes, &j->job.kr, why, sizeof why);
   if (rc != 0) {
     infer_error(call, stream, rc, why);
     pd_kinfer_request_free(&j->job.kr);
@@ -375,8 +356,7 @@ static void handle_infer(kgrpc_fe *k, pd_kgrpc_call *call, int stream,
   uint64_t deadline = pd_kgrpc_deadline_ns(call);
   if (j->job.kr.timeout_us) {
     uint64_t t = pd_now_ns() + j->job.kr.timeout_us * 1000u;
-    if (!deadline || t < deadline)
-      deadline = t;
+    if (!deadline || t < deadline) deadline = t;
   }
   k->jobs++;
   call_link(j);
@@ -392,15 +372,11 @@ static void frames_metadata(pd_kgrpc_call *call, const pd_served *s) {
   Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
   Inference__ModelMetadataResponse__TensorMetadata t[5];
   Inference__ModelMetadataResponse__TensorMetadata *ins[2] = {&t[0], &t[1]},
-                                                   *outs[3] = {&t[2], &t[3],
-                                                               &t[4]};
-  static const char *const names[5] = {PD_KFRAME_INPUT, PD_KFRAME_BACKGROUND,
-                                       PD_KFRAME_BOXES, PD_KFRAME_AREAS,
-                                       PD_KFRAME_PROBS};
-  static const char *const types[5] = {"BYTES", "BYTES", "INT32", "INT32",
-                                       "FP32"};
-  int64_t shapes[5][2] = {
-      {1, 0}, {1, 0}, {-1, 4}, {-1, 0}, {-1, s->model->n_classes}};
+                                                   *outs[3] = {&t[2], &t[3], &t[4]};
+  static const char *const names[5] = {PD_KFRAME_INPUT, PD_KFRAME_BACKGROUND, PD_KFRAME_BOXES,
+                                       PD_KFRAME_AREAS, PD_KFRAME_PROBS};
+  static const char *const types[5] = {"BYTES", "BYTES", "INT32", "INT32", "FP32"};
+  int64_t shapes[5][2] = {{1, 0}, {1, 0}, {-1, 4}, {-1, 0}, {-1, s->model->n_classes}};
   const size_t dims[5] = {1, 1, 2, 1, 2};
   for (int i = 0; i < 5; i++) {
     inference__model_metadata_response__tensor_metadata__init(&t[i]);
@@ -425,8 +401,7 @@ static void frames_metadata(pd_kgrpc_call *call, const pd_served *s) {
 
 /* The frames variant's config: one frame per request (max_batch_size 0, no
  * dynamic batching of its own: its objects join the model's batches). */
-static void frames_config(kgrpc_fe *k, pd_kgrpc_call *call,
-                          const pd_served *s) {
+static void frames_config(kgrpc_fe *k, pd_kgrpc_call *call, const pd_served *s) {
   (void)k;
   Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
   Inference__ModelInput in[2];
@@ -457,8 +432,7 @@ static void frames_config(kgrpc_fe *k, pd_kgrpc_call *call,
   for (int i = 0; i < 3; i++) {
     inference__model_output__init(&out[i]);
     out[i].name = (char *)onames[i];
-    out[i].data_type = i == 2 ? INFERENCE__DATA_TYPE__TYPE_FP32
-                              : INFERENCE__DATA_TYPE__TYPE_INT32;
+    out[i].data_type = i == 2 ? INFERENCE__DATA_TYPE__TYPE_FP32 : INFERENCE__DATA_TYPE__TYPE_INT32;
     out[i].dims = odims[i];
     out[i].n_dims = on[i];
   }
@@ -474,10 +448,9 @@ static void frames_config(kgrpc_fe *k, pd_kgrpc_call *call,
   finish_msg(call, &r.base);
 }
 
-static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call,
-                                  const uint8_t *msg, size_t len) {
-  Inference__ModelMetadataRequest *rq =
-      inference__model_metadata_request__unpack(NULL, len, msg);
+static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
+                                  size_t len) {
+  Inference__ModelMetadataRequest *rq = inference__model_metadata_request__unpack(NULL, len, msg);
   if (!rq) {
     bad_request(call, "ModelMetadataRequest");
     return;
@@ -487,14 +460,12 @@ static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call,
   if (s && pd_kframe_base_name(rq->name, base, sizeof base)) {
     frames_metadata(call, s);
   } else if (s) {
-    Inference__ModelMetadataResponse r =
-        INFERENCE__MODEL_METADATA_RESPONSE__INIT;
+    Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
     Inference__ModelMetadataResponse__TensorMetadata in =
         INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
     Inference__ModelMetadataResponse__TensorMetadata out =
         INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
-    Inference__ModelMetadataResponse__TensorMetadata *ins[1] = {&in},
-                                                     *outs[1] = {&out};
+    Inference__ModelMetadataResponse__TensorMetadata *ins[1] = {&in}, *outs[1] = {&out};
     int64_t in_shape[2] = {-1, 1}, out_shape[2] = {-1, s->model->n_classes};
     char *versions[1] = {(char *)s->model->version};
     r.name = (char *)s->model->name;
@@ -518,10 +489,8 @@ static void handle_model_metadata(kgrpc_fe *k, pd_kgrpc_call *call,
   inference__model_metadata_request__free_unpacked(rq, NULL);
 }
 
-static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call,
-                                const uint8_t *msg, size_t len) {
-  Inference__ModelConfigRequest *rq =
-      inference__model_config_request__unpack(NULL, len, msg);
+static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg, size_t len) {
+  Inference__ModelConfigRequest *rq = inference__model_config_request__unpack(NULL, len, msg);
   if (!rq) {
     bad_request(call, "ModelConfigRequest");
     return;
@@ -534,8 +503,7 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call,
     Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
     Inference__ModelInput in = INFERENCE__MODEL_INPUT__INIT;
     Inference__ModelOutput out = INFERENCE__MODEL_OUTPUT__INIT;
-    Inference__ModelDynamicBatching db =
-        INFERENCE__MODEL_DYNAMIC_BATCHING__INIT;
+    Inference__ModelDynamicBatching db = INFERENCE__MODEL_DYNAMIC_BATCHING__INIT;
     Inference__ModelInstanceGroup ig = INFERENCE__MODEL_INSTANCE_GROUP__INIT;
     Inference__ModelInput *ins[1] = {&in};
     Inference__ModelOutput *outs[1] = {&out};
@@ -544,8 +512,7 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call,
     c.name = (char *)s->model->name;
     c.platform = (char *)"planktond";
     c.backend = (char *)pd_served_backend_now(s);
-    c.max_batch_size =
-        (int32_t)(s->own_max_batch ? s->max_batch : k->max_crops);
+    c.max_batch_size = (int32_t)(s->own_max_batch ? s->max_batch : k->max_crops);
     in.name = (char *)PD_KINFER_INPUT;
     in.data_type = INFERENCE__DATA_TYPE__TYPE_STRING;
     in.dims = in_dims;
@@ -558,11 +525,9 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call,
     c.n_input = 1;
     c.output = outs;
     c.n_output = 1;
-    db.max_queue_delay_microseconds = s->own_max_queue_delay
-                                          ? s->max_queue_delay_ns / 1000
-                                          : (uint64_t)k->max_queue_delay_us;
-    c.scheduling_choice_case =
-        INFERENCE__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING;
+    db.max_queue_delay_microseconds =
+        s->own_max_queue_delay ? s->max_queue_delay_ns / 1000 : (uint64_t)k->max_queue_delay_us;
+    c.scheduling_choice_case = INFERENCE__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING;
     c.dynamic_batching = &db;
     instance_group(s, &ig);
     c.instance_group = igs;
@@ -584,43 +549,36 @@ static Inference__StatisticDuration duration(uint64_t count, double sum_us) {
 /* The same numbers as /metrics: requests by status, the request, queue,
  * decode and compute histograms, and batches by size (each bucket of the
  * batch-size histogram as the batch size of its upper bound). */
-static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call,
-                                    const uint8_t *msg, size_t len) {
+static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
+                                    size_t len) {
   Inference__ModelStatisticsRequest *rq =
       inference__model_statistics_request__unpack(NULL, len, msg);
   if (!rq) {
     bad_request(call, "ModelStatisticsRequest");
     return;
   }
-  pd_served *s =
-      rq->name[0] ? model_named(k, call, rq->name, rq->version) : model_now(k);
+  pd_served *s = rq->name[0] ? model_named(k, call, rq->name, rq->version) : model_now(k);
   if (rq->name[0] && !s) {
     inference__model_statistics_request__free_unpacked(rq, NULL);
     return;
   }
   pd_stats_report r;
   pd_stats_report_fill(k->env.stats, pd_now_ns(), &r);
-  if (k->env.report)
-    k->env.report(k->env.report_ctx, &r);
+  if (k->env.report) k->env.report(k->env.report_ctx, &r);
   uint64_t fails = 0;
   for (int i = 1; i < PD_STATUS_COUNT; i++)
     fails += r.requests[i];
   Inference__InferStatistics is = INFERENCE__INFER_STATISTICS__INIT;
-  const pd_hist_report *hq = &r.hist[PD_HIST_QUEUE],
-                       *hd = &r.hist[PD_HIST_DECODE],
-                       *hc = &r.hist[PD_HIST_COMPUTE],
-                       *hr = &r.hist[PD_HIST_REQUEST],
+  const pd_hist_report *hq = &r.hist[PD_HIST_QUEUE], *hd = &r.hist[PD_HIST_DECODE],
+                       *hc = &r.hist[PD_HIST_COMPUTE], *hr = &r.hist[PD_HIST_REQUEST],
                        *hb = &r.hist[PD_HIST_BATCH];
   /* per request, as Triton counts them (perf_analyzer wants the three
    * compute counts equal): the requests answered OK, each batch's compute
    * time shared out among its requests, no separate output stage */
   uint64_t n_ok = hd->count;
-  Inference__StatisticDuration d_ok =
-                                   duration(r.requests[PD_STATUS_OK], hr->sum),
-                               d_fail = duration(fails, 0),
-                               d_q = duration(n_ok, hq->sum),
-                               d_in = duration(n_ok, hd->sum),
-                               d_inf = duration(n_ok, hc->sum),
+  Inference__StatisticDuration d_ok = duration(r.requests[PD_STATUS_OK], hr->sum),
+                               d_fail = duration(fails, 0), d_q = duration(n_ok, hq->sum),
+                               d_in = duration(n_ok, hd->sum), d_inf = duration(n_ok, hc->sum),
                                d_out = duration(n_ok, 0);
   is.success = &d_ok;
   is.fail = &d_fail;
@@ -636,10 +594,8 @@ static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call,
   for (int i = 0; i < hb->n_bounds; i++) {
     uint64_t in_bucket = hb->cumulative[i] - below;
     below = hb->cumulative[i];
-    if (!in_bucket)
-      continue;
-    bs[nb] = (Inference__InferBatchStatistics)
-        INFERENCE__INFER_BATCH_STATISTICS__INIT;
+    if (!in_bucket) continue;
+    bs[nb] = (Inference__InferBatchStatistics)INFERENCE__INFER_BATCH_STATISTICS__INIT;
     bd[nb] = duration(in_bucket, 0);
     bs[nb].batch_size = (uint64_t)hb->bounds[i];
     bs[nb].compute_infer = &bd[nb];
@@ -655,24 +611,21 @@ static void handle_model_statistics(kgrpc_fe *k, pd_kgrpc_call *call,
   ms.inference_stats = &is;
   ms.batch_stats = bsp;
   ms.n_batch_stats = nb;
-  Inference__ModelStatisticsResponse resp =
-      INFERENCE__MODEL_STATISTICS_RESPONSE__INIT;
+  Inference__ModelStatisticsResponse resp = INFERENCE__MODEL_STATISTICS_RESPONSE__INIT;
   resp.model_stats = msp;
   resp.n_model_stats = s ? 1 : 0;
   finish_msg(call, &resp.base);
   inference__model_statistics_request__free_unpacked(rq, NULL);
 }
 
-static void handle_health(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
-                          size_t len) {
+static void handle_health(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg, size_t len) {
   Grpc__Health__V1__HealthCheckRequest *rq =
       grpc__health__v1__health_check_request__unpack(NULL, len, msg);
   if (!rq) {
     bad_request(call, "HealthCheckRequest");
     return;
   }
-  if (rq->service[0] &&
-      strcmp(rq->service, "inference.GRPCInferenceService") != 0) {
+  if (rq->service[0] && strcmp(rq->service, "inference.GRPCInferenceService") != 0) {
     char m[200];
     snprintf(m, sizeof m,
              "unknown service \"%.64s\": ask for \"\" or "
@@ -680,12 +633,9 @@ static void handle_health(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg,
              rq->service);
     pd_kgrpc_finish(call, PD_STATUS_NOT_FOUND, m, NULL, 0);
   } else {
-    Grpc__Health__V1__HealthCheckResponse r =
-        GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    r.status =
-        ready(k)
-            ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-            : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = ready(k) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                        : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     finish_msg(call, &r.base);
   }
   grpc__health__v1__health_check_request__free_unpacked(rq, NULL);
@@ -706,12 +656,10 @@ static void control_done(pd_model_control *mc) {
   if (mc->status != PD_STATUS_OK) {
     pd_kgrpc_finish(c->call, mc->status, mc->message, NULL, 0);
   } else if (c->load) {
-    Inference__RepositoryModelLoadResponse r =
-        INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
+    Inference__RepositoryModelLoadResponse r = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
     finish_msg(c->call, &r.base);
   } else {
-    Inference__RepositoryModelUnloadResponse r =
-        INFERENCE__REPOSITORY_MODEL_UNLOAD_RESPONSE__INIT;
+    Inference__RepositoryModelUnloadResponse r = INFERENCE__REPOSITORY_MODEL_UNLOAD_RESPONSE__INIT;
     finish_msg(c->call, &r.base);
   }
   k->jobs--;
@@ -723,9 +671,8 @@ static void control_done(pd_model_control *mc) {
  * unload, by the daemon (pd_model_control.h); repository_name is not
  * looked at (there is one repository), a load's parameters (Triton's
  * "config", "file:...") are refused. */
-static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call,
-                                      bool load, const uint8_t *msg,
-                                      size_t len) {
+static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call, bool load,
+                                      const uint8_t *msg, size_t len) {
   char name[64] = "", param[64] = "";
   size_t n_params = 0;
   if (load) {
@@ -759,14 +706,12 @@ static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call,
     pd_kgrpc_finish(call, PD_STATUS_INVALID_ARGUMENT, why, NULL, 0);
     return;
   }
-  kgrpc_control *c =
-      k->env.control && !k->draining ? calloc(1, sizeof *c) : NULL;
+  kgrpc_control *c = k->env.control && !k->draining ? calloc(1, sizeof *c) : NULL;
   if (!c) {
-    pd_kgrpc_finish(
-        call, k->draining ? PD_STATUS_UNAVAILABLE : PD_STATUS_UNIMPLEMENTED,
-        k->draining ? "draining: the daemon is shutting down"
-                    : "model control is not available here",
-        NULL, 0);
+    pd_kgrpc_finish(call, k->draining ? PD_STATUS_UNAVAILABLE : PD_STATUS_UNIMPLEMENTED,
+                    k->draining ? "draining: the daemon is shutting down"
+                                : "model control is not available here",
+                    NULL, 0);
     return;
   }
   c->k = k;
@@ -776,8 +721,7 @@ static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call,
   mc->op = load ? PD_REPO_LOAD : PD_REPO_UNLOAD;
   mc->load_or_reload = load;
   snprintf(mc->name, sizeof mc->name, "%s", name);
-  mc->via = load ? "KServe gRPC RepositoryModelLoad"
-                 : "KServe gRPC RepositoryModelUnload";
+  mc->via = load ? "KServe gRPC RepositoryModelLoad" : "KServe gRPC RepositoryModelUnload";
   mc->peer_uid = -1; /* gRPC core does not tell a Unix peer's uid */
   mc->loopback = pd_listener_address_local(k->cfg.kserve_grpc);
   snprintf(mc->peer, sizeof mc->peer, "a client of %.80s", k->cfg.kserve_grpc);
@@ -787,8 +731,8 @@ static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call,
   k->env.control(k->env.control_ctx, mc);
 }
 
-static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg,
-                       size_t len, void *data) {
+static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg, size_t len,
+                       void *data) {
   kgrpc_fe *k = data;
   switch (method) {
   case M_SERVER_LIVE: {
@@ -804,8 +748,7 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg,
     return;
   }
   case M_MODEL_READY: {
-    Inference__ModelReadyRequest *rq =
-        inference__model_ready_request__unpack(NULL, len, msg);
+    Inference__ModelReadyRequest *rq = inference__model_ready_request__unpack(NULL, len, msg);
     if (!rq) {
       bad_request(call, "ModelReadyRequest");
       return;
@@ -817,12 +760,10 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg,
     return;
   }
   case M_SERVER_METADATA: {
-    static char *const ext[] = {
-        (char *)"classification", (char *)"model_configuration",
-        (char *)"statistics", (char *)"binary_tensor_data",
-        (char *)"model_repository"};
-    Inference__ServerMetadataResponse r =
-        INFERENCE__SERVER_METADATA_RESPONSE__INIT;
+    static char *const ext[] = {(char *)"classification", (char *)"model_configuration",
+                                (char *)"statistics", (char *)"binary_tensor_data",
+                                (char *)"model_repository"};
+    Inference__ServerMetadataResponse r = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
     r.name = (char *)"planktond";
     r.version = (char *)PD_VERSION;
     r.extensions = (char **)ext;
@@ -848,8 +789,7 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg,
     return;
   case M_REPOSITORY_INDEX: {
     const pd_repo *repo = pd_pipeline_repo(k->env.pipeline);
-    Inference__RepositoryIndexResponse r =
-        INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
+    Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
     /* every model version, then its frames variant ("M.frames") */
     Inference__RepositoryIndexResponse__ModelIndex mi[2 * PD_REPO_MAX];
     Inference__RepositoryIndexResponse__ModelIndex *mis[2 * PD_REPO_MAX];
@@ -857,13 +797,10 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg,
     for (int i = 0; repo && i < 2 * repo->n; i++) {
       const pd_repo_entry *e = &repo->e[i / 2];
       inference__repository_index_response__model_index__init(&mi[i]);
-      if (i % 2)
-        snprintf(fnames[i / 2], sizeof fnames[0], "%s" PD_KFRAME_SUFFIX,
-                 e->name);
+      if (i % 2) snprintf(fnames[i / 2], sizeof fnames[0], "%s" PD_KFRAME_SUFFIX, e->name);
       mi[i].name = (char *)(i % 2 ? fnames[i / 2] : e->name);
       mi[i].version = (char *)e->version;
-      mi[i].state =
-          (char *)(serving(e->served) && ready(k) ? "READY" : "UNAVAILABLE");
+      mi[i].state = (char *)(serving(e->served) && ready(k) ? "READY" : "UNAVAILABLE");
       mi[i].reason = (char *)e->error;
       mis[i] = &mi[i];
     }
@@ -874,8 +811,7 @@ static void on_request(pd_kgrpc_call *call, int method, const uint8_t *msg,
   }
   case M_REPOSITORY_MODEL_LOAD:
   case M_REPOSITORY_MODEL_UNLOAD:
-    handle_repository_control(k, call, method == M_REPOSITORY_MODEL_LOAD, msg,
-                              len);
+    handle_repository_control(k, call, method == M_REPOSITORY_MODEL_LOAD, msg, len);
     return;
   case M_HEALTH_CHECK:
     handle_health(k, call, msg, len);
@@ -898,8 +834,7 @@ static void on_grpc_gone(void *data) {
 }
 
 static void maybe_empty(kgrpc_fe *k) {
-  if (!k->draining || k->grpc || k->jobs > 0 || !k->on_empty)
-    return;
+  if (!k->draining || k->grpc || k->jobs > 0 || !k->on_empty) return;
   void (*cb)(void *) = k->on_empty;
   k->on_empty = NULL;
   cb(k->on_empty_data);
@@ -908,12 +843,10 @@ static void maybe_empty(kgrpc_fe *k) {
 static void kgrpc_limits(kgrpc_fe *k, const pd_config *c) {
   k->max_crops = c->max_batch;
   k->max_queue_delay_us = c->max_queue_delay_us;
-  k->control_on =
-      c->model_control && pd_listener_address_local(k->cfg.kserve_grpc);
+  k->control_on = c->model_control && pd_listener_address_local(k->cfg.kserve_grpc);
 }
 
-static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds,
-                        bool activated, pd_error *err) {
+static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds, bool activated, pd_error *err) {
   kgrpc_fe *k = (kgrpc_fe *)fe;
   (void)fds;
   (void)activated;
@@ -924,8 +857,7 @@ static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds,
                         "(%d given as kserve-grpc); give the address in "
                         "kserve.grpc_listen instead",
                         n_fds);
-  if (!k->cfg.kserve_grpc[0])
-    return PD_OK;
+  if (!k->cfg.kserve_grpc[0]) return PD_OK;
   pd_kgrpc_options o = {
       .methods = k_methods,
       .n_methods = M_COUNT,
@@ -941,10 +873,8 @@ static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds,
       .data = k,
   };
   int rc = pd_kgrpc_start(k->env.loop, &o, &k->grpc, err);
-  if (rc != PD_OK)
-    return pd_error_prefix(err, "kserve.grpc_listen");
-  pd_logf(k->env.log, PD_LOG_INFO, "KServe gRPC listening on %s",
-          k->cfg.kserve_grpc);
+  if (rc != PD_OK) return pd_error_prefix(err, "kserve.grpc_listen");
+  pd_logf(k->env.log, PD_LOG_INFO, "KServe gRPC listening on %s", k->cfg.kserve_grpc);
   return PD_OK;
 }
 
@@ -957,8 +887,7 @@ static void kgrpc_drain(pd_frontend *fe, void (*on_empty)(void *), void *data) {
   k->draining = true;
   k->on_empty = on_empty;
   k->on_empty_data = data;
-  if (k->grpc)
-    pd_kgrpc_shutdown(k->grpc, on_grpc_gone, k);
+  if (k->grpc) pd_kgrpc_shutdown(k->grpc, on_grpc_gone, k);
   maybe_empty(k);
 }
 
@@ -969,8 +898,7 @@ static int kgrpc_busy(const pd_frontend *fe) {
 
 static void kgrpc_close_all(pd_frontend *fe) {
   kgrpc_fe *k = (kgrpc_fe *)fe;
-  if (k->grpc)
-    pd_kgrpc_cancel_all(k->grpc);
+  if (k->grpc) pd_kgrpc_cancel_all(k->grpc);
 }
 
 static void kgrpc_close(pd_frontend *fe) {
@@ -987,8 +915,7 @@ static void kgrpc_close(pd_frontend *fe) {
   }
   /* what is still open is cut (an exit without a drain, or after its
    * timeout); a finished drain has nothing left and the GOAWAY stays clean */
-  if (pd_kgrpc_calls(k->grpc) > 0)
-    pd_kgrpc_cancel_all(k->grpc);
+  if (pd_kgrpc_calls(k->grpc) > 0) pd_kgrpc_cancel_all(k->grpc);
 }
 
 static const pd_frontend_ops kgrpc_ops = {
@@ -1003,12 +930,10 @@ static const pd_frontend_ops kgrpc_ops = {
     .close = kgrpc_close,
 };
 
-int pd_frontend_kserve_grpc_create(const pd_frontend_env *env,
-                                   const pd_config *cfg, pd_frontend **out,
-                                   pd_error *err) {
+int pd_frontend_kserve_grpc_create(const pd_frontend_env *env, const pd_config *cfg,
+                                   pd_frontend **out, pd_error *err) {
   kgrpc_fe *k = calloc(1, sizeof *k);
-  if (!k)
-    return pd_error_set(err, PD_ENOMEM, "kserve gRPC: out of memory");
+  if (!k) return pd_error_set(err, PD_ENOMEM, "kserve gRPC: out of memory");
   k->fe.ops = &kgrpc_ops;
   k->env = *env;
   k->cfg = *cfg;
