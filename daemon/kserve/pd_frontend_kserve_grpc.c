@@ -157,8 +157,7 @@ static pd_served *model_named(const kgrpc_fe *k, pd_kgrpc_call *call, const char
   return s;
 }
 
-/* Not while a sticky device error has the model out of service (pd_served.h).
- */
+/* Not while a sticky device error has the model out of service (pd_served.h). */
 static bool serving(const pd_served *s) {
   return s && pd_served_device_state(s) != PD_DEVICE_FAILING;
 }
@@ -628,8 +627,7 @@ static void handle_health(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t *msg, 
   if (rq->service[0] && strcmp(rq->service, "inference.GRPCInferenceService") != 0) {
     char m[200];
     snprintf(m, sizeof m,
-             "unknown service \"%.64s\": ask for \"\" or "
-             "inference.GRPCInferenceService",
+             "unknown service \"%.64s\": ask for \"\" or inference.GRPCInferenceService",
              rq->service);
     pd_kgrpc_finish(call, PD_STATUS_NOT_FOUND, m, NULL, 0);
   } else {
@@ -699,8 +697,7 @@ static void handle_repository_control(kgrpc_fe *k, pd_kgrpc_call *call, bool loa
   char why[200];
   if (n_params) {
     snprintf(why, sizeof why,
-             "RepositoryModelLoad parameter '%.60s' is not supported: the "
-             "model loads from its "
+             "RepositoryModelLoad parameter '%.60s' is not supported: the model loads from its "
              "repository folder as it is",
              param);
     pd_kgrpc_finish(call, PD_STATUS_INVALID_ARGUMENT, why, NULL, 0);
@@ -852,10 +849,8 @@ static int kgrpc_listen(pd_frontend *fe, const int *fds, int n_fds, bool activat
   (void)activated;
   if (n_fds > 0)
     return pd_error_set(err, PD_EUNSUPP,
-                        "kserve.grpc_listen: gRPC core cannot adopt an "
-                        "inherited listening socket "
-                        "(%d given as kserve-grpc); give the address in "
-                        "kserve.grpc_listen instead",
+                        "kserve.grpc_listen: gRPC core cannot adopt an inherited listening socket "
+                        "(%d given as kserve-grpc); give the address in kserve.grpc_listen instead",
                         n_fds);
   if (!k->cfg.kserve_grpc[0]) return PD_OK;
   pd_kgrpc_options o = {

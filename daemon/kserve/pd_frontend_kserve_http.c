@@ -29,8 +29,7 @@ typedef struct khttp_fe {
   pd_http_metrics_source metrics;
   long max_crops, max_queue_delay_us;
   bool draining;
-  bool local;      /* every listener reaches this host only
-                      (pd_listener_address_local) */
+  bool local;      /* every listener reaches this host only (pd_listener_address_local) */
   bool control_on; /* model.control, and local */
 } khttp_fe;
 
@@ -74,8 +73,7 @@ static pd_served *model_now(const khttp_fe *k) {
   return pd_pipeline_model(k->env.pipeline);
 }
 
-/* Not while a sticky device error has the model out of service (pd_served.h).
- */
+/* Not while a sticky device error has the model out of service (pd_served.h). */
 static bool serving(const pd_served *s) {
   return s && pd_served_device_state(s) != PD_DEVICE_FAILING;
 }
@@ -100,8 +98,7 @@ static void respond_answer(pd_http_request *hr, int rc, bool binary, char *body,
   } else if (binary) {
     char headers[160];
     snprintf(headers, sizeof headers,
-             "Content-Type: "
-             "application/octet-stream\r\nInference-Header-Content-Length: %zu\r\n",
+             "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %zu\r\n",
              jlen);
     pd_http_respond(hr, 200, headers, body, len, false);
   } else {
@@ -486,8 +483,7 @@ static void repository_control(khttp_fe *k, pd_http_request *r, const char *name
   if (load && json_is_object(params) && json_object_size(params) > 0) {
     char why[200];
     snprintf(why, sizeof why,
-             "load parameter '%.60s' is not supported: the model loads from "
-             "its repository "
+             "load parameter '%.60s' is not supported: the model loads from its repository "
              "folder as it is",
              json_object_iter_key(json_object_iter(params)));
     json_decref(in);
@@ -536,8 +532,7 @@ static void on_repository(pd_http_request *r, void *data) {
   if (!name[0] || (strcmp(slash, "/load") != 0 && strcmp(slash, "/unload") != 0)) {
     char why[300];
     snprintf(why, sizeof why,
-             "no such route '/v2/repository/%.120s': index, models/NAME/load, "
-             "models/NAME/unload",
+             "no such route '/v2/repository/%.120s': index, models/NAME/load, models/NAME/unload",
              path);
     respond_error(r, PD_STATUS_NOT_FOUND, why);
     return;
@@ -701,8 +696,7 @@ static void khttp_close_all(pd_frontend *fe) {
 
 static void khttp_close(pd_frontend *fe) {
   khttp_fe *k = (khttp_fe *)fe;
-  pd_http_close(k->http); /* NULL: nothing to close; it frees once every request
-                             is answered */
+  pd_http_close(k->http); /* NULL: nothing to close; it frees once every request is answered */
   free(k);
 }
 
