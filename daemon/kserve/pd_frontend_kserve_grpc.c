@@ -198,6 +198,7 @@ static void job_done(pd_kjob *job) {
     const pd_model *m = job->served->model;
     uint8_t *buf = NULL;
     size_t len = 0;
+    job->kr.thresholds = m->thresholds;
     int rc =
         pd_kinfer_pack_response(&job->kr, m->name, m->version, j->req->id, job->n_classes,
                                 job->probs, (const char *const *)m->classes, j->stream, &buf, &len);
@@ -531,9 +532,35 @@ static void handle_model_config(kgrpc_fe *k, pd_kgrpc_call *call, const uint8_t 
     instance_group(s, &ig);
     c.instance_group = igs;
     c.n_instance_group = 1;
+    /* the model's thresholds and lineage (models/FORMAT.md): parameters, JSON label -> value */
+    const pd_model *m = s->model;
+    char *maps[2] = {
+        m->thresholds
+            ? pd_kinfer_json_map(m->n_classes, (const char *const *)m->classes, m->thresholds, NULL)
+            : NULL,
+        m->lineage ? pd_kinfer_json_map(m->n_classes, (const char *const *)m->classes, NULL,
+                                        (const char *const *)m->lineage)
+                   : NULL};
+    static const char *const map_keys[2] = {"thresholds", "lineage"};
+    Inference__ModelParameter mp[2] = {INFERENCE__MODEL_PARAMETER__INIT,
+                                       INFERENCE__MODEL_PARAMETER__INIT};
+    Inference__ModelConfig__ParametersEntry pe[2] = {
+        INFERENCE__MODEL_CONFIG__PARAMETERS_ENTRY__INIT,
+        INFERENCE__MODEL_CONFIG__PARAMETERS_ENTRY__INIT};
+    Inference__ModelConfig__ParametersEntry *pes[2];
+    for (int i = 0; i < 2; i++) {
+      if (!maps[i]) continue;
+      mp[i].string_value = maps[i];
+      pe[i].key = (char *)map_keys[i];
+      pe[i].value = &mp[i];
+      pes[c.n_parameters++] = &pe[i];
+    }
+    c.parameters = pes;
     Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
     r.config = &c;
     finish_msg(call, &r.base);
+    free(maps[0]);
+    free(maps[1]);
   }
   inference__model_config_request__free_unpacked(rq, NULL);
 }

@@ -176,6 +176,24 @@ static void model_config(khttp_fe *k, pd_http_request *r, const pd_served *s) {
                                        ? (json_int_t)(s->max_queue_delay_ns / 1000)
                                        : k->max_queue_delay_us));
   json_object_set_new(o, "dynamic_batching", db);
+  /* the model's thresholds and lineage (models/FORMAT.md): parameters, JSON label -> value */
+  const pd_model *m = s->model;
+  char *maps[2] = {m->thresholds ? pd_kinfer_json_map(m->n_classes, (const char *const *)m->classes,
+                                                      m->thresholds, NULL)
+                                 : NULL,
+                   m->lineage ? pd_kinfer_json_map(m->n_classes, (const char *const *)m->classes,
+                                                   NULL, (const char *const *)m->lineage)
+                              : NULL};
+  if (maps[0] || maps[1]) {
+    json_t *params = json_object();
+    if (maps[0])
+      json_object_set_new(params, "thresholds", json_pack("{s:s}", "string_value", maps[0]));
+    if (maps[1])
+      json_object_set_new(params, "lineage", json_pack("{s:s}", "string_value", maps[1]));
+    json_object_set_new(o, "parameters", params);
+  }
+  free(maps[0]);
+  free(maps[1]);
   json_object_set_new(ig, "name", json_string(pd_served_backend_now(s)));
   json_object_set_new(ig, "count", json_integer(1));
   json_object_set_new(
@@ -241,6 +259,7 @@ static void infer_done(pd_kjob *job) {
     int binary = j->rest.binary_output || job->kr.probs_binary;
     char *body = NULL;
     size_t len = 0, jlen = 0;
+    job->kr.thresholds = m->thresholds;
     int rc =
         pd_krest_response(&job->kr, binary, m->name, m->version, j->rest.req.id, job->n_classes,
                           job->probs, (const char *const *)m->classes, &body, &len, &jlen);

@@ -281,6 +281,68 @@ int pd_kinfer_top_k(const float *probs, int n, int k, int *idx) {
   return k;
 }
 
+/* s as a JSON string at *at (room checked by the caller's estimate). */
+static char *json_string_at(char *at, const char *s) {
+  *at++ = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      *at++ = '\\';
+      *at++ = (char)*p;
+    } else if (*p < 0x20) {
+      at += sprintf(at, "\\u%04x", *p);
+    } else {
+      *at++ = (char)*p;
+    }
+  }
+  *at++ = '"';
+  return at;
+}
+
+char *pd_kinfer_json_map(int n, const char *const *keys, const float *numbers,
+                         const char *const *strings) {
+  size_t cap = 3;
+  for (int i = 0; i < n; i++)
+    cap += 6 * strlen(keys[i]) + 4 + (numbers ? 32 : 6 * strlen(strings[i]) + 2);
+  char *s = malloc(cap), *at = s;
+  if (!s) return NULL;
+  *at++ = '{';
+  for (int i = 0; i < n; i++) {
+    if (i) *at++ = ',';
+    at = json_string_at(at, keys[i]);
+    *at++ = ':';
+    if (numbers) { /* the shortest that reads back as the same float */
+      int prec = 6;
+      while (prec < 9 && snprintf(at, 24, "%.*g", prec, (double)numbers[i]) > 0 &&
+             strtof(at, NULL) != numbers[i])
+        prec++;
+      at += sprintf(at, "%.*g", prec, (double)numbers[i]);
+    } else
+      at = json_string_at(at, strings[i]);
+  }
+  *at++ = '}';
+  *at = '\0';
+  return s;
+}
+
+char *pd_kinfer_unclassified(const pd_kinfer_request *rq, int n_classes, const float *probs,
+                             int *oom) {
+  *oom = 0;
+  if (!rq->thresholds || rq->n <= 0) return NULL;
+  char *s = malloc((size_t)rq->n * 2);
+  if (!s) {
+    *oom = 1;
+    return NULL;
+  }
+  for (int i = 0; i < rq->n; i++) {
+    const float *p = probs + (size_t)i * (size_t)n_classes;
+    int top = 0;
+    pd_kinfer_top_k(p, n_classes, 1, &top);
+    s[2 * i] = p[top] < rq->thresholds[top] ? '1' : '0';
+    s[2 * i + 1] = i + 1 < rq->n ? ',' : '\0';
+  }
+  return s;
+}
+
 /* The classification strings of every crop, BYTES-framed (4-byte length,
  * then the string), into a malloc'ed buffer. */
 static int class_strings(const pd_kinfer_request *rq, int n_classes, const float *probs,
@@ -334,14 +396,27 @@ int pd_kinfer_pack_response(const pd_kinfer_request *rq, const char *model, cons
   Inference__InferParameter views = INFERENCE__INFER_PARAMETER__INIT;
   Inference__ModelInferResponse__ParametersEntry views_entry =
       INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
-  Inference__ModelInferResponse__ParametersEntry *params[1] = {&views_entry};
+  Inference__InferParameter uncl = INFERENCE__INFER_PARAMETER__INIT;
+  Inference__ModelInferResponse__ParametersEntry uncl_entry =
+      INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
+  Inference__ModelInferResponse__ParametersEntry *params[2];
+  resp.parameters = params;
   if (rq->views > 0) {
     views.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
     views.int64_param = rq->views;
     views_entry.key = (char *)PD_KINFER_VIEWS_PARAM;
     views_entry.value = &views;
-    resp.n_parameters = 1;
-    resp.parameters = params;
+    params[resp.n_parameters++] = &views_entry;
+  }
+  int oom;
+  char *flags = pd_kinfer_unclassified(rq, n_classes, probs, &oom);
+  if (oom) return ST_RESOURCE_EXHAUSTED;
+  if (flags) {
+    uncl.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+    uncl.string_param = flags;
+    uncl_entry.key = (char *)PD_KINFER_UNCLASSIFIED_PARAM;
+    uncl_entry.value = &uncl;
+    params[resp.n_parameters++] = &uncl_entry;
   }
   uint8_t *strings = NULL;
   if (rq->want_probs) {
@@ -351,7 +426,10 @@ int pd_kinfer_pack_response(const pd_kinfer_request *rq, const char *model, cons
       t.datatype = (char *)"BYTES";
       shape[1] = rq->class_count;
       int rc = class_strings(rq, n_classes, probs, labels, &strings, &raw.len);
-      if (rc) return rc;
+      if (rc) {
+        free(flags);
+        return rc;
+      }
       raw.data = strings;
     } else {
       t.datatype = (char *)"FP32";
@@ -375,6 +453,7 @@ int pd_kinfer_pack_response(const pd_kinfer_request *rq, const char *model, cons
     rc = pd_kpack(&resp.base, out, len);
   }
   free(strings);
+  free(flags);
   return rc;
 }
 

@@ -46,7 +46,27 @@ typedef struct pd_kinfer_request {
    * crop got (fewer than asked under batching.adaptive_tta), reported as
    * the response parameter "tta"; 0: not reported */
   int views;
+  /* set by the caller: the model's thresholds (models/FORMAT.md
+   * "Thresholds"; NULL: none), reported as the answer's parameter
+   * "unclassified" */
+  const float *thresholds;
 } pd_kinfer_request;
+
+/* PD_KINFER_UNCLASSIFIED_PARAM: for a model with thresholds, the answer's
+ * string parameter of one '0' or '1' per crop in input order, comma
+ * separated ("0,1,0"): 1 when the crop's top class is below its threshold
+ * (PROBABILITIES stays the raw scores). */
+#define PD_KINFER_UNCLASSIFIED_PARAM "unclassified"
+/* That string for rq's crops (malloc'ed), or NULL when rq has no
+ * thresholds or memory ran out (*oom then set). */
+char *pd_kinfer_unclassified(const pd_kinfer_request *rq, int n_classes, const float *probs,
+                             int *oom);
+
+/* A JSON object of n entries keys[i] -> numbers[i] (the fewest digits that read back as the same
+ * float) or, with numbers NULL, -> strings[i], malloc'ed (NULL: out of memory): ModelConfig's
+ * parameters "thresholds" and "lineage" (class label -> value). */
+char *pd_kinfer_json_map(int n, const char *const *keys, const float *numbers,
+                         const char *const *strings);
 
 /* PD_KINFER_VIEWS_PARAM: the answer's parameter with the views. */
 #define PD_KINFER_VIEWS_PARAM "tta"

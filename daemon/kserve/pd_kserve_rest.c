@@ -338,9 +338,20 @@ int pd_krest_response(const pd_kinfer_request *rq, int binary, const char *model
   json_object_set_new(root, "model_name", json_string(model ? model : ""));
   json_object_set_new(root, "model_version", json_string(version ? version : ""));
   if (id && *id) json_object_set_new(root, "id", json_string(id));
-  if (rq->views > 0)
-    json_object_set_new(root, "parameters",
-                        json_pack("{s:I}", PD_KINFER_VIEWS_PARAM, (json_int_t)rq->views));
+  int oom;
+  char *uncl = pd_kinfer_unclassified(rq, n_classes, probs, &oom);
+  if (oom) {
+    json_decref(root);
+    return ST_RESOURCE_EXHAUSTED;
+  }
+  if (rq->views > 0 || uncl) {
+    json_t *params = json_object();
+    if (rq->views > 0)
+      json_object_set_new(params, PD_KINFER_VIEWS_PARAM, json_integer((json_int_t)rq->views));
+    if (uncl) json_object_set_new(params, PD_KINFER_UNCLASSIFIED_PARAM, json_string(uncl));
+    json_object_set_new(root, "parameters", params);
+  }
+  free(uncl);
   json_t *outs = json_array();
   uint8_t *bin = NULL;
   size_t bin_len = 0;
