@@ -537,6 +537,7 @@ int pc_client_send_frame(pc_client *c, const pc_client_frame_request *req, pc_cl
   fr.model = (char *)(req->model ? req->model : "");
   fr.image = &img;
   fr.background = req->background ? &bg : NULL;
+  fr.background_id = (char *)(req->background_id ? req->background_id : "");
   fr.segment = &seg;
   fr.top_k = req->top_k;
   fr.full_distribution = req->full_distribution;

@@ -115,12 +115,16 @@ typedef struct pc_client_frame_request {
   const char *model;
   pc_client_image image;
   const pc_client_image *background; /* NULL: estimated from the frame */
-  float threshold;                   /* (0, 1) relative to the background; 0: 0.1 */
-  uint32_t min_area, max_area;       /* pixels; 0: 16 and 4 Mpx */
-  uint32_t padding;                  /* crop margin; 0: 10 */
-  int edge_objects;                  /* 0 default (kept), 1 kept, 2 dropped */
-  uint32_t max_objects;              /* 0: 1000 */
-  int background_method;             /* 0 default, 1 column median, 2 morphological */
+  /* FrameRequest.background_id: with background, the daemon also keeps it
+   * on this connection under this name; without, the frame uses the one
+   * kept (a new connection, e.g. after a reconnect, keeps none). NULL: "" */
+  const char *background_id;
+  float threshold;             /* (0, 1) relative to the background; 0: 0.1 */
+  uint32_t min_area, max_area; /* pixels; 0: 16 and 4 Mpx */
+  uint32_t padding;            /* crop margin; 0: 10 */
+  int edge_objects;            /* 0 default (kept), 1 kept, 2 dropped */
+  uint32_t max_objects;        /* 0: 1000 */
+  int background_method;       /* 0 default, 1 column median, 2 morphological */
   uint32_t top_k;
   bool full_distribution;
   uint32_t tta;

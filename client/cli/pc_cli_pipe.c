@@ -32,6 +32,7 @@ typedef struct pipe_state {
   pc_cli_pipe_counts *counts;
   uint8_t *buf; /* the file being read */
   size_t buf_cap;
+  bool flat_field_sent; /* the frame template's kept background went with a frame */
 } pipe_state;
 
 static double now_ms(void) {
@@ -198,6 +199,10 @@ static int take_one(pipe_state *p, const pc_cli_source *src, pc_cli_error *err) 
   int sr;
   if (o->frame) {
     pc_client_frame_request fr = *o->frame;
+    if (fr.background && fr.background_id && *fr.background_id) { /* once: kept by name */
+      if (p->flat_field_sent) fr.background = NULL;
+      p->flat_field_sent = true;
+    }
     fr.id = seq;
     fr.image.data = p->buf;
     fr.image.len = len;

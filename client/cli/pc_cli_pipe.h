@@ -54,7 +54,9 @@ typedef struct pc_cli_pipe_options {
   /* non-NULL: each file is sent as a FrameRequest with these settings (the
    * id and the image's bytes are the pipe's; the image's format and
    * significant bits are the template's) and results carry the frame
-   * answer; model, top_k, full_distribution and tta above are then unused */
+   * answer; model, top_k, full_distribution and tta above are then unused.
+   * A background with a background_id goes with the first frame only (the
+   * daemon keeps it by name for the others). */
   const pc_client_frame_request *frame;
   void (*on_result)(void *ctx, const pc_cli_result *r);
   void (*before_wait)(

@@ -56,6 +56,8 @@ void pc_cli_segment_usage(const char *prog, FILE *f) {
           "      --bits N            significant bits of 16-bit PNG frames (default 16)\n"
           "      --drop-edge         drop objects touching the frame's edge (default: kept)\n"
           "      --background M      column-median (default; line-scan shadowgraphs) or morph\n"
+          "      --flat-field FILE   the frames' flat field (same size and depth as they are),\n"
+          "                          sent once: the daemon keeps it for the other frames\n"
           "      --max-file-size N   larger files fail without being sent (default 16M-1K)\n"
           "      --progress, --no-progress\n"
           "                          progress line on stderr (default: when stderr is a terminal)\n"
@@ -245,6 +247,7 @@ enum {
   OPT_DROP_EDGE,
   OPT_BITS,
   OPT_BACKGROUND,
+  OPT_FLAT_FIELD,
   OPT_MAX_FILE,
   OPT_PROGRESS,
   OPT_NO_PROGRESS,
@@ -267,6 +270,7 @@ static const struct option k_longs[] = {{"jobs", required_argument, NULL, 'j'},
                                         {"drop-edge", no_argument, NULL, OPT_DROP_EDGE},
                                         {"bits", required_argument, NULL, OPT_BITS},
                                         {"background", required_argument, NULL, OPT_BACKGROUND},
+                                        {"flat-field", required_argument, NULL, OPT_FLAT_FIELD},
                                         {"max-file-size", required_argument, NULL, OPT_MAX_FILE},
                                         {"progress", no_argument, NULL, OPT_PROGRESS},
                                         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -280,7 +284,9 @@ typedef struct seg_opts {
   double threshold, retry_for;
   int progress, background;
   bool drop_edge;
-  const char *model, *output, *crops_dir;
+  const char *model, *output, *crops_dir, *flat_field;
+  uint8_t *flat; /* --flat-field's bytes, read before anything is sent */
+  size_t flat_len;
   uint64_t max_file;
   pc_cli_format format;
 } seg_opts;
@@ -357,6 +363,9 @@ static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o
         rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--background: '%s' is not column-median or morph",
                          optarg);
       break;
+    case OPT_FLAT_FIELD:
+      o->flat_field = optarg;
+      break;
     case OPT_MAX_FILE:
       rc = pc_cli_parse_bytes("--max-file-size", optarg, &o->max_file, err);
       break;
@@ -379,8 +388,57 @@ static int parse_opts(const pc_cli_global *g, int argc, char **argv, seg_opts *o
   return rc;
 }
 
+/* FILE's bytes (malloc'ed), at most max bytes. */
+static int read_flat_field(const char *path, uint64_t max, uint8_t **out, size_t *len,
+                           pc_cli_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--flat-field %s: %s", path, strerror(errno));
+  uint8_t *buf = NULL;
+  size_t n = 0, cap = 0;
+  int rc = PC_CLI_EXIT_OK;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 1 << 16;
+      uint8_t *nb = realloc(buf, cap);
+      if (!nb) {
+        rc = pc_cli_fail(err, PC_CLI_EXIT_FAILED, "--flat-field %s: out of memory", path);
+        break;
+      }
+      buf = nb;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (n > max) {
+      rc =
+          pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--flat-field %s: larger than --max-file-size (%llu)",
+                      path, (unsigned long long)max);
+      break;
+    }
+    if (got == 0) {
+      if (ferror(f)) rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--flat-field %s: read error", path);
+      break;
+    }
+  }
+  fclose(f);
+  if (rc == PC_CLI_EXIT_OK && n == 0)
+    rc = pc_cli_fail(err, PC_CLI_EXIT_USAGE, "--flat-field %s: empty file", path);
+  if (rc != PC_CLI_EXIT_OK) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  *len = n;
+  return PC_CLI_EXIT_OK;
+}
+
 static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_paths, seg_ctx *x,
                pc_client *client, pc_cli_error *err) {
+  uint8_t *flat = o->flat;
+  size_t flat_len = o->flat_len;
+  pc_client_image flat_image = {.format = PC_CLIENT_IMAGE_AUTO,
+                                .data = flat,
+                                .len = flat_len,
+                                .significant_bits = (uint32_t)o->bits};
   pc_client_frame_request rq = {
       .model = o->model,
       .image = {.format = PC_CLIENT_IMAGE_AUTO, .significant_bits = (uint32_t)o->bits},
@@ -393,7 +451,9 @@ static int run(const pc_cli_global *g, const seg_opts *o, char **paths, int n_pa
       .background_method = o->background,
       .top_k = (uint32_t)o->top,
       .tta = (uint32_t)o->tta,
-      .return_crops = o->crops_dir != NULL || o->format == PC_CLI_FORMAT_ECOTAXA};
+      .return_crops = o->crops_dir != NULL || o->format == PC_CLI_FORMAT_ECOTAXA,
+      .background = flat ? &flat_image : NULL,
+      .background_id = flat ? "plankton-client flat field" : NULL};
   bool show = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress == 1;
   pc_cli_progress_init(&x->progress, show, stderr, show ? pc_cli_walk_count(paths, n_paths) : -1);
   pc_cli_walk *walk = NULL;
@@ -444,11 +504,17 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
     fprintf(stderr, "%s: --save-crops %s: %s\n", g->prog, o.crops_dir, strerror(errno));
     return PC_CLI_EXIT_USAGE;
   }
+  if (o.flat_field &&
+      (rc = read_flat_field(o.flat_field, o.max_file, &o.flat, &o.flat_len, &err)) != 0) {
+    fprintf(stderr, "%s: segment: %s\n", g->prog, err.msg);
+    return rc;
+  }
   pc_cli_segeco *eco = NULL;
   if (o.format == PC_CLI_FORMAT_ECOTAXA &&
       (rc = pc_cli_segeco_open(o.output, paths, n_paths, (unsigned)o.top, &eco, &err)) !=
           PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: segment: %s\n", g->prog, err.msg);
+    free(o.flat);
     return rc;
   }
   pc_client *client = NULL;
@@ -460,6 +526,7 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
   if (rc != PC_CLI_EXIT_OK) {
     fprintf(stderr, "%s: %s\n", g->prog, err.msg);
     pc_cli_segeco_free(eco);
+    free(o.flat);
     return rc;
   }
   FILE *out = stdout;
@@ -467,6 +534,7 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
     fprintf(stderr, "%s: --output %s: %s\n", g->prog, o.output, strerror(errno));
     pc_client_close(client);
     pc_cli_segeco_free(eco);
+    free(o.flat);
     return PC_CLI_EXIT_USAGE;
   }
   seg_ctx x = {.prog = g->prog,
@@ -480,6 +548,8 @@ int pc_cli_segment_main(const pc_cli_global *g, int argc, char **argv) {
   else
     header(&x);
   rc = run(g, &o, paths, n_paths, &x, client, &err);
+  free(o.flat);
+  o.flat = NULL;
   int werr = ferror(out) || fflush(out) != 0 ? (errno ? errno : EIO) : 0;
   if (out != stdout && fclose(out) != 0 && !werr) werr = errno ? errno : EIO;
   long total = x.frames_ok + x.frames_failed;

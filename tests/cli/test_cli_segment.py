@@ -12,12 +12,18 @@ PNG, written here with zlib):
   frame given twice fails) and -o named ecotaxa*.tsv;
 - -j 4 (frames in flight) writes -j 1's lines in input order, -u the same
   lines as they come; -j 0 is refused;
+- --flat-field FILE (white on the left half, dark on the right): sent with
+  the first frame only and kept by the daemon, it gives every frame the two
+  left-half ellipses alone (on the right the ellipses are not darker than
+  the flat field), where without it all four are found; an empty or
+  missing FILE is a usage error (2);
 - exit codes as classify's: a file that is not an image fails (1) naming
   it while the other frames are answered, no daemon is 3, no FRAME is 2."""
 import csv
 import io
 import json
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -188,6 +194,27 @@ def main():
                     len(rb.out.splitlines()) == 1 + len(ELLIPSES), "bad frame: %r" % rb)
             ru = h.run_cli(["segment"], socket=d.socket)
             f.check(ru.rc == 2, "no FRAME: %r" % ru)
+            # --flat-field: sent once, kept by the daemon for the other frames
+            flat = os.path.join(tmp, "flat.png")
+            ff = np.full((H, W), 255, np.uint8)
+            ff[:, W // 2:] = 50
+            write_png(flat, ff)
+            copy = os.path.join(tmp, "frame-copy.png")
+            shutil.copy(frame, copy)
+            rf = h.run_cli(["segment", "-f", "csv", "-j", "1", "--flat-field", flat, frame, copy, frame],
+                           socket=d.socket)
+            frows = list(csv.reader(io.StringIO(rf.out)))[1:]
+            left = sorted(b for (cx, _, a, _), b in zip(ELLIPSES, boxes) if cx + a < W // 2)
+            got = sorted((int(o[2]), int(o[3]), int(o[4]), int(o[5])) for o in frows)
+            f.check(rf.rc == 0 and got == sorted(left * 3),
+                    "--flat-field: 3 frames, each the %d left-half ellipses: %r (%r)"
+                    % (len(left), got, rf))
+            empty = os.path.join(tmp, "empty.png")
+            open(empty, "wb").close()
+            for bad_ff, needle in ((empty, "empty"), (os.path.join(tmp, "nope.png"), "nope.png")):
+                rb_ = h.run_cli(["segment", "--flat-field", bad_ff, frame], socket=d.socket)
+                f.check(rb_.rc == 2 and "--flat-field" in rb_.err and needle in rb_.err,
+                        "--flat-field %s: %r" % (needle, rb_))
             sock = d.socket
         rd = h.run_cli(["--timeout", "2", "segment", frame], socket=sock)
         f.check(rd.rc == 3, "no daemon: %r" % rd)
