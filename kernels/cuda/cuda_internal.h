@@ -136,9 +136,9 @@ typedef struct cuda_plan {
   float *host_in[PD_MAX_BRANCHES]; /* pinned staging */
   float *act[2];                   /* ping-pong activations (fp16: half or float tensors) */
   size_t act_floats;
-  float *head_in;      /* max_batch x head_in (fp16: halves) */
-  float *host_probs;   /* pinned, max_batch x n_classes */
-  const float *result; /* where the network leaves the probabilities */
+  float *head_in;       /* max_batch x head_in (fp16: halves) */
+  float *host_probs;    /* pinned, max_batch x n_classes */
+  const float *result;  /* where the network leaves the probabilities */
   int pending_n;        /* the batch in flight (submit .. wait): its images, */
   float *pending_probs; /* where its probabilities go, */
   int pending_injected; /* and an injected run fault that wait reports */
