@@ -38,7 +38,7 @@ static int parse_thresholds(load_ctx *c, const pd_yaml_node *root) {
   int len = pd_yaml_map_len(&n);
   for (int i = 0; i < len; i++) {
     pd_yaml_node v;
-    int k;
+    int k = 0;
     double t;
     PD_TRY(entry_class(c, &n, "thresholds", i, &v, &k));
     PD_TRY(pd_yaml_float(&v, 0.0, 1.0, &t, c->err));
@@ -77,7 +77,7 @@ static int parse_lineage(load_ctx *c, const pd_yaml_node *root) {
   int len = pd_yaml_map_len(&n);
   for (int i = 0; i < len; i++) {
     pd_yaml_node v;
-    int k;
+    int k = 0;
     const char *s;
     PD_TRY(entry_class(c, &n, "lineage", i, &v, &k));
     PD_TRY(pd_yaml_string(&v, PD_MAX_LINEAGE_LEN, &s, c->err));

@@ -59,11 +59,12 @@ int pc_cli_rollup_init(pc_cli_rollup *r, const pc_cli_model *m, const char *leve
                        level, m->name, deepest);
   r->level = (int)v;
   r->n_classes = m->n_classes;
-  r->labels = calloc(m->n_classes, sizeof *r->labels);
-  r->group_of = calloc(m->n_classes, sizeof *r->group_of);
-  r->p = calloc(m->n_classes, sizeof *r->p);
-  r->sum = calloc(m->n_classes, sizeof *r->sum);
-  r->top = calloc(m->n_classes, sizeof *r->top);
+  const size_t n = m->n_classes ? m->n_classes : 1;
+  r->labels = calloc(n, sizeof *r->labels);
+  r->group_of = calloc(n, sizeof *r->group_of);
+  r->p = calloc(n, sizeof *r->p);
+  r->sum = calloc(n, sizeof *r->sum);
+  r->top = calloc(n, sizeof *r->top);
   pc_cli_strmap seen = {0};
   int rc = r->labels && r->group_of && r->p && r->sum && r->top ? 0 : -1;
   for (size_t i = 0; rc == 0 && i < m->n_classes; i++) {
@@ -71,6 +72,7 @@ int pc_cli_rollup_init(pc_cli_rollup *r, const pc_cli_model *m, const char *leve
     long at = (long)r->n_groups;
     int added = g ? pc_cli_strmap_add(&seen, g, at, &at) : -1;
     if (added < 0) {
+      free(g);
       rc = -1;
     } else if (added == 0) {
       free(g);

@@ -337,8 +337,8 @@ char *pd_kinfer_unclassified(const pd_kinfer_request *rq, int n_classes, const f
     const float *p = probs + (size_t)i * (size_t)n_classes;
     int top = 0;
     pd_kinfer_top_k(p, n_classes, 1, &top);
-    s[2 * i] = p[top] < rq->thresholds[top] ? '1' : '0';
-    s[2 * i + 1] = i + 1 < rq->n ? ',' : '\0';
+    s[(size_t)i * 2] = p[top] < rq->thresholds[top] ? '1' : '0';
+    s[(size_t)i * 2 + 1] = i + 1 < rq->n ? ',' : '\0';
   }
   return s;
 }

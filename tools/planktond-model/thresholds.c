@@ -177,6 +177,8 @@ int pdm_cmd_fit_thresholds(int argc, char **argv) {
     return 2;
   }
   fit_ctx f = {.o = &o, .target = target, .n_classes = n_classes};
+  /* an array of pointers: sizeof *f.by_top is meant */
+  // NOLINTNEXTLINE(bugprone-sizeof-expression)
   f.by_top = calloc((size_t)n_classes, sizeof *f.by_top);
   f.n = calloc((size_t)n_classes, sizeof *f.n);
   f.cap = calloc((size_t)n_classes, sizeof *f.cap);
