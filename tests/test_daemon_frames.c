@@ -37,7 +37,10 @@
  *    INVALID_ARGUMENT naming it; a fifth name RESOURCE_EXHAUSTED naming the
  *    four kept; a daemon whose limits.max_receive_bytes has no room for the
  *    flat field beside the request that carries it refuses to keep it,
- *    naming the limit, and serves on. */
+ *    naming the limit, and serves on;
+ *  - metrics: after a frame with 5 objects, a white one, one capped at 2
+ *    objects and a zero-size one, /metrics counts 3 frames OK and 1
+ *    INVALID_ARGUMENT, 7 objects, 3 dropped by the cap, 3 segmentations. */
 #include <png.h>
 #include <pthread.h>
 #include <signal.h>
@@ -816,6 +819,63 @@ static void model_defaults(pd_test_state *st) {
   remove_model(dir);
 }
 
+/* ---- /metrics ---- */
+
+static void metrics(pd_test_state *st) {
+  const char *args[] = {"--metrics", "unix:@DIR@/metrics.sock", NULL};
+  pd_td d;
+  if (!start(st, &d, args)) return;
+  pasted p[N_OBJ];
+  uint8_t *frame = make_frame(p), *white = malloc((size_t)FW * FH);
+  pc_client *c = pd_td_connect(&d, 8);
+  PD_CHECK(st, frame && white && c);
+  if (frame && white && c) {
+    memset(white, 250, (size_t)FW * FH);
+    pc_client_frame_request rqs[4] = {raw8_request(1, frame, FW, FH),
+                                      raw8_request(2, white, FW, FH),
+                                      raw8_request(3, frame, FW, FH), raw8_request(4, frame, 0, 0)};
+    rqs[2].max_objects = 2;
+    rqs[3].image.len = 0;
+    const int want[4] = {PC_CLIENT_STATUS_OK, PC_CLIENT_STATUS_OK, PC_CLIENT_STATUS_OK,
+                         PC_CLIENT_STATUS_INVALID_ARGUMENT};
+    for (int i = 0; i < 4; i++) {
+      pc_client_response *r = NULL;
+      pc_client_error err;
+      PD_CHECK_INT(st, pc_client_frame(c, &rqs[i], &r, &err), PC_CLIENT_OK);
+      PD_CHECK(st, r && r->status == want[i]);
+      pc_client_response_free(r);
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.sock", d.dir);
+    char *m = pd_td_metrics(path);
+    PD_CHECK(st, m != NULL);
+    if (m) {
+      PD_CHECK(st, pd_td_metric(m, "planktond_frame_request_total{status=\"OK\"}") == 3);
+      PD_CHECK(st,
+               pd_td_metric(m, "planktond_frame_request_total{status=\"INVALID_ARGUMENT\"}") == 1);
+      PD_CHECK(st, pd_td_metric(m, "planktond_frame_objects_total") == N_OBJ + 2);
+      PD_CHECK(st, pd_td_metric(m, "planktond_frame_objects_dropped_total{filter=\"cap\"}") ==
+                       N_OBJ - 2);
+      PD_CHECK(st, pd_td_metric(m, "planktond_frame_objects_dropped_total{filter=\"small\"}") == 0);
+      PD_CHECK(st, pd_td_metric(m, "planktond_frame_segment_duration_seconds_count") == 3);
+      PD_CHECK(st, pd_td_metric(m, "planktond_frame_segment_duration_seconds_sum") > 0);
+      printf("metrics: frames OK %g, INVALID_ARGUMENT %g, objects %g, dropped by the cap %g, "
+             "segmentations %g taking %.4f s\n",
+             pd_td_metric(m, "planktond_frame_request_total{status=\"OK\"}"),
+             pd_td_metric(m, "planktond_frame_request_total{status=\"INVALID_ARGUMENT\"}"),
+             pd_td_metric(m, "planktond_frame_objects_total"),
+             pd_td_metric(m, "planktond_frame_objects_dropped_total{filter=\"cap\"}"),
+             pd_td_metric(m, "planktond_frame_segment_duration_seconds_count"),
+             pd_td_metric(m, "planktond_frame_segment_duration_seconds_sum"));
+    }
+    free(m);
+  }
+  pc_client_close(c);
+  free(frame);
+  free(white);
+  stop(st, &d);
+}
+
 /* ---- kept backgrounds, over the raw protocol ---- */
 
 /* One FrameRequest (raw gray8 FW x FH; bg NULL: none) and its answer. */
@@ -954,7 +1014,7 @@ static const pd_test_case k_cases[] = {
     PD_TEST_CASE(objects),         PD_TEST_CASE(gray16),          PD_TEST_CASE(empty),
     PD_TEST_CASE(bad_input),       PD_TEST_CASE(queue_full),      PD_TEST_CASE(concurrent),
     PD_TEST_CASE(cancel_on_close), PD_TEST_CASE(png_16bit),       PD_TEST_CASE(tiff_16bit),
-    PD_TEST_CASE(model_defaults),  PD_TEST_CASE(kept_background),
+    PD_TEST_CASE(model_defaults),  PD_TEST_CASE(kept_background), PD_TEST_CASE(metrics),
 };
 
 PD_TEST_MAIN("daemon_frames", setup, teardown, k_cases)

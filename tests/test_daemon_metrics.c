@@ -270,10 +270,11 @@ static void counts(pd_test_state *st) {
     PD_CHECK(st, !strcmp(s->backend, pd_td_backend()));
     PD_CHECK_INT(st, s->model_loads, 1);
     PD_CHECK(st, s->uptime_seconds > 0 && s->model_loaded_unix > 1600000000);
-    PD_CHECK_INT(st, s->n_histograms, 5);
-    const char *names[] = {"queue_us", "decode_us", "compute_us", "request_us", "batch_size"};
-    const uint64_t counts[] = {40, 40, s->batches, 48, s->batches};
-    for (size_t h = 0; h < s->n_histograms && h < 5; h++) {
+    PD_CHECK_INT(st, s->n_histograms, 6);
+    const char *names[] = {"queue_us",   "decode_us",  "compute_us",
+                           "request_us", "batch_size", "segment_us"};
+    const uint64_t counts[] = {40, 40, s->batches, 48, s->batches, 0}; /* no frame */
+    for (size_t h = 0; h < s->n_histograms && h < 6; h++) {
       PD_CHECK(st, !strcmp(s->histograms[h].name, names[h]));
       PD_CHECK_INT(st, s->histograms[h].count, counts[h]);
       for (size_t b = 1; b < s->histograms[h].n_bounds; b++)

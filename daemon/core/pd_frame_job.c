@@ -30,6 +30,11 @@ static void release_input(pd_frame_job *job) {
 /* The job's done, then the pipeline's hold let go (done may free job). */
 static void job_finish(pd_frame_job *job) {
   pd_pipeline *p = job->pipeline;
+  const pd_segment_stats *ss = &job->seg.stats;
+  const uint64_t dropped[4] = {(uint64_t)ss->dropped_small, (uint64_t)ss->dropped_large,
+                               (uint64_t)ss->dropped_edge, (uint64_t)ss->dropped_cap};
+  pd_stats_frame_done(pd_pipeline_stats(p), job->status, (uint64_t)job->seg.count, dropped,
+                      job->segment_ns ? job->decode_ns + job->segment_ns : 0);
   release_input(job);
   job->done(job);
   pd_pipeline_unhold(p);

@@ -362,6 +362,10 @@ const pd_pipeline_limits *pd_pipeline_limits_now(const pd_pipeline *p) {
   return &p->lim;
 }
 
+pd_stats *pd_pipeline_stats(const pd_pipeline *p) {
+  return p->stats;
+}
+
 void pd_pipeline_hold(pd_pipeline *p) {
   p->in_flight++;
 }

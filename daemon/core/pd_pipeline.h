@@ -79,6 +79,8 @@ pd_batcher_counts pd_pipeline_queue(pd_pipeline *p);
  * flight (so a drain waits for it) until pd_pipeline_unhold. */
 uv_loop_t *pd_pipeline_loop(const pd_pipeline *p);
 const pd_pipeline_limits *pd_pipeline_limits_now(const pd_pipeline *p);
+/* The stats the pipeline records into (for the frame jobs). */
+pd_stats *pd_pipeline_stats(const pd_pipeline *p);
 void pd_pipeline_hold(pd_pipeline *p);
 void pd_pipeline_unhold(pd_pipeline *p);
 

@@ -10,8 +10,8 @@ static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 102
 #define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 const char *pd_hist_name(pd_hist_id h) {
-  static const char *const names[PD_HIST_COUNT] = {"queue_us", "decode_us", "compute_us",
-                                                   "request_us", "batch_size"};
+  static const char *const names[PD_HIST_COUNT] = {"queue_us",   "decode_us",  "compute_us",
+                                                   "request_us", "batch_size", "segment_us"};
   return h >= 0 && h < PD_HIST_COUNT ? names[h] : "?";
 }
 
@@ -42,6 +42,21 @@ void pd_stats_request_done(pd_stats *s, const pd_request *req, uint64_t now_ns) 
     pd_stats_observe(s, PD_HIST_QUEUE, req->queue_ns / 1000);
     pd_stats_observe(s, PD_HIST_DECODE, req->decode_ns / 1000);
   }
+}
+
+void pd_stats_frame_done(pd_stats *s, pd_status status, uint64_t objects, const uint64_t dropped[4],
+                         uint64_t segment_ns) {
+  int code = status >= 0 && status < PD_STATUS_COUNT ? (int)status : 2;
+  atomic_fetch_add_explicit(&s->frames[code], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->frame_objects, objects, memory_order_relaxed);
+  for (int i = 0; i < 4; i++)
+    atomic_fetch_add_explicit(&s->frame_dropped[i], dropped[i], memory_order_relaxed);
+  if (segment_ns) pd_stats_observe(s, PD_HIST_SEGMENT, segment_ns / 1000);
+}
+
+const char *pd_stats_frame_filter(int i) {
+  static const char *const names[4] = {"small", "large", "edge", "cap"};
+  return i >= 0 && i < 4 ? names[i] : "?";
 }
 
 void pd_stats_tick(pd_stats *s, uint64_t now_ns) {
@@ -87,6 +102,11 @@ void pd_stats_report_fill(pd_stats *s, uint64_t now_ns, pd_stats_report *r) {
   r->accept_errors = atomic_load(&s->accept_errors);
   r->connections = atomic_load(&s->connections);
   r->in_flight = atomic_load(&s->in_flight);
+  for (int i = 0; i < PD_STATUS_COUNT; i++)
+    r->frames[i] = atomic_load(&s->frames[i]);
+  r->frame_objects = atomic_load(&s->frame_objects);
+  for (int i = 0; i < 4; i++)
+    r->frame_dropped[i] = atomic_load(&s->frame_dropped[i]);
   for (int h = 0; h < PD_HIST_COUNT; h++) {
     pd_histogram *hg = &s->hist[h];
     pd_hist_report *hr = &r->hist[h];

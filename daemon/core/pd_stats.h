@@ -19,6 +19,7 @@ typedef enum {
   PD_HIST_COMPUTE,   /* us: per batch */
   PD_HIST_REQUEST,   /* us: receipt to answer, every classify request */
   PD_HIST_BATCH,     /* images per batch */
+  PD_HIST_SEGMENT,   /* us: a frame's decode + segmentation (pd_frame_job) */
   PD_HIST_COUNT
 } pd_hist_id;
 
@@ -56,6 +57,9 @@ typedef struct pd_stats {
    * limits.idle_timeout_s; and accepts that failed (out of descriptors) */
   atomic_uint_fast64_t connections_refused, frame_timeouts, idle_timeouts, accept_errors;
   atomic_int_fast64_t connections, in_flight;
+  /* frame requests answered, by status; the objects classified from them;
+   * the objects the filters dropped (pd_stats_frame_filter order) */
+  atomic_uint_fast64_t frames[PD_STATUS_COUNT], frame_objects, frame_dropped[4];
   pd_histogram hist[PD_HIST_COUNT];
   uint64_t start_ns;
   /* images-per-second samples, one per tick (loop thread only) */
@@ -67,6 +71,13 @@ void pd_stats_init(pd_stats *s);
 void pd_stats_observe(pd_stats *s, pd_hist_id h, uint64_t value);
 /* Records one answered classify request (status, and its timings when OK). */
 void pd_stats_request_done(pd_stats *s, const pd_request *req, uint64_t now_ns);
+/* Records one answered frame request: its status, the objects answered,
+ * the four filters' drops (small, large, edge, cap) and, when it was
+ * segmented, its decode + segmentation time. */
+void pd_stats_frame_done(pd_stats *s, pd_status status, uint64_t objects, const uint64_t dropped[4],
+                         uint64_t segment_ns);
+/* The filters in frame_dropped's order: "small", "large", "edge", "cap". */
+const char *pd_stats_frame_filter(int i);
 /* Call about once a second from one thread: samples the image counter. */
 void pd_stats_tick(pd_stats *s, uint64_t now_ns);
 
@@ -98,6 +109,7 @@ typedef struct pd_stats_report {
   uint64_t batches_overlapped;
   uint64_t requests_cancelled;
   uint64_t tta_adaptive_requests, tta_views, tta_reduced;
+  uint64_t frames[PD_STATUS_COUNT], frame_objects, frame_dropped[4];
   int64_t connections, in_flight;
   pd_hist_report hist[PD_HIST_COUNT];
   double images_per_second, uptime_seconds;

@@ -142,6 +142,23 @@ char *pd_metrics_render(const pd_stats_report *r, const pd_process_stats *proc, 
             &r->hist[PD_HIST_BATCH], 1.0);
   gauge(&t, "planktond_inference_pending_requests", "Requests decoded and waiting for the engine.",
         r->queue_depth);
+  head(&t, "planktond_frame_request_total", "counter",
+       "Frame requests answered (any front end), by gRPC status.");
+  for (int c = 0; c < PD_STATUS_COUNT; c++)
+    if (r->frames[c] || c == PD_STATUS_OK)
+      put(&t, "planktond_frame_request_total{status=\"%s\"} %llu\n", pd_status_name(c),
+          (unsigned long long)r->frames[c]);
+  counter(&t, "planktond_frame_objects_total",
+          "Objects of answered frames sent to the model (also in inference_request_total).",
+          (unsigned long long)r->frame_objects);
+  head(&t, "planktond_frame_objects_dropped_total", "counter",
+       "Objects found in frames and dropped, by the filter that dropped them.");
+  for (int i = 0; i < 4; i++)
+    put(&t, "planktond_frame_objects_dropped_total{filter=\"%s\"} %llu\n", pd_stats_frame_filter(i),
+        (unsigned long long)r->frame_dropped[i]);
+  histogram(&t, "planktond_frame_segment_duration_seconds",
+            "A frame's decode and segmentation time (the thread pool).", &r->hist[PD_HIST_SEGMENT],
+            1e-6);
   counter(&t, "planktond_requests_cancelled_total",
           "Classify requests dropped before they were computed: their client closed its "
           "connection (also in request_total{status=\"CANCELLED\"}).",
