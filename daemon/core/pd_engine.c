@@ -146,6 +146,30 @@ static void answer_expired(pd_engine *e, pd_request *expired) {
   }
 }
 
+/* Batch k+1 left the queue while k computed: its requests whose deadline
+ * passed or whose client left meanwhile are answered as the queue would have
+ * answered them (never computed); the rest are gathered again. False when
+ * none is left. */
+static bool drop_expired(pd_engine *e, eng_batch *B) {
+  const uint64_t now = pd_now_ns();
+  pd_request *gone = NULL, **tail = &gone;
+  int k = 0;
+  for (int i = 0; i < B->n; i++) {
+    pd_request *r = B->req[i];
+    if ((r->deadline_ns && now >= r->deadline_ns) || atomic_load(&r->cancelled)) {
+      r->next = NULL;
+      *tail = r;
+      tail = &r->next;
+    } else {
+      B->req[k++] = r;
+    }
+  }
+  if (!gone) return true;
+  answer_expired(e, gone);
+  if (k > 0) prepare(B, k);
+  return k > 0;
+}
+
 /* Two batches in flight: while batch k computes, batch k+1 (if one is
  * ready, else k is waited for and answered at once) is gathered into the
  * free slot; then k is answered and k+1 submitted. */
@@ -169,6 +193,8 @@ static void *engine_main(void *arg) {
     if (cur) {
       if (next->staged) atomic_fetch_add(&e->stats->batches_overlapped, 1);
       finish(e, cur);
+      cur = NULL;
+      if (!drop_expired(e, next)) continue; /* its deadlines passed while k computed */
     }
     start(next);
     cur = next;
