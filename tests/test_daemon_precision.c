@@ -3,7 +3,8 @@
  * written) and real NDSB crops (every 100th row of the val split
  * $PD_PRECISION_SPLIT under $PLANKTON_DATA/train), through a real planktond:
  *  - bf16_parity: --precision bf16 serves; every crop's answer (one view)
- *    has the same top-1 class as --precision fp32's and no probability
+ *    has the same top-1 class as --precision fp32's (or fp32 nearly ties the
+ *    two: within BF16_TOL) and no probability
  *    differs by more than BF16_TOL; the start-up log and /metrics say
  *    precision bf16 and the CPU's features; then `planktond-model
  *    precision-check --write` records parity in a copy and auto picks bf16
@@ -202,16 +203,22 @@ static void bf16_parity(pd_test_state *st) {
   PD_CHECK(st, n[0] > 0 && n[0] == n[1]);
   if (n[0] <= 0 || n[0] != n[1]) return;
   double worst = 0;
-  int same = 0;
+  int same = 0, ties = 0;
   for (int i = 0; i < n_crops; i++) {
-    same += argmax(p[0] + i * n[0], n[0]) == argmax(p[1] + i * n[0], n[0]);
+    const float *a = p[0] + i * n[0], *b = p[1] + i * n[0];
+    const int ta = argmax(a, n[0]), tb = argmax(b, n[0]);
+    same += ta == tb;
+    /* another top-1 only where fp32 itself nearly ties the two classes: the
+     * batches the daemon forms differ from run to run, and so do oneDNN's
+     * bf16 sums a little */
+    ties += ta != tb && fabs((double)a[ta] - a[tb]) <= BF16_TOL;
     for (int k = 0; k < n[0]; k++)
-      worst = fmax(worst, fabs((double)p[0][i * n[0] + k] - p[1][i * n[0] + k]));
+      worst = fmax(worst, fabs((double)a[k] - b[k]));
   }
-  printf("bf16 vs fp32 through the daemon: %d crops, same top-1 on %d, largest |p diff| %.5f "
-         "(tolerance %.2f)\n",
-         n_crops, same, worst, BF16_TOL);
-  PD_CHECK_INT(st, same, n_crops);
+  printf("bf16 vs fp32 through the daemon: %d crops, same top-1 on %d (%d more a near tie in "
+         "fp32), largest |p diff| %.5f (tolerance %.2f)\n",
+         n_crops, same, ties, worst, BF16_TOL);
+  PD_CHECK_INT(st, same + ties, n_crops);
   PD_CHECK(st, worst <= BF16_TOL);
 
   /* The tool records parity in a copy; auto then picks bf16 there. */
