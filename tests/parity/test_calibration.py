@@ -10,7 +10,10 @@ On a random-weight C4 model (tests/models/parity_c4.yaml) and 12 real NDSB crops
 - with --tta 4, the calibrated C answer equals p_tta^(1/T) renormalised, where p_tta is the
   uncalibrated C answer with the same TTA (so the temperature comes after the TTA mean);
 - the C loader refuses a temperature outside 0.05..20 naming the key;
-- calibrate.fit_temperature recovers T from probabilities made with a known temperature.
+- calibrate.fit_temperature recovers T from probabilities made with a known temperature;
+- the Python spec parser (which calibrate.py, evaluate.py and a warm start read) loads the
+  shipped models/ndsb-fast/model.yaml with the daemon's own blocks (precision, lineage, ...)
+  and its temperature.
 Exits 77 (skip) without the NDSB data, 1 on failure.
 """
 
@@ -26,7 +29,7 @@ import torch  # noqa: E402
 
 from test_warp_parity import (ROOT, data_dir_or_skip, make_models, pick_images,  # noqa: E402
                               read_probs, run_tool, tool_path)
-from planktonnet import load_model  # noqa: E402
+from planktonnet import load_model, load_spec  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "train"))
 import calibrate  # noqa: E402
@@ -59,6 +62,12 @@ def main():
     with tempfile.TemporaryDirectory(prefix="pd-calibration-") as tmp:
         plain = make_models(tmp, [("c4", "parity_c4.yaml", "f32", 51)])["c4"]
         hot = with_temperature(plain, os.path.join(tmp, "c4-hot"), T)
+        try:
+            shipped = load_spec(os.path.join(ROOT, "models", "ndsb-fast", "model.yaml"))
+            if not shipped.temperature > 0:
+                failures.append("models/ndsb-fast: temperature %r" % shipped.temperature)
+        except Exception as e:  # noqa: BLE001 (any parse failure is the finding)
+            failures.append("the Python spec parser refuses models/ndsb-fast/model.yaml: %s" % e)
         spec, net = load_model(hot, torch.float64)
         if spec.temperature != T:
             failures.append("the Python spec parser read temperature %r, want %r" % (

@@ -592,9 +592,12 @@ def parse_spec(text: str, filename: str = "<model.yaml>") -> ModelSpec:
     finally:
         loader.dispose()
     root = c.mapping(root, 1, "model")
-    # precision: the engine's bf16 parity record (FORMAT.md "Precision"); nothing to train.
+    # precision (the engine's bf16 parity record), serving (batching), segmentation (the frame
+    # path), thresholds and lineage (the answers' outputs): the daemon's (FORMAT.md), nothing the
+    # network or its training reads; the C loader checks them.
     c.check_keys(root, ("format", "name", "version", "classes", "symmetry", "input", "branches",
-                        "head", "tta", "calibration", "precision"), "model")
+                        "head", "tta", "calibration", "precision", "serving", "segmentation",
+                        "thresholds", "lineage"), "model")
     fmt = c.int_(root, "format", "format", 0, 2**31 - 1, required=True)
     if fmt != 1:
         c.fail(root.key_lines["format"], "format", "%d is not supported (only format 1)" % fmt)
